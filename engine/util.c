@@ -1,0 +1,375 @@
+/* util.c - errors with positions, durations and sizes, clocks, ids, bounded
+ * buffers, logging, aborting allocation. No third-party code; thread-safe. */
+#include "hf_util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void hf_error_set(struct hf_error *err, const char *file, int line, int col,
+		  const char *fmt, ...)
+{
+	if (!err)
+		return;
+	snprintf(err->file, sizeof err->file, "%s", file ? file : "");
+	err->line = line;
+	err->col = col;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+	va_end(ap);
+}
+
+void hf_error_format(const struct hf_error *err, char *out, size_t size)
+{
+	if (err->file[0] && err->line > 0 && err->col > 0)
+		snprintf(out, size, "%s:%d:%d: %s", err->file, err->line,
+			 err->col, err->msg);
+	else if (err->file[0] && err->line > 0)
+		snprintf(out, size, "%s:%d: %s", err->file, err->line,
+			 err->msg);
+	else if (err->file[0])
+		snprintf(out, size, "%s: %s", err->file, err->msg);
+	else
+		snprintf(out, size, "%s", err->msg);
+}
+
+void hf_diags_add(struct hf_diags *d, const char *file, int line, int col,
+		  const char *fmt, ...)
+{
+	if (!d)
+		return;
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 8;
+		d->items = hf_xrealloc(d->items, d->cap * sizeof *d->items);
+	}
+	struct hf_error *e = &d->items[d->n++];
+	snprintf(e->file, sizeof e->file, "%s", file ? file : "");
+	e->line = line;
+	e->col = col;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	va_end(ap);
+}
+
+void hf_diags_release(struct hf_diags *d)
+{
+	if (!d)
+		return;
+	free(d->items);
+	d->items = NULL;
+	d->n = d->cap = 0;
+}
+
+/* Parses a non-negative decimal number with an optional fraction, as in "1.5h".
+ * Returns the number of characters used, 0 when there is no number. */
+static size_t parse_number(const char *s, double *out)
+{
+	size_t i = 0;
+	double v = 0;
+	int digits = 0;
+	while (isdigit((unsigned char)s[i])) {
+		v = v * 10 + (s[i] - '0');
+		i++;
+		digits++;
+		if (v > 1e15)
+			return 0;
+	}
+	if (s[i] == '.') {
+		double scale = 0.1;
+		i++;
+		while (isdigit((unsigned char)s[i])) {
+			v += (s[i] - '0') * scale;
+			scale /= 10;
+			i++;
+			digits++;
+		}
+	}
+	if (!digits)
+		return 0;
+	*out = v;
+	return i;
+}
+
+int hf_parse_duration(const char *s, int64_t *out_ms)
+{
+	static const struct {
+		const char *unit;
+		double ms;
+	} units[] = {
+		{"ms", 1},      {"s", 1000},      {"m", 60000},
+		{"h", 3600000}, {"d", 86400000.0}, {"", 1000},
+	};
+	double v;
+	if (!s)
+		return -1;
+	size_t n = parse_number(s, &v);
+	if (!n)
+		return -1;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcmp(s + n, units[i].unit) == 0) {
+			double ms = v * units[i].ms;
+			if (ms > 1e15)
+				return -1;
+			*out_ms = (int64_t)ms;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int hf_parse_size(const char *s, int64_t *out_bytes)
+{
+	static const struct {
+		const char *unit;
+		double mult;
+	} units[] = {
+		{"", 1},
+		{"B", 1},
+		{"K", 1024.0},
+		{"KiB", 1024.0},
+		{"KB", 1000.0},
+		{"M", 1048576.0},
+		{"MiB", 1048576.0},
+		{"MB", 1e6},
+		{"G", 1073741824.0},
+		{"GiB", 1073741824.0},
+		{"GB", 1e9},
+	};
+	double v;
+	if (!s)
+		return -1;
+	size_t n = parse_number(s, &v);
+	if (!n)
+		return -1;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcmp(s + n, units[i].unit) == 0) {
+			double b = v * units[i].mult;
+			if (b > 1e15)
+				return -1;
+			*out_bytes = (int64_t)b;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int64_t hf_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t hf_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Ids need to be unique, not secret: a per-thread xorshift seeded once from the
+ * kernel is enough and costs nothing per id. */
+static _Thread_local uint64_t id_state;
+
+static uint64_t id_random(void)
+{
+	if (!id_state) {
+		if (getrandom(&id_state, sizeof id_state, 0) != sizeof id_state)
+			id_state = (uint64_t)hf_mono_ms() ^ (uint64_t)pthread_self();
+		id_state |= 1;
+	}
+	id_state ^= id_state << 13;
+	id_state ^= id_state >> 7;
+	id_state ^= id_state << 17;
+	return id_state;
+}
+
+void hf_id_new(char out[HF_ID_SIZE], const char *prefix)
+{
+	uint64_t r = id_random() & 0xffffffffffULL;
+	snprintf(out, HF_ID_SIZE, "%s_%012llx%010llx", prefix,
+		 (unsigned long long)hf_now_ms() & 0xffffffffffffULL,
+		 (unsigned long long)r);
+}
+
+int hf_buf_append(struct hf_buf *b, const void *p, size_t n)
+{
+	if (b->max && b->len + n > b->max)
+		return -1;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		b->data = hf_xrealloc(b->data, cap);
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int hf_buf_printf(struct hf_buf *b, const char *fmt, ...)
+{
+	char small[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(small, sizeof small, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	if ((size_t)n < sizeof small)
+		return hf_buf_append(b, small, (size_t)n);
+	char *big = hf_xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	int rc = hf_buf_append(b, big, (size_t)n);
+	free(big);
+	return rc;
+}
+
+void hf_buf_release(struct hf_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+static void oom(size_t n)
+{
+	fprintf(stderr, "hookflow: out of memory allocating %zu bytes\n", n);
+	abort();
+}
+
+void *hf_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		oom(n);
+	return p;
+}
+
+void *hf_xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p)
+		oom(n * size);
+	return p;
+}
+
+void *hf_xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		oom(n);
+	return q;
+}
+
+char *hf_xstrdup(const char *s)
+{
+	return hf_xstrndup(s, strlen(s));
+}
+
+char *hf_xstrndup(const char *s, size_t n)
+{
+	char *p = hf_xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *hf_xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	char *p = hf_xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+char *hf_read_file(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct hf_buf b = {0};
+	char chunk[65536];
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof chunk);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			close(fd);
+			hf_buf_release(&b);
+			errno = e;
+			return NULL;
+		}
+		if (n == 0)
+			break;
+		hf_buf_append(&b, chunk, (size_t)n);
+	}
+	close(fd);
+	if (!b.data)
+		hf_buf_append(&b, "", 0);
+	if (len)
+		*len = b.len;
+	return b.data;
+}
+
+static atomic_int log_level = HF_LOG_INFO;
+
+void hf_log_set_level(enum hf_log_level level)
+{
+	atomic_store(&log_level, (int)level);
+}
+
+void hf_log(enum hf_log_level level, const char *fmt, ...)
+{
+	if ((int)level < atomic_load(&log_level))
+		return;
+	char line[2048];
+	static const char *names[] = {"debug: ", "", "warning: ", "error: "};
+	int n = snprintf(line, sizeof line, "hookflow: %s", names[level]);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	size_t len = strlen(line);
+	line[len++] = '\n';
+	/* One write(2) per line keeps lines from different threads whole. */
+	ssize_t w = write(STDERR_FILENO, line, len);
+	(void)w;
+}
+
+bool hf_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+	const volatile unsigned char *x = a, *y = b;
+	size_t n = alen > blen ? alen : blen;
+	unsigned char diff = alen != blen;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char cx = i < alen ? x[i] : 0;
+		unsigned char cy = i < blen ? y[i] : 0;
+		diff |= cx ^ cy;
+	}
+	return diff == 0;
+}

@@ -1,0 +1,36 @@
+/* hf_body.h - decoding of inbound bodies: JSON (with a nesting limit, so that
+ * 100k '[' is an error and not a stack overflow) and
+ * application/x-www-form-urlencoded, plus query strings. Pure functions on
+ * untrusted input; each has a fuzz target. */
+#ifndef HF_BODY_H
+#define HF_BODY_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+enum hf_body_kind {
+	HF_BODY_OTHER = 0, /* kept raw only; event.body is nil */
+	HF_BODY_JSON,
+	HF_BODY_FORM,
+};
+
+/* Classifies a Content-Type value ("application/json; charset=utf-8",
+ * "application/vnd.api+json", "application/x-www-form-urlencoded"). NULL is
+ * OTHER. */
+enum hf_body_kind hf_body_kind_of(const char *content_type);
+
+/* Decodes body per kind. On success returns 0 and *out (new reference; NULL for
+ * HF_BODY_OTHER or an empty body). On failure returns -1 and writes a one-line
+ * message (where and what, e.g. "invalid JSON at line 1, column 7: ...") into err. */
+int hf_body_decode(enum hf_body_kind kind, const char *body, size_t len,
+		   json_t **out, char *err, size_t errsize);
+
+/* Parses JSON text with the nesting limit of hf_limits.h. Same contract. */
+int hf_json_parse(const char *text, size_t len, json_t **out, char *err,
+		  size_t errsize);
+
+/* Decodes "a=1&b=x+y&c=%41" into {"a":"1","b":"x y","c":"A"} (a repeated key keeps
+ * the last value; invalid UTF-8 is replaced by U+FFFD). Returns a new object. */
+json_t *hf_form_decode(const char *s, size_t len);
+
+#endif

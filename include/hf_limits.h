@@ -1,0 +1,83 @@
+/* hf_limits.h - every cap hookflow enforces, in one place, each with why it exists.
+ *
+ * Where a flag or a workflow key can change a value, the constant here is its
+ * default. Nothing else in the tree hard-codes a limit. */
+#ifndef HF_LIMITS_H
+#define HF_LIMITS_H
+
+/* --max-body: webhook payloads are small (GitHub caps at 25 MiB, most senders at
+ * 1 MiB or less); refusing larger bodies while reading keeps one client from
+ * filling memory. */
+#define HF_DEFAULT_MAX_BODY (1024 * 1024)
+
+/* Request headers: libmicrohttpd keeps headers in a per-connection memory pool;
+ * 64 KiB holds any real sender's headers and bounds what a hostile one can make
+ * us keep. */
+#define HF_CONNECTION_MEMORY (64 * 1024)
+
+/* Connections: each costs a pool and a socket; past this the listener refuses. */
+#define HF_MAX_CONNECTIONS 4096
+
+/* A connection idle this long (slowloris, half-open peers) is closed. */
+#define HF_CONNECTION_TIMEOUT_S 30
+
+/* JSON nesting: jansson parses recursively; this depth is far beyond any real
+ * payload and far below what would exhaust a thread's stack. */
+#define HF_JSON_MAX_DEPTH 512
+
+/* Lua memory per step (contract: default 64 MiB). */
+#define HF_LUA_MEMORY (64 * 1024 * 1024)
+
+/* The count hook fires every this many VM instructions to check the deadline: a
+ * small number makes timeouts exact, a large one makes steps cheap. 10k
+ * instructions take ~50 µs. */
+#define HF_LUA_HOOK_INSTRUCTIONS 10000
+
+/* Workflow-level expressions (`if:`, `dedupe:`, `concurrency.key`) run at ingest,
+ * before the answer: they must be pure and quick. */
+#define HF_EXPR_MAX_INSTRUCTIONS 1000000
+#define HF_EXPR_MEMORY (8 * 1024 * 1024)
+
+/* Step and run timeouts (contract defaults). */
+#define HF_STEP_TIMEOUT_MS (30 * 1000)
+#define HF_RUN_TIMEOUT_MS (15 * 60 * 1000)
+#define HF_SYNC_RESPOND_TIMEOUT_MS (10 * 1000)
+
+/* Step retries: backoff doubles from `backoff` up to `max_backoff`. */
+#define HF_RETRY_BACKOFF_MS 1000
+#define HF_RETRY_MAX_BACKOFF_MS (60 * 1000)
+#define HF_RETRY_MAX_ATTEMPTS 100
+
+/* Logs kept per step: a runaway loop of log.info must not fill the database. */
+#define HF_STEP_MAX_LOGS 1000
+#define HF_LOG_LINE_MAX 4096
+
+/* A step's output is stored as JSON in the run record; larger outputs belong in
+ * the data database. */
+#define HF_STEP_OUTPUT_MAX (1024 * 1024)
+
+/* Group commit: the writer takes at most this many waiting writes into one
+ * transaction, so a commit's latency stays bounded under load. */
+#define HF_WRITER_BATCH 512
+
+/* Queued runs held in memory before ingest answers 503 (--max-queue). */
+#define HF_MAX_QUEUE 100000
+
+/* Graceful shutdown waits this long for running steps (--drain-timeout). */
+#define HF_DRAIN_TIMEOUT_MS (30 * 1000)
+
+/* Busy timeout on the data database, which several workers write. */
+#define HF_DATA_BUSY_TIMEOUT_MS 5000
+
+/* Workflows: a directory scan loads at most this many files; a file this big. */
+#define HF_MAX_WORKFLOWS 4096
+#define HF_MAX_WORKFLOW_FILE (1024 * 1024)
+#define HF_MAX_STEPS 256
+
+/* Timestamped signature schemes accept this much clock skew by default. */
+#define HF_VERIFY_TOLERANCE_MS (5 * 60 * 1000)
+
+/* Retention of dedupe keys: a sender's retries come within a day or three. */
+#define HF_DEDUPE_RETAIN_MS (7LL * 24 * 3600 * 1000)
+
+#endif

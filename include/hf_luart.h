@@ -1,0 +1,99 @@
+/* hf_luart.h - the Lua 5.4 runtime: one sandboxed lua_State per thread, the
+ * globals of the contract (event, steps, args, run, env, json, log, crypto, db,
+ * http, webhook, require), memory and time limits, and the conversion between
+ * JSON values (jansson) and Lua values.
+ *
+ * A runtime belongs to one thread for its lifetime. Chunks are compiled once per
+ * runtime and cached by (workflow version, chunk name). Each step runs in a fresh
+ * environment table whose __index is the read-only sandbox, so nothing a step does
+ * to its globals reaches the next step. */
+#ifndef HF_LUART_H
+#define HF_LUART_H
+
+#include "hf_util.h"
+#include "hf_workflow.h"
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct hf_luart;
+
+struct hf_luart_config {
+	const char *scripts_dir; /* for require(); NULL = require unavailable */
+	const char *data_path;   /* --data database for db.*; NULL = db unavailable */
+	bool data_sync_full;     /* PRAGMA synchronous=FULL on the data database */
+	size_t memory_limit;     /* bytes per step; 0 = HF_LUA_MEMORY */
+	/* An expression-only runtime (ingest-time `if:`/`dedupe:`/`concurrency`) has
+	 * no db, http, webhook, log or require, and a tight instruction budget. */
+	bool expr_only;
+};
+
+/* Returns a runtime, or NULL with err set (data database cannot be opened). */
+struct hf_luart *hf_luart_create(const struct hf_luart_config *cfg,
+				 struct hf_error *err);
+void hf_luart_destroy(struct hf_luart *rt); /* accepts NULL */
+
+/* What one step execution sees. Nothing here is taken over by the runtime. */
+struct hf_step_ctx {
+	const struct hf_workflow *wf;
+	size_t step; /* index into wf->steps */
+	/* {"id","method","path","query":{},"headers":{},"body":…,"raw":"…",
+	 *  "received_at":…}: becomes the `event` global. */
+	json_t *event;
+	json_t *steps; /* {"step_id": output} of earlier steps; skipped ones absent */
+	const char *run_id;
+	int attempt; /* 1 for the first try of this step; `run.attempt` */
+	int64_t timeout_ms; /* the step's budget (already capped by the run's) */
+};
+
+enum hf_step_status {
+	HF_STEP_SUCCEEDED = 0,
+	HF_STEP_FAILED = 1,
+	HF_STEP_SKIPPED = 2,
+};
+const char *hf_step_status_name(enum hf_step_status s);
+
+/* Deliveries that webhook.emit() queued during the step: committed with the step's
+ * result, discarded when the step fails. */
+struct hf_emit {
+	char id[HF_ID_SIZE];
+	char *url;
+	char *payload;  /* JSON text or the raw string given */
+	json_t *headers; /* object of extra headers, may be NULL */
+	char *secret;   /* NULL when unsigned */
+	int attempts;   /* total attempts allowed */
+	int64_t backoff_ms;
+};
+
+struct hf_step_result {
+	enum hf_step_status status;
+	json_t *output; /* never NULL: json_null() for nil */
+	char *error;    /* with traceback; NULL on success */
+	json_t *logs;   /* array of {"level","message","at"} */
+	struct hf_emit *emits;
+	size_t nemits;
+	/* For respond: sync: the output was a table {status=,headers=,body=}. */
+	int64_t started_at; /* wall ms */
+	int64_t finished_at;
+};
+void hf_step_result_release(struct hf_step_result *res);
+void hf_emit_release(struct hf_emit *e);
+
+/* Runs step ctx->step: evaluates its `if:` (SKIPPED when false), builds `args`
+ * from `with:`, runs the code under the memory and time limits, and converts the
+ * return value to JSON (a non-JSON-shaped value fails the step with a message
+ * saying where). Always fills res; returns 0, or -1 only on internal errors. */
+int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
+		      struct hf_step_result *res);
+
+/* Evaluates a workflow-level expression against an event. cache_key names the
+ * compiled chunk (e.g. "VERSION:if"). On success returns 0 and *value (owned by
+ * the caller; json_null() for nil). On error returns -1 and *err (malloc'd). */
+int hf_luart_eval(struct hf_luart *rt, const char *cache_key,
+		  const struct hf_expr *e, json_t *event, json_t **value,
+		  char **err);
+
+/* True when the Lua value of an `if:` result counts as true (not nil/false/null). */
+bool hf_json_truthy(const json_t *v);
+
+#endif

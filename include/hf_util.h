@@ -1,0 +1,91 @@
+/* hf_util.h - small shared helpers: errors with positions, durations and sizes,
+ * clocks, ids, bounded buffers, logging and allocation that aborts on OOM.
+ *
+ * Everything here is thread-safe and free of third-party headers, so every module
+ * may include it. */
+#ifndef HF_UTIL_H
+#define HF_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A problem found in a file, reported as FILE:LINE:COL: MSG. line/col are 1-based,
+ * 0 when unknown. */
+struct hf_error {
+	char file[512];
+	int line;
+	int col;
+	char msg[1024];
+};
+
+/* A growable list of errors, for `check`, which reports every problem it finds. */
+struct hf_diags {
+	struct hf_error *items;
+	size_t n;
+	size_t cap;
+};
+
+void hf_error_set(struct hf_error *err, const char *file, int line, int col,
+		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Formats err as "FILE:LINE:COL: MSG" (parts omitted when unknown) into out. */
+void hf_error_format(const struct hf_error *err, char *out, size_t size);
+
+void hf_diags_add(struct hf_diags *d, const char *file, int line, int col,
+		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void hf_diags_release(struct hf_diags *d);
+
+/* Parses "500ms", "30s", "2m", "1h", "7d" (a bare number is seconds) into
+ * milliseconds. Returns 0, or -1 when s is not a duration (out untouched). */
+int hf_parse_duration(const char *s, int64_t *out_ms);
+/* Parses "512", "64KiB", "1MiB", "1GiB" (also KB/MB/GB as powers of 1000 and
+ * K/M/G as powers of 1024) into bytes. Returns 0 or -1. */
+int hf_parse_size(const char *s, int64_t *out_bytes);
+
+int64_t hf_now_ms(void);  /* wall clock, ms since the epoch */
+int64_t hf_mono_ms(void); /* monotonic clock, ms */
+
+/* Ids are a prefix, 12 hex digits of milliseconds and 10 random hex digits, so that
+ * they sort by creation time: "ev_0193a1b2c3d4_9f8e7d6c5b". */
+#define HF_ID_SIZE 32
+void hf_id_new(char out[HF_ID_SIZE], const char *prefix);
+
+/* A buffer that refuses to grow past max (0 = no limit). */
+struct hf_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	size_t max;
+};
+/* Appends n bytes and keeps data NUL-terminated. Returns 0, or -1 past max (the
+ * buffer is left as it was). */
+int hf_buf_append(struct hf_buf *b, const void *p, size_t n);
+int hf_buf_printf(struct hf_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void hf_buf_release(struct hf_buf *b);
+
+/* Allocation that aborts the process when memory is exhausted, as Redis does:
+ * there is no sensible recovery from a failed small allocation. */
+void *hf_xmalloc(size_t n);
+void *hf_xcalloc(size_t n, size_t size);
+void *hf_xrealloc(void *p, size_t n);
+char *hf_xstrdup(const char *s);
+char *hf_xstrndup(const char *s, size_t n);
+char *hf_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads a whole file. Returns a NUL-terminated buffer (caller frees) or NULL with
+ * errno set. */
+char *hf_read_file(const char *path, size_t *len);
+
+enum hf_log_level { HF_LOG_DEBUG, HF_LOG_INFO, HF_LOG_WARN, HF_LOG_ERROR };
+/* One line to stderr: "hookflow: MSG". Thread-safe. */
+void hf_log(enum hf_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void hf_log_set_level(enum hf_log_level level);
+
+/* Constant-time comparison of two byte strings of possibly different lengths.
+ * Returns true when equal. */
+bool hf_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+#endif

@@ -1,0 +1,139 @@
+/* hf_workflow.h - the workflow model: YAML files turned into immutable, validated
+ * structures, with every problem reported as FILE:LINE:COL.
+ *
+ * A loaded workflow never changes. Reloading builds a new one; runs hold a
+ * reference to the version they started with (hf_workflow_ref/unref are atomic).
+ * Lua code is syntax-checked at load but compiled for execution by each Lua state
+ * (hf_luart), keyed by (workflow version, chunk). */
+#ifndef HF_WORKFLOW_H
+#define HF_WORKFLOW_H
+
+#include "hf_util.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum hf_method {
+	HF_METHOD_GET = 1 << 0,
+	HF_METHOD_POST = 1 << 1,
+	HF_METHOD_PUT = 1 << 2,
+	HF_METHOD_PATCH = 1 << 3,
+	HF_METHOD_DELETE = 1 << 4,
+	HF_METHOD_HEAD = 1 << 5,
+	HF_METHOD_OPTIONS = 1 << 6,
+};
+/* "POST" -> HF_METHOD_POST, 0 when unknown. Case-sensitive, as HTTP is. */
+unsigned hf_method_from_name(const char *name);
+/* Writes "GET, POST" for a mask into out. */
+void hf_methods_format(unsigned mask, char *out, size_t size);
+
+enum hf_verify_scheme {
+	HF_VERIFY_NONE = 0,
+	HF_VERIFY_HMAC_SHA256,
+	HF_VERIFY_GITHUB,
+	HF_VERIFY_STRIPE,
+	HF_VERIFY_SLACK,
+	HF_VERIFY_SHOPIFY,
+	HF_VERIFY_STANDARD, /* standard-webhooks */
+};
+const char *hf_verify_scheme_name(enum hf_verify_scheme s);
+
+struct hf_verify_conf {
+	enum hf_verify_scheme scheme;
+	char **secrets; /* ${NAME} already expanded; never logged or shown */
+	size_t nsecrets;
+	char *header;         /* hmac-sha256 only; lower-case; NULL otherwise */
+	int64_t tolerance_ms; /* timestamped schemes */
+};
+
+/* A Lua expression from the YAML (`if:`, `dedupe:`, `concurrency.key`, `${{ }}`).
+ * chunk is "return (SRC)" preceded by newlines so that Lua's line numbers are the
+ * YAML file's. */
+struct hf_expr {
+	char *src;
+	char *chunk;
+	int line;
+	int col;
+};
+
+struct hf_step {
+	char *id;
+	/* Lua source of the step: the inline `run:` text or the script file's
+	 * contents, padded with leading newlines for inline code so that Lua reports
+	 * YAML line numbers. */
+	char *code;
+	/* Chunk name as Lua wants it ("=workflows/x.yml" or "=scripts/a.lua"), so
+	 * errors read "workflows/x.yml:12: ...". */
+	char *code_name;
+	char *script; /* the `script:` name, NULL for inline code */
+	struct hf_expr *if_expr; /* NULL when absent */
+	/* `with:` as a Lua chunk returning the args table, with `${{ EXPR }}` strings
+	 * turned into the expressions; NULL when absent (args = {}). */
+	char *with_chunk;
+	int retry_attempts; /* total attempts, 1 = no retry */
+	int64_t retry_backoff_ms;
+	int64_t retry_max_backoff_ms;
+	int64_t timeout_ms;
+	bool continue_on_error;
+	int line; /* where the step starts in the YAML file */
+};
+
+struct hf_workflow {
+	char *name;
+	char *description; /* NULL when absent */
+	char *file;        /* path as given to the loader */
+	char *version;     /* hex SHA-256 of the YAML and the scripts it names */
+	char *path;        /* webhook path, starts with '/' */
+	unsigned methods;  /* mask of enum hf_method; default POST */
+	struct hf_verify_conf verify;
+	struct hf_expr *dedupe; /* NULL: default per scheme, or none */
+	bool respond_sync;
+	int64_t respond_timeout_ms;
+	struct hf_expr *if_expr; /* NULL when absent */
+	int64_t timeout_ms;
+	struct hf_expr *concurrency_key; /* NULL when absent */
+	int concurrency_max;
+	struct hf_step *steps;
+	size_t nsteps;
+	int refs; /* atomic */
+};
+
+/* Loads and validates one file. Script files named by `script:` are read from
+ * scripts_dir. On success returns a workflow with one reference. On failure returns
+ * NULL and appends every problem found to diags. */
+struct hf_workflow *hf_workflow_load(const char *file, const char *scripts_dir,
+				     struct hf_diags *diags);
+/* The same, from a buffer (file is used for messages only). */
+struct hf_workflow *hf_workflow_parse(const char *file, const char *text,
+				      size_t len, const char *scripts_dir,
+				      struct hf_diags *diags);
+struct hf_workflow *hf_workflow_ref(struct hf_workflow *wf);
+void hf_workflow_unref(struct hf_workflow *wf); /* accepts NULL */
+/* Index of the step with that id, or -1. */
+int hf_workflow_step_index(const struct hf_workflow *wf, const char *id);
+
+/* A set of workflows loaded from a directory: names unique, paths checked. */
+struct hf_workflow_set {
+	struct hf_workflow **items;
+	size_t n;
+	int refs; /* atomic */
+};
+
+/* Loads every *.yml / *.yaml in dir (sorted by name). Invalid files are reported
+ * in diags and left out; when prev is given, the previous version of a workflow
+ * whose file is now invalid stays in the set. Duplicate names across files are
+ * an error for the later file. Returns a set with one reference (possibly empty),
+ * or NULL when dir cannot be read. */
+struct hf_workflow_set *hf_workflow_set_load(const char *dir,
+					     const char *scripts_dir,
+					     const struct hf_workflow_set *prev,
+					     struct hf_diags *diags);
+struct hf_workflow_set *hf_workflow_set_ref(struct hf_workflow_set *set);
+void hf_workflow_set_unref(struct hf_workflow_set *set); /* accepts NULL */
+struct hf_workflow *hf_workflow_set_find(const struct hf_workflow_set *set,
+					 const char *name);
+
+/* Reserved paths a workflow may not declare (/api..., /healthz, /metrics, /ui...). */
+bool hf_path_is_reserved(const char *path);
+
+#endif
