@@ -178,6 +178,15 @@ int64_t hf_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void hf_time_iso(int64_t ms, char out[32])
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
+}
+
 /* Ids need to be unique, not secret: a per-thread xorshift seeded once from the
  * kernel is enough and costs nothing per id. */
 static _Thread_local uint64_t id_state;
@@ -198,7 +207,7 @@ static uint64_t id_random(void)
 void hf_id_new(char out[HF_ID_SIZE], const char *prefix)
 {
 	uint64_t r = id_random() & 0xffffffffffULL;
-	snprintf(out, HF_ID_SIZE, "%s_%012llx%010llx", prefix,
+	snprintf(out, HF_ID_SIZE, "%s_%012llx_%010llx", prefix,
 		 (unsigned long long)hf_now_ms() & 0xffffffffffffULL,
 		 (unsigned long long)r);
 }

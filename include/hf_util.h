@@ -45,6 +45,8 @@ int hf_parse_size(const char *s, int64_t *out_bytes);
 
 int64_t hf_now_ms(void);  /* wall clock, ms since the epoch */
 int64_t hf_mono_ms(void); /* monotonic clock, ms */
+/* Formats wall ms as "2026-11-26T23:21:42.123Z". */
+void hf_time_iso(int64_t ms, char out[32]);
 
 /* Ids are a prefix, 12 hex digits of milliseconds and 10 random hex digits, so that
  * they sort by creation time: "ev_0193a1b2c3d4_9f8e7d6c5b". */

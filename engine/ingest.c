@@ -1,0 +1,712 @@
+/* ingest.c - the libmicrohttpd daemon (see hf_ingest.h).
+ *
+ * A webhook request goes through three calls of the access handler: the first
+ * routes it (404, 405, 413 by Content-Length, 503 when draining or full), the
+ * middle ones append the body (refusing past --max-body while reading), the last
+ * verifies, dispatches and submits the event to the writer, then suspends the
+ * connection. The writer's done() fills in the answer and resumes it; the handler
+ * is called once more and queues the answer. So an HTTP thread never waits for a
+ * commit, and a 2xx always follows the commit.
+ *
+ * Threading: MHD's internal thread pool with epoll. The writer thread and the
+ * scheduler thread touch a request only through resume. */
+#include "hf_ingest.h"
+#include "hf_api.h"
+#include "hf_body.h"
+#include "hf_limits.h"
+#include "hf_metrics.h"
+#include "hf_verify.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define MAX_MATCH 64
+
+struct hf_sync_waiter {
+	pthread_mutex_t lock;
+	int refs; /* the run's and the timer's */
+	bool answered;
+	struct req *req;
+	struct hf_ingest *in;
+	struct hf_sync_waiter *prev, *next; /* live waiters, for shutdown */
+};
+
+enum req_state { READING, WAITING, ANSWERING };
+
+struct req {
+	enum req_state state;
+	struct hf_ingest *in;
+	struct MHD_Connection *conn;
+	bool ops; /* a reserved path */
+	bool too_large;
+	bool answered_early;
+	struct hf_snapshot *snap;
+	struct hf_workflow *wfs[MAX_MATCH];
+	size_t nwfs;
+	struct hf_buf body;
+	struct hf_answer ans;
+
+	/* while WAITING */
+	struct hf_write w;
+	struct hf_event *ev;
+	struct hf_run *runs[MAX_MATCH];
+	bool dropped[MAX_MATCH];
+	struct hf_sync_waiter *waiter;
+	char sync_run_id[HF_ID_SIZE];
+};
+
+struct hf_ingest {
+	struct hf_server *srv;
+	struct MHD_Daemon *mhd;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int waiting; /* requests suspended on a commit or a sync run */
+	struct hf_sync_waiter *waiters;
+};
+
+/* --- answers --- */
+
+void hf_answer_json(struct hf_answer *a, int status, json_t *v)
+{
+	free(a->body);
+	a->status = status;
+	a->body = json_dumps(v, JSON_COMPACT);
+	a->len = a->body ? strlen(a->body) : 0;
+	a->ctype = "application/json";
+	json_decref(v);
+}
+
+void hf_answer_error(struct hf_answer *a, int status, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	hf_answer_json(a, status, json_pack("{s:s}", "error", msg));
+}
+
+void hf_answer_release(struct hf_answer *a)
+{
+	free(a->body);
+	json_decref(a->headers);
+	memset(a, 0, sizeof *a);
+}
+
+static enum MHD_Result send_answer(struct MHD_Connection *c,
+				   struct hf_answer *a)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+		a->len, a->body ? a->body : (void *)"",
+		a->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	a->body = NULL;
+	if (!resp)
+		return MHD_NO;
+	if (a->ctype)
+		MHD_add_response_header(resp, "Content-Type", a->ctype);
+	if (a->allow[0])
+		MHD_add_response_header(resp, "Allow", a->allow);
+	if (a->retry_after) {
+		char v[16];
+		snprintf(v, sizeof v, "%d", a->retry_after);
+		MHD_add_response_header(resp, "Retry-After", v);
+	}
+	const char *name;
+	json_t *val;
+	json_object_foreach(a->headers, name, val)
+	{
+		if (json_is_string(val))
+			MHD_add_response_header(resp, name,
+						json_string_value(val));
+	}
+	enum MHD_Result rc = MHD_queue_response(c, (unsigned)a->status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+/* --- request helpers --- */
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
+				      const char *key, const char *value)
+{
+	json_t *obj = cls;
+	char name[256];
+	size_t i = 0;
+	for (; key[i] && i + 1 < sizeof name; i++)
+		name[i] = (char)tolower((unsigned char)key[i]);
+	name[i] = '\0';
+	json_t *v = json_string(value ? value : "");
+	if (!v) /* not UTF-8: keep what can be kept */
+		v = json_string("");
+	json_t *prev = json_object_get(obj, name);
+	if (prev && json_is_string(prev)) {
+		char *joined = hf_xasprintf("%s, %s", json_string_value(prev),
+					    json_string_value(v));
+		json_decref(v);
+		v = json_string(joined);
+		free(joined);
+		if (!v)
+			return MHD_YES;
+	}
+	json_object_set_new(obj, name, v);
+	return MHD_YES;
+}
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind,
+				   const char *key, const char *value)
+{
+	json_t *v = json_string(value ? value : "");
+	if (v)
+		json_object_set_new(cls, key, v);
+	return MHD_YES;
+}
+
+static const char *header_get(void *ctx, const char *name)
+{
+	return json_string_value(json_object_get(ctx, name));
+}
+
+static const char *arg_get(void *ctx, const char *name)
+{
+	return MHD_lookup_connection_value(ctx, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static void req_free(struct req *r)
+{
+	if (!r)
+		return;
+	hf_snapshot_unref(r->snap);
+	hf_buf_release(&r->body);
+	hf_answer_release(&r->ans);
+	hf_event_unref(r->ev);
+	free(r);
+}
+
+/* --- the commit's answer (writer thread) --- */
+
+static void resume(struct req *r)
+{
+	struct hf_ingest *in = r->in;
+	r->state = ANSWERING;
+	MHD_resume_connection(r->conn);
+	pthread_mutex_lock(&in->lock);
+	in->waiting--;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
+}
+
+static void waiter_unref(struct hf_sync_waiter *wt)
+{
+	pthread_mutex_lock(&wt->lock);
+	int left = --wt->refs;
+	pthread_mutex_unlock(&wt->lock);
+	if (left)
+		return;
+	pthread_mutex_destroy(&wt->lock);
+	free(wt);
+}
+
+/* Answers a sync waiter once; returns false when it was answered already. */
+static bool waiter_claim(struct hf_sync_waiter *wt)
+{
+	pthread_mutex_lock(&wt->lock);
+	bool mine = !wt->answered;
+	wt->answered = true;
+	pthread_mutex_unlock(&wt->lock);
+	if (mine) {
+		struct hf_ingest *in = wt->in;
+		pthread_mutex_lock(&in->lock);
+		if (wt->prev)
+			wt->prev->next = wt->next;
+		else
+			in->waiters = wt->next;
+		if (wt->next)
+			wt->next->prev = wt->prev;
+		pthread_mutex_unlock(&in->lock);
+	}
+	return mine;
+}
+
+static void sync_timeout(void *arg)
+{
+	struct hf_sync_waiter *wt = arg;
+	if (waiter_claim(wt)) {
+		struct req *r = wt->req;
+		/* The run goes on: answer as an async workflow would, and say
+		 * that the wait timed out. */
+		hf_answer_json(&r->ans, 202,
+			       json_pack("{s:s,s:[s],s:b}", "event", r->ev->id,
+					 "runs", r->sync_run_id, "timeout", 1));
+		resume(r);
+	}
+	waiter_unref(wt);
+}
+
+void hf_ingest_sync_finish(struct hf_sync_waiter *wt, const struct hf_run *run)
+{
+	if (waiter_claim(wt)) {
+		struct req *r = wt->req;
+		json_t *out = run->last_output;
+		json_t *st = json_object_get(out, "status");
+		json_t *body = json_object_get(out, "body");
+		json_t *headers = json_object_get(out, "headers");
+		if (run->status == HF_RUN_FAILED) {
+			hf_answer_json(&r->ans, 500,
+				       json_pack("{s:s,s:s,s:s}", "error",
+						 run->error ? run->error
+							    : "run failed",
+						 "event", r->ev->id, "run",
+						 run->id));
+		} else if (json_is_object(out) &&
+			   (json_is_integer(st) || body || headers)) {
+			int status = json_is_integer(st)
+					     ? (int)json_integer_value(st)
+					     : 200;
+			if (status < 100 || status > 599)
+				status = 200;
+			if (json_is_string(body)) {
+				free(r->ans.body);
+				r->ans.status = status;
+				r->ans.body = hf_xstrndup(
+					json_string_value(body),
+					json_string_length(body));
+				r->ans.len = json_string_length(body);
+				r->ans.ctype = "text/plain; charset=utf-8";
+			} else {
+				hf_answer_json(&r->ans, status,
+					       json_incref(body ? body
+								: json_null()));
+			}
+			if (json_is_object(headers)) {
+				r->ans.headers = json_deep_copy(headers);
+				if (json_object_get(headers, "Content-Type") ||
+				    json_object_get(headers, "content-type"))
+					r->ans.ctype = NULL;
+			}
+		} else {
+			hf_answer_json(&r->ans, 200,
+				       json_incref(out ? out : json_null()));
+		}
+		resume(r);
+	}
+	waiter_unref(wt);
+}
+
+static void ingest_written(struct hf_write *w)
+{
+	struct req *r = w->ctx;
+	struct hf_server *srv = r->in->srv;
+	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
+	if (w->rc < 0) {
+		hf_answer_error(&r->ans, 503, "cannot store the event now");
+		r->ans.retry_after = 1;
+		for (size_t i = 0; i < w->nruns; i++)
+			hf_run_free(w->runs[i]);
+		if (r->waiter) {
+			waiter_claim(r->waiter);
+			waiter_unref(r->waiter);
+			waiter_unref(r->waiter);
+		}
+		hf_metrics_event(wf_name, 503);
+		resume(r);
+		return;
+	}
+	if (w->dup_of[0]) {
+		hf_answer_json(&r->ans, 200,
+			       json_pack("{s:s,s:b}", "event", w->dup_of,
+					 "duplicate", 1));
+		for (size_t i = 0; i < w->nruns; i++)
+			hf_run_free(w->runs[i]);
+		if (r->waiter) {
+			waiter_claim(r->waiter);
+			waiter_unref(r->waiter);
+			waiter_unref(r->waiter);
+		}
+		hf_metrics_event(wf_name, 200);
+		resume(r);
+		return;
+	}
+	json_t *ids = json_array();
+	struct hf_run *sync_run = NULL;
+	for (size_t i = 0; i < w->nruns; i++) {
+		struct hf_run *run = w->runs[i];
+		if (w->dropped[i]) {
+			hf_run_free(run);
+			continue;
+		}
+		json_array_append_new(ids, json_string(run->id));
+		if (r->waiter && !sync_run && run->wf->respond_sync) {
+			sync_run = run;
+			run->waiter = r->waiter;
+			memcpy(r->sync_run_id, run->id, HF_ID_SIZE);
+		}
+	}
+	hf_answer_json(&r->ans, 202,
+		       json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids));
+	hf_metrics_event(wf_name, 202);
+	if (r->waiter && !sync_run) { /* its run was a duplicate */
+		waiter_claim(r->waiter);
+		waiter_unref(r->waiter);
+		waiter_unref(r->waiter);
+		r->waiter = NULL;
+	}
+	struct hf_sync_waiter *wt = r->waiter;
+	int64_t timeout = sync_run ? sync_run->wf->respond_timeout_ms : 0;
+	if (!wt)
+		resume(r); /* before the push: the answer is complete */
+	for (size_t i = 0; i < w->nruns; i++)
+		if (!w->dropped[i])
+			hf_sched_push(srv->sched, w->runs[i]);
+	if (wt)
+		hf_sched_timer(srv->sched, hf_mono_ms() + timeout, sync_timeout,
+			       wt);
+}
+
+/* --- the webhook path --- */
+
+static int verify_all(struct req *r, json_t *headers,
+		      struct hf_workflow **passed, size_t *npassed,
+		      const char **reason)
+{
+	int64_t now_s = hf_now_ms() / 1000;
+	size_t n = 0, failed = 0;
+	for (size_t i = 0; i < r->nwfs; i++) {
+		struct hf_workflow *wf = r->wfs[i];
+		const char *why = NULL;
+		if (hf_verify_request(&wf->verify, header_get, headers,
+				      r->body.data ? r->body.data : "",
+				      r->body.len, now_s, &why) == 0) {
+			passed[n++] = wf;
+			continue;
+		}
+		failed++;
+		*reason = why;
+		hf_metrics_verify_failure(wf->name);
+		hf_log(HF_LOG_WARN, "%s %s: workflow '%s': signature rejected: %s",
+		       r->ev ? r->ev->method : "", wf->path, wf->name, why);
+	}
+	*npassed = n;
+	return n == 0 && failed > 0 ? -1 : 0;
+}
+
+static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
+			       const char *url, const char *method)
+{
+	struct hf_server *srv = r->in->srv;
+	json_t *headers = json_object();
+	MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, headers);
+
+	struct hf_event *ev = hf_event_new();
+	r->ev = ev;
+	hf_id_new(ev->id, "ev");
+	ev->method = hf_xstrdup(method);
+	ev->path = hf_xstrdup(url);
+	ev->headers = headers;
+	ev->query = json_object();
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg,
+				  ev->query);
+	ev->received_at = hf_now_ms();
+	ev->skipped = json_array();
+	if (!r->body.data)
+		hf_buf_append(&r->body, "", 0);
+
+	struct hf_workflow *passed[MAX_MATCH];
+	size_t npassed = 0;
+	const char *reason = "signature mismatch";
+	if (verify_all(r, headers, passed, &npassed, &reason) < 0) {
+		hf_answer_error(&r->ans, 401, "signature verification failed: %s",
+				reason);
+		hf_metrics_event(r->wfs[0]->name, 401);
+		return send_answer(c, &r->ans);
+	}
+
+	const char *ctype = header_get(headers, "content-type");
+	enum hf_body_kind kind = hf_body_kind_of(ctype);
+	char err[512];
+	if (hf_body_decode(kind, r->body.data, r->body.len, &ev->decoded, err,
+			   sizeof err) < 0) {
+		hf_answer_error(&r->ans, 400, "%s", err);
+		hf_metrics_event(r->wfs[0]->name, 400);
+		return send_answer(c, &r->ans);
+	}
+	/* The event takes the body over. */
+	ev->body = r->body.data;
+	ev->body_len = r->body.len;
+	memset(&r->body, 0, sizeof r->body);
+
+	struct hf_luart *rt = hf_dispatch_needs_lua(passed, npassed)
+				      ? hf_dispatch_runtime()
+				      : NULL;
+	size_t nruns = hf_dispatch(rt, ev, passed, npassed, r->runs);
+	for (size_t i = 0; i < nruns; i++) {
+		if (r->runs[i]->wf->respond_sync) {
+			struct hf_sync_waiter *wt = hf_xcalloc(1, sizeof *wt);
+			pthread_mutex_init(&wt->lock, NULL);
+			wt->refs = 2;
+			wt->req = r;
+			wt->in = r->in;
+			r->waiter = wt;
+			pthread_mutex_lock(&r->in->lock);
+			wt->next = r->in->waiters;
+			if (wt->next)
+				wt->next->prev = wt;
+			r->in->waiters = wt;
+			pthread_mutex_unlock(&r->in->lock);
+			break;
+		}
+	}
+
+	r->w.kind = HF_W_INGEST;
+	r->w.event = ev;
+	r->w.runs = r->runs;
+	r->w.nruns = nruns;
+	r->w.dropped = r->dropped;
+	r->w.done = ingest_written;
+	r->w.ctx = r;
+	r->state = WAITING;
+	pthread_mutex_lock(&r->in->lock);
+	r->in->waiting++;
+	pthread_mutex_unlock(&r->in->lock);
+	MHD_suspend_connection(c);
+	hf_store_submit(srv->store, &r->w);
+	return MHD_YES;
+}
+
+static bool is_reserved(const char *url)
+{
+	return hf_path_is_reserved(url) || strcmp(url, "/") == 0;
+}
+
+/* The first call for a request: route and refuse what can be refused before
+ * reading the body. Returns true when an answer was set. */
+static bool route(struct req *r, struct MHD_Connection *c, const char *url,
+		  const char *method)
+{
+	struct hf_server *srv = r->in->srv;
+	if (atomic_load(&srv->draining)) {
+		hf_answer_error(&r->ans, 503, "shutting down");
+		r->ans.retry_after = 5;
+		return true;
+	}
+	if (is_reserved(url)) {
+		r->ops = true;
+		r->body.max = 64 * 1024;
+		return false;
+	}
+	r->snap = hf_server_snapshot(srv);
+	int known = 0;
+	unsigned allowed = 0;
+	size_t n = hf_router_match(r->snap->router, url,
+				   hf_method_from_name(method), r->wfs,
+				   MAX_MATCH, &known, &allowed);
+	r->nwfs = n < MAX_MATCH ? n : MAX_MATCH;
+	if (!known) {
+		hf_answer_error(&r->ans, 404, "no workflow has the path '%s'",
+				url);
+		hf_metrics_event(NULL, 404);
+		return true;
+	}
+	if (n == 0) {
+		hf_methods_format(allowed, r->ans.allow, sizeof r->ans.allow);
+		hf_answer_error(&r->ans, 405,
+				"method %s not allowed for '%s' (allowed: %s)",
+				method, url, r->ans.allow);
+		hf_metrics_event(NULL, 405);
+		return true;
+	}
+	const char *cl =
+		MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+	if (cl && strtoll(cl, NULL, 10) > srv->opt.max_body) {
+		hf_answer_error(&r->ans, 413, "body larger than %lld bytes",
+				(long long)srv->opt.max_body);
+		hf_metrics_event(r->wfs[0]->name, 413);
+		return true;
+	}
+	if (srv->opt.max_queue > 0 &&
+	    hf_sched_depth(srv->sched) >= (size_t)srv->opt.max_queue) {
+		hf_answer_error(&r->ans, 503,
+				"overloaded: %lld runs queued, try again later",
+				(long long)srv->opt.max_queue);
+		r->ans.retry_after = 1;
+		hf_metrics_event(r->wfs[0]->name, 503);
+		return true;
+	}
+	r->body.max = (size_t)srv->opt.max_body;
+	return false;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+				  const char *url, const char *method,
+				  const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct hf_ingest *in = cls;
+	struct req *r = *con_cls;
+	if (!r) {
+		r = hf_xcalloc(1, sizeof *r);
+		r->in = in;
+		r->conn = c;
+		*con_cls = r;
+		if (route(r, c, url, method)) {
+			r->answered_early = true;
+			return send_answer(c, &r->ans);
+		}
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (!r->too_large &&
+		    hf_buf_append(&r->body, upload, *upload_size) < 0) {
+			r->too_large = true;
+			hf_buf_release(&r->body);
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (r->state == ANSWERING)
+		return send_answer(c, &r->ans);
+	if (r->state == WAITING)
+		return MHD_YES;
+	if (r->too_large) {
+		hf_answer_error(&r->ans, 413, "body larger than %zu bytes",
+				r->body.max);
+		if (!r->ops)
+			hf_metrics_event(r->wfs[0]->name, 413);
+		return send_answer(c, &r->ans);
+	}
+	if (r->ops) {
+		const char *auth = MHD_lookup_connection_value(
+			c, MHD_HEADER_KIND, "Authorization");
+		hf_api_handle(in->srv, method, url, auth, arg_get, c, &r->ans);
+		return send_answer(c, &r->ans);
+	}
+	return process(r, c, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	req_free(*con_cls);
+	*con_cls = NULL;
+}
+
+/* --- lifecycle --- */
+
+static int parse_listen(const char *listen, struct sockaddr_in *sa)
+{
+	const char *colon = strrchr(listen, ':');
+	if (!colon)
+		return -1;
+	char host[256];
+	size_t hl = (size_t)(colon - listen);
+	if (hl >= sizeof host)
+		return -1;
+	memcpy(host, listen, hl);
+	host[hl] = '\0';
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (*end || port < 0 || port > 65535 || colon[1] == '\0')
+		return -1;
+	memset(sa, 0, sizeof *sa);
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons((uint16_t)port);
+	if (hl == 0 || strcmp(host, "localhost") == 0)
+		strcpy(host, "127.0.0.1");
+	if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
+		return -1;
+	return 0;
+}
+
+struct hf_ingest *hf_ingest_start(struct hf_server *srv, int *port,
+				  struct hf_error *err)
+{
+	struct sockaddr_in sa;
+	if (parse_listen(srv->opt.listen, &sa) < 0) {
+		hf_error_set(err, NULL, 0, 0,
+			     "invalid --listen '%s' (expected HOST:PORT, e.g. "
+			     "127.0.0.1:8080)",
+			     srv->opt.listen);
+		return NULL;
+	}
+	struct hf_ingest *in = hf_xcalloc(1, sizeof *in);
+	in->srv = srv;
+	pthread_mutex_init(&in->lock, NULL);
+	pthread_cond_init(&in->cond, NULL);
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	int threads = srv->opt.http_threads > 0 ? srv->opt.http_threads : 2;
+	in->mhd = MHD_start_daemon(
+		flags, 0, NULL, NULL, on_request, in, MHD_OPTION_SOCK_ADDR, &sa,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, in,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HF_CONNECTION_MEMORY,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)HF_MAX_CONNECTIONS,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HF_CONNECTION_TIMEOUT_S,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+	if (!in->mhd) {
+		hf_error_set(err, NULL, 0, 0, "cannot listen on %s",
+			     srv->opt.listen);
+		pthread_mutex_destroy(&in->lock);
+		pthread_cond_destroy(&in->cond);
+		free(in);
+		return NULL;
+	}
+	const union MHD_DaemonInfo *info =
+		MHD_get_daemon_info(in->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	*port = info ? info->port : ntohs(sa.sin_port);
+	return in;
+}
+
+void hf_ingest_stop(struct hf_ingest *in, int64_t timeout_ms)
+{
+	if (!in)
+		return;
+	atomic_store(&in->srv->draining, true);
+	/* Sync waiters are answered now (202: their runs go on). */
+	for (;;) {
+		pthread_mutex_lock(&in->lock);
+		struct hf_sync_waiter *wt = in->waiters;
+		if (wt) {
+			pthread_mutex_lock(&wt->lock);
+			wt->refs++;
+			pthread_mutex_unlock(&wt->lock);
+		}
+		pthread_mutex_unlock(&in->lock);
+		if (!wt)
+			break;
+		if (waiter_claim(wt)) {
+			hf_answer_json(&wt->req->ans, 202,
+				       json_pack("{s:s}", "event",
+						 wt->req->ev->id));
+			resume(wt->req);
+		}
+		waiter_unref(wt);
+	}
+	int64_t deadline = hf_mono_ms() + timeout_ms;
+	pthread_mutex_lock(&in->lock);
+	while (in->waiting > 0 && hf_mono_ms() < deadline) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&in->cond, &in->lock, &ts);
+	}
+	pthread_mutex_unlock(&in->lock);
+	/* Let resumed requests send their answers before the daemon goes. */
+	struct timespec ts = {0, 100 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	MHD_stop_daemon(in->mhd);
+	pthread_mutex_destroy(&in->lock);
+	pthread_cond_destroy(&in->cond);
+	free(in);
+}

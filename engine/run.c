@@ -1,0 +1,98 @@
+/* run.c - the in-memory event and run objects (see hf_run.h for who owns what
+ * when). Pure data: no I/O, no threads of its own. */
+#include "hf_run.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct hf_event *hf_event_new(void)
+{
+	struct hf_event *ev = hf_xcalloc(1, sizeof *ev);
+	ev->refs = 1;
+	return ev;
+}
+
+struct hf_event *hf_event_ref(struct hf_event *ev)
+{
+	atomic_fetch_add((_Atomic int *)&ev->refs, 1);
+	return ev;
+}
+
+void hf_event_unref(struct hf_event *ev)
+{
+	if (!ev || atomic_fetch_sub((_Atomic int *)&ev->refs, 1) != 1)
+		return;
+	free(ev->method);
+	free(ev->path);
+	json_decref(ev->query);
+	json_decref(ev->headers);
+	free(ev->body);
+	json_decref(ev->decoded);
+	json_decref(ev->skipped);
+	free(ev);
+}
+
+json_t *hf_event_to_lua_json(const struct hf_event *ev)
+{
+	char at[32];
+	hf_time_iso(ev->received_at, at);
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(ev->id));
+	json_object_set_new(o, "method", json_string(ev->method));
+	json_object_set_new(o, "path", json_string(ev->path));
+	json_object_set(o, "query", ev->query ? ev->query : json_object());
+	if (!ev->query)
+		json_decref(json_object_get(o, "query"));
+	json_object_set(o, "headers", ev->headers);
+	json_object_set(o, "body", ev->decoded ? ev->decoded : json_null());
+	json_object_set_new(
+		o, "raw", json_stringn_nocheck(ev->body ? ev->body : "",
+					       ev->body ? ev->body_len : 0));
+	json_object_set_new(o, "received_at", json_string(at));
+	return o;
+}
+
+static const char *run_status_names[] = {"queued", "running", "succeeded",
+					 "failed"};
+
+const char *hf_run_status_name(enum hf_run_status s)
+{
+	return (unsigned)s < 4 ? run_status_names[s] : "unknown";
+}
+
+int hf_run_status_parse(const char *name)
+{
+	for (int i = 0; i < 4; i++)
+		if (name && strcmp(name, run_status_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+struct hf_run *hf_run_new(struct hf_event *ev, struct hf_workflow *wf)
+{
+	struct hf_run *run = hf_xcalloc(1, sizeof *run);
+	hf_id_new(run->id, "run");
+	run->event = ev ? hf_event_ref(ev) : NULL;
+	run->wf = hf_workflow_ref(wf);
+	run->status = HF_RUN_QUEUED;
+	run->attempt = 1;
+	run->step_attempt = 1;
+	run->outputs = json_object();
+	run->created_at = hf_now_ms();
+	return run;
+}
+
+void hf_run_free(struct hf_run *run)
+{
+	if (!run)
+		return;
+	hf_event_unref(run->event);
+	hf_workflow_unref(run->wf);
+	json_decref(run->outputs);
+	json_decref(run->last_output);
+	free(run->lane);
+	free(run->error);
+	free(run->dedupe_key);
+	free(run);
+}

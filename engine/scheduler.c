@@ -1,0 +1,385 @@
+/* scheduler.c - the in-memory run queue (see hf_sched.h): a FIFO of ready runs,
+ * a min-heap of runs waiting for their due time, a min-heap of timers, and a hash
+ * of concurrency lanes. One mutex guards it all; workers wait on `ready_cond`,
+ * the scheduler's own thread on `timer_cond` until the earliest due time. */
+#include "hf_sched.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct timer {
+	int64_t due; /* monotonic ms */
+	void (*fn)(void *arg);
+	void *arg;
+};
+
+/* Runs of one concurrency key: `active` hold a slot, the rest wait in order. */
+struct lane {
+	char *key; /* workflow name, '\n', lane value */
+	int active;
+	struct hf_run *head, *tail;
+	struct lane *next;
+};
+
+#define LANE_BUCKETS 4096
+
+struct hf_sched {
+	pthread_mutex_t lock;
+	pthread_cond_t ready_cond;
+	pthread_cond_t timer_cond;
+	pthread_t thread;
+	bool stopping;
+
+	struct hf_run *ready_head, *ready_tail;
+	size_t nready;
+
+	struct hf_run **delayed; /* min-heap on due_at (wall ms) */
+	size_t ndelayed, cap_delayed;
+
+	struct timer *timers; /* min-heap on due (monotonic ms) */
+	size_t ntimers, cap_timers;
+
+	struct lane *lanes[LANE_BUCKETS];
+	size_t depth;
+};
+
+/* --- heaps --- */
+
+static void delayed_push(struct hf_sched *s, struct hf_run *run)
+{
+	if (s->ndelayed == s->cap_delayed) {
+		s->cap_delayed = s->cap_delayed ? s->cap_delayed * 2 : 64;
+		s->delayed = hf_xrealloc(s->delayed,
+					 s->cap_delayed * sizeof *s->delayed);
+	}
+	size_t i = s->ndelayed++;
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (s->delayed[p]->due_at <= run->due_at)
+			break;
+		s->delayed[i] = s->delayed[p];
+		i = p;
+	}
+	s->delayed[i] = run;
+}
+
+static struct hf_run *delayed_pop(struct hf_sched *s)
+{
+	struct hf_run *top = s->delayed[0];
+	struct hf_run *last = s->delayed[--s->ndelayed];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= s->ndelayed)
+			break;
+		if (c + 1 < s->ndelayed &&
+		    s->delayed[c + 1]->due_at < s->delayed[c]->due_at)
+			c++;
+		if (last->due_at <= s->delayed[c]->due_at)
+			break;
+		s->delayed[i] = s->delayed[c];
+		i = c;
+	}
+	if (s->ndelayed)
+		s->delayed[i] = last;
+	return top;
+}
+
+static void timer_push(struct hf_sched *s, struct timer t)
+{
+	if (s->ntimers == s->cap_timers) {
+		s->cap_timers = s->cap_timers ? s->cap_timers * 2 : 16;
+		s->timers =
+			hf_xrealloc(s->timers, s->cap_timers * sizeof *s->timers);
+	}
+	size_t i = s->ntimers++;
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (s->timers[p].due <= t.due)
+			break;
+		s->timers[i] = s->timers[p];
+		i = p;
+	}
+	s->timers[i] = t;
+}
+
+static struct timer timer_pop(struct hf_sched *s)
+{
+	struct timer top = s->timers[0];
+	struct timer last = s->timers[--s->ntimers];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= s->ntimers)
+			break;
+		if (c + 1 < s->ntimers &&
+		    s->timers[c + 1].due < s->timers[c].due)
+			c++;
+		if (last.due <= s->timers[c].due)
+			break;
+		s->timers[i] = s->timers[c];
+		i = c;
+	}
+	if (s->ntimers)
+		s->timers[i] = last;
+	return top;
+}
+
+/* --- lanes --- */
+
+static unsigned long hash(const char *s)
+{
+	unsigned long h = 5381;
+	while (*s)
+		h = h * 33 + (unsigned char)*s++;
+	return h;
+}
+
+static char *lane_key(const struct hf_run *run)
+{
+	return hf_xasprintf("%s\n%s", run->wf->name, run->lane);
+}
+
+static struct lane *lane_get(struct hf_sched *s, const char *key, bool create)
+{
+	struct lane **slot = &s->lanes[hash(key) % LANE_BUCKETS];
+	for (struct lane *l = *slot; l; l = l->next)
+		if (strcmp(l->key, key) == 0)
+			return l;
+	if (!create)
+		return NULL;
+	struct lane *l = hf_xcalloc(1, sizeof *l);
+	l->key = hf_xstrdup(key);
+	l->next = *slot;
+	*slot = l;
+	return l;
+}
+
+static void lane_drop_if_idle(struct hf_sched *s, struct lane *l)
+{
+	if (l->active > 0 || l->head)
+		return;
+	struct lane **slot = &s->lanes[hash(l->key) % LANE_BUCKETS];
+	while (*slot != l)
+		slot = &(*slot)->next;
+	*slot = l->next;
+	free(l->key);
+	free(l);
+}
+
+/* --- queueing (lock held) --- */
+
+static void make_ready(struct hf_sched *s, struct hf_run *run)
+{
+	if (run->due_at > hf_now_ms()) {
+		delayed_push(s, run);
+		pthread_cond_signal(&s->timer_cond);
+		return;
+	}
+	run->next = NULL;
+	if (s->ready_tail)
+		s->ready_tail->next = run;
+	else
+		s->ready_head = run;
+	s->ready_tail = run;
+	s->nready++;
+	pthread_cond_signal(&s->ready_cond);
+}
+
+void hf_sched_push(struct hf_sched *s, struct hf_run *run)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!run->admitted) {
+		run->admitted = true;
+		s->depth++;
+	}
+	if (run->lane && run->wf && !run->in_lane) {
+		char *key = lane_key(run);
+		struct lane *l = lane_get(s, key, true);
+		free(key);
+		int max = run->wf->concurrency_max > 0 ? run->wf->concurrency_max
+						       : 1;
+		if (l->active >= max) {
+			run->next = NULL;
+			if (l->tail)
+				l->tail->next = run;
+			else
+				l->head = run;
+			l->tail = run;
+			pthread_mutex_unlock(&s->lock);
+			return;
+		}
+		l->active++;
+		run->in_lane = true;
+	}
+	make_ready(s, run);
+	pthread_mutex_unlock(&s->lock);
+}
+
+struct hf_run *hf_sched_take(struct hf_sched *s)
+{
+	pthread_mutex_lock(&s->lock);
+	while (!s->ready_head && !s->stopping)
+		pthread_cond_wait(&s->ready_cond, &s->lock);
+	struct hf_run *run = NULL;
+	if (!s->stopping && s->ready_head) {
+		run = s->ready_head;
+		s->ready_head = run->next;
+		if (!s->ready_head)
+			s->ready_tail = NULL;
+		run->next = NULL;
+		s->nready--;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return run;
+}
+
+void hf_sched_release(struct hf_sched *s, struct hf_run *run)
+{
+	pthread_mutex_lock(&s->lock);
+	if (run->admitted) {
+		run->admitted = false;
+		s->depth--;
+	}
+	if (run->in_lane) {
+		run->in_lane = false;
+		char *key = lane_key(run);
+		struct lane *l = lane_get(s, key, false);
+		free(key);
+		if (l) {
+			l->active--;
+			if (l->head) {
+				struct hf_run *next = l->head;
+				l->head = next->next;
+				if (!l->head)
+					l->tail = NULL;
+				l->active++;
+				next->in_lane = true;
+				make_ready(s, next);
+			}
+			lane_drop_if_idle(s, l);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+size_t hf_sched_depth(struct hf_sched *s)
+{
+	pthread_mutex_lock(&s->lock);
+	size_t n = s->depth;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+size_t hf_sched_ready(struct hf_sched *s)
+{
+	pthread_mutex_lock(&s->lock);
+	size_t n = s->nready;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+void hf_sched_timer(struct hf_sched *s, int64_t due_mono_ms,
+		    void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&s->lock);
+	timer_push(s, (struct timer){due_mono_ms, fn, arg});
+	pthread_cond_signal(&s->timer_cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void *sched_main(void *arg)
+{
+	struct hf_sched *s = arg;
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping) {
+		int64_t now = hf_now_ms(), mono = hf_mono_ms();
+		while (s->ndelayed && s->delayed[0]->due_at <= now)
+			make_ready(s, delayed_pop(s));
+		if (s->ntimers && s->timers[0].due <= mono) {
+			struct timer t = timer_pop(s);
+			pthread_mutex_unlock(&s->lock);
+			t.fn(t.arg);
+			pthread_mutex_lock(&s->lock);
+			continue;
+		}
+		/* Sleep until the earliest due time, at most a minute (the wall
+		 * clock may jump). */
+		int64_t wait = 60000;
+		if (s->ndelayed && s->delayed[0]->due_at - now < wait)
+			wait = s->delayed[0]->due_at - now;
+		if (s->ntimers && s->timers[0].due - mono < wait)
+			wait = s->timers[0].due - mono;
+		if (wait < 1)
+			wait = 1;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += wait / 1000;
+		ts.tv_nsec += (wait % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->timer_cond, &s->lock, &ts);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+struct hf_sched *hf_sched_create(void)
+{
+	struct hf_sched *s = hf_xcalloc(1, sizeof *s);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->ready_cond, NULL);
+	pthread_cond_init(&s->timer_cond, NULL);
+	if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void hf_sched_stop(struct hf_sched *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_cond_broadcast(&s->ready_cond);
+	pthread_cond_broadcast(&s->timer_cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void hf_sched_destroy(struct hf_sched *s)
+{
+	if (!s)
+		return;
+	hf_sched_stop(s);
+	pthread_join(s->thread, NULL);
+	while (s->ready_head) {
+		struct hf_run *r = s->ready_head;
+		s->ready_head = r->next;
+		hf_run_free(r);
+	}
+	for (size_t i = 0; i < s->ndelayed; i++)
+		hf_run_free(s->delayed[i]);
+	for (size_t i = 0; i < LANE_BUCKETS; i++) {
+		struct lane *l = s->lanes[i];
+		while (l) {
+			struct lane *next = l->next;
+			while (l->head) {
+				struct hf_run *r = l->head;
+				l->head = r->next;
+				hf_run_free(r);
+			}
+			free(l->key);
+			free(l);
+			l = next;
+		}
+	}
+	free(s->delayed);
+	free(s->timers);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->ready_cond);
+	pthread_cond_destroy(&s->timer_cond);
+	free(s);
+}

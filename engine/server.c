@@ -1,0 +1,398 @@
+/* server.c - `hookflow serve`: wires the store, scheduler, workers, ingest and
+ * outbox together; recovers pending runs at start; reloads workflows on SIGHUP
+ * or when the workflows directory changes; picks up runs that the CLI created;
+ * prunes old history; drains on SIGTERM/SIGINT.
+ *
+ * The main thread only waits for signals and does this housekeeping once a
+ * second: everything else runs on the modules' own threads. */
+#include "hf_cli.h"
+#include "hf_ingest.h"
+#include "hf_limits.h"
+#include "hf_metrics.h"
+#include "hf_worker.h"
+
+#include <dirent.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct hf_snapshot *hf_snapshot_new(struct hf_workflow_set *set)
+{
+	struct hf_snapshot *snap = hf_xcalloc(1, sizeof *snap);
+	snap->set = set;
+	snap->router = hf_router_create(set);
+	snap->refs = 1;
+	return snap;
+}
+
+void hf_snapshot_unref(struct hf_snapshot *snap)
+{
+	if (!snap || atomic_fetch_sub((_Atomic int *)&snap->refs, 1) != 1)
+		return;
+	hf_router_destroy(snap->router);
+	hf_workflow_set_unref(snap->set);
+	free(snap);
+}
+
+struct hf_snapshot *hf_server_snapshot(struct hf_server *srv)
+{
+	pthread_mutex_lock(&srv->snap_lock);
+	struct hf_snapshot *snap = srv->snap;
+	atomic_fetch_add((_Atomic int *)&snap->refs, 1);
+	pthread_mutex_unlock(&srv->snap_lock);
+	return snap;
+}
+
+void hf_server_run_finished(struct hf_server *srv, struct hf_run *run)
+{
+	hf_sched_release(srv->sched, run);
+	hf_metrics_run(run->wf ? run->wf->name : "",
+		       hf_run_status_name(run->status));
+	if (run->status == HF_RUN_FAILED)
+		hf_log(HF_LOG_INFO, "run %s (%s) failed: %s", run->id,
+		       run->wf ? run->wf->name : "?",
+		       run->error ? run->error : "");
+	if (run->waiter)
+		hf_ingest_sync_finish(run->waiter, run);
+	hf_run_free(run);
+}
+
+static volatile sig_atomic_t got_stop, got_hup;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		got_hup = 1;
+	else
+		got_stop = 1;
+}
+
+static void print_diags(const struct hf_diags *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		char line[2048];
+		hf_error_format(&d->items[i], line, sizeof line);
+		hf_log(HF_LOG_ERROR, "%s", line);
+	}
+}
+
+/* A cheap fingerprint of the workflows and scripts directories: names, sizes
+ * and modification times. A change triggers a reload. */
+static unsigned long long dir_stamp(const char *dir)
+{
+	unsigned long long h = 1469598103934665603ULL;
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		struct stat st;
+		if (stat(path, &st) != 0)
+			continue;
+		unsigned long long v = (unsigned long long)st.st_mtim.tv_sec *
+					       1000000007ULL ^
+				       (unsigned long long)st.st_mtim.tv_nsec ^
+				       (unsigned long long)st.st_size << 20;
+		for (const char *p = e->d_name; *p; p++)
+			h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+		h = (h ^ v) * 1099511628211ULL;
+	}
+	closedir(d);
+	return h;
+}
+
+static void reload(struct hf_server *srv)
+{
+	struct hf_snapshot *old = hf_server_snapshot(srv);
+	struct hf_diags diags = {0};
+	struct hf_workflow_set *set =
+		hf_workflow_set_load(srv->opt.workflows_dir,
+				     srv->opt.scripts_dir, old->set, &diags);
+	print_diags(&diags);
+	hf_diags_release(&diags);
+	if (!set) {
+		hf_log(HF_LOG_ERROR,
+		       "cannot read workflows directory '%s': keeping the "
+		       "current workflows",
+		       srv->opt.workflows_dir);
+		hf_snapshot_unref(old);
+		return;
+	}
+	struct hf_snapshot *snap = hf_snapshot_new(set);
+	pthread_mutex_lock(&srv->snap_lock);
+	struct hf_snapshot *prev = srv->snap;
+	srv->snap = snap;
+	pthread_mutex_unlock(&srv->snap_lock);
+	hf_snapshot_unref(prev);
+	hf_snapshot_unref(old);
+	hf_log(HF_LOG_INFO, "loaded %zu workflow%s from %s", set->n,
+	       set->n == 1 ? "" : "s", srv->opt.workflows_dir);
+}
+
+static void requeue(struct hf_run *run, void *arg)
+{
+	struct hf_server *srv = arg;
+	hf_sched_push(srv->sched, run);
+}
+
+static int prune_call(struct hf_store *s, void *arg)
+{
+	int64_t *before = arg;
+	return hf_store_prune(s, *before, 500) < 0 ? -1 : 0;
+}
+
+static void prune_done(struct hf_write *w)
+{
+	free(w->call_arg);
+	free(w);
+}
+
+static void prune(struct hf_server *srv)
+{
+	struct hf_write *w = hf_xcalloc(1, sizeof *w);
+	int64_t *before = hf_xmalloc(sizeof *before);
+	*before = hf_now_ms() - srv->opt.retain_ms;
+	w->kind = HF_W_CALL;
+	w->call = prune_call;
+	w->call_arg = before;
+	w->done = prune_done;
+	hf_store_submit(srv->store, w);
+}
+
+static char *getenv_flag(const char *name)
+{
+	char env[128] = "HOOKFLOW_";
+	size_t n = strlen(env);
+	for (const char *p = name; *p && n + 1 < sizeof env; p++)
+		env[n++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z'
+							? *p - 32
+							: *p);
+	env[n] = '\0';
+	return getenv(env);
+}
+
+int hf_cmd_serve(int argc, char **argv)
+{
+	struct hf_flag flags[] = {
+		{"listen", true}, {"workflows", true},  {"scripts", true},
+		{"state", true},  {"data", true},       {"workers", true},
+		{"max-body", true}, {"admin-token", true}, {"sync", true},
+		{"max-queue", true}, {"drain-timeout", true},
+		{"retain", true}, {"http-threads", true},
+	};
+	size_t nflags = sizeof flags / sizeof flags[0];
+	size_t npos = 0;
+	const char *pos[1];
+	int rc = hf_flags_parse("serve", argc, argv, 2, flags, nflags, pos, 0,
+				&npos);
+	if (rc)
+		return rc;
+	const char *v[sizeof flags / sizeof flags[0]];
+	for (size_t i = 0; i < nflags; i++)
+		v[i] = flags[i].value ? flags[i].value
+				      : getenv_flag(flags[i].name);
+
+	struct hf_server *srv = hf_xcalloc(1, sizeof *srv);
+	struct hf_options *o = &srv->opt;
+	o->listen = hf_xstrdup(v[0] ? v[0] : "127.0.0.1:8080");
+	o->workflows_dir = hf_xstrdup(v[1] ? v[1] : "./workflows");
+	o->scripts_dir = hf_xstrdup(v[2] ? v[2] : "./scripts");
+	o->state_path = hf_xstrdup(v[3] ? v[3] : "./hookflow.db");
+	o->data_path = hf_xstrdup(v[4] ? v[4] : "./data.db");
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	o->workers = v[5] ? atoi(v[5]) : (int)(ncpu > 0 ? ncpu : 2);
+	o->max_body = HF_DEFAULT_MAX_BODY;
+	o->sync_full = true;
+	o->max_queue = HF_MAX_QUEUE;
+	o->drain_timeout_ms = HF_DRAIN_TIMEOUT_MS;
+	o->http_threads = v[12] ? atoi(v[12]) : 2;
+	rc = 2;
+	if (o->workers < 1 || o->workers > 256) {
+		fprintf(stderr, "hookflow serve: --workers must be 1..256\n");
+		goto out;
+	}
+	if (v[6] && (hf_parse_size(v[6], &o->max_body) < 0 || o->max_body < 1)) {
+		fprintf(stderr,
+			"hookflow serve: invalid --max-body '%s' (expected "
+			"e.g. 64KiB, 1MiB)\n",
+			v[6]);
+		goto out;
+	}
+	if (v[8] && strcmp(v[8], "full") != 0 && strcmp(v[8], "normal") != 0) {
+		fprintf(stderr,
+			"hookflow serve: --sync must be 'full' or 'normal'\n");
+		goto out;
+	}
+	o->sync_full = !v[8] || strcmp(v[8], "full") == 0;
+	if (v[9]) {
+		char *end;
+		o->max_queue = strtoll(v[9], &end, 10);
+		if (*end || o->max_queue < 1) {
+			fprintf(stderr,
+				"hookflow serve: invalid --max-queue '%s'\n",
+				v[9]);
+			goto out;
+		}
+	}
+	if (v[10] && hf_parse_duration(v[10], &o->drain_timeout_ms) < 0) {
+		fprintf(stderr,
+			"hookflow serve: invalid --drain-timeout '%s' "
+			"(expected e.g. 30s)\n",
+			v[10]);
+		goto out;
+	}
+	if (v[11] && hf_parse_duration(v[11], &o->retain_ms) < 0) {
+		fprintf(stderr,
+			"hookflow serve: invalid --retain '%s' (expected e.g. "
+			"30d)\n",
+			v[11]);
+		goto out;
+	}
+	if (v[7] && *v[7]) {
+		o->admin_token = hf_xstrdup(v[7]);
+	} else {
+		unsigned char raw[24];
+		char hex[49];
+		RAND_bytes(raw, sizeof raw);
+		for (size_t i = 0; i < sizeof raw; i++)
+			snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+		o->admin_token = hf_xstrdup(hex);
+		fprintf(stderr, "hookflow: admin token: %s\n", hex);
+	}
+
+	rc = 1;
+	struct hf_error err = {0};
+	char line[2048];
+	pthread_mutex_init(&srv->snap_lock, NULL);
+	srv->started_at = hf_now_ms();
+	struct hf_diags diags = {0};
+	struct hf_workflow_set *set = hf_workflow_set_load(
+		o->workflows_dir, o->scripts_dir, NULL, &diags);
+	print_diags(&diags);
+	hf_diags_release(&diags);
+	if (!set) {
+		fprintf(stderr,
+			"hookflow: cannot read workflows directory '%s'\n",
+			o->workflows_dir);
+		goto out;
+	}
+	srv->snap = hf_snapshot_new(set);
+	hf_log(HF_LOG_INFO, "loaded %zu workflow%s from %s", set->n,
+	       set->n == 1 ? "" : "s", o->workflows_dir);
+
+	srv->store = hf_store_open(o->state_path, o->sync_full, true, &err);
+	if (!srv->store) {
+		hf_error_format(&err, line, sizeof line);
+		fprintf(stderr, "hookflow: %s\n", line);
+		goto out;
+	}
+	srv->sched = hf_sched_create();
+	struct hf_luart_config cfg = {
+		.scripts_dir = o->scripts_dir,
+		.data_path = o->data_path,
+		.data_sync_full = o->sync_full,
+	};
+	srv->workers = hf_workers_start(srv, o->workers, &cfg, &err);
+	if (!srv->workers) {
+		hf_error_format(&err, line, sizeof line);
+		fprintf(stderr, "hookflow: %s\n", line);
+		goto out;
+	}
+	int recovered = hf_store_load_pending(srv->store, srv->snap->set, false,
+					      requeue, srv);
+	if (recovered > 0)
+		hf_log(HF_LOG_INFO, "resuming %d unfinished run%s", recovered,
+		       recovered == 1 ? "" : "s");
+	hf_store_changed(srv->store);
+
+	int port = 0;
+	srv->ingest = hf_ingest_start(srv, &port, &err);
+	if (!srv->ingest) {
+		hf_error_format(&err, line, sizeof line);
+		fprintf(stderr, "hookflow: %s\n", line);
+		goto out;
+	}
+	char host[256];
+	snprintf(host, sizeof host, "%s", o->listen);
+	char *colon = strrchr(host, ':');
+	if (colon)
+		*colon = '\0';
+	fprintf(stderr, "hookflow: listening on http://%s:%d\n",
+		host[0] ? host : "127.0.0.1", port);
+
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	unsigned long long stamp = dir_stamp(o->workflows_dir) ^
+				   dir_stamp(o->scripts_dir);
+	int64_t next_prune = 0;
+	while (!got_stop) {
+		sleep(1); /* interrupted by signals */
+		unsigned long long now_stamp = dir_stamp(o->workflows_dir) ^
+					       dir_stamp(o->scripts_dir);
+		if (got_hup || now_stamp != stamp) {
+			got_hup = 0;
+			stamp = now_stamp;
+			reload(srv);
+		}
+		if (hf_store_changed(srv->store)) {
+			struct hf_snapshot *snap = hf_server_snapshot(srv);
+			hf_store_load_pending(srv->store, snap->set, true,
+					      requeue, srv);
+			hf_snapshot_unref(snap);
+		}
+		if (o->retain_ms > 0 && hf_mono_ms() >= next_prune) {
+			prune(srv);
+			next_prune = hf_mono_ms() + 10000;
+		}
+	}
+
+	hf_log(HF_LOG_INFO, "shutting down: draining (up to %lldms)",
+	       (long long)o->drain_timeout_ms);
+	int64_t deadline = hf_mono_ms() + o->drain_timeout_ms;
+	hf_ingest_stop(srv->ingest, o->drain_timeout_ms);
+	srv->ingest = NULL;
+	hf_sched_stop(srv->sched);
+	int64_t left = deadline - hf_mono_ms();
+	if (hf_workers_stop(srv->workers, left > 0 ? left : 0) < 0) {
+		/* A step is still running: what it did not commit runs again
+		 * at the next start. Flush what was committed and leave. */
+		hf_log(HF_LOG_WARN, "drain timeout: unfinished steps resume at "
+				    "the next start");
+		hf_store_close(srv->store);
+		_exit(0);
+	}
+	srv->workers = NULL;
+	rc = 0;
+out:
+	if (srv->ingest)
+		hf_ingest_stop(srv->ingest, 0);
+	if (srv->sched)
+		hf_sched_stop(srv->sched);
+	hf_workers_stop(srv->workers, o->drain_timeout_ms);
+	hf_store_close(srv->store);
+	hf_sched_destroy(srv->sched);
+	hf_snapshot_unref(srv->snap);
+	free(o->listen);
+	free(o->workflows_dir);
+	free(o->scripts_dir);
+	free(o->state_path);
+	free(o->data_path);
+	free(o->admin_token);
+	if (srv->snap)
+		pthread_mutex_destroy(&srv->snap_lock);
+	free(srv);
+	return rc;
+}

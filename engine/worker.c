@@ -1,0 +1,294 @@
+/* worker.c - worker threads: take a ready run, execute its next step in the
+ * thread's own Lua runtime, hand the result to the writer, take the next run.
+ *
+ * The run goes back to the scheduler (next step, or a retry at its due time) or
+ * ends only in the write's done() callback, after the step's result, the run's
+ * progress and the step's emitted deliveries are committed together. A crash
+ * before that commit re-runs the step at the next start: steps are at least once,
+ * and `run.attempt` tells a script it is a repeat. */
+#include "hf_worker.h"
+#include "hf_limits.h"
+#include "hf_metrics.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+struct worker {
+	struct hf_workers *pool;
+	struct hf_luart *rt;
+	pthread_t thread;
+};
+
+struct hf_workers {
+	struct hf_server *srv;
+	struct worker *items;
+	int n;
+	atomic_int busy;
+	atomic_int running; /* threads not yet exited */
+};
+
+int64_t hf_step_budget(const struct hf_run *run, int64_t now)
+{
+	const struct hf_step *step = &run->wf->steps[run->next_step];
+	int64_t start = run->started_at ? run->started_at : now;
+	int64_t left = start + run->wf->timeout_ms - now;
+	if (left <= 0)
+		return 0;
+	return step->timeout_ms < left ? step->timeout_ms : left;
+}
+
+/* Exponential backoff with jitter: the n-th retry waits a random time between
+ * half and all of min(max_backoff, backoff * 2^(n-1)), so that retries of many
+ * runs spread out but never come back immediately. */
+static int64_t backoff(const struct hf_step *step, int retry)
+{
+	double d = (double)step->retry_backoff_ms;
+	for (int i = 1; i < retry && d < (double)step->retry_max_backoff_ms; i++)
+		d *= 2;
+	if (d > (double)step->retry_max_backoff_ms)
+		d = (double)step->retry_max_backoff_ms;
+	unsigned r = 0;
+	if (getrandom(&r, sizeof r, 0) != sizeof r)
+		r = (unsigned)time(NULL);
+	return (int64_t)(d / 2 + (d / 2) * ((double)r / 4294967295.0));
+}
+
+/* Keeps the first line of a step's error for the run's error. */
+static char *first_line(const char *s)
+{
+	size_t n = strcspn(s ? s : "", "\n");
+	return hf_xstrndup(s ? s : "", n);
+}
+
+bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
+		    int64_t now)
+{
+	const struct hf_step *step = &run->wf->steps[run->next_step];
+	run->due_at = 0;
+	switch (res->status) {
+	case HF_STEP_SUCCEEDED:
+		json_object_set(run->outputs, step->id, res->output);
+		json_decref(run->last_output);
+		run->last_output = json_incref(res->output);
+		run->next_step++;
+		run->step_attempt = 1;
+		break;
+	case HF_STEP_SKIPPED:
+		run->next_step++;
+		run->step_attempt = 1;
+		break;
+	case HF_STEP_FAILED:
+		if (run->step_attempt < step->retry_attempts) {
+			run->step_attempt++;
+			run->due_at = now + backoff(step, run->step_attempt - 1);
+			return false;
+		}
+		if (step->continue_on_error) {
+			run->next_step++;
+			run->step_attempt = 1;
+			break;
+		}
+		free(run->error);
+		char *line = first_line(res->error);
+		run->error = hf_xasprintf("step '%s' failed: %s", step->id, line);
+		free(line);
+		run->status = HF_RUN_FAILED;
+		return true;
+	}
+	if (run->next_step >= run->wf->nsteps) {
+		run->status = HF_RUN_SUCCEEDED;
+		return true;
+	}
+	return false;
+}
+
+struct step_write {
+	struct hf_write w;
+	struct hf_step_result res;
+	/* The run's state before the step, restored when the commit fails. */
+	size_t prev_step;
+	int prev_attempt;
+	enum hf_run_status prev_status;
+};
+
+static void step_written(struct hf_write *w)
+{
+	struct step_write *sw = (struct step_write *)w;
+	struct hf_server *srv = w->ctx;
+	struct hf_run *run = w->run;
+	if (w->rc < 0) {
+		/* Not committed: the step counts as not run. Try it again
+		 * shortly rather than lose the run. */
+		run->next_step = sw->prev_step;
+		run->step_attempt = sw->prev_attempt;
+		run->status = sw->prev_status;
+		run->due_at = hf_now_ms() + 1000;
+	}
+	bool over = w->rc == 0 && (run->status == HF_RUN_SUCCEEDED ||
+				   run->status == HF_RUN_FAILED);
+	if (w->result)
+		hf_step_result_release(&sw->res);
+	free(sw);
+	if (over)
+		hf_server_run_finished(srv, run);
+	else
+		hf_sched_push(srv->sched, run);
+}
+
+static void started_written(struct hf_write *w)
+{
+	free(w);
+}
+
+/* Ends a run that cannot proceed (its workflow is gone, its timeout passed)
+ * without running a step. */
+static void fail_run(struct hf_server *srv, struct hf_run *run, char *error)
+{
+	struct step_write *sw = hf_xcalloc(1, sizeof *sw);
+	free(run->error);
+	run->error = error;
+	run->status = HF_RUN_FAILED;
+	sw->prev_step = run->next_step;
+	sw->prev_attempt = run->step_attempt;
+	sw->prev_status = HF_RUN_RUNNING;
+	sw->w.kind = HF_W_STEP;
+	sw->w.run = run;
+	sw->w.result = NULL;
+	sw->w.done = step_written;
+	sw->w.ctx = srv;
+	hf_store_submit(srv->store, &sw->w);
+}
+
+static void execute(struct worker *wk, struct hf_run *run)
+{
+	struct hf_server *srv = wk->pool->srv;
+	int64_t now = hf_now_ms();
+	if (!run->wf) {
+		fail_run(srv, run, hf_xstrdup(run->error ? run->error
+							 : "workflow missing"));
+		return;
+	}
+	if (run->status == HF_RUN_QUEUED) {
+		run->status = HF_RUN_RUNNING;
+		run->started_at = now;
+		struct hf_write *w = hf_xcalloc(1, sizeof *w);
+		w->kind = HF_W_RUN_STARTED;
+		w->run = run;
+		w->done = started_written;
+		hf_store_submit(srv->store, w);
+	}
+	int64_t budget = hf_step_budget(run, now);
+	if (budget <= 0) {
+		char t[32];
+		snprintf(t, sizeof t, "%lldms", (long long)run->wf->timeout_ms);
+		fail_run(srv, run,
+			 hf_xasprintf("run timed out after %s", t));
+		return;
+	}
+
+	struct step_write *sw = hf_xcalloc(1, sizeof *sw);
+	sw->prev_step = run->next_step;
+	sw->prev_attempt = run->step_attempt;
+	sw->prev_status = run->status;
+	json_t *event = hf_event_to_lua_json(run->event);
+	struct hf_step_ctx ctx = {
+		.wf = run->wf,
+		.step = run->next_step,
+		.event = event,
+		.steps = run->outputs,
+		.run_id = run->id,
+		.attempt = run->step_attempt,
+		.timeout_ms = budget,
+	};
+	atomic_fetch_add(&wk->pool->busy, 1);
+	hf_luart_run_step(wk->rt, &ctx, &sw->res);
+	atomic_fetch_sub(&wk->pool->busy, 1);
+	json_decref(event);
+
+	hf_metrics_step(hf_step_status_name(sw->res.status),
+			(double)(sw->res.finished_at - sw->res.started_at) /
+				1000.0);
+	sw->w.kind = HF_W_STEP;
+	sw->w.run = run;
+	sw->w.step_index = run->next_step;
+	sw->w.step_attempts = run->step_attempt;
+	sw->w.result = &sw->res;
+	sw->w.done = step_written;
+	sw->w.ctx = srv;
+	hf_run_advance(run, &sw->res, hf_now_ms());
+	hf_store_submit(srv->store, &sw->w);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *wk = arg;
+	struct hf_run *run;
+	while ((run = hf_sched_take(wk->pool->srv->sched)))
+		execute(wk, run);
+	atomic_fetch_sub(&wk->pool->running, 1);
+	return NULL;
+}
+
+struct hf_workers *hf_workers_start(struct hf_server *srv, int n,
+				    const struct hf_luart_config *cfg,
+				    struct hf_error *err)
+{
+	struct hf_workers *pool = hf_xcalloc(1, sizeof *pool);
+	pool->srv = srv;
+	pool->items = hf_xcalloc((size_t)n, sizeof *pool->items);
+	for (int i = 0; i < n; i++) {
+		pool->items[i].pool = pool;
+		pool->items[i].rt = hf_luart_create(cfg, err);
+		if (!pool->items[i].rt)
+			goto fail;
+	}
+	for (int i = 0; i < n; i++) {
+		atomic_fetch_add(&pool->running, 1);
+		if (pthread_create(&pool->items[i].thread, NULL, worker_main,
+				   &pool->items[i]) != 0) {
+			atomic_fetch_sub(&pool->running, 1);
+			hf_error_set(err, NULL, 0, 0, "cannot start worker");
+			hf_sched_stop(srv->sched);
+			for (int j = 0; j < i; j++)
+				pthread_join(pool->items[j].thread, NULL);
+			goto fail;
+		}
+		pool->n++;
+	}
+	return pool;
+fail:
+	for (int i = 0; i < n; i++)
+		hf_luart_destroy(pool->items[i].rt);
+	free(pool->items);
+	free(pool);
+	return NULL;
+}
+
+int hf_workers_busy(struct hf_workers *w)
+{
+	return w ? atomic_load(&w->busy) : 0;
+}
+
+int hf_workers_stop(struct hf_workers *pool, int64_t timeout_ms)
+{
+	if (!pool)
+		return 0;
+	int64_t deadline = hf_mono_ms() + timeout_ms;
+	while (atomic_load(&pool->running) > 0 && hf_mono_ms() < deadline) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	if (atomic_load(&pool->running) > 0)
+		return -1;
+	for (int i = 0; i < pool->n; i++) {
+		pthread_join(pool->items[i].thread, NULL);
+		hf_luart_destroy(pool->items[i].rt);
+	}
+	free(pool->items);
+	free(pool);
+	return 0;
+}

@@ -1,0 +1,21 @@
+/* hf_metrics.h - process-wide counters and histograms rendered in the Prometheus
+ * text format at /metrics. Thread-safe (atomics and a small mutex-guarded table
+ * for per-workflow series). */
+#ifndef HF_METRICS_H
+#define HF_METRICS_H
+
+#include "hf_util.h"
+
+/* An event answered: workflow is the first matched workflow's name or NULL. */
+void hf_metrics_event(const char *workflow, int status);
+/* A run reached a final status ("succeeded"/"failed"). */
+void hf_metrics_run(const char *workflow, const char *status);
+/* A step finished with status after seconds. */
+void hf_metrics_step(const char *status, double seconds);
+void hf_metrics_delivery(const char *outcome);
+void hf_metrics_verify_failure(const char *workflow);
+/* Appends the exposition to out, with the gauges given. */
+void hf_metrics_render(struct hf_buf *out, size_t queue_depth,
+		       size_t queue_ready, int workers_busy);
+
+#endif

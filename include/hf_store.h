@@ -1,0 +1,132 @@
+/* hf_store.h - the state database (SQLite): schema and migrations, the single
+ * writer thread with group commit, and the read queries behind the admin API and
+ * the CLI.
+ *
+ * Every write goes through hf_store_submit(): the writer thread takes whatever
+ * writes are waiting (up to HF_WRITER_BATCH), applies them in one transaction,
+ * commits once (one fsync for the batch with --sync full), then calls each
+ * write's done() on the writer thread. Readers use their own connections
+ * (hf_store_reader), which WAL lets read while the writer writes.
+ *
+ * <sqlite3.h> is included only by store.c. */
+#ifndef HF_STORE_H
+#define HF_STORE_H
+
+#include "hf_luart.h"
+#include "hf_run.h"
+#include "hf_util.h"
+#include <jansson.h>
+#include <stdbool.h>
+
+struct hf_store;
+
+enum hf_write_kind {
+	/* An accepted event and its new runs. Runs whose dedupe key was already
+	 * seen are dropped (w->dup_of gets the original event id); when every run
+	 * was dropped and one was a duplicate, the event is not stored. */
+	HF_W_INGEST,
+	/* New runs for an event already stored (replay). */
+	HF_W_RUNS,
+	/* A run began (status running, started_at). */
+	HF_W_RUN_STARTED,
+	/* A step finished: its record, the run's progress, the step's emits. */
+	HF_W_STEP,
+	/* A delivery attempt finished (the outbox's). */
+	HF_W_DELIVERY,
+	/* Arbitrary SQL-free maintenance: runs fn on the writer connection. */
+	HF_W_CALL,
+};
+
+struct hf_write {
+	enum hf_write_kind kind;
+	int rc; /* set by the writer before done(): 0 committed, <0 failed */
+	void (*done)(struct hf_write *w); /* on the writer thread, after commit */
+	void *ctx;
+	struct hf_write *next;
+
+	/* HF_W_INGEST, HF_W_RUNS */
+	struct hf_event *event;
+	struct hf_run **runs;
+	size_t nruns;
+	char dup_of[HF_ID_SIZE]; /* INGEST: original event id when a duplicate */
+	bool *dropped;           /* INGEST: per run, dropped as a duplicate */
+	bool unclaimed; /* RUNS: written by the CLI, for a running server to pick up */
+
+	/* HF_W_RUN_STARTED, HF_W_STEP */
+	struct hf_run *run;
+	/* HF_W_STEP */
+	size_t step_index;
+	int step_attempts;
+	struct hf_step_result *result;
+
+	/* HF_W_DELIVERY */
+	char delivery_id[HF_ID_SIZE];
+	int http_status; /* 0 on network error */
+	char *delivery_error;
+	int64_t duration_ms;
+	int64_t attempt_at;
+	const char *delivery_status; /* "pending", "delivered", "failed" */
+	int64_t next_at;
+	int attempts;
+
+	/* HF_W_CALL */
+	int (*call)(struct hf_store *s, void *arg);
+	void *call_arg;
+};
+
+/* Opens (creating or migrating) the state database at path; ":memory:" is fine
+ * for `hookflow run`. With start_writer the writer thread runs; without it,
+ * hf_store_submit applies each write synchronously (CLI use). Returns NULL with err
+ * set on failure. */
+struct hf_store *hf_store_open(const char *path, bool sync_full,
+			       bool start_writer, struct hf_error *err);
+/* Stops the writer after it drained every submitted write, and closes. */
+void hf_store_close(struct hf_store *s); /* accepts NULL */
+
+/* Hands w to the writer. w must stay valid until its done() is called. */
+void hf_store_submit(struct hf_store *s, struct hf_write *w);
+
+/* Statistics for /metrics. */
+struct hf_store_stats {
+	uint64_t commits;
+	uint64_t writes;
+	uint64_t write_errors;
+};
+void hf_store_stats(struct hf_store *s, struct hf_store_stats *out);
+
+/* --- Reads. Each thread gets its own read connection; results are new JSON
+ * references in the admin API's shapes (CONTRACT §2). NULL when not found. --- */
+
+json_t *hf_store_run_json(struct hf_store *s, const char *run_id);
+/* {"runs":[RUN…]} newest first; workflow/status may be NULL; steps included. */
+json_t *hf_store_runs_json(struct hf_store *s, const char *workflow,
+			   const char *status, int limit);
+json_t *hf_store_event_json(struct hf_store *s, const char *event_id);
+json_t *hf_store_deliveries_json(struct hf_store *s, const char *status,
+				 int limit);
+json_t *hf_store_delivery_json(struct hf_store *s, const char *id);
+
+/* Loads an event for replay (new reference) or NULL. */
+struct hf_event *hf_store_load_event(struct hf_store *s, const char *event_id);
+
+/* Loads every run that is queued or running (at start-up), or only those created
+ * outside this process since the last call (unclaimed; the CLI's replay and retry),
+ * marking them claimed. Workflows are looked up in set by name; a run whose
+ * workflow no longer exists is failed with a message. Calls fn for each. */
+int hf_store_load_pending(struct hf_store *s,
+			  const struct hf_workflow_set *set, bool only_unclaimed,
+			  void (*fn)(struct hf_run *run, void *arg), void *arg);
+/* True when another connection committed since the last call (data_version). */
+bool hf_store_changed(struct hf_store *s);
+
+/* CLI: re-queues a failed run from its failed step (outputs of succeeded steps
+ * kept), attempt + 1. Returns 0 or -1 with err. */
+int hf_store_retry_run(struct hf_store *s, const char *run_id,
+		       struct hf_error *err);
+
+/* Deletes events, runs, steps, deliveries finished before `before` (wall ms), at
+ * most limit rows per table. Returns rows deleted or -1. Writer connection only:
+ * use through HF_W_CALL. */
+int hf_store_prune(struct hf_store *s, int64_t before, int limit);
+
+#endif

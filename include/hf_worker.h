@@ -1,0 +1,33 @@
+/* hf_worker.h - the pool of worker threads. Each owns one Lua runtime for its
+ * lifetime, takes ready runs from the scheduler, executes one step, and hands the
+ * result to the store's writer; the run continues (or ends) when that result is
+ * committed. A worker never waits for the commit: it takes the next run. */
+#ifndef HF_WORKER_H
+#define HF_WORKER_H
+
+#include "hf_server.h"
+
+struct hf_workers;
+
+/* Starts n workers on srv. Returns NULL with err set when a runtime cannot be
+ * created (e.g. the data database cannot be opened). */
+struct hf_workers *hf_workers_start(struct hf_server *srv, int n,
+				    const struct hf_luart_config *cfg,
+				    struct hf_error *err);
+/* Waits up to timeout_ms for the workers to finish their current step and
+ * stop (the scheduler must be stopped first). Returns 0 when all stopped, -1 on
+ * timeout (the workers are then left running, and not freed). */
+int hf_workers_stop(struct hf_workers *w, int64_t timeout_ms);
+/* Steps executing right now. */
+int hf_workers_busy(struct hf_workers *w);
+
+/* Decides a run's next state after a step (shared with `hookflow run`): updates
+ * run->next_step, step_attempt, due_at, status and error from res. Returns true
+ * when the run is over. */
+bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
+		    int64_t now);
+/* The step's budget: its timeout, capped by what is left of the run's. Returns
+ * <= 0 when the run's timeout has passed. */
+int64_t hf_step_budget(const struct hf_run *run, int64_t now);
+
+#endif
