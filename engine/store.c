@@ -8,6 +8,7 @@
  *
  * This is the only file that includes <sqlite3.h> for the state database. */
 #include "hf_store.h"
+#include "hf_body.h"
 #include "hf_limits.h"
 
 #include <pthread.h>
@@ -949,6 +950,11 @@ struct hf_event *hf_store_load_event(struct hf_store *s, const char *event_id)
 	ev->body = hf_xstrndup(body ? body : "", ev->body_len);
 	ev->received_at = sqlite3_column_int64(st, 6);
 	ev->skipped = json_array();
+	/* Decoded again as ingest did; it was valid then. */
+	char err[256];
+	hf_body_decode(hf_body_kind_of(json_string_value(
+			       json_object_get(ev->headers, "content-type"))),
+		       ev->body, ev->body_len, &ev->decoded, err, sizeof err);
 done:
 	sqlite3_finalize(st);
 	reader_give(s, db);

@@ -30,7 +30,12 @@ int hf_json_parse(const char *text, size_t len, json_t **out, char *err,
 		  size_t errsize);
 
 /* Decodes "a=1&b=x+y&c=%41" into {"a":"1","b":"x y","c":"A"} (a repeated key keeps
- * the last value; invalid UTF-8 is replaced by U+FFFD). Returns a new object. */
+ * the last value; invalid UTF-8 is replaced by U+FFFD, and so is NUL in keys;
+ * "a" alone is "a":""). Returns a new object. */
 json_t *hf_form_decode(const char *s, size_t len);
+
+/* Decodes a URL query string (without the '?') by the same rules as a form.
+ * Returns a new object; NULL or empty input gives {}. */
+json_t *hf_query_decode(const char *query, size_t len);
 
 #endif

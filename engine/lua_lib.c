@@ -1,0 +1,231 @@
+/* lua_lib.c - the env, log (and print) and crypto globals.
+ *
+ * Owns the formatting and capping of step log lines and the Lua face of the
+ * hashing and base64 primitives (which live in verify.c). It does not own the
+ * sandbox (luart.c). C resources held across calls that may raise live in boxes
+ * (hf_lua_box). Threading: one lua_State per thread; the log array belongs to
+ * the runtime of that thread. */
+#include "hf_lua_lib.h"
+#include "hf_limits.h"
+#include "hf_lua_json.h"
+#include "hf_util.h"
+#include "hf_verify.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- log ---- */
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len;
+	unsigned min;
+	unsigned cp;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2, min = 0x80, cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3, min = 0x800, cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4, min = 0x10000, cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+void hf_lua_log_add(struct hf_lua_log *log, const char *level, const char *msg,
+		    size_t len)
+{
+	char line[HF_LOG_LINE_MAX + 1];
+	if (!log || !log->entries)
+		return;
+	size_t count = json_array_size(log->entries);
+	if (count >= HF_STEP_MAX_LOGS)
+		return;
+	if (count == HF_STEP_MAX_LOGS - 1) {
+		level = "warn";
+		msg = "log limit reached: later lines of this step are dropped";
+		len = strlen(msg);
+	}
+	size_t n = 0;
+	const unsigned char *s = (const unsigned char *)msg;
+	size_t i = 0;
+	while (i < len && n < HF_LOG_LINE_MAX) {
+		size_t k = utf8_seq(s + i, len - i);
+		if (k == 0) {
+			line[n++] = '?';
+			i++;
+		} else if (n + k > HF_LOG_LINE_MAX) {
+			break; /* cut at a character boundary */
+		} else {
+			memcpy(line + n, s + i, k);
+			n += k;
+			i += k;
+		}
+	}
+	json_t *e = json_object();
+	json_object_set_new(e, "level", json_string(level));
+	json_object_set_new(e, "message", json_stringn(line, n));
+	json_object_set_new(e, "at", json_integer(hf_now_ms()));
+	json_array_append_new(log->entries, e);
+}
+
+/* Joins the arguments, tostring'ed, with spaces, into a bounded line. */
+static int log_at(lua_State *L, const char *level)
+{
+	struct hf_lua_log *log = lua_touserdata(L, lua_upvalueindex(1));
+	char line[HF_LOG_LINE_MAX + 1];
+	size_t n = 0;
+	int nargs = lua_gettop(L);
+	for (int i = 1; i <= nargs; i++) {
+		size_t len;
+		const char *s = luaL_tolstring(L, i, &len);
+		if (i > 1 && n < HF_LOG_LINE_MAX)
+			line[n++] = ' ';
+		size_t room = HF_LOG_LINE_MAX - n;
+		size_t take = len < room ? len : room;
+		memcpy(line + n, s, take);
+		n += take;
+		lua_pop(L, 1);
+	}
+	hf_lua_log_add(log, level, line, n);
+	return 0;
+}
+
+static int l_info(lua_State *L)
+{
+	return log_at(L, "info");
+}
+
+static int l_warn(lua_State *L)
+{
+	return log_at(L, "warn");
+}
+
+static int l_error(lua_State *L)
+{
+	return log_at(L, "error");
+}
+
+static const luaL_Reg log_funcs[] = {
+	{"info", l_info},
+	{"warn", l_warn},
+	{"error", l_error},
+	{NULL, NULL},
+};
+
+void hf_lua_open_log(lua_State *L, struct hf_lua_log *log)
+{
+	luaL_newlibtable(L, log_funcs);
+	lua_pushlightuserdata(L, log);
+	luaL_setfuncs(L, log_funcs, 1);
+}
+
+void hf_lua_push_print(lua_State *L, struct hf_lua_log *log)
+{
+	lua_pushlightuserdata(L, log);
+	lua_pushcclosure(L, l_info, 1);
+}
+
+/* ---- env ---- */
+
+static int l_env(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	const char *v = NULL;
+	if (strncmp(name, "HOOKFLOW_", 9) != 0)
+		v = getenv(name);
+	if (v)
+		lua_pushstring(L, v);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
+void hf_lua_push_env(lua_State *L)
+{
+	lua_pushcfunction(L, l_env);
+}
+
+/* ---- crypto ---- */
+
+static int l_hmac_sha256(lua_State *L)
+{
+	size_t klen, mlen;
+	const char *key = luaL_checklstring(L, 1, &klen);
+	const char *msg = luaL_checklstring(L, 2, &mlen);
+	unsigned char mac[32];
+	char hex[65];
+	hf_hmac_sha256(key, klen, msg, mlen, mac);
+	hf_hex_encode(mac, sizeof mac, hex);
+	lua_pushstring(L, hex);
+	return 1;
+}
+
+static int l_sha256(lua_State *L)
+{
+	size_t len;
+	const char *s = luaL_checklstring(L, 1, &len);
+	unsigned char md[32];
+	char hex[65];
+	hf_sha256(s, len, md);
+	hf_hex_encode(md, sizeof md, hex);
+	lua_pushstring(L, hex);
+	return 1;
+}
+
+static int l_base64_encode(lua_State *L)
+{
+	size_t len;
+	const char *s = luaL_checklstring(L, 1, &len);
+	void **box = hf_lua_box(L, free);
+	char *out = hf_base64_encode(s, len);
+	*box = out;
+	lua_pushstring(L, out);
+	free(out);
+	*box = NULL;
+	return 1;
+}
+
+static int l_base64_decode(lua_State *L)
+{
+	size_t len, outlen = 0;
+	const char *s = luaL_checklstring(L, 1, &len);
+	void **box = hf_lua_box(L, free);
+	unsigned char *out = hf_base64_decode(s, len, &outlen);
+	if (!out)
+		return luaL_error(L, "crypto.base64_decode: input is not "
+				     "base64");
+	*box = out;
+	lua_pushlstring(L, (const char *)out, outlen);
+	free(out);
+	*box = NULL;
+	return 1;
+}
+
+static const luaL_Reg crypto_funcs[] = {
+	{"hmac_sha256", l_hmac_sha256},
+	{"sha256", l_sha256},
+	{"base64_encode", l_base64_encode},
+	{"base64_decode", l_base64_decode},
+	{NULL, NULL},
+};
+
+void hf_lua_open_crypto(lua_State *L)
+{
+	luaL_newlib(L, crypto_funcs);
+}

@@ -1,0 +1,628 @@
+/* verify.c - inbound signature schemes (hmac-sha256, github, stripe, slack,
+ * shopify, standard-webhooks) and the crypto primitives they share:
+ * HMAC-SHA256, SHA-256, hex and base64.
+ *
+ * The only module that includes OpenSSL. Pure and thread-safe: it reads request
+ * headers through a callback, never logs, and keeps no state except the HMAC
+ * implementation fetched once. Every header parser works on untrusted input
+ * (see tests/fuzz/fuzz_verify.c): lengths are bounded and nothing is read past
+ * a value's terminating NUL. Reasons are static strings that never contain a
+ * secret or a signature. */
+#include "hf_verify.h"
+
+#include "hf_limits.h"
+#include "hf_util.h"
+
+#include <limits.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A signature header longer than this is malformed: real ones are under 200
+ * bytes, and the bound keeps the work done for a hostile request small. */
+#define HDR_MAX 4096
+
+#define DIGEST_LEN 32
+#define B64_DIGEST_LEN 44
+
+/* ---- primitives ---- */
+
+static EVP_MAC *hmac_impl;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void hmac_fetch(void)
+{
+	hmac_impl = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
+struct part {
+	const void *p;
+	size_t n;
+};
+
+/* HMAC-SHA256 over the concatenation of parts, without copying the body.
+ * OpenSSL failures here mean a broken installation: abort like on OOM. */
+static void hmac_parts(const void *key, size_t klen, const struct part *parts,
+		       size_t nparts, unsigned char out[DIGEST_LEN])
+{
+	static const unsigned char empty[1];
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+	    OSSL_PARAM_construct_end(),
+	};
+	size_t outlen = 0;
+
+	pthread_once(&hmac_once, hmac_fetch);
+	EVP_MAC_CTX *ctx = hmac_impl ? EVP_MAC_CTX_new(hmac_impl) : NULL;
+	if (!ctx || !EVP_MAC_init(ctx, klen ? key : empty, klen, params))
+		goto fail;
+	for (size_t i = 0; i < nparts; i++)
+		if (parts[i].n && !EVP_MAC_update(ctx, parts[i].p, parts[i].n))
+			goto fail;
+	if (!EVP_MAC_final(ctx, out, &outlen, DIGEST_LEN) ||
+	    outlen != DIGEST_LEN)
+		goto fail;
+	EVP_MAC_CTX_free(ctx);
+	return;
+fail:
+	fprintf(stderr, "hookflow: OpenSSL HMAC-SHA256 failed\n");
+	abort();
+}
+
+void hf_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen,
+		    unsigned char out[32])
+{
+	struct part p = {msg, mlen};
+	hmac_parts(key, klen, &p, 1, out);
+}
+
+void hf_sha256(const void *msg, size_t len, unsigned char out[32])
+{
+	static const unsigned char empty[1];
+	if (!EVP_Digest(len ? msg : empty, len, out, NULL, EVP_sha256(),
+			NULL)) {
+		fprintf(stderr, "hookflow: OpenSSL SHA-256 failed\n");
+		abort();
+	}
+}
+
+void hf_hex_encode(const unsigned char *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+static int hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decodes exactly 64 hex digits (either case) into a digest. Returns 0 or -1.
+ */
+static int hex_digest(const char *s, size_t n, unsigned char out[DIGEST_LEN])
+{
+	if (n != 2 * DIGEST_LEN)
+		return -1;
+	for (size_t i = 0; i < DIGEST_LEN; i++) {
+		int hi = hexval((unsigned char)s[2 * i]);
+		int lo = hexval((unsigned char)s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+char *hf_base64_encode(const void *in, size_t len)
+{
+	/* EVP_EncodeBlock takes an int: encode in chunks of a multiple of 3. */
+	enum { CHUNK = 3 * 16384 };
+	const unsigned char *p = in;
+	char *out = hf_xmalloc((len + 2) / 3 * 4 + 1);
+	size_t o = 0;
+	out[0] = '\0';
+	while (len) {
+		size_t n = len < CHUNK ? len : CHUNK;
+		o += (size_t)EVP_EncodeBlock((unsigned char *)out + o, p,
+					     (int)n);
+		p += n;
+		len -= n;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static int b64val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+static int is_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' ||
+	       c == '\v';
+}
+
+/* Validates strictly (alphabet, '=' only as final padding; whitespace is
+ * skipped, missing padding tolerated), then lets OpenSSL decode, which counts
+ * padding as zero bytes: those are taken off the length. */
+unsigned char *hf_base64_decode(const char *in, size_t len, size_t *outlen)
+{
+	char *clean = hf_xmalloc(len + 4);
+	unsigned char *out = NULL;
+	size_t n = 0, pad = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+		if (is_space(c))
+			continue;
+		if (c == '=') {
+			pad++;
+		} else if (pad || b64val(c) < 0) {
+			goto done; /* data after padding, or not base64 */
+		}
+		clean[n++] = (char)c;
+	}
+	if (pad > 2 || (n - pad) % 4 == 1)
+		goto done;
+	if (pad && n % 4 != 0)
+		goto done; /* padding present but wrong */
+	while (n % 4) {
+		clean[n++] = '=';
+		pad++;
+	}
+	if (n > INT_MAX)
+		goto done;
+	out = hf_xmalloc(n / 4 * 3 + 1);
+	int got = n ? EVP_DecodeBlock(out, (unsigned char *)clean, (int)n) : 0;
+	if (got < 0 || (size_t)got < pad) {
+		free(out);
+		out = NULL;
+		goto done;
+	}
+	*outlen = (size_t)got - pad;
+done:
+	free(clean);
+	return out;
+}
+
+char *hf_standard_webhooks_sign(const void *secret, size_t slen,
+				const char *msg_id, int64_t timestamp,
+				const void *body, size_t len)
+{
+	char ts[32];
+	unsigned char mac[DIGEST_LEN];
+	int tn = snprintf(ts, sizeof ts, "%lld", (long long)timestamp);
+	struct part parts[] = {
+	    {msg_id, strlen(msg_id)},
+	    {".", 1},
+	    {ts, (size_t)tn},
+	    {".", 1},
+	    {body, len},
+	};
+	hmac_parts(secret, slen, parts, 5, mac);
+	char *b64 = hf_base64_encode(mac, sizeof mac);
+	char *out = hf_xasprintf("v1,%s", b64);
+	free(b64);
+	return out;
+}
+
+const char *hf_verify_default_dedupe_header(enum hf_verify_scheme s)
+{
+	switch (s) {
+	case HF_VERIFY_GITHUB:
+		return "x-github-delivery";
+	case HF_VERIFY_STANDARD:
+		return "webhook-id";
+	case HF_VERIFY_SHOPIFY:
+		return "x-shopify-webhook-id";
+	default:
+		return NULL;
+	}
+}
+
+/* ---- request verification ---- */
+
+/* A header value with surrounding whitespace taken off; s is not NUL-terminated
+ * at s + n. */
+struct val {
+	const char *s;
+	size_t n;
+};
+
+/* Fetches and trims a header. Returns 1 when present, 0 when absent, -1 when
+ * longer than HDR_MAX. */
+static int header(hf_header_fn get, void *ctx, const char *name, struct val *v)
+{
+	const char *s = get(ctx, name);
+	if (!s)
+		return 0;
+	size_t n = strnlen(s, HDR_MAX + 1);
+	if (n > HDR_MAX)
+		return -1;
+	while (n && is_space((unsigned char)*s)) {
+		s++;
+		n--;
+	}
+	while (n && is_space((unsigned char)s[n - 1]))
+		n--;
+	v->s = s;
+	v->n = n;
+	return 1;
+}
+
+static int has_prefix_ci(struct val v, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return v.n >= n && strncasecmp(v.s, prefix, n) == 0;
+}
+
+/* Unix seconds: 1 to 15 decimal digits (well past year 30000), nothing else. */
+static int parse_ts(struct val v, int64_t *out)
+{
+	int64_t t = 0;
+	if (v.n == 0 || v.n > 15)
+		return -1;
+	for (size_t i = 0; i < v.n; i++) {
+		if (v.s[i] < '0' || v.s[i] > '9')
+			return -1;
+		t = t * 10 + (v.s[i] - '0');
+	}
+	*out = t;
+	return 0;
+}
+
+/* A tolerance of 0 or less is not a sensible configuration: use the default. */
+static int ts_ok(const struct hf_verify_conf *conf, int64_t ts, int64_t now_s)
+{
+	int64_t tol = conf->tolerance_ms > 0 ? conf->tolerance_ms
+					     : HF_VERIFY_TOLERANCE_MS;
+	int64_t d;
+	if (now_s < 0 || now_s > 999999999999999LL)
+		return 0;
+	d = now_s - ts;
+	if (d < 0)
+		d = -d;
+	/* Both are below 1e15, so d * 1000 cannot overflow. */
+	return d * 1000 <= tol;
+}
+
+/* Each scheme's header names and messages. */
+struct scheme {
+	const char *sig_header;
+	const char *missing;
+	const char *malformed;
+};
+
+static const struct scheme github = {
+    "x-hub-signature-256",
+    "missing X-Hub-Signature-256 header",
+    "malformed X-Hub-Signature-256 header",
+};
+static const struct scheme hmac_generic = {
+    NULL,
+    "missing signature header",
+    "malformed signature header",
+};
+static const struct scheme stripe = {
+    "stripe-signature",
+    "missing Stripe-Signature header",
+    "malformed Stripe-Signature header",
+};
+static const struct scheme slack = {
+    "x-slack-signature",
+    "missing X-Slack-Signature header",
+    "malformed X-Slack-Signature header",
+};
+static const struct scheme shopify = {
+    "x-shopify-hmac-sha256",
+    "missing X-Shopify-Hmac-Sha256 header",
+    "malformed X-Shopify-Hmac-Sha256 header",
+};
+static const struct scheme standard = {
+    "webhook-signature",
+    "missing webhook-signature header",
+    "malformed webhook-signature header",
+};
+
+/* hmac-sha256 and github: one hex digest of the body, "sha256=" prefix optional
+ * for the former and required by the latter. */
+static const char *verify_hex(const struct hf_verify_conf *conf,
+			      const struct scheme *sc, const char *name,
+			      bool need_prefix, hf_header_fn get, void *ctx,
+			      const void *body, size_t len)
+{
+	struct val v;
+	unsigned char want[DIGEST_LEN], got[DIGEST_LEN];
+	int rc = header(get, ctx, name, &v);
+	if (rc == 0)
+		return sc->missing;
+	if (rc < 0)
+		return sc->malformed;
+	if (has_prefix_ci(v, "sha256=")) {
+		v.s += 7;
+		v.n -= 7;
+	} else if (need_prefix) {
+		return sc->malformed;
+	}
+	if (hex_digest(v.s, v.n, want) < 0)
+		return sc->malformed;
+	for (size_t i = 0; i < conf->nsecrets; i++) {
+		const char *k = conf->secrets[i];
+		hf_hmac_sha256(k, strlen(k), body, len, got);
+		if (CRYPTO_memcmp(got, want, DIGEST_LEN) == 0)
+			return NULL;
+	}
+	return "signature mismatch";
+}
+
+/* Stripe-Signature: "t=TS,v1=HEX[,v1=HEX][,v0=...]" over "TS.BODY". */
+static const char *verify_stripe(const struct hf_verify_conf *conf,
+				 hf_header_fn get, void *ctx, const void *body,
+				 size_t len, int64_t now_s)
+{
+	/* At most HDR_MAX / 68 v1 digests fit in a header. */
+	enum { MAXSIG = HDR_MAX / 68 + 1 };
+	unsigned char sigs[MAXSIG][DIGEST_LEN], got[DIGEST_LEN];
+	size_t nsig = 0, nv1 = 0;
+	struct val v, t = {NULL, 0};
+	int64_t ts;
+	int rc = header(get, ctx, stripe.sig_header, &v);
+	if (rc == 0)
+		return stripe.missing;
+	if (rc < 0)
+		return stripe.malformed;
+
+	const char *p = v.s, *end = v.s + v.n;
+	while (p < end) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *item_end = comma ? comma : end;
+		struct val item = {p, (size_t)(item_end - p)};
+		while (item.n && is_space((unsigned char)*item.s)) {
+			item.s++;
+			item.n--;
+		}
+		while (item.n && is_space((unsigned char)item.s[item.n - 1]))
+			item.n--;
+		const char *eq = memchr(item.s, '=', item.n);
+		if (!eq)
+			return stripe.malformed;
+		struct val key = {item.s, (size_t)(eq - item.s)};
+		struct val value = {eq + 1, item.n - key.n - 1};
+		if (key.n == 1 && key.s[0] == 't') {
+			if (t.s)
+				return stripe.malformed; /* two timestamps */
+			t = value;
+		} else if (key.n == 2 && memcmp(key.s, "v1", 2) == 0) {
+			nv1++;
+			/* A v1 that is not a digest can never match. */
+			if (nsig < MAXSIG &&
+			    hex_digest(value.s, value.n, sigs[nsig]) == 0)
+				nsig++;
+		}
+		p = comma ? comma + 1 : end;
+	}
+	if (!t.s || parse_ts(t, &ts) < 0)
+		return stripe.malformed;
+	if (!nv1)
+		return "no v1 signature in Stripe-Signature header";
+	if (!ts_ok(conf, ts, now_s))
+		return "timestamp outside tolerance";
+	for (size_t i = 0; i < conf->nsecrets; i++) {
+		const char *k = conf->secrets[i];
+		struct part parts[] = {{t.s, t.n}, {".", 1}, {body, len}};
+		hmac_parts(k, strlen(k), parts, 3, got);
+		for (size_t j = 0; j < nsig; j++)
+			if (CRYPTO_memcmp(got, sigs[j], DIGEST_LEN) == 0)
+				return NULL;
+	}
+	return "signature mismatch";
+}
+
+/* Slack: X-Slack-Signature "v0=HEX" over "v0:TS:BODY". */
+static const char *verify_slack(const struct hf_verify_conf *conf,
+				hf_header_fn get, void *ctx, const void *body,
+				size_t len, int64_t now_s)
+{
+	struct val v, t;
+	unsigned char want[DIGEST_LEN], got[DIGEST_LEN];
+	int64_t ts;
+	int rc = header(get, ctx, slack.sig_header, &v);
+	if (rc == 0)
+		return slack.missing;
+	if (rc < 0 || !has_prefix_ci(v, "v0=") ||
+	    hex_digest(v.s + 3, v.n - 3, want) < 0)
+		return slack.malformed;
+	rc = header(get, ctx, "x-slack-request-timestamp", &t);
+	if (rc == 0)
+		return "missing X-Slack-Request-Timestamp header";
+	if (rc < 0 || parse_ts(t, &ts) < 0)
+		return "malformed X-Slack-Request-Timestamp header";
+	if (!ts_ok(conf, ts, now_s))
+		return "timestamp outside tolerance";
+	for (size_t i = 0; i < conf->nsecrets; i++) {
+		const char *k = conf->secrets[i];
+		struct part parts[] = {
+		    {"v0:", 3}, {t.s, t.n}, {":", 1}, {body, len}};
+		hmac_parts(k, strlen(k), parts, 4, got);
+		if (CRYPTO_memcmp(got, want, DIGEST_LEN) == 0)
+			return NULL;
+	}
+	return "signature mismatch";
+}
+
+/* Shopify: X-Shopify-Hmac-Sha256 is the base64 digest of the body. Compared as
+ * text against our own encoding, which is canonical. */
+static const char *verify_shopify(const struct hf_verify_conf *conf,
+				  hf_header_fn get, void *ctx, const void *body,
+				  size_t len)
+{
+	struct val v;
+	unsigned char got[DIGEST_LEN];
+	int rc = header(get, ctx, shopify.sig_header, &v);
+	if (rc == 0)
+		return shopify.missing;
+	if (rc < 0 || v.n != B64_DIGEST_LEN)
+		return shopify.malformed;
+	for (size_t i = 0; i < conf->nsecrets; i++) {
+		const char *k = conf->secrets[i];
+		hf_hmac_sha256(k, strlen(k), body, len, got);
+		char *b64 = hf_base64_encode(got, sizeof got);
+		int eq = CRYPTO_memcmp(b64, v.s, B64_DIGEST_LEN) == 0;
+		free(b64);
+		if (eq)
+			return NULL;
+	}
+	return "signature mismatch";
+}
+
+/* Standard Webhooks: "v1,B64 v1,B64 v2,..." over "ID.TS.BODY"; a "whsec_"
+ * secret is base64 of the key. */
+static const char *verify_standard(const struct hf_verify_conf *conf,
+				   hf_header_fn get, void *ctx,
+				   const void *body, size_t len, int64_t now_s)
+{
+	struct val id, t, v;
+	int64_t ts;
+	int rc = header(get, ctx, "webhook-id", &id);
+	if (rc == 0)
+		return "missing webhook-id header";
+	if (rc < 0)
+		return "malformed webhook-id header";
+	rc = header(get, ctx, "webhook-timestamp", &t);
+	if (rc == 0)
+		return "missing webhook-timestamp header";
+	if (rc < 0 || parse_ts(t, &ts) < 0)
+		return "malformed webhook-timestamp header";
+	rc = header(get, ctx, standard.sig_header, &v);
+	if (rc == 0)
+		return standard.missing;
+	if (rc < 0 || v.n == 0)
+		return standard.malformed;
+
+	/* Collect the v1 signatures first: a header without any is reported as
+	 * such, and the HMAC is then computed once per secret. */
+	enum { MAXSIG = HDR_MAX / 5 + 1 }; /* shortest is "v1,x " */
+	struct val sigs[MAXSIG];
+	size_t nsig = 0;
+	const char *p = v.s, *end = v.s + v.n;
+	while (p < end) {
+		while (p < end && *p == ' ')
+			p++;
+		const char *tok = p;
+		while (p < end && *p != ' ')
+			p++;
+		size_t n = (size_t)(p - tok);
+		if (n == 0)
+			continue;
+		if (n > 3 && memcmp(tok, "v1,", 3) == 0 && nsig < MAXSIG)
+			sigs[nsig++] = (struct val){tok + 3, n - 3};
+	}
+	if (!nsig)
+		return "no v1 signature in webhook-signature header";
+	if (!ts_ok(conf, ts, now_s))
+		return "timestamp outside tolerance";
+
+	const char *reason = "signature mismatch";
+	size_t usable = 0;
+	for (size_t i = 0; i < conf->nsecrets && reason; i++) {
+		const char *k = conf->secrets[i];
+		size_t klen = strlen(k);
+		unsigned char *key = NULL, got[DIGEST_LEN];
+		if (strncmp(k, "whsec_", 6) == 0) {
+			key = hf_base64_decode(k + 6, klen - 6, &klen);
+			if (!key)
+				continue; /* not base64: cannot match */
+		}
+		usable++;
+		struct part parts[] = {
+		    {id.s, id.n}, {".", 1}, {t.s, t.n}, {".", 1}, {body, len},
+		};
+		hmac_parts(key ? key : (const void *)k, klen, parts, 5, got);
+		free(key);
+		char *b64 = hf_base64_encode(got, sizeof got);
+		for (size_t j = 0; j < nsig; j++)
+			if (hf_ct_equal(b64, B64_DIGEST_LEN, sigs[j].s,
+					sigs[j].n))
+				reason = NULL;
+		free(b64);
+	}
+	if (reason && !usable)
+		reason = "webhook secret is not valid base64";
+	return reason;
+}
+
+int hf_verify_request(const struct hf_verify_conf *conf, hf_header_fn get,
+		      void *ctx, const void *body, size_t len, int64_t now_s,
+		      const char **reason)
+{
+	const char *why = NULL;
+	static const char empty[1];
+
+	if (!body)
+		body = empty;
+	if (!conf || conf->scheme == HF_VERIFY_NONE)
+		goto out;
+	if (conf->nsecrets == 0 || !conf->secrets) {
+		why = "no secret configured";
+		goto out;
+	}
+	switch (conf->scheme) {
+	case HF_VERIFY_HMAC_SHA256:
+		if (!conf->header || !conf->header[0])
+			why = "no signature header configured";
+		else
+			why = verify_hex(conf, &hmac_generic, conf->header,
+					 false, get, ctx, body, len);
+		break;
+	case HF_VERIFY_GITHUB:
+		why = verify_hex(conf, &github, github.sig_header, true, get,
+				 ctx, body, len);
+		break;
+	case HF_VERIFY_STRIPE:
+		why = verify_stripe(conf, get, ctx, body, len, now_s);
+		break;
+	case HF_VERIFY_SLACK:
+		why = verify_slack(conf, get, ctx, body, len, now_s);
+		break;
+	case HF_VERIFY_SHOPIFY:
+		why = verify_shopify(conf, get, ctx, body, len);
+		break;
+	case HF_VERIFY_STANDARD:
+		why = verify_standard(conf, get, ctx, body, len, now_s);
+		break;
+	default:
+		why = "unknown signature scheme";
+		break;
+	}
+out:
+	if (reason)
+		*reason = why;
+	return why ? -1 : 0;
+}

@@ -1,0 +1,258 @@
+"""Shared fixtures for the end-to-end tests: the real `hookflow serve` on
+127.0.0.1 port 0 with temporary databases, a local receiver for outbound calls,
+and small HTTP helpers. Standard library only; every wait is bounded."""
+import http.client
+import http.server
+import json
+import os
+import pathlib
+import re
+import signal
+import socketserver
+import subprocess
+import textwrap
+import threading
+import time
+
+import pytest
+
+ROOT = pathlib.Path(os.environ.get(
+    "HF_SOURCE_ROOT", pathlib.Path(__file__).resolve().parents[2]))
+BIN = os.environ.get("HOOKFLOW_BIN", str(ROOT / "build" / "hookflow"))
+
+
+def wait_for(cond, timeout=10.0, interval=0.02, what="condition"):
+    """Polls cond() until it returns a truthy value or timeout passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:200]!r}>"
+
+
+def request(port, method, path, body=None, headers=None, timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        elif isinstance(body, str):
+            body = body.encode()
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        return Response(r.status, {k.lower(): v for k, v in r.getheaders()},
+                        data.decode("utf-8", "replace"))
+    finally:
+        conn.close()
+
+
+class Server:
+    """A running `hookflow serve`. Workflows and scripts live in tmp dirs."""
+
+    def __init__(self, tmp, workflows=None, scripts=None, args=(), env=None,
+                 token="test-token"):
+        self.dir = pathlib.Path(tmp)
+        self.workflows = self.dir / "workflows"
+        self.scripts = self.dir / "scripts"
+        self.workflows.mkdir(exist_ok=True)
+        self.scripts.mkdir(exist_ok=True)
+        for name, text in (workflows or {}).items():
+            self.write_workflow(name, text)
+        for name, text in (scripts or {}).items():
+            (self.scripts / name).write_text(textwrap.dedent(text))
+        self.state = self.dir / "hookflow.db"
+        self.data = self.dir / "data.db"
+        self.token = token
+        self.args = list(args)
+        self.env = dict(os.environ, **(env or {}))
+        self.proc = None
+        self.port = None
+        self.stderr_lines = []
+
+    def write_workflow(self, name, text):
+        if not name.endswith((".yml", ".yaml")):
+            name += ".yml"
+        (self.workflows / name).write_text(textwrap.dedent(text))
+
+    def start(self, timeout=15):
+        cmd = [BIN, "serve", "--listen", "127.0.0.1:0",
+               "--workflows", str(self.workflows), "--scripts", str(self.scripts),
+               "--state", str(self.state), "--data", str(self.data),
+               "--workers", "2"]
+        if self.token:
+            cmd += ["--admin-token", self.token]
+        cmd += self.args
+        self.stderr_lines = []
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                     env=self.env, text=True)
+        ready = threading.Event()
+
+        def pump():
+            for line in self.proc.stderr:
+                self.stderr_lines.append(line.rstrip("\n"))
+                m = re.search(r"listening on http://[\d.]+:(\d+)", line)
+                if m:
+                    self.port = int(m.group(1))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        ready.wait(timeout)
+        if not self.port:
+            self.kill()
+            raise AssertionError("server did not start:\n" + self.stderr())
+        return self
+
+    def stderr(self):
+        return "\n".join(self.stderr_lines)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError("server did not stop in time")
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    # HTTP helpers
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        return request(self.port, method, path, body, headers, timeout)
+
+    def post(self, path, body=None, headers=None, timeout=10):
+        return self.request("POST", path, body, headers, timeout)
+
+    def get(self, path, headers=None):
+        return self.request("GET", path, None, headers)
+
+    def api(self, method, path, body=None):
+        r = self.request(method, path, body,
+                         {"Authorization": f"Bearer {self.token}"})
+        return r
+
+    def run(self, run_id):
+        r = self.api("GET", f"/api/runs/{run_id}")
+        assert r.status == 200, r
+        return r.json()
+
+    def wait_run(self, run_id, timeout=15, statuses=("succeeded", "failed")):
+        return wait_for(lambda: (lambda r: r if r["status"] in statuses else None)(
+            self.run(run_id)), timeout, what=f"run {run_id} to finish")
+
+    def cli(self, *args, timeout=30, check=False):
+        p = subprocess.run([BIN, *args], capture_output=True, text=True,
+                           timeout=timeout, env=self.env, stdin=subprocess.DEVNULL)
+        if check:
+            assert p.returncode == 0, p.stderr
+        return p
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Factory: server(workflows={...}, scripts={...}, args=[...]) -> started Server."""
+    started = []
+
+    def make(workflows=None, scripts=None, args=(), env=None, start=True, **kw):
+        d = tmp_path / f"srv{len(started)}"
+        d.mkdir()
+        s = Server(d, workflows, scripts, args, env, **kw)
+        started.append(s)
+        return s.start() if start else s
+
+    yield make
+    for s in started:
+        s.kill()
+
+
+class Receiver:
+    """A local HTTP server recording every request. `responses` is a list of
+    (status, headers, body) answered in order, then `default`."""
+
+    def __init__(self):
+        self.requests = []
+        self.responses = []
+        self.default = (200, {}, b"ok")
+        self.delay = 0.0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def handle_any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                with receiver.lock:
+                    receiver.requests.append({
+                        "method": self.command, "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": body})
+                    status, headers, out = (receiver.responses.pop(0)
+                                            if receiver.responses else receiver.default)
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                if isinstance(out, (dict, list)):
+                    out = json.dumps(out).encode()
+                    headers = {"Content-Type": "application/json", **headers}
+                elif isinstance(out, str):
+                    out = out.encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
+
+        class Srv(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.httpd = Srv(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()

@@ -1,0 +1,185 @@
+/* test_util.c - durations and sizes (good and bad spellings), constant-time
+ * comparison, bounded buffers, errors, and the format and uniqueness of ids. */
+#include "hf_util.h"
+#include "tap.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t dur(const char *s)
+{
+	int64_t v = -12345;
+	return hf_parse_duration(s, &v) == 0 ? v : -1;
+}
+
+static int64_t size(const char *s)
+{
+	int64_t v = -12345;
+	return hf_parse_size(s, &v) == 0 ? v : -1;
+}
+
+static void test_duration(void)
+{
+	CHECK(dur("500ms") == 500);
+	CHECK(dur("30s") == 30000);
+	CHECK(dur("2m") == 120000);
+	CHECK(dur("1h") == 3600000);
+	CHECK(dur("7d") == 7LL * 86400000);
+	CHECK(dur("1.5s") == 1500);
+	CHECK(dur("0s") == 0);
+	CHECK(dur("10") == 10000); /* a bare number is seconds */
+	CHECK(dur("") == -1);
+	CHECK(dur("s") == -1);
+	CHECK(dur("-1s") == -1);
+	CHECK(dur("10x") == -1);
+	CHECK(dur("1 s") == -1);
+	CHECK(dur(" 1s") == -1);
+	CHECK(dur("1sm") == -1);
+	CHECK(dur("1e3s") == -1);
+	CHECK(dur("99999999999999999999d") == -1);
+	CHECK(dur(NULL) == -1);
+	int64_t v = 77;
+	CHECK(hf_parse_duration("bad", &v) == -1 && v == 77); /* untouched */
+}
+
+static void test_size(void)
+{
+	CHECK(size("64KiB") == 65536);
+	CHECK(size("1MiB") == 1048576);
+	CHECK(size("512") == 512);
+	CHECK(size("1GB") == 1000000000);
+	CHECK(size("1GiB") == 1073741824);
+	CHECK(size("2K") == 2048);
+	CHECK(size("3KB") == 3000);
+	CHECK(size("10B") == 10);
+	CHECK(size("KiB") == -1);
+	CHECK(size("") == -1);
+	CHECK(size("-1KiB") == -1);
+	CHECK(size("1TiB") == -1);
+	CHECK(size("1 KiB") == -1);
+	CHECK(size("1kib") == -1);
+	CHECK(size(NULL) == -1);
+}
+
+static void test_ct_equal(void)
+{
+	CHECK(hf_ct_equal("abc", 3, "abc", 3));
+	CHECK(!hf_ct_equal("abc", 3, "abd", 3));
+	CHECK(!hf_ct_equal("abc", 3, "ab", 2));
+	CHECK(!hf_ct_equal("ab", 2, "abc", 3));
+	CHECK(!hf_ct_equal("ab\0", 3, "ab", 2)); /* length counts */
+	CHECK(hf_ct_equal("", 0, "", 0));
+	CHECK(!hf_ct_equal("", 0, "a", 1));
+}
+
+static void test_buf(void)
+{
+	struct hf_buf b = {.max = 8};
+	CHECK(hf_buf_append(&b, "12345", 5) == 0);
+	CHECK(hf_buf_append(&b, "678", 3) == 0);
+	CHECK(b.len == 8 && strcmp(b.data, "12345678") == 0);
+	/* Past max: refused, buffer unchanged. */
+	CHECK(hf_buf_append(&b, "9", 1) == -1);
+	CHECK(b.len == 8 && strcmp(b.data, "12345678") == 0);
+	CHECK(hf_buf_printf(&b, "%d", 1) == -1);
+	CHECK(b.len == 8);
+	hf_buf_release(&b);
+	CHECK(b.data == NULL && b.len == 0);
+
+	struct hf_buf u = {0}; /* no limit; printf longer than its stack copy */
+	char big[2000];
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	CHECK(hf_buf_printf(&u, "<%s>", big) == 0);
+	CHECK(u.len == 2001 && u.data[0] == '<' && u.data[2000] == '>' &&
+	      u.data[2001] == '\0');
+	CHECK(hf_buf_append(&u, NULL, 0) == 0);
+	hf_buf_release(&u);
+}
+
+static void test_error(void)
+{
+	struct hf_error e;
+	char out[256];
+	hf_error_set(&e, "wf/a.yml", 3, 7, "bad '%s'", "x");
+	hf_error_format(&e, out, sizeof out);
+	CHECK_STR(out, "wf/a.yml:3:7: bad 'x'");
+	hf_error_set(&e, "wf/a.yml", 3, 0, "m");
+	hf_error_format(&e, out, sizeof out);
+	CHECK_STR(out, "wf/a.yml:3: m");
+	hf_error_set(&e, NULL, 0, 0, "m");
+	hf_error_format(&e, out, sizeof out);
+	CHECK_STR(out, "m");
+
+	struct hf_diags d = {0};
+	for (int i = 0; i < 20; i++)
+		hf_diags_add(&d, "f", i + 1, 1, "problem %d", i);
+	CHECK(d.n == 20 && d.items[19].line == 20);
+	CHECK_STR(d.items[19].msg, "problem 19");
+	hf_diags_release(&d);
+	CHECK(d.n == 0 && d.items == NULL);
+}
+
+/* "ev_" + 12 hex digits of ms + "_" + 10 random hex digits. */
+static int id_ok(const char *id, const char *prefix)
+{
+	size_t p = strlen(prefix);
+	if (strncmp(id, prefix, p) != 0 || id[p] != '_' ||
+	    strlen(id) != p + 24 || id[p + 13] != '_')
+		return 0;
+	for (size_t i = p + 1; i < p + 24; i++)
+		if (i != p + 13 && !isxdigit((unsigned char)id[i]))
+			return 0;
+	return 1;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static void test_id(void)
+{
+	enum { N = 2000 };
+	char(*ids)[HF_ID_SIZE] = malloc(N * sizeof *ids);
+	int bad = 0;
+	for (int i = 0; i < N; i++) {
+		hf_id_new(ids[i], "ev");
+		if (!id_ok(ids[i], "ev"))
+			bad++;
+	}
+	CHECK(bad == 0);
+	CHECK(id_ok(ids[0], "ev"));
+
+	/* The time part is the current time and never goes backwards. */
+	char ms[13];
+	memcpy(ms, ids[0] + 3, 12);
+	ms[12] = '\0';
+	long long t = strtoll(ms, NULL, 16);
+	CHECK(llabs(t - (long long)hf_now_ms()) < 10000);
+	CHECK(strncmp(ids[0] + 3, ids[N - 1] + 3, 12) <= 0);
+
+	qsort(ids, N, sizeof *ids, cmp);
+	int dups = 0;
+	for (int i = 1; i < N; i++)
+		if (strcmp(ids[i - 1], ids[i]) == 0)
+			dups++;
+	CHECK(dups == 0);
+	free(ids);
+
+	char run[HF_ID_SIZE];
+	hf_id_new(run, "run");
+	CHECK(id_ok(run, "run"));
+}
+
+int main(void)
+{
+	test_duration();
+	test_size();
+	test_ct_equal();
+	test_buf();
+	test_error();
+	test_id();
+	return tap_done();
+}
