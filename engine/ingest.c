@@ -47,6 +47,7 @@ struct req {
 	struct MHD_Connection *conn;
 	bool ops; /* a reserved path */
 	bool too_large;
+	size_t discarded; /* bytes read and dropped past --max-body */
 	bool answered_early;
 	struct hf_snapshot *snap;
 	struct hf_workflow *wfs[MAX_MATCH];
@@ -562,13 +563,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		if (!r->too_large &&
-		    hf_buf_append(&r->body, upload, *upload_size) < 0) {
-			r->too_large = true;
-			hf_buf_release(&r->body);
-		}
+		size_t n = *upload_size;
 		*upload_size = 0;
-		return MHD_YES;
+		if (!r->too_large && hf_buf_append(&r->body, upload, n) == 0)
+			return MHD_YES;
+		/* Past --max-body: keep nothing, and answer 413 once the
+		 * client stops sending. A client that goes on far past the
+		 * limit is cut off. */
+		if (!r->too_large)
+			hf_buf_release(&r->body);
+		r->too_large = true;
+		r->discarded += n;
+		return r->discarded > HF_DISCARD_MAX ? MHD_NO : MHD_YES;
 	}
 	if (r->state == ANSWERING)
 		return send_answer(c, &r->ans);

@@ -1551,6 +1551,11 @@ static int run_limited(struct hf_luart *rt, lua_CFunction fn, int nres,
 	lua_pushlightuserdata(L, rt);
 	int status = lua_pcall(L, 1, nres, 1);
 	lua_sethook(L, NULL, 0, 0);
+	/* A failure past the deadline is a timeout, even when it surfaced as
+	 * another error (a query interrupted at the deadline). */
+	if (status != LUA_OK && rt->killed == KILL_NONE &&
+	    hf_mono_ms() >= rt->deadline)
+		rt->killed = KILL_TIMEOUT;
 	rt->limit = 0;
 	rt->deadline = 0;
 	rt->budget = -1;

@@ -10,6 +10,10 @@
  * filling memory. */
 #define HF_DEFAULT_MAX_BODY (1024 * 1024)
 
+/* A body past --max-body is read and dropped so that the client gets its 413;
+ * past this many dropped bytes the connection is simply closed. */
+#define HF_DISCARD_MAX (16 * 1024 * 1024)
+
 /* Request headers: libmicrohttpd keeps headers in a per-connection memory pool;
  * 64 KiB holds any real sender's headers and bounds what a hostile one can make
  * us keep. */
@@ -79,5 +83,39 @@
 
 /* Retention of dedupe keys: a sender's retries come within a day or three. */
 #define HF_DEDUPE_RETAIN_MS (7LL * 24 * 3600 * 1000)
+
+/* Outbound http.* from Lua: a call waits at most this long by default, and
+ * never past the step's deadline. */
+#define HF_HTTP_TIMEOUT_MS (10 * 1000)
+/* Response bodies are read into memory and then into the step's Lua state:
+ * past this the call fails (max_response raises it, up to the step's memory). */
+#define HF_HTTP_MAX_RESPONSE (10 * 1024 * 1024)
+/* Response headers kept per call: far beyond real APIs, bounded for hostile
+ * ones. Redirects followed (when asked) at most this many times. */
+#define HF_HTTP_MAX_HEADERS (256 * 1024)
+#define HF_HTTP_MAX_REDIRECTS 10
+
+/* webhook.emit: deliveries queued by one step, and the size of one payload.
+ * Both are written to the state database with the step's result. */
+#define HF_EMIT_MAX_PER_STEP 10000
+#define HF_EMIT_MAX_PAYLOAD (1024 * 1024)
+/* Attempts of one delivery: the default schedule (8 attempts over about a
+ * day, after Standard Webhooks / Svix) and the bounds of `attempts`. */
+#define HF_DELIVERY_ATTEMPTS 8
+#define HF_DELIVERY_MAX_ATTEMPTS 100
+/* `backoff` doubles per attempt (full jitter) up to this. */
+#define HF_DELIVERY_MAX_BACKOFF_MS (24LL * 3600 * 1000)
+/* One delivery attempt, unless the emit's `timeout` says otherwise. */
+#define HF_DELIVERY_TIMEOUT_MS (30 * 1000)
+/* The outbox: attempts in flight at once, and per host (host:port), so one
+ * slow receiver cannot hold every slot. */
+#define HF_OUTBOX_MAX_INFLIGHT 64
+#define HF_OUTBOX_MAX_PER_HOST 8
+/* The outbox looks for due deliveries at least this often, so that rows
+ * written by another process (`hookflow deliveries retry`) are seen. */
+#define HF_OUTBOX_POLL_MS 1000
+/* On shutdown, attempts in flight get this long to finish; the others are
+ * sent again at the next start. */
+#define HF_OUTBOX_DRAIN_MS 5000
 
 #endif

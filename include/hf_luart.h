@@ -62,7 +62,8 @@ struct hf_emit {
 	json_t *headers; /* object of extra headers, may be NULL */
 	char *secret;   /* NULL when unsigned */
 	int attempts;   /* total attempts allowed */
-	int64_t backoff_ms;
+	int64_t backoff_ms; /* 0: the default schedule */
+	int64_t timeout_ms; /* per attempt */
 };
 
 struct hf_step_result {

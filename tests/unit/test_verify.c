@@ -170,7 +170,7 @@ static void test_github(void)
 	CHECK_STR(run(&c, &none, "Hello, World!", 0),
 		  "missing X-Hub-Signature-256 header");
 
-	struct hdrs noprefix = {{"x-hub-signature-256", GH_SIG + 7, NULL}};
+	struct hdrs noprefix = {{"x-hub-signature-256", &GH_SIG[7], NULL}};
 	CHECK_STR(run(&c, &noprefix, "Hello, World!", 0),
 		  "malformed X-Hub-Signature-256 header");
 	struct hdrs shorter = {
@@ -282,7 +282,7 @@ static void test_slack(void)
 			      NULL}};
 	CHECK_STR(run(&c, &negts, SLACK_BODY, now),
 		  "malformed X-Slack-Request-Timestamp header");
-	struct hdrs badsig = {{"x-slack-signature", SLACK_SIG + 3,
+	struct hdrs badsig = {{"x-slack-signature", &SLACK_SIG[3],
 			       "x-slack-request-timestamp", SLACK_TS, NULL}};
 	CHECK_STR(run(&c, &badsig, SLACK_BODY, now),
 		  "malformed X-Slack-Signature header");
@@ -427,7 +427,7 @@ static void test_standard(void)
 	/* Signing reproduces the spec's vector from the decoded key. */
 	size_t klen;
 	unsigned char *key =
-	    hf_base64_decode(SW_SECRET + 6, strlen(SW_SECRET) - 6, &klen);
+	    hf_base64_decode(&SW_SECRET[6], strlen(SW_SECRET) - 6, &klen);
 	CHECK(key && klen == 24);
 	char *sig = hf_standard_webhooks_sign(key, klen, SW_ID, 1614265330,
 					      SW_BODY, strlen(SW_BODY));
