@@ -69,7 +69,9 @@ struct hf_ingest {
 	struct MHD_Daemon *mhd;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int waiting; /* requests suspended on a commit or a sync run */
+	/* Requests suspended on a commit or a sync run. Atomic: the hot path
+	 * touches no lock; only a drain waits on it (polling). */
+	atomic_int waiting;
 	struct hf_sync_waiter *waiters;
 };
 
@@ -198,10 +200,7 @@ static void resume(struct req *r)
 	struct hf_ingest *in = r->in;
 	r->state = ANSWERING;
 	MHD_resume_connection(r->conn);
-	pthread_mutex_lock(&in->lock);
-	in->waiting--;
-	pthread_cond_broadcast(&in->cond);
-	pthread_mutex_unlock(&in->lock);
+	atomic_fetch_sub(&in->waiting, 1);
 }
 
 static void waiter_unref(struct hf_sync_waiter *wt)
@@ -301,6 +300,33 @@ void hf_ingest_sync_finish(struct hf_sync_waiter *wt, const struct hf_run *run)
 	waiter_unref(wt);
 }
 
+/* With --log-format logfmt or json: one line per event answered here, with
+ * the status of that answer (a respond: sync caller gets its answer from the
+ * run later). ids may be NULL (no runs were made). */
+static void log_answered(const struct req *r, int status, const char *dup_of,
+			 json_t *ids)
+{
+	const char *msg = status == 202	  ? "event stored"
+			  : status == 200 ? "event is a duplicate"
+					  : "event not stored";
+	if (!hf_log_structured())
+		return;
+	char code[8];
+	snprintf(code, sizeof code, "%d", status);
+	struct hf_buf runs = {0};
+	size_t i;
+	json_t *id;
+	hf_buf_append(&runs, "", 0);
+	json_array_foreach(ids, i, id)
+		hf_buf_printf(&runs, "%s%s", i ? "," : "",
+			      json_string_value(id));
+	hf_log_kv(status >= 500 ? HF_LOG_WARN : HF_LOG_INFO, msg,
+		  "event", dup_of ? NULL : r->ev->id, "method", r->ev->method,
+		  "path", r->ev->path, "status", code, "duplicate_of", dup_of,
+		  "runs", ids ? runs.data : NULL, (const char *)NULL);
+	hf_buf_release(&runs);
+}
+
 static void ingest_written(struct hf_write *w)
 {
 	struct req *r = w->ctx;
@@ -317,6 +343,7 @@ static void ingest_written(struct hf_write *w)
 			waiter_unref(r->waiter);
 		}
 		hf_metrics_event(wf_name, 503);
+		log_answered(r, 503, NULL, NULL);
 		resume(r);
 		return;
 	}
@@ -332,6 +359,7 @@ static void ingest_written(struct hf_write *w)
 			waiter_unref(r->waiter);
 		}
 		hf_metrics_event(wf_name, 200);
+		log_answered(r, 200, w->dup_of, NULL);
 		resume(r);
 		return;
 	}
@@ -350,6 +378,7 @@ static void ingest_written(struct hf_write *w)
 			memcpy(r->sync_run_id, run->id, HF_ID_SIZE);
 		}
 	}
+	log_answered(r, 202, NULL, ids);
 	hf_answer_json(&r->ans, 202,
 		       json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids));
 	hf_metrics_event(wf_name, 202);
@@ -361,11 +390,17 @@ static void ingest_written(struct hf_write *w)
 	}
 	struct hf_sync_waiter *wt = r->waiter;
 	int64_t timeout = sync_run ? sync_run->wf->respond_timeout_ms : 0;
-	if (!wt)
-		resume(r); /* before the push: the answer is complete */
+	/* Once resumed, the request (and w, which lives in it) may be freed at
+	 * any moment: keep what is still needed. */
+	struct hf_run *keep[MAX_MATCH];
+	size_t nkeep = 0;
 	for (size_t i = 0; i < w->nruns; i++)
 		if (!w->dropped[i])
-			hf_sched_push(srv->sched, w->runs[i]);
+			keep[nkeep++] = w->runs[i];
+	if (!wt)
+		resume(r); /* before the push: the answer is complete */
+	for (size_t i = 0; i < nkeep; i++)
+		hf_sched_push(srv->sched, keep[i]);
 	if (wt)
 		hf_sched_timer(srv->sched, hf_mono_ms() + timeout, sync_timeout,
 			       wt);
@@ -473,9 +508,7 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	r->w.done = ingest_written;
 	r->w.ctx = r;
 	r->state = WAITING;
-	pthread_mutex_lock(&r->in->lock);
-	r->in->waiting++;
-	pthread_mutex_unlock(&r->in->lock);
+	atomic_fetch_add(&r->in->waiting, 1);
 	MHD_suspend_connection(c);
 	hf_store_submit(srv->store, &r->w);
 	return MHD_YES;
@@ -696,18 +729,10 @@ void hf_ingest_stop(struct hf_ingest *in, int64_t timeout_ms)
 		waiter_unref(wt);
 	}
 	int64_t deadline = hf_mono_ms() + timeout_ms;
-	pthread_mutex_lock(&in->lock);
-	while (in->waiting > 0 && hf_mono_ms() < deadline) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&in->cond, &in->lock, &ts);
+	while (atomic_load(&in->waiting) > 0 && hf_mono_ms() < deadline) {
+		struct timespec ts = {0, 5 * 1000 * 1000};
+		nanosleep(&ts, NULL);
 	}
-	pthread_mutex_unlock(&in->lock);
 	/* Let resumed requests send their answers before the daemon goes. */
 	struct timespec ts = {0, 100 * 1000 * 1000};
 	nanosleep(&ts, NULL);

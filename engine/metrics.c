@@ -1,23 +1,30 @@
-/* metrics.c - counters behind /metrics (see hf_metrics.h). Per-workflow series
- * live in a small table under a mutex; it is touched once per event or run, far
- * from the hot loops. */
+/* metrics.c - counters behind /metrics (see hf_metrics.h). Series live in an
+ * open-addressed table: counting is a lock-free lookup and an atomic add (it
+ * happens once per request); only a new series takes the mutex. */
 #include "hf_metrics.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_SERIES 1024
+#define MAX_SERIES 1024 /* a power of two: the table is open-addressed */
 
+/* One counter series: a family and up to two label values. Looked up without
+ * a lock (the hash is published last, with release order); created under
+ * `lock`. */
 struct series {
-	char name[160]; /* metric name + labels, rendered */
-	unsigned long long value;
+	_Atomic uint64_t hash; /* 0: free slot */
+	const char *family;
+	const char *label1, *label2; /* label names */
+	char value1[64], value2[32];
+	_Atomic unsigned long long value;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct series series[MAX_SERIES];
-static size_t nseries;
 
 /* Step duration histogram (seconds). */
 static const double buckets[] = {0.001, 0.005, 0.01, 0.05, 0.1,
@@ -26,6 +33,13 @@ static const double buckets[] = {0.001, 0.005, 0.01, 0.05, 0.1,
 static unsigned long long step_buckets[NBUCKETS];
 static unsigned long long step_count;
 static double step_sum;
+
+static uint64_t mix(uint64_t h, const char *s)
+{
+	for (; s && *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return (h ^ 0xff) * 1099511628211ULL;
+}
 
 /* Label values are workflow names ([a-z0-9_-]) and fixed words; anything else is
  * replaced so that the exposition stays well-formed. */
@@ -37,47 +51,73 @@ static void clean(const char *in, char *out, size_t size)
 	out[i] = '\0';
 }
 
-static void add(const char *key)
+static bool same(const struct series *x, const char *family, const char *v1,
+		 const char *v2)
 {
-	pthread_mutex_lock(&lock);
-	size_t i = 0;
-	for (; i < nseries; i++)
-		if (strcmp(series[i].name, key) == 0)
-			break;
-	if (i == nseries && nseries < MAX_SERIES)
-		snprintf(series[nseries++].name, sizeof series[0].name, "%s",
-			 key);
-	if (i < nseries)
-		series[i].value++;
-	pthread_mutex_unlock(&lock);
+	char c1[64], c2[32];
+	clean(v1, c1, sizeof c1);
+	clean(v2, c2, sizeof c2);
+	return x->family == family && strcmp(x->value1, c1) == 0 &&
+	       strcmp(x->value2, c2) == 0;
 }
+
+static void add(const char *family, const char *label1, const char *v1,
+		const char *label2, const char *v2)
+{
+	uint64_t h = mix(mix(mix(1469598103934665603ULL, family), v1), v2);
+	if (!h)
+		h = 1;
+	size_t i = h & (MAX_SERIES - 1);
+	for (size_t probe = 0; probe < MAX_SERIES; probe++) {
+		struct series *x = &series[(i + probe) & (MAX_SERIES - 1)];
+		uint64_t xh = atomic_load_explicit(&x->hash, memory_order_acquire);
+		if (xh == h && same(x, family, v1, v2)) {
+			atomic_fetch_add_explicit(&x->value, 1,
+						  memory_order_relaxed);
+			return;
+		}
+		if (xh)
+			continue;
+		pthread_mutex_lock(&lock);
+		if (atomic_load(&x->hash)) { /* taken meanwhile: look again */
+			pthread_mutex_unlock(&lock);
+			probe--;
+			continue;
+		}
+		x->family = family;
+		x->label1 = label1;
+		x->label2 = label2;
+		clean(v1, x->value1, sizeof x->value1);
+		clean(v2, x->value2, sizeof x->value2);
+		atomic_store(&x->value, 1);
+		atomic_store_explicit(&x->hash, h, memory_order_release);
+		pthread_mutex_unlock(&lock);
+		return;
+	}
+}
+
+static const char events_family[] = "hookflow_events_total";
+static const char runs_family[] = "hookflow_runs_total";
+static const char steps_family[] = "hookflow_steps_total";
+static const char deliveries_family[] = "hookflow_delivery_attempts_total";
+static const char verify_family[] = "hookflow_signature_failures_total";
 
 void hf_metrics_event(const char *workflow, int status)
 {
-	char wf[64], key[160];
-	clean(workflow ? workflow : "", wf, sizeof wf);
-	snprintf(key, sizeof key,
-		 "hookflow_events_total{workflow=\"%s\",status=\"%d\"}", wf,
-		 status);
-	add(key);
+	char code[16];
+	snprintf(code, sizeof code, "%d", status);
+	add(events_family, "workflow", workflow ? workflow : "", "status",
+	    code);
 }
 
 void hf_metrics_run(const char *workflow, const char *status)
 {
-	char wf[64], st[32], key[160];
-	clean(workflow, wf, sizeof wf);
-	clean(status, st, sizeof st);
-	snprintf(key, sizeof key,
-		 "hookflow_runs_total{workflow=\"%s\",status=\"%s\"}", wf, st);
-	add(key);
+	add(runs_family, "workflow", workflow, "status", status);
 }
 
 void hf_metrics_step(const char *status, double seconds)
 {
-	char st[32], key[160];
-	clean(status, st, sizeof st);
-	snprintf(key, sizeof key, "hookflow_steps_total{status=\"%s\"}", st);
-	add(key);
+	add(steps_family, "status", status, NULL, "");
 	pthread_mutex_lock(&lock);
 	for (size_t i = 0; i < NBUCKETS; i++)
 		if (seconds <= buckets[i])
@@ -89,37 +129,34 @@ void hf_metrics_step(const char *status, double seconds)
 
 void hf_metrics_delivery(const char *outcome)
 {
-	char st[32], key[160];
-	clean(outcome, st, sizeof st);
-	snprintf(key, sizeof key,
-		 "hookflow_delivery_attempts_total{outcome=\"%s\"}", st);
-	add(key);
+	add(deliveries_family, "outcome", outcome, NULL, "");
 }
 
 void hf_metrics_verify_failure(const char *workflow)
 {
-	char wf[64], key[160];
-	clean(workflow, wf, sizeof wf);
-	snprintf(key, sizeof key,
-		 "hookflow_signature_failures_total{workflow=\"%s\"}", wf);
-	add(key);
+	add(verify_family, "workflow", workflow, NULL, "");
 }
 
 /* Renders each family once, with its HELP and TYPE lines. */
 static void family(struct hf_buf *out, const char *name, const char *help)
 {
-	size_t len = strlen(name);
 	bool first = true;
-	for (size_t i = 0; i < nseries; i++) {
-		if (strncmp(series[i].name, name, len) != 0 ||
-		    series[i].name[len] != '{')
+	for (size_t i = 0; i < MAX_SERIES; i++) {
+		const struct series *x = &series[i];
+		if (!atomic_load(&x->hash) || x->family != name)
 			continue;
 		if (first)
 			hf_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n",
 				      name, help, name);
 		first = false;
-		hf_buf_printf(out, "%s %llu\n", series[i].name,
-			      series[i].value);
+		if (x->label2)
+			hf_buf_printf(out, "%s{%s=\"%s\",%s=\"%s\"} %llu\n", name,
+				      x->label1, x->value1, x->label2,
+				      x->value2, atomic_load(&x->value));
+		else
+			hf_buf_printf(out, "%s{%s=\"%s\"} %llu\n", name,
+				      x->label1, x->value1,
+				      atomic_load(&x->value));
 	}
 }
 
@@ -127,13 +164,13 @@ void hf_metrics_render(struct hf_buf *out, size_t queue_depth,
 		       size_t queue_ready, int workers_busy)
 {
 	pthread_mutex_lock(&lock);
-	family(out, "hookflow_events_total",
+	family(out, events_family,
 	       "Webhook requests answered, by workflow and HTTP status.");
-	family(out, "hookflow_runs_total", "Runs finished, by status.");
-	family(out, "hookflow_steps_total", "Steps finished, by status.");
-	family(out, "hookflow_delivery_attempts_total",
+	family(out, runs_family, "Runs finished, by status.");
+	family(out, steps_family, "Steps finished, by status.");
+	family(out, deliveries_family,
 	       "Outbound delivery attempts, by outcome.");
-	family(out, "hookflow_signature_failures_total",
+	family(out, verify_family,
 	       "Requests refused for a missing or wrong signature.");
 	hf_buf_printf(out,
 		      "# HELP hookflow_step_duration_seconds Step execution "

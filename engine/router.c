@@ -11,8 +11,8 @@
 
 struct route {
 	const char *path; /* points into wf->path */
-	size_t len;       /* without trailing '/' */
-	size_t order;     /* index in the set */
+	size_t len;	  /* without trailing '/' */
+	size_t order;	  /* index in the set */
 	struct hf_workflow *wf;
 };
 
@@ -56,10 +56,10 @@ struct hf_router *hf_router_create(const struct hf_workflow_set *set)
 		if (!wf->path)
 			continue;
 		r->routes[r->n++] = (struct route){
-			.path = wf->path,
-			.len = trimmed_len(wf->path),
-			.order = i,
-			.wf = wf,
+		    .path = wf->path,
+		    .len = trimmed_len(wf->path),
+		    .order = i,
+		    .wf = wf,
 		};
 	}
 	qsort(r->routes, r->n, sizeof *r->routes, route_cmp);
@@ -78,7 +78,10 @@ size_t hf_router_match(const struct hf_router *r, const char *path,
 		       unsigned method, struct hf_workflow **out, size_t max,
 		       int *path_known, unsigned *allowed)
 {
-	size_t len = path ? trimmed_len(path) : 0;
+	size_t len;
+	if (!path)
+		path = "";
+	len = trimmed_len(path);
 	size_t lo = 0, hi = r ? r->n : 0, found = 0;
 	unsigned mask = 0;
 	/* lower bound: the first route whose path is not less than path */

@@ -9,6 +9,7 @@
 #include "hf_ingest.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
+#include "hf_outbox.h"
 #include "hf_worker.h"
 
 #include <dirent.h>
@@ -38,12 +39,62 @@ void hf_snapshot_unref(struct hf_snapshot *snap)
 	free(snap);
 }
 
+/* Each thread keeps the snapshot it saw last, with a reference, and checks a
+ * generation counter: the request path takes no lock unless a reload
+ * happened since. The reference is dropped when the thread exits. */
+struct snap_cache {
+	struct hf_snapshot *snap;
+	const struct hf_server *srv;
+	unsigned gen;
+};
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_free(void *p)
+{
+	struct snap_cache *c = p;
+	hf_snapshot_unref(c->snap);
+	free(c);
+}
+
+static void cache_init(void)
+{
+	pthread_key_create(&cache_key, cache_free);
+}
+
+/* Drops the calling thread's cached snapshot (the main thread, at exit). */
+static void cache_forget(void)
+{
+	pthread_once(&cache_once, cache_init);
+	struct snap_cache *c = pthread_getspecific(cache_key);
+	if (c) {
+		pthread_setspecific(cache_key, NULL);
+		cache_free(c);
+	}
+}
+
 struct hf_snapshot *hf_server_snapshot(struct hf_server *srv)
 {
+	pthread_once(&cache_once, cache_init);
+	struct snap_cache *c = pthread_getspecific(cache_key);
+	if (!c) {
+		c = hf_xcalloc(1, sizeof *c);
+		pthread_setspecific(cache_key, c);
+	}
+	unsigned gen = atomic_load(&srv->snap_gen);
+	if (c->snap && c->srv == srv && c->gen == gen) {
+		atomic_fetch_add((_Atomic int *)&c->snap->refs, 1);
+		return c->snap;
+	}
 	pthread_mutex_lock(&srv->snap_lock);
 	struct hf_snapshot *snap = srv->snap;
-	atomic_fetch_add((_Atomic int *)&snap->refs, 1);
+	atomic_fetch_add((_Atomic int *)&snap->refs, 2);
+	gen = atomic_load(&srv->snap_gen);
 	pthread_mutex_unlock(&srv->snap_lock);
+	hf_snapshot_unref(c->snap);
+	c->snap = snap;
+	c->srv = srv;
+	c->gen = gen;
 	return snap;
 }
 
@@ -52,10 +103,25 @@ void hf_server_run_finished(struct hf_server *srv, struct hf_run *run)
 	hf_sched_release(srv->sched, run);
 	hf_metrics_run(run->wf ? run->wf->name : "",
 		       hf_run_status_name(run->status));
-	if (run->status == HF_RUN_FAILED)
+	if (hf_log_structured()) {
+		/* One line per outcome, with the ids a log search wants. */
+		char attempt[16], elapsed[24];
+		snprintf(attempt, sizeof attempt, "%d", run->attempt);
+		snprintf(elapsed, sizeof elapsed, "%lld",
+			 (long long)(hf_now_ms() - run->created_at));
+		hf_log_kv(run->status == HF_RUN_FAILED ? HF_LOG_WARN
+						       : HF_LOG_INFO,
+			  "run finished", "run", run->id, "workflow",
+			  run->wf ? run->wf->name : NULL, "event",
+			  run->event ? run->event->id : NULL, "status",
+			  hf_run_status_name(run->status), "attempt", attempt,
+			  "elapsed_ms", elapsed, "error", run->error,
+			  (const char *)NULL);
+	} else if (run->status == HF_RUN_FAILED) {
 		hf_log(HF_LOG_INFO, "run %s (%s) failed: %s", run->id,
 		       run->wf ? run->wf->name : "?",
 		       run->error ? run->error : "");
+	}
 	if (run->waiter)
 		hf_ingest_sync_finish(run->waiter, run);
 	hf_run_free(run);
@@ -130,6 +196,7 @@ static void reload(struct hf_server *srv)
 	pthread_mutex_lock(&srv->snap_lock);
 	struct hf_snapshot *prev = srv->snap;
 	srv->snap = snap;
+	atomic_fetch_add(&srv->snap_gen, 1);
 	pthread_mutex_unlock(&srv->snap_lock);
 	hf_snapshot_unref(prev);
 	hf_snapshot_unref(old);
@@ -186,7 +253,8 @@ int hf_cmd_serve(int argc, char **argv)
 		{"state", true},  {"data", true},       {"workers", true},
 		{"max-body", true}, {"admin-token", true}, {"sync", true},
 		{"max-queue", true}, {"drain-timeout", true},
-		{"retain", true}, {"http-threads", true},
+		{"retain", true}, {"http-threads", true}, {"data-sync", true},
+		{"log-format", true},
 	};
 	size_t nflags = sizeof flags / sizeof flags[0];
 	size_t npos = 0;
@@ -215,6 +283,19 @@ int hf_cmd_serve(int argc, char **argv)
 	o->drain_timeout_ms = HF_DRAIN_TIMEOUT_MS;
 	o->http_threads = v[12] ? atoi(v[12]) : 2;
 	rc = 2;
+	if (v[13] && strcmp(v[13], "full") != 0 && strcmp(v[13], "normal") != 0) {
+		fprintf(stderr,
+			"hookflow serve: --data-sync must be 'full' or 'normal'\n");
+		goto out;
+	}
+	o->data_sync_full = v[13] && strcmp(v[13], "full") == 0;
+	if (v[14] && hf_log_format_parse(v[14]) < 0) {
+		fprintf(stderr, "hookflow serve: --log-format must be text, "
+				"logfmt or json\n");
+		goto out;
+	}
+	hf_log_set_format(v[14] ? (enum hf_log_format)hf_log_format_parse(v[14])
+				: HF_LOG_TEXT);
 	if (o->workers < 1 || o->workers > 256) {
 		fprintf(stderr, "hookflow serve: --workers must be 1..256\n");
 		goto out;
@@ -265,7 +346,7 @@ int hf_cmd_serve(int argc, char **argv)
 		for (size_t i = 0; i < sizeof raw; i++)
 			snprintf(hex + 2 * i, 3, "%02x", raw[i]);
 		o->admin_token = hf_xstrdup(hex);
-		fprintf(stderr, "hookflow: admin token: %s\n", hex);
+		hf_log(HF_LOG_INFO, "admin token: %s", hex);
 	}
 
 	rc = 1;
@@ -298,7 +379,7 @@ int hf_cmd_serve(int argc, char **argv)
 	struct hf_luart_config cfg = {
 		.scripts_dir = o->scripts_dir,
 		.data_path = o->data_path,
-		.data_sync_full = o->sync_full,
+		.data_sync_full = o->data_sync_full,
 	};
 	srv->workers = hf_workers_start(srv, o->workers, &cfg, &err);
 	if (!srv->workers) {
@@ -312,6 +393,12 @@ int hf_cmd_serve(int argc, char **argv)
 		hf_log(HF_LOG_INFO, "resuming %d unfinished run%s", recovered,
 		       recovered == 1 ? "" : "s");
 	hf_store_changed(srv->store);
+	srv->outbox = hf_outbox_start(srv, &err);
+	if (!srv->outbox) {
+		hf_error_format(&err, line, sizeof line);
+		fprintf(stderr, "hookflow: %s\n", line);
+		goto out;
+	}
 
 	int port = 0;
 	srv->ingest = hf_ingest_start(srv, &port, &err);
@@ -325,7 +412,7 @@ int hf_cmd_serve(int argc, char **argv)
 	char *colon = strrchr(host, ':');
 	if (colon)
 		*colon = '\0';
-	fprintf(stderr, "hookflow: listening on http://%s:%d\n",
+	hf_log(HF_LOG_INFO, "listening on http://%s:%d",
 		host[0] ? host : "127.0.0.1", port);
 
 	struct sigaction sa = {0};
@@ -371,6 +458,7 @@ int hf_cmd_serve(int argc, char **argv)
 		 * at the next start. Flush what was committed and leave. */
 		hf_log(HF_LOG_WARN, "drain timeout: unfinished steps resume at "
 				    "the next start");
+		hf_outbox_stop(srv->outbox);
 		hf_store_close(srv->store);
 		_exit(0);
 	}
@@ -382,8 +470,12 @@ out:
 	if (srv->sched)
 		hf_sched_stop(srv->sched);
 	hf_workers_stop(srv->workers, o->drain_timeout_ms);
+	/* After the workers (no more kicks), before the store (its records). */
+	hf_outbox_stop(srv->outbox);
+	srv->outbox = NULL;
 	hf_store_close(srv->store);
 	hf_sched_destroy(srv->sched);
+	cache_forget();
 	hf_snapshot_unref(srv->snap);
 	free(o->listen);
 	free(o->workflows_dir);

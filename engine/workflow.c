@@ -4,13 +4,13 @@
  *
  * Owns: the schema of contract §3, ${NAME} secret expansion, the `with:` -> Lua
  * chunk translation and the load-time Lua syntax check (on a scratch lua_State
- * that is thrown away). Does not own: compiling code for execution or running it
- * (hf_luart), routing (router.c).
+ * that is thrown away). Does not own: compiling code for execution or running
+ * it (hf_luart), routing (router.c).
  *
- * Threading: loading is reentrant. A loaded workflow or set never changes and may
- * be shared between threads; ref/unref are atomic. */
-#include "hf_workflow.h"
+ * Threading: loading is reentrant. A loaded workflow or set never changes and
+ * may be shared between threads; ref/unref are atomic. */
 #include "hf_limits.h"
+#include "hf_workflow.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -32,9 +32,11 @@
 /* `with:` may use YAML aliases, which share nodes: a small file can describe a
  * huge table. The generated chunk is capped so that such a file fails fast. */
 #define WITH_MAX_SIZE (1024 * 1024)
+#define WITH_MAX_VALUES 20000
 
 /* The public model plus what only the loader needs: where `name:` is, for the
- * set's duplicate-name error. Every hf_workflow is allocated as one of these. */
+ * set's duplicate-name error. Every hf_workflow is allocated as one of these.
+ */
 struct wf_priv {
 	struct hf_workflow pub;
 	int name_line;
@@ -58,19 +60,19 @@ struct ctx {
 };
 
 static const char *const top_keys[] = {
-	"name", "description", "on", "if", "timeout", "concurrency", "steps",
+    "name", "description", "on", "if", "timeout", "concurrency", "steps",
 };
 static const char *const on_keys[] = {"webhook"};
 static const char *const webhook_keys[] = {
-	"path", "methods", "verify", "dedupe", "respond", "timeout",
+    "path", "methods", "verify", "dedupe", "respond", "timeout",
 };
 static const char *const verify_keys[] = {
-	"scheme", "secret", "secrets", "header", "tolerance",
+    "scheme", "secret", "secrets", "header", "tolerance",
 };
 static const char *const concurrency_keys[] = {"key", "max"};
 static const char *const step_keys[] = {
-	"id",   "run",   "script",  "if",
-	"with", "retry", "timeout", "continue_on_error",
+    "id",   "run",   "script",	"if",
+    "with", "retry", "timeout", "continue_on_error",
 };
 static const char *const retry_keys[] = {"attempts", "backoff", "max_backoff"};
 
@@ -80,23 +82,23 @@ static const struct {
 	const char *name;
 	unsigned bit;
 } methods[] = {
-	{"GET", HF_METHOD_GET},         {"POST", HF_METHOD_POST},
-	{"PUT", HF_METHOD_PUT},         {"PATCH", HF_METHOD_PATCH},
-	{"DELETE", HF_METHOD_DELETE},   {"HEAD", HF_METHOD_HEAD},
-	{"OPTIONS", HF_METHOD_OPTIONS},
+    {"GET", HF_METHOD_GET},	    {"POST", HF_METHOD_POST},
+    {"PUT", HF_METHOD_PUT},	    {"PATCH", HF_METHOD_PATCH},
+    {"DELETE", HF_METHOD_DELETE},   {"HEAD", HF_METHOD_HEAD},
+    {"OPTIONS", HF_METHOD_OPTIONS},
 };
 #define WORKFLOW_METHODS                                                       \
 	(HF_METHOD_GET | HF_METHOD_POST | HF_METHOD_PUT | HF_METHOD_PATCH |    \
 	 HF_METHOD_DELETE)
 
 static const char *const scheme_names[] = {
-	[HF_VERIFY_NONE] = "none",
-	[HF_VERIFY_HMAC_SHA256] = "hmac-sha256",
-	[HF_VERIFY_GITHUB] = "github",
-	[HF_VERIFY_STRIPE] = "stripe",
-	[HF_VERIFY_SLACK] = "slack",
-	[HF_VERIFY_SHOPIFY] = "shopify",
-	[HF_VERIFY_STANDARD] = "standard-webhooks",
+    [HF_VERIFY_NONE] = "none",
+    [HF_VERIFY_HMAC_SHA256] = "hmac-sha256",
+    [HF_VERIFY_GITHUB] = "github",
+    [HF_VERIFY_STRIPE] = "stripe",
+    [HF_VERIFY_SLACK] = "slack",
+    [HF_VERIFY_SHOPIFY] = "shopify",
+    [HF_VERIFY_STANDARD] = "standard-webhooks",
 };
 
 /* ---- small public helpers ---------------------------------------------- */
@@ -249,7 +251,8 @@ static void sort_diags(struct ctx *c, size_t from)
 		r[i].order = i;
 	}
 	qsort(r, n, sizeof *r, diag_cmp);
-	/* a node shared through an alias is checked once per use: say it once */
+	/* a node shared through an alias is checked once per use: say it once
+	 */
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (m && r[i].e.line == d->items[from + m - 1].line &&
@@ -308,8 +311,7 @@ static yaml_node_t *get(struct ctx *c, const yaml_node_t *map, const char *key)
 	return NULL;
 }
 
-static yaml_node_t *need(struct ctx *c, const yaml_node_t *map,
-			 const char *key)
+static yaml_node_t *need(struct ctx *c, const yaml_node_t *map, const char *key)
 {
 	yaml_node_t *n = get(c, map, key);
 	if (!n)
@@ -335,7 +337,8 @@ static int keyref_cmp(const void *a, const void *b)
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
-/* Reports keys that are not strings, and keys given twice (at the later one). */
+/* Reports keys that are not strings, and keys given twice (at the later one).
+ */
 static void check_dups(struct ctx *c, const yaml_node_t *map)
 {
 	size_t n = (size_t)(map->data.mapping.pairs.top -
@@ -345,7 +348,8 @@ static void check_dups(struct ctx *c, const yaml_node_t *map)
 	struct keyref *k = hf_xcalloc(n, sizeof *k);
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *kn = node_of(c, map->data.mapping.pairs.start[i].key);
+		yaml_node_t *kn =
+		    node_of(c, map->data.mapping.pairs.start[i].key);
 		if (!kn)
 			continue;
 		if (kn->type != YAML_SCALAR_NODE) {
@@ -426,7 +430,8 @@ static void index_lines(struct ctx *c)
 			continue;
 		if (c->nlines == cap) {
 			cap *= 2;
-			c->lines = hf_xrealloc(c->lines, cap * sizeof *c->lines);
+			c->lines =
+			    hf_xrealloc(c->lines, cap * sizeof *c->lines);
 		}
 		c->lines[c->nlines++] = i + 1;
 	}
@@ -482,7 +487,8 @@ static void pad(struct hf_buf *b, int line)
 		hf_buf_append(b, "", 0);
 }
 
-/* The last line that text starting on `first` covers (trailing blanks aside). */
+/* The last line that text starting on `first` covers (trailing blanks aside).
+ */
 static int last_line(int first, const char *s, size_t n)
 {
 	while (n && isspace((unsigned char)s[n - 1]))
@@ -584,7 +590,8 @@ static void expr_free(struct hf_expr *e)
 	free(e);
 }
 
-/* ---- scalar values -------------------------------------------------------- */
+/* ---- scalar values --------------------------------------------------------
+ */
 
 static bool parse_int(struct ctx *c, const yaml_node_t *n, const char *what,
 		      long long lo, long long hi, int *out)
@@ -597,7 +604,8 @@ static bool parse_int(struct ctx *c, const yaml_node_t *n, const char *what,
 	long long v = strtoll(s, &end, 10);
 	if ((!isdigit((unsigned char)s[0]) && s[0] != '-') || *end || errno ||
 	    v < lo || v > hi) {
-		nerr(c, n, "'%s' must be an integer from %lld to %lld (got '%s')",
+		nerr(c, n,
+		     "'%s' must be an integer from %lld to %lld (got '%s')",
 		     what, lo, hi, s);
 		return false;
 	}
@@ -702,8 +710,9 @@ static bool is_number(const char *s, size_t n)
 struct wgen {
 	struct ctx *c;
 	struct hf_buf b;
-	int line;    /* line the output is on, 1-based */
-	bool failed; /* too deep or too big: stop walking */
+	int line;      /* line the output is on, 1-based */
+	size_t values; /* nodes visited, aliases counted at each use */
+	bool failed;   /* too deep or too big: stop walking */
 	bool too_big;
 };
 
@@ -891,6 +900,10 @@ static void w_node(struct wgen *g, const yaml_node_t *n, int depth)
 {
 	if (g->failed)
 		return;
+	if (++g->values > WITH_MAX_VALUES) {
+		g->failed = g->too_big = true;
+		return;
+	}
 	if (depth > WITH_MAX_DEPTH) {
 		nerr(g->c, n, "'with' is nested too deeply (at most %d levels)",
 		     WITH_MAX_DEPTH);
@@ -946,8 +959,10 @@ static void parse_with(struct ctx *c, const yaml_node_t *n, struct hf_step *st)
 	w_str(&g, "return ");
 	w_node(&g, n, 0);
 	if (g.too_big)
-		nerr(c, n, "'with' is too large (at most %d bytes as Lua)",
-		     WITH_MAX_SIZE);
+		nerr(c, n,
+		     "'with' is too large (at most %d values, %d bytes as "
+		     "Lua)",
+		     WITH_MAX_VALUES, WITH_MAX_SIZE);
 	if (g.failed || c->errors != before) {
 		hf_buf_release(&g.b);
 		return;
@@ -967,7 +982,8 @@ static void parse_with(struct ctx *c, const yaml_node_t *n, struct hf_step *st)
 	st->with_chunk = g.b.data;
 }
 
-/* ---- secrets -------------------------------------------------------------- */
+/* ---- secrets --------------------------------------------------------------
+ */
 
 /* Expands the ${NAME} references of secret node n from the environment. Returns
  * the secret (caller frees, wipes) or NULL after reporting. Messages never show
@@ -1002,9 +1018,10 @@ static char *expand_secret(struct ctx *c, const yaml_node_t *n)
 			if (j == i + 2 || j >= len || s[j] != '}' ||
 			    isdigit((unsigned char)s[i + 2]) ||
 			    j - i - 2 >= sizeof name) {
-				nerr(c, n,
-				     "invalid '${' in secret (expected ${NAME}, "
-				     "NAME of letters, digits and '_')");
+				nerr(
+				    c, n,
+				    "invalid '${' in secret (expected ${NAME}, "
+				    "NAME of letters, digits and '_')");
 				goto fail;
 			}
 			memcpy(name, s + i + 2, j - i - 2);
@@ -1072,10 +1089,11 @@ static void parse_path(struct ctx *c, const yaml_node_t *n)
 	for (const char *p = s; *p; p++) {
 		unsigned char ch = (unsigned char)*p;
 		if (ch == '?' || ch == '#' || ch <= ' ' || ch == 0x7f) {
-			nerr(c, n,
-			     "invalid path '%s' (no '?', '#', spaces or control "
-			     "characters)",
-			     s);
+			nerr(
+			    c, n,
+			    "invalid path '%s' (no '?', '#', spaces or control "
+			    "characters)",
+			    s);
 			return;
 		}
 	}
@@ -1178,8 +1196,8 @@ static void parse_verify(struct ctx *c, const yaml_node_t *n)
 			nerr(c, many, "'secrets' must not be empty");
 		v->secrets = hf_xcalloc(cnt ? cnt : 1, sizeof *v->secrets);
 		for (size_t i = 0; i < cnt; i++) {
-			yaml_node_t *it = node_of(
-				c, many->data.sequence.items.start[i]);
+			yaml_node_t *it =
+			    node_of(c, many->data.sequence.items.start[i]);
 			if (it)
 				add_secret(c, it);
 		}
@@ -1303,8 +1321,8 @@ static void parse_script(struct ctx *c, const yaml_node_t *n,
 	}
 	const char *dir = c->scripts_dir ? c->scripts_dir : "scripts";
 	size_t dl = strlen(dir);
-	char *path = hf_xasprintf("%s%s%s", dir,
-				  dl && dir[dl - 1] == '/' ? "" : "/", s);
+	char *path =
+	    hf_xasprintf("%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", s);
 	size_t len;
 	char *code = hf_read_file(path, &len);
 	if (!code) {
@@ -1412,8 +1430,8 @@ static void parse_steps(struct ctx *c, const yaml_node_t *n)
 		nerr(c, n, "'steps' must be a list of steps");
 		return;
 	}
-	size_t cnt = (size_t)(n->data.sequence.items.top -
-			      n->data.sequence.items.start);
+	size_t cnt =
+	    (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
 	if (cnt == 0) {
 		nerr(c, n, "'steps' must not be empty");
 		return;
@@ -1433,8 +1451,8 @@ static void parse_steps(struct ctx *c, const yaml_node_t *n)
 	}
 	for (size_t i = 1; i < cnt; i++)
 		for (size_t j = 0; j < i && ids[i]; j++)
-			if (ids[j] && strcmp(wf->steps[i].id,
-					     wf->steps[j].id) == 0) {
+			if (ids[j] &&
+			    strcmp(wf->steps[i].id, wf->steps[j].id) == 0) {
 				nerr(c, ids[i],
 				     "duplicate step id '%s' (first used on "
 				     "line %d)",
@@ -1506,8 +1524,8 @@ static void yaml_problem(struct ctx *c, const yaml_parser_t *ps)
 	int col = (int)ps->problem_mark.column + 1;
 	if (ps->error == YAML_READER_ERROR) {
 		/* reader errors carry a byte offset, not a mark */
-		size_t end = ps->problem_offset < c->len ? ps->problem_offset
-							 : c->len;
+		size_t end =
+		    ps->problem_offset < c->len ? ps->problem_offset : c->len;
 		size_t ls = 0;
 		line = 1;
 		for (size_t i = 0; i < end; i++)
@@ -1565,11 +1583,11 @@ struct hf_workflow *hf_workflow_parse(const char *file, const char *text,
 				      struct hf_diags *diags)
 {
 	struct ctx c = {
-		.file = file ? file : "<input>",
-		.text = text ? text : "",
-		.len = text ? len : 0,
-		.scripts_dir = scripts_dir,
-		.diags = diags,
+	    .file = file ? file : "<input>",
+	    .text = text ? text : "",
+	    .len = text ? len : 0,
+	    .scripts_dir = scripts_dir,
+	    .diags = diags,
 	};
 	size_t first_diag = diags ? diags->n : 0;
 	bool have_doc = false;
@@ -1649,7 +1667,7 @@ struct hf_workflow *hf_workflow_load(const char *file, const char *scripts_dir,
 		return NULL;
 	}
 	struct hf_workflow *wf =
-		hf_workflow_parse(file, text, len, scripts_dir, diags);
+	    hf_workflow_parse(file, text, len, scripts_dir, diags);
 	free(text);
 	return wf;
 }
@@ -1754,13 +1772,12 @@ struct hf_workflow_set *hf_workflow_set_load(const char *dir,
 	set->items = hf_xcalloc(n ? (size_t)n : 1, sizeof *set->items);
 	for (long i = 0; i < n; i++) {
 		struct hf_workflow *wf =
-			hf_workflow_load(files[i], scripts_dir, diags);
+		    hf_workflow_load(files[i], scripts_dir, diags);
 		struct hf_workflow *other =
-			wf ? hf_workflow_set_find(set, wf->name) : NULL;
+		    wf ? hf_workflow_set_find(set, wf->name) : NULL;
 		if (other) {
 			struct wf_priv *p = (struct wf_priv *)wf;
-			hf_diags_add(diags, wf->file, p->name_line,
-				     p->name_col,
+			hf_diags_add(diags, wf->file, p->name_line, p->name_col,
 				     "duplicate workflow name '%s' (already "
 				     "defined in %s)",
 				     wf->name, other->file);

@@ -14,10 +14,11 @@
  * past this many dropped bytes the connection is simply closed. */
 #define HF_DISCARD_MAX (16 * 1024 * 1024)
 
-/* Request headers: libmicrohttpd keeps headers in a per-connection memory pool;
- * 64 KiB holds any real sender's headers and bounds what a hostile one can make
- * us keep. */
-#define HF_CONNECTION_MEMORY (64 * 1024)
+/* Request headers: libmicrohttpd keeps headers in a per-connection memory pool
+ * that it clears for every request. 32 KiB (its default) holds any real
+ * sender's headers and bounds what a hostile one can make us keep; a larger pool
+ * costs a visible memset per request. */
+#define HF_CONNECTION_MEMORY (32 * 1024)
 
 /* Connections: each costs a pool and a socket; past this the listener refuses. */
 #define HF_MAX_CONNECTIONS 4096
@@ -64,8 +65,10 @@
  * transaction, so a commit's latency stays bounded under load. */
 #define HF_WRITER_BATCH 512
 
-/* Queued runs held in memory before ingest answers 503 (--max-queue). */
-#define HF_MAX_QUEUE 100000
+/* Runs accepted and not finished before ingest answers 503 (--max-queue). Each
+ * holds its event in memory (about 5 KiB for a 1 KiB JSON body), so the default
+ * keeps a full queue near 50 MiB. */
+#define HF_MAX_QUEUE 10000
 
 /* Graceful shutdown waits this long for running steps (--drain-timeout). */
 #define HF_DRAIN_TIMEOUT_MS (30 * 1000)

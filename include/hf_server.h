@@ -26,6 +26,7 @@ struct hf_options {
 	int64_t max_body;
 	char *admin_token;
 	bool sync_full;
+	bool data_sync_full; /* --data-sync: the data database's synchronous */
 	int64_t max_queue;
 	int64_t drain_timeout_ms;
 	int64_t retain_ms; /* 0: keep everything */
@@ -49,6 +50,7 @@ struct hf_server {
 
 	pthread_mutex_t snap_lock;
 	struct hf_snapshot *snap;
+	atomic_uint snap_gen; /* bumped on each reload */
 
 	atomic_bool draining; /* stop accepting: answer 503 */
 	int64_t started_at;   /* wall ms */

@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char line[2048];
 	memcpy(text, data, size);
 	struct hf_workflow *wf = hf_workflow_parse(
-		"fuzz.yml", text, size, "/nonexistent/hookflow-scripts", &d);
+	    "fuzz.yml", text, size, "/nonexistent/hookflow-scripts", &d);
 	if (wf) {
 		if (d.n)
 			abort();

@@ -16,7 +16,7 @@ static struct hf_workflow *wf(const char *name, const char *path,
 		 "steps: [{id: s, run: return 1}]\n",
 		 name, path, methods);
 	struct hf_workflow *w =
-		hf_workflow_parse("wf.yml", text, strlen(text), NULL, &d);
+	    hf_workflow_parse("wf.yml", text, strlen(text), NULL, &d);
 	if (!w)
 		fprintf(stderr, "%s: %s\n", name, d.n ? d.items[0].msg : "?");
 	hf_diags_release(&d);
@@ -26,13 +26,10 @@ static struct hf_workflow *wf(const char *name, const char *path,
 int main(void)
 {
 	struct hf_workflow *items[] = {
-		wf("b1", "/b", "[POST]"),
-		wf("a1", "/a", "[GET, POST]"),
-		wf("b2", "/b/", "[POST, PUT]"),
-		wf("c1", "/c/d", "[DELETE]"),
-		wf("b3", "/b", "[PATCH]"),
-		wf("root", "/", "[GET]"),
-		wf("ab", "/ab", "[POST]"),
+	    wf("b1", "/b", "[POST]"),	    wf("a1", "/a", "[GET, POST]"),
+	    wf("b2", "/b/", "[POST, PUT]"), wf("c1", "/c/d", "[DELETE]"),
+	    wf("b3", "/b", "[PATCH]"),	    wf("root", "/", "[GET]"),
+	    wf("ab", "/ab", "[POST]"),
 	};
 	size_t n = sizeof items / sizeof items[0];
 	for (size_t i = 0; i < n; i++)
@@ -96,8 +93,8 @@ int main(void)
 	CHECK(hf_router_match(r, "/", HF_METHOD_GET, out, 8, &known,
 			      &allowed) == 1);
 	CHECK(out[0] == items[5] && allowed == HF_METHOD_GET);
-	CHECK(hf_router_match(r, "", HF_METHOD_GET, out, 8, &known,
-			      &allowed) == 1);
+	CHECK(hf_router_match(r, "", HF_METHOD_GET, out, 8, &known, &allowed) ==
+	      1);
 
 	hf_router_destroy(r);
 	hf_router_destroy(NULL);

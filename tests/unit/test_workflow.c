@@ -1,6 +1,6 @@
-/* test_workflow.c - the workflow loader: every key of contract §3 into the model,
- * one case per kind of error with its exact FILE:LINE:COL and message, the
- * `with:` chunk, and the workflow set (reload keeping a previous version,
+/* test_workflow.c - the workflow loader: every key of contract §3 into the
+ * model, one case per kind of error with its exact FILE:LINE:COL and message,
+ * the `with:` chunk, and the workflow set (reload keeping a previous version,
  * duplicate names). Fixtures are written to a temporary directory. */
 #include "hf_workflow.h"
 #include "tap.h"
@@ -108,35 +108,35 @@ static char *sha256_hex(const char *a, const char *b)
 static const char assign_lua[] = "local t = args.ticket\nreturn {t = t}\n";
 
 static const char full_yml[] =
-	"name: assign-ticket\n"
-	"description: Route new tickets to the least-loaded agent\n"
-	"on:\n"
-	"  webhook:\n"
-	"    path: /helpdesk/tickets\n"
-	"    methods: [POST, put]\n"
-	"    verify:\n"
-	"      scheme: hmac-sha256\n"
-	"      secrets: [\"${HF_TEST_NEW}\", \"old-${HF_TEST_OLD}-x\"]\n"
-	"      header: X-Hub-Sig\n"
-	"      tolerance: 2m\n"
-	"    dedupe: event.headers[\"x-delivery-id\"]\n"
-	"    respond: sync\n"
-	"    timeout: 3s\n"
-	"if: event.body.ticket.status == \"new\"\n"
-	"timeout: 5m\n"
-	"concurrency: { key: event.body.ticket.id, max: 3 }\n"
-	"steps:\n"
-	"  - id: pick\n"
-	"    run: |\n"
-	"      local n = 1\n"
-	"      return db.one(\"SELECT name FROM agents LIMIT ?\", n)\n"
-	"  - id: assign\n"
-	"    if: steps.pick ~= nil\n"
-	"    script: assign.lua\n"
-	"    with: { team: support, ticket: \"${{ event.body.ticket.id }}\" }\n"
-	"    retry: { attempts: 5, backoff: 2s, max_backoff: 1m }\n"
-	"    timeout: 20s\n"
-	"    continue_on_error: true\n";
+    "name: assign-ticket\n"
+    "description: Route new tickets to the least-loaded agent\n"
+    "on:\n"
+    "  webhook:\n"
+    "    path: /helpdesk/tickets\n"
+    "    methods: [POST, put]\n"
+    "    verify:\n"
+    "      scheme: hmac-sha256\n"
+    "      secrets: [\"${HF_TEST_NEW}\", \"old-${HF_TEST_OLD}-x\"]\n"
+    "      header: X-Hub-Sig\n"
+    "      tolerance: 2m\n"
+    "    dedupe: event.headers[\"x-delivery-id\"]\n"
+    "    respond: sync\n"
+    "    timeout: 3s\n"
+    "if: event.body.ticket.status == \"new\"\n"
+    "timeout: 5m\n"
+    "concurrency: { key: event.body.ticket.id, max: 3 }\n"
+    "steps:\n"
+    "  - id: pick\n"
+    "    run: |\n"
+    "      local n = 1\n"
+    "      return db.one(\"SELECT name FROM agents LIMIT ?\", n)\n"
+    "  - id: assign\n"
+    "    if: steps.pick ~= nil\n"
+    "    script: assign.lua\n"
+    "    with: { team: support, ticket: \"${{ event.body.ticket.id }}\" }\n"
+    "    retry: { attempts: 5, backoff: 2s, max_backoff: 1m }\n"
+    "    timeout: 20s\n"
+    "    continue_on_error: true\n";
 
 static void test_full(void)
 {
@@ -152,7 +152,8 @@ static void test_full(void)
 		return;
 	}
 	CHECK_STR(wf->name, "assign-ticket");
-	CHECK_STR(wf->description, "Route new tickets to the least-loaded agent");
+	CHECK_STR(wf->description,
+		  "Route new tickets to the least-loaded agent");
 	CHECK_STR(wf->file, "wf.yml");
 	CHECK_STR(wf->version, sha256_hex(full_yml, assign_lua));
 	CHECK_STR(wf->path, "/helpdesk/tickets");
@@ -202,9 +203,10 @@ static void test_full(void)
 	CHECK_STR(s->code_name, name);
 	CHECK_STR(s->if_expr ? s->if_expr->src : NULL, "steps.pick ~= nil");
 	CHECK(s->if_expr && s->if_expr->line == 24);
-	CHECK_STR(s->with_chunk,
-		  "return \n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n"
-		  "{[\"team\"]=\"support\",[\"ticket\"]=(event.body.ticket.id),}");
+	CHECK_STR(
+	    s->with_chunk,
+	    "return \n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n"
+	    "{[\"team\"]=\"support\",[\"ticket\"]=(event.body.ticket.id),}");
 	CHECK(s->retry_attempts == 5);
 	CHECK(s->retry_backoff_ms == 2000 && s->retry_max_backoff_ms == 60000);
 	CHECK(s->timeout_ms == 20000);
@@ -225,10 +227,11 @@ static void test_full(void)
 static void test_defaults(void)
 {
 	struct hf_diags d = {0};
-	struct hf_workflow *wf = parse("name: a_b-1\n"
-				       "on: {webhook: {path: /x/, methods: GET}}\n"
-				       "steps: [{id: s, run: return 1}]\n",
-				       &d);
+	struct hf_workflow *wf =
+	    parse("name: a_b-1\n"
+		  "on: {webhook: {path: /x/, methods: GET}}\n"
+		  "steps: [{id: s, run: return 1}]\n",
+		  &d);
 	CHECK(wf != NULL);
 	if (!wf) {
 		fprintf(stderr, "%s\n", first(&d));
@@ -249,13 +252,14 @@ static void test_defaults(void)
 
 	/* the default header of hmac-sha256, a single secret, github */
 	setenv("HF_TEST_NEW", "s3", 1);
-	wf = parse("name: b\n"
-		   "on:\n"
-		   "  webhook:\n"
-		   "    path: /b\n"
-		   "    verify: {scheme: hmac-sha256, secret: \"${HF_TEST_NEW}\"}\n"
-		   "steps: [{id: s, run: return 1}]\n",
-		   &d);
+	wf = parse(
+	    "name: b\n"
+	    "on:\n"
+	    "  webhook:\n"
+	    "    path: /b\n"
+	    "    verify: {scheme: hmac-sha256, secret: \"${HF_TEST_NEW}\"}\n"
+	    "steps: [{id: s, run: return 1}]\n",
+	    &d);
 	CHECK(wf && wf->verify.nsecrets == 1);
 	CHECK_STR(wf ? wf->verify.header : NULL, "x-signature");
 	CHECK(wf && wf->verify.tolerance_ms == 5 * 60 * 1000);
@@ -311,12 +315,12 @@ static void test_errors(void)
 		    "FETCH]}}\n" OK_STEPS,
 		    "wf.yml:2:42: unknown method 'FETCH' (expected one of: "
 		    "GET, POST, PUT, PATCH, DELETE)");
-	expect_only("name: x\non: {webhook: {path: /x, respond: later}}\n" OK_STEPS,
-		    "wf.yml:2:35: invalid respond 'later' (expected async or "
-		    "sync)");
+	expect_only(
+	    "name: x\non: {webhook: {path: /x, respond: later}}\n" OK_STEPS,
+	    "wf.yml:2:35: invalid respond 'later' (expected async or "
+	    "sync)");
 	/* steps */
-	expect_only("name: x\n" OK_ON
-		    "steps:\n"
+	expect_only("name: x\n" OK_ON "steps:\n"
 		    "  - id: a\n"
 		    "    run: return 1\n"
 		    "  - id: a\n"
@@ -327,23 +331,23 @@ static void test_errors(void)
 	expect_only("name: x\n" OK_ON "steps: [{id: Bad, run: return 1}]\n",
 		    "wf.yml:3:14: invalid step id 'Bad' (expected [a-z0-9_]+, "
 		    "at most 64 characters)");
-	expect_only("name: x\n" OK_ON
-		    "steps:\n"
-		    "  - id: a\n"
-		    "    run: return 1\n"
-		    "    script: a.lua\n",
-		    "wf.yml:4:5: step 'a' has both 'run' and 'script' (expected "
-		    "exactly one)");
+	expect_only(
+	    "name: x\n" OK_ON "steps:\n"
+	    "  - id: a\n"
+	    "    run: return 1\n"
+	    "    script: a.lua\n",
+	    "wf.yml:4:5: step 'a' has both 'run' and 'script' (expected "
+	    "exactly one)");
 	expect_only("name: x\n" OK_ON "steps: [{id: a}]\n",
 		    "wf.yml:3:9: step 'a' needs 'run' or 'script'");
 	/* durations and numbers */
-	expect_only("name: x\n" OK_ON
-		    "steps:\n"
-		    "  - id: a\n"
-		    "    run: return 1\n"
-		    "    timeout: fast\n",
-		    "wf.yml:6:14: invalid duration 'fast' (expected e.g. 500ms, "
-		    "30s, 2m, 1h)");
+	expect_only(
+	    "name: x\n" OK_ON "steps:\n"
+	    "  - id: a\n"
+	    "    run: return 1\n"
+	    "    timeout: fast\n",
+	    "wf.yml:6:14: invalid duration 'fast' (expected e.g. 500ms, "
+	    "30s, 2m, 1h)");
 	expect_only("name: x\ntimeout: 0s\n" OK_ON OK_STEPS,
 		    "wf.yml:2:10: 'timeout' must be longer than 0");
 	expect_only("name: x\n" OK_ON
@@ -355,17 +359,19 @@ static void test_errors(void)
 		    "wf.yml:3:46: 'continue_on_error' must be true or false "
 		    "(got 'maybe')");
 	/* paths */
-	expect_only("name: x\non: {webhook: {path: hooks/x}}\n" OK_STEPS,
-		    "wf.yml:2:22: invalid path 'hooks/x' (must start with '/')");
+	expect_only(
+	    "name: x\non: {webhook: {path: hooks/x}}\n" OK_STEPS,
+	    "wf.yml:2:22: invalid path 'hooks/x' (must start with '/')");
 	expect_only("name: x\non: {webhook: {path: \"/a b\"}}\n" OK_STEPS,
 		    "wf.yml:2:22: invalid path '/a b' (no '?', '#', spaces or "
 		    "control characters)");
 	expect_only("name: x\non: {webhook: {path: /x?y=1}}\n" OK_STEPS,
 		    "wf.yml:2:22: invalid path '/x?y=1' (no '?', '#', spaces "
 		    "or control characters)");
-	expect_only("name: x\non: {webhook: {path: /api/hook}}\n" OK_STEPS,
-		    "wf.yml:2:22: path '/api/hook' is reserved (/api, /healthz, "
-		    "/metrics and /ui belong to hookflow)");
+	expect_only(
+	    "name: x\non: {webhook: {path: /api/hook}}\n" OK_STEPS,
+	    "wf.yml:2:22: path '/api/hook' is reserved (/api, /healthz, "
+	    "/metrics and /ui belong to hookflow)");
 	expect_only("name: x\non: {webhook: {}}\n" OK_STEPS,
 		    "wf.yml:2:15: missing required key 'path'");
 	/* scripts */
@@ -386,8 +392,7 @@ static void test_errors(void)
 	expect_only("name: x\n" OK_ON "steps: [{id: a, script: broken.lua}]\n",
 		    want);
 	/* Lua syntax, with the YAML file's line */
-	expect_only("name: x\n" OK_ON
-		    "steps:\n"
+	expect_only("name: x\n" OK_ON "steps:\n"
 		    "  - id: pick\n"
 		    "    run: |\n"
 		    "      local a = 1\n"
@@ -395,8 +400,7 @@ static void test_errors(void)
 		    "      return a\n",
 		    "wf.yml:7:7: lua syntax error in step 'pick': unexpected "
 		    "symbol near '='");
-	expect_only("name: x\n" OK_ON
-		    "steps:\n"
+	expect_only("name: x\n" OK_ON "steps:\n"
 		    "  - id: pick\n"
 		    "    run: |\n"
 		    "      if x then\n"
@@ -406,8 +410,7 @@ static void test_errors(void)
 	expect_only("name: x\n" OK_ON "steps: [{id: a, run: return 1 +}]\n",
 		    "wf.yml:3:22: lua syntax error in step 'a': unexpected "
 		    "symbol near <eof>");
-	expect_only("name: x\n" OK_ON
-		    "steps:\n"
+	expect_only("name: x\n" OK_ON "steps:\n"
 		    "  - id: a\n"
 		    "    if: steps.x ==\n"
 		    "    run: return 1\n",
@@ -416,8 +419,7 @@ static void test_errors(void)
 	expect_only("name: x\nif: \"a b\"\n" OK_ON OK_STEPS,
 		    "wf.yml:2:6: lua syntax error in 'if': ')' expected near "
 		    "'b'");
-	expect_only("name: x\n" OK_ON
-		    "steps:\n"
+	expect_only("name: x\n" OK_ON "steps:\n"
 		    "  - id: a\n"
 		    "    run: return 1\n"
 		    "    with:\n"
@@ -425,35 +427,38 @@ static void test_errors(void)
 		    "      t: \"id ${{ event.( }}\"\n",
 		    "wf.yml:8:18: lua syntax error in 'with': <name> expected "
 		    "near '('");
-	expect_only("name: x\n" OK_ON
-		    "steps: [{id: a, run: x(), with: {t: \"${{ a\"}}]\n",
-		    "wf.yml:3:38: unterminated '${{' in 'with' (expected '}}')");
-	expect_only("name: x\n" OK_ON
-		    "concurrency: {max: 2}\n" OK_STEPS,
+	expect_only(
+	    "name: x\n" OK_ON
+	    "steps: [{id: a, run: x(), with: {t: \"${{ a\"}}]\n",
+	    "wf.yml:3:38: unterminated '${{' in 'with' (expected '}}')");
+	expect_only("name: x\n" OK_ON "concurrency: {max: 2}\n" OK_STEPS,
 		    "wf.yml:3:14: missing required key 'key'");
 	/* secrets */
 	unsetenv("HF_TEST_UNSET");
-	expect_only("name: x\n"
-		    "on:\n"
-		    "  webhook:\n"
-		    "    path: /x\n"
-		    "    verify:\n"
-		    "      scheme: stripe\n"
-		    "      secret: ${HF_TEST_UNSET}\n" OK_STEPS,
-		    "wf.yml:7:15: environment variable HF_TEST_UNSET is not set");
+	expect_only(
+	    "name: x\n"
+	    "on:\n"
+	    "  webhook:\n"
+	    "    path: /x\n"
+	    "    verify:\n"
+	    "      scheme: stripe\n"
+	    "      secret: ${HF_TEST_UNSET}\n" OK_STEPS,
+	    "wf.yml:7:15: environment variable HF_TEST_UNSET is not set");
 	expect_only("name: x\n"
 		    "on: {webhook: {path: /x, verify: {scheme: github, "
 		    "secret: a, secrets: [b]}}}\n" OK_STEPS,
 		    "wf.yml:2:71: use either 'secret' or 'secrets', not both");
-	expect_only("name: x\n"
-		    "on: {webhook: {path: /x, verify: {scheme: github}}}\n" OK_STEPS,
-		    "wf.yml:2:34: missing required key 'secret' (or 'secrets')");
-	expect_only("name: x\n"
-		    "on: {webhook: {path: /x, verify: {scheme: md5, secret: "
-		    "a}}}\n" OK_STEPS,
-		    "wf.yml:2:43: unknown verify scheme 'md5' (expected one of: "
-		    "hmac-sha256, github, stripe, slack, shopify, "
-		    "standard-webhooks)");
+	expect_only(
+	    "name: x\n"
+	    "on: {webhook: {path: /x, verify: {scheme: github}}}\n" OK_STEPS,
+	    "wf.yml:2:34: missing required key 'secret' (or 'secrets')");
+	expect_only(
+	    "name: x\n"
+	    "on: {webhook: {path: /x, verify: {scheme: md5, secret: "
+	    "a}}}\n" OK_STEPS,
+	    "wf.yml:2:43: unknown verify scheme 'md5' (expected one of: "
+	    "hmac-sha256, github, stripe, slack, shopify, "
+	    "standard-webhooks)");
 	expect_only("name: x\n"
 		    "on: {webhook: {path: /x, verify: {scheme: github, secret: "
 		    "a, header: X-Sig}}}\n" OK_STEPS,
@@ -483,28 +488,27 @@ static void test_errors(void)
 static void test_with(void)
 {
 	struct hf_diags d = {0};
-	struct hf_workflow *wf = parse(
-		"name: x\n" OK_ON
-		"steps:\n"
-		"  - id: a\n"
-		"    run: return 1\n"
-		"    with:\n"
-		"      team: support\n"
-		"      n: 42\n"
-		"      f: -1.5\n"
-		"      yes_: true\n"
-		"      no_: false\n"
-		"      none: null\n"
-		"      quoted: \"42\"\n"
-		"      esc: \"a\\\"b\\\\c\\nd\\te\"\n"
-		"      whole: \"${{ event.id }}\"\n"
-		"      num: ${{ event.n * 2 }}\n"
-		"      mixed: \"id-${{ event.id }}/${{event.n}}!\"\n"
-		"      list: [1, two, {deep: [\"${{ event.n }}\"]}]\n"
-		"      nested:\n"
-		"        a:\n"
-		"          b: \"]]==]\"\n",
-		&d);
+	struct hf_workflow *wf =
+	    parse("name: x\n" OK_ON "steps:\n"
+		  "  - id: a\n"
+		  "    run: return 1\n"
+		  "    with:\n"
+		  "      team: support\n"
+		  "      n: 42\n"
+		  "      f: -1.5\n"
+		  "      yes_: true\n"
+		  "      no_: false\n"
+		  "      none: null\n"
+		  "      quoted: \"42\"\n"
+		  "      esc: \"a\\\"b\\\\c\\nd\\te\"\n"
+		  "      whole: \"${{ event.id }}\"\n"
+		  "      num: ${{ event.n * 2 }}\n"
+		  "      mixed: \"id-${{ event.id }}/${{event.n}}!\"\n"
+		  "      list: [1, two, {deep: [\"${{ event.n }}\"]}]\n"
+		  "      nested:\n"
+		  "        a:\n"
+		  "          b: \"]]==]\"\n",
+		  &d);
 	CHECK(wf != NULL);
 	if (!wf) {
 		fprintf(stderr, "%s\n", first(&d));
@@ -525,21 +529,21 @@ static void test_with(void)
 	CHECK(luaL_loadbuffer(L, ch, strlen(ch), "=wf.yml") == 0);
 	lua_setglobal(L, "f");
 	const char *check =
-		"local t = f()\n"
-		"assert(t.team == 'support')\n"
-		"assert(t.n == 42 and math.type(t.n) == 'integer')\n"
-		"assert(t.f == -1.5)\n"
-		"assert(t.yes_ == true and t.no_ == false)\n"
-		"assert(t.none == nil)\n"
-		"assert(t.quoted == '42')\n"
-		"assert(t.esc == 'a\"b\\\\c\\nd\\te')\n"
-		"assert(t.whole == 'ev1')\n"
-		"assert(t.num == 42)\n"
-		"assert(t.mixed == 'id-ev1/21!')\n"
-		"assert(t.list[1] == 1 and t.list[2] == 'two')\n"
-		"assert(t.list[3].deep[1] == 21)\n"
-		"assert(t.nested.a.b == ']]==]')\n"
-		"return true\n";
+	    "local t = f()\n"
+	    "assert(t.team == 'support')\n"
+	    "assert(t.n == 42 and math.type(t.n) == 'integer')\n"
+	    "assert(t.f == -1.5)\n"
+	    "assert(t.yes_ == true and t.no_ == false)\n"
+	    "assert(t.none == nil)\n"
+	    "assert(t.quoted == '42')\n"
+	    "assert(t.esc == 'a\"b\\\\c\\nd\\te')\n"
+	    "assert(t.whole == 'ev1')\n"
+	    "assert(t.num == 42)\n"
+	    "assert(t.mixed == 'id-ev1/21!')\n"
+	    "assert(t.list[1] == 1 and t.list[2] == 'two')\n"
+	    "assert(t.list[3].deep[1] == 21)\n"
+	    "assert(t.nested.a.b == ']]==]')\n"
+	    "return true\n";
 	int rc = luaL_dostring(L, check);
 	if (rc)
 		fprintf(stderr, "%s\n", lua_tostring(L, -1));
@@ -560,12 +564,13 @@ static void test_misc(void)
 	CHECK(hf_method_from_name("POST") == HF_METHOD_POST);
 	CHECK(hf_method_from_name("post") == 0);
 	CHECK(hf_method_from_name("OPTIONS") == HF_METHOD_OPTIONS);
-	hf_methods_format(HF_METHOD_POST | HF_METHOD_GET | HF_METHOD_DELETE, buf,
-			  sizeof buf);
+	hf_methods_format(HF_METHOD_POST | HF_METHOD_GET | HF_METHOD_DELETE,
+			  buf, sizeof buf);
 	CHECK_STR(buf, "GET, POST, DELETE");
 	hf_methods_format(0, buf, sizeof buf);
 	CHECK_STR(buf, "");
-	CHECK_STR(hf_verify_scheme_name(HF_VERIFY_STANDARD), "standard-webhooks");
+	CHECK_STR(hf_verify_scheme_name(HF_VERIFY_STANDARD),
+		  "standard-webhooks");
 	CHECK_STR(hf_verify_scheme_name(HF_VERIFY_HMAC_SHA256), "hmac-sha256");
 	CHECK(hf_path_is_reserved("/api"));
 	CHECK(hf_path_is_reserved("/api/"));
@@ -596,7 +601,8 @@ static void test_set(void)
 	CHECK(mkdir(dir, 0700) == 0);
 
 	/* empty directory: empty set */
-	struct hf_workflow_set *s0 = hf_workflow_set_load(dir, scripts, NULL, &d);
+	struct hf_workflow_set *s0 =
+	    hf_workflow_set_load(dir, scripts, NULL, &d);
 	CHECK(s0 && s0->n == 0 && d.n == 0);
 	hf_workflow_set_unref(s0);
 	CHECK(hf_workflow_set_load("/nonexistent/dir", scripts, NULL, &d) ==
@@ -608,7 +614,8 @@ static void test_set(void)
 	write_file(dir, "c.yml", wf_text("gamma", "/shared"));
 	write_file(dir, "notes.txt", "not a workflow");
 	write_file(dir, ".hidden.yml", "garbage: [");
-	struct hf_workflow_set *s1 = hf_workflow_set_load(dir, scripts, NULL, &d);
+	struct hf_workflow_set *s1 =
+	    hf_workflow_set_load(dir, scripts, NULL, &d);
 	CHECK(s1 && s1->n == 3 && d.n == 0);
 	if (!s1)
 		return;
