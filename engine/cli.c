@@ -7,8 +7,11 @@
 #include "hf_body.h"
 #include "hf_limits.h"
 #include "hf_worker.h"
+#include "hf_yaml_json.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +30,17 @@ static const char usage[] =
 	"          [--admin-token TOKEN] [--sync full|normal] [--max-queue N]\n"
 	"          [--drain-timeout DURATION] [--retain DURATION]\n"
 	"  check   [PATH...]            validate workflow files or directories\n"
+	"  check   --json FILE...       print each YAML file as one JSON line\n"
 	"  run     WORKFLOW.yml --event FILE [--header 'Name: value']...\n"
 	"          [--data FILE] [--scripts DIR]\n"
 	"  runs    [--workflow NAME] [--status STATUS] [--limit N] [--json]\n"
-	"          [--state FILE]\n"
+	"          [--state FILE] [--follow]\n"
 	"  show    RUN_ID [--json] [--state FILE]\n"
 	"  replay  EVENT_ID [--state FILE] [--workflows DIR] [--scripts DIR]\n"
 	"  retry   RUN_ID [--state FILE]\n"
 	"  deliveries [--status STATUS] [--json] [--state FILE]\n"
+	"  deliveries show ID [--json] [--state FILE]\n"
+	"  deliveries retry ID [--state FILE]   send a delivery again\n"
 	"  --help | --version\n"
 	"\n"
 	"Every flag can also come from the environment as HOOKFLOW_<FLAG>\n"
@@ -202,17 +208,60 @@ static char *scripts_for(const char *path, const char *flag)
 	return hf_xstrdup("./scripts");
 }
 
+/* `check --json FILE...`: each file's YAML document as one JSON line, as a
+ * YAML editor would see it, for JSON Schema tools. Does not validate. */
+static int check_json(const char **files, size_t n)
+{
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct hf_diags diags = {0};
+		size_t len;
+		char *text = hf_read_file(files[i], &len);
+		json_t *v = NULL;
+		if (!text)
+			hf_diags_add(&diags, files[i], 0, 0, "cannot read: %s",
+				     strerror(errno));
+		else
+			v = hf_yaml_to_json(text, len, files[i], &diags);
+		char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)
+			    : NULL;
+		if (s)
+			printf("%s\n", s);
+		for (size_t k = 0; k < diags.n; k++) {
+			char line[2048];
+			hf_error_format(&diags.items[k], line, sizeof line);
+			fprintf(stderr, "%s\n", line);
+		}
+		if (!s)
+			rc = 1;
+		free(s);
+		json_decref(v);
+		free(text);
+		hf_diags_release(&diags);
+	}
+	return rc;
+}
+
 static int cmd_check(int argc, char **argv)
 {
-	struct hf_flag flags[] = {{"scripts", true}};
+	struct hf_flag flags[] = {{"scripts", true}, {"json", false}};
 	const char *pos[256];
 	size_t npos;
-	int rc = hf_flags_parse("check", argc, argv, 2, flags, 1, pos, 256,
+	int rc = hf_flags_parse("check", argc, argv, 2, flags, 2, pos, 256,
 				&npos);
 	if (rc)
 		return rc;
+	if (flags[1].seen) {
+		if (npos == 0) {
+			fprintf(stderr, "usage: hookflow check --json "
+					"FILE...\n");
+			return 2;
+		}
+		return check_json(pos, npos);
+	}
 	if (npos == 0)
 		pos[npos++] = "./workflows";
+	hf_workflow_set_env_optional(true);
 	struct hf_diags diags = {0};
 	int nfiles = 0;
 	for (size_t i = 0; i < npos; i++) {
@@ -422,14 +471,109 @@ static const char *str(json_t *o, const char *k)
 	return s ? s : "-";
 }
 
+/* `runs --follow` polls this often, over this many of the newest runs. */
+#define FOLLOW_POLL_MS 500
+#define FOLLOW_WINDOW 200
+
+static volatile sig_atomic_t follow_stop;
+
+static void on_follow_signal(int sig)
+{
+	(void)sig;
+	follow_stop = 1;
+}
+
+static int by_finished_at(const void *a, const void *b)
+{
+	json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	int c = strcmp(str(x, "finished_at"), str(y, "finished_at"));
+	return c ? c : strcmp(str(x, "id"), str(y, "id"));
+}
+
+static void print_run_line(json_t *r, bool as_json)
+{
+	if (as_json) {
+		char *s = json_dumps(r, JSON_COMPACT);
+		if (s)
+			printf("%s\n", s);
+		free(s);
+		return;
+	}
+	printf("%-30s %-20s %-10s %-25s %s\n", str(r, "id"), str(r, "workflow"),
+	       str(r, "status"), str(r, "finished_at"),
+	       json_is_string(json_object_get(r, "error")) ? str(r, "error")
+							   : "");
+}
+
+/* `runs --follow`: prints runs as they finish, in the order they finished,
+ * like `tail -f` (nothing from before it started). Polls the newest
+ * FOLLOW_WINDOW runs: a run finishing again after a retry is printed again.
+ * Stops on SIGINT or SIGTERM (exit 0) or when stdout is closed. */
+static int follow_runs(struct hf_store *s, const char *wf, const char *status,
+		       bool as_json)
+{
+	struct sigaction sa = {0};
+	sa.sa_handler = on_follow_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	char mark[32] = ""; /* finished_at of the last run printed */
+	json_t *at_mark = json_object(); /* ids printed with that finished_at */
+	bool baseline = true;
+	int rc = 0;
+	while (!follow_stop) {
+		json_t *v = hf_store_runs_json(s, wf, status, FOLLOW_WINDOW);
+		json_t *runs = json_object_get(v, "runs");
+		json_t **fresh = hf_xcalloc(json_array_size(runs) + 1,
+					    sizeof *fresh);
+		size_t n = 0, i;
+		json_t *r;
+		json_array_foreach(runs, i, r)
+		{
+			const char *fin = json_string_value(
+				json_object_get(r, "finished_at"));
+			int c = fin ? strcmp(fin, mark) : -1;
+			if (c > 0 || (c == 0 && !json_object_get(at_mark,
+								 str(r, "id"))))
+				fresh[n++] = r;
+		}
+		qsort(fresh, n, sizeof *fresh, by_finished_at);
+		for (i = 0; i < n; i++) {
+			const char *fin = str(fresh[i], "finished_at");
+			if (strcmp(fin, mark) != 0) {
+				snprintf(mark, sizeof mark, "%s", fin);
+				json_object_clear(at_mark);
+			}
+			json_object_set_new(at_mark, str(fresh[i], "id"),
+					    json_true());
+			if (!baseline)
+				print_run_line(fresh[i], as_json);
+		}
+		free(fresh);
+		json_decref(v);
+		if (baseline)
+			fprintf(stderr, "hookflow: following runs as they finish "
+					"(Ctrl-C to stop)\n");
+		baseline = false;
+		if (fflush(stdout) != 0) {
+			rc = 1; /* stdout is gone: nobody is reading */
+			break;
+		}
+		struct timespec ts = {0, FOLLOW_POLL_MS * 1000000L};
+		nanosleep(&ts, NULL); /* a signal cuts it short */
+	}
+	json_decref(at_mark);
+	return rc;
+}
+
 static int cmd_runs(int argc, char **argv)
 {
 	struct hf_flag flags[] = {{"workflow", true}, {"status", true},
 				  {"limit", true},    {"json", false},
-				  {"state", true}};
+				  {"state", true},    {"follow", false}};
 	const char *pos[1];
 	size_t npos;
-	int rc = hf_flags_parse("runs", argc, argv, 2, flags, 5, pos, 0, &npos);
+	int rc = hf_flags_parse("runs", argc, argv, 2, flags, 6, pos, 0, &npos);
 	if (rc)
 		return rc;
 	const char *status = flags[1].value;
@@ -449,6 +593,11 @@ static int cmd_runs(int argc, char **argv)
 	struct hf_store *s = open_state(flag_or_env(&flags[4], "./hookflow.db"));
 	if (!s)
 		return 1;
+	if (flags[5].seen) {
+		rc = follow_runs(s, flags[0].value, status, flags[3].seen);
+		hf_store_close(s);
+		return rc;
+	}
 	json_t *v = hf_store_runs_json(s, flags[0].value, status, limit);
 	if (flags[3].seen) {
 		print_json(v);
@@ -651,8 +800,111 @@ static int cmd_retry(int argc, char **argv)
 	return 0;
 }
 
+struct retry_arg {
+	const char *id;
+	int result;
+};
+
+static int retry_call(struct hf_store *s, void *arg)
+{
+	struct retry_arg *a = arg;
+	a->result = hf_store_retry_delivery(s, a->id);
+	return 0;
+}
+
+/* `deliveries show ID` and `deliveries retry ID`. */
+static int delivery_cmd(int argc, char **argv, bool retry)
+{
+	const char *cmd = retry ? "deliveries retry" : "deliveries show";
+	struct hf_flag flags[] = {{"state", true}, {"json", false}};
+	const char *pos[1];
+	size_t npos;
+	int rc = hf_flags_parse(cmd, argc, argv, 3, flags, 2, pos, 1, &npos);
+	if (rc)
+		return rc;
+	if (npos != 1) {
+		fprintf(stderr, "usage: hookflow %s ID [--state FILE]\n", cmd);
+		return 2;
+	}
+	struct hf_store *s = open_state(flag_or_env(&flags[0], "./hookflow.db"));
+	if (!s)
+		return 1;
+	rc = 1;
+	if (retry) {
+		struct retry_arg a = {pos[0], -1};
+		struct hf_write w = {0};
+		w.kind = HF_W_CALL;
+		w.call = retry_call;
+		w.call_arg = &a;
+		hf_store_submit(s, &w); /* applied at once: no writer thread */
+		int result = w.rc == 0 ? a.result : -1;
+		if (result == 0) {
+			printf("%s\n", pos[0]);
+			rc = 0;
+		} else if (result == HF_STORE_NOT_FOUND) {
+			fprintf(stderr, "hookflow %s: no delivery '%s'\n", cmd,
+				pos[0]);
+		} else if (result == HF_STORE_CONFLICT) {
+			fprintf(stderr,
+				"hookflow %s: delivery '%s' was already "
+				"delivered\n",
+				cmd, pos[0]);
+		} else {
+			fprintf(stderr, "hookflow %s: cannot update the state "
+					"database\n",
+				cmd);
+		}
+		hf_store_close(s);
+		return rc;
+	}
+	json_t *d = hf_store_delivery_json(s, pos[0]);
+	hf_store_close(s);
+	if (!d) {
+		fprintf(stderr, "hookflow %s: no delivery '%s'\n", cmd, pos[0]);
+		return 1;
+	}
+	if (flags[1].seen) {
+		print_json(d);
+	} else {
+		printf("delivery %s  %s  %lld/%lld attempts\n", str(d, "id"),
+		       str(d, "status"),
+		       (long long)json_integer_value(
+			       json_object_get(d, "attempts")),
+		       (long long)json_integer_value(
+			       json_object_get(d, "max_attempts")));
+		printf("  url: %s\n  run: %s  step: %s\n  next: %s\n",
+		       str(d, "url"), str(d, "run"), str(d, "step"),
+		       str(d, "next_at"));
+		size_t i;
+		json_t *a;
+		json_array_foreach(json_object_get(d, "attempts_log"), i, a)
+		{
+			json_t *st = json_object_get(a, "status");
+			char sb[16] = "-";
+			if (json_is_integer(st))
+				snprintf(sb, sizeof sb, "%lld",
+					 (long long)json_integer_value(st));
+			printf("  #%lld %s  %s  %lldms  %s\n",
+			       (long long)json_integer_value(
+				       json_object_get(a, "n")),
+			       str(a, "at"), sb,
+			       (long long)json_integer_value(
+				       json_object_get(a, "duration_ms")),
+			       json_is_string(json_object_get(a, "error"))
+				       ? str(a, "error")
+				       : "");
+		}
+	}
+	json_decref(d);
+	return 0;
+}
+
 static int cmd_deliveries(int argc, char **argv)
 {
+	if (argc > 2 && strcmp(argv[2], "retry") == 0)
+		return delivery_cmd(argc, argv, true);
+	if (argc > 2 && strcmp(argv[2], "show") == 0)
+		return delivery_cmd(argc, argv, false);
 	struct hf_flag flags[] = {{"status", true}, {"json", false},
 				  {"state", true}, {"limit", true}};
 	const char *pos[1];

@@ -21,13 +21,16 @@
  *
  * Owns the lua_State, the per-runtime db connection (lua_db.c) and the step's
  * log array while the step runs. Threading: a runtime belongs to one thread.
- * Neighbours: lua_json.c, lua_lib.c, lua_db.c; the http and webhook globals
- * (not yet written) are to be registered in setup() next to db. */
-#include "hf_luart.h"
+ * Neighbours: lua_json.c, lua_lib.c, lua_db.c, lua_http.c, lua_webhook.c
+ * (the runtime owns one http client and one emit queue; a step's emits go to
+ * its result only when it succeeds). */
 #include "hf_limits.h"
 #include "hf_lua_db.h"
+#include "hf_lua_http.h"
 #include "hf_lua_json.h"
 #include "hf_lua_lib.h"
+#include "hf_lua_webhook.h"
+#include "hf_luart.h"
 
 #include <ctype.h>
 #include <lauxlib.h>
@@ -52,17 +55,19 @@ struct hf_luart {
 	char *scripts_dir; /* NULL: no require */
 	bool expr_only;
 	size_t memory_limit; /* per step or expression */
-	size_t used;         /* bytes held by the state */
-	size_t limit;        /* refuse growth past this; 0 = no limit */
-	bool mem_hit;        /* an allocation was refused */
+	size_t used;	     /* bytes held by the state */
+	size_t limit;	     /* refuse growth past this; 0 = no limit */
+	bool mem_hit;	     /* an allocation was refused */
 	int64_t deadline;    /* hf_mono_ms(); 0 = none */
 	int64_t timeout_ms;  /* for the message */
 	long long budget;    /* instructions left; < 0 = unlimited */
-	bool in_expr;        /* evaluating an expression, not a step */
+	bool in_expr;	     /* evaluating an expression, not a step */
 	enum kill killed;
 	size_t nchunks;
 	unsigned runs;
 	struct hf_lua_db *db;
+	struct hf_lua_http *http;	/* NULL for expression runtimes */
+	struct hf_lua_webhook *webhook; /* NULL for expression runtimes */
 	struct hf_lua_log log;
 	const struct hf_step_ctx *ctx; /* while a step runs */
 	const struct hf_expr *expr;    /* while an expression runs */
@@ -74,7 +79,7 @@ struct hf_luart {
 static const char sandbox_key = 0; /* the sandbox globals (real table) */
 static const char envmt_key = 0;   /* metatable of step environments */
 static const char chunks_key = 0;  /* compiled chunks by cache key */
-static const char env_key = 0;     /* the running step's environment */
+static const char env_key = 0;	   /* the running step's environment */
 static const char loaded_key = 0;  /* require() results of the step */
 static const char frozen_key = 0;  /* set of read-only proxies */
 
@@ -140,8 +145,9 @@ static void kill_message(struct hf_luart *rt, char *out, size_t size)
 {
 	char d[32];
 	if (rt->killed == KILL_BUDGET) {
-		snprintf(out, size, "expression exceeded its budget of %d "
-				    "instructions",
+		snprintf(out, size,
+			 "expression exceeded its budget of %d "
+			 "instructions",
 			 HF_EXPR_MAX_INSTRUCTIONS);
 		return;
 	}
@@ -331,7 +337,8 @@ static int match_set(int c, const char *p, const char *ec)
 				return yes;
 			p += 2;
 		} else if (p + 2 < ec && p[1] == '-') {
-			if ((unsigned char)p[0] <= c && c <= (unsigned char)p[2])
+			if ((unsigned char)p[0] <= c &&
+			    c <= (unsigned char)p[2])
 				return yes;
 			p += 3;
 		} else {
@@ -423,8 +430,7 @@ static const char *start_capture(struct mstate *ms, const char *s,
 	return r;
 }
 
-static const char *end_capture(struct mstate *ms, const char *s,
-			       const char *p)
+static const char *end_capture(struct mstate *ms, const char *s, const char *p)
 {
 	int l = -1;
 	for (int i = ms->level - 1; i >= 0; i--) {
@@ -466,8 +472,7 @@ static const char *pmatch(struct mstate *ms, const char *s, const char *p)
 			if (p + 1 < ms->p_end && p[1] == ')')
 				s = start_capture(ms, s, p + 2, CAP_POSITION);
 			else
-				s = start_capture(ms, s, p + 1,
-						  CAP_UNFINISHED);
+				s = start_capture(ms, s, p + 1, CAP_UNFINISHED);
 			goto done;
 		case ')':
 			s = end_capture(ms, s, p + 1);
@@ -494,10 +499,10 @@ static const char *pmatch(struct mstate *ms, const char *s, const char *p)
 							  "'%%f' in pattern");
 				ep = class_end(ms, p);
 				int prev = s == ms->src_init
-						   ? 0
-						   : (unsigned char)s[-1];
-				int cur = s < ms->src_end ? (unsigned char)*s
-							  : 0;
+					       ? 0
+					       : (unsigned char)s[-1];
+				int cur =
+				    s < ms->src_end ? (unsigned char)*s : 0;
 				if (!match_set(prev, p, ep - 1) &&
 				    match_set(cur, p, ep - 1)) {
 					p = ep;
@@ -617,9 +622,9 @@ static int find_aux(lua_State *L, bool find)
 	}
 	if (find && (lua_toboolean(L, 4) || no_specials(p, lp))) {
 		/* memmem is linear: no deadline needed. */
-		const char *f = lp == 0 ? s + init - 1
-					: memmem(s + init - 1, ls - init + 1,
-						 p, lp);
+		const char *f =
+		    lp == 0 ? s + init - 1
+			    : memmem(s + init - 1, ls - init + 1, p, lp);
 		if (f) {
 			lua_pushinteger(L, (f - s) + 1);
 			lua_pushinteger(L, (lua_Integer)((f - s) + lp));
@@ -722,8 +727,9 @@ static void add_s(struct mstate *ms, luaL_Buffer *b, const char *s,
 			lua_remove(L, -2);
 			luaL_addvalue(b);
 		} else {
-			luaL_error(L, "invalid use of '%c' in replacement "
-				      "string",
+			luaL_error(L,
+				   "invalid use of '%c' in replacement "
+				   "string",
 				   PAT_ESC);
 		}
 	}
@@ -767,7 +773,7 @@ static int s_gsub(lua_State *L)
 	lua_Integer n = 0;
 	luaL_argexpected(L,
 			 tr == LUA_TNUMBER || tr == LUA_TSTRING ||
-				 tr == LUA_TFUNCTION || tr == LUA_TTABLE,
+			     tr == LUA_TFUNCTION || tr == LUA_TTABLE,
 			 3, "string/function/table");
 	luaL_Buffer b;
 	luaL_buffinit(L, &b);
@@ -892,13 +898,14 @@ static int t_move(lua_State *L)
 			      "too many elements to move");
 		lua_Integer n = e - f;
 		if (n >= TABLE_MAX)
-			return luaL_error(L, "table.move: too many elements "
-					     "(%I)",
+			return luaL_error(L,
+					  "table.move: too many elements "
+					  "(%I)",
 					  n + 1);
 		luaL_argcheck(L, t <= LUA_MAXINTEGER - n, 4,
 			      "destination wrap around");
-		if (t > e || t <= f || (tt != 1 && !lua_compare(L, 1, tt,
-								LUA_OPEQ))) {
+		if (t > e || t <= f ||
+		    (tt != 1 && !lua_compare(L, 1, tt, LUA_OPEQ))) {
 			for (lua_Integer i = 0; i <= n; i++) {
 				lua_geti(L, 1, f + i);
 				lua_seti(L, tt, t + i);
@@ -942,8 +949,8 @@ static int b_collectgarbage(lua_State *L)
 	static const char *const allowed[] = {"collect", "step", "count",
 					      "isrunning", NULL};
 	static const char *const ignored[] = {
-		"stop",	    "restart",	"incremental", "generational",
-		"setpause", "setstepmul", NULL};
+	    "stop",	"restart",    "incremental", "generational",
+	    "setpause", "setstepmul", NULL};
 	const char *opt = luaL_optstring(L, 1, "collect");
 	for (int i = 0; ignored[i]; i++) {
 		if (strcmp(opt, ignored[i]) == 0) {
@@ -981,6 +988,46 @@ static int b_rawset(lua_State *L)
 	return 1;
 }
 
+/* xpcall's message handler runs before the error unwinds; for a kill raised
+ * from the hook, that is while hooks are disabled, so a handler that loops
+ * would never be stopped. Once the step is killed, the user's handler is
+ * skipped and the kill error passes through unchanged. */
+static int xpcall_handler(lua_State *L)
+{
+	if (get_rt(L)->killed != KILL_NONE)
+		return 1;
+	lua_settop(L, 1);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, 1, 1);
+	return 1;
+}
+
+static int xpcall_done(lua_State *L, int status, lua_KContext extra)
+{
+	if (status != LUA_OK && status != LUA_YIELD) {
+		lua_pushboolean(L, 0);
+		lua_pushvalue(L, -2);
+		return 2;
+	}
+	return lua_gettop(L) - (int)extra;
+}
+
+/* xpcall(f, handler, ...) with the handler guarded as above. */
+static int b_xpcall(lua_State *L)
+{
+	int n = lua_gettop(L);
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_pushvalue(L, 2);
+	lua_pushcclosure(L, xpcall_handler, 1);
+	lua_replace(L, 2);     /* f, H, args... */
+	lua_pushboolean(L, 1); /* the first result on success */
+	lua_pushvalue(L, 1);
+	lua_rotate(L, 3, 2); /* f, H, true, f, args... */
+	int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, xpcall_done);
+	return xpcall_done(L, status, 2);
+}
+
 /* setmetatable: no __gc, whose code would run at collection time, outside
  * the limits of any step. */
 static int b_setmetatable(lua_State *L)
@@ -1015,9 +1062,10 @@ static int b_require(lua_State *L)
 		rel[i] = c == '.' ? '/' : c;
 	}
 	if (!ok)
-		return luaL_error(L, "require: invalid module name '%s' "
-				     "(letters, digits, '_', '-' and '.' "
-				     "only)",
+		return luaL_error(L,
+				  "require: invalid module name '%s' "
+				  "(letters, digits, '_', '-' and '.' "
+				  "only)",
 				  name);
 	rel[len] = '\0';
 	lua_settop(L, 1);
@@ -1060,11 +1108,12 @@ static int ro_newindex(lua_State *L)
 			  lua_tostring(L, lua_upvalueindex(1)));
 }
 
+/* The iterator of pairs(proxy): walks the real table, which it keeps as an
+ * upvalue so that the real (writable) table never reaches a script. */
 static int ro_next(lua_State *L)
 {
-	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 2);
-	if (lua_next(L, 1))
+	if (lua_next(L, lua_upvalueindex(1)))
 		return 2;
 	lua_pushnil(L);
 	return 1;
@@ -1072,8 +1121,9 @@ static int ro_next(lua_State *L)
 
 static int ro_pairs(lua_State *L)
 {
-	lua_pushcfunction(L, ro_next);
 	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_pushcclosure(L, ro_next, 1);
+	lua_pushvalue(L, 1);
 	lua_pushnil(L);
 	return 3;
 }
@@ -1137,13 +1187,13 @@ static int setup(lua_State *L)
 	struct hf_luart *rt = lua_touserdata(L, 1);
 	lua_settop(L, 0);
 
-	luaL_requiref(L, "_G", luaopen_base, 1); /* 1: the base library */
-	open_lib(L, LUA_TABLIBNAME, luaopen_table);   /* 2 */
-	open_lib(L, LUA_STRLIBNAME, luaopen_string);  /* 3 */
-	open_lib(L, LUA_MATHLIBNAME, luaopen_math);   /* 4 */
-	open_lib(L, LUA_UTF8LIBNAME, luaopen_utf8);   /* 5 */
+	luaL_requiref(L, "_G", luaopen_base, 1);       /* 1: the base library */
+	open_lib(L, LUA_TABLIBNAME, luaopen_table);    /* 2 */
+	open_lib(L, LUA_STRLIBNAME, luaopen_string);   /* 3 */
+	open_lib(L, LUA_MATHLIBNAME, luaopen_math);    /* 4 */
+	open_lib(L, LUA_UTF8LIBNAME, luaopen_utf8);    /* 5 */
 	open_lib(L, LUA_COLIBNAME, luaopen_coroutine); /* 6 */
-	open_lib(L, LUA_OSLIBNAME, luaopen_os);       /* 7 */
+	open_lib(L, LUA_OSLIBNAME, luaopen_os);	       /* 7 */
 
 	lua_newtable(L);
 	lua_pushliteral(L, "k");
@@ -1155,10 +1205,10 @@ static int setup(lua_State *L)
 	lua_newtable(L); /* 8: the sandbox globals */
 	int S = lua_gettop(L);
 	static const char *const base[] = {
-		"assert", "error",    "getmetatable", "ipairs",	 "next",
-		"pairs",  "pcall",    "rawequal",     "rawget",	 "rawlen",
-		"select", "tonumber", "tostring",     "type",	 "xpcall",
-		"_VERSION", NULL};
+	    "assert",	"error",  "getmetatable", "ipairs",
+	    "next",	"pairs",  "pcall",	  "rawequal",
+	    "rawget",	"rawlen", "select",	  "tonumber",
+	    "tostring", "type",	  "_VERSION",	  NULL};
 	for (int i = 0; base[i]; i++) {
 		lua_getfield(L, 1, base[i]);
 		lua_setfield(L, S, base[i]);
@@ -1174,6 +1224,8 @@ static int setup(lua_State *L)
 	lua_setfield(L, S, "setmetatable");
 	lua_pushcfunction(L, b_rawset);
 	lua_setfield(L, S, "rawset");
+	lua_pushcfunction(L, b_xpcall);
+	lua_setfield(L, S, "xpcall");
 
 	/* string: no dump; guarded rep and pattern functions. */
 	lua_pushnil(L);
@@ -1253,8 +1305,16 @@ static int setup(lua_State *L)
 			lua_pushcfunction(L, b_require);
 			lua_setfield(L, S, "require");
 		}
-		/* http and webhook (lua_http.c, lua_webhook.c) register
-		 * here when they exist. */
+		if (rt->http) {
+			hf_lua_open_http(L, rt->http);
+			freeze(L, "http");
+			lua_setfield(L, S, "http");
+		}
+		if (rt->webhook) {
+			hf_lua_open_webhook(L, rt->webhook);
+			freeze(L, "webhook");
+			lua_setfield(L, S, "webhook");
+		}
 	}
 
 	/* The sandbox becomes the state's globals: chunks compiled here get
@@ -1284,16 +1344,20 @@ struct hf_luart *hf_luart_create(const struct hf_luart_config *cfg,
 	struct hf_luart *rt = hf_xcalloc(1, sizeof *rt);
 	rt->expr_only = cfg->expr_only;
 	rt->memory_limit = cfg->memory_limit ? cfg->memory_limit
-			   : cfg->expr_only ? HF_EXPR_MEMORY
-					    : HF_LUA_MEMORY;
+			   : cfg->expr_only  ? HF_EXPR_MEMORY
+					     : HF_LUA_MEMORY;
 	rt->budget = -1;
 	if (!cfg->expr_only && cfg->scripts_dir)
 		rt->scripts_dir = hf_xstrdup(cfg->scripts_dir);
 	if (!cfg->expr_only && cfg->data_path) {
-		rt->db = hf_lua_db_open(cfg->data_path, cfg->data_sync_full,
-					err);
+		rt->db =
+		    hf_lua_db_open(cfg->data_path, cfg->data_sync_full, err);
 		if (!rt->db)
 			goto fail;
+	}
+	if (!cfg->expr_only) {
+		rt->http = hf_lua_http_create();
+		rt->webhook = hf_lua_webhook_create();
 	}
 	rt->L = lua_newstate(l_alloc, rt);
 	if (!rt->L) {
@@ -1303,7 +1367,8 @@ struct hf_luart *hf_luart_create(const struct hf_luart_config *cfg,
 	lua_pushcfunction(rt->L, setup);
 	lua_pushlightuserdata(rt->L, rt);
 	if (lua_pcall(rt->L, 1, 0, 0) != LUA_OK) {
-		hf_error_set(err, NULL, 0, 0, "cannot set up the Lua sandbox: %s",
+		hf_error_set(err, NULL, 0, 0,
+			     "cannot set up the Lua sandbox: %s",
 			     lua_tostring(rt->L, -1));
 		goto fail;
 	}
@@ -1324,6 +1389,8 @@ void hf_luart_destroy(struct hf_luart *rt)
 		lua_close(rt->L);
 	}
 	hf_lua_db_close(rt->db);
+	hf_lua_http_destroy(rt->http);
+	hf_lua_webhook_destroy(rt->webhook);
 	free(rt->scripts_dir);
 	free(rt);
 }
@@ -1417,9 +1484,10 @@ static bool lua_truthy(lua_State *L, int idx)
 
 static const char *yaml_chunkname(lua_State *L, const struct hf_workflow *wf)
 {
-	return lua_pushfstring(L, "=%s",
-			       wf->file ? wf->file
-					: (wf->name ? wf->name : "workflow"));
+	/* "@": Lua keeps the end of a long path ("...srv0/x.yml:9:"), where
+	 * "=" would keep its beginning and lose the file name. */
+	return lua_pushfstring(
+	    L, "@%s", wf->file ? wf->file : (wf->name ? wf->name : "workflow"));
 }
 
 /* Under lua_pcall: builds the environment, evaluates `if:` and `with:`, runs
@@ -1480,8 +1548,7 @@ static int step_main(lua_State *L)
 	}
 
 	if (st->with_chunk) {
-		const char *key =
-			lua_pushfstring(L, "%s:%s:with", ver, st->id);
+		const char *key = lua_pushfstring(L, "%s:%s:with", ver, st->id);
 		const char *name = yaml_chunkname(L, wf);
 		push_chunk(L, rt, key, st->with_chunk, name);
 		set_env(L, -1, env);
@@ -1490,8 +1557,9 @@ static int step_main(lua_State *L)
 			lua_pop(L, 1);
 			lua_newtable(L);
 		} else if (!lua_istable(L, -1)) {
-			return luaL_error(L, "step '%s': with: must be a table, "
-					     "not a %s",
+			return luaL_error(L,
+					  "step '%s': with: must be a table, "
+					  "not a %s",
 					  st->id, luaL_typename(L, -1));
 		}
 	} else {
@@ -1545,12 +1613,20 @@ static int run_limited(struct hf_luart *rt, lua_CFunction fn, int nres,
 	rt->budget = budget;
 	rt->limit = rt->used + rt->memory_limit;
 	hf_lua_db_begin_step(rt->db, rt->deadline);
+	hf_lua_http_begin_step(rt->http, rt->deadline);
+	hf_lua_webhook_discard(rt->webhook); /* nothing left from before */
 	lua_sethook(L, hook, LUA_MASKCOUNT, HF_LUA_HOOK_INSTRUCTIONS);
 	lua_pushcfunction(L, msgh);
 	lua_pushcfunction(L, fn);
 	lua_pushlightuserdata(L, rt);
 	int status = lua_pcall(L, 1, nres, 1);
 	lua_sethook(L, NULL, 0, 0);
+	/* A kill that a pcall caught just before the chunk returned (no
+	 * instruction left for the hook to fire on) still fails the run. */
+	if (status == LUA_OK && rt->killed != KILL_NONE) {
+		lua_pushliteral(L, "killed");
+		status = LUA_ERRRUN;
+	}
 	/* A failure past the deadline is a timeout, even when it surfaced as
 	 * another error (a query interrupted at the deadline). */
 	if (status != LUA_OK && rt->killed == KILL_NONE &&
@@ -1624,7 +1700,7 @@ int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
 		return -1;
 	}
 	const struct hf_step *st = &ctx->wf->steps[ctx->step];
-	int64_t timeout = ctx->timeout_ms > 0	? ctx->timeout_ms
+	int64_t timeout = ctx->timeout_ms > 0  ? ctx->timeout_ms
 			  : st->timeout_ms > 0 ? st->timeout_ms
 					       : HF_STEP_TIMEOUT_MS;
 	rt->ctx = ctx;
@@ -1637,8 +1713,8 @@ int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
 		res->status = HF_STEP_SKIPPED;
 	} else {
 		char err[512];
-		json_t *out = hf_lua_to_json(rt->L, -1, "output", err,
-					     sizeof err);
+		json_t *out =
+		    hf_lua_to_json(rt->L, -1, "output", err, sizeof err);
 		size_t size = out ? json_dumpb(out, NULL, 0,
 					       JSON_COMPACT | JSON_ENCODE_ANY)
 				  : 0;
@@ -1662,6 +1738,11 @@ int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
 	if (hf_lua_db_end_step(rt->db) && res->status == HF_STEP_SUCCEEDED)
 		fail_res(res, hf_xstrdup("step left a database transaction "
 					 "open; it was rolled back"));
+	/* Emits leave with the result of a step that succeeded, only. */
+	if (res->status == HF_STEP_SUCCEEDED)
+		hf_lua_webhook_take(rt->webhook, &res->emits, &res->nemits);
+	else
+		hf_lua_webhook_discard(rt->webhook);
 	finish(rt, failed || res->status == HF_STEP_FAILED);
 	res->finished_at = hf_now_ms();
 	return 0;
@@ -1695,6 +1776,7 @@ int hf_luart_eval(struct hf_luart *rt, const char *cache_key,
 		}
 	}
 	hf_lua_db_end_step(rt->db);
+	hf_lua_webhook_discard(rt->webhook);
 	finish(rt, rc != 0);
 	return rc;
 }

@@ -45,7 +45,9 @@ json_t *hf_event_to_lua_json(const struct hf_event *ev)
 	if (!ev->query)
 		json_decref(json_object_get(o, "query"));
 	json_object_set(o, "headers", ev->headers);
-	json_object_set(o, "body", ev->decoded ? ev->decoded : json_null());
+	/* No "body" key (nil in Lua) unless there is a decoded body. */
+	if (ev->decoded && !json_is_null(ev->decoded))
+		json_object_set(o, "body", ev->decoded);
 	json_object_set_new(
 		o, "raw", json_stringn_nocheck(ev->body ? ev->body : "",
 					       ev->body ? ev->body_len : 0));

@@ -400,6 +400,14 @@ int hf_cmd_serve(int argc, char **argv)
 		goto out;
 	}
 
+	/* Signals are handled before the listening line, so that a supervisor
+	 * that signals as soon as it reads the line is heard. */
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	int port = 0;
 	srv->ingest = hf_ingest_start(srv, &port, &err);
 	if (!srv->ingest) {
@@ -415,12 +423,6 @@ int hf_cmd_serve(int argc, char **argv)
 	hf_log(HF_LOG_INFO, "listening on http://%s:%d",
 		host[0] ? host : "127.0.0.1", port);
 
-	struct sigaction sa = {0};
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	unsigned long long stamp = dir_stamp(o->workflows_dir) ^
 				   dir_stamp(o->scripts_dir);

@@ -59,6 +59,16 @@ struct ctx {
 	size_t nlines;
 };
 
+
+/* Set by `check`: an unset ${NAME} in a secret is not an error there, since a
+ * linter should not need the production secrets. `serve` keeps it an error. */
+static atomic_bool env_optional;
+
+void hf_workflow_set_env_optional(bool optional)
+{
+	atomic_store(&env_optional, optional);
+}
+
 static const char *const top_keys[] = {
     "name", "description", "on", "if", "timeout", "concurrency", "steps",
 };
@@ -1027,6 +1037,8 @@ static char *expand_secret(struct ctx *c, const yaml_node_t *n)
 			memcpy(name, s + i + 2, j - i - 2);
 			name[j - i - 2] = '\0';
 			const char *v = getenv(name);
+			if ((!v || !*v) && atomic_load(&env_optional))
+				v = "unset"; /* `check` needs no secrets */
 			if (!v || !*v) {
 				nerr(c, n, "environment variable %s is not set",
 				     name);
@@ -1294,7 +1306,7 @@ static void parse_run(struct ctx *c, const yaml_node_t *n, struct hf_step *st,
 		return;
 	}
 	st->code = b.data;
-	st->code_name = hf_xasprintf("=%s", c->file);
+	st->code_name = hf_xasprintf("@%s", c->file);
 }
 
 static bool valid_script_name(const char *s)
@@ -1341,7 +1353,7 @@ static void parse_script(struct ctx *c, const yaml_node_t *n,
 	}
 	st->script = hf_xstrdup(s);
 	st->code = code;
-	st->code_name = hf_xasprintf("=%s", path);
+	st->code_name = hf_xasprintf("@%s", path);
 	free(path);
 }
 

@@ -62,7 +62,7 @@ struct hf_step {
 	 * contents, padded with leading newlines for inline code so that Lua reports
 	 * YAML line numbers. */
 	char *code;
-	/* Chunk name as Lua wants it ("=workflows/x.yml" or "=scripts/a.lua"), so
+	/* Chunk name as Lua wants it ("@workflows/x.yml" or "@scripts/a.lua"), so
 	 * errors read "workflows/x.yml:12: ...". */
 	char *code_name;
 	char *script; /* the `script:` name, NULL for inline code */
@@ -132,6 +132,10 @@ struct hf_workflow_set *hf_workflow_set_ref(struct hf_workflow_set *set);
 void hf_workflow_set_unref(struct hf_workflow_set *set); /* accepts NULL */
 struct hf_workflow *hf_workflow_set_find(const struct hf_workflow_set *set,
 					 const char *name);
+
+/* When optional is true, an unset environment variable in a `${NAME}` secret is
+ * accepted (`hookflow check` does not need the secrets). Default false. */
+void hf_workflow_set_env_optional(bool optional);
 
 /* Reserved paths a workflow may not declare (/api..., /healthz, /metrics, /ui...). */
 bool hf_path_is_reserved(const char *path);

@@ -186,7 +186,7 @@ static void test_full(void)
 			   "local n = 1\n"
 			   "return db.one(\"SELECT name FROM agents LIMIT ?\", "
 			   "n)\n");
-	CHECK_STR(s->code_name, "=wf.yml");
+	CHECK_STR(s->code_name, "@wf.yml");
 	CHECK(s->script == NULL && s->if_expr == NULL && s->with_chunk == NULL);
 	CHECK(s->retry_attempts == 1);
 	CHECK(s->retry_backoff_ms == 1000 && s->retry_max_backoff_ms == 60000);
@@ -195,7 +195,7 @@ static void test_full(void)
 
 	s = &wf->steps[1];
 	char name[600];
-	snprintf(name, sizeof name, "=%s/assign.lua", scripts);
+	snprintf(name, sizeof name, "@%s/assign.lua", scripts);
 	CHECK_STR(s->id, "assign");
 	CHECK(s->line == 23);
 	CHECK_STR(s->script, "assign.lua");
