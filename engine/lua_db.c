@@ -1,15 +1,15 @@
 /* lua_db.c - the `db` global on the --data SQLite database.
  *
- * db.exec(sql, ...) -> rows changed; db.query(sql, ...) -> array of rows (column
- * name -> value; INTEGER -> integer, REAL -> float, TEXT and BLOB -> string,
- * NULL -> absent); db.one(sql, ...) -> first row or nil; db.tx(fn) -> fn's
- * results, inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK and re-raise when fn
- * raises; a nested db.tx is a SAVEPOINT).
+ * db.exec(sql, ...) -> rows changed; db.query(sql, ...) -> array of rows
+ * (column name -> value; INTEGER -> integer, REAL -> float, TEXT and BLOB ->
+ * string, NULL -> absent); db.one(sql, ...) -> first row or nil; db.tx(fn) ->
+ * fn's results, inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK and re-raise when
+ * fn raises; a nested db.tx is a SAVEPOINT).
  *
  * Parameters (`?`, `?N`) are bound with sqlite3_bind_*: nil and json.null ->
- * NULL, booleans -> 0/1, integers, floats, strings; the number of arguments must
- * match the statement's. db.exec accepts several statements separated by ';'
- * only without parameters (an error otherwise: which statement would they
+ * NULL, booleans -> 0/1, integers, floats, strings; the number of arguments
+ * must match the statement's. db.exec accepts several statements separated by
+ * ';' only without parameters (an error otherwise: which statement would they
  * belong to?); db.query and db.one take exactly one statement.
  *
  * Every statement a call holds is owned by the connection's small LRU cache
@@ -17,8 +17,8 @@
  * under lua_pcall so the statement is always reset before the error goes on.
  * Owns: its sqlite3 connection. Threading: one connection per runtime, used by
  * the runtime's thread only. */
-#include "hf_lua_db.h"
 #include "hf_limits.h"
+#include "hf_lua_db.h"
 #include "hf_lua_json.h"
 
 #include <lauxlib.h>
@@ -43,7 +43,7 @@ struct hf_lua_db {
 	sqlite3 *db;
 	int64_t deadline;   /* mono ms, 0 = none */
 	int64_t busy_start; /* mono ms when the current lock wait began */
-	int tx_depth;       /* db.tx nesting */
+	int tx_depth;	    /* db.tx nesting */
 	uint64_t clock;
 	struct cached cache[CACHE_SIZE];
 };
@@ -84,7 +84,7 @@ struct hf_lua_db *hf_lua_db_open(const char *path, bool sync_full,
 	char *errmsg = NULL;
 	int rc = sqlite3_open_v2(path, &d->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-					 SQLITE_OPEN_NOMUTEX,
+				     SQLITE_OPEN_NOMUTEX,
 				 NULL);
 	if (rc != SQLITE_OK)
 		goto fail;
@@ -303,7 +303,8 @@ static void push_row(lua_State *L, sqlite3_stmt *st)
 			lua_pushnumber(L, sqlite3_column_double(st, i));
 			break;
 		case SQLITE_TEXT: {
-			const char *s = (const char *)sqlite3_column_text(st, i);
+			const char *s =
+			    (const char *)sqlite3_column_text(st, i);
 			lua_pushlstring(L, s ? s : "",
 					(size_t)sqlite3_column_bytes(st, i));
 			break;
@@ -324,8 +325,8 @@ static void push_row(lua_State *L, sqlite3_stmt *st)
 static lua_Integer changes_since(sqlite3 *db, sqlite3_int64 before)
 {
 	return sqlite3_total_changes64(db) != before
-		       ? (lua_Integer)sqlite3_changes64(db)
-		       : 0;
+		   ? (lua_Integer)sqlite3_changes64(db)
+		   : 0;
 }
 
 /* Runs under lua_pcall: (call, args...) -> result. */
@@ -382,8 +383,8 @@ static int exec_multi(lua_State *L, struct hf_lua_db *d, const char *sql,
 	while (p < end) {
 		sqlite3_stmt *st = NULL;
 		const char *tail = NULL;
-		int rc = sqlite3_prepare_v2(d->db, p, (int)(end - p), &st,
-					    &tail);
+		int rc =
+		    sqlite3_prepare_v2(d->db, p, (int)(end - p), &st, &tail);
 		if (rc != SQLITE_OK)
 			return raise_sqlite(L, d, "db.exec", rc);
 		if (!st)
@@ -394,8 +395,8 @@ static int exec_multi(lua_State *L, struct hf_lua_db *d, const char *sql,
 		if (rc != SQLITE_DONE) {
 			snprintf(msg, sizeof msg, "%s",
 				 rc == SQLITE_INTERRUPT
-					 ? "interrupted at the step's deadline"
-					 : sqlite3_errmsg(d->db));
+				     ? "interrupted at the step's deadline"
+				     : sqlite3_errmsg(d->db));
 			sqlite3_finalize(st);
 			return luaL_error(L, "db.exec: %s", msg);
 		}
@@ -423,8 +424,7 @@ static int run(lua_State *L, const char *what, enum mode mode)
 	sqlite3_stmt *st = acquire(d, sql, len, &multi);
 	if (!st) {
 		if (sqlite3_errcode(d->db) != SQLITE_OK)
-			return raise_sqlite(L, d, what,
-					    sqlite3_errcode(d->db));
+			return raise_sqlite(L, d, what, sqlite3_errcode(d->db));
 		return luaL_error(L, "%s: no SQL statement given", what);
 	}
 	if (multi) {
@@ -466,8 +466,7 @@ static int l_one(lua_State *L)
 
 /* Runs one control statement (BEGIN, COMMIT, SAVEPOINT...). Returns the
  * SQLite code; the message is copied into msg. */
-static int control(struct hf_lua_db *d, const char *sql, char *msg,
-		   size_t size)
+static int control(struct hf_lua_db *d, const char *sql, char *msg, size_t size)
 {
 	int rc = sqlite3_exec(d->db, sql, NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
@@ -520,11 +519,8 @@ static int l_tx(lua_State *L)
 }
 
 static const luaL_Reg db_funcs[] = {
-	{"exec", l_exec},
-	{"query", l_query},
-	{"one", l_one},
-	{"tx", l_tx},
-	{NULL, NULL},
+    {"exec", l_exec}, {"query", l_query}, {"one", l_one},
+    {"tx", l_tx},     {NULL, NULL},
 };
 
 void hf_lua_open_db(lua_State *L, struct hf_lua_db *d)

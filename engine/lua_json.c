@@ -6,9 +6,9 @@
  * Lua -> JSON conversion never raises: it allocates nothing in Lua, so the
  * jansson values it builds can never be leaked by a longjmp. Threading: a
  * lua_State belongs to one thread; nothing here is shared. */
-#include "hf_lua_json.h"
 #include "hf_body.h"
 #include "hf_limits.h"
+#include "hf_lua_json.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -159,7 +159,7 @@ struct conv {
 };
 
 static json_t *fail(struct conv *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static json_t *fail(struct conv *c, const char *fmt, ...)
 {
 	char msg[160];
@@ -173,7 +173,7 @@ static json_t *fail(struct conv *c, const char *fmt, ...)
 
 /* Appends a path component; the path is cut (with "...") when it gets long. */
 static void path_push(struct conv *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void path_push(struct conv *c, const char *fmt, ...)
 {
 	if (c->plen >= sizeof c->path - 1)
@@ -245,8 +245,8 @@ static json_t *conv_table(struct conv *c, int idx)
 				maxk = lua_tointeger(L, -1);
 		} else if (!bad) {
 			bad = lua_type(L, -1) == LUA_TNUMBER
-				      ? "number"
-				      : lua_typename(L, lua_type(L, -1));
+				  ? "number"
+				  : lua_typename(L, lua_type(L, -1));
 		}
 	}
 	if (bad) {
@@ -436,10 +436,10 @@ static int l_array(lua_State *L)
 }
 
 static const luaL_Reg json_funcs[] = {
-	{"encode", l_encode},
-	{"decode", l_decode},
-	{"array", l_array},
-	{NULL, NULL},
+    {"encode", l_encode},
+    {"decode", l_decode},
+    {"array", l_array},
+    {NULL, NULL},
 };
 
 void hf_lua_json_open(lua_State *L)

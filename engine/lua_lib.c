@@ -5,9 +5,9 @@
  * sandbox (luart.c). C resources held across calls that may raise live in boxes
  * (hf_lua_box). Threading: one lua_State per thread; the log array belongs to
  * the runtime of that thread. */
-#include "hf_lua_lib.h"
 #include "hf_limits.h"
 #include "hf_lua_json.h"
+#include "hf_lua_lib.h"
 #include "hf_util.h"
 #include "hf_verify.h"
 
@@ -122,10 +122,10 @@ static int l_error(lua_State *L)
 }
 
 static const luaL_Reg log_funcs[] = {
-	{"info", l_info},
-	{"warn", l_warn},
-	{"error", l_error},
-	{NULL, NULL},
+    {"info", l_info},
+    {"warn", l_warn},
+    {"error", l_error},
+    {NULL, NULL},
 };
 
 void hf_lua_open_log(lua_State *L, struct hf_lua_log *log)
@@ -218,11 +218,11 @@ static int l_base64_decode(lua_State *L)
 }
 
 static const luaL_Reg crypto_funcs[] = {
-	{"hmac_sha256", l_hmac_sha256},
-	{"sha256", l_sha256},
-	{"base64_encode", l_base64_encode},
-	{"base64_decode", l_base64_decode},
-	{NULL, NULL},
+    {"hmac_sha256", l_hmac_sha256},
+    {"sha256", l_sha256},
+    {"base64_encode", l_base64_encode},
+    {"base64_decode", l_base64_decode},
+    {NULL, NULL},
 };
 
 void hf_lua_open_crypto(lua_State *L)

@@ -39,14 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Wall-clock backstop for workflow-level expressions, whose real bound is
- * HF_EXPR_MAX_INSTRUCTIONS: catches time spent in C (pattern matching). */
-#define EXPR_TIMEOUT_MS 1000
-/* Longest table that table.insert/remove/move will shift: far beyond what
- * fits in a step's memory, short enough (~0.3 s) not to outlive a deadline. */
-#define TABLE_MAX (1 << 24)
-/* Compiled chunks kept per runtime before the cache is dropped and rebuilt. */
-#define CHUNK_CACHE_MAX 1024
 
 enum kill { KILL_NONE, KILL_TIMEOUT, KILL_BUDGET };
 
@@ -839,7 +831,7 @@ static lua_Integer table_len(lua_State *L, const char *fn)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_Integer n = luaL_len(L, 1);
-	if (n < 0 || n > TABLE_MAX)
+	if (n < 0 || n > HF_LUA_TABLE_MAX)
 		luaL_error(L, "table.%s: table too long (%I elements)", fn, n);
 	return n;
 }
@@ -897,7 +889,7 @@ static int t_move(lua_State *L)
 		luaL_argcheck(L, f > 0 || e < LUA_MAXINTEGER + f, 3,
 			      "too many elements to move");
 		lua_Integer n = e - f;
-		if (n >= TABLE_MAX)
+		if (n >= HF_LUA_TABLE_MAX)
 			return luaL_error(L,
 					  "table.move: too many elements "
 					  "(%I)",
@@ -1438,7 +1430,7 @@ static void push_chunk(lua_State *L, struct hf_luart *rt, const char *key,
 	lua_pop(L, 1);
 	if (luaL_loadbufferx(L, src, strlen(src), chunkname, "t") != LUA_OK)
 		lua_error(L);
-	if (++rt->nchunks > CHUNK_CACHE_MAX) {
+	if (++rt->nchunks > HF_LUA_CHUNK_CACHE) {
 		lua_newtable(L);
 		lua_pushvalue(L, -1);
 		lua_rawsetp(L, LUA_REGISTRYINDEX, &chunks_key);
@@ -1759,7 +1751,7 @@ int hf_luart_eval(struct hf_luart *rt, const char *cache_key,
 	rt->expr_event = event;
 	rt->in_expr = true;
 	rt->log.entries = NULL;
-	int status = run_limited(rt, expr_main, 1, EXPR_TIMEOUT_MS,
+	int status = run_limited(rt, expr_main, 1, HF_EXPR_TIMEOUT_MS,
 				 HF_EXPR_MAX_INSTRUCTIONS);
 	int rc = 0;
 	if (status != LUA_OK) {

@@ -43,6 +43,18 @@
 #define HF_EXPR_MAX_INSTRUCTIONS 1000000
 #define HF_EXPR_MEMORY (8 * 1024 * 1024)
 
+/* Wall-clock backstop for workflow-level expressions, whose real bound is
+ * HF_EXPR_MAX_INSTRUCTIONS: catches time spent in C (pattern matching). */
+#define HF_EXPR_TIMEOUT_MS 1000
+
+/* Longest table that table.insert/remove/move will shift: far beyond what fits
+ * in a step's memory, short enough (~0.3 s) not to outlive a deadline. */
+#define HF_LUA_TABLE_MAX (1 << 24)
+
+/* Compiled chunks kept per Lua runtime before the cache is dropped and rebuilt
+ * (reloads leave old versions' chunks behind). */
+#define HF_LUA_CHUNK_CACHE 1024
+
 /* Step and run timeouts (contract defaults). */
 #define HF_STEP_TIMEOUT_MS (30 * 1000)
 #define HF_RUN_TIMEOUT_MS (15 * 60 * 1000)

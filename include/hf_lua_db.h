@@ -1,8 +1,8 @@
 /* hf_lua_db.h - the `db` global: the --data SQLite database seen from Lua.
  *
- * Each runtime opens its own connection (WAL, busy timeout bounded by the step's
- * deadline, ATTACH disabled so scripts reach no other file). Parameters are
- * always bound, never spliced. Used only from the thread that owns the
+ * Each runtime opens its own connection (WAL, busy timeout bounded by the
+ * step's deadline, ATTACH disabled so scripts reach no other file). Parameters
+ * are always bound, never spliced. Used only from the thread that owns the
  * runtime. */
 #ifndef HF_LUA_DB_H
 #define HF_LUA_DB_H

@@ -9,8 +9,9 @@
  *
  * Lua -> JSON: nil and json.null -> null; booleans; integers stay integers;
  * floats (NaN and infinities are errors); strings (must be valid UTF-8); tables
- * whose keys are exactly 1..n -> arrays; tables with only string keys -> objects;
- * an empty table -> {} unless it carries the array tag (json.array{} or a decoded
+ * whose keys are exactly 1..n -> arrays; tables with only string keys ->
+ * objects; an empty table -> {} unless it carries the array tag (json.array{}
+ * or a decoded
  * []); mixed keys, sparse arrays, other key types, cycles, nesting deeper than
  * HF_LUA_JSON_MAX_DEPTH, functions, userdata and threads are errors that name
  * the path ("output.foo[3]: cannot convert a function to JSON").

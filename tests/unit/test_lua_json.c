@@ -116,8 +116,7 @@ static void test_types(void)
 	check_lua("return json.encode(3)", "3");
 	check_lua("return json.encode(1.0)", "1.0");
 	check_lua("return json.encode(2^53)", "9007199254740992.0");
-	check_lua("return json.encode(math.maxinteger)",
-		  "9223372036854775807");
+	check_lua("return json.encode(math.maxinteger)", "9223372036854775807");
 	/* null inside containers is json.null; top-level null is nil. */
 	check_lua("local t = json.decode('[1,null,3]') "
 		  "return tostring(#t == 3 and t[2] == json.null)",
@@ -162,8 +161,7 @@ static void test_errors(void)
 		    "output[\"a b\"].co: cannot convert a thread to JSON");
 	check_error("return {x = io.stdout}",
 		    "output.x: cannot convert a userdata to JSON");
-	check_error("local t = {} t.self = t return t",
-		    "output.self: cycle");
+	check_error("local t = {} t.self = t return t", "output.self: cycle");
 	check_error("local t = {} t[1] = {t} return t", "output[1][1]: cycle");
 	check_error("return {1, 2, x = 3}",
 		    "output: cannot convert a table with both array and "
@@ -184,8 +182,8 @@ static void test_errors(void)
 		    "nesting deeper than 256 levels");
 	/* Shared (not cyclic) tables are fine. */
 	char err[256];
-	json_t *j = lua_to("local s = {1} return {a = s, b = s}", err,
-			   sizeof err);
+	json_t *j =
+	    lua_to("local s = {1} return {a = s, b = s}", err, sizeof err);
 	CHECK(j != NULL);
 	json_decref(j);
 	/* A depth of exactly 256 converts. */
