@@ -172,6 +172,14 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind,
 	return MHD_YES;
 }
 
+static enum MHD_Result count_length(void *cls, enum MHD_ValueKind kind,
+				    const char *key, const char *value)
+{
+	if (strcasecmp(key, "Content-Length") == 0)
+		(*(int *)cls)++;
+	return MHD_YES;
+}
+
 static const char *header_get(void *ctx, const char *name)
 {
 	return json_string_value(json_object_get(ctx, name));
@@ -473,6 +481,8 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 		hf_metrics_event(r->wfs[0]->name, 400);
 		return send_answer(c, &r->ans);
 	}
+	ev->headers_text = json_dumps(headers, JSON_COMPACT);
+	ev->query_text = json_dumps(ev->query, JSON_COMPACT);
 	/* The event takes the body over. */
 	ev->body = r->body.data;
 	ev->body_len = r->body.len;
@@ -482,6 +492,19 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 				      ? hf_dispatch_runtime()
 				      : NULL;
 	size_t nruns = hf_dispatch(rt, ev, passed, npassed, r->runs);
+	/* Counted before the drain is checked, as hf_ingest_stop sets draining
+	 * before it waits for `waiting` to reach 0: either this request sees
+	 * the drain, or the drain waits for its commit. The daemon must not stop
+	 * with a connection suspended. */
+	atomic_fetch_add(&r->in->waiting, 1);
+	if (atomic_load(&srv->draining)) {
+		atomic_fetch_sub(&r->in->waiting, 1);
+		for (size_t i = 0; i < nruns; i++)
+			hf_run_free(r->runs[i]);
+		hf_answer_error(&r->ans, 503, "shutting down");
+		r->ans.retry_after = 5;
+		return send_answer(c, &r->ans);
+	}
 	for (size_t i = 0; i < nruns; i++) {
 		if (r->runs[i]->wf->respond_sync) {
 			struct hf_sync_waiter *wt = hf_xcalloc(1, sizeof *wt);
@@ -508,7 +531,6 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	r->w.done = ingest_written;
 	r->w.ctx = r;
 	r->state = WAITING;
-	atomic_fetch_add(&r->in->waiting, 1);
 	MHD_suspend_connection(c);
 	hf_store_submit(srv->store, &r->w);
 	return MHD_YES;
@@ -528,6 +550,18 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 	if (atomic_load(&srv->draining)) {
 		hf_answer_error(&r->ans, 503, "shutting down");
 		r->ans.retry_after = 5;
+		return true;
+	}
+	/* libmicrohttpd uses one of several Content-Length headers; a proxy in
+	 * front may use another, and the rest of the body would be read as a
+	 * second request (smuggling). Refuse, and close: the framing is
+	 * unknown. */
+	int nlength = 0;
+	MHD_get_connection_values(c, MHD_HEADER_KIND, count_length, &nlength);
+	if (nlength > 1) {
+		hf_answer_error(&r->ans, 400, "more than one Content-Length "
+					      "header");
+		r->ans.headers = json_pack("{s:s}", "Connection", "close");
 		return true;
 	}
 	if (is_reserved(url)) {
@@ -688,7 +722,11 @@ struct hf_ingest *hf_ingest_start(struct hf_server *srv, int *port,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HF_CONNECTION_MEMORY,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)HF_MAX_CONNECTIONS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HF_CONNECTION_TIMEOUT_S,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+		/* No LISTENING_ADDRESS_REUSE: MHD's default is SO_REUSEADDR
+		 * (restarts past TIME_WAIT) without SO_REUSEPORT, which would
+		 * let a second process bind the same port and silently take a
+		 * share of the webhooks. */
+		MHD_OPTION_END);
 	if (!in->mhd) {
 		hf_error_set(err, NULL, 0, 0, "cannot listen on %s",
 			     srv->opt.listen);
@@ -708,6 +746,8 @@ void hf_ingest_stop(struct hf_ingest *in, int64_t timeout_ms)
 	if (!in)
 		return;
 	atomic_store(&in->srv->draining, true);
+	int64_t deadline = hf_mono_ms() + timeout_ms;
+again:
 	/* Sync waiters are answered now (202: their runs go on). */
 	for (;;) {
 		pthread_mutex_lock(&in->lock);
@@ -728,10 +768,19 @@ void hf_ingest_stop(struct hf_ingest *in, int64_t timeout_ms)
 		}
 		waiter_unref(wt);
 	}
-	int64_t deadline = hf_mono_ms() + timeout_ms;
-	while (atomic_load(&in->waiting) > 0 && hf_mono_ms() < deadline) {
+	if (atomic_load(&in->waiting) > 0 && hf_mono_ms() < deadline) {
+		/* A commit is on its way, or a sync request registered its
+		 * waiter after the loop above. */
 		struct timespec ts = {0, 5 * 1000 * 1000};
 		nanosleep(&ts, NULL);
+		goto again;
+	}
+	if (atomic_load(&in->waiting) > 0) {
+		/* MHD_stop_daemon aborts with a suspended connection: leave
+		 * the daemon to the exit. */
+		hf_log(HF_LOG_WARN, "%d requests still waiting at shutdown",
+		       atomic_load(&in->waiting));
+		return;
 	}
 	/* Let resumed requests send their answers before the daemon goes. */
 	struct timespec ts = {0, 100 * 1000 * 1000};

@@ -1806,6 +1806,8 @@ void hf_step_result_release(struct hf_step_result *res)
 	json_decref(res->output);
 	json_decref(res->logs);
 	free(res->error);
+	free(res->output_text);
+	free(res->logs_text);
 	for (size_t i = 0; i < res->nemits; i++)
 		hf_emit_release(&res->emits[i]);
 	free(res->emits);

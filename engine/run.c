@@ -30,6 +30,8 @@ void hf_event_unref(struct hf_event *ev)
 	free(ev->body);
 	json_decref(ev->decoded);
 	json_decref(ev->skipped);
+	free(ev->headers_text);
+	free(ev->query_text);
 	free(ev);
 }
 

@@ -49,9 +49,17 @@ static const char schema_sql[] =
 	" status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
 	" max_attempts INTEGER NOT NULL, backoff_ms INTEGER NOT NULL,"
 	" next_at INTEGER NOT NULL, last_status INTEGER, last_error TEXT,"
-	" created_at INTEGER NOT NULL, updated_at INTEGER);"
+	" created_at INTEGER NOT NULL, updated_at INTEGER,"
+	" timeout_ms INTEGER NOT NULL DEFAULT 30000);"
 	"CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_at)"
 	" WHERE status = 'pending';"
+	/* Every workflow version a run was stored with: the YAML and the
+	 * `script:` files ({"name": "code"}), so that a run resumed after a
+	 * restart keeps the version it started with (hf_store_load_pending). */
+	"CREATE TABLE IF NOT EXISTS workflow_versions("
+	" version TEXT PRIMARY KEY, name TEXT NOT NULL, file TEXT,"
+	" yaml TEXT NOT NULL, scripts TEXT, created_at INTEGER NOT NULL)"
+	" WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS delivery_attempts("
 	" delivery_id TEXT NOT NULL, n INTEGER NOT NULL, at INTEGER NOT NULL,"
 	" status INTEGER, error TEXT, duration_ms INTEGER,"
@@ -68,6 +76,7 @@ enum stmt_id {
 	ST_INSERT_DELIVERY,
 	ST_DELIVERY_ATTEMPT,
 	ST_DELIVERY_UPDATE,
+	ST_INSERT_VERSION,
 	ST_COUNT,
 };
 
@@ -92,21 +101,30 @@ static const char *stmt_sql[ST_COUNT] = {
 			   " ?9, ?10)",
 	[ST_UPDATE_RUN] = "UPDATE runs SET status = ?2, next_step = ?3,"
 			  " step_attempt = ?4, due_at = ?5, error = ?6,"
-			  " finished_at = ?7 WHERE id = ?1",
-	[ST_INSERT_DELIVERY] = "INSERT INTO deliveries(id, run_id, step_id, url,"
-			       " payload, headers, secret, status, attempts,"
-			       " max_attempts, backoff_ms, next_at, created_at,"
-			       " updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-			       " 'pending', 0, ?8, ?9, ?10, ?10, ?10)",
+			  " finished_at = ?7, started_at = COALESCE(started_at,"
+			  " ?8) WHERE id = ?1",
+	/* OR IGNORE: an emit's id is an idempotency key (a step run again
+	 * after a crash emits the same id: it is sent once). */
+	[ST_INSERT_DELIVERY] = "INSERT OR IGNORE INTO deliveries(id, run_id,"
+			       " step_id, url, payload, headers, secret, status,"
+			       " attempts, max_attempts, backoff_ms, next_at,"
+			       " created_at, updated_at, timeout_ms) VALUES(?1,"
+			       " ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8, ?9,"
+			       " ?10, ?10, ?10, ?11)",
 	[ST_DELIVERY_ATTEMPT] = "INSERT OR REPLACE INTO delivery_attempts("
 				"delivery_id, n, at, status, error,"
 				" duration_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_INSERT_VERSION] = "INSERT OR IGNORE INTO workflow_versions(version,"
+			      " name, file, yaml, scripts, created_at)"
+			      " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
 	[ST_DELIVERY_UPDATE] = "UPDATE deliveries SET status = ?2, attempts ="
 			       " ?3, next_at = ?4, last_status = ?5,"
 			       " last_error = ?6, updated_at = ?7 WHERE id = ?1",
 };
 
 #define READER_POOL 8
+/* Workflow versions known to be in workflow_versions (writer's, under wlock). */
+#define VERSION_CACHE 32
 
 struct hf_store {
 	char *path;
@@ -114,7 +132,12 @@ struct hf_store {
 	sqlite3 *wdb; /* the writer's connection */
 	sqlite3_stmt *stmts[ST_COUNT];
 
-	pthread_mutex_t lock; /* guards the queue and, without a thread, wdb */
+	pthread_mutex_t lock; /* guards the queue */
+	/* Guards wdb: the connection is opened NOMUTEX, so the writer thread
+	 * and the few callers that use wdb directly (hf_store_changed, the
+	 * claim in hf_store_load_pending, hf_store_retry_run) must never use it
+	 * at the same time. */
+	pthread_mutex_t wlock;
 	pthread_cond_t cond;
 	struct hf_write *head, *tail;
 	bool stopping;
@@ -127,6 +150,9 @@ struct hf_store {
 	int data_version;
 
 	struct hf_store_stats stats;
+
+	char versions[VERSION_CACHE][72];
+	unsigned nversions; /* ring: next slot = nversions % VERSION_CACHE */
 };
 
 /* --- connections --- */
@@ -225,8 +251,51 @@ static int step_done(sqlite3_stmt *st)
 
 /* --- applying writes (writer connection, inside a transaction) --- */
 
+/* Stores wf's text under its version once (the cache spares the lookup and the
+ * copy of the YAML for every run). A version whose scripts are not UTF-8 is
+ * not stored: a run of it resumes with the workflow of the same name. */
+static int store_version(struct hf_store *s, const struct hf_workflow *wf)
+{
+	if (!wf->version || !wf->source)
+		return 0;
+	for (unsigned i = 0; i < VERSION_CACHE && i < s->nversions; i++)
+		if (strcmp(s->versions[i], wf->version) == 0)
+			return 0;
+	json_t *scripts = json_object();
+	for (size_t i = 0; i < wf->nsteps; i++) {
+		const struct hf_step *step = &wf->steps[i];
+		json_t *code;
+		if (!step->script)
+			continue;
+		code = json_stringn(step->code, strlen(step->code));
+		if (!code) {
+			json_decref(scripts);
+			return 0;
+		}
+		json_object_set_new(scripts, step->script, code);
+	}
+	sqlite3_stmt *st = s->stmts[ST_INSERT_VERSION];
+	bind_text(st, 1, wf->version);
+	bind_text(st, 2, wf->name);
+	bind_text(st, 3, wf->file);
+	sqlite3_bind_text(st, 4, wf->source, (int)wf->source_len,
+			  SQLITE_STATIC);
+	bind_json(st, 5, scripts);
+	sqlite3_bind_int64(st, 6, hf_now_ms());
+	json_decref(scripts);
+	if (step_done(st) < 0)
+		return -1;
+	/* Cached before the commit: a rolled-back batch forgets the row, so
+	 * the cache is cleared then (apply_batch). */
+	snprintf(s->versions[s->nversions++ % VERSION_CACHE],
+		 sizeof s->versions[0], "%s", wf->version);
+	return 0;
+}
+
 static int insert_run(struct hf_store *s, struct hf_run *run, bool claimed)
 {
+	if (store_version(s, run->wf) < 0)
+		return -1;
 	sqlite3_stmt *st = s->stmts[ST_INSERT_RUN];
 	bind_text(st, 1, run->id);
 	bind_text(st, 2, run->event->id);
@@ -308,8 +377,14 @@ static int apply_ingest(struct hf_store *s, struct hf_write *w)
 	bind_text(st, 1, ev->id);
 	bind_text(st, 2, ev->path);
 	bind_text(st, 3, ev->method);
-	bind_json(st, 4, ev->query);
-	bind_json(st, 5, ev->headers);
+	if (ev->query_text)
+		sqlite3_bind_text(st, 4, ev->query_text, -1, SQLITE_STATIC);
+	else
+		bind_json(st, 4, ev->query);
+	if (ev->headers_text)
+		sqlite3_bind_text(st, 5, ev->headers_text, -1, SQLITE_STATIC);
+	else
+		bind_json(st, 5, ev->headers);
 	sqlite3_bind_blob(st, 6, ev->body ? ev->body : "", (int)ev->body_len,
 			  SQLITE_STATIC);
 	sqlite3_bind_int64(st, 7, ev->received_at);
@@ -332,6 +407,10 @@ static int apply_runs(struct hf_store *s, struct hf_write *w)
 
 static int apply_run_started(struct hf_store *s, struct hf_write *w)
 {
+	/* The step already finished: its write (behind this one) records the
+	 * start too. Only long steps show up as "running" in between. */
+	if (atomic_load(&w->run->step_pending))
+		return 0;
 	sqlite3_stmt *st = s->stmts[ST_RUN_STARTED];
 	bind_text(st, 1, w->run->id);
 	sqlite3_bind_int64(st, 2, w->run->started_at);
@@ -353,6 +432,8 @@ static int insert_emit(struct hf_store *s, const struct hf_run *run,
 	sqlite3_bind_int(st, 8, e->attempts);
 	sqlite3_bind_int64(st, 9, e->backoff_ms);
 	sqlite3_bind_int64(st, 10, hf_now_ms());
+	sqlite3_bind_int64(st, 11, e->timeout_ms > 0 ? e->timeout_ms
+						    : HF_DELIVERY_TIMEOUT_MS);
 	return step_done(st);
 }
 
@@ -369,9 +450,15 @@ static int apply_step(struct hf_store *s, struct hf_write *w)
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)w->step_index);
 	bind_text(st, 3, step->id);
 	bind_text(st, 4, hf_step_status_name(res->status));
-	bind_json(st, 5, res->output);
+	if (res->output_text)
+		sqlite3_bind_text(st, 5, res->output_text, -1, SQLITE_STATIC);
+	else
+		bind_json(st, 5, res->output);
 	bind_text(st, 6, res->error);
-	bind_json(st, 7, res->logs);
+	if (res->logs_text)
+		sqlite3_bind_text(st, 7, res->logs_text, -1, SQLITE_STATIC);
+	else
+		bind_json(st, 7, res->logs);
 	sqlite3_bind_int(st, 8, w->step_attempts);
 	sqlite3_bind_int64(st, 9, res->started_at);
 	sqlite3_bind_int64(st, 10, res->finished_at);
@@ -393,6 +480,10 @@ run:
 		sqlite3_bind_int64(st, 7, res ? res->finished_at : hf_now_ms());
 	else
 		sqlite3_bind_null(st, 7);
+	if (run->started_at)
+		sqlite3_bind_int64(st, 8, run->started_at);
+	else
+		sqlite3_bind_null(st, 8);
 	return step_done(st);
 }
 
@@ -468,6 +559,7 @@ static void apply_batch(struct hf_store *s, struct hf_write *batch, size_t n)
 	hf_log(HF_LOG_WARN, "state database: batch failed: %s",
 	       sqlite3_errmsg(s->wdb));
 	exec(s->wdb, "ROLLBACK");
+	s->nversions = 0; /* rows the rollback removed may be cached */
 	for (struct hf_write *w = batch; w; w = w->next) {
 		w->rc = exec(s->wdb, "BEGIN IMMEDIATE");
 		if (w->rc == 0)
@@ -478,6 +570,7 @@ static void apply_batch(struct hf_store *s, struct hf_write *batch, size_t n)
 			hf_log(HF_LOG_ERROR, "state database: write failed: %s",
 			       sqlite3_errmsg(s->wdb));
 			exec(s->wdb, "ROLLBACK");
+			s->nversions = 0;
 			s->stats.write_errors++;
 		} else {
 			s->stats.commits++;
@@ -519,7 +612,9 @@ static void *writer_main(void *arg)
 		last->next = NULL;
 		pthread_mutex_unlock(&s->lock);
 
+		pthread_mutex_lock(&s->wlock);
 		apply_batch(s, batch, n);
+		pthread_mutex_unlock(&s->wlock);
 		finish_batch(batch);
 
 		pthread_mutex_lock(&s->lock);
@@ -533,9 +628,9 @@ void hf_store_submit(struct hf_store *s, struct hf_write *w)
 	w->next = NULL;
 	w->rc = 0;
 	if (!s->threaded) {
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->wlock);
 		apply_batch(s, w, 1);
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->wlock);
 		finish_batch(w);
 		return;
 	}
@@ -556,6 +651,7 @@ struct hf_store *hf_store_open(const char *path, bool sync_full,
 	s->path = hf_xstrdup(path);
 	s->sync_full = sync_full;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->wlock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	pthread_mutex_init(&s->pool_lock, NULL);
 	s->wdb = open_conn(path, sync_full, false, err);
@@ -569,6 +665,10 @@ struct hf_store *hf_store_open(const char *path, bool sync_full,
 	}
 	exec(s->wdb, "INSERT OR IGNORE INTO meta(key, value) VALUES"
 		     " ('schema_version', '1')");
+	/* Added after version 1 was first written: older files lack it. */
+	if (exec(s->wdb, "SELECT timeout_ms FROM deliveries LIMIT 0") < 0)
+		exec(s->wdb, "ALTER TABLE deliveries ADD COLUMN timeout_ms"
+			     " INTEGER NOT NULL DEFAULT 30000");
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (sqlite3_prepare_v3(s->wdb, stmt_sql[i], -1,
 				       SQLITE_PREPARE_PERSISTENT, &s->stmts[i],
@@ -610,6 +710,7 @@ void hf_store_close(struct hf_store *s)
 		sqlite3_close(s->readers[i]);
 	sqlite3_close(s->wdb);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->wlock);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->pool_lock);
 	free(s->path);
@@ -916,6 +1017,84 @@ done:
 	return o;
 }
 
+int hf_store_pending_deliveries(struct hf_store *s, int limit,
+				int (*fn)(const struct hf_delivery *d, void *arg),
+				void *arg)
+{
+	sqlite3 *db = reader_take(s);
+	sqlite3_stmt *st = NULL;
+	int n = -1;
+	if (!db || sqlite3_prepare_v2(db,
+				      "SELECT id, url, payload, headers, secret,"
+				      " attempts, max_attempts, backoff_ms,"
+				      " timeout_ms, next_at FROM deliveries"
+				      " WHERE status = 'pending' ORDER BY"
+				      " next_at LIMIT ?1",
+				      -1, &st, NULL) != SQLITE_OK)
+		goto done;
+	sqlite3_bind_int(st, 1, limit);
+	n = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		struct hf_delivery d = {
+			.id = (const char *)sqlite3_column_text(st, 0),
+			.url = (const char *)sqlite3_column_text(st, 1),
+			.payload = sqlite3_column_blob(st, 2),
+			.payload_len = (size_t)sqlite3_column_bytes(st, 2),
+			.headers = (const char *)sqlite3_column_text(st, 3),
+			.secret = (const char *)sqlite3_column_text(st, 4),
+			.attempts = sqlite3_column_int(st, 5),
+			.max_attempts = sqlite3_column_int(st, 6),
+			.backoff_ms = sqlite3_column_int64(st, 7),
+			.timeout_ms = sqlite3_column_int64(st, 8),
+			.next_at = sqlite3_column_int64(st, 9),
+		};
+		if (!d.id || !d.url)
+			continue;
+		if (!d.payload)
+			d.payload = "";
+		n++;
+		if (fn(&d, arg) != 0)
+			break;
+	}
+done:
+	sqlite3_finalize(st);
+	reader_give(s, db);
+	return n;
+}
+
+int hf_store_retry_delivery(struct hf_store *s, const char *id)
+{
+	int rc = -1;
+	sqlite3_stmt *st = NULL;
+	int64_t now = hf_now_ms();
+	if (sqlite3_prepare_v2(s->wdb,
+			       "UPDATE deliveries SET status = 'pending',"
+			       " next_at = ?2, updated_at = ?2, max_attempts ="
+			       " MAX(max_attempts, attempts + 1) WHERE id = ?1"
+			       " AND status != 'delivered'",
+			       -1, &st, NULL) != SQLITE_OK)
+		goto done;
+	bind_text(st, 1, id);
+	sqlite3_bind_int64(st, 2, now);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto done;
+	if (sqlite3_changes(s->wdb) > 0) {
+		rc = 0;
+		goto done;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(s->wdb, "SELECT 1 FROM deliveries WHERE id = ?1",
+			       -1, &st, NULL) != SQLITE_OK)
+		goto done;
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st) == SQLITE_ROW ? HF_STORE_CONFLICT
+					     : HF_STORE_NOT_FOUND;
+done:
+	sqlite3_finalize(st);
+	return rc;
+}
+
 struct hf_event *hf_store_load_event(struct hf_store *s, const char *event_id)
 {
 	sqlite3 *db = reader_take(s);
@@ -968,7 +1147,7 @@ bool hf_store_changed(struct hf_store *s)
 	/* data_version counts commits by other connections, so ask the writer's
 	 * connection: its own commits do not change it. */
 	sqlite3 *db = s->wdb;
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->wlock);
 	if (db && sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &st,
 				     NULL) == SQLITE_OK &&
 	    sqlite3_step(st) == SQLITE_ROW) {
@@ -977,18 +1156,105 @@ bool hf_store_changed(struct hf_store *s)
 		s->data_version = v;
 	}
 	sqlite3_finalize(st);
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->wlock);
 	return changed;
 }
 
-/* Rebuilds the in-memory run for a row of runs, or NULL when its event is gone. */
+/* Workflow versions rebuilt during one hf_store_load_pending (wf NULL: the
+ * version cannot be rebuilt). */
+struct version_cache {
+	struct {
+		char version[72];
+		struct hf_workflow *wf;
+	} items[16];
+	size_t n;
+};
+
+/* Parses a stored version again; NULL when it is not stored or no longer
+ * loads (say, a ${NAME} it reads is gone from the environment). */
+static struct hf_workflow *parse_version(sqlite3 *db, const char *version)
+{
+	sqlite3_stmt *st = NULL;
+	struct hf_workflow *wf = NULL;
+	json_t *scripts = NULL;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT file, yaml, scripts FROM"
+			       " workflow_versions WHERE version = ?1",
+			       -1, &st, NULL) != SQLITE_OK)
+		goto done;
+	bind_text(st, 1, version);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		goto done;
+	scripts = col_json(st, 2);
+	struct hf_script_src src[64];
+	size_t n = 0;
+	const char *name;
+	json_t *code;
+	json_object_foreach(scripts, name, code)
+	{
+		if (n < sizeof src / sizeof src[0] && json_is_string(code))
+			src[n++] = (struct hf_script_src){
+				name, json_string_value(code),
+				json_string_length(code)};
+	}
+	struct hf_diags diags = {0};
+	wf = hf_workflow_parse_stored(
+		(const char *)sqlite3_column_text(st, 0),
+		(const char *)sqlite3_column_text(st, 1),
+		(size_t)sqlite3_column_bytes(st, 1), NULL, src, n, &diags);
+	hf_diags_release(&diags);
+	if (wf && (!wf->version || strcmp(wf->version, version) != 0)) {
+		hf_workflow_unref(wf);
+		wf = NULL;
+	}
+done:
+	json_decref(scripts);
+	sqlite3_finalize(st);
+	return wf;
+}
+
+static struct hf_workflow *find_version(sqlite3 *db, const char *version,
+					struct version_cache *vc)
+{
+	for (size_t i = 0; i < vc->n; i++)
+		if (strcmp(vc->items[i].version, version) == 0)
+			return vc->items[i].wf;
+	struct hf_workflow *wf = parse_version(db, version);
+	if (vc->n < sizeof vc->items / sizeof vc->items[0] &&
+	    strlen(version) < sizeof vc->items[0].version) {
+		strcpy(vc->items[vc->n].version, version);
+		vc->items[vc->n++].wf = wf;
+	} else {
+		/* Not cached: the run takes the only reference. */
+		hf_workflow_unref(wf);
+		wf = NULL;
+	}
+	return wf;
+}
+
+/* Rebuilds the in-memory run for a row of runs, or NULL when its event is gone.
+ * The run gets the workflow version it was stored with when that version is in
+ * workflow_versions, else the current workflow of the same name. */
 static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 			       sqlite3_stmt *st,
-			       const struct hf_workflow_set *set)
+			       const struct hf_workflow_set *set,
+			       struct version_cache *vc)
 {
 	const char *event_id = (const char *)sqlite3_column_text(st, 1);
 	const char *wf_name = (const char *)sqlite3_column_text(st, 2);
+	const char *version = (const char *)sqlite3_column_text(st, 11);
 	struct hf_workflow *wf = hf_workflow_set_find(set, wf_name);
+	if (version && (!wf || !wf->version || strcmp(wf->version, version))) {
+		struct hf_workflow *old = find_version(db, version, vc);
+		if (old)
+			wf = old;
+		else if (wf)
+			hf_log(HF_LOG_WARN,
+			       "run %s: workflow '%s' version %.12s is not "
+			       "stored: it resumes with the current version",
+			       (const char *)sqlite3_column_text(st, 0),
+			       wf_name, version);
+	}
 	struct hf_event *ev = hf_store_load_event(s, event_id);
 	if (!ev)
 		return NULL;
@@ -1042,33 +1308,45 @@ int hf_store_load_pending(struct hf_store *s,
 	int n = 0;
 	if (!db)
 		return -1;
+	/* In insertion order (rowid), which is arrival order: the lanes of
+	 * `concurrency:` fill up again as they were. */
 	const char *sql =
 		only_unclaimed
 			? "SELECT id, event_id, workflow, status, attempt,"
 			  " created_at, started_at, next_step, step_attempt,"
-			  " due_at, lane FROM runs WHERE status IN"
-			  " ('queued','running') AND claimed = 0 ORDER BY id"
+			  " due_at, lane, version FROM runs WHERE status IN"
+			  " ('queued','running') AND claimed = 0 ORDER BY rowid"
 			: "SELECT id, event_id, workflow, status, attempt,"
 			  " created_at, started_at, next_step, step_attempt,"
-			  " due_at, lane FROM runs WHERE status IN"
-			  " ('queued','running') ORDER BY id";
+			  " due_at, lane, version FROM runs WHERE status IN"
+			  " ('queued','running') ORDER BY rowid";
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
 		reader_give(s, db);
 		return -1;
 	}
 	struct hf_run *list = NULL, **tail = &list;
+	struct version_cache vc = {0};
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		struct hf_run *run = load_run(s, db, st, set);
+		struct hf_run *run = load_run(s, db, st, set, &vc);
 		if (!run)
 			continue;
+		/* Running and not waiting for a retry: its next step may have
+		 * been in flight at the crash. It runs again as a later try, so
+		 * that run.attempt > 1 tells the script it may be a repeat (a
+		 * run waiting for a retry is at attempt > 1 already). */
+		if (!only_unclaimed && run->status == HF_RUN_RUNNING &&
+		    run->due_at == 0)
+			run->step_attempt++;
 		*tail = run;
 		tail = &run->next;
 		n++;
 	}
 	sqlite3_finalize(st);
+	for (size_t i = 0; i < vc.n; i++)
+		hf_workflow_unref(vc.items[i].wf);
 	reader_give(s, db);
 	if (only_unclaimed && list) {
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->wlock);
 		for (struct hf_run *r = list; r; r = r->next) {
 			sqlite3_stmt *u = NULL;
 			if (sqlite3_prepare_v2(s->wdb,
@@ -1080,7 +1358,7 @@ int hf_store_load_pending(struct hf_store *s,
 			}
 			sqlite3_finalize(u);
 		}
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->wlock);
 	}
 	while (list) {
 		struct hf_run *next = list->next;
@@ -1096,11 +1374,12 @@ int hf_store_retry_run(struct hf_store *s, const char *run_id,
 {
 	int rc = -1;
 	sqlite3_stmt *st = NULL;
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->wlock);
 	if (sqlite3_prepare_v2(s->wdb,
 			       "UPDATE runs SET status = 'queued', attempt ="
 			       " attempt + 1, step_attempt = 1, due_at = 0,"
-			       " error = NULL, finished_at = NULL, claimed = 0"
+			       " error = NULL, finished_at = NULL, claimed = 0,"
+			       " started_at = NULL"
 			       " WHERE id = ?1 AND status = 'failed'",
 			       -1, &st, NULL) != SQLITE_OK)
 		goto done;
@@ -1119,42 +1398,63 @@ int hf_store_retry_run(struct hf_store *s, const char *run_id,
 	rc = 0;
 done:
 	sqlite3_finalize(st);
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->wlock);
 	return rc;
 }
 
 int hf_store_prune(struct hf_store *s, int64_t before, int limit)
 {
+	/* The rows of one batch are picked once (steps go with their runs,
+	 * attempts with their deliveries). Run and event ids begin with their
+	 * creation time (hf_id_new), so "created before" is a range of the
+	 * primary key: a batch reads old rows, not the whole table. An event
+	 * goes only once no run refers to it (a replay may still be queued). */
 	static const char *sql[] = {
-		"DELETE FROM steps WHERE run_id IN (SELECT id FROM runs WHERE"
-		" finished_at < ?1 AND status IN ('succeeded','failed') LIMIT"
-		" ?2)",
-		"DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs WHERE"
-		" finished_at < ?1 AND status IN ('succeeded','failed') LIMIT"
-		" ?2)",
-		"DELETE FROM events WHERE rowid IN (SELECT rowid FROM events e"
-		" WHERE received_at < ?1 AND NOT EXISTS (SELECT 1 FROM runs r"
-		" WHERE r.event_id = e.id) LIMIT ?2)",
-		"DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id"
-		" FROM deliveries WHERE updated_at < ?1 AND status IN"
-		" ('delivered','failed') LIMIT ?2)",
-		"DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM"
-		" deliveries WHERE updated_at < ?1 AND status IN"
-		" ('delivered','failed') LIMIT ?2)",
+		"CREATE TEMP TABLE IF NOT EXISTS prune_ids(id TEXT PRIMARY KEY)",
+		"DELETE FROM prune_ids",
+		"INSERT INTO prune_ids SELECT id FROM runs WHERE id < ?3 AND"
+		" finished_at < ?1 AND status IN ('succeeded','failed') LIMIT ?2",
+		"DELETE FROM steps WHERE run_id IN prune_ids",
+		"DELETE FROM runs WHERE id IN prune_ids",
+		"DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE"
+		" id < ?4 AND received_at < ?1 AND NOT EXISTS (SELECT 1 FROM"
+		" runs r WHERE r.event_id = e.id) LIMIT ?2)",
+		"DELETE FROM prune_ids",
+		"INSERT INTO prune_ids SELECT id FROM deliveries WHERE"
+		" updated_at < ?1 AND status IN ('delivered','failed') LIMIT ?2",
+		"DELETE FROM delivery_attempts WHERE delivery_id IN prune_ids",
+		"DELETE FROM deliveries WHERE id IN prune_ids",
 		"DELETE FROM dedupe WHERE (workflow, key) IN (SELECT workflow,"
 		" key FROM dedupe WHERE created_at < ?1 LIMIT ?2)",
 	};
+	char run_max[32], ev_max[32];
+	unsigned long long t = (unsigned long long)(before > 0 ? before : 0);
+	snprintf(run_max, sizeof run_max, "run_%012llx", t & 0xffffffffffffULL);
+	snprintf(ev_max, sizeof ev_max, "ev_%012llx", t & 0xffffffffffffULL);
 	int total = 0;
 	for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
 		sqlite3_stmt *st = NULL;
 		if (sqlite3_prepare_v2(s->wdb, sql[i], -1, &st, NULL) !=
-		    SQLITE_OK)
-			continue;
-		sqlite3_bind_int64(st, 1, before);
-		sqlite3_bind_int(st, 2, limit);
-		if (sqlite3_step(st) == SQLITE_DONE)
-			total += sqlite3_changes(s->wdb);
+		    SQLITE_OK) {
+			hf_log(HF_LOG_WARN, "prune: %s", sqlite3_errmsg(s->wdb));
+			return -1;
+		}
+		int np = sqlite3_bind_parameter_count(st);
+		if (np >= 1)
+			sqlite3_bind_int64(st, 1, before);
+		if (np >= 2)
+			sqlite3_bind_int(st, 2, limit);
+		if (np >= 3)
+			bind_text(st, 3, run_max);
+		if (np >= 4)
+			bind_text(st, 4, ev_max);
+		int rc = sqlite3_step(st);
 		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return -1;
+		if (strncmp(sql[i], "DELETE FROM prune_ids", 21) != 0 &&
+		    strncmp(sql[i], "DELETE", 6) == 0)
+			total += sqlite3_changes(s->wdb);
 	}
 	return total;
 }

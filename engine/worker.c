@@ -9,6 +9,7 @@
 #include "hf_worker.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
+#include "hf_outbox.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,6 +22,10 @@ struct worker {
 	struct hf_workers *pool;
 	struct hf_luart *rt;
 	pthread_t thread;
+	/* Set while the worker's last step result waits for its commit. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool committing;
 };
 
 struct hf_workers {
@@ -113,6 +118,7 @@ struct step_write {
 	size_t prev_step;
 	int prev_attempt;
 	enum hf_run_status prev_status;
+	struct worker *wk; /* waiting for this commit; NULL: nobody */
 };
 
 static void step_written(struct hf_write *w)
@@ -120,6 +126,7 @@ static void step_written(struct hf_write *w)
 	struct step_write *sw = (struct step_write *)w;
 	struct hf_server *srv = w->ctx;
 	struct hf_run *run = w->run;
+	struct worker *wk = sw->wk;
 	if (w->rc < 0) {
 		/* Not committed: the step counts as not run. Try it again
 		 * shortly rather than lose the run. */
@@ -130,6 +137,9 @@ static void step_written(struct hf_write *w)
 	}
 	bool over = w->rc == 0 && (run->status == HF_RUN_SUCCEEDED ||
 				   run->status == HF_RUN_FAILED);
+	/* The step's emits are committed: the outbox need not wait a tick. */
+	if (w->rc == 0 && w->result && sw->res.nemits > 0)
+		hf_outbox_kick(srv->outbox);
 	if (w->result)
 		hf_step_result_release(&sw->res);
 	free(sw);
@@ -137,6 +147,12 @@ static void step_written(struct hf_write *w)
 		hf_server_run_finished(srv, run);
 	else
 		hf_sched_push(srv->sched, run);
+	if (wk) {
+		pthread_mutex_lock(&wk->lock);
+		wk->committing = false;
+		pthread_cond_signal(&wk->cond);
+		pthread_mutex_unlock(&wk->lock);
+	}
 }
 
 static void started_written(struct hf_write *w)
@@ -172,6 +188,7 @@ static void execute(struct worker *wk, struct hf_run *run)
 							 : "workflow missing"));
 		return;
 	}
+	atomic_store(&run->step_pending, false);
 	if (run->status == HF_RUN_QUEUED) {
 		run->status = HF_RUN_RUNNING;
 		run->started_at = now;
@@ -219,8 +236,23 @@ static void execute(struct worker *wk, struct hf_run *run)
 	sw->w.result = &sw->res;
 	sw->w.done = step_written;
 	sw->w.ctx = srv;
+	sw->res.output_text = json_dumps(sw->res.output,
+					 JSON_COMPACT | JSON_ENCODE_ANY);
+	sw->res.logs_text = json_dumps(sw->res.logs, JSON_COMPACT);
 	hf_run_advance(run, &sw->res, hf_now_ms());
+	atomic_store(&run->step_pending, true);
+	sw->wk = wk;
+	pthread_mutex_lock(&wk->lock);
+	wk->committing = true;
+	pthread_mutex_unlock(&wk->lock);
 	hf_store_submit(srv->store, &sw->w);
+	/* The next step waits for this one's commit: at most one step per
+	 * worker has run without its result on disk, so a crash runs at most
+	 * --workers steps again. Group commit still batches across workers. */
+	pthread_mutex_lock(&wk->lock);
+	while (wk->committing)
+		pthread_cond_wait(&wk->cond, &wk->lock);
+	pthread_mutex_unlock(&wk->lock);
 }
 
 static void *worker_main(void *arg)
@@ -242,6 +274,8 @@ struct hf_workers *hf_workers_start(struct hf_server *srv, int n,
 	pool->items = hf_xcalloc((size_t)n, sizeof *pool->items);
 	for (int i = 0; i < n; i++) {
 		pool->items[i].pool = pool;
+		pthread_mutex_init(&pool->items[i].lock, NULL);
+		pthread_cond_init(&pool->items[i].cond, NULL);
 		pool->items[i].rt = hf_luart_create(cfg, err);
 		if (!pool->items[i].rt)
 			goto fail;

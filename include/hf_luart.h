@@ -76,6 +76,11 @@ struct hf_step_result {
 	/* For respond: sync: the output was a table {status=,headers=,body=}. */
 	int64_t started_at; /* wall ms */
 	int64_t finished_at;
+	/* output and logs as JSON text, filled by the worker before the result
+	 * goes to the writer (so that the single writer thread does not dump
+	 * them); NULL otherwise. Freed by hf_step_result_release. */
+	char *output_text;
+	char *logs_text;
 };
 void hf_step_result_release(struct hf_step_result *res);
 void hf_emit_release(struct hf_emit *e);

@@ -11,6 +11,7 @@
 #include "hf_util.h"
 #include "hf_workflow.h"
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -27,6 +28,10 @@ struct hf_event {
 	int64_t received_at; /* wall ms */
 	json_t *skipped; /* [{"workflow","reason"}] workflows that matched the path
 			    but did not get a run */
+	/* headers and query as JSON text, made by ingest on its own thread so that
+	 * the single writer does not have to (NULL: the writer dumps them). */
+	char *headers_text;
+	char *query_text;
 };
 
 /* Returns a new event with one reference; takes ownership of nothing. */
@@ -64,6 +69,10 @@ struct hf_run {
 	char *lane;         /* concurrency key, NULL without `concurrency:` */
 	bool in_lane;       /* holds a slot of its lane (scheduler's) */
 	bool admitted;      /* counted in the scheduler's depth */
+	/* Set by the worker once a step's result is on its way to the writer:
+	 * the writer then skips the run's "started" write, which the step's
+	 * own write makes redundant (one write less per short step). */
+	atomic_bool step_pending;
 	char *error;        /* the run's error once failed */
 	/* The last finished step's output, for respond: sync. */
 	json_t *last_output;
