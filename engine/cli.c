@@ -29,6 +29,7 @@ static const char usage[] =
 	"          [--state FILE] [--data FILE] [--workers N] [--max-body SIZE]\n"
 	"          [--admin-token TOKEN] [--sync full|normal] [--max-queue N]\n"
 	"          [--drain-timeout DURATION] [--retain DURATION]\n"
+	"          [--data-sync full|normal] [--log-format text|logfmt|json]\n"
 	"  check   [PATH...]            validate workflow files or directories\n"
 	"  check   --json FILE...       print each YAML file as one JSON line\n"
 	"  run     WORKFLOW.yml --event FILE [--header 'Name: value']...\n"

@@ -111,6 +111,36 @@ bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 	return false;
 }
 
+/* A worker waits for the commit of what it wrote before it goes on: at most
+ * one step per worker runs without its start and its result on disk, so a
+ * crash re-runs at most --workers steps, each with run.attempt > 1 (see
+ * hf_store_load_pending). Group commit still batches across workers. */
+static void commit_begin(struct worker *wk)
+{
+	pthread_mutex_lock(&wk->lock);
+	wk->committing = true;
+	pthread_mutex_unlock(&wk->lock);
+}
+
+static void commit_wait(struct worker *wk)
+{
+	pthread_mutex_lock(&wk->lock);
+	while (wk->committing)
+		pthread_cond_wait(&wk->cond, &wk->lock);
+	pthread_mutex_unlock(&wk->lock);
+}
+
+/* On the writer thread, after the commit (or its failure). */
+static void commit_end(struct worker *wk)
+{
+	if (!wk)
+		return;
+	pthread_mutex_lock(&wk->lock);
+	wk->committing = false;
+	pthread_cond_signal(&wk->cond);
+	pthread_mutex_unlock(&wk->lock);
+}
+
 struct step_write {
 	struct hf_write w;
 	struct hf_step_result res;
@@ -147,17 +177,14 @@ static void step_written(struct hf_write *w)
 		hf_server_run_finished(srv, run);
 	else
 		hf_sched_push(srv->sched, run);
-	if (wk) {
-		pthread_mutex_lock(&wk->lock);
-		wk->committing = false;
-		pthread_cond_signal(&wk->cond);
-		pthread_mutex_unlock(&wk->lock);
-	}
+	commit_end(wk);
 }
 
 static void started_written(struct hf_write *w)
 {
+	struct worker *wk = w->ctx;
 	free(w);
+	commit_end(wk);
 }
 
 /* Ends a run that cannot proceed (its workflow is gone, its timeout passed)
@@ -196,7 +223,10 @@ static void execute(struct worker *wk, struct hf_run *run)
 		w->kind = HF_W_RUN_STARTED;
 		w->run = run;
 		w->done = started_written;
+		w->ctx = wk;
+		commit_begin(wk);
 		hf_store_submit(srv->store, w);
+		commit_wait(wk);
 	}
 	int64_t budget = hf_step_budget(run, now);
 	if (budget <= 0) {
@@ -232,7 +262,9 @@ static void execute(struct worker *wk, struct hf_run *run)
 	sw->w.kind = HF_W_STEP;
 	sw->w.run = run;
 	sw->w.step_index = run->next_step;
-	sw->w.step_attempts = run->step_attempt;
+	/* A skipped step was never tried. */
+	sw->w.step_attempts =
+		sw->res.status == HF_STEP_SKIPPED ? 0 : run->step_attempt;
 	sw->w.result = &sw->res;
 	sw->w.done = step_written;
 	sw->w.ctx = srv;
@@ -242,17 +274,9 @@ static void execute(struct worker *wk, struct hf_run *run)
 	hf_run_advance(run, &sw->res, hf_now_ms());
 	atomic_store(&run->step_pending, true);
 	sw->wk = wk;
-	pthread_mutex_lock(&wk->lock);
-	wk->committing = true;
-	pthread_mutex_unlock(&wk->lock);
+	commit_begin(wk);
 	hf_store_submit(srv->store, &sw->w);
-	/* The next step waits for this one's commit: at most one step per
-	 * worker has run without its result on disk, so a crash runs at most
-	 * --workers steps again. Group commit still batches across workers. */
-	pthread_mutex_lock(&wk->lock);
-	while (wk->committing)
-		pthread_cond_wait(&wk->cond, &wk->lock);
-	pthread_mutex_unlock(&wk->lock);
+	commit_wait(wk);
 }
 
 static void *worker_main(void *arg)
