@@ -4,6 +4,7 @@
 #include "hf_api.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
+#include "hf_outbox.h"
 #include "hf_worker.h"
 
 #include <pthread.h>
@@ -125,6 +126,82 @@ static void replay(struct hf_server *srv, const char *event_id,
 	hf_snapshot_unref(snap);
 }
 
+struct retry_arg {
+	const char *id;
+	int result;
+};
+
+static int retry_call(struct hf_store *s, void *arg)
+{
+	struct retry_arg *a = arg;
+	a->result = hf_store_retry_delivery(s, a->id);
+	return 0; /* the outcome is in a->result, not a failed write */
+}
+
+/* POST /api/deliveries/ID/retry: pending again, due now, then a kick. */
+static void retry_delivery(struct hf_server *srv, const char *id,
+			   struct hf_answer *out)
+{
+	struct retry_arg a = {id, -1};
+	struct wait_write ww = {0};
+	ww.w.kind = HF_W_CALL;
+	ww.w.call = retry_call;
+	ww.w.call_arg = &a;
+	int rc = submit_wait(srv, &ww);
+	if (rc == 0 && a.result == HF_STORE_NOT_FOUND) {
+		hf_answer_error(out, 404, "no delivery '%s'", id);
+	} else if (rc == 0 && a.result == HF_STORE_CONFLICT) {
+		hf_answer_error(out, 409, "delivery '%s' was already delivered",
+				id);
+	} else if (rc != 0 || a.result != 0) {
+		hf_answer_error(out, 503, "cannot retry the delivery now");
+	} else {
+		hf_outbox_kick(srv->outbox);
+		json_t *v = hf_store_delivery_json(srv->store, id);
+		hf_answer_json(out, 202,
+			       v ? v : json_pack("{s:s}", "id", id));
+	}
+}
+
+/* POST /api/runs/ID/retry: a failed run queued again from its failed step.
+ * The update goes through a connection of its own, as `hookflow retry` does,
+ * because the main loop notices commits of other connections only
+ * (hf_store_changed): it picks the unclaimed run up within a second. */
+static void retry_run(struct hf_server *srv, const char *id,
+		      struct hf_answer *out)
+{
+	json_t *run = hf_store_run_json(srv->store, id);
+	if (!run) {
+		hf_answer_error(out, 404, "no run '%s'", id);
+		return;
+	}
+	const char *st = json_string_value(json_object_get(run, "status"));
+	char status[16];
+	snprintf(status, sizeof status, "%s", st ? st : "");
+	json_decref(run);
+	if (strcmp(status, "failed") != 0) {
+		hf_answer_error(out, 409,
+				"run '%s' is %s: only a failed run can be "
+				"retried",
+				id, status);
+		return;
+	}
+	struct hf_error err = {0};
+	struct hf_store *conn = hf_store_open(srv->opt.state_path,
+					      srv->opt.sync_full, false, &err);
+	if (!conn) {
+		hf_answer_error(out, 503, "cannot retry the run now: %s",
+				err.msg);
+		return;
+	}
+	int rc = hf_store_retry_run(conn, id, &err);
+	hf_store_close(conn);
+	if (rc < 0)
+		hf_answer_error(out, 409, "%s", err.msg);
+	else
+		hf_answer_json(out, 202, json_pack("{s:s}", "run", id));
+}
+
 static int limit_arg(hf_arg_fn arg, void *ctx, int def)
 {
 	const char *s = arg(ctx, "limit");
@@ -199,6 +276,9 @@ static void api(struct hf_server *srv, const char *method, const char *url,
 	} else if (rest && strcmp(rest, "/replay") == 0 && post &&
 		   strncmp(url, "/api/events/", 12) == 0) {
 		replay(srv, id, out);
+	} else if ((rest = split_id(url, "/api/runs/", id, sizeof id)) &&
+		   strcmp(rest, "/retry") == 0 && post) {
+		retry_run(srv, id, out);
 	} else if (strcmp(url, "/api/deliveries") == 0 && get) {
 		const char *status = arg(ctx, "status");
 		hf_answer_json(out, 200,
@@ -212,6 +292,9 @@ static void api(struct hf_server *srv, const char *method, const char *url,
 			hf_answer_json(out, 200, v);
 		else
 			hf_answer_error(out, 404, "no delivery '%s'", id);
+	} else if (rest && strcmp(rest, "/retry") == 0 && post &&
+		   strncmp(url, "/api/deliveries/", 16) == 0) {
+		retry_delivery(srv, id, out);
 	} else {
 		hf_answer_error(out, 404, "no such endpoint: %s %s", method,
 				url);

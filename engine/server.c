@@ -210,28 +210,100 @@ static void requeue(struct hf_run *run, void *arg)
 	hf_sched_push(srv->sched, run);
 }
 
+/* Retention: small batches, one transaction each, so that a large backlog
+ * never holds the writer for long; a full batch queues the next one behind
+ * the writes waiting meanwhile, until the backlog is gone or a drain begins. */
+#define PRUNE_BATCH 500
+
+struct prune_job {
+	struct hf_write w;
+	struct hf_server *srv;
+	int64_t before;
+	int deleted;
+};
+
 static int prune_call(struct hf_store *s, void *arg)
 {
-	int64_t *before = arg;
-	return hf_store_prune(s, *before, 500) < 0 ? -1 : 0;
+	struct prune_job *job = arg;
+	job->deleted = hf_store_prune(s, job->before, PRUNE_BATCH);
+	return job->deleted < 0 ? -1 : 0;
 }
 
 static void prune_done(struct hf_write *w)
 {
-	free(w->call_arg);
-	free(w);
+	struct prune_job *job = w->call_arg;
+	if (w->rc == 0 && job->deleted >= PRUNE_BATCH &&
+	    !atomic_load(&job->srv->draining)) {
+		hf_store_submit(job->srv->store, &job->w);
+		return;
+	}
+	free(job);
 }
 
 static void prune(struct hf_server *srv)
 {
-	struct hf_write *w = hf_xcalloc(1, sizeof *w);
-	int64_t *before = hf_xmalloc(sizeof *before);
-	*before = hf_now_ms() - srv->opt.retain_ms;
-	w->kind = HF_W_CALL;
-	w->call = prune_call;
-	w->call_arg = before;
-	w->done = prune_done;
-	hf_store_submit(srv->store, w);
+	struct prune_job *job = hf_xcalloc(1, sizeof *job);
+	job->srv = srv;
+	job->before = hf_now_ms() - srv->opt.retain_ms;
+	job->w.kind = HF_W_CALL;
+	job->w.call = prune_call;
+	job->w.call_arg = job;
+	job->w.done = prune_done;
+	hf_store_submit(srv->store, &job->w);
+}
+
+struct flush {
+	struct hf_write w;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+};
+
+static int flush_call(struct hf_store *s, void *arg)
+{
+	return 0;
+}
+
+static void flush_done(struct hf_write *w)
+{
+	struct flush *f = (struct flush *)w;
+	pthread_mutex_lock(&f->lock);
+	f->done = true;
+	pthread_cond_signal(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Waits, at most timeout_ms, until every write submitted so far has been
+ * committed (the writer's queue is FIFO). On a timeout f is left to the
+ * writer: the process is about to exit. */
+static void store_flush(struct hf_store *store, int64_t timeout_ms)
+{
+	struct flush *f = hf_xcalloc(1, sizeof *f);
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	f->w.kind = HF_W_CALL;
+	f->w.call = flush_call;
+	f->w.done = flush_done;
+	hf_store_submit(store, &f->w);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&f->lock);
+	while (!f->done &&
+	       pthread_cond_timedwait(&f->cond, &f->lock, &ts) == 0)
+		;
+	bool done = f->done;
+	pthread_mutex_unlock(&f->lock);
+	if (done) {
+		pthread_mutex_destroy(&f->lock);
+		pthread_cond_destroy(&f->cond);
+		free(f);
+	}
 }
 
 static char *getenv_flag(const char *name)
@@ -443,25 +515,38 @@ int hf_cmd_serve(int argc, char **argv)
 			hf_snapshot_unref(snap);
 		}
 		if (o->retain_ms > 0 && hf_mono_ms() >= next_prune) {
+			/* Every retain/2, between a second and a minute. */
+			int64_t every = o->retain_ms / 2;
+			every = every < 1000 ? 1000 : every > 60000 ? 60000 : every;
 			prune(srv);
-			next_prune = hf_mono_ms() + 10000;
+			next_prune = hf_mono_ms() + every;
 		}
 	}
 
 	hf_log(HF_LOG_INFO, "shutting down: draining (up to %lldms)",
 	       (long long)o->drain_timeout_ms);
 	int64_t deadline = hf_mono_ms() + o->drain_timeout_ms;
-	hf_ingest_stop(srv->ingest, o->drain_timeout_ms);
-	srv->ingest = NULL;
+	/* From now on webhooks get 503 + Retry-After. The listener stays open
+	 * while the running steps finish, so that callers get that answer
+	 * rather than a refused connection. Queued runs stay queued (they are
+	 * committed) and resume at the next start. */
+	atomic_store(&srv->draining, true);
 	hf_sched_stop(srv->sched);
 	int64_t left = deadline - hf_mono_ms();
-	if (hf_workers_stop(srv->workers, left > 0 ? left : 0) < 0) {
-		/* A step is still running: what it did not commit runs again
-		 * at the next start. Flush what was committed and leave. */
+	bool stuck = hf_workers_stop(srv->workers, left > 0 ? left : 0) < 0;
+	/* Requests that passed the check before the drain finish their commit
+	 * (quick: the writer keeps going). */
+	left = deadline - hf_mono_ms();
+	hf_ingest_stop(srv->ingest, left > 1000 ? left : 1000);
+	srv->ingest = NULL;
+	if (stuck) {
+		/* A step is still running: it is not waited for (it runs again
+		 * at the next start). Commit what is queued and leave without
+		 * freeing what its thread still uses. */
 		hf_log(HF_LOG_WARN, "drain timeout: unfinished steps resume at "
 				    "the next start");
 		hf_outbox_stop(srv->outbox);
-		hf_store_close(srv->store);
+		store_flush(srv->store, 5000);
 		_exit(0);
 	}
 	srv->workers = NULL;

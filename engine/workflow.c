@@ -49,6 +49,9 @@ struct ctx {
 	const char *text;
 	size_t len;
 	const char *scripts_dir;
+	/* When set, `script:` files come from here, not from scripts_dir. */
+	const struct hf_script_src *stored;
+	size_t nstored;
 	yaml_document_t doc;
 	struct hf_diags *diags;
 	int errors;
@@ -1336,7 +1339,17 @@ static void parse_script(struct ctx *c, const yaml_node_t *n,
 	char *path =
 	    hf_xasprintf("%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", s);
 	size_t len;
-	char *code = hf_read_file(path, &len);
+	char *code = NULL;
+	if (c->stored) {
+		errno = ENOENT;
+		for (size_t i = 0; i < c->nstored && !code; i++)
+			if (strcmp(c->stored[i].name, s) == 0) {
+				len = c->stored[i].len;
+				code = hf_xstrndup(c->stored[i].code, len);
+			}
+	} else {
+		code = hf_read_file(path, &len);
+	}
 	if (!code) {
 		nerr(c, n, "cannot read script '%s': %s", path,
 		     errstr(errno, ebuf, sizeof ebuf));
@@ -1506,6 +1519,7 @@ static void wf_free(struct hf_workflow *wf)
 	free(wf->description);
 	free(wf->file);
 	free(wf->version);
+	free(wf->source);
 	free(wf->path);
 	for (size_t i = 0; i < wf->verify.nsecrets; i++) {
 		explicit_bzero(wf->verify.secrets[i],
@@ -1590,18 +1604,42 @@ out:
 	return rc;
 }
 
+static struct hf_workflow *parse_ctx(struct ctx c);
+
 struct hf_workflow *hf_workflow_parse(const char *file, const char *text,
 				      size_t len, const char *scripts_dir,
 				      struct hf_diags *diags)
 {
-	struct ctx c = {
+	return parse_ctx((struct ctx){
 	    .file = file ? file : "<input>",
 	    .text = text ? text : "",
 	    .len = text ? len : 0,
 	    .scripts_dir = scripts_dir,
 	    .diags = diags,
-	};
-	size_t first_diag = diags ? diags->n : 0;
+	});
+}
+
+struct hf_workflow *hf_workflow_parse_stored(const char *file, const char *text,
+					     size_t len, const char *scripts_dir,
+					     const struct hf_script_src *scripts,
+					     size_t nscripts,
+					     struct hf_diags *diags)
+{
+	static const struct hf_script_src none;
+	return parse_ctx((struct ctx){
+	    .file = file ? file : "<input>",
+	    .text = text ? text : "",
+	    .len = text ? len : 0,
+	    .scripts_dir = scripts_dir,
+	    .stored = scripts ? scripts : &none,
+	    .nstored = scripts ? nscripts : 0,
+	    .diags = diags,
+	});
+}
+
+static struct hf_workflow *parse_ctx(struct ctx c)
+{
+	size_t first_diag = c.diags ? c.diags->n : 0;
 	bool have_doc = false;
 	struct wf_priv *p = hf_xcalloc(1, sizeof *p);
 	struct hf_workflow *wf = &p->pub;
@@ -1643,6 +1681,8 @@ struct hf_workflow *hf_workflow_parse(const char *file, const char *text,
 		wf->version = hf_xmalloc(mdlen * 2 + 1);
 		for (unsigned i = 0; i < mdlen; i++)
 			snprintf(wf->version + 2 * i, 3, "%02x", md[i]);
+		wf->source = hf_xstrndup(c.text, c.len);
+		wf->source_len = c.len;
 	}
 out:
 	if (have_doc)

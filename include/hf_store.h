@@ -106,6 +106,36 @@ json_t *hf_store_deliveries_json(struct hf_store *s, const char *status,
 				 int limit);
 json_t *hf_store_delivery_json(struct hf_store *s, const char *id);
 
+/* A delivery due for an attempt, as the outbox reads it. The pointers are
+ * valid during the callback only. */
+struct hf_delivery {
+	const char *id;
+	const char *url;
+	const void *payload;
+	size_t payload_len;
+	const char *headers; /* JSON object text, or NULL */
+	const char *secret;  /* NULL: unsigned */
+	int attempts;        /* made so far */
+	int max_attempts;
+	int64_t backoff_ms; /* 0: the default schedule */
+	int64_t timeout_ms; /* per attempt */
+	int64_t next_at;    /* wall ms of the next attempt */
+};
+/* Calls fn for at most limit pending deliveries, soonest next_at first (the
+ * partial index on next_at makes this cheap), until fn returns non-zero.
+ * Returns how many rows fn saw, or -1. Any thread (a read connection). */
+int hf_store_pending_deliveries(struct hf_store *s, int limit,
+				int (*fn)(const struct hf_delivery *d, void *arg),
+				void *arg);
+
+#define HF_STORE_NOT_FOUND (-2)
+#define HF_STORE_CONFLICT (-3)
+/* Sends a delivery again: status pending, due now, and one more attempt
+ * allowed when every attempt was used. Returns 0, HF_STORE_NOT_FOUND,
+ * HF_STORE_CONFLICT (it was delivered) or -1. Writer connection: through
+ * HF_W_CALL (with or without the writer thread). */
+int hf_store_retry_delivery(struct hf_store *s, const char *id);
+
 /* Loads an event for replay (new reference) or NULL. */
 struct hf_event *hf_store_load_event(struct hf_store *s, const char *event_id);
 

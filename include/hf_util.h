@@ -86,6 +86,22 @@ void hf_log(enum hf_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void hf_log_set_level(enum hf_log_level level);
 
+/* How lines look on stderr (`serve --log-format`): text is "hookflow: MSG";
+ * logfmt is "time=… level=… msg=… key=value…"; json is one object a line with
+ * "time", "level", "msg" and the keys. Set once, before threads start. */
+enum hf_log_format { HF_LOG_TEXT, HF_LOG_LOGFMT, HF_LOG_JSON };
+/* "text", "logfmt", "json" -> the format, -1 when unknown. */
+int hf_log_format_parse(const char *name);
+void hf_log_set_format(enum hf_log_format format);
+/* True with logfmt or json: callers then log every outcome, not only
+ * failures, since log shippers index them. */
+bool hf_log_structured(void);
+/* One line: msg, then pairs of (const char *key, const char *value) ended by a
+ * NULL key. A NULL value leaves its pair out. In json, a value that is a
+ * plain decimal integer is written as a number. Thread-safe. */
+void hf_log_kv(enum hf_log_level level, const char *msg, ...)
+	__attribute__((sentinel));
+
 /* Constant-time comparison of two byte strings of possibly different lengths.
  * Returns true when equal. */
 bool hf_ct_equal(const void *a, size_t alen, const void *b, size_t blen);

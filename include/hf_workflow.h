@@ -83,6 +83,8 @@ struct hf_workflow {
 	char *description; /* NULL when absent */
 	char *file;        /* path as given to the loader */
 	char *version;     /* hex SHA-256 of the YAML and the scripts it names */
+	char *source;      /* the YAML text, kept to store the version with runs */
+	size_t source_len;
 	char *path;        /* webhook path, starts with '/' */
 	unsigned methods;  /* mask of enum hf_method; default POST */
 	struct hf_verify_conf verify;
@@ -107,6 +109,20 @@ struct hf_workflow *hf_workflow_load(const char *file, const char *scripts_dir,
 struct hf_workflow *hf_workflow_parse(const char *file, const char *text,
 				      size_t len, const char *scripts_dir,
 				      struct hf_diags *diags);
+/* A `script:` file's text as stored with a workflow version. */
+struct hf_script_src {
+	const char *name; /* as written after `script:` */
+	const char *code;
+	size_t len;
+};
+/* hf_workflow_parse with the `script:` files taken from scripts[] rather than
+ * read from scripts_dir (which only names them in messages): rebuilds a version
+ * stored in the state database, with the same hf_workflow.version. */
+struct hf_workflow *hf_workflow_parse_stored(const char *file, const char *text,
+					     size_t len, const char *scripts_dir,
+					     const struct hf_script_src *scripts,
+					     size_t nscripts,
+					     struct hf_diags *diags);
 struct hf_workflow *hf_workflow_ref(struct hf_workflow *wf);
 void hf_workflow_unref(struct hf_workflow *wf); /* accepts NULL */
 /* Index of the step with that id, or -1. */

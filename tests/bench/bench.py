@@ -218,6 +218,20 @@ class Server:
     def url(self, path=""):
         return "http://%s:%d%s" % (HOST, self.port, path)
 
+    def died(self):
+        """None while running, else a description of the exit."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        rc = self.proc.returncode
+        how = ("killed by signal %d" % -rc) if rc < 0 else ("exit %d" % rc)
+        return "%s %s; last log lines:\n    %s" % (
+            self.name, how, "\n    ".join(self.lines[-10:]))
+
+    def log_tail(self, n=10):
+        """Last lines of the log past start-up, for the report."""
+        return [l for l in self.lines if "listening on" not in l
+                and " loaded " not in l][-n:]
+
     def stop(self, timeout=15.0):
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
@@ -313,6 +327,36 @@ def wait_drained(server, timeout, poll=0.05):
         time.sleep(poll)
 
 
+def quick_check(path):
+    """PRAGMA quick_check of a database file once the server is gone."""
+    try:
+        con = sqlite3.connect(path, timeout=10)
+        try:
+            return ", ".join(r[0] for r in con.execute("PRAGMA quick_check"))
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        return "error: %s" % e
+
+
+class Phase:
+    """Holds a started server for a phase: stops it on the way out and turns
+    a failure caused by its death into an error that says so."""
+
+    def __init__(self, srv):
+        self.srv = srv
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, exc, tb):
+        died = self.srv.died() if typ is not None else None
+        self.srv.stop()
+        if died and not issubclass(typ, KeyboardInterrupt):
+            raise RuntimeError(died) from exc
+        return False
+
+
 def mib(kib):
     return round(kib / 1024.0, 2) if kib else None
 
@@ -343,7 +387,7 @@ def phase_ingest(args, script, sync):
     root = os.path.join(args.tmp, "ingest-" + sync)
     srv = hookflow_server(args, root, sync, {
         "bench-ingest": ("/bench/ingest", "return 1")}).start()
-    try:
+    with Phase(srv):
         time.sleep(0.5)
         idle = proc_status(srv.pid).get("VmRSS")
         cpu0 = proc_cpu_s(srv.pid)
@@ -361,7 +405,7 @@ def phase_ingest(args, script, sync):
                     if n == "hookflow_events_total"
                     and ("status", "202") not in ls)
         ok = metric(m, "hookflow_runs_total", status="succeeded")
-        return {
+        res = {
             "sync": sync, "wrk": w, "req_per_s": w["req_per_s"],
             "p99_ms": w["p99_ms"], "non_2xx": w["non_2xx_3xx"],
             "socket_errors": w["socket_errors"],
@@ -380,9 +424,10 @@ def phase_ingest(args, script, sync):
             "rss_after_drain_mib": mib(after),
             "cpu_s": round(cpu, 2),
             "cpu_us_per_accept": round(cpu * 1e6 / max(accepted, 1), 1),
+            "server_log": srv.log_tail(),
         }
-    finally:
-        srv.stop()
+    res["state_db_check"] = quick_check(os.path.join(root, "hookflow.db"))
+    return res
 
 
 def phase_runs(args, script):
@@ -398,7 +443,7 @@ def phase_runs(args, script):
         "bench-runs": ("/bench/runs",
                        'db.exec("INSERT INTO t(v) VALUES (?)", event.body.n)')
     }).start()
-    try:
+    with Phase(srv):
         time.sleep(0.5)
         idle = proc_status(srv.pid).get("VmRSS")
         with RssSampler(srv.pid) as rs:
@@ -423,8 +468,8 @@ def phase_runs(args, script):
             runs = json.loads(body).get("runs") or []
             last_run = runs[0]["id"] if runs else None
         peak = rs.peak_kib()
-    finally:
-        srv.stop()
+        log_tail = srv.log_tail()
+    check = quick_check(os.path.join(root, "hookflow.db"))
     con = sqlite3.connect(data, timeout=10)
     rows = con.execute("SELECT count(*) FROM t").fetchone()[0]
     con.close()
@@ -441,10 +486,14 @@ def phase_runs(args, script):
         "drain_s_after_load": round(drain, 2) if drain is not None else None,
         "queue_depth_at_load_end": int(backlog),
         "runs_per_s": round(ok / elapsed, 1) if elapsed else None,
+        # A queue that kept up means the figure is the accept rate, not the
+        # limit of the run path.
+        "accept_limited": bool(t_drain) and backlog < 1000,
         "runs_per_s_during_load": round(ok_at_end / (t_load - t0), 1),
         "runs_per_s_drain_only": (round((ok - ok_at_end) / drain, 1)
                                   if drain and backlog > 1000 else None),
         "idle_rss_mib": mib(idle), "peak_rss_mib": mib(peak),
+        "state_db_check": check, "server_log": log_tail,
     }
 
 
@@ -485,11 +534,16 @@ def phase_deliveries(args, script):
             log("  skipped: " + why)
             return {"skipped": "outbound delivery not available: " + why}
         base = sink_posts()
-        with RssSampler(srv.pid) as rs:
+        with Phase(srv), RssSampler(srv.pid) as rs:
             t0 = time.monotonic()
             w = run_wrk(srv.url("/bench/deliveries"), script, args)
             t_load = time.monotonic()
             t_drain, m = wait_drained(srv, args.drain_timeout)
+            if srv.died():
+                raise RuntimeError(srv.died())
+            if t_drain is None:
+                raise RuntimeError("queue did not drain within %.0fs"
+                                   % args.drain_timeout)
             want = metric(m, "hookflow_runs_total",
                           workflow="bench-deliveries", status="succeeded") - 1
             # Then until the sink has seen one POST per run (bounded).
@@ -505,6 +559,9 @@ def phase_deliveries(args, script):
             "wrk": w, "req_per_s": w["req_per_s"], "p99_ms": w["p99_ms"],
             "non_2xx": w["non_2xx_3xx"], "socket_errors": w["socket_errors"],
             "runs_succeeded": int(want), "delivered": int(got),
+            # More POSTs at the sink than emits: sent more than once.
+            "duplicates": max(0, int(got - want)),
+            "accept_limited": t_done is not None and t_done - t_load < 1.0,
             "drained": t_done is not None,
             "load_s": round(t_load - t0, 2),
             "deliveries_per_s": (round(got / (t_done - t0), 1)
@@ -556,14 +613,18 @@ def build_table(r):
             b.get("cpu_us_per_req"))
     p = r.get("runs")
     if p:
-        row("finished runs/s (db.exec step)", p["runs_per_s"], None,
+        row("finished runs/s (db.exec step%s)" % (
+            ", accept-limited" if p.get("accept_limited") else ""),
+            p["runs_per_s"], None,
             ">= %.0f" % TARGET_RUNS_PER_S,
             p["runs_per_s"] is not None
             and p["runs_per_s"] >= TARGET_RUNS_PER_S)
     p = r.get("deliveries")
     if p:
         v = p.get("deliveries_per_s")
-        row("deliveries/s" + (" (skipped)" if "skipped" in p else ""), v,
+        row("deliveries/s" + (" (skipped)" if "skipped" in p else
+                              ", accept-limited" if p.get("accept_limited")
+                              else ""), v,
             None, ">= %.0f" % TARGET_DELIVERIES_PER_S,
             None if v is None else v >= TARGET_DELIVERIES_PER_S)
     p = r.get("ingest_full")
@@ -689,10 +750,24 @@ def main():
             if p.get("drained") is False:
                 problems.append("%s: queue did not drain within %.0fs"
                                 % (short, args.drain_timeout))
-            if key == "runs" and p["rows_in_data_db"] != p["runs_succeeded"]:
+            if p.get("duplicates"):
+                problems.append("%s: %d deliveries more than emits"
+                                % (short, p["duplicates"]))
+            if p.get("state_db_check") not in (None, "ok"):
+                problems.append("%s: state database check: %s"
+                                % (short, p["state_db_check"]))
+            if key == "runs" and p["rows_in_data_db"] > p["accepted_202"]:
+                problems.append("runs: %d rows in data.db for %d accepted "
+                                "events: steps ran more than once"
+                                % (p["rows_in_data_db"], p["accepted_202"]))
+            elif (key == "runs" and p["drained"]
+                  and p["rows_in_data_db"] != p["runs_succeeded"]):
                 problems.append("runs: %d rows in data.db but %d runs "
                                 "succeeded" % (p["rows_in_data_db"],
                                                p["runs_succeeded"]))
+            if problems and p.get("server_log"):
+                problems.append("%s: server log tail:\n    %s" % (
+                    short, "\n    ".join(p["server_log"])))
     finally:
         if args.keep:
             log("kept " + args.tmp)

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int64_t dur(const char *s)
 {
@@ -173,8 +174,76 @@ static void test_id(void)
 	CHECK(id_ok(run, "run"));
 }
 
+/* Runs one log call with stderr sent to a file; returns what it wrote. */
+static char *captured(void (*fn)(void))
+{
+	static char out[8192];
+	FILE *tmp = tmpfile();
+	int saved = dup(STDERR_FILENO);
+	dup2(fileno(tmp), STDERR_FILENO);
+	fn();
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	rewind(tmp);
+	size_t n = fread(out, 1, sizeof out - 1, tmp);
+	out[n] = '\0';
+	fclose(tmp);
+	return out;
+}
+
+static void log_plain(void)
+{
+	hf_log(HF_LOG_WARN, "disk %s", "full");
+}
+
+static void log_fields(void)
+{
+	hf_log_kv(HF_LOG_INFO, "run finished", "run", "run_1", "skip", NULL,
+		  "status", "succeeded", "attempt", "2", "error",
+		  "say \"hi\"\nnow", "zero", "007", (const char *)NULL);
+}
+
+static void test_log(void)
+{
+	CHECK(hf_log_format_parse("text") == HF_LOG_TEXT);
+	CHECK(hf_log_format_parse("logfmt") == HF_LOG_LOGFMT);
+	CHECK(hf_log_format_parse("json") == HF_LOG_JSON);
+	CHECK(hf_log_format_parse("xml") == -1);
+	CHECK(hf_log_format_parse(NULL) == -1);
+
+	CHECK(!hf_log_structured());
+	CHECK_STR(captured(log_plain), "hookflow: warning: disk full\n");
+	CHECK_STR(captured(log_fields),
+		  "hookflow: run finished run=run_1 status=succeeded attempt=2 "
+		  "error=\"say \\\"hi\\\"\\nnow\" zero=007\n");
+
+	hf_log_set_format(HF_LOG_LOGFMT);
+	CHECK(hf_log_structured());
+	const char *s = captured(log_fields);
+	CHECK(strncmp(s, "time=", 5) == 0);
+	CHECK(strstr(s, " level=info msg=\"run finished\" run=run_1 "
+			"status=succeeded attempt=2 error=\"say \\\"hi\\\"\\nnow\" "
+			"zero=007\n") != NULL);
+	s = captured(log_plain);
+	CHECK(strstr(s, " level=warn msg=\"disk full\"\n") != NULL);
+
+	hf_log_set_format(HF_LOG_JSON);
+	s = captured(log_fields);
+	CHECK(strncmp(s, "{\"time\":\"", 9) == 0);
+	/* Integers as numbers (not with a leading zero), the rest as strings. */
+	CHECK(strstr(s, "\"level\":\"info\",\"msg\":\"run finished\","
+			"\"run\":\"run_1\",\"status\":\"succeeded\","
+			"\"attempt\":2,\"error\":\"say \\\"hi\\\"\\nnow\","
+			"\"zero\":\"007\"}\n") != NULL);
+	s = captured(log_plain);
+	CHECK(strstr(s, "\"level\":\"warn\",\"msg\":\"disk full\"}\n") !=
+	      NULL);
+	hf_log_set_format(HF_LOG_TEXT);
+}
+
 int main(void)
 {
+	test_log();
 	test_duration();
 	test_size();
 	test_ct_equal();
