@@ -196,7 +196,7 @@ static char *scripts_for(const char *path, const char *flag)
 		if (slash)
 			*slash = '\0';
 		else
-			strcpy(copy, ".");
+			snprintf(copy, len + 1, ".");
 	}
 	char *slash = strrchr(copy, '/');
 	char *cand = slash ? hf_xasprintf("%.*s/scripts", (int)(slash - copy),
@@ -585,7 +585,7 @@ static int cmd_runs(int argc, char **argv)
 			status);
 		return 2;
 	}
-	int limit = flags[2].value ? atoi(flags[2].value) : 20;
+	int limit = flags[2].value ? (int)strtol(flags[2].value, NULL, 10) : 20;
 	if (limit < 1) {
 		fprintf(stderr, "hookflow runs: --limit must be a positive "
 				"number\n");
@@ -927,7 +927,7 @@ static int cmd_deliveries(int argc, char **argv)
 	if (!s)
 		return 1;
 	json_t *v = hf_store_deliveries_json(
-		s, status, flags[3].value ? atoi(flags[3].value) : 50);
+		s, status, flags[3].value ? (int)strtol(flags[3].value, NULL, 10) : 50);
 	hf_store_close(s);
 	if (flags[1].seen) {
 		print_json(v);

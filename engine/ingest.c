@@ -691,7 +691,7 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa)
 	sa->sin_family = AF_INET;
 	sa->sin_port = htons((uint16_t)port);
 	if (hl == 0 || strcmp(host, "localhost") == 0)
-		strcpy(host, "127.0.0.1");
+		snprintf(host, sizeof host, "127.0.0.1");
 	if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
 		return -1;
 	return 0;

@@ -183,7 +183,7 @@ static void path_push(struct conv *c, const char *fmt, ...)
 	int n = vsnprintf(c->path + c->plen, sizeof c->path - c->plen, fmt, ap);
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof c->path - c->plen) {
-		strcpy(c->path + sizeof c->path - 4, "...");
+		memcpy(c->path + sizeof c->path - 4, "...", 4);
 		c->plen = sizeof c->path - 1;
 	} else {
 		c->plen += (size_t)n;
