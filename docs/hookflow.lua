@@ -64,7 +64,7 @@ function require(name) end
 
 ---@class hookflow.HttpRequest
 ---@field url string http:// or https:// URL.
----@field method? string Default "GET".
+---@field method? string Default "GET" ("POST" when body or json is given).
 ---@field headers? table<string, string> Request headers.
 ---@field body? string Raw request body.
 ---@field json? any Sent as a JSON body (with Content-Type: application/json).

@@ -15,9 +15,9 @@
  * Owns one CURL easy handle per runtime (connection reuse across steps).
  * Threading: the runtime's thread only. Neighbours: luart.c (creates it, calls
  * begin_step), lua_json.c (conversions, the box). */
-#include "hf_lua_http.h"
 #include "hf_body.h"
 #include "hf_limits.h"
+#include "hf_lua_http.h"
 #include "hf_lua_json.h"
 #include "hf_util.h"
 
@@ -124,7 +124,8 @@ static bool is_token(const char *s)
 	if (!*s)
 		return false;
 	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+		if (!isalnum((unsigned char)*s) &&
+		    !strchr("!#$%&'*+-.^_`|~", *s))
 			return false;
 	return true;
 }
@@ -151,7 +152,8 @@ static int64_t opt_duration(lua_State *L, int t, const char *name, int64_t def)
 	if (type == LUA_TNUMBER) {
 		lua_Number v = lua_tonumber(L, -1);
 		if (!(v > 0 && v < 86400.0 * 365))
-			luaL_error(L, "http.request: %s must be positive", name);
+			luaL_error(L, "http.request: %s must be positive",
+				   name);
 		ms = (int64_t)(v * 1000);
 		if (ms < 1)
 			ms = 1;
@@ -310,7 +312,8 @@ static int do_request(lua_State *L, struct hf_lua_http *h, int t)
 		r->json_body = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
 		json_decref(j);
 		if (!r->json_body)
-			return luaL_error(L, "http.request: cannot encode json");
+			return luaL_error(L,
+					  "http.request: cannot encode json");
 		body = r->json_body;
 		blen = strlen(body);
 	}
@@ -324,8 +327,9 @@ static int do_request(lua_State *L, struct hf_lua_http *h, int t)
 		for (size_t i = 0; i <= ml; i++)
 			method[i] = (char)toupper((unsigned char)m[i]);
 		if (!is_token(method))
-			return luaL_error(L, "http.request: invalid method "
-					     "'%s'",
+			return luaL_error(L,
+					  "http.request: invalid method "
+					  "'%s'",
 					  m);
 	} else if (!lua_isnil(L, -1)) {
 		return luaL_error(L, "http.request: method must be a string");
@@ -360,11 +364,11 @@ static int do_request(lua_State *L, struct hf_lua_http *h, int t)
 			if (strcasecmp(name, "content-type") == 0)
 				has_ctype = true;
 			/* "Name;" is curl's way to send an empty value. */
-			const char *line = vl ? lua_pushfstring(L, "%s: %s",
-								name, v)
-					      : lua_pushfstring(L, "%s;", name);
+			const char *line =
+			    vl ? lua_pushfstring(L, "%s: %s", name, v)
+			       : lua_pushfstring(L, "%s;", name);
 			struct curl_slist *l =
-				curl_slist_append(r->headers, line);
+			    curl_slist_append(r->headers, line);
 			if (!l)
 				return luaL_error(L, "http.request: out of "
 						     "memory");
@@ -376,15 +380,15 @@ static int do_request(lua_State *L, struct hf_lua_http *h, int t)
 	}
 	lua_pop(L, 1);
 	static const char *const fixed[] = {
-		"Expect:", /* no 100-continue round trip */
+	    "Expect:", /* no 100-continue round trip */
 	};
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
 		r->headers = curl_slist_append(r->headers, fixed[i]);
 	if (!has_ctype)
-		r->headers = curl_slist_append(
-			r->headers, r->json_body ? "Content-Type: "
-						   "application/json"
-						 : "Content-Type:");
+		r->headers = curl_slist_append(r->headers,
+					       r->json_body ? "Content-Type: "
+							      "application/json"
+							    : "Content-Type:");
 	if (!r->headers)
 		return luaL_error(L, "http.request: out of memory");
 
@@ -451,17 +455,17 @@ static int do_request(lua_State *L, struct hf_lua_http *h, int t)
 	if (r->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
 		char sz[32];
 		format_size(max, sz, sizeof sz);
-		return luaL_error(L, "http.request: response larger than %s (%s)",
-				  sz, shown);
+		return luaL_error(
+		    L, "http.request: response larger than %s (%s)", sz, shown);
 	}
 	if (rc != CURLE_OK) {
 		const char *what = curl_easy_strerror(rc);
 		const char *hint = rc == CURLE_OPERATION_TIMEDOUT && capped
-					   ? "; the step's time is up"
-					   : "";
+				       ? "; the step's time is up"
+				       : "";
 		if (r->errbuf[0] && strcmp(r->errbuf, what) != 0)
-			return luaL_error(L, "http.request: %s (%s): %s%s", what,
-					  shown, r->errbuf, hint);
+			return luaL_error(L, "http.request: %s (%s): %s%s",
+					  what, shown, r->errbuf, hint);
 		return luaL_error(L, "http.request: %s (%s)%s", what, shown,
 				  hint);
 	}
@@ -565,10 +569,10 @@ static int l_post(lua_State *L)
 void hf_lua_open_http(lua_State *L, struct hf_lua_http *h)
 {
 	static const luaL_Reg fns[] = {
-		{"request", l_request},
-		{"get", l_get},
-		{"post", l_post},
-		{NULL, NULL},
+	    {"request", l_request},
+	    {"get", l_get},
+	    {"post", l_post},
+	    {NULL, NULL},
 	};
 	lua_createtable(L, 0, 3);
 	lua_pushlightuserdata(L, h);

@@ -14,9 +14,9 @@
  * error raised half-way frees it. Owns the queue of emits of the running
  * step. Threading: the runtime's thread only. Neighbours: luart.c (creates
  * it, takes or discards the queue), outbox.c (sends what the store kept). */
-#include "hf_lua_webhook.h"
 #include "hf_limits.h"
 #include "hf_lua_json.h"
+#include "hf_lua_webhook.h"
 #include "hf_verify.h"
 
 #include <ctype.h>
@@ -80,7 +80,8 @@ static bool is_token(const char *s)
 	if (!*s)
 		return false;
 	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+		if (!isalnum((unsigned char)*s) &&
+		    !strchr("!#$%&'*+-.^_`|~", *s))
 			return false;
 	return true;
 }
@@ -111,9 +112,14 @@ static bool valid_id(const char *s, size_t n)
 static bool reserved_header(const char *name)
 {
 	static const char *const names[] = {
-		"webhook-id",	  "webhook-timestamp", "webhook-signature",
-		"content-length", "host",	       "transfer-encoding",
-		"connection",	  "expect",
+	    "webhook-id",
+	    "webhook-timestamp",
+	    "webhook-signature",
+	    "content-length",
+	    "host",
+	    "transfer-encoding",
+	    "connection",
+	    "expect",
 	};
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 		if (strcasecmp(name, names[i]) == 0)
@@ -121,8 +127,8 @@ static bool reserved_header(const char *name)
 	return false;
 }
 
-static int64_t opt_duration(lua_State *L, int t, const char *name,
-			    int64_t def, int64_t max)
+static int64_t opt_duration(lua_State *L, int t, const char *name, int64_t def,
+			    int64_t max)
 {
 	int64_t ms = def;
 	int type = lua_getfield(L, t, name);
@@ -158,8 +164,9 @@ static void read_headers(lua_State *L, struct hf_emit *e)
 				      "tokens");
 		const char *name = lua_tostring(L, -2);
 		if (reserved_header(name))
-			luaL_error(L, "webhook.emit: header '%s' is set by "
-				      "hookflow",
+			luaL_error(L,
+				   "webhook.emit: header '%s' is set by "
+				   "hookflow",
 				   name);
 		char num[64];
 		const char *v;
@@ -172,8 +179,9 @@ static void read_headers(lua_State *L, struct hf_emit *e)
 			v = num;
 			vl = strlen(num);
 		} else {
-			luaL_error(L, "webhook.emit: header '%s' must be a "
-				      "string",
+			luaL_error(L,
+				   "webhook.emit: header '%s' must be a "
+				   "string",
 				   name);
 			return;
 		}
@@ -185,8 +193,9 @@ static void read_headers(lua_State *L, struct hf_emit *e)
 					   name);
 		json_t *js = json_stringn_nocheck(v, vl);
 		if (!js || json_object_set_new(e->headers, name, js) < 0)
-			luaL_error(L, "webhook.emit: header '%s' is not "
-				      "valid UTF-8",
+			luaL_error(L,
+				   "webhook.emit: header '%s' is not "
+				   "valid UTF-8",
 				   name);
 		lua_pop(L, 1);
 	}
@@ -202,12 +211,14 @@ static void read_opts(lua_State *L, int t, struct hf_emit *e)
 			luaL_error(L, "webhook.emit: secret is empty");
 		if (strncmp(s, "whsec_", 6) == 0) {
 			size_t klen;
-			unsigned char *key = hf_base64_decode(s + 6, n - 6, &klen);
+			unsigned char *key =
+			    hf_base64_decode(s + 6, n - 6, &klen);
 			bool ok = key && klen > 0;
 			free(key);
 			if (!ok)
-				luaL_error(L, "webhook.emit: a whsec_ secret "
-					      "must be base64 after the prefix");
+				luaL_error(L,
+					   "webhook.emit: a whsec_ secret "
+					   "must be base64 after the prefix");
 		}
 		e->secret = hf_xstrndup(s, n);
 	} else if (!lua_isnil(L, -1)) {

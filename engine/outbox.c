@@ -8,14 +8,15 @@
  * the outbox thread drops done ids just before a scan opens its snapshot,
  * which therefore sees their commits. The busy set and the count of
  * uncommitted records are shared with the writer thread under `lock`;
- * everything else belongs to the outbox thread. Threading: one thread; hf_outbox_kick from any thread.
+ * everything else belongs to the outbox thread. Threading: one thread;
+ * hf_outbox_kick from any thread.
  *
  * Neighbours: store.c (hf_store_pending_deliveries, HF_W_DELIVERY, the
  * schema), verify.c (Standard Webhooks signature), worker.c and api.c (kick),
  * server.c (start and stop). <curl/curl.h> stays here and in lua_http.c. */
-#include "hf_outbox.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
+#include "hf_outbox.h"
 #include "hf_server.h"
 #include "hf_verify.h"
 
@@ -91,8 +92,8 @@ static void curl_init_once(void)
 
 /* Delays before attempts 2..8, after Standard Webhooks / Svix. */
 static const int64_t schedule[] = {
-	5 * SECOND, 5 * MINUTE, 30 * MINUTE, 2 * HOUR,
-	5 * HOUR,   10 * HOUR,	10 * HOUR,
+    5 * SECOND, 5 * MINUTE, 30 * MINUTE, 2 * HOUR,
+    5 * HOUR,	10 * HOUR,  10 * HOUR,
 };
 
 const char *hf_outbox_next_attempt(int status, int attempts, int max_attempts,
@@ -126,8 +127,8 @@ const char *hf_outbox_next_attempt(int status, int attempts, int max_attempts,
 	}
 	if (retry_after_ms > delay)
 		delay = retry_after_ms < HF_DELIVERY_MAX_BACKOFF_MS
-				? retry_after_ms
-				: HF_DELIVERY_MAX_BACKOFF_MS;
+			    ? retry_after_ms
+			    : HF_DELIVERY_MAX_BACKOFF_MS;
 	*next_at = now + delay;
 	return "pending";
 }
@@ -181,7 +182,8 @@ static void busy_add(struct hf_outbox *ob, const char *id)
 {
 	if (ob->nbusy == ob->busycap) {
 		ob->busycap = ob->busycap ? ob->busycap * 2 : 64;
-		ob->busy = hf_xrealloc(ob->busy, ob->busycap * sizeof *ob->busy);
+		ob->busy =
+		    hf_xrealloc(ob->busy, ob->busycap * sizeof *ob->busy);
 	}
 	struct busy *b = &ob->busy[ob->nbusy++];
 	snprintf(b->id, sizeof b->id, "%s", id);
@@ -220,7 +222,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 	struct job *j = ud;
 	size_t len = size * n;
 	static const char name[] = "retry-after:";
-	if (len > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
+	if (len > sizeof name - 1 &&
+	    strncasecmp(p, name, sizeof name - 1) == 0) {
 		size_t vl = len - (sizeof name - 1);
 		const char *v = p + sizeof name - 1;
 		while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
@@ -305,7 +308,8 @@ static bool build_headers(struct job *j, const struct hf_delivery *d)
 	}
 	json_decref(h);
 	if (!ctype)
-		ok = ok && append(&j->headers, "Content-Type: application/json");
+		ok =
+		    ok && append(&j->headers, "Content-Type: application/json");
 	ok = ok && append(&j->headers, "User-Agent: hookflow");
 	ok = ok && append(&j->headers, "Expect:");
 	int64_t ts = hf_now_ms() / 1000;
@@ -319,12 +323,11 @@ static bool build_headers(struct job *j, const struct hf_delivery *d)
 		unsigned char *key = NULL;
 		if (strncmp(s, "whsec_", 6) == 0)
 			key = hf_base64_decode(s + 6, slen - 6, &klen);
-		char *sig = key ? hf_standard_webhooks_sign(key, klen, d->id, ts,
-							    d->payload,
-							    d->payload_len)
-				: hf_standard_webhooks_sign(s, slen, d->id, ts,
-							    d->payload,
-							    d->payload_len);
+		char *sig =
+		    key ? hf_standard_webhooks_sign(key, klen, d->id, ts,
+						    d->payload, d->payload_len)
+			: hf_standard_webhooks_sign(s, slen, d->id, ts,
+						    d->payload, d->payload_len);
 		free(key);
 		char *l = hf_xasprintf("webhook-signature: %s", sig ? sig : "");
 		ok = ok && sig && append(&j->headers, l);
@@ -354,8 +357,8 @@ static int start(struct hf_outbox *ob, const struct hf_delivery *d,
 	j->easy = curl_easy_init();
 	if (!j->easy)
 		goto fail;
-	int64_t timeout = d->timeout_ms > 0 ? d->timeout_ms
-					    : HF_DELIVERY_TIMEOUT_MS;
+	int64_t timeout =
+	    d->timeout_ms > 0 ? d->timeout_ms : HF_DELIVERY_TIMEOUT_MS;
 	CURL *c = j->easy;
 	curl_easy_setopt(c, CURLOPT_URL, j->url);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -431,22 +434,21 @@ static void finish(struct hf_outbox *ob, struct job *j, CURLcode rc)
 	w->attempts = j->attempts + 1;
 	if (rc != CURLE_OK) {
 		const char *what = curl_easy_strerror(rc);
-		w->delivery_error = j->errbuf[0] && strcmp(j->errbuf, what)
-					    ? hf_xasprintf("%s: %s", what,
-							   j->errbuf)
-					    : hf_xstrdup(what);
+		w->delivery_error =
+		    j->errbuf[0] && strcmp(j->errbuf, what)
+			? hf_xasprintf("%s: %s", what, j->errbuf)
+			: hf_xstrdup(what);
 	} else if (code >= 300 && code < 400) {
 		w->delivery_error = hf_xstrdup("redirects are not followed");
 	}
-	int64_t ra = hf_outbox_retry_after(j->retry_after[0] ? j->retry_after
-							      : NULL,
-					   now);
+	int64_t ra = hf_outbox_retry_after(
+	    j->retry_after[0] ? j->retry_after : NULL, now);
 	w->delivery_status = hf_outbox_next_attempt(
-		(int)code, w->attempts, j->max_attempts, j->backoff_ms, ra,
-		random_unit(), now, &w->next_at);
+	    (int)code, w->attempts, j->max_attempts, j->backoff_ms, ra,
+	    random_unit(), now, &w->next_at);
 	hf_metrics_delivery(strcmp(w->delivery_status, "pending") == 0
-				    ? "retry"
-				    : w->delivery_status);
+				? "retry"
+				: w->delivery_status);
 	if (hf_log_structured()) {
 		/* One line per attempt: pending means another is scheduled. */
 		char http[8], n[16], ms[24];
@@ -454,8 +456,8 @@ static void finish(struct hf_outbox *ob, struct job *j, CURLcode rc)
 		snprintf(n, sizeof n, "%d", w->attempts);
 		snprintf(ms, sizeof ms, "%lld", (long long)w->duration_ms);
 		hf_log_kv(strcmp(w->delivery_status, "failed") == 0
-				  ? HF_LOG_WARN
-				  : HF_LOG_INFO,
+			      ? HF_LOG_WARN
+			      : HF_LOG_INFO,
 			  "delivery attempt", "delivery", j->id, "url", j->url,
 			  "status", w->delivery_status, "http_status",
 			  code ? http : NULL, "attempt", n, "duration_ms", ms,
@@ -596,7 +598,8 @@ struct hf_outbox *hf_outbox_start(struct hf_server *srv, struct hf_error *err)
 	pthread_cond_init(&ob->cond, NULL);
 	ob->multi = curl_multi_init();
 	if (!ob->multi) {
-		hf_error_set(err, NULL, 0, 0, "cannot create a curl multi handle");
+		hf_error_set(err, NULL, 0, 0,
+			     "cannot create a curl multi handle");
 		goto fail;
 	}
 	curl_multi_setopt(ob->multi, CURLMOPT_MAX_HOST_CONNECTIONS,

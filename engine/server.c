@@ -348,12 +348,13 @@ int hf_cmd_serve(int argc, char **argv)
 	o->state_path = hf_xstrdup(v[3] ? v[3] : "./hookflow.db");
 	o->data_path = hf_xstrdup(v[4] ? v[4] : "./data.db");
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	o->workers = v[5] ? atoi(v[5]) : (int)(ncpu > 0 ? ncpu : 2);
+	o->workers = v[5] ? (int)strtol(v[5], NULL, 10)
+			  : (int)(ncpu > 0 ? ncpu : 2);
 	o->max_body = HF_DEFAULT_MAX_BODY;
 	o->sync_full = true;
 	o->max_queue = HF_MAX_QUEUE;
 	o->drain_timeout_ms = HF_DRAIN_TIMEOUT_MS;
-	o->http_threads = v[12] ? atoi(v[12]) : 2;
+	o->http_threads = v[12] ? (int)strtol(v[12], NULL, 10) : 2;
 	rc = 2;
 	if (v[13] && strcmp(v[13], "full") != 0 && strcmp(v[13], "normal") != 0) {
 		fprintf(stderr,

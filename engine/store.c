@@ -1222,7 +1222,8 @@ static struct hf_workflow *find_version(sqlite3 *db, const char *version,
 	struct hf_workflow *wf = parse_version(db, version);
 	if (vc->n < sizeof vc->items / sizeof vc->items[0] &&
 	    strlen(version) < sizeof vc->items[0].version) {
-		strcpy(vc->items[vc->n].version, version);
+		snprintf(vc->items[vc->n].version,
+			 sizeof vc->items[vc->n].version, "%s", version);
 		vc->items[vc->n++].wf = wf;
 	} else {
 		/* Not cached: the run takes the only reference. */

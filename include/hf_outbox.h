@@ -10,7 +10,8 @@
  * by another process are seen within that).
  *
  * Delivery is at least once: an attempt cut short by a crash is sent again;
- * receivers deduplicate on `webhook-id`, which is the same for every attempt. */
+ * receivers deduplicate on `webhook-id`, which is the same for every attempt.
+ */
 #ifndef HF_OUTBOX_H
 #define HF_OUTBOX_H
 

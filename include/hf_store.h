@@ -141,8 +141,11 @@ struct hf_event *hf_store_load_event(struct hf_store *s, const char *event_id);
 
 /* Loads every run that is queued or running (at start-up), or only those created
  * outside this process since the last call (unclaimed; the CLI's replay and retry),
- * marking them claimed. Workflows are looked up in set by name; a run whose
- * workflow no longer exists is failed with a message. Calls fn for each. */
+ * marking them claimed, in arrival order (rowid). A run gets the workflow version
+ * it was stored with (rebuilt from workflow_versions when set holds another), else
+ * the workflow of that name in set; a run with neither is failed with a message.
+ * At start-up a running run not waiting for a retry gets step_attempt + 1: its
+ * step may have been in flight at the crash. Calls fn for each. */
 int hf_store_load_pending(struct hf_store *s,
 			  const struct hf_workflow_set *set, bool only_unclaimed,
 			  void (*fn)(struct hf_run *run, void *arg), void *arg);
@@ -150,7 +153,8 @@ int hf_store_load_pending(struct hf_store *s,
 bool hf_store_changed(struct hf_store *s);
 
 /* CLI: re-queues a failed run from its failed step (outputs of succeeded steps
- * kept), attempt + 1. Returns 0 or -1 with err. */
+ * kept), attempt + 1, with a fresh run timeout (started_at cleared). Returns 0 or
+ * -1 with err. */
 int hf_store_retry_run(struct hf_store *s, const char *run_id,
 		       struct hf_error *err);
 

@@ -189,8 +189,9 @@ def test_retry_schedule_survives_sigkill(server):
 TIMEOUT = wf("slowrun", "/slowrun", f"""\
   - id: first
     run: |
+      local before = db.one("SELECT count(*) AS n FROM execs").n
       db.exec("INSERT INTO execs(step) VALUES ('first')")
-      {busy(1.5)}
+      if before == 0 then {busy(1.5)} end  -- slow the first time only
       return 1
   - id: second
     run: |
@@ -311,7 +312,7 @@ def test_backpressure_503_then_everything_finishes(server):
     srv = server(workflows={"slow": wf("slow", "/slow", f"""\
   - id: s
     run: |
-      {busy(0.3)}
+      {busy(0.5)}
       return event.body.i
 """)}, args=["--max-queue", "5", "--workers", "1"])
     accepted, refused = [], []
@@ -325,7 +326,8 @@ def test_backpressure_503_then_everything_finishes(server):
             assert "error" in r.json()
             refused.append(i)
     assert refused, "the queue bound was never reached"
-    assert 5 <= len(accepted) <= 6
+    # the first five always fit (the bound counts unfinished runs)
+    assert refused[0] >= 5 and len(accepted) >= 5
     for rid in accepted:
         assert srv.wait_run(rid, timeout=30)["status"] == "succeeded"
     # room again once the queue drained
@@ -464,11 +466,11 @@ def test_reload_add_change_invalid_remove_and_sighup(server):
     assert old_run["steps"][1]["output"] == "v1-v1", old_run
     assert new_run["steps"][1]["output"] == "v2-v2", new_run
     # invalid: reported as FILE:LINE:COL, the previous version stays active
+    seen = len(srv.stderr_lines)
     (srv.workflows / "ver.yml").write_text(
         "name: ver\non:\n  webhook:\n    path: /ver\nsteps:\n  - id: [oops\n")
-    wait_for(lambda: any("ver.yml:" in line and
-                         line.split("ver.yml:")[1].split(":")[0].isdigit()
-                         for line in srv.stderr_lines),
+    wait_for(lambda: any("ver.yml:7:1: invalid YAML" in line
+                         for line in srv.stderr_lines[seen:]),
              timeout=10, what="the error for the invalid file")
     assert current_version(srv, "ver") == v2
     run = srv.wait_run(srv.post("/ver", {}).json()["runs"][0])
@@ -484,8 +486,10 @@ def test_reload_add_change_invalid_remove_and_sighup(server):
     wait_for(lambda: current_version(srv, "ver") not in (None, v2), timeout=10)
     v3 = current_version(srv, "ver")
     st = path.stat()
-    path.write_text(path.read_text().replace("v3", "v4"))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    tmp = srv.dir / "ver.yml.new"      # prepared aside, then swapped in at once
+    tmp.write_text(path.read_text().replace("v3", "v4"))
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp, path)
     time.sleep(2.2)     # two rounds of the watch: it must not notice
     assert current_version(srv, "ver") == v3
     srv.proc.send_signal(signal.SIGHUP)
