@@ -441,6 +441,23 @@ static int cmd_run(int argc, char **argv)
 			"status", hf_step_status_name(res.status), "output",
 			res.output ? res.output : json_null(), "error", res.error,
 			"attempt", run->step_attempt);
+		/* Nothing is delivered from here: show what would be. */
+		if (res.nemits) {
+			json_t *emits = json_array();
+			for (size_t i = 0; i < res.nemits; i++) {
+				json_t *p = json_loads(res.emits[i].payload,
+						       JSON_DECODE_ANY, NULL);
+				json_array_append_new(
+					emits,
+					json_pack("{s:s,s:s,s:o}", "id",
+						  res.emits[i].id, "url",
+						  res.emits[i].url, "payload",
+						  p ? p
+						    : json_string(
+							      res.emits[i].payload)));
+			}
+			json_object_set_new(line, "emits", emits);
+		}
 		char *s = json_dumps(line, JSON_COMPACT | JSON_ENCODE_ANY);
 		puts(s);
 		fflush(stdout);

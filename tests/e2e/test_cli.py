@@ -446,3 +446,25 @@ def test_help_and_version():
     p = hf("--version")
     assert p.returncode == 0
     assert re.search(r"hookflow \d+\.\d+", p.stdout), p.stdout
+
+
+def test_run_shows_emits_without_sending(tmp_path):
+    wf = write(tmp_path / "w" / "emit.yml", """
+        name: emit
+        on:
+          webhook:
+            path: /emit
+        steps:
+          - id: notify
+            run: |
+              return webhook.emit("http://127.0.0.1:9/never", {ticket = event.body.id})
+        """)
+    ev = tmp_path / "ev.json"
+    ev.write_text('{"id": 7}')
+    p = hf("run", wf, "--event", ev, "--data", tmp_path / "d.db")
+    assert p.returncode == 0, p.stderr
+    line = json.loads(p.stdout.strip())
+    assert line["status"] == "succeeded"
+    assert line["emits"] == [{"id": line["output"],
+                              "url": "http://127.0.0.1:9/never",
+                              "payload": {"ticket": 7}}]
