@@ -82,24 +82,8 @@ static void replay(struct hf_server *srv, const char *event_id,
 		return;
 	}
 	struct hf_snapshot *snap = hf_server_snapshot(srv);
-	struct hf_workflow *wfs[64];
-	int known = 0;
-	unsigned allowed = 0;
-	size_t n = hf_router_match(snap->router, ev->path,
-				   hf_method_from_name(ev->method), wfs, 64,
-				   &known, &allowed);
-	if (n > 64)
-		n = 64;
-	struct hf_run *runs[64];
-	/* Replays are deliberate: no dedupe. */
-	size_t nruns = hf_dispatch(hf_dispatch_needs_lua(wfs, n)
-					   ? hf_dispatch_runtime()
-					   : NULL,
-				   ev, wfs, n, runs);
-	for (size_t i = 0; i < nruns; i++) {
-		free(runs[i]->dedupe_key);
-		runs[i]->dedupe_key = NULL;
-	}
+	struct hf_run *runs[HF_MAX_MATCH];
+	size_t nruns = hf_dispatch_replay(snap->router, ev, runs);
 	struct wait_write ww = {0};
 	ww.w.kind = HF_W_RUNS;
 	ww.w.event = ev;

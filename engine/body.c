@@ -102,17 +102,6 @@ int hf_json_parse(const char *text, size_t len, json_t **out, char *err,
 
 /* ---- forms and query strings ---- */
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when invalid.
  * On 0, *bad is the length of the maximal invalid subpart, which becomes one
  * U+FFFD (Unicode's recommended practice). */
@@ -167,8 +156,8 @@ static void decode_part(struct hf_buf *raw, struct hf_buf *out, const char *s,
 		if (c == '+') {
 			c = ' ';
 		} else if (c == '%' && i + 2 < n) {
-			int h = hexval((unsigned char)s[i + 1]);
-			int l = hexval((unsigned char)s[i + 2]);
+			int h = hf_hexval((unsigned char)s[i + 1]);
+			int l = hf_hexval((unsigned char)s[i + 2]);
 			if (h >= 0 && l >= 0) {
 				c = (char)(h << 4 | l);
 				i += 2;

@@ -743,15 +743,8 @@ static int cmd_replay(int argc, char **argv)
 		goto done;
 	}
 	router = hf_router_create(set);
-	struct hf_workflow *wfs[64];
-	int known;
-	unsigned allowed;
-	size_t n = hf_router_match(router, ev->path,
-				   hf_method_from_name(ev->method), wfs, 64,
-				   &known, &allowed);
-	struct hf_run *runs[64];
-	size_t nruns = hf_dispatch(hf_dispatch_runtime(), ev, wfs,
-				   n < 64 ? n : 64, runs);
+	struct hf_run *runs[HF_MAX_MATCH];
+	size_t nruns = hf_dispatch_replay(router, ev, runs);
 	struct hf_write w = {0};
 	w.kind = HF_W_RUNS;
 	w.event = ev;

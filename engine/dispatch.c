@@ -7,6 +7,7 @@
  * memory budget; see HF_EXPR_*), one per thread that calls this: the HTTP threads
  * and the CLI. Step code never runs here. */
 #include "hf_server.h"
+#include "hf_limits.h"
 #include "hf_verify.h"
 
 #include <pthread.h>
@@ -142,5 +143,28 @@ size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 		out[nruns++] = run;
 	}
 	json_decref(evjson);
+	return nruns;
+}
+
+size_t hf_dispatch_replay(const struct hf_router *router, struct hf_event *ev,
+			  struct hf_run **out)
+{
+	struct hf_workflow *wfs[HF_MAX_MATCH];
+	int known = 0;
+	unsigned allowed = 0;
+	size_t n = hf_router_match(router, ev->path,
+				   hf_method_from_name(ev->method), wfs,
+				   HF_MAX_MATCH, &known, &allowed);
+	if (n > HF_MAX_MATCH)
+		n = HF_MAX_MATCH;
+	size_t nruns = hf_dispatch(hf_dispatch_needs_lua(wfs, n)
+					   ? hf_dispatch_runtime()
+					   : NULL,
+				   ev, wfs, n, out);
+	/* Replays are deliberate: a dedupe key must not refuse them. */
+	for (size_t i = 0; i < nruns; i++) {
+		free(out[i]->dedupe_key);
+		out[i]->dedupe_key = NULL;
+	}
 	return nruns;
 }

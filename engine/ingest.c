@@ -28,7 +28,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define MAX_MATCH 64
+#define MAX_MATCH HF_MAX_MATCH
 
 struct hf_sync_waiter {
 	pthread_mutex_t lock;
@@ -335,39 +335,40 @@ static void log_answered(const struct req *r, int status, const char *dup_of,
 	hf_buf_release(&runs);
 }
 
+/* The request will not wait for a run after all: its waiter goes, with both
+ * the run's and the timer's references. */
+static void drop_waiter(struct req *r)
+{
+	if (!r->waiter)
+		return;
+	waiter_claim(r->waiter);
+	waiter_unref(r->waiter);
+	waiter_unref(r->waiter);
+	r->waiter = NULL;
+}
+
 static void ingest_written(struct hf_write *w)
 {
 	struct req *r = w->ctx;
 	struct hf_server *srv = r->in->srv;
 	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
-	if (w->rc < 0) {
-		hf_answer_error(&r->ans, 503, "cannot store the event now");
-		r->ans.retry_after = 1;
+	if (w->rc < 0 || w->dup_of[0]) {
+		/* Not stored, or a duplicate: no run of this request goes on. */
+		if (w->rc < 0) {
+			hf_answer_error(&r->ans, 503,
+					"cannot store the event now");
+			r->ans.retry_after = 1;
+		} else {
+			hf_answer_json(&r->ans, 200,
+				       json_pack("{s:s,s:b}", "event", w->dup_of,
+						 "duplicate", 1));
+		}
 		for (size_t i = 0; i < w->nruns; i++)
 			hf_run_free(w->runs[i]);
-		if (r->waiter) {
-			waiter_claim(r->waiter);
-			waiter_unref(r->waiter);
-			waiter_unref(r->waiter);
-		}
-		hf_metrics_event(wf_name, 503);
-		log_answered(r, 503, NULL, NULL);
-		resume(r);
-		return;
-	}
-	if (w->dup_of[0]) {
-		hf_answer_json(&r->ans, 200,
-			       json_pack("{s:s,s:b}", "event", w->dup_of,
-					 "duplicate", 1));
-		for (size_t i = 0; i < w->nruns; i++)
-			hf_run_free(w->runs[i]);
-		if (r->waiter) {
-			waiter_claim(r->waiter);
-			waiter_unref(r->waiter);
-			waiter_unref(r->waiter);
-		}
-		hf_metrics_event(wf_name, 200);
-		log_answered(r, 200, w->dup_of, NULL);
+		drop_waiter(r);
+		hf_metrics_event(wf_name, r->ans.status);
+		log_answered(r, r->ans.status, w->rc < 0 ? NULL : w->dup_of,
+			     NULL);
 		resume(r);
 		return;
 	}
@@ -390,12 +391,8 @@ static void ingest_written(struct hf_write *w)
 	hf_answer_json(&r->ans, 202,
 		       json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids));
 	hf_metrics_event(wf_name, 202);
-	if (r->waiter && !sync_run) { /* its run was a duplicate */
-		waiter_claim(r->waiter);
-		waiter_unref(r->waiter);
-		waiter_unref(r->waiter);
-		r->waiter = NULL;
-	}
+	if (!sync_run) /* its run was a duplicate */
+		drop_waiter(r);
 	struct hf_sync_waiter *wt = r->waiter;
 	int64_t timeout = sync_run ? sync_run->wf->respond_timeout_ms : 0;
 	/* Once resumed, the request (and w, which lives in it) may be freed at

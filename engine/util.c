@@ -509,6 +509,17 @@ void hf_log(enum hf_log_level level, const char *fmt, ...)
 	(void)w;
 }
 
+int hf_hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 bool hf_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 {
 	const volatile unsigned char *x = a, *y = b;

@@ -102,17 +102,6 @@ void hf_hex_encode(const unsigned char *in, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes exactly 64 hex digits (either case) into a digest. Returns 0 or -1.
  */
 static int hex_digest(const char *s, size_t n, unsigned char out[DIGEST_LEN])
@@ -120,8 +109,8 @@ static int hex_digest(const char *s, size_t n, unsigned char out[DIGEST_LEN])
 	if (n != 2 * DIGEST_LEN)
 		return -1;
 	for (size_t i = 0; i < DIGEST_LEN; i++) {
-		int hi = hexval((unsigned char)s[2 * i]);
-		int lo = hexval((unsigned char)s[2 * i + 1]);
+		int hi = hf_hexval((unsigned char)s[2 * i]);
+		int lo = hf_hexval((unsigned char)s[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -1;
 		out[i] = (unsigned char)(hi << 4 | lo);

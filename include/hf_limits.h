@@ -88,6 +88,9 @@
 /* Busy timeout on the data database, which several workers write. */
 #define HF_DATA_BUSY_TIMEOUT_MS 5000
 
+/* Workflows sharing one path that one event can start (more are ignored). */
+#define HF_MAX_MATCH 64
+
 /* Workflows: a directory scan loads at most this many files; a file this big. */
 #define HF_MAX_WORKFLOWS 4096
 #define HF_MAX_WORKFLOW_FILE (1024 * 1024)

@@ -74,6 +74,11 @@ void hf_server_run_finished(struct hf_server *srv, struct hf_run *run);
 size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 		   struct hf_workflow **wfs, size_t n, struct hf_run **out);
 bool hf_dispatch_needs_lua(struct hf_workflow **wfs, size_t n);
+/* The runs that replaying ev creates with router's workflows: matched by path
+ * and method again, `if:` evaluated again, no dedupe. out holds HF_MAX_MATCH
+ * runs. Returns how many. */
+size_t hf_dispatch_replay(const struct hf_router *router, struct hf_event *ev,
+			  struct hf_run **out);
 /* A thread's expression runtime, created on first use, destroyed at thread
  * exit. */
 struct hf_luart *hf_dispatch_runtime(void);

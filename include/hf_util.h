@@ -102,6 +102,9 @@ bool hf_log_structured(void);
 void hf_log_kv(enum hf_log_level level, const char *msg, ...)
 	__attribute__((sentinel));
 
+/* The value of a hex digit (either case), or -1. */
+int hf_hexval(unsigned char c);
+
 /* Constant-time comparison of two byte strings of possibly different lengths.
  * Returns true when equal. */
 bool hf_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
