@@ -551,6 +551,8 @@ int hf_cmd_serve(int argc, char **argv)
 		_exit(0);
 	}
 	srv->workers = NULL;
+	/* Every step finished: the next start need not suspect repeats. */
+	hf_store_set_clean_stop(srv->store);
 	rc = 0;
 out:
 	if (srv->ingest)

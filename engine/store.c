@@ -153,7 +153,16 @@ struct hf_store {
 
 	char versions[VERSION_CACHE][72];
 	unsigned nversions; /* ring: next slot = nversions % VERSION_CACHE */
+	/* The previous server did not stop cleanly (read at open). */
+	bool unclean;
+	/* This one did: every step finished (set by hf_store_set_clean_stop). */
+	bool clean_stop;
 };
+
+void hf_store_set_clean_stop(struct hf_store *s)
+{
+	s->clean_stop = true;
+}
 
 /* --- connections --- */
 
@@ -679,6 +688,19 @@ struct hf_store *hf_store_open(const char *path, bool sync_full,
 		}
 	}
 	if (start_writer) {
+		/* The server owns the database now: remember whether the last
+		 * one stopped cleanly (after a crash, any step may have been in
+		 * flight), and that this one has not yet. */
+		sqlite3_stmt *st = NULL;
+		if (sqlite3_prepare_v2(s->wdb,
+				       "SELECT value FROM meta WHERE key ="
+				       " 'clean_stop'",
+				       -1, &st, NULL) == SQLITE_OK &&
+		    sqlite3_step(st) == SQLITE_ROW)
+			s->unclean = sqlite3_column_int(st, 0) == 0;
+		sqlite3_finalize(st);
+		exec(s->wdb, "INSERT OR REPLACE INTO meta(key, value) VALUES"
+			     " ('clean_stop', 0)");
 		s->threaded = true;
 		if (pthread_create(&s->thread, NULL, writer_main, s) != 0) {
 			s->threaded = false;
@@ -703,6 +725,9 @@ void hf_store_close(struct hf_store *s)
 		pthread_cond_signal(&s->cond);
 		pthread_mutex_unlock(&s->lock);
 		pthread_join(s->thread, NULL);
+		if (s->clean_stop)
+			exec(s->wdb, "INSERT OR REPLACE INTO meta(key, value)"
+				     " VALUES ('clean_stop', 1)");
 	}
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->stmts[i]);
@@ -1331,12 +1356,13 @@ int hf_store_load_pending(struct hf_store *s,
 		struct hf_run *run = load_run(s, db, st, set, &vc);
 		if (!run)
 			continue;
-		/* Running and not waiting for a retry: its next step may have
-		 * been in flight at the crash. It runs again as a later try, so
-		 * that run.attempt > 1 tells the script it may be a repeat (a
-		 * run waiting for a retry is at attempt > 1 already). */
-		if (!only_unclaimed && run->status == HF_RUN_RUNNING &&
-		    run->due_at == 0)
+		/* After a crash (or a drain that timed out), the next step of a
+		 * run not waiting for a retry may have been in flight, committed
+		 * or not: it runs again as a later try, so that run.attempt > 1
+		 * tells the script it may be a repeat (a run waiting for a retry
+		 * is at attempt > 1 already). After a clean stop nothing was in
+		 * flight. */
+		if (!only_unclaimed && s->unclean && run->due_at == 0)
 			run->step_attempt++;
 		*tail = run;
 		tail = &run->next;

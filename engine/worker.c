@@ -22,10 +22,10 @@ struct worker {
 	struct hf_workers *pool;
 	struct hf_luart *rt;
 	pthread_t thread;
-	/* Set while the worker's last step result waits for its commit. */
+	/* Writes of this worker not yet committed (see HF_WORKER_INFLIGHT). */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool committing;
+	int inflight;
 };
 
 struct hf_workers {
@@ -111,21 +111,21 @@ bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 	return false;
 }
 
-/* A worker waits for the commit of what it wrote before it goes on: at most
- * one step per worker runs without its start and its result on disk, so a
- * crash re-runs at most --workers steps, each with run.attempt > 1 (see
- * hf_store_load_pending). Group commit still batches across workers. */
+/* A worker does not wait for each commit (that would cap it at one step per
+ * fsync) but keeps at most HF_WORKER_INFLIGHT writes uncommitted: a crash
+ * repeats at most that many steps per worker. Group commit batches them with
+ * everyone else's. */
 static void commit_begin(struct worker *wk)
 {
 	pthread_mutex_lock(&wk->lock);
-	wk->committing = true;
+	wk->inflight++;
 	pthread_mutex_unlock(&wk->lock);
 }
 
-static void commit_wait(struct worker *wk)
+static void commit_wait(struct worker *wk, int max)
 {
 	pthread_mutex_lock(&wk->lock);
-	while (wk->committing)
+	while (wk->inflight > max)
 		pthread_cond_wait(&wk->cond, &wk->lock);
 	pthread_mutex_unlock(&wk->lock);
 }
@@ -136,7 +136,7 @@ static void commit_end(struct worker *wk)
 	if (!wk)
 		return;
 	pthread_mutex_lock(&wk->lock);
-	wk->committing = false;
+	wk->inflight--;
 	pthread_cond_signal(&wk->cond);
 	pthread_mutex_unlock(&wk->lock);
 }
@@ -226,7 +226,6 @@ static void execute(struct worker *wk, struct hf_run *run)
 		w->ctx = wk;
 		commit_begin(wk);
 		hf_store_submit(srv->store, w);
-		commit_wait(wk);
 	}
 	int64_t budget = hf_step_budget(run, now);
 	if (budget <= 0) {
@@ -276,7 +275,7 @@ static void execute(struct worker *wk, struct hf_run *run)
 	sw->wk = wk;
 	commit_begin(wk);
 	hf_store_submit(srv->store, &sw->w);
-	commit_wait(wk);
+	commit_wait(wk, HF_WORKER_INFLIGHT);
 }
 
 static void *worker_main(void *arg)
@@ -285,6 +284,8 @@ static void *worker_main(void *arg)
 	struct hf_run *run;
 	while ((run = hf_sched_take(wk->pool->srv->sched)))
 		execute(wk, run);
+	/* The writer's done() callbacks name this worker: wait for them. */
+	commit_wait(wk, 0);
 	atomic_fetch_sub(&wk->pool->running, 1);
 	return NULL;
 }

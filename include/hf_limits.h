@@ -77,6 +77,12 @@
  * transaction, so a commit's latency stays bounded under load. */
 #define HF_WRITER_BATCH 512
 
+/* Writes (run starts, step results) a worker may have waiting for their commit
+ * before it stops to wait: waiting for every commit would cap a worker at one
+ * step per fsync; this bounds how many steps a crash repeats (at most this many
+ * per worker), at no cost to throughput. */
+#define HF_WORKER_INFLIGHT 32
+
 /* Runs accepted and not finished before ingest answers 503 (--max-queue). Each
  * holds its event in memory (about 5 KiB for a 1 KiB JSON body), so the default
  * keeps a full queue near 50 MiB. */

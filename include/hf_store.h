@@ -80,6 +80,10 @@ struct hf_write {
  * set on failure. */
 struct hf_store *hf_store_open(const char *path, bool sync_full,
 			       bool start_writer, struct hf_error *err);
+/* Records, at hf_store_close, that the server stopped cleanly: no step was in
+ * flight. Without it, the next server treats the next step of every unfinished
+ * run as a possible repeat (run.attempt + 1). */
+void hf_store_set_clean_stop(struct hf_store *s);
 /* Stops the writer after it drained every submitted write, and closes. */
 void hf_store_close(struct hf_store *s); /* accepts NULL */
 
