@@ -554,6 +554,8 @@ static void reap(struct hf_outbox *ob, bool *freed)
 static void *outbox_main(void *arg)
 {
 	struct hf_outbox *ob = arg;
+	/* Named for top -H, perf and gdb. */
+	pthread_setname_np(pthread_self(), "hf-outbox");
 	int64_t next_scan = 0; /* mono ms */
 	int64_t drain_until = 0;
 	for (;;) {

@@ -292,6 +292,8 @@ void hf_sched_timer(struct hf_sched *s, int64_t due_mono_ms,
 static void *sched_main(void *arg)
 {
 	struct hf_sched *s = arg;
+	/* Named for top -H, perf and gdb. */
+	pthread_setname_np(pthread_self(), "hf-sched");
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		int64_t now = hf_now_ms(), mono = hf_mono_ms();

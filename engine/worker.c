@@ -281,6 +281,8 @@ static void execute(struct worker *wk, struct hf_run *run)
 static void *worker_main(void *arg)
 {
 	struct worker *wk = arg;
+	/* Named for top -H, perf and gdb. */
+	pthread_setname_np(pthread_self(), "hf-worker");
 	struct hf_run *run;
 	while ((run = hf_sched_take(wk->pool->srv->sched)))
 		execute(wk, run);
