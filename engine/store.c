@@ -602,6 +602,8 @@ static void finish_batch(struct hf_write *batch)
 static void *writer_main(void *arg)
 {
 	struct hf_store *s = arg;
+	/* Named for top -H, perf and gdb. */
+	pthread_setname_np(pthread_self(), "hf-writer");
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
 		while (!s->head && !s->stopping)
