@@ -301,6 +301,24 @@ void hf_api_handle(struct hf_server *srv, const char *method, const char *url,
 		hf_metrics_render(&b, hf_sched_depth(srv->sched),
 				  hf_sched_ready(srv->sched),
 				  hf_workers_busy(srv->workers));
+		struct hf_store_stats st;
+		hf_store_stats(srv->store, &st);
+		hf_buf_printf(&b,
+			      "# HELP hookflow_store_commits_total Transactions "
+			      "committed by the writer (group commits).\n"
+			      "# TYPE hookflow_store_commits_total counter\n"
+			      "hookflow_store_commits_total %llu\n"
+			      "# HELP hookflow_store_writes_total Writes "
+			      "(events, step results, ...) committed.\n"
+			      "# TYPE hookflow_store_writes_total counter\n"
+			      "hookflow_store_writes_total %llu\n"
+			      "# HELP hookflow_store_write_errors_total Writes "
+			      "that failed.\n"
+			      "# TYPE hookflow_store_write_errors_total counter\n"
+			      "hookflow_store_write_errors_total %llu\n",
+			      (unsigned long long)st.commits,
+			      (unsigned long long)st.writes,
+			      (unsigned long long)st.write_errors);
 		out->status = 200;
 		out->body = b.data;
 		out->len = b.len;
