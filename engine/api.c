@@ -32,13 +32,12 @@ static json_t *workflow_json(const struct hf_workflow *wf)
 		json_array_append_new(steps, json_string(wf->steps[i].id));
 	/* Secrets never leave the process: only the scheme is shown. */
 	return json_pack(
-		"{s:s,s:s?,s:s,s:s,s:s,s:s?,s:s,s:s,s:o,s:I}", "name", wf->name,
-		"description", wf->description, "file", wf->file, "version",
-		wf->version, "path", wf->path, "verify",
-		wf->verify.scheme ? hf_verify_scheme_name(wf->verify.scheme)
-				  : NULL,
-		"methods", methods, "respond", wf->respond_sync ? "sync" : "async",
-		"steps", steps, "timeout_ms", (json_int_t)wf->timeout_ms);
+	    "{s:s,s:s?,s:s,s:s,s:s,s:s?,s:s,s:s,s:o,s:I}", "name", wf->name,
+	    "description", wf->description, "file", wf->file, "version",
+	    wf->version, "path", wf->path, "verify",
+	    wf->verify.scheme ? hf_verify_scheme_name(wf->verify.scheme) : NULL,
+	    "methods", methods, "respond", wf->respond_sync ? "sync" : "async",
+	    "steps", steps, "timeout_ms", (json_int_t)wf->timeout_ms);
 }
 
 struct wait_write {
@@ -100,8 +99,9 @@ static void replay(struct hf_server *srv, const char *event_id,
 		}
 	}
 	if (rc == 0)
-		hf_answer_json(out, 202, json_pack("{s:s,s:o}", "event",
-						   ev->id, "runs", ids));
+		hf_answer_json(
+		    out, 202,
+		    json_pack("{s:s,s:o}", "event", ev->id, "runs", ids));
 	else {
 		json_decref(ids);
 		hf_answer_error(out, 503, "cannot store the runs now");
@@ -142,8 +142,7 @@ static void retry_delivery(struct hf_server *srv, const char *id,
 	} else {
 		hf_outbox_kick(srv->outbox);
 		json_t *v = hf_store_delivery_json(srv->store, id);
-		hf_answer_json(out, 202,
-			       v ? v : json_pack("{s:s}", "id", id));
+		hf_answer_json(out, 202, v ? v : json_pack("{s:s}", "id", id));
 	}
 }
 
@@ -171,8 +170,8 @@ static void retry_run(struct hf_server *srv, const char *id,
 		return;
 	}
 	struct hf_error err = {0};
-	struct hf_store *conn = hf_store_open(srv->opt.state_path,
-					      srv->opt.sync_full, false, &err);
+	struct hf_store *conn =
+	    hf_store_open(srv->opt.state_path, srv->opt.sync_full, false, &err);
 	if (!conn) {
 		hf_answer_error(out, 503, "cannot retry the run now: %s",
 				err.msg);
@@ -195,8 +194,8 @@ static int limit_arg(hf_arg_fn arg, void *ctx, int def)
 	return v > 0 && v <= 1000 ? (int)v : def;
 }
 
-/* Matches url against "/api/PREFIX/ID[/SUFFIX]"; returns the id (copied into id)
- * and the rest, or NULL. */
+/* Matches url against "/api/PREFIX/ID[/SUFFIX]"; returns the id (copied into
+ * id) and the rest, or NULL. */
 static const char *split_id(const char *url, const char *prefix, char *id,
 			    size_t size)
 {
@@ -225,8 +224,8 @@ static void api(struct hf_server *srv, const char *method, const char *url,
 		struct hf_snapshot *snap = hf_server_snapshot(srv);
 		json_t *list = json_array();
 		for (size_t i = 0; i < snap->set->n; i++)
-			json_array_append_new(list,
-					      workflow_json(snap->set->items[i]));
+			json_array_append_new(
+			    list, workflow_json(snap->set->items[i]));
 		hf_snapshot_unref(snap);
 		hf_answer_json(out, 200, json_pack("{s:o}", "workflows", list));
 	} else if (strcmp(url, "/api/runs") == 0 && get) {
@@ -239,12 +238,11 @@ static void api(struct hf_server *srv, const char *method, const char *url,
 			return;
 		}
 		const char *wf = arg(ctx, "workflow");
-		hf_answer_json(out, 200,
-			       hf_store_runs_json(srv->store,
-						  wf && *wf ? wf : NULL,
-						  status && *status ? status
-								    : NULL,
-						  limit_arg(arg, ctx, 50)));
+		hf_answer_json(
+		    out, 200,
+		    hf_store_runs_json(srv->store, wf && *wf ? wf : NULL,
+				       status && *status ? status : NULL,
+				       limit_arg(arg, ctx, 50)));
 	} else if ((rest = split_id(url, "/api/runs/", id, sizeof id)) &&
 		   !*rest && get) {
 		if ((v = hf_store_run_json(srv->store, id)))
@@ -265,11 +263,11 @@ static void api(struct hf_server *srv, const char *method, const char *url,
 		retry_run(srv, id, out);
 	} else if (strcmp(url, "/api/deliveries") == 0 && get) {
 		const char *status = arg(ctx, "status");
-		hf_answer_json(out, 200,
-			       hf_store_deliveries_json(
-				       srv->store,
-				       status && *status ? status : NULL,
-				       limit_arg(arg, ctx, 100)));
+		hf_answer_json(
+		    out, 200,
+		    hf_store_deliveries_json(srv->store,
+					     status && *status ? status : NULL,
+					     limit_arg(arg, ctx, 100)));
 	} else if ((rest = split_id(url, "/api/deliveries/", id, sizeof id)) &&
 		   !*rest && get) {
 		if ((v = hf_store_delivery_json(srv->store, id)))
@@ -303,22 +301,23 @@ void hf_api_handle(struct hf_server *srv, const char *method, const char *url,
 				  hf_workers_busy(srv->workers));
 		struct hf_store_stats st;
 		hf_store_stats(srv->store, &st);
-		hf_buf_printf(&b,
-			      "# HELP hookflow_store_commits_total Transactions "
-			      "committed by the writer (group commits).\n"
-			      "# TYPE hookflow_store_commits_total counter\n"
-			      "hookflow_store_commits_total %llu\n"
-			      "# HELP hookflow_store_writes_total Writes "
-			      "(events, step results, ...) committed.\n"
-			      "# TYPE hookflow_store_writes_total counter\n"
-			      "hookflow_store_writes_total %llu\n"
-			      "# HELP hookflow_store_write_errors_total Writes "
-			      "that failed.\n"
-			      "# TYPE hookflow_store_write_errors_total counter\n"
-			      "hookflow_store_write_errors_total %llu\n",
-			      (unsigned long long)st.commits,
-			      (unsigned long long)st.writes,
-			      (unsigned long long)st.write_errors);
+		hf_buf_printf(
+		    &b,
+		    "# HELP hookflow_store_commits_total Transactions "
+		    "committed by the writer (group commits).\n"
+		    "# TYPE hookflow_store_commits_total counter\n"
+		    "hookflow_store_commits_total %llu\n"
+		    "# HELP hookflow_store_writes_total Writes "
+		    "(events, step results, ...) committed.\n"
+		    "# TYPE hookflow_store_writes_total counter\n"
+		    "hookflow_store_writes_total %llu\n"
+		    "# HELP hookflow_store_write_errors_total Writes "
+		    "that failed.\n"
+		    "# TYPE hookflow_store_write_errors_total counter\n"
+		    "hookflow_store_write_errors_total %llu\n",
+		    (unsigned long long)st.commits,
+		    (unsigned long long)st.writes,
+		    (unsigned long long)st.write_errors);
 		out->status = 200;
 		out->body = b.data;
 		out->len = b.len;
@@ -339,10 +338,10 @@ void hf_api_handle(struct hf_server *srv, const char *method, const char *url,
 		out->len = strlen(out->body);
 		out->ctype = "text/html; charset=utf-8";
 		out->headers = json_pack(
-			"{s:s,s:s}", "Content-Security-Policy",
-			"default-src 'self'; style-src 'self' 'unsafe-inline'; "
-			"script-src 'self' 'unsafe-inline'",
-			"X-Frame-Options", "DENY");
+		    "{s:s,s:s}", "Content-Security-Policy",
+		    "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+		    "script-src 'self' 'unsafe-inline'",
+		    "X-Frame-Options", "DENY");
 		return;
 	}
 	if (!authorized(srv, authorization)) {

@@ -1,10 +1,10 @@
 /* cli.c - the subcommand table and every command but `serve` (server.c):
  * check, run, runs, show, replay, retry, deliveries. Commands that read history
  * open the state database directly, so they work with or without a server; the
- * ones that write (replay, retry) leave new runs for a running server to pick up
- * within a second, or for the next `serve`. */
-#include "hf_cli.h"
+ * ones that write (replay, retry) leave new runs for a running server to pick
+ * up within a second, or for the next `serve`. */
 #include "hf_body.h"
+#include "hf_cli.h"
 #include "hf_limits.h"
 #include "hf_worker.h"
 #include "hf_yaml_json.h"
@@ -23,29 +23,29 @@
 #endif
 
 static const char usage[] =
-	"usage: hookflow COMMAND [ARGS]\n"
-	"\n"
-	"  serve   [--listen HOST:PORT] [--workflows DIR] [--scripts DIR]\n"
-	"          [--state FILE] [--data FILE] [--workers N] [--max-body SIZE]\n"
-	"          [--admin-token TOKEN] [--sync full|normal] [--max-queue N]\n"
-	"          [--drain-timeout DURATION] [--retain DURATION]\n"
-	"          [--data-sync full|normal] [--log-format text|logfmt|json]\n"
-	"  check   [PATH...]            validate workflow files or directories\n"
-	"  check   --json FILE...       print each YAML file as one JSON line\n"
-	"  run     WORKFLOW.yml --event FILE [--header 'Name: value']...\n"
-	"          [--data FILE] [--scripts DIR]\n"
-	"  runs    [--workflow NAME] [--status STATUS] [--limit N] [--json]\n"
-	"          [--state FILE] [--follow]\n"
-	"  show    RUN_ID [--json] [--state FILE]\n"
-	"  replay  EVENT_ID [--state FILE] [--workflows DIR] [--scripts DIR]\n"
-	"  retry   RUN_ID [--state FILE]\n"
-	"  deliveries [--status STATUS] [--json] [--state FILE]\n"
-	"  deliveries show ID [--json] [--state FILE]\n"
-	"  deliveries retry ID [--state FILE]   send a delivery again\n"
-	"  --help | --version\n"
-	"\n"
-	"Every flag can also come from the environment as HOOKFLOW_<FLAG>\n"
-	"(HOOKFLOW_LISTEN, HOOKFLOW_STATE, ...); a flag wins.\n";
+    "usage: hookflow COMMAND [ARGS]\n"
+    "\n"
+    "  serve   [--listen HOST:PORT] [--workflows DIR] [--scripts DIR]\n"
+    "          [--state FILE] [--data FILE] [--workers N] [--max-body SIZE]\n"
+    "          [--admin-token TOKEN] [--sync full|normal] [--max-queue N]\n"
+    "          [--drain-timeout DURATION] [--retain DURATION]\n"
+    "          [--data-sync full|normal] [--log-format text|logfmt|json]\n"
+    "  check   [PATH...]            validate workflow files or directories\n"
+    "  check   --json FILE...       print each YAML file as one JSON line\n"
+    "  run     WORKFLOW.yml --event FILE [--header 'Name: value']...\n"
+    "          [--data FILE] [--scripts DIR]\n"
+    "  runs    [--workflow NAME] [--status STATUS] [--limit N] [--json]\n"
+    "          [--state FILE] [--follow]\n"
+    "  show    RUN_ID [--json] [--state FILE]\n"
+    "  replay  EVENT_ID [--state FILE] [--workflows DIR] [--scripts DIR]\n"
+    "  retry   RUN_ID [--state FILE]\n"
+    "  deliveries [--status STATUS] [--json] [--state FILE]\n"
+    "  deliveries show ID [--json] [--state FILE]\n"
+    "  deliveries retry ID [--state FILE]   send a delivery again\n"
+    "  --help | --version\n"
+    "\n"
+    "Every flag can also come from the environment as HOOKFLOW_<FLAG>\n"
+    "(HOOKFLOW_LISTEN, HOOKFLOW_STATE, ...); a flag wins.\n";
 
 int hf_flags_parse(const char *cmd, int argc, char **argv, int first,
 		   struct hf_flag *flags, size_t nflags, const char **pos,
@@ -102,9 +102,9 @@ int hf_flags_parse(const char *cmd, int argc, char **argv, int first,
 		}
 		f->value = val;
 		if (f->repeat) {
-			f->values = hf_xrealloc((void *)f->values,
-						(f->nvalues + 1) *
-							sizeof *f->values);
+			f->values =
+			    hf_xrealloc((void *)f->values,
+					(f->nvalues + 1) * sizeof *f->values);
 			f->values[f->nvalues++] = val;
 		}
 	}
@@ -168,7 +168,7 @@ static int check_path(const char *path, const char *scripts, int *nfiles,
 	}
 	size_t before = diags->n;
 	struct hf_workflow_set *set =
-		hf_workflow_set_load(path, scripts, NULL, diags);
+	    hf_workflow_set_load(path, scripts, NULL, diags);
 	if (!set) {
 		hf_diags_add(diags, path, 0, 0,
 			     "cannot read (not a directory or a .yml file)");
@@ -199,9 +199,9 @@ static char *scripts_for(const char *path, const char *flag)
 			snprintf(copy, len + 1, ".");
 	}
 	char *slash = strrchr(copy, '/');
-	char *cand = slash ? hf_xasprintf("%.*s/scripts", (int)(slash - copy),
-					  copy)
-			   : hf_xstrdup("scripts");
+	char *cand =
+	    slash ? hf_xasprintf("%.*s/scripts", (int)(slash - copy), copy)
+		  : hf_xstrdup("scripts");
 	free(copy);
 	if (access(cand, F_OK) == 0)
 		return cand;
@@ -224,8 +224,8 @@ static int check_json(const char **files, size_t n)
 				     strerror(errno));
 		else
 			v = hf_yaml_to_json(text, len, files[i], &diags);
-		char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)
-			    : NULL;
+		char *s =
+		    v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 		if (s)
 			printf("%s\n", s);
 		for (size_t k = 0; k < diags.n; k++) {
@@ -248,8 +248,8 @@ static int cmd_check(int argc, char **argv)
 	struct hf_flag flags[] = {{"scripts", true}, {"json", false}};
 	const char *pos[256];
 	size_t npos;
-	int rc = hf_flags_parse("check", argc, argv, 2, flags, 2, pos, 256,
-				&npos);
+	int rc =
+	    hf_flags_parse("check", argc, argv, 2, flags, 2, pos, 256, &npos);
 	if (rc)
 		return rc;
 	if (flags[1].seen) {
@@ -291,8 +291,8 @@ static int cmd_check(int argc, char **argv)
 static int cmd_run(int argc, char **argv)
 {
 	struct hf_flag flags[] = {
-		{"event", true},   {"header", true, true}, {"data", true},
-		{"scripts", true}, {"method", true},
+	    {"event", true},   {"header", true, true}, {"data", true},
+	    {"scripts", true}, {"method", true},
 	};
 	const char *pos[1];
 	size_t npos;
@@ -364,8 +364,8 @@ static int cmd_run(int argc, char **argv)
 		free(name);
 	}
 	char err[512];
-	enum hf_body_kind kind = hf_body_kind_of(json_string_value(
-		json_object_get(ev->headers, "content-type")));
+	enum hf_body_kind kind = hf_body_kind_of(
+	    json_string_value(json_object_get(ev->headers, "content-type")));
 	if (hf_body_decode(kind, body, blen, &ev->decoded, err, sizeof err) <
 	    0) {
 		fprintf(stderr, "hookflow run: %s: %s\n", flags[0].value, err);
@@ -376,9 +376,9 @@ static int cmd_run(int argc, char **argv)
 	struct hf_workflow *wfs[1] = {wf};
 	if (hf_dispatch(hf_dispatch_runtime(), ev, wfs, 1, runs) == 0) {
 		json_t *skip = json_array_get(ev->skipped, 0);
-		json_t *line = json_pack(
-			"{s:s,s:s,s:O}", "workflow", wf->name, "status",
-			"skipped", "reason", json_object_get(skip, "reason"));
+		json_t *line = json_pack("{s:s,s:s,s:O}", "workflow", wf->name,
+					 "status", "skipped", "reason",
+					 json_object_get(skip, "reason"));
 		char *s = json_dumps(line, JSON_COMPACT);
 		puts(s);
 		free(s);
@@ -389,9 +389,9 @@ static int cmd_run(int argc, char **argv)
 	struct hf_run *run = runs[0];
 	struct hf_error e = {0};
 	struct hf_luart_config cfg = {
-		.scripts_dir = scripts,
-		.data_path = flag_or_env(&flags[2], "./data.db"),
-		.data_sync_full = false,
+	    .scripts_dir = scripts,
+	    .data_path = flag_or_env(&flags[2], "./data.db"),
+	    .data_sync_full = false,
 	};
 	struct hf_luart *rt = hf_luart_create(&cfg, &e);
 	if (!rt) {
@@ -419,28 +419,28 @@ static int cmd_run(int argc, char **argv)
 			break;
 		}
 		struct hf_step_ctx ctx = {
-			.wf = wf,
-			.step = run->next_step,
-			.event = evjson,
-			.steps = run->outputs,
-			.run_id = run->id,
-			.attempt = run->step_attempt,
-			.timeout_ms = budget,
+		    .wf = wf,
+		    .step = run->next_step,
+		    .event = evjson,
+		    .steps = run->outputs,
+		    .run_id = run->id,
+		    .attempt = run->step_attempt,
+		    .timeout_ms = budget,
 		};
 		struct hf_step_result res = {0};
 		hf_luart_run_step(rt, &ctx, &res);
 		for (size_t i = 0; i < json_array_size(res.logs); i++) {
 			json_t *l = json_array_get(res.logs, i);
-			fprintf(stderr, "[%s] %s: %s\n", wf->steps[ctx.step].id,
-				json_string_value(json_object_get(l, "level")),
-				json_string_value(
-					json_object_get(l, "message")));
+			fprintf(
+			    stderr, "[%s] %s: %s\n", wf->steps[ctx.step].id,
+			    json_string_value(json_object_get(l, "level")),
+			    json_string_value(json_object_get(l, "message")));
 		}
 		json_t *line = json_pack(
-			"{s:s,s:s,s:O,s:s?,s:i}", "step", wf->steps[ctx.step].id,
-			"status", hf_step_status_name(res.status), "output",
-			res.output ? res.output : json_null(), "error", res.error,
-			"attempt", run->step_attempt);
+		    "{s:s,s:s,s:O,s:s?,s:i}", "step", wf->steps[ctx.step].id,
+		    "status", hf_step_status_name(res.status), "output",
+		    res.output ? res.output : json_null(), "error", res.error,
+		    "attempt", run->step_attempt);
 		/* Nothing is delivered from here: show what would be. */
 		if (res.nemits) {
 			json_t *emits = json_array();
@@ -448,13 +448,12 @@ static int cmd_run(int argc, char **argv)
 				json_t *p = json_loads(res.emits[i].payload,
 						       JSON_DECODE_ANY, NULL);
 				json_array_append_new(
-					emits,
-					json_pack("{s:s,s:s,s:o}", "id",
-						  res.emits[i].id, "url",
-						  res.emits[i].url, "payload",
-						  p ? p
-						    : json_string(
-							      res.emits[i].payload)));
+				    emits,
+				    json_pack(
+					"{s:s,s:s,s:o}", "id", res.emits[i].id,
+					"url", res.emits[i].url, "payload",
+					p ? p
+					  : json_string(res.emits[i].payload)));
 			}
 			json_object_set_new(line, "emits", emits);
 		}
@@ -542,17 +541,17 @@ static int follow_runs(struct hf_store *s, const char *wf, const char *status,
 	while (!follow_stop) {
 		json_t *v = hf_store_runs_json(s, wf, status, FOLLOW_WINDOW);
 		json_t *runs = json_object_get(v, "runs");
-		json_t **fresh = hf_xcalloc(json_array_size(runs) + 1,
-					    sizeof *fresh);
+		json_t **fresh =
+		    hf_xcalloc(json_array_size(runs) + 1, sizeof *fresh);
 		size_t n = 0, i;
 		json_t *r;
 		json_array_foreach(runs, i, r)
 		{
 			const char *fin = json_string_value(
-				json_object_get(r, "finished_at"));
+			    json_object_get(r, "finished_at"));
 			int c = fin ? strcmp(fin, mark) : -1;
-			if (c > 0 || (c == 0 && !json_object_get(at_mark,
-								 str(r, "id"))))
+			if (c > 0 ||
+			    (c == 0 && !json_object_get(at_mark, str(r, "id"))))
 				fresh[n++] = r;
 		}
 		qsort(fresh, n, sizeof *fresh, by_finished_at);
@@ -570,8 +569,9 @@ static int follow_runs(struct hf_store *s, const char *wf, const char *status,
 		free(fresh);
 		json_decref(v);
 		if (baseline)
-			fprintf(stderr, "hookflow: following runs as they finish "
-					"(Ctrl-C to stop)\n");
+			fprintf(stderr,
+				"hookflow: following runs as they finish "
+				"(Ctrl-C to stop)\n");
 		baseline = false;
 		if (fflush(stdout) != 0) {
 			rc = 1; /* stdout is gone: nobody is reading */
@@ -608,7 +608,8 @@ static int cmd_runs(int argc, char **argv)
 				"number\n");
 		return 2;
 	}
-	struct hf_store *s = open_state(flag_or_env(&flags[4], "./hookflow.db"));
+	struct hf_store *s =
+	    open_state(flag_or_env(&flags[4], "./hookflow.db"));
 	if (!s)
 		return 1;
 	if (flags[5].seen) {
@@ -632,8 +633,8 @@ static int cmd_runs(int argc, char **argv)
 			       str(r, "workflow"), str(r, "status"),
 			       str(r, "created_at"),
 			       json_is_string(json_object_get(r, "error"))
-				       ? str(r, "error")
-				       : "");
+				   ? str(r, "error")
+				   : "");
 		}
 		if (!json_array_size(runs))
 			fprintf(stderr, "hookflow: no runs\n");
@@ -656,7 +657,8 @@ static int cmd_show(int argc, char **argv)
 				"FILE]\n");
 		return 2;
 	}
-	struct hf_store *s = open_state(flag_or_env(&flags[1], "./hookflow.db"));
+	struct hf_store *s =
+	    open_state(flag_or_env(&flags[1], "./hookflow.db"));
 	if (!s)
 		return 1;
 	json_t *r = hf_store_run_json(s, pos[0]);
@@ -685,16 +687,15 @@ static int cmd_show(int argc, char **argv)
 		printf("\nstep %s: %s (attempts: %lld)\n", str(st, "id"),
 		       str(st, "status"),
 		       (long long)json_integer_value(
-			       json_object_get(st, "attempts")));
+			   json_object_get(st, "attempts")));
 		char *out = json_dumps(json_object_get(st, "output"),
 				       JSON_COMPACT | JSON_ENCODE_ANY);
 		printf("  output: %s\n", out ? out : "null");
 		free(out);
 		size_t j;
 		json_t *l;
-		json_array_foreach(json_object_get(st, "logs"), j, l)
-			printf("  log %s: %s\n", str(l, "level"),
-			       str(l, "message"));
+		json_array_foreach(json_object_get(st, "logs"), j, l) printf(
+		    "  log %s: %s\n", str(l, "level"), str(l, "message"));
 		if (json_is_string(json_object_get(st, "error")))
 			printf("  error: %s\n", str(st, "error"));
 	}
@@ -704,12 +705,14 @@ static int cmd_show(int argc, char **argv)
 
 static int cmd_replay(int argc, char **argv)
 {
-	struct hf_flag flags[] = {{"state", true}, {"workflows", true},
-				  {"scripts", true}, {"json", false}};
+	struct hf_flag flags[] = {{"state", true},
+				  {"workflows", true},
+				  {"scripts", true},
+				  {"json", false}};
 	const char *pos[1];
 	size_t npos;
-	int rc = hf_flags_parse("replay", argc, argv, 2, flags, 4, pos, 1,
-				&npos);
+	int rc =
+	    hf_flags_parse("replay", argc, argv, 2, flags, 4, pos, 1, &npos);
 	if (rc)
 		return rc;
 	if (npos != 1) {
@@ -717,7 +720,8 @@ static int cmd_replay(int argc, char **argv)
 				"FILE]\n");
 		return 2;
 	}
-	struct hf_store *s = open_state(flag_or_env(&flags[0], "./hookflow.db"));
+	struct hf_store *s =
+	    open_state(flag_or_env(&flags[0], "./hookflow.db"));
 	if (!s)
 		return 1;
 	rc = 1;
@@ -767,7 +771,7 @@ static int cmd_replay(int argc, char **argv)
 			size_t i;
 			json_t *id;
 			json_array_foreach(ids, i, id)
-				printf("%s\n", json_string_value(id));
+			    printf("%s\n", json_string_value(id));
 			if (!nruns)
 				fprintf(stderr, "hookflow replay: no workflow "
 						"matched the event\n");
@@ -790,14 +794,17 @@ static int cmd_retry(int argc, char **argv)
 	struct hf_flag flags[] = {{"state", true}};
 	const char *pos[1];
 	size_t npos;
-	int rc = hf_flags_parse("retry", argc, argv, 2, flags, 1, pos, 1, &npos);
+	int rc =
+	    hf_flags_parse("retry", argc, argv, 2, flags, 1, pos, 1, &npos);
 	if (rc)
 		return rc;
 	if (npos != 1) {
-		fprintf(stderr, "usage: hookflow retry RUN_ID [--state FILE]\n");
+		fprintf(stderr,
+			"usage: hookflow retry RUN_ID [--state FILE]\n");
 		return 2;
 	}
-	struct hf_store *s = open_state(flag_or_env(&flags[0], "./hookflow.db"));
+	struct hf_store *s =
+	    open_state(flag_or_env(&flags[0], "./hookflow.db"));
 	if (!s)
 		return 1;
 	struct hf_error err = {0};
@@ -837,7 +844,8 @@ static int delivery_cmd(int argc, char **argv, bool retry)
 		fprintf(stderr, "usage: hookflow %s ID [--state FILE]\n", cmd);
 		return 2;
 	}
-	struct hf_store *s = open_state(flag_or_env(&flags[0], "./hookflow.db"));
+	struct hf_store *s =
+	    open_state(flag_or_env(&flags[0], "./hookflow.db"));
 	if (!s)
 		return 1;
 	rc = 1;
@@ -861,8 +869,9 @@ static int delivery_cmd(int argc, char **argv, bool retry)
 				"delivered\n",
 				cmd, pos[0]);
 		} else {
-			fprintf(stderr, "hookflow %s: cannot update the state "
-					"database\n",
+			fprintf(stderr,
+				"hookflow %s: cannot update the state "
+				"database\n",
 				cmd);
 		}
 		hf_store_close(s);
@@ -880,9 +889,9 @@ static int delivery_cmd(int argc, char **argv, bool retry)
 		printf("delivery %s  %s  %lld/%lld attempts\n", str(d, "id"),
 		       str(d, "status"),
 		       (long long)json_integer_value(
-			       json_object_get(d, "attempts")),
+			   json_object_get(d, "attempts")),
 		       (long long)json_integer_value(
-			       json_object_get(d, "max_attempts")));
+			   json_object_get(d, "max_attempts")));
 		printf("  url: %s\n  run: %s  step: %s\n  next: %s\n",
 		       str(d, "url"), str(d, "run"), str(d, "step"),
 		       str(d, "next_at"));
@@ -897,13 +906,13 @@ static int delivery_cmd(int argc, char **argv, bool retry)
 					 (long long)json_integer_value(st));
 			printf("  #%lld %s  %s  %lldms  %s\n",
 			       (long long)json_integer_value(
-				       json_object_get(a, "n")),
+				   json_object_get(a, "n")),
 			       str(a, "at"), sb,
 			       (long long)json_integer_value(
-				       json_object_get(a, "duration_ms")),
+				   json_object_get(a, "duration_ms")),
 			       json_is_string(json_object_get(a, "error"))
-				       ? str(a, "error")
-				       : "");
+				   ? str(a, "error")
+				   : "");
 		}
 	}
 	json_decref(d);
@@ -916,8 +925,10 @@ static int cmd_deliveries(int argc, char **argv)
 		return delivery_cmd(argc, argv, true);
 	if (argc > 2 && strcmp(argv[2], "show") == 0)
 		return delivery_cmd(argc, argv, false);
-	struct hf_flag flags[] = {{"status", true}, {"json", false},
-				  {"state", true}, {"limit", true}};
+	struct hf_flag flags[] = {{"status", true},
+				  {"json", false},
+				  {"state", true},
+				  {"limit", true}};
 	const char *pos[1];
 	size_t npos;
 	int rc = hf_flags_parse("deliveries", argc, argv, 2, flags, 4, pos, 0,
@@ -933,11 +944,13 @@ static int cmd_deliveries(int argc, char **argv)
 			status);
 		return 2;
 	}
-	struct hf_store *s = open_state(flag_or_env(&flags[2], "./hookflow.db"));
+	struct hf_store *s =
+	    open_state(flag_or_env(&flags[2], "./hookflow.db"));
 	if (!s)
 		return 1;
 	json_t *v = hf_store_deliveries_json(
-		s, status, flags[3].value ? (int)strtol(flags[3].value, NULL, 10) : 50);
+	    s, status,
+	    flags[3].value ? (int)strtol(flags[3].value, NULL, 10) : 50);
 	hf_store_close(s);
 	if (flags[1].seen) {
 		print_json(v);
@@ -958,7 +971,7 @@ static int cmd_deliveries(int argc, char **argv)
 			printf("%-30s %-10s %-8lld %-6s %s\n", str(d, "id"),
 			       str(d, "status"),
 			       (long long)json_integer_value(
-				       json_object_get(d, "attempts")),
+				   json_object_get(d, "attempts")),
 			       lastbuf, str(d, "url"));
 		}
 		if (!json_array_size(list))
@@ -972,10 +985,10 @@ static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 } commands[] = {
-	{"serve", hf_cmd_serve}, {"check", cmd_check},
-	{"run", cmd_run},        {"runs", cmd_runs},
-	{"show", cmd_show},      {"replay", cmd_replay},
-	{"retry", cmd_retry},    {"deliveries", cmd_deliveries},
+    {"serve", hf_cmd_serve}, {"check", cmd_check},
+    {"run", cmd_run},	     {"runs", cmd_runs},
+    {"show", cmd_show},	     {"replay", cmd_replay},
+    {"retry", cmd_retry},    {"deliveries", cmd_deliveries},
 };
 
 int hf_cli_main(int argc, char **argv)

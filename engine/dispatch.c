@@ -3,11 +3,11 @@
  *
  * These are workflow-level expressions, evaluated before the answer so that the
  * 202 can name the runs and a duplicate can be refused. They run in an
- * expression-only Lua runtime (no db, http, webhook, log; a small instruction and
- * memory budget; see HF_EXPR_*), one per thread that calls this: the HTTP threads
- * and the CLI. Step code never runs here. */
-#include "hf_server.h"
+ * expression-only Lua runtime (no db, http, webhook, log; a small instruction
+ * and memory budget; see HF_EXPR_*), one per thread that calls this: the HTTP
+ * threads and the CLI. Step code never runs here. */
 #include "hf_limits.h"
+#include "hf_server.h"
 #include "hf_verify.h"
 
 #include <pthread.h>
@@ -68,8 +68,8 @@ static int eval(struct hf_luart *rt, struct hf_event *ev, json_t **evjson,
 	if (!*evjson)
 		*evjson = hf_event_to_lua_json(ev);
 	if (!rt || hf_luart_eval(rt, key, e, *evjson, v, &err) < 0) {
-		char *reason = hf_xasprintf("%s: %s", what,
-					    err ? err : "no Lua runtime");
+		char *reason =
+		    hf_xasprintf("%s: %s", what, err ? err : "no Lua runtime");
 		skip(ev, wf->name, reason);
 		free(reason);
 		free(err);
@@ -101,7 +101,8 @@ size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 		struct hf_workflow *wf = wfs[i];
 		json_t *v = NULL;
 		if (wf->if_expr) {
-			if (eval(rt, ev, &evjson, wf, "if", wf->if_expr, &v) < 0)
+			if (eval(rt, ev, &evjson, wf, "if", wf->if_expr, &v) <
+			    0)
 				continue;
 			bool pass = hf_json_truthy(v);
 			json_decref(v);
@@ -112,8 +113,8 @@ size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 		}
 		char *dedupe = NULL, *lane = NULL;
 		if (wf->dedupe) {
-			if (eval(rt, ev, &evjson, wf, "dedupe", wf->dedupe, &v) <
-			    0)
+			if (eval(rt, ev, &evjson, wf, "dedupe", wf->dedupe,
+				 &v) < 0)
 				continue;
 			dedupe = key_string(v);
 			json_decref(v);
@@ -121,11 +122,10 @@ size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 			dedupe = key_string(json_object_get(ev->decoded, "id"));
 		} else {
 			const char *h =
-				hf_verify_default_dedupe_header(wf->verify.scheme);
-			const char *val =
-				h ? json_string_value(
-					    json_object_get(ev->headers, h))
-				  : NULL;
+			    hf_verify_default_dedupe_header(wf->verify.scheme);
+			const char *val = h ? json_string_value(json_object_get(
+						  ev->headers, h))
+					    : NULL;
 			dedupe = val ? hf_xstrdup(val) : NULL;
 		}
 		if (wf->concurrency_key) {
@@ -152,15 +152,14 @@ size_t hf_dispatch_replay(const struct hf_router *router, struct hf_event *ev,
 	struct hf_workflow *wfs[HF_MAX_MATCH];
 	int known = 0;
 	unsigned allowed = 0;
-	size_t n = hf_router_match(router, ev->path,
-				   hf_method_from_name(ev->method), wfs,
-				   HF_MAX_MATCH, &known, &allowed);
+	size_t n =
+	    hf_router_match(router, ev->path, hf_method_from_name(ev->method),
+			    wfs, HF_MAX_MATCH, &known, &allowed);
 	if (n > HF_MAX_MATCH)
 		n = HF_MAX_MATCH;
-	size_t nruns = hf_dispatch(hf_dispatch_needs_lua(wfs, n)
-					   ? hf_dispatch_runtime()
-					   : NULL,
-				   ev, wfs, n, out);
+	size_t nruns = hf_dispatch(
+	    hf_dispatch_needs_lua(wfs, n) ? hf_dispatch_runtime() : NULL, ev,
+	    wfs, n, out);
 	/* Replays are deliberate: a dedupe key must not refuse them. */
 	for (size_t i = 0; i < nruns; i++) {
 		free(out[i]->dedupe_key);

@@ -1,7 +1,7 @@
 /* embed.c - a build tool, not part of hookflow: turns a file into a C source
- * defining `const char NAME[]` with its bytes, so that the dashboard is embedded
- * in the binary without a front-end build step.
- * Usage: embed NAME INPUT OUTPUT */
+ * defining `const char NAME[]` with its bytes, so that the dashboard is
+ * embedded in the binary without a front-end build step. Usage: embed NAME
+ * INPUT OUTPUT */
 #include <stdio.h>
 
 int main(int argc, char **argv)

@@ -2,17 +2,17 @@
  *
  * A webhook request goes through three calls of the access handler: the first
  * routes it (404, 405, 413 by Content-Length, 503 when draining or full), the
- * middle ones append the body (refusing past --max-body while reading), the last
- * verifies, dispatches and submits the event to the writer, then suspends the
- * connection. The writer's done() fills in the answer and resumes it; the handler
- * is called once more and queues the answer. So an HTTP thread never waits for a
- * commit, and a 2xx always follows the commit.
+ * middle ones append the body (refusing past --max-body while reading), the
+ * last verifies, dispatches and submits the event to the writer, then suspends
+ * the connection. The writer's done() fills in the answer and resumes it; the
+ * handler is called once more and queues the answer. So an HTTP thread never
+ * waits for a commit, and a 2xx always follows the commit.
  *
  * Threading: MHD's internal thread pool with epoll. The writer thread and the
  * scheduler thread touch a request only through resume. */
-#include "hf_ingest.h"
 #include "hf_api.h"
 #include "hf_body.h"
+#include "hf_ingest.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_verify.h"
@@ -108,8 +108,8 @@ static enum MHD_Result send_answer(struct MHD_Connection *c,
 				   struct hf_answer *a)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
-		a->len, a->body ? a->body : (void *)"",
-		a->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	    a->len, a->body ? a->body : (void *)"",
+	    a->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	a->body = NULL;
 	if (!resp)
 		return MHD_NO;
@@ -267,31 +267,30 @@ void hf_ingest_sync_finish(struct hf_sync_waiter *wt, const struct hf_run *run)
 		json_t *body = json_object_get(out, "body");
 		json_t *headers = json_object_get(out, "headers");
 		if (run->status == HF_RUN_FAILED) {
-			hf_answer_json(&r->ans, 500,
-				       json_pack("{s:s,s:s,s:s}", "error",
-						 run->error ? run->error
-							    : "run failed",
-						 "event", r->ev->id, "run",
-						 run->id));
+			hf_answer_json(
+			    &r->ans, 500,
+			    json_pack("{s:s,s:s,s:s}", "error",
+				      run->error ? run->error : "run failed",
+				      "event", r->ev->id, "run", run->id));
 		} else if (json_is_object(out) &&
 			   (json_is_integer(st) || body || headers)) {
 			int status = json_is_integer(st)
-					     ? (int)json_integer_value(st)
-					     : 200;
+					 ? (int)json_integer_value(st)
+					 : 200;
 			if (status < 100 || status > 599)
 				status = 200;
 			if (json_is_string(body)) {
 				free(r->ans.body);
 				r->ans.status = status;
-				r->ans.body = hf_xstrndup(
-					json_string_value(body),
-					json_string_length(body));
+				r->ans.body =
+				    hf_xstrndup(json_string_value(body),
+						json_string_length(body));
 				r->ans.len = json_string_length(body);
 				r->ans.ctype = "text/plain; charset=utf-8";
 			} else {
-				hf_answer_json(&r->ans, status,
-					       json_incref(body ? body
-								: json_null()));
+				hf_answer_json(
+				    &r->ans, status,
+				    json_incref(body ? body : json_null()));
 			}
 			if (json_is_object(headers)) {
 				r->ans.headers = json_deep_copy(headers);
@@ -326,12 +325,11 @@ static void log_answered(const struct req *r, int status, const char *dup_of,
 	json_t *id;
 	hf_buf_append(&runs, "", 0);
 	json_array_foreach(ids, i, id)
-		hf_buf_printf(&runs, "%s%s", i ? "," : "",
-			      json_string_value(id));
-	hf_log_kv(status >= 500 ? HF_LOG_WARN : HF_LOG_INFO, msg,
-		  "event", dup_of ? NULL : r->ev->id, "method", r->ev->method,
-		  "path", r->ev->path, "status", code, "duplicate_of", dup_of,
-		  "runs", ids ? runs.data : NULL, (const char *)NULL);
+	    hf_buf_printf(&runs, "%s%s", i ? "," : "", json_string_value(id));
+	hf_log_kv(status >= 500 ? HF_LOG_WARN : HF_LOG_INFO, msg, "event",
+		  dup_of ? NULL : r->ev->id, "method", r->ev->method, "path",
+		  r->ev->path, "status", code, "duplicate_of", dup_of, "runs",
+		  ids ? runs.data : NULL, (const char *)NULL);
 	hf_buf_release(&runs);
 }
 
@@ -353,15 +351,16 @@ static void ingest_written(struct hf_write *w)
 	struct hf_server *srv = r->in->srv;
 	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
 	if (w->rc < 0 || w->dup_of[0]) {
-		/* Not stored, or a duplicate: no run of this request goes on. */
+		/* Not stored, or a duplicate: no run of this request goes on.
+		 */
 		if (w->rc < 0) {
 			hf_answer_error(&r->ans, 503,
 					"cannot store the event now");
 			r->ans.retry_after = 1;
 		} else {
 			hf_answer_json(&r->ans, 200,
-				       json_pack("{s:s,s:b}", "event", w->dup_of,
-						 "duplicate", 1));
+				       json_pack("{s:s,s:b}", "event",
+						 w->dup_of, "duplicate", 1));
 		}
 		for (size_t i = 0; i < w->nruns; i++)
 			hf_run_free(w->runs[i]);
@@ -431,7 +430,8 @@ static int verify_all(struct req *r, json_t *headers,
 		failed++;
 		*reason = why;
 		hf_metrics_verify_failure(wf->name);
-		hf_log(HF_LOG_WARN, "%s %s: workflow '%s': signature rejected: %s",
+		hf_log(HF_LOG_WARN,
+		       "%s %s: workflow '%s': signature rejected: %s",
 		       r->ev ? r->ev->method : "", wf->path, wf->name, why);
 	}
 	*npassed = n;
@@ -463,8 +463,8 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	size_t npassed = 0;
 	const char *reason = "signature mismatch";
 	if (verify_all(r, headers, passed, &npassed, &reason) < 0) {
-		hf_answer_error(&r->ans, 401, "signature verification failed: %s",
-				reason);
+		hf_answer_error(&r->ans, 401,
+				"signature verification failed: %s", reason);
 		hf_metrics_event(r->wfs[0]->name, 401);
 		return send_answer(c, &r->ans);
 	}
@@ -486,13 +486,13 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	memset(&r->body, 0, sizeof r->body);
 
 	struct hf_luart *rt = hf_dispatch_needs_lua(passed, npassed)
-				      ? hf_dispatch_runtime()
-				      : NULL;
+				  ? hf_dispatch_runtime()
+				  : NULL;
 	size_t nruns = hf_dispatch(rt, ev, passed, npassed, r->runs);
 	/* Counted before the drain is checked, as hf_ingest_stop sets draining
 	 * before it waits for `waiting` to reach 0: either this request sees
-	 * the drain, or the drain waits for its commit. The daemon must not stop
-	 * with a connection suspended. */
+	 * the drain, or the drain waits for its commit. The daemon must not
+	 * stop with a connection suspended. */
 	atomic_fetch_add(&r->in->waiting, 1);
 	if (atomic_load(&srv->draining)) {
 		atomic_fetch_sub(&r->in->waiting, 1);
@@ -556,8 +556,9 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 	int nlength = 0;
 	MHD_get_connection_values(c, MHD_HEADER_KIND, count_length, &nlength);
 	if (nlength > 1) {
-		hf_answer_error(&r->ans, 400, "more than one Content-Length "
-					      "header");
+		hf_answer_error(&r->ans, 400,
+				"more than one Content-Length "
+				"header");
 		r->ans.headers = json_pack("{s:s}", "Connection", "close");
 		return true;
 	}
@@ -569,9 +570,9 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 	r->snap = hf_server_snapshot(srv);
 	int known = 0;
 	unsigned allowed = 0;
-	size_t n = hf_router_match(r->snap->router, url,
-				   hf_method_from_name(method), r->wfs,
-				   MAX_MATCH, &known, &allowed);
+	size_t n =
+	    hf_router_match(r->snap->router, url, hf_method_from_name(method),
+			    r->wfs, MAX_MATCH, &known, &allowed);
 	r->nwfs = n < MAX_MATCH ? n : MAX_MATCH;
 	if (!known) {
 		hf_answer_error(&r->ans, 404, "no workflow has the path '%s'",
@@ -588,7 +589,7 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 		return true;
 	}
 	const char *cl =
-		MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
 	if (cl && strtoll(cl, NULL, 10) > srv->opt.max_body) {
 		hf_answer_error(&r->ans, 413, "body larger than %lld bytes",
 				(long long)srv->opt.max_body);
@@ -653,7 +654,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	}
 	if (r->ops) {
 		const char *auth = MHD_lookup_connection_value(
-			c, MHD_HEADER_KIND, "Authorization");
+		    c, MHD_HEADER_KIND, "Authorization");
 		hf_api_handle(in->srv, method, url, auth, arg_get, c, &r->ans);
 		return send_answer(c, &r->ans);
 	}
@@ -713,17 +714,17 @@ struct hf_ingest *hf_ingest_start(struct hf_server *srv, int *port,
 			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	int threads = srv->opt.http_threads > 0 ? srv->opt.http_threads : 2;
 	in->mhd = MHD_start_daemon(
-		flags, 0, NULL, NULL, on_request, in, MHD_OPTION_SOCK_ADDR, &sa,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, in,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HF_CONNECTION_MEMORY,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)HF_MAX_CONNECTIONS,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HF_CONNECTION_TIMEOUT_S,
-		/* No LISTENING_ADDRESS_REUSE: MHD's default is SO_REUSEADDR
-		 * (restarts past TIME_WAIT) without SO_REUSEPORT, which would
-		 * let a second process bind the same port and silently take a
-		 * share of the webhooks. */
-		MHD_OPTION_END);
+	    flags, 0, NULL, NULL, on_request, in, MHD_OPTION_SOCK_ADDR, &sa,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, in,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HF_CONNECTION_MEMORY,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HF_MAX_CONNECTIONS,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HF_CONNECTION_TIMEOUT_S,
+	    /* No LISTENING_ADDRESS_REUSE: MHD's default is SO_REUSEADDR
+	     * (restarts past TIME_WAIT) without SO_REUSEPORT, which would
+	     * let a second process bind the same port and silently take a
+	     * share of the webhooks. */
+	    MHD_OPTION_END);
 	if (!in->mhd) {
 		hf_error_set(err, NULL, 0, 0, "cannot listen on %s",
 			     srv->opt.listen);
@@ -733,7 +734,7 @@ struct hf_ingest *hf_ingest_start(struct hf_server *srv, int *port,
 		return NULL;
 	}
 	const union MHD_DaemonInfo *info =
-		MHD_get_daemon_info(in->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	    MHD_get_daemon_info(in->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	*port = info ? info->port : ntohs(sa.sin_port);
 	return in;
 }
@@ -758,9 +759,9 @@ again:
 		if (!wt)
 			break;
 		if (waiter_claim(wt)) {
-			hf_answer_json(&wt->req->ans, 202,
-				       json_pack("{s:s}", "event",
-						 wt->req->ev->id));
+			hf_answer_json(
+			    &wt->req->ans, 202,
+			    json_pack("{s:s}", "event", wt->req->ev->id));
 			resume(wt->req);
 		}
 		waiter_unref(wt);

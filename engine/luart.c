@@ -39,7 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 enum kill { KILL_NONE, KILL_TIMEOUT, KILL_BUDGET };
 
 struct hf_luart {

@@ -28,7 +28,7 @@ static struct series series[MAX_SERIES];
 
 /* Step duration histogram (seconds). */
 static const double buckets[] = {0.001, 0.005, 0.01, 0.05, 0.1,
-				 0.5,   1,     5,    30,   120};
+				 0.5,	1,     5,    30,   120};
 #define NBUCKETS (sizeof buckets / sizeof buckets[0])
 static unsigned long long step_buckets[NBUCKETS];
 static unsigned long long step_count;
@@ -41,13 +41,14 @@ static uint64_t mix(uint64_t h, const char *s)
 	return (h ^ 0xff) * 1099511628211ULL;
 }
 
-/* Label values are workflow names ([a-z0-9_-]) and fixed words; anything else is
- * replaced so that the exposition stays well-formed. */
+/* Label values are workflow names ([a-z0-9_-]) and fixed words; anything else
+ * is replaced so that the exposition stays well-formed. */
 static void clean(const char *in, char *out, size_t size)
 {
 	size_t i = 0;
 	for (; in && *in && i + 1 < size; in++)
-		out[i++] = (*in == '"' || *in == '\\' || *in == '\n') ? '_' : *in;
+		out[i++] =
+		    (*in == '"' || *in == '\\' || *in == '\n') ? '_' : *in;
 	out[i] = '\0';
 }
 
@@ -70,7 +71,8 @@ static void add(const char *family, const char *label1, const char *v1,
 	size_t i = h & (MAX_SERIES - 1);
 	for (size_t probe = 0; probe < MAX_SERIES; probe++) {
 		struct series *x = &series[(i + probe) & (MAX_SERIES - 1)];
-		uint64_t xh = atomic_load_explicit(&x->hash, memory_order_acquire);
+		uint64_t xh =
+		    atomic_load_explicit(&x->hash, memory_order_acquire);
 		if (xh == h && same(x, family, v1, v2)) {
 			atomic_fetch_add_explicit(&x->value, 1,
 						  memory_order_relaxed);
@@ -150,8 +152,8 @@ static void family(struct hf_buf *out, const char *name, const char *help)
 				      name, help, name);
 		first = false;
 		if (x->label2)
-			hf_buf_printf(out, "%s{%s=\"%s\",%s=\"%s\"} %llu\n", name,
-				      x->label1, x->value1, x->label2,
+			hf_buf_printf(out, "%s{%s=\"%s\",%s=\"%s\"} %llu\n",
+				      name, x->label1, x->value1, x->label2,
 				      x->value2, atomic_load(&x->value));
 		else
 			hf_buf_printf(out, "%s{%s=\"%s\"} %llu\n", name,
@@ -181,11 +183,12 @@ void hf_metrics_render(struct hf_buf *out, size_t queue_depth,
 			      "hookflow_step_duration_seconds_bucket{le=\"%g\"}"
 			      " %llu\n",
 			      buckets[i], step_buckets[i]);
-	hf_buf_printf(out,
-		      "hookflow_step_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-		      "hookflow_step_duration_seconds_sum %.6f\n"
-		      "hookflow_step_duration_seconds_count %llu\n",
-		      step_count, step_sum, step_count);
+	hf_buf_printf(
+	    out,
+	    "hookflow_step_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+	    "hookflow_step_duration_seconds_sum %.6f\n"
+	    "hookflow_step_duration_seconds_count %llu\n",
+	    step_count, step_sum, step_count);
 	pthread_mutex_unlock(&lock);
 	hf_buf_printf(out,
 		      "# HELP hookflow_queue_depth Runs accepted and not "

@@ -50,9 +50,9 @@ json_t *hf_event_to_lua_json(const struct hf_event *ev)
 	/* No "body" key (nil in Lua) unless there is a decoded body. */
 	if (ev->decoded && !json_is_null(ev->decoded))
 		json_object_set(o, "body", ev->decoded);
-	json_object_set_new(
-		o, "raw", json_stringn_nocheck(ev->body ? ev->body : "",
-					       ev->body ? ev->body_len : 0));
+	json_object_set_new(o, "raw",
+			    json_stringn_nocheck(ev->body ? ev->body : "",
+						 ev->body ? ev->body_len : 0));
 	json_object_set_new(o, "received_at", json_string(at));
 	return o;
 }

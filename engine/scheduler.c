@@ -1,7 +1,8 @@
 /* scheduler.c - the in-memory run queue (see hf_sched.h): a FIFO of ready runs,
- * a min-heap of runs waiting for their due time, a min-heap of timers, and a hash
- * of concurrency lanes. One mutex guards it all; workers wait on `ready_cond`,
- * the scheduler's own thread on `timer_cond` until the earliest due time. */
+ * a min-heap of runs waiting for their due time, a min-heap of timers, and a
+ * hash of concurrency lanes. One mutex guards it all; workers wait on
+ * `ready_cond`, the scheduler's own thread on `timer_cond` until the earliest
+ * due time. */
 #include "hf_sched.h"
 
 #include <pthread.h>
@@ -91,7 +92,7 @@ static void timer_push(struct hf_sched *s, struct timer t)
 	if (s->ntimers == s->cap_timers) {
 		s->cap_timers = s->cap_timers ? s->cap_timers * 2 : 16;
 		s->timers =
-			hf_xrealloc(s->timers, s->cap_timers * sizeof *s->timers);
+		    hf_xrealloc(s->timers, s->cap_timers * sizeof *s->timers);
 	}
 	size_t i = s->ntimers++;
 	while (i > 0) {
@@ -198,8 +199,8 @@ void hf_sched_push(struct hf_sched *s, struct hf_run *run)
 		char *key = lane_key(run);
 		struct lane *l = lane_get(s, key, true);
 		free(key);
-		int max = run->wf->concurrency_max > 0 ? run->wf->concurrency_max
-						       : 1;
+		int max =
+		    run->wf->concurrency_max > 0 ? run->wf->concurrency_max : 1;
 		if (l->active >= max) {
 			run->next = NULL;
 			if (l->tail)

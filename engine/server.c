@@ -163,10 +163,10 @@ static unsigned long long dir_stamp(const char *dir)
 		struct stat st;
 		if (stat(path, &st) != 0)
 			continue;
-		unsigned long long v = (unsigned long long)st.st_mtim.tv_sec *
-					       1000000007ULL ^
-				       (unsigned long long)st.st_mtim.tv_nsec ^
-				       (unsigned long long)st.st_size << 20;
+		unsigned long long v =
+		    (unsigned long long)st.st_mtim.tv_sec * 1000000007ULL ^
+		    (unsigned long long)st.st_mtim.tv_nsec ^
+		    (unsigned long long)st.st_size << 20;
 		for (const char *p = e->d_name; *p; p++)
 			h = (h ^ (unsigned char)*p) * 1099511628211ULL;
 		h = (h ^ v) * 1099511628211ULL;
@@ -179,9 +179,8 @@ static void reload(struct hf_server *srv)
 {
 	struct hf_snapshot *old = hf_server_snapshot(srv);
 	struct hf_diags diags = {0};
-	struct hf_workflow_set *set =
-		hf_workflow_set_load(srv->opt.workflows_dir,
-				     srv->opt.scripts_dir, old->set, &diags);
+	struct hf_workflow_set *set = hf_workflow_set_load(
+	    srv->opt.workflows_dir, srv->opt.scripts_dir, old->set, &diags);
 	print_diags(&diags);
 	hf_diags_release(&diags);
 	if (!set) {
@@ -294,8 +293,7 @@ static void store_flush(struct hf_store *store, int64_t timeout_ms)
 		ts.tv_nsec -= 1000000000;
 	}
 	pthread_mutex_lock(&f->lock);
-	while (!f->done &&
-	       pthread_cond_timedwait(&f->cond, &f->lock, &ts) == 0)
+	while (!f->done && pthread_cond_timedwait(&f->cond, &f->lock, &ts) == 0)
 		;
 	bool done = f->done;
 	pthread_mutex_unlock(&f->lock);
@@ -311,9 +309,9 @@ static char *getenv_flag(const char *name)
 	char env[128] = "HOOKFLOW_";
 	size_t n = strlen(env);
 	for (const char *p = name; *p && n + 1 < sizeof env; p++)
-		env[n++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z'
-							? *p - 32
-							: *p);
+		env[n++] = *p == '-'
+			       ? '_'
+			       : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
 	env[n] = '\0';
 	return getenv(env);
 }
@@ -321,12 +319,14 @@ static char *getenv_flag(const char *name)
 int hf_cmd_serve(int argc, char **argv)
 {
 	struct hf_flag flags[] = {
-		{"listen", true}, {"workflows", true},  {"scripts", true},
-		{"state", true},  {"data", true},       {"workers", true},
-		{"max-body", true}, {"admin-token", true}, {"sync", true},
-		{"max-queue", true}, {"drain-timeout", true},
-		{"retain", true}, {"http-threads", true}, {"data-sync", true},
-		{"log-format", true},
+	    {"listen", true},	     {"workflows", true},
+	    {"scripts", true},	     {"state", true},
+	    {"data", true},	     {"workers", true},
+	    {"max-body", true},	     {"admin-token", true},
+	    {"sync", true},	     {"max-queue", true},
+	    {"drain-timeout", true}, {"retain", true},
+	    {"http-threads", true},  {"data-sync", true},
+	    {"log-format", true},
 	};
 	size_t nflags = sizeof flags / sizeof flags[0];
 	size_t npos = 0;
@@ -348,17 +348,19 @@ int hf_cmd_serve(int argc, char **argv)
 	o->state_path = hf_xstrdup(v[3] ? v[3] : "./hookflow.db");
 	o->data_path = hf_xstrdup(v[4] ? v[4] : "./data.db");
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	o->workers = v[5] ? (int)strtol(v[5], NULL, 10)
-			  : (int)(ncpu > 0 ? ncpu : 2);
+	o->workers =
+	    v[5] ? (int)strtol(v[5], NULL, 10) : (int)(ncpu > 0 ? ncpu : 2);
 	o->max_body = HF_DEFAULT_MAX_BODY;
 	o->sync_full = true;
 	o->max_queue = HF_MAX_QUEUE;
 	o->drain_timeout_ms = HF_DRAIN_TIMEOUT_MS;
 	o->http_threads = v[12] ? (int)strtol(v[12], NULL, 10) : 2;
 	rc = 2;
-	if (v[13] && strcmp(v[13], "full") != 0 && strcmp(v[13], "normal") != 0) {
-		fprintf(stderr,
-			"hookflow serve: --data-sync must be 'full' or 'normal'\n");
+	if (v[13] && strcmp(v[13], "full") != 0 &&
+	    strcmp(v[13], "normal") != 0) {
+		fprintf(
+		    stderr,
+		    "hookflow serve: --data-sync must be 'full' or 'normal'\n");
 		goto out;
 	}
 	o->data_sync_full = v[13] && strcmp(v[13], "full") == 0;
@@ -373,7 +375,8 @@ int hf_cmd_serve(int argc, char **argv)
 		fprintf(stderr, "hookflow serve: --workers must be 1..256\n");
 		goto out;
 	}
-	if (v[6] && (hf_parse_size(v[6], &o->max_body) < 0 || o->max_body < 1)) {
+	if (v[6] &&
+	    (hf_parse_size(v[6], &o->max_body) < 0 || o->max_body < 1)) {
 		fprintf(stderr,
 			"hookflow serve: invalid --max-body '%s' (expected "
 			"e.g. 64KiB, 1MiB)\n",
@@ -429,7 +432,7 @@ int hf_cmd_serve(int argc, char **argv)
 	srv->started_at = hf_now_ms();
 	struct hf_diags diags = {0};
 	struct hf_workflow_set *set = hf_workflow_set_load(
-		o->workflows_dir, o->scripts_dir, NULL, &diags);
+	    o->workflows_dir, o->scripts_dir, NULL, &diags);
 	print_diags(&diags);
 	hf_diags_release(&diags);
 	if (!set) {
@@ -450,9 +453,9 @@ int hf_cmd_serve(int argc, char **argv)
 	}
 	srv->sched = hf_sched_create();
 	struct hf_luart_config cfg = {
-		.scripts_dir = o->scripts_dir,
-		.data_path = o->data_path,
-		.data_sync_full = o->data_sync_full,
+	    .scripts_dir = o->scripts_dir,
+	    .data_path = o->data_path,
+	    .data_sync_full = o->data_sync_full,
 	};
 	srv->workers = hf_workers_start(srv, o->workers, &cfg, &err);
 	if (!srv->workers) {
@@ -494,16 +497,15 @@ int hf_cmd_serve(int argc, char **argv)
 	if (colon)
 		*colon = '\0';
 	hf_log(HF_LOG_INFO, "listening on http://%s:%d",
-		host[0] ? host : "127.0.0.1", port);
+	       host[0] ? host : "127.0.0.1", port);
 
-
-	unsigned long long stamp = dir_stamp(o->workflows_dir) ^
-				   dir_stamp(o->scripts_dir);
+	unsigned long long stamp =
+	    dir_stamp(o->workflows_dir) ^ dir_stamp(o->scripts_dir);
 	int64_t next_prune = 0;
 	while (!got_stop) {
 		sleep(1); /* interrupted by signals */
-		unsigned long long now_stamp = dir_stamp(o->workflows_dir) ^
-					       dir_stamp(o->scripts_dir);
+		unsigned long long now_stamp =
+		    dir_stamp(o->workflows_dir) ^ dir_stamp(o->scripts_dir);
 		if (got_hup || now_stamp != stamp) {
 			got_hup = 0;
 			stamp = now_stamp;
@@ -518,7 +520,9 @@ int hf_cmd_serve(int argc, char **argv)
 		if (o->retain_ms > 0 && hf_mono_ms() >= next_prune) {
 			/* Every retain/2, between a second and a minute. */
 			int64_t every = o->retain_ms / 2;
-			every = every < 1000 ? 1000 : every > 60000 ? 60000 : every;
+			every = every < 1000	? 1000
+				: every > 60000 ? 60000
+						: every;
 			prune(srv);
 			next_prune = hf_mono_ms() + every;
 		}

@@ -1,5 +1,5 @@
-/* store.c - the state database: schema, the writer thread with group commit, and
- * the read queries behind the admin API and the CLI.
+/* store.c - the state database: schema, the writer thread with group commit,
+ * and the read queries behind the admin API and the CLI.
  *
  * Threading: one writer thread owns the write connection and every prepared
  * statement on it; hf_store_submit() only appends to a queue. Readers borrow a
@@ -7,9 +7,9 @@
  * writer thread (the CLI), writes are applied synchronously under a mutex.
  *
  * This is the only file that includes <sqlite3.h> for the state database. */
-#include "hf_store.h"
 #include "hf_body.h"
 #include "hf_limits.h"
+#include "hf_store.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -19,51 +19,51 @@
 #define SCHEMA_VERSION 1
 
 static const char schema_sql[] =
-	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
-	"CREATE TABLE IF NOT EXISTS events("
-	" id TEXT PRIMARY KEY, path TEXT NOT NULL, method TEXT NOT NULL,"
-	" query TEXT, headers TEXT NOT NULL, body BLOB NOT NULL,"
-	" received_at INTEGER NOT NULL, skipped TEXT);"
-	"CREATE TABLE IF NOT EXISTS runs("
-	" id TEXT PRIMARY KEY, event_id TEXT NOT NULL, workflow TEXT NOT NULL,"
-	" version TEXT, status TEXT NOT NULL, attempt INTEGER NOT NULL,"
-	" created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,"
-	" error TEXT, next_step INTEGER NOT NULL DEFAULT 0,"
-	" step_attempt INTEGER NOT NULL DEFAULT 1, due_at INTEGER NOT NULL"
-	" DEFAULT 0, lane TEXT, claimed INTEGER NOT NULL DEFAULT 1);"
-	"CREATE INDEX IF NOT EXISTS runs_event ON runs(event_id);"
-	"CREATE INDEX IF NOT EXISTS runs_workflow ON runs(workflow, id);"
-	"CREATE INDEX IF NOT EXISTS runs_pending ON runs(status)"
-	" WHERE status IN ('queued','running');"
-	"CREATE TABLE IF NOT EXISTS steps("
-	" run_id TEXT NOT NULL, idx INTEGER NOT NULL, step_id TEXT NOT NULL,"
-	" status TEXT NOT NULL, output TEXT, error TEXT, logs TEXT,"
-	" attempts INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,"
-	" PRIMARY KEY(run_id, idx)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS dedupe("
-	" workflow TEXT NOT NULL, key TEXT NOT NULL, event_id TEXT NOT NULL,"
-	" created_at INTEGER NOT NULL, PRIMARY KEY(workflow, key)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS deliveries("
-	" id TEXT PRIMARY KEY, run_id TEXT, step_id TEXT, url TEXT NOT NULL,"
-	" payload BLOB NOT NULL, headers TEXT, secret TEXT,"
-	" status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
-	" max_attempts INTEGER NOT NULL, backoff_ms INTEGER NOT NULL,"
-	" next_at INTEGER NOT NULL, last_status INTEGER, last_error TEXT,"
-	" created_at INTEGER NOT NULL, updated_at INTEGER,"
-	" timeout_ms INTEGER NOT NULL DEFAULT 30000);"
-	"CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_at)"
-	" WHERE status = 'pending';"
-	/* Every workflow version a run was stored with: the YAML and the
-	 * `script:` files ({"name": "code"}), so that a run resumed after a
-	 * restart keeps the version it started with (hf_store_load_pending). */
-	"CREATE TABLE IF NOT EXISTS workflow_versions("
-	" version TEXT PRIMARY KEY, name TEXT NOT NULL, file TEXT,"
-	" yaml TEXT NOT NULL, scripts TEXT, created_at INTEGER NOT NULL)"
-	" WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS delivery_attempts("
-	" delivery_id TEXT NOT NULL, n INTEGER NOT NULL, at INTEGER NOT NULL,"
-	" status INTEGER, error TEXT, duration_ms INTEGER,"
-	" PRIMARY KEY(delivery_id, n)) WITHOUT ROWID;";
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
+    "CREATE TABLE IF NOT EXISTS events("
+    " id TEXT PRIMARY KEY, path TEXT NOT NULL, method TEXT NOT NULL,"
+    " query TEXT, headers TEXT NOT NULL, body BLOB NOT NULL,"
+    " received_at INTEGER NOT NULL, skipped TEXT);"
+    "CREATE TABLE IF NOT EXISTS runs("
+    " id TEXT PRIMARY KEY, event_id TEXT NOT NULL, workflow TEXT NOT NULL,"
+    " version TEXT, status TEXT NOT NULL, attempt INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,"
+    " error TEXT, next_step INTEGER NOT NULL DEFAULT 0,"
+    " step_attempt INTEGER NOT NULL DEFAULT 1, due_at INTEGER NOT NULL"
+    " DEFAULT 0, lane TEXT, claimed INTEGER NOT NULL DEFAULT 1);"
+    "CREATE INDEX IF NOT EXISTS runs_event ON runs(event_id);"
+    "CREATE INDEX IF NOT EXISTS runs_workflow ON runs(workflow, id);"
+    "CREATE INDEX IF NOT EXISTS runs_pending ON runs(status)"
+    " WHERE status IN ('queued','running');"
+    "CREATE TABLE IF NOT EXISTS steps("
+    " run_id TEXT NOT NULL, idx INTEGER NOT NULL, step_id TEXT NOT NULL,"
+    " status TEXT NOT NULL, output TEXT, error TEXT, logs TEXT,"
+    " attempts INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,"
+    " PRIMARY KEY(run_id, idx)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS dedupe("
+    " workflow TEXT NOT NULL, key TEXT NOT NULL, event_id TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL, PRIMARY KEY(workflow, key)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS deliveries("
+    " id TEXT PRIMARY KEY, run_id TEXT, step_id TEXT, url TEXT NOT NULL,"
+    " payload BLOB NOT NULL, headers TEXT, secret TEXT,"
+    " status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+    " max_attempts INTEGER NOT NULL, backoff_ms INTEGER NOT NULL,"
+    " next_at INTEGER NOT NULL, last_status INTEGER, last_error TEXT,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER,"
+    " timeout_ms INTEGER NOT NULL DEFAULT 30000);"
+    "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_at)"
+    " WHERE status = 'pending';"
+    /* Every workflow version a run was stored with: the YAML and the
+     * `script:` files ({"name": "code"}), so that a run resumed after a
+     * restart keeps the version it started with (hf_store_load_pending). */
+    "CREATE TABLE IF NOT EXISTS workflow_versions("
+    " version TEXT PRIMARY KEY, name TEXT NOT NULL, file TEXT,"
+    " yaml TEXT NOT NULL, scripts TEXT, created_at INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS delivery_attempts("
+    " delivery_id TEXT NOT NULL, n INTEGER NOT NULL, at INTEGER NOT NULL,"
+    " status INTEGER, error TEXT, duration_ms INTEGER,"
+    " PRIMARY KEY(delivery_id, n)) WITHOUT ROWID;";
 
 enum stmt_id {
 	ST_INSERT_EVENT,
@@ -81,49 +81,50 @@ enum stmt_id {
 };
 
 static const char *stmt_sql[ST_COUNT] = {
-	[ST_INSERT_EVENT] = "INSERT INTO events(id, path, method, query, headers,"
-			    " body, received_at, skipped)"
-			    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[ST_INSERT_RUN] = "INSERT INTO runs(id, event_id, workflow, version,"
-			  " status, attempt, created_at, next_step, step_attempt,"
-			  " due_at, lane, claimed)"
-			  " VALUES(?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9,"
-			  " ?10, ?11)",
-	[ST_DEDUPE_INSERT] = "INSERT OR IGNORE INTO dedupe(workflow, key,"
-			     " event_id, created_at) VALUES(?1, ?2, ?3, ?4)",
-	[ST_DEDUPE_GET] = "SELECT event_id FROM dedupe WHERE workflow = ?1 AND"
-			  " key = ?2",
-	[ST_RUN_STARTED] = "UPDATE runs SET status = 'running', started_at ="
-			   " ?2 WHERE id = ?1",
-	[ST_UPSERT_STEP] = "INSERT OR REPLACE INTO steps(run_id, idx, step_id,"
-			   " status, output, error, logs, attempts, started_at,"
-			   " finished_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
-			   " ?9, ?10)",
-	[ST_UPDATE_RUN] = "UPDATE runs SET status = ?2, next_step = ?3,"
-			  " step_attempt = ?4, due_at = ?5, error = ?6,"
-			  " finished_at = ?7, started_at = COALESCE(started_at,"
-			  " ?8) WHERE id = ?1",
-	/* OR IGNORE: an emit's id is an idempotency key (a step run again
-	 * after a crash emits the same id: it is sent once). */
-	[ST_INSERT_DELIVERY] = "INSERT OR IGNORE INTO deliveries(id, run_id,"
-			       " step_id, url, payload, headers, secret, status,"
-			       " attempts, max_attempts, backoff_ms, next_at,"
-			       " created_at, updated_at, timeout_ms) VALUES(?1,"
-			       " ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8, ?9,"
-			       " ?10, ?10, ?10, ?11)",
-	[ST_DELIVERY_ATTEMPT] = "INSERT OR REPLACE INTO delivery_attempts("
-				"delivery_id, n, at, status, error,"
-				" duration_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-	[ST_INSERT_VERSION] = "INSERT OR IGNORE INTO workflow_versions(version,"
-			      " name, file, yaml, scripts, created_at)"
-			      " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-	[ST_DELIVERY_UPDATE] = "UPDATE deliveries SET status = ?2, attempts ="
-			       " ?3, next_at = ?4, last_status = ?5,"
-			       " last_error = ?6, updated_at = ?7 WHERE id = ?1",
+    [ST_INSERT_EVENT] = "INSERT INTO events(id, path, method, query, headers,"
+			" body, received_at, skipped)"
+			" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_INSERT_RUN] = "INSERT INTO runs(id, event_id, workflow, version,"
+		      " status, attempt, created_at, next_step, step_attempt,"
+		      " due_at, lane, claimed)"
+		      " VALUES(?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9,"
+		      " ?10, ?11)",
+    [ST_DEDUPE_INSERT] = "INSERT OR IGNORE INTO dedupe(workflow, key,"
+			 " event_id, created_at) VALUES(?1, ?2, ?3, ?4)",
+    [ST_DEDUPE_GET] = "SELECT event_id FROM dedupe WHERE workflow = ?1 AND"
+		      " key = ?2",
+    [ST_RUN_STARTED] = "UPDATE runs SET status = 'running', started_at ="
+		       " ?2 WHERE id = ?1",
+    [ST_UPSERT_STEP] = "INSERT OR REPLACE INTO steps(run_id, idx, step_id,"
+		       " status, output, error, logs, attempts, started_at,"
+		       " finished_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+		       " ?9, ?10)",
+    [ST_UPDATE_RUN] = "UPDATE runs SET status = ?2, next_step = ?3,"
+		      " step_attempt = ?4, due_at = ?5, error = ?6,"
+		      " finished_at = ?7, started_at = COALESCE(started_at,"
+		      " ?8) WHERE id = ?1",
+    /* OR IGNORE: an emit's id is an idempotency key (a step run again
+     * after a crash emits the same id: it is sent once). */
+    [ST_INSERT_DELIVERY] = "INSERT OR IGNORE INTO deliveries(id, run_id,"
+			   " step_id, url, payload, headers, secret, status,"
+			   " attempts, max_attempts, backoff_ms, next_at,"
+			   " created_at, updated_at, timeout_ms) VALUES(?1,"
+			   " ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8, ?9,"
+			   " ?10, ?10, ?10, ?11)",
+    [ST_DELIVERY_ATTEMPT] = "INSERT OR REPLACE INTO delivery_attempts("
+			    "delivery_id, n, at, status, error,"
+			    " duration_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_INSERT_VERSION] = "INSERT OR IGNORE INTO workflow_versions(version,"
+			  " name, file, yaml, scripts, created_at)"
+			  " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_DELIVERY_UPDATE] = "UPDATE deliveries SET status = ?2, attempts ="
+			   " ?3, next_at = ?4, last_status = ?5,"
+			   " last_error = ?6, updated_at = ?7 WHERE id = ?1",
 };
 
 #define READER_POOL 8
-/* Workflow versions known to be in workflow_versions (writer's, under wlock). */
+/* Workflow versions known to be in workflow_versions (writer's, under wlock).
+ */
 #define VERSION_CACHE 32
 
 struct hf_store {
@@ -155,7 +156,8 @@ struct hf_store {
 	unsigned nversions; /* ring: next slot = nversions % VERSION_CACHE */
 	/* The previous server did not stop cleanly (read at open). */
 	bool unclean;
-	/* This one did: every step finished (set by hf_store_set_clean_stop). */
+	/* This one did: every step finished (set by hf_store_set_clean_stop).
+	 */
 	bool clean_stop;
 };
 
@@ -177,7 +179,7 @@ static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
 		flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 			SQLITE_OPEN_SHAREDCACHE | SQLITE_OPEN_URI;
 	const char *name =
-		strcmp(path, ":memory:") == 0 ? "file:hfstate?mode=memory" : path;
+	    strcmp(path, ":memory:") == 0 ? "file:hfstate?mode=memory" : path;
 	if (sqlite3_open_v2(name, &db, flags, NULL) != SQLITE_OK) {
 		hf_error_set(err, path, 0, 0, "cannot open database: %s",
 			     db ? sqlite3_errmsg(db) : "out of memory");
@@ -192,7 +194,8 @@ static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
 		 sync_full ? "FULL" : "NORMAL");
 	char *msg = NULL;
 	if (!readonly && sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		hf_error_set(err, path, 0, 0, "cannot set up database: %s", msg);
+		hf_error_set(err, path, 0, 0, "cannot set up database: %s",
+			     msg);
 		sqlite3_free(msg);
 		sqlite3_close(db);
 		return NULL;
@@ -371,8 +374,8 @@ static int apply_ingest(struct hf_store *s, struct hf_write *w)
 			json_object_set_new(skip, "workflow",
 					    json_string(w->runs[i]->wf->name));
 			json_object_set_new(
-				skip, "reason",
-				json_sprintf("duplicate of event %s", dup));
+			    skip, "reason",
+			    json_sprintf("duplicate of event %s", dup));
 			json_array_append_new(ev->skipped, skip);
 		} else {
 			kept++;
@@ -441,8 +444,8 @@ static int insert_emit(struct hf_store *s, const struct hf_run *run,
 	sqlite3_bind_int(st, 8, e->attempts);
 	sqlite3_bind_int64(st, 9, e->backoff_ms);
 	sqlite3_bind_int64(st, 10, hf_now_ms());
-	sqlite3_bind_int64(st, 11, e->timeout_ms > 0 ? e->timeout_ms
-						    : HF_DELIVERY_TIMEOUT_MS);
+	sqlite3_bind_int64(
+	    st, 11, e->timeout_ms > 0 ? e->timeout_ms : HF_DELIVERY_TIMEOUT_MS);
 	return step_done(st);
 }
 
@@ -810,8 +813,8 @@ static json_t *steps_of(sqlite3 *db, const char *run_id)
 	return steps;
 }
 
-#define RUN_COLUMNS                                                          \
-	"id, workflow, event_id, status, attempt, created_at, started_at,"  \
+#define RUN_COLUMNS                                                            \
+	"id, workflow, event_id, status, attempt, created_at, started_at,"     \
 	" finished_at, error, version"
 
 static json_t *run_row(sqlite3 *db, sqlite3_stmt *st)
@@ -828,8 +831,8 @@ static json_t *run_row(sqlite3 *db, sqlite3_stmt *st)
 	json_object_set_new(o, "finished_at", col_time(st, 7));
 	json_object_set_new(o, "error", col_text(st, 8));
 	json_object_set_new(o, "version", col_text(st, 9));
-	json_object_set_new(o, "steps",
-			    steps_of(db, (const char *)sqlite3_column_text(st, 0)));
+	json_object_set_new(
+	    o, "steps", steps_of(db, (const char *)sqlite3_column_text(st, 0)));
 	return o;
 }
 
@@ -838,10 +841,9 @@ json_t *hf_store_run_json(struct hf_store *s, const char *run_id)
 	sqlite3 *db = reader_take(s);
 	sqlite3_stmt *st = NULL;
 	json_t *out = NULL;
-	if (!db || sqlite3_prepare_v2(db,
-				      "SELECT " RUN_COLUMNS
-				      " FROM runs WHERE id = ?1",
-				      -1, &st, NULL) != SQLITE_OK)
+	if (!db || sqlite3_prepare_v2(
+		       db, "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1", -1,
+		       &st, NULL) != SQLITE_OK)
 		goto done;
 	bind_text(st, 1, run_id);
 	if (sqlite3_step(st) == SQLITE_ROW)
@@ -969,8 +971,8 @@ static json_t *delivery_row(sqlite3_stmt *st)
 	return o;
 }
 
-#define DELIVERY_COLUMNS                                                     \
-	"id, url, status, attempts, max_attempts, last_status, last_error,"  \
+#define DELIVERY_COLUMNS                                                       \
+	"id, url, status, attempts, max_attempts, last_status, last_error,"    \
 	" run_id, step_id, next_at, created_at, updated_at"
 
 json_t *hf_store_deliveries_json(struct hf_store *s, const char *status,
@@ -1022,18 +1024,18 @@ json_t *hf_store_delivery_json(struct hf_store *s, const char *id)
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			json_t *a = json_object();
 			json_object_set_new(
-				a, "n", json_integer(sqlite3_column_int(st, 0)));
+			    a, "n", json_integer(sqlite3_column_int(st, 0)));
 			json_object_set_new(a, "at", col_time(st, 1));
 			if (sqlite3_column_type(st, 2) == SQLITE_NULL)
 				json_object_set_new(a, "status", json_null());
 			else
 				json_object_set_new(
-					a, "status",
-					json_integer(sqlite3_column_int(st, 2)));
+				    a, "status",
+				    json_integer(sqlite3_column_int(st, 2)));
 			json_object_set_new(a, "error", col_text(st, 3));
 			json_object_set_new(
-				a, "duration_ms",
-				json_integer(sqlite3_column_int64(st, 4)));
+			    a, "duration_ms",
+			    json_integer(sqlite3_column_int64(st, 4)));
 			json_array_append_new(attempts, a);
 		}
 	}
@@ -1045,35 +1047,37 @@ done:
 }
 
 int hf_store_pending_deliveries(struct hf_store *s, int limit,
-				int (*fn)(const struct hf_delivery *d, void *arg),
+				int (*fn)(const struct hf_delivery *d,
+					  void *arg),
 				void *arg)
 {
 	sqlite3 *db = reader_take(s);
 	sqlite3_stmt *st = NULL;
 	int n = -1;
-	if (!db || sqlite3_prepare_v2(db,
-				      "SELECT id, url, payload, headers, secret,"
-				      " attempts, max_attempts, backoff_ms,"
-				      " timeout_ms, next_at FROM deliveries"
-				      " WHERE status = 'pending' ORDER BY"
-				      " next_at LIMIT ?1",
-				      -1, &st, NULL) != SQLITE_OK)
+	if (!db ||
+	    sqlite3_prepare_v2(db,
+			       "SELECT id, url, payload, headers, secret,"
+			       " attempts, max_attempts, backoff_ms,"
+			       " timeout_ms, next_at FROM deliveries"
+			       " WHERE status = 'pending' ORDER BY"
+			       " next_at LIMIT ?1",
+			       -1, &st, NULL) != SQLITE_OK)
 		goto done;
 	sqlite3_bind_int(st, 1, limit);
 	n = 0;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		struct hf_delivery d = {
-			.id = (const char *)sqlite3_column_text(st, 0),
-			.url = (const char *)sqlite3_column_text(st, 1),
-			.payload = sqlite3_column_blob(st, 2),
-			.payload_len = (size_t)sqlite3_column_bytes(st, 2),
-			.headers = (const char *)sqlite3_column_text(st, 3),
-			.secret = (const char *)sqlite3_column_text(st, 4),
-			.attempts = sqlite3_column_int(st, 5),
-			.max_attempts = sqlite3_column_int(st, 6),
-			.backoff_ms = sqlite3_column_int64(st, 7),
-			.timeout_ms = sqlite3_column_int64(st, 8),
-			.next_at = sqlite3_column_int64(st, 9),
+		    .id = (const char *)sqlite3_column_text(st, 0),
+		    .url = (const char *)sqlite3_column_text(st, 1),
+		    .payload = sqlite3_column_blob(st, 2),
+		    .payload_len = (size_t)sqlite3_column_bytes(st, 2),
+		    .headers = (const char *)sqlite3_column_text(st, 3),
+		    .secret = (const char *)sqlite3_column_text(st, 4),
+		    .attempts = sqlite3_column_int(st, 5),
+		    .max_attempts = sqlite3_column_int(st, 6),
+		    .backoff_ms = sqlite3_column_int64(st, 7),
+		    .timeout_ms = sqlite3_column_int64(st, 8),
+		    .next_at = sqlite3_column_int64(st, 9),
 		};
 		if (!d.id || !d.url)
 			continue;
@@ -1116,7 +1120,7 @@ int hf_store_retry_delivery(struct hf_store *s, const char *id)
 		goto done;
 	bind_text(st, 1, id);
 	rc = sqlite3_step(st) == SQLITE_ROW ? HF_STORE_CONFLICT
-					     : HF_STORE_NOT_FOUND;
+					    : HF_STORE_NOT_FOUND;
 done:
 	sqlite3_finalize(st);
 	return rc;
@@ -1159,7 +1163,7 @@ struct hf_event *hf_store_load_event(struct hf_store *s, const char *event_id)
 	/* Decoded again as ingest did; it was valid then. */
 	char err[256];
 	hf_body_decode(hf_body_kind_of(json_string_value(
-			       json_object_get(ev->headers, "content-type"))),
+			   json_object_get(ev->headers, "content-type"))),
 		       ev->body, ev->body_len, &ev->decoded, err, sizeof err);
 done:
 	sqlite3_finalize(st);
@@ -1175,8 +1179,9 @@ bool hf_store_changed(struct hf_store *s)
 	 * connection: its own commits do not change it. */
 	sqlite3 *db = s->wdb;
 	pthread_mutex_lock(&s->wlock);
-	if (db && sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &st,
-				     NULL) == SQLITE_OK &&
+	if (db &&
+	    sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &st, NULL) ==
+		SQLITE_OK &&
 	    sqlite3_step(st) == SQLITE_ROW) {
 		int v = sqlite3_column_int(st, 0);
 		changed = s->data_version && v != s->data_version;
@@ -1221,14 +1226,14 @@ static struct hf_workflow *parse_version(sqlite3 *db, const char *version)
 	{
 		if (n < sizeof src / sizeof src[0] && json_is_string(code))
 			src[n++] = (struct hf_script_src){
-				name, json_string_value(code),
-				json_string_length(code)};
+			    name, json_string_value(code),
+			    json_string_length(code)};
 	}
 	struct hf_diags diags = {0};
-	wf = hf_workflow_parse_stored(
-		(const char *)sqlite3_column_text(st, 0),
-		(const char *)sqlite3_column_text(st, 1),
-		(size_t)sqlite3_column_bytes(st, 1), NULL, src, n, &diags);
+	wf = hf_workflow_parse_stored((const char *)sqlite3_column_text(st, 0),
+				      (const char *)sqlite3_column_text(st, 1),
+				      (size_t)sqlite3_column_bytes(st, 1), NULL,
+				      src, n, &diags);
 	hf_diags_release(&diags);
 	if (wf && (!wf->version || strcmp(wf->version, version) != 0)) {
 		hf_workflow_unref(wf);
@@ -1294,14 +1299,14 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 		run = hf_xcalloc(1, sizeof *run);
 		run->event = hf_event_ref(ev);
 		run->outputs = json_object();
-		run->error = hf_xasprintf("workflow '%s' no longer exists",
-					  wf_name);
+		run->error =
+		    hf_xasprintf("workflow '%s' no longer exists", wf_name);
 	}
 	hf_event_unref(ev);
 	snprintf(run->id, sizeof run->id, "%s",
 		 (const char *)sqlite3_column_text(st, 0));
-	run->status = hf_run_status_parse(
-		(const char *)sqlite3_column_text(st, 3));
+	run->status =
+	    hf_run_status_parse((const char *)sqlite3_column_text(st, 3));
 	run->attempt = sqlite3_column_int(st, 4);
 	run->created_at = sqlite3_column_int64(st, 5);
 	run->started_at = sqlite3_column_int64(st, 6);
@@ -1309,7 +1314,8 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 	run->step_attempt = sqlite3_column_int(st, 8);
 	run->due_at = sqlite3_column_int64(st, 9);
 	if (sqlite3_column_type(st, 10) != SQLITE_NULL)
-		run->lane = hf_xstrdup((const char *)sqlite3_column_text(st, 10));
+		run->lane =
+		    hf_xstrdup((const char *)sqlite3_column_text(st, 10));
 	/* Outputs of the steps already done. */
 	sqlite3_stmt *q = NULL;
 	if (sqlite3_prepare_v2(db,
@@ -1319,16 +1325,16 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 		bind_text(q, 1, run->id);
 		while (sqlite3_step(q) == SQLITE_ROW)
 			json_object_set_new(
-				run->outputs,
-				(const char *)sqlite3_column_text(q, 0),
-				col_json(q, 1));
+			    run->outputs,
+			    (const char *)sqlite3_column_text(q, 0),
+			    col_json(q, 1));
 	}
 	sqlite3_finalize(q);
 	return run;
 }
 
-int hf_store_load_pending(struct hf_store *s,
-			  const struct hf_workflow_set *set, bool only_unclaimed,
+int hf_store_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
+			  bool only_unclaimed,
 			  void (*fn)(struct hf_run *run, void *arg), void *arg)
 {
 	sqlite3 *db = reader_take(s);
@@ -1339,15 +1345,15 @@ int hf_store_load_pending(struct hf_store *s,
 	/* In insertion order (rowid), which is arrival order: the lanes of
 	 * `concurrency:` fill up again as they were. */
 	const char *sql =
-		only_unclaimed
-			? "SELECT id, event_id, workflow, status, attempt,"
-			  " created_at, started_at, next_step, step_attempt,"
-			  " due_at, lane, version FROM runs WHERE status IN"
-			  " ('queued','running') AND claimed = 0 ORDER BY rowid"
-			: "SELECT id, event_id, workflow, status, attempt,"
-			  " created_at, started_at, next_step, step_attempt,"
-			  " due_at, lane, version FROM runs WHERE status IN"
-			  " ('queued','running') ORDER BY rowid";
+	    only_unclaimed
+		? "SELECT id, event_id, workflow, status, attempt,"
+		  " created_at, started_at, next_step, step_attempt,"
+		  " due_at, lane, version FROM runs WHERE status IN"
+		  " ('queued','running') AND claimed = 0 ORDER BY rowid"
+		: "SELECT id, event_id, workflow, status, attempt,"
+		  " created_at, started_at, next_step, step_attempt,"
+		  " due_at, lane, version FROM runs WHERE status IN"
+		  " ('queued','running') ORDER BY rowid";
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
 		reader_give(s, db);
 		return -1;
@@ -1359,11 +1365,11 @@ int hf_store_load_pending(struct hf_store *s,
 		if (!run)
 			continue;
 		/* After a crash (or a drain that timed out), the next step of a
-		 * run not waiting for a retry may have been in flight, committed
-		 * or not: it runs again as a later try, so that run.attempt > 1
-		 * tells the script it may be a repeat (a run waiting for a retry
-		 * is at attempt > 1 already). After a clean stop nothing was in
-		 * flight. */
+		 * run not waiting for a retry may have been in flight,
+		 * committed or not: it runs again as a later try, so that
+		 * run.attempt > 1 tells the script it may be a repeat (a run
+		 * waiting for a retry is at attempt > 1 already). After a clean
+		 * stop nothing was in flight. */
 		if (!only_unclaimed && s->unclean && run->due_at == 0)
 			run->step_attempt++;
 		*tail = run;
@@ -1439,22 +1445,22 @@ int hf_store_prune(struct hf_store *s, int64_t before, int limit)
 	 * primary key: a batch reads old rows, not the whole table. An event
 	 * goes only once no run refers to it (a replay may still be queued). */
 	static const char *sql[] = {
-		"CREATE TEMP TABLE IF NOT EXISTS prune_ids(id TEXT PRIMARY KEY)",
-		"DELETE FROM prune_ids",
-		"INSERT INTO prune_ids SELECT id FROM runs WHERE id < ?3 AND"
-		" finished_at < ?1 AND status IN ('succeeded','failed') LIMIT ?2",
-		"DELETE FROM steps WHERE run_id IN prune_ids",
-		"DELETE FROM runs WHERE id IN prune_ids",
-		"DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE"
-		" id < ?4 AND received_at < ?1 AND NOT EXISTS (SELECT 1 FROM"
-		" runs r WHERE r.event_id = e.id) LIMIT ?2)",
-		"DELETE FROM prune_ids",
-		"INSERT INTO prune_ids SELECT id FROM deliveries WHERE"
-		" updated_at < ?1 AND status IN ('delivered','failed') LIMIT ?2",
-		"DELETE FROM delivery_attempts WHERE delivery_id IN prune_ids",
-		"DELETE FROM deliveries WHERE id IN prune_ids",
-		"DELETE FROM dedupe WHERE (workflow, key) IN (SELECT workflow,"
-		" key FROM dedupe WHERE created_at < ?1 LIMIT ?2)",
+	    "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id TEXT PRIMARY KEY)",
+	    "DELETE FROM prune_ids",
+	    "INSERT INTO prune_ids SELECT id FROM runs WHERE id < ?3 AND"
+	    " finished_at < ?1 AND status IN ('succeeded','failed') LIMIT ?2",
+	    "DELETE FROM steps WHERE run_id IN prune_ids",
+	    "DELETE FROM runs WHERE id IN prune_ids",
+	    "DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE"
+	    " id < ?4 AND received_at < ?1 AND NOT EXISTS (SELECT 1 FROM"
+	    " runs r WHERE r.event_id = e.id) LIMIT ?2)",
+	    "DELETE FROM prune_ids",
+	    "INSERT INTO prune_ids SELECT id FROM deliveries WHERE"
+	    " updated_at < ?1 AND status IN ('delivered','failed') LIMIT ?2",
+	    "DELETE FROM delivery_attempts WHERE delivery_id IN prune_ids",
+	    "DELETE FROM deliveries WHERE id IN prune_ids",
+	    "DELETE FROM dedupe WHERE (workflow, key) IN (SELECT workflow,"
+	    " key FROM dedupe WHERE created_at < ?1 LIMIT ?2)",
 	};
 	char run_max[32], ev_max[32];
 	unsigned long long t = (unsigned long long)(before > 0 ? before : 0);
@@ -1465,7 +1471,8 @@ int hf_store_prune(struct hf_store *s, int64_t before, int limit)
 		sqlite3_stmt *st = NULL;
 		if (sqlite3_prepare_v2(s->wdb, sql[i], -1, &st, NULL) !=
 		    SQLITE_OK) {
-			hf_log(HF_LOG_WARN, "prune: %s", sqlite3_errmsg(s->wdb));
+			hf_log(HF_LOG_WARN, "prune: %s",
+			       sqlite3_errmsg(s->wdb));
 			return -1;
 		}
 		int np = sqlite3_bind_parameter_count(st);

@@ -107,8 +107,8 @@ int hf_parse_duration(const char *s, int64_t *out_ms)
 		const char *unit;
 		double ms;
 	} units[] = {
-		{"ms", 1},      {"s", 1000},      {"m", 60000},
-		{"h", 3600000}, {"d", 86400000.0}, {"", 1000},
+	    {"ms", 1},	    {"s", 1000},       {"m", 60000},
+	    {"h", 3600000}, {"d", 86400000.0}, {"", 1000},
 	};
 	double v;
 	if (!s)
@@ -134,17 +134,17 @@ int hf_parse_size(const char *s, int64_t *out_bytes)
 		const char *unit;
 		double mult;
 	} units[] = {
-		{"", 1},
-		{"B", 1},
-		{"K", 1024.0},
-		{"KiB", 1024.0},
-		{"KB", 1000.0},
-		{"M", 1048576.0},
-		{"MiB", 1048576.0},
-		{"MB", 1e6},
-		{"G", 1073741824.0},
-		{"GiB", 1073741824.0},
-		{"GB", 1e9},
+	    {"", 1},
+	    {"B", 1},
+	    {"K", 1024.0},
+	    {"KiB", 1024.0},
+	    {"KB", 1000.0},
+	    {"M", 1048576.0},
+	    {"MiB", 1048576.0},
+	    {"MB", 1e6},
+	    {"G", 1073741824.0},
+	    {"GiB", 1073741824.0},
+	    {"GB", 1e9},
 	};
 	double v;
 	if (!s)
@@ -195,7 +195,8 @@ static uint64_t id_random(void)
 {
 	if (!id_state) {
 		if (getrandom(&id_state, sizeof id_state, 0) != sizeof id_state)
-			id_state = (uint64_t)hf_mono_ms() ^ (uint64_t)pthread_self();
+			id_state =
+			    (uint64_t)hf_mono_ms() ^ (uint64_t)pthread_self();
 		id_state |= 1;
 	}
 	id_state ^= id_state << 13;
@@ -430,7 +431,8 @@ static void log_line(enum hf_log_level level, const char *msg, va_list ap)
 	char at[32];
 	hf_time_iso(hf_now_ms(), at);
 	if (format == HF_LOG_JSON) {
-		hf_buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"",
+		hf_buf_printf(&b,
+			      "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"",
 			      at, levels[level]);
 		json_escape(&b, msg);
 		hf_buf_append(&b, "\"", 1);
@@ -438,8 +440,8 @@ static void log_line(enum hf_log_level level, const char *msg, va_list ap)
 		hf_buf_printf(&b, "time=%s level=%s msg=", at, levels[level]);
 		logfmt_value(&b, msg);
 	} else {
-		static const char *names[] = {"debug: ", "", "warning: ",
-					      "error: "};
+		static const char *names[] = {"debug: ", "",
+					      "warning: ", "error: "};
 		hf_buf_printf(&b, "hookflow: %s", names[level]);
 		hf_buf_append(&b, msg, strnlen(msg, LOG_VALUE_MAX));
 	}

@@ -4,12 +4,12 @@
  * The run goes back to the scheduler (next step, or a retry at its due time) or
  * ends only in the write's done() callback, after the step's result, the run's
  * progress and the step's emitted deliveries are committed together. A crash
- * before that commit re-runs the step at the next start: steps are at least once,
- * and `run.attempt` tells a script it is a repeat. */
-#include "hf_worker.h"
+ * before that commit re-runs the step at the next start: steps are at least
+ * once, and `run.attempt` tells a script it is a repeat. */
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_outbox.h"
+#include "hf_worker.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -52,7 +52,8 @@ int64_t hf_step_budget(const struct hf_run *run, int64_t now)
 static int64_t backoff(const struct hf_step *step, int retry)
 {
 	double d = (double)step->retry_backoff_ms;
-	for (int i = 1; i < retry && d < (double)step->retry_max_backoff_ms; i++)
+	for (int i = 1; i < retry && d < (double)step->retry_max_backoff_ms;
+	     i++)
 		d *= 2;
 	if (d > (double)step->retry_max_backoff_ms)
 		d = (double)step->retry_max_backoff_ms;
@@ -89,7 +90,8 @@ bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 	case HF_STEP_FAILED:
 		if (run->step_attempt < step->retry_attempts) {
 			run->step_attempt++;
-			run->due_at = now + backoff(step, run->step_attempt - 1);
+			run->due_at =
+			    now + backoff(step, run->step_attempt - 1);
 			return false;
 		}
 		if (step->continue_on_error) {
@@ -99,7 +101,8 @@ bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 		}
 		free(run->error);
 		char *line = first_line(res->error);
-		run->error = hf_xasprintf("step '%s' failed: %s", step->id, line);
+		run->error =
+		    hf_xasprintf("step '%s' failed: %s", step->id, line);
 		free(line);
 		run->status = HF_RUN_FAILED;
 		return true;
@@ -211,8 +214,9 @@ static void execute(struct worker *wk, struct hf_run *run)
 	struct hf_server *srv = wk->pool->srv;
 	int64_t now = hf_now_ms();
 	if (!run->wf) {
-		fail_run(srv, run, hf_xstrdup(run->error ? run->error
-							 : "workflow missing"));
+		fail_run(
+		    srv, run,
+		    hf_xstrdup(run->error ? run->error : "workflow missing"));
 		return;
 	}
 	atomic_store(&run->step_pending, false);
@@ -231,8 +235,7 @@ static void execute(struct worker *wk, struct hf_run *run)
 	if (budget <= 0) {
 		char t[32];
 		snprintf(t, sizeof t, "%lldms", (long long)run->wf->timeout_ms);
-		fail_run(srv, run,
-			 hf_xasprintf("run timed out after %s", t));
+		fail_run(srv, run, hf_xasprintf("run timed out after %s", t));
 		return;
 	}
 
@@ -242,13 +245,13 @@ static void execute(struct worker *wk, struct hf_run *run)
 	sw->prev_status = run->status;
 	json_t *event = hf_event_to_lua_json(run->event);
 	struct hf_step_ctx ctx = {
-		.wf = run->wf,
-		.step = run->next_step,
-		.event = event,
-		.steps = run->outputs,
-		.run_id = run->id,
-		.attempt = run->step_attempt,
-		.timeout_ms = budget,
+	    .wf = run->wf,
+	    .step = run->next_step,
+	    .event = event,
+	    .steps = run->outputs,
+	    .run_id = run->id,
+	    .attempt = run->step_attempt,
+	    .timeout_ms = budget,
 	};
 	atomic_fetch_add(&wk->pool->busy, 1);
 	hf_luart_run_step(wk->rt, &ctx, &sw->res);
@@ -257,18 +260,18 @@ static void execute(struct worker *wk, struct hf_run *run)
 
 	hf_metrics_step(hf_step_status_name(sw->res.status),
 			(double)(sw->res.finished_at - sw->res.started_at) /
-				1000.0);
+			    1000.0);
 	sw->w.kind = HF_W_STEP;
 	sw->w.run = run;
 	sw->w.step_index = run->next_step;
 	/* A skipped step was never tried. */
 	sw->w.step_attempts =
-		sw->res.status == HF_STEP_SKIPPED ? 0 : run->step_attempt;
+	    sw->res.status == HF_STEP_SKIPPED ? 0 : run->step_attempt;
 	sw->w.result = &sw->res;
 	sw->w.done = step_written;
 	sw->w.ctx = srv;
-	sw->res.output_text = json_dumps(sw->res.output,
-					 JSON_COMPACT | JSON_ENCODE_ANY);
+	sw->res.output_text =
+	    json_dumps(sw->res.output, JSON_COMPACT | JSON_ENCODE_ANY);
 	sw->res.logs_text = json_dumps(sw->res.logs, JSON_COMPACT);
 	hf_run_advance(run, &sw->res, hf_now_ms());
 	atomic_store(&run->step_pending, true);

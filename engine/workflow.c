@@ -62,7 +62,6 @@ struct ctx {
 	size_t nlines;
 };
 
-
 /* Set by `check`: an unset ${NAME} in a secret is not an error there, since a
  * linter should not need the production secrets. `serve` keeps it an error. */
 static atomic_bool env_optional;
@@ -1619,11 +1618,11 @@ struct hf_workflow *hf_workflow_parse(const char *file, const char *text,
 	});
 }
 
-struct hf_workflow *hf_workflow_parse_stored(const char *file, const char *text,
-					     size_t len, const char *scripts_dir,
-					     const struct hf_script_src *scripts,
-					     size_t nscripts,
-					     struct hf_diags *diags)
+struct hf_workflow *
+hf_workflow_parse_stored(const char *file, const char *text, size_t len,
+			 const char *scripts_dir,
+			 const struct hf_script_src *scripts, size_t nscripts,
+			 struct hf_diags *diags)
 {
 	static const struct hf_script_src none;
 	return parse_ctx((struct ctx){

@@ -1,7 +1,7 @@
 /* hf_api.h - the reserved paths: /healthz, /metrics, the admin API under /api
  * (bearer token, compared in constant time) and the /ui dashboard. Runs on the
- * HTTP threads: reads go to the store's read connections; the one write (replay,
- * retry) waits for its commit. */
+ * HTTP threads: reads go to the store's read connections; the one write
+ * (replay, retry) waits for its commit. */
 #ifndef HF_API_H
 #define HF_API_H
 

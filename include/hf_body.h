@@ -21,7 +21,8 @@ enum hf_body_kind hf_body_kind_of(const char *content_type);
 
 /* Decodes body per kind. On success returns 0 and *out (new reference; NULL for
  * HF_BODY_OTHER or an empty body). On failure returns -1 and writes a one-line
- * message (where and what, e.g. "invalid JSON at line 1, column 7: ...") into err. */
+ * message (where and what, e.g. "invalid JSON at line 1, column 7: ...") into
+ * err. */
 int hf_body_decode(enum hf_body_kind kind, const char *body, size_t len,
 		   json_t **out, char *err, size_t errsize);
 
@@ -29,9 +30,9 @@ int hf_body_decode(enum hf_body_kind kind, const char *body, size_t len,
 int hf_json_parse(const char *text, size_t len, json_t **out, char *err,
 		  size_t errsize);
 
-/* Decodes "a=1&b=x+y&c=%41" into {"a":"1","b":"x y","c":"A"} (a repeated key keeps
- * the last value; invalid UTF-8 is replaced by U+FFFD, and so is NUL in keys;
- * "a" alone is "a":""). Returns a new object. */
+/* Decodes "a=1&b=x+y&c=%41" into {"a":"1","b":"x y","c":"A"} (a repeated key
+ * keeps the last value; invalid UTF-8 is replaced by U+FFFD, and so is NUL in
+ * keys; "a" alone is "a":""). Returns a new object. */
 json_t *hf_form_decode(const char *s, size_t len);
 
 /* Decodes a URL query string (without the '?') by the same rules as a form.

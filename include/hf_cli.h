@@ -13,8 +13,8 @@ int hf_cli_main(int argc, char **argv);
 struct hf_flag {
 	const char *name; /* without "--" */
 	bool takes_value;
-	bool repeat;      /* values accumulate (e.g. --header) */
-	const char *value; /* the last value, or NULL */
+	bool repeat;	     /* values accumulate (e.g. --header) */
+	const char *value;   /* the last value, or NULL */
 	const char **values; /* with repeat */
 	size_t nvalues;
 	bool seen;

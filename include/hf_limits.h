@@ -1,12 +1,13 @@
-/* hf_limits.h - every cap hookflow enforces, in one place, each with why it exists.
+/* hf_limits.h - every cap hookflow enforces, in one place, each with why it
+ * exists.
  *
  * Where a flag or a workflow key can change a value, the constant here is its
  * default. Nothing else in the tree hard-codes a limit. */
 #ifndef HF_LIMITS_H
 #define HF_LIMITS_H
 
-/* --max-body: webhook payloads are small (GitHub caps at 25 MiB, most senders at
- * 1 MiB or less); refusing larger bodies while reading keeps one client from
+/* --max-body: webhook payloads are small (GitHub caps at 25 MiB, most senders
+ * at 1 MiB or less); refusing larger bodies while reading keeps one client from
  * filling memory. */
 #define HF_DEFAULT_MAX_BODY (1024 * 1024)
 
@@ -16,11 +17,12 @@
 
 /* Request headers: libmicrohttpd keeps headers in a per-connection memory pool
  * that it clears for every request. 32 KiB (its default) holds any real
- * sender's headers and bounds what a hostile one can make us keep; a larger pool
- * costs a visible memset per request. */
+ * sender's headers and bounds what a hostile one can make us keep; a larger
+ * pool costs a visible memset per request. */
 #define HF_CONNECTION_MEMORY (32 * 1024)
 
-/* Connections: each costs a pool and a socket; past this the listener refuses. */
+/* Connections: each costs a pool and a socket; past this the listener refuses.
+ */
 #define HF_MAX_CONNECTIONS 4096
 
 /* A connection idle this long (slowloris, half-open peers) is closed. */
@@ -38,8 +40,8 @@
  * instructions take ~50 µs. */
 #define HF_LUA_HOOK_INSTRUCTIONS 10000
 
-/* Workflow-level expressions (`if:`, `dedupe:`, `concurrency.key`) run at ingest,
- * before the answer: they must be pure and quick. */
+/* Workflow-level expressions (`if:`, `dedupe:`, `concurrency.key`) run at
+ * ingest, before the answer: they must be pure and quick. */
 #define HF_EXPR_MAX_INSTRUCTIONS 1000000
 #define HF_EXPR_MEMORY (8 * 1024 * 1024)
 
@@ -97,7 +99,8 @@
 /* Workflows sharing one path that one event can start (more are ignored). */
 #define HF_MAX_MATCH 64
 
-/* Workflows: a directory scan loads at most this many files; a file this big. */
+/* Workflows: a directory scan loads at most this many files; a file this big.
+ */
 #define HF_MAX_WORKFLOWS 4096
 #define HF_MAX_WORKFLOW_FILE (1024 * 1024)
 #define HF_MAX_STEPS 256
@@ -112,7 +115,8 @@
  * never past the step's deadline. */
 #define HF_HTTP_TIMEOUT_MS (10 * 1000)
 /* Response bodies are read into memory and then into the step's Lua state:
- * past this the call fails (max_response raises it, up to the step's memory). */
+ * past this the call fails (max_response raises it, up to the step's memory).
+ */
 #define HF_HTTP_MAX_RESPONSE (10 * 1024 * 1024)
 /* Response headers kept per call: far beyond real APIs, bounded for hostile
  * ones. Redirects followed (when asked) at most this many times. */

@@ -3,10 +3,10 @@
  * http, webhook, require), memory and time limits, and the conversion between
  * JSON values (jansson) and Lua values.
  *
- * A runtime belongs to one thread for its lifetime. Chunks are compiled once per
- * runtime and cached by (workflow version, chunk name). Each step runs in a fresh
- * environment table whose __index is the read-only sandbox, so nothing a step does
- * to its globals reaches the next step. */
+ * A runtime belongs to one thread for its lifetime. Chunks are compiled once
+ * per runtime and cached by (workflow version, chunk name). Each step runs in a
+ * fresh environment table whose __index is the read-only sandbox, so nothing a
+ * step does to its globals reaches the next step. */
 #ifndef HF_LUART_H
 #define HF_LUART_H
 
@@ -20,11 +20,13 @@ struct hf_luart;
 
 struct hf_luart_config {
 	const char *scripts_dir; /* for require(); NULL = require unavailable */
-	const char *data_path;   /* --data database for db.*; NULL = db unavailable */
-	bool data_sync_full;     /* PRAGMA synchronous=FULL on the data database */
-	size_t memory_limit;     /* bytes per step; 0 = HF_LUA_MEMORY */
-	/* An expression-only runtime (ingest-time `if:`/`dedupe:`/`concurrency`) has
-	 * no db, http, webhook, log or require, and a tight instruction budget. */
+	const char
+	    *data_path; /* --data database for db.*; NULL = db unavailable */
+	bool data_sync_full; /* PRAGMA synchronous=FULL on the data database */
+	size_t memory_limit; /* bytes per step; 0 = HF_LUA_MEMORY */
+	/* An expression-only runtime (ingest-time
+	 * `if:`/`dedupe:`/`concurrency`) has no db, http, webhook, log or
+	 * require, and a tight instruction budget. */
 	bool expr_only;
 };
 
@@ -40,10 +42,12 @@ struct hf_step_ctx {
 	/* {"id","method","path","query":{},"headers":{},"body":…,"raw":"…",
 	 *  "received_at":…}: becomes the `event` global. */
 	json_t *event;
-	json_t *steps; /* {"step_id": output} of earlier steps; skipped ones absent */
+	json_t *steps; /* {"step_id": output} of earlier steps; skipped ones
+			  absent */
 	const char *run_id;
 	int attempt; /* 1 for the first try of this step; `run.attempt` */
-	int64_t timeout_ms; /* the step's budget (already capped by the run's) */
+	int64_t
+	    timeout_ms; /* the step's budget (already capped by the run's) */
 };
 
 enum hf_step_status {
@@ -53,15 +57,15 @@ enum hf_step_status {
 };
 const char *hf_step_status_name(enum hf_step_status s);
 
-/* Deliveries that webhook.emit() queued during the step: committed with the step's
- * result, discarded when the step fails. */
+/* Deliveries that webhook.emit() queued during the step: committed with the
+ * step's result, discarded when the step fails. */
 struct hf_emit {
 	char id[HF_ID_SIZE];
 	char *url;
-	char *payload;  /* JSON text or the raw string given */
-	json_t *headers; /* object of extra headers, may be NULL */
-	char *secret;   /* NULL when unsigned */
-	int attempts;   /* total attempts allowed */
+	char *payload;	    /* JSON text or the raw string given */
+	json_t *headers;    /* object of extra headers, may be NULL */
+	char *secret;	    /* NULL when unsigned */
+	int attempts;	    /* total attempts allowed */
 	int64_t backoff_ms; /* 0: the default schedule */
 	int64_t timeout_ms; /* per attempt */
 };
@@ -69,11 +73,12 @@ struct hf_emit {
 struct hf_step_result {
 	enum hf_step_status status;
 	json_t *output; /* never NULL: json_null() for nil */
-	char *error;    /* with traceback; NULL on success */
-	json_t *logs;   /* array of {"level","message","at"} */
+	char *error;	/* with traceback; NULL on success */
+	json_t *logs;	/* array of {"level","message","at"} */
 	struct hf_emit *emits;
 	size_t nemits;
-	/* For respond: sync: the output was a table {status=,headers=,body=}. */
+	/* For respond: sync: the output was a table {status=,headers=,body=}.
+	 */
 	int64_t started_at; /* wall ms */
 	int64_t finished_at;
 	/* output and logs as JSON text, filled by the worker before the result
@@ -86,9 +91,10 @@ void hf_step_result_release(struct hf_step_result *res);
 void hf_emit_release(struct hf_emit *e);
 
 /* Runs step ctx->step: evaluates its `if:` (SKIPPED when false), builds `args`
- * from `with:`, runs the code under the memory and time limits, and converts the
- * return value to JSON (a non-JSON-shaped value fails the step with a message
- * saying where). Always fills res; returns 0, or -1 only on internal errors. */
+ * from `with:`, runs the code under the memory and time limits, and converts
+ * the return value to JSON (a non-JSON-shaped value fails the step with a
+ * message saying where). Always fills res; returns 0, or -1 only on internal
+ * errors. */
 int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
 		      struct hf_step_result *res);
 
@@ -99,7 +105,8 @@ int hf_luart_eval(struct hf_luart *rt, const char *cache_key,
 		  const struct hf_expr *e, json_t *event, json_t **value,
 		  char **err);
 
-/* True when the Lua value of an `if:` result counts as true (not nil/false/null). */
+/* True when the Lua value of an `if:` result counts as true (not
+ * nil/false/null). */
 bool hf_json_truthy(const json_t *v);
 
 #endif

@@ -1,6 +1,6 @@
-/* hf_metrics.h - process-wide counters and histograms rendered in the Prometheus
- * text format at /metrics. Thread-safe (atomics and a small mutex-guarded table
- * for per-workflow series). */
+/* hf_metrics.h - process-wide counters and histograms rendered in the
+ * Prometheus text format at /metrics. Thread-safe (atomics and a small
+ * mutex-guarded table for per-workflow series). */
 #ifndef HF_METRICS_H
 #define HF_METRICS_H
 

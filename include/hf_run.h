@@ -1,10 +1,10 @@
 /* hf_run.h - the in-memory event and run objects that flow between ingest, the
  * store's writer, the scheduler and the workers.
  *
- * Ownership: an event is shared by its runs (atomic refcount). A run is owned by
- * exactly one party at a time: the writer while its write is pending, the
- * scheduler while it waits, a worker while it executes a step. Handing it on hands
- * on the ownership, so a run needs no lock of its own. */
+ * Ownership: an event is shared by its runs (atomic refcount). A run is owned
+ * by exactly one party at a time: the writer while its write is pending, the
+ * scheduler while it waits, a worker while it executes a step. Handing it on
+ * hands on the ownership, so a run needs no lock of its own. */
 #ifndef HF_RUN_H
 #define HF_RUN_H
 
@@ -20,16 +20,17 @@ struct hf_event {
 	char id[HF_ID_SIZE];
 	char *method;
 	char *path;
-	json_t *query;   /* object */
+	json_t *query;	 /* object */
 	json_t *headers; /* object, lower-case names */
-	char *body;      /* raw bytes as received, NUL-terminated */
+	char *body;	 /* raw bytes as received, NUL-terminated */
 	size_t body_len;
-	json_t *decoded;  /* decoded JSON or form body, NULL otherwise */
+	json_t *decoded;     /* decoded JSON or form body, NULL otherwise */
 	int64_t received_at; /* wall ms */
-	json_t *skipped; /* [{"workflow","reason"}] workflows that matched the path
-			    but did not get a run */
-	/* headers and query as JSON text, made by ingest on its own thread so that
-	 * the single writer does not have to (NULL: the writer dumps them). */
+	json_t *skipped; /* [{"workflow","reason"}] workflows that matched the
+			    path but did not get a run */
+	/* headers and query as JSON text, made by ingest on its own thread so
+	 * that the single writer does not have to (NULL: the writer dumps
+	 * them). */
 	char *headers_text;
 	char *query_text;
 };
@@ -52,31 +53,34 @@ enum hf_run_status {
 const char *hf_run_status_name(enum hf_run_status s);
 int hf_run_status_parse(const char *name); /* -1 when unknown */
 
-struct hf_sync_waiter; /* ingest's: a suspended request waiting for a run's end */
+struct hf_sync_waiter; /* ingest's: a suspended request waiting for a run's end
+			*/
 
 struct hf_run {
 	char id[HF_ID_SIZE];
-	struct hf_event *event;  /* reference */
-	struct hf_workflow *wf;  /* reference: the version the run started with */
+	struct hf_event *event; /* reference */
+	struct hf_workflow
+	    *wf; /* reference: the version the run started with */
 	enum hf_run_status status;
-	int attempt;       /* 1, +1 for each `hookflow retry` */
-	size_t next_step;  /* index of the step to run next */
-	int step_attempt;  /* attempt number of next_step, from 1 */
-	json_t *outputs;   /* {"step_id": output} of finished steps */
+	int attempt;	    /* 1, +1 for each `hookflow retry` */
+	size_t next_step;   /* index of the step to run next */
+	int step_attempt;   /* attempt number of next_step, from 1 */
+	json_t *outputs;    /* {"step_id": output} of finished steps */
 	int64_t created_at; /* wall ms */
 	int64_t started_at; /* wall ms, 0 until the first step starts */
-	int64_t due_at;     /* wall ms before which the run must not proceed */
-	char *lane;         /* concurrency key, NULL without `concurrency:` */
-	bool in_lane;       /* holds a slot of its lane (scheduler's) */
-	bool admitted;      /* counted in the scheduler's depth */
+	int64_t due_at;	    /* wall ms before which the run must not proceed */
+	char *lane;	    /* concurrency key, NULL without `concurrency:` */
+	bool in_lane;	    /* holds a slot of its lane (scheduler's) */
+	bool admitted;	    /* counted in the scheduler's depth */
 	/* Set by the worker once a step's result is on its way to the writer:
 	 * the writer then skips the run's "started" write, which the step's
 	 * own write makes redundant (one write less per short step). */
 	atomic_bool step_pending;
-	char *error;        /* the run's error once failed */
+	char *error; /* the run's error once failed */
 	/* The last finished step's output, for respond: sync. */
 	json_t *last_output;
-	struct hf_sync_waiter *waiter; /* NULL unless respond: sync is waiting */
+	struct hf_sync_waiter
+	    *waiter; /* NULL unless respond: sync is waiting */
 	/* Dedupe key for this workflow (ingest only), NULL when none. */
 	char *dedupe_key;
 	struct hf_run *next; /* intrusive link for queues */

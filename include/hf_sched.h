@@ -1,10 +1,10 @@
 /* hf_sched.h - the in-memory run queue: ready runs in arrival order, runs
  * waiting for a retry's due time, per-key concurrency lanes, and timers.
  *
- * The writer feeds it after commit, workers take from it. A run waits here owned
- * by the scheduler; take() hands it to a worker. One internal thread moves due
- * runs to the ready queue and fires timers; an idle scheduler sleeps on a
- * condition variable (no polling). */
+ * The writer feeds it after commit, workers take from it. A run waits here
+ * owned by the scheduler; take() hands it to a worker. One internal thread
+ * moves due runs to the ready queue and fires timers; an idle scheduler sleeps
+ * on a condition variable (no polling). */
 #ifndef HF_SCHED_H
 #define HF_SCHED_H
 
@@ -19,8 +19,8 @@ struct hf_sched *hf_sched_create(void);
 void hf_sched_destroy(struct hf_sched *s); /* accepts NULL */
 
 /* Takes ownership of run. A run entering for the first time takes a slot in its
- * lane (run->lane, wf->concurrency_max) or waits in the lane's FIFO; a run whose
- * due_at is in the future waits for it. */
+ * lane (run->lane, wf->concurrency_max) or waits in the lane's FIFO; a run
+ * whose due_at is in the future waits for it. */
 void hf_sched_push(struct hf_sched *s, struct hf_run *run);
 /* Blocks until a run is ready (returns it, ownership to the caller) or the
  * scheduler is stopped (returns NULL). */

@@ -1,5 +1,5 @@
-/* hf_server.h - the running server's shared context, handed to ingest, the admin
- * API and the workers: options, the store, the scheduler, and the current
+/* hf_server.h - the running server's shared context, handed to ingest, the
+ * admin API and the workers: options, the store, the scheduler, and the current
  * workflows (a refcounted snapshot swapped atomically on reload).
  *
  * Only server.c creates and wires it; the modules read it. */
@@ -68,9 +68,10 @@ void hf_server_run_finished(struct hf_server *srv, struct hf_run *run);
 
 /* Builds the runs for an event (dispatch): for each workflow of wfs, evaluates
  * `if:` (a false or failing one is recorded in ev->skipped with the reason),
- * the dedupe key and the concurrency key with rt (a thread's expression runtime;
- * may be NULL when no workflow has expressions, see hf_dispatch_needs_lua).
- * Returns how many runs were written to out (each a new queued run). */
+ * the dedupe key and the concurrency key with rt (a thread's expression
+ * runtime; may be NULL when no workflow has expressions, see
+ * hf_dispatch_needs_lua). Returns how many runs were written to out (each a new
+ * queued run). */
 size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 		   struct hf_workflow **wfs, size_t n, struct hf_run **out);
 bool hf_dispatch_needs_lua(struct hf_workflow **wfs, size_t n);

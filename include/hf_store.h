@@ -1,6 +1,6 @@
 /* hf_store.h - the state database (SQLite): schema and migrations, the single
- * writer thread with group commit, and the read queries behind the admin API and
- * the CLI.
+ * writer thread with group commit, and the read queries behind the admin API
+ * and the CLI.
  *
  * Every write goes through hf_store_submit(): the writer thread takes whatever
  * writes are waiting (up to HF_WRITER_BATCH), applies them in one transaction,
@@ -22,8 +22,8 @@ struct hf_store;
 
 enum hf_write_kind {
 	/* An accepted event and its new runs. Runs whose dedupe key was already
-	 * seen are dropped (w->dup_of gets the original event id); when every run
-	 * was dropped and one was a duplicate, the event is not stored. */
+	 * seen are dropped (w->dup_of gets the original event id); when every
+	 * run was dropped and one was a duplicate, the event is not stored. */
 	HF_W_INGEST,
 	/* New runs for an event already stored (replay). */
 	HF_W_RUNS,
@@ -40,7 +40,8 @@ enum hf_write_kind {
 struct hf_write {
 	enum hf_write_kind kind;
 	int rc; /* set by the writer before done(): 0 committed, <0 failed */
-	void (*done)(struct hf_write *w); /* on the writer thread, after commit */
+	void (*done)(
+	    struct hf_write *w); /* on the writer thread, after commit */
 	void *ctx;
 	struct hf_write *next;
 
@@ -48,9 +49,11 @@ struct hf_write {
 	struct hf_event *event;
 	struct hf_run **runs;
 	size_t nruns;
-	char dup_of[HF_ID_SIZE]; /* INGEST: original event id when a duplicate */
-	bool *dropped;           /* INGEST: per run, dropped as a duplicate */
-	bool unclaimed; /* RUNS: written by the CLI, for a running server to pick up */
+	char
+	    dup_of[HF_ID_SIZE]; /* INGEST: original event id when a duplicate */
+	bool *dropped;		/* INGEST: per run, dropped as a duplicate */
+	bool unclaimed; /* RUNS: written by the CLI, for a running server to
+			   pick up */
 
 	/* HF_W_RUN_STARTED, HF_W_STEP */
 	struct hf_run *run;
@@ -76,8 +79,8 @@ struct hf_write {
 
 /* Opens (creating or migrating) the state database at path; ":memory:" is fine
  * for `hookflow run`. With start_writer the writer thread runs; without it,
- * hf_store_submit applies each write synchronously (CLI use). Returns NULL with err
- * set on failure. */
+ * hf_store_submit applies each write synchronously (CLI use). Returns NULL with
+ * err set on failure. */
 struct hf_store *hf_store_open(const char *path, bool sync_full,
 			       bool start_writer, struct hf_error *err);
 /* Records, at hf_store_close, that the server stopped cleanly: no step was in
@@ -99,7 +102,8 @@ struct hf_store_stats {
 void hf_store_stats(struct hf_store *s, struct hf_store_stats *out);
 
 /* --- Reads. Each thread gets its own read connection; results are new JSON
- * references in the admin API's shapes (CONTRACT §2). NULL when not found. --- */
+ * references in the admin API's shapes (CONTRACT §2). NULL when not found. ---
+ */
 
 json_t *hf_store_run_json(struct hf_store *s, const char *run_id);
 /* {"runs":[RUN…]} newest first; workflow/status may be NULL; steps included. */
@@ -119,7 +123,7 @@ struct hf_delivery {
 	size_t payload_len;
 	const char *headers; /* JSON object text, or NULL */
 	const char *secret;  /* NULL: unsigned */
-	int attempts;        /* made so far */
+	int attempts;	     /* made so far */
 	int max_attempts;
 	int64_t backoff_ms; /* 0: the default schedule */
 	int64_t timeout_ms; /* per attempt */
@@ -129,7 +133,8 @@ struct hf_delivery {
  * partial index on next_at makes this cheap), until fn returns non-zero.
  * Returns how many rows fn saw, or -1. Any thread (a read connection). */
 int hf_store_pending_deliveries(struct hf_store *s, int limit,
-				int (*fn)(const struct hf_delivery *d, void *arg),
+				int (*fn)(const struct hf_delivery *d,
+					  void *arg),
 				void *arg);
 
 #define HF_STORE_NOT_FOUND (-2)
@@ -143,28 +148,29 @@ int hf_store_retry_delivery(struct hf_store *s, const char *id);
 /* Loads an event for replay (new reference) or NULL. */
 struct hf_event *hf_store_load_event(struct hf_store *s, const char *event_id);
 
-/* Loads every run that is queued or running (at start-up), or only those created
- * outside this process since the last call (unclaimed; the CLI's replay and retry),
- * marking them claimed, in arrival order (rowid). A run gets the workflow version
- * it was stored with (rebuilt from workflow_versions when set holds another), else
- * the workflow of that name in set; a run with neither is failed with a message.
- * At start-up a running run not waiting for a retry gets step_attempt + 1: its
- * step may have been in flight at the crash. Calls fn for each. */
-int hf_store_load_pending(struct hf_store *s,
-			  const struct hf_workflow_set *set, bool only_unclaimed,
+/* Loads every run that is queued or running (at start-up), or only those
+ * created outside this process since the last call (unclaimed; the CLI's replay
+ * and retry), marking them claimed, in arrival order (rowid). A run gets the
+ * workflow version it was stored with (rebuilt from workflow_versions when set
+ * holds another), else the workflow of that name in set; a run with neither is
+ * failed with a message. At start-up a running run not waiting for a retry gets
+ * step_attempt + 1: its step may have been in flight at the crash. Calls fn for
+ * each. */
+int hf_store_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
+			  bool only_unclaimed,
 			  void (*fn)(struct hf_run *run, void *arg), void *arg);
 /* True when another connection committed since the last call (data_version). */
 bool hf_store_changed(struct hf_store *s);
 
 /* CLI: re-queues a failed run from its failed step (outputs of succeeded steps
- * kept), attempt + 1, with a fresh run timeout (started_at cleared). Returns 0 or
- * -1 with err. */
+ * kept), attempt + 1, with a fresh run timeout (started_at cleared). Returns 0
+ * or -1 with err. */
 int hf_store_retry_run(struct hf_store *s, const char *run_id,
 		       struct hf_error *err);
 
-/* Deletes events, runs, steps, deliveries finished before `before` (wall ms), at
- * most limit rows per table. Returns rows deleted or -1. Writer connection only:
- * use through HF_W_CALL. */
+/* Deletes events, runs, steps, deliveries finished before `before` (wall ms),
+ * at most limit rows per table. Returns rows deleted or -1. Writer connection
+ * only: use through HF_W_CALL. */
 int hf_store_prune(struct hf_store *s, int64_t before, int limit);
 
 #endif

@@ -1,8 +1,8 @@
 /* hf_util.h - small shared helpers: errors with positions, durations and sizes,
  * clocks, ids, bounded buffers, logging and allocation that aborts on OOM.
  *
- * Everything here is thread-safe and free of third-party headers, so every module
- * may include it. */
+ * Everything here is thread-safe and free of third-party headers, so every
+ * module may include it. */
 #ifndef HF_UTIL_H
 #define HF_UTIL_H
 
@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A problem found in a file, reported as FILE:LINE:COL: MSG. line/col are 1-based,
- * 0 when unknown. */
+/* A problem found in a file, reported as FILE:LINE:COL: MSG. line/col are
+ * 1-based, 0 when unknown. */
 struct hf_error {
 	char file[512];
 	int line;
@@ -20,7 +20,8 @@ struct hf_error {
 	char msg[1024];
 };
 
-/* A growable list of errors, for `check`, which reports every problem it finds. */
+/* A growable list of errors, for `check`, which reports every problem it finds.
+ */
 struct hf_diags {
 	struct hf_error *items;
 	size_t n;
@@ -48,8 +49,8 @@ int64_t hf_mono_ms(void); /* monotonic clock, ms */
 /* Formats wall ms as "2026-11-26T23:21:42.123Z". */
 void hf_time_iso(int64_t ms, char out[32]);
 
-/* Ids are a prefix, 12 hex digits of milliseconds and 10 random hex digits, so that
- * they sort by creation time: "ev_0193a1b2c3d4_9f8e7d6c5b". */
+/* Ids are a prefix, 12 hex digits of milliseconds and 10 random hex digits, so
+ * that they sort by creation time: "ev_0193a1b2c3d4_9f8e7d6c5b". */
 #define HF_ID_SIZE 32
 void hf_id_new(char out[HF_ID_SIZE], const char *prefix);
 
@@ -64,7 +65,7 @@ struct hf_buf {
  * buffer is left as it was). */
 int hf_buf_append(struct hf_buf *b, const void *p, size_t n);
 int hf_buf_printf(struct hf_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void hf_buf_release(struct hf_buf *b);
 
 /* Allocation that aborts the process when memory is exhausted, as Redis does:
@@ -76,14 +77,14 @@ char *hf_xstrdup(const char *s);
 char *hf_xstrndup(const char *s, size_t n);
 char *hf_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Reads a whole file. Returns a NUL-terminated buffer (caller frees) or NULL with
- * errno set. */
+/* Reads a whole file. Returns a NUL-terminated buffer (caller frees) or NULL
+ * with errno set. */
 char *hf_read_file(const char *path, size_t *len);
 
 enum hf_log_level { HF_LOG_DEBUG, HF_LOG_INFO, HF_LOG_WARN, HF_LOG_ERROR };
 /* One line to stderr: "hookflow: MSG". Thread-safe. */
 void hf_log(enum hf_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void hf_log_set_level(enum hf_log_level level);
 
 /* How lines look on stderr (`serve --log-format`): text is "hookflow: MSG";
@@ -100,7 +101,7 @@ bool hf_log_structured(void);
  * NULL key. A NULL value leaves its pair out. In json, a value that is a
  * plain decimal integer is written as a number. Thread-safe. */
 void hf_log_kv(enum hf_log_level level, const char *msg, ...)
-	__attribute__((sentinel));
+    __attribute__((sentinel));
 
 /* The value of a hex digit (either case), or -1. */
 int hf_hexval(unsigned char c);

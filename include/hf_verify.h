@@ -1,7 +1,8 @@
 /* hf_verify.h - inbound signature schemes: hmac-sha256, github, stripe, slack,
- * shopify, standard-webhooks. Computes HMAC-SHA256 over the raw body as received
- * (OpenSSL), compares in constant time, checks timestamp tolerance, accepts any of
- * several secrets (rotation). Pure: no I/O, no allocation that outlives a call. */
+ * shopify, standard-webhooks. Computes HMAC-SHA256 over the raw body as
+ * received (OpenSSL), compares in constant time, checks timestamp tolerance,
+ * accepts any of several secrets (rotation). Pure: no I/O, no allocation that
+ * outlives a call. */
 #ifndef HF_VERIFY_H
 #define HF_VERIFY_H
 
@@ -14,16 +15,16 @@ typedef const char *(*hf_header_fn)(void *ctx, const char *name);
 
 /* Verifies a request against conf (a conf with scheme HF_VERIFY_NONE passes).
  * now_s is the current Unix time in seconds. Returns 0 when the signature is
- * valid; otherwise -1 and *reason points to a static, secret-free message such as
- * "missing X-Hub-Signature-256 header", "signature mismatch" or "timestamp outside
- * tolerance". */
+ * valid; otherwise -1 and *reason points to a static, secret-free message such
+ * as "missing X-Hub-Signature-256 header", "signature mismatch" or "timestamp
+ * outside tolerance". */
 int hf_verify_request(const struct hf_verify_conf *conf, hf_header_fn get,
 		      void *ctx, const void *body, size_t len, int64_t now_s,
 		      const char **reason);
 
 /* The header whose value is the default dedupe key for a scheme
- * ("x-github-delivery", "webhook-id", "x-shopify-webhook-id"), or NULL (stripe's
- * default is the body's "id", none for the others). */
+ * ("x-github-delivery", "webhook-id", "x-shopify-webhook-id"), or NULL
+ * (stripe's default is the body's "id", none for the others). */
 const char *hf_verify_default_dedupe_header(enum hf_verify_scheme s);
 
 /* Primitives, also used by the Lua `crypto` library and the outbox signer.
@@ -33,15 +34,16 @@ void hf_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen,
 void hf_sha256(const void *msg, size_t len, unsigned char out[32]);
 void hf_hex_encode(const unsigned char *in, size_t len, char *out);
 /* Base64 (standard alphabet, padded). Encode returns a malloc'd NUL-terminated
- * string. Decode returns a malloc'd buffer and its length in *outlen, or NULL when
- * the input is not base64. */
+ * string. Decode returns a malloc'd buffer and its length in *outlen, or NULL
+ * when the input is not base64. */
 char *hf_base64_encode(const void *in, size_t len);
 unsigned char *hf_base64_decode(const char *in, size_t len, size_t *outlen);
 
 /* Standard Webhooks signing for outbound deliveries: secret is raw bytes (a
  * "whsec_" secret must be base64-decoded by the caller). Returns a malloc'd
  * "v1,BASE64" string. */
-char *hf_standard_webhooks_sign(const void *secret, size_t slen, const char *msg_id,
-				int64_t timestamp, const void *body, size_t len);
+char *hf_standard_webhooks_sign(const void *secret, size_t slen,
+				const char *msg_id, int64_t timestamp,
+				const void *body, size_t len);
 
 #endif

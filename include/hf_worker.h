@@ -1,7 +1,8 @@
 /* hf_worker.h - the pool of worker threads. Each owns one Lua runtime for its
- * lifetime, takes ready runs from the scheduler, executes one step, and hands the
- * result to the store's writer; the run continues (or ends) when that result is
- * committed. A worker never waits for the commit: it takes the next run. */
+ * lifetime, takes ready runs from the scheduler, executes one step, and hands
+ * the result to the store's writer; the run continues (or ends) when that
+ * result is committed. A worker never waits for the commit: it takes the next
+ * run. */
 #ifndef HF_WORKER_H
 #define HF_WORKER_H
 

@@ -1,10 +1,10 @@
-/* hf_workflow.h - the workflow model: YAML files turned into immutable, validated
- * structures, with every problem reported as FILE:LINE:COL.
+/* hf_workflow.h - the workflow model: YAML files turned into immutable,
+ * validated structures, with every problem reported as FILE:LINE:COL.
  *
  * A loaded workflow never changes. Reloading builds a new one; runs hold a
- * reference to the version they started with (hf_workflow_ref/unref are atomic).
- * Lua code is syntax-checked at load but compiled for execution by each Lua state
- * (hf_luart), keyed by (workflow version, chunk). */
+ * reference to the version they started with (hf_workflow_ref/unref are
+ * atomic). Lua code is syntax-checked at load but compiled for execution by
+ * each Lua state (hf_luart), keyed by (workflow version, chunk). */
 #ifndef HF_WORKFLOW_H
 #define HF_WORKFLOW_H
 
@@ -42,13 +42,13 @@ struct hf_verify_conf {
 	enum hf_verify_scheme scheme;
 	char **secrets; /* ${NAME} already expanded; never logged or shown */
 	size_t nsecrets;
-	char *header;         /* hmac-sha256 only; lower-case; NULL otherwise */
+	char *header;	      /* hmac-sha256 only; lower-case; NULL otherwise */
 	int64_t tolerance_ms; /* timestamped schemes */
 };
 
-/* A Lua expression from the YAML (`if:`, `dedupe:`, `concurrency.key`, `${{ }}`).
- * chunk is "return (SRC)" preceded by newlines so that Lua's line numbers are the
- * YAML file's. */
+/* A Lua expression from the YAML (`if:`, `dedupe:`, `concurrency.key`, `${{
+ * }}`). chunk is "return (SRC)" preceded by newlines so that Lua's line numbers
+ * are the YAML file's. */
 struct hf_expr {
 	char *src;
 	char *chunk;
@@ -59,16 +59,16 @@ struct hf_expr {
 struct hf_step {
 	char *id;
 	/* Lua source of the step: the inline `run:` text or the script file's
-	 * contents, padded with leading newlines for inline code so that Lua reports
-	 * YAML line numbers. */
+	 * contents, padded with leading newlines for inline code so that Lua
+	 * reports YAML line numbers. */
 	char *code;
-	/* Chunk name as Lua wants it ("@workflows/x.yml" or "@scripts/a.lua"), so
-	 * errors read "workflows/x.yml:12: ...". */
+	/* Chunk name as Lua wants it ("@workflows/x.yml" or "@scripts/a.lua"),
+	 * so errors read "workflows/x.yml:12: ...". */
 	char *code_name;
-	char *script; /* the `script:` name, NULL for inline code */
+	char *script;		 /* the `script:` name, NULL for inline code */
 	struct hf_expr *if_expr; /* NULL when absent */
-	/* `with:` as a Lua chunk returning the args table, with `${{ EXPR }}` strings
-	 * turned into the expressions; NULL when absent (args = {}). */
+	/* `with:` as a Lua chunk returning the args table, with `${{ EXPR }}`
+	 * strings turned into the expressions; NULL when absent (args = {}). */
 	char *with_chunk;
 	int retry_attempts; /* total attempts, 1 = no retry */
 	int64_t retry_backoff_ms;
@@ -81,12 +81,12 @@ struct hf_step {
 struct hf_workflow {
 	char *name;
 	char *description; /* NULL when absent */
-	char *file;        /* path as given to the loader */
-	char *version;     /* hex SHA-256 of the YAML and the scripts it names */
-	char *source;      /* the YAML text, kept to store the version with runs */
+	char *file;	   /* path as given to the loader */
+	char *version; /* hex SHA-256 of the YAML and the scripts it names */
+	char *source;  /* the YAML text, kept to store the version with runs */
 	size_t source_len;
-	char *path;        /* webhook path, starts with '/' */
-	unsigned methods;  /* mask of enum hf_method; default POST */
+	char *path;	  /* webhook path, starts with '/' */
+	unsigned methods; /* mask of enum hf_method; default POST */
 	struct hf_verify_conf verify;
 	struct hf_expr *dedupe; /* NULL: default per scheme, or none */
 	bool respond_sync;
@@ -101,8 +101,8 @@ struct hf_workflow {
 };
 
 /* Loads and validates one file. Script files named by `script:` are read from
- * scripts_dir. On success returns a workflow with one reference. On failure returns
- * NULL and appends every problem found to diags. */
+ * scripts_dir. On success returns a workflow with one reference. On failure
+ * returns NULL and appends every problem found to diags. */
 struct hf_workflow *hf_workflow_load(const char *file, const char *scripts_dir,
 				     struct hf_diags *diags);
 /* The same, from a buffer (file is used for messages only). */
@@ -118,11 +118,11 @@ struct hf_script_src {
 /* hf_workflow_parse with the `script:` files taken from scripts[] rather than
  * read from scripts_dir (which only names them in messages): rebuilds a version
  * stored in the state database, with the same hf_workflow.version. */
-struct hf_workflow *hf_workflow_parse_stored(const char *file, const char *text,
-					     size_t len, const char *scripts_dir,
-					     const struct hf_script_src *scripts,
-					     size_t nscripts,
-					     struct hf_diags *diags);
+struct hf_workflow *
+hf_workflow_parse_stored(const char *file, const char *text, size_t len,
+			 const char *scripts_dir,
+			 const struct hf_script_src *scripts, size_t nscripts,
+			 struct hf_diags *diags);
 struct hf_workflow *hf_workflow_ref(struct hf_workflow *wf);
 void hf_workflow_unref(struct hf_workflow *wf); /* accepts NULL */
 /* Index of the step with that id, or -1. */
@@ -135,11 +135,11 @@ struct hf_workflow_set {
 	int refs; /* atomic */
 };
 
-/* Loads every *.yml / *.yaml in dir (sorted by name). Invalid files are reported
- * in diags and left out; when prev is given, the previous version of a workflow
- * whose file is now invalid stays in the set. Duplicate names across files are
- * an error for the later file. Returns a set with one reference (possibly empty),
- * or NULL when dir cannot be read. */
+/* Loads every *.yml / *.yaml in dir (sorted by name). Invalid files are
+ * reported in diags and left out; when prev is given, the previous version of a
+ * workflow whose file is now invalid stays in the set. Duplicate names across
+ * files are an error for the later file. Returns a set with one reference
+ * (possibly empty), or NULL when dir cannot be read. */
 struct hf_workflow_set *hf_workflow_set_load(const char *dir,
 					     const char *scripts_dir,
 					     const struct hf_workflow_set *prev,
@@ -153,7 +153,8 @@ struct hf_workflow *hf_workflow_set_find(const struct hf_workflow_set *set,
  * accepted (`hookflow check` does not need the secrets). Default false. */
 void hf_workflow_set_env_optional(bool optional);
 
-/* Reserved paths a workflow may not declare (/api..., /healthz, /metrics, /ui...). */
+/* Reserved paths a workflow may not declare (/api..., /healthz, /metrics,
+ * /ui...). */
 bool hf_path_is_reserved(const char *path);
 
 #endif

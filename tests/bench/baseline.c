@@ -43,7 +43,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		int n = snprintf(buf, sizeof buf, "{\"posts\":%lu}",
 				 atomic_load(&posts));
 		struct MHD_Response *r = MHD_create_response_from_buffer(
-			(size_t)n, buf, MHD_RESPMEM_MUST_COPY);
+		    (size_t)n, buf, MHD_RESPMEM_MUST_COPY);
 		if (r == NULL)
 			return MHD_NO;
 		enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
@@ -97,8 +97,10 @@ int main(int argc, char **argv)
 		else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
 			threads = (unsigned)atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: %s [--listen HOST:PORT] "
-					"[--threads N]\n", argv[0]);
+			fprintf(stderr,
+				"usage: %s [--listen HOST:PORT] "
+				"[--threads N]\n",
+				argv[0]);
 			return 2;
 		}
 	}
@@ -109,14 +111,15 @@ int main(int argc, char **argv)
 	}
 
 	accepted = MHD_create_response_from_buffer(
-		sizeof ACCEPTED - 1, (void *)ACCEPTED, MHD_RESPMEM_PERSISTENT);
-	not_allowed = MHD_create_response_from_buffer(
-		0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	    sizeof ACCEPTED - 1, (void *)ACCEPTED, MHD_RESPMEM_PERSISTENT);
+	not_allowed = MHD_create_response_from_buffer(0, (void *)"",
+						      MHD_RESPMEM_PERSISTENT);
 	if (accepted == NULL || not_allowed == NULL)
 		return 1;
 	MHD_add_response_header(accepted, MHD_HTTP_HEADER_CONTENT_TYPE,
 				"application/json");
-	MHD_add_response_header(not_allowed, MHD_HTTP_HEADER_ALLOW, "GET, POST");
+	MHD_add_response_header(not_allowed, MHD_HTTP_HEADER_ALLOW,
+				"GET, POST");
 
 	sigset_t set;
 	sigemptyset(&set);
@@ -125,18 +128,16 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* MHD threads inherit */
 
 	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-			MHD_USE_ERROR_LOG,
-		0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-		MHD_OPTION_THREAD_POOL_SIZE, threads,
-		MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
+	    0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+	    MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT,
+	    30u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
 	if (d == NULL) {
 		fprintf(stderr, "bench_baseline: cannot start on %s\n", listen);
 		return 1;
 	}
 	const union MHD_DaemonInfo *info =
-		MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	    MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	fprintf(stderr, "bench_baseline: listening on http://127.0.0.1:%u\n",
 		info != NULL ? (unsigned)info->port : 0u);
 	fflush(stderr);

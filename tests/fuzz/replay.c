@@ -44,7 +44,8 @@ int main(int argc, char **argv)
 			if (e->d_name[0] == '.')
 				continue;
 			char path[4096];
-			snprintf(path, sizeof path, "%s/%s", argv[i], e->d_name);
+			snprintf(path, sizeof path, "%s/%s", argv[i],
+				 e->d_name);
 			struct stat st;
 			if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 			    run_file(path) == 0)

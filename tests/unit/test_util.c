@@ -221,23 +221,25 @@ static void test_log(void)
 	CHECK(hf_log_structured());
 	const char *s = captured(log_fields);
 	CHECK(strncmp(s, "time=", 5) == 0);
-	CHECK(strstr(s, " level=info msg=\"run finished\" run=run_1 "
-			"status=succeeded attempt=2 error=\"say \\\"hi\\\"\\nnow\" "
-			"zero=007\n") != NULL);
+	CHECK(
+	    strstr(s,
+		   " level=info msg=\"run finished\" run=run_1 "
+		   "status=succeeded attempt=2 error=\"say \\\"hi\\\"\\nnow\" "
+		   "zero=007\n") != NULL);
 	s = captured(log_plain);
 	CHECK(strstr(s, " level=warn msg=\"disk full\"\n") != NULL);
 
 	hf_log_set_format(HF_LOG_JSON);
 	s = captured(log_fields);
 	CHECK(strncmp(s, "{\"time\":\"", 9) == 0);
-	/* Integers as numbers (not with a leading zero), the rest as strings. */
+	/* Integers as numbers (not with a leading zero), the rest as strings.
+	 */
 	CHECK(strstr(s, "\"level\":\"info\",\"msg\":\"run finished\","
 			"\"run\":\"run_1\",\"status\":\"succeeded\","
 			"\"attempt\":2,\"error\":\"say \\\"hi\\\"\\nnow\","
 			"\"zero\":\"007\"}\n") != NULL);
 	s = captured(log_plain);
-	CHECK(strstr(s, "\"level\":\"warn\",\"msg\":\"disk full\"}\n") !=
-	      NULL);
+	CHECK(strstr(s, "\"level\":\"warn\",\"msg\":\"disk full\"}\n") != NULL);
 	hf_log_set_format(HF_LOG_TEXT);
 }
 
