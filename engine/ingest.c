@@ -350,6 +350,10 @@ static void ingest_written(struct hf_write *w)
 	struct req *r = w->ctx;
 	struct hf_server *srv = r->in->srv;
 	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
+	/* Only the writer read these: the queued runs need not carry them. */
+	free(r->ev->headers_text);
+	free(r->ev->query_text);
+	r->ev->headers_text = r->ev->query_text = NULL;
 	if (w->rc < 0 || w->dup_of[0]) {
 		/* Not stored, or a duplicate: no run of this request goes on.
 		 */

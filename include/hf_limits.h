@@ -86,9 +86,9 @@
 #define HF_WORKER_INFLIGHT 32
 
 /* Runs accepted and not finished before ingest answers 503 (--max-queue). Each
- * holds its event in memory (about 5 KiB for a 1 KiB JSON body), so the default
- * keeps a full queue near 50 MiB. */
-#define HF_MAX_QUEUE 10000
+ * holds its event in memory (about 6 KiB for a 1 KiB JSON body, decoded), so
+ * the default keeps a full queue near 30 MiB and the process under 64 MiB. */
+#define HF_MAX_QUEUE 5000
 
 /* Graceful shutdown waits this long for running steps (--drain-timeout). */
 #define HF_DRAIN_TIMEOUT_MS (30 * 1000)
