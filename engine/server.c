@@ -10,10 +10,10 @@
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_outbox.h"
+#include "hf_verify.h"
 #include "hf_worker.h"
 
 #include <dirent.h>
-#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -418,7 +418,11 @@ int hf_cmd_serve(int argc, char **argv)
 	} else {
 		unsigned char raw[24];
 		char hex[49];
-		RAND_bytes(raw, sizeof raw);
+		if (hf_random_bytes(raw, sizeof raw) < 0) {
+			fprintf(stderr,
+				"hookflow: no randomness for a token\n");
+			goto out;
+		}
 		for (size_t i = 0; i < sizeof raw; i++)
 			snprintf(hex + 2 * i, 3, "%02x", raw[i]);
 		o->admin_token = hf_xstrdup(hex);

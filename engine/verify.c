@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -614,4 +615,37 @@ out:
 	if (reason)
 		*reason = why;
 	return why ? -1 : 0;
+}
+
+struct hf_sha256 {
+	EVP_MD_CTX *md;
+};
+
+struct hf_sha256 *hf_sha256_begin(void)
+{
+	struct hf_sha256 *h = hf_xmalloc(sizeof *h);
+	h->md = EVP_MD_CTX_new();
+	if (!h->md || !EVP_DigestInit_ex(h->md, EVP_sha256(), NULL))
+		abort(); /* out of memory, as hf_xmalloc */
+	return h;
+}
+
+void hf_sha256_update(struct hf_sha256 *h, const void *p, size_t len)
+{
+	EVP_DigestUpdate(h->md, p, len);
+}
+
+void hf_sha256_end(struct hf_sha256 *h, char hex[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_DigestFinal_ex(h->md, md, &mdlen);
+	hf_hex_encode(md, mdlen < 32 ? mdlen : 32, hex);
+	EVP_MD_CTX_free(h->md);
+	free(h);
+}
+
+int hf_random_bytes(void *buf, size_t n)
+{
+	return RAND_bytes(buf, (int)n) == 1 ? 0 : -1;
 }

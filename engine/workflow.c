@@ -10,6 +10,7 @@
  * Threading: loading is reentrant. A loaded workflow or set never changes and
  * may be shared between threads; ref/unref are atomic. */
 #include "hf_limits.h"
+#include "hf_verify.h"
 #include "hf_workflow.h"
 
 #include <ctype.h>
@@ -17,7 +18,6 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -56,7 +56,7 @@ struct ctx {
 	struct hf_diags *diags;
 	int errors;
 	lua_State *L;
-	EVP_MD_CTX *md;
+	struct hf_sha256 *md;
 	struct wf_priv *p;
 	size_t *lines; /* offsets of line starts in text, built on demand */
 	size_t nlines;
@@ -1355,7 +1355,7 @@ static void parse_script(struct ctx *c, const yaml_node_t *n,
 		free(path);
 		return;
 	}
-	EVP_DigestUpdate(c->md, code, len);
+	hf_sha256_update(c->md, code, len);
 	if (lua_syntax(c, code, len, &el, msg, sizeof msg) != 0) {
 		diag_file(c, path, el > 0 ? el : 1, 1, "lua syntax error: %s",
 			  msg);
@@ -1668,18 +1668,15 @@ static struct hf_workflow *parse_ctx(struct ctx c)
 		goto out;
 	}
 	c.L = luaL_newstate();
-	c.md = EVP_MD_CTX_new();
-	if (!c.L || !c.md || !EVP_DigestInit_ex(c.md, EVP_sha256(), NULL))
+	c.md = hf_sha256_begin();
+	if (!c.L)
 		abort(); /* out of memory, as hf_xmalloc */
-	EVP_DigestUpdate(c.md, c.text, c.len);
+	hf_sha256_update(c.md, c.text, c.len);
 	parse_top(&c, root);
 	if (!c.errors) {
-		unsigned char md[EVP_MAX_MD_SIZE];
-		unsigned int mdlen = 0;
-		EVP_DigestFinal_ex(c.md, md, &mdlen);
-		wf->version = hf_xmalloc(mdlen * 2 + 1);
-		for (unsigned i = 0; i < mdlen; i++)
-			snprintf(wf->version + 2 * i, 3, "%02x", md[i]);
+		wf->version = hf_xmalloc(65);
+		hf_sha256_end(c.md, wf->version);
+		c.md = NULL;
 		wf->source = hf_xstrndup(c.text, c.len);
 		wf->source_len = c.len;
 	}
@@ -1688,7 +1685,10 @@ out:
 		yaml_document_delete(&c.doc);
 	if (c.L)
 		lua_close(c.L);
-	EVP_MD_CTX_free(c.md);
+	if (c.md) {
+		char unused[65];
+		hf_sha256_end(c.md, unused);
+	}
 	free(c.lines);
 	if (c.errors) {
 		sort_diags(&c, first_diag);
