@@ -212,7 +212,7 @@ GOOD = {
         on:
           webhook:
             path: /hooks/every
-            methods: [GET, post, PUT, PATCH, DELETE]
+            methods: [GET, post, Put, PATCH, DELETE]
             verify:
               scheme: hmac-sha256
               secret: s3cret
