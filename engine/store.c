@@ -117,9 +117,16 @@ static const char *stmt_sql[ST_COUNT] = {
     [ST_INSERT_VERSION] = "INSERT OR IGNORE INTO workflow_versions(version,"
 			  " name, file, yaml, scripts, created_at)"
 			  " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_DELIVERY_UPDATE] = "UPDATE deliveries SET status = ?2, attempts ="
-			   " ?3, next_at = ?4, last_status = ?5,"
-			   " last_error = ?6, updated_at = ?7 WHERE id = ?1",
+    /* A retry asked for (API, CLI) while this attempt was in flight has
+     * updated the row after the attempt began (?8): the attempt is counted,
+     * but unless it delivered, the retry's status and due time stand. */
+    [ST_DELIVERY_UPDATE] = "UPDATE deliveries SET attempts = ?3,"
+			   " last_status = ?5, last_error = ?6,"
+			   " status = CASE WHEN ?2 = 'delivered' OR updated_at"
+			   " <= ?8 THEN ?2 ELSE status END,"
+			   " next_at = CASE WHEN ?2 = 'delivered' OR updated_at"
+			   " <= ?8 THEN ?4 ELSE next_at END,"
+			   " updated_at = ?7 WHERE id = ?1",
 };
 
 #define READER_POOL 8
@@ -524,6 +531,7 @@ static int apply_delivery(struct hf_store *s, struct hf_write *w)
 		sqlite3_bind_null(st, 5);
 	bind_text(st, 6, w->delivery_error);
 	sqlite3_bind_int64(st, 7, hf_now_ms());
+	sqlite3_bind_int64(st, 8, w->attempt_at);
 	return step_done(st);
 }
 

@@ -446,3 +446,19 @@ def test_metrics_count_delivery_outcomes(server, receiver):
     m = srv.get("/metrics").body
     assert 'hookflow_delivery_attempts_total{outcome="retry"} 1' in m
     assert 'hookflow_delivery_attempts_total{outcome="delivered"} 1' in m
+
+
+def test_retry_asked_during_an_attempt_is_not_lost(server, receiver):
+    # The only attempt is in flight (the receiver holds it) when a retry is
+    # asked for; the attempt then fails. The retry must still happen.
+    receiver.responses = [(500, {}, "slow failure"), (200, {}, "ok")]
+    receiver.delay = 1.5
+    srv = server(workflows={"emit": EMIT})
+    did = emit(srv, receiver.url + "/held", {"x": 1}, {"attempts": 1})
+    wait_for(lambda: hooks(receiver, "/held"), 15, what="the first attempt")
+    receiver.delay = 0
+    r = srv.api("POST", f"/api/deliveries/{did}/retry")
+    assert r.status == 202, r
+    d = wait_delivery(srv, did, statuses=("delivered",), timeout=20)
+    assert d["attempts"] == 2, d
+    assert len(hooks(receiver, "/held")) == 2
