@@ -337,6 +337,9 @@ struct hf_sched *hf_sched_create(void)
 	pthread_cond_init(&s->ready_cond, NULL);
 	pthread_cond_init(&s->timer_cond, NULL);
 	if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
+		pthread_mutex_destroy(&s->lock);
+		pthread_cond_destroy(&s->ready_cond);
+		pthread_cond_destroy(&s->timer_cond);
 		free(s);
 		return NULL;
 	}

@@ -362,6 +362,15 @@ static int apply_ingest(struct hf_store *s, struct hf_write *w)
 {
 	struct hf_event *ev = w->event;
 	size_t kept = 0, dups = 0;
+	/* A batch that failed is applied again write by write: take back the
+	 * skip reasons the rolled-back attempt added. */
+	if (!w->skip_base_set) {
+		w->skip_base = json_array_size(ev->skipped);
+		w->skip_base_set = true;
+	}
+	while (json_array_size(ev->skipped) > w->skip_base)
+		json_array_remove(ev->skipped,
+				  json_array_size(ev->skipped) - 1);
 	w->dup_of[0] = '\0';
 	for (size_t i = 0; i < w->nruns; i++) {
 		w->dropped[i] = false;
@@ -757,9 +766,10 @@ void hf_store_close(struct hf_store *s)
 
 void hf_store_stats(struct hf_store *s, struct hf_store_stats *out)
 {
-	pthread_mutex_lock(&s->lock);
+	/* The writer updates them under wlock, in apply_batch. */
+	pthread_mutex_lock(&s->wlock);
 	*out = s->stats;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->wlock);
 }
 
 /* --- reads --- */

@@ -187,30 +187,30 @@ void hf_time_iso(int64_t ms, char out[32])
 	snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
 }
 
-/* Ids need to be unique, not secret: a per-thread xorshift seeded once from the
- * kernel is enough and costs nothing per id. */
-static _Thread_local uint64_t id_state;
+/* Ids sort by creation: 12 hex digits of milliseconds, then 10 more of which
+ * the first 4 are random per process (the server and the CLI do not collide)
+ * and the last 6 a process-wide counter, so that ids made in the same
+ * millisecond keep their order. They are unique, not secret. */
+static atomic_uint_fast64_t id_counter;
+static uint64_t id_process;
+static pthread_once_t id_once = PTHREAD_ONCE_INIT;
 
-static uint64_t id_random(void)
+static void id_init(void)
 {
-	if (!id_state) {
-		if (getrandom(&id_state, sizeof id_state, 0) != sizeof id_state)
-			id_state =
-			    (uint64_t)hf_mono_ms() ^ (uint64_t)pthread_self();
-		id_state |= 1;
-	}
-	id_state ^= id_state << 13;
-	id_state ^= id_state >> 7;
-	id_state ^= id_state << 17;
-	return id_state;
+	uint64_t r;
+	if (getrandom(&r, sizeof r, 0) != sizeof r)
+		r = (uint64_t)hf_mono_ms() ^ ((uint64_t)getpid() << 32);
+	id_process = r & 0xffff;
+	atomic_store(&id_counter, (r >> 16) & 0xffffff);
 }
 
 void hf_id_new(char out[HF_ID_SIZE], const char *prefix)
 {
-	uint64_t r = id_random() & 0xffffffffffULL;
+	pthread_once(&id_once, id_init);
+	uint64_t n = atomic_fetch_add(&id_counter, 1) & 0xffffff;
 	snprintf(out, HF_ID_SIZE, "%s_%012llx_%010llx", prefix,
 		 (unsigned long long)hf_now_ms() & 0xffffffffffffULL,
-		 (unsigned long long)r);
+		 (unsigned long long)(id_process << 24 | n));
 }
 
 int hf_buf_append(struct hf_buf *b, const void *p, size_t n)

@@ -52,6 +52,8 @@ struct hf_write {
 	char
 	    dup_of[HF_ID_SIZE]; /* INGEST: original event id when a duplicate */
 	bool *dropped;		/* INGEST: per run, dropped as a duplicate */
+	size_t skip_base; /* INGEST: event->skipped's length before the write */
+	bool skip_base_set;
 	bool unclaimed; /* RUNS: written by the CLI, for a running server to
 			   pick up */
 
