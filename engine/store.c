@@ -585,8 +585,12 @@ static void apply_batch(struct hf_store *s, struct hf_write *batch, size_t n)
 		s->stats.writes += n;
 		return;
 	}
-	hf_log(HF_LOG_WARN, "state database: batch failed: %s",
-	       sqlite3_errmsg(s->wdb));
+	/* A maintenance call (HF_W_CALL) can fail without an SQLite error. */
+	hf_log(HF_LOG_WARN,
+	       "state database: batch failed (%s); applying its writes one by "
+	       "one",
+	       sqlite3_errcode(s->wdb) != SQLITE_OK ? sqlite3_errmsg(s->wdb)
+						    : "a write refused");
 	exec(s->wdb, "ROLLBACK");
 	s->nversions = 0; /* rows the rollback removed may be cached */
 	for (struct hf_write *w = batch; w; w = w->next) {
