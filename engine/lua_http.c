@@ -119,17 +119,6 @@ static void safe_url(const char *url, char *out, size_t size)
 		 (int)plen, path, path[plen] == '?' ? "?..." : "");
 }
 
-static bool is_token(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) &&
-		    !strchr("!#$%&'*+-.^_`|~", *s))
-			return false;
-	return true;
-}
-
 static bool has_ctl(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -326,7 +315,7 @@ static int do_request(lua_State *L, struct hf_lua_http *h, int t)
 			return luaL_error(L, "http.request: invalid method");
 		for (size_t i = 0; i <= ml; i++)
 			method[i] = (char)toupper((unsigned char)m[i]);
-		if (!is_token(method))
+		if (!hf_http_token(method))
 			return luaL_error(L,
 					  "http.request: invalid method "
 					  "'%s'",
@@ -344,7 +333,7 @@ static int do_request(lua_State *L, struct hf_lua_http *h, int t)
 		lua_pushnil(L);
 		while (lua_next(L, -2)) {
 			if (lua_type(L, -2) != LUA_TSTRING ||
-			    !is_token(lua_tostring(L, -2)))
+			    !hf_http_token(lua_tostring(L, -2)))
 				return luaL_error(L, "http.request: header "
 						     "names must be tokens");
 			const char *name = lua_tostring(L, -2);

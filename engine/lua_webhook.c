@@ -75,17 +75,6 @@ static void emit_free(void *p)
 	free(p);
 }
 
-static bool is_token(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) &&
-		    !strchr("!#$%&'*+-.^_`|~", *s))
-			return false;
-	return true;
-}
-
 static bool valid_url(const char *s, size_t n)
 {
 	if (n > URL_MAX || !(strncasecmp(s, "http://", 7) == 0 ||
@@ -159,7 +148,7 @@ static void read_headers(lua_State *L, struct hf_emit *e)
 	lua_pushnil(L);
 	while (lua_next(L, -2)) {
 		if (lua_type(L, -2) != LUA_TSTRING ||
-		    !is_token(lua_tostring(L, -2)))
+		    !hf_http_token(lua_tostring(L, -2)))
 			luaL_error(L, "webhook.emit: header names must be "
 				      "tokens");
 		const char *name = lua_tostring(L, -2);

@@ -511,6 +511,17 @@ void hf_log(enum hf_log_level level, const char *fmt, ...)
 	(void)w;
 }
 
+bool hf_http_token(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) &&
+		    !strchr("!#$%&'*+-.^_`|~", *s))
+			return false;
+	return true;
+}
+
 int hf_hexval(unsigned char c)
 {
 	if (c >= '0' && c <= '9')

@@ -103,6 +103,9 @@ bool hf_log_structured(void);
 void hf_log_kv(enum hf_log_level level, const char *msg, ...)
     __attribute__((sentinel));
 
+/* True when s is an HTTP token (RFC 9110): a valid header name or method. */
+bool hf_http_token(const char *s);
+
 /* The value of a hex digit (either case), or -1. */
 int hf_hexval(unsigned char c);
 
