@@ -10,6 +10,7 @@
 #include "hf_body.h"
 #include "hf_limits.h"
 #include "hf_store.h"
+#include "hf_verify.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -924,22 +925,7 @@ json_t *hf_store_event_json(struct hf_store *s, const char *event_id)
 	int blen = sqlite3_column_bytes(st, 5);
 	json_t *b = json_stringn(body ? body : "", (size_t)blen);
 	if (!b) { /* not UTF-8: show it base64-encoded, and say so */
-		char *enc = hf_xcalloc(1, (size_t)blen * 4 / 3 + 8);
-		static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij"
-					  "klmnopqrstuvwxyz0123456789+/";
-		const unsigned char *p = (const unsigned char *)body;
-		size_t o2 = 0;
-		for (int i = 0; i < blen; i += 3) {
-			unsigned v = (unsigned)p[i] << 16;
-			if (i + 1 < blen)
-				v |= (unsigned)p[i + 1] << 8;
-			if (i + 2 < blen)
-				v |= p[i + 2];
-			enc[o2++] = tbl[(v >> 18) & 63];
-			enc[o2++] = tbl[(v >> 12) & 63];
-			enc[o2++] = i + 1 < blen ? tbl[(v >> 6) & 63] : '=';
-			enc[o2++] = i + 2 < blen ? tbl[v & 63] : '=';
-		}
+		char *enc = hf_base64_encode(body ? body : "", (size_t)blen);
 		b = json_string(enc);
 		free(enc);
 		json_object_set_new(o, "body_encoding", json_string("base64"));

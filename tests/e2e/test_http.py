@@ -578,3 +578,14 @@ def test_sigterm_right_after_listening_line_exits_zero(server):
         srv = server(workflows={"simple": SIMPLE})
         codes.append(srv.stop(signal.SIGTERM))
     assert codes == [0] * 8
+
+
+def test_binary_body_shown_base64_in_the_event(server):
+    import base64
+    srv = server(workflows={"simple": SIMPLE})
+    raw = b"\xff\xfe\x00binary\x80"
+    r = srv.post("/simple", raw, {"Content-Type": "application/octet-stream"})
+    assert r.status == 202, r
+    ev = api_ok(srv, f"/api/events/{r.json()['event']}")
+    assert ev["body_encoding"] == "base64"
+    assert base64.b64decode(ev["body"]) == raw
