@@ -152,6 +152,32 @@ static struct hf_store *open_state(const char *path)
 	return s;
 }
 
+/* The state database named by a command's --state flag (or HOOKFLOW_STATE). */
+static struct hf_store *open_state_flag(const struct hf_flag *state)
+{
+	return open_state(flag_or_env(state, "./hookflow.db"));
+}
+
+/* Parses the flags of a command that takes exactly one id. Returns 0 with *id
+ * set, or 2 after printing the problem or "usage: hookflow SYNOPSIS". */
+static int parse_id(const char *cmd, int argc, char **argv, int first,
+		    struct hf_flag *flags, size_t nflags, const char *synopsis,
+		    const char **id)
+{
+	const char *pos[1];
+	size_t npos;
+	int rc = hf_flags_parse(cmd, argc, argv, first, flags, nflags, pos, 1,
+				&npos);
+	if (rc)
+		return rc;
+	if (npos != 1) {
+		fprintf(stderr, "usage: hookflow %s\n", synopsis);
+		return 2;
+	}
+	*id = pos[0];
+	return 0;
+}
+
 /* --- check --- */
 
 static int check_path(const char *path, const char *scripts, int *nfiles,
@@ -608,8 +634,7 @@ static int cmd_runs(int argc, char **argv)
 				"number\n");
 		return 2;
 	}
-	struct hf_store *s =
-	    open_state(flag_or_env(&flags[4], "./hookflow.db"));
+	struct hf_store *s = open_state_flag(&flags[4]);
 	if (!s)
 		return 1;
 	if (flags[5].seen) {
@@ -647,24 +672,18 @@ static int cmd_runs(int argc, char **argv)
 static int cmd_show(int argc, char **argv)
 {
 	struct hf_flag flags[] = {{"json", false}, {"state", true}};
-	const char *pos[1];
-	size_t npos;
-	int rc = hf_flags_parse("show", argc, argv, 2, flags, 2, pos, 1, &npos);
+	const char *id;
+	int rc = parse_id("show", argc, argv, 2, flags, 2,
+			  "show RUN_ID [--json] [--state FILE]", &id);
 	if (rc)
 		return rc;
-	if (npos != 1) {
-		fprintf(stderr, "usage: hookflow show RUN_ID [--json] [--state "
-				"FILE]\n");
-		return 2;
-	}
-	struct hf_store *s =
-	    open_state(flag_or_env(&flags[1], "./hookflow.db"));
+	struct hf_store *s = open_state_flag(&flags[1]);
 	if (!s)
 		return 1;
-	json_t *r = hf_store_run_json(s, pos[0]);
+	json_t *r = hf_store_run_json(s, id);
 	hf_store_close(s);
 	if (!r) {
-		fprintf(stderr, "hookflow show: no run '%s'\n", pos[0]);
+		fprintf(stderr, "hookflow show: no run '%s'\n", id);
 		return 1;
 	}
 	if (flags[0].seen) {
@@ -709,27 +728,20 @@ static int cmd_replay(int argc, char **argv)
 				  {"workflows", true},
 				  {"scripts", true},
 				  {"json", false}};
-	const char *pos[1];
-	size_t npos;
-	int rc =
-	    hf_flags_parse("replay", argc, argv, 2, flags, 4, pos, 1, &npos);
+	const char *id;
+	int rc = parse_id("replay", argc, argv, 2, flags, 4,
+			  "replay EVENT_ID [--state FILE]", &id);
 	if (rc)
 		return rc;
-	if (npos != 1) {
-		fprintf(stderr, "usage: hookflow replay EVENT_ID [--state "
-				"FILE]\n");
-		return 2;
-	}
-	struct hf_store *s =
-	    open_state(flag_or_env(&flags[0], "./hookflow.db"));
+	struct hf_store *s = open_state_flag(&flags[0]);
 	if (!s)
 		return 1;
 	rc = 1;
-	struct hf_event *ev = hf_store_load_event(s, pos[0]);
+	struct hf_event *ev = hf_store_load_event(s, id);
 	struct hf_workflow_set *set = NULL;
 	struct hf_router *router = NULL;
 	if (!ev) {
-		fprintf(stderr, "hookflow replay: no event '%s'\n", pos[0]);
+		fprintf(stderr, "hookflow replay: no event '%s'\n", id);
 		goto done;
 	}
 	struct hf_diags diags = {0};
@@ -769,9 +781,9 @@ static int cmd_replay(int argc, char **argv)
 			json_decref(o);
 		} else {
 			size_t i;
-			json_t *id;
-			json_array_foreach(ids, i, id)
-			    printf("%s\n", json_string_value(id));
+			json_t *run_id;
+			json_array_foreach(ids, i, run_id)
+			    printf("%s\n", json_string_value(run_id));
 			if (!nruns)
 				fprintf(stderr, "hookflow replay: no workflow "
 						"matched the event\n");
@@ -792,29 +804,22 @@ done:
 static int cmd_retry(int argc, char **argv)
 {
 	struct hf_flag flags[] = {{"state", true}};
-	const char *pos[1];
-	size_t npos;
-	int rc =
-	    hf_flags_parse("retry", argc, argv, 2, flags, 1, pos, 1, &npos);
+	const char *id;
+	int rc = parse_id("retry", argc, argv, 2, flags, 1,
+			  "retry RUN_ID [--state FILE]", &id);
 	if (rc)
 		return rc;
-	if (npos != 1) {
-		fprintf(stderr,
-			"usage: hookflow retry RUN_ID [--state FILE]\n");
-		return 2;
-	}
-	struct hf_store *s =
-	    open_state(flag_or_env(&flags[0], "./hookflow.db"));
+	struct hf_store *s = open_state_flag(&flags[0]);
 	if (!s)
 		return 1;
 	struct hf_error err = {0};
-	rc = hf_store_retry_run(s, pos[0], &err);
+	rc = hf_store_retry_run(s, id, &err);
 	hf_store_close(s);
 	if (rc < 0) {
 		fprintf(stderr, "hookflow retry: %s\n", err.msg);
 		return 1;
 	}
-	printf("%s\n", pos[0]);
+	printf("%s\n", id);
 	return 0;
 }
 
@@ -835,22 +840,19 @@ static int delivery_cmd(int argc, char **argv, bool retry)
 {
 	const char *cmd = retry ? "deliveries retry" : "deliveries show";
 	struct hf_flag flags[] = {{"state", true}, {"json", false}};
-	const char *pos[1];
-	size_t npos;
-	int rc = hf_flags_parse(cmd, argc, argv, 3, flags, 2, pos, 1, &npos);
+	const char *id;
+	int rc = parse_id(cmd, argc, argv, 3, flags, 2,
+			  retry ? "deliveries retry ID [--state FILE]"
+				: "deliveries show ID [--json] [--state FILE]",
+			  &id);
 	if (rc)
 		return rc;
-	if (npos != 1) {
-		fprintf(stderr, "usage: hookflow %s ID [--state FILE]\n", cmd);
-		return 2;
-	}
-	struct hf_store *s =
-	    open_state(flag_or_env(&flags[0], "./hookflow.db"));
+	struct hf_store *s = open_state_flag(&flags[0]);
 	if (!s)
 		return 1;
 	rc = 1;
 	if (retry) {
-		struct retry_arg a = {pos[0], -1};
+		struct retry_arg a = {id, -1};
 		struct hf_write w = {0};
 		w.kind = HF_W_CALL;
 		w.call = retry_call;
@@ -858,16 +860,16 @@ static int delivery_cmd(int argc, char **argv, bool retry)
 		hf_store_submit(s, &w); /* applied at once: no writer thread */
 		int result = w.rc == 0 ? a.result : -1;
 		if (result == 0) {
-			printf("%s\n", pos[0]);
+			printf("%s\n", id);
 			rc = 0;
 		} else if (result == HF_STORE_NOT_FOUND) {
 			fprintf(stderr, "hookflow %s: no delivery '%s'\n", cmd,
-				pos[0]);
+				id);
 		} else if (result == HF_STORE_CONFLICT) {
 			fprintf(stderr,
 				"hookflow %s: delivery '%s' was already "
 				"delivered\n",
-				cmd, pos[0]);
+				cmd, id);
 		} else {
 			fprintf(stderr,
 				"hookflow %s: cannot update the state "
@@ -877,10 +879,10 @@ static int delivery_cmd(int argc, char **argv, bool retry)
 		hf_store_close(s);
 		return rc;
 	}
-	json_t *d = hf_store_delivery_json(s, pos[0]);
+	json_t *d = hf_store_delivery_json(s, id);
 	hf_store_close(s);
 	if (!d) {
-		fprintf(stderr, "hookflow %s: no delivery '%s'\n", cmd, pos[0]);
+		fprintf(stderr, "hookflow %s: no delivery '%s'\n", cmd, id);
 		return 1;
 	}
 	if (flags[1].seen) {
@@ -944,8 +946,7 @@ static int cmd_deliveries(int argc, char **argv)
 			status);
 		return 2;
 	}
-	struct hf_store *s =
-	    open_state(flag_or_env(&flags[2], "./hookflow.db"));
+	struct hf_store *s = open_state_flag(&flags[2]);
 	if (!s)
 		return 1;
 	json_t *v = hf_store_deliveries_json(
