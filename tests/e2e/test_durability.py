@@ -208,9 +208,12 @@ def test_run_timeout_counts_while_the_server_is_down(server):
     run_id = srv.post("/slowrun", {}).json()["runs"][0]
     wait_for(lambda: q(srv.data, "SELECT count(*) FROM execs")[0][0] == 1,
              what="the first step to start")
+    # The start is committed by the writer alongside the running step (the
+    # worker does not wait for it): kill once it is on disk.
+    started = wait_for(lambda: (lambda r: r if r and r[0][0] else None)(
+        q(srv.state, "SELECT started_at FROM runs WHERE id = ?", run_id)),
+        what="the run's start to be stored")
     srv.kill()
-    started = q(srv.state, "SELECT started_at FROM runs WHERE id = ?", run_id)
-    assert started[0][0], "the run's start is stored"
     # the run's 2s pass while the server is down
     wait_for(lambda: time.time() * 1000 > started[0][0] + 2500, timeout=10)
     srv.start()
@@ -583,8 +586,11 @@ def test_retry_of_a_timed_out_run_gets_a_fresh_timeout(server):
     srv.start()
     rid = srv.post("/slowrun", {}).json()["runs"][0]
     wait_for(lambda: q(srv.data, "SELECT count(*) FROM execs")[0][0] == 1)
+    # kill once the run's start is on disk (see the test above)
+    started = wait_for(lambda: q(
+        srv.state, "SELECT started_at FROM runs WHERE id = ?", rid)[0][0],
+        what="the run's start to be stored")
     srv.kill()
-    started = q(srv.state, "SELECT started_at FROM runs WHERE id = ?", rid)[0][0]
     wait_for(lambda: time.time() * 1000 > started + 2500, timeout=10)
     srv.start()
     try:
