@@ -1,8 +1,8 @@
 /* verify.c - inbound signature schemes (hmac-sha256, github, stripe, slack,
- * shopify, standard-webhooks) and the crypto primitives they share:
- * HMAC-SHA256, SHA-256, hex and base64.
+ * shopify, standard-webhooks) and Standard Webhooks signing for outbound
+ * deliveries, over the primitives of crypto.c.
  *
- * The only module that includes OpenSSL. Pure and thread-safe: it reads request
+ * Pure and thread-safe: it reads request
  * headers through a callback, never logs, and keeps no state except the HMAC
  * implementation fetched once. Every header parser works on untrusted input
  * (see tests/fuzz/fuzz_verify.c): lengths are bounded and nothing is read past
@@ -14,12 +14,6 @@
 #include "hf_util.h"
 
 #include <limits.h>
-#include <openssl/core_names.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
-#include <openssl/rand.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,76 +26,6 @@
 #define B64_DIGEST_LEN 44
 
 /* ---- primitives ---- */
-
-static EVP_MAC *hmac_impl;
-static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
-
-static void hmac_fetch(void)
-{
-	hmac_impl = EVP_MAC_fetch(NULL, "HMAC", NULL);
-}
-
-struct part {
-	const void *p;
-	size_t n;
-};
-
-/* HMAC-SHA256 over the concatenation of parts, without copying the body.
- * OpenSSL failures here mean a broken installation: abort like on OOM. */
-static void hmac_parts(const void *key, size_t klen, const struct part *parts,
-		       size_t nparts, unsigned char out[DIGEST_LEN])
-{
-	static const unsigned char empty[1];
-	char digest[] = "SHA256";
-	OSSL_PARAM params[] = {
-	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-	    OSSL_PARAM_construct_end(),
-	};
-	size_t outlen = 0;
-
-	pthread_once(&hmac_once, hmac_fetch);
-	EVP_MAC_CTX *ctx = hmac_impl ? EVP_MAC_CTX_new(hmac_impl) : NULL;
-	if (!ctx || !EVP_MAC_init(ctx, klen ? key : empty, klen, params))
-		goto fail;
-	for (size_t i = 0; i < nparts; i++)
-		if (parts[i].n && !EVP_MAC_update(ctx, parts[i].p, parts[i].n))
-			goto fail;
-	if (!EVP_MAC_final(ctx, out, &outlen, DIGEST_LEN) ||
-	    outlen != DIGEST_LEN)
-		goto fail;
-	EVP_MAC_CTX_free(ctx);
-	return;
-fail:
-	fprintf(stderr, "hookflow: OpenSSL HMAC-SHA256 failed\n");
-	abort();
-}
-
-void hf_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen,
-		    unsigned char out[32])
-{
-	struct part p = {msg, mlen};
-	hmac_parts(key, klen, &p, 1, out);
-}
-
-void hf_sha256(const void *msg, size_t len, unsigned char out[32])
-{
-	static const unsigned char empty[1];
-	if (!EVP_Digest(len ? msg : empty, len, out, NULL, EVP_sha256(),
-			NULL)) {
-		fprintf(stderr, "hookflow: OpenSSL SHA-256 failed\n");
-		abort();
-	}
-}
-
-void hf_hex_encode(const unsigned char *in, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * len] = '\0';
-}
 
 /* Decodes exactly 64 hex digits (either case) into a digest. Returns 0 or -1.
  */
@@ -119,89 +43,6 @@ static int hex_digest(const char *s, size_t n, unsigned char out[DIGEST_LEN])
 	return 0;
 }
 
-char *hf_base64_encode(const void *in, size_t len)
-{
-	/* EVP_EncodeBlock takes an int: encode in chunks of a multiple of 3. */
-	enum { CHUNK = 3 * 16384 };
-	const unsigned char *p = in;
-	char *out = hf_xmalloc((len + 2) / 3 * 4 + 1);
-	size_t o = 0;
-	out[0] = '\0';
-	while (len) {
-		size_t n = len < CHUNK ? len : CHUNK;
-		o += (size_t)EVP_EncodeBlock((unsigned char *)out + o, p,
-					     (int)n);
-		p += n;
-		len -= n;
-	}
-	out[o] = '\0';
-	return out;
-}
-
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-static int is_space(unsigned char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' ||
-	       c == '\v';
-}
-
-/* Validates strictly (alphabet, '=' only as final padding; whitespace is
- * skipped, missing padding tolerated), then lets OpenSSL decode, which counts
- * padding as zero bytes: those are taken off the length. */
-unsigned char *hf_base64_decode(const char *in, size_t len, size_t *outlen)
-{
-	char *clean = hf_xmalloc(len + 4);
-	unsigned char *out = NULL;
-	size_t n = 0, pad = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)in[i];
-		if (is_space(c))
-			continue;
-		if (c == '=') {
-			pad++;
-		} else if (pad || b64val(c) < 0) {
-			goto done; /* data after padding, or not base64 */
-		}
-		clean[n++] = (char)c;
-	}
-	if (pad > 2 || (n - pad) % 4 == 1)
-		goto done;
-	if (pad && n % 4 != 0)
-		goto done; /* padding present but wrong */
-	while (n % 4) {
-		clean[n++] = '=';
-		pad++;
-	}
-	if (n > INT_MAX)
-		goto done;
-	out = hf_xmalloc(n / 4 * 3 + 1);
-	int got = n ? EVP_DecodeBlock(out, (unsigned char *)clean, (int)n) : 0;
-	if (got < 0 || (size_t)got < pad) {
-		free(out);
-		out = NULL;
-		goto done;
-	}
-	*outlen = (size_t)got - pad;
-done:
-	free(clean);
-	return out;
-}
-
 char *hf_standard_webhooks_sign(const void *secret, size_t slen,
 				const char *msg_id, int64_t timestamp,
 				const void *body, size_t len)
@@ -209,14 +50,14 @@ char *hf_standard_webhooks_sign(const void *secret, size_t slen,
 	char ts[32];
 	unsigned char mac[DIGEST_LEN];
 	int tn = snprintf(ts, sizeof ts, "%lld", (long long)timestamp);
-	struct part parts[] = {
+	struct hf_part parts[] = {
 	    {msg_id, strlen(msg_id)},
 	    {".", 1},
 	    {ts, (size_t)tn},
 	    {".", 1},
 	    {body, len},
 	};
-	hmac_parts(secret, slen, parts, 5, mac);
+	hf_hmac_sha256_parts(secret, slen, parts, 5, mac);
 	char *b64 = hf_base64_encode(mac, sizeof mac);
 	char *out = hf_xasprintf("v1,%s", b64);
 	free(b64);
@@ -245,6 +86,12 @@ struct val {
 	const char *s;
 	size_t n;
 };
+
+static int is_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' ||
+	       c == '\v';
+}
 
 /* Fetches and trims a header. Returns 1 when present, 0 when absent, -1 when
  * longer than HDR_MAX. */
@@ -366,7 +213,7 @@ static const char *verify_hex(const struct hf_verify_conf *conf,
 	for (size_t i = 0; i < conf->nsecrets; i++) {
 		const char *k = conf->secrets[i];
 		hf_hmac_sha256(k, strlen(k), body, len, got);
-		if (CRYPTO_memcmp(got, want, DIGEST_LEN) == 0)
+		if (hf_ct_equal(got, DIGEST_LEN, want, DIGEST_LEN))
 			return NULL;
 	}
 	return "signature mismatch";
@@ -426,10 +273,10 @@ static const char *verify_stripe(const struct hf_verify_conf *conf,
 		return "timestamp outside tolerance";
 	for (size_t i = 0; i < conf->nsecrets; i++) {
 		const char *k = conf->secrets[i];
-		struct part parts[] = {{t.s, t.n}, {".", 1}, {body, len}};
-		hmac_parts(k, strlen(k), parts, 3, got);
+		struct hf_part parts[] = {{t.s, t.n}, {".", 1}, {body, len}};
+		hf_hmac_sha256_parts(k, strlen(k), parts, 3, got);
 		for (size_t j = 0; j < nsig; j++)
-			if (CRYPTO_memcmp(got, sigs[j], DIGEST_LEN) == 0)
+			if (hf_ct_equal(got, DIGEST_LEN, sigs[j], DIGEST_LEN))
 				return NULL;
 	}
 	return "signature mismatch";
@@ -458,10 +305,10 @@ static const char *verify_slack(const struct hf_verify_conf *conf,
 		return "timestamp outside tolerance";
 	for (size_t i = 0; i < conf->nsecrets; i++) {
 		const char *k = conf->secrets[i];
-		struct part parts[] = {
+		struct hf_part parts[] = {
 		    {"v0:", 3}, {t.s, t.n}, {":", 1}, {body, len}};
-		hmac_parts(k, strlen(k), parts, 4, got);
-		if (CRYPTO_memcmp(got, want, DIGEST_LEN) == 0)
+		hf_hmac_sha256_parts(k, strlen(k), parts, 4, got);
+		if (hf_ct_equal(got, DIGEST_LEN, want, DIGEST_LEN))
 			return NULL;
 	}
 	return "signature mismatch";
@@ -484,7 +331,7 @@ static const char *verify_shopify(const struct hf_verify_conf *conf,
 		const char *k = conf->secrets[i];
 		hf_hmac_sha256(k, strlen(k), body, len, got);
 		char *b64 = hf_base64_encode(got, sizeof got);
-		int eq = CRYPTO_memcmp(b64, v.s, B64_DIGEST_LEN) == 0;
+		int eq = hf_ct_equal(b64, B64_DIGEST_LEN, v.s, B64_DIGEST_LEN);
 		free(b64);
 		if (eq)
 			return NULL;
@@ -551,10 +398,11 @@ static const char *verify_standard(const struct hf_verify_conf *conf,
 				continue; /* not base64: cannot match */
 		}
 		usable++;
-		struct part parts[] = {
+		struct hf_part parts[] = {
 		    {id.s, id.n}, {".", 1}, {t.s, t.n}, {".", 1}, {body, len},
 		};
-		hmac_parts(key ? key : (const void *)k, klen, parts, 5, got);
+		hf_hmac_sha256_parts(key ? key : (const void *)k, klen, parts,
+				     5, got);
 		free(key);
 		char *b64 = hf_base64_encode(got, sizeof got);
 		for (size_t j = 0; j < nsig; j++)
@@ -615,37 +463,4 @@ out:
 	if (reason)
 		*reason = why;
 	return why ? -1 : 0;
-}
-
-struct hf_sha256 {
-	EVP_MD_CTX *md;
-};
-
-struct hf_sha256 *hf_sha256_begin(void)
-{
-	struct hf_sha256 *h = hf_xmalloc(sizeof *h);
-	h->md = EVP_MD_CTX_new();
-	if (!h->md || !EVP_DigestInit_ex(h->md, EVP_sha256(), NULL))
-		abort(); /* out of memory, as hf_xmalloc */
-	return h;
-}
-
-void hf_sha256_update(struct hf_sha256 *h, const void *p, size_t len)
-{
-	EVP_DigestUpdate(h->md, p, len);
-}
-
-void hf_sha256_end(struct hf_sha256 *h, char hex[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_DigestFinal_ex(h->md, md, &mdlen);
-	hf_hex_encode(md, mdlen < 32 ? mdlen : 32, hex);
-	EVP_MD_CTX_free(h->md);
-	free(h);
-}
-
-int hf_random_bytes(void *buf, size_t n)
-{
-	return RAND_bytes(buf, (int)n) == 1 ? 0 : -1;
 }

@@ -1,11 +1,12 @@
 /* hf_verify.h - inbound signature schemes: hmac-sha256, github, stripe, slack,
  * shopify, standard-webhooks. Computes HMAC-SHA256 over the raw body as
- * received (OpenSSL), compares in constant time, checks timestamp tolerance,
+ * received (crypto.c), compares in constant time, checks timestamp tolerance,
  * accepts any of several secrets (rotation). Pure: no I/O, no allocation that
  * outlives a call. */
 #ifndef HF_VERIFY_H
 #define HF_VERIFY_H
 
+#include "hf_crypto.h"
 #include "hf_workflow.h"
 #include <stddef.h>
 #include <stdint.h>
@@ -26,27 +27,6 @@ int hf_verify_request(const struct hf_verify_conf *conf, hf_header_fn get,
  * ("x-github-delivery", "webhook-id", "x-shopify-webhook-id"), or NULL
  * (stripe's default is the body's "id", none for the others). */
 const char *hf_verify_default_dedupe_header(enum hf_verify_scheme s);
-
-/* Primitives, also used by the Lua `crypto` library and the outbox signer.
- * hex must hold 65 bytes. */
-void hf_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen,
-		    unsigned char out[32]);
-void hf_sha256(const void *msg, size_t len, unsigned char out[32]);
-void hf_hex_encode(const unsigned char *in, size_t len, char *out);
-/* SHA-256 over several pieces (workflow versions): begin, update as often as
- * needed, end writes 64 hex digits and a NUL to hex and frees the state.
- * Allocation failure aborts, as hf_xmalloc does. */
-struct hf_sha256;
-struct hf_sha256 *hf_sha256_begin(void);
-void hf_sha256_update(struct hf_sha256 *h, const void *p, size_t len);
-void hf_sha256_end(struct hf_sha256 *h, char hex[65]);
-/* Fills buf with n bytes from OpenSSL's CSPRNG (tokens). Returns 0 or -1. */
-int hf_random_bytes(void *buf, size_t n);
-/* Base64 (standard alphabet, padded). Encode returns a malloc'd NUL-terminated
- * string. Decode returns a malloc'd buffer and its length in *outlen, or NULL
- * when the input is not base64. */
-char *hf_base64_encode(const void *in, size_t len);
-unsigned char *hf_base64_decode(const char *in, size_t len, size_t *outlen);
 
 /* Standard Webhooks signing for outbound deliveries: secret is raw bytes (a
  * "whsec_" secret must be base64-decoded by the caller). Returns a malloc'd
