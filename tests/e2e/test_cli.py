@@ -1,4 +1,4 @@
-"""End-to-end tests for the command line (contract §1): check, run, runs, show,
+"""End-to-end tests for the command line (README.md, "Command line"): check, run, runs, show,
 usage errors, --help and --version."""
 import json
 import os

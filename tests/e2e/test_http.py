@@ -1,4 +1,4 @@
-"""End-to-end tests for the HTTP surface of `hookflow serve` (contract §1–§2)."""
+"""End-to-end tests for the HTTP surface of `hookflow serve` (README.md, "HTTP")."""
 import http.client
 import json
 import re

@@ -1,5 +1,5 @@
-"""End-to-end tests for the Lua globals and step semantics (contract §3–§4),
-run through the real server."""
+"""End-to-end tests for the Lua globals and step semantics (docs/reference.md,
+"Steps" and "Lua"), run through the real server."""
 import json
 import sqlite3
 import textwrap

@@ -1,5 +1,6 @@
-"""End-to-end tests for the outbound half (contract §4): `http.*` from Lua and
-`webhook.emit` through the durable outbox, against a real local receiver.
+"""End-to-end tests for the outbound half: `http.*` from Lua and `webhook.emit`
+through the durable outbox, against a real local receiver (docs/reference.md,
+"http" and "webhook.emit"; README.md, "Webhooks out").
 
 Every wait is bounded; no test asserts a timing."""
 import base64

@@ -1,7 +1,8 @@
-/* test_workflow.c - the workflow loader: every key of contract §3 into the
- * model, one case per kind of error with its exact FILE:LINE:COL and message,
- * the `with:` chunk, and the workflow set (reload keeping a previous version,
- * duplicate names). Fixtures are written to a temporary directory. */
+/* test_workflow.c - the workflow loader: every key of docs/reference.md
+ * ("Workflow YAML") into the model, one case per kind of error with its exact
+ * FILE:LINE:COL and message, the `with:` chunk, and the workflow set (reload
+ * keeping a previous version, duplicate names). Fixtures are written to a
+ * temporary directory. */
 #include "hf_workflow.h"
 #include "tap.h"
 
