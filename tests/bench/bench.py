@@ -8,6 +8,11 @@ socket errors, a queue that did not drain, a server that did not start).
 
     /usr/bin/python3 tests/bench/bench.py --build build [--duration 10]
         [--out bench.json] [--workers N] [--skip PHASE,...] [--keep]
+        [--against OTHER_BUILD]
+
+With --against, every hookflow phase runs a second time, right after the
+first, with OTHER_BUILD's hookflow (e.g. a build of main before a change), and
+a last table sets the two side by side: a change's cost measured in one run.
 
 Phases (each on a fresh temporary directory, 127.0.0.1 only):
   baseline   bench_baseline under wrk
@@ -660,6 +665,35 @@ def print_table(rows):
             print("  ".join("-" * n for n in w))
 
 
+def compare_table(rows, other_rows):
+    """Pairs each metric of this build with the other build's."""
+    theirs = {x["metric"].split(", accept")[0]: x["hookflow"]
+              for x in other_rows}
+    out = []
+    for x in rows:
+        tv = theirs.get(x["metric"].split(", accept")[0])
+        hv = x["hookflow"]
+        out.append({"metric": x["metric"], "this": hv, "against": tv,
+                    "ratio": round(hv / tv, 3) if hv is not None and tv
+                    else None, "_nd": x["_nd"]})
+    return out
+
+
+def print_compare(rows):
+    lines = [("metric", "this", "against", "this/against")]
+    for x in rows:
+        lines.append((x["metric"], fmt(x["this"], x["_nd"]),
+                      fmt(x["against"], x["_nd"]), fmt(x["ratio"], 3)))
+    w = [max(len(str(l[i])) for l in lines) for i in range(4)]
+    for i, l in enumerate(lines):
+        print("  ".join(str(c).ljust(w[j]) if j == 0 else str(c).rjust(w[j])
+                        for j, c in enumerate(l)))
+        if i == 0:
+            print("  ".join("-" * n for n in w))
+    for x in rows:
+        x.pop("_nd", None)
+
+
 def print_details(r):
     print("\nabsolute numbers")
     for key, p in r.items():
@@ -698,13 +732,18 @@ def main():
     ap.add_argument("--out", help="write the results as JSON to this file")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temporary directory")
+    ap.add_argument("--against", metavar="OTHER_BUILD",
+                    help="also run each hookflow phase with this build's "
+                         "hookflow and compare")
     args = ap.parse_args()
 
     args.build = os.path.abspath(args.build)
     args.hookflow = os.path.join(args.build, "hookflow")
     args.baseline = os.path.join(args.build, "tests", "bench",
                                  "bench_baseline")
-    for exe in (args.hookflow, args.baseline):
+    other = (os.path.join(os.path.abspath(args.against), "hookflow")
+             if args.against else None)
+    for exe in (args.hookflow, args.baseline) + ((other,) if other else ()):
         if not os.access(exe, os.X_OK):
             sys.exit("bench: %s not found; run `ninja -C %s`"
                      % (exe, args.build))
@@ -721,6 +760,7 @@ def main():
         "workers": args.workers or "default", "runs_sync": args.runs_sync,
         "cpus": os.cpu_count()}}
     problems = []
+    against = {}
     t_start = time.monotonic()
     try:
         phases = [("baseline", "baseline", lambda: phase_baseline(args, script)),
@@ -740,6 +780,16 @@ def main():
                 problems.append("%s: %s" % (short, e))
                 log("  %s failed: %s" % (short, e))
                 continue
+            if other and short != "baseline":
+                mine, args.hookflow = args.hookflow, other
+                tmp, args.tmp = args.tmp, os.path.join(args.tmp, "against")
+                os.makedirs(args.tmp, exist_ok=True)
+                try:
+                    against[key] = fn()
+                except Exception as e:
+                    problems.append("%s (against): %s" % (short, e))
+                finally:
+                    args.hookflow, args.tmp = mine, tmp
             p = results[key]
             # The runs and deliveries phases push harder than runs can
             # finish: 503 + Retry-After from --max-queue is the designed
@@ -791,12 +841,21 @@ def main():
 
     print()
     print_table(rows)
+    if other:
+        against["baseline"] = results.get("baseline")
+        results["against"] = {"build": os.path.abspath(args.against),
+                              "table": compare_table(rows,
+                                                     build_table(against))}
     print_details({k: v for k, v in results.items()
-                   if k not in ("table", "problems")})
+                   if k not in ("table", "problems", "against")})
     for key in ("ingest_full", "ingest_normal"):
         if key in results:
             print("non-2xx answers reported by wrk (%s): %d" % (
                 key, results[key]["non_2xx"]))
+    if other:
+        print("\nthis build (%s) against %s:" % (args.build,
+                                                 results["against"]["build"]))
+        print_compare(results["against"]["table"])
     if problems:
         print("\nPROBLEMS:\n  " + "\n  ".join(problems))
     print("\ntotal %.1fs" % results["elapsed_s"])
