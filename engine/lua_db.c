@@ -28,9 +28,6 @@
 #include <string.h>
 #include <time.h>
 
-#define CACHE_SIZE 16
-#define CACHE_MAX_SQL 4096
-
 struct cached {
 	char *sql; /* NULL: free slot */
 	size_t len;
@@ -45,7 +42,7 @@ struct hf_lua_db {
 	int64_t busy_start; /* mono ms when the current lock wait began */
 	int tx_depth;	    /* db.tx nesting */
 	uint64_t clock;
-	struct cached cache[CACHE_SIZE];
+	struct cached cache[HF_DB_STMT_CACHE];
 };
 
 /* ---- connection ---- */
@@ -116,7 +113,7 @@ void hf_lua_db_close(struct hf_lua_db *d)
 {
 	if (!d)
 		return;
-	for (int i = 0; i < CACHE_SIZE; i++) {
+	for (int i = 0; i < HF_DB_STMT_CACHE; i++) {
 		sqlite3_finalize(d->cache[i].stmt);
 		free(d->cache[i].sql);
 	}
@@ -134,7 +131,7 @@ bool hf_lua_db_end_step(struct hf_lua_db *d)
 {
 	if (!d)
 		return false;
-	for (int i = 0; i < CACHE_SIZE; i++) {
+	for (int i = 0; i < HF_DB_STMT_CACHE; i++) {
 		if (d->cache[i].stmt)
 			sqlite3_reset(d->cache[i].stmt);
 		d->cache[i].busy = false;
@@ -156,7 +153,7 @@ static sqlite3_stmt *acquire(struct hf_lua_db *d, const char *sql, size_t len,
 			     bool *multi)
 {
 	*multi = false;
-	for (int i = 0; i < CACHE_SIZE; i++) {
+	for (int i = 0; i < HF_DB_STMT_CACHE; i++) {
 		struct cached *c = &d->cache[i];
 		if (c->sql && !c->busy && c->len == len &&
 		    memcmp(c->sql, sql, len) == 0) {
@@ -183,10 +180,10 @@ static sqlite3_stmt *acquire(struct hf_lua_db *d, const char *sql, size_t len,
 			*multi = true;
 		sqlite3_finalize(next);
 	}
-	if (*multi || len > CACHE_MAX_SQL)
+	if (*multi || len > HF_DB_STMT_CACHE_SQL_MAX)
 		return st;
 	struct cached *victim = NULL;
-	for (int i = 0; i < CACHE_SIZE; i++) {
+	for (int i = 0; i < HF_DB_STMT_CACHE; i++) {
 		struct cached *c = &d->cache[i];
 		if (c->busy)
 			continue;
@@ -211,7 +208,7 @@ static sqlite3_stmt *acquire(struct hf_lua_db *d, const char *sql, size_t len,
 
 static void release(struct hf_lua_db *d, sqlite3_stmt *st)
 {
-	for (int i = 0; i < CACHE_SIZE; i++) {
+	for (int i = 0; i < HF_DB_STMT_CACHE; i++) {
 		if (d->cache[i].stmt == st && d->cache[i].busy) {
 			sqlite3_reset(st);
 			sqlite3_clear_bindings(st);

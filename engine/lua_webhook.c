@@ -26,8 +26,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define URL_MAX 8192
-
 struct hf_lua_webhook {
 	struct hf_emit *items;
 	size_t n, cap;
@@ -77,8 +75,8 @@ static void emit_free(void *p)
 
 static bool valid_url(const char *s, size_t n)
 {
-	if (n > URL_MAX || !(strncasecmp(s, "http://", 7) == 0 ||
-			     strncasecmp(s, "https://", 8) == 0))
+	if (n > HF_EMIT_URL_MAX || !(strncasecmp(s, "http://", 7) == 0 ||
+				     strncasecmp(s, "https://", 8) == 0))
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)

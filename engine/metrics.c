@@ -1,6 +1,7 @@
 /* metrics.c - counters behind /metrics (see hf_metrics.h). Series live in an
  * open-addressed table: counting is a lock-free lookup and an atomic add (it
  * happens once per request); only a new series takes the mutex. */
+#include "hf_limits.h"
 #include "hf_metrics.h"
 
 #include <pthread.h>
@@ -9,8 +10,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-
-#define MAX_SERIES 1024 /* a power of two: the table is open-addressed */
 
 /* One counter series: a family and up to two label values. Looked up without
  * a lock (the hash is published last, with release order); created under
@@ -24,7 +23,7 @@ struct series {
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct series series[MAX_SERIES];
+static struct series series[HF_METRICS_MAX_SERIES];
 
 /* Step duration histogram (seconds). */
 static const double buckets[] = {0.001, 0.005, 0.01, 0.05, 0.1,
@@ -68,9 +67,10 @@ static void add(const char *family, const char *label1, const char *v1,
 	uint64_t h = mix(mix(mix(1469598103934665603ULL, family), v1), v2);
 	if (!h)
 		h = 1;
-	size_t i = h & (MAX_SERIES - 1);
-	for (size_t probe = 0; probe < MAX_SERIES; probe++) {
-		struct series *x = &series[(i + probe) & (MAX_SERIES - 1)];
+	size_t i = h & (HF_METRICS_MAX_SERIES - 1);
+	for (size_t probe = 0; probe < HF_METRICS_MAX_SERIES; probe++) {
+		struct series *x =
+		    &series[(i + probe) & (HF_METRICS_MAX_SERIES - 1)];
 		uint64_t xh =
 		    atomic_load_explicit(&x->hash, memory_order_acquire);
 		if (xh == h && same(x, family, v1, v2)) {
@@ -143,7 +143,7 @@ void hf_metrics_verify_failure(const char *workflow)
 static void family(struct hf_buf *out, const char *name, const char *help)
 {
 	bool first = true;
-	for (size_t i = 0; i < MAX_SERIES; i++) {
+	for (size_t i = 0; i < HF_METRICS_MAX_SERIES; i++) {
 		const struct series *x = &series[i];
 		if (!atomic_load(&x->hash) || x->family != name)
 			continue;

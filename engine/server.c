@@ -209,11 +209,10 @@ static void requeue(struct hf_run *run, void *arg)
 	hf_sched_push(srv->sched, run);
 }
 
-/* Retention: small batches, one transaction each, so that a large backlog
- * never holds the writer for long; a full batch queues the next one behind
- * the writes waiting meanwhile, until the backlog is gone or a drain begins. */
-#define PRUNE_BATCH 500
-
+/* Retention: small batches (HF_PRUNE_BATCH), one transaction each, so that a
+ * large backlog never holds the writer for long; a full batch queues the next
+ * one behind the writes waiting meanwhile, until the backlog is gone or a drain
+ * begins. */
 struct prune_job {
 	struct hf_write w;
 	struct hf_server *srv;
@@ -224,14 +223,14 @@ struct prune_job {
 static int prune_call(struct hf_store *s, void *arg)
 {
 	struct prune_job *job = arg;
-	job->deleted = hf_store_prune(s, job->before, PRUNE_BATCH);
+	job->deleted = hf_store_prune(s, job->before, HF_PRUNE_BATCH);
 	return job->deleted < 0 ? -1 : 0;
 }
 
 static void prune_done(struct hf_write *w)
 {
 	struct prune_job *job = w->call_arg;
-	if (w->rc == 0 && job->deleted >= PRUNE_BATCH &&
+	if (w->rc == 0 && job->deleted >= HF_PRUNE_BATCH &&
 	    !atomic_load(&job->srv->draining)) {
 		hf_store_submit(job->srv->store, &job->w);
 		return;

@@ -1,5 +1,6 @@
 /* util.c - errors with positions, durations and sizes, clocks, ids, bounded
  * buffers, logging, aborting allocation. No third-party code; thread-safe. */
+#include "hf_limits.h"
 #include "hf_util.h"
 
 #include <ctype.h>
@@ -374,9 +375,6 @@ bool hf_log_structured(void)
 	return atomic_load(&log_format) != HF_LOG_TEXT;
 }
 
-/* Longest value written, so that one huge error cannot make a huge line. */
-#define LOG_VALUE_MAX 4096
-
 static bool is_integer(const char *s)
 {
 	size_t i = s[0] == '-', n = strlen(s);
@@ -391,7 +389,7 @@ static bool is_integer(const char *s)
 /* Appends s as the body of a JSON string (without quotes). */
 static void json_escape(struct hf_buf *b, const char *s)
 {
-	size_t n = strnlen(s, LOG_VALUE_MAX);
+	size_t n = strnlen(s, HF_LOG_VALUE_MAX);
 	while (n && s[n] && ((unsigned char)s[n] & 0xc0) == 0x80)
 		n--; /* cut at a character boundary */
 	for (size_t i = 0; i < n; i++) {
@@ -414,7 +412,7 @@ static void logfmt_value(struct hf_buf *b, const char *s)
 	for (const char *p = s; *p && bare; p++)
 		bare = (unsigned char)*p > ' ' && *p != '"' && *p != '=' &&
 		       *p != '\\' && *p != 0x7f;
-	if (bare && strlen(s) <= LOG_VALUE_MAX) {
+	if (bare && strlen(s) <= HF_LOG_VALUE_MAX) {
 		hf_buf_append(b, s, strlen(s));
 		return;
 	}
@@ -443,7 +441,7 @@ static void log_line(enum hf_log_level level, const char *msg, va_list ap)
 		static const char *names[] = {"debug: ", "",
 					      "warning: ", "error: "};
 		hf_buf_printf(&b, "hookflow: %s", names[level]);
-		hf_buf_append(&b, msg, strnlen(msg, LOG_VALUE_MAX));
+		hf_buf_append(&b, msg, strnlen(msg, HF_LOG_VALUE_MAX));
 	}
 	const char *key;
 	while ((key = va_arg(ap, const char *))) {

@@ -18,10 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A signature header longer than this is malformed: real ones are under 200
- * bytes, and the bound keeps the work done for a hostile request small. */
-#define HDR_MAX 4096
-
 #define DIGEST_LEN 32
 #define B64_DIGEST_LEN 44
 
@@ -94,14 +90,14 @@ static int is_space(unsigned char c)
 }
 
 /* Fetches and trims a header. Returns 1 when present, 0 when absent, -1 when
- * longer than HDR_MAX. */
+ * longer than HF_SIGNATURE_HEADER_MAX. */
 static int header(hf_header_fn get, void *ctx, const char *name, struct val *v)
 {
 	const char *s = get(ctx, name);
 	if (!s)
 		return 0;
-	size_t n = strnlen(s, HDR_MAX + 1);
-	if (n > HDR_MAX)
+	size_t n = strnlen(s, HF_SIGNATURE_HEADER_MAX + 1);
+	if (n > HF_SIGNATURE_HEADER_MAX)
 		return -1;
 	while (n && is_space((unsigned char)*s)) {
 		s++;
@@ -224,8 +220,8 @@ static const char *verify_stripe(const struct hf_verify_conf *conf,
 				 hf_header_fn get, void *ctx, const void *body,
 				 size_t len, int64_t now_s)
 {
-	/* At most HDR_MAX / 68 v1 digests fit in a header. */
-	enum { MAXSIG = HDR_MAX / 68 + 1 };
+	/* At most HF_SIGNATURE_HEADER_MAX / 68 v1 digests fit in a header. */
+	enum { MAXSIG = HF_SIGNATURE_HEADER_MAX / 68 + 1 };
 	unsigned char sigs[MAXSIG][DIGEST_LEN], got[DIGEST_LEN];
 	size_t nsig = 0, nv1 = 0;
 	struct val v, t = {NULL, 0};
@@ -365,7 +361,9 @@ static const char *verify_standard(const struct hf_verify_conf *conf,
 
 	/* Collect the v1 signatures first: a header without any is reported as
 	 * such, and the HMAC is then computed once per secret. */
-	enum { MAXSIG = HDR_MAX / 5 + 1 }; /* shortest is "v1,x " */
+	enum {
+		MAXSIG = HF_SIGNATURE_HEADER_MAX / 5 + 1
+	}; /* shortest is "v1,x " */
 	struct val sigs[MAXSIG];
 	size_t nsig = 0;
 	const char *p = v.s, *end = v.s + v.n;

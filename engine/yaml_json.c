@@ -2,6 +2,7 @@
  * document API; aliases are expanded, with a bound on the nodes visited so that
  * a "billion laughs" document fails instead of exhausting memory. No threads,
  * no state: one call, one document. */
+#include "hf_limits.h"
 #include "hf_yaml_json.h"
 
 #include <ctype.h>
@@ -10,11 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
-
-/* Deep enough for any workflow, shallow enough for the C stack. */
-#define MAX_DEPTH 64
-/* Nodes visited, aliases counted at each use. */
-#define MAX_NODES 200000
 
 struct conv {
 	yaml_document_t *doc;
@@ -133,11 +129,11 @@ static json_t *convert(struct conv *c, yaml_node_t *n, int depth)
 		fail(c, NULL, "broken YAML document");
 		return NULL;
 	}
-	if (depth > MAX_DEPTH) {
+	if (depth > HF_YAML_JSON_MAX_DEPTH) {
 		fail(c, n, "document is nested too deeply");
 		return NULL;
 	}
-	if (++c->visited > MAX_NODES) {
+	if (++c->visited > HF_YAML_JSON_MAX_NODES) {
 		fail(c, n, "document is too large (aliases expand too far)");
 		return NULL;
 	}

@@ -2,148 +2,293 @@
  * exists.
  *
  * Where a flag or a workflow key can change a value, the constant here is its
- * default. Nothing else in the tree hard-codes a limit. */
+ * default. Nothing else in the tree hard-codes a limit. Each value can be
+ * overridden at build time (-DHF_NAME=VALUE, as SQLite's sqliteLimit.h allows):
+ * the tests assume the defaults. */
 #ifndef HF_LIMITS_H
 #define HF_LIMITS_H
 
 /* --max-body: webhook payloads are small (GitHub caps at 25 MiB, most senders
  * at 1 MiB or less); refusing larger bodies while reading keeps one client from
  * filling memory. */
+#ifndef HF_DEFAULT_MAX_BODY
 #define HF_DEFAULT_MAX_BODY (1024 * 1024)
+#endif
 
 /* A body past --max-body is read and dropped so that the client gets its 413;
  * past this many dropped bytes the connection is simply closed. */
+#ifndef HF_DISCARD_MAX
 #define HF_DISCARD_MAX (16 * 1024 * 1024)
+#endif
 
 /* Request headers: libmicrohttpd keeps headers in a per-connection memory pool
  * that it clears for every request. 32 KiB (its default) holds any real
  * sender's headers and bounds what a hostile one can make us keep; a larger
  * pool costs a visible memset per request. */
+#ifndef HF_CONNECTION_MEMORY
 #define HF_CONNECTION_MEMORY (32 * 1024)
+#endif
 
 /* Connections: each costs a pool and a socket; past this the listener refuses.
  */
+#ifndef HF_MAX_CONNECTIONS
 #define HF_MAX_CONNECTIONS 4096
+#endif
 
 /* A connection idle this long (slowloris, half-open peers) is closed. */
+#ifndef HF_CONNECTION_TIMEOUT_S
 #define HF_CONNECTION_TIMEOUT_S 30
+#endif
 
 /* JSON nesting: jansson parses recursively; this depth is far beyond any real
  * payload and far below what would exhaust a thread's stack. */
+#ifndef HF_JSON_MAX_DEPTH
 #define HF_JSON_MAX_DEPTH 512
+#endif
 
-/* Lua memory per step (contract: default 64 MiB). */
+/* Lua memory per step (the `memory:` default, docs/reference.md). */
+#ifndef HF_LUA_MEMORY
 #define HF_LUA_MEMORY (64 * 1024 * 1024)
+#endif
 
 /* The count hook fires every this many VM instructions to check the deadline: a
  * small number makes timeouts exact, a large one makes steps cheap. 10k
  * instructions take ~50 µs. */
+#ifndef HF_LUA_HOOK_INSTRUCTIONS
 #define HF_LUA_HOOK_INSTRUCTIONS 10000
+#endif
 
 /* Workflow-level expressions (`if:`, `dedupe:`, `concurrency.key`) run at
  * ingest, before the answer: they must be pure and quick. */
+#ifndef HF_EXPR_MAX_INSTRUCTIONS
 #define HF_EXPR_MAX_INSTRUCTIONS 1000000
+#endif
+#ifndef HF_EXPR_MEMORY
 #define HF_EXPR_MEMORY (8 * 1024 * 1024)
+#endif
 
 /* Wall-clock backstop for workflow-level expressions, whose real bound is
  * HF_EXPR_MAX_INSTRUCTIONS: catches time spent in C (pattern matching). */
+#ifndef HF_EXPR_TIMEOUT_MS
 #define HF_EXPR_TIMEOUT_MS 1000
+#endif
 
 /* Longest table that table.insert/remove/move will shift: far beyond what fits
  * in a step's memory, short enough (~0.3 s) not to outlive a deadline. */
+#ifndef HF_LUA_TABLE_MAX
 #define HF_LUA_TABLE_MAX (1 << 24)
+#endif
 
 /* Compiled chunks kept per Lua runtime before the cache is dropped and rebuilt
  * (reloads leave old versions' chunks behind). */
+#ifndef HF_LUA_CHUNK_CACHE
 #define HF_LUA_CHUNK_CACHE 1024
+#endif
 
-/* Step and run timeouts (contract defaults). */
+/* Step and run timeouts (the defaults of `timeout:`, docs/reference.md). */
+#ifndef HF_STEP_TIMEOUT_MS
 #define HF_STEP_TIMEOUT_MS (30 * 1000)
+#endif
+#ifndef HF_RUN_TIMEOUT_MS
 #define HF_RUN_TIMEOUT_MS (15 * 60 * 1000)
+#endif
+#ifndef HF_SYNC_RESPOND_TIMEOUT_MS
 #define HF_SYNC_RESPOND_TIMEOUT_MS (10 * 1000)
+#endif
 
 /* Step retries: backoff doubles from `backoff` up to `max_backoff`. */
+#ifndef HF_RETRY_BACKOFF_MS
 #define HF_RETRY_BACKOFF_MS 1000
+#endif
+#ifndef HF_RETRY_MAX_BACKOFF_MS
 #define HF_RETRY_MAX_BACKOFF_MS (60 * 1000)
+#endif
+#ifndef HF_RETRY_MAX_ATTEMPTS
 #define HF_RETRY_MAX_ATTEMPTS 100
+#endif
 
 /* Logs kept per step: a runaway loop of log.info must not fill the database. */
+#ifndef HF_STEP_MAX_LOGS
 #define HF_STEP_MAX_LOGS 1000
+#endif
+#ifndef HF_LOG_LINE_MAX
 #define HF_LOG_LINE_MAX 4096
+#endif
 
 /* A step's output is stored as JSON in the run record; larger outputs belong in
  * the data database. */
+#ifndef HF_STEP_OUTPUT_MAX
 #define HF_STEP_OUTPUT_MAX (1024 * 1024)
+#endif
 
 /* Group commit: the writer takes at most this many waiting writes into one
  * transaction, so a commit's latency stays bounded under load. */
+#ifndef HF_WRITER_BATCH
 #define HF_WRITER_BATCH 512
+#endif
 
 /* Writes (run starts, step results) a worker may have waiting for their commit
  * before it stops to wait: waiting for every commit would cap a worker at one
  * step per fsync; this bounds how many steps a crash repeats (at most this many
  * per worker), at no cost to throughput. */
+#ifndef HF_WORKER_INFLIGHT
 #define HF_WORKER_INFLIGHT 32
+#endif
 
 /* Runs accepted and not finished before ingest answers 503 (--max-queue). Each
  * holds its event in memory (about 6 KiB for a 1 KiB JSON body, decoded), so
  * the default keeps a full queue near 30 MiB and the process under 64 MiB. */
+#ifndef HF_MAX_QUEUE
 #define HF_MAX_QUEUE 5000
+#endif
 
 /* Graceful shutdown waits this long for running steps (--drain-timeout). */
+#ifndef HF_DRAIN_TIMEOUT_MS
 #define HF_DRAIN_TIMEOUT_MS (30 * 1000)
+#endif
 
 /* Busy timeout on the data database, which several workers write. */
+#ifndef HF_DATA_BUSY_TIMEOUT_MS
 #define HF_DATA_BUSY_TIMEOUT_MS 5000
+#endif
 
 /* Workflows sharing one path that one event can start (more are ignored). */
+#ifndef HF_MAX_MATCH
 #define HF_MAX_MATCH 64
+#endif
 
 /* Workflows: a directory scan loads at most this many files; a file this big.
  */
+#ifndef HF_MAX_WORKFLOWS
 #define HF_MAX_WORKFLOWS 4096
+#endif
+#ifndef HF_MAX_WORKFLOW_FILE
 #define HF_MAX_WORKFLOW_FILE (1024 * 1024)
+#endif
+#ifndef HF_MAX_STEPS
 #define HF_MAX_STEPS 256
+#endif
 
 /* Timestamped signature schemes accept this much clock skew by default. */
+#ifndef HF_VERIFY_TOLERANCE_MS
 #define HF_VERIFY_TOLERANCE_MS (5 * 60 * 1000)
+#endif
 
 /* Retention of dedupe keys: a sender's retries come within a day or three. */
+#ifndef HF_DEDUPE_RETAIN_MS
 #define HF_DEDUPE_RETAIN_MS (7LL * 24 * 3600 * 1000)
+#endif
 
 /* Outbound http.* from Lua: a call waits at most this long by default, and
  * never past the step's deadline. */
+#ifndef HF_HTTP_TIMEOUT_MS
 #define HF_HTTP_TIMEOUT_MS (10 * 1000)
+#endif
 /* Response bodies are read into memory and then into the step's Lua state:
  * past this the call fails (max_response raises it, up to the step's memory).
  */
+#ifndef HF_HTTP_MAX_RESPONSE
 #define HF_HTTP_MAX_RESPONSE (10 * 1024 * 1024)
+#endif
 /* Response headers kept per call: far beyond real APIs, bounded for hostile
  * ones. Redirects followed (when asked) at most this many times. */
+#ifndef HF_HTTP_MAX_HEADERS
 #define HF_HTTP_MAX_HEADERS (256 * 1024)
+#endif
+#ifndef HF_HTTP_MAX_REDIRECTS
 #define HF_HTTP_MAX_REDIRECTS 10
+#endif
 
 /* webhook.emit: deliveries queued by one step, and the size of one payload.
  * Both are written to the state database with the step's result. */
+#ifndef HF_EMIT_MAX_PER_STEP
 #define HF_EMIT_MAX_PER_STEP 10000
+#endif
+#ifndef HF_EMIT_MAX_PAYLOAD
 #define HF_EMIT_MAX_PAYLOAD (1024 * 1024)
+#endif
 /* Attempts of one delivery: the default schedule (8 attempts over about a
  * day, after Standard Webhooks / Svix) and the bounds of `attempts`. */
+#ifndef HF_DELIVERY_ATTEMPTS
 #define HF_DELIVERY_ATTEMPTS 8
+#endif
+#ifndef HF_DELIVERY_MAX_ATTEMPTS
 #define HF_DELIVERY_MAX_ATTEMPTS 100
+#endif
 /* `backoff` doubles per attempt (full jitter) up to this. */
+#ifndef HF_DELIVERY_MAX_BACKOFF_MS
 #define HF_DELIVERY_MAX_BACKOFF_MS (24LL * 3600 * 1000)
+#endif
 /* One delivery attempt, unless the emit's `timeout` says otherwise. */
+#ifndef HF_DELIVERY_TIMEOUT_MS
 #define HF_DELIVERY_TIMEOUT_MS (30 * 1000)
+#endif
 /* The outbox: attempts in flight at once, and per host (host:port), so one
  * slow receiver cannot hold every slot. */
+#ifndef HF_OUTBOX_MAX_INFLIGHT
 #define HF_OUTBOX_MAX_INFLIGHT 64
+#endif
+#ifndef HF_OUTBOX_MAX_PER_HOST
 #define HF_OUTBOX_MAX_PER_HOST 8
+#endif
 /* The outbox looks for due deliveries at least this often, so that rows
  * written by another process (`hookflow deliveries retry`) are seen. */
+#ifndef HF_OUTBOX_POLL_MS
 #define HF_OUTBOX_POLL_MS 1000
+#endif
 /* On shutdown, attempts in flight get this long to finish; the others are
  * sent again at the next start. */
+#ifndef HF_OUTBOX_DRAIN_MS
 #define HF_OUTBOX_DRAIN_MS 5000
+#endif
+
+/* A signature header longer than this is malformed: real ones are under 200
+ * bytes, and the bound keeps the work done for a hostile request small. */
+#ifndef HF_SIGNATURE_HEADER_MAX
+#define HF_SIGNATURE_HEADER_MAX 4096
+#endif
+
+/* Longest value written in a log line, so that one huge error cannot make a
+ * huge line. */
+#ifndef HF_LOG_VALUE_MAX
+#define HF_LOG_VALUE_MAX 4096
+#endif
+
+/* Distinct /metrics series (family and labels) kept; more are dropped so that
+ * workflow names cannot grow the table without end. A power of two: the table
+ * is open-addressed. */
+#ifndef HF_METRICS_MAX_SERIES
+#define HF_METRICS_MAX_SERIES 1024
+#endif
+
+/* YAML -> JSON (`check --json`): deep enough for any workflow, shallow enough
+ * for the C stack; nodes visited, aliases counted at each use, so that an
+ * alias bomb stays small. */
+#ifndef HF_YAML_JSON_MAX_DEPTH
+#define HF_YAML_JSON_MAX_DEPTH 64
+#endif
+#ifndef HF_YAML_JSON_MAX_NODES
+#define HF_YAML_JSON_MAX_NODES 200000
+#endif
+
+/* db.*: prepared statements cached per worker, and the longest SQL text kept
+ * in that cache (longer statements are prepared each time). */
+#ifndef HF_DB_STMT_CACHE
+#define HF_DB_STMT_CACHE 16
+#endif
+#ifndef HF_DB_STMT_CACHE_SQL_MAX
+#define HF_DB_STMT_CACHE_SQL_MAX 4096
+#endif
+
+/* webhook.emit: the longest destination URL accepted. */
+#ifndef HF_EMIT_URL_MAX
+#define HF_EMIT_URL_MAX 8192
+#endif
+
+/* Retention deletes at most this many rows per table in one transaction, so
+ * that pruning a large backlog never holds the writer for long. */
+#ifndef HF_PRUNE_BATCH
+#define HF_PRUNE_BATCH 500
+#endif
 
 #endif
