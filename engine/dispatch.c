@@ -6,8 +6,8 @@
  * expression-only Lua runtime (no db, http, webhook, log; a small instruction
  * and memory budget; see HF_EXPR_*), one per thread that calls this: the HTTP
  * threads and the CLI. Step code never runs here. */
+#include "hf_dispatch.h"
 #include "hf_limits.h"
-#include "hf_server.h"
 #include "hf_verify.h"
 
 #include <pthread.h>

@@ -9,27 +9,10 @@
 #ifndef HF_INGEST_H
 #define HF_INGEST_H
 
+#include "hf_answer.h"
 #include "hf_server.h"
-#include <jansson.h>
 
 struct hf_ingest;
-
-/* An answer to a request, built by ingest or the admin API. */
-struct hf_answer {
-	int status;
-	char *body; /* malloc'd; NULL for an empty body */
-	size_t len;
-	const char *ctype; /* static string */
-	json_t *headers;   /* extra headers, object of strings, or NULL */
-	char allow[64];	   /* 405's Allow, "" otherwise */
-	int retry_after;   /* seconds, 0 for none */
-};
-/* Sets a JSON answer {"error": MSG}. */
-void hf_answer_error(struct hf_answer *a, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* Sets a JSON answer from v (takes the reference). */
-void hf_answer_json(struct hf_answer *a, int status, json_t *v);
-void hf_answer_release(struct hf_answer *a);
 
 /* Starts listening on srv->opt.listen. Returns NULL with err set when the
  * address cannot be bound. *port receives the port actually bound. */

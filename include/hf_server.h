@@ -66,22 +66,6 @@ struct hf_snapshot *hf_snapshot_new(struct hf_workflow_set *set);
  * counts it, frees it. Any thread. */
 void hf_server_run_finished(struct hf_server *srv, struct hf_run *run);
 
-/* Builds the runs for an event (dispatch): for each workflow of wfs, evaluates
- * `if:` (a false or failing one is recorded in ev->skipped with the reason),
- * the dedupe key and the concurrency key with rt (a thread's expression
- * runtime; may be NULL when no workflow has expressions, see
- * hf_dispatch_needs_lua). Returns how many runs were written to out (each a new
- * queued run). */
-size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
-		   struct hf_workflow **wfs, size_t n, struct hf_run **out);
-bool hf_dispatch_needs_lua(struct hf_workflow **wfs, size_t n);
-/* The runs that replaying ev creates with router's workflows: matched by path
- * and method again, `if:` evaluated again, no dedupe. out holds HF_MAX_MATCH
- * runs. Returns how many. */
-size_t hf_dispatch_replay(const struct hf_router *router, struct hf_event *ev,
-			  struct hf_run **out);
-/* A thread's expression runtime, created on first use, destroyed at thread
- * exit. */
-struct hf_luart *hf_dispatch_runtime(void);
+#include "hf_dispatch.h" /* until the layering pass */
 
 #endif

@@ -1,0 +1,26 @@
+/* hf_answer.h - an answer to an HTTP request as plain data, built by the admin
+ * API and by ingest and sent by ingest (answer.c). */
+#ifndef HF_ANSWER_H
+#define HF_ANSWER_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* An answer to a request, built by ingest or the admin API. */
+struct hf_answer {
+	int status;
+	char *body; /* malloc'd; NULL for an empty body */
+	size_t len;
+	const char *ctype; /* static string */
+	json_t *headers;   /* extra headers, object of strings, or NULL */
+	char allow[64];	   /* 405's Allow, "" otherwise */
+	int retry_after;   /* seconds, 0 for none */
+};
+/* Sets a JSON answer {"error": MSG}. */
+void hf_answer_error(struct hf_answer *a, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sets a JSON answer from v (takes the reference). */
+void hf_answer_json(struct hf_answer *a, int status, json_t *v);
+void hf_answer_release(struct hf_answer *a);
+
+#endif
