@@ -6,6 +6,7 @@
  * Workflows are built by hand (no YAML) so that this tests the runtime only. */
 #include "hf_luart.h"
 #include "tap.h"
+#include "tmpdir.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -934,12 +935,10 @@ static void write_file(const char *path, const char *text)
 
 int main(void)
 {
-	char tmpl[] = "/tmp/hf_luart_XXXXXX";
-	char *dir = mkdtemp(tmpl);
-	CHECK(dir != NULL);
 	char scripts[512], data[512], path[600];
-	snprintf(scripts, sizeof scripts, "%s/scripts", dir);
-	snprintf(data, sizeof data, "%s/data.db", dir);
+	tmpdir_create("luart");
+	tmpdir_file(scripts, sizeof scripts, "scripts");
+	tmpdir_file(data, sizeof data, "data.db");
 	mkdir(scripts, 0700);
 	snprintf(path, sizeof path, "%s/lib", scripts);
 	mkdir(path, 0700);
@@ -993,8 +992,6 @@ int main(void)
 
 	json_decref(g_event);
 	json_decref(g_steps);
-	char cmd[700];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	CHECK(system(cmd) == 0);
+	CHECK(tmpdir_remove() == 0);
 	return tap_done();
 }

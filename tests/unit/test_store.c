@@ -6,6 +6,7 @@
 #include "hf_limits.h"
 #include "hf_store.h"
 #include "tap.h"
+#include "tmpdir.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -14,8 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static char tmpdir[64];
-static char dbpath[128];
+static char dbpath[300];
 
 static void sleep_ms(int ms)
 {
@@ -27,7 +27,7 @@ static void remove_db(void)
 {
 	static const char *suffix[] = {"", "-wal", "-shm", "-journal"};
 	for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-		char p[160];
+		char p[320];
 		snprintf(p, sizeof p, "%s%s", dbpath, suffix[i]);
 		unlink(p);
 	}
@@ -969,12 +969,8 @@ out:
 
 int main(void)
 {
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/hf_store_XXXXXX");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
-		return 2;
-	}
-	snprintf(dbpath, sizeof dbpath, "%s/state.db", tmpdir);
+	tmpdir_create("store");
+	tmpdir_file(dbpath, sizeof dbpath, "state.db");
 	wf_a =
 	    parse("name: alpha\n"
 		  "on: {webhook: {path: /a}}\n"
@@ -999,7 +995,6 @@ int main(void)
 
 	hf_workflow_unref(wf_a);
 	hf_workflow_unref(wf_b);
-	remove_db();
-	rmdir(tmpdir);
+	CHECK(tmpdir_remove() == 0);
 	return tap_done();
 }

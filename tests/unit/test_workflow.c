@@ -5,6 +5,7 @@
  * temporary directory. */
 #include "hf_workflow.h"
 #include "tap.h"
+#include "tmpdir.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -16,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char tmp[256];
+static const char *tmp;
 static char scripts[300];
 
 static void write_file(const char *dir, const char *name, const char *text)
@@ -693,13 +694,8 @@ static void test_load_file(void)
 
 int main(void)
 {
-	snprintf(tmp, sizeof tmp, "%s/hf_test_workflow_XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(tmp)) {
-		perror("mkdtemp");
-		return 2;
-	}
-	snprintf(scripts, sizeof scripts, "%s/scripts", tmp);
+	tmp = tmpdir_create("test_workflow");
+	tmpdir_file(scripts, sizeof scripts, "scripts");
 	mkdir(scripts, 0700);
 	write_file(scripts, "assign.lua", assign_lua);
 	write_file(scripts, "broken.lua", "local x = 1\nreturn + +\n");
@@ -712,9 +708,6 @@ int main(void)
 	test_set();
 	test_load_file();
 
-	remove_file(scripts, "assign.lua");
-	remove_file(scripts, "broken.lua");
-	rmdir(scripts);
-	rmdir(tmp);
+	CHECK(tmpdir_remove() == 0);
 	return tap_done();
 }
