@@ -10,6 +10,7 @@
 #ifndef WF_INT_H
 #define WF_INT_H
 
+#include "hf_limits.h"
 #include "hf_workflow.h"
 
 #include <lua.h>
@@ -21,7 +22,6 @@
 #include <string.h>
 #include <yaml.h>
 
-#define NAME_MAX_LEN 64
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The public model plus what only the loader needs: where `name:` is, for the
@@ -129,7 +129,7 @@ void wf_parse_bool(struct wf_ctx *c, const yaml_node_t *n, const char *what,
 bool wf_is_true(const char *s);
 bool wf_is_false(const char *s);
 bool wf_is_null(const char *s);
-/* [a-z0-9_]+ (plus '-' when dash), at most NAME_MAX_LEN characters. */
+/* [a-z0-9_]+ (plus '-' when dash), at most HF_NAME_MAX characters. */
 bool wf_valid_ident(const char *s, bool dash);
 
 /* ---- wf_lua.c: Lua syntax check on the scratch state ---- */

@@ -7,6 +7,7 @@
  *
  * Threading: expansion is reentrant (getenv only); the `check` switch is an
  * atomic set once at start-up. */
+#include "hf_limits.h"
 #include "wf_int.h"
 
 #include <ctype.h>
@@ -51,7 +52,7 @@ char *wf_expand_secret(struct wf_ctx *c, const yaml_node_t *n)
 			while (j < len &&
 			       (isalnum((unsigned char)s[j]) || s[j] == '_'))
 				j++;
-			char name[128];
+			char name[HF_SECRET_NAME_MAX + 1];
 			if (j == i + 2 || j >= len || s[j] != '}' ||
 			    isdigit((unsigned char)s[i + 2]) ||
 			    j - i - 2 >= sizeof name) {

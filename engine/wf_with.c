@@ -9,18 +9,13 @@
  *
  * Threading: works on one parse's struct wf_ctx, owned by the calling thread.
  */
+#include "hf_limits.h"
 #include "wf_int.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define WITH_MAX_DEPTH 64
-/* `with:` may use YAML aliases, which share nodes: a small file can describe a
- * huge table. The generated chunk is capped so that such a file fails fast. */
-#define WITH_MAX_SIZE (1024 * 1024)
-#define WITH_MAX_VALUES 20000
 
 /* A Lua numeric literal that YAML also reads as a number: [-+]digits[.digits]
  * [e[-+]digits], .5, 5., or 0x hex. */
@@ -247,14 +242,14 @@ static void w_node(struct wgen *g, const yaml_node_t *n, int depth)
 {
 	if (g->failed)
 		return;
-	if (++g->values > WITH_MAX_VALUES) {
+	if (++g->values > HF_WITH_MAX_VALUES) {
 		g->failed = g->too_big = true;
 		return;
 	}
-	if (depth > WITH_MAX_DEPTH) {
+	if (depth > HF_WITH_MAX_DEPTH) {
 		wf_nerr(g->c, n,
 			"'with' is nested too deeply (at most %d levels)",
-			WITH_MAX_DEPTH);
+			HF_WITH_MAX_DEPTH);
 		g->failed = true;
 		return;
 	}
@@ -303,14 +298,14 @@ void wf_parse_with(struct wf_ctx *c, const yaml_node_t *n, struct hf_step *st)
 	if (!wf_want_map(c, n, "with"))
 		return;
 	int before = c->errors;
-	struct wgen g = {.c = c, .b = {.max = WITH_MAX_SIZE}, .line = 1};
+	struct wgen g = {.c = c, .b = {.max = HF_WITH_MAX_SIZE}, .line = 1};
 	w_str(&g, "return ");
 	w_node(&g, n, 0);
 	if (g.too_big)
 		wf_nerr(c, n,
 			"'with' is too large (at most %d values, %d bytes as "
 			"Lua)",
-			WITH_MAX_VALUES, WITH_MAX_SIZE);
+			HF_WITH_MAX_VALUES, HF_WITH_MAX_SIZE);
 	if (g.failed || c->errors != before) {
 		hf_buf_release(&g.b);
 		return;

@@ -9,6 +9,7 @@
  *
  * Threading: works on one parse's struct wf_ctx, owned by the calling thread.
  */
+#include "hf_limits.h"
 #include "wf_int.h"
 
 #include <ctype.h>
@@ -380,11 +381,11 @@ void wf_parse_bool(struct wf_ctx *c, const yaml_node_t *n, const char *what,
 		wf_nerr(c, n, "'%s' must be true or false (got '%s')", what, s);
 }
 
-/* [a-z0-9_]+ (plus '-' when dash), at most NAME_MAX_LEN characters. */
+/* [a-z0-9_]+ (plus '-' when dash), at most HF_NAME_MAX characters. */
 bool wf_valid_ident(const char *s, bool dash)
 {
 	size_t n = strlen(s);
-	if (n == 0 || n > NAME_MAX_LEN)
+	if (n == 0 || n > HF_NAME_MAX)
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if (!((s[i] >= 'a' && s[i] <= 'z') ||

@@ -22,8 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PATH_MAX_LEN 2048
-
 static const char *const top_keys[] = {
     "name", "description", "on", "if", "timeout", "concurrency", "steps",
 };
@@ -137,7 +135,7 @@ static void parse_name(struct wf_ctx *c, const yaml_node_t *n)
 		wf_nerr(c, n,
 			"invalid name '%s' (expected [a-z0-9_-]+, at most %d "
 			"characters)",
-			s, NAME_MAX_LEN);
+			s, HF_NAME_MAX);
 		return;
 	}
 	c->p->pub.name = hf_xstrdup(s);
@@ -165,9 +163,9 @@ static void parse_path(struct wf_ctx *c, const yaml_node_t *n)
 			return;
 		}
 	}
-	if (strlen(s) > PATH_MAX_LEN) {
+	if (strlen(s) > HF_WEBHOOK_PATH_MAX) {
 		wf_nerr(c, n, "path is too long (at most %d characters)",
-			PATH_MAX_LEN);
+			HF_WEBHOOK_PATH_MAX);
 		return;
 	}
 	if (hf_path_is_reserved(s)) {
@@ -353,7 +351,7 @@ static void parse_concurrency(struct wf_ctx *c, const yaml_node_t *n)
 	if ((x = wf_need(c, n, "key")))
 		wf->concurrency_key = wf_parse_expr(c, x, "concurrency.key");
 	if ((x = wf_get(c, n, "max")))
-		wf_parse_int(c, x, "concurrency.max", 1, 1000000,
+		wf_parse_int(c, x, "concurrency.max", 1, HF_CONCURRENCY_MAX,
 			     &wf->concurrency_max);
 }
 
@@ -467,7 +465,7 @@ static void parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
 {
 	const yaml_node_t *x, *run, *script;
 	const char *s;
-	char label[NAME_MAX_LEN + 8];
+	char label[HF_NAME_MAX + 8];
 
 	st->retry_attempts = 1;
 	st->retry_backoff_ms = HF_RETRY_BACKOFF_MS;
@@ -486,7 +484,7 @@ static void parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
 			wf_nerr(c, x,
 				"invalid step id '%s' (expected [a-z0-9_]+, at "
 				"most %d characters)",
-				s, NAME_MAX_LEN);
+				s, HF_NAME_MAX);
 		} else {
 			st->id = hf_xstrdup(s);
 			*idnode = x;

@@ -291,4 +291,34 @@
 #define HF_PRUNE_BATCH 500
 #endif
 
+/* Workflow names and step ids: short identifiers that appear in paths, logs
+ * and metric labels. */
+#ifndef HF_NAME_MAX
+#define HF_NAME_MAX 64
+#endif
+/* A webhook path (`on.webhook.path`). */
+#ifndef HF_WEBHOOK_PATH_MAX
+#define HF_WEBHOOK_PATH_MAX 2048
+#endif
+/* `concurrency.max`: runs of one key at once. */
+#ifndef HF_CONCURRENCY_MAX
+#define HF_CONCURRENCY_MAX 1000000
+#endif
+/* The NAME of `${NAME}` in a secret. */
+#ifndef HF_SECRET_NAME_MAX
+#define HF_SECRET_NAME_MAX 127
+#endif
+/* `with:` may use YAML aliases, which share nodes: a small file can describe a
+ * huge table. Its nesting, its values and the generated chunk are capped so
+ * that such a file fails fast. */
+#ifndef HF_WITH_MAX_DEPTH
+#define HF_WITH_MAX_DEPTH 64
+#endif
+#ifndef HF_WITH_MAX_SIZE
+#define HF_WITH_MAX_SIZE (1024 * 1024)
+#endif
+#ifndef HF_WITH_MAX_VALUES
+#define HF_WITH_MAX_VALUES 20000
+#endif
+
 #endif
