@@ -1772,47 +1772,6 @@ int hf_luart_eval(struct hf_luart *rt, const char *cache_key,
 	return rc;
 }
 
-/* ---- results ---- */
-
-const char *hf_step_status_name(enum hf_step_status s)
-{
-	switch (s) {
-	case HF_STEP_SUCCEEDED:
-		return "succeeded";
-	case HF_STEP_FAILED:
-		return "failed";
-	case HF_STEP_SKIPPED:
-		return "skipped";
-	}
-	return "unknown";
-}
-
-void hf_emit_release(struct hf_emit *e)
-{
-	if (!e)
-		return;
-	free(e->url);
-	free(e->payload);
-	json_decref(e->headers);
-	free(e->secret);
-	memset(e, 0, sizeof *e);
-}
-
-void hf_step_result_release(struct hf_step_result *res)
-{
-	if (!res)
-		return;
-	json_decref(res->output);
-	json_decref(res->logs);
-	free(res->error);
-	free(res->output_text);
-	free(res->logs_text);
-	for (size_t i = 0; i < res->nemits; i++)
-		hf_emit_release(&res->emits[i]);
-	free(res->emits);
-	memset(res, 0, sizeof *res);
-}
-
 bool hf_json_truthy(const json_t *v)
 {
 	return v && !json_is_null(v) && !json_is_false(v);
