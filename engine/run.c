@@ -1,5 +1,6 @@
 /* run.c - the in-memory event and run objects (see hf_run.h for who owns what
- * when). Pure data: no I/O, no threads of its own. */
+ * when), and the release of step results and emits. Pure data: no I/O, no
+ * threads of its own, no Lua (luart.c fills the results). */
 #include "hf_run.h"
 
 #include <stdatomic.h>
@@ -99,4 +100,43 @@ void hf_run_free(struct hf_run *run)
 	free(run->error);
 	free(run->dedupe_key);
 	free(run);
+}
+
+const char *hf_step_status_name(enum hf_step_status s)
+{
+	switch (s) {
+	case HF_STEP_SUCCEEDED:
+		return "succeeded";
+	case HF_STEP_FAILED:
+		return "failed";
+	case HF_STEP_SKIPPED:
+		return "skipped";
+	}
+	return "unknown";
+}
+
+void hf_emit_release(struct hf_emit *e)
+{
+	if (!e)
+		return;
+	free(e->url);
+	free(e->payload);
+	json_decref(e->headers);
+	free(e->secret);
+	memset(e, 0, sizeof *e);
+}
+
+void hf_step_result_release(struct hf_step_result *res)
+{
+	if (!res)
+		return;
+	json_decref(res->output);
+	json_decref(res->logs);
+	free(res->error);
+	free(res->output_text);
+	free(res->logs_text);
+	for (size_t i = 0; i < res->nemits; i++)
+		hf_emit_release(&res->emits[i]);
+	free(res->emits);
+	memset(res, 0, sizeof *res);
 }

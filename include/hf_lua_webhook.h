@@ -8,7 +8,7 @@
 #ifndef HF_LUA_WEBHOOK_H
 #define HF_LUA_WEBHOOK_H
 
-#include "hf_luart.h"
+#include "hf_run.h"
 #include <lua.h>
 #include <stddef.h>
 

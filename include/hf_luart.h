@@ -10,6 +10,7 @@
 #ifndef HF_LUART_H
 #define HF_LUART_H
 
+#include "hf_run.h" /* step results and emits */
 #include "hf_util.h"
 #include "hf_workflow.h"
 #include <jansson.h>
@@ -49,46 +50,6 @@ struct hf_step_ctx {
 	int64_t
 	    timeout_ms; /* the step's budget (already capped by the run's) */
 };
-
-enum hf_step_status {
-	HF_STEP_SUCCEEDED = 0,
-	HF_STEP_FAILED = 1,
-	HF_STEP_SKIPPED = 2,
-};
-const char *hf_step_status_name(enum hf_step_status s);
-
-/* Deliveries that webhook.emit() queued during the step: committed with the
- * step's result, discarded when the step fails. */
-struct hf_emit {
-	char id[HF_ID_SIZE];
-	char *url;
-	char *payload;	    /* JSON text or the raw string given */
-	json_t *headers;    /* object of extra headers, may be NULL */
-	char *secret;	    /* NULL when unsigned */
-	int attempts;	    /* total attempts allowed */
-	int64_t backoff_ms; /* 0: the default schedule */
-	int64_t timeout_ms; /* per attempt */
-};
-
-struct hf_step_result {
-	enum hf_step_status status;
-	json_t *output; /* never NULL: json_null() for nil */
-	char *error;	/* with traceback; NULL on success */
-	json_t *logs;	/* array of {"level","message","at"} */
-	struct hf_emit *emits;
-	size_t nemits;
-	/* For respond: sync: the output was a table {status=,headers=,body=}.
-	 */
-	int64_t started_at; /* wall ms */
-	int64_t finished_at;
-	/* output and logs as JSON text, filled by the worker before the result
-	 * goes to the writer (so that the single writer thread does not dump
-	 * them); NULL otherwise. Freed by hf_step_result_release. */
-	char *output_text;
-	char *logs_text;
-};
-void hf_step_result_release(struct hf_step_result *res);
-void hf_emit_release(struct hf_emit *e);
 
 /* Runs step ctx->step: evaluates its `if:` (SKIPPED when false), builds `args`
  * from `with:`, runs the code under the memory and time limits, and converts

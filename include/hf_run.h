@@ -1,5 +1,7 @@
 /* hf_run.h - the in-memory event and run objects that flow between ingest, the
- * store's writer, the scheduler and the workers.
+ * store's writer, the scheduler and the workers, and the result of one step
+ * execution (with the webhook deliveries it emitted) that a worker hands to the
+ * writer.
  *
  * Ownership: an event is shared by its runs (atomic refcount). A run is owned
  * by exactly one party at a time: the writer while its write is pending, the
@@ -89,5 +91,47 @@ struct hf_run {
 /* A new queued run of wf for ev, with references taken on both. */
 struct hf_run *hf_run_new(struct hf_event *ev, struct hf_workflow *wf);
 void hf_run_free(struct hf_run *run); /* accepts NULL */
+
+/* The result of one step execution (filled by hf_luart_run_step, stored by
+ * the writer). */
+enum hf_step_status {
+	HF_STEP_SUCCEEDED = 0,
+	HF_STEP_FAILED = 1,
+	HF_STEP_SKIPPED = 2,
+};
+const char *hf_step_status_name(enum hf_step_status s);
+
+/* Deliveries that webhook.emit() queued during the step: committed with the
+ * step's result, discarded when the step fails. */
+struct hf_emit {
+	char id[HF_ID_SIZE];
+	char *url;
+	char *payload;	    /* JSON text or the raw string given */
+	json_t *headers;    /* object of extra headers, may be NULL */
+	char *secret;	    /* NULL when unsigned */
+	int attempts;	    /* total attempts allowed */
+	int64_t backoff_ms; /* 0: the default schedule */
+	int64_t timeout_ms; /* per attempt */
+};
+
+struct hf_step_result {
+	enum hf_step_status status;
+	json_t *output; /* never NULL: json_null() for nil */
+	char *error;	/* with traceback; NULL on success */
+	json_t *logs;	/* array of {"level","message","at"} */
+	struct hf_emit *emits;
+	size_t nemits;
+	/* For respond: sync: the output was a table {status=,headers=,body=}.
+	 */
+	int64_t started_at; /* wall ms */
+	int64_t finished_at;
+	/* output and logs as JSON text, filled by the worker before the result
+	 * goes to the writer (so that the single writer thread does not dump
+	 * them); NULL otherwise. Freed by hf_step_result_release. */
+	char *output_text;
+	char *logs_text;
+};
+void hf_step_result_release(struct hf_step_result *res);
+void hf_emit_release(struct hf_emit *e);
 
 #endif

@@ -12,7 +12,6 @@
 #ifndef HF_STORE_H
 #define HF_STORE_H
 
-#include "hf_luart.h"
 #include "hf_run.h"
 #include "hf_util.h"
 #include <jansson.h>

@@ -1,0 +1,83 @@
+/* luart_int.h - internals shared by the files of the Lua runtime module:
+ * luart.c (the state, its limits, running steps and expressions),
+ * lua_sandbox.c (what a step may call) and lua_pattern.c (the deadline-checking
+ * pattern matcher). Private: included only from engine/, never from include/.
+ * The public API is hf_luart.h. */
+#ifndef HF_LUART_INT_H
+#define HF_LUART_INT_H
+
+#include "hf_lua_db.h"
+#include "hf_lua_http.h"
+#include "hf_lua_lib.h"
+#include "hf_lua_webhook.h"
+#include "hf_luart.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum kill { KILL_NONE, KILL_TIMEOUT, KILL_BUDGET };
+
+struct hf_luart {
+	lua_State *L;
+	char *scripts_dir; /* NULL: no require */
+	bool expr_only;
+	size_t memory_limit; /* per step or expression */
+	size_t used;	     /* bytes held by the state */
+	size_t limit;	     /* refuse growth past this; 0 = no limit */
+	bool mem_hit;	     /* an allocation was refused */
+	int64_t deadline;    /* hf_mono_ms(); 0 = none */
+	int64_t timeout_ms;  /* for the message */
+	long long budget;    /* instructions left; < 0 = unlimited */
+	bool in_expr;	     /* evaluating an expression, not a step */
+	enum kill killed;
+	size_t nchunks;
+	unsigned runs;
+	struct hf_lua_db *db;
+	struct hf_lua_http *http;	/* NULL for expression runtimes */
+	struct hf_lua_webhook *webhook; /* NULL for expression runtimes */
+	struct hf_lua_log log;
+	const struct hf_step_ctx *ctx; /* while a step runs */
+	const struct hf_expr *expr;    /* while an expression runs */
+	const char *expr_key;
+	json_t *expr_event;
+	/* The one thread that uses the runtime (checked by assert() only). */
+	pthread_t owner;
+	bool owned; /* owner is set */
+};
+
+/* Registry keys (their addresses are the keys), defined in luart.c. */
+extern const char hf_luart_envmt_key;  /* metatable of step environments */
+extern const char hf_luart_env_key;    /* the running step's environment */
+extern const char hf_luart_loaded_key; /* require() results of the step */
+
+/* The runtime of L (the allocator's user data). */
+static inline struct hf_luart *hf_luart_of(lua_State *L)
+{
+	void *ud;
+	lua_getallocf(L, &ud);
+	return ud;
+}
+
+/* luart.c: charges n instructions against the expression budget and checks
+ * the deadline; raises the kill error when out of either. */
+void hf_luart_charge(lua_State *L, struct hf_luart *rt, long long n);
+/* luart.c: "memory limit exceeded (N MiB)" for rt's limit. */
+void hf_luart_memory_message(const struct hf_luart *rt, char *out, size_t size);
+
+/* lua_sandbox.c: builds the sandbox globals of rt on L and makes them the
+ * state's globals; sets the metatable of step environments
+ * (hf_luart_envmt_key). Raises on errors: call under lua_pcall. */
+void hf_lua_sandbox_open(lua_State *L, struct hf_luart *rt);
+
+/* lua_pattern.c: string.find, match, gmatch and gsub with Lua's semantics,
+ * checking the deadline as they backtrack. */
+int hf_lua_str_find(lua_State *L);
+int hf_lua_str_match(lua_State *L);
+int hf_lua_str_gmatch(lua_State *L);
+int hf_lua_str_gsub(lua_State *L);
+
+#endif
