@@ -10,6 +10,7 @@
  * (hf_luart_charge), the choice of what replaces what is lua_sandbox.c's.
  * Threading: runs on the runtime's thread, inside a step. Neighbours:
  * lua_sandbox.c (installs these functions), luart.c. */
+#include "hf_limits.h"
 #include "luart_int.h"
 
 #include <ctype.h>
@@ -17,9 +18,6 @@
 #include <string.h>
 
 #define PAT_ESC '%'
-#define PAT_MAXCAPTURES 32
-#define PAT_MAXDEPTH 200
-#define PAT_TICKS 4096
 #define CAP_UNFINISHED (-1)
 #define CAP_POSITION (-2)
 
@@ -33,7 +31,7 @@ struct mstate {
 	struct {
 		const char *init;
 		ptrdiff_t len;
-	} capture[PAT_MAXCAPTURES];
+	} capture[HF_LUA_PATTERN_CAPTURES];
 };
 
 static const char *pmatch(struct mstate *ms, const char *s, const char *p);
@@ -48,20 +46,20 @@ static void prep(struct mstate *ms, lua_State *L, const char *s, size_t ls,
 	ms->p_end = p + lp;
 	ms->ticks = 0;
 	ms->level = 0;
-	ms->depth = PAT_MAXDEPTH;
+	ms->depth = HF_LUA_PATTERN_DEPTH;
 }
 
 static void reprep(struct mstate *ms)
 {
 	ms->level = 0;
-	ms->depth = PAT_MAXDEPTH;
+	ms->depth = HF_LUA_PATTERN_DEPTH;
 }
 
 static void tick(struct mstate *ms)
 {
-	if (++ms->ticks >= PAT_TICKS) {
+	if (++ms->ticks >= HF_LUA_PATTERN_TICKS) {
 		ms->ticks = 0;
-		hf_luart_charge(ms->L, ms->rt, PAT_TICKS);
+		hf_luart_charge(ms->L, ms->rt, HF_LUA_PATTERN_TICKS);
 	}
 }
 
@@ -231,7 +229,7 @@ static const char *min_expand(struct mstate *ms, const char *s, const char *p,
 static const char *start_capture(struct mstate *ms, const char *s,
 				 const char *p, ptrdiff_t what)
 {
-	if (ms->level >= PAT_MAXCAPTURES)
+	if (ms->level >= HF_LUA_PATTERN_CAPTURES)
 		luaL_error(ms->L, "too many captures");
 	ms->capture[ms->level].init = s;
 	ms->capture[ms->level].len = what;

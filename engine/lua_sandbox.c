@@ -283,8 +283,9 @@ static int b_require(lua_State *L)
 	struct hf_luart *rt = hf_luart_of(L);
 	size_t len;
 	const char *name = luaL_checklstring(L, 1, &len);
-	char rel[300], path[4096], chunkname[320];
-	bool ok = len > 0 && len < 200 && !strstr(name, "..");
+	char rel[HF_REQUIRE_NAME_MAX + 1], path[4096],
+	    chunkname[HF_REQUIRE_NAME_MAX + 32];
+	bool ok = len > 0 && len <= HF_REQUIRE_NAME_MAX && !strstr(name, "..");
 	for (size_t i = 0; ok && i < len; i++) {
 		char c = name[i];
 		ok = isalnum((unsigned char)c) || c == '_' || c == '.' ||
@@ -303,7 +304,9 @@ static int b_require(lua_State *L)
 	if (lua_getfield(L, 2, name) != LUA_TNIL)
 		return 1;
 	lua_pop(L, 1);
-	snprintf(path, sizeof path, "%s/%s.lua", rt->scripts_dir, rel);
+	int pn = snprintf(path, sizeof path, "%s/%s.lua", rt->scripts_dir, rel);
+	if (pn < 0 || (size_t)pn >= sizeof path)
+		return luaL_error(L, "require: path of '%s' too long", name);
 	snprintf(chunkname, sizeof chunkname, "=scripts/%s.lua", rel);
 	void **box = hf_lua_box(L, free);
 	size_t flen;

@@ -510,7 +510,7 @@ static void finish(struct hf_luart *rt, bool failed)
 	rt->expr = NULL;
 	rt->expr_event = NULL;
 	rt->in_expr = false;
-	if (failed || ++rt->runs % 16 == 0)
+	if (failed || ++rt->runs % HF_LUA_FULL_GC_EVERY == 0)
 		lua_gc(L, LUA_GCCOLLECT);
 }
 

@@ -321,4 +321,28 @@
 #define HF_WITH_MAX_VALUES 20000
 #endif
 
+/* The deadline-checking pattern matcher (string.find/match/gmatch/gsub): the
+ * captures of one pattern and its recursion depth, as lstrlib's LUA_MAXCAPTURES
+ * and MAXCCALLS; it checks the step's deadline every HF_LUA_PATTERN_TICKS
+ * steps, so that a pathological pattern fails on time. */
+#ifndef HF_LUA_PATTERN_CAPTURES
+#define HF_LUA_PATTERN_CAPTURES 32
+#endif
+#ifndef HF_LUA_PATTERN_DEPTH
+#define HF_LUA_PATTERN_DEPTH 200
+#endif
+#ifndef HF_LUA_PATTERN_TICKS
+#define HF_LUA_PATTERN_TICKS 4096
+#endif
+/* require(NAME): the longest module name. */
+#ifndef HF_REQUIRE_NAME_MAX
+#define HF_REQUIRE_NAME_MAX 199
+#endif
+/* A worker's Lua state gets a full collection after this many steps (and after
+ * every failed one), so that garbage of big steps does not linger between
+ * them; more often costs CPU on every step. */
+#ifndef HF_LUA_FULL_GC_EVERY
+#define HF_LUA_FULL_GC_EVERY 16
+#endif
+
 #endif
