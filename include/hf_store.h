@@ -1,6 +1,7 @@
-/* hf_store.h - the state database (SQLite): schema and migrations, the single
- * writer thread with group commit, and the read queries behind the admin API
- * and the CLI.
+/* hf_store.h - the state database: schema and migrations, the single writer
+ * thread with group commit, and the read queries behind the admin API and the
+ * CLI. hf_store_open picks the backend from the --state value (SQLite today);
+ * every function here dispatches to it (engine/store_int.h).
  *
  * Every write goes through hf_store_submit(): the writer thread takes whatever
  * writes are waiting (up to HF_WRITER_BATCH), applies them in one transaction,
@@ -8,7 +9,7 @@
  * write's done() on the writer thread. Readers use their own connections
  * (hf_store_reader), which WAL lets read while the writer writes.
  *
- * <sqlite3.h> is included only by store.c. */
+ * <sqlite3.h> is included only by the SQLite backend (store_sqlite*.c). */
 #ifndef HF_STORE_H
 #define HF_STORE_H
 
@@ -78,11 +79,13 @@ struct hf_write {
 	void *call_arg;
 };
 
-/* Opens (creating or migrating) the state database at path; ":memory:" is fine
- * for `hookflow run`. With start_writer the writer thread runs; without it,
- * hf_store_submit applies each write synchronously (CLI use). Returns NULL with
- * err set on failure. */
-struct hf_store *hf_store_open(const char *path, bool sync_full,
+/* Opens (creating or migrating) the state database named by state: a file path,
+ * ":memory:" (fine for `hookflow run`) or "sqlite:PATH" for SQLite;
+ * "postgres://…" and "postgresql://…" are refused for now (the backend is not
+ * built yet), as is any other "SCHEME://". With start_writer the writer thread
+ * runs; without it, hf_store_submit applies each write synchronously (CLI
+ * use). Returns NULL with err set on failure. */
+struct hf_store *hf_store_open(const char *state, bool sync_full,
 			       bool start_writer, struct hf_error *err);
 /* Records, at hf_store_close, that the server stopped cleanly: no step was in
  * flight. Without it, the next server treats the next step of every unfinished
@@ -173,5 +176,23 @@ int hf_store_retry_run(struct hf_store *s, const char *run_id,
  * at most limit rows per table. Returns rows deleted or -1. Writer connection
  * only: use through HF_W_CALL. */
 int hf_store_prune(struct hf_store *s, int64_t before, int limit);
+
+/* --- Sharing work between servers on one database (a PostgreSQL backend; see
+ * engine/store_int.h for what each guarantees). No-ops for SQLite, where one
+ * server owns the file: claim returns 0, wait returns 0 at once, heartbeat
+ * returns 0. --- */
+
+/* Claims at most limit ready runs for this server; fn as hf_store_load_pending.
+ * Returns how many or -1. */
+int hf_store_claim(struct hf_store *s, const struct hf_workflow_set *set,
+		   int limit, void (*fn)(struct hf_run *run, void *arg),
+		   void *arg);
+/* Waits at most timeout_ms for work committed elsewhere: 1 woken, 0 timed out,
+ * -1 on error. */
+int hf_store_wait(struct hf_store *s, int64_t timeout_ms);
+/* Renews this server's lease on its runs: 0, or -1 when one was lost. */
+int hf_store_heartbeat(struct hf_store *s);
+/* Gives back the claim on run_id (NULL: on every run this server holds). */
+void hf_store_release(struct hf_store *s, const char *run_id);
 
 #endif

@@ -1,0 +1,103 @@
+/* store_int.h - the state store's backend interface (private to engine/).
+ *
+ * struct hf_store, opaque to the store's users (hf_store.h), begins with the
+ * backend's table of operations; a backend's own struct begins with a struct
+ * hf_store, so that a pointer to either is a pointer to both. store.c picks
+ * the backend from the --state value and every public hf_store_* function
+ * calls the operation of the same name. Included by store.c and by the
+ * backends' files only.
+ *
+ * Each operation has the contract of the public function of the same name in
+ * hf_store.h; the comments here add what a backend must guarantee beyond it.
+ * Backends: SQLite (store_sqlite*.c). PostgreSQL is to come: claim, wait,
+ * heartbeat and release exist for it (several servers sharing one database);
+ * SQLite, where one server owns the file, implements them as no-ops. */
+#ifndef HF_STORE_INT_H
+#define HF_STORE_INT_H
+
+#include "hf_store.h"
+
+struct hf_store_ops {
+	const char *name; /* "sqlite", for logs */
+
+	/* Stops the writer after every submitted write was applied and its
+	 * done() called, records the clean stop if asked, frees s. */
+	void (*close)(struct hf_store *s);
+	void (*set_clean_stop)(struct hf_store *s);
+	/* Every write submitted is applied once, in submission order (FIFO:
+	 * a write's done() means every earlier write was applied), and done()
+	 * is called once it is durable or failed (w->rc < 0). One bad write
+	 * must not fail the others batched with it. */
+	void (*submit)(struct hf_store *s, struct hf_write *w);
+	void (*stats)(struct hf_store *s, struct hf_store_stats *out);
+
+	/* Reads: any thread, concurrently with the writer; each sees
+	 * committed data only. */
+	json_t *(*run_json)(struct hf_store *s, const char *run_id);
+	json_t *(*runs_json)(struct hf_store *s, const char *workflow,
+			     const char *status, int limit);
+	json_t *(*event_json)(struct hf_store *s, const char *event_id);
+	json_t *(*deliveries_json)(struct hf_store *s, const char *status,
+				   int limit);
+	json_t *(*delivery_json)(struct hf_store *s, const char *id);
+	int (*pending_deliveries)(struct hf_store *s, int limit,
+				  int (*fn)(const struct hf_delivery *d,
+					    void *arg),
+				  void *arg);
+	struct hf_event *(*load_event)(struct hf_store *s,
+				       const char *event_id);
+
+	/* Maintenance run by an HF_W_CALL write, on the thread applying it,
+	 * inside its transaction. */
+	int (*retry_delivery)(struct hf_store *s, const char *id);
+	int (*prune)(struct hf_store *s, int64_t before, int limit);
+
+	/* Recovery and pickup of runs written elsewhere (the CLI). */
+	int (*load_pending)(struct hf_store *s,
+			    const struct hf_workflow_set *set,
+			    bool only_unclaimed,
+			    void (*fn)(struct hf_run *run, void *arg),
+			    void *arg);
+	bool (*changed)(struct hf_store *s);
+	int (*retry_run)(struct hf_store *s, const char *run_id,
+			 struct hf_error *err);
+
+	/* --- Sharing work between servers (no-ops for SQLite). --- */
+
+	/* Claims for this server at most limit runs that are ready (queued,
+	 * or held by a server whose lease ran out) and calls fn for each, as
+	 * load_pending does. Must guarantee that a run is held by at most one
+	 * live server at a time (the claim is one atomic statement, e.g.
+	 * SELECT … FOR UPDATE SKIP LOCKED), and that a claimed run stays
+	 * claimed until released or its lease runs out. Returns how many or
+	 * -1. SQLite: 0 (load_pending claimed everything at start). */
+	int (*claim)(struct hf_store *s, const struct hf_workflow_set *set,
+		     int limit, void (*fn)(struct hf_run *run, void *arg),
+		     void *arg);
+	/* Blocks at most timeout_ms until work for this server may have been
+	 * committed by another connection (new runs, retries, deliveries due;
+	 * e.g. LISTEN/NOTIFY). Must not lose a wake-up: work committed before
+	 * the call either makes it return 1 or is found by the next claim.
+	 * Returns 1 woken, 0 timed out, -1 on error. SQLite: 0 at once (the
+	 * server polls changed). */
+	int (*wait)(struct hf_store *s, int64_t timeout_ms);
+	/* Renews the lease on every run this server holds; called more often
+	 * than the lease lasts. Returns 0, or -1 when a lease was lost: the
+	 * server must then stop committing steps of that run. SQLite: 0. */
+	int (*heartbeat)(struct hf_store *s);
+	/* Gives back the claim on run_id (NULL: every run this server holds)
+	 * without changing its progress, so that another server takes it at
+	 * once instead of after the lease; called after a clean drain.
+	 * Idempotent. SQLite: nothing (the clean-stop marker covers it). */
+	void (*release)(struct hf_store *s, const char *run_id);
+};
+
+struct hf_store {
+	const struct hf_store_ops *ops;
+};
+
+/* The SQLite backend (store_sqlite.c): path is a file or ":memory:". */
+struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
+				      bool start_writer, struct hf_error *err);
+
+#endif

@@ -1,0 +1,407 @@
+/* store_sqlite.c - the SQLite state backend's core: the schema and its
+ * migrations, the connections (the writer's and a pool of readers), the writer
+ * thread with group commit (batches, their transactions, a failed batch
+ * applied again write by write), and the table of operations that store.c
+ * dispatches through.
+ *
+ * Not here: the prepared statements and applying each kind of write
+ * (store_sqlite_apply.c), the reads behind the admin API and the outbox
+ * (store_sqlite_query.c), recovery at start-up, the clean-stop marker,
+ * retries and prune (store_sqlite_recover.c).
+ *
+ * Threading: one writer thread owns the write connection and every prepared
+ * statement on it; hf_store_submit() only appends to a queue. Readers borrow a
+ * connection from a small pool (WAL lets them read during a write). Without a
+ * writer thread (the CLI), writes are applied synchronously under a mutex, on
+ * the caller's thread. apply_locked marks the thread applying a batch, which
+ * assert()s check (sq_applying).
+ *
+ * Neighbours: store.c (the generic interface), store_sqlite.h (shared
+ * internals). With its sibling store_sqlite_*.c files, the only code that
+ * includes <sqlite3.h> for the state database. */
+#include "store_sqlite.h"
+#include "hf_limits.h"
+
+#include <assert.h>
+#include <string.h>
+
+#define SCHEMA_VERSION 1
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
+    "CREATE TABLE IF NOT EXISTS events("
+    " id TEXT PRIMARY KEY, path TEXT NOT NULL, method TEXT NOT NULL,"
+    " query TEXT, headers TEXT NOT NULL, body BLOB NOT NULL,"
+    " received_at INTEGER NOT NULL, skipped TEXT);"
+    "CREATE TABLE IF NOT EXISTS runs("
+    " id TEXT PRIMARY KEY, event_id TEXT NOT NULL, workflow TEXT NOT NULL,"
+    " version TEXT, status TEXT NOT NULL, attempt INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,"
+    " error TEXT, next_step INTEGER NOT NULL DEFAULT 0,"
+    " step_attempt INTEGER NOT NULL DEFAULT 1, due_at INTEGER NOT NULL"
+    " DEFAULT 0, lane TEXT, claimed INTEGER NOT NULL DEFAULT 1);"
+    "CREATE INDEX IF NOT EXISTS runs_event ON runs(event_id);"
+    "CREATE INDEX IF NOT EXISTS runs_workflow ON runs(workflow, id);"
+    "CREATE INDEX IF NOT EXISTS runs_pending ON runs(status)"
+    " WHERE status IN ('queued','running');"
+    "CREATE TABLE IF NOT EXISTS steps("
+    " run_id TEXT NOT NULL, idx INTEGER NOT NULL, step_id TEXT NOT NULL,"
+    " status TEXT NOT NULL, output TEXT, error TEXT, logs TEXT,"
+    " attempts INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,"
+    " PRIMARY KEY(run_id, idx)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS dedupe("
+    " workflow TEXT NOT NULL, key TEXT NOT NULL, event_id TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL, PRIMARY KEY(workflow, key)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS deliveries("
+    " id TEXT PRIMARY KEY, run_id TEXT, step_id TEXT, url TEXT NOT NULL,"
+    " payload BLOB NOT NULL, headers TEXT, secret TEXT,"
+    " status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+    " max_attempts INTEGER NOT NULL, backoff_ms INTEGER NOT NULL,"
+    " next_at INTEGER NOT NULL, last_status INTEGER, last_error TEXT,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER,"
+    " timeout_ms INTEGER NOT NULL DEFAULT 30000);"
+    "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_at)"
+    " WHERE status = 'pending';"
+    /* Every workflow version a run was stored with: the YAML and the
+     * `script:` files ({"name": "code"}), so that a run resumed after a
+     * restart keeps the version it started with (hf_store_load_pending). */
+    "CREATE TABLE IF NOT EXISTS workflow_versions("
+    " version TEXT PRIMARY KEY, name TEXT NOT NULL, file TEXT,"
+    " yaml TEXT NOT NULL, scripts TEXT, created_at INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS delivery_attempts("
+    " delivery_id TEXT NOT NULL, n INTEGER NOT NULL, at INTEGER NOT NULL,"
+    " status INTEGER, error TEXT, duration_ms INTEGER,"
+    " PRIMARY KEY(delivery_id, n)) WITHOUT ROWID;";
+
+/* --- connections --- */
+
+static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
+			  struct hf_error *err)
+{
+	sqlite3 *db = NULL;
+	int flags = SQLITE_OPEN_NOMUTEX |
+		    (readonly ? SQLITE_OPEN_READONLY
+			      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+	if (strcmp(path, ":memory:") == 0)
+		flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			SQLITE_OPEN_SHAREDCACHE | SQLITE_OPEN_URI;
+	const char *name =
+	    strcmp(path, ":memory:") == 0 ? "file:hfstate?mode=memory" : path;
+	if (sqlite3_open_v2(name, &db, flags, NULL) != SQLITE_OK) {
+		hf_error_set(err, path, 0, 0, "cannot open database: %s",
+			     db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	char sql[256];
+	snprintf(sql, sizeof sql,
+		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
+		 " PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;",
+		 sync_full ? "FULL" : "NORMAL");
+	char *msg = NULL;
+	if (!readonly && sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		hf_error_set(err, path, 0, 0, "cannot set up database: %s",
+			     msg);
+		sqlite3_free(msg);
+		sqlite3_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+sqlite3 *hf_sqlite_reader_take(struct hf_sqlite_store *q)
+{
+	sqlite3 *db = NULL;
+	pthread_mutex_lock(&q->pool_lock);
+	if (q->nreaders > 0)
+		db = q->readers[--q->nreaders];
+	pthread_mutex_unlock(&q->pool_lock);
+	if (!db)
+		db = open_conn(q->path, q->sync_full,
+			       strcmp(q->path, ":memory:") != 0, NULL);
+	return db;
+}
+
+void hf_sqlite_reader_give(struct hf_sqlite_store *q, sqlite3 *db)
+{
+	if (!db)
+		return;
+	pthread_mutex_lock(&q->pool_lock);
+	if (q->nreaders < READER_POOL) {
+		q->readers[q->nreaders++] = db;
+		db = NULL;
+	}
+	pthread_mutex_unlock(&q->pool_lock);
+	sqlite3_close(db);
+}
+
+static int exec(sqlite3 *db, const char *sql)
+{
+	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+/* Applies a batch in one transaction. When anything fails, the batch is rolled
+ * back and each write is retried in a transaction of its own, so one bad write
+ * fails alone. */
+static void apply_batch(struct hf_sqlite_store *q, struct hf_write *batch,
+			size_t n)
+{
+	assert(sq_applying(q));
+	int rc = exec(q->wdb, "BEGIN IMMEDIATE");
+	for (struct hf_write *w = batch; rc == 0 && w; w = w->next)
+		rc = hf_sqlite_apply(q, w);
+	if (rc == 0)
+		rc = exec(q->wdb, "COMMIT");
+	if (rc == 0) {
+		for (struct hf_write *w = batch; w; w = w->next)
+			w->rc = 0;
+		q->stats.commits++;
+		q->stats.writes += n;
+		return;
+	}
+	/* A maintenance call (HF_W_CALL) can fail without an SQLite error. */
+	hf_log(HF_LOG_WARN,
+	       "state database: batch failed (%s); applying its writes one by "
+	       "one",
+	       sqlite3_errcode(q->wdb) != SQLITE_OK ? sqlite3_errmsg(q->wdb)
+						    : "a write refused");
+	exec(q->wdb, "ROLLBACK");
+	q->nversions = 0; /* rows the rollback removed may be cached */
+	for (struct hf_write *w = batch; w; w = w->next) {
+		w->rc = exec(q->wdb, "BEGIN IMMEDIATE");
+		if (w->rc == 0)
+			w->rc = hf_sqlite_apply(q, w);
+		if (w->rc == 0)
+			w->rc = exec(q->wdb, "COMMIT");
+		if (w->rc != 0) {
+			hf_log(HF_LOG_ERROR, "state database: write failed: %s",
+			       sqlite3_errmsg(q->wdb));
+			exec(q->wdb, "ROLLBACK");
+			q->nversions = 0;
+			q->stats.write_errors++;
+		} else {
+			q->stats.commits++;
+			q->stats.writes++;
+		}
+	}
+}
+
+static void finish_batch(struct hf_write *batch)
+{
+	while (batch) {
+		struct hf_write *next = batch->next;
+		batch->next = NULL;
+		if (batch->done)
+			batch->done(batch);
+		batch = next;
+	}
+}
+
+/* Applies a batch holding the writer connection: wlock, and this thread marked
+ * as the one applying (sq_applying). */
+static void apply_locked(struct hf_sqlite_store *q, struct hf_write *batch,
+			 size_t n)
+{
+	pthread_mutex_lock(&q->wlock);
+	q->applier = pthread_self();
+	q->applying = true;
+	apply_batch(q, batch, n);
+	q->applying = false;
+	pthread_mutex_unlock(&q->wlock);
+}
+
+static void *writer_main(void *arg)
+{
+	struct hf_sqlite_store *q = arg;
+	q->writer_id = pthread_self(); /* read by this thread only */
+	/* Named for top -H, perf and gdb. */
+	pthread_setname_np(pthread_self(), "hf-writer");
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		while (!q->head && !q->stopping)
+			pthread_cond_wait(&q->cond, &q->lock);
+		if (!q->head && q->stopping)
+			break;
+		/* Take up to HF_WRITER_BATCH waiting writes. */
+		struct hf_write *batch = q->head, *last = q->head;
+		size_t n = 1;
+		while (last->next && n < HF_WRITER_BATCH) {
+			last = last->next;
+			n++;
+		}
+		q->head = last->next;
+		if (!q->head)
+			q->tail = NULL;
+		last->next = NULL;
+		pthread_mutex_unlock(&q->lock);
+
+		apply_locked(q, batch, n);
+		finish_batch(batch);
+
+		pthread_mutex_lock(&q->lock);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}
+
+static void submit(struct hf_store *s, struct hf_write *w)
+{
+	struct hf_sqlite_store *q = sq(s);
+	w->next = NULL;
+	w->rc = 0;
+	if (!q->threaded) {
+		/* No writer thread: applied here, on the caller's thread. */
+		apply_locked(q, w, 1);
+		finish_batch(w);
+		return;
+	}
+	pthread_mutex_lock(&q->lock);
+	if (q->tail)
+		q->tail->next = w;
+	else
+		q->head = w;
+	q->tail = w;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void set_clean_stop(struct hf_store *s)
+{
+	sq(s)->clean_stop = true;
+}
+
+static void store_close(struct hf_store *s)
+{
+	struct hf_sqlite_store *q = sq(s);
+	if (q->threaded) {
+		pthread_mutex_lock(&q->lock);
+		q->stopping = true;
+		pthread_cond_signal(&q->cond);
+		pthread_mutex_unlock(&q->lock);
+		pthread_join(q->thread, NULL);
+		if (q->clean_stop)
+			hf_sqlite_clean_stop_end(q);
+	}
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(q->stmts[i]);
+	for (int i = 0; i < q->nreaders; i++)
+		sqlite3_close(q->readers[i]);
+	sqlite3_close(q->wdb);
+	pthread_mutex_destroy(&q->lock);
+	pthread_mutex_destroy(&q->wlock);
+	pthread_cond_destroy(&q->cond);
+	pthread_mutex_destroy(&q->pool_lock);
+	free(q->path);
+	free(q);
+}
+
+static void stats(struct hf_store *s, struct hf_store_stats *out)
+{
+	struct hf_sqlite_store *q = sq(s);
+	/* The writer updates them under wlock, in apply_batch. */
+	pthread_mutex_lock(&q->wlock);
+	*out = q->stats;
+	pthread_mutex_unlock(&q->wlock);
+}
+
+/* --- sharing work between servers: one server owns an SQLite file --- */
+
+static int claim(struct hf_store *s, const struct hf_workflow_set *set,
+		 int limit, void (*fn)(struct hf_run *run, void *arg),
+		 void *arg)
+{
+	return 0; /* hf_store_load_pending claimed every run at start */
+}
+
+static int wait_work(struct hf_store *s, int64_t timeout_ms)
+{
+	return 0; /* the server polls hf_store_changed instead */
+}
+
+static int heartbeat(struct hf_store *s)
+{
+	return 0; /* no lease to renew */
+}
+
+static void release(struct hf_store *s, const char *run_id)
+{
+	/* nothing: the clean-stop marker says it all */
+}
+
+static const struct hf_store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = store_close,
+    .set_clean_stop = set_clean_stop,
+    .submit = submit,
+    .stats = stats,
+    .run_json = hf_sqlite_run_json,
+    .runs_json = hf_sqlite_runs_json,
+    .event_json = hf_sqlite_event_json,
+    .deliveries_json = hf_sqlite_deliveries_json,
+    .delivery_json = hf_sqlite_delivery_json,
+    .pending_deliveries = hf_sqlite_pending_deliveries,
+    .load_event = hf_sqlite_load_event,
+    .retry_delivery = hf_sqlite_retry_delivery,
+    .prune = hf_sqlite_prune,
+    .load_pending = hf_sqlite_load_pending,
+    .changed = hf_sqlite_changed,
+    .retry_run = hf_sqlite_retry_run,
+    .claim = claim,
+    .wait = wait_work,
+    .heartbeat = heartbeat,
+    .release = release,
+};
+
+/* Creates the schema, or migrates an older file to it. */
+static int migrate(struct hf_sqlite_store *q, struct hf_error *err)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(q->wdb, schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
+		hf_error_set(err, q->path, 0, 0, "cannot create schema: %s",
+			     msg);
+		sqlite3_free(msg);
+		return -1;
+	}
+	exec(q->wdb, "INSERT OR IGNORE INTO meta(key, value) VALUES"
+		     " ('schema_version', '1')");
+	/* Added after version 1 was first written: older files lack it. */
+	if (exec(q->wdb, "SELECT timeout_ms FROM deliveries LIMIT 0") < 0)
+		exec(q->wdb, "ALTER TABLE deliveries ADD COLUMN timeout_ms"
+			     " INTEGER NOT NULL DEFAULT 30000");
+	return 0;
+}
+
+struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
+				      bool start_writer, struct hf_error *err)
+{
+	struct hf_sqlite_store *q = hf_xcalloc(1, sizeof *q);
+	q->base.ops = &sqlite_ops;
+	q->path = hf_xstrdup(path);
+	q->sync_full = sync_full;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_mutex_init(&q->wlock, NULL);
+	pthread_cond_init(&q->cond, NULL);
+	pthread_mutex_init(&q->pool_lock, NULL);
+	q->wdb = open_conn(path, sync_full, false, err);
+	if (!q->wdb || migrate(q, err) < 0)
+		goto fail;
+	if (hf_sqlite_prepare(q, err) < 0)
+		goto fail;
+	if (start_writer) {
+		/* The server owns the database now. */
+		hf_sqlite_clean_stop_begin(q);
+		q->threaded = true;
+		if (pthread_create(&q->thread, NULL, writer_main, q) != 0) {
+			q->threaded = false;
+			hf_error_set(err, path, 0, 0,
+				     "cannot start the writer thread");
+			goto fail;
+		}
+	}
+	return &q->base;
+fail:
+	store_close(&q->base);
+	return NULL;
+}

@@ -1,0 +1,169 @@
+/* store_sqlite.h - internals shared by the SQLite state backend's files
+ * (store_sqlite.c, store_sqlite_apply.c, store_sqlite_query.c,
+ * store_sqlite_recover.c) and by no other file: the backend's struct, its
+ * connections, binding and column helpers, and the operations each file
+ * implements for the table in store_sqlite.c. */
+#ifndef HF_STORE_SQLITE_H
+#define HF_STORE_SQLITE_H
+
+#include "store_int.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+/* The writer connection's prepared statements (store_sqlite_apply.c). */
+enum stmt_id {
+	ST_INSERT_EVENT,
+	ST_INSERT_RUN,
+	ST_DEDUPE_INSERT,
+	ST_DEDUPE_GET,
+	ST_RUN_STARTED,
+	ST_UPSERT_STEP,
+	ST_UPDATE_RUN,
+	ST_INSERT_DELIVERY,
+	ST_DELIVERY_ATTEMPT,
+	ST_DELIVERY_UPDATE,
+	ST_INSERT_VERSION,
+	ST_COUNT,
+};
+
+#define READER_POOL 8
+/* Workflow versions known to be in workflow_versions (writer's, under wlock).
+ */
+#define VERSION_CACHE 32
+
+struct hf_sqlite_store {
+	struct hf_store base; /* first: the ops table */
+	char *path;
+	bool sync_full;
+	sqlite3 *wdb; /* the writer's connection */
+	sqlite3_stmt *stmts[ST_COUNT];
+
+	pthread_mutex_t lock; /* guards the queue */
+	/* Guards wdb: the connection is opened NOMUTEX, so the writer thread
+	 * and the few callers that use wdb directly (hf_store_changed, the
+	 * claim in hf_store_load_pending, hf_store_retry_run) must never use it
+	 * at the same time. */
+	pthread_mutex_t wlock;
+	pthread_cond_t cond;
+	struct hf_write *head, *tail;
+	bool stopping;
+	bool threaded;
+	pthread_t thread;
+
+	/* Who applies writes, for assert(): the writer thread records itself
+	 * in writer_id; applier is the thread applying a batch (under wlock):
+	 * the writer thread, or without it the caller of hf_store_submit. */
+	pthread_t writer_id;
+	pthread_t applier;
+	bool applying;
+
+	pthread_mutex_t pool_lock;
+	sqlite3 *readers[READER_POOL];
+	int nreaders;
+	int data_version;
+
+	struct hf_store_stats stats;
+
+	char versions[VERSION_CACHE][72];
+	unsigned nversions; /* ring: next slot = nversions % VERSION_CACHE */
+	/* The previous server did not stop cleanly (read at open). */
+	bool unclean;
+	/* This one did: every step finished (set by hf_store_set_clean_stop).
+	 */
+	bool clean_stop;
+};
+
+static inline struct hf_sqlite_store *sq(struct hf_store *s)
+{
+	return (struct hf_sqlite_store *)s;
+}
+
+/* The invariant behind the writer connection's prepared statements and
+ * transactions: only the thread applying a batch uses them - the writer
+ * thread when it runs, else the caller of hf_store_submit, under wlock. For
+ * assert() in the paths that apply writes (HF_W_CALL maintenance included). */
+static inline bool sq_applying(const struct hf_sqlite_store *q)
+{
+	pthread_t self = pthread_self();
+	if (q->threaded && !pthread_equal(self, q->writer_id))
+		return false;
+	return q->applying && pthread_equal(self, q->applier);
+}
+
+static inline void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* Binds v as compact JSON text (NULL binds SQL NULL). */
+static inline void bind_json(sqlite3_stmt *st, int i, const json_t *v)
+{
+	if (!v) {
+		sqlite3_bind_null(st, i);
+		return;
+	}
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (s)
+		sqlite3_bind_text(st, i, s, -1, free);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* A column of JSON text as a new reference (JSON null for SQL NULL, a string
+ * when the text is not JSON). */
+static inline json_t *col_json(sqlite3_stmt *st, int i)
+{
+	if (sqlite3_column_type(st, i) == SQLITE_NULL)
+		return json_null();
+	const char *text = (const char *)sqlite3_column_text(st, i);
+	json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+	return v ? v : json_string(text);
+}
+
+/* store_sqlite.c: a read connection from the pool (opened when the pool is
+ * empty; NULL on failure), and back. */
+sqlite3 *hf_sqlite_reader_take(struct hf_sqlite_store *q);
+void hf_sqlite_reader_give(struct hf_sqlite_store *q, sqlite3 *db);
+
+/* store_sqlite_apply.c: prepares the writer connection's statements (0, or
+ * -1 with err set); applies one write inside the open transaction (0, or -1:
+ * the transaction must be rolled back). */
+int hf_sqlite_prepare(struct hf_sqlite_store *q, struct hf_error *err);
+int hf_sqlite_apply(struct hf_sqlite_store *q, struct hf_write *w);
+
+/* store_sqlite_query.c: reads on pooled read connections. */
+json_t *hf_sqlite_run_json(struct hf_store *s, const char *run_id);
+json_t *hf_sqlite_runs_json(struct hf_store *s, const char *workflow,
+			    const char *status, int limit);
+json_t *hf_sqlite_event_json(struct hf_store *s, const char *event_id);
+json_t *hf_sqlite_deliveries_json(struct hf_store *s, const char *status,
+				  int limit);
+json_t *hf_sqlite_delivery_json(struct hf_store *s, const char *id);
+int hf_sqlite_pending_deliveries(struct hf_store *s, int limit,
+				 int (*fn)(const struct hf_delivery *d,
+					   void *arg),
+				 void *arg);
+struct hf_event *hf_sqlite_load_event(struct hf_store *s, const char *event_id);
+
+/* store_sqlite_recover.c: the clean-stop marker (read when a server opens the
+ * database, written when it closes it), recovery and pickup of runs,
+ * retries, prune. */
+void hf_sqlite_clean_stop_begin(struct hf_sqlite_store *q);
+void hf_sqlite_clean_stop_end(struct hf_sqlite_store *q);
+int hf_sqlite_load_pending(struct hf_store *s,
+			   const struct hf_workflow_set *set,
+			   bool only_unclaimed,
+			   void (*fn)(struct hf_run *run, void *arg),
+			   void *arg);
+bool hf_sqlite_changed(struct hf_store *s);
+int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
+			struct hf_error *err);
+int hf_sqlite_retry_delivery(struct hf_store *s, const char *id);
+int hf_sqlite_prune(struct hf_store *s, int64_t before, int limit);
+
+#endif

@@ -1,0 +1,387 @@
+/* store_sqlite_apply.c - the SQLite backend's writes: the writer
+ * connection's prepared statements and applying each kind of write
+ * (hf_write_kind) with them, inside the transaction the writer opened.
+ *
+ * Not here: the transactions, batching and retries of a failed batch
+ * (store_sqlite.c), maintenance run through HF_W_CALL
+ * (store_sqlite_recover.c).
+ *
+ * Threading: only the thread applying a batch - the writer thread, or without
+ * it the caller of hf_store_submit, under wlock (asserted: sq_applying).
+ *
+ * Neighbours: store_sqlite.c (calls hf_sqlite_apply), store_sqlite.h, run.c
+ * and luart (the runs and step results it stores). */
+#include "hf_limits.h"
+#include "store_sqlite.h"
+
+#include <assert.h>
+#include <string.h>
+
+static const char *stmt_sql[ST_COUNT] = {
+    [ST_INSERT_EVENT] = "INSERT INTO events(id, path, method, query, headers,"
+			" body, received_at, skipped)"
+			" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_INSERT_RUN] = "INSERT INTO runs(id, event_id, workflow, version,"
+		      " status, attempt, created_at, next_step, step_attempt,"
+		      " due_at, lane, claimed)"
+		      " VALUES(?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9,"
+		      " ?10, ?11)",
+    [ST_DEDUPE_INSERT] = "INSERT OR IGNORE INTO dedupe(workflow, key,"
+			 " event_id, created_at) VALUES(?1, ?2, ?3, ?4)",
+    [ST_DEDUPE_GET] = "SELECT event_id FROM dedupe WHERE workflow = ?1 AND"
+		      " key = ?2",
+    [ST_RUN_STARTED] = "UPDATE runs SET status = 'running', started_at ="
+		       " ?2 WHERE id = ?1",
+    [ST_UPSERT_STEP] = "INSERT OR REPLACE INTO steps(run_id, idx, step_id,"
+		       " status, output, error, logs, attempts, started_at,"
+		       " finished_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+		       " ?9, ?10)",
+    [ST_UPDATE_RUN] = "UPDATE runs SET status = ?2, next_step = ?3,"
+		      " step_attempt = ?4, due_at = ?5, error = ?6,"
+		      " finished_at = ?7, started_at = COALESCE(started_at,"
+		      " ?8) WHERE id = ?1",
+    /* OR IGNORE: an emit's id is an idempotency key (a step run again
+     * after a crash emits the same id: it is sent once). */
+    [ST_INSERT_DELIVERY] = "INSERT OR IGNORE INTO deliveries(id, run_id,"
+			   " step_id, url, payload, headers, secret, status,"
+			   " attempts, max_attempts, backoff_ms, next_at,"
+			   " created_at, updated_at, timeout_ms) VALUES(?1,"
+			   " ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8, ?9,"
+			   " ?10, ?10, ?10, ?11)",
+    [ST_DELIVERY_ATTEMPT] = "INSERT OR REPLACE INTO delivery_attempts("
+			    "delivery_id, n, at, status, error,"
+			    " duration_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_INSERT_VERSION] = "INSERT OR IGNORE INTO workflow_versions(version,"
+			  " name, file, yaml, scripts, created_at)"
+			  " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    /* A retry asked for (API, CLI) while this attempt was in flight has
+     * updated the row after the attempt began (?8): the attempt is counted,
+     * but unless it delivered, the retry's status and due time stand. */
+    [ST_DELIVERY_UPDATE] = "UPDATE deliveries SET attempts = ?3,"
+			   " last_status = ?5, last_error = ?6,"
+			   " status = CASE WHEN ?2 = 'delivered' OR updated_at"
+			   " <= ?8 THEN ?2 ELSE status END,"
+			   " next_at = CASE WHEN ?2 = 'delivered' OR updated_at"
+			   " <= ?8 THEN ?4 ELSE next_at END,"
+			   " updated_at = ?7 WHERE id = ?1",
+};
+
+int hf_sqlite_prepare(struct hf_sqlite_store *q, struct hf_error *err)
+{
+	for (int i = 0; i < ST_COUNT; i++) {
+		if (sqlite3_prepare_v3(q->wdb, stmt_sql[i], -1,
+				       SQLITE_PREPARE_PERSISTENT, &q->stmts[i],
+				       NULL) != SQLITE_OK) {
+			hf_error_set(err, q->path, 0, 0, "cannot prepare: %s",
+				     sqlite3_errmsg(q->wdb));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int step_done(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* --- applying writes (writer connection, inside a transaction) --- */
+
+/* Stores wf's text under its version once (the cache spares the lookup and the
+ * copy of the YAML for every run). A version whose scripts are not UTF-8 is
+ * not stored: a run of it resumes with the workflow of the same name. */
+static int store_version(struct hf_sqlite_store *q,
+			 const struct hf_workflow *wf)
+{
+	if (!wf->version || !wf->source)
+		return 0;
+	for (unsigned i = 0; i < VERSION_CACHE && i < q->nversions; i++)
+		if (strcmp(q->versions[i], wf->version) == 0)
+			return 0;
+	json_t *scripts = json_object();
+	for (size_t i = 0; i < wf->nsteps; i++) {
+		const struct hf_step *step = &wf->steps[i];
+		json_t *code;
+		if (!step->script)
+			continue;
+		code = json_stringn(step->code, strlen(step->code));
+		if (!code) {
+			json_decref(scripts);
+			return 0;
+		}
+		json_object_set_new(scripts, step->script, code);
+	}
+	sqlite3_stmt *st = q->stmts[ST_INSERT_VERSION];
+	bind_text(st, 1, wf->version);
+	bind_text(st, 2, wf->name);
+	bind_text(st, 3, wf->file);
+	sqlite3_bind_text(st, 4, wf->source, (int)wf->source_len,
+			  SQLITE_STATIC);
+	bind_json(st, 5, scripts);
+	sqlite3_bind_int64(st, 6, hf_now_ms());
+	json_decref(scripts);
+	if (step_done(st) < 0)
+		return -1;
+	/* Cached before the commit: a rolled-back batch forgets the row, so
+	 * the cache is cleared then (apply_batch). */
+	snprintf(q->versions[q->nversions++ % VERSION_CACHE],
+		 sizeof q->versions[0], "%s", wf->version);
+	return 0;
+}
+
+static int insert_run(struct hf_sqlite_store *q, struct hf_run *run,
+		      bool claimed)
+{
+	if (store_version(q, run->wf) < 0)
+		return -1;
+	sqlite3_stmt *st = q->stmts[ST_INSERT_RUN];
+	bind_text(st, 1, run->id);
+	bind_text(st, 2, run->event->id);
+	bind_text(st, 3, run->wf->name);
+	bind_text(st, 4, run->wf->version);
+	sqlite3_bind_int(st, 5, run->attempt);
+	sqlite3_bind_int64(st, 6, run->created_at);
+	sqlite3_bind_int64(st, 7, (sqlite3_int64)run->next_step);
+	sqlite3_bind_int(st, 8, run->step_attempt);
+	sqlite3_bind_int64(st, 9, run->due_at);
+	bind_text(st, 10, run->lane);
+	sqlite3_bind_int(st, 11, claimed);
+	return step_done(st);
+}
+
+/* Returns 1 when key was already seen for the workflow (dup_of filled), 0 when
+ * it is new (now recorded), -1 on error. */
+static int dedupe_check(struct hf_sqlite_store *q, const struct hf_run *run,
+			char dup_of[HF_ID_SIZE])
+{
+	sqlite3_stmt *st = q->stmts[ST_DEDUPE_INSERT];
+	bind_text(st, 1, run->wf->name);
+	bind_text(st, 2, run->dedupe_key);
+	bind_text(st, 3, run->event->id);
+	sqlite3_bind_int64(st, 4, run->event->received_at);
+	if (step_done(st) < 0)
+		return -1;
+	if (sqlite3_changes(q->wdb) > 0)
+		return 0;
+	st = q->stmts[ST_DEDUPE_GET];
+	bind_text(st, 1, run->wf->name);
+	bind_text(st, 2, run->dedupe_key);
+	int rc = -1;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		snprintf(dup_of, HF_ID_SIZE, "%s",
+			 (const char *)sqlite3_column_text(st, 0));
+		rc = 1;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc;
+}
+
+static int apply_ingest(struct hf_sqlite_store *q, struct hf_write *w)
+{
+	struct hf_event *ev = w->event;
+	size_t kept = 0, dups = 0;
+	/* A batch that failed is applied again write by write: take back the
+	 * skip reasons the rolled-back attempt added. */
+	if (!w->skip_base_set) {
+		w->skip_base = json_array_size(ev->skipped);
+		w->skip_base_set = true;
+	}
+	while (json_array_size(ev->skipped) > w->skip_base)
+		json_array_remove(ev->skipped,
+				  json_array_size(ev->skipped) - 1);
+	w->dup_of[0] = '\0';
+	for (size_t i = 0; i < w->nruns; i++) {
+		w->dropped[i] = false;
+		if (!w->runs[i]->dedupe_key) {
+			kept++;
+			continue;
+		}
+		char dup[HF_ID_SIZE];
+		int rc = dedupe_check(q, w->runs[i], dup);
+		if (rc < 0)
+			return -1;
+		if (rc == 1) {
+			w->dropped[i] = true;
+			dups++;
+			memcpy(w->dup_of, dup, HF_ID_SIZE);
+			json_t *skip = json_object();
+			json_object_set_new(skip, "workflow",
+					    json_string(w->runs[i]->wf->name));
+			json_object_set_new(
+			    skip, "reason",
+			    json_sprintf("duplicate of event %s", dup));
+			json_array_append_new(ev->skipped, skip);
+		} else {
+			kept++;
+		}
+	}
+	if (kept == 0 && dups > 0)
+		return 0; /* a pure duplicate: nothing to store */
+	w->dup_of[0] = '\0';
+
+	sqlite3_stmt *st = q->stmts[ST_INSERT_EVENT];
+	bind_text(st, 1, ev->id);
+	bind_text(st, 2, ev->path);
+	bind_text(st, 3, ev->method);
+	if (ev->query_text)
+		sqlite3_bind_text(st, 4, ev->query_text, -1, SQLITE_STATIC);
+	else
+		bind_json(st, 4, ev->query);
+	if (ev->headers_text)
+		sqlite3_bind_text(st, 5, ev->headers_text, -1, SQLITE_STATIC);
+	else
+		bind_json(st, 5, ev->headers);
+	sqlite3_bind_blob(st, 6, ev->body ? ev->body : "", (int)ev->body_len,
+			  SQLITE_STATIC);
+	sqlite3_bind_int64(st, 7, ev->received_at);
+	bind_json(st, 8, ev->skipped);
+	if (step_done(st) < 0)
+		return -1;
+	for (size_t i = 0; i < w->nruns; i++)
+		if (!w->dropped[i] && insert_run(q, w->runs[i], true) < 0)
+			return -1;
+	return 0;
+}
+
+static int apply_runs(struct hf_sqlite_store *q, struct hf_write *w)
+{
+	for (size_t i = 0; i < w->nruns; i++)
+		if (insert_run(q, w->runs[i], !w->unclaimed) < 0)
+			return -1;
+	return 0;
+}
+
+static int apply_run_started(struct hf_sqlite_store *q, struct hf_write *w)
+{
+	/* The step already finished: its write (behind this one) records the
+	 * start too. Only long steps show up as "running" in between. */
+	if (atomic_load(&w->run->step_pending))
+		return 0;
+	sqlite3_stmt *st = q->stmts[ST_RUN_STARTED];
+	bind_text(st, 1, w->run->id);
+	sqlite3_bind_int64(st, 2, w->run->started_at);
+	return step_done(st);
+}
+
+static int insert_emit(struct hf_sqlite_store *q, const struct hf_run *run,
+		       const char *step_id, const struct hf_emit *e)
+{
+	sqlite3_stmt *st = q->stmts[ST_INSERT_DELIVERY];
+	bind_text(st, 1, e->id);
+	bind_text(st, 2, run->id);
+	bind_text(st, 3, step_id);
+	bind_text(st, 4, e->url);
+	sqlite3_bind_blob(st, 5, e->payload, (int)strlen(e->payload),
+			  SQLITE_STATIC);
+	bind_json(st, 6, e->headers);
+	bind_text(st, 7, e->secret);
+	sqlite3_bind_int(st, 8, e->attempts);
+	sqlite3_bind_int64(st, 9, e->backoff_ms);
+	sqlite3_bind_int64(st, 10, hf_now_ms());
+	sqlite3_bind_int64(
+	    st, 11, e->timeout_ms > 0 ? e->timeout_ms : HF_DELIVERY_TIMEOUT_MS);
+	return step_done(st);
+}
+
+static int apply_step(struct hf_sqlite_store *q, struct hf_write *w)
+{
+	struct hf_run *run = w->run;
+	struct hf_step_result *res = w->result;
+	sqlite3_stmt *st;
+	if (!res) /* the run ends without a step (timeout, workflow gone) */
+		goto run;
+	const struct hf_step *step = &run->wf->steps[w->step_index];
+	st = q->stmts[ST_UPSERT_STEP];
+	bind_text(st, 1, run->id);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)w->step_index);
+	bind_text(st, 3, step->id);
+	bind_text(st, 4, hf_step_status_name(res->status));
+	if (res->output_text)
+		sqlite3_bind_text(st, 5, res->output_text, -1, SQLITE_STATIC);
+	else
+		bind_json(st, 5, res->output);
+	bind_text(st, 6, res->error);
+	if (res->logs_text)
+		sqlite3_bind_text(st, 7, res->logs_text, -1, SQLITE_STATIC);
+	else
+		bind_json(st, 7, res->logs);
+	sqlite3_bind_int(st, 8, w->step_attempts);
+	sqlite3_bind_int64(st, 9, res->started_at);
+	sqlite3_bind_int64(st, 10, res->finished_at);
+	if (step_done(st) < 0)
+		return -1;
+	if (res->status == HF_STEP_SUCCEEDED)
+		for (size_t i = 0; i < res->nemits; i++)
+			if (insert_emit(q, run, step->id, &res->emits[i]) < 0)
+				return -1;
+run:
+	st = q->stmts[ST_UPDATE_RUN];
+	bind_text(st, 1, run->id);
+	bind_text(st, 2, hf_run_status_name(run->status));
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)run->next_step);
+	sqlite3_bind_int(st, 4, run->step_attempt);
+	sqlite3_bind_int64(st, 5, run->due_at);
+	bind_text(st, 6, run->error);
+	if (run->status == HF_RUN_SUCCEEDED || run->status == HF_RUN_FAILED)
+		sqlite3_bind_int64(st, 7, res ? res->finished_at : hf_now_ms());
+	else
+		sqlite3_bind_null(st, 7);
+	if (run->started_at)
+		sqlite3_bind_int64(st, 8, run->started_at);
+	else
+		sqlite3_bind_null(st, 8);
+	return step_done(st);
+}
+
+static int apply_delivery(struct hf_sqlite_store *q, struct hf_write *w)
+{
+	sqlite3_stmt *st = q->stmts[ST_DELIVERY_ATTEMPT];
+	bind_text(st, 1, w->delivery_id);
+	sqlite3_bind_int(st, 2, w->attempts);
+	sqlite3_bind_int64(st, 3, w->attempt_at);
+	if (w->http_status)
+		sqlite3_bind_int(st, 4, w->http_status);
+	else
+		sqlite3_bind_null(st, 4);
+	bind_text(st, 5, w->delivery_error);
+	sqlite3_bind_int64(st, 6, w->duration_ms);
+	if (step_done(st) < 0)
+		return -1;
+	st = q->stmts[ST_DELIVERY_UPDATE];
+	bind_text(st, 1, w->delivery_id);
+	bind_text(st, 2, w->delivery_status);
+	sqlite3_bind_int(st, 3, w->attempts);
+	sqlite3_bind_int64(st, 4, w->next_at);
+	if (w->http_status)
+		sqlite3_bind_int(st, 5, w->http_status);
+	else
+		sqlite3_bind_null(st, 5);
+	bind_text(st, 6, w->delivery_error);
+	sqlite3_bind_int64(st, 7, hf_now_ms());
+	sqlite3_bind_int64(st, 8, w->attempt_at);
+	return step_done(st);
+}
+
+int hf_sqlite_apply(struct hf_sqlite_store *q, struct hf_write *w)
+{
+	assert(sq_applying(q));
+	switch (w->kind) {
+	case HF_W_INGEST:
+		return apply_ingest(q, w);
+	case HF_W_RUNS:
+		return apply_runs(q, w);
+	case HF_W_RUN_STARTED:
+		return apply_run_started(q, w);
+	case HF_W_STEP:
+		return apply_step(q, w);
+	case HF_W_DELIVERY:
+		return apply_delivery(q, w);
+	case HF_W_CALL:
+		return w->call(&q->base, w->call_arg);
+	}
+	return -1;
+}

@@ -1,0 +1,412 @@
+/* store_sqlite_recover.c - the SQLite backend's recovery and repair: the
+ * clean-stop marker, loading the unfinished runs at start-up (each with the
+ * workflow version it was stored with) and those the CLI queued since,
+ * retrying a failed run or a delivery, and pruning old rows.
+ *
+ * Not here: the writer thread and the writes it applies (store_sqlite.c), the
+ * admin API's reads (store_sqlite_query.c).
+ *
+ * Threading: hf_sqlite_load_pending reads on a pooled connection and claims on
+ * the writer's connection under wlock, as do hf_sqlite_changed and
+ * hf_sqlite_retry_run; hf_sqlite_retry_delivery and hf_sqlite_prune run
+ * inside an HF_W_CALL write, on the thread applying it (asserted). The
+ * clean-stop marker is read at open, before the writer thread starts, and
+ * written at close, after it stopped.
+ *
+ * Neighbours: store_sqlite.c, store_sqlite_query.c (hf_sqlite_load_event),
+ * workflow.c (hf_workflow_parse_stored). */
+#include "store_sqlite.h"
+
+#include <assert.h>
+#include <string.h>
+
+void hf_sqlite_clean_stop_begin(struct hf_sqlite_store *q)
+{
+	/* Remember whether the last server stopped cleanly (after a crash, any
+	 * step may have been in flight), and that this one has not yet. */
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(q->wdb,
+			       "SELECT value FROM meta WHERE key ="
+			       " 'clean_stop'",
+			       -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		q->unclean = sqlite3_column_int(st, 0) == 0;
+	sqlite3_finalize(st);
+	sqlite3_exec(q->wdb,
+		     "INSERT OR REPLACE INTO meta(key, value) VALUES"
+		     " ('clean_stop', 0)",
+		     NULL, NULL, NULL);
+}
+
+void hf_sqlite_clean_stop_end(struct hf_sqlite_store *q)
+{
+	sqlite3_exec(q->wdb,
+		     "INSERT OR REPLACE INTO meta(key, value)"
+		     " VALUES ('clean_stop', 1)",
+		     NULL, NULL, NULL);
+}
+
+bool hf_sqlite_changed(struct hf_store *s)
+{
+	struct hf_sqlite_store *q = sq(s);
+	sqlite3_stmt *st = NULL;
+	bool changed = false;
+	/* data_version counts commits by other connections, so ask the writer's
+	 * connection: its own commits do not change it. */
+	sqlite3 *db = q->wdb;
+	pthread_mutex_lock(&q->wlock);
+	if (db &&
+	    sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &st, NULL) ==
+		SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		int v = sqlite3_column_int(st, 0);
+		changed = q->data_version && v != q->data_version;
+		q->data_version = v;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&q->wlock);
+	return changed;
+}
+
+/* Workflow versions rebuilt during one hf_store_load_pending (wf NULL: the
+ * version cannot be rebuilt). */
+struct version_cache {
+	struct {
+		char version[72];
+		struct hf_workflow *wf;
+	} items[16];
+	size_t n;
+};
+
+/* Parses a stored version again; NULL when it is not stored or no longer
+ * loads (say, a ${NAME} it reads is gone from the environment). */
+static struct hf_workflow *parse_version(sqlite3 *db, const char *version)
+{
+	sqlite3_stmt *st = NULL;
+	struct hf_workflow *wf = NULL;
+	json_t *scripts = NULL;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT file, yaml, scripts FROM"
+			       " workflow_versions WHERE version = ?1",
+			       -1, &st, NULL) != SQLITE_OK)
+		goto done;
+	bind_text(st, 1, version);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		goto done;
+	scripts = col_json(st, 2);
+	struct hf_script_src src[64];
+	size_t n = 0;
+	const char *name;
+	json_t *code;
+	json_object_foreach(scripts, name, code)
+	{
+		if (n < sizeof src / sizeof src[0] && json_is_string(code))
+			src[n++] = (struct hf_script_src){
+			    name, json_string_value(code),
+			    json_string_length(code)};
+	}
+	struct hf_diags diags = {0};
+	wf = hf_workflow_parse_stored((const char *)sqlite3_column_text(st, 0),
+				      (const char *)sqlite3_column_text(st, 1),
+				      (size_t)sqlite3_column_bytes(st, 1), NULL,
+				      src, n, &diags);
+	hf_diags_release(&diags);
+	if (wf && (!wf->version || strcmp(wf->version, version) != 0)) {
+		hf_workflow_unref(wf);
+		wf = NULL;
+	}
+done:
+	json_decref(scripts);
+	sqlite3_finalize(st);
+	return wf;
+}
+
+static struct hf_workflow *find_version(sqlite3 *db, const char *version,
+					struct version_cache *vc)
+{
+	for (size_t i = 0; i < vc->n; i++)
+		if (strcmp(vc->items[i].version, version) == 0)
+			return vc->items[i].wf;
+	struct hf_workflow *wf = parse_version(db, version);
+	if (vc->n < sizeof vc->items / sizeof vc->items[0] &&
+	    strlen(version) < sizeof vc->items[0].version) {
+		snprintf(vc->items[vc->n].version,
+			 sizeof vc->items[vc->n].version, "%s", version);
+		vc->items[vc->n++].wf = wf;
+	} else {
+		/* Not cached: the run takes the only reference. */
+		hf_workflow_unref(wf);
+		wf = NULL;
+	}
+	return wf;
+}
+
+/* Rebuilds the in-memory run for a row of runs, or NULL when its event is gone.
+ * The run gets the workflow version it was stored with when that version is in
+ * workflow_versions, else the current workflow of the same name. */
+static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
+			       sqlite3_stmt *st,
+			       const struct hf_workflow_set *set,
+			       struct version_cache *vc)
+{
+	const char *event_id = (const char *)sqlite3_column_text(st, 1);
+	const char *wf_name = (const char *)sqlite3_column_text(st, 2);
+	const char *version = (const char *)sqlite3_column_text(st, 11);
+	struct hf_workflow *wf = hf_workflow_set_find(set, wf_name);
+	if (version && (!wf || !wf->version || strcmp(wf->version, version))) {
+		struct hf_workflow *old = find_version(db, version, vc);
+		if (old)
+			wf = old;
+		else if (wf)
+			hf_log(HF_LOG_WARN,
+			       "run %s: workflow '%s' version %.12s is not "
+			       "stored: it resumes with the current version",
+			       (const char *)sqlite3_column_text(st, 0),
+			       wf_name, version);
+	}
+	struct hf_event *ev = hf_sqlite_load_event(s, event_id);
+	if (!ev)
+		return NULL;
+	struct hf_run *run = NULL;
+	if (wf) {
+		run = hf_run_new(ev, wf);
+	} else {
+		/* The workflow is gone: the run is failed by the caller. */
+		run = hf_xcalloc(1, sizeof *run);
+		run->event = hf_event_ref(ev);
+		run->outputs = json_object();
+		run->error =
+		    hf_xasprintf("workflow '%s' no longer exists", wf_name);
+	}
+	hf_event_unref(ev);
+	snprintf(run->id, sizeof run->id, "%s",
+		 (const char *)sqlite3_column_text(st, 0));
+	run->status =
+	    hf_run_status_parse((const char *)sqlite3_column_text(st, 3));
+	run->attempt = sqlite3_column_int(st, 4);
+	run->created_at = sqlite3_column_int64(st, 5);
+	run->started_at = sqlite3_column_int64(st, 6);
+	run->next_step = (size_t)sqlite3_column_int64(st, 7);
+	run->step_attempt = sqlite3_column_int(st, 8);
+	run->due_at = sqlite3_column_int64(st, 9);
+	if (sqlite3_column_type(st, 10) != SQLITE_NULL)
+		run->lane =
+		    hf_xstrdup((const char *)sqlite3_column_text(st, 10));
+	/* Outputs of the steps already done. */
+	sqlite3_stmt *q = NULL;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT step_id, output FROM steps WHERE"
+			       " run_id = ?1 AND status = 'succeeded'",
+			       -1, &q, NULL) == SQLITE_OK) {
+		bind_text(q, 1, run->id);
+		while (sqlite3_step(q) == SQLITE_ROW)
+			json_object_set_new(
+			    run->outputs,
+			    (const char *)sqlite3_column_text(q, 0),
+			    col_json(q, 1));
+	}
+	sqlite3_finalize(q);
+	return run;
+}
+
+int hf_sqlite_load_pending(struct hf_store *s,
+			   const struct hf_workflow_set *set,
+			   bool only_unclaimed,
+			   void (*fn)(struct hf_run *run, void *arg), void *arg)
+{
+	struct hf_sqlite_store *q = sq(s);
+	sqlite3 *db = hf_sqlite_reader_take(q);
+	sqlite3_stmt *st = NULL;
+	int n = 0;
+	if (!db)
+		return -1;
+	/* In insertion order (rowid), which is arrival order: the lanes of
+	 * `concurrency:` fill up again as they were. */
+	const char *sql =
+	    only_unclaimed
+		? "SELECT id, event_id, workflow, status, attempt,"
+		  " created_at, started_at, next_step, step_attempt,"
+		  " due_at, lane, version FROM runs WHERE status IN"
+		  " ('queued','running') AND claimed = 0 ORDER BY rowid"
+		: "SELECT id, event_id, workflow, status, attempt,"
+		  " created_at, started_at, next_step, step_attempt,"
+		  " due_at, lane, version FROM runs WHERE status IN"
+		  " ('queued','running') ORDER BY rowid";
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		hf_sqlite_reader_give(q, db);
+		return -1;
+	}
+	struct hf_run *list = NULL, **tail = &list;
+	struct version_cache vc = {0};
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		struct hf_run *run = load_run(s, db, st, set, &vc);
+		if (!run)
+			continue;
+		/* After a crash (or a drain that timed out), the next step of a
+		 * run not waiting for a retry may have been in flight,
+		 * committed or not: it runs again as a later try, so that
+		 * run.attempt > 1 tells the script it may be a repeat (a run
+		 * waiting for a retry is at attempt > 1 already). After a clean
+		 * stop nothing was in flight. */
+		if (!only_unclaimed && q->unclean && run->due_at == 0)
+			run->step_attempt++;
+		*tail = run;
+		tail = &run->next;
+		n++;
+	}
+	sqlite3_finalize(st);
+	for (size_t i = 0; i < vc.n; i++)
+		hf_workflow_unref(vc.items[i].wf);
+	hf_sqlite_reader_give(q, db);
+	if (only_unclaimed && list) {
+		pthread_mutex_lock(&q->wlock);
+		for (struct hf_run *r = list; r; r = r->next) {
+			sqlite3_stmt *u = NULL;
+			if (sqlite3_prepare_v2(q->wdb,
+					       "UPDATE runs SET claimed = 1"
+					       " WHERE id = ?1",
+					       -1, &u, NULL) == SQLITE_OK) {
+				bind_text(u, 1, r->id);
+				sqlite3_step(u);
+			}
+			sqlite3_finalize(u);
+		}
+		pthread_mutex_unlock(&q->wlock);
+	}
+	while (list) {
+		struct hf_run *next = list->next;
+		list->next = NULL;
+		fn(list, arg);
+		list = next;
+	}
+	return n;
+}
+
+int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
+			struct hf_error *err)
+{
+	struct hf_sqlite_store *q = sq(s);
+	int rc = -1;
+	sqlite3_stmt *st = NULL;
+	pthread_mutex_lock(&q->wlock);
+	if (sqlite3_prepare_v2(q->wdb,
+			       "UPDATE runs SET status = 'queued', attempt ="
+			       " attempt + 1, step_attempt = 1, due_at = 0,"
+			       " error = NULL, finished_at = NULL, claimed = 0,"
+			       " started_at = NULL"
+			       " WHERE id = ?1 AND status = 'failed'",
+			       -1, &st, NULL) != SQLITE_OK)
+		goto done;
+	bind_text(st, 1, run_id);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		hf_error_set(err, NULL, 0, 0, "cannot retry: %s",
+			     sqlite3_errmsg(q->wdb));
+		goto done;
+	}
+	if (sqlite3_changes(q->wdb) == 0) {
+		hf_error_set(err, NULL, 0, 0,
+			     "run '%s' does not exist or has not failed",
+			     run_id);
+		goto done;
+	}
+	rc = 0;
+done:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&q->wlock);
+	return rc;
+}
+
+int hf_sqlite_prune(struct hf_store *s, int64_t before, int limit)
+{
+	struct hf_sqlite_store *q = sq(s);
+	assert(sq_applying(q)); /* through HF_W_CALL */
+	/* The rows of one batch are picked once (steps go with their runs,
+	 * attempts with their deliveries). Run and event ids begin with their
+	 * creation time (hf_id_new), so "created before" is a range of the
+	 * primary key: a batch reads old rows, not the whole table. An event
+	 * goes only once no run refers to it (a replay may still be queued). */
+	static const char *sql[] = {
+	    "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id TEXT PRIMARY KEY)",
+	    "DELETE FROM prune_ids",
+	    "INSERT INTO prune_ids SELECT id FROM runs WHERE id < ?3 AND"
+	    " finished_at < ?1 AND status IN ('succeeded','failed') LIMIT ?2",
+	    "DELETE FROM steps WHERE run_id IN prune_ids",
+	    "DELETE FROM runs WHERE id IN prune_ids",
+	    "DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE"
+	    " id < ?4 AND received_at < ?1 AND NOT EXISTS (SELECT 1 FROM"
+	    " runs r WHERE r.event_id = e.id) LIMIT ?2)",
+	    "DELETE FROM prune_ids",
+	    "INSERT INTO prune_ids SELECT id FROM deliveries WHERE"
+	    " updated_at < ?1 AND status IN ('delivered','failed') LIMIT ?2",
+	    "DELETE FROM delivery_attempts WHERE delivery_id IN prune_ids",
+	    "DELETE FROM deliveries WHERE id IN prune_ids",
+	    "DELETE FROM dedupe WHERE (workflow, key) IN (SELECT workflow,"
+	    " key FROM dedupe WHERE created_at < ?1 LIMIT ?2)",
+	};
+	char run_max[32], ev_max[32];
+	unsigned long long t = (unsigned long long)(before > 0 ? before : 0);
+	snprintf(run_max, sizeof run_max, "run_%012llx", t & 0xffffffffffffULL);
+	snprintf(ev_max, sizeof ev_max, "ev_%012llx", t & 0xffffffffffffULL);
+	int total = 0;
+	for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+		sqlite3_stmt *st = NULL;
+		if (sqlite3_prepare_v2(q->wdb, sql[i], -1, &st, NULL) !=
+		    SQLITE_OK) {
+			hf_log(HF_LOG_WARN, "prune: %s",
+			       sqlite3_errmsg(q->wdb));
+			return -1;
+		}
+		int np = sqlite3_bind_parameter_count(st);
+		if (np >= 1)
+			sqlite3_bind_int64(st, 1, before);
+		if (np >= 2)
+			sqlite3_bind_int(st, 2, limit);
+		if (np >= 3)
+			bind_text(st, 3, run_max);
+		if (np >= 4)
+			bind_text(st, 4, ev_max);
+		int rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return -1;
+		if (strncmp(sql[i], "DELETE FROM prune_ids", 21) != 0 &&
+		    strncmp(sql[i], "DELETE", 6) == 0)
+			total += sqlite3_changes(q->wdb);
+	}
+	return total;
+}
+
+int hf_sqlite_retry_delivery(struct hf_store *s, const char *id)
+{
+	struct hf_sqlite_store *q = sq(s);
+	assert(sq_applying(q)); /* through HF_W_CALL */
+	int rc = -1;
+	sqlite3_stmt *st = NULL;
+	int64_t now = hf_now_ms();
+	if (sqlite3_prepare_v2(q->wdb,
+			       "UPDATE deliveries SET status = 'pending',"
+			       " next_at = ?2, updated_at = ?2, max_attempts ="
+			       " MAX(max_attempts, attempts + 1) WHERE id = ?1"
+			       " AND status != 'delivered'",
+			       -1, &st, NULL) != SQLITE_OK)
+		goto done;
+	bind_text(st, 1, id);
+	sqlite3_bind_int64(st, 2, now);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto done;
+	if (sqlite3_changes(q->wdb) > 0) {
+		rc = 0;
+		goto done;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(q->wdb, "SELECT 1 FROM deliveries WHERE id = ?1",
+			       -1, &st, NULL) != SQLITE_OK)
+		goto done;
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st) == SQLITE_ROW ? HF_STORE_CONFLICT
+					    : HF_STORE_NOT_FOUND;
+done:
+	sqlite3_finalize(st);
+	return rc;
+}
