@@ -94,7 +94,7 @@ static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
 		sqlite3_close(db);
 		return NULL;
 	}
-	sqlite3_busy_timeout(db, 5000);
+	sqlite3_busy_timeout(db, HF_STATE_BUSY_TIMEOUT_MS);
 	char sql[256];
 	snprintf(sql, sizeof sql,
 		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
@@ -129,7 +129,7 @@ void hf_sqlite_reader_give(struct hf_sqlite_store *q, sqlite3 *db)
 	if (!db)
 		return;
 	pthread_mutex_lock(&q->pool_lock);
-	if (q->nreaders < READER_POOL) {
+	if (q->nreaders < HF_STATE_READERS) {
 		q->readers[q->nreaders++] = db;
 		db = NULL;
 	}

@@ -6,6 +6,7 @@
 #ifndef HF_STORE_SQLITE_H
 #define HF_STORE_SQLITE_H
 
+#include "hf_limits.h"
 #include "store_int.h"
 
 #include <pthread.h>
@@ -27,11 +28,6 @@ enum stmt_id {
 	ST_INSERT_VERSION,
 	ST_COUNT,
 };
-
-#define READER_POOL 8
-/* Workflow versions known to be in workflow_versions (writer's, under wlock).
- */
-#define VERSION_CACHE 32
 
 struct hf_sqlite_store {
 	struct hf_store base; /* first: the ops table */
@@ -60,14 +56,15 @@ struct hf_sqlite_store {
 	bool applying;
 
 	pthread_mutex_t pool_lock;
-	sqlite3 *readers[READER_POOL];
+	sqlite3 *readers[HF_STATE_READERS];
 	int nreaders;
 	int data_version;
 
 	struct hf_store_stats stats;
 
-	char versions[VERSION_CACHE][72];
-	unsigned nversions; /* ring: next slot = nversions % VERSION_CACHE */
+	char versions[HF_STATE_VERSION_CACHE][72];
+	unsigned nversions; /* ring: next slot = nversions %
+			       HF_STATE_VERSION_CACHE */
 	/* The previous server did not stop cleanly (read at open). */
 	bool unclean;
 	/* This one did: every step finished (set by hf_store_set_clean_stop).

@@ -98,7 +98,8 @@ static int store_version(struct hf_sqlite_store *q,
 {
 	if (!wf->version || !wf->source)
 		return 0;
-	for (unsigned i = 0; i < VERSION_CACHE && i < q->nversions; i++)
+	for (unsigned i = 0; i < HF_STATE_VERSION_CACHE && i < q->nversions;
+	     i++)
 		if (strcmp(q->versions[i], wf->version) == 0)
 			return 0;
 	json_t *scripts = json_object();
@@ -127,7 +128,7 @@ static int store_version(struct hf_sqlite_store *q,
 		return -1;
 	/* Cached before the commit: a rolled-back batch forgets the row, so
 	 * the cache is cleared then (apply_batch). */
-	snprintf(q->versions[q->nversions++ % VERSION_CACHE],
+	snprintf(q->versions[q->nversions++ % HF_STATE_VERSION_CACHE],
 		 sizeof q->versions[0], "%s", wf->version);
 	return 0;
 }

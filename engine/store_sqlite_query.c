@@ -11,6 +11,7 @@
  *
  * Neighbours: store_sqlite.c (the pool, the schema), store_sqlite.h. */
 #include "hf_body.h"
+#include "hf_limits.h"
 #include "hf_verify.h"
 #include "store_sqlite.h"
 
@@ -122,7 +123,7 @@ json_t *hf_sqlite_runs_json(struct hf_store *s, const char *workflow,
 		goto done;
 	bind_text(st, 1, workflow);
 	bind_text(st, 2, status);
-	sqlite3_bind_int(st, 3, limit > 0 ? limit : 50);
+	sqlite3_bind_int(st, 3, limit > 0 ? limit : HF_LIST_DEFAULT_RUNS);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(runs, run_row(db, st));
 done:
@@ -228,7 +229,7 @@ json_t *hf_sqlite_deliveries_json(struct hf_store *s, const char *status,
 				      -1, &st, NULL) != SQLITE_OK)
 		goto done;
 	bind_text(st, 1, status);
-	sqlite3_bind_int(st, 2, limit > 0 ? limit : 100);
+	sqlite3_bind_int(st, 2, limit > 0 ? limit : HF_LIST_DEFAULT_DELIVERIES);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(list, delivery_row(st));
 done:

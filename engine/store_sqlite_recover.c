@@ -15,6 +15,7 @@
  *
  * Neighbours: store_sqlite.c, store_sqlite_query.c (hf_sqlite_load_event),
  * workflow.c (hf_workflow_parse_stored). */
+#include "hf_limits.h"
 #include "store_sqlite.h"
 
 #include <assert.h>
@@ -94,13 +95,14 @@ static struct hf_workflow *parse_version(sqlite3 *db, const char *version)
 	if (sqlite3_step(st) != SQLITE_ROW)
 		goto done;
 	scripts = col_json(st, 2);
-	struct hf_script_src src[64];
 	size_t n = 0;
+	struct hf_script_src *src =
+	    hf_xcalloc(json_object_size(scripts) + 1, sizeof *src);
 	const char *name;
 	json_t *code;
 	json_object_foreach(scripts, name, code)
 	{
-		if (n < sizeof src / sizeof src[0] && json_is_string(code))
+		if (json_is_string(code))
 			src[n++] = (struct hf_script_src){
 			    name, json_string_value(code),
 			    json_string_length(code)};
@@ -110,6 +112,7 @@ static struct hf_workflow *parse_version(sqlite3 *db, const char *version)
 				      (const char *)sqlite3_column_text(st, 1),
 				      (size_t)sqlite3_column_bytes(st, 1), NULL,
 				      src, n, &diags);
+	free(src);
 	hf_diags_release(&diags);
 	if (wf && (!wf->version || strcmp(wf->version, version) != 0)) {
 		hf_workflow_unref(wf);

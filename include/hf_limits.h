@@ -345,4 +345,26 @@
 #define HF_LUA_FULL_GC_EVERY 16
 #endif
 
+/* The state database: read connections kept for the API, the CLI and the
+ * outbox (more readers at once open and close their own); workflow versions
+ * the writer remembers as already stored; how long a connection waits for
+ * another process's lock (the CLI writing while a server runs). */
+#ifndef HF_STATE_READERS
+#define HF_STATE_READERS 8
+#endif
+#ifndef HF_STATE_VERSION_CACHE
+#define HF_STATE_VERSION_CACHE 32
+#endif
+#ifndef HF_STATE_BUSY_TIMEOUT_MS
+#define HF_STATE_BUSY_TIMEOUT_MS 5000
+#endif
+/* Rows listed by /api/runs and /api/deliveries (and the CLI) without a
+ * `limit`. */
+#ifndef HF_LIST_DEFAULT_RUNS
+#define HF_LIST_DEFAULT_RUNS 50
+#endif
+#ifndef HF_LIST_DEFAULT_DELIVERIES
+#define HF_LIST_DEFAULT_DELIVERIES 100
+#endif
+
 #endif
