@@ -286,7 +286,10 @@ def test_concurrency_lanes_order_and_limit(server):
         if w == "start":
             starts.append(n)
     assert most == 2
-    assert starts == [1, 2, 3, 4]
+    # Admitted in arrival order: 1 and 2 first, 3 and 4 as slots free up. Two
+    # runs admitted together start on two workers, which may log in either
+    # order (asserting [1, 2, 3, 4] failed under load).
+    assert sorted(starts[:2]) == [1, 2] and sorted(starts[2:]) == [3, 4]
 
 
 def test_recovered_lanes_keep_arrival_order(server):
