@@ -1,16 +1,16 @@
-/* server.c - `hookflow serve`: wires the store, scheduler, workers, ingest and
- * outbox together; recovers pending runs at start; reloads workflows on SIGHUP
- * or when the workflows directory changes; picks up runs that the CLI created;
- * prunes old history; drains on SIGTERM/SIGINT.
+/* server.c - the server's lifecycle (hf_server_run, which `hookflow serve` in
+ * cmd_serve.c calls with its parsed options): wires the store, scheduler,
+ * workers, ingest and outbox together; recovers pending runs at start; reloads
+ * workflows on SIGHUP or when the workflows directory changes; picks up runs
+ * that the CLI created; prunes old history; drains on SIGTERM/SIGINT. The
+ * command line itself is not parsed here.
  *
  * The main thread only waits for signals and does this housekeeping once a
  * second: everything else runs on the modules' own threads. */
-#include "hf_cli.h"
 #include "hf_ingest.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_outbox.h"
-#include "hf_verify.h"
 #include "hf_worker.h"
 
 #include <dirent.h>
@@ -303,136 +303,20 @@ static void store_flush(struct hf_store *store, int64_t timeout_ms)
 	}
 }
 
-static char *getenv_flag(const char *name)
+/* Prints a failure to start, as "hookflow: MSG". */
+static void start_error(const struct hf_error *err)
 {
-	char env[128] = "HOOKFLOW_";
-	size_t n = strlen(env);
-	for (const char *p = name; *p && n + 1 < sizeof env; p++)
-		env[n++] = *p == '-'
-			       ? '_'
-			       : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-	env[n] = '\0';
-	return getenv(env);
+	char line[2048];
+	hf_error_format(err, line, sizeof line);
+	fprintf(stderr, "hookflow: %s\n", line);
 }
 
-int hf_cmd_serve(int argc, char **argv)
+/* The workflows, the store, the scheduler, the workers (with the runs left
+ * unfinished), the outbox. Returns 0, or 1 after printing why not. */
+static int start_core(struct hf_server *srv)
 {
-	struct hf_flag flags[] = {
-	    {"listen", true},	     {"workflows", true},
-	    {"scripts", true},	     {"state", true},
-	    {"data", true},	     {"workers", true},
-	    {"max-body", true},	     {"admin-token", true},
-	    {"sync", true},	     {"max-queue", true},
-	    {"drain-timeout", true}, {"retain", true},
-	    {"http-threads", true},  {"data-sync", true},
-	    {"log-format", true},
-	};
-	size_t nflags = sizeof flags / sizeof flags[0];
-	size_t npos = 0;
-	const char *pos[1];
-	int rc = hf_flags_parse("serve", argc, argv, 2, flags, nflags, pos, 0,
-				&npos);
-	if (rc)
-		return rc;
-	const char *v[sizeof flags / sizeof flags[0]];
-	for (size_t i = 0; i < nflags; i++)
-		v[i] = flags[i].value ? flags[i].value
-				      : getenv_flag(flags[i].name);
-
-	struct hf_server *srv = hf_xcalloc(1, sizeof *srv);
 	struct hf_options *o = &srv->opt;
-	o->listen = hf_xstrdup(v[0] ? v[0] : "127.0.0.1:8080");
-	o->workflows_dir = hf_xstrdup(v[1] ? v[1] : "./workflows");
-	o->scripts_dir = hf_xstrdup(v[2] ? v[2] : "./scripts");
-	o->state_path = hf_xstrdup(v[3] ? v[3] : "./hookflow.db");
-	o->data_path = hf_xstrdup(v[4] ? v[4] : "./data.db");
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	o->workers =
-	    v[5] ? (int)strtol(v[5], NULL, 10) : (int)(ncpu > 0 ? ncpu : 2);
-	o->max_body = HF_DEFAULT_MAX_BODY;
-	o->sync_full = true;
-	o->max_queue = HF_MAX_QUEUE;
-	o->drain_timeout_ms = HF_DRAIN_TIMEOUT_MS;
-	o->http_threads = v[12] ? (int)strtol(v[12], NULL, 10) : 2;
-	rc = 2;
-	if (v[13] && strcmp(v[13], "full") != 0 &&
-	    strcmp(v[13], "normal") != 0) {
-		fprintf(
-		    stderr,
-		    "hookflow serve: --data-sync must be 'full' or 'normal'\n");
-		goto out;
-	}
-	o->data_sync_full = v[13] && strcmp(v[13], "full") == 0;
-	if (v[14] && hf_log_format_parse(v[14]) < 0) {
-		fprintf(stderr, "hookflow serve: --log-format must be text, "
-				"logfmt or json\n");
-		goto out;
-	}
-	hf_log_set_format(v[14] ? (enum hf_log_format)hf_log_format_parse(v[14])
-				: HF_LOG_TEXT);
-	if (o->workers < 1 || o->workers > 256) {
-		fprintf(stderr, "hookflow serve: --workers must be 1..256\n");
-		goto out;
-	}
-	if (v[6] &&
-	    (hf_parse_size(v[6], &o->max_body) < 0 || o->max_body < 1)) {
-		fprintf(stderr,
-			"hookflow serve: invalid --max-body '%s' (expected "
-			"e.g. 64KiB, 1MiB)\n",
-			v[6]);
-		goto out;
-	}
-	if (v[8] && strcmp(v[8], "full") != 0 && strcmp(v[8], "normal") != 0) {
-		fprintf(stderr,
-			"hookflow serve: --sync must be 'full' or 'normal'\n");
-		goto out;
-	}
-	o->sync_full = !v[8] || strcmp(v[8], "full") == 0;
-	if (v[9]) {
-		char *end;
-		o->max_queue = strtoll(v[9], &end, 10);
-		if (*end || o->max_queue < 1) {
-			fprintf(stderr,
-				"hookflow serve: invalid --max-queue '%s'\n",
-				v[9]);
-			goto out;
-		}
-	}
-	if (v[10] && hf_parse_duration(v[10], &o->drain_timeout_ms) < 0) {
-		fprintf(stderr,
-			"hookflow serve: invalid --drain-timeout '%s' "
-			"(expected e.g. 30s)\n",
-			v[10]);
-		goto out;
-	}
-	if (v[11] && hf_parse_duration(v[11], &o->retain_ms) < 0) {
-		fprintf(stderr,
-			"hookflow serve: invalid --retain '%s' (expected e.g. "
-			"30d)\n",
-			v[11]);
-		goto out;
-	}
-	if (v[7] && *v[7]) {
-		o->admin_token = hf_xstrdup(v[7]);
-	} else {
-		unsigned char raw[24];
-		char hex[49];
-		if (hf_random_bytes(raw, sizeof raw) < 0) {
-			fprintf(stderr,
-				"hookflow: no randomness for a token\n");
-			goto out;
-		}
-		for (size_t i = 0; i < sizeof raw; i++)
-			snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-		o->admin_token = hf_xstrdup(hex);
-		hf_log(HF_LOG_INFO, "admin token: %s", hex);
-	}
-
-	rc = 1;
 	struct hf_error err = {0};
-	char line[2048];
-	pthread_mutex_init(&srv->snap_lock, NULL);
-	srv->started_at = hf_now_ms();
 	struct hf_diags diags = {0};
 	struct hf_workflow_set *set = hf_workflow_set_load(
 	    o->workflows_dir, o->scripts_dir, NULL, &diags);
@@ -442,7 +326,7 @@ int hf_cmd_serve(int argc, char **argv)
 		fprintf(stderr,
 			"hookflow: cannot read workflows directory '%s'\n",
 			o->workflows_dir);
-		goto out;
+		return 1;
 	}
 	srv->snap = hf_snapshot_new(set);
 	hf_log(HF_LOG_INFO, "loaded %zu workflow%s from %s", set->n,
@@ -450,9 +334,8 @@ int hf_cmd_serve(int argc, char **argv)
 
 	srv->store = hf_store_open(o->state_path, o->sync_full, true, &err);
 	if (!srv->store) {
-		hf_error_format(&err, line, sizeof line);
-		fprintf(stderr, "hookflow: %s\n", line);
-		goto out;
+		start_error(&err);
+		return 1;
 	}
 	srv->sched = hf_sched_create();
 	struct hf_luart_config cfg = {
@@ -462,9 +345,8 @@ int hf_cmd_serve(int argc, char **argv)
 	};
 	srv->workers = hf_workers_start(srv, o->workers, &cfg, &err);
 	if (!srv->workers) {
-		hf_error_format(&err, line, sizeof line);
-		fprintf(stderr, "hookflow: %s\n", line);
-		goto out;
+		start_error(&err);
+		return 1;
 	}
 	int recovered = hf_store_load_pending(srv->store, srv->snap->set, false,
 					      requeue, srv);
@@ -474,11 +356,16 @@ int hf_cmd_serve(int argc, char **argv)
 	hf_store_changed(srv->store);
 	srv->outbox = hf_outbox_start(srv, &err);
 	if (!srv->outbox) {
-		hf_error_format(&err, line, sizeof line);
-		fprintf(stderr, "hookflow: %s\n", line);
-		goto out;
+		start_error(&err);
+		return 1;
 	}
+	return 0;
+}
 
+/* The signal handlers and the listener. Returns 0, or 1 after printing why
+ * not. */
+static int start_listening(struct hf_server *srv)
+{
 	/* Signals are handled before the listening line, so that a supervisor
 	 * that signals as soon as it reads the line is heard. */
 	struct sigaction sa = {0};
@@ -488,20 +375,27 @@ int hf_cmd_serve(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	int port = 0;
+	struct hf_error err = {0};
 	srv->ingest = hf_ingest_start(srv, &port, &err);
 	if (!srv->ingest) {
-		hf_error_format(&err, line, sizeof line);
-		fprintf(stderr, "hookflow: %s\n", line);
-		goto out;
+		start_error(&err);
+		return 1;
 	}
 	char host[256];
-	snprintf(host, sizeof host, "%s", o->listen);
+	snprintf(host, sizeof host, "%s", srv->opt.listen);
 	char *colon = strrchr(host, ':');
 	if (colon)
 		*colon = '\0';
 	hf_log(HF_LOG_INFO, "listening on http://%s:%d",
 	       host[0] ? host : "127.0.0.1", port);
+	return 0;
+}
 
+/* Once a second until SIGTERM or SIGINT: reload on SIGHUP or a change of the
+ * workflows or scripts, pick up runs that the CLI created, prune. */
+static void housekeeping(struct hf_server *srv)
+{
+	const struct hf_options *o = &srv->opt;
 	unsigned long long stamp =
 	    dir_stamp(o->workflows_dir) ^ dir_stamp(o->scripts_dir);
 	int64_t next_prune = 0;
@@ -530,7 +424,13 @@ int hf_cmd_serve(int argc, char **argv)
 			next_prune = hf_mono_ms() + every;
 		}
 	}
+}
 
+/* Stops taking work and lets the running steps finish, within
+ * --drain-timeout. Does not return when a step is stuck past it. */
+static void drain(struct hf_server *srv)
+{
+	const struct hf_options *o = &srv->opt;
 	hf_log(HF_LOG_INFO, "shutting down: draining (up to %lldms)",
 	       (long long)o->drain_timeout_ms);
 	int64_t deadline = hf_mono_ms() + o->drain_timeout_ms;
@@ -560,8 +460,12 @@ int hf_cmd_serve(int argc, char **argv)
 	srv->workers = NULL;
 	/* Every step finished: the next start need not suspect repeats. */
 	hf_store_set_clean_stop(srv->store);
-	rc = 0;
-out:
+}
+
+/* Stops whatever is still running and frees srv. */
+static void teardown(struct hf_server *srv)
+{
+	struct hf_options *o = &srv->opt;
 	if (srv->ingest)
 		hf_ingest_stop(srv->ingest, 0);
 	if (srv->sched)
@@ -580,8 +484,30 @@ out:
 	free(o->state_path);
 	free(o->data_path);
 	free(o->admin_token);
-	if (srv->snap)
-		pthread_mutex_destroy(&srv->snap_lock);
+	pthread_mutex_destroy(&srv->snap_lock);
 	free(srv);
+}
+
+int hf_server_run(const struct hf_options *opt)
+{
+	struct hf_server *srv = hf_xcalloc(1, sizeof *srv);
+	struct hf_options *o = &srv->opt;
+	*o = *opt;
+	o->listen = hf_xstrdup(opt->listen);
+	o->workflows_dir = hf_xstrdup(opt->workflows_dir);
+	o->scripts_dir = hf_xstrdup(opt->scripts_dir);
+	o->state_path = hf_xstrdup(opt->state_path);
+	o->data_path = hf_xstrdup(opt->data_path);
+	o->admin_token = hf_xstrdup(opt->admin_token);
+	pthread_mutex_init(&srv->snap_lock, NULL);
+	srv->started_at = hf_now_ms();
+	int rc = start_core(srv);
+	if (rc == 0)
+		rc = start_listening(srv);
+	if (rc == 0) {
+		housekeeping(srv);
+		drain(srv);
+	}
+	teardown(srv);
 	return rc;
 }

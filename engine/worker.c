@@ -8,6 +8,7 @@
  * once, and `run.attempt` tells a script it is a repeat. */
 #include "hf_limits.h"
 #include "hf_metrics.h"
+#include "hf_ops.h"
 #include "hf_outbox.h"
 #include "hf_worker.h"
 
@@ -15,7 +16,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 struct worker {
@@ -35,84 +35,6 @@ struct hf_workers {
 	atomic_int busy;
 	atomic_int running; /* threads not yet exited */
 };
-
-int64_t hf_step_budget(const struct hf_run *run, int64_t now)
-{
-	const struct hf_step *step = &run->wf->steps[run->next_step];
-	int64_t start = run->started_at ? run->started_at : now;
-	int64_t left = start + run->wf->timeout_ms - now;
-	if (left <= 0)
-		return 0;
-	return step->timeout_ms < left ? step->timeout_ms : left;
-}
-
-/* Exponential backoff with jitter: the n-th retry waits a random time between
- * half and all of min(max_backoff, backoff * 2^(n-1)), so that retries of many
- * runs spread out but never come back immediately. */
-static int64_t backoff(const struct hf_step *step, int retry)
-{
-	double d = (double)step->retry_backoff_ms;
-	for (int i = 1; i < retry && d < (double)step->retry_max_backoff_ms;
-	     i++)
-		d *= 2;
-	if (d > (double)step->retry_max_backoff_ms)
-		d = (double)step->retry_max_backoff_ms;
-	unsigned r = 0;
-	if (getrandom(&r, sizeof r, 0) != sizeof r)
-		r = (unsigned)time(NULL);
-	return (int64_t)(d / 2 + (d / 2) * ((double)r / 4294967295.0));
-}
-
-/* Keeps the first line of a step's error for the run's error. */
-static char *first_line(const char *s)
-{
-	size_t n = strcspn(s ? s : "", "\n");
-	return hf_xstrndup(s ? s : "", n);
-}
-
-bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
-		    int64_t now)
-{
-	const struct hf_step *step = &run->wf->steps[run->next_step];
-	run->due_at = 0;
-	switch (res->status) {
-	case HF_STEP_SUCCEEDED:
-		json_object_set(run->outputs, step->id, res->output);
-		json_decref(run->last_output);
-		run->last_output = json_incref(res->output);
-		run->next_step++;
-		run->step_attempt = 1;
-		break;
-	case HF_STEP_SKIPPED:
-		run->next_step++;
-		run->step_attempt = 1;
-		break;
-	case HF_STEP_FAILED:
-		if (run->step_attempt < step->retry_attempts) {
-			run->step_attempt++;
-			run->due_at =
-			    now + backoff(step, run->step_attempt - 1);
-			return false;
-		}
-		if (step->continue_on_error) {
-			run->next_step++;
-			run->step_attempt = 1;
-			break;
-		}
-		free(run->error);
-		char *line = first_line(res->error);
-		run->error =
-		    hf_xasprintf("step '%s' failed: %s", step->id, line);
-		free(line);
-		run->status = HF_RUN_FAILED;
-		return true;
-	}
-	if (run->next_step >= run->wf->nsteps) {
-		run->status = HF_RUN_SUCCEEDED;
-		return true;
-	}
-	return false;
-}
 
 /* A worker does not wait for each commit (that would cap it at one step per
  * fsync) but keeps at most HF_WORKER_INFLIGHT writes uncommitted: a crash
@@ -231,49 +153,37 @@ static void execute(struct worker *wk, struct hf_run *run)
 		commit_begin(wk);
 		hf_store_submit(srv->store, w);
 	}
-	int64_t budget = hf_step_budget(run, now);
-	if (budget <= 0) {
+	struct step_write *sw = hf_xcalloc(1, sizeof *sw);
+	sw->prev_step = run->next_step;
+	sw->prev_attempt = run->step_attempt;
+	sw->prev_status = run->status;
+	struct hf_ops_step done;
+	atomic_fetch_add(&wk->pool->busy, 1);
+	int rc = hf_ops_step(wk->rt, run, now, &sw->res, &done);
+	atomic_fetch_sub(&wk->pool->busy, 1);
+	if (rc < 0) {
+		free(sw);
 		char t[32];
 		snprintf(t, sizeof t, "%lldms", (long long)run->wf->timeout_ms);
 		fail_run(srv, run, hf_xasprintf("run timed out after %s", t));
 		return;
 	}
 
-	struct step_write *sw = hf_xcalloc(1, sizeof *sw);
-	sw->prev_step = run->next_step;
-	sw->prev_attempt = run->step_attempt;
-	sw->prev_status = run->status;
-	json_t *event = hf_event_to_lua_json(run->event);
-	struct hf_step_ctx ctx = {
-	    .wf = run->wf,
-	    .step = run->next_step,
-	    .event = event,
-	    .steps = run->outputs,
-	    .run_id = run->id,
-	    .attempt = run->step_attempt,
-	    .timeout_ms = budget,
-	};
-	atomic_fetch_add(&wk->pool->busy, 1);
-	hf_luart_run_step(wk->rt, &ctx, &sw->res);
-	atomic_fetch_sub(&wk->pool->busy, 1);
-	json_decref(event);
-
 	hf_metrics_step(hf_step_status_name(sw->res.status),
 			(double)(sw->res.finished_at - sw->res.started_at) /
 			    1000.0);
 	sw->w.kind = HF_W_STEP;
 	sw->w.run = run;
-	sw->w.step_index = run->next_step;
+	sw->w.step_index = done.index;
 	/* A skipped step was never tried. */
 	sw->w.step_attempts =
-	    sw->res.status == HF_STEP_SKIPPED ? 0 : run->step_attempt;
+	    sw->res.status == HF_STEP_SKIPPED ? 0 : done.attempt;
 	sw->w.result = &sw->res;
 	sw->w.done = step_written;
 	sw->w.ctx = srv;
 	sw->res.output_text =
 	    json_dumps(sw->res.output, JSON_COMPACT | JSON_ENCODE_ANY);
 	sw->res.logs_text = json_dumps(sw->res.logs, JSON_COMPACT);
-	hf_run_advance(run, &sw->res, hf_now_ms());
 	atomic_store(&run->step_pending, true);
 	sw->wk = wk;
 	commit_begin(wk);

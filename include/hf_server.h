@@ -56,6 +56,11 @@ struct hf_server {
 	int64_t started_at;   /* wall ms */
 };
 
+/* Runs a server with options opt (copied) until SIGTERM or SIGINT, then
+ * drains. Returns the exit status: 0 after a clean stop, 1 when it cannot
+ * start (after printing why). Called by `hookflow serve` (cmd_serve.c). */
+int hf_server_run(const struct hf_options *opt);
+
 /* Returns the current snapshot with a reference taken. */
 struct hf_snapshot *hf_server_snapshot(struct hf_server *srv);
 void hf_snapshot_unref(struct hf_snapshot *snap); /* accepts NULL */

@@ -22,13 +22,6 @@ int hf_workers_stop(struct hf_workers *w, int64_t timeout_ms);
 /* Steps executing right now. */
 int hf_workers_busy(struct hf_workers *w);
 
-/* Decides a run's next state after a step (shared with `hookflow run`): updates
- * run->next_step, step_attempt, due_at, status and error from res. Returns true
- * when the run is over. */
-bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
-		    int64_t now);
-/* The step's budget: its timeout, capped by what is left of the run's. Returns
- * <= 0 when the run's timeout has passed. */
-int64_t hf_step_budget(const struct hf_run *run, int64_t now);
+/* hf_run_advance and hf_step_budget, which a worker uses, are in hf_ops.h. */
 
 #endif

@@ -468,3 +468,33 @@ def test_run_shows_emits_without_sending(tmp_path):
     assert line["emits"] == [{"id": line["output"],
                               "url": "http://127.0.0.1:9/never",
                               "payload": {"ticket": 7}}]
+
+
+# --- option tables: checked numbers, generated --help ------------------------------------
+
+@pytest.mark.parametrize("flag", ["--workers", "--http-threads"])
+def test_serve_refuses_a_number_with_trailing_garbage(tmp_path, flag):
+    p = hf("serve", flag, "4x", "--state", tmp_path / "s.db", cwd=tmp_path, timeout=10)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert flag in p.stderr and "'4x'" in p.stderr and "integer" in p.stderr, p.stderr
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_serve_refuses_a_bad_number_from_the_environment(tmp_path):
+    env = dict(os.environ, HOOKFLOW_WORKERS="4x")
+    p = hf("serve", cwd=tmp_path, env=env, timeout=10)
+    assert p.returncode == 2 and "HOOKFLOW_WORKERS" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("cmd,flags", [
+    ("serve", ["--listen", "--workflows", "--scripts", "--state", "--data", "--workers",
+               "--max-body", "--admin-token", "--sync", "--max-queue", "--drain-timeout",
+               "--retain", "--http-threads", "--data-sync", "--log-format"]),
+    ("runs", ["--workflow", "--status", "--limit", "--json", "--state", "--follow"]),
+])
+def test_command_help_lists_its_options(cmd, flags):
+    p = hf(cmd, "--help", timeout=10)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(f"usage: hookflow {cmd}"), p.stdout
+    for flag in flags:
+        assert re.search(rf"^\s+{flag}\b", p.stdout, re.M), (flag, p.stdout)

@@ -1,0 +1,240 @@
+/* cmd_run.c - `hookflow run`: runs one workflow on an event read from a file,
+ * in this process and at once, printing each step's outcome as a line of JSON
+ * (and its logs on stderr). Nothing is stored and nothing is delivered: the
+ * deliveries a step emits are shown instead.
+ *
+ * The step context and the run's progress come from the operations layer
+ * (ops.c), as in the workers. Main thread. Neighbours: cli.c, flags.c,
+ * dispatch.c (if:), luart.c. */
+#include "cli_int.h"
+#include "hf_body.h"
+#include "hf_ops.h"
+#include "hf_server.h" /* dispatch's declarations (hf_dispatch) */
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { O_EVENT, O_HEADER, O_DATA, O_SCRIPTS, O_METHOD };
+
+static const struct hf_opt run_opts[] = {
+    {"event", O_EVENT, HF_OPT_STRING,
+     .help = "the request body to run on, a file", .meta = "FILE",
+     .flags = HF_OPT_REQUIRED},
+    {"header", O_HEADER, HF_OPT_REPEAT, .help = "a request header",
+     .meta = "'Name: value'"},
+    {"data", O_DATA, HF_OPT_STRING, "./data.db", .help = "the database of db.*",
+     .meta = "FILE", .flags = HF_OPT_ENV},
+    {"scripts", O_SCRIPTS, HF_OPT_STRING,
+     .help = "scripts directory (else the one beside the workflows)",
+     .meta = "DIR", .flags = HF_OPT_ENV},
+    {"method", O_METHOD, HF_OPT_STRING,
+     .help = "request method (else the workflow's first)", .meta = "METHOD"},
+};
+
+static const struct hf_cmd_spec run_spec = {
+    .cmd = "run",
+    .args = "WORKFLOW.yml",
+    .about =
+	"Runs one workflow on an event, here and now, without storing anything "
+	"or\ndelivering what it emits; prints each step as a line of JSON.",
+    .opts = run_opts,
+    .nopts = HF_COUNT(run_opts),
+    .minpos = 1,
+    .maxpos = 1,
+};
+
+static struct hf_workflow *load(const char *path, const char *scripts)
+{
+	struct hf_diags diags = {0};
+	struct hf_workflow *wf = hf_workflow_load(path, scripts, &diags);
+	hf_cli_print_diags(&diags, stderr);
+	hf_diags_release(&diags);
+	return wf;
+}
+
+/* Adds the --header values to ev. Returns 0, or 2 after printing a bad one. */
+static int add_headers(struct hf_event *ev, const struct hf_optval *h)
+{
+	for (size_t i = 0; i < h->n; i++) {
+		const char *colon = strchr(h->list[i], ':');
+		if (!colon) {
+			fprintf(stderr,
+				"hookflow run: --header '%s' is not 'Name: "
+				"value'\n",
+				h->list[i]);
+			return 2;
+		}
+		char *name =
+		    hf_xstrndup(h->list[i], (size_t)(colon - h->list[i]));
+		for (char *p = name; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		const char *val = colon + 1;
+		while (*val == ' ')
+			val++;
+		json_object_set_new(ev->headers, name, json_string(val));
+		free(name);
+	}
+	return 0;
+}
+
+/* The event: --event's body, --method (or the workflow's first method),
+ * --header. Returns 0 with *out, else 1 or 2 after printing why not. */
+static int make_event(const struct hf_workflow *wf, const struct hf_args *a,
+		      struct hf_event **out)
+{
+	const char *file = a->v[O_EVENT].str;
+	size_t blen = 0;
+	char *body = hf_read_file(file, &blen);
+	if (!body) {
+		fprintf(stderr, "hookflow run: cannot read '%s'\n", file);
+		return 1;
+	}
+	struct hf_event *ev = hf_event_new();
+	hf_id_new(ev->id, "ev");
+	char methods[64];
+	hf_methods_format(wf->methods, methods, sizeof methods);
+	methods[strcspn(methods, ",")] = '\0';
+	const char *method = a->v[O_METHOD].str;
+	ev->method = hf_xstrdup(method ? method : methods);
+	ev->path = hf_xstrdup(wf->path);
+	ev->query = json_object();
+	ev->headers = json_object();
+	ev->skipped = json_array();
+	ev->body = body;
+	ev->body_len = blen;
+	ev->received_at = hf_now_ms();
+	json_object_set_new(ev->headers, "content-type",
+			    json_string("application/json"));
+	int rc = add_headers(ev, &a->v[O_HEADER]);
+	char err[512];
+	enum hf_body_kind kind = hf_body_kind_of(
+	    json_string_value(json_object_get(ev->headers, "content-type")));
+	if (!rc && hf_body_decode(kind, body, blen, &ev->decoded, err,
+				  sizeof err) < 0) {
+		fprintf(stderr, "hookflow run: %s: %s\n", file, err);
+		rc = 1;
+	}
+	if (rc)
+		hf_event_unref(ev);
+	else
+		*out = ev;
+	return rc;
+}
+
+/* One step's outcome: its logs on stderr, a line of JSON on stdout. */
+static void print_step(const struct hf_workflow *wf,
+		       const struct hf_step_result *res,
+		       const struct hf_ops_step *done)
+{
+	const char *id = wf->steps[done->index].id;
+	for (size_t i = 0; i < json_array_size(res->logs); i++) {
+		json_t *l = json_array_get(res->logs, i);
+		fprintf(stderr, "[%s] %s: %s\n", id,
+			json_string_value(json_object_get(l, "level")),
+			json_string_value(json_object_get(l, "message")));
+	}
+	json_t *line = json_pack("{s:s,s:s,s:O,s:s?,s:i}", "step", id, "status",
+				 hf_step_status_name(res->status), "output",
+				 res->output ? res->output : json_null(),
+				 "error", res->error, "attempt", done->attempt);
+	/* Nothing is delivered from here: show what would be. */
+	if (res->nemits) {
+		json_t *emits = json_array();
+		for (size_t i = 0; i < res->nemits; i++) {
+			const struct hf_emit *e = &res->emits[i];
+			json_t *p =
+			    json_loads(e->payload, JSON_DECODE_ANY, NULL);
+			json_array_append_new(
+			    emits, json_pack("{s:s,s:s,s:o}", "id", e->id,
+					     "url", e->url, "payload",
+					     p ? p : json_string(e->payload)));
+		}
+		json_object_set_new(line, "emits", emits);
+	}
+	char *s = json_dumps(line, JSON_COMPACT | JSON_ENCODE_ANY);
+	puts(s);
+	fflush(stdout);
+	free(s);
+	json_decref(line);
+}
+
+/* Runs run's steps, waiting out retry backoffs. Returns the exit status. */
+static int run_steps(struct hf_run *run, const char *scripts, const char *data)
+{
+	struct hf_error e = {0};
+	struct hf_luart_config cfg = {
+	    .scripts_dir = scripts,
+	    .data_path = data,
+	    .data_sync_full = false,
+	};
+	struct hf_luart *rt = hf_luart_create(&cfg, &e);
+	if (!rt) {
+		char line[2048];
+		hf_error_format(&e, line, sizeof line);
+		fprintf(stderr, "hookflow run: %s\n", line);
+		return 1;
+	}
+	run->status = HF_RUN_RUNNING;
+	run->started_at = hf_now_ms();
+	for (;;) {
+		int64_t wait = run->due_at - hf_now_ms();
+		if (wait > 0) {
+			struct timespec ts = {wait / 1000,
+					      (wait % 1000) * 1000000};
+			nanosleep(&ts, NULL);
+		}
+		struct hf_step_result res = {0};
+		struct hf_ops_step done;
+		if (hf_ops_step(rt, run, hf_now_ms(), &res, &done) < 0) {
+			fprintf(stderr, "hookflow run: run timed out\n");
+			run->status = HF_RUN_FAILED;
+			break;
+		}
+		print_step(run->wf, &res, &done);
+		hf_step_result_release(&res);
+		if (done.over)
+			break;
+	}
+	hf_luart_destroy(rt);
+	return run->status == HF_RUN_SUCCEEDED ? 0 : 1;
+}
+
+/* The event did not get a run (`if:` false or failing): say why. */
+static void print_skipped(const struct hf_workflow *wf, struct hf_event *ev)
+{
+	json_t *skip = json_array_get(ev->skipped, 0);
+	json_t *line =
+	    json_pack("{s:s,s:s,s:O}", "workflow", wf->name, "status",
+		      "skipped", "reason", json_object_get(skip, "reason"));
+	char *s = json_dumps(line, JSON_COMPACT);
+	puts(s);
+	free(s);
+	json_decref(line);
+}
+
+int hf_cmd_run(int argc, char **argv)
+{
+	struct hf_args a;
+	int rc;
+	if (!hf_args_parse(&run_spec, argc, argv, 2, &a, &rc))
+		return rc;
+	char *scripts = hf_cli_scripts_for(a.pos[0], a.v[O_SCRIPTS].str);
+	struct hf_workflow *wf = load(a.pos[0], scripts);
+	struct hf_event *ev = NULL;
+	rc = wf ? make_event(wf, &a, &ev) : 1;
+	struct hf_run *runs[1];
+	struct hf_workflow *wfs[1] = {wf};
+	if (rc == 0 && hf_dispatch(hf_dispatch_runtime(), ev, wfs, 1, runs)) {
+		rc = run_steps(runs[0], scripts, a.v[O_DATA].str);
+		hf_run_free(runs[0]);
+	} else if (rc == 0) {
+		print_skipped(wf, ev);
+	}
+	hf_event_unref(ev);
+	hf_workflow_unref(wf);
+	free(scripts);
+	hf_args_release(&a);
+	return rc;
+}

@@ -1,0 +1,146 @@
+/* cmd_serve.c - `hookflow serve`: its options (table, checks, defaults, the
+ * HOOKFLOW_* environment), the admin token (made up and logged when none is
+ * given), then hf_server_run (server.c) until SIGTERM or SIGINT.
+ *
+ * Does not start or wire anything itself: server.c owns the server's
+ * lifecycle. Main thread. Neighbours: cli.c (table), flags.c (options). */
+#include "cli_int.h"
+#include "hf_limits.h"
+#include "hf_server.h"
+#include "hf_verify.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+	O_LISTEN,
+	O_WORKFLOWS,
+	O_SCRIPTS,
+	O_STATE,
+	O_DATA,
+	O_WORKERS,
+	O_MAX_BODY,
+	O_ADMIN_TOKEN,
+	O_SYNC,
+	O_MAX_QUEUE,
+	O_DRAIN_TIMEOUT,
+	O_RETAIN,
+	O_HTTP_THREADS,
+	O_DATA_SYNC,
+	O_LOG_FORMAT,
+};
+
+#define ENV .flags = HF_OPT_ENV
+
+static const struct hf_opt serve_opts[] = {
+    {"listen", O_LISTEN, HF_OPT_STRING, "127.0.0.1:8080",
+     .help = "address to listen on (port 0: any free port)",
+     .meta = "HOST:PORT", ENV},
+    {"workflows", O_WORKFLOWS, HF_OPT_STRING, "./workflows",
+     .help = "workflows directory, reloaded when it changes", .meta = "DIR",
+     ENV},
+    {"scripts", O_SCRIPTS, HF_OPT_STRING, "./scripts",
+     .help = "scripts directory (script:, require)", .meta = "DIR", ENV},
+    {"state", O_STATE, HF_OPT_STRING, "./hookflow.db",
+     .help = "the state database", .meta = "FILE", ENV},
+    {"data", O_DATA, HF_OPT_STRING, "./data.db", .help = "the database of db.*",
+     .meta = "FILE", ENV},
+    {"workers", O_WORKERS, HF_OPT_INT, "number of CPUs",
+     .help = "threads running steps", .meta = "N", .min = 1, .max = 256, ENV},
+    {"max-body", O_MAX_BODY, HF_OPT_SIZE, .ndef = HF_DEFAULT_MAX_BODY,
+     .help = "largest webhook body accepted", .meta = "SIZE", .min = 1,
+     .max = INT64_MAX, ENV},
+    {"admin-token", O_ADMIN_TOKEN, HF_OPT_STRING,
+     .help = "admin API token (else a random one, logged)", .meta = "TOKEN",
+     ENV},
+    {"sync", O_SYNC, HF_OPT_CHOICE, "full", .help = "state database durability",
+     .choices = "full|normal", ENV},
+    {"max-queue", O_MAX_QUEUE, HF_OPT_INT, .ndef = HF_MAX_QUEUE,
+     .help = "unfinished runs before webhooks get 503", .meta = "N", .min = 1,
+     .max = INT64_MAX, ENV},
+    {"drain-timeout", O_DRAIN_TIMEOUT, HF_OPT_DURATION,
+     .ndef = HF_DRAIN_TIMEOUT_MS,
+     .help = "how long a stop waits for running steps", .meta = "DURATION",
+     .min = 0, .max = INT64_MAX, ENV},
+    {"retain", O_RETAIN, HF_OPT_DURATION, "keep everything",
+     .help = "delete history older than this", .meta = "DURATION", .min = 0,
+     .max = INT64_MAX, ENV},
+    {"http-threads", O_HTTP_THREADS, HF_OPT_INT, .ndef = 2,
+     .help = "threads answering HTTP (0: the default)", .meta = "N", .min = 0,
+     .max = INT32_MAX, ENV},
+    {"data-sync", O_DATA_SYNC, HF_OPT_CHOICE, "normal",
+     .help = "data database durability", .choices = "full|normal", ENV},
+    {"log-format", O_LOG_FORMAT, HF_OPT_CHOICE, "text",
+     .help = "how stderr lines look", .choices = "text|logfmt|json", ENV},
+};
+
+static const struct hf_cmd_spec serve_spec = {
+    .cmd = "serve",
+    .args = "",
+    .about = "Receives webhooks, runs their workflows, delivers what they "
+	     "emit, and\n"
+	     "serves the admin API and dashboard, until SIGTERM or SIGINT "
+	     "(drains).\n"
+	     "SIGHUP reloads the workflows.",
+    .opts = serve_opts,
+    .nopts = HF_COUNT(serve_opts),
+    .minpos = 0,
+    .maxpos = 0,
+};
+
+/* --admin-token, or a random one (logged, so that the operator can use it).
+ * Returns a malloc'd token, or NULL when there is no randomness. */
+static char *admin_token(const char *given)
+{
+	if (given && *given)
+		return hf_xstrdup(given);
+	unsigned char raw[24];
+	char hex[49];
+	if (hf_random_bytes(raw, sizeof raw) < 0) {
+		fprintf(stderr, "hookflow: no randomness for a token\n");
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof raw; i++)
+		snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+	hf_log(HF_LOG_INFO, "admin token: %s", hex);
+	return hf_xstrdup(hex);
+}
+
+/* The server's options from the parsed ones (strings point into a). */
+static void options(const struct hf_args *a, struct hf_options *o)
+{
+	const struct hf_optval *v = a->v;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	o->listen = (char *)v[O_LISTEN].str;
+	o->workflows_dir = (char *)v[O_WORKFLOWS].str;
+	o->scripts_dir = (char *)v[O_SCRIPTS].str;
+	o->state_path = (char *)v[O_STATE].str;
+	o->data_path = (char *)v[O_DATA].str;
+	o->workers = v[O_WORKERS].set ? (int)v[O_WORKERS].num
+				      : (int)(ncpu > 0 ? ncpu : 2);
+	o->max_body = v[O_MAX_BODY].num;
+	o->sync_full = strcmp(v[O_SYNC].str, "full") == 0;
+	o->data_sync_full = strcmp(v[O_DATA_SYNC].str, "full") == 0;
+	o->max_queue = v[O_MAX_QUEUE].num;
+	o->drain_timeout_ms = v[O_DRAIN_TIMEOUT].num;
+	o->retain_ms = v[O_RETAIN].num;
+	o->http_threads = (int)v[O_HTTP_THREADS].num;
+}
+
+int hf_cmd_serve(int argc, char **argv)
+{
+	struct hf_args a;
+	int rc;
+	if (!hf_args_parse(&serve_spec, argc, argv, 2, &a, &rc))
+		return rc;
+	struct hf_options o = {0};
+	options(&a, &o);
+	hf_log_set_format(
+	    (enum hf_log_format)hf_log_format_parse(a.v[O_LOG_FORMAT].str));
+	o.admin_token = admin_token(a.v[O_ADMIN_TOKEN].str);
+	rc = o.admin_token ? hf_server_run(&o) : 2;
+	free(o.admin_token);
+	hf_args_release(&a);
+	return rc;
+}
