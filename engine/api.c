@@ -15,14 +15,14 @@
 
 extern const char hf_ui_html[]; /* ui.c, generated from ui/index.html */
 
-static bool authorized(struct hf_server *srv, const char *auth)
+static bool authorized(struct hf_engine *eng, const char *auth)
 {
 	static const char prefix[] = "Bearer ";
 	if (!auth || strncmp(auth, prefix, sizeof prefix - 1) != 0)
 		return false;
 	const char *token = auth + sizeof prefix - 1;
-	return hf_ct_equal(token, strlen(token), srv->opt.admin_token,
-			   strlen(srv->opt.admin_token));
+	return hf_ct_equal(token, strlen(token), eng->opt.admin_token,
+			   strlen(eng->opt.admin_token));
 }
 
 static json_t *workflow_json(const struct hf_workflow *wf)
@@ -44,7 +44,7 @@ static json_t *workflow_json(const struct hf_workflow *wf)
 
 /* --- handlers: id is the path's {id} segment ("" when it has none) --- */
 
-typedef void (*route_fn)(struct hf_server *srv, const char *id, hf_arg_fn arg,
+typedef void (*route_fn)(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 			 void *ctx, struct hf_answer *out);
 
 static int limit_arg(hf_arg_fn arg, void *ctx, int def)
@@ -73,10 +73,10 @@ static void found(struct hf_answer *out, json_t *v, const char *what,
 		hf_answer_error(out, 404, "no %s '%s'", what, id);
 }
 
-static void get_workflows(struct hf_server *srv, const char *id, hf_arg_fn arg,
+static void get_workflows(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 			  void *ctx, struct hf_answer *out)
 {
-	struct hf_snapshot *snap = hf_server_snapshot(srv);
+	struct hf_snapshot *snap = hf_engine_snapshot(eng);
 	json_t *list = json_array();
 	for (size_t i = 0; i < snap->set->n; i++)
 		json_array_append_new(list, workflow_json(snap->set->items[i]));
@@ -84,7 +84,7 @@ static void get_workflows(struct hf_server *srv, const char *id, hf_arg_fn arg,
 	hf_answer_json(out, 200, json_pack("{s:o}", "workflows", list));
 }
 
-static void get_runs(struct hf_server *srv, const char *id, hf_arg_fn arg,
+static void get_runs(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 		     void *ctx, struct hf_answer *out)
 {
 	const char *status = nonempty_arg(arg, ctx, "status");
@@ -96,30 +96,30 @@ static void get_runs(struct hf_server *srv, const char *id, hf_arg_fn arg,
 		return;
 	}
 	hf_answer_json(out, 200,
-		       hf_store_runs_json(srv->store,
+		       hf_store_runs_json(eng->store,
 					  nonempty_arg(arg, ctx, "workflow"),
 					  status, limit_arg(arg, ctx, 50)));
 }
 
-static void get_run(struct hf_server *srv, const char *id, hf_arg_fn arg,
+static void get_run(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 		    void *ctx, struct hf_answer *out)
 {
-	found(out, hf_store_run_json(srv->store, id), "run", id);
+	found(out, hf_store_run_json(eng->store, id), "run", id);
 }
 
-static void get_event(struct hf_server *srv, const char *id, hf_arg_fn arg,
+static void get_event(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 		      void *ctx, struct hf_answer *out)
 {
-	found(out, hf_store_event_json(srv->store, id), "event", id);
+	found(out, hf_store_event_json(eng->store, id), "event", id);
 }
 
 /* POST /api/events/ID/replay: new runs with the workflows in force. */
-static void post_replay(struct hf_server *srv, const char *id, hf_arg_fn arg,
+static void post_replay(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 			void *ctx, struct hf_answer *out)
 {
-	struct hf_snapshot *snap = hf_server_snapshot(srv);
+	struct hf_snapshot *snap = hf_engine_snapshot(eng);
 	json_t *v = NULL;
-	int rc = hf_ops_replay(srv->store, srv->sched, snap->router, id, &v);
+	int rc = hf_ops_replay(eng->store, eng->sched, snap->router, id, &v);
 	hf_snapshot_unref(snap);
 	if (rc == 0)
 		hf_answer_json(out, 202, v);
@@ -133,12 +133,12 @@ static void post_replay(struct hf_server *srv, const char *id, hf_arg_fn arg,
  * The update goes through a connection of its own, as `hookflow retry` does,
  * because the main loop notices commits of other connections only
  * (hf_store_changed): it picks the unclaimed run up within a second. */
-static void post_retry_run(struct hf_server *srv, const char *id, hf_arg_fn arg,
+static void post_retry_run(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 			   void *ctx, struct hf_answer *out)
 {
 	struct hf_error err = {0};
 	struct hf_store *conn =
-	    hf_store_open(srv->opt.state_path, srv->opt.sync_full, false, &err);
+	    hf_store_open(eng->opt.state_path, eng->opt.sync_full, false, &err);
 	if (!conn) {
 		hf_answer_error(out, 503, "cannot retry the run now: %s",
 				err.msg);
@@ -153,26 +153,26 @@ static void post_retry_run(struct hf_server *srv, const char *id, hf_arg_fn arg,
 				err.msg);
 }
 
-static void get_deliveries(struct hf_server *srv, const char *id, hf_arg_fn arg,
+static void get_deliveries(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 			   void *ctx, struct hf_answer *out)
 {
 	hf_answer_json(out, 200,
 		       hf_store_deliveries_json(
-			   srv->store, nonempty_arg(arg, ctx, "status"),
+			   eng->store, nonempty_arg(arg, ctx, "status"),
 			   limit_arg(arg, ctx, 100)));
 }
 
-static void get_delivery(struct hf_server *srv, const char *id, hf_arg_fn arg,
+static void get_delivery(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 			 void *ctx, struct hf_answer *out)
 {
-	found(out, hf_store_delivery_json(srv->store, id), "delivery", id);
+	found(out, hf_store_delivery_json(eng->store, id), "delivery", id);
 }
 
 /* POST /api/deliveries/ID/retry: pending again, due now, then a kick. */
-static void post_retry_delivery(struct hf_server *srv, const char *id,
+static void post_retry_delivery(struct hf_engine *eng, const char *id,
 				hf_arg_fn arg, void *ctx, struct hf_answer *out)
 {
-	int rc = hf_ops_retry_delivery(srv->store, id);
+	int rc = hf_ops_retry_delivery(eng->store, id);
 	if (rc == HF_STORE_NOT_FOUND) {
 		hf_answer_error(out, 404, "no delivery '%s'", id);
 	} else if (rc == HF_STORE_CONFLICT) {
@@ -181,8 +181,8 @@ static void post_retry_delivery(struct hf_server *srv, const char *id,
 	} else if (rc != 0) {
 		hf_answer_error(out, 503, "cannot retry the delivery now");
 	} else {
-		hf_outbox_kick(srv->outbox);
-		json_t *v = hf_store_delivery_json(srv->store, id);
+		hf_outbox_kick(eng->outbox);
+		json_t *v = hf_store_delivery_json(eng->store, id);
 		hf_answer_json(out, 202, v ? v : json_pack("{s:s}", "id", id));
 	}
 }
@@ -227,7 +227,7 @@ static bool match(const char *pattern, const char *url, char *id, size_t size)
 	return true;
 }
 
-static void api(struct hf_server *srv, const char *method, const char *url,
+static void api(struct hf_engine *eng, const char *method, const char *url,
 		hf_arg_fn arg, void *ctx, struct hf_answer *out)
 {
 	const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
@@ -235,14 +235,14 @@ static void api(struct hf_server *srv, const char *method, const char *url,
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		if (strcmp(routes[i].method, m) == 0 &&
 		    match(routes[i].pattern, url, id, sizeof id)) {
-			routes[i].fn(srv, id, arg, ctx, out);
+			routes[i].fn(eng, id, arg, ctx, out);
 			return;
 		}
 	}
 	hf_answer_error(out, 404, "no such endpoint: %s %s", method, url);
 }
 
-void hf_api_handle(struct hf_server *srv, const char *method, const char *url,
+void hf_api_handle(struct hf_engine *eng, const char *method, const char *url,
 		   const char *authorization, hf_arg_fn arg, void *ctx,
 		   struct hf_answer *out)
 {
@@ -255,11 +255,11 @@ void hf_api_handle(struct hf_server *srv, const char *method, const char *url,
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		struct hf_buf b = {0};
-		hf_metrics_render(&b, hf_sched_depth(srv->sched),
-				  hf_sched_ready(srv->sched),
-				  hf_workers_busy(srv->workers));
+		hf_metrics_render(&b, hf_sched_depth(eng->sched),
+				  hf_sched_ready(eng->sched),
+				  hf_workers_busy(eng->workers));
 		struct hf_store_stats st;
-		hf_store_stats(srv->store, &st);
+		hf_store_stats(eng->store, &st);
 		hf_buf_printf(
 		    &b,
 		    "# HELP hookflow_store_commits_total Transactions "
@@ -303,7 +303,7 @@ void hf_api_handle(struct hf_server *srv, const char *method, const char *url,
 		    "X-Frame-Options", "DENY");
 		return;
 	}
-	if (!authorized(srv, authorization)) {
+	if (!authorized(eng, authorization)) {
 		hf_answer_error(out, 401,
 				"missing or wrong admin token (send "
 				"'Authorization: Bearer TOKEN')");
@@ -311,5 +311,5 @@ void hf_api_handle(struct hf_server *srv, const char *method, const char *url,
 					 "Bearer realm=\"hookflow\"");
 		return;
 	}
-	api(srv, method, url, arg, ctx, out);
+	api(eng, method, url, arg, ctx, out);
 }

@@ -8,8 +8,8 @@
  * dispatch.c (if:), luart.c. */
 #include "cli_int.h"
 #include "hf_body.h"
+#include "hf_dispatch.h"
 #include "hf_ops.h"
-#include "hf_server.h" /* dispatch's declarations (hf_dispatch) */
 
 #include <ctype.h>
 #include <stdlib.h>

@@ -12,6 +12,7 @@
  * scheduler thread touch a request only through resume. */
 #include "hf_api.h"
 #include "hf_body.h"
+#include "hf_dispatch.h"
 #include "hf_ingest.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
@@ -65,7 +66,7 @@ struct req {
 };
 
 struct hf_ingest {
-	struct hf_server *srv;
+	struct hf_engine *eng;
 	struct MHD_Daemon *mhd;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -319,7 +320,7 @@ static void drop_waiter(struct req *r)
 static void ingest_written(struct hf_write *w)
 {
 	struct req *r = w->ctx;
-	struct hf_server *srv = r->in->srv;
+	struct hf_engine *eng = r->in->eng;
 	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
 	/* Only the writer read these: the queued runs need not carry them. */
 	free(r->ev->headers_text);
@@ -379,9 +380,9 @@ static void ingest_written(struct hf_write *w)
 	if (!wt)
 		resume(r); /* before the push: the answer is complete */
 	for (size_t i = 0; i < nkeep; i++)
-		hf_sched_push(srv->sched, keep[i]);
+		hf_sched_push(eng->sched, keep[i]);
 	if (wt)
-		hf_sched_timer(srv->sched, hf_mono_ms() + timeout, sync_timeout,
+		hf_sched_timer(eng->sched, hf_mono_ms() + timeout, sync_timeout,
 			       wt);
 }
 
@@ -416,7 +417,7 @@ static int verify_all(struct req *r, json_t *headers,
 static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 			       const char *url, const char *method)
 {
-	struct hf_server *srv = r->in->srv;
+	struct hf_engine *eng = r->in->eng;
 	json_t *headers = json_object();
 	MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, headers);
 
@@ -469,7 +470,7 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	 * the drain, or the drain waits for its commit. The daemon must not
 	 * stop with a connection suspended. */
 	atomic_fetch_add(&r->in->waiting, 1);
-	if (atomic_load(&srv->draining)) {
+	if (atomic_load(&eng->draining)) {
 		atomic_fetch_sub(&r->in->waiting, 1);
 		for (size_t i = 0; i < nruns; i++)
 			hf_run_free(r->runs[i]);
@@ -504,7 +505,7 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	r->w.ctx = r;
 	r->state = WAITING;
 	MHD_suspend_connection(c);
-	hf_store_submit(srv->store, &r->w);
+	hf_store_submit(eng->store, &r->w);
 	return MHD_YES;
 }
 
@@ -518,8 +519,8 @@ static bool is_reserved(const char *url)
 static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 		  const char *method)
 {
-	struct hf_server *srv = r->in->srv;
-	if (atomic_load(&srv->draining)) {
+	struct hf_engine *eng = r->in->eng;
+	if (atomic_load(&eng->draining)) {
 		hf_answer_error(&r->ans, 503, "shutting down");
 		r->ans.retry_after = 5;
 		return true;
@@ -542,7 +543,7 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 		r->body.max = 64 * 1024;
 		return false;
 	}
-	r->snap = hf_server_snapshot(srv);
+	r->snap = hf_engine_snapshot(eng);
 	int known = 0;
 	unsigned allowed = 0;
 	size_t n =
@@ -565,22 +566,22 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 	}
 	const char *cl =
 	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-	if (cl && strtoll(cl, NULL, 10) > srv->opt.max_body) {
+	if (cl && strtoll(cl, NULL, 10) > eng->opt.max_body) {
 		hf_answer_error(&r->ans, 413, "body larger than %lld bytes",
-				(long long)srv->opt.max_body);
+				(long long)eng->opt.max_body);
 		hf_metrics_event(r->wfs[0]->name, 413);
 		return true;
 	}
-	if (srv->opt.max_queue > 0 &&
-	    hf_sched_depth(srv->sched) >= (size_t)srv->opt.max_queue) {
+	if (eng->opt.max_queue > 0 &&
+	    hf_sched_depth(eng->sched) >= (size_t)eng->opt.max_queue) {
 		hf_answer_error(&r->ans, 503,
 				"overloaded: %lld runs queued, try again later",
-				(long long)srv->opt.max_queue);
+				(long long)eng->opt.max_queue);
 		r->ans.retry_after = 1;
 		hf_metrics_event(r->wfs[0]->name, 503);
 		return true;
 	}
-	r->body.max = (size_t)srv->opt.max_body;
+	r->body.max = (size_t)eng->opt.max_body;
 	return false;
 }
 
@@ -630,7 +631,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	if (r->ops) {
 		const char *auth = MHD_lookup_connection_value(
 		    c, MHD_HEADER_KIND, "Authorization");
-		hf_api_handle(in->srv, method, url, auth, arg_get, c, &r->ans);
+		hf_api_handle(in->eng, method, url, auth, arg_get, c, &r->ans);
 		return send_answer(c, &r->ans);
 	}
 	return process(r, c, url, method);
@@ -670,24 +671,24 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa)
 	return 0;
 }
 
-struct hf_ingest *hf_ingest_start(struct hf_server *srv, int *port,
+struct hf_ingest *hf_ingest_start(struct hf_engine *eng, int *port,
 				  struct hf_error *err)
 {
 	struct sockaddr_in sa;
-	if (parse_listen(srv->opt.listen, &sa) < 0) {
+	if (parse_listen(eng->opt.listen, &sa) < 0) {
 		hf_error_set(err, NULL, 0, 0,
 			     "invalid --listen '%s' (expected HOST:PORT, e.g. "
 			     "127.0.0.1:8080)",
-			     srv->opt.listen);
+			     eng->opt.listen);
 		return NULL;
 	}
 	struct hf_ingest *in = hf_xcalloc(1, sizeof *in);
-	in->srv = srv;
+	in->eng = eng;
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_cond_init(&in->cond, NULL);
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-	int threads = srv->opt.http_threads > 0 ? srv->opt.http_threads : 2;
+	int threads = eng->opt.http_threads > 0 ? eng->opt.http_threads : 2;
 	in->mhd = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, in, MHD_OPTION_SOCK_ADDR, &sa,
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
@@ -702,7 +703,7 @@ struct hf_ingest *hf_ingest_start(struct hf_server *srv, int *port,
 	    MHD_OPTION_END);
 	if (!in->mhd) {
 		hf_error_set(err, NULL, 0, 0, "cannot listen on %s",
-			     srv->opt.listen);
+			     eng->opt.listen);
 		pthread_mutex_destroy(&in->lock);
 		pthread_cond_destroy(&in->cond);
 		free(in);
@@ -718,7 +719,7 @@ void hf_ingest_stop(struct hf_ingest *in, int64_t timeout_ms)
 {
 	if (!in)
 		return;
-	atomic_store(&in->srv->draining, true);
+	atomic_store(&in->eng->draining, true);
 	int64_t deadline = hf_mono_ms() + timeout_ms;
 again:
 	/* Sync waiters are answered now (202: their runs go on). */

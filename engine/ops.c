@@ -7,9 +7,10 @@
  * does not answer HTTP or print: its callers turn the results into answers and
  * lines. Below ingest, api, server and cli; above store, scheduler, dispatch
  * and the Lua runtime. */
+#include "hf_dispatch.h"
+#include "hf_engine.h"
 #include "hf_limits.h"
 #include "hf_ops.h"
-#include "hf_server.h" /* dispatch's declarations (hf_dispatch_replay) */
 
 #include <pthread.h>
 #include <stdlib.h>

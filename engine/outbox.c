@@ -17,7 +17,7 @@
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_outbox.h"
-#include "hf_server.h"
+#include "hf_store.h"
 #include "hf_verify.h"
 
 #include <ctype.h>
@@ -591,11 +591,11 @@ static void *outbox_main(void *arg)
 	return NULL;
 }
 
-struct hf_outbox *hf_outbox_start(struct hf_server *srv, struct hf_error *err)
+struct hf_outbox *hf_outbox_start(struct hf_store *store, struct hf_error *err)
 {
 	pthread_once(&curl_once, curl_init_once);
 	struct hf_outbox *ob = hf_xcalloc(1, sizeof *ob);
-	ob->store = srv->store;
+	ob->store = store;
 	pthread_mutex_init(&ob->lock, NULL);
 	pthread_cond_init(&ob->cond, NULL);
 	ob->multi = curl_multi_init();

@@ -11,6 +11,7 @@
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_outbox.h"
+#include "hf_server.h"
 #include "hf_worker.h"
 
 #include <dirent.h>
@@ -21,111 +22,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-struct hf_snapshot *hf_snapshot_new(struct hf_workflow_set *set)
-{
-	struct hf_snapshot *snap = hf_xcalloc(1, sizeof *snap);
-	snap->set = set;
-	snap->router = hf_router_create(set);
-	snap->refs = 1;
-	return snap;
-}
-
-void hf_snapshot_unref(struct hf_snapshot *snap)
-{
-	if (!snap || atomic_fetch_sub((_Atomic int *)&snap->refs, 1) != 1)
-		return;
-	hf_router_destroy(snap->router);
-	hf_workflow_set_unref(snap->set);
-	free(snap);
-}
-
-/* Each thread keeps the snapshot it saw last, with a reference, and checks a
- * generation counter: the request path takes no lock unless a reload
- * happened since. The reference is dropped when the thread exits. */
-struct snap_cache {
-	struct hf_snapshot *snap;
-	const struct hf_server *srv;
-	unsigned gen;
+/* The engine and, above it, the listener. */
+struct hf_server {
+	struct hf_engine eng;
+	struct hf_ingest *ingest;
 };
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-
-static void cache_free(void *p)
-{
-	struct snap_cache *c = p;
-	hf_snapshot_unref(c->snap);
-	free(c);
-}
-
-static void cache_init(void)
-{
-	pthread_key_create(&cache_key, cache_free);
-}
-
-/* Drops the calling thread's cached snapshot (the main thread, at exit). */
-static void cache_forget(void)
-{
-	pthread_once(&cache_once, cache_init);
-	struct snap_cache *c = pthread_getspecific(cache_key);
-	if (c) {
-		pthread_setspecific(cache_key, NULL);
-		cache_free(c);
-	}
-}
-
-struct hf_snapshot *hf_server_snapshot(struct hf_server *srv)
-{
-	pthread_once(&cache_once, cache_init);
-	struct snap_cache *c = pthread_getspecific(cache_key);
-	if (!c) {
-		c = hf_xcalloc(1, sizeof *c);
-		pthread_setspecific(cache_key, c);
-	}
-	unsigned gen = atomic_load(&srv->snap_gen);
-	if (c->snap && c->srv == srv && c->gen == gen) {
-		atomic_fetch_add((_Atomic int *)&c->snap->refs, 1);
-		return c->snap;
-	}
-	pthread_mutex_lock(&srv->snap_lock);
-	struct hf_snapshot *snap = srv->snap;
-	atomic_fetch_add((_Atomic int *)&snap->refs, 2);
-	gen = atomic_load(&srv->snap_gen);
-	pthread_mutex_unlock(&srv->snap_lock);
-	hf_snapshot_unref(c->snap);
-	c->snap = snap;
-	c->srv = srv;
-	c->gen = gen;
-	return snap;
-}
-
-void hf_server_run_finished(struct hf_server *srv, struct hf_run *run)
-{
-	hf_sched_release(srv->sched, run);
-	hf_metrics_run(run->wf ? run->wf->name : "",
-		       hf_run_status_name(run->status));
-	if (hf_log_structured()) {
-		/* One line per outcome, with the ids a log search wants. */
-		char attempt[16], elapsed[24];
-		snprintf(attempt, sizeof attempt, "%d", run->attempt);
-		snprintf(elapsed, sizeof elapsed, "%lld",
-			 (long long)(hf_now_ms() - run->created_at));
-		hf_log_kv(run->status == HF_RUN_FAILED ? HF_LOG_WARN
-						       : HF_LOG_INFO,
-			  "run finished", "run", run->id, "workflow",
-			  run->wf ? run->wf->name : NULL, "event",
-			  run->event ? run->event->id : NULL, "status",
-			  hf_run_status_name(run->status), "attempt", attempt,
-			  "elapsed_ms", elapsed, "error", run->error,
-			  (const char *)NULL);
-	} else if (run->status == HF_RUN_FAILED) {
-		hf_log(HF_LOG_INFO, "run %s (%s) failed: %s", run->id,
-		       run->wf ? run->wf->name : "?",
-		       run->error ? run->error : "");
-	}
-	if (run->waiter)
-		hf_ingest_sync_finish(run->waiter, run);
-	hf_run_free(run);
-}
 
 static volatile sig_atomic_t got_stop, got_hup;
 
@@ -177,36 +78,31 @@ static unsigned long long dir_stamp(const char *dir)
 
 static void reload(struct hf_server *srv)
 {
-	struct hf_snapshot *old = hf_server_snapshot(srv);
+	struct hf_snapshot *old = hf_engine_snapshot(&srv->eng);
 	struct hf_diags diags = {0};
-	struct hf_workflow_set *set = hf_workflow_set_load(
-	    srv->opt.workflows_dir, srv->opt.scripts_dir, old->set, &diags);
+	struct hf_workflow_set *set =
+	    hf_workflow_set_load(srv->eng.opt.workflows_dir,
+				 srv->eng.opt.scripts_dir, old->set, &diags);
 	print_diags(&diags);
 	hf_diags_release(&diags);
 	if (!set) {
 		hf_log(HF_LOG_ERROR,
 		       "cannot read workflows directory '%s': keeping the "
 		       "current workflows",
-		       srv->opt.workflows_dir);
+		       srv->eng.opt.workflows_dir);
 		hf_snapshot_unref(old);
 		return;
 	}
-	struct hf_snapshot *snap = hf_snapshot_new(set);
-	pthread_mutex_lock(&srv->snap_lock);
-	struct hf_snapshot *prev = srv->snap;
-	srv->snap = snap;
-	atomic_fetch_add(&srv->snap_gen, 1);
-	pthread_mutex_unlock(&srv->snap_lock);
-	hf_snapshot_unref(prev);
+	hf_engine_publish(&srv->eng, set);
 	hf_snapshot_unref(old);
 	hf_log(HF_LOG_INFO, "loaded %zu workflow%s from %s", set->n,
-	       set->n == 1 ? "" : "s", srv->opt.workflows_dir);
+	       set->n == 1 ? "" : "s", srv->eng.opt.workflows_dir);
 }
 
 static void requeue(struct hf_run *run, void *arg)
 {
 	struct hf_server *srv = arg;
-	hf_sched_push(srv->sched, run);
+	hf_sched_push(srv->eng.sched, run);
 }
 
 /* Retention: small batches (HF_PRUNE_BATCH), one transaction each, so that a
@@ -231,8 +127,8 @@ static void prune_done(struct hf_write *w)
 {
 	struct prune_job *job = w->call_arg;
 	if (w->rc == 0 && job->deleted >= HF_PRUNE_BATCH &&
-	    !atomic_load(&job->srv->draining)) {
-		hf_store_submit(job->srv->store, &job->w);
+	    !atomic_load(&job->srv->eng.draining)) {
+		hf_store_submit(job->srv->eng.store, &job->w);
 		return;
 	}
 	free(job);
@@ -242,12 +138,12 @@ static void prune(struct hf_server *srv)
 {
 	struct prune_job *job = hf_xcalloc(1, sizeof *job);
 	job->srv = srv;
-	job->before = hf_now_ms() - srv->opt.retain_ms;
+	job->before = hf_now_ms() - srv->eng.opt.retain_ms;
 	job->w.kind = HF_W_CALL;
 	job->w.call = prune_call;
 	job->w.call_arg = job;
 	job->w.done = prune_done;
-	hf_store_submit(srv->store, &job->w);
+	hf_store_submit(srv->eng.store, &job->w);
 }
 
 struct flush {
@@ -315,7 +211,7 @@ static void start_error(const struct hf_error *err)
  * unfinished), the outbox. Returns 0, or 1 after printing why not. */
 static int start_core(struct hf_server *srv)
 {
-	struct hf_options *o = &srv->opt;
+	struct hf_options *o = &srv->eng.opt;
 	struct hf_error err = {0};
 	struct hf_diags diags = {0};
 	struct hf_workflow_set *set = hf_workflow_set_load(
@@ -328,34 +224,34 @@ static int start_core(struct hf_server *srv)
 			o->workflows_dir);
 		return 1;
 	}
-	srv->snap = hf_snapshot_new(set);
+	srv->eng.snap = hf_snapshot_new(set);
 	hf_log(HF_LOG_INFO, "loaded %zu workflow%s from %s", set->n,
 	       set->n == 1 ? "" : "s", o->workflows_dir);
 
-	srv->store = hf_store_open(o->state_path, o->sync_full, true, &err);
-	if (!srv->store) {
+	srv->eng.store = hf_store_open(o->state_path, o->sync_full, true, &err);
+	if (!srv->eng.store) {
 		start_error(&err);
 		return 1;
 	}
-	srv->sched = hf_sched_create();
+	srv->eng.sched = hf_sched_create();
 	struct hf_luart_config cfg = {
 	    .scripts_dir = o->scripts_dir,
 	    .data_path = o->data_path,
 	    .data_sync_full = o->data_sync_full,
 	};
-	srv->workers = hf_workers_start(srv, o->workers, &cfg, &err);
-	if (!srv->workers) {
+	srv->eng.workers = hf_workers_start(&srv->eng, o->workers, &cfg, &err);
+	if (!srv->eng.workers) {
 		start_error(&err);
 		return 1;
 	}
-	int recovered = hf_store_load_pending(srv->store, srv->snap->set, false,
-					      requeue, srv);
+	int recovered = hf_store_load_pending(
+	    srv->eng.store, srv->eng.snap->set, false, requeue, srv);
 	if (recovered > 0)
 		hf_log(HF_LOG_INFO, "resuming %d unfinished run%s", recovered,
 		       recovered == 1 ? "" : "s");
-	hf_store_changed(srv->store);
-	srv->outbox = hf_outbox_start(srv, &err);
-	if (!srv->outbox) {
+	hf_store_changed(srv->eng.store);
+	srv->eng.outbox = hf_outbox_start(srv->eng.store, &err);
+	if (!srv->eng.outbox) {
 		start_error(&err);
 		return 1;
 	}
@@ -376,13 +272,13 @@ static int start_listening(struct hf_server *srv)
 	signal(SIGPIPE, SIG_IGN);
 	int port = 0;
 	struct hf_error err = {0};
-	srv->ingest = hf_ingest_start(srv, &port, &err);
+	srv->ingest = hf_ingest_start(&srv->eng, &port, &err);
 	if (!srv->ingest) {
 		start_error(&err);
 		return 1;
 	}
 	char host[256];
-	snprintf(host, sizeof host, "%s", srv->opt.listen);
+	snprintf(host, sizeof host, "%s", srv->eng.opt.listen);
 	char *colon = strrchr(host, ':');
 	if (colon)
 		*colon = '\0';
@@ -395,7 +291,7 @@ static int start_listening(struct hf_server *srv)
  * workflows or scripts, pick up runs that the CLI created, prune. */
 static void housekeeping(struct hf_server *srv)
 {
-	const struct hf_options *o = &srv->opt;
+	const struct hf_options *o = &srv->eng.opt;
 	unsigned long long stamp =
 	    dir_stamp(o->workflows_dir) ^ dir_stamp(o->scripts_dir);
 	int64_t next_prune = 0;
@@ -408,9 +304,10 @@ static void housekeeping(struct hf_server *srv)
 			stamp = now_stamp;
 			reload(srv);
 		}
-		if (hf_store_changed(srv->store)) {
-			struct hf_snapshot *snap = hf_server_snapshot(srv);
-			hf_store_load_pending(srv->store, snap->set, true,
+		if (hf_store_changed(srv->eng.store)) {
+			struct hf_snapshot *snap =
+			    hf_engine_snapshot(&srv->eng);
+			hf_store_load_pending(srv->eng.store, snap->set, true,
 					      requeue, srv);
 			hf_snapshot_unref(snap);
 		}
@@ -430,7 +327,7 @@ static void housekeeping(struct hf_server *srv)
  * --drain-timeout. Does not return when a step is stuck past it. */
 static void drain(struct hf_server *srv)
 {
-	const struct hf_options *o = &srv->opt;
+	const struct hf_options *o = &srv->eng.opt;
 	hf_log(HF_LOG_INFO, "shutting down: draining (up to %lldms)",
 	       (long long)o->drain_timeout_ms);
 	int64_t deadline = hf_mono_ms() + o->drain_timeout_ms;
@@ -438,10 +335,10 @@ static void drain(struct hf_server *srv)
 	 * while the running steps finish, so that callers get that answer
 	 * rather than a refused connection. Queued runs stay queued (they are
 	 * committed) and resume at the next start. */
-	atomic_store(&srv->draining, true);
-	hf_sched_stop(srv->sched);
+	atomic_store(&srv->eng.draining, true);
+	hf_sched_stop(srv->eng.sched);
 	int64_t left = deadline - hf_mono_ms();
-	bool stuck = hf_workers_stop(srv->workers, left > 0 ? left : 0) < 0;
+	bool stuck = hf_workers_stop(srv->eng.workers, left > 0 ? left : 0) < 0;
 	/* Requests that passed the check before the drain finish their commit
 	 * (quick: the writer keeps going). */
 	left = deadline - hf_mono_ms();
@@ -453,45 +350,45 @@ static void drain(struct hf_server *srv)
 		 * freeing what its thread still uses. */
 		hf_log(HF_LOG_WARN, "drain timeout: unfinished steps resume at "
 				    "the next start");
-		hf_outbox_stop(srv->outbox);
-		store_flush(srv->store, 5000);
+		hf_outbox_stop(srv->eng.outbox);
+		store_flush(srv->eng.store, 5000);
 		_exit(0);
 	}
-	srv->workers = NULL;
+	srv->eng.workers = NULL;
 	/* Every step finished: the next start need not suspect repeats. */
-	hf_store_set_clean_stop(srv->store);
+	hf_store_set_clean_stop(srv->eng.store);
 }
 
 /* Stops whatever is still running and frees srv. */
 static void teardown(struct hf_server *srv)
 {
-	struct hf_options *o = &srv->opt;
+	struct hf_options *o = &srv->eng.opt;
 	if (srv->ingest)
 		hf_ingest_stop(srv->ingest, 0);
-	if (srv->sched)
-		hf_sched_stop(srv->sched);
-	hf_workers_stop(srv->workers, o->drain_timeout_ms);
+	if (srv->eng.sched)
+		hf_sched_stop(srv->eng.sched);
+	hf_workers_stop(srv->eng.workers, o->drain_timeout_ms);
 	/* After the workers (no more kicks), before the store (its records). */
-	hf_outbox_stop(srv->outbox);
-	srv->outbox = NULL;
-	hf_store_close(srv->store);
-	hf_sched_destroy(srv->sched);
-	cache_forget();
-	hf_snapshot_unref(srv->snap);
+	hf_outbox_stop(srv->eng.outbox);
+	srv->eng.outbox = NULL;
+	hf_store_close(srv->eng.store);
+	hf_sched_destroy(srv->eng.sched);
+	hf_engine_snapshot_forget();
+	hf_snapshot_unref(srv->eng.snap);
 	free(o->listen);
 	free(o->workflows_dir);
 	free(o->scripts_dir);
 	free(o->state_path);
 	free(o->data_path);
 	free(o->admin_token);
-	pthread_mutex_destroy(&srv->snap_lock);
+	pthread_mutex_destroy(&srv->eng.snap_lock);
 	free(srv);
 }
 
 int hf_server_run(const struct hf_options *opt)
 {
 	struct hf_server *srv = hf_xcalloc(1, sizeof *srv);
-	struct hf_options *o = &srv->opt;
+	struct hf_options *o = &srv->eng.opt;
 	*o = *opt;
 	o->listen = hf_xstrdup(opt->listen);
 	o->workflows_dir = hf_xstrdup(opt->workflows_dir);
@@ -499,8 +396,9 @@ int hf_server_run(const struct hf_options *opt)
 	o->state_path = hf_xstrdup(opt->state_path);
 	o->data_path = hf_xstrdup(opt->data_path);
 	o->admin_token = hf_xstrdup(opt->admin_token);
-	pthread_mutex_init(&srv->snap_lock, NULL);
-	srv->started_at = hf_now_ms();
+	pthread_mutex_init(&srv->eng.snap_lock, NULL);
+	srv->eng.sync_finish = hf_ingest_sync_finish;
+	srv->eng.started_at = hf_now_ms();
 	int rc = start_core(srv);
 	if (rc == 0)
 		rc = start_listening(srv);

@@ -12,6 +12,7 @@
 #include "hf_outbox.h"
 #include "hf_worker.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -29,7 +30,7 @@ struct worker {
 };
 
 struct hf_workers {
-	struct hf_server *srv;
+	struct hf_engine *eng;
 	struct worker *items;
 	int n;
 	atomic_int busy;
@@ -79,7 +80,7 @@ struct step_write {
 static void step_written(struct hf_write *w)
 {
 	struct step_write *sw = (struct step_write *)w;
-	struct hf_server *srv = w->ctx;
+	struct hf_engine *eng = w->ctx;
 	struct hf_run *run = w->run;
 	struct worker *wk = sw->wk;
 	if (w->rc < 0) {
@@ -94,14 +95,15 @@ static void step_written(struct hf_write *w)
 				   run->status == HF_RUN_FAILED);
 	/* The step's emits are committed: the outbox need not wait a tick. */
 	if (w->rc == 0 && w->result && sw->res.nemits > 0)
-		hf_outbox_kick(srv->outbox);
+		hf_outbox_kick(eng->outbox);
 	if (w->result)
 		hf_step_result_release(&sw->res);
 	free(sw);
+	atomic_store(&run->owned, false);
 	if (over)
-		hf_server_run_finished(srv, run);
+		hf_engine_run_finished(eng, run);
 	else
-		hf_sched_push(srv->sched, run);
+		hf_sched_push(eng->sched, run);
 	commit_end(wk);
 }
 
@@ -114,7 +116,7 @@ static void started_written(struct hf_write *w)
 
 /* Ends a run that cannot proceed (its workflow is gone, its timeout passed)
  * without running a step. */
-static void fail_run(struct hf_server *srv, struct hf_run *run, char *error)
+static void fail_run(struct hf_engine *eng, struct hf_run *run, char *error)
 {
 	struct step_write *sw = hf_xcalloc(1, sizeof *sw);
 	free(run->error);
@@ -127,17 +129,20 @@ static void fail_run(struct hf_server *srv, struct hf_run *run, char *error)
 	sw->w.run = run;
 	sw->w.result = NULL;
 	sw->w.done = step_written;
-	sw->w.ctx = srv;
-	hf_store_submit(srv->store, &sw->w);
+	sw->w.ctx = eng;
+	hf_store_submit(eng->store, &sw->w);
 }
 
 static void execute(struct worker *wk, struct hf_run *run)
 {
-	struct hf_server *srv = wk->pool->srv;
+	struct hf_engine *eng = wk->pool->eng;
 	int64_t now = hf_now_ms();
+	bool held = atomic_exchange(&run->owned, true);
+	assert(!held && "a run is executed by one worker at a time");
+	(void)held;
 	if (!run->wf) {
 		fail_run(
-		    srv, run,
+		    eng, run,
 		    hf_xstrdup(run->error ? run->error : "workflow missing"));
 		return;
 	}
@@ -151,7 +156,7 @@ static void execute(struct worker *wk, struct hf_run *run)
 		w->done = started_written;
 		w->ctx = wk;
 		commit_begin(wk);
-		hf_store_submit(srv->store, w);
+		hf_store_submit(eng->store, w);
 	}
 	struct step_write *sw = hf_xcalloc(1, sizeof *sw);
 	sw->prev_step = run->next_step;
@@ -165,7 +170,7 @@ static void execute(struct worker *wk, struct hf_run *run)
 		free(sw);
 		char t[32];
 		snprintf(t, sizeof t, "%lldms", (long long)run->wf->timeout_ms);
-		fail_run(srv, run, hf_xasprintf("run timed out after %s", t));
+		fail_run(eng, run, hf_xasprintf("run timed out after %s", t));
 		return;
 	}
 
@@ -180,14 +185,14 @@ static void execute(struct worker *wk, struct hf_run *run)
 	    sw->res.status == HF_STEP_SKIPPED ? 0 : done.attempt;
 	sw->w.result = &sw->res;
 	sw->w.done = step_written;
-	sw->w.ctx = srv;
+	sw->w.ctx = eng;
 	sw->res.output_text =
 	    json_dumps(sw->res.output, JSON_COMPACT | JSON_ENCODE_ANY);
 	sw->res.logs_text = json_dumps(sw->res.logs, JSON_COMPACT);
 	atomic_store(&run->step_pending, true);
 	sw->wk = wk;
 	commit_begin(wk);
-	hf_store_submit(srv->store, &sw->w);
+	hf_store_submit(eng->store, &sw->w);
 	commit_wait(wk, HF_WORKER_INFLIGHT);
 }
 
@@ -197,7 +202,7 @@ static void *worker_main(void *arg)
 	/* Named for top -H, perf and gdb. */
 	pthread_setname_np(pthread_self(), "hf-worker");
 	struct hf_run *run;
-	while ((run = hf_sched_take(wk->pool->srv->sched)))
+	while ((run = hf_sched_take(wk->pool->eng->sched)))
 		execute(wk, run);
 	/* The writer's done() callbacks name this worker: wait for them. */
 	commit_wait(wk, 0);
@@ -205,12 +210,12 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-struct hf_workers *hf_workers_start(struct hf_server *srv, int n,
+struct hf_workers *hf_workers_start(struct hf_engine *eng, int n,
 				    const struct hf_luart_config *cfg,
 				    struct hf_error *err)
 {
 	struct hf_workers *pool = hf_xcalloc(1, sizeof *pool);
-	pool->srv = srv;
+	pool->eng = eng;
 	pool->items = hf_xcalloc((size_t)n, sizeof *pool->items);
 	for (int i = 0; i < n; i++) {
 		pool->items[i].pool = pool;
@@ -226,7 +231,7 @@ struct hf_workers *hf_workers_start(struct hf_server *srv, int n,
 				   &pool->items[i]) != 0) {
 			atomic_fetch_sub(&pool->running, 1);
 			hf_error_set(err, NULL, 0, 0, "cannot start worker");
-			hf_sched_stop(srv->sched);
+			hf_sched_stop(eng->sched);
 			for (int j = 0; j < i; j++)
 				pthread_join(pool->items[j].thread, NULL);
 			goto fail;

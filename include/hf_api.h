@@ -5,12 +5,13 @@
 #ifndef HF_API_H
 #define HF_API_H
 
-#include "hf_ingest.h"
+#include "hf_answer.h"
+#include "hf_engine.h"
 
 /* Returns the value of a query argument, or NULL. */
 typedef const char *(*hf_arg_fn)(void *ctx, const char *name);
 
-void hf_api_handle(struct hf_server *srv, const char *method, const char *url,
+void hf_api_handle(struct hf_engine *eng, const char *method, const char *url,
 		   const char *authorization, hf_arg_fn arg, void *ctx,
 		   struct hf_answer *out);
 

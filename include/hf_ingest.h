@@ -10,13 +10,13 @@
 #define HF_INGEST_H
 
 #include "hf_answer.h"
-#include "hf_server.h"
+#include "hf_engine.h"
 
 struct hf_ingest;
 
-/* Starts listening on srv->opt.listen. Returns NULL with err set when the
+/* Starts listening on eng->opt.listen. Returns NULL with err set when the
  * address cannot be bound. *port receives the port actually bound. */
-struct hf_ingest *hf_ingest_start(struct hf_server *srv, int *port,
+struct hf_ingest *hf_ingest_start(struct hf_engine *eng, int *port,
 				  struct hf_error *err);
 /* Stops accepting (new requests get 503), waits up to timeout_ms for requests
  * waiting on a commit, answers sync waiters, then stops the daemon. */

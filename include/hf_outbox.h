@@ -18,12 +18,12 @@
 #include "hf_util.h"
 #include <stdint.h>
 
-struct hf_server;
+struct hf_store;
 struct hf_outbox;
 
-/* Starts the delivery thread on srv->store. Returns NULL with err set when
+/* Starts the delivery thread on store. Returns NULL with err set when
  * the thread or the curl handle cannot be created. */
-struct hf_outbox *hf_outbox_start(struct hf_server *srv, struct hf_error *err);
+struct hf_outbox *hf_outbox_start(struct hf_store *store, struct hf_error *err);
 /* New deliveries were committed (or one was retried): look now instead of at
  * the next tick. Any thread; accepts NULL. */
 void hf_outbox_kick(struct hf_outbox *ob);

@@ -78,6 +78,10 @@ struct hf_run {
 	 * the writer then skips the run's "started" write, which the step's
 	 * own write makes redundant (one write less per short step). */
 	atomic_bool step_pending;
+	/* A worker is executing a step of this run, from taking it off the
+	 * scheduler until its step's write is done: asserted, so that no run is
+	 * ever held by two workers at once. */
+	atomic_bool owned;
 	char *error; /* the run's error once failed */
 	/* The last finished step's output, for respond: sync. */
 	json_t *last_output;

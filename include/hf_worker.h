@@ -6,13 +6,14 @@
 #ifndef HF_WORKER_H
 #define HF_WORKER_H
 
-#include "hf_server.h"
+#include "hf_engine.h"
+#include "hf_luart.h"
 
 struct hf_workers;
 
-/* Starts n workers on srv. Returns NULL with err set when a runtime cannot be
+/* Starts n workers on eng. Returns NULL with err set when a runtime cannot be
  * created (e.g. the data database cannot be opened). */
-struct hf_workers *hf_workers_start(struct hf_server *srv, int n,
+struct hf_workers *hf_workers_start(struct hf_engine *eng, int n,
 				    const struct hf_luart_config *cfg,
 				    struct hf_error *err);
 /* Waits up to timeout_ms for the workers to finish their current step and

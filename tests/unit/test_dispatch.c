@@ -4,9 +4,9 @@
  * replay (matched again by path and method, no dedupe). Everything runs on a
  * thread of its own so that the thread's expression runtime is freed at its
  * exit, as on the server's threads. */
+#include "hf_dispatch.h"
 #include "hf_limits.h"
 #include "hf_router.h"
-#include "hf_server.h"
 #include "tap.h"
 
 #include <pthread.h>

@@ -1,0 +1,80 @@
+/* hf_engine.h - the engine's shared context, layer 3: the options, the store,
+ * the scheduler, the workers, the outbox and the workflows in force (a
+ * refcounted snapshot swapped atomically on reload). Handed to the workers and
+ * the outbox beside it and to ingest and the admin API above it.
+ *
+ * server.c creates and wires it (engine.c owns the snapshot and the end of a
+ * run); the modules read it. Calls that the engine must make upwards (answering
+ * a respond: sync request) go through the function pointers it holds. */
+#ifndef HF_ENGINE_H
+#define HF_ENGINE_H
+
+#include "hf_router.h"
+#include "hf_run.h"
+#include "hf_sched.h"
+#include "hf_store.h"
+#include "hf_workflow.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct hf_options {
+	char *listen; /* HOST:PORT */
+	char *workflows_dir;
+	char *scripts_dir;
+	char *state_path;
+	char *data_path;
+	int workers;
+	int64_t max_body;
+	char *admin_token;
+	bool sync_full;
+	bool data_sync_full; /* --data-sync: the data database's synchronous */
+	int64_t max_queue;
+	int64_t drain_timeout_ms;
+	int64_t retain_ms; /* 0: keep everything */
+	int http_threads;
+};
+
+/* The workflows in force and their router; immutable once published. */
+struct hf_snapshot {
+	struct hf_workflow_set *set;
+	struct hf_router *router;
+	int refs; /* atomic */
+};
+
+struct hf_engine {
+	struct hf_options opt;
+	struct hf_store *store;
+	struct hf_sched *sched;
+	struct hf_workers *workers;
+	struct hf_outbox *outbox;
+
+	pthread_mutex_t snap_lock;
+	struct hf_snapshot *snap;
+	atomic_uint snap_gen; /* bumped on each reload */
+
+	atomic_bool draining; /* stop accepting: answer 503 */
+	int64_t started_at;   /* wall ms */
+
+	/* Set by the layer above (server.c: ingest's answer): a run with a
+	 * respond: sync waiter is over. Any thread; NULL when nobody waits. */
+	void (*sync_finish)(struct hf_sync_waiter *waiter,
+			    const struct hf_run *run);
+};
+
+/* Returns the current snapshot with a reference taken. Any thread; no lock
+ * unless a reload happened since the thread's last call. */
+struct hf_snapshot *hf_engine_snapshot(struct hf_engine *eng);
+/* Drops the calling thread's cached snapshot (the main thread, at exit). */
+void hf_engine_snapshot_forget(void);
+void hf_snapshot_unref(struct hf_snapshot *snap); /* accepts NULL */
+/* Builds a snapshot over set, taking over the caller's reference to set. */
+struct hf_snapshot *hf_snapshot_new(struct hf_workflow_set *set);
+/* Makes set (the caller's reference is taken over) the workflows in force. */
+void hf_engine_publish(struct hf_engine *eng, struct hf_workflow_set *set);
+
+/* Hands a finished run back: releases its lane, answers a respond: sync waiter
+ * (eng->sync_finish), counts it, frees it. Any thread. */
+void hf_engine_run_finished(struct hf_engine *eng, struct hf_run *run);
+
+#endif
