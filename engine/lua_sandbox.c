@@ -545,9 +545,9 @@ static void protect_string_metatable(lua_State *L, int sandbox)
 	lua_pop(L, 3);
 }
 
-/* The globals of hookflow's contract; the step-only ones are absent from
- * expression runtimes, and each of db, require, http and webhook from
- * runtimes configured without it. */
+/* The globals of docs/reference.md's "Lua" section; the step-only ones are
+ * absent from expression runtimes, and each of db, require, http and webhook
+ * from runtimes configured without it. */
 static void open_contract(lua_State *L, int sandbox, struct hf_luart *rt)
 {
 	hf_lua_json_open(L);

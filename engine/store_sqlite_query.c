@@ -1,5 +1,5 @@
 /* store_sqlite_query.c - the SQLite backend's reads: runs, events and
- * deliveries as the admin API and the CLI show them (CONTRACT §2), the
+ * deliveries as the admin API and the CLI show them (README.md, "HTTP"), the
  * deliveries due for the outbox, and an event loaded again for a replay.
  *
  * Not here: writes of any kind (store_sqlite.c applies them; retries and

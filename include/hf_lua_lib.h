@@ -1,5 +1,5 @@
-/* hf_lua_lib.h - the small Lua globals of the contract: env(NAME), log.* (and
- * print, which is log.info), and crypto.*.
+/* hf_lua_lib.h - the small Lua globals (docs/reference.md, "Lua"): env(NAME),
+ * log.* (and print, which is log.info), and crypto.*.
  *
  * The log functions append to a per-step array owned by the runtime; everything
  * else is stateless. Used only from the thread that owns the lua_State. */

@@ -1,7 +1,7 @@
 /* hf_luart.h - the Lua 5.4 runtime: one sandboxed lua_State per thread, the
- * globals of the contract (event, steps, args, run, env, json, log, crypto, db,
- * http, webhook, require), memory and time limits, and the conversion between
- * JSON values (jansson) and Lua values.
+ * globals of docs/reference.md's "Lua" section (event, steps, args, run, env,
+ * json, log, crypto, db, http, webhook, require), memory and time limits, and
+ * the conversion between JSON values (jansson) and Lua values.
  *
  * A runtime belongs to one thread for its lifetime. Chunks are compiled once
  * per runtime and cached by (workflow version, chunk name). Each step runs in a

@@ -106,7 +106,8 @@ struct hf_store_stats {
 void hf_store_stats(struct hf_store *s, struct hf_store_stats *out);
 
 /* --- Reads. Each thread gets its own read connection; results are new JSON
- * references in the admin API's shapes (CONTRACT §2). NULL when not found. ---
+ * references in the admin API's shapes (README.md, "HTTP"). NULL when not
+ * found. ---
  */
 
 json_t *hf_store_run_json(struct hf_store *s, const char *run_id);
