@@ -414,13 +414,13 @@ static int verify_all(struct req *r, json_t *headers,
 	return n == 0 && failed > 0 ? -1 : 0;
 }
 
-static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
-			       const char *url, const char *method)
+/* Makes r->ev from the request: id, method, path, headers, query, the time
+ * it came in. The body is taken over later, once decoded. */
+static struct hf_event *new_event(struct req *r, struct MHD_Connection *c,
+				  const char *url, const char *method)
 {
-	struct hf_engine *eng = r->in->eng;
 	json_t *headers = json_object();
 	MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, headers);
-
 	struct hf_event *ev = hf_event_new();
 	r->ev = ev;
 	hf_id_new(ev->id, "ev");
@@ -432,6 +432,56 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 				  ev->query);
 	ev->received_at = hf_now_ms();
 	ev->skipped = json_array();
+	return ev;
+}
+
+/* A request whose first run answers with `respond: sync` waits for it: its
+ * waiter is made here and listed for shutdown. */
+static void add_waiter(struct req *r, size_t nruns)
+{
+	for (size_t i = 0; i < nruns; i++) {
+		if (!r->runs[i]->wf->respond_sync)
+			continue;
+		struct hf_sync_waiter *wt = hf_xcalloc(1, sizeof *wt);
+		pthread_mutex_init(&wt->lock, NULL);
+		wt->refs = 2;
+		wt->req = r;
+		wt->in = r->in;
+		r->waiter = wt;
+		pthread_mutex_lock(&r->in->lock);
+		wt->next = r->in->waiters;
+		if (wt->next)
+			wt->next->prev = wt;
+		r->in->waiters = wt;
+		pthread_mutex_unlock(&r->in->lock);
+		return;
+	}
+}
+
+/* Hands the event and its runs to the writer and suspends the connection
+ * until ingest_written resumes it. */
+static enum MHD_Result submit_event(struct req *r, struct MHD_Connection *c,
+				    size_t nruns)
+{
+	r->w.kind = HF_W_INGEST;
+	r->w.event = r->ev;
+	r->w.runs = r->runs;
+	r->w.nruns = nruns;
+	r->w.dropped = r->dropped;
+	r->w.done = ingest_written;
+	r->w.ctx = r;
+	r->state = WAITING;
+	MHD_suspend_connection(c);
+	hf_store_submit(r->in->eng->store, &r->w);
+	return MHD_YES;
+}
+
+static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
+			       const char *url, const char *method)
+{
+	struct hf_engine *eng = r->in->eng;
+	struct hf_event *ev = new_event(r, c, url, method);
+	json_t *headers = ev->headers;
 	if (!r->body.data)
 		hf_buf_append(&r->body, "", 0);
 
@@ -478,35 +528,8 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 		r->ans.retry_after = 5;
 		return send_answer(c, &r->ans);
 	}
-	for (size_t i = 0; i < nruns; i++) {
-		if (r->runs[i]->wf->respond_sync) {
-			struct hf_sync_waiter *wt = hf_xcalloc(1, sizeof *wt);
-			pthread_mutex_init(&wt->lock, NULL);
-			wt->refs = 2;
-			wt->req = r;
-			wt->in = r->in;
-			r->waiter = wt;
-			pthread_mutex_lock(&r->in->lock);
-			wt->next = r->in->waiters;
-			if (wt->next)
-				wt->next->prev = wt;
-			r->in->waiters = wt;
-			pthread_mutex_unlock(&r->in->lock);
-			break;
-		}
-	}
-
-	r->w.kind = HF_W_INGEST;
-	r->w.event = ev;
-	r->w.runs = r->runs;
-	r->w.nruns = nruns;
-	r->w.dropped = r->dropped;
-	r->w.done = ingest_written;
-	r->w.ctx = r;
-	r->state = WAITING;
-	MHD_suspend_connection(c);
-	hf_store_submit(eng->store, &r->w);
-	return MHD_YES;
+	add_waiter(r, nruns);
+	return submit_event(r, c, nruns);
 }
 
 static bool is_reserved(const char *url)

@@ -260,112 +260,126 @@ static void push_headers(lua_State *L, struct req *r, const char **ctype)
 
 /* ---- the call ---- */
 
-/* Performs the request described by the options table at index t. Pushes the
- * response table. */
-static int do_request(lua_State *L, struct hf_lua_http *h, int t)
-{
-	t = lua_absindex(L, t);
-	void **box = hf_lua_box(L, req_release);
-	struct req *r = hf_xcalloc(1, sizeof *r);
-	*box = r;
-
-	if (lua_getfield(L, t, "url") != LUA_TSTRING)
-		return luaL_error(L, "http.request: url must be a string");
-	const char *url = lua_tostring(L, -1);
+/* The options of one call. url and body point into strings the call keeps on
+ * the Lua stack; shown is the url for messages (see safe_url). */
+struct opts {
+	const char *url;
 	char shown[512];
-	safe_url(url, shown, sizeof shown);
-	if (!is_http_url(url))
-		return luaL_error(L,
-				  "http.request: url must start with http:// "
-				  "or https:// (%s)",
-				  shown);
+	const char *body; /* NULL: none */
+	size_t blen;
+	char method[16];
+	int64_t timeout;
+	int64_t max;
+	bool follow;
+	bool capped; /* the timeout is what is left of the step */
+};
 
-	/* Body: a string as is, or `json` (any JSON-shaped value) encoded. */
-	const char *body = NULL;
-	size_t blen = 0;
+/* Reads url; leaves it on the stack. */
+static void read_url(lua_State *L, int t, struct opts *o)
+{
+	if (lua_getfield(L, t, "url") != LUA_TSTRING)
+		luaL_error(L, "http.request: url must be a string");
+	o->url = lua_tostring(L, -1);
+	safe_url(o->url, o->shown, sizeof o->shown);
+	if (!is_http_url(o->url))
+		luaL_error(L,
+			   "http.request: url must start with http:// "
+			   "or https:// (%s)",
+			   o->shown);
+}
+
+/* Body: a string as is, or `json` (any JSON-shaped value) encoded into
+ * r->json_body. Leaves both fields on the stack. */
+static void read_body(lua_State *L, int t, struct req *r, struct opts *o)
+{
+	o->body = NULL;
+	o->blen = 0;
 	int btype = lua_getfield(L, t, "body");
 	int jtype = lua_getfield(L, t, "json");
 	if (btype != LUA_TNIL && jtype != LUA_TNIL)
-		return luaL_error(L, "http.request: give body or json, not "
-				     "both");
+		luaL_error(L, "http.request: give body or json, not both");
 	if (btype != LUA_TNIL) {
 		if (btype != LUA_TSTRING)
-			return luaL_error(L, "http.request: body must be a "
-					     "string (use json= for tables)");
-		body = lua_tolstring(L, -2, &blen);
+			luaL_error(L, "http.request: body must be a string "
+				      "(use json= for tables)");
+		o->body = lua_tolstring(L, -2, &o->blen);
 	} else if (jtype != LUA_TNIL) {
 		char err[256];
 		json_t *j = hf_lua_to_json(L, -1, "json", err, sizeof err);
 		if (!j)
-			return luaL_error(L, "http.request: %s", err);
+			luaL_error(L, "http.request: %s", err);
 		r->json_body = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
 		json_decref(j);
 		if (!r->json_body)
-			return luaL_error(L,
-					  "http.request: cannot encode json");
-		body = r->json_body;
-		blen = strlen(body);
+			luaL_error(L, "http.request: cannot encode json");
+		o->body = r->json_body;
+		o->blen = strlen(o->body);
 	}
+}
 
-	char method[16];
+/* method, upper-cased; POST with a body, GET without by default. */
+static void read_method(lua_State *L, int t, struct opts *o)
+{
 	if (lua_getfield(L, t, "method") == LUA_TSTRING) {
 		size_t ml;
 		const char *m = lua_tolstring(L, -1, &ml);
-		if (ml == 0 || ml >= sizeof method)
-			return luaL_error(L, "http.request: invalid method");
-		for (size_t i = 0; i <= ml; i++)
-			method[i] = (char)toupper((unsigned char)m[i]);
-		if (!hf_http_token(method))
-			return luaL_error(L,
-					  "http.request: invalid method "
-					  "'%s'",
-					  m);
+		if (ml == 0 || ml >= sizeof o->method)
+			luaL_error(L, "http.request: invalid method");
+		for (size_t i = 0; i <= ml && i < sizeof o->method; i++)
+			o->method[i] = (char)toupper((unsigned char)m[i]);
+		if (!hf_http_token(o->method))
+			luaL_error(L, "http.request: invalid method '%s'", m);
 	} else if (!lua_isnil(L, -1)) {
-		return luaL_error(L, "http.request: method must be a string");
+		luaL_error(L, "http.request: method must be a string");
 	} else {
-		snprintf(method, sizeof method, "%s", body ? "POST" : "GET");
+		snprintf(o->method, sizeof o->method, "%s",
+			 o->body ? "POST" : "GET");
 	}
 	lua_pop(L, 1);
+}
 
+/* Appends one header of the table at the top (key at -2, value at -1) to
+ * r->headers. Returns whether it is a Content-Type. */
+static bool add_header(lua_State *L, struct req *r)
+{
+	if (lua_type(L, -2) != LUA_TSTRING ||
+	    !hf_http_token(lua_tostring(L, -2)))
+		luaL_error(L, "http.request: header names must be tokens");
+	const char *name = lua_tostring(L, -2);
+	if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+		luaL_error(L, "http.request: header '%s' must be a string",
+			   name);
+	size_t vl;
+	const char *v = lua_tolstring(L, -1, &vl);
+	if (has_ctl(v, vl))
+		luaL_error(L, "http.request: header '%s' contains a line break",
+			   name);
+	/* "Name;" is curl's way to send an empty value. */
+	const char *line = vl ? lua_pushfstring(L, "%s: %s", name, v)
+			      : lua_pushfstring(L, "%s;", name);
+	struct curl_slist *l = curl_slist_append(r->headers, line);
+	if (!l)
+		luaL_error(L, "http.request: out of memory");
+	r->headers = l;
+	lua_pop(L, 1);
+	return strcasecmp(name, "content-type") == 0;
+}
+
+/* Builds r->headers: the `headers` table, then the fixed ones and a
+ * Content-Type when the caller gave none. */
+static void read_headers(lua_State *L, int t, struct req *r)
+{
 	bool has_ctype = false;
 	int htype = lua_getfield(L, t, "headers");
 	if (htype == LUA_TTABLE) {
 		lua_pushnil(L);
 		while (lua_next(L, -2)) {
-			if (lua_type(L, -2) != LUA_TSTRING ||
-			    !hf_http_token(lua_tostring(L, -2)))
-				return luaL_error(L, "http.request: header "
-						     "names must be tokens");
-			const char *name = lua_tostring(L, -2);
-			if (lua_type(L, -1) != LUA_TSTRING &&
-			    lua_type(L, -1) != LUA_TNUMBER)
-				return luaL_error(L,
-						  "http.request: header '%s' "
-						  "must be a string",
-						  name);
-			size_t vl;
-			const char *v = lua_tolstring(L, -1, &vl);
-			if (has_ctl(v, vl))
-				return luaL_error(L,
-						  "http.request: header '%s' "
-						  "contains a line break",
-						  name);
-			if (strcasecmp(name, "content-type") == 0)
+			if (add_header(L, r))
 				has_ctype = true;
-			/* "Name;" is curl's way to send an empty value. */
-			const char *line =
-			    vl ? lua_pushfstring(L, "%s: %s", name, v)
-			       : lua_pushfstring(L, "%s;", name);
-			struct curl_slist *l =
-			    curl_slist_append(r->headers, line);
-			if (!l)
-				return luaL_error(L, "http.request: out of "
-						     "memory");
-			r->headers = l;
-			lua_pop(L, 2);
+			lua_pop(L, 1);
 		}
 	} else if (htype != LUA_TNIL) {
-		return luaL_error(L, "http.request: headers must be a table");
+		luaL_error(L, "http.request: headers must be a table");
 	}
 	lua_pop(L, 1);
 	static const char *const fixed[] = {
@@ -379,36 +393,71 @@ static int do_request(lua_State *L, struct hf_lua_http *h, int t)
 							      "application/json"
 							    : "Content-Type:");
 	if (!r->headers)
-		return luaL_error(L, "http.request: out of memory");
+		luaL_error(L, "http.request: out of memory");
+}
 
-	int64_t timeout = opt_duration(L, t, "timeout", HF_HTTP_TIMEOUT_MS);
-	int64_t max = opt_size(L, t, "max_response", HF_HTTP_MAX_RESPONSE);
+/* timeout (capped by what is left of the step), max_response,
+ * follow_redirects. */
+static void read_limits(lua_State *L, struct hf_lua_http *h, int t,
+			struct opts *o)
+{
+	o->timeout = opt_duration(L, t, "timeout", HF_HTTP_TIMEOUT_MS);
+	o->max = opt_size(L, t, "max_response", HF_HTTP_MAX_RESPONSE);
 	lua_getfield(L, t, "follow_redirects");
-	bool follow = lua_toboolean(L, -1);
+	o->follow = lua_toboolean(L, -1);
 	lua_pop(L, 1);
-	bool capped = false;
+	o->capped = false;
 	if (h->deadline) {
 		int64_t left = h->deadline - hf_mono_ms();
 		if (left < 1)
 			left = 1;
-		if (left < timeout) {
-			timeout = left;
-			capped = true;
+		if (left < o->timeout) {
+			o->timeout = left;
+			o->capped = true;
 		}
 	}
-	r->body.max = (size_t)max;
-	r->head.max = HF_HTTP_MAX_HEADERS;
+}
 
-	CURL *c = h->curl;
+/* The method and body options of the handle. */
+static void set_method(CURL *c, const struct opts *o)
+{
+	const char *m = o->method;
+	if (o->body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)o->blen);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, o->body);
+		if (strcmp(m, "POST") != 0)
+			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, m);
+	} else if (strcmp(m, "GET") == 0) {
+		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+	} else if (strcmp(m, "HEAD") == 0) {
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+		   strcmp(m, "PATCH") == 0) {
+		/* An empty body, with Content-Length: 0. */
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+		if (strcmp(m, "POST") != 0)
+			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, m);
+	} else {
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, m);
+	}
+}
+
+/* Resets the handle and sets it up for the call (no Lua in here). */
+static void set_request(CURL *c, struct req *r, const struct opts *o)
+{
+	r->body.max = (size_t)o->max;
+	r->head.max = HF_HTTP_MAX_HEADERS;
 	curl_easy_reset(c);
-	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_URL, o->url);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, o->follow ? 1L : 0L);
 	curl_easy_setopt(c, CURLOPT_MAXREDIRS, (long)HF_HTTP_MAX_REDIRECTS);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout);
-	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)o->timeout);
+	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "hookflow");
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->headers);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->errbuf);
@@ -416,51 +465,40 @@ static int do_request(lua_State *L, struct hf_lua_http *h, int t)
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)blen);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		if (strcmp(method, "POST") != 0)
-			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	} else if (strcmp(method, "GET") == 0) {
-		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-	} else if (strcmp(method, "HEAD") == 0) {
-		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-	} else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
-		   strcmp(method, "PATCH") == 0) {
-		/* An empty body, with Content-Length: 0. */
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-		if (strcmp(method, "POST") != 0)
-			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	} else {
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	}
+	set_method(c, o);
+}
 
+/* Performs the call; raises on a network failure or a body over the cap. */
+static void perform(lua_State *L, CURL *c, struct req *r, const struct opts *o)
+{
 	CURLcode rc = curl_easy_perform(c);
 	/* Nothing of r may be referenced by the handle once we return. */
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
 	if (r->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
 		char sz[32];
-		format_size(max, sz, sizeof sz);
-		return luaL_error(
-		    L, "http.request: response larger than %s (%s)", sz, shown);
+		format_size(o->max, sz, sizeof sz);
+		luaL_error(L, "http.request: response larger than %s (%s)", sz,
+			   o->shown);
 	}
 	if (rc != CURLE_OK) {
 		const char *what = curl_easy_strerror(rc);
-		const char *hint = rc == CURLE_OPERATION_TIMEDOUT && capped
+		const char *hint = rc == CURLE_OPERATION_TIMEDOUT && o->capped
 				       ? "; the step's time is up"
 				       : "";
 		if (r->errbuf[0] && strcmp(r->errbuf, what) != 0)
-			return luaL_error(L, "http.request: %s (%s): %s%s",
-					  what, shown, r->errbuf, hint);
-		return luaL_error(L, "http.request: %s (%s)%s", what, shown,
-				  hint);
+			luaL_error(L, "http.request: %s (%s): %s%s", what,
+				   o->shown, r->errbuf, hint);
+		luaL_error(L, "http.request: %s (%s)%s", what, o->shown, hint);
 	}
+}
+
+/* Pushes the response table: status, headers, body and, for a JSON content
+ * type with a valid body, json. */
+static void push_response(lua_State *L, CURL *c, struct req *r)
+{
 	long status = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-
 	lua_createtable(L, 0, 4);
 	int res = lua_gettop(L);
 	lua_pushinteger(L, status);
@@ -479,6 +517,25 @@ static int do_request(lua_State *L, struct hf_lua_http *h, int t)
 			lua_setfield(L, res, "json");
 		}
 	}
+}
+
+/* Performs the request described by the options table at index t. Pushes the
+ * response table. Everything allocated lives in r, owned by the box. */
+static int do_request(lua_State *L, struct hf_lua_http *h, int t)
+{
+	t = lua_absindex(L, t);
+	void **box = hf_lua_box(L, req_release);
+	struct req *r = hf_xcalloc(1, sizeof *r);
+	*box = r;
+	struct opts o;
+	read_url(L, t, &o);
+	read_body(L, t, r, &o);
+	read_method(L, t, &o);
+	read_headers(L, t, r);
+	read_limits(L, h, t, &o);
+	set_request(h->curl, r, &o);
+	perform(L, h->curl, r, &o);
+	push_response(L, h->curl, r);
 	*box = NULL;
 	req_release(r);
 	return 1;

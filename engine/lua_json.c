@@ -215,6 +215,108 @@ static json_t *conv_child(struct conv *c, int idx, size_t saved)
 	return j;
 }
 
+/* What the keys of a table say about it. */
+struct keys {
+	size_t n;
+	lua_Integer maxk; /* the largest positive integer key */
+	bool ints, strs;
+};
+
+/* Classifies the keys of the table at idx. Returns false (after fail) when
+ * the table cannot be JSON: keys of another type, both kinds, or holes. */
+static bool classify_keys(struct conv *c, int idx, struct keys *k)
+{
+	lua_State *L = c->L;
+	const char *bad = NULL;
+	*k = (struct keys){0};
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		lua_pop(L, 1);
+		k->n++;
+		if (lua_type(L, -1) == LUA_TSTRING) {
+			k->strs = true;
+		} else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
+			k->ints = true;
+			if (lua_tointeger(L, -1) > k->maxk)
+				k->maxk = lua_tointeger(L, -1);
+		} else if (!bad) {
+			bad = lua_type(L, -1) == LUA_TNUMBER
+				  ? "number"
+				  : lua_typename(L, lua_type(L, -1));
+		}
+	}
+	if (bad && strcmp(bad, "number") == 0)
+		fail(c,
+		     "cannot convert a table with non-positive or fractional "
+		     "%s keys to JSON",
+		     bad);
+	else if (bad)
+		fail(c, "cannot convert a table with %s keys to JSON", bad);
+	else if (k->ints && k->strs)
+		fail(c, "cannot convert a table with both array and string "
+			"keys to JSON");
+	else if (k->ints && (size_t)k->maxk != k->n)
+		fail(c, "cannot convert a sparse array to JSON (use json.null "
+			"for holes)");
+	else
+		return true;
+	return false;
+}
+
+/* The table at idx, keys 1..n, as a JSON array. */
+static json_t *conv_array(struct conv *c, int idx, size_t n)
+{
+	lua_State *L = c->L;
+	size_t saved = c->plen;
+	json_t *out = json_array();
+	for (size_t i = 1; out && i <= n; i++) {
+		lua_rawgeti(L, idx, (lua_Integer)i);
+		path_push(c, "[%zu]", i);
+		json_t *j = conv_child(c, lua_gettop(L), saved);
+		lua_pop(L, 1);
+		if (!j || json_array_append_new(out, j) != 0) {
+			json_decref(out);
+			out = NULL;
+		}
+	}
+	return out;
+}
+
+/* The table at idx, all keys strings, as a JSON object. */
+static json_t *conv_object(struct conv *c, int idx)
+{
+	lua_State *L = c->L;
+	size_t saved = c->plen;
+	json_t *out = json_object();
+	lua_pushnil(L);
+	while (out && lua_next(L, idx)) {
+		size_t klen;
+		const char *k = lua_tolstring(L, -2, &klen);
+		if (is_ident(k, klen))
+			path_push(c, ".%s", k);
+		else
+			path_push(c, "[\"%.40s\"]", k);
+		json_t *j = conv_child(c, lua_gettop(L), saved);
+		lua_pop(L, 1);
+		if (!j) {
+			json_decref(out);
+			out = NULL;
+			lua_pop(L, 1); /* the key: iteration ends */
+			break;
+		}
+		if (json_object_setn_new(out, k, klen, j) != 0) {
+			json_decref(out);
+			out = NULL;
+			lua_pop(L, 1);
+			fail(c, "key is not valid UTF-8");
+			break;
+		}
+		c->plen = saved;
+		c->path[saved] = '\0';
+	}
+	return out;
+}
+
 static json_t *conv_table(struct conv *c, int idx)
 {
 	lua_State *L = c->L;
@@ -227,88 +329,13 @@ static json_t *conv_table(struct conv *c, int idx)
 			    HF_LUA_JSON_MAX_DEPTH);
 	if (!lua_checkstack(L, 4))
 		return fail(c, "nesting too deep");
-
-	/* Classify the keys. */
-	size_t n = 0;
-	lua_Integer maxk = 0;
-	bool ints = false, strs = false;
-	const char *bad = NULL;
-	lua_pushnil(L);
-	while (lua_next(L, idx)) {
-		lua_pop(L, 1);
-		n++;
-		if (lua_type(L, -1) == LUA_TSTRING) {
-			strs = true;
-		} else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
-			ints = true;
-			if (lua_tointeger(L, -1) > maxk)
-				maxk = lua_tointeger(L, -1);
-		} else if (!bad) {
-			bad = lua_type(L, -1) == LUA_TNUMBER
-				  ? "number"
-				  : lua_typename(L, lua_type(L, -1));
-		}
-	}
-	if (bad) {
-		if (strcmp(bad, "number") == 0)
-			return fail(c,
-				    "cannot convert a table with non-positive "
-				    "or fractional %s keys to JSON",
-				    bad);
-		return fail(c, "cannot convert a table with %s keys to JSON",
-			    bad);
-	}
-	if (ints && strs)
-		return fail(c, "cannot convert a table with both array and "
-			       "string keys to JSON");
-	if (ints && (size_t)maxk != n)
-		return fail(c, "cannot convert a sparse array to JSON (use "
-			       "json.null for holes)");
-
+	struct keys k;
+	if (!classify_keys(c, idx, &k))
+		return NULL;
 	c->seen[c->depth++] = p;
-	size_t saved = c->plen;
-	json_t *out;
-	if (ints || (n == 0 && is_marked_array(L, idx))) {
-		out = json_array();
-		for (size_t i = 1; out && i <= n; i++) {
-			lua_rawgeti(L, idx, (lua_Integer)i);
-			path_push(c, "[%zu]", i);
-			json_t *j = conv_child(c, lua_gettop(L), saved);
-			lua_pop(L, 1);
-			if (!j || json_array_append_new(out, j) != 0) {
-				json_decref(out);
-				out = NULL;
-			}
-		}
-	} else {
-		out = json_object();
-		lua_pushnil(L);
-		while (out && lua_next(L, idx)) {
-			size_t klen;
-			const char *k = lua_tolstring(L, -2, &klen);
-			if (is_ident(k, klen))
-				path_push(c, ".%s", k);
-			else
-				path_push(c, "[\"%.40s\"]", k);
-			json_t *j = conv_child(c, lua_gettop(L), saved);
-			lua_pop(L, 1);
-			if (!j) {
-				json_decref(out);
-				out = NULL;
-				lua_pop(L, 1); /* the key: iteration ends */
-				break;
-			}
-			if (json_object_setn_new(out, k, klen, j) != 0) {
-				json_decref(out);
-				out = NULL;
-				lua_pop(L, 1);
-				fail(c, "key is not valid UTF-8");
-				break;
-			}
-			c->plen = saved;
-			c->path[saved] = '\0';
-		}
-	}
+	json_t *out = k.ints || (k.n == 0 && is_marked_array(L, idx))
+			  ? conv_array(c, idx, k.n)
+			  : conv_object(c, idx);
 	c->depth--;
 	return out;
 }
