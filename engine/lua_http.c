@@ -177,8 +177,8 @@ static int64_t opt_size(lua_State *L, int t, const char *name, int64_t def)
 			   name);
 	}
 	if (n < 1 || n > HF_LUA_MEMORY)
-		luaL_error(L, "http.request: %s must be 1 byte to 64 MiB",
-			   name);
+		luaL_error(L, "http.request: %s must be 1 byte to %d MiB", name,
+			   (int)(HF_LUA_MEMORY / (1024 * 1024)));
 	lua_pop(L, 1);
 	return n;
 }
