@@ -9,10 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* An entry of a min-heap on due: a timer (monotonic ms, fn(arg)), or a run
+ * waiting for its due time (wall ms, arg the run, fn NULL). */
 struct timer {
-	int64_t due; /* monotonic ms */
+	int64_t due;
 	void (*fn)(void *arg);
 	void *arg;
+};
+
+struct heap {
+	struct timer *items;
+	size_t n, cap;
 };
 
 /* Runs of one concurrency key: `active` hold a slot, the rest wait in order. */
@@ -35,95 +42,50 @@ struct hf_sched {
 	struct hf_run *ready_head, *ready_tail;
 	size_t nready;
 
-	struct hf_run **delayed; /* min-heap on due_at (wall ms) */
-	size_t ndelayed, cap_delayed;
-
-	struct timer *timers; /* min-heap on due (monotonic ms) */
-	size_t ntimers, cap_timers;
+	struct heap delayed; /* runs, on due_at (wall ms) */
+	struct heap timers;  /* on monotonic ms */
 
 	struct lane *lanes[LANE_BUCKETS];
 	size_t depth;
 };
 
-/* --- heaps --- */
+/* --- heaps (min on due) --- */
 
-static void delayed_push(struct hf_sched *s, struct hf_run *run)
+static void heap_push(struct heap *h, struct timer t)
 {
-	if (s->ndelayed == s->cap_delayed) {
-		s->cap_delayed = s->cap_delayed ? s->cap_delayed * 2 : 64;
-		s->delayed = hf_xrealloc(s->delayed,
-					 s->cap_delayed * sizeof *s->delayed);
+	if (h->n == h->cap) {
+		h->cap = h->cap ? h->cap * 2 : 16;
+		h->items = hf_xrealloc(h->items, h->cap * sizeof *h->items);
 	}
-	size_t i = s->ndelayed++;
+	size_t i = h->n++;
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
-		if (s->delayed[p]->due_at <= run->due_at)
+		if (h->items[p].due <= t.due)
 			break;
-		s->delayed[i] = s->delayed[p];
+		h->items[i] = h->items[p];
 		i = p;
 	}
-	s->delayed[i] = run;
+	h->items[i] = t;
 }
 
-static struct hf_run *delayed_pop(struct hf_sched *s)
+static struct timer heap_pop(struct heap *h)
 {
-	struct hf_run *top = s->delayed[0];
-	struct hf_run *last = s->delayed[--s->ndelayed];
+	struct timer top = h->items[0];
+	struct timer last = h->items[--h->n];
 	size_t i = 0;
 	for (;;) {
 		size_t c = 2 * i + 1;
-		if (c >= s->ndelayed)
+		if (c >= h->n)
 			break;
-		if (c + 1 < s->ndelayed &&
-		    s->delayed[c + 1]->due_at < s->delayed[c]->due_at)
+		if (c + 1 < h->n && h->items[c + 1].due < h->items[c].due)
 			c++;
-		if (last->due_at <= s->delayed[c]->due_at)
+		if (last.due <= h->items[c].due)
 			break;
-		s->delayed[i] = s->delayed[c];
+		h->items[i] = h->items[c];
 		i = c;
 	}
-	if (s->ndelayed)
-		s->delayed[i] = last;
-	return top;
-}
-
-static void timer_push(struct hf_sched *s, struct timer t)
-{
-	if (s->ntimers == s->cap_timers) {
-		s->cap_timers = s->cap_timers ? s->cap_timers * 2 : 16;
-		s->timers =
-		    hf_xrealloc(s->timers, s->cap_timers * sizeof *s->timers);
-	}
-	size_t i = s->ntimers++;
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (s->timers[p].due <= t.due)
-			break;
-		s->timers[i] = s->timers[p];
-		i = p;
-	}
-	s->timers[i] = t;
-}
-
-static struct timer timer_pop(struct hf_sched *s)
-{
-	struct timer top = s->timers[0];
-	struct timer last = s->timers[--s->ntimers];
-	size_t i = 0;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= s->ntimers)
-			break;
-		if (c + 1 < s->ntimers &&
-		    s->timers[c + 1].due < s->timers[c].due)
-			c++;
-		if (last.due <= s->timers[c].due)
-			break;
-		s->timers[i] = s->timers[c];
-		i = c;
-	}
-	if (s->ntimers)
-		s->timers[i] = last;
+	if (h->n)
+		h->items[i] = last;
 	return top;
 }
 
@@ -174,7 +136,7 @@ static void lane_drop_if_idle(struct hf_sched *s, struct lane *l)
 static void make_ready(struct hf_sched *s, struct hf_run *run)
 {
 	if (run->due_at > hf_now_ms()) {
-		delayed_push(s, run);
+		heap_push(&s->delayed, (struct timer){run->due_at, NULL, run});
 		pthread_cond_signal(&s->timer_cond);
 		return;
 	}
@@ -285,7 +247,7 @@ void hf_sched_timer(struct hf_sched *s, int64_t due_mono_ms,
 		    void (*fn)(void *arg), void *arg)
 {
 	pthread_mutex_lock(&s->lock);
-	timer_push(s, (struct timer){due_mono_ms, fn, arg});
+	heap_push(&s->timers, (struct timer){due_mono_ms, fn, arg});
 	pthread_cond_signal(&s->timer_cond);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -298,10 +260,10 @@ static void *sched_main(void *arg)
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		int64_t now = hf_now_ms(), mono = hf_mono_ms();
-		while (s->ndelayed && s->delayed[0]->due_at <= now)
-			make_ready(s, delayed_pop(s));
-		if (s->ntimers && s->timers[0].due <= mono) {
-			struct timer t = timer_pop(s);
+		while (s->delayed.n && s->delayed.items[0].due <= now)
+			make_ready(s, heap_pop(&s->delayed).arg);
+		if (s->timers.n && s->timers.items[0].due <= mono) {
+			struct timer t = heap_pop(&s->timers);
 			pthread_mutex_unlock(&s->lock);
 			t.fn(t.arg);
 			pthread_mutex_lock(&s->lock);
@@ -310,20 +272,14 @@ static void *sched_main(void *arg)
 		/* Sleep until the earliest due time, at most a minute (the wall
 		 * clock may jump). */
 		int64_t wait = 60000;
-		if (s->ndelayed && s->delayed[0]->due_at - now < wait)
-			wait = s->delayed[0]->due_at - now;
-		if (s->ntimers && s->timers[0].due - mono < wait)
-			wait = s->timers[0].due - mono;
+		if (s->delayed.n && s->delayed.items[0].due - now < wait)
+			wait = s->delayed.items[0].due - now;
+		if (s->timers.n && s->timers.items[0].due - mono < wait)
+			wait = s->timers.items[0].due - mono;
 		if (wait < 1)
 			wait = 1;
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += wait / 1000;
-		ts.tv_nsec += (wait % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		hf_deadline_in(wait, &ts);
 		pthread_cond_timedwait(&s->timer_cond, &s->lock, &ts);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -366,8 +322,8 @@ void hf_sched_destroy(struct hf_sched *s)
 		s->ready_head = r->next;
 		hf_run_free(r);
 	}
-	for (size_t i = 0; i < s->ndelayed; i++)
-		hf_run_free(s->delayed[i]);
+	for (size_t i = 0; i < s->delayed.n; i++)
+		hf_run_free(s->delayed.items[i].arg);
 	for (size_t i = 0; i < LANE_BUCKETS; i++) {
 		struct lane *l = s->lanes[i];
 		while (l) {
@@ -382,8 +338,8 @@ void hf_sched_destroy(struct hf_sched *s)
 			l = next;
 		}
 	}
-	free(s->delayed);
-	free(s->timers);
+	free(s->delayed.items);
+	free(s->timers.items);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->ready_cond);
 	pthread_cond_destroy(&s->timer_cond);
