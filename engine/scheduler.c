@@ -22,11 +22,16 @@ struct heap {
 	size_t n, cap;
 };
 
+/* A FIFO of runs, linked through hf_run.next. */
+struct runq {
+	struct hf_run *head, *tail;
+};
+
 /* Runs of one concurrency key: `active` hold a slot, the rest wait in order. */
 struct lane {
 	char *key; /* workflow name, '\n', lane value */
 	int active;
-	struct hf_run *head, *tail;
+	struct runq waiting;
 	struct lane *next;
 };
 
@@ -39,7 +44,7 @@ struct hf_sched {
 	pthread_t thread;
 	bool stopping;
 
-	struct hf_run *ready_head, *ready_tail;
+	struct runq ready;
 	size_t nready;
 
 	struct heap delayed; /* runs, on due_at (wall ms) */
@@ -89,6 +94,37 @@ static struct timer heap_pop(struct heap *h)
 	return top;
 }
 
+/* --- FIFOs of runs --- */
+
+static void runq_push(struct runq *q, struct hf_run *run)
+{
+	run->next = NULL;
+	if (q->tail)
+		q->tail->next = run;
+	else
+		q->head = run;
+	q->tail = run;
+}
+
+/* The first run, or NULL when q is empty. */
+static struct hf_run *runq_pop(struct runq *q)
+{
+	struct hf_run *run = q->head;
+	if (!run)
+		return NULL;
+	q->head = run->next;
+	if (!q->head)
+		q->tail = NULL;
+	run->next = NULL;
+	return run;
+}
+
+static void runq_free(struct runq *q)
+{
+	for (struct hf_run *r; (r = runq_pop(q));)
+		hf_run_free(r);
+}
+
 /* --- lanes --- */
 
 static unsigned long hash(const char *s)
@@ -121,7 +157,7 @@ static struct lane *lane_get(struct hf_sched *s, const char *key, bool create)
 
 static void lane_drop_if_idle(struct hf_sched *s, struct lane *l)
 {
-	if (l->active > 0 || l->head)
+	if (l->active > 0 || l->waiting.head)
 		return;
 	struct lane **slot = &s->lanes[hash(l->key) % LANE_BUCKETS];
 	while (*slot != l)
@@ -140,12 +176,7 @@ static void make_ready(struct hf_sched *s, struct hf_run *run)
 		pthread_cond_signal(&s->timer_cond);
 		return;
 	}
-	run->next = NULL;
-	if (s->ready_tail)
-		s->ready_tail->next = run;
-	else
-		s->ready_head = run;
-	s->ready_tail = run;
+	runq_push(&s->ready, run);
 	s->nready++;
 	pthread_cond_signal(&s->ready_cond);
 }
@@ -164,12 +195,7 @@ void hf_sched_push(struct hf_sched *s, struct hf_run *run)
 		int max =
 		    run->wf->concurrency_max > 0 ? run->wf->concurrency_max : 1;
 		if (l->active >= max) {
-			run->next = NULL;
-			if (l->tail)
-				l->tail->next = run;
-			else
-				l->head = run;
-			l->tail = run;
+			runq_push(&l->waiting, run);
 			pthread_mutex_unlock(&s->lock);
 			return;
 		}
@@ -183,17 +209,11 @@ void hf_sched_push(struct hf_sched *s, struct hf_run *run)
 struct hf_run *hf_sched_take(struct hf_sched *s)
 {
 	pthread_mutex_lock(&s->lock);
-	while (!s->ready_head && !s->stopping)
+	while (!s->ready.head && !s->stopping)
 		pthread_cond_wait(&s->ready_cond, &s->lock);
-	struct hf_run *run = NULL;
-	if (!s->stopping && s->ready_head) {
-		run = s->ready_head;
-		s->ready_head = run->next;
-		if (!s->ready_head)
-			s->ready_tail = NULL;
-		run->next = NULL;
+	struct hf_run *run = s->stopping ? NULL : runq_pop(&s->ready);
+	if (run)
 		s->nready--;
-	}
 	pthread_mutex_unlock(&s->lock);
 	return run;
 }
@@ -212,11 +232,8 @@ void hf_sched_release(struct hf_sched *s, struct hf_run *run)
 		free(key);
 		if (l) {
 			l->active--;
-			if (l->head) {
-				struct hf_run *next = l->head;
-				l->head = next->next;
-				if (!l->head)
-					l->tail = NULL;
+			struct hf_run *next = runq_pop(&l->waiting);
+			if (next) {
 				l->active++;
 				next->in_lane = true;
 				make_ready(s, next);
@@ -317,22 +334,14 @@ void hf_sched_destroy(struct hf_sched *s)
 		return;
 	hf_sched_stop(s);
 	pthread_join(s->thread, NULL);
-	while (s->ready_head) {
-		struct hf_run *r = s->ready_head;
-		s->ready_head = r->next;
-		hf_run_free(r);
-	}
+	runq_free(&s->ready);
 	for (size_t i = 0; i < s->delayed.n; i++)
 		hf_run_free(s->delayed.items[i].arg);
 	for (size_t i = 0; i < LANE_BUCKETS; i++) {
 		struct lane *l = s->lanes[i];
 		while (l) {
 			struct lane *next = l->next;
-			while (l->head) {
-				struct hf_run *r = l->head;
-				l->head = r->next;
-				hf_run_free(r);
-			}
+			runq_free(&l->waiting);
 			free(l->key);
 			free(l);
 			l = next;
