@@ -1,7 +1,9 @@
 /* store_sqlite.c - the SQLite state backend's core: the schema and its
- * migrations, the connections (the writer's and a pool of readers), the writer
- * thread with group commit (batches, their transactions, a failed batch
- * applied again write by write), and the table of operations that store.c
+ * migrations, the connections (the writer's and a pool of readers), the
+ * one-off statements (hf_sqlite_stmt, _exec, _each: prepared, bound, stepped
+ * row by row and finalized in one place), the writer thread with group commit
+ * (batches, their transactions, a failed batch applied again write by write),
+ * and the table of operations that store.c
  * dispatches through.
  *
  * Not here: the prepared statements and applying each kind of write
