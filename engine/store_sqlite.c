@@ -3,8 +3,7 @@
  * one-off statements (hf_sqlite_stmt, _exec, _each: prepared, bound, stepped
  * row by row and finalized in one place), the writer thread with group commit
  * (batches, their transactions, a failed batch applied again write by write),
- * and the table of operations that store.c
- * dispatches through.
+ * and the table of operations that store.c dispatches through.
  *
  * Not here: the prepared statements and applying each kind of write
  * (store_sqlite_apply.c), the reads behind the admin API and the outbox
