@@ -9,6 +9,7 @@
  * the main thread. */
 #include "cli_int.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,12 +93,40 @@ struct hf_store *hf_cli_open_state(const char *path)
 	return s;
 }
 
+int hf_cli_with_state(const struct hf_cmd_spec *spec, int first, int argc,
+		      char **argv,
+		      int (*fn)(struct hf_store *s, const struct hf_args *a))
+{
+	size_t state = 0;
+	while (state < spec->nopts && strcmp(spec->opts[state].name, "state"))
+		state++;
+	assert(state < spec->nopts);
+	struct hf_args a;
+	int rc;
+	if (!hf_args_parse(spec, argc, argv, first, &a, &rc))
+		return rc;
+	struct hf_store *s = hf_cli_open_state(a.v[spec->opts[state].id].str);
+	rc = s ? fn(s, &a) : 1;
+	hf_store_close(s);
+	hf_args_release(&a);
+	return rc;
+}
+
 void hf_cli_print_json(json_t *v)
 {
 	char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
 	if (s)
 		puts(s);
 	free(s);
+}
+
+void hf_cli_show(json_t *v, bool as_json, void (*print)(json_t *v))
+{
+	if (as_json)
+		hf_cli_print_json(v);
+	else
+		print(v);
+	json_decref(v);
 }
 
 const char *hf_cli_str(json_t *o, const char *key)

@@ -78,6 +78,12 @@ struct hf_cmd_spec {
 	size_t minpos, maxpos; /* how many positional arguments */
 };
 
+/* The start of a hf_cmd_spec initializer: its name, positional arguments (as
+ * usage shows them, and how many: lo to hi) and options (an array). */
+#define HF_CMD(name, usage, lo, hi, options)                                   \
+	.cmd = (name), .args = (usage), .minpos = (lo), .maxpos = (hi),        \
+	.opts = (options), .nopts = HF_COUNT(options)
+
 struct hf_args {
 	struct hf_optval v[HF_OPTS_MAX]; /* by hf_opt.id */
 	const char **pos;		 /* positional arguments */
@@ -110,8 +116,17 @@ int hf_cmd_delivery_retry(int argc, char **argv); /* deliveries retry ID */
 /* Opens the state database at path, read and write, without a writer thread;
  * NULL (after printing why) when there is none. */
 struct hf_store *hf_cli_open_state(const char *path);
+/* A command on the state database: parses argv[first..] by spec, opens the
+ * database its "state" option names (hf_cli_open_state) and runs fn, then
+ * closes it. Returns fn's exit status; else 1 when the database does not open,
+ * or the parser's (0 after --help, 2 after a usage error). */
+int hf_cli_with_state(const struct hf_cmd_spec *spec, int first, int argc,
+		      char **argv,
+		      int (*fn)(struct hf_store *s, const struct hf_args *a));
 /* Prints v as indented JSON, one value, to stdout. */
 void hf_cli_print_json(json_t *v);
+/* Prints v as JSON (as_json) or else with print, then drops the reference. */
+void hf_cli_show(json_t *v, bool as_json, void (*print)(json_t *v));
 /* A string member of o, or "-". */
 const char *hf_cli_str(json_t *o, const char *key);
 /* Prints each diagnostic as FILE:LINE:COL: MSG, one a line, to f. */

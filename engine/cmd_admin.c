@@ -27,15 +27,10 @@ static const struct hf_opt replay_opts[] = {
 };
 
 static const struct hf_cmd_spec replay_spec = {
-    .cmd = "replay",
-    .args = "EVENT_ID",
+    HF_CMD("replay", "EVENT_ID", 1, 1, replay_opts),
     .about =
 	"Runs the workflows that match a stored event again, as new runs, and\n"
 	"prints their ids.",
-    .opts = replay_opts,
-    .nopts = HF_COUNT(replay_opts),
-    .minpos = 1,
-    .maxpos = 1,
 };
 
 /* The new runs' ids, as --json or one a line. */
@@ -55,9 +50,11 @@ static void print_replay(json_t *v, bool as_json)
 				"event\n");
 }
 
-/* Replays id with the workflows in a: returns the exit status. */
-static int replay(struct hf_store *s, const struct hf_args *a, const char *id)
+/* Replays the event a names with the workflows in a: returns the exit
+ * status. */
+static int replay(struct hf_store *s, const struct hf_args *a)
 {
+	const char *id = a->pos[0];
 	struct hf_diags diags = {0};
 	struct hf_workflow_set *set = hf_workflow_set_load(
 	    a->v[P_WORKFLOWS].str, a->v[P_SCRIPTS].str, NULL, &diags);
@@ -84,15 +81,7 @@ static int replay(struct hf_store *s, const struct hf_args *a, const char *id)
 
 int hf_cmd_replay(int argc, char **argv)
 {
-	struct hf_args a;
-	int rc;
-	if (!hf_args_parse(&replay_spec, argc, argv, 2, &a, &rc))
-		return rc;
-	struct hf_store *s = hf_cli_open_state(a.v[P_STATE].str);
-	rc = s ? replay(s, &a, a.pos[0]) : 1;
-	hf_store_close(s);
-	hf_args_release(&a);
-	return rc;
+	return hf_cli_with_state(&replay_spec, 2, argc, argv, replay);
 }
 
 /* --- retry, deliveries retry --- */
@@ -102,67 +91,46 @@ enum { T_STATE };
 static const struct hf_opt retry_opts[] = {HF_OPT_STATE(T_STATE)};
 
 static const struct hf_cmd_spec retry_spec = {
-    .cmd = "retry",
-    .args = "RUN_ID",
+    HF_CMD("retry", "RUN_ID", 1, 1, retry_opts),
     .about =
 	"Queues a failed run again from its failed step (the outputs of the\n"
 	"steps before it are kept), with a fresh run timeout.",
-    .opts = retry_opts,
-    .nopts = 1,
-    .minpos = 1,
-    .maxpos = 1,
 };
 
 static const struct hf_cmd_spec delivery_retry_spec = {
-    .cmd = "deliveries retry",
-    .args = "ID",
+    HF_CMD("deliveries retry", "ID", 1, 1, retry_opts),
     .about =
 	"Sends a delivery again: pending, due now, with one more attempt when\n"
 	"every attempt was used.",
-    .opts = retry_opts,
-    .nopts = 1,
-    .minpos = 1,
-    .maxpos = 1,
 };
 
-/* Parses a command that takes one id and --state, opens the state database
- * and runs op. Returns the exit status. */
-static int with_id(const struct hf_cmd_spec *spec, int first, int argc,
-		   char **argv, int (*op)(struct hf_store *, const char *))
-{
-	struct hf_args a;
-	int rc;
-	if (!hf_args_parse(spec, argc, argv, first, &a, &rc))
-		return rc;
-	struct hf_store *s = hf_cli_open_state(a.v[T_STATE].str);
-	rc = s ? op(s, a.pos[0]) : 1;
-	if (rc == 0)
-		printf("%s\n", a.pos[0]);
-	hf_store_close(s);
-	hf_args_release(&a);
-	return rc;
-}
+/* Each prints the id it was given once it is done. */
 
-static int retry_run(struct hf_store *s, const char *id)
+static int retry_run(struct hf_store *s, const struct hf_args *a)
 {
+	const char *id = a->pos[0];
 	struct hf_error err = {0};
-	if (hf_ops_retry_run(s, id, &err) == 0)
-		return 0;
-	fprintf(stderr, "hookflow retry: %s\n", err.msg);
-	return 1;
+	if (hf_ops_retry_run(s, id, &err) != 0) {
+		fprintf(stderr, "hookflow retry: %s\n", err.msg);
+		return 1;
+	}
+	printf("%s\n", id);
+	return 0;
 }
 
-static int retry_delivery(struct hf_store *s, const char *id)
+static int retry_delivery(struct hf_store *s, const struct hf_args *a)
 {
-	const char *cmd = delivery_retry_spec.cmd;
+	const char *cmd = delivery_retry_spec.cmd, *id = a->pos[0];
 	int result = hf_ops_retry_delivery(s, id);
-	if (result == HF_STORE_NOT_FOUND)
+	if (result == 0)
+		printf("%s\n", id);
+	else if (result == HF_STORE_NOT_FOUND)
 		fprintf(stderr, "hookflow %s: no delivery '%s'\n", cmd, id);
 	else if (result == HF_STORE_CONFLICT)
 		fprintf(stderr,
 			"hookflow %s: delivery '%s' was already delivered\n",
 			cmd, id);
-	else if (result != 0)
+	else
 		fprintf(stderr,
 			"hookflow %s: cannot update the state database\n", cmd);
 	return result == 0 ? 0 : 1;
@@ -170,10 +138,11 @@ static int retry_delivery(struct hf_store *s, const char *id)
 
 int hf_cmd_retry(int argc, char **argv)
 {
-	return with_id(&retry_spec, 2, argc, argv, retry_run);
+	return hf_cli_with_state(&retry_spec, 2, argc, argv, retry_run);
 }
 
 int hf_cmd_delivery_retry(int argc, char **argv)
 {
-	return with_id(&delivery_retry_spec, 3, argc, argv, retry_delivery);
+	return hf_cli_with_state(&delivery_retry_spec, 3, argc, argv,
+				 retry_delivery);
 }

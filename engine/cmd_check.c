@@ -22,13 +22,8 @@ static const struct hf_opt check_opts[] = {
 };
 
 static const struct hf_cmd_spec check_spec = {
-    .cmd = "check",
-    .args = "[PATH...]",
+    HF_CMD("check", "[PATH...]", 0, SIZE_MAX, check_opts),
     .about = "Validates workflow files or directories (default ./workflows).",
-    .opts = check_opts,
-    .nopts = HF_COUNT(check_opts),
-    .minpos = 0,
-    .maxpos = SIZE_MAX,
 };
 
 static int check_path(const char *path, const char *scripts, int *nfiles,

@@ -31,13 +31,8 @@ static const struct hf_opt runs_opts[] = {
 };
 
 static const struct hf_cmd_spec runs_spec = {
-    .cmd = "runs",
-    .args = "",
+    HF_CMD("runs", "", 0, 0, runs_opts),
     .about = "Lists recent runs, newest first.",
-    .opts = runs_opts,
-    .nopts = HF_COUNT(runs_opts),
-    .minpos = 0,
-    .maxpos = 0,
 };
 
 /* `runs --follow` polls this often, over this many of the newest runs. */
@@ -161,29 +156,19 @@ static void print_runs(json_t *v)
 		fprintf(stderr, "hookflow: no runs\n");
 }
 
+static int runs(struct hf_store *s, const struct hf_args *a)
+{
+	const char *wf = a->v[R_WORKFLOW].str, *status = a->v[R_STATUS].str;
+	if (a->v[R_FOLLOW].set)
+		return follow_runs(s, wf, status, a->v[R_JSON].set);
+	hf_cli_show(hf_store_runs_json(s, wf, status, (int)a->v[R_LIMIT].num),
+		    a->v[R_JSON].set, print_runs);
+	return 0;
+}
+
 int hf_cmd_runs(int argc, char **argv)
 {
-	struct hf_args a;
-	int rc;
-	if (!hf_args_parse(&runs_spec, argc, argv, 2, &a, &rc))
-		return rc;
-	struct hf_store *s = hf_cli_open_state(a.v[R_STATE].str);
-	const char *wf = a.v[R_WORKFLOW].str, *status = a.v[R_STATUS].str;
-	rc = s ? 0 : 1;
-	if (s && a.v[R_FOLLOW].set) {
-		rc = follow_runs(s, wf, status, a.v[R_JSON].set);
-	} else if (s) {
-		json_t *v =
-		    hf_store_runs_json(s, wf, status, (int)a.v[R_LIMIT].num);
-		if (a.v[R_JSON].set)
-			hf_cli_print_json(v);
-		else
-			print_runs(v);
-		json_decref(v);
-	}
-	hf_store_close(s);
-	hf_args_release(&a);
-	return rc;
+	return hf_cli_with_state(&runs_spec, 2, argc, argv, runs);
 }
 
 /* --- show --- */
@@ -196,13 +181,8 @@ static const struct hf_opt show_opts[] = {
 };
 
 static const struct hf_cmd_spec show_spec = {
-    .cmd = "show",
-    .args = "RUN_ID",
+    HF_CMD("show", "RUN_ID", 1, 1, show_opts),
     .about = "Shows one run: its event, status, steps and logs.",
-    .opts = show_opts,
-    .nopts = HF_COUNT(show_opts),
-    .minpos = 1,
-    .maxpos = 1,
 };
 
 static void print_run(json_t *r)
@@ -237,39 +217,33 @@ static void print_run(json_t *r)
 	}
 }
 
-/* Prints the record named by a command's one positional argument, read with
- * get from the state database (--state): as JSON with --json, else with
- * print. Returns the exit status. */
-static int show_record(const struct hf_cmd_spec *spec, int first, int argc,
-		       char **argv,
+/* Prints the record named by a's one positional argument, read with get: as
+ * JSON with --json, else with print. Returns the exit status. */
+static int show_record(struct hf_store *s, const struct hf_args *a,
+		       const struct hf_cmd_spec *spec,
 		       json_t *(*get)(struct hf_store *, const char *),
 		       const char *what, void (*print)(json_t *))
 {
-	struct hf_args a;
-	int rc;
-	if (!hf_args_parse(spec, argc, argv, first, &a, &rc))
-		return rc;
-	const char *id = a.pos[0];
-	struct hf_store *s = hf_cli_open_state(a.v[S_STATE].str);
-	json_t *v = s ? get(s, id) : NULL;
-	hf_store_close(s);
-	rc = v ? 0 : 1;
-	if (s && !v)
+	const char *id = a->pos[0];
+	json_t *v = get(s, id);
+	if (!v) {
 		fprintf(stderr, "hookflow %s: no %s '%s'\n", spec->cmd, what,
 			id);
-	else if (v && a.v[S_JSON].set)
-		hf_cli_print_json(v);
-	else if (v)
-		print(v);
-	json_decref(v);
-	hf_args_release(&a);
-	return rc;
+		return 1;
+	}
+	hf_cli_show(v, a->v[S_JSON].set, print);
+	return 0;
+}
+
+static int show_run(struct hf_store *s, const struct hf_args *a)
+{
+	return show_record(s, a, &show_spec, hf_store_run_json, "run",
+			   print_run);
 }
 
 int hf_cmd_show(int argc, char **argv)
 {
-	return show_record(&show_spec, 2, argc, argv, hf_store_run_json, "run",
-			   print_run);
+	return hf_cli_with_state(&show_spec, 2, argc, argv, show_run);
 }
 
 /* --- deliveries --- */
@@ -287,26 +261,16 @@ static const struct hf_opt deliveries_opts[] = {
 };
 
 static const struct hf_cmd_spec deliveries_spec = {
-    .cmd = "deliveries",
-    .args = "",
+    HF_CMD("deliveries", "", 0, 0, deliveries_opts),
     .about =
 	"Lists the webhooks that steps emitted (webhook.emit) and how their\n"
 	"delivery went. 'deliveries show ID' shows one with its attempts;\n"
 	"'deliveries retry ID' sends one again.",
-    .opts = deliveries_opts,
-    .nopts = HF_COUNT(deliveries_opts),
-    .minpos = 0,
-    .maxpos = 0,
 };
 
 static const struct hf_cmd_spec delivery_show_spec = {
-    .cmd = "deliveries show",
-    .args = "ID",
+    HF_CMD("deliveries show", "ID", 1, 1, show_opts), /* --json, --state */
     .about = "Shows one delivery and its attempts.",
-    .opts = show_opts, /* the same: --json, --state */
-    .nopts = HF_COUNT(show_opts),
-    .minpos = 1,
-    .maxpos = 1,
 };
 
 static void print_delivery(json_t *d)
@@ -364,29 +328,26 @@ static void print_deliveries(json_t *v)
 		fprintf(stderr, "hookflow: no deliveries\n");
 }
 
+static int show_delivery(struct hf_store *s, const struct hf_args *a)
+{
+	return show_record(s, a, &delivery_show_spec, hf_store_delivery_json,
+			   "delivery", print_delivery);
+}
+
+static int deliveries(struct hf_store *s, const struct hf_args *a)
+{
+	hf_cli_show(hf_store_deliveries_json(s, a->v[D_STATUS].str,
+					     (int)a->v[D_LIMIT].num),
+		    a->v[D_JSON].set, print_deliveries);
+	return 0;
+}
+
 int hf_cmd_deliveries(int argc, char **argv)
 {
 	if (argc > 2 && strcmp(argv[2], "retry") == 0)
 		return hf_cmd_delivery_retry(argc, argv);
 	if (argc > 2 && strcmp(argv[2], "show") == 0)
-		return show_record(&delivery_show_spec, 3, argc, argv,
-				   hf_store_delivery_json, "delivery",
-				   print_delivery);
-	struct hf_args a;
-	int rc;
-	if (!hf_args_parse(&deliveries_spec, argc, argv, 2, &a, &rc))
-		return rc;
-	struct hf_store *s = hf_cli_open_state(a.v[D_STATE].str);
-	if (s) {
-		json_t *v = hf_store_deliveries_json(s, a.v[D_STATUS].str,
-						     (int)a.v[D_LIMIT].num);
-		hf_store_close(s);
-		if (a.v[D_JSON].set)
-			hf_cli_print_json(v);
-		else
-			print_deliveries(v);
-		json_decref(v);
-	}
-	hf_args_release(&a);
-	return s ? 0 : 1;
+		return hf_cli_with_state(&delivery_show_spec, 3, argc, argv,
+					 show_delivery);
+	return hf_cli_with_state(&deliveries_spec, 2, argc, argv, deliveries);
 }

@@ -34,15 +34,10 @@ static const struct hf_opt run_opts[] = {
 };
 
 static const struct hf_cmd_spec run_spec = {
-    .cmd = "run",
-    .args = "WORKFLOW.yml",
+    HF_CMD("run", "WORKFLOW.yml", 1, 1, run_opts),
     .about =
 	"Runs one workflow on an event, here and now, without storing anything "
 	"or\ndelivering what it emits; prints each step as a line of JSON.",
-    .opts = run_opts,
-    .nopts = HF_COUNT(run_opts),
-    .minpos = 1,
-    .maxpos = 1,
 };
 
 static struct hf_workflow *load(const char *path, const char *scripts)

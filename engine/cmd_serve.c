@@ -76,17 +76,12 @@ static const struct hf_opt serve_opts[] = {
 };
 
 static const struct hf_cmd_spec serve_spec = {
-    .cmd = "serve",
-    .args = "",
+    HF_CMD("serve", "", 0, 0, serve_opts),
     .about = "Receives webhooks, runs their workflows, delivers what they "
 	     "emit, and\n"
 	     "serves the admin API and dashboard, until SIGTERM or SIGINT "
 	     "(drains).\n"
 	     "SIGHUP reloads the workflows.",
-    .opts = serve_opts,
-    .nopts = HF_COUNT(serve_opts),
-    .minpos = 0,
-    .maxpos = 0,
 };
 
 /* --admin-token, or a random one (logged, so that the operator can use it).

@@ -163,17 +163,23 @@ void hf_lua_push_env(lua_State *L)
 
 /* ---- crypto ---- */
 
+/* Pushes a SHA-256 digest (or HMAC) as lower-case hex. */
+static int push_hex32(lua_State *L, const unsigned char md[32])
+{
+	char hex[65];
+	hf_hex_encode(md, 32, hex);
+	lua_pushstring(L, hex);
+	return 1;
+}
+
 static int l_hmac_sha256(lua_State *L)
 {
 	size_t klen, mlen;
 	const char *key = luaL_checklstring(L, 1, &klen);
 	const char *msg = luaL_checklstring(L, 2, &mlen);
 	unsigned char mac[32];
-	char hex[65];
 	hf_hmac_sha256(key, klen, msg, mlen, mac);
-	hf_hex_encode(mac, sizeof mac, hex);
-	lua_pushstring(L, hex);
-	return 1;
+	return push_hex32(L, mac);
 }
 
 static int l_sha256(lua_State *L)
@@ -181,11 +187,8 @@ static int l_sha256(lua_State *L)
 	size_t len;
 	const char *s = luaL_checklstring(L, 1, &len);
 	unsigned char md[32];
-	char hex[65];
 	hf_sha256(s, len, md);
-	hf_hex_encode(md, sizeof md, hex);
-	lua_pushstring(L, hex);
-	return 1;
+	return push_hex32(L, md);
 }
 
 static int l_base64_encode(lua_State *L)

@@ -9,17 +9,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* An entry of a min-heap on due: a timer (monotonic ms, fn(arg)), or a run
+ * waiting for its due time (wall ms, arg the run, fn NULL). */
 struct timer {
-	int64_t due; /* monotonic ms */
+	int64_t due;
 	void (*fn)(void *arg);
 	void *arg;
+};
+
+struct heap {
+	struct timer *items;
+	size_t n, cap;
+};
+
+/* A FIFO of runs, linked through hf_run.next. */
+struct runq {
+	struct hf_run *head, *tail;
 };
 
 /* Runs of one concurrency key: `active` hold a slot, the rest wait in order. */
 struct lane {
 	char *key; /* workflow name, '\n', lane value */
 	int active;
-	struct hf_run *head, *tail;
+	struct runq waiting;
 	struct lane *next;
 };
 
@@ -32,99 +44,85 @@ struct hf_sched {
 	pthread_t thread;
 	bool stopping;
 
-	struct hf_run *ready_head, *ready_tail;
+	struct runq ready;
 	size_t nready;
 
-	struct hf_run **delayed; /* min-heap on due_at (wall ms) */
-	size_t ndelayed, cap_delayed;
-
-	struct timer *timers; /* min-heap on due (monotonic ms) */
-	size_t ntimers, cap_timers;
+	struct heap delayed; /* runs, on due_at (wall ms) */
+	struct heap timers;  /* on monotonic ms */
 
 	struct lane *lanes[LANE_BUCKETS];
 	size_t depth;
 };
 
-/* --- heaps --- */
+/* --- heaps (min on due) --- */
 
-static void delayed_push(struct hf_sched *s, struct hf_run *run)
+static void heap_push(struct heap *h, struct timer t)
 {
-	if (s->ndelayed == s->cap_delayed) {
-		s->cap_delayed = s->cap_delayed ? s->cap_delayed * 2 : 64;
-		s->delayed = hf_xrealloc(s->delayed,
-					 s->cap_delayed * sizeof *s->delayed);
+	if (h->n == h->cap) {
+		h->cap = h->cap ? h->cap * 2 : 16;
+		h->items = hf_xrealloc(h->items, h->cap * sizeof *h->items);
 	}
-	size_t i = s->ndelayed++;
+	size_t i = h->n++;
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
-		if (s->delayed[p]->due_at <= run->due_at)
+		if (h->items[p].due <= t.due)
 			break;
-		s->delayed[i] = s->delayed[p];
+		h->items[i] = h->items[p];
 		i = p;
 	}
-	s->delayed[i] = run;
+	h->items[i] = t;
 }
 
-static struct hf_run *delayed_pop(struct hf_sched *s)
+static struct timer heap_pop(struct heap *h)
 {
-	struct hf_run *top = s->delayed[0];
-	struct hf_run *last = s->delayed[--s->ndelayed];
+	struct timer top = h->items[0];
+	struct timer last = h->items[--h->n];
 	size_t i = 0;
 	for (;;) {
 		size_t c = 2 * i + 1;
-		if (c >= s->ndelayed)
+		if (c >= h->n)
 			break;
-		if (c + 1 < s->ndelayed &&
-		    s->delayed[c + 1]->due_at < s->delayed[c]->due_at)
+		if (c + 1 < h->n && h->items[c + 1].due < h->items[c].due)
 			c++;
-		if (last->due_at <= s->delayed[c]->due_at)
+		if (last.due <= h->items[c].due)
 			break;
-		s->delayed[i] = s->delayed[c];
+		h->items[i] = h->items[c];
 		i = c;
 	}
-	if (s->ndelayed)
-		s->delayed[i] = last;
+	if (h->n)
+		h->items[i] = last;
 	return top;
 }
 
-static void timer_push(struct hf_sched *s, struct timer t)
+/* --- FIFOs of runs --- */
+
+static void runq_push(struct runq *q, struct hf_run *run)
 {
-	if (s->ntimers == s->cap_timers) {
-		s->cap_timers = s->cap_timers ? s->cap_timers * 2 : 16;
-		s->timers =
-		    hf_xrealloc(s->timers, s->cap_timers * sizeof *s->timers);
-	}
-	size_t i = s->ntimers++;
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (s->timers[p].due <= t.due)
-			break;
-		s->timers[i] = s->timers[p];
-		i = p;
-	}
-	s->timers[i] = t;
+	run->next = NULL;
+	if (q->tail)
+		q->tail->next = run;
+	else
+		q->head = run;
+	q->tail = run;
 }
 
-static struct timer timer_pop(struct hf_sched *s)
+/* The first run, or NULL when q is empty. */
+static struct hf_run *runq_pop(struct runq *q)
 {
-	struct timer top = s->timers[0];
-	struct timer last = s->timers[--s->ntimers];
-	size_t i = 0;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= s->ntimers)
-			break;
-		if (c + 1 < s->ntimers &&
-		    s->timers[c + 1].due < s->timers[c].due)
-			c++;
-		if (last.due <= s->timers[c].due)
-			break;
-		s->timers[i] = s->timers[c];
-		i = c;
-	}
-	if (s->ntimers)
-		s->timers[i] = last;
-	return top;
+	struct hf_run *run = q->head;
+	if (!run)
+		return NULL;
+	q->head = run->next;
+	if (!q->head)
+		q->tail = NULL;
+	run->next = NULL;
+	return run;
+}
+
+static void runq_free(struct runq *q)
+{
+	for (struct hf_run *r; (r = runq_pop(q));)
+		hf_run_free(r);
 }
 
 /* --- lanes --- */
@@ -159,7 +157,7 @@ static struct lane *lane_get(struct hf_sched *s, const char *key, bool create)
 
 static void lane_drop_if_idle(struct hf_sched *s, struct lane *l)
 {
-	if (l->active > 0 || l->head)
+	if (l->active > 0 || l->waiting.head)
 		return;
 	struct lane **slot = &s->lanes[hash(l->key) % LANE_BUCKETS];
 	while (*slot != l)
@@ -174,16 +172,11 @@ static void lane_drop_if_idle(struct hf_sched *s, struct lane *l)
 static void make_ready(struct hf_sched *s, struct hf_run *run)
 {
 	if (run->due_at > hf_now_ms()) {
-		delayed_push(s, run);
+		heap_push(&s->delayed, (struct timer){run->due_at, NULL, run});
 		pthread_cond_signal(&s->timer_cond);
 		return;
 	}
-	run->next = NULL;
-	if (s->ready_tail)
-		s->ready_tail->next = run;
-	else
-		s->ready_head = run;
-	s->ready_tail = run;
+	runq_push(&s->ready, run);
 	s->nready++;
 	pthread_cond_signal(&s->ready_cond);
 }
@@ -202,12 +195,7 @@ void hf_sched_push(struct hf_sched *s, struct hf_run *run)
 		int max =
 		    run->wf->concurrency_max > 0 ? run->wf->concurrency_max : 1;
 		if (l->active >= max) {
-			run->next = NULL;
-			if (l->tail)
-				l->tail->next = run;
-			else
-				l->head = run;
-			l->tail = run;
+			runq_push(&l->waiting, run);
 			pthread_mutex_unlock(&s->lock);
 			return;
 		}
@@ -221,17 +209,11 @@ void hf_sched_push(struct hf_sched *s, struct hf_run *run)
 struct hf_run *hf_sched_take(struct hf_sched *s)
 {
 	pthread_mutex_lock(&s->lock);
-	while (!s->ready_head && !s->stopping)
+	while (!s->ready.head && !s->stopping)
 		pthread_cond_wait(&s->ready_cond, &s->lock);
-	struct hf_run *run = NULL;
-	if (!s->stopping && s->ready_head) {
-		run = s->ready_head;
-		s->ready_head = run->next;
-		if (!s->ready_head)
-			s->ready_tail = NULL;
-		run->next = NULL;
+	struct hf_run *run = s->stopping ? NULL : runq_pop(&s->ready);
+	if (run)
 		s->nready--;
-	}
 	pthread_mutex_unlock(&s->lock);
 	return run;
 }
@@ -250,11 +232,8 @@ void hf_sched_release(struct hf_sched *s, struct hf_run *run)
 		free(key);
 		if (l) {
 			l->active--;
-			if (l->head) {
-				struct hf_run *next = l->head;
-				l->head = next->next;
-				if (!l->head)
-					l->tail = NULL;
+			struct hf_run *next = runq_pop(&l->waiting);
+			if (next) {
 				l->active++;
 				next->in_lane = true;
 				make_ready(s, next);
@@ -285,7 +264,7 @@ void hf_sched_timer(struct hf_sched *s, int64_t due_mono_ms,
 		    void (*fn)(void *arg), void *arg)
 {
 	pthread_mutex_lock(&s->lock);
-	timer_push(s, (struct timer){due_mono_ms, fn, arg});
+	heap_push(&s->timers, (struct timer){due_mono_ms, fn, arg});
 	pthread_cond_signal(&s->timer_cond);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -298,10 +277,10 @@ static void *sched_main(void *arg)
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		int64_t now = hf_now_ms(), mono = hf_mono_ms();
-		while (s->ndelayed && s->delayed[0]->due_at <= now)
-			make_ready(s, delayed_pop(s));
-		if (s->ntimers && s->timers[0].due <= mono) {
-			struct timer t = timer_pop(s);
+		while (s->delayed.n && s->delayed.items[0].due <= now)
+			make_ready(s, heap_pop(&s->delayed).arg);
+		if (s->timers.n && s->timers.items[0].due <= mono) {
+			struct timer t = heap_pop(&s->timers);
 			pthread_mutex_unlock(&s->lock);
 			t.fn(t.arg);
 			pthread_mutex_lock(&s->lock);
@@ -310,20 +289,14 @@ static void *sched_main(void *arg)
 		/* Sleep until the earliest due time, at most a minute (the wall
 		 * clock may jump). */
 		int64_t wait = 60000;
-		if (s->ndelayed && s->delayed[0]->due_at - now < wait)
-			wait = s->delayed[0]->due_at - now;
-		if (s->ntimers && s->timers[0].due - mono < wait)
-			wait = s->timers[0].due - mono;
+		if (s->delayed.n && s->delayed.items[0].due - now < wait)
+			wait = s->delayed.items[0].due - now;
+		if (s->timers.n && s->timers.items[0].due - mono < wait)
+			wait = s->timers.items[0].due - mono;
 		if (wait < 1)
 			wait = 1;
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += wait / 1000;
-		ts.tv_nsec += (wait % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		hf_deadline_in(wait, &ts);
 		pthread_cond_timedwait(&s->timer_cond, &s->lock, &ts);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -361,29 +334,21 @@ void hf_sched_destroy(struct hf_sched *s)
 		return;
 	hf_sched_stop(s);
 	pthread_join(s->thread, NULL);
-	while (s->ready_head) {
-		struct hf_run *r = s->ready_head;
-		s->ready_head = r->next;
-		hf_run_free(r);
-	}
-	for (size_t i = 0; i < s->ndelayed; i++)
-		hf_run_free(s->delayed[i]);
+	runq_free(&s->ready);
+	for (size_t i = 0; i < s->delayed.n; i++)
+		hf_run_free(s->delayed.items[i].arg);
 	for (size_t i = 0; i < LANE_BUCKETS; i++) {
 		struct lane *l = s->lanes[i];
 		while (l) {
 			struct lane *next = l->next;
-			while (l->head) {
-				struct hf_run *r = l->head;
-				l->head = r->next;
-				hf_run_free(r);
-			}
+			runq_free(&l->waiting);
 			free(l->key);
 			free(l);
 			l = next;
 		}
 	}
-	free(s->delayed);
-	free(s->timers);
+	free(s->delayed.items);
+	free(s->timers.items);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->ready_cond);
 	pthread_cond_destroy(&s->timer_cond);

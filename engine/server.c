@@ -180,13 +180,7 @@ static void store_flush(struct hf_store *store, int64_t timeout_ms)
 	f->w.done = flush_done;
 	hf_store_submit(store, &f->w);
 	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (timeout_ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	hf_deadline_in(timeout_ms, &ts);
 	pthread_mutex_lock(&f->lock);
 	while (!f->done && pthread_cond_timedwait(&f->cond, &f->lock, &ts) == 0)
 		;

@@ -1,8 +1,9 @@
 /* store_sqlite.c - the SQLite state backend's core: the schema and its
- * migrations, the connections (the writer's and a pool of readers), the writer
- * thread with group commit (batches, their transactions, a failed batch
- * applied again write by write), and the table of operations that store.c
- * dispatches through.
+ * migrations, the connections (the writer's and a pool of readers), the
+ * one-off statements (hf_sqlite_stmt, _exec, _each: prepared, bound, stepped
+ * row by row and finalized in one place), the writer thread with group commit
+ * (batches, their transactions, a failed batch applied again write by write),
+ * and the table of operations that store.c dispatches through.
  *
  * Not here: the prepared statements and applying each kind of write
  * (store_sqlite_apply.c), the reads behind the admin API and the outbox
@@ -23,6 +24,7 @@
 #include "hf_limits.h"
 
 #include <assert.h>
+#include <stdarg.h>
 #include <string.h>
 
 #define SCHEMA_VERSION 1
@@ -136,6 +138,86 @@ void hf_sqlite_reader_give(struct hf_sqlite_store *q, sqlite3 *db)
 	pthread_mutex_unlock(&q->pool_lock);
 	sqlite3_close(db);
 }
+
+/* --- statements --- */
+
+sqlite3_stmt *hf_sqlite_vstmt(sqlite3 *db, const char *sql, const char *types,
+			      va_list ap)
+{
+	sqlite3_stmt *st = NULL;
+	if (!db || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return NULL;
+	}
+	for (int i = 1; types[i - 1]; i++) {
+		switch (types[i - 1]) {
+		case 't':
+			bind_text(st, i, va_arg(ap, const char *));
+			break;
+		case 'i':
+			sqlite3_bind_int(st, i, va_arg(ap, int));
+			break;
+		case 'I':
+			sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+			break;
+		default:
+			assert(!"hf_sqlite_stmt: a type is t, i or I");
+		}
+	}
+	return st;
+}
+
+sqlite3_stmt *hf_sqlite_stmt(sqlite3 *db, const char *sql, const char *types,
+			     ...)
+{
+	va_list ap;
+	va_start(ap, types);
+	sqlite3_stmt *st = hf_sqlite_vstmt(db, sql, types, ap);
+	va_end(ap);
+	return st;
+}
+
+int hf_sqlite_exec(sqlite3 *db, const char *sql, const char *types, ...)
+{
+	va_list ap;
+	va_start(ap, types);
+	sqlite3_stmt *st = hf_sqlite_vstmt(db, sql, types, ap);
+	va_end(ap);
+	int rc = st ? sqlite3_step(st) : -1;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int hf_sqlite_veach(struct hf_sqlite_store *q, sqlite3 *db,
+		    int (*row)(sqlite3 *db, sqlite3_stmt *st, void *arg),
+		    void *arg, const char *sql, const char *types, va_list ap)
+{
+	sqlite3 *conn = db ? db : hf_sqlite_reader_take(q);
+	sqlite3_stmt *st = hf_sqlite_vstmt(conn, sql, types, ap);
+	int n = st ? 0 : -1;
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		n++;
+		if (row(conn, st, arg) != 0)
+			break;
+	}
+	sqlite3_finalize(st);
+	if (!db)
+		hf_sqlite_reader_give(q, conn);
+	return n;
+}
+
+int hf_sqlite_each(struct hf_sqlite_store *q, sqlite3 *db,
+		   int (*row)(sqlite3 *db, sqlite3_stmt *st, void *arg),
+		   void *arg, const char *sql, const char *types, ...)
+{
+	va_list ap;
+	va_start(ap, types);
+	int n = hf_sqlite_veach(q, db, row, arg, sql, types, ap);
+	va_end(ap);
+	return n;
+}
+
+/* --- transactions --- */
 
 static int exec(sqlite3 *db, const char *sql)
 {

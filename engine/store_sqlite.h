@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdlib.h>
 
 /* The writer connection's prepared statements (store_sqlite_apply.c). */
@@ -97,6 +98,15 @@ static inline void bind_text(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_null(st, i);
 }
 
+/* Binds v, or SQL NULL when v is 0 (a time or an HTTP status not known). */
+static inline void bind_int_or_null(sqlite3_stmt *st, int i, int64_t v)
+{
+	if (v)
+		sqlite3_bind_int64(st, i, v);
+	else
+		sqlite3_bind_null(st, i);
+}
+
 /* Binds v as compact JSON text (NULL binds SQL NULL). */
 static inline void bind_json(sqlite3_stmt *st, int i, const json_t *v)
 {
@@ -109,6 +119,17 @@ static inline void bind_json(sqlite3_stmt *st, int i, const json_t *v)
 		sqlite3_bind_text(st, i, s, -1, free);
 	else
 		sqlite3_bind_null(st, i);
+}
+
+/* Binds text, v encoded already (kept until the statement is reset), or
+ * without it v as JSON. */
+static inline void bind_json_text(sqlite3_stmt *st, int i, const char *text,
+				  const json_t *v)
+{
+	if (text)
+		sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC);
+	else
+		bind_json(st, i, v);
 }
 
 /* A column of JSON text as a new reference (JSON null for SQL NULL, a string
@@ -126,6 +147,30 @@ static inline json_t *col_json(sqlite3_stmt *st, int i)
  * empty; NULL on failure), and back. */
 sqlite3 *hf_sqlite_reader_take(struct hf_sqlite_store *q);
 void hf_sqlite_reader_give(struct hf_sqlite_store *q, sqlite3 *db);
+
+/* store_sqlite.c: one statement on db (NULL: none, returns NULL) for sql, with
+ * ?1, ?2... bound in order from the arguments after types, one letter each: 't'
+ * a const char * (NULL binds NULL), 'i' an int, 'I' an int64_t. NULL when sql
+ * does not prepare. */
+sqlite3_stmt *hf_sqlite_stmt(sqlite3 *db, const char *sql, const char *types,
+			     ...);
+sqlite3_stmt *hf_sqlite_vstmt(sqlite3 *db, const char *sql, const char *types,
+			      va_list ap);
+/* Runs sql, bound as hf_sqlite_stmt binds it, to its first step: returns what
+ * that step returned (SQLITE_DONE, SQLITE_ROW or an error), or -1 when sql does
+ * not prepare. */
+int hf_sqlite_exec(sqlite3 *db, const char *sql, const char *types, ...);
+/* Runs sql, bound as hf_sqlite_stmt binds it, on db, or when db is NULL on a
+ * read connection taken from q's pool for it, and calls row for each row (with
+ * the connection: a nested query goes on the same one) until row returns
+ * nonzero. Returns the number of rows row was called for, or -1 when there is
+ * no connection or sql does not prepare. */
+int hf_sqlite_each(struct hf_sqlite_store *q, sqlite3 *db,
+		   int (*row)(sqlite3 *db, sqlite3_stmt *st, void *arg),
+		   void *arg, const char *sql, const char *types, ...);
+int hf_sqlite_veach(struct hf_sqlite_store *q, sqlite3 *db,
+		    int (*row)(sqlite3 *db, sqlite3_stmt *st, void *arg),
+		    void *arg, const char *sql, const char *types, va_list ap);
 
 /* store_sqlite_apply.c: prepares the writer connection's statements (0, or
  * -1 with err set); applies one write inside the open transaction (0, or -1:

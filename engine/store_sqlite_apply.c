@@ -55,15 +55,16 @@ static const char *stmt_sql[ST_COUNT] = {
 			  " name, file, yaml, scripts, created_at)"
 			  " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     /* A retry asked for (API, CLI) while this attempt was in flight has
-     * updated the row after the attempt began (?8): the attempt is counted,
-     * but unless it delivered, the retry's status and due time stand. */
-    [ST_DELIVERY_UPDATE] = "UPDATE deliveries SET attempts = ?3,"
-			   " last_status = ?5, last_error = ?6,"
-			   " status = CASE WHEN ?2 = 'delivered' OR updated_at"
-			   " <= ?8 THEN ?2 ELSE status END,"
-			   " next_at = CASE WHEN ?2 = 'delivered' OR updated_at"
-			   " <= ?8 THEN ?4 ELSE next_at END,"
-			   " updated_at = ?7 WHERE id = ?1",
+     * updated the row after the attempt began (?3): the attempt is counted,
+     * but unless it delivered, the retry's status and due time stand. ?1-?5
+     * as in ST_DELIVERY_ATTEMPT (bind_attempt). */
+    [ST_DELIVERY_UPDATE] = "UPDATE deliveries SET attempts = ?2,"
+			   " last_status = ?4, last_error = ?5,"
+			   " status = CASE WHEN ?6 = 'delivered' OR updated_at"
+			   " <= ?3 THEN ?6 ELSE status END,"
+			   " next_at = CASE WHEN ?6 = 'delivered' OR updated_at"
+			   " <= ?3 THEN ?7 ELSE next_at END,"
+			   " updated_at = ?8 WHERE id = ?1",
 };
 
 int hf_sqlite_prepare(struct hf_sqlite_store *q, struct hf_error *err)
@@ -228,14 +229,8 @@ static int apply_ingest(struct hf_sqlite_store *q, struct hf_write *w)
 	bind_text(st, 1, ev->id);
 	bind_text(st, 2, ev->path);
 	bind_text(st, 3, ev->method);
-	if (ev->query_text)
-		sqlite3_bind_text(st, 4, ev->query_text, -1, SQLITE_STATIC);
-	else
-		bind_json(st, 4, ev->query);
-	if (ev->headers_text)
-		sqlite3_bind_text(st, 5, ev->headers_text, -1, SQLITE_STATIC);
-	else
-		bind_json(st, 5, ev->headers);
+	bind_json_text(st, 4, ev->query_text, ev->query);
+	bind_json_text(st, 5, ev->headers_text, ev->headers);
 	sqlite3_bind_blob(st, 6, ev->body ? ev->body : "", (int)ev->body_len,
 			  SQLITE_STATIC);
 	sqlite3_bind_int64(st, 7, ev->received_at);
@@ -301,15 +296,9 @@ static int apply_step(struct hf_sqlite_store *q, struct hf_write *w)
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)w->step_index);
 	bind_text(st, 3, step->id);
 	bind_text(st, 4, hf_step_status_name(res->status));
-	if (res->output_text)
-		sqlite3_bind_text(st, 5, res->output_text, -1, SQLITE_STATIC);
-	else
-		bind_json(st, 5, res->output);
+	bind_json_text(st, 5, res->output_text, res->output);
 	bind_text(st, 6, res->error);
-	if (res->logs_text)
-		sqlite3_bind_text(st, 7, res->logs_text, -1, SQLITE_STATIC);
-	else
-		bind_json(st, 7, res->logs);
+	bind_json_text(st, 7, res->logs_text, res->logs);
 	sqlite3_bind_int(st, 8, w->step_attempts);
 	sqlite3_bind_int64(st, 9, res->started_at);
 	sqlite3_bind_int64(st, 10, res->finished_at);
@@ -331,39 +320,33 @@ run:
 		sqlite3_bind_int64(st, 7, res ? res->finished_at : hf_now_ms());
 	else
 		sqlite3_bind_null(st, 7);
-	if (run->started_at)
-		sqlite3_bind_int64(st, 8, run->started_at);
-	else
-		sqlite3_bind_null(st, 8);
+	bind_int_or_null(st, 8, run->started_at);
 	return step_done(st);
+}
+
+/* The attempt as both delivery statements take it: ?1 the delivery, ?2 its
+ * attempts, ?3 when this one began, ?4 its HTTP status, ?5 its error. */
+static void bind_attempt(sqlite3_stmt *st, const struct hf_write *w)
+{
+	bind_text(st, 1, w->delivery_id);
+	sqlite3_bind_int(st, 2, w->attempts);
+	sqlite3_bind_int64(st, 3, w->attempt_at);
+	bind_int_or_null(st, 4, w->http_status);
+	bind_text(st, 5, w->delivery_error);
 }
 
 static int apply_delivery(struct hf_sqlite_store *q, struct hf_write *w)
 {
 	sqlite3_stmt *st = q->stmts[ST_DELIVERY_ATTEMPT];
-	bind_text(st, 1, w->delivery_id);
-	sqlite3_bind_int(st, 2, w->attempts);
-	sqlite3_bind_int64(st, 3, w->attempt_at);
-	if (w->http_status)
-		sqlite3_bind_int(st, 4, w->http_status);
-	else
-		sqlite3_bind_null(st, 4);
-	bind_text(st, 5, w->delivery_error);
+	bind_attempt(st, w);
 	sqlite3_bind_int64(st, 6, w->duration_ms);
 	if (step_done(st) < 0)
 		return -1;
 	st = q->stmts[ST_DELIVERY_UPDATE];
-	bind_text(st, 1, w->delivery_id);
-	bind_text(st, 2, w->delivery_status);
-	sqlite3_bind_int(st, 3, w->attempts);
-	sqlite3_bind_int64(st, 4, w->next_at);
-	if (w->http_status)
-		sqlite3_bind_int(st, 5, w->http_status);
-	else
-		sqlite3_bind_null(st, 5);
-	bind_text(st, 6, w->delivery_error);
-	sqlite3_bind_int64(st, 7, hf_now_ms());
-	sqlite3_bind_int64(st, 8, w->attempt_at);
+	bind_attempt(st, w);
+	bind_text(st, 6, w->delivery_status);
+	sqlite3_bind_int64(st, 7, w->next_at);
+	sqlite3_bind_int64(st, 8, hf_now_ms());
 	return step_done(st);
 }
 

@@ -15,6 +15,7 @@
 #include "hf_verify.h"
 #include "store_sqlite.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 static json_t *col_text(sqlite3_stmt *st, int i)
@@ -23,6 +24,50 @@ static json_t *col_text(sqlite3_stmt *st, int i)
 		return json_null();
 	return json_string((const char *)sqlite3_column_text(st, i));
 }
+
+/* A column of JSON text when it holds a value of type (an array or an
+ * object), else an empty one. */
+static json_t *col_typed(sqlite3_stmt *st, int i, json_type type)
+{
+	json_t *v = col_json(st, i);
+	if (v && json_typeof(v) == type)
+		return v;
+	json_decref(v);
+	return type == JSON_ARRAY ? json_array() : json_object();
+}
+
+#define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* How a column shows in JSON. */
+enum col_kind {
+	C_TEXT,	   /* a string, or null */
+	C_TIME,	   /* ms since the epoch as ISO 8601, or null */
+	C_INT,	   /* an integer (0 for NULL) */
+	C_INT_OPT, /* an integer, or null */
+	C_JSON,	   /* JSON text as its value (col_json) */
+	C_ARRAY,   /* JSON text of an array, else [] */
+	C_BODY,	   /* a body: a string, or base64 with "body_encoding" */
+};
+
+struct col {
+	const char *key; /* NULL: the row is this column's value alone */
+	enum col_kind kind;
+};
+
+/* How a query's rows become JSON: the columns in order, then (optional) a
+ * nested list of rows: sub_sql run with the row's id (column 0) as ?1 on the
+ * same connection, its rows made JSON by sub, as the member sub_key. */
+struct shape {
+	const struct col *cols;
+	size_t ncols;
+	const char *sub_key;
+	const struct shape *sub;
+	const char *sub_sql;
+};
+
+static json_t *rows_json(struct hf_sqlite_store *q, sqlite3 *db, bool one,
+			 const struct shape *shape, const char *sql,
+			 const char *types, ...);
 
 static json_t *col_time(sqlite3_stmt *st, int i)
 {
@@ -33,259 +78,242 @@ static json_t *col_time(sqlite3_stmt *st, int i)
 	return json_string(at);
 }
 
-static json_t *steps_of(sqlite3 *db, const char *run_id)
+/* A body as a string; one that is not UTF-8 base64-encoded, which o's
+ * "body_encoding" says. */
+static json_t *col_body(sqlite3_stmt *st, int i, json_t *o)
 {
-	json_t *steps = json_array();
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT step_id, status, output, error, logs,"
-			       " attempts, started_at, finished_at FROM steps"
-			       " WHERE run_id = ?1 ORDER BY idx",
-			       -1, &st, NULL) != SQLITE_OK)
-		return steps;
-	bind_text(st, 1, run_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		json_t *o = json_object();
-		json_object_set_new(o, "id", col_text(st, 0));
-		json_object_set_new(o, "status", col_text(st, 1));
-		json_object_set_new(o, "output", col_json(st, 2));
-		json_object_set_new(o, "error", col_text(st, 3));
-		json_t *logs = col_json(st, 4);
-		json_object_set_new(o, "logs",
-				    json_is_array(logs) ? logs : json_array());
-		if (!json_is_array(logs))
-			json_decref(logs);
-		json_object_set_new(o, "attempts",
-				    json_integer(sqlite3_column_int(st, 5)));
-		json_object_set_new(o, "started_at", col_time(st, 6));
-		json_object_set_new(o, "finished_at", col_time(st, 7));
-		json_array_append_new(steps, o);
+	const char *body = sqlite3_column_blob(st, i);
+	size_t len = (size_t)sqlite3_column_bytes(st, i);
+	json_t *b = json_stringn(body ? body : "", len);
+	if (!b) {
+		char *enc = hf_base64_encode(body ? body : "", len);
+		b = json_string(enc);
+		free(enc);
+		json_object_set_new(o, "body_encoding", json_string("base64"));
 	}
-	sqlite3_finalize(st);
-	return steps;
+	return b;
 }
+
+static json_t *col_value(sqlite3_stmt *st, int i, enum col_kind kind, json_t *o)
+{
+	switch (kind) {
+	case C_TEXT:
+		return col_text(st, i);
+	case C_TIME:
+		return col_time(st, i);
+	case C_INT_OPT:
+		if (sqlite3_column_type(st, i) == SQLITE_NULL)
+			return json_null();
+		/* fall through */
+	case C_INT:
+		return json_integer(sqlite3_column_int64(st, i));
+	case C_JSON:
+		return col_json(st, i);
+	case C_ARRAY:
+		return col_typed(st, i, JSON_ARRAY);
+	case C_BODY:
+		return col_body(st, i, o);
+	}
+	return json_null();
+}
+
+static json_t *shape_row(sqlite3 *db, sqlite3_stmt *st, const struct shape *sh)
+{
+	if (!sh->cols[0].key)
+		return col_value(st, 0, sh->cols[0].kind, NULL);
+	json_t *o = json_object();
+	for (size_t i = 0; i < sh->ncols; i++)
+		json_object_set_new(o, sh->cols[i].key,
+				    col_value(st, (int)i, sh->cols[i].kind, o));
+	if (sh->sub)
+		json_object_set_new(
+		    o, sh->sub_key,
+		    rows_json(NULL, db, false, sh->sub, sh->sub_sql, "t",
+			      (const char *)sqlite3_column_text(st, 0)));
+	return o;
+}
+
+/* A query's rows as JSON (rows_json). */
+struct rows {
+	const struct shape *shape;
+	bool one;
+	json_t *out;
+};
+
+static int add_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	struct rows *r = arg;
+	json_t *v = shape_row(db, st, r->shape);
+	if (r->one) {
+		r->out = v;
+		return 1;
+	}
+	json_array_append_new(r->out, v);
+	return 0;
+}
+
+/* The rows of sql (bound and run as hf_sqlite_each does: on db, or when db is
+ * NULL on a read connection of q's), each made JSON by shape: an array of them
+ * all, or with one the first alone (NULL when there is none). A query that
+ * does not prepare has no rows. */
+static json_t *rows_json(struct hf_sqlite_store *q, sqlite3 *db, bool one,
+			 const struct shape *shape, const char *sql,
+			 const char *types, ...)
+{
+	struct rows r = {shape, one, one ? NULL : json_array()};
+	va_list ap;
+	va_start(ap, types);
+	hf_sqlite_veach(q, db, add_row, &r, sql, types, ap);
+	va_end(ap);
+	return r.out;
+}
+
+/* --- runs --- */
+
+static const struct col step_cols[] = {
+    {"id", C_TEXT},	    {"status", C_TEXT},	     {"output", C_JSON},
+    {"error", C_TEXT},	    {"logs", C_ARRAY},	     {"attempts", C_INT},
+    {"started_at", C_TIME}, {"finished_at", C_TIME},
+};
+static const struct shape step_shape = {step_cols, NCOLS(step_cols)};
 
 #define RUN_COLUMNS                                                            \
 	"id, workflow, event_id, status, attempt, created_at, started_at,"     \
 	" finished_at, error, version"
 
-static json_t *run_row(sqlite3 *db, sqlite3_stmt *st)
-{
-	json_t *o = json_object();
-	json_object_set_new(o, "id", col_text(st, 0));
-	json_object_set_new(o, "workflow", col_text(st, 1));
-	json_object_set_new(o, "event", col_text(st, 2));
-	json_object_set_new(o, "status", col_text(st, 3));
-	json_object_set_new(o, "attempt",
-			    json_integer(sqlite3_column_int(st, 4)));
-	json_object_set_new(o, "created_at", col_time(st, 5));
-	json_object_set_new(o, "started_at", col_time(st, 6));
-	json_object_set_new(o, "finished_at", col_time(st, 7));
-	json_object_set_new(o, "error", col_text(st, 8));
-	json_object_set_new(o, "version", col_text(st, 9));
-	json_object_set_new(
-	    o, "steps", steps_of(db, (const char *)sqlite3_column_text(st, 0)));
-	return o;
-}
+static const struct col run_cols[] = {
+    {"id", C_TEXT},	    {"workflow", C_TEXT},    {"event", C_TEXT},
+    {"status", C_TEXT},	    {"attempt", C_INT},	     {"created_at", C_TIME},
+    {"started_at", C_TIME}, {"finished_at", C_TIME}, {"error", C_TEXT},
+    {"version", C_TEXT},
+};
+static const struct shape run_shape = {
+    run_cols, NCOLS(run_cols), "steps", &step_shape,
+    "SELECT step_id, status, output, error, logs, attempts, started_at,"
+    " finished_at FROM steps WHERE run_id = ?1 ORDER BY idx"};
 
 json_t *hf_sqlite_run_json(struct hf_store *s, const char *run_id)
 {
-	struct hf_sqlite_store *q = sq(s);
-	sqlite3 *db = hf_sqlite_reader_take(q);
-	sqlite3_stmt *st = NULL;
-	json_t *out = NULL;
-	if (!db || sqlite3_prepare_v2(
-		       db, "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1", -1,
-		       &st, NULL) != SQLITE_OK)
-		goto done;
-	bind_text(st, 1, run_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		out = run_row(db, st);
-done:
-	sqlite3_finalize(st);
-	hf_sqlite_reader_give(q, db);
-	return out;
+	return rows_json(sq(s), NULL, true, &run_shape,
+			 "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1", "t",
+			 run_id);
 }
 
 json_t *hf_sqlite_runs_json(struct hf_store *s, const char *workflow,
 			    const char *status, int limit)
 {
-	struct hf_sqlite_store *q = sq(s);
-	sqlite3 *db = hf_sqlite_reader_take(q);
-	sqlite3_stmt *st = NULL;
-	json_t *runs = json_array();
-	if (!db || sqlite3_prepare_v2(db,
-				      "SELECT " RUN_COLUMNS " FROM runs"
-				      " WHERE (?1 IS NULL OR workflow = ?1)"
-				      " AND (?2 IS NULL OR status = ?2)"
-				      " ORDER BY id DESC LIMIT ?3",
-				      -1, &st, NULL) != SQLITE_OK)
-		goto done;
-	bind_text(st, 1, workflow);
-	bind_text(st, 2, status);
-	sqlite3_bind_int(st, 3, limit > 0 ? limit : HF_LIST_DEFAULT_RUNS);
-	while (sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(runs, run_row(db, st));
-done:
-	sqlite3_finalize(st);
-	hf_sqlite_reader_give(q, db);
+	json_t *runs = rows_json(sq(s), NULL, false, &run_shape,
+				 "SELECT " RUN_COLUMNS " FROM runs"
+				 " WHERE (?1 IS NULL OR workflow = ?1)"
+				 " AND (?2 IS NULL OR status = ?2)"
+				 " ORDER BY id DESC LIMIT ?3",
+				 "tti", workflow, status,
+				 limit > 0 ? limit : HF_LIST_DEFAULT_RUNS);
 	return json_pack("{s:o}", "runs", runs);
 }
 
+/* --- events --- */
+
+static const struct col id_col[] = {{NULL, C_TEXT}};
+static const struct shape id_shape = {id_col, 1};
+
+static const struct col event_cols[] = {
+    {"id", C_TEXT},	     {"path", C_TEXT},	   {"method", C_TEXT},
+    {"query", C_JSON},	     {"headers", C_JSON},  {"body", C_BODY},
+    {"received_at", C_TIME}, {"skipped", C_ARRAY},
+};
+static const struct shape event_shape = {
+    event_cols, NCOLS(event_cols), "runs", &id_shape,
+    "SELECT id FROM runs WHERE event_id = ?1 ORDER BY id"};
+
 json_t *hf_sqlite_event_json(struct hf_store *s, const char *event_id)
 {
-	struct hf_sqlite_store *q = sq(s);
-	sqlite3 *db = hf_sqlite_reader_take(q);
-	sqlite3_stmt *st = NULL;
-	json_t *o = NULL;
-	if (!db || sqlite3_prepare_v2(db,
-				      "SELECT id, path, method, query, headers,"
-				      " body, received_at, skipped FROM events"
-				      " WHERE id = ?1",
-				      -1, &st, NULL) != SQLITE_OK)
-		goto done;
-	bind_text(st, 1, event_id);
-	if (sqlite3_step(st) != SQLITE_ROW)
-		goto done;
-	o = json_object();
-	json_object_set_new(o, "id", col_text(st, 0));
-	json_object_set_new(o, "path", col_text(st, 1));
-	json_object_set_new(o, "method", col_text(st, 2));
-	json_object_set_new(o, "query", col_json(st, 3));
-	json_object_set_new(o, "headers", col_json(st, 4));
-	const char *body = sqlite3_column_blob(st, 5);
-	int blen = sqlite3_column_bytes(st, 5);
-	json_t *b = json_stringn(body ? body : "", (size_t)blen);
-	if (!b) { /* not UTF-8: show it base64-encoded, and say so */
-		char *enc = hf_base64_encode(body ? body : "", (size_t)blen);
-		b = json_string(enc);
-		free(enc);
-		json_object_set_new(o, "body_encoding", json_string("base64"));
-	}
-	json_object_set_new(o, "body", b);
-	json_object_set_new(o, "received_at", col_time(st, 6));
-	json_t *skipped = col_json(st, 7);
-	json_object_set_new(o, "skipped",
-			    json_is_array(skipped) ? skipped : json_array());
-	if (!json_is_array(skipped))
-		json_decref(skipped);
-	sqlite3_finalize(st);
-	st = NULL;
-	json_t *runs = json_array();
-	if (sqlite3_prepare_v2(db,
-			       "SELECT id FROM runs WHERE event_id = ?1"
-			       " ORDER BY id",
-			       -1, &st, NULL) == SQLITE_OK) {
-		bind_text(st, 1, event_id);
-		while (sqlite3_step(st) == SQLITE_ROW)
-			json_array_append_new(runs, col_text(st, 0));
-	}
-	json_object_set_new(o, "runs", runs);
-done:
-	sqlite3_finalize(st);
-	hf_sqlite_reader_give(q, db);
-	return o;
+	return rows_json(sq(s), NULL, true, &event_shape,
+			 "SELECT id, path, method, query, headers,"
+			 " body, received_at, skipped FROM events"
+			 " WHERE id = ?1",
+			 "t", event_id);
 }
 
-static json_t *delivery_row(sqlite3_stmt *st)
-{
-	json_t *o = json_object();
-	json_object_set_new(o, "id", col_text(st, 0));
-	json_object_set_new(o, "url", col_text(st, 1));
-	json_object_set_new(o, "status", col_text(st, 2));
-	json_object_set_new(o, "attempts",
-			    json_integer(sqlite3_column_int(st, 3)));
-	json_object_set_new(o, "max_attempts",
-			    json_integer(sqlite3_column_int(st, 4)));
-	if (sqlite3_column_type(st, 5) == SQLITE_NULL)
-		json_object_set_new(o, "last_status", json_null());
-	else
-		json_object_set_new(o, "last_status",
-				    json_integer(sqlite3_column_int(st, 5)));
-	json_object_set_new(o, "last_error", col_text(st, 6));
-	json_object_set_new(o, "run", col_text(st, 7));
-	json_object_set_new(o, "step", col_text(st, 8));
-	json_object_set_new(o, "next_at", col_time(st, 9));
-	json_object_set_new(o, "created_at", col_time(st, 10));
-	json_object_set_new(o, "updated_at", col_time(st, 11));
-	return o;
-}
+/* --- deliveries --- */
 
 #define DELIVERY_COLUMNS                                                       \
 	"id, url, status, attempts, max_attempts, last_status, last_error,"    \
 	" run_id, step_id, next_at, created_at, updated_at"
 
+static const struct col delivery_cols[] = {
+    {"id", C_TEXT},	    {"url", C_TEXT},	     {"status", C_TEXT},
+    {"attempts", C_INT},    {"max_attempts", C_INT}, {"last_status", C_INT_OPT},
+    {"last_error", C_TEXT}, {"run", C_TEXT},	     {"step", C_TEXT},
+    {"next_at", C_TIME},    {"created_at", C_TIME},  {"updated_at", C_TIME},
+    {"payload", C_TEXT}, /* hf_store_delivery_json only */
+};
+static const struct shape delivery_shape = {delivery_cols,
+					    NCOLS(delivery_cols) - 1};
+
 json_t *hf_sqlite_deliveries_json(struct hf_store *s, const char *status,
 				  int limit)
 {
-	struct hf_sqlite_store *q = sq(s);
-	sqlite3 *db = hf_sqlite_reader_take(q);
-	sqlite3_stmt *st = NULL;
-	json_t *list = json_array();
-	if (!db || sqlite3_prepare_v2(db,
-				      "SELECT " DELIVERY_COLUMNS
-				      " FROM deliveries WHERE (?1 IS NULL OR"
-				      " status = ?1) ORDER BY id DESC LIMIT ?2",
-				      -1, &st, NULL) != SQLITE_OK)
-		goto done;
-	bind_text(st, 1, status);
-	sqlite3_bind_int(st, 2, limit > 0 ? limit : HF_LIST_DEFAULT_DELIVERIES);
-	while (sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(list, delivery_row(st));
-done:
-	sqlite3_finalize(st);
-	hf_sqlite_reader_give(q, db);
+	json_t *list = rows_json(
+	    sq(s), NULL, false, &delivery_shape,
+	    "SELECT " DELIVERY_COLUMNS " FROM deliveries WHERE (?1 IS"
+	    " NULL OR status = ?1) ORDER BY id DESC LIMIT ?2",
+	    "ti", status, limit > 0 ? limit : HF_LIST_DEFAULT_DELIVERIES);
 	return json_pack("{s:o}", "deliveries", list);
 }
 
+static const struct col attempt_cols[] = {
+    {"n", C_INT},      {"at", C_TIME},	       {"status", C_INT_OPT},
+    {"error", C_TEXT}, {"duration_ms", C_INT},
+};
+static const struct shape attempt_shape = {attempt_cols, NCOLS(attempt_cols)};
+
+/* One delivery: with its payload and its attempts. */
+static const struct shape delivery_full_shape = {
+    delivery_cols, NCOLS(delivery_cols), "attempts_log", &attempt_shape,
+    "SELECT n, at, status, error, duration_ms FROM delivery_attempts"
+    " WHERE delivery_id = ?1 ORDER BY n"};
+
 json_t *hf_sqlite_delivery_json(struct hf_store *s, const char *id)
 {
-	struct hf_sqlite_store *q = sq(s);
-	sqlite3 *db = hf_sqlite_reader_take(q);
-	sqlite3_stmt *st = NULL;
-	json_t *o = NULL;
-	if (!db || sqlite3_prepare_v2(db,
-				      "SELECT " DELIVERY_COLUMNS
-				      ", payload FROM deliveries WHERE id = ?1",
-				      -1, &st, NULL) != SQLITE_OK)
-		goto done;
-	bind_text(st, 1, id);
-	if (sqlite3_step(st) != SQLITE_ROW)
-		goto done;
-	o = delivery_row(st);
-	json_object_set_new(o, "payload", col_text(st, 12));
-	sqlite3_finalize(st);
-	st = NULL;
-	json_t *attempts = json_array();
-	if (sqlite3_prepare_v2(db,
-			       "SELECT n, at, status, error, duration_ms FROM"
-			       " delivery_attempts WHERE delivery_id = ?1"
-			       " ORDER BY n",
-			       -1, &st, NULL) == SQLITE_OK) {
-		bind_text(st, 1, id);
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			json_t *a = json_object();
-			json_object_set_new(
-			    a, "n", json_integer(sqlite3_column_int(st, 0)));
-			json_object_set_new(a, "at", col_time(st, 1));
-			if (sqlite3_column_type(st, 2) == SQLITE_NULL)
-				json_object_set_new(a, "status", json_null());
-			else
-				json_object_set_new(
-				    a, "status",
-				    json_integer(sqlite3_column_int(st, 2)));
-			json_object_set_new(a, "error", col_text(st, 3));
-			json_object_set_new(
-			    a, "duration_ms",
-			    json_integer(sqlite3_column_int64(st, 4)));
-			json_array_append_new(attempts, a);
-		}
-	}
-	json_object_set_new(o, "attempts_log", attempts);
-done:
-	sqlite3_finalize(st);
-	hf_sqlite_reader_give(q, db);
-	return o;
+	return rows_json(sq(s), NULL, true, &delivery_full_shape,
+			 "SELECT " DELIVERY_COLUMNS
+			 ", payload FROM deliveries WHERE id = ?1",
+			 "t", id);
+}
+
+/* --- the outbox and replays --- */
+
+/* hf_sqlite_pending_deliveries' callback, and how many it was given. */
+struct pending {
+	int (*fn)(const struct hf_delivery *d, void *arg);
+	void *arg;
+	int n;
+};
+
+static int pending_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	(void)db;
+	struct pending *p = arg;
+	struct hf_delivery d = {
+	    .id = (const char *)sqlite3_column_text(st, 0),
+	    .url = (const char *)sqlite3_column_text(st, 1),
+	    .payload = sqlite3_column_blob(st, 2),
+	    .payload_len = (size_t)sqlite3_column_bytes(st, 2),
+	    .headers = (const char *)sqlite3_column_text(st, 3),
+	    .secret = (const char *)sqlite3_column_text(st, 4),
+	    .attempts = sqlite3_column_int(st, 5),
+	    .max_attempts = sqlite3_column_int(st, 6),
+	    .backoff_ms = sqlite3_column_int64(st, 7),
+	    .timeout_ms = sqlite3_column_int64(st, 8),
+	    .next_at = sqlite3_column_int64(st, 9),
+	};
+	if (!d.id || !d.url)
+		return 0;
+	if (!d.payload)
+		d.payload = "";
+	p->n++;
+	return p->fn(&d, p->arg) != 0;
 }
 
 int hf_sqlite_pending_deliveries(struct hf_store *s, int limit,
@@ -293,79 +321,28 @@ int hf_sqlite_pending_deliveries(struct hf_store *s, int limit,
 					   void *arg),
 				 void *arg)
 {
-	struct hf_sqlite_store *q = sq(s);
-	sqlite3 *db = hf_sqlite_reader_take(q);
-	sqlite3_stmt *st = NULL;
-	int n = -1;
-	if (!db ||
-	    sqlite3_prepare_v2(db,
-			       "SELECT id, url, payload, headers, secret,"
-			       " attempts, max_attempts, backoff_ms,"
-			       " timeout_ms, next_at FROM deliveries"
-			       " WHERE status = 'pending' ORDER BY"
-			       " next_at LIMIT ?1",
-			       -1, &st, NULL) != SQLITE_OK)
-		goto done;
-	sqlite3_bind_int(st, 1, limit);
-	n = 0;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		struct hf_delivery d = {
-		    .id = (const char *)sqlite3_column_text(st, 0),
-		    .url = (const char *)sqlite3_column_text(st, 1),
-		    .payload = sqlite3_column_blob(st, 2),
-		    .payload_len = (size_t)sqlite3_column_bytes(st, 2),
-		    .headers = (const char *)sqlite3_column_text(st, 3),
-		    .secret = (const char *)sqlite3_column_text(st, 4),
-		    .attempts = sqlite3_column_int(st, 5),
-		    .max_attempts = sqlite3_column_int(st, 6),
-		    .backoff_ms = sqlite3_column_int64(st, 7),
-		    .timeout_ms = sqlite3_column_int64(st, 8),
-		    .next_at = sqlite3_column_int64(st, 9),
-		};
-		if (!d.id || !d.url)
-			continue;
-		if (!d.payload)
-			d.payload = "";
-		n++;
-		if (fn(&d, arg) != 0)
-			break;
-	}
-done:
-	sqlite3_finalize(st);
-	hf_sqlite_reader_give(q, db);
-	return n;
+	struct pending p = {fn, arg, 0};
+	if (hf_sqlite_each(sq(s), NULL, pending_row, &p,
+			   "SELECT id, url, payload, headers, secret,"
+			   " attempts, max_attempts, backoff_ms,"
+			   " timeout_ms, next_at FROM deliveries"
+			   " WHERE status = 'pending' ORDER BY"
+			   " next_at LIMIT ?1",
+			   "i", limit) < 0)
+		return -1;
+	return p.n;
 }
 
-struct hf_event *hf_sqlite_load_event(struct hf_store *s, const char *event_id)
+static int event_struct_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 {
-	struct hf_sqlite_store *q = sq(s);
-	sqlite3 *db = hf_sqlite_reader_take(q);
-	sqlite3_stmt *st = NULL;
-	struct hf_event *ev = NULL;
-	if (!db || sqlite3_prepare_v2(db,
-				      "SELECT id, path, method, query, headers,"
-				      " body, received_at FROM events WHERE"
-				      " id = ?1",
-				      -1, &st, NULL) != SQLITE_OK)
-		goto done;
-	bind_text(st, 1, event_id);
-	if (sqlite3_step(st) != SQLITE_ROW)
-		goto done;
-	ev = hf_event_new();
+	(void)db;
+	struct hf_event *ev = hf_event_new();
 	snprintf(ev->id, sizeof ev->id, "%s",
 		 (const char *)sqlite3_column_text(st, 0));
 	ev->path = hf_xstrdup((const char *)sqlite3_column_text(st, 1));
 	ev->method = hf_xstrdup((const char *)sqlite3_column_text(st, 2));
-	ev->query = col_json(st, 3);
-	if (!json_is_object(ev->query)) {
-		json_decref(ev->query);
-		ev->query = json_object();
-	}
-	ev->headers = col_json(st, 4);
-	if (!json_is_object(ev->headers)) {
-		json_decref(ev->headers);
-		ev->headers = json_object();
-	}
+	ev->query = col_typed(st, 3, JSON_OBJECT);
+	ev->headers = col_typed(st, 4, JSON_OBJECT);
 	const char *body = sqlite3_column_blob(st, 5);
 	ev->body_len = (size_t)sqlite3_column_bytes(st, 5);
 	ev->body = hf_xstrndup(body ? body : "", ev->body_len);
@@ -376,8 +353,16 @@ struct hf_event *hf_sqlite_load_event(struct hf_store *s, const char *event_id)
 	hf_body_decode(hf_body_kind_of(json_string_value(
 			   json_object_get(ev->headers, "content-type"))),
 		       ev->body, ev->body_len, &ev->decoded, err, sizeof err);
-done:
-	sqlite3_finalize(st);
-	hf_sqlite_reader_give(q, db);
+	*(struct hf_event **)arg = ev;
+	return 1;
+}
+
+struct hf_event *hf_sqlite_load_event(struct hf_store *s, const char *event_id)
+{
+	struct hf_event *ev = NULL;
+	hf_sqlite_each(sq(s), NULL, event_struct_row, &ev,
+		       "SELECT id, path, method, query, headers,"
+		       " body, received_at FROM events WHERE id = ?1",
+		       "t", event_id);
 	return ev;
 }

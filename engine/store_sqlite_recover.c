@@ -25,12 +25,9 @@ void hf_sqlite_clean_stop_begin(struct hf_sqlite_store *q)
 {
 	/* Remember whether the last server stopped cleanly (after a crash, any
 	 * step may have been in flight), and that this one has not yet. */
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(q->wdb,
-			       "SELECT value FROM meta WHERE key ="
-			       " 'clean_stop'",
-			       -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
+	sqlite3_stmt *st = hf_sqlite_stmt(
+	    q->wdb, "SELECT value FROM meta WHERE key = 'clean_stop'", "");
+	if (st && sqlite3_step(st) == SQLITE_ROW)
 		q->unclean = sqlite3_column_int(st, 0) == 0;
 	sqlite3_finalize(st);
 	sqlite3_exec(q->wdb,
@@ -50,16 +47,12 @@ void hf_sqlite_clean_stop_end(struct hf_sqlite_store *q)
 bool hf_sqlite_changed(struct hf_store *s)
 {
 	struct hf_sqlite_store *q = sq(s);
-	sqlite3_stmt *st = NULL;
 	bool changed = false;
 	/* data_version counts commits by other connections, so ask the writer's
 	 * connection: its own commits do not change it. */
-	sqlite3 *db = q->wdb;
 	pthread_mutex_lock(&q->wlock);
-	if (db &&
-	    sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &st, NULL) ==
-		SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW) {
+	sqlite3_stmt *st = hf_sqlite_stmt(q->wdb, "PRAGMA data_version", "");
+	if (st && sqlite3_step(st) == SQLITE_ROW) {
 		int v = sqlite3_column_int(st, 0);
 		changed = q->data_version && v != q->data_version;
 		q->data_version = v;
@@ -83,16 +76,14 @@ struct version_cache {
  * loads (say, a ${NAME} it reads is gone from the environment). */
 static struct hf_workflow *parse_version(sqlite3 *db, const char *version)
 {
-	sqlite3_stmt *st = NULL;
 	struct hf_workflow *wf = NULL;
 	json_t *scripts = NULL;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT file, yaml, scripts FROM"
-			       " workflow_versions WHERE version = ?1",
-			       -1, &st, NULL) != SQLITE_OK)
-		goto done;
-	bind_text(st, 1, version);
-	if (sqlite3_step(st) != SQLITE_ROW)
+	sqlite3_stmt *st =
+	    hf_sqlite_stmt(db,
+			   "SELECT file, yaml, scripts FROM"
+			   " workflow_versions WHERE version = ?1",
+			   "t", version);
+	if (!st || sqlite3_step(st) != SQLITE_ROW)
 		goto done;
 	scripts = col_json(st, 2);
 	size_t n = 0;
@@ -142,6 +133,15 @@ static struct hf_workflow *find_version(sqlite3 *db, const char *version,
 		wf = NULL;
 	}
 	return wf;
+}
+
+/* One step's output into the object arg. */
+static int output_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	(void)db;
+	json_object_set_new(arg, (const char *)sqlite3_column_text(st, 0),
+			    col_json(st, 1));
+	return 0;
 }
 
 /* Rebuilds the in-memory run for a row of runs, or NULL when its event is gone.
@@ -196,20 +196,40 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 		run->lane =
 		    hf_xstrdup((const char *)sqlite3_column_text(st, 10));
 	/* Outputs of the steps already done. */
-	sqlite3_stmt *q = NULL;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT step_id, output FROM steps WHERE"
-			       " run_id = ?1 AND status = 'succeeded'",
-			       -1, &q, NULL) == SQLITE_OK) {
-		bind_text(q, 1, run->id);
-		while (sqlite3_step(q) == SQLITE_ROW)
-			json_object_set_new(
-			    run->outputs,
-			    (const char *)sqlite3_column_text(q, 0),
-			    col_json(q, 1));
-	}
-	sqlite3_finalize(q);
+	hf_sqlite_each(NULL, db, output_row, run->outputs,
+		       "SELECT step_id, output FROM steps WHERE"
+		       " run_id = ?1 AND status = 'succeeded'",
+		       "t", run->id);
 	return run;
+}
+
+/* Runs picked up by hf_sqlite_load_pending, in order. */
+struct pickup {
+	struct hf_store *s;
+	const struct hf_workflow_set *set;
+	bool unclean; /* recovery after a stop that was not clean */
+	struct version_cache vc;
+	struct hf_run *list, **tail;
+	int n;
+};
+
+static int pickup_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	struct pickup *p = arg;
+	struct hf_run *run = load_run(p->s, db, st, p->set, &p->vc);
+	if (!run)
+		return 0;
+	/* After a crash (or a drain that timed out), the next step of a run
+	 * not waiting for a retry may have been in flight, committed or not:
+	 * it runs again as a later try, so that run.attempt > 1 tells the
+	 * script it may be a repeat (a run waiting for a retry is at attempt
+	 * > 1 already). After a clean stop nothing was in flight. */
+	if (p->unclean && run->due_at == 0)
+		run->step_attempt++;
+	*p->tail = run;
+	p->tail = &run->next;
+	p->n++;
+	return 0;
 }
 
 int hf_sqlite_load_pending(struct hf_store *s,
@@ -218,11 +238,9 @@ int hf_sqlite_load_pending(struct hf_store *s,
 			   void (*fn)(struct hf_run *run, void *arg), void *arg)
 {
 	struct hf_sqlite_store *q = sq(s);
-	sqlite3 *db = hf_sqlite_reader_take(q);
-	sqlite3_stmt *st = NULL;
-	int n = 0;
-	if (!db)
-		return -1;
+	struct pickup p = {
+	    .s = s, .set = set, .unclean = !only_unclaimed && q->unclean};
+	p.tail = &p.list;
 	/* In insertion order (rowid), which is arrival order: the lanes of
 	 * `concurrency:` fill up again as they were. */
 	const char *sql =
@@ -235,54 +253,24 @@ int hf_sqlite_load_pending(struct hf_store *s,
 		  " created_at, started_at, next_step, step_attempt,"
 		  " due_at, lane, version FROM runs WHERE status IN"
 		  " ('queued','running') ORDER BY rowid";
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		hf_sqlite_reader_give(q, db);
+	if (hf_sqlite_each(q, NULL, pickup_row, &p, sql, "") < 0)
 		return -1;
-	}
-	struct hf_run *list = NULL, **tail = &list;
-	struct version_cache vc = {0};
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		struct hf_run *run = load_run(s, db, st, set, &vc);
-		if (!run)
-			continue;
-		/* After a crash (or a drain that timed out), the next step of a
-		 * run not waiting for a retry may have been in flight,
-		 * committed or not: it runs again as a later try, so that
-		 * run.attempt > 1 tells the script it may be a repeat (a run
-		 * waiting for a retry is at attempt > 1 already). After a clean
-		 * stop nothing was in flight. */
-		if (!only_unclaimed && q->unclean && run->due_at == 0)
-			run->step_attempt++;
-		*tail = run;
-		tail = &run->next;
-		n++;
-	}
-	sqlite3_finalize(st);
-	for (size_t i = 0; i < vc.n; i++)
-		hf_workflow_unref(vc.items[i].wf);
-	hf_sqlite_reader_give(q, db);
-	if (only_unclaimed && list) {
+	for (size_t i = 0; i < p.vc.n; i++)
+		hf_workflow_unref(p.vc.items[i].wf);
+	if (only_unclaimed && p.list) {
 		pthread_mutex_lock(&q->wlock);
-		for (struct hf_run *r = list; r; r = r->next) {
-			sqlite3_stmt *u = NULL;
-			if (sqlite3_prepare_v2(q->wdb,
-					       "UPDATE runs SET claimed = 1"
-					       " WHERE id = ?1",
-					       -1, &u, NULL) == SQLITE_OK) {
-				bind_text(u, 1, r->id);
-				sqlite3_step(u);
-			}
-			sqlite3_finalize(u);
-		}
+		for (struct hf_run *r = p.list; r; r = r->next)
+			hf_sqlite_exec(
+			    q->wdb, "UPDATE runs SET claimed = 1 WHERE id = ?1",
+			    "t", r->id);
 		pthread_mutex_unlock(&q->wlock);
 	}
-	while (list) {
-		struct hf_run *next = list->next;
-		list->next = NULL;
-		fn(list, arg);
-		list = next;
+	for (struct hf_run *r = p.list, *next; r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		fn(r, arg);
 	}
-	return n;
+	return p.n;
 }
 
 int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
@@ -290,30 +278,24 @@ int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
 {
 	struct hf_sqlite_store *q = sq(s);
 	int rc = -1;
-	sqlite3_stmt *st = NULL;
 	pthread_mutex_lock(&q->wlock);
-	if (sqlite3_prepare_v2(q->wdb,
-			       "UPDATE runs SET status = 'queued', attempt ="
-			       " attempt + 1, step_attempt = 1, due_at = 0,"
-			       " error = NULL, finished_at = NULL, claimed = 0,"
-			       " started_at = NULL"
-			       " WHERE id = ?1 AND status = 'failed'",
-			       -1, &st, NULL) != SQLITE_OK)
-		goto done;
-	bind_text(st, 1, run_id);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	sqlite3_stmt *st =
+	    hf_sqlite_stmt(q->wdb,
+			   "UPDATE runs SET status = 'queued', attempt ="
+			   " attempt + 1, step_attempt = 1, due_at = 0,"
+			   " error = NULL, finished_at = NULL, claimed = 0,"
+			   " started_at = NULL"
+			   " WHERE id = ?1 AND status = 'failed'",
+			   "t", run_id);
+	if (st && sqlite3_step(st) != SQLITE_DONE)
 		hf_error_set(err, NULL, 0, 0, "cannot retry: %s",
 			     sqlite3_errmsg(q->wdb));
-		goto done;
-	}
-	if (sqlite3_changes(q->wdb) == 0) {
+	else if (st && sqlite3_changes(q->wdb) == 0)
 		hf_error_set(err, NULL, 0, 0,
 			     "run '%s' does not exist or has not failed",
 			     run_id);
-		goto done;
-	}
-	rc = 0;
-done:
+	else if (st)
+		rc = 0;
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&q->wlock);
 	return rc;
@@ -383,33 +365,19 @@ int hf_sqlite_retry_delivery(struct hf_store *s, const char *id)
 {
 	struct hf_sqlite_store *q = sq(s);
 	assert(sq_applying(q)); /* through HF_W_CALL */
-	int rc = -1;
-	sqlite3_stmt *st = NULL;
-	int64_t now = hf_now_ms();
-	if (sqlite3_prepare_v2(q->wdb,
-			       "UPDATE deliveries SET status = 'pending',"
-			       " next_at = ?2, updated_at = ?2, max_attempts ="
-			       " MAX(max_attempts, attempts + 1) WHERE id = ?1"
-			       " AND status != 'delivered'",
-			       -1, &st, NULL) != SQLITE_OK)
-		goto done;
-	bind_text(st, 1, id);
-	sqlite3_bind_int64(st, 2, now);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto done;
-	if (sqlite3_changes(q->wdb) > 0) {
-		rc = 0;
-		goto done;
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (sqlite3_prepare_v2(q->wdb, "SELECT 1 FROM deliveries WHERE id = ?1",
-			       -1, &st, NULL) != SQLITE_OK)
-		goto done;
-	bind_text(st, 1, id);
-	rc = sqlite3_step(st) == SQLITE_ROW ? HF_STORE_CONFLICT
-					    : HF_STORE_NOT_FOUND;
-done:
-	sqlite3_finalize(st);
-	return rc;
+	int rc = hf_sqlite_exec(q->wdb,
+				"UPDATE deliveries SET status = 'pending',"
+				" next_at = ?2, updated_at = ?2, max_attempts ="
+				" MAX(max_attempts, attempts + 1) WHERE id = ?1"
+				" AND status != 'delivered'",
+				"tI", id, hf_now_ms());
+	if (rc != SQLITE_DONE)
+		return -1;
+	if (sqlite3_changes(q->wdb) > 0)
+		return 0;
+	rc = hf_sqlite_exec(q->wdb, "SELECT 1 FROM deliveries WHERE id = ?1",
+			    "t", id);
+	if (rc < 0)
+		return -1;
+	return rc == SQLITE_ROW ? HF_STORE_CONFLICT : HF_STORE_NOT_FOUND;
 }

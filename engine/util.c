@@ -16,17 +16,23 @@
 #include <time.h>
 #include <unistd.h>
 
+static void verror_set(struct hf_error *err, const char *file, int line,
+		       int col, const char *fmt, va_list ap)
+{
+	snprintf(err->file, sizeof err->file, "%s", file ? file : "");
+	err->line = line;
+	err->col = col;
+	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+}
+
 void hf_error_set(struct hf_error *err, const char *file, int line, int col,
 		  const char *fmt, ...)
 {
 	if (!err)
 		return;
-	snprintf(err->file, sizeof err->file, "%s", file ? file : "");
-	err->line = line;
-	err->col = col;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+	verror_set(err, file, line, col, fmt, ap);
 	va_end(ap);
 }
 
@@ -53,13 +59,9 @@ void hf_diags_add(struct hf_diags *d, const char *file, int line, int col,
 		d->cap = d->cap ? d->cap * 2 : 8;
 		d->items = hf_xrealloc(d->items, d->cap * sizeof *d->items);
 	}
-	struct hf_error *e = &d->items[d->n++];
-	snprintf(e->file, sizeof e->file, "%s", file ? file : "");
-	e->line = line;
-	e->col = col;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	verror_set(&d->items[d->n++], file, line, col, fmt, ap);
 	va_end(ap);
 }
 
@@ -102,39 +104,44 @@ static size_t parse_number(const char *s, double *out)
 	return i;
 }
 
-int hf_parse_duration(const char *s, int64_t *out_ms)
+/* A number followed by a unit of units (the empty unit included where it is
+ * listed), as the number times the unit's multiplier, truncated. */
+struct unit {
+	const char *name;
+	double mult;
+};
+
+static int parse_units(const char *s, const struct unit *units, size_t n,
+		       int64_t *out)
 {
-	static const struct {
-		const char *unit;
-		double ms;
-	} units[] = {
-	    {"ms", 1},	    {"s", 1000},       {"m", 60000},
-	    {"h", 3600000}, {"d", 86400000.0}, {"", 1000},
-	};
 	double v;
-	if (!s)
+	size_t len = s ? parse_number(s, &v) : 0;
+	if (!len)
 		return -1;
-	size_t n = parse_number(s, &v);
-	if (!n)
-		return -1;
-	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-		if (strcmp(s + n, units[i].unit) == 0) {
-			double ms = v * units[i].ms;
-			if (ms > 1e15)
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(s + len, units[i].name) == 0) {
+			double x = v * units[i].mult;
+			if (x > 1e15)
 				return -1;
-			*out_ms = (int64_t)ms;
+			*out = (int64_t)x;
 			return 0;
 		}
 	}
 	return -1;
 }
 
+int hf_parse_duration(const char *s, int64_t *out_ms)
+{
+	static const struct unit units[] = {
+	    {"ms", 1},	    {"s", 1000},       {"m", 60000},
+	    {"h", 3600000}, {"d", 86400000.0}, {"", 1000},
+	};
+	return parse_units(s, units, sizeof units / sizeof units[0], out_ms);
+}
+
 int hf_parse_size(const char *s, int64_t *out_bytes)
 {
-	static const struct {
-		const char *unit;
-		double mult;
-	} units[] = {
+	static const struct unit units[] = {
 	    {"", 1},
 	    {"B", 1},
 	    {"K", 1024.0},
@@ -147,22 +154,7 @@ int hf_parse_size(const char *s, int64_t *out_bytes)
 	    {"GiB", 1073741824.0},
 	    {"GB", 1e9},
 	};
-	double v;
-	if (!s)
-		return -1;
-	size_t n = parse_number(s, &v);
-	if (!n)
-		return -1;
-	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-		if (strcmp(s + n, units[i].unit) == 0) {
-			double b = v * units[i].mult;
-			if (b > 1e15)
-				return -1;
-			*out_bytes = (int64_t)b;
-			return 0;
-		}
-	}
-	return -1;
+	return parse_units(s, units, sizeof units / sizeof units[0], out_bytes);
 }
 
 int64_t hf_now_ms(void)
@@ -177,6 +169,17 @@ int64_t hf_mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void hf_deadline_in(int64_t ms, struct timespec *ts)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
 }
 
 void hf_time_iso(int64_t ms, char out[32])

@@ -46,6 +46,9 @@ int hf_parse_size(const char *s, int64_t *out_bytes);
 
 int64_t hf_now_ms(void);  /* wall clock, ms since the epoch */
 int64_t hf_mono_ms(void); /* monotonic clock, ms */
+struct timespec;
+/* The wall-clock time ms from now, as pthread_cond_timedwait takes it. */
+void hf_deadline_in(int64_t ms, struct timespec *ts);
 /* Formats wall ms as "2026-11-26T23:21:42.123Z". */
 void hf_time_iso(int64_t ms, char out[32]);
 
