@@ -53,7 +53,7 @@ static int limit_arg(hf_arg_fn arg, void *ctx, int def)
 	if (!s)
 		return def;
 	long v = strtol(s, NULL, 10);
-	return v > 0 && v <= 1000 ? (int)v : def;
+	return v > 0 && v <= HF_LIST_MAX ? (int)v : def;
 }
 
 /* A query argument, NULL when absent or empty. */

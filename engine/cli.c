@@ -8,6 +8,7 @@
  * running server to pick up within a second, or for the next `serve`. Runs on
  * the main thread. */
 #include "cli_int.h"
+#include "hf_limits.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -76,7 +77,11 @@ int hf_cli_main(int argc, char **argv)
 
 struct hf_store *hf_cli_open_state(const char *path)
 {
-	if (access(path, F_OK) != 0) {
+	/* A URL (postgres://…) is the store's to accept or refuse; a file must
+	 * exist: reading commands do not create an empty database. */
+	const char *file = strncmp(path, "sqlite:", 7) == 0 ? path + 7 : path;
+	if (!strstr(path, "://") && strcmp(file, ":memory:") != 0 &&
+	    access(file, F_OK) != 0) {
 		fprintf(stderr,
 			"hookflow: no state database at '%s' (use --state "
 			"FILE)\n",

@@ -7,6 +7,7 @@
  * cli.c (table, helpers), flags.c (options), store.c (the queries);
  * `deliveries retry` is in cmd_admin.c. */
 #include "cli_int.h"
+#include "hf_limits.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -34,10 +35,6 @@ static const struct hf_cmd_spec runs_spec = {
     HF_CMD("runs", "", 0, 0, runs_opts),
     .about = "Lists recent runs, newest first.",
 };
-
-/* `runs --follow` polls this often, over this many of the newest runs. */
-#define FOLLOW_POLL_MS 500
-#define FOLLOW_WINDOW 200
 
 static volatile sig_atomic_t follow_stop;
 
@@ -79,7 +76,7 @@ static void follow_poll(struct hf_store *s, const char *wf, const char *status,
 			bool as_json, bool baseline, char mark[32],
 			json_t *at_mark)
 {
-	json_t *v = hf_store_runs_json(s, wf, status, FOLLOW_WINDOW);
+	json_t *v = hf_store_runs_json(s, wf, status, HF_FOLLOW_WINDOW);
 	json_t *runs = json_object_get(v, "runs");
 	json_t **fresh = hf_xcalloc(json_array_size(runs) + 1, sizeof *fresh);
 	size_t n = 0, i;
@@ -111,7 +108,7 @@ static void follow_poll(struct hf_store *s, const char *wf, const char *status,
 
 /* `runs --follow`: prints runs as they finish, in the order they finished,
  * like `tail -f` (nothing from before it started). Polls the newest
- * FOLLOW_WINDOW runs: a run finishing again after a retry is printed again.
+ * HF_FOLLOW_WINDOW runs: a run finishing again after a retry is printed again.
  * Stops on SIGINT or SIGTERM (exit 0) or when stdout is closed. */
 static int follow_runs(struct hf_store *s, const char *wf, const char *status,
 		       bool as_json)
@@ -136,7 +133,7 @@ static int follow_runs(struct hf_store *s, const char *wf, const char *status,
 			rc = 1; /* stdout is gone: nobody is reading */
 			break;
 		}
-		struct timespec ts = {0, FOLLOW_POLL_MS * 1000000L};
+		struct timespec ts = {0, HF_FOLLOW_POLL_MS * 1000000L};
 		nanosleep(&ts, NULL); /* a signal cuts it short */
 	}
 	json_decref(at_mark);

@@ -5,6 +5,7 @@
  * Does not start or wire anything itself: server.c owns the server's
  * lifecycle. Main thread. Neighbours: cli.c (table), flags.c (options). */
 #include "cli_int.h"
+#include "hf_crypto.h"
 #include "hf_limits.h"
 #include "hf_server.h"
 #include "hf_verify.h"
@@ -47,7 +48,8 @@ static const struct hf_opt serve_opts[] = {
     {"data", O_DATA, HF_OPT_STRING, "./data.db", .help = "the database of db.*",
      .meta = "FILE", ENV},
     {"workers", O_WORKERS, HF_OPT_INT, "number of CPUs",
-     .help = "threads running steps", .meta = "N", .min = 1, .max = 256, ENV},
+     .help = "threads running steps", .meta = "N", .min = 1,
+     .max = HF_MAX_WORKERS, ENV},
     {"max-body", O_MAX_BODY, HF_OPT_SIZE, .ndef = HF_DEFAULT_MAX_BODY,
      .help = "largest webhook body accepted", .meta = "SIZE", .min = 1,
      .max = INT64_MAX, ENV},
@@ -90,14 +92,13 @@ static char *admin_token(const char *given)
 {
 	if (given && *given)
 		return hf_xstrdup(given);
-	unsigned char raw[24];
-	char hex[49];
+	unsigned char raw[HF_ADMIN_TOKEN_BYTES];
+	char hex[2 * HF_ADMIN_TOKEN_BYTES + 1];
 	if (hf_random_bytes(raw, sizeof raw) < 0) {
 		fprintf(stderr, "hookflow: no randomness for a token\n");
 		return NULL;
 	}
-	for (size_t i = 0; i < sizeof raw; i++)
-		snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+	hf_hex_encode(raw, sizeof raw, hex);
 	hf_log(HF_LOG_INFO, "admin token: %s", hex);
 	return hf_xstrdup(hex);
 }

@@ -345,7 +345,7 @@ static void drain(struct hf_server *srv)
 		hf_log(HF_LOG_WARN, "drain timeout: unfinished steps resume at "
 				    "the next start");
 		hf_outbox_stop(srv->eng.outbox);
-		store_flush(srv->eng.store, 5000);
+		store_flush(srv->eng.store, HF_STUCK_FLUSH_MS);
 		_exit(0);
 	}
 	srv->eng.workers = NULL;

@@ -367,4 +367,31 @@
 #define HF_LIST_DEFAULT_DELIVERIES 100
 #endif
 
+/* `serve --workers`: threads running steps, each with its own Lua state and
+ * data connection. */
+#ifndef HF_MAX_WORKERS
+#define HF_MAX_WORKERS 256
+#endif
+/* `limit` of /api/runs and /api/deliveries: one page of history. */
+#ifndef HF_LIST_MAX
+#define HF_LIST_MAX 1000
+#endif
+/* `runs --follow` polls this often, over this many of the newest runs. */
+#ifndef HF_FOLLOW_POLL_MS
+#define HF_FOLLOW_POLL_MS 500
+#endif
+#ifndef HF_FOLLOW_WINDOW
+#define HF_FOLLOW_WINDOW 200
+#endif
+/* A drain whose steps are stuck still commits what is queued, waiting at most
+ * this long, before the process exits. */
+#ifndef HF_STUCK_FLUSH_MS
+#define HF_STUCK_FLUSH_MS 5000
+#endif
+
+/* A generated admin token: random bytes, printed as hex (192 bits). */
+#ifndef HF_ADMIN_TOKEN_BYTES
+#define HF_ADMIN_TOKEN_BYTES 24
+#endif
+
 #endif

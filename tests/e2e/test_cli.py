@@ -1,5 +1,5 @@
-"""End-to-end tests for the command line (README.md, "Command line"): check, run, runs, show,
-usage errors, --help and --version."""
+"""End-to-end tests for the command line (README.md, "Command line"): check,
+run, runs, show, usage errors, --help and --version."""
 import json
 import os
 import re
@@ -498,3 +498,21 @@ def test_command_help_lists_its_options(cmd, flags):
     assert p.stdout.startswith(f"usage: hookflow {cmd}"), p.stdout
     for flag in flags:
         assert re.search(rf"^\s+{flag}\b", p.stdout, re.M), (flag, p.stdout)
+
+
+def test_state_backend_is_chosen_by_the_state_value(tmp_path):
+    db = tmp_path / "s.db"
+    sqlite3.connect(db).close()  # an existing file that is no hookflow database yet
+    p = hf("runs", "--state", "sqlite:%s" % db, "--json", timeout=10)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == {"runs": []}
+    # A PostgreSQL URL reaches the store, which refuses it without echoing it
+    # (it may hold a password), rather than being taken for a missing file.
+    p = hf("runs", "--state", "postgres://u:pw@127.0.0.1:1/x", timeout=10)
+    assert p.returncode == 1
+    assert "postgres state backend is not built yet" in p.stderr, p.stderr
+    assert "pw" not in p.stderr
+    (tmp_path / "workflows").mkdir()
+    p = hf("serve", "--state", "postgresql://127.0.0.1:1/x", "--listen",
+           "127.0.0.1:0", cwd=tmp_path, timeout=10)
+    assert p.returncode == 1 and "not built yet" in p.stderr, p.stderr
