@@ -16,8 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static void verror_set(struct hf_error *err, const char *file, int line,
-		       int col, const char *fmt, va_list ap)
+__attribute__((format(printf, 5, 0))) static void
+verror_set(struct hf_error *err, const char *file, int line, int col,
+	   const char *fmt, va_list ap)
 {
 	snprintf(err->file, sizeof err->file, "%s", file ? file : "");
 	err->line = line;
