@@ -125,7 +125,7 @@ static int parse_range(const char *text, struct rule *r)
 		size_t nd = strspn(p, "0123456789");
 		if (nd == 0 || nd > 3 || p[nd] != '\0')
 			return -1;
-		prefix = (unsigned)atoi(p);
+		prefix = (unsigned)strtoul(p, NULL, 10);
 		if (prefix > r->len * 8u)
 			return -1;
 	}

@@ -13,7 +13,8 @@
  *
  * Neighbours: store.c (hf_store_pending_deliveries, HF_W_DELIVERY, the
  * schema), verify.c (Standard Webhooks signature), worker.c and api.c (kick),
- * server.c (start and stop). <curl/curl.h> stays here and in lua_http.c. */
+ * server.c (start and stop), egress.c (where a connection may go: checked
+ * in the open-socket callback). <curl/curl.h> stays here and in lua_http.c. */
 #include "hf_egress.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
