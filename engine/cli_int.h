@@ -57,7 +57,7 @@ struct hf_opt {
 #define HF_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The most options a command has. */
-#define HF_OPTS_MAX 16
+#define HF_OPTS_MAX 32
 
 /* A parsed value. */
 struct hf_optval {

@@ -9,6 +9,7 @@
 #include "cli_int.h"
 #include "hf_body.h"
 #include "hf_dispatch.h"
+#include "hf_egress.h"
 #include "hf_ops.h"
 
 #include <ctype.h>
@@ -16,7 +17,15 @@
 #include <string.h>
 #include <time.h>
 
-enum { O_EVENT, O_HEADER, O_DATA, O_SCRIPTS, O_METHOD };
+enum {
+	O_EVENT,
+	O_HEADER,
+	O_DATA,
+	O_SCRIPTS,
+	O_METHOD,
+	O_EGRESS_DENY,
+	O_EGRESS_ALLOW,
+};
 
 static const struct hf_opt run_opts[] = {
     {"event", O_EVENT, HF_OPT_STRING,
@@ -31,6 +40,12 @@ static const struct hf_opt run_opts[] = {
      .meta = "DIR", .flags = HF_OPT_ENV},
     {"method", O_METHOD, HF_OPT_STRING,
      .help = "request method (else the workflow's first)", .meta = "METHOD"},
+    {"egress-deny", O_EGRESS_DENY, HF_OPT_STRING,
+     .help = "http.*: also refuse these ranges (as serve)", .meta = "CIDR,...",
+     .flags = HF_OPT_ENV},
+    {"egress-allow", O_EGRESS_ALLOW, HF_OPT_STRING,
+     .help = "http.*: allow these ranges (as serve)", .meta = "CIDR,...",
+     .flags = HF_OPT_ENV},
 };
 
 static const struct hf_cmd_spec run_spec = {
@@ -156,13 +171,15 @@ static void print_step(const struct hf_workflow *wf,
 }
 
 /* Runs run's steps, waiting out retry backoffs. Returns the exit status. */
-static int run_steps(struct hf_run *run, const char *scripts, const char *data)
+static int run_steps(struct hf_run *run, const char *scripts, const char *data,
+		     const struct hf_egress *egress)
 {
 	struct hf_error e = {0};
 	struct hf_luart_config cfg = {
 	    .scripts_dir = scripts,
 	    .data_path = data,
 	    .data_sync_full = false,
+	    .egress = egress,
 	};
 	struct hf_luart *rt = hf_luart_create(&cfg, &e);
 	if (!rt) {
@@ -215,6 +232,14 @@ int hf_cmd_run(int argc, char **argv)
 	int rc;
 	if (!hf_args_parse(&run_spec, argc, argv, 2, &a, &rc))
 		return rc;
+	char why[512];
+	struct hf_egress *egress = hf_egress_parse(
+	    a.v[O_EGRESS_DENY].str, a.v[O_EGRESS_ALLOW].str, why, sizeof why);
+	if (!egress) {
+		fprintf(stderr, "hookflow run: %s\n", why);
+		hf_args_release(&a);
+		return 2;
+	}
 	char *scripts = hf_cli_scripts_for(a.pos[0], a.v[O_SCRIPTS].str);
 	struct hf_workflow *wf = load(a.pos[0], scripts);
 	struct hf_event *ev = NULL;
@@ -222,7 +247,7 @@ int hf_cmd_run(int argc, char **argv)
 	struct hf_run *runs[1];
 	struct hf_workflow *wfs[1] = {wf};
 	if (rc == 0 && hf_dispatch(hf_dispatch_runtime(), ev, wfs, 1, runs)) {
-		rc = run_steps(runs[0], scripts, a.v[O_DATA].str);
+		rc = run_steps(runs[0], scripts, a.v[O_DATA].str, egress);
 		hf_run_free(runs[0]);
 	} else if (rc == 0) {
 		print_skipped(wf, ev);
@@ -230,6 +255,7 @@ int hf_cmd_run(int argc, char **argv)
 	hf_event_unref(ev);
 	hf_workflow_unref(wf);
 	free(scripts);
+	hf_egress_free(egress);
 	hf_args_release(&a);
 	return rc;
 }

@@ -6,6 +6,7 @@
  * lifecycle. Main thread. Neighbours: cli.c (table), flags.c (options). */
 #include "cli_int.h"
 #include "hf_crypto.h"
+#include "hf_egress.h"
 #include "hf_limits.h"
 #include "hf_server.h"
 #include "hf_verify.h"
@@ -30,6 +31,8 @@ enum {
 	O_HTTP_THREADS,
 	O_DATA_SYNC,
 	O_LOG_FORMAT,
+	O_EGRESS_DENY,
+	O_EGRESS_ALLOW,
 };
 
 #define ENV .flags = HF_OPT_ENV
@@ -75,6 +78,12 @@ static const struct hf_opt serve_opts[] = {
      .help = "data database durability", .choices = "full|normal", ENV},
     {"log-format", O_LOG_FORMAT, HF_OPT_CHOICE, "text",
      .help = "how stderr lines look", .choices = "text|logfmt|json", ENV},
+    {"egress-deny", O_EGRESS_DENY, HF_OPT_STRING,
+     .help = "also refuse outbound connections to these (e.g. private)",
+     .meta = "CIDR,...", ENV},
+    {"egress-allow", O_EGRESS_ALLOW, HF_OPT_STRING,
+     .help = "allow these ranges even inside a refused one", .meta = "CIDR,...",
+     ENV},
 };
 
 static const struct hf_cmd_spec serve_spec = {
@@ -134,9 +143,15 @@ int hf_cmd_serve(int argc, char **argv)
 	options(&a, &o);
 	hf_log_set_format(
 	    (enum hf_log_format)hf_log_format_parse(a.v[O_LOG_FORMAT].str));
-	o.admin_token = admin_token(a.v[O_ADMIN_TOKEN].str);
+	char why[512];
+	o.egress = hf_egress_parse(a.v[O_EGRESS_DENY].str,
+				   a.v[O_EGRESS_ALLOW].str, why, sizeof why);
+	if (!o.egress)
+		fprintf(stderr, "hookflow serve: %s\n", why);
+	o.admin_token = o.egress ? admin_token(a.v[O_ADMIN_TOKEN].str) : NULL;
 	rc = o.admin_token ? hf_server_run(&o) : 2;
 	free(o.admin_token);
+	hf_egress_free(o.egress);
 	hf_args_release(&a);
 	return rc;
 }

@@ -5,7 +5,10 @@
  * asked, only http and https, a timeout of HF_HTTP_TIMEOUT_MS capped by what
  * is left of the step, a response body capped at HF_HTTP_MAX_RESPONSE. A
  * network failure raises "http.request: MESSAGE (URL)" with curl's message;
- * any HTTP status is a normal return.
+ * any HTTP status is a normal return. Every connection's address (after DNS,
+ * on every redirect) is checked against the egress policy (egress.c) in
+ * libcurl's open-socket callback, before the socket exists; a refusal raises
+ * "http.request: destination ADDRESS refused (RULE) for URL".
  *
  * Lua errors longjmp, so everything a call allocates (header list, body
  * buffers, decoded JSON) lives in a struct owned by a userdata box (see
@@ -16,6 +19,7 @@
  * Threading: the runtime's thread only. Neighbours: luart.c (creates it, calls
  * begin_step), lua_json.c (conversions, the box). */
 #include "hf_body.h"
+#include "hf_egress.h"
 #include "hf_limits.h"
 #include "hf_lua_http.h"
 #include "hf_lua_json.h"
@@ -29,10 +33,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 struct hf_lua_http {
 	CURL *curl;
-	int64_t deadline; /* hf_mono_ms(); 0 = none */
+	int64_t deadline;		/* hf_mono_ms(); 0 = none */
+	const struct hf_egress *egress; /* NULL: the default policy */
 };
 
 /* What one call holds while it runs; owned by a box on the Lua stack. */
@@ -44,6 +50,8 @@ struct req {
 	struct hf_buf head;
 	bool too_big;
 	char errbuf[CURL_ERROR_SIZE];
+	const struct hf_egress *egress;
+	char refused[160]; /* why the policy refused a connection; "" = not */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -53,10 +61,11 @@ static void curl_init_once(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-struct hf_lua_http *hf_lua_http_create(void)
+struct hf_lua_http *hf_lua_http_create(const struct hf_egress *egress)
 {
 	pthread_once(&curl_once, curl_init_once);
 	struct hf_lua_http *h = hf_xcalloc(1, sizeof *h);
+	h->egress = egress;
 	h->curl = curl_easy_init();
 	if (!h->curl) {
 		hf_log(HF_LOG_ERROR, "cannot create a curl handle");
@@ -209,6 +218,19 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 	/* Past the cap, further headers are dropped, not fatal. */
 	hf_buf_append(&r->head, p, len);
 	return len;
+}
+
+/* Opens a connection's socket only when the policy allows its address;
+ * refusing here means nothing was sent. */
+static curl_socket_t on_open(void *ud, curlsocktype purpose,
+			     struct curl_sockaddr *a)
+{
+	struct req *r = ud;
+	(void)purpose;
+	if (!r || !hf_egress_check(r->egress, &a->addr, a->addrlen, r->refused,
+				   sizeof r->refused))
+		return CURL_SOCKET_BAD;
+	return socket(a->family, a->socktype, a->protocol);
 }
 
 /* ---- building the response ---- */
@@ -465,6 +487,8 @@ static void set_request(CURL *c, struct req *r, const struct opts *o)
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, r);
 	set_method(c, o);
 }
 
@@ -475,6 +499,9 @@ static void perform(lua_State *L, CURL *c, struct req *r, const struct opts *o)
 	/* Nothing of r may be referenced by the handle once we return. */
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, NULL);
+	if (rc != CURLE_OK && r->refused[0])
+		luaL_error(L, "http.request: %s for %s", r->refused, o->shown);
 	if (r->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
 		char sz[32];
 		format_size(o->max, sz, sizeof sz);
@@ -527,6 +554,7 @@ static int do_request(lua_State *L, struct hf_lua_http *h, int t)
 	void **box = hf_lua_box(L, req_release);
 	struct req *r = hf_xcalloc(1, sizeof *r);
 	*box = r;
+	r->egress = h->egress;
 	struct opts o;
 	read_url(L, t, &o);
 	read_body(L, t, r, &o);

@@ -171,7 +171,7 @@ struct hf_luart *hf_luart_create(const struct hf_luart_config *cfg,
 			goto fail;
 	}
 	if (!cfg->expr_only) {
-		rt->http = hf_lua_http_create();
+		rt->http = hf_lua_http_create(cfg->egress);
 		rt->webhook = hf_lua_webhook_create();
 	}
 	rt->L = lua_newstate(l_alloc, rt);

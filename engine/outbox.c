@@ -13,7 +13,9 @@
  *
  * Neighbours: store.c (hf_store_pending_deliveries, HF_W_DELIVERY, the
  * schema), verify.c (Standard Webhooks signature), worker.c and api.c (kick),
- * server.c (start and stop). <curl/curl.h> stays here and in lua_http.c. */
+ * server.c (start and stop), egress.c (where a connection may go: checked
+ * in the open-socket callback). <curl/curl.h> stays here and in lua_http.c. */
+#include "hf_egress.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_outbox.h"
@@ -29,6 +31,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 
 /* One attempt in flight. */
@@ -47,11 +50,14 @@ struct job {
 	int64_t started_wall;
 	char retry_after[64];
 	char errbuf[CURL_ERROR_SIZE];
+	const struct hf_egress *egress;
+	char refused[160]; /* why the policy refused a connection; "" = not */
 	struct job *next;
 };
 
 struct hf_outbox {
 	struct hf_store *store;
+	const struct hf_egress *egress; /* NULL: the default policy */
 	CURLM *multi;
 	pthread_t thread;
 	atomic_bool stop;
@@ -236,6 +242,19 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
+/* Opens a connection's socket only when the egress policy allows its
+ * address (after DNS): a refused attempt sends nothing. */
+static curl_socket_t on_open(void *ud, curlsocktype purpose,
+			     struct curl_sockaddr *a)
+{
+	struct job *j = ud;
+	(void)purpose;
+	if (!hf_egress_check(j->egress, &a->addr, a->addrlen, j->refused,
+			     sizeof j->refused))
+		return CURL_SOCKET_BAD;
+	return socket(a->family, a->socktype, a->protocol);
+}
+
 static void host_of(const char *url, char *out, size_t size)
 {
 	const char *p = strstr(url, "://");
@@ -352,6 +371,7 @@ static int start(struct hf_outbox *ob, const struct hf_delivery *d,
 	j->attempts = d->attempts;
 	j->max_attempts = d->max_attempts;
 	j->backoff_ms = d->backoff_ms;
+	j->egress = ob->egress;
 	if (!build_headers(j, d))
 		goto fail;
 	j->easy = curl_easy_init();
@@ -375,6 +395,8 @@ static int start(struct hf_outbox *ob, const struct hf_delivery *d,
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, j);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, j->errbuf);
 	curl_easy_setopt(c, CURLOPT_PRIVATE, j);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, j);
 	if (curl_multi_add_handle(ob->multi, c) != CURLM_OK)
 		goto fail;
 	j->started_mono = hf_mono_ms();
@@ -432,7 +454,9 @@ static void finish(struct hf_outbox *ob, struct job *j, CURLcode rc)
 	w->duration_ms = hf_mono_ms() - j->started_mono;
 	w->attempt_at = j->started_wall;
 	w->attempts = j->attempts + 1;
-	if (rc != CURLE_OK) {
+	if (rc != CURLE_OK && j->refused[0]) {
+		w->delivery_error = hf_xstrdup(j->refused);
+	} else if (rc != CURLE_OK) {
 		const char *what = curl_easy_strerror(rc);
 		w->delivery_error =
 		    j->errbuf[0] && strcmp(j->errbuf, what)
@@ -446,6 +470,11 @@ static void finish(struct hf_outbox *ob, struct job *j, CURLcode rc)
 	w->delivery_status = hf_outbox_next_attempt(
 	    (int)code, w->attempts, j->max_attempts, j->backoff_ms, ra,
 	    random_unit(), now, &w->next_at);
+	if (rc != CURLE_OK && j->refused[0]) {
+		/* The policy refuses it: not retried (as a 410). */
+		w->delivery_status = "failed";
+		w->next_at = now;
+	}
 	hf_metrics_delivery(strcmp(w->delivery_status, "pending") == 0
 				? "retry"
 				: w->delivery_status);
@@ -591,11 +620,14 @@ static void *outbox_main(void *arg)
 	return NULL;
 }
 
-struct hf_outbox *hf_outbox_start(struct hf_store *store, struct hf_error *err)
+struct hf_outbox *hf_outbox_start(struct hf_store *store,
+				  const struct hf_egress *egress,
+				  struct hf_error *err)
 {
 	pthread_once(&curl_once, curl_init_once);
 	struct hf_outbox *ob = hf_xcalloc(1, sizeof *ob);
 	ob->store = store;
+	ob->egress = egress;
 	pthread_mutex_init(&ob->lock, NULL);
 	pthread_cond_init(&ob->cond, NULL);
 	ob->multi = curl_multi_init();

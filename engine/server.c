@@ -232,6 +232,7 @@ static int start_core(struct hf_server *srv)
 	    .scripts_dir = o->scripts_dir,
 	    .data_path = o->data_path,
 	    .data_sync_full = o->data_sync_full,
+	    .egress = o->egress,
 	};
 	srv->eng.workers = hf_workers_start(&srv->eng, o->workers, &cfg, &err);
 	if (!srv->eng.workers) {
@@ -244,7 +245,7 @@ static int start_core(struct hf_server *srv)
 		hf_log(HF_LOG_INFO, "resuming %d unfinished run%s", recovered,
 		       recovered == 1 ? "" : "s");
 	hf_store_changed(srv->eng.store);
-	srv->eng.outbox = hf_outbox_start(srv->eng.store, &err);
+	srv->eng.outbox = hf_outbox_start(srv->eng.store, o->egress, &err);
 	if (!srv->eng.outbox) {
 		start_error(&err);
 		return 1;

@@ -18,6 +18,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+struct hf_egress;
+
 struct hf_options {
 	char *listen; /* HOST:PORT */
 	char *workflows_dir;
@@ -33,6 +35,9 @@ struct hf_options {
 	int64_t drain_timeout_ms;
 	int64_t retain_ms; /* 0: keep everything */
 	int http_threads;
+	/* --egress-deny/--egress-allow, for http.* and the outbox; NULL: the
+	 * default policy. */
+	struct hf_egress *egress;
 };
 
 /* The workflows in force and their router; immutable once published. */

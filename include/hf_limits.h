@@ -394,4 +394,12 @@
 #define HF_ADMIN_TOKEN_BYTES 24
 #endif
 
+/* egress: ranges in one --egress-deny/--egress-allow policy (the defaults and
+ * the words' ranges included). Each connection scans them all, and real
+ * policies name a handful; a cap keeps a mistaken list from slowing every
+ * connection. */
+#ifndef HF_EGRESS_MAX_RULES
+#define HF_EGRESS_MAX_RULES 256
+#endif
+
 #endif

@@ -5,9 +5,11 @@
  * http.get(url[, opts]); http.post(url, body_or_table[, opts]).
  *
  * One reusable curl easy handle per runtime, so connections stay alive across
- * the steps a worker runs. A call waits at most HF_HTTP_TIMEOUT_MS (or its
- * `timeout`) and never past the step's deadline. Network failures raise a Lua
- * error with curl's message; any HTTP status returns normally.
+ * the steps a worker runs. Every connection is checked against the egress
+ * policy (hf_egress.h) on the address connected to. A call waits at most
+ * HF_HTTP_TIMEOUT_MS (or its `timeout`) and never past the step's deadline.
+ * Network failures raise a Lua error with curl's message; any HTTP status
+ * returns normally.
  *
  * <curl/curl.h> is included by lua_http.c and outbox.c only. Used only from the
  * thread that owns the runtime. */
@@ -19,8 +21,11 @@
 
 struct hf_lua_http;
 
-/* Returns a client (never NULL: allocation failures abort). */
-struct hf_lua_http *hf_lua_http_create(void);
+struct hf_egress;
+
+/* Returns a client (never NULL: allocation failures abort) whose connections
+ * egress allows (NULL: the default policy; it must outlive the client). */
+struct hf_lua_http *hf_lua_http_create(const struct hf_egress *egress);
 void hf_lua_http_destroy(struct hf_lua_http *h); /* accepts NULL */
 
 /* Pushes the `http` table {request, get, post} bound to h (which must outlive

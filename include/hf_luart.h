@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 struct hf_luart;
+struct hf_egress;
 
 struct hf_luart_config {
 	const char *scripts_dir; /* for require(); NULL = require unavailable */
@@ -25,6 +26,8 @@ struct hf_luart_config {
 	    *data_path; /* --data database for db.*; NULL = db unavailable */
 	bool data_sync_full; /* PRAGMA synchronous=FULL on the data database */
 	size_t memory_limit; /* bytes per step; 0 = HF_LUA_MEMORY */
+	/* Where http.* may connect (outlives the runtime); NULL = default. */
+	const struct hf_egress *egress;
 	/* An expression-only runtime (ingest-time
 	 * `if:`/`dedupe:`/`concurrency`) has no db, http, webhook, log or
 	 * require, and a tight instruction budget. */

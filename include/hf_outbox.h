@@ -20,10 +20,16 @@
 
 struct hf_store;
 struct hf_outbox;
+struct hf_egress;
 
-/* Starts the delivery thread on store. Returns NULL with err set when
- * the thread or the curl handle cannot be created. */
-struct hf_outbox *hf_outbox_start(struct hf_store *store, struct hf_error *err);
+/* Starts the delivery thread on store. Every connection's address is checked
+ * against egress (hf_egress.h; NULL: the default policy; it must outlive the
+ * outbox): a refused destination fails the delivery at once, not retried,
+ * with the error "destination ADDRESS refused (RULE)". Returns NULL with err
+ * set when the thread or the curl handle cannot be created. */
+struct hf_outbox *hf_outbox_start(struct hf_store *store,
+				  const struct hf_egress *egress,
+				  struct hf_error *err);
 /* New deliveries were committed (or one was retried): look now instead of at
  * the next tick. Any thread; accepts NULL. */
 void hf_outbox_kick(struct hf_outbox *ob);
