@@ -156,6 +156,8 @@ SHAPES = [
      400, "'..' segment"),
     ("encoded_slash", post(b"/x%2Fh", [b"Host: a", CT, b"Content-Length: 2"], b"hi"),
      400, "encoded '/'"),
+    ("encoded_lf", post(b"/h%0a", [b"Host: a", CT, b"Content-Length: 2"], b"hi"),
+     400, "encoded control character"),
     ("bad_percent", post(b"/h%zz", [b"Host: a", CT, b"Content-Length: 2"], b"hi"),
      400, "invalid percent-encoding"),
     ("space_in_target", post(b"/h /x", [b"Host: a", CT, b"Content-Length: 2"], b"hi"),
@@ -222,5 +224,10 @@ def test_ordinary_framing_still_works(srv):
     assert [g[0] for g in got] == [202], out[:300]
     run = srv.wait_run(json.loads(got[0][2])["runs"][0])
     assert len(run["steps"][0]["output"]["query"]) == 100
+    # decoded once only: /%2568 is the path /%68, which no workflow has
+    out, closed = raw(srv.port, post(b"/%2568", [b"Host: a", CT, b"Content-Length: 2",
+                                                  b"Connection: close"], b"hi"))
+    got = responses(out)
+    assert [g[0] for g in got] == [404] and b"/%68" in got[0][2], out[:300]
     assert runs_of(srv, "x") == []
     assert srv.get("/healthz").status == 200
