@@ -13,6 +13,7 @@
 #include "hf_api.h"
 #include "hf_body.h"
 #include "hf_dispatch.h"
+#include "hf_http_frame.h"
 #include "hf_ingest.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
@@ -46,7 +47,10 @@ struct req {
 	enum req_state state;
 	struct hf_ingest *in;
 	struct MHD_Connection *conn;
-	bool ops; /* a reserved path */
+	bool started;		/* on_request was called */
+	struct hf_frame frame;	/* the framing checks (http_frame.c) */
+	const char *target_end; /* the raw target's NUL, as on_target saw it */
+	bool ops;		/* a reserved path */
 	bool too_large;
 	size_t discarded; /* bytes read and dropped past --max-body */
 	bool answered_early;
@@ -141,14 +145,6 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind,
 	json_t *v = json_string(value ? value : "");
 	if (v)
 		json_object_set_new(cls, key, v);
-	return MHD_YES;
-}
-
-static enum MHD_Result count_length(void *cls, enum MHD_ValueKind kind,
-				    const char *key, const char *value)
-{
-	if (strcasecmp(key, "Content-Length") == 0)
-		(*(int *)cls)++;
 	return MHD_YES;
 }
 
@@ -537,6 +533,64 @@ static bool is_reserved(const char *url)
 	return hf_path_is_reserved(url) || strcmp(url, "/") == 0;
 }
 
+/* --- framing (RFC 9112; the checks are http_frame.c's) --- */
+
+/* libmicrohttpd calls this with the request target as received, before it
+ * cuts the query off at '?' and percent-decodes the path in place: the one
+ * place to see the raw path. The request's state starts here (MHD hands the
+ * return value to on_request as *con_cls; on_completed frees it). */
+static void *on_target(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	struct req *r = hf_xcalloc(1, sizeof *r);
+	r->in = cls;
+	r->conn = c;
+	hf_frame_init(&r->frame);
+	if (!uri)
+		return r;
+	size_t len = strlen(uri), query;
+	r->target_end = uri + len;
+	if (hf_frame_target(&r->frame, uri, len, &query) && query < len) {
+		/* Refused: empty the query. uri is the request line in MHD's
+		 * read buffer, where MHD itself writes a NUL over the '?' next;
+		 * MHD 0.9.75 never answers a query whose parameters overflow
+		 * its pool (see HF_MAX_QUERY_PARAMS), so none is parsed. */
+		((char *)uri)[query + 1] = '\0';
+	}
+	return r;
+}
+
+static enum MHD_Result frame_header(void *cls, enum MHD_ValueKind kind,
+				    const char *key, size_t key_size,
+				    const char *value, size_t value_size)
+{
+	hf_frame_header(cls, key, key_size, value ? value : "",
+			value ? value_size : 0);
+	return MHD_YES;
+}
+
+/* The first call for a request: refuses what a proxy in front could frame
+ * differently, with the connection closed (an answer queued now makes MHD
+ * discard the rest of the input). Returns true when an answer was set. */
+static bool refuse_framing(struct req *r, struct MHD_Connection *c,
+			   const char *version)
+{
+	struct hf_frame *f = &r->frame;
+	/* A NUL in the raw target ends the string MHD routes on: the
+	 * version follows the target's own NUL, or the target held one. */
+	if (r->target_end && version != r->target_end + 1 && !f->status) {
+		f->status = 400;
+		snprintf(f->error, sizeof f->error,
+			 "invalid character in the request target");
+	}
+	MHD_get_connection_values_n(c, MHD_HEADER_KIND, frame_header, f);
+	if (!hf_frame_finish(f, strcmp(version, "HTTP/1.0") != 0))
+		return false;
+	hf_answer_error(&r->ans, f->status, "%s", f->error);
+	r->ans.headers = json_pack("{s:s}", "Connection", "close");
+	hf_metrics_event(NULL, f->status);
+	return true;
+}
+
 /* The first call for a request: route and refuse what can be refused before
  * reading the body. Returns true when an answer was set. */
 static bool route(struct req *r, struct MHD_Connection *c, const char *url,
@@ -546,19 +600,6 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 	if (atomic_load(&eng->draining)) {
 		hf_answer_error(&r->ans, 503, "shutting down");
 		r->ans.retry_after = 5;
-		return true;
-	}
-	/* libmicrohttpd uses one of several Content-Length headers; a proxy in
-	 * front may use another, and the rest of the body would be read as a
-	 * second request (smuggling). Refuse, and close: the framing is
-	 * unknown. */
-	int nlength = 0;
-	MHD_get_connection_values(c, MHD_HEADER_KIND, count_length, &nlength);
-	if (nlength > 1) {
-		hf_answer_error(&r->ans, 400,
-				"more than one Content-Length "
-				"header");
-		r->ans.headers = json_pack("{s:s}", "Connection", "close");
 		return true;
 	}
 	if (is_reserved(url)) {
@@ -615,12 +656,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 {
 	struct hf_ingest *in = cls;
 	struct req *r = *con_cls;
-	if (!r) {
-		r = hf_xcalloc(1, sizeof *r);
-		r->in = in;
-		r->conn = c;
-		*con_cls = r;
-		if (route(r, c, url, method)) {
+	if (!r) /* on_target makes it; not when the target was empty */
+		*con_cls = r = on_target(in, NULL, c);
+	if (!r->started) {
+		r->started = true;
+		if (refuse_framing(r, c, version) || route(r, c, url, method)) {
 			r->answered_early = true;
 			return send_answer(c, &r->ans);
 		}
@@ -716,6 +756,7 @@ struct hf_ingest *hf_ingest_start(struct hf_engine *eng, int *port,
 	    flags, 0, NULL, NULL, on_request, in, MHD_OPTION_SOCK_ADDR, &sa,
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, in,
+	    MHD_OPTION_URI_LOG_CALLBACK, on_target, in,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HF_CONNECTION_MEMORY,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HF_MAX_CONNECTIONS,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HF_CONNECTION_TIMEOUT_S,

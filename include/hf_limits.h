@@ -402,4 +402,22 @@
 #define HF_EGRESS_MAX_RULES 256
 #endif
 
+/* HTTP framing (http_frame.c, ingest.c). libmicrohttpd keeps the request line
+ * in half of the connection's pool (HF_CONNECTION_MEMORY) and each query
+ * parameter and header field in a record of 64 bytes from the other half; when
+ * the query's records do not fit, libmicrohttpd 0.9.75 never answers (the
+ * connection hangs until its timeout). So a longer request target is answered
+ * 414, and more query parameters or header fields 431, before they reach that
+ * pool's end: 100 + 100 records are 12.5 KiB of its 16. Real senders use a
+ * handful of each. */
+#ifndef HF_MAX_URI_BYTES
+#define HF_MAX_URI_BYTES 8192
+#endif
+#ifndef HF_MAX_QUERY_PARAMS
+#define HF_MAX_QUERY_PARAMS 100
+#endif
+#ifndef HF_MAX_HEADERS
+#define HF_MAX_HEADERS 100
+#endif
+
 #endif

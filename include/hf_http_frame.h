@@ -1,0 +1,41 @@
+/* hf_http_frame.h - strict HTTP/1.1 framing checks (RFC 9112) on a request as
+ * it was received: its raw request target and each header field. Pure: no
+ * I/O, no allocation, no locks; ingest.c feeds it what libmicrohttpd parsed and
+ * refuses the request (and closes the connection) when it says so. */
+#ifndef HF_HTTP_FRAME_H
+#define HF_HTTP_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The verdict on one request. Zero it (or hf_frame_init) before use. */
+struct hf_frame {
+	int status;	 /* 0 while acceptable, else 400, 414 or 431 */
+	char error[128]; /* why, when status != 0 (for {"error": ...}) */
+	size_t nheaders, nhost, nlength, nte;
+	bool te_chunked; /* every Transfer-Encoding was exactly "chunked" */
+};
+
+void hf_frame_init(struct hf_frame *f);
+
+/* Checks the request target as received, before any percent-decoding, with
+ * its query (len bytes, which may hold a NUL: it is refused). Refuses a
+ * target longer than HF_MAX_URI_BYTES (414), more than HF_MAX_QUERY_PARAMS
+ * query parameters (431), control characters or spaces, and a path whose
+ * one percent-decoding is invalid or yields a NUL or another control
+ * character, a '/', or a ".." segment (400). Returns f->status. When *query
+ * is not NULL it receives the offset of the first '?' (len when none). */
+int hf_frame_target(struct hf_frame *f, const char *target, size_t len,
+		    size_t *query);
+
+/* Checks one header field as received (name without the colon, value
+ * without leading whitespace). Records the first error only. */
+void hf_frame_header(struct hf_frame *f, const char *name, size_t nlen,
+		     const char *value, size_t vlen);
+
+/* After every header: the checks over them all (Content-Length with
+ * Transfer-Encoding, repeated fields, Host for HTTP/1.1). Returns f->status.
+ */
+int hf_frame_finish(struct hf_frame *f, bool http11);
+
+#endif

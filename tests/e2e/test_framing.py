@@ -1,0 +1,233 @@
+"""End-to-end tests for issue 11 finding 4, "HTTP framing is strict" (RFC 9112):
+request smuggling and framing shapes sent as raw bytes to the real
+`hookflow serve`. Each refused shape gets a JSON 400 (or 414/431) saying why,
+the connection is closed right after (what follows is never served as a
+request), and no run is made for the smuggled path. Standard library only;
+every socket and wait is bounded, and no timing is asserted."""
+import json
+import re
+import socket
+import time
+
+import pytest
+
+from conftest import Server
+
+TOKEN = "test-token"
+WF = ("name: {n}\non:\n  webhook:\n    path: /{n}\nsteps:\n"
+      "  - id: s\n    run: return {{ path = event.path, query = event.query }}\n")
+WORKFLOWS = {"h": WF.format(n="h"), "x": WF.format(n="x")}
+
+# A second request hidden in the first one's body, on another path.
+SMUGGLED = (b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 2\r\n\r\nhi")
+
+
+def raw(port, data, timeout=5):
+    """Sends data without half-closing; reads until the server closes or
+    timeout passes. Returns (bytes received, whether the server closed)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    out = b""
+    closed = False
+    try:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                closed = True
+                break
+            except socket.timeout:
+                break
+            if not chunk:
+                closed = True
+                break
+            out += chunk
+    finally:
+        s.close()
+    return out, closed
+
+
+def responses(data):
+    """Splits raw bytes into [(status, headers, body)] (Content-Length
+    framed, as the server answers)."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep, data[:200]
+        lines = head.split(b"\r\n")
+        m = re.match(rb"HTTP/1\.[01] (\d{3})", lines[0])
+        assert m, lines[0]
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            headers[k.strip().lower().decode()] = v.strip().decode()
+        n = int(headers.get("content-length", "0"))
+        out.append((int(m.group(1)), headers, rest[:n]))
+        data = rest[n:]
+    return out
+
+
+def runs_of(srv, workflow):
+    r = srv.api("GET", f"/api/runs?workflow={workflow}&limit=1000")
+    assert r.status == 200, r
+    return r.json()["runs"]
+
+
+def post(path, headers, body=b"", version=b"HTTP/1.1"):
+    """A request as raw bytes: headers is a list of raw header lines."""
+    return (b"POST " + path + b" " + version + b"\r\n"
+            + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body)
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("framing"), WORKFLOWS).start()
+    yield s
+    s.kill()
+
+
+def refused(srv, data, status, words):
+    """data gets exactly one answer, `status` with a JSON error containing
+    words, then the connection is closed; nothing reaches /h or /x."""
+    before_h, before_x = len(runs_of(srv, "h")), len(runs_of(srv, "x"))
+    out, closed = raw(srv.port, data)
+    got = responses(out)
+    assert len(got) == 1, out[:600]
+    st, headers, body = got[0]
+    assert st == status, out[:600]
+    assert headers.get("connection", "").lower() == "close", headers
+    assert words in json.loads(body)["error"], body
+    assert closed, "the server kept the connection open"
+    assert len(runs_of(srv, "x")) == before_x, "the smuggled request ran"
+    assert len(runs_of(srv, "h")) == before_h
+
+
+CT = b"Content-Type: text/plain"
+
+# (name, raw request, status, words of the error)
+SHAPES = [
+    ("cl_and_te", post(b"/h", [b"Host: a", CT, b"Content-Length: %d" % (5 + len(SMUGGLED)),
+                               b"Transfer-Encoding: chunked"], b"0\r\n\r\n" + SMUGGLED),
+     400, "both Content-Length and Transfer-Encoding"),
+    ("te_twice", post(b"/h", [b"Host: a", CT, b"Transfer-Encoding: chunked",
+                              b"Transfer-Encoding: identity"], b"0\r\n\r\n" + SMUGGLED),
+     400, "more than one Transfer-Encoding"),
+    ("te_list", post(b"/h", [b"Host: a", CT, b"Transfer-Encoding: chunked, identity"],
+                     b"0\r\n\r\n" + SMUGGLED),
+     400, "other than 'chunked'"),
+    ("te_gzip", post(b"/h", [b"Host: a", CT, b"Transfer-Encoding: gzip, chunked"],
+                     b"0\r\n\r\n" + SMUGGLED),
+     400, "other than 'chunked'"),
+    ("te_space_before_colon",
+     post(b"/h", [b"Host: a", CT, b"Transfer-Encoding : chunked",
+                  b"Content-Length: %d" % (5 + len(SMUGGLED))], b"0\r\n\r\n" + SMUGGLED),
+     400, "invalid header name 'Transfer-Encoding '"),
+    ("te_http10", post(b"/h", [b"Host: a", CT, b"Transfer-Encoding: chunked"],
+                       b"0\r\n\r\n" + SMUGGLED, b"HTTP/1.0"),
+     400, "HTTP/1.0"),
+    ("bare_cr", post(b"/h", [b"Host: a", CT, b"X-A: a\rTransfer-Encoding: chunked",
+                             b"Content-Length: %d" % (5 + len(SMUGGLED))],
+                     b"0\r\n\r\n" + SMUGGLED),
+     400, "a bare CR in header 'X-A'"),
+    ("space_in_name", post(b"/h", [b"Host: a", CT, b"X Foo: bar", b"Content-Length: 2"],
+                           b"hi" + SMUGGLED),
+     400, "invalid header name 'X Foo'"),
+    ("no_host", post(b"/h", [CT, b"Content-Length: 2"], b"hi" + SMUGGLED),
+     400, "no Host header"),
+    ("two_hosts", post(b"/h", [b"Host: a", b"Host: b", CT, b"Content-Length: 2"],
+                       b"hi" + SMUGGLED),
+     400, "more than one Host"),
+    ("two_lengths", post(b"/h", [b"Host: a", CT, b"Content-Length: 2",
+                                 b"Content-Length: %d" % (2 + len(SMUGGLED))],
+                         b"hi" + SMUGGLED),
+     400, "more than one Content-Length"),
+    ("nul_dotdot", post(b"/h%00/../x", [b"Host: a", CT, b"Content-Length: 2"], b"hi"),
+     400, "%00 in the path"),
+    ("raw_nul", post(b"/h\x00/../x", [b"Host: a", CT, b"Content-Length: 2"], b"hi"),
+     400, "invalid character in the request target"),
+    ("dotdot", post(b"/x/../h", [b"Host: a", CT, b"Content-Length: 2"], b"hi"),
+     400, "'..' segment"),
+    ("encoded_dotdot", post(b"/x/%2e%2E/h", [b"Host: a", CT, b"Content-Length: 2"], b"hi"),
+     400, "'..' segment"),
+    ("encoded_slash", post(b"/x%2Fh", [b"Host: a", CT, b"Content-Length: 2"], b"hi"),
+     400, "encoded '/'"),
+    ("encoded_lf", post(b"/h%0a", [b"Host: a", CT, b"Content-Length: 2"], b"hi"),
+     400, "encoded control character"),
+    ("bad_percent", post(b"/h%zz", [b"Host: a", CT, b"Content-Length: 2"], b"hi"),
+     400, "invalid percent-encoding"),
+    ("space_in_target", post(b"/h /x", [b"Host: a", CT, b"Content-Length: 2"], b"hi"),
+     400, "invalid character in the request target"),
+    ("many_params", post(b"/h?" + b"&".join(b"p%d=1" % i for i in range(600)),
+                         [b"Host: a", CT, b"Content-Length: 2"], b"hi" + SMUGGLED),
+     431, "more than 100 query parameters"),
+    ("many_headers", post(b"/h", [b"Host: a", CT, b"Content-Length: 2"]
+                          + [b"X-H%d: v" % i for i in range(150)], b"hi" + SMUGGLED),
+     431, "more than 100 header fields"),
+    ("long_target", post(b"/h?a=" + b"b" * 9000, [b"Host: a", CT, b"Content-Length: 2"],
+                         b"hi"),
+     414, "longer than 8192 bytes"),
+]
+
+
+@pytest.mark.parametrize("name,data,status,words", SHAPES, ids=[s[0] for s in SHAPES])
+def test_refused_and_closed(srv, name, data, status, words):
+    refused(srv, data, status, words)
+
+
+def test_refused_after_a_good_pipelined_request(srv):
+    """A keep-alive connection: the good request is answered, the bad one
+    after it gets 400 and the connection closes; nothing after it runs."""
+    good = post(b"/h", [b"Host: a", CT, b"Content-Length: 2"], b"ok")
+    bad = post(b"/h", [b"Host: a", CT, b"Content-Length: 2",
+                       b"Transfer-Encoding: chunked"], b"0\r\n\r\n" + SMUGGLED)
+    before = len(runs_of(srv, "h"))
+    out, closed = raw(srv.port, good + bad)
+    got = responses(out)
+    assert [g[0] for g in got] == [202, 400], out[:600]
+    assert closed
+    assert len(runs_of(srv, "h")) == before + 1
+    assert runs_of(srv, "x") == []
+
+
+def test_ordinary_framing_still_works(srv):
+    before = len(runs_of(srv, "h"))
+    # Content-Length alone, then chunked alone, pipelined on one connection,
+    # then a closing request so that the read ends.
+    cl = post(b"/h", [b"Host: a", CT, b"Content-Length: 5"], b"hello")
+    ch = post(b"/h", [b"Host: a", CT, b"Transfer-Encoding: chunked"],
+              b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    last = post(b"/%68?a=1&b=%2F", [b"Host: a", CT, b"Content-Length: 0",
+                                    b"Connection: close"])
+    out, closed = raw(srv.port, cl + ch + last)
+    got = responses(out)
+    assert [g[0] for g in got] == [202, 202, 202], out[:800]
+    assert closed
+    ids = [json.loads(g[2])["runs"][0] for g in got]
+    assert len(runs_of(srv, "h")) == before + 3
+    # /%68 is /h decoded once; the query's %2F is a value, decoded as such
+    run = srv.wait_run(ids[2])
+    out = run["steps"][0]["output"]
+    assert out["path"] == "/h" and out["query"] == {"a": "1", "b": "/"}, out
+    # HTTP/1.0 without Host, and 100 parameters (the limit) with 100 headers
+    out, closed = raw(srv.port, post(b"/h", [CT, b"Content-Length: 2"], b"hi", b"HTTP/1.0"))
+    assert [g[0] for g in responses(out)] == [202], out[:300]
+    q = b"&".join(b"p%d=%d" % (i, i) for i in range(100))
+    hs = [b"Host: a", CT, b"Content-Length: 2", b"Connection: close"]
+    hs += [b"X-H%d: v" % i for i in range(100 - len(hs))]
+    out, closed = raw(srv.port, post(b"/h?" + q, hs, b"hi"))
+    got = responses(out)
+    assert [g[0] for g in got] == [202], out[:300]
+    run = srv.wait_run(json.loads(got[0][2])["runs"][0])
+    assert len(run["steps"][0]["output"]["query"]) == 100
+    # decoded once only: /%2568 is the path /%68, which no workflow has
+    out, closed = raw(srv.port, post(b"/%2568", [b"Host: a", CT, b"Content-Length: 2",
+                                                  b"Connection: close"], b"hi"))
+    got = responses(out)
+    assert [g[0] for g in got] == [404] and b"/%68" in got[0][2], out[:300]
+    assert runs_of(srv, "x") == []
+    assert srv.get("/healthz").status == 200
