@@ -9,6 +9,7 @@
 #include "cli_int.h"
 #include "hf_body.h"
 #include "hf_dispatch.h"
+#include "hf_limits.h"
 #include "hf_ops.h"
 
 #include <ctype.h>
@@ -16,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-enum { O_EVENT, O_HEADER, O_DATA, O_SCRIPTS, O_METHOD };
+enum { O_EVENT, O_HEADER, O_DATA, O_SCRIPTS, O_METHOD, O_MAX_VALUE };
 
 static const struct hf_opt run_opts[] = {
     {"event", O_EVENT, HF_OPT_STRING,
@@ -31,6 +32,10 @@ static const struct hf_opt run_opts[] = {
      .meta = "DIR", .flags = HF_OPT_ENV},
     {"method", O_METHOD, HF_OPT_STRING,
      .help = "request method (else the workflow's first)", .meta = "METHOD"},
+    {"max-value", O_MAX_VALUE, HF_OPT_SIZE, .ndef = HF_DEFAULT_MAX_VALUE,
+     .help = "largest value or row a step's SQL may make", .meta = "SIZE",
+     .min = HF_DB_MAX_VALUE_MIN, .max = HF_DB_MAX_VALUE_MAX,
+     .flags = HF_OPT_ENV},
 };
 
 static const struct hf_cmd_spec run_spec = {
@@ -156,13 +161,15 @@ static void print_step(const struct hf_workflow *wf,
 }
 
 /* Runs run's steps, waiting out retry backoffs. Returns the exit status. */
-static int run_steps(struct hf_run *run, const char *scripts, const char *data)
+static int run_steps(struct hf_run *run, const char *scripts, const char *data,
+		     int64_t max_value)
 {
 	struct hf_error e = {0};
 	struct hf_luart_config cfg = {
 	    .scripts_dir = scripts,
 	    .data_path = data,
 	    .data_sync_full = false,
+	    .max_value = max_value,
 	};
 	struct hf_luart *rt = hf_luart_create(&cfg, &e);
 	if (!rt) {
@@ -215,6 +222,10 @@ int hf_cmd_run(int argc, char **argv)
 	int rc;
 	if (!hf_args_parse(&run_spec, argc, argv, 2, &a, &rc))
 		return rc;
+	if (!hf_lua_db_global_init())
+		fprintf(stderr,
+			"hookflow run: db: SQLite memory is not counted "
+			"per call\n");
 	char *scripts = hf_cli_scripts_for(a.pos[0], a.v[O_SCRIPTS].str);
 	struct hf_workflow *wf = load(a.pos[0], scripts);
 	struct hf_event *ev = NULL;
@@ -222,7 +233,8 @@ int hf_cmd_run(int argc, char **argv)
 	struct hf_run *runs[1];
 	struct hf_workflow *wfs[1] = {wf};
 	if (rc == 0 && hf_dispatch(hf_dispatch_runtime(), ev, wfs, 1, runs)) {
-		rc = run_steps(runs[0], scripts, a.v[O_DATA].str);
+		rc = run_steps(runs[0], scripts, a.v[O_DATA].str,
+			       a.v[O_MAX_VALUE].num);
 		hf_run_free(runs[0]);
 	} else if (rc == 0) {
 		print_skipped(wf, ev);

@@ -33,6 +33,7 @@ struct hf_options {
 	int64_t drain_timeout_ms;
 	int64_t retain_ms; /* 0: keep everything */
 	int http_threads;
+	int64_t max_value; /* --max-value: one value or row in db.* */
 };
 
 /* The workflows in force and their router; immutable once published. */
