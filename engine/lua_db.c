@@ -108,6 +108,8 @@ static int mem_size(void *v)
 
 static void *mem_realloc(void *v, int n)
 {
+	if (!v)
+		return mem_malloc(n);
 	int64_t old = mem_size(v);
 	if (tl_mem.on && n - old > tl_mem.left) {
 		tl_mem.hit = true;
