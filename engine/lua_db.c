@@ -153,12 +153,17 @@ bool hf_lua_db_global_init(void)
 	return mem_counted;
 }
 
-/* A db.* call begins on d: a fresh budget for this thread. */
-static void mem_call(const struct hf_lua_db *d)
+/* A db.* call begins on d: a fresh budget for this thread, unless the call
+ * runs inside another, which keeps the outer one. Returns whether it
+ * did. */
+static bool mem_call(const struct hf_lua_db *d)
 {
+	if (tl_mem.on)
+		return true;
 	tl_mem.left = 2 * d->max_value + HF_DB_CALL_SLACK;
 	tl_mem.hit = false;
 	tl_mem.on = mem_counted;
+	return false;
 }
 
 /* The call is over (or SQLite runs for the engine, not the step). */
@@ -467,7 +472,6 @@ static int raise_sqlite(lua_State *L, struct hf_lua_db *d, const char *what,
 {
 	char msg[512];
 	describe(d, rc, msg, sizeof msg);
-	mem_off();
 	return luaL_error(L, "%s: %s", what, msg);
 }
 
@@ -625,14 +629,12 @@ static int exec_multi(lua_State *L, struct hf_lua_db *d, const char *sql,
 		if (rc != SQLITE_DONE) {
 			describe(d, rc, msg, sizeof msg);
 			sqlite3_finalize(st);
-			mem_off();
 			return luaL_error(L, "db.exec: %s", msg);
 		}
 		total += changes_since(d->db, before);
 		sqlite3_finalize(st);
 		p = tail;
 	}
-	mem_off();
 	lua_pushinteger(L, total);
 	return 1;
 }
@@ -642,28 +644,33 @@ static struct hf_lua_db *self(lua_State *L)
 	return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-static int run(lua_State *L, const char *what, enum mode mode)
+struct request {
+	struct hf_lua_db *d;
+	const char *what;
+	enum mode mode;
+};
+
+/* Runs under lua_pcall with SQLite's memory counted: (request, sql,
+ * args...) -> result. */
+static int run_counted(lua_State *L)
 {
-	struct hf_lua_db *d = self(L);
+	struct request *r = lua_touserdata(L, 1);
+	struct hf_lua_db *d = r->d;
+	const char *what = r->what;
 	size_t len;
-	const char *sql = luaL_checklstring(L, 1, &len);
-	int nargs = lua_gettop(L) - 1;
-	luaL_checkstack(L, nargs + 4, "too many parameters");
+	const char *sql = lua_tolstring(L, 2, &len);
+	int nargs = lua_gettop(L) - 2;
 	d->denied[0] = '\0';
-	mem_call(d);
 	bool multi;
 	sqlite3_stmt *st = acquire(d, sql, len, &multi);
 	if (!st) {
 		if (sqlite3_errcode(d->db) != SQLITE_OK)
 			return raise_sqlite(L, d, what, sqlite3_errcode(d->db));
-		mem_off();
 		return luaL_error(L, "%s: no SQL statement given", what);
 	}
 	if (multi) {
 		release(d, st);
-		if (mode != MODE_EXEC || nargs > 0)
-			mem_off();
-		if (mode != MODE_EXEC)
+		if (r->mode != MODE_EXEC)
 			return luaL_error(L, "%s: takes a single statement",
 					  what);
 		if (nargs > 0)
@@ -671,14 +678,35 @@ static int run(lua_State *L, const char *what, enum mode mode)
 					     "used with several statements");
 		return exec_multi(L, d, sql, len);
 	}
-	struct call c = {d, st, what, mode};
+	struct call c = {d, st, what, r->mode};
 	lua_pushcfunction(L, call_inner);
 	lua_pushlightuserdata(L, &c);
-	for (int i = 2; i <= nargs + 1; i++)
+	for (int i = 3; i <= nargs + 2; i++)
 		lua_pushvalue(L, i);
 	int status = lua_pcall(L, nargs + 1, 1, 0);
 	release(d, st);
-	mem_off();
+	if (status != LUA_OK)
+		return lua_error(L);
+	return 1;
+}
+
+/* A db.* call: its SQLite memory is counted from here to the end, however it
+ * ends (a call made while another runs, should Lua ever allow it, shares the
+ * outer budget). */
+static int run(lua_State *L, const char *what, enum mode mode)
+{
+	struct request r = {self(L), what, mode};
+	luaL_checkstring(L, 1);
+	int nargs = lua_gettop(L) - 1;
+	luaL_checkstack(L, nargs + 8, "too many parameters");
+	lua_pushcfunction(L, run_counted);
+	lua_pushlightuserdata(L, &r);
+	for (int i = 1; i <= nargs + 1; i++)
+		lua_pushvalue(L, i);
+	bool outer = mem_call(r.d);
+	int status = lua_pcall(L, nargs + 2, 1, 0);
+	if (!outer)
+		mem_off();
 	if (status != LUA_OK)
 		return lua_error(L);
 	return 1;
@@ -737,7 +765,6 @@ static int l_tx(lua_State *L)
 	d->tx_depth = depth + 1;
 	lua_pushvalue(L, 1);
 	int status = lua_pcall(L, 0, LUA_MULTRET, 0);
-	mem_off(); /* fn's last db.* call may have raised */
 	d->tx_depth = depth;
 	if (status != LUA_OK) {
 		rollback(d, depth);
