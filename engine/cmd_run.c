@@ -10,6 +10,7 @@
 #include "hf_body.h"
 #include "hf_dispatch.h"
 #include "hf_egress.h"
+#include "hf_limits.h"
 #include "hf_ops.h"
 
 #include <ctype.h>
@@ -25,6 +26,7 @@ enum {
 	O_METHOD,
 	O_EGRESS_DENY,
 	O_EGRESS_ALLOW,
+	O_MAX_VALUE,
 };
 
 static const struct hf_opt run_opts[] = {
@@ -45,6 +47,10 @@ static const struct hf_opt run_opts[] = {
      .flags = HF_OPT_ENV},
     {"egress-allow", O_EGRESS_ALLOW, HF_OPT_STRING,
      .help = "http.*: allow these ranges (as serve)", .meta = "CIDR,...",
+     .flags = HF_OPT_ENV},
+    {"max-value", O_MAX_VALUE, HF_OPT_SIZE, .ndef = HF_DEFAULT_MAX_VALUE,
+     .help = "largest value or row a step's SQL may make", .meta = "SIZE",
+     .min = HF_DB_MAX_VALUE_MIN, .max = HF_DB_MAX_VALUE_MAX,
      .flags = HF_OPT_ENV},
 };
 
@@ -172,7 +178,7 @@ static void print_step(const struct hf_workflow *wf,
 
 /* Runs run's steps, waiting out retry backoffs. Returns the exit status. */
 static int run_steps(struct hf_run *run, const char *scripts, const char *data,
-		     const struct hf_egress *egress)
+		     const struct hf_egress *egress, int64_t max_value)
 {
 	struct hf_error e = {0};
 	struct hf_luart_config cfg = {
@@ -180,6 +186,7 @@ static int run_steps(struct hf_run *run, const char *scripts, const char *data,
 	    .data_path = data,
 	    .data_sync_full = false,
 	    .egress = egress,
+	    .max_value = max_value,
 	};
 	struct hf_luart *rt = hf_luart_create(&cfg, &e);
 	if (!rt) {
@@ -232,6 +239,10 @@ int hf_cmd_run(int argc, char **argv)
 	int rc;
 	if (!hf_args_parse(&run_spec, argc, argv, 2, &a, &rc))
 		return rc;
+	if (!hf_lua_db_global_init())
+		fprintf(stderr,
+			"hookflow run: db: SQLite memory is not counted "
+			"per call\n");
 	char why[512];
 	struct hf_egress *egress = hf_egress_parse(
 	    a.v[O_EGRESS_DENY].str, a.v[O_EGRESS_ALLOW].str, why, sizeof why);
@@ -247,7 +258,8 @@ int hf_cmd_run(int argc, char **argv)
 	struct hf_run *runs[1];
 	struct hf_workflow *wfs[1] = {wf};
 	if (rc == 0 && hf_dispatch(hf_dispatch_runtime(), ev, wfs, 1, runs)) {
-		rc = run_steps(runs[0], scripts, a.v[O_DATA].str, egress);
+		rc = run_steps(runs[0], scripts, a.v[O_DATA].str, egress,
+			       a.v[O_MAX_VALUE].num);
 		hf_run_free(runs[0]);
 	} else if (rc == 0) {
 		print_skipped(wf, ev);

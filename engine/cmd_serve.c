@@ -33,6 +33,7 @@ enum {
 	O_LOG_FORMAT,
 	O_EGRESS_DENY,
 	O_EGRESS_ALLOW,
+	O_MAX_VALUE,
 };
 
 #define ENV .flags = HF_OPT_ENV
@@ -84,6 +85,9 @@ static const struct hf_opt serve_opts[] = {
     {"egress-allow", O_EGRESS_ALLOW, HF_OPT_STRING,
      .help = "allow these ranges even inside a refused one", .meta = "CIDR,...",
      ENV},
+    {"max-value", O_MAX_VALUE, HF_OPT_SIZE, .ndef = HF_DEFAULT_MAX_VALUE,
+     .help = "largest value or row a step's SQL may make", .meta = "SIZE",
+     .min = HF_DB_MAX_VALUE_MIN, .max = HF_DB_MAX_VALUE_MAX, ENV},
 };
 
 static const struct hf_cmd_spec serve_spec = {
@@ -131,6 +135,7 @@ static void options(const struct hf_args *a, struct hf_options *o)
 	o->drain_timeout_ms = v[O_DRAIN_TIMEOUT].num;
 	o->retain_ms = v[O_RETAIN].num;
 	o->http_threads = (int)v[O_HTTP_THREADS].num;
+	o->max_value = v[O_MAX_VALUE].num;
 }
 
 int hf_cmd_serve(int argc, char **argv)

@@ -165,8 +165,8 @@ struct hf_luart *hf_luart_create(const struct hf_luart_config *cfg,
 	if (!cfg->expr_only && cfg->scripts_dir)
 		rt->scripts_dir = hf_xstrdup(cfg->scripts_dir);
 	if (!cfg->expr_only && cfg->data_path) {
-		rt->db =
-		    hf_lua_db_open(cfg->data_path, cfg->data_sync_full, err);
+		rt->db = hf_lua_db_open(cfg->data_path, cfg->data_sync_full,
+					cfg->max_value, err);
 		if (!rt->db)
 			goto fail;
 	}

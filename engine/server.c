@@ -233,6 +233,7 @@ static int start_core(struct hf_server *srv)
 	    .data_path = o->data_path,
 	    .data_sync_full = o->data_sync_full,
 	    .egress = o->egress,
+	    .max_value = o->max_value,
 	};
 	srv->eng.workers = hf_workers_start(&srv->eng, o->workers, &cfg, &err);
 	if (!srv->eng.workers) {
@@ -394,6 +395,9 @@ int hf_server_run(const struct hf_options *opt)
 	pthread_mutex_init(&srv->eng.snap_lock, NULL);
 	srv->eng.sync_finish = hf_ingest_sync_finish;
 	srv->eng.started_at = hf_now_ms();
+	if (!hf_lua_db_global_init())
+		hf_log(HF_LOG_WARN,
+		       "db: SQLite memory is not counted per call");
 	int rc = start_core(srv);
 	if (rc == 0)
 		rc = start_listening(srv);

@@ -38,6 +38,7 @@ struct hf_options {
 	/* --egress-deny/--egress-allow, for http.* and the outbox; NULL: the
 	 * default policy. */
 	struct hf_egress *egress;
+	int64_t max_value; /* --max-value: one value or row in db.* */
 };
 
 /* The workflows in force and their router; immutable once published. */

@@ -420,4 +420,27 @@
 #define HF_MAX_HEADERS 100
 #endif
 
+/* ---- db: the data connection of db.* (README.md, "Security") ---- */
+/* --max-value: the largest string, blob or stored row (and SQL text) a step's
+ * SQL may make (SQLITE_LIMIT_LENGTH), checked before SQLite allocates it, so
+ * one statement cannot take memory far beyond the step's 64 MiB Lua cap. The
+ * same as the step's memory: a larger value could not reach Lua anyway. */
+#ifndef HF_DEFAULT_MAX_VALUE
+#define HF_DEFAULT_MAX_VALUE (64 * 1024 * 1024)
+#endif
+/* The bounds of --max-value: SQL text must fit (1 KiB), and SQLite's own
+ * compile-time maximum (SQLITE_MAX_LENGTH, 1e9) cannot be raised. */
+#ifndef HF_DB_MAX_VALUE_MIN
+#define HF_DB_MAX_VALUE_MIN 1024
+#endif
+#ifndef HF_DB_MAX_VALUE_MAX
+#define HF_DB_MAX_VALUE_MAX 1000000000
+#endif
+/* SQLite's heap that one db.* call may take beyond 2 x --max-value (a value
+ * and what a function makes of it): page cache (2 MB by default), prepared
+ * statements, sorter buffers. A row of many large values goes past it. */
+#ifndef HF_DB_CALL_SLACK
+#define HF_DB_CALL_SLACK (16 * 1024 * 1024)
+#endif
+
 #endif

@@ -1,7 +1,9 @@
 /* hf_lua_db.h - the `db` global: the --data SQLite database seen from Lua.
  *
  * Each runtime opens its own connection (WAL, busy timeout bounded by the
- * step's deadline, ATTACH disabled so scripts reach no other file). Parameters
+ * step's deadline). A step cannot change the connection or the process: PRAGMA
+ * is limited to read-only introspection, no ATTACH, no temporary objects, no
+ * extensions, and one value or row is capped at --max-value. Parameters
  * are always bound, never spliced. Used only from the thread that owns the
  * runtime. */
 #ifndef HF_LUA_DB_H
@@ -14,9 +16,13 @@
 
 struct hf_lua_db;
 
-/* Opens (creating) the data database. Returns NULL with err set on failure. */
+/* hf_lua_db_global_init: see hf_luart.h. */
+
+/* Opens (creating) the data database. max_value caps one value, stored row or
+ * SQL text in bytes (0: HF_DEFAULT_MAX_VALUE; at most HF_DB_MAX_VALUE_MAX).
+ * Returns NULL with err set on failure. */
 struct hf_lua_db *hf_lua_db_open(const char *path, bool sync_full,
-				 struct hf_error *err);
+				 int64_t max_value, struct hf_error *err);
 void hf_lua_db_close(struct hf_lua_db *d); /* accepts NULL */
 
 /* Pushes the `db` table {exec, query, one, tx} bound to d (which must outlive

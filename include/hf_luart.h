@@ -28,11 +28,19 @@ struct hf_luart_config {
 	size_t memory_limit; /* bytes per step; 0 = HF_LUA_MEMORY */
 	/* Where http.* may connect (outlives the runtime); NULL = default. */
 	const struct hf_egress *egress;
+	int64_t max_value; /* --max-value for db.*; 0 = HF_DEFAULT_MAX_VALUE */
 	/* An expression-only runtime (ingest-time
 	 * `if:`/`dedupe:`/`concurrency`) has no db, http, webhook, log or
 	 * require, and a tight instruction budget. */
 	bool expr_only;
 };
+
+/* Gives SQLite the allocator that counts what one db.* call takes (2 x
+ * --max-value + HF_DB_CALL_SLACK at most; lua_db.c). Must run before anything
+ * else in the process uses SQLite (the state database included); returns false
+ * when it came too late (SQLite then uses its own allocator, uncounted). Main
+ * thread, once. */
+bool hf_lua_db_global_init(void);
 
 /* Returns a runtime, or NULL with err set (data database cannot be opened). */
 struct hf_luart *hf_luart_create(const struct hf_luart_config *cfg,
