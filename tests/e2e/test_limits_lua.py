@@ -117,6 +117,18 @@ def check_good(srv):
     assert request(srv.port, "GET", "/healthz", timeout=30).status == 200
 
 
+def check_if_skipped(server, code):
+    """code in a workflow's `if:`: the webhook is answered, the workflow
+    skipped with an expression limit as the reason, other runs go on."""
+    srv = server(workflows={"bad": if_workflow("bad", code), "good": GOOD})
+    ans = post(srv, "/bad")
+    assert ans["runs"] == []
+    ev = srv.api("GET", f"/api/events/{ans['event']}").json()
+    reasons = [s["reason"] for s in ev["skipped"]]
+    assert len(reasons) == 1 and EXPR_LIMIT.search(reasons[0]), reasons
+    check_good(srv)
+
+
 def step_error(srv, rid):
     run = srv.wait_run(rid, timeout=60)
     assert run["status"] == "failed", run
@@ -159,14 +171,7 @@ def test_unwinding_after_restart(server):
 def test_unwinding_in_if(server, name):
     """The same constructs in a workflow-level `if:` (HTTP threads): the
     webhook is answered, the workflow skipped with the limit as the reason."""
-    srv = server(workflows={"bad": if_workflow("bad", UNWIND[name]),
-                            "good": GOOD})
-    ans = post(srv, "/bad")
-    assert ans["runs"] == []
-    ev = srv.api("GET", f"/api/events/{ans['event']}").json()
-    reasons = [s["reason"] for s in ev["skipped"]]
-    assert len(reasons) == 1 and EXPR_LIMIT.search(reasons[0]), reasons
-    check_good(srv)
+    check_if_skipped(server, UNWIND[name])
 
 
 @pytest.mark.parametrize("name", sorted(HARD_C))
@@ -190,10 +195,4 @@ def test_hard_c_work_in_steps(server, name):
     "table.sort(t) return true",
 ], ids=["dag_encode", "sort"])
 def test_hard_c_work_in_if(server, code):
-    srv = server(workflows={"bad": if_workflow("bad", code), "good": GOOD})
-    ans = post(srv, "/bad")
-    assert ans["runs"] == []
-    ev = srv.api("GET", f"/api/events/{ans['event']}").json()
-    reasons = [s["reason"] for s in ev["skipped"]]
-    assert len(reasons) == 1 and EXPR_LIMIT.search(reasons[0]), reasons
-    check_good(srv)
+    check_if_skipped(server, code)
