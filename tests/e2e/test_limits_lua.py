@@ -64,19 +64,24 @@ EXPR_LIMIT = re.compile(r"expression (exceeded its budget of 1000000 "
                         r"exceeded \(8 MiB\)")
 
 DAG = "local x = {} for i = 1, 21 do x = {x, x} end"
-STEP_MEMORY_OR_TIME = re.compile(r"memory limit exceeded \(64 MiB\)|"
-                                 r"step timed out after 1s")
 
-# C functions made to work hard, in a step with `timeout: 1s`.
+# C functions made to work hard, in a step: (timeout, code, the error's
+# start). The DAG's JSON would be 10 MiB built from 2M values: its conversion
+# is stopped by the memory limit long before the generous timeout.
 HARD_C = {
-    "dag_encode": f"{DAG}\nreturn #json.encode(x)",
-    "dag_output": f"{DAG}\nreturn x",
-    "dag_emit": f"{DAG}\nwebhook.emit('http://127.0.0.1:9/never', x)\nreturn 1",
-    "sort_big": """
+    "dag_encode": ("30s", f"{DAG}\nreturn #json.encode(x)",
+                   "memory limit exceeded (64 MiB)"),
+    "dag_output": ("30s", f"{DAG}\nreturn x",
+                   "memory limit exceeded (64 MiB) while converting the step "
+                   "output to JSON"),
+    "dag_emit": ("30s",
+                 f"{DAG}\nwebhook.emit('http://127.0.0.1:9/never', x)\n"
+                 "return 1", "memory limit exceeded (64 MiB)"),
+    "sort_big": ("1s", """
         local t = {}
         for i = 1, 2000000 do t[i] = (i * 7919) % 2000003 end
         table.sort(t)
-        return "sorted\"""",
+        return "sorted\"""", "step timed out after 1s"),
 }
 
 
@@ -117,15 +122,17 @@ def check_good(srv):
     assert request(srv.port, "GET", "/healthz", timeout=30).status == 200
 
 
-def check_if_skipped(server, code):
+def check_if_skipped(server, code, want=None):
     """code in a workflow's `if:`: the webhook is answered, the workflow
-    skipped with an expression limit as the reason, other runs go on."""
+    skipped with an expression limit (want, if given) as the reason, other
+    runs go on."""
     srv = server(workflows={"bad": if_workflow("bad", code), "good": GOOD})
     ans = post(srv, "/bad")
     assert ans["runs"] == []
     ev = srv.api("GET", f"/api/events/{ans['event']}").json()
     reasons = [s["reason"] for s in ev["skipped"]]
     assert len(reasons) == 1 and EXPR_LIMIT.search(reasons[0]), reasons
+    assert want is None or want in reasons[0], reasons
     check_good(srv)
 
 
@@ -178,21 +185,22 @@ def test_unwinding_in_if(server, name):
 def test_hard_c_work_in_steps(server, name):
     """json.encode of a DAG, the DAG as output or emit payload, a big sort:
     the step fails with a limit's message instead of running on."""
-    srv = server(workflows={"bad": step_workflow("bad", HARD_C[name]),
+    timeout, code, want = HARD_C[name]
+    srv = server(workflows={"bad": step_workflow("bad", code, timeout),
                             "good": GOOD})
     err = step_error(srv, fire(srv, "/bad"))
-    assert STEP_MEMORY_OR_TIME.match(err), err
+    assert err.startswith(want), err
     deliveries = srv.api("GET", "/api/deliveries").json()
     assert not (deliveries.get("deliveries") if isinstance(deliveries, dict)
                 else deliveries), deliveries
     check_good(srv)
 
 
-@pytest.mark.parametrize("code", [
-    f"{DAG} return #json.encode(x) > 0",
+@pytest.mark.parametrize("code,want", [
+    (f"{DAG} return #json.encode(x) > 0", "memory limit exceeded (8 MiB)"),
     # table.sort is charged per comparison against the 1M-instruction budget
-    "local t = {} for i = 1, 100000 do t[i] = (i * 7919) % 100003 end "
-    "table.sort(t) return true",
+    ("local t = {} for i = 1, 100000 do t[i] = (i * 7919) % 100003 end "
+     "table.sort(t) return true", "expression exceeded its budget"),
 ], ids=["dag_encode", "sort"])
-def test_hard_c_work_in_if(server, code):
-    check_if_skipped(server, code)
+def test_hard_c_work_in_if(server, code, want):
+    check_if_skipped(server, code, want)
