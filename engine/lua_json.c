@@ -4,11 +4,16 @@
  * Owns the mapping rules documented in hf_lua_json.h. It does not own parsing
  * (hf_json_parse in body.c, which bounds nesting) nor the sandbox (luart.c).
  * Lua -> JSON conversion never raises: it allocates nothing in Lua, so the
- * jansson values it builds can never be leaked by a longjmp. Threading: a
- * lua_State belongs to one thread; nothing here is shared. */
+ * jansson values it builds can never be leaked by a longjmp. It works in C,
+ * outside the count hook, so it charges itself against the running step's
+ * limits (hf_luart_check): every value visited (a reused table once per use),
+ * an estimate of the bytes it builds against the memory limit, and the
+ * deadline. Threading: a lua_State belongs to one thread; nothing here is
+ * shared. */
 #include "hf_body.h"
 #include "hf_limits.h"
 #include "hf_lua_json.h"
+#include "luart_int.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -156,6 +161,9 @@ struct conv {
 	size_t plen;
 	char *err;
 	size_t errsize;
+	size_t nodes;	/* values visited */
+	size_t checked; /* nodes at the last check of the limits */
+	size_t held;	/* estimated bytes of the JSON built so far */
 };
 
 static json_t *fail(struct conv *c, const char *fmt, ...)
@@ -201,6 +209,38 @@ static bool is_ident(const char *s, size_t n)
 			return false;
 	}
 	return true;
+}
+
+/* Estimated bytes jansson takes per value: a scalar, the extra of an object
+ * (its hash table) and of an array, per member, per array slot. */
+enum {
+	EST_SCALAR = 48,
+	EST_OBJECT = 176,
+	EST_ARRAY = 80,
+	EST_MEMBER = 48,
+	EST_SLOT = 8,
+};
+
+/* Counts one value of bytes (estimated) and checks the limits every
+ * HF_LUA_JSON_CHECK_EVERY values or after a big one. False (after fail)
+ * when a limit is hit. */
+static bool charge(struct conv *c, size_t bytes)
+{
+	c->held += bytes;
+	if (++c->nodes > HF_LUA_JSON_MAX_NODES) {
+		fail(c, "too many values to convert to JSON (more than %d)",
+		     HF_LUA_JSON_MAX_NODES);
+		return false;
+	}
+	if (c->nodes - c->checked < HF_LUA_JSON_CHECK_EVERY && bytes < 65536)
+		return true;
+	char msg[128];
+	long long work = (long long)(c->nodes - c->checked);
+	c->checked = c->nodes;
+	if (hf_luart_check(c->L, work, c->held, msg, sizeof msg) == 0)
+		return true;
+	fail(c, "%s", msg);
+	return false;
 }
 
 static json_t *conv_value(struct conv *c, int idx);
@@ -269,6 +309,7 @@ static json_t *conv_array(struct conv *c, int idx, size_t n)
 	lua_State *L = c->L;
 	size_t saved = c->plen;
 	json_t *out = json_array();
+	c->held += n * EST_SLOT;
 	for (size_t i = 1; out && i <= n; i++) {
 		lua_rawgeti(L, idx, (lua_Integer)i);
 		path_push(c, "[%zu]", i);
@@ -292,6 +333,7 @@ static json_t *conv_object(struct conv *c, int idx)
 	while (out && lua_next(L, idx)) {
 		size_t klen;
 		const char *k = lua_tolstring(L, -2, &klen);
+		c->held += EST_MEMBER + klen;
 		if (is_ident(k, klen))
 			path_push(c, ".%s", k);
 		else
@@ -332,10 +374,11 @@ static json_t *conv_table(struct conv *c, int idx)
 	struct keys k;
 	if (!classify_keys(c, idx, &k))
 		return NULL;
+	bool array = k.ints || (k.n == 0 && is_marked_array(L, idx));
+	if (!charge(c, array ? EST_ARRAY : EST_OBJECT))
+		return NULL;
 	c->seen[c->depth++] = p;
-	json_t *out = k.ints || (k.n == 0 && is_marked_array(L, idx))
-			  ? conv_array(c, idx, k.n)
-			  : conv_object(c, idx);
+	json_t *out = array ? conv_array(c, idx, k.n) : conv_object(c, idx);
 	c->depth--;
 	return out;
 }
@@ -343,6 +386,9 @@ static json_t *conv_table(struct conv *c, int idx)
 static json_t *conv_value(struct conv *c, int idx)
 {
 	lua_State *L = c->L;
+	size_t len = lua_type(L, idx) == LUA_TSTRING ? lua_rawlen(L, idx) : 0;
+	if (!charge(c, EST_SCALAR + len))
+		return NULL;
 	switch (lua_type(L, idx)) {
 	case LUA_TNONE:
 	case LUA_TNIL:
@@ -390,6 +436,7 @@ json_t *hf_lua_to_json(lua_State *L, int idx, const char *root, char *err,
 	c.errsize = errsize;
 	c.plen = 0;
 	c.path[0] = '\0';
+	c.nodes = c.checked = c.held = 0;
 	path_push(&c, "%s", root);
 	int top = lua_gettop(L);
 	json_t *j = conv_value(&c, lua_absindex(L, idx));
@@ -406,8 +453,10 @@ static int l_encode(lua_State *L)
 	lua_settop(L, 1);
 	void **box = hf_lua_box(L, release_json);
 	json_t *j = hf_lua_to_json(L, 1, "value", err, sizeof err);
-	if (!j)
+	if (!j) {
+		hf_luart_reraise(L);
 		return luaL_error(L, "json.encode: %s", err);
+	}
 	*box = j;
 	size_t n = json_dumpb(j, NULL, 0, ENCODE_FLAGS);
 	if (n == 0)
@@ -421,12 +470,33 @@ static int l_encode(lua_State *L)
 	return 1;
 }
 
+/* What jansson may take to parse s (an upper bound: every bracket a
+ * container, every comma or colon a value). */
+static size_t parse_estimate(const char *s, size_t len)
+{
+	size_t est = len;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '{')
+			est += EST_OBJECT + EST_SCALAR;
+		else if (s[i] == '[')
+			est += EST_ARRAY + EST_SCALAR;
+		else if (s[i] == ',' || s[i] == ':')
+			est += EST_SCALAR + EST_MEMBER;
+	}
+	return est;
+}
+
 static int l_decode(lua_State *L)
 {
 	char err[256];
 	size_t len;
 	const char *s = luaL_checklstring(L, 1, &len);
 	lua_settop(L, 1);
+	if (hf_luart_check(L, (long long)(len / 64), parse_estimate(s, len),
+			   err, sizeof err) != 0) {
+		hf_luart_reraise(L);
+		return luaL_error(L, "json.decode: %s", err);
+	}
 	void **box = hf_lua_box(L, release_json);
 	json_t *j = NULL;
 	if (hf_json_parse(s, len, &j, err, sizeof err) != 0)

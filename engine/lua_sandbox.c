@@ -10,8 +10,9 @@
  * globals. C functions that could run long without reaching the count hook are
  * replaced: the pattern functions (lua_pattern.c), string.rep (refuses results
  * past the memory budget; "" repeated forever), table.insert/remove/move
- * (bounded lengths). setmetatable refuses __gc, whose code would run outside
- * any step's limits.
+ * (bounded lengths), table.sort (a comparator that charges each comparison
+ * and checks the deadline). setmetatable refuses __gc: Lua runs finalizers
+ * with hooks off, outside any step's limits, so a script may not have any.
  *
  * Does not own the lua_State, the limits or the running of steps (luart.c).
  * Threading: hf_lua_sandbox_open runs once, on the thread creating the
@@ -149,6 +150,45 @@ static int t_move(lua_State *L)
 	}
 	lua_pushvalue(L, tt);
 	return 1;
+}
+
+/* table.sort's comparator: the script's (upvalue 1; nil: <), each call
+ * charged as one instruction, the deadline checked every
+ * HF_LUA_SORT_CHECK_EVERY calls (upvalue 2 counts them): the sort itself runs
+ * in C, where the count hook never fires. */
+static int sort_less(lua_State *L)
+{
+	lua_Integer n = lua_tointeger(L, lua_upvalueindex(2)) + 1;
+	if (n >= HF_LUA_SORT_CHECK_EVERY) {
+		hf_luart_charge(L, hf_luart_of(L), n);
+		n = 0;
+	}
+	lua_pushinteger(L, n);
+	lua_replace(L, lua_upvalueindex(2));
+	lua_settop(L, 2);
+	if (lua_isnil(L, lua_upvalueindex(1))) {
+		lua_pushboolean(L, lua_compare(L, 1, 2, LUA_OPLT));
+		return 1;
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, 2, 1);
+	return 1;
+}
+
+/* table.sort(t [, comp]): Lua's sort (upvalue) with a charging comparator. */
+static int t_sort(lua_State *L)
+{
+	table_len(L, "sort");
+	if (!lua_isnoneornil(L, 2))
+		luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_settop(L, 2);
+	lua_pushinteger(L, 0);
+	lua_pushcclosure(L, sort_less, 2);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, 2, 0);
+	return 0;
 }
 
 /* load(chunk [, name [, mode [, env]]]): always text mode; the environment
@@ -437,6 +477,11 @@ static const luaL_Reg string_replaced[] = {
     {NULL, NULL},
 };
 
+static const luaL_Reg table_wrapped[] = {
+    {"sort", t_sort},
+    {NULL, NULL},
+};
+
 static const luaL_Reg table_replaced[] = {
     {"insert", t_insert},
     {"remove", t_remove},
@@ -456,7 +501,7 @@ struct lib {
 };
 
 static const struct lib libs[] = {
-    {LUA_TABLIBNAME, luaopen_table, NULL, NULL, table_replaced},
+    {LUA_TABLIBNAME, luaopen_table, NULL, table_wrapped, table_replaced},
     {LUA_STRLIBNAME, luaopen_string, NULL, string_wrapped, string_replaced},
     {LUA_MATHLIBNAME, luaopen_math, NULL, NULL, NULL},
     {LUA_UTF8LIBNAME, luaopen_utf8, NULL, NULL, NULL},

@@ -56,6 +56,12 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	return p;
 }
 
+struct hf_luart *hf_luart_find(lua_State *L)
+{
+	void *ud;
+	return lua_getallocf(L, &ud) == l_alloc ? ud : NULL;
+}
+
 static void format_size(size_t n, char *out, size_t size)
 {
 	if (n % (1024 * 1024) == 0)
@@ -103,35 +109,74 @@ static void kill_message(struct hf_luart *rt, char *out, size_t size)
 /* ---- time ---- */
 
 static void hook(lua_State *L, lua_Debug *ar);
+/* Makes the hook of L (and of the main thread) fire on every instruction, so
+ * that a pcall or a __close handler that catches the kill is killed again at
+ * once. Never raises. */
+static void arm(lua_State *L, struct hf_luart *rt)
+{
+	lua_sethook(L, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+	if (L != rt->L)
+		lua_sethook(rt->L, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+}
 
-/* Raises the kill error and makes the hook fire on every instruction of this
- * thread, so a pcall that catches the error is killed again at once. */
+/* Raises the kill error, with the hook armed. The memory limit stays: the
+ * step is over only once its pcall has returned, and what runs while it
+ * unwinds (__close handlers) runs under the same limits. */
 static int raise_kill(lua_State *L, struct hf_luart *rt)
 {
 	char msg[128];
-	rt->limit = 0; /* the step is over: room for the error and traceback */
-	lua_sethook(L, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+	arm(L, rt);
 	kill_message(rt, msg, sizeof msg);
 	lua_pushstring(L, msg);
 	return lua_error(L);
 }
 
+/* Charges n instructions and checks the clock; true when the run is (now)
+ * killed. */
+static bool over(struct hf_luart *rt, long long n)
+{
+	if (rt->killed == KILL_NONE && rt->budget >= 0) {
+		rt->budget -= n;
+		if (rt->budget < 0)
+			rt->killed = KILL_BUDGET;
+	}
+	if (rt->killed == KILL_NONE && rt->deadline &&
+	    hf_mono_ms() >= rt->deadline)
+		rt->killed = KILL_TIMEOUT;
+	return rt->killed != KILL_NONE;
+}
+
 /* Charges n instructions and checks the clock; raises when out of either. */
 void hf_luart_charge(lua_State *L, struct hf_luart *rt, long long n)
 {
-	if (rt->killed == KILL_NONE) {
-		if (rt->budget >= 0) {
-			rt->budget -= n;
-			if (rt->budget < 0)
-				rt->killed = KILL_BUDGET;
-		}
-		if (rt->killed == KILL_NONE && rt->deadline &&
-		    hf_mono_ms() >= rt->deadline)
-			rt->killed = KILL_TIMEOUT;
-		if (rt->killed == KILL_NONE)
-			return;
+	if (over(rt, n))
+		raise_kill(L, rt);
+}
+
+int hf_luart_check(lua_State *L, long long work, size_t held, char *err,
+		   size_t errsize)
+{
+	struct hf_luart *rt = hf_luart_find(L);
+	if (!rt)
+		return 0;
+	if (over(rt, work)) {
+		arm(L, rt);
+		kill_message(rt, err, errsize);
+		return -1;
 	}
-	raise_kill(L, rt);
+	if (rt->limit && (held > rt->limit || rt->used > rt->limit - held)) {
+		rt->mem_hit = true;
+		hf_luart_memory_message(rt, err, errsize);
+		return -1;
+	}
+	return 0;
+}
+
+void hf_luart_reraise(lua_State *L)
+{
+	struct hf_luart *rt = hf_luart_find(L);
+	if (rt && rt->killed != KILL_NONE)
+		raise_kill(L, rt);
 }
 
 static void hook(lua_State *L, lua_Debug *ar)
@@ -227,19 +272,26 @@ static bool owned_by_caller(struct hf_luart *rt)
 }
 #endif
 
-/* Message handler: the error with a traceback. The step is over, so the
- * memory limit and the hook are lifted first (the handler must not fail
- * for want of room, nor be killed). */
+/* Message handler: the error with a traceback. It runs no script code (an
+ * error object's __tostring is not called) and leaves the hook and the memory
+ * limit on: Lua runs the pending __close handlers after it, and they must stay
+ * under the step's limits. Only the traceback gets a small reserve above the
+ * limit (reset, not added, at each call), and a long message is cut. */
 static int msgh(lua_State *L)
 {
 	struct hf_luart *rt = hf_luart_of(L);
-	rt->limit = 0;
-	lua_sethook(L, NULL, 0, 0);
-	const char *msg = lua_tostring(L, 1);
+	if (rt->step_limit)
+		rt->limit = rt->step_limit + HF_LUA_ERROR_RESERVE;
+	size_t len = 0;
+	const char *msg = lua_tolstring(L, 1, &len); /* no metamethods */
 	if (!msg)
 		msg = lua_pushfstring(L, "(error object is a %s value)",
 				      luaL_typename(L, 1));
+	else if (len > HF_LUA_ERROR_MAX)
+		msg = lua_pushfstring(
+		    L, "%s...", lua_pushlstring(L, msg, HF_LUA_ERROR_MAX));
 	luaL_traceback(L, L, msg, 1);
+	rt->limit = rt->step_limit;
 	return 1;
 }
 
@@ -435,7 +487,8 @@ static int expr_main(lua_State *L)
 }
 
 /* Runs fn(rt) under the limits with the message handler. Leaves the results
- * (nres) or the error at the top. */
+ * (nres) or the error at the top, and the limits on (for the conversion of
+ * the results): limits_off ends the run. */
 static int run_limited(struct hf_luart *rt, lua_CFunction fn, int nres,
 		       int64_t timeout_ms, long long budget)
 {
@@ -447,7 +500,7 @@ static int run_limited(struct hf_luart *rt, lua_CFunction fn, int nres,
 	rt->timeout_ms = timeout_ms;
 	rt->deadline = hf_mono_ms() + timeout_ms;
 	rt->budget = budget;
-	rt->limit = rt->used + rt->memory_limit;
+	rt->limit = rt->step_limit = rt->used + rt->memory_limit;
 	hf_lua_db_begin_step(rt->db, rt->deadline);
 	hf_lua_http_begin_step(rt->http, rt->deadline);
 	hf_lua_webhook_discard(rt->webhook); /* nothing left from before */
@@ -456,7 +509,6 @@ static int run_limited(struct hf_luart *rt, lua_CFunction fn, int nres,
 	lua_pushcfunction(L, fn);
 	lua_pushlightuserdata(L, rt);
 	int status = lua_pcall(L, 1, nres, 1);
-	lua_sethook(L, NULL, 0, 0);
 	/* A kill that a pcall caught just before the chunk returned (no
 	 * instruction left for the hook to fire on) still fails the run. */
 	if (status == LUA_OK && rt->killed != KILL_NONE) {
@@ -468,10 +520,38 @@ static int run_limited(struct hf_luart *rt, lua_CFunction fn, int nres,
 	if (status != LUA_OK && rt->killed == KILL_NONE &&
 	    hf_mono_ms() >= rt->deadline)
 		rt->killed = KILL_TIMEOUT;
-	rt->limit = 0;
+	return status;
+}
+
+/* Ends a run: no hook, no limits. */
+static void limits_off(struct hf_luart *rt)
+{
+	lua_sethook(rt->L, NULL, 0, 0);
+	rt->limit = rt->step_limit = 0;
 	rt->deadline = 0;
 	rt->budget = -1;
-	return status;
+}
+
+/* Converts the result at the top to JSON while the run's limits still hold
+ * (the conversion checks them). Returns a new reference, or NULL with *err:
+ * the limit's message, or why what is not JSON-shaped. */
+static json_t *convert(struct hf_luart *rt, const char *root, const char *what,
+		       char **err)
+{
+	char msg[512], head[128];
+	json_t *j = hf_lua_to_json(rt->L, -1, root, msg, sizeof msg);
+	if (j)
+		return j;
+	if (rt->killed != KILL_NONE)
+		kill_message(rt, head, sizeof head);
+	else if (rt->mem_hit)
+		hf_luart_memory_message(rt, head, sizeof head);
+	else
+		*err = hf_xasprintf("%s is not JSON-shaped: %s", what, msg);
+	if (rt->killed != KILL_NONE || rt->mem_hit)
+		*err = hf_xasprintf("%s while converting the %s to JSON", head,
+				    what);
+	return NULL;
 }
 
 /* The failure message of a run that did not return normally. */
@@ -544,21 +624,21 @@ int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
 	rt->log.entries = res->logs;
 	int status = run_limited(rt, step_main, 2, timeout, -1);
 	bool failed = status != LUA_OK;
+	char *err = NULL;
+	json_t *out = NULL;
+	if (!failed && lua_toboolean(rt->L, -2))
+		out = convert(rt, "output", "step output", &err);
+	limits_off(rt);
 	if (failed) {
 		fail_res(res, failure(rt, status));
 	} else if (!lua_toboolean(rt->L, -2)) {
 		res->status = HF_STEP_SKIPPED;
 	} else {
-		char err[512];
-		json_t *out =
-		    hf_lua_to_json(rt->L, -1, "output", err, sizeof err);
 		size_t size = out ? json_dumpb(out, NULL, 0,
 					       JSON_COMPACT | JSON_ENCODE_ANY)
 				  : 0;
 		if (!out) {
-			fail_res(res, hf_xasprintf("step output is not "
-						   "JSON-shaped: %s",
-						   err));
+			fail_res(res, err);
 		} else if (size > HF_STEP_OUTPUT_MAX) {
 			char lim[32];
 			json_decref(out);
@@ -599,20 +679,12 @@ int hf_luart_eval(struct hf_luart *rt, const char *cache_key,
 	rt->log.entries = NULL;
 	int status = run_limited(rt, expr_main, 1, HF_EXPR_TIMEOUT_MS,
 				 HF_EXPR_MAX_INSTRUCTIONS);
-	int rc = 0;
-	if (status != LUA_OK) {
+	if (status == LUA_OK)
+		*value = convert(rt, "value", "expression value", err);
+	limits_off(rt);
+	if (status != LUA_OK)
 		*err = failure(rt, status);
-		rc = -1;
-	} else {
-		char msg[512];
-		*value = hf_lua_to_json(rt->L, -1, "value", msg, sizeof msg);
-		if (!*value) {
-			*err = hf_xasprintf("expression value is not "
-					    "JSON-shaped: %s",
-					    msg);
-			rc = -1;
-		}
-	}
+	int rc = *value ? 0 : -1;
 	hf_lua_db_end_step(rt->db);
 	hf_lua_webhook_discard(rt->webhook);
 	finish(rt, rc != 0);

@@ -28,6 +28,7 @@ struct hf_luart {
 	size_t memory_limit; /* per step or expression */
 	size_t used;	     /* bytes held by the state */
 	size_t limit;	     /* refuse growth past this; 0 = no limit */
+	size_t step_limit;   /* limit of the running step (msgh's reserve) */
 	bool mem_hit;	     /* an allocation was refused */
 	int64_t deadline;    /* hf_mono_ms(); 0 = none */
 	int64_t timeout_ms;  /* for the message */
@@ -67,6 +68,22 @@ static inline struct hf_luart *hf_luart_of(lua_State *L)
 void hf_luart_charge(lua_State *L, struct hf_luart *rt, long long n);
 /* luart.c: "memory limit exceeded (N MiB)" for rt's limit. */
 void hf_luart_memory_message(const struct hf_luart *rt, char *out, size_t size);
+
+/* luart.c: the runtime of L, or NULL when L was not made by hf_luart_create
+ * (a bare state of a test). */
+struct hf_luart *hf_luart_find(lua_State *L);
+
+/* luart.c: for C code that works outside the count hook (lua_json.c's
+ * conversions): charges work units (as instructions) and checks the deadline
+ * and that held bytes, kept outside Lua, fit in what is left of the memory
+ * limit. Returns 0, or -1 with the limit's message in err: past the deadline
+ * or budget the runtime is marked killed and its hook armed, so that the next
+ * Lua instruction raises the kill. Never raises; 0 outside a run. */
+int hf_luart_check(lua_State *L, long long work, size_t held, char *err,
+		   size_t errsize);
+/* luart.c: raises the kill error when the run of L has been killed (after
+ * hf_luart_check failed); returns otherwise. */
+void hf_luart_reraise(lua_State *L);
 
 /* lua_sandbox.c: builds the sandbox globals of rt on L and makes them the
  * state's globals; sets the metatable of step environments

@@ -443,4 +443,30 @@
 #define HF_DB_CALL_SLACK (16 * 1024 * 1024)
 #endif
 
+/* Lua: limits that hold everywhere Lua runs (area lua). */
+/* The message handler's room above a step's memory limit for the traceback
+ * of its error (reset at each call, so it never adds up), and the longest
+ * error message it keeps (longer ones are cut, so the copy fits the room). */
+#ifndef HF_LUA_ERROR_RESERVE
+#define HF_LUA_ERROR_RESERVE (256 * 1024)
+#endif
+#ifndef HF_LUA_ERROR_MAX
+#define HF_LUA_ERROR_MAX (16 * 1024)
+#endif
+/* Lua -> JSON (json.encode, a step's output, emits): the values one
+ * conversion may visit, a table reused n times counting n times (in a step the
+ * memory limit, charged for the JSON being built, usually stops it first);
+ * the deadline is checked every HF_LUA_JSON_CHECK_EVERY values. */
+#ifndef HF_LUA_JSON_MAX_NODES
+#define HF_LUA_JSON_MAX_NODES (4 * 1024 * 1024)
+#endif
+#ifndef HF_LUA_JSON_CHECK_EVERY
+#define HF_LUA_JSON_CHECK_EVERY 256
+#endif
+/* table.sort: comparisons between checks of the deadline (each comparison
+ * is charged as one instruction against an expression's budget). */
+#ifndef HF_LUA_SORT_CHECK_EVERY
+#define HF_LUA_SORT_CHECK_EVERY 256
+#endif
+
 #endif
