@@ -242,15 +242,31 @@ static void api(struct hf_engine *eng, const char *method, const char *url,
 	hf_answer_error(out, 404, "no such endpoint: %s %s", method, url);
 }
 
+/* GET /healthz: 200 "ok" only while the state database writes and no worker
+ * is stuck past its step's deadline; else 503 with a one-line reason. */
+static void healthz(struct hf_engine *eng, struct hf_answer *out)
+{
+	char why[256];
+	out->status = 503;
+	if (!hf_store_writable(eng->store, why, sizeof why))
+		out->body =
+		    hf_xasprintf("state database cannot write: %s\n", why);
+	else if (hf_workers_stuck(eng->workers, why, sizeof why))
+		out->body = hf_xasprintf("%s\n", why);
+	else {
+		out->status = 200;
+		out->body = hf_xstrdup("ok\n");
+	}
+	out->len = strlen(out->body);
+	out->ctype = "text/plain; charset=utf-8";
+}
+
 void hf_api_handle(struct hf_engine *eng, const char *method, const char *url,
 		   const char *authorization, hf_arg_fn arg, void *ctx,
 		   struct hf_answer *out)
 {
 	if (strcmp(url, "/healthz") == 0) {
-		out->status = 200;
-		out->body = hf_xstrdup("ok\n");
-		out->len = 3;
-		out->ctype = "text/plain; charset=utf-8";
+		healthz(eng, out);
 		return;
 	}
 	if (strcmp(url, "/metrics") == 0) {

@@ -645,6 +645,14 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 		hf_metrics_event(r->wfs[0]->name, 503);
 		return true;
 	}
+	char why[160];
+	if (!hf_store_writable(eng->store, why, sizeof why)) {
+		hf_answer_error(&r->ans, 503, "state database cannot write: %s",
+				why);
+		r->ans.retry_after = HF_STORE_RETRY_AFTER_S;
+		hf_metrics_event(r->wfs[0]->name, 503);
+		return true;
+	}
 	r->body.max = (size_t)eng->opt.max_body;
 	return false;
 }

@@ -11,6 +11,12 @@
  * everything else belongs to the outbox thread. Threading: one thread;
  * hf_outbox_kick from any thread.
  *
+ * While the state database cannot write (hf_store_writable), no attempt
+ * starts. A record the writer could not commit is kept, its delivery busy,
+ * and submitted again once the database writes: an attempt whose record is
+ * not stored is never followed by another, so that no delivery is sent more
+ * often than its attempts (short of a crash).
+ *
  * Neighbours: store.c (hf_store_pending_deliveries, HF_W_DELIVERY, the
  * schema), verify.c (Standard Webhooks signature), worker.c and api.c (kick),
  * server.c (start and stop), egress.c (where a connection may go: checked
@@ -70,6 +76,10 @@ struct hf_outbox {
 	struct busy *busy;
 	size_t nbusy, busycap;
 	int writes; /* attempt records submitted, not yet committed */
+	/* Records the writer could not commit, to submit again (counted in
+	 * writes); closed: the thread left, nobody will. */
+	struct record *unsaved;
+	bool closed;
 };
 
 struct busy {
@@ -81,6 +91,8 @@ struct busy {
 struct record {
 	struct hf_write w;
 	struct hf_outbox *ob;
+	int tries;	      /* refused while the database could write */
+	struct record *again; /* in ob->unsaved */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -419,12 +431,23 @@ static void recorded(struct hf_write *w)
 {
 	struct record *r = (struct record *)w;
 	struct hf_outbox *ob = r->ob;
+	pthread_mutex_lock(&ob->lock);
+	/* Kept, its delivery busy, while the database cannot write (the
+	 * store logs that), or for a few tries when it refused this write. */
+	if (w->rc < 0 && !ob->closed && !atomic_load(&ob->stop) &&
+	    (!hf_store_writable(ob->store, NULL, 0) ||
+	     ++r->tries < HF_OUTBOX_RECORD_TRIES)) {
+		r->again = ob->unsaved;
+		ob->unsaved = r;
+		curl_multi_wakeup(ob->multi);
+		pthread_mutex_unlock(&ob->lock);
+		return;
+	}
 	if (w->rc < 0)
 		hf_log(HF_LOG_WARN,
 		       "delivery %s: cannot record attempt %d; it will be "
 		       "sent again",
 		       w->delivery_id, w->attempts);
-	pthread_mutex_lock(&ob->lock);
 	busy_mark_done(ob, w->delivery_id);
 	atomic_store(&ob->kicked, true); /* it may be due again soon */
 	/* Inside the lock: hf_outbox_stop frees the multi handle once
@@ -435,6 +458,35 @@ static void recorded(struct hf_write *w)
 	pthread_mutex_unlock(&ob->lock);
 	free(w->delivery_error);
 	free(r);
+}
+
+/* Submits again the records the writer could not commit. With drop (the
+ * thread is leaving), those it cannot take now are dropped: their attempts
+ * are made again at the next start. */
+static void record_again(struct hf_outbox *ob, bool drop)
+{
+	bool can = hf_store_writable(ob->store, NULL, 0);
+	pthread_mutex_lock(&ob->lock);
+	ob->closed = drop;
+	struct record *r = can || drop ? ob->unsaved : NULL;
+	if (r)
+		ob->unsaved = NULL;
+	pthread_mutex_unlock(&ob->lock);
+	while (r) {
+		struct record *next = r->again;
+		r->again = NULL;
+		if (can) {
+			hf_store_submit(ob->store, &r->w);
+		} else {
+			pthread_mutex_lock(&ob->lock);
+			ob->writes--;
+			pthread_cond_broadcast(&ob->cond);
+			pthread_mutex_unlock(&ob->lock);
+			free(r->w.delivery_error);
+			free(r);
+		}
+		r = next;
+	}
 }
 
 /* An attempt ended: decide, record, count. */
@@ -603,8 +655,12 @@ static void *outbox_main(void *arg)
 		/* Scan when told (new rows, a record committed), when a slot
 		 * freed, and at the next due time or tick. */
 		bool kicked = atomic_exchange(&ob->kicked, false);
+		bool can = hf_store_writable(ob->store, NULL, 0);
+		if (can)
+			record_again(ob, false);
 		if (kicked || freed || hf_mono_ms() >= next_scan)
-			next_scan = hf_mono_ms() + scan(ob);
+			next_scan =
+			    hf_mono_ms() + (can ? scan(ob) : HF_STORE_PROBE_MS);
 		int64_t wait = next_scan - hf_mono_ms();
 		curl_multi_poll(ob->multi, NULL, 0, wait > 0 ? (int)wait : 0,
 				NULL);
@@ -617,6 +673,7 @@ static void *outbox_main(void *arg)
 		job_free(j);
 	}
 	ob->njobs = 0;
+	record_again(ob, true);
 	return NULL;
 }
 

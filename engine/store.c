@@ -80,6 +80,11 @@ void hf_store_stats(struct hf_store *s, struct hf_store_stats *out)
 	s->ops->stats(s, out);
 }
 
+bool hf_store_writable(struct hf_store *s, char *why, size_t size)
+{
+	return s->ops->writable(s, why, size);
+}
+
 json_t *hf_store_run_json(struct hf_store *s, const char *run_id)
 {
 	return s->ops->run_json(s, run_id);

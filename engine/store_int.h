@@ -30,6 +30,9 @@ struct hf_store_ops {
 	 * must not fail the others batched with it. */
 	void (*submit)(struct hf_store *s, struct hf_write *w);
 	void (*stats)(struct hf_store *s, struct hf_store_stats *out);
+	/* Must turn true again by itself once writes can succeed (a probe),
+	 * even when nobody submits a write. */
+	bool (*writable)(struct hf_store *s, char *why, size_t size);
 
 	/* Reads: any thread, concurrently with the writer; each sees
 	 * committed data only. */

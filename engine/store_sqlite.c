@@ -3,7 +3,10 @@
  * one-off statements (hf_sqlite_stmt, _exec, _each: prepared, bound, stepped
  * row by row and finalized in one place), the writer thread with group commit
  * (batches, their transactions, a failed batch applied again write by write),
- * and the table of operations that store.c dispatches through.
+ * whether the database can write (a disk full or an I/O error fails every
+ * write: hf_store_writable turns false, rate-limited log lines say so, and a
+ * tiny write every HF_STORE_PROBE_MS finds when it can again), and the table
+ * of operations that store.c dispatches through.
  *
  * Not here: the prepared statements and applying each kind of write
  * (store_sqlite_apply.c), the reads behind the admin API and the outbox
@@ -24,6 +27,7 @@
 #include "hf_limits.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -224,50 +228,131 @@ static int exec(sqlite3 *db, const char *sql)
 	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
-/* Applies a batch in one transaction. When anything fails, the batch is rolled
- * back and each write is retried in a transaction of its own, so one bad write
- * fails alone. */
+/* A failure of the database rather than of one write (its code, extended or
+ * not): every write would fail the same way until it is fixed. */
+static bool store_fault(int code)
+{
+	switch (code & 0xff) {
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_NOMEM:
+	case SQLITE_CANTOPEN:
+	case SQLITE_READONLY:
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_PERM:
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_PROTOCOL:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The database cannot write (msg says why): hf_store_writable turns false,
+ * and one log line says so at most every HF_STORE_FAULT_LOG_MS. */
+static void health_fault(struct hf_sqlite_store *q, const char *msg)
+{
+	int64_t now = hf_mono_ms();
+	pthread_mutex_lock(&q->health_lock);
+	snprintf(q->why, sizeof q->why, "%s", msg);
+	pthread_mutex_unlock(&q->health_lock);
+	if (!atomic_exchange(&q->unwritable, true))
+		q->fault_since = now;
+	if (q->fault_logged_at &&
+	    now - q->fault_logged_at < HF_STORE_FAULT_LOG_MS)
+		return;
+	q->fault_logged_at = now;
+	q->fault_logged = true;
+	hf_log(HF_LOG_ERROR,
+	       "state database cannot write: %s (%llu writes failed so far); "
+	       "webhooks get 503, steps and deliveries wait until it can",
+	       msg, (unsigned long long)q->stats.write_errors);
+}
+
+/* A write committed: the database writes (again). */
+static void health_ok(struct hf_sqlite_store *q)
+{
+	if (!atomic_exchange(&q->unwritable, false) || !q->fault_logged)
+		return;
+	q->fault_logged = false;
+	hf_log(HF_LOG_INFO, "state database writes again (after %llds)",
+	       (long long)((hf_mono_ms() - q->fault_since + 999) / 1000));
+}
+
+/* Applies the writes from w up to end (NULL: the list's end) in one
+ * transaction. Returns 0, or -1 rolled back, with the error's code in *code
+ * and its message in msg. */
+static int transact(struct hf_sqlite_store *q, struct hf_write *w,
+		    const struct hf_write *end, int *code, char *msg,
+		    size_t size)
+{
+	int rc = exec(q->wdb, "BEGIN IMMEDIATE");
+	for (; rc == 0 && w != end; w = w->next)
+		rc = hf_sqlite_apply(q, w);
+	if (rc == 0)
+		rc = exec(q->wdb, "COMMIT");
+	if (rc == 0)
+		return 0;
+	/* A maintenance call (HF_W_CALL) can fail without an SQLite error. */
+	*code = sqlite3_extended_errcode(q->wdb);
+	snprintf(msg, size, "%s",
+		 *code != SQLITE_OK ? sqlite3_errmsg(q->wdb)
+				    : "a write refused");
+	exec(q->wdb, "ROLLBACK");
+	q->nversions = 0; /* rows the rollback removed may be cached */
+	return -1;
+}
+
+/* Applies a batch in one transaction. When a write fails, the batch is rolled
+ * back and each write is tried in a transaction of its own, so one bad write
+ * fails alone; when the database cannot write (store_fault), every write of
+ * the batch fails at once. */
 static void apply_batch(struct hf_sqlite_store *q, struct hf_write *batch,
 			size_t n)
 {
 	assert(sq_applying(q));
-	int rc = exec(q->wdb, "BEGIN IMMEDIATE");
-	for (struct hf_write *w = batch; rc == 0 && w; w = w->next)
-		rc = hf_sqlite_apply(q, w);
-	if (rc == 0)
-		rc = exec(q->wdb, "COMMIT");
+	int code = SQLITE_OK;
+	char msg[128];
+	int rc = transact(q, batch, NULL, &code, msg, sizeof msg);
+	for (struct hf_write *w = batch; w; w = w->next)
+		w->rc = rc;
 	if (rc == 0) {
-		for (struct hf_write *w = batch; w; w = w->next)
-			w->rc = 0;
 		q->stats.commits++;
 		q->stats.writes += n;
+		health_ok(q);
 		return;
 	}
-	/* A maintenance call (HF_W_CALL) can fail without an SQLite error. */
+	if (store_fault(code)) {
+		q->stats.write_errors += n;
+		health_fault(q, msg);
+		return;
+	}
 	hf_log(HF_LOG_WARN,
 	       "state database: batch failed (%s); applying its writes one by "
 	       "one",
-	       sqlite3_errcode(q->wdb) != SQLITE_OK ? sqlite3_errmsg(q->wdb)
-						    : "a write refused");
-	exec(q->wdb, "ROLLBACK");
-	q->nversions = 0; /* rows the rollback removed may be cached */
+	       msg);
+	bool fault = false, committed = false;
 	for (struct hf_write *w = batch; w; w = w->next) {
-		w->rc = exec(q->wdb, "BEGIN IMMEDIATE");
-		if (w->rc == 0)
-			w->rc = hf_sqlite_apply(q, w);
-		if (w->rc == 0)
-			w->rc = exec(q->wdb, "COMMIT");
-		if (w->rc != 0) {
-			hf_log(HF_LOG_ERROR, "state database: write failed: %s",
-			       sqlite3_errmsg(q->wdb));
-			exec(q->wdb, "ROLLBACK");
-			q->nversions = 0;
-			q->stats.write_errors++;
-		} else {
+		w->rc = transact(q, w, w->next, &code, msg, sizeof msg);
+		if (w->rc == 0) {
 			q->stats.commits++;
 			q->stats.writes++;
+			committed = true;
+			continue;
 		}
+		q->stats.write_errors++;
+		if (store_fault(code))
+			fault = true;
+		else
+			hf_log(HF_LOG_ERROR, "state database: write failed: %s",
+			       msg);
 	}
+	if (fault)
+		health_fault(q, msg);
+	else if (committed)
+		health_ok(q);
 }
 
 static void finish_batch(struct hf_write *batch)
@@ -294,6 +379,42 @@ static void apply_locked(struct hf_sqlite_store *q, struct hf_write *batch,
 	pthread_mutex_unlock(&q->wlock);
 }
 
+/* The probe's write: one tiny row. */
+static int probe_call(struct hf_store *s, void *arg)
+{
+	(void)arg;
+	return hf_sqlite_exec(sq(s)->wdb,
+			      "INSERT OR REPLACE INTO meta(key, value)"
+			      " VALUES ('probed_at', ?1)",
+			      "I", hf_now_ms()) == SQLITE_DONE
+		   ? 0
+		   : -1;
+}
+
+/* Waits (lock held) for a write to apply or the stop. While the database
+ * cannot write, tries a tiny write every HF_STORE_PROBE_MS meanwhile: nobody
+ * else may write before it can (workers and the outbox pause), and its
+ * commit is what lets them go on. */
+static void writer_wait(struct hf_sqlite_store *q)
+{
+	while (!q->head && !q->stopping) {
+		if (!atomic_load(&q->unwritable)) {
+			pthread_cond_wait(&q->cond, &q->lock);
+			continue;
+		}
+		struct timespec ts;
+		hf_deadline_in(HF_STORE_PROBE_MS, &ts);
+		if (pthread_cond_timedwait(&q->cond, &q->lock, &ts) !=
+			ETIMEDOUT ||
+		    q->head || q->stopping)
+			continue;
+		pthread_mutex_unlock(&q->lock);
+		struct hf_write w = {.kind = HF_W_CALL, .call = probe_call};
+		apply_locked(q, &w, 1);
+		pthread_mutex_lock(&q->lock);
+	}
+}
+
 static void *writer_main(void *arg)
 {
 	struct hf_sqlite_store *q = arg;
@@ -302,8 +423,7 @@ static void *writer_main(void *arg)
 	pthread_setname_np(pthread_self(), "hf-writer");
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		while (!q->head && !q->stopping)
-			pthread_cond_wait(&q->cond, &q->lock);
+		writer_wait(q);
 		if (!q->head && q->stopping)
 			break;
 		/* Take up to HF_WRITER_BATCH waiting writes. */
@@ -375,6 +495,7 @@ static void store_close(struct hf_store *s)
 	pthread_mutex_destroy(&q->wlock);
 	pthread_cond_destroy(&q->cond);
 	pthread_mutex_destroy(&q->pool_lock);
+	pthread_mutex_destroy(&q->health_lock);
 	free(q->path);
 	free(q);
 }
@@ -386,6 +507,19 @@ static void stats(struct hf_store *s, struct hf_store_stats *out)
 	pthread_mutex_lock(&q->wlock);
 	*out = q->stats;
 	pthread_mutex_unlock(&q->wlock);
+}
+
+static bool writable(struct hf_store *s, char *why, size_t size)
+{
+	struct hf_sqlite_store *q = sq(s);
+	if (!atomic_load(&q->unwritable))
+		return true;
+	if (why && size) {
+		pthread_mutex_lock(&q->health_lock);
+		snprintf(why, size, "%s", q->why);
+		pthread_mutex_unlock(&q->health_lock);
+	}
+	return false;
 }
 
 /* --- sharing work between servers: one server owns an SQLite file --- */
@@ -418,6 +552,7 @@ static const struct hf_store_ops sqlite_ops = {
     .set_clean_stop = set_clean_stop,
     .submit = submit,
     .stats = stats,
+    .writable = writable,
     .run_json = hf_sqlite_run_json,
     .runs_json = hf_sqlite_runs_json,
     .event_json = hf_sqlite_event_json,
@@ -466,6 +601,7 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 	pthread_mutex_init(&q->wlock, NULL);
 	pthread_cond_init(&q->cond, NULL);
 	pthread_mutex_init(&q->pool_lock, NULL);
+	pthread_mutex_init(&q->health_lock, NULL);
 	q->wdb = open_conn(path, sync_full, false, err);
 	if (!q->wdb || migrate(q, err) < 0)
 		goto fail;

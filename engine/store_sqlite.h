@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 /* The writer connection's prepared statements (store_sqlite_apply.c). */
@@ -62,6 +63,18 @@ struct hf_sqlite_store {
 	int data_version;
 
 	struct hf_store_stats stats;
+
+	/* Whether the database can write (hf_store_writable): set by the
+	 * thread applying writes; the reason under health_lock. */
+	atomic_bool unwritable;
+	pthread_mutex_t health_lock;
+	char why[128];
+	/* The applying thread's own: since when, the rate limit of the
+	 * fault's log lines (mono ms; 0: none yet), whether this fault's line
+	 * was written (then its end is logged too). */
+	int64_t fault_since;
+	int64_t fault_logged_at;
+	bool fault_logged;
 
 	char versions[HF_STATE_VERSION_CACHE][72];
 	unsigned nversions; /* ring: next slot = nversions %

@@ -5,7 +5,13 @@
  * ends only in the write's done() callback, after the step's result, the run's
  * progress and the step's emitted deliveries are committed together. A crash
  * before that commit re-runs the step at the next start: steps are at least
- * once, and `run.attempt` tells a script it is a repeat. */
+ * once, and `run.attempt` tells a script it is a repeat.
+ *
+ * While the state database cannot write (hf_store_writable), a worker takes
+ * no run: a step's result that cannot be stored would only make it run again.
+ * A step whose commit failed anyway runs again later as the next attempt
+ * (run.attempt + 1). Each worker shows the deadline of the step it runs, for
+ * /healthz (hf_workers_stuck). */
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_ops.h"
@@ -27,6 +33,11 @@ struct worker {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int inflight;
+	/* The step running (under lock): its deadline (mono ms; 0: none
+	 * running), run and step, for hf_workers_stuck. */
+	int64_t deadline;
+	char run_id[HF_ID_SIZE];
+	char step_id[64];
 };
 
 struct hf_workers {
@@ -35,6 +46,7 @@ struct hf_workers {
 	int n;
 	atomic_int busy;
 	atomic_int running; /* threads not yet exited */
+	atomic_bool stopping;
 };
 
 /* A worker does not wait for each commit (that would cap it at one step per
@@ -84,12 +96,14 @@ static void step_written(struct hf_write *w)
 	struct hf_run *run = w->run;
 	struct worker *wk = sw->wk;
 	if (w->rc < 0) {
-		/* Not committed: the step counts as not run. Try it again
-		 * shortly rather than lose the run. */
+		/* Not committed: try the step again rather than lose the run,
+		 * once the database writes again (workers pause till then). It
+		 * did run, and may have had effects: the next try is a later
+		 * attempt, so that run.attempt > 1 tells the script. */
 		run->next_step = sw->prev_step;
-		run->step_attempt = sw->prev_attempt;
+		run->step_attempt = sw->prev_attempt + (w->result ? 1 : 0);
 		run->status = sw->prev_status;
-		run->due_at = hf_now_ms() + 1000;
+		run->due_at = hf_now_ms() + HF_STORE_PROBE_MS;
 	}
 	bool over = w->rc == 0 && (run->status == HF_RUN_SUCCEEDED ||
 				   run->status == HF_RUN_FAILED);
@@ -133,6 +147,21 @@ static void fail_run(struct hf_engine *eng, struct hf_run *run, char *error)
 	hf_store_submit(eng->store, &sw->w);
 }
 
+/* Shows the step of run about to start at now (wall ms), or with NULL that
+ * none runs. */
+static void show_step(struct worker *wk, const struct hf_run *run, int64_t now)
+{
+	int64_t budget = run ? hf_step_budget(run, now) : 0;
+	pthread_mutex_lock(&wk->lock);
+	wk->deadline = budget > 0 ? hf_mono_ms() + budget : 0;
+	if (budget > 0) {
+		snprintf(wk->run_id, sizeof wk->run_id, "%s", run->id);
+		snprintf(wk->step_id, sizeof wk->step_id, "%s",
+			 run->wf->steps[run->next_step].id);
+	}
+	pthread_mutex_unlock(&wk->lock);
+}
+
 static void execute(struct worker *wk, struct hf_run *run)
 {
 	struct hf_engine *eng = wk->pool->eng;
@@ -164,7 +193,9 @@ static void execute(struct worker *wk, struct hf_run *run)
 	sw->prev_status = run->status;
 	struct hf_ops_step done;
 	atomic_fetch_add(&wk->pool->busy, 1);
+	show_step(wk, run, now);
 	int rc = hf_ops_step(wk->rt, run, now, &sw->res, &done);
+	show_step(wk, NULL, 0);
 	atomic_fetch_sub(&wk->pool->busy, 1);
 	if (rc < 0) {
 		free(sw);
@@ -201,9 +232,27 @@ static void *worker_main(void *arg)
 	struct worker *wk = arg;
 	/* Named for top -H, perf and gdb. */
 	pthread_setname_np(pthread_self(), "hf-worker");
+	struct hf_engine *eng = wk->pool->eng;
 	struct hf_run *run;
-	while ((run = hf_sched_take(wk->pool->eng->sched)))
+	for (;;) {
+		/* Paused while the database cannot write (bounded by the
+		 * stop). */
+		while (!hf_store_writable(eng->store, NULL, 0) &&
+		       !atomic_load(&wk->pool->stopping)) {
+			struct timespec ts = {0, HF_WORKER_PAUSE_POLL_MS *
+						     1000 * 1000L};
+			nanosleep(&ts, NULL);
+		}
+		if (!(run = hf_sched_take(eng->sched)))
+			break;
+		if (!hf_store_writable(eng->store, NULL, 0)) {
+			/* It could not while this worker waited for a run. */
+			run->due_at = hf_now_ms() + HF_WORKER_PAUSE_POLL_MS;
+			hf_sched_push(eng->sched, run);
+			continue;
+		}
 		execute(wk, run);
+	}
 	/* The writer's done() callbacks name this worker: wait for them. */
 	commit_wait(wk, 0);
 	atomic_fetch_sub(&wk->pool->running, 1);
@@ -256,6 +305,7 @@ int hf_workers_stop(struct hf_workers *pool, int64_t timeout_ms)
 {
 	if (!pool)
 		return 0;
+	atomic_store(&pool->stopping, true);
 	int64_t deadline = hf_mono_ms() + timeout_ms;
 	while (atomic_load(&pool->running) > 0 && hf_mono_ms() < deadline) {
 		struct timespec ts = {0, 10 * 1000 * 1000};
@@ -270,4 +320,28 @@ int hf_workers_stop(struct hf_workers *pool, int64_t timeout_ms)
 	free(pool->items);
 	free(pool);
 	return 0;
+}
+
+bool hf_workers_stuck(struct hf_workers *pool, char *why, size_t size)
+{
+	if (!pool)
+		return false;
+	int64_t now = hf_mono_ms();
+	for (int i = 0; i < pool->n; i++) {
+		struct worker *wk = &pool->items[i];
+		pthread_mutex_lock(&wk->lock);
+		int64_t late = wk->deadline ? now - wk->deadline : 0;
+		bool stuck = late > HF_HEALTH_STUCK_MARGIN_MS;
+		if (stuck)
+			snprintf(
+			    why, size,
+			    "worker %d stuck: step '%s' of run %s is %llds "
+			    "past its deadline",
+			    i + 1, wk->step_id, wk->run_id,
+			    (long long)(late / 1000));
+		pthread_mutex_unlock(&wk->lock);
+		if (stuck)
+			return true;
+	}
+	return false;
 }

@@ -469,4 +469,39 @@
 #define HF_LUA_SORT_CHECK_EVERY 256
 #endif
 
+/* --- disk: the state database cannot write --- */
+/* While the state database cannot write (disk full, I/O error), the writer
+ * tries a tiny write this often, so that everything resumes by itself once
+ * one commits. */
+#ifndef HF_STORE_PROBE_MS
+#define HF_STORE_PROBE_MS 1000
+#endif
+/* A worker paused by it looks again this often (a paused worker holds no
+ * run: it waits before taking one). */
+#ifndef HF_WORKER_PAUSE_POLL_MS
+#define HF_WORKER_PAUSE_POLL_MS 100
+#endif
+/* Retry-After of the 503 a webhook gets meanwhile: a full disk is rarely
+ * freed within a second, and senders retry anyway. */
+#ifndef HF_STORE_RETRY_AFTER_S
+#define HF_STORE_RETRY_AFTER_S 5
+#endif
+/* At most one log line about the fault per this many ms (plus one when it
+ * ends): a full disk must not also fill the log. */
+#ifndef HF_STORE_FAULT_LOG_MS
+#define HF_STORE_FAULT_LOG_MS 10000
+#endif
+/* An attempt's record the writer refused for a reason of its own (the
+ * database could write) is tried this many times before the delivery is
+ * given back to the schedule (and may be sent again). */
+#ifndef HF_OUTBOX_RECORD_TRIES
+#define HF_OUTBOX_RECORD_TRIES 5
+#endif
+/* /healthz calls a worker stuck once its step runs this long past its
+ * deadline: the time limit is checked between instructions, so a step may
+ * overrun it a little (a long C call, a garbage collection). */
+#ifndef HF_HEALTH_STUCK_MARGIN_MS
+#define HF_HEALTH_STUCK_MARGIN_MS 5000
+#endif
+
 #endif

@@ -97,6 +97,15 @@ void hf_store_close(struct hf_store *s); /* accepts NULL */
 /* Hands w to the writer. w must stay valid until its done() is called. */
 void hf_store_submit(struct hf_store *s, struct hf_write *w);
 
+/* False while the state database cannot write: the last write failed for a
+ * reason of the database rather than of the write (disk full, I/O error, out
+ * of memory, locked by another process); why (when not NULL) then gets
+ * SQLite's reason, e.g. "database or disk is full". True again once a write
+ * commits: while it cannot, the writer tries a tiny write every
+ * HF_STORE_PROBE_MS. Webhooks get 503, workers and the outbox pause meanwhile.
+ * Any thread. */
+bool hf_store_writable(struct hf_store *s, char *why, size_t size);
+
 /* Statistics for /metrics. */
 struct hf_store_stats {
 	uint64_t commits;

@@ -22,6 +22,10 @@ struct hf_workers *hf_workers_start(struct hf_engine *eng, int n,
 int hf_workers_stop(struct hf_workers *w, int64_t timeout_ms);
 /* Steps executing right now. */
 int hf_workers_busy(struct hf_workers *w);
+/* True when a worker runs a step more than HF_HEALTH_STUCK_MARGIN_MS past
+ * its deadline (its time limit did not end it); why gets a one-line reason
+ * naming the worker, the step and the run. Any thread. */
+bool hf_workers_stuck(struct hf_workers *w, char *why, size_t size);
 
 /* hf_run_advance and hf_step_budget, which a worker uses, are in hf_ops.h. */
 
