@@ -21,12 +21,14 @@
 #include "hf_lua_db.h"
 #include "hf_lua_json.h"
 
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct cached {
 	char *sql; /* NULL: free slot */
@@ -79,6 +81,13 @@ struct hf_lua_db *hf_lua_db_open(const char *path, bool sync_full,
 {
 	struct hf_lua_db *d = hf_xcalloc(1, sizeof *d);
 	char *errmsg = NULL;
+	/* A new file is created private (0600); SQLite gives its -wal and
+	 * -shm files the mode of the database file. */
+	int fd = *path && strcmp(path, ":memory:") != 0
+		     ? open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600)
+		     : -1;
+	if (fd >= 0)
+		close(fd);
 	int rc = sqlite3_open_v2(path, &d->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				     SQLITE_OPEN_NOMUTEX,

@@ -21,11 +21,14 @@
  * internals). With its sibling store_sqlite_*.c files, the only code that
  * includes <sqlite3.h> for the state database. */
 #include "store_sqlite.h"
+#include "hf_crypto.h"
 #include "hf_limits.h"
 
 #include <assert.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SCHEMA_VERSION 1
 
@@ -375,6 +378,8 @@ static void store_close(struct hf_store *s)
 	pthread_mutex_destroy(&q->wlock);
 	pthread_cond_destroy(&q->cond);
 	pthread_mutex_destroy(&q->pool_lock);
+	pthread_mutex_destroy(&q->key_lock);
+	hf_secret_wipe(q->key, sizeof q->key);
 	free(q->path);
 	free(q);
 }
@@ -466,6 +471,14 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 	pthread_mutex_init(&q->wlock, NULL);
 	pthread_cond_init(&q->cond, NULL);
 	pthread_mutex_init(&q->pool_lock, NULL);
+	pthread_mutex_init(&q->key_lock, NULL);
+	/* A new file is created private (0600); SQLite gives its -wal and
+	 * -shm files the mode of the database file. */
+	int fd = strcmp(path, ":memory:") != 0
+		     ? open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600)
+		     : -1;
+	if (fd >= 0)
+		close(fd);
 	q->wdb = open_conn(path, sync_full, false, err);
 	if (!q->wdb || migrate(q, err) < 0)
 		goto fail;
@@ -473,6 +486,8 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 		goto fail;
 	if (start_writer) {
 		/* The server owns the database now. */
+		if (hf_sqlite_secrets_start(q, err) < 0)
+			goto fail;
 		hf_sqlite_clean_stop_begin(q);
 		q->threaded = true;
 		if (pthread_create(&q->thread, NULL, writer_main, q) != 0) {

@@ -394,4 +394,11 @@
 #define HF_ADMIN_TOKEN_BYTES 24
 #endif
 
+/* --- secrets at rest and on screen --- */
+/* Plain-text signing secrets of older versions are sealed at the server's
+ * start this many rows at a time (the rows are held in memory meanwhile). */
+#ifndef HF_SECRETS_BATCH
+#define HF_SECRETS_BATCH 256
+#endif
+
 #endif
