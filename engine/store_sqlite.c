@@ -25,10 +25,10 @@
 #include "hf_limits.h"
 
 #include <assert.h>
-#include <fcntl.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/stat.h>
 
 #define SCHEMA_VERSION 1
 
@@ -93,12 +93,20 @@ static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
 			SQLITE_OPEN_SHAREDCACHE | SQLITE_OPEN_URI;
 	const char *name =
 	    strcmp(path, ":memory:") == 0 ? "file:hfstate?mode=memory" : path;
+	struct stat sb;
+	bool created = name == path && stat(path, &sb) != 0 && errno == ENOENT;
 	if (sqlite3_open_v2(name, &db, flags, NULL) != SQLITE_OK) {
 		hf_error_set(err, path, 0, 0, "cannot open database: %s",
 			     db ? sqlite3_errmsg(db) : "out of memory");
 		sqlite3_close(db);
 		return NULL;
 	}
+	/* A new file is made private before anything is written to it; SQLite
+	 * gives its -wal and -shm files the database file's mode. (chmod, not
+	 * open and close: closing any descriptor of the file would drop the
+	 * POSIX locks this process's connections hold on it.) */
+	if (created)
+		chmod(path, 0600);
 	sqlite3_busy_timeout(db, HF_STATE_BUSY_TIMEOUT_MS);
 	char sql[256];
 	snprintf(sql, sizeof sql,
@@ -472,13 +480,6 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 	pthread_cond_init(&q->cond, NULL);
 	pthread_mutex_init(&q->pool_lock, NULL);
 	pthread_mutex_init(&q->key_lock, NULL);
-	/* A new file is created private (0600); SQLite gives its -wal and
-	 * -shm files the mode of the database file. */
-	int fd = strcmp(path, ":memory:") != 0
-		     ? open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600)
-		     : -1;
-	if (fd >= 0)
-		close(fd);
 	q->wdb = open_conn(path, sync_full, false, err);
 	if (!q->wdb || migrate(q, err) < 0)
 		goto fail;
