@@ -323,7 +323,8 @@ static int seal_batch(struct hf_sqlite_store *q, int64_t *last)
 	int rc = hf_sqlite_each(
 	    q, q->wdb, plain_row, &p,
 	    "SELECT rowid, id, secret FROM deliveries WHERE rowid > ?1 AND"
-	    " secret IS NOT NULL AND substr(secret, 1, 3) <> 'v1:'"
+	    " id IS NOT NULL AND secret IS NOT NULL AND"
+	    " substr(secret, 1, 3) <> 'v1:'"
 	    " ORDER BY rowid LIMIT ?2",
 	    "Ii", *last, HF_SECRETS_BATCH);
 	for (int i = 0; i < p.n; i++) {
