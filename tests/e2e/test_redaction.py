@@ -208,6 +208,14 @@ def test_delivery_urls_redacted_everywhere(server, receiver):
         assert "[redacted]" in p.stdout, (args, p.stdout)
         assert_clean(p.stdout + p.stderr, "hookflow " + " ".join(args))
 
+    # `hookflow run` shows what would be delivered: redacted too.
+    event = srv.dir / "event.json"
+    event.write_text(json.dumps({"url": secret_url(receiver)}))
+    p = srv.cli("run", str(srv.workflows / "emit.yml"), "--event", str(event),
+                check=True)
+    assert json.loads(p.stdout.splitlines()[-1])["emits"][0]["url"] == shown
+    assert_clean(p.stdout + p.stderr, "hookflow run")
+
     lines = [json.loads(l) for l in srv.stderr_lines if l.startswith("{")]
     attempts = [l for l in lines if l.get("msg") == "delivery attempt"]
     assert attempts and attempts[-1]["url"] == shown
