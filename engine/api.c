@@ -13,7 +13,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const char hf_ui_html[]; /* ui.c, generated from ui/index.html */
+/* The dashboard, generated from ui.html, ui.js and ui.css (embed.c). */
+extern const char hf_ui_html[], hf_ui_js[], hf_ui_css[];
+
+/* The dashboard's headers: scripts and styles from its own files only, no
+ * framing, no Referer; X-Content-Type-Options goes on every answer. */
+#define UI_CSP                                                                 \
+	"default-src 'self'; script-src 'self'; style-src 'self';"             \
+	" img-src 'self' data:; object-src 'none'; base-uri 'none';"           \
+	" form-action 'self'; frame-ancestors 'none'"
+
+/* GET /ui, /ui/app.js, /ui/app.css (any other /ui/… is the page). The page
+ * holds no data: it asks for the token and sends it with each API call. */
+static void ui(const char *url, struct hf_answer *out)
+{
+	const char *body = hf_ui_html;
+	out->ctype = "text/html; charset=utf-8";
+	if (strcmp(url, "/ui/app.js") == 0) {
+		body = hf_ui_js;
+		out->ctype = "text/javascript; charset=utf-8";
+	} else if (strcmp(url, "/ui/app.css") == 0) {
+		body = hf_ui_css;
+		out->ctype = "text/css; charset=utf-8";
+	}
+	out->status = 200;
+	out->body = hf_xstrdup(body);
+	out->len = strlen(out->body);
+	out->headers = json_pack("{s:s,s:s,s:s}", "Content-Security-Policy",
+				 UI_CSP, "X-Frame-Options", "DENY",
+				 "Referrer-Policy", "no-referrer");
+}
 
 static bool authorized(struct hf_engine *eng, const char *auth)
 {
@@ -306,17 +335,7 @@ void hf_api_handle(struct hf_engine *eng, const char *method, const char *url,
 		return;
 	}
 	if (strcmp(url, "/ui") == 0 || strncmp(url, "/ui/", 4) == 0) {
-		/* The page itself holds no data: it asks for the token and
-		 * sends it with each API call. */
-		out->status = 200;
-		out->body = hf_xstrdup(hf_ui_html);
-		out->len = strlen(out->body);
-		out->ctype = "text/html; charset=utf-8";
-		out->headers = json_pack(
-		    "{s:s,s:s}", "Content-Security-Policy",
-		    "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-		    "script-src 'self' 'unsafe-inline'",
-		    "X-Frame-Options", "DENY");
+		ui(url, out);
 		return;
 	}
 	if (!authorized(eng, authorization)) {

@@ -12,6 +12,7 @@
 #include "hf_egress.h"
 #include "hf_limits.h"
 #include "hf_ops.h"
+#include "hf_redact.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -162,10 +163,12 @@ static void print_step(const struct hf_workflow *wf,
 			const struct hf_emit *e = &res->emits[i];
 			json_t *p =
 			    json_loads(e->payload, JSON_DECODE_ANY, NULL);
+			char *url = hf_redact_url(e->url); /* as shown */
 			json_array_append_new(
 			    emits, json_pack("{s:s,s:s,s:o}", "id", e->id,
-					     "url", e->url, "payload",
+					     "url", url, "payload",
 					     p ? p : json_string(e->payload)));
+			free(url);
 		}
 		json_object_set_new(line, "emits", emits);
 	}

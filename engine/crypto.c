@@ -1,7 +1,8 @@
 /* crypto.c - the cryptographic primitives, over OpenSSL's libcrypto:
  * HMAC-SHA256 (also over several pieces without copying them), SHA-256
  * (one-shot and streaming), hex and base64, and random bytes for tokens and
- * ids.
+ * ids, and AES-256-GCM sealing of secrets at rest with the key from
+ * HOOKFLOW_SECRET_KEY or a key file beside the state database.
  *
  * The only module that includes OpenSSL. Thread-safe: the HMAC implementation
  * is fetched once; nothing else is kept. Signature schemes built on these live
@@ -11,6 +12,8 @@
 
 #include "hf_util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -21,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define DIGEST_LEN 32
 
@@ -204,4 +209,247 @@ void hf_sha256_end(struct hf_sha256 *h, char hex[65])
 int hf_random_bytes(void *buf, size_t n)
 {
 	return RAND_bytes(buf, (int)n) == 1 ? 0 : -1;
+}
+
+/* --- AES-256-GCM for secrets at rest --- */
+
+#define SEAL_PREFIX "v1:"
+#define SEAL_NONCE 12
+#define SEAL_TAG 16
+
+bool hf_is_sealed(const char *text)
+{
+	return text && strncmp(text, SEAL_PREFIX, sizeof SEAL_PREFIX - 1) == 0;
+}
+
+/* One AES-256-GCM pass: encrypt (tag out) or decrypt (tag in, checked).
+ * Returns 0, or -1 when the tag does not match (or OpenSSL fails). */
+static int gcm(bool enc, const unsigned char key[32],
+	       const unsigned char nonce[SEAL_NONCE], const void *aad,
+	       size_t aadlen, const unsigned char *in, size_t len,
+	       unsigned char *out, unsigned char tag[SEAL_TAG])
+{
+	int n = 0, ok = len <= INT_MAX && aadlen <= INT_MAX;
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	ok = ok && c &&
+	     EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce, enc);
+	if (ok && aadlen)
+		ok = EVP_CipherUpdate(c, NULL, &n, aad, (int)aadlen);
+	if (ok && len)
+		ok = EVP_CipherUpdate(c, out, &n, in, (int)len);
+	if (ok && !enc)
+		ok =
+		    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, SEAL_TAG, tag);
+	ok = ok && EVP_CipherFinal_ex(c, out + (len ? n : 0), &n);
+	if (ok && enc)
+		ok =
+		    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, SEAL_TAG, tag);
+	EVP_CIPHER_CTX_free(c);
+	return ok ? 0 : -1;
+}
+
+char *hf_seal(const unsigned char key[32], const void *aad, size_t aadlen,
+	      const void *plain, size_t len)
+{
+	size_t total = SEAL_NONCE + len + SEAL_TAG;
+	unsigned char *buf = hf_xmalloc(total);
+	if (hf_random_bytes(buf, SEAL_NONCE) < 0 ||
+	    gcm(true, key, buf, aad, aadlen, plain, len, buf + SEAL_NONCE,
+		buf + SEAL_NONCE + len) < 0) {
+		fprintf(stderr, "hookflow: OpenSSL AES-256-GCM failed\n");
+		abort();
+	}
+	char *b64 = hf_base64_encode(buf, total);
+	char *out = hf_xasprintf(SEAL_PREFIX "%s", b64);
+	OPENSSL_cleanse(buf, total);
+	free(buf);
+	free(b64);
+	return out;
+}
+
+char *hf_unseal(const unsigned char key[32], const void *aad, size_t aadlen,
+		const char *text)
+{
+	if (!hf_is_sealed(text))
+		return NULL;
+	text += sizeof SEAL_PREFIX - 1;
+	size_t n = 0;
+	unsigned char *buf = hf_base64_decode(text, strlen(text), &n);
+	if (!buf || n < SEAL_NONCE + SEAL_TAG) {
+		free(buf);
+		return NULL;
+	}
+	size_t len = n - SEAL_NONCE - SEAL_TAG;
+	char *out = hf_xmalloc(len + 1);
+	if (gcm(false, key, buf, aad, aadlen, buf + SEAL_NONCE, len,
+		(unsigned char *)out, buf + SEAL_NONCE + len) < 0) {
+		OPENSSL_cleanse(out, len);
+		free(out);
+		out = NULL;
+	} else {
+		out[len] = '\0';
+	}
+	free(buf);
+	return out;
+}
+
+void hf_secret_wipe(void *p, size_t n)
+{
+	OPENSSL_cleanse(p, n);
+}
+
+void hf_secret_free(void *s)
+{
+	if (!s)
+		return;
+	OPENSSL_cleanse(s, strlen(s));
+	free(s);
+}
+
+/* --- the key for secrets at rest --- */
+
+static int hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (unsigned char)(c | 0x20);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int hf_secret_key_parse(const char *text, size_t len, unsigned char key[32])
+{
+	while (len && is_space((unsigned char)text[len - 1]))
+		len--;
+	while (len && is_space((unsigned char)*text)) {
+		text++;
+		len--;
+	}
+	if (len == 64) {
+		int ok = 1;
+		for (size_t i = 0; i < 32 && ok; i++) {
+			int hi = hexval((unsigned char)text[2 * i]);
+			int lo = hexval((unsigned char)text[2 * i + 1]);
+			ok = hi >= 0 && lo >= 0;
+			key[i] = (unsigned char)(hi << 4 | lo);
+		}
+		if (ok)
+			return 0;
+	}
+	size_t n = 0;
+	unsigned char *raw = hf_base64_decode(text, len, &n);
+	int rc = raw && n == 32 ? 0 : -1;
+	if (rc == 0)
+		memcpy(key, raw, 32);
+	if (raw)
+		OPENSSL_cleanse(raw, n);
+	free(raw);
+	return rc;
+}
+
+/* Reads a key file: 0, -1 with err set, or 1 when there is none. */
+static int key_read(const char *path, unsigned char key[32],
+		    struct hf_error *err)
+{
+	char text[256];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return 1;
+	if (fd < 0) {
+		hf_error_set(err, path, 0, 0, "cannot read the key: %s",
+			     strerror(errno));
+		return -1;
+	}
+	struct stat sb;
+	if (fstat(fd, &sb) == 0 && (sb.st_mode & 077))
+		hf_log(HF_LOG_WARN,
+		       "%s: the key file can be read by other users "
+		       "(chmod 600 it)",
+		       path);
+	ssize_t n = read(fd, text, sizeof text);
+	close(fd);
+	int rc = n > 0 && (size_t)n < sizeof text
+		     ? hf_secret_key_parse(text, (size_t)n, key)
+		     : -1;
+	OPENSSL_cleanse(text, sizeof text);
+	if (rc < 0)
+		hf_error_set(err, path, 0, 0,
+			     "not a key (expected 64 hex digits or the "
+			     "base64 of 32 bytes)");
+	return rc;
+}
+
+/* Creates a key file (mode 0600) with a new random key: written to a
+ * temporary file first and linked into place, so that a reader never sees a
+ * half-written key and two servers starting at once agree on one. Returns 0,
+ * -1 with err set, or 1 when another process created it first. */
+static int key_create(const char *path, struct hf_error *err)
+{
+	unsigned char key[32];
+	char hex[66];
+	char *tmp = hf_xasprintf("%s.XXXXXX", path);
+	int fd = mkstemp(tmp); /* mode 0600 */
+	int rc = -1;
+	if (fd < 0 || hf_random_bytes(key, sizeof key) < 0) {
+		hf_error_set(err, path, 0, 0, "cannot create the key: %s",
+			     strerror(errno));
+		goto out;
+	}
+	hf_hex_encode(key, sizeof key, hex);
+	hex[64] = '\n';
+	if (write(fd, hex, 65) != 65 || fsync(fd) != 0) {
+		hf_error_set(err, path, 0, 0, "cannot write the key: %s",
+			     strerror(errno));
+		goto out;
+	}
+	if (link(tmp, path) == 0)
+		rc = 0;
+	else if (errno == EEXIST)
+		rc = 1;
+	else
+		hf_error_set(err, path, 0, 0, "cannot create the key: %s",
+			     strerror(errno));
+out:
+	OPENSSL_cleanse(key, sizeof key);
+	OPENSSL_cleanse(hex, sizeof hex);
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	}
+	free(tmp);
+	return rc;
+}
+
+int hf_secret_key_load(const char *state_path, unsigned char key[32],
+		       struct hf_error *err)
+{
+	const char *env = getenv("HOOKFLOW_SECRET_KEY");
+	if (env && *env) {
+		if (hf_secret_key_parse(env, strlen(env), key) == 0)
+			return 0;
+		hf_error_set(err, NULL, 0, 0,
+			     "HOOKFLOW_SECRET_KEY must be 64 hex digits or "
+			     "the base64 of 32 bytes");
+		return -1;
+	}
+	if (!state_path || strcmp(state_path, ":memory:") == 0) {
+		if (hf_random_bytes(key, 32) == 0)
+			return 0;
+		hf_error_set(err, NULL, 0, 0, "no random bytes for a key");
+		return -1;
+	}
+	char *path = hf_xasprintf("%s.key", state_path);
+	int rc = key_read(path, key, err);
+	if (rc == 1) {
+		int made = key_create(path, err);
+		rc = made < 0 ? -1 : key_read(path, key, err);
+		if (rc == 0 && made == 0)
+			hf_log(HF_LOG_INFO,
+			       "created %s, the key for secrets at rest: keep "
+			       "it with the state database",
+			       path);
+		else if (rc == 1)
+			hf_error_set(err, path, 0, 0, "the key file vanished");
+	}
+	free(path);
+	return rc == 0 ? 0 : -1;
 }

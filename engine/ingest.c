@@ -91,6 +91,7 @@ static enum MHD_Result send_answer(struct MHD_Connection *c,
 		return MHD_NO;
 	if (a->ctype)
 		MHD_add_response_header(resp, "Content-Type", a->ctype);
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
 	if (a->allow[0])
 		MHD_add_response_header(resp, "Allow", a->allow);
 	if (a->retry_after) {

@@ -38,12 +38,14 @@
 #include "hf_lua_json.h"
 #include "hf_luart.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 struct cached {
@@ -289,12 +291,21 @@ struct hf_lua_db *hf_lua_db_open(const char *path, bool sync_full,
 	struct hf_lua_db *d = hf_xcalloc(1, sizeof *d);
 	d->max_value = max_value > 0 ? max_value : HF_DEFAULT_MAX_VALUE;
 	char *errmsg = NULL;
+	struct stat sb;
+	bool created = *path && strcmp(path, ":memory:") != 0 &&
+		       stat(path, &sb) != 0 && errno == ENOENT;
 	int rc = sqlite3_open_v2(path, &d->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				     SQLITE_OPEN_NOMUTEX,
 				 NULL);
 	if (rc != SQLITE_OK)
 		goto fail;
+	/* A new file is made private before anything is written to it; SQLite
+	 * gives its -wal and -shm files the database file's mode. (chmod, not
+	 * open and close: that would drop the POSIX locks of the connections
+	 * other workers hold on the file.) */
+	if (created)
+		chmod(path, 0600);
 	sqlite3_busy_handler(d->db, busy_handler, d);
 	sqlite3_progress_handler(d->db, 1000, progress_handler, d);
 	/* no schema corruption through writable_schema */

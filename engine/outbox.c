@@ -25,6 +25,7 @@
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_outbox.h"
+#include "hf_redact.h"
 #include "hf_store.h"
 #include "hf_verify.h"
 
@@ -536,13 +537,15 @@ static void finish(struct hf_outbox *ob, struct job *j, CURLcode rc)
 		snprintf(http, sizeof http, "%ld", code);
 		snprintf(n, sizeof n, "%d", w->attempts);
 		snprintf(ms, sizeof ms, "%lld", (long long)w->duration_ms);
+		char *url = hf_redact_url(j->url); /* no credentials in logs */
 		hf_log_kv(strcmp(w->delivery_status, "failed") == 0
 			      ? HF_LOG_WARN
 			      : HF_LOG_INFO,
-			  "delivery attempt", "delivery", j->id, "url", j->url,
+			  "delivery attempt", "delivery", j->id, "url", url,
 			  "status", w->delivery_status, "http_status",
 			  code ? http : NULL, "attempt", n, "duration_ms", ms,
 			  "error", w->delivery_error, (const char *)NULL);
+		free(url);
 	} else if (strcmp(w->delivery_status, "failed") == 0) {
 		hf_log(HF_LOG_INFO, "delivery %s failed after %d attempt%s",
 		       j->id, w->attempts, w->attempts == 1 ? "" : "s");

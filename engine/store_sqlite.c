@@ -24,12 +24,14 @@
  * internals). With its sibling store_sqlite_*.c files, the only code that
  * includes <sqlite3.h> for the state database. */
 #include "store_sqlite.h"
+#include "hf_crypto.h"
 #include "hf_limits.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define SCHEMA_VERSION 1
 
@@ -94,12 +96,20 @@ static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
 			SQLITE_OPEN_SHAREDCACHE | SQLITE_OPEN_URI;
 	const char *name =
 	    strcmp(path, ":memory:") == 0 ? "file:hfstate?mode=memory" : path;
+	struct stat sb;
+	bool created = name == path && stat(path, &sb) != 0 && errno == ENOENT;
 	if (sqlite3_open_v2(name, &db, flags, NULL) != SQLITE_OK) {
 		hf_error_set(err, path, 0, 0, "cannot open database: %s",
 			     db ? sqlite3_errmsg(db) : "out of memory");
 		sqlite3_close(db);
 		return NULL;
 	}
+	/* A new file is made private before anything is written to it; SQLite
+	 * gives its -wal and -shm files the database file's mode. (chmod, not
+	 * open and close: closing any descriptor of the file would drop the
+	 * POSIX locks this process's connections hold on it.) */
+	if (created)
+		chmod(path, 0600);
 	sqlite3_busy_timeout(db, HF_STATE_BUSY_TIMEOUT_MS);
 	char sql[256];
 	snprintf(sql, sizeof sql,
@@ -496,6 +506,8 @@ static void store_close(struct hf_store *s)
 	pthread_cond_destroy(&q->cond);
 	pthread_mutex_destroy(&q->pool_lock);
 	pthread_mutex_destroy(&q->health_lock);
+	pthread_mutex_destroy(&q->key_lock);
+	hf_secret_wipe(q->key, sizeof q->key);
 	free(q->path);
 	free(q);
 }
@@ -602,6 +614,7 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 	pthread_cond_init(&q->cond, NULL);
 	pthread_mutex_init(&q->pool_lock, NULL);
 	pthread_mutex_init(&q->health_lock, NULL);
+	pthread_mutex_init(&q->key_lock, NULL);
 	q->wdb = open_conn(path, sync_full, false, err);
 	if (!q->wdb || migrate(q, err) < 0)
 		goto fail;
@@ -609,6 +622,8 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 		goto fail;
 	if (start_writer) {
 		/* The server owns the database now. */
+		if (hf_sqlite_secrets_start(q, err) < 0)
+			goto fail;
 		hf_sqlite_clean_stop_begin(q);
 		q->threaded = true;
 		if (pthread_create(&q->thread, NULL, writer_main, q) != 0) {

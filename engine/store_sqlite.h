@@ -84,6 +84,12 @@ struct hf_sqlite_store {
 	/* This one did: every step finished (set by hf_store_set_clean_stop).
 	 */
 	bool clean_stop;
+
+	/* The key that seals emit signing secrets (deliveries.secret), loaded
+	 * once under key_lock by hf_sqlite_key (hf_secret_key_load). */
+	pthread_mutex_t key_lock;
+	bool have_key;
+	unsigned char key[32];
 };
 
 static inline struct hf_sqlite_store *sq(struct hf_store *s)
@@ -190,6 +196,13 @@ int hf_sqlite_veach(struct hf_sqlite_store *q, sqlite3 *db,
  * the transaction must be rolled back). */
 int hf_sqlite_prepare(struct hf_sqlite_store *q, struct hf_error *err);
 int hf_sqlite_apply(struct hf_sqlite_store *q, struct hf_write *w);
+/* store_sqlite_apply.c: the key for deliveries' secrets, loaded on first use
+ * (any thread): 0, or -1 with err set. hf_sqlite_secrets_start (the server's
+ * open, before the writer thread starts): loads the key, seals the secrets
+ * older versions stored in plain text, and checks that every pending
+ * delivery's secret opens with the key (-1 with err set when one does not). */
+int hf_sqlite_key(struct hf_sqlite_store *q, struct hf_error *err);
+int hf_sqlite_secrets_start(struct hf_sqlite_store *q, struct hf_error *err);
 
 /* store_sqlite_query.c: reads on pooled read connections. */
 json_t *hf_sqlite_run_json(struct hf_store *s, const char *run_id);

@@ -9,8 +9,14 @@
  * Threading: only the thread applying a batch - the writer thread, or without
  * it the caller of hf_store_submit, under wlock (asserted: sq_applying).
  *
+ * Emit signing secrets are stored sealed (hf_seal: AES-256-GCM, the
+ * delivery's id as associated data) with the key of hf_sqlite_key; at the
+ * server's start hf_sqlite_secrets_start seals what older versions stored in
+ * plain text (the outbox still reads such values as they are).
+ *
  * Neighbours: store_sqlite.c (calls hf_sqlite_apply), store_sqlite.h, run.c
  * and luart (the runs and step results it stores). */
+#include "hf_crypto.h"
 #include "hf_limits.h"
 #include "store_sqlite.h"
 
@@ -263,9 +269,147 @@ static int apply_run_started(struct hf_sqlite_store *q, struct hf_write *w)
 	return step_done(st);
 }
 
+/* --- secrets at rest --- */
+
+int hf_sqlite_key(struct hf_sqlite_store *q, struct hf_error *err)
+{
+	pthread_mutex_lock(&q->key_lock);
+	int rc = 0;
+	if (!q->have_key) {
+		rc = hf_secret_key_load(q->path, q->key, err);
+		q->have_key = rc == 0;
+	}
+	pthread_mutex_unlock(&q->key_lock);
+	return rc;
+}
+
+/* secret sealed for the delivery id, or NULL when there is none or it
+ * cannot be (no key: logged). */
+static char *seal(struct hf_sqlite_store *q, const char *id, const char *secret)
+{
+	struct hf_error err = {0};
+	if (!secret)
+		return NULL;
+	if (hf_sqlite_key(q, &err) < 0) {
+		hf_log(HF_LOG_ERROR, "delivery %s: cannot seal its secret: %s",
+		       id, err.msg);
+		return NULL;
+	}
+	return hf_seal(q->key, id, strlen(id), secret, strlen(secret));
+}
+
+/* Plain-text secrets read in one batch (seal_batch). */
+struct plain {
+	int64_t rowid[HF_SECRETS_BATCH];
+	char *id[HF_SECRETS_BATCH];
+	char *secret[HF_SECRETS_BATCH];
+	int n;
+};
+
+static int plain_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	struct plain *p = arg;
+	p->rowid[p->n] = sqlite3_column_int64(st, 0);
+	p->id[p->n] = hf_xstrdup((const char *)sqlite3_column_text(st, 1));
+	p->secret[p->n] = hf_xstrdup((const char *)sqlite3_column_text(st, 2));
+	return ++p->n == HF_SECRETS_BATCH;
+}
+
+/* Seals up to HF_SECRETS_BATCH plain-text secrets with a rowid past *last
+ * (moved past them); returns how many, or -1. */
+static int seal_batch(struct hf_sqlite_store *q, int64_t *last)
+{
+	struct plain p = {.n = 0};
+	int rc = hf_sqlite_each(
+	    q, q->wdb, plain_row, &p,
+	    "SELECT rowid, id, secret FROM deliveries WHERE rowid > ?1 AND"
+	    " id IS NOT NULL AND secret IS NOT NULL AND"
+	    " substr(secret, 1, 3) <> 'v1:'"
+	    " ORDER BY rowid LIMIT ?2",
+	    "Ii", *last, HF_SECRETS_BATCH);
+	for (int i = 0; i < p.n; i++) {
+		char *sealed = seal(q, p.id[i], p.secret[i]);
+		if (!sealed ||
+		    hf_sqlite_exec(q->wdb,
+				   "UPDATE deliveries SET secret = ?2"
+				   " WHERE rowid = ?1",
+				   "It", p.rowid[i], sealed) != SQLITE_DONE)
+			rc = -1;
+		*last = p.rowid[i];
+		hf_secret_free(p.secret[i]);
+		free(p.id[i]);
+		free(sealed);
+	}
+	return rc < 0 ? -1 : p.n;
+}
+
+/* hf_sqlite_secrets_start's check: the first pending delivery whose secret
+ * does not open with the key. */
+struct check {
+	struct hf_sqlite_store *q;
+	char bad[HF_ID_SIZE];
+};
+
+static int check_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	struct check *c = arg;
+	const char *id = (const char *)sqlite3_column_text(st, 0);
+	const char *secret = (const char *)sqlite3_column_text(st, 1);
+	if (!id || !hf_is_sealed(secret))
+		return 0;
+	char *plain = hf_unseal(c->q->key, id, strlen(id), secret);
+	if (plain) {
+		hf_secret_free(plain);
+		return 0;
+	}
+	snprintf(c->bad, sizeof c->bad, "%s", id);
+	return 1;
+}
+
+int hf_sqlite_secrets_start(struct hf_sqlite_store *q, struct hf_error *err)
+{
+	if (hf_sqlite_key(q, err) < 0)
+		return -1;
+	int64_t last = 0;
+	int n = 0, total = 0;
+	hf_sqlite_exec(q->wdb, "BEGIN IMMEDIATE", "");
+	while ((n = seal_batch(q, &last)) > 0)
+		total += n;
+	if (hf_sqlite_exec(q->wdb, n < 0 ? "ROLLBACK" : "COMMIT", "") !=
+		SQLITE_DONE ||
+	    n < 0)
+		hf_log(HF_LOG_WARN,
+		       "%s: cannot seal the signing secrets "
+		       "stored in plain text; they stay so",
+		       q->path);
+	else if (total)
+		hf_log(HF_LOG_INFO,
+		       "sealed %d signing secret%s stored in "
+		       "plain text",
+		       total, total == 1 ? "" : "s");
+	struct check c = {q, ""};
+	hf_sqlite_each(q, q->wdb, check_row, &c,
+		       "SELECT id, secret FROM deliveries WHERE status ="
+		       " 'pending' AND secret IS NOT NULL",
+		       "");
+	if (!c.bad[0])
+		return 0;
+	hf_error_set(err, q->path, 0, 0,
+		     "delivery %s: its signing secret does not open with this "
+		     "key (HOOKFLOW_SECRET_KEY, else %s.key): start with the "
+		     "key it was stored with",
+		     c.bad, q->path);
+	return -1;
+}
+
+/* --- applying writes --- */
+
 static int insert_emit(struct hf_sqlite_store *q, const struct hf_run *run,
 		       const char *step_id, const struct hf_emit *e)
 {
+	char *sealed = seal(q, e->id, e->secret);
+	if (e->secret && !sealed)
+		return -1;
 	sqlite3_stmt *st = q->stmts[ST_INSERT_DELIVERY];
 	bind_text(st, 1, e->id);
 	bind_text(st, 2, run->id);
@@ -274,7 +418,10 @@ static int insert_emit(struct hf_sqlite_store *q, const struct hf_run *run,
 	sqlite3_bind_blob(st, 5, e->payload, (int)strlen(e->payload),
 			  SQLITE_STATIC);
 	bind_json(st, 6, e->headers);
-	bind_text(st, 7, e->secret);
+	if (sealed)
+		sqlite3_bind_text(st, 7, sealed, -1, free);
+	else
+		sqlite3_bind_null(st, 7);
 	sqlite3_bind_int(st, 8, e->attempts);
 	sqlite3_bind_int64(st, 9, e->backoff_ms);
 	sqlite3_bind_int64(st, 10, hf_now_ms());

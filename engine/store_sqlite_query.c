@@ -2,6 +2,12 @@
  * deliveries as the admin API and the CLI show them (README.md, "HTTP"), the
  * deliveries due for the outbox, and an event loaded again for a replay.
  *
+ * What is shown is redacted (hf_redact.h): a delivery's URL without its
+ * user info and query values, an event's credential headers (Authorization,
+ * Cookie, signatures) as "[redacted]". The stored values stay whole: the
+ * outbox and replays read them here too (hf_sqlite_pending_deliveries opens
+ * the sealed signing secret, hf_sqlite_load_event keeps every header).
+ *
  * Not here: writes of any kind (store_sqlite.c applies them; retries and
  * prune are in store_sqlite_recover.c).
  *
@@ -11,11 +17,14 @@
  *
  * Neighbours: store_sqlite.c (the pool, the schema), store_sqlite.h. */
 #include "hf_body.h"
+#include "hf_crypto.h"
 #include "hf_limits.h"
+#include "hf_redact.h"
 #include "hf_verify.h"
 #include "store_sqlite.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 
 static json_t *col_text(sqlite3_stmt *st, int i)
@@ -47,6 +56,8 @@ enum col_kind {
 	C_JSON,	   /* JSON text as its value (col_json) */
 	C_ARRAY,   /* JSON text of an array, else [] */
 	C_BODY,	   /* a body: a string, or base64 with "body_encoding" */
+	C_URL,	   /* a URL, its credentials redacted (hf_redact_url) */
+	C_HEADERS, /* request headers, credentials redacted */
 };
 
 struct col {
@@ -94,6 +105,31 @@ static json_t *col_body(sqlite3_stmt *st, int i, json_t *o)
 	return b;
 }
 
+static json_t *col_url(sqlite3_stmt *st, int i)
+{
+	if (sqlite3_column_type(st, i) == SQLITE_NULL)
+		return json_null();
+	char *url = hf_redact_url((const char *)sqlite3_column_text(st, i));
+	json_t *v = json_string(url);
+	free(url);
+	return v ? v : json_string(HF_REDACTED);
+}
+
+/* Headers as JSON, each that carries a credential (hf_header_is_secret)
+ * shown as HF_REDACTED. */
+static json_t *col_headers(sqlite3_stmt *st, int i)
+{
+	json_t *h = col_typed(st, i, JSON_OBJECT);
+	const char *name;
+	json_t *v;
+	json_object_foreach(h, name, v)
+	{
+		if (hf_header_is_secret(name))
+			json_object_set_new(h, name, json_string(HF_REDACTED));
+	}
+	return h;
+}
+
 static json_t *col_value(sqlite3_stmt *st, int i, enum col_kind kind, json_t *o)
 {
 	switch (kind) {
@@ -113,6 +149,10 @@ static json_t *col_value(sqlite3_stmt *st, int i, enum col_kind kind, json_t *o)
 		return col_typed(st, i, JSON_ARRAY);
 	case C_BODY:
 		return col_body(st, i, o);
+	case C_URL:
+		return col_url(st, i);
+	case C_HEADERS:
+		return col_headers(st, i);
 	}
 	return json_null();
 }
@@ -218,8 +258,8 @@ static const struct col id_col[] = {{NULL, C_TEXT}};
 static const struct shape id_shape = {id_col, 1};
 
 static const struct col event_cols[] = {
-    {"id", C_TEXT},	     {"path", C_TEXT},	   {"method", C_TEXT},
-    {"query", C_JSON},	     {"headers", C_JSON},  {"body", C_BODY},
+    {"id", C_TEXT},	     {"path", C_TEXT},	     {"method", C_TEXT},
+    {"query", C_JSON},	     {"headers", C_HEADERS}, {"body", C_BODY},
     {"received_at", C_TIME}, {"skipped", C_ARRAY},
 };
 static const struct shape event_shape = {
@@ -242,7 +282,7 @@ json_t *hf_sqlite_event_json(struct hf_store *s, const char *event_id)
 	" run_id, step_id, next_at, created_at, updated_at"
 
 static const struct col delivery_cols[] = {
-    {"id", C_TEXT},	    {"url", C_TEXT},	     {"status", C_TEXT},
+    {"id", C_TEXT},	    {"url", C_URL},	     {"status", C_TEXT},
     {"attempts", C_INT},    {"max_attempts", C_INT}, {"last_status", C_INT_OPT},
     {"last_error", C_TEXT}, {"run", C_TEXT},	     {"step", C_TEXT},
     {"next_at", C_TIME},    {"created_at", C_TIME},  {"updated_at", C_TIME},
@@ -286,10 +326,31 @@ json_t *hf_sqlite_delivery_json(struct hf_store *s, const char *id)
 
 /* hf_sqlite_pending_deliveries' callback, and how many it was given. */
 struct pending {
+	struct hf_sqlite_store *q;
 	int (*fn)(const struct hf_delivery *d, void *arg);
 	void *arg;
 	int n;
 };
+
+/* A delivery's signing secret opened (hf_unseal), or NULL: said once per
+ * process (the server checked the pending ones at start: only rows stored
+ * since with another key get here). */
+static char *open_secret(struct hf_sqlite_store *q, const char *id,
+			 const char *sealed)
+{
+	static atomic_bool said;
+	struct hf_error err = {0};
+	char *plain = hf_sqlite_key(q, &err) == 0
+			  ? hf_unseal(q->key, id, strlen(id), sealed)
+			  : NULL;
+	if (!plain && !atomic_exchange(&said, true))
+		hf_log(HF_LOG_ERROR,
+		       "delivery %s: its signing secret does not open with "
+		       "this key (HOOKFLOW_SECRET_KEY, else %s.key); it is "
+		       "not sent%s%s",
+		       id, q->path, err.msg[0] ? ": " : "", err.msg);
+	return plain;
+}
 
 static int pending_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 {
@@ -312,8 +373,16 @@ static int pending_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 		return 0;
 	if (!d.payload)
 		d.payload = "";
+	char *plain = NULL;
+	if (hf_is_sealed(d.secret) &&
+	    !(plain = open_secret(p->q, d.id, d.secret)))
+		return 0; /* not sent: unsigned, it would be refused */
+	if (plain)
+		d.secret = plain;
 	p->n++;
-	return p->fn(&d, p->arg) != 0;
+	int rc = p->fn(&d, p->arg);
+	hf_secret_free(plain);
+	return rc != 0;
 }
 
 int hf_sqlite_pending_deliveries(struct hf_store *s, int limit,
@@ -321,7 +390,7 @@ int hf_sqlite_pending_deliveries(struct hf_store *s, int limit,
 					   void *arg),
 				 void *arg)
 {
-	struct pending p = {fn, arg, 0};
+	struct pending p = {sq(s), fn, arg, 0};
 	if (hf_sqlite_each(sq(s), NULL, pending_row, &p,
 			   "SELECT id, url, payload, headers, secret,"
 			   " attempts, max_attempts, backoff_ms,"

@@ -6,7 +6,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
-/* An answer to a request, built by ingest or the admin API. */
+/* An answer to a request, built by ingest or the admin API. ingest.c sends
+ * every answer with X-Content-Type-Options: nosniff besides these. */
 struct hf_answer {
 	int status;
 	char *body; /* malloc'd; NULL for an empty body */

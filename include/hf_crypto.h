@@ -1,12 +1,16 @@
 /* hf_crypto.h - cryptographic primitives over OpenSSL (crypto.c, the only
- * module that includes it): HMAC-SHA256, SHA-256, hex, base64, random bytes.
+ * module that includes it): HMAC-SHA256, SHA-256, hex, base64, random bytes,
+ * AES-256-GCM for secrets at rest and their key.
  * Used by the signature schemes (verify.c), the Lua `crypto` global, the
  * outbox signer and workflow versions. Thread-safe. */
 #ifndef HF_CRYPTO_H
 #define HF_CRYPTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct hf_error;
 
 /* One piece of a message MACed without copying the pieces together. */
 struct hf_part {
@@ -37,5 +41,31 @@ int hf_random_bytes(void *buf, size_t n);
  * when the input is not base64. */
 char *hf_base64_encode(const void *in, size_t len);
 unsigned char *hf_base64_decode(const char *in, size_t len, size_t *outlen);
+
+/* Secrets at rest (emit signing secrets in the state database): AES-256-GCM
+ * with a 32-byte key, a random 12-byte nonce per value, aad authenticated
+ * but not stored (the row's id: a sealed value moved to another row does not
+ * open). hf_seal returns "v1:" + base64(nonce | ciphertext | tag), malloc'd.
+ * hf_unseal returns the plaintext, malloc'd and NUL-terminated, or NULL when
+ * text is not sealed, is malformed, or was sealed with another key or aad.
+ * hf_is_sealed: text starts with "v1:" (older rows hold plaintext). */
+char *hf_seal(const unsigned char key[32], const void *aad, size_t aadlen,
+	      const void *plain, size_t len);
+char *hf_unseal(const unsigned char key[32], const void *aad, size_t aadlen,
+		const char *text);
+bool hf_is_sealed(const char *text);
+/* Overwrites n bytes of a key or secret (not optimized away). */
+void hf_secret_wipe(void *p, size_t n);
+/* Overwrites a NUL-terminated secret, then frees it (NULL: nothing). */
+void hf_secret_free(void *s);
+/* A key as text: 64 hex digits, or the base64 of 32 bytes (surrounding
+ * whitespace ignored). Returns 0, or -1 when text is neither. */
+int hf_secret_key_parse(const char *text, size_t len, unsigned char key[32]);
+/* The key for secrets at rest: HOOKFLOW_SECRET_KEY when set; else for an
+ * in-memory state (state_path NULL or ":memory:") a random one for this
+ * process; else the file STATE_PATH.key, created (mode 0600, 64 hex digits
+ * and a newline) when missing. Returns 0, or -1 with err set. */
+int hf_secret_key_load(const char *state_path, unsigned char key[32],
+		       struct hf_error *err);
 
 #endif

@@ -504,4 +504,11 @@
 #define HF_HEALTH_STUCK_MARGIN_MS 5000
 #endif
 
+/* --- secrets at rest and on screen --- */
+/* Plain-text signing secrets of older versions are sealed at the server's
+ * start this many rows at a time (the rows are held in memory meanwhile). */
+#ifndef HF_SECRETS_BATCH
+#define HF_SECRETS_BATCH 256
+#endif
+
 #endif

@@ -278,14 +278,19 @@ def test_ui_page_is_self_contained(server):
     assert r.status == 200 and r.headers["content-type"].startswith("text/html")
     csp = r.headers["content-security-policy"]
     assert "default-src 'self'" in csp
-    # Nothing from elsewhere: no external script, style or font.
+    # Nothing from elsewhere: no external script, style or font; the script
+    # and the styles are the page's own files (/ui/app.js, /ui/app.css).
+    js, css = srv.get("/ui/app.js").body, srv.get("/ui/app.css").body
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", r.body)
-    assert "<script src" not in r.body and "@import" not in r.body
-    assert not re.search(r"url\(\s*[\"']?(https?:)?//", r.body)
-    assert "<link rel=\"stylesheet\"" not in r.body
+    assert re.findall(r'<script src="([^"]*)"', r.body) == ["/ui/app.js"]
+    assert re.findall(r'<link rel="stylesheet" href="([^"]*)"',
+                      r.body) == ["/ui/app.css"]
+    for text in (r.body, css):
+        assert "@import" not in text
+        assert not re.search(r"url\(\s*[\"']?(https?:)?//", text)
     # Data goes in as text, never as markup.
-    assert "innerHTML" not in r.body and "insertAdjacentHTML" not in r.body
-    assert "document.write" not in r.body
+    assert "innerHTML" not in js and "insertAdjacentHTML" not in js
+    assert "document.write" not in js
 
 
 def test_retry_run_api(server):
