@@ -1,5 +1,5 @@
-"""End-to-end tests for the policy on outbound destinations (CONTRACT §8,
-"Outbound destinations"; docs/security-egress.md): http.* and webhook.emit
+"""End-to-end tests for the policy on outbound destinations (docs/security.md,
+"Outbound destinations"): http.* and webhook.emit
 are checked on the address actually connected to, after DNS and on every
 redirect, and a refused destination fails with an error naming the rule.
 

@@ -1,4 +1,4 @@
-"""End-to-end tests for issue 11, findings 1 and 6 (CONTRACT §8, first bullet):
+"""End-to-end tests for issue 11, findings 1 and 6 (docs/security.md, "The Lua sandbox"):
 the sandbox's time and memory limits hold everywhere Lua runs. Code that runs
 while a failing step unwinds (`<close>` handlers, an error object's
 `__tostring`, an error handler, an attempted `__gc`), in a workflow-level `if:`
