@@ -5,7 +5,7 @@
  * reserved paths through the admin API module.
  *
  * The HTTP threads never run step code and never wait on the network.
- * <microhttpd.h> is included only by ingest.c. */
+ * <microhttpd.h> is included only by ingest*.c. */
 #ifndef HF_INGEST_H
 #define HF_INGEST_H
 

@@ -1,0 +1,71 @@
+/* ingest_int.h - internals shared by the files of the ingest module: ingest.c
+ * (the daemon, reading, routing, verifying and dispatching a request) and
+ * ingest_sync.c (the request while its connection is suspended: the write,
+ * the sync waiters, their answers). Private: included only from engine/,
+ * never from include/. The public API is hf_ingest.h. <microhttpd.h> is
+ * included by the .c files only. */
+#ifndef HF_INGEST_INT_H
+#define HF_INGEST_INT_H
+
+#include "hf_http_frame.h"
+#include "hf_ingest.h"
+#include "hf_limits.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define MAX_MATCH HF_MAX_MATCH
+
+struct MHD_Connection;
+struct MHD_Daemon;
+
+enum req_state { READING, WAITING, ANSWERING };
+
+struct req {
+	enum req_state state;
+	struct hf_ingest *in;
+	struct MHD_Connection *conn;
+	bool started;		/* on_request was called */
+	struct hf_frame frame;	/* the framing checks (http_frame.c) */
+	const char *target_end; /* the raw target's NUL, as on_target saw it */
+	bool ops;		/* a reserved path */
+	bool too_large;
+	size_t discarded; /* bytes read and dropped past --max-body */
+	bool answered_early;
+	struct hf_snapshot *snap;
+	struct hf_workflow *wfs[MAX_MATCH];
+	size_t nwfs;
+	struct hf_buf body;
+	struct hf_answer ans;
+
+	/* while WAITING */
+	struct hf_write w;
+	struct hf_event *ev;
+	struct hf_run *runs[MAX_MATCH];
+	bool dropped[MAX_MATCH];
+	struct hf_sync_waiter *waiter;
+	char sync_run_id[HF_ID_SIZE];
+};
+
+struct hf_ingest {
+	struct hf_engine *eng;
+	struct MHD_Daemon *mhd;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	/* Requests suspended on a commit or a sync run. Atomic: the hot path
+	 * touches no lock; only a drain waits on it (polling). */
+	atomic_int waiting;
+	struct hf_sync_waiter *waiters;
+};
+/* ingest_sync.c. Hands the event r->ev and its nruns runs (r->runs) to the
+ * writer and suspends the connection until the commit's answer resumes it;
+ * with a `respond: sync` run, makes the request's waiter first. The caller
+ * counted the request in hf_ingest.waiting. */
+void hf_ingest_submit(struct req *r, size_t nruns);
+/* ingest_sync.c. Answers every live sync waiter 202 (their runs go on) and
+ * resumes its request: at shutdown. */
+void hf_ingest_answer_waiters(struct hf_ingest *in);
+
+#endif

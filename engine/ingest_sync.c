@@ -1,0 +1,309 @@
+/* ingest_sync.c - a webhook request while its connection is suspended
+ * (see hf_ingest.h): the write handed to the writer, the answer the commit
+ * fills in (202, 200 for a duplicate, 503), and for a `respond: sync`
+ * workflow the waiter that holds the request until its run ends, its timer
+ * runs out (202 with "timeout") or the server stops.
+ *
+ * Not here: reading, routing, verifying and dispatching the request, the
+ * daemon and its lifecycle (ingest.c).
+ *
+ * Threading: hf_ingest_submit on an HTTP thread; ingest_written on the writer
+ * thread; sync_timeout on the scheduler thread; hf_ingest_sync_finish on the
+ * thread ending the run; hf_ingest_answer_waiters on the stopping thread. A
+ * waiter is answered once (waiter_claim, under its lock) and freed by its last
+ * reference; the live waiters' list is under hf_ingest.lock.
+ *
+ * Neighbours: ingest.c, ingest_int.h, store.c (the write), scheduler.c (the
+ * runs, the timer), engine.c (hf_engine.sync_finish). */
+#include "hf_limits.h"
+#include "hf_metrics.h"
+#include "ingest_int.h"
+
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct hf_sync_waiter {
+	pthread_mutex_t lock;
+	int refs; /* the run's and the timer's */
+	bool answered;
+	struct req *req;
+	struct hf_ingest *in;
+	struct hf_sync_waiter *prev, *next; /* live waiters, for shutdown */
+};
+
+/* --- the commit's answer (writer thread) --- */
+
+static void resume(struct req *r)
+{
+	struct hf_ingest *in = r->in;
+	r->state = ANSWERING;
+	MHD_resume_connection(r->conn);
+	atomic_fetch_sub(&in->waiting, 1);
+}
+
+static void waiter_unref(struct hf_sync_waiter *wt)
+{
+	pthread_mutex_lock(&wt->lock);
+	int left = --wt->refs;
+	pthread_mutex_unlock(&wt->lock);
+	if (left)
+		return;
+	pthread_mutex_destroy(&wt->lock);
+	free(wt);
+}
+
+/* Answers a sync waiter once; returns false when it was answered already. */
+static bool waiter_claim(struct hf_sync_waiter *wt)
+{
+	pthread_mutex_lock(&wt->lock);
+	bool mine = !wt->answered;
+	wt->answered = true;
+	pthread_mutex_unlock(&wt->lock);
+	if (mine) {
+		struct hf_ingest *in = wt->in;
+		pthread_mutex_lock(&in->lock);
+		if (wt->prev)
+			wt->prev->next = wt->next;
+		else
+			in->waiters = wt->next;
+		if (wt->next)
+			wt->next->prev = wt->prev;
+		pthread_mutex_unlock(&in->lock);
+	}
+	return mine;
+}
+
+static void sync_timeout(void *arg)
+{
+	struct hf_sync_waiter *wt = arg;
+	if (waiter_claim(wt)) {
+		struct req *r = wt->req;
+		/* The run goes on: answer as an async workflow would, and say
+		 * that the wait timed out. */
+		hf_answer_json(&r->ans, 202,
+			       json_pack("{s:s,s:[s],s:b}", "event", r->ev->id,
+					 "runs", r->sync_run_id, "timeout", 1));
+		resume(r);
+	}
+	waiter_unref(wt);
+}
+
+void hf_ingest_sync_finish(struct hf_sync_waiter *wt, const struct hf_run *run)
+{
+	if (waiter_claim(wt)) {
+		struct req *r = wt->req;
+		json_t *out = run->last_output;
+		json_t *st = json_object_get(out, "status");
+		json_t *body = json_object_get(out, "body");
+		json_t *headers = json_object_get(out, "headers");
+		if (run->status == HF_RUN_FAILED) {
+			hf_answer_json(
+			    &r->ans, 500,
+			    json_pack("{s:s,s:s,s:s}", "error",
+				      run->error ? run->error : "run failed",
+				      "event", r->ev->id, "run", run->id));
+		} else if (json_is_object(out) &&
+			   (json_is_integer(st) || body || headers)) {
+			int status = json_is_integer(st)
+					 ? (int)json_integer_value(st)
+					 : 200;
+			if (status < 100 || status > 599)
+				status = 200;
+			if (json_is_string(body)) {
+				free(r->ans.body);
+				r->ans.status = status;
+				r->ans.body =
+				    hf_xstrndup(json_string_value(body),
+						json_string_length(body));
+				r->ans.len = json_string_length(body);
+				r->ans.ctype = "text/plain; charset=utf-8";
+			} else {
+				hf_answer_json(
+				    &r->ans, status,
+				    json_incref(body ? body : json_null()));
+			}
+			if (json_is_object(headers)) {
+				r->ans.headers = json_deep_copy(headers);
+				if (json_object_get(headers, "Content-Type") ||
+				    json_object_get(headers, "content-type"))
+					r->ans.ctype = NULL;
+			}
+		} else {
+			hf_answer_json(&r->ans, 200,
+				       json_incref(out ? out : json_null()));
+		}
+		resume(r);
+	}
+	waiter_unref(wt);
+}
+
+/* With --log-format logfmt or json: one line per event answered here, with
+ * the status of that answer (a respond: sync caller gets its answer from the
+ * run later). ids may be NULL (no runs were made). */
+static void log_answered(const struct req *r, int status, const char *dup_of,
+			 json_t *ids)
+{
+	const char *msg = status == 202	  ? "event stored"
+			  : status == 200 ? "event is a duplicate"
+					  : "event not stored";
+	if (!hf_log_structured())
+		return;
+	char code[8];
+	snprintf(code, sizeof code, "%d", status);
+	struct hf_buf runs = {0};
+	size_t i;
+	json_t *id;
+	hf_buf_append(&runs, "", 0);
+	json_array_foreach(ids, i, id)
+	    hf_buf_printf(&runs, "%s%s", i ? "," : "", json_string_value(id));
+	hf_log_kv(status >= 500 ? HF_LOG_WARN : HF_LOG_INFO, msg, "event",
+		  dup_of ? NULL : r->ev->id, "method", r->ev->method, "path",
+		  r->ev->path, "status", code, "duplicate_of", dup_of, "runs",
+		  ids ? runs.data : NULL, (const char *)NULL);
+	hf_buf_release(&runs);
+}
+
+/* The request will not wait for a run after all: its waiter goes, with both
+ * the run's and the timer's references. */
+static void drop_waiter(struct req *r)
+{
+	if (!r->waiter)
+		return;
+	waiter_claim(r->waiter);
+	waiter_unref(r->waiter);
+	waiter_unref(r->waiter);
+	r->waiter = NULL;
+}
+
+static void ingest_written(struct hf_write *w)
+{
+	struct req *r = w->ctx;
+	struct hf_engine *eng = r->in->eng;
+	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
+	/* Only the writer read these: the queued runs need not carry them. */
+	free(r->ev->headers_text);
+	free(r->ev->query_text);
+	r->ev->headers_text = r->ev->query_text = NULL;
+	if (w->rc < 0 || w->dup_of[0]) {
+		/* Not stored, or a duplicate: no run of this request goes on.
+		 */
+		if (w->rc < 0) {
+			hf_answer_error(&r->ans, 503,
+					"cannot store the event now");
+			r->ans.retry_after = 1;
+		} else {
+			hf_answer_json(&r->ans, 200,
+				       json_pack("{s:s,s:b}", "event",
+						 w->dup_of, "duplicate", 1));
+		}
+		for (size_t i = 0; i < w->nruns; i++)
+			hf_run_free(w->runs[i]);
+		drop_waiter(r);
+		hf_metrics_event(wf_name, r->ans.status);
+		log_answered(r, r->ans.status, w->rc < 0 ? NULL : w->dup_of,
+			     NULL);
+		resume(r);
+		return;
+	}
+	json_t *ids = json_array();
+	struct hf_run *sync_run = NULL;
+	for (size_t i = 0; i < w->nruns; i++) {
+		struct hf_run *run = w->runs[i];
+		if (w->dropped[i]) {
+			hf_run_free(run);
+			continue;
+		}
+		json_array_append_new(ids, json_string(run->id));
+		if (r->waiter && !sync_run && run->wf->respond_sync) {
+			sync_run = run;
+			run->waiter = r->waiter;
+			memcpy(r->sync_run_id, run->id, HF_ID_SIZE);
+		}
+	}
+	log_answered(r, 202, NULL, ids);
+	hf_answer_json(&r->ans, 202,
+		       json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids));
+	hf_metrics_event(wf_name, 202);
+	if (!sync_run) /* its run was a duplicate */
+		drop_waiter(r);
+	struct hf_sync_waiter *wt = r->waiter;
+	int64_t timeout = sync_run ? sync_run->wf->respond_timeout_ms : 0;
+	/* Once resumed, the request (and w, which lives in it) may be freed at
+	 * any moment: keep what is still needed. */
+	struct hf_run *keep[MAX_MATCH];
+	size_t nkeep = 0;
+	for (size_t i = 0; i < w->nruns; i++)
+		if (!w->dropped[i])
+			keep[nkeep++] = w->runs[i];
+	if (!wt)
+		resume(r); /* before the push: the answer is complete */
+	for (size_t i = 0; i < nkeep; i++)
+		hf_sched_push(eng->sched, keep[i]);
+	if (wt)
+		hf_sched_timer(eng->sched, hf_mono_ms() + timeout, sync_timeout,
+			       wt);
+}
+
+/* --- suspending a request --- */
+
+/* A request whose first run answers with `respond: sync` waits for it: its
+ * waiter is made here and listed for shutdown. */
+static void add_waiter(struct req *r, size_t nruns)
+{
+	for (size_t i = 0; i < nruns; i++) {
+		if (!r->runs[i]->wf->respond_sync)
+			continue;
+		struct hf_sync_waiter *wt = hf_xcalloc(1, sizeof *wt);
+		pthread_mutex_init(&wt->lock, NULL);
+		wt->refs = 2;
+		wt->req = r;
+		wt->in = r->in;
+		r->waiter = wt;
+		pthread_mutex_lock(&r->in->lock);
+		wt->next = r->in->waiters;
+		if (wt->next)
+			wt->next->prev = wt;
+		r->in->waiters = wt;
+		pthread_mutex_unlock(&r->in->lock);
+		return;
+	}
+}
+
+void hf_ingest_submit(struct req *r, size_t nruns)
+{
+	add_waiter(r, nruns);
+	r->w.kind = HF_W_INGEST;
+	r->w.event = r->ev;
+	r->w.runs = r->runs;
+	r->w.nruns = nruns;
+	r->w.dropped = r->dropped;
+	r->w.done = ingest_written;
+	r->w.ctx = r;
+	r->state = WAITING;
+	MHD_suspend_connection(r->conn);
+	hf_store_submit(r->in->eng->store, &r->w);
+}
+
+void hf_ingest_answer_waiters(struct hf_ingest *in)
+{
+	for (;;) {
+		pthread_mutex_lock(&in->lock);
+		struct hf_sync_waiter *wt = in->waiters;
+		if (wt) {
+			pthread_mutex_lock(&wt->lock);
+			wt->refs++;
+			pthread_mutex_unlock(&wt->lock);
+		}
+		pthread_mutex_unlock(&in->lock);
+		if (!wt)
+			break;
+		if (waiter_claim(wt)) {
+			hf_answer_json(
+			    &wt->req->ans, 202,
+			    json_pack("{s:s}", "event", wt->req->ev->id));
+			resume(wt->req);
+		}
+		waiter_unref(wt);
+	}
+}
