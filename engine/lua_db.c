@@ -12,29 +12,23 @@
  * ';' only without parameters (an error otherwise: which statement would they
  * belong to?); db.query and db.one take exactly one statement.
  *
- * What a step may do to the connection (contract §8, docs/security.md): an
- * authorizer allows PRAGMA only for the read-only introspection pragmas of
- * introspection[] (any other, read or write, is refused, also through a
- * pragma_NAME() table-valued function), refuses ATTACH, DETACH, temporary
- * tables, views, triggers and indexes (they would outlive the step on this
- * shared connection) and load_extension(); extension loading is off,
- * trusted_schema is off and defensive mode is on. So every step starts with the
- * connection settings hf_lua_db_open made. One value (string, blob, stored
- * row) and the SQL text are capped at --max-value (SQLITE_LIMIT_LENGTH and
- * SQLITE_LIMIT_SQL_LENGTH), checked before SQLite allocates it; and since a
- * result row of many such values is never one stored value, SQLite's heap
- * (given to it by hf_lua_db_global_init) is also counted per thread while a
- * db.* call runs: one call may take at most 2 x --max-value + HF_DB_CALL_SLACK
- * more than it had (process-wide limits such as sqlite3_hard_heap_limit would
- * reach the state database too).
+ * What a step may do to the connection (contract §8, docs/security.md) is
+ * lua_db_guard.c's: the authorizer, the connection's limits, SQLite's memory
+ * counted per db.* call, and the words for their refusals. This file opens the
+ * connection (defensive mode on, then hf_lua_db_restrict), so every step starts
+ * with the connection settings hf_lua_db_open made.
  *
  * Every statement a call holds is owned by the connection's small LRU cache
  * (or finalized before any error is raised); work that may raise in Lua runs
  * under lua_pcall so the statement is always reset before the error goes on.
- * Owns: its sqlite3 connection. Threading: one connection per runtime, used by
- * the runtime's thread only. */
-#include "hf_limits.h"
-#include "hf_lua_db.h"
+ * Owns: its sqlite3 connection and statement cache. Does not own: SQLite's
+ * allocator or the authorizer (lua_db_guard.c, through lua_db_int.h).
+ * Threading: one connection per runtime, used by the runtime's thread only.
+ * Neighbours: luart.c opens it per runtime and brackets each step with
+ * hf_lua_db_begin_step / hf_lua_db_end_step; lua_sandbox.c pushes the global
+ * (hf_lua_open_db); lua_json.c gives json.null and array marks. */
+#include "lua_db_int.h"
+
 #include "hf_lua_json.h"
 #include "hf_luart.h"
 
@@ -44,135 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
-
-struct cached {
-	char *sql; /* NULL: free slot */
-	size_t len;
-	sqlite3_stmt *stmt;
-	uint64_t used; /* LRU clock */
-	bool busy;     /* handed out to a running call */
-};
-
-struct hf_lua_db {
-	sqlite3 *db;
-	int64_t deadline;   /* mono ms, 0 = none */
-	int64_t busy_start; /* mono ms when the current lock wait began */
-	int tx_depth;	    /* db.tx nesting */
-	int64_t max_value;  /* --max-value: SQLITE_LIMIT_LENGTH */
-	uint64_t clock;
-	char denied[192]; /* why the authorizer refused the last statement */
-	struct cached cache[HF_DB_STMT_CACHE];
-};
-
-/* ---- SQLite's memory, counted per db.* call ---- */
-
-/* The allocator given to SQLite: malloc with an 8-byte size header (as
- * SQLite's own), charging the calling thread's budget while `on`. */
-static _Thread_local struct {
-	bool on;
-	bool hit;     /* an allocation was refused: the budget ran out */
-	int64_t left; /* bytes the current call may still take */
-} tl_mem;
-static bool mem_counted; /* hf_lua_db_global_init installed mem_methods */
-
-static void *mem_malloc(int n)
-{
-	if (tl_mem.on && n > tl_mem.left) {
-		tl_mem.hit = true;
-		return NULL;
-	}
-	int64_t *p = malloc((size_t)n + 8);
-	if (!p)
-		return NULL;
-	p[0] = n;
-	if (tl_mem.on)
-		tl_mem.left -= n;
-	return p + 1;
-}
-
-static void mem_free(void *v)
-{
-	if (!v)
-		return;
-	int64_t *p = (int64_t *)v - 1;
-	if (tl_mem.on)
-		tl_mem.left += p[0];
-	free(p);
-}
-
-static int mem_size(void *v)
-{
-	return v ? (int)((int64_t *)v - 1)[0] : 0;
-}
-
-static void *mem_realloc(void *v, int n)
-{
-	if (!v)
-		return mem_malloc(n);
-	int64_t old = mem_size(v);
-	if (tl_mem.on && n - old > tl_mem.left) {
-		tl_mem.hit = true;
-		return NULL;
-	}
-	int64_t *p = realloc((int64_t *)v - 1, (size_t)n + 8);
-	if (!p)
-		return NULL;
-	p[0] = n;
-	if (tl_mem.on)
-		tl_mem.left -= n - old;
-	return p + 1;
-}
-
-static int mem_roundup(int n)
-{
-	return (n + 7) & ~7;
-}
-
-static int mem_init(void *app)
-{
-	(void)app;
-	return SQLITE_OK;
-}
-
-static void mem_shutdown(void *app)
-{
-	(void)app;
-}
-
-static const sqlite3_mem_methods mem_methods = {
-    mem_malloc,	 mem_free, mem_realloc,	 mem_size,
-    mem_roundup, mem_init, mem_shutdown, NULL,
-};
-
-bool hf_lua_db_global_init(void)
-{
-	if (!mem_counted &&
-	    sqlite3_config(SQLITE_CONFIG_MALLOC, &mem_methods) == SQLITE_OK)
-		mem_counted = true;
-	return mem_counted;
-}
-
-/* A db.* call begins on d: a fresh budget for this thread, unless the call
- * runs inside another, which keeps the outer one. Returns whether it
- * did. */
-static bool mem_call(const struct hf_lua_db *d)
-{
-	if (tl_mem.on)
-		return true;
-	tl_mem.left = 2 * d->max_value + HF_DB_CALL_SLACK;
-	tl_mem.hit = false;
-	tl_mem.on = mem_counted;
-	return false;
-}
-
-/* The call is over (or SQLite runs for the engine, not the step). */
-static void mem_off(void)
-{
-	tl_mem.on = false;
-}
 
 /* ---- connection ---- */
 
@@ -201,88 +68,6 @@ static int progress_handler(void *p)
 {
 	struct hf_lua_db *d = p;
 	return d->deadline && hf_mono_ms() >= d->deadline;
-}
-
-/* Read-only introspection: the only pragmas a step may run (with any
- * argument: a table or index name). */
-static const char *const introspection[] = {
-    "table_info",	"table_xinfo",	     "table_list",
-    "index_list",	"index_info",	     "index_xinfo",
-    "foreign_key_list", "foreign_key_check", NULL,
-};
-
-/* Refuses the statement being prepared, saying why (fmt takes one string). */
-#define DENY(d, ...)                                                           \
-	(snprintf((d)->denied, sizeof(d)->denied, __VA_ARGS__), SQLITE_DENY)
-
-static int authorizer(void *p, int action, const char *a1, const char *a2,
-		      const char *dbname, const char *trigger)
-{
-	struct hf_lua_db *d = p;
-	(void)dbname;
-	(void)trigger;
-	switch (action) {
-	case SQLITE_PRAGMA:
-		for (int i = 0; introspection[i]; i++)
-			if (a1 && strcasecmp(a1, introspection[i]) == 0)
-				return SQLITE_OK;
-		return DENY(d,
-			    "PRAGMA %s is not allowed (read-only introspection "
-			    "pragmas only)",
-			    a1 ? a1 : "?");
-	case SQLITE_ATTACH: /* VACUUM too: it attaches its copy */
-		return DENY(d,
-			    "ATTACH (or VACUUM) is not allowed (db.* reaches "
-			    "the --data database only)");
-	case SQLITE_DETACH:
-		return DENY(d, "DETACH is not allowed (db.* reaches the --data "
-			       "database only)");
-	case SQLITE_CREATE_TEMP_TABLE:
-	case SQLITE_CREATE_TEMP_VIEW:
-	case SQLITE_CREATE_TEMP_TRIGGER:
-	case SQLITE_CREATE_TEMP_INDEX:
-		return DENY(d, "temporary tables, views and triggers are not "
-			       "allowed (they would outlive the step)");
-	case SQLITE_FUNCTION:
-		if (a2 && strcasecmp(a2, "load_extension") == 0)
-			return DENY(d, "%s is not allowed", a2);
-		return SQLITE_OK;
-	default:
-		return SQLITE_OK;
-	}
-}
-
-/* "64MiB", as --max-value is written. */
-static void format_size(int64_t n, char *out, size_t size)
-{
-	static const struct {
-		const char *name;
-		int64_t mult;
-	} units[] = {{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}};
-	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-		if (n && n % units[i].mult == 0) {
-			snprintf(out, size, "%lld%s",
-				 (long long)(n / units[i].mult), units[i].name);
-			return;
-		}
-	snprintf(out, size, "%lld bytes", (long long)n);
-}
-
-/* What a step may reach: settings made by hf_lua_db_open only, this file
- * only, values up to max_value. Called after the engine's own PRAGMAs. */
-static void restrict_connection(struct hf_lua_db *d)
-{
-	int64_t max = d->max_value;
-	if (max > HF_DB_MAX_VALUE_MAX)
-		max = HF_DB_MAX_VALUE_MAX;
-	sqlite3_limit(d->db, SQLITE_LIMIT_LENGTH, (int)max);
-	sqlite3_limit(d->db, SQLITE_LIMIT_SQL_LENGTH, (int)max);
-	/* no ATTACH (nor VACUUM INTO, which attaches) */
-	sqlite3_limit(d->db, SQLITE_LIMIT_ATTACHED, 0);
-	sqlite3_db_config(d->db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0,
-			  NULL);
-	sqlite3_db_config(d->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
-	sqlite3_set_authorizer(d->db, authorizer, d);
 }
 
 struct hf_lua_db *hf_lua_db_open(const char *path, bool sync_full,
@@ -318,7 +103,7 @@ struct hf_lua_db *hf_lua_db_open(const char *path, bool sync_full,
 			  NULL, NULL, &errmsg);
 	if (rc != SQLITE_OK)
 		goto fail;
-	restrict_connection(d);
+	hf_lua_db_restrict(d);
 	return d;
 fail:
 	hf_error_set(err, path, 0, 0, "cannot open data database: %s",
@@ -343,14 +128,14 @@ void hf_lua_db_close(struct hf_lua_db *d)
 
 void hf_lua_db_begin_step(struct hf_lua_db *d, int64_t deadline_ms)
 {
-	mem_off();
+	hf_lua_db_mem_off();
 	if (d)
 		d->deadline = deadline_ms;
 }
 
 bool hf_lua_db_end_step(struct hf_lua_db *d)
 {
-	mem_off();
+	hf_lua_db_mem_off();
 	if (!d)
 		return false;
 	for (int i = 0; i < HF_DB_STMT_CACHE; i++) {
@@ -452,37 +237,11 @@ struct call {
 	enum mode mode;
 };
 
-/* Why the last statement failed with rc, in the step author's words. */
-static void describe(struct hf_lua_db *d, int rc, char *msg, size_t size)
-{
-	char sz[32];
-	const char *m = sqlite3_errmsg(d->db);
-	if (d->denied[0]) {
-		snprintf(msg, size, "%s", d->denied);
-	} else if (rc == SQLITE_NOMEM && tl_mem.hit) {
-		format_size(2 * d->max_value + HF_DB_CALL_SLACK, sz, sizeof sz);
-		snprintf(msg, size,
-			 "more than %s of SQLite memory in one call (2 x "
-			 "--max-value + %d MiB)",
-			 sz, HF_DB_CALL_SLACK >> 20);
-	} else if (rc == SQLITE_INTERRUPT) {
-		snprintf(msg, size, "interrupted at the step's deadline");
-	} else if ((rc & 0xff) == SQLITE_TOOBIG) {
-		format_size(d->max_value, sz, sizeof sz);
-		snprintf(msg, size, "%s larger than --max-value (%s)",
-			 strcmp(m, "statement too long") == 0 ? "SQL statement"
-							      : "value",
-			 sz);
-	} else {
-		snprintf(msg, size, "%s", m);
-	}
-}
-
 static int raise_sqlite(lua_State *L, struct hf_lua_db *d, const char *what,
 			int rc)
 {
 	char msg[512];
-	describe(d, rc, msg, sizeof msg);
+	hf_lua_db_describe(d, rc, msg, sizeof msg);
 	return luaL_error(L, "%s: %s", what, msg);
 }
 
@@ -638,7 +397,7 @@ static int exec_multi(lua_State *L, struct hf_lua_db *d, const char *sql,
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 			;
 		if (rc != SQLITE_DONE) {
-			describe(d, rc, msg, sizeof msg);
+			hf_lua_db_describe(d, rc, msg, sizeof msg);
 			sqlite3_finalize(st);
 			return luaL_error(L, "db.exec: %s", msg);
 		}
@@ -714,10 +473,10 @@ static int run(lua_State *L, const char *what, enum mode mode)
 	lua_pushlightuserdata(L, &r);
 	for (int i = 1; i <= nargs + 1; i++)
 		lua_pushvalue(L, i);
-	bool outer = mem_call(r.d);
+	bool outer = hf_lua_db_mem_call(r.d);
 	int status = lua_pcall(L, nargs + 2, 1, 0);
 	if (!outer)
-		mem_off();
+		hf_lua_db_mem_off();
 	if (status != LUA_OK)
 		return lua_error(L);
 	return 1;
