@@ -12,7 +12,7 @@
  * ';' only without parameters (an error otherwise: which statement would they
  * belong to?); db.query and db.one take exactly one statement.
  *
- * What a step may do to the connection (contract §8, docs/security.md) is
+ * What a step may do to the connection (docs/security.md, "db.*") is
  * lua_db_guard.c's: the authorizer, the connection's limits, SQLite's memory
  * counted per db.* call, and the words for their refusals. This file opens the
  * connection (defensive mode on, then hf_lua_db_restrict), so every step starts

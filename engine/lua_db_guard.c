@@ -1,5 +1,5 @@
 /* lua_db_guard.c - what a step may do to the connection of the `db` global
- * (contract §8, docs/security.md).
+ * (docs/security.md, "db.*").
  *
  * An authorizer allows PRAGMA only for the read-only introspection pragmas of
  * introspection[] (any other, read or write, is refused, also through a
