@@ -8,25 +8,11 @@
 #include "hf_limits.h"
 #include "hf_router.h"
 #include "tap.h"
+#include "wf_fixture.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-
-static struct hf_workflow *parse(const char *text)
-{
-	struct hf_diags d = {0};
-	struct hf_workflow *wf =
-	    hf_workflow_parse("wf.yml", text, strlen(text), "/nonexistent", &d);
-	if (!wf) {
-		char msg[2048];
-		hf_error_format(&d.items[0], msg, sizeof msg);
-		fprintf(stderr, "parse: %s\n", msg);
-		exit(2);
-	}
-	hf_diags_release(&d);
-	return wf;
-}
 
 static struct hf_event *new_event(const char *path, const char *body,
 				  json_t *headers)
@@ -278,29 +264,35 @@ static void *tests_main(void *arg)
 
 int main(void)
 {
-	wf_if = parse("name: gated\n" ON "if: event.body.go == true\n" STEPS);
-	wf_iferr = parse("name: broken\n" ON "if: event.body.x.y == 1\n" STEPS);
-	wf_plain = parse("name: plain\n" ON STEPS);
-	wf_dedupe = parse("name: deduped\n"
-			  "on: {webhook: {path: /a, dedupe: event.body.id}}\n"
-			  "steps: [{id: s, run: return 1}]\n");
-	wf_github = parse("name: gh\n"
-			  "on: {webhook: {path: /a, verify: {scheme: github, "
-			  "secret: plain}}}\n" STEPS);
-	wf_stripe = parse("name: st\n"
-			  "on: {webhook: {path: /a, verify: {scheme: stripe, "
-			  "secret: whsec_x}}}\n" STEPS);
-	wf_standard = parse("name: sw\n"
-			    "on: {webhook: {path: /a, verify: {scheme: "
-			    "standard-webhooks, secret: whsec_eA==}}}\n" STEPS);
-	wf_lane =
-	    parse("name: laned\n" ON
-		  "concurrency: {key: event.body.tenant, max: 2}\n" STEPS);
-	wf_other_path = parse("name: other\n"
-			      "on: {webhook: {path: /b}}\n" STEPS);
+	wf_if = parse_workflow("name: gated\n" ON
+			       "if: event.body.go == true\n" STEPS);
+	wf_iferr = parse_workflow("name: broken\n" ON
+				  "if: event.body.x.y == 1\n" STEPS);
+	wf_plain = parse_workflow("name: plain\n" ON STEPS);
+	wf_dedupe =
+	    parse_workflow("name: deduped\n"
+			   "on: {webhook: {path: /a, dedupe: event.body.id}}\n"
+			   "steps: [{id: s, run: return 1}]\n");
+	wf_github =
+	    parse_workflow("name: gh\n"
+			   "on: {webhook: {path: /a, verify: {scheme: github, "
+			   "secret: plain}}}\n" STEPS);
+	wf_stripe =
+	    parse_workflow("name: st\n"
+			   "on: {webhook: {path: /a, verify: {scheme: stripe, "
+			   "secret: whsec_x}}}\n" STEPS);
+	wf_standard =
+	    parse_workflow("name: sw\n"
+			   "on: {webhook: {path: /a, verify: {scheme: "
+			   "standard-webhooks, secret: whsec_eA==}}}\n" STEPS);
+	wf_lane = parse_workflow(
+	    "name: laned\n" ON
+	    "concurrency: {key: event.body.tenant, max: 2}\n" STEPS);
+	wf_other_path = parse_workflow("name: other\n"
+				       "on: {webhook: {path: /b}}\n" STEPS);
 	wf_get_only =
-	    parse("name: getter\n"
-		  "on: {webhook: {path: /a, methods: [GET]}}\n" STEPS);
+	    parse_workflow("name: getter\n"
+			   "on: {webhook: {path: /a, methods: [GET]}}\n" STEPS);
 
 	pthread_t t;
 	if (pthread_create(&t, NULL, tests_main, NULL) != 0)

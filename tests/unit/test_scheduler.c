@@ -5,6 +5,7 @@
  * assert outcomes and order, never durations. */
 #include "hf_sched.h"
 #include "tap.h"
+#include "wf_fixture.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,22 +28,6 @@ static bool wait_ready(struct hf_sched *s, size_t n)
 		sleep_ms(5);
 	}
 	return hf_sched_ready(s) >= n;
-}
-
-static struct hf_workflow *parse(const char *text)
-{
-	struct hf_diags d = {0};
-	struct hf_workflow *wf =
-	    hf_workflow_parse("wf.yml", text, strlen(text), "/nonexistent", &d);
-	if (!wf) {
-		char msg[2048];
-		hf_error_format(d.n ? &d.items[0] : &(struct hf_error){0}, msg,
-				sizeof msg);
-		fprintf(stderr, "parse: %s\n", msg);
-		exit(2);
-	}
-	hf_diags_release(&d);
-	return wf;
 }
 
 static struct hf_event *new_event(void)
@@ -325,21 +310,21 @@ static void test_destroy_frees(void)
 
 int main(void)
 {
-	wf_plain = parse("name: plain\n"
-			 "on: {webhook: {path: /a}}\n"
-			 "steps: [{id: s, run: return 1}]\n");
-	wf_lane1 = parse("name: lane1\n"
-			 "on: {webhook: {path: /a}}\n"
-			 "concurrency: {key: event.body.k}\n"
-			 "steps: [{id: s, run: return 1}]\n");
-	wf_lane1b = parse("name: lane1b\n"
-			  "on: {webhook: {path: /a}}\n"
-			  "concurrency: {key: event.body.k, max: 1}\n"
-			  "steps: [{id: s, run: return 1}]\n");
-	wf_lane2 = parse("name: lane2\n"
-			 "on: {webhook: {path: /a}}\n"
-			 "concurrency: {key: event.body.k, max: 2}\n"
-			 "steps: [{id: s, run: return 1}]\n");
+	wf_plain = parse_workflow("name: plain\n"
+				  "on: {webhook: {path: /a}}\n"
+				  "steps: [{id: s, run: return 1}]\n");
+	wf_lane1 = parse_workflow("name: lane1\n"
+				  "on: {webhook: {path: /a}}\n"
+				  "concurrency: {key: event.body.k}\n"
+				  "steps: [{id: s, run: return 1}]\n");
+	wf_lane1b = parse_workflow("name: lane1b\n"
+				   "on: {webhook: {path: /a}}\n"
+				   "concurrency: {key: event.body.k, max: 1}\n"
+				   "steps: [{id: s, run: return 1}]\n");
+	wf_lane2 = parse_workflow("name: lane2\n"
+				  "on: {webhook: {path: /a}}\n"
+				  "concurrency: {key: event.body.k, max: 2}\n"
+				  "steps: [{id: s, run: return 1}]\n");
 	CHECK(wf_lane1->concurrency_max == 1);
 	CHECK(wf_lane2->concurrency_max == 2);
 	ev = new_event();

@@ -7,6 +7,7 @@
 #include "hf_store.h"
 #include "tap.h"
 #include "tmpdir.h"
+#include "wf_fixture.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -43,21 +44,6 @@ static struct hf_store *open_store(bool writer)
 		exit(2);
 	}
 	return s;
-}
-
-static struct hf_workflow *parse(const char *text)
-{
-	struct hf_diags d = {0};
-	struct hf_workflow *wf =
-	    hf_workflow_parse("wf.yml", text, strlen(text), "/nonexistent", &d);
-	if (!wf) {
-		char msg[2048];
-		hf_error_format(&d.items[0], msg, sizeof msg);
-		fprintf(stderr, "parse: %s\n", msg);
-		exit(2);
-	}
-	hf_diags_release(&d);
-	return wf;
 }
 
 static struct hf_workflow *wf_a, *wf_b;
@@ -971,14 +957,14 @@ int main(void)
 {
 	tmpdir_create("store");
 	tmpdir_file(dbpath, sizeof dbpath, "state.db");
-	wf_a =
-	    parse("name: alpha\n"
-		  "on: {webhook: {path: /a}}\n"
-		  "steps: [{id: a, run: return 1}, {id: b, run: return 2}]\n");
-	wf_b =
-	    parse("name: beta\n"
-		  "on: {webhook: {path: /a}}\n"
-		  "steps: [{id: a, run: return 1}, {id: b, run: return 2}]\n");
+	wf_a = parse_workflow(
+	    "name: alpha\n"
+	    "on: {webhook: {path: /a}}\n"
+	    "steps: [{id: a, run: return 1}, {id: b, run: return 2}]\n");
+	wf_b = parse_workflow(
+	    "name: beta\n"
+	    "on: {webhook: {path: /a}}\n"
+	    "steps: [{id: a, run: return 1}, {id: b, run: return 2}]\n");
 
 	test_ingest(false);
 	test_ingest(true);
