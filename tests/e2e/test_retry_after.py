@@ -69,6 +69,17 @@ def wait_retry(srv, run_id, attempt=2):
                     15, what=f"run {run_id} to wait for attempt {attempt}")
 
 
+def expect_failed(srv, path, body, attempts, *wants, timeout=30):
+    """Runs path; the run must fail after `attempts` attempts of its step,
+    every one of wants in its error."""
+    run = srv.wait_run(start(srv, path, body), timeout=timeout)
+    assert run["status"] == "failed", run
+    assert run["steps"][0]["attempts"] == attempts, run
+    for want in wants:
+        assert want in run["error"], (want, run["error"])
+    return run
+
+
 def hits(receiver):
     with receiver.lock:
         return len(receiver.requests)
@@ -117,10 +128,8 @@ def test_no_attempt_left_fails_with_the_message(server, receiver):
     receiver.default = (429, {"Retry-After": "1"}, "still busy")
     srv = server(workflows={"sync": workflow("sync", CALL,
                                              retry="{ attempts: 2 }")})
-    run = srv.wait_run(start(srv, "/sync", {"url": receiver.url}), timeout=30)
-    assert run["status"] == "failed", run
-    assert run["steps"][0]["attempts"] == 2, run
-    assert "rate limited: still busy" in run["error"], run
+    run = expect_failed(srv, "/sync", {"url": receiver.url}, 2,
+                        "rate limited: still busy")
     assert run["error"].startswith("step 'call' failed:"), run
     assert hits(receiver) == 2
 
@@ -130,48 +139,44 @@ def test_without_retry_key_it_is_one_attempt(server):
     wf = ("name: once\non:\n  webhook:\n    path: /once\nsteps:\n"
           "  - id: call\n    run: retry.after(1, 'come back later')\n")
     srv = server(workflows={"once": wf})
-    run = srv.wait_run(start(srv, "/once", {}), timeout=15)
-    assert run["status"] == "failed", run
-    assert run["steps"][0]["attempts"] == 1
-    assert "come back later" in run["error"], run
+    expect_failed(srv, "/once", {}, 1, "come back later")
 
 
 # --- retry.max_delay --------------------------------------------------------
 
 
-def test_max_delay_caps_a_huge_delay(server):
-    wf = workflow("cap", "retry.after(86400 * 365, 'next year')",
-                  retry="{ attempts: 3, max_delay: 10m }")
-    srv = server(workflows={"cap": wf})
-    run_id = start(srv, "/cap", {})
+def capped(srv, path, cap_ms):
+    """Starts the run of path and checks that its next attempt is stored as
+    due exactly cap_ms after the failed one (within the time it took to
+    store); returns the failed step's row."""
+    run_id = start(srv, path, {})
     _, _, due = wait_retry(srv, run_id)
     now = int(time.time() * 1000)
     step = db_step(srv, run_id)
-    assert step[0] == "failed" and "next year" in step[4], step
-    assert step[3] + 600_000 <= due <= now + 600_000, (due, step, now)
+    assert step[3] + cap_ms <= due <= now + cap_ms, (due, step, now)
     assert srv.run(run_id)["status"] == "running"
+    return step
+
+
+def test_max_delay_caps_a_huge_delay(server):
+    wf = workflow("cap", "retry.after(86400 * 365, 'next year')",
+                  retry="{ attempts: 3, max_delay: 10m }")
+    step = capped(server(workflows={"cap": wf}), "/cap", 600_000)
+    assert step[0] == "failed" and "next year" in step[4], step
 
 
 def test_default_max_delay_is_one_hour(server):
     wf = workflow("cap1h", "retry.after('Fri, 31 Dec 9999 23:59:59 GMT')",
                   top="timeout: 2h\n")
-    srv = server(workflows={"cap1h": wf})
-    run_id = start(srv, "/cap1h", {})
-    _, _, due = wait_retry(srv, run_id)
-    now = int(time.time() * 1000)
-    step = db_step(srv, run_id)
-    assert step[3] + 3_600_000 <= due <= now + 3_600_000, (due, step, now)
+    capped(server(workflows={"cap1h": wf}), "/cap1h", 3_600_000)
 
 
 def test_delay_past_the_run_timeout_fails_at_once(server):
     wf = workflow("late", "retry.after('5m', 'maintenance')",
                   top="timeout: 1m\n")
     srv = server(workflows={"late": wf})
-    run = srv.wait_run(start(srv, "/late", {}), timeout=15)
-    assert run["status"] == "failed", run
-    assert run["steps"][0]["attempts"] == 1, run
-    assert "maintenance" in run["error"], run
-    assert "would pass the run's timeout" in run["error"], run
+    expect_failed(srv, "/late", {}, 1, "maintenance",
+                  "would pass the run's timeout")
 
 
 # --- retry.never --------------------------------------------------------------
@@ -188,10 +193,7 @@ def test_never_stops_at_once_with_attempts_left(server, receiver):
     """
     srv = server(workflows={"never": workflow("never", lua,
                                               retry="{ attempts: 5 }")})
-    run = srv.wait_run(start(srv, "/never", {"url": receiver.url}), timeout=15)
-    assert run["status"] == "failed", run
-    assert run["steps"][0]["attempts"] == 1, run
-    assert "rejected: 400" in run["error"], run
+    expect_failed(srv, "/never", {"url": receiver.url}, 1, "rejected: 400")
     assert hits(receiver) == 1
 
 
@@ -202,10 +204,7 @@ def test_never_caught_by_pcall_still_fails(server):
     """
     srv = server(workflows={"caught": workflow("caught", lua,
                                                retry="{ attempts: 4 }")})
-    run = srv.wait_run(start(srv, "/caught", {}), timeout=15)
-    assert run["status"] == "failed", run
-    assert run["steps"][0]["attempts"] == 1
-    assert "no point" in run["error"], run
+    expect_failed(srv, "/caught", {}, 1, "no point")
 
 
 def test_never_under_continue_on_error_goes_on(server):
@@ -239,9 +238,7 @@ def test_bad_delays_fail_the_step_with_a_message(server):
     srv = server(workflows={n: workflow(n, lua, retry="{ attempts: 1 }")
                             for n, (lua, _) in cases.items()})
     for name, (_, want) in cases.items():
-        run = srv.wait_run(start(srv, f"/{name}", {}), timeout=15)
-        assert run["status"] == "failed", (name, run)
-        assert want in run["error"], (name, run["error"])
+        expect_failed(srv, f"/{name}", {}, 1, want)
     assert srv.get("/healthz").status == 200
 
 
