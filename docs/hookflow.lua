@@ -212,3 +212,22 @@ function crypto.base64_encode(s) end
 ---@param s string
 ---@return string
 function crypto.base64_decode(s) end
+
+-- retry ------------------------------------------------------------------------
+
+---A step sets its own retry. Both functions raise an error that fails this
+---attempt (even when caught by pcall: the last call in the step decides).
+---@class hookflow.retry
+retry = {}
+
+---Fails this attempt; the next one starts no sooner than delay, capped by the
+---step's `retry.max_delay` (default 1h). It uses one of the step's `attempts`:
+---with none left the step fails with message. A delay that would pass the
+---run's `timeout` fails the step at once.
+---@param delay number|string seconds, a duration ("30s", "2m") or an HTTP date: a Retry-After header as it is
+---@param message? string the step's error (default "retry.after: retry in Ns")
+function retry.after(delay, message) end
+
+---Fails the step at once, whatever attempts are left.
+---@param message? string the step's error (default "retry.never: no retry")
+function retry.never(message) end

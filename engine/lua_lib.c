@@ -1,4 +1,4 @@
-/* lua_lib.c - the env, log (and print) and crypto globals.
+/* lua_lib.c - the env, log (and print), crypto and retry globals.
  *
  * Owns the formatting and capping of step log lines and the Lua face of the
  * hashing and base64 primitives (which live in verify.c). It does not own the
@@ -12,6 +12,7 @@
 #include "hf_verify.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -231,4 +232,93 @@ static const luaL_Reg crypto_funcs[] = {
 void hf_lua_open_crypto(lua_State *L)
 {
 	luaL_newlib(L, crypto_funcs);
+}
+
+/* ---- retry ---- */
+
+static void format_delay(int64_t ms, char *out, size_t size)
+{
+	if (ms % 1000 == 0)
+		snprintf(out, size, "%llds", (long long)(ms / 1000));
+	else
+		snprintf(out, size, "%lldms", (long long)ms);
+}
+
+/* retry.after's delay (argument 1) in ms: a number of seconds, or a string
+ * as hf_parse_retry_after takes it. Raises on anything else. */
+static int64_t delay_arg(lua_State *L)
+{
+	char shown[HF_RETRY_AFTER_MAX + 1];
+	int64_t ms;
+	if (lua_type(L, 1) == LUA_TNUMBER) {
+		lua_Number v = lua_tonumber(L, 1);
+		if (v != v)
+			luaL_error(L, "retry.after: the delay is not a number "
+				      "(nan)");
+		if (v < 0)
+			luaL_error(L, "retry.after: negative delay (%f s)",
+				   (double)v);
+		return v > 1e12 ? (int64_t)1e15 : (int64_t)(v * 1000);
+	}
+	if (lua_type(L, 1) != LUA_TSTRING)
+		luaL_error(L,
+			   "retry.after: the delay must be a number of seconds "
+			   "or a string (got %s)",
+			   lua_isnone(L, 1) ? "nil" : luaL_typename(L, 1));
+	const char *s = lua_tostring(L, 1);
+	snprintf(shown, sizeof shown, "%s", s);
+	if (hf_parse_retry_after(s, hf_now_ms(), &ms) == 0)
+		return ms;
+	if (s[strspn(s, " \t")] == '-')
+		luaL_error(L, "retry.after: negative delay '%s'", shown);
+	return luaL_error(L,
+			  "retry.after: invalid delay '%s' (expected seconds, "
+			  "a duration such as 30s or 2m, or an HTTP date)",
+			  shown);
+}
+
+/* Records the request and raises its message at the caller's line. */
+static int retry_raise(lua_State *L, enum hf_lua_retry_kind kind,
+		       int64_t delay_ms, const char *msg)
+{
+	struct hf_lua_retry *r = lua_touserdata(L, lua_upvalueindex(1));
+	r->kind = kind;
+	r->delay_ms = delay_ms;
+	snprintf(r->message, sizeof r->message, "%s", msg);
+	luaL_where(L, 1);
+	lua_pushstring(L, msg);
+	lua_concat(L, 2);
+	return lua_error(L);
+}
+
+static int l_retry_after(lua_State *L)
+{
+	int64_t ms = delay_arg(L);
+	const char *msg = luaL_optstring(L, 2, NULL);
+	char d[32], dflt[64];
+	if (!msg) {
+		format_delay(ms, d, sizeof d);
+		snprintf(dflt, sizeof dflt, "retry.after: retry in %s", d);
+		msg = dflt;
+	}
+	return retry_raise(L, HF_LUA_RETRY_AFTER, ms, msg);
+}
+
+static int l_retry_never(lua_State *L)
+{
+	const char *msg = luaL_optstring(L, 1, "retry.never: no retry");
+	return retry_raise(L, HF_LUA_RETRY_NEVER, 0, msg);
+}
+
+static const luaL_Reg retry_funcs[] = {
+    {"after", l_retry_after},
+    {"never", l_retry_never},
+    {NULL, NULL},
+};
+
+void hf_lua_open_retry(lua_State *L, struct hf_lua_retry *r)
+{
+	luaL_newlibtable(L, retry_funcs);
+	lua_pushlightuserdata(L, r);
+	luaL_setfuncs(L, retry_funcs, 1);
 }

@@ -607,6 +607,8 @@ static void open_contract(lua_State *L, int sandbox, struct hf_luart *rt)
 	set_frozen(L, sandbox, "log");
 	hf_lua_push_print(L, &rt->log);
 	lua_setfield(L, sandbox, "print");
+	hf_lua_open_retry(L, &rt->retry);
+	set_frozen(L, sandbox, "retry");
 	if (rt->db) {
 		hf_lua_open_db(L, rt->db);
 		set_frozen(L, sandbox, "db");

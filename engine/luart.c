@@ -603,6 +603,21 @@ static void fail_res(struct hf_step_result *res, char *msg)
 	res->output = json_null();
 }
 
+/* What retry.after/retry.never asked: the attempt fails, even when the
+ * script caught their error and went on. */
+static void take_retry(struct hf_luart *rt, struct hf_step_result *res)
+{
+	struct hf_lua_retry *r = &rt->retry;
+	if (r->kind == HF_LUA_RETRY_NONE)
+		return;
+	if (res->status != HF_STEP_FAILED)
+		fail_res(res, hf_xstrdup(r->message));
+	res->retry_after = r->kind == HF_LUA_RETRY_AFTER;
+	res->retry_never = r->kind == HF_LUA_RETRY_NEVER;
+	res->retry_delay_ms = r->delay_ms;
+	r->kind = HF_LUA_RETRY_NONE;
+}
+
 int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
 		      struct hf_step_result *res)
 {
@@ -622,6 +637,7 @@ int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
 					       : HF_STEP_TIMEOUT_MS;
 	rt->ctx = ctx;
 	rt->log.entries = res->logs;
+	rt->retry.kind = HF_LUA_RETRY_NONE;
 	int status = run_limited(rt, step_main, 2, timeout, -1);
 	bool failed = status != LUA_OK;
 	char *err = NULL;
@@ -655,6 +671,7 @@ int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
 	if (hf_lua_db_end_step(rt->db) && res->status == HF_STEP_SUCCEEDED)
 		fail_res(res, hf_xstrdup("step left a database transaction "
 					 "open; it was rolled back"));
+	take_retry(rt, res);
 	/* Emits leave with the result of a step that succeeded, only. */
 	if (res->status == HF_STEP_SUCCEEDED)
 		hf_lua_webhook_take(rt->webhook, &res->emits, &res->nemits);

@@ -41,6 +41,7 @@ struct hf_luart {
 	struct hf_lua_http *http;	/* NULL for expression runtimes */
 	struct hf_lua_webhook *webhook; /* NULL for expression runtimes */
 	struct hf_lua_log log;
+	struct hf_lua_retry retry;     /* what the running step asked for */
 	const struct hf_step_ctx *ctx; /* while a step runs */
 	const struct hf_expr *expr;    /* while an expression runs */
 	const char *expr_key;

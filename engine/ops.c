@@ -168,9 +168,36 @@ static char *first_line(const char *s)
 	return hf_xstrndup(s ? s : "", n);
 }
 
+/* When a failed step is tried again: -1 for never (retry.never, no attempt
+ * left, or a retry.after delay that would pass the run's timeout), else the
+ * wall ms of the next attempt, after retry.after's delay (capped by
+ * retry.max_delay) or else the backoff. *past_timeout: the delay was why. */
+static int64_t next_attempt(const struct hf_run *run,
+			    const struct hf_step_result *res, int64_t now,
+			    bool *past_timeout)
+{
+	const struct hf_step *step = &run->wf->steps[run->next_step];
+	*past_timeout = false;
+	if (res->retry_never || run->step_attempt >= step->retry_attempts)
+		return -1;
+	if (!res->retry_after)
+		return now + backoff(step, run->step_attempt);
+	int64_t d = res->retry_delay_ms < step->retry_max_delay_ms
+			? res->retry_delay_ms
+			: step->retry_max_delay_ms;
+	int64_t start = run->started_at ? run->started_at : now;
+	if (now + d >= start + run->wf->timeout_ms) {
+		*past_timeout = true;
+		return -1;
+	}
+	return now + d;
+}
+
 bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 		    int64_t now)
 {
+	bool late = false;
+	int64_t due;
 	const struct hf_step *step = &run->wf->steps[run->next_step];
 	run->due_at = 0;
 	switch (res->status) {
@@ -186,10 +213,9 @@ bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 		run->step_attempt = 1;
 		break;
 	case HF_STEP_FAILED:
-		if (run->step_attempt < step->retry_attempts) {
+		if ((due = next_attempt(run, res, now, &late)) >= 0) {
 			run->step_attempt++;
-			run->due_at =
-			    now + backoff(step, run->step_attempt - 1);
+			run->due_at = due;
 			return false;
 		}
 		if (step->continue_on_error) {
@@ -199,8 +225,11 @@ bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 		}
 		free(run->error);
 		char *line = first_line(res->error);
-		run->error =
-		    hf_xasprintf("step '%s' failed: %s", step->id, line);
+		run->error = hf_xasprintf(
+		    "step '%s' failed: %s%s", step->id, line,
+		    late ? " (retry.after: the next attempt would pass the "
+			   "run's timeout)"
+			 : "");
 		free(line);
 		run->status = HF_RUN_FAILED;
 		return true;

@@ -158,6 +158,161 @@ int hf_parse_size(const char *s, int64_t *out_bytes)
 	return parse_units(s, units, sizeof units / sizeof units[0], out_bytes);
 }
 
+/* --- Retry-After --- */
+
+static const char *const month_names[] = {"Jan", "Feb", "Mar", "Apr",
+					  "May", "Jun", "Jul", "Aug",
+					  "Sep", "Oct", "Nov", "Dec"};
+static const char *const day_names[] = {"Monday",   "Tuesday", "Wednesday",
+					"Thursday", "Friday",  "Saturday",
+					"Sunday"};
+
+/* A cursor over a date being read; every reader returns false (and the
+ * date is refused) at the first byte that does not fit. */
+struct rd {
+	const char *s;
+};
+
+static bool rd_lit(struct rd *r, const char *lit)
+{
+	size_t n = strlen(lit);
+	if (strncmp(r->s, lit, n) != 0)
+		return false;
+	r->s += n;
+	return true;
+}
+
+/* Exactly n digits (n <= 4). */
+static bool rd_digits(struct rd *r, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)r->s[i]))
+			return false;
+		v = v * 10 + (r->s[i] - '0');
+	}
+	r->s += n;
+	*out = v;
+	return true;
+}
+
+/* A day name: the three-letter form, or the whole name when full. */
+static bool rd_day(struct rd *r, bool full)
+{
+	for (size_t i = 0; i < sizeof day_names / sizeof day_names[0]; i++) {
+		size_t n = full ? strlen(day_names[i]) : 3;
+		if (strncmp(r->s, day_names[i], n) == 0) {
+			r->s += n;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool rd_month(struct rd *r, int *mon)
+{
+	for (int i = 0; i < 12; i++) {
+		if (strncmp(r->s, month_names[i], 3) == 0) {
+			r->s += 3;
+			*mon = i + 1;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* "HH:MM:SS" as seconds of the day. */
+static bool rd_time(struct rd *r, int *secs)
+{
+	int h, m, s;
+	if (!rd_digits(r, 2, &h) || !rd_lit(r, ":") || !rd_digits(r, 2, &m) ||
+	    !rd_lit(r, ":") || !rd_digits(r, 2, &s))
+		return false;
+	if (h > 23 || m > 59 || s > 60) /* 60: a leap second */
+		return false;
+	*secs = h * 3600 + m * 60 + s;
+	return true;
+}
+
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar (after
+ * Howard Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static bool valid_day(int y, int m, int d)
+{
+	static const int mdays[] = {31, 28, 31, 30, 31, 30,
+				    31, 31, 30, 31, 30, 31};
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return d >= 1 && d <= mdays[m - 1] + (m == 2 && leap);
+}
+
+/* The three forms of RFC 9110 §5.6.7: IMF-fixdate ("Sun, 06 Nov 1994
+ * 08:49:37 GMT"), RFC 850 ("Sunday, 06-Nov-94 08:49:37 GMT") and asctime
+ * ("Sun Nov  6 08:49:37 1994"), as wall ms. */
+static bool parse_http_date(const char *s, int64_t *out_ms)
+{
+	struct rd r = {s};
+	int y = 0, m = 0, d = 0, t = 0;
+	bool ok;
+	if (rd_day(&r, false) && rd_lit(&r, ", ")) { /* IMF-fixdate */
+		ok = rd_digits(&r, 2, &d) && rd_lit(&r, " ") &&
+		     rd_month(&r, &m) && rd_lit(&r, " ") &&
+		     rd_digits(&r, 4, &y) && rd_lit(&r, " ") &&
+		     rd_time(&r, &t) && rd_lit(&r, " GMT");
+	} else if ((r.s = s, rd_day(&r, true)) && rd_lit(&r, ", ")) {
+		ok = rd_digits(&r, 2, &d) && rd_lit(&r, "-") &&
+		     rd_month(&r, &m) && rd_lit(&r, "-") &&
+		     rd_digits(&r, 2, &y) && rd_lit(&r, " ") &&
+		     rd_time(&r, &t) && rd_lit(&r, " GMT");
+		y += y < 70 ? 2000 : 1900; /* a two-digit year */
+	} else if ((r.s = s, rd_day(&r, false)) && rd_lit(&r, " ")) {
+		ok = rd_month(&r, &m) && rd_lit(&r, " ") &&
+		     (rd_lit(&r, " ") ? rd_digits(&r, 1, &d)
+				      : rd_digits(&r, 2, &d)) &&
+		     rd_lit(&r, " ") && rd_time(&r, &t) && rd_lit(&r, " ") &&
+		     rd_digits(&r, 4, &y);
+	} else {
+		return false;
+	}
+	if (!ok || *r.s || !valid_day(y, m, d))
+		return false;
+	*out_ms = (days_from_civil(y, m, d) * 86400 + t) * 1000;
+	return true;
+}
+
+int hf_parse_retry_after(const char *s, int64_t now_ms, int64_t *delay_ms)
+{
+	char buf[HF_RETRY_AFTER_MAX + 1];
+	if (!s)
+		return -1;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n == 0 || n > HF_RETRY_AFTER_MAX)
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	int64_t v;
+	if (hf_parse_duration(buf, &v) == 0) {
+		*delay_ms = v;
+		return 0;
+	}
+	if (!parse_http_date(buf, &v))
+		return -1;
+	*delay_ms = v > now_ms ? v - now_ms : 0;
+	return 0;
+}
+
 int64_t hf_now_ms(void)
 {
 	struct timespec ts;

@@ -37,7 +37,8 @@ static const char *const step_keys[] = {
     "id",   "run",   "script",	"if",
     "with", "retry", "timeout", "continue_on_error",
 };
-static const char *const retry_keys[] = {"attempts", "backoff", "max_backoff"};
+static const char *const retry_keys[] = {"attempts", "backoff", "max_backoff",
+					 "max_delay"};
 
 static const struct {
 	const char *name;
@@ -458,6 +459,9 @@ static void parse_retry(struct wf_ctx *c, const yaml_node_t *n,
 				  &st->retry_max_backoff_ms);
 	if (st->retry_max_backoff_ms < st->retry_backoff_ms)
 		wf_nerr(c, n, "'max_backoff' must not be less than 'backoff'");
+	if ((x = wf_get(c, n, "max_delay")))
+		wf_parse_duration(c, x, "retry.max_delay", false,
+				  &st->retry_max_delay_ms);
 }
 
 static void parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
@@ -470,6 +474,7 @@ static void parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
 	st->retry_attempts = 1;
 	st->retry_backoff_ms = HF_RETRY_BACKOFF_MS;
 	st->retry_max_backoff_ms = HF_RETRY_MAX_BACKOFF_MS;
+	st->retry_max_delay_ms = HF_RETRY_MAX_DELAY_MS;
 	st->timeout_ms = HF_STEP_TIMEOUT_MS;
 	st->line = (int)n->start_mark.line + 1;
 	if (n->type != YAML_MAPPING_NODE) {

@@ -511,4 +511,24 @@
 #define HF_SECRETS_BATCH 256
 #endif
 
+/* --- a step's own retry (retry.after) --- */
+/* The default `retry.max_delay`: how long retry.after may hold a step back
+ * unless the step says otherwise. An hour covers the Retry-After of the rate
+ * limits the senders and APIs we connect use (seconds to minutes) and a
+ * maintenance window, yet a mistaken date far ahead does not park a run for
+ * days. */
+#ifndef HF_RETRY_MAX_DELAY_MS
+#define HF_RETRY_MAX_DELAY_MS (60 * 60 * 1000)
+#endif
+/* A Retry-After value (or a delay string given to retry.after) longer than
+ * this is refused: the longest valid form, an RFC 850 date, is 36 bytes. */
+#ifndef HF_RETRY_AFTER_MAX
+#define HF_RETRY_AFTER_MAX 64
+#endif
+/* retry.after/retry.never keep this much of their message, to fail the
+ * attempt with it even when the script caught their error. */
+#ifndef HF_RETRY_MESSAGE_MAX
+#define HF_RETRY_MESSAGE_MAX 512
+#endif
+
 #endif

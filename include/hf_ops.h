@@ -50,8 +50,10 @@ int hf_ops_retry_delivery(struct hf_store *s, const char *delivery_id);
 int64_t hf_step_budget(const struct hf_run *run, int64_t now);
 
 /* Decides a run's next state after a step: updates run->next_step,
- * step_attempt, due_at, status and error from res. Returns true when the run
- * is over. */
+ * step_attempt, due_at, status and error from res. A failed step is tried
+ * again while attempts are left, after the backoff or the delay of its
+ * retry.after (capped by retry.max_delay; none that would pass the run's
+ * timeout), never after retry.never. Returns true when the run is over. */
 bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 		    int64_t now);
 

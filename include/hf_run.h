@@ -129,6 +129,12 @@ struct hf_step_result {
 	 */
 	int64_t started_at; /* wall ms */
 	int64_t finished_at;
+	/* A failed step that called retry.after: the next attempt no sooner
+	 * than retry_delay_ms from now (before retry.max_delay caps it); one
+	 * that called retry.never: no further attempt. */
+	bool retry_after;
+	bool retry_never;
+	int64_t retry_delay_ms;
 	/* output and logs as JSON text, filled by the worker before the result
 	 * goes to the writer (so that the single writer thread does not dump
 	 * them); NULL otherwise. Freed by hf_step_result_release. */

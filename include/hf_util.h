@@ -44,6 +44,15 @@ int hf_parse_duration(const char *s, int64_t *out_ms);
  * K/M/G as powers of 1024) into bytes. Returns 0 or -1. */
 int hf_parse_size(const char *s, int64_t *out_bytes);
 
+/* A Retry-After header's value (RFC 9110 §10.2.3) or a duration, as the delay
+ * in ms from now_ms: delay-seconds ("120"), a duration as hf_parse_duration
+ * takes it ("30s", "1.5m"), or an HTTP-date in any of its three forms (a date
+ * already past is a delay of 0). Spaces and tabs around it are ignored.
+ * Returns 0, or -1 when s is none of these or longer than
+ * HF_RETRY_AFTER_MAX bytes (*delay_ms untouched). Pure: no clock, no locale.
+ */
+int hf_parse_retry_after(const char *s, int64_t now_ms, int64_t *delay_ms);
+
 int64_t hf_now_ms(void);  /* wall clock, ms since the epoch */
 int64_t hf_mono_ms(void); /* monotonic clock, ms */
 struct timespec;

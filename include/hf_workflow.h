@@ -73,6 +73,7 @@ struct hf_step {
 	int retry_attempts; /* total attempts, 1 = no retry */
 	int64_t retry_backoff_ms;
 	int64_t retry_max_backoff_ms;
+	int64_t retry_max_delay_ms; /* caps retry.after's delay */
 	int64_t timeout_ms;
 	bool continue_on_error;
 	int line; /* where the step starts in the YAML file */

@@ -359,6 +359,7 @@ CONTRACT = {
     "json": ["encode", "decode", "null"],
     "log": ["info", "warn", "error"],
     "crypto": ["hmac_sha256", "sha256", "base64_encode", "base64_decode"],
+    "retry": ["after", "never"],
 }
 
 

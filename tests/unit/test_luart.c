@@ -933,6 +933,56 @@ static void write_file(const char *path, const char *text)
 	}
 }
 
+/* ---- retry.after, retry.never ---- */
+
+/* The step must fail with want in its error and the retry request given
+ * (after: delay >= 0; never: delay -2; neither: -1). */
+static void expect_retry(struct hf_luart *rt, const char *code,
+			 const char *want, int64_t delay)
+{
+	struct hf_step_result res = run_code(rt, code);
+	CHECK(res.status == HF_STEP_FAILED);
+	if (!res.error || !strstr(res.error, want))
+		fprintf(stderr, "retry error for %s\n  got: %s\n", code,
+			res.error ? res.error : "(none)");
+	CHECK(res.error && strstr(res.error, want));
+	CHECK(res.retry_never == (delay == -2));
+	CHECK(res.retry_after == (delay >= 0));
+	if (delay >= 0)
+		CHECK(res.retry_delay_ms == delay);
+	hf_step_result_release(&res);
+}
+
+static void test_retry(struct hf_luart *rt)
+{
+	expect_retry(rt, "retry.after(2, 'rate limited')", "rate limited",
+		     2000);
+	expect_retry(rt, "retry.after('2')", "retry.after: retry in 2s", 2000);
+	expect_retry(rt, "retry.after('1.5m', 'x')", "x", 90000);
+	expect_retry(rt, "retry.after(0.25)", "retry in 250ms", 250);
+	expect_retry(rt, "retry.after('Sun, 06 Nov 1994 08:49:37 GMT')",
+		     "retry in 0s", 0);
+	expect_retry(rt, "retry.never('gone for good')", "gone for good", -2);
+	expect_retry(rt, "retry.never()", "retry.never", -2);
+	/* Caught by pcall, the request still fails the attempt. */
+	expect_retry(rt, "pcall(retry.after, 5, 'caught') return 1", "caught",
+		     5000);
+	expect_retry(rt, "pcall(retry.after, 5) retry.never('last wins')",
+		     "last wins", -2);
+	/* Bad delays fail the step like any error, with no request. */
+	expect_retry(rt, "retry.after(-1)", "retry.after: negative delay", -1);
+	expect_retry(rt, "retry.after('-3s')",
+		     "retry.after: negative delay '-3s'", -1);
+	expect_retry(rt, "retry.after('soon')",
+		     "retry.after: invalid delay 'soon'", -1);
+	expect_retry(rt, "retry.after(0/0)", "not a number", -1);
+	expect_retry(rt, "retry.after({})", "(got table)", -1);
+	expect_retry(rt, "retry.after()", "(got nil)", -1);
+	/* Nothing is left over for the next step. */
+	expect_output(rt, "return 1", "1");
+	expect_error(rt, "retry.after = nil", "read-only");
+}
+
 int main(void)
 {
 	char scripts[512], data[512], path[600];
@@ -980,6 +1030,7 @@ int main(void)
 	test_timeouts(rt);
 	test_memory(rt);
 	test_patterns(rt);
+	test_retry(rt);
 	expect_healthy(rt);
 	hf_luart_destroy(rt);
 

@@ -1,5 +1,6 @@
-/* test_util.c - durations and sizes (good and bad spellings), constant-time
- * comparison, bounded buffers, errors, and the format and uniqueness of ids. */
+/* test_util.c - durations, sizes and Retry-After values (good and bad
+ * spellings), constant-time comparison, bounded buffers, errors, and the
+ * format and uniqueness of ids. */
 #include "hf_util.h"
 #include "tap.h"
 
@@ -42,6 +43,66 @@ static void test_duration(void)
 	CHECK(dur(NULL) == -1);
 	int64_t v = 77;
 	CHECK(hf_parse_duration("bad", &v) == -1 && v == 77); /* untouched */
+}
+
+/* Retry-After against a fixed "now": 1994-11-06 08:49:30 GMT. */
+#define RA_NOW (784111770LL * 1000)
+static int64_t ra(const char *s)
+{
+	int64_t v = -12345;
+	return hf_parse_retry_after(s, RA_NOW, &v) == 0 ? v : -1;
+}
+
+static void test_retry_after(void)
+{
+	CHECK(ra("120") == 120000); /* delay-seconds */
+	CHECK(ra("0") == 0);
+	CHECK(ra(" 2\t") == 2000); /* spaces around it */
+	CHECK(ra("30s") == 30000); /* durations */
+	CHECK(ra("2m") == 120000);
+	CHECK(ra("1.5") == 1500);
+	CHECK(ra("250ms") == 250);
+	/* The three HTTP-date forms of one instant, 7 s after now. */
+	CHECK(ra("Sun, 06 Nov 1994 08:49:37 GMT") == 7000);
+	CHECK(ra("Sunday, 06-Nov-94 08:49:37 GMT") == 7000);
+	CHECK(ra("Sun Nov  6 08:49:37 1994") == 7000);
+	CHECK(ra("Sun Nov 16 08:49:37 1994") == 7000 + 10 * 86400000LL);
+	/* A date already past is "now"; the day name is not checked. */
+	CHECK(ra("Sat, 01 Jan 1994 00:00:00 GMT") == 0);
+	CHECK(ra("Mon, 06 Nov 1994 08:49:37 GMT") == 7000);
+	CHECK(ra("Thu, 29 Feb 1996 00:00:00 GMT") ==
+	      (825552000LL - 784111770LL) * 1000);
+	CHECK(ra("Thursday, 31-Dec-69 23:59:59 GMT") ==
+	      (3155759999LL - 784111770LL) * 1000); /* two digits: 2069 */
+	CHECK(ra("Fri, 31 Dec 9999 23:59:59 GMT") > 0);
+	/* Refused. */
+	CHECK(ra("") == -1);
+	CHECK(ra("   ") == -1);
+	CHECK(ra(NULL) == -1);
+	CHECK(ra("-5") == -1);
+	CHECK(ra("-1s") == -1);
+	CHECK(ra("soon") == -1);
+	CHECK(ra("1e3") == -1);
+	CHECK(ra("99999999999999999999") == -1);
+	CHECK(ra("Sun, 06 Nov 1994 08:49:37 UTC") == -1);
+	CHECK(ra("Sun, 06 Nov 1994 08:49:37 GMT x") == -1);
+	CHECK(ra("Sun, 6 Nov 1994 08:49:37 GMT") == -1);
+	CHECK(ra("Sun, 31 Nov 1994 08:49:37 GMT") == -1);
+	CHECK(ra("Sun, 29 Feb 1995 08:49:37 GMT") == -1);
+	CHECK(ra("Sun, 00 Nov 1994 08:49:37 GMT") == -1);
+	CHECK(ra("Sun, 06 Nov 1994 24:00:00 GMT") == -1);
+	CHECK(ra("Sun, 06 Nov 1994 08:60:00 GMT") == -1);
+	CHECK(ra("Sun, 06 Foo 1994 08:49:37 GMT") == -1);
+	CHECK(ra("Sun, 06 Nov 1994 08:49 GMT") == -1);
+	CHECK(ra("Sun Nov 6 08:49:37 1994") == -1);
+	CHECK(ra("Sunday, 06-Nov-1994 08:49:37 GMT") == -1);
+	CHECK(ra("Funday, 06-Nov-94 08:49:37 GMT") == -1);
+	char longs[200];
+	memset(longs, '1', sizeof longs - 1);
+	longs[sizeof longs - 1] = '\0';
+	CHECK(ra(longs) == -1); /* past HF_RETRY_AFTER_MAX */
+	int64_t v = 77;
+	CHECK(hf_parse_retry_after("bad", RA_NOW, &v) == -1 && v == 77);
 }
 
 static void test_size(void)
@@ -247,6 +308,7 @@ int main(void)
 {
 	test_log();
 	test_duration();
+	test_retry_after();
 	test_size();
 	test_ct_equal();
 	test_buf();

@@ -136,7 +136,7 @@ static const char full_yml[] =
     "    if: steps.pick ~= nil\n"
     "    script: assign.lua\n"
     "    with: { team: support, ticket: \"${{ event.body.ticket.id }}\" }\n"
-    "    retry: { attempts: 5, backoff: 2s, max_backoff: 1m }\n"
+    "    retry: { attempts: 5, backoff: 2s, max_delay: 5m }\n"
     "    timeout: 20s\n"
     "    continue_on_error: true\n";
 
@@ -192,6 +192,7 @@ static void test_full(void)
 	CHECK(s->script == NULL && s->if_expr == NULL && s->with_chunk == NULL);
 	CHECK(s->retry_attempts == 1);
 	CHECK(s->retry_backoff_ms == 1000 && s->retry_max_backoff_ms == 60000);
+	CHECK(s->retry_max_delay_ms == 3600000);
 	CHECK(s->timeout_ms == 30000);
 	CHECK(!s->continue_on_error);
 
@@ -211,6 +212,7 @@ static void test_full(void)
 	    "{[\"team\"]=\"support\",[\"ticket\"]=(event.body.ticket.id),}");
 	CHECK(s->retry_attempts == 5);
 	CHECK(s->retry_backoff_ms == 2000 && s->retry_max_backoff_ms == 60000);
+	CHECK(s->retry_max_delay_ms == 300000);
 	CHECK(s->timeout_ms == 20000);
 	CHECK(s->continue_on_error);
 
@@ -356,6 +358,11 @@ static void test_errors(void)
 		    "steps: [{id: a, run: x(), retry: {attempts: 0}}]\n",
 		    "wf.yml:3:45: 'retry.attempts' must be an integer from 1 "
 		    "to 100 (got '0')");
+	expect_only("name: x\n" OK_ON
+		    "steps: [{id: a, run: x(), retry: {attempts: 2, max_delay: "
+		    "soon}}]\n",
+		    "wf.yml:3:59: invalid duration 'soon' (expected e.g. "
+		    "500ms, 30s, 2m, 1h)");
 	expect_only("name: x\n" OK_ON
 		    "steps: [{id: a, run: x(), continue_on_error: maybe}]\n",
 		    "wf.yml:3:46: 'continue_on_error' must be true or false "
