@@ -511,4 +511,11 @@
 #define HF_SECRETS_BATCH 256
 #endif
 
+/* --- path parameters --- */
+/* A {name} in a webhook path is at most this long: a name is an identifier
+ * for event.params, and the matcher copies it into a buffer of this size. */
+#ifndef HF_PATH_PARAM_NAME_MAX
+#define HF_PATH_PARAM_NAME_MAX 64
+#endif
+
 #endif
