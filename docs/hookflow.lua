@@ -17,6 +17,7 @@
 ---@field id string Event id, e.g. "ev_0193a1b2c3d4_9f8e7d6c5b".
 ---@field method string HTTP method, e.g. "POST".
 ---@field path string Request path, e.g. "/helpdesk/tickets".
+---@field params table<string, string> Path parameters: `path: /tickets/{id}` and a request to /tickets/42 give { id = "42" }; {} without parameters.
 ---@field query table<string, string> Query string arguments.
 ---@field headers table<string, string> Request headers, lower-case names.
 ---@field body table|nil Decoded JSON or form body; nil for any other body.

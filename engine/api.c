@@ -136,10 +136,21 @@ static void get_run(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 	found(out, hf_store_run_json(eng->store, id), "run", id);
 }
 
+/* GET /api/events/ID, with "params": the event's path parameters as the
+ * workflows in force read them. */
 static void get_event(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 		      void *ctx, struct hf_answer *out)
 {
-	found(out, hf_store_event_json(eng->store, id), "event", id);
+	json_t *ev = hf_store_event_json(eng->store, id);
+	if (ev) {
+		struct hf_snapshot *snap = hf_engine_snapshot(eng);
+		const char *path =
+		    json_string_value(json_object_get(ev, "path"));
+		json_object_set_new(ev, "params",
+				    hf_router_params(snap->router, path));
+		hf_snapshot_unref(snap);
+	}
+	found(out, ev, "event", id);
 }
 
 /* POST /api/events/ID/replay: new runs with the workflows in force. */

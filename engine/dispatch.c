@@ -67,6 +67,7 @@ static int eval(struct hf_luart *rt, struct hf_event *ev, json_t **evjson,
 	snprintf(key, sizeof key, "%s:%s", wf->version, what);
 	if (!*evjson)
 		*evjson = hf_event_to_lua_json(ev);
+	hf_event_json_params(*evjson, ev, wf);
 	if (!rt || hf_luart_eval(rt, key, e, *evjson, v, &err) < 0) {
 		char *reason =
 		    hf_xasprintf("%s: %s", what, err ? err : "no Lua runtime");

@@ -248,6 +248,7 @@ int hf_ops_step(struct hf_luart *rt, struct hf_run *run, int64_t now,
 	if (budget <= 0)
 		return -1;
 	json_t *event = hf_event_to_lua_json(run->event);
+	hf_event_json_params(event, run->event, run->wf);
 	struct hf_step_ctx ctx = {
 	    .wf = run->wf,
 	    .step = run->next_step,

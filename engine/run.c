@@ -1,6 +1,7 @@
 /* run.c - the in-memory event and run objects (see hf_run.h for who owns what
  * when), and the release of step results and emits. Pure data: no I/O, no
  * threads of its own, no Lua (luart.c fills the results). */
+#include "hf_router.h"
 #include "hf_run.h"
 
 #include <stdatomic.h>
@@ -44,6 +45,7 @@ json_t *hf_event_to_lua_json(const struct hf_event *ev)
 	json_object_set_new(o, "id", json_string(ev->id));
 	json_object_set_new(o, "method", json_string(ev->method));
 	json_object_set_new(o, "path", json_string(ev->path));
+	json_object_set_new(o, "params", json_object());
 	json_object_set(o, "query", ev->query ? ev->query : json_object());
 	if (!ev->query)
 		json_decref(json_object_get(o, "query"));
@@ -56,6 +58,13 @@ json_t *hf_event_to_lua_json(const struct hf_event *ev)
 						 ev->body ? ev->body_len : 0));
 	json_object_set_new(o, "received_at", json_string(at));
 	return o;
+}
+
+void hf_event_json_params(json_t *evjson, const struct hf_event *ev,
+			  const struct hf_workflow *wf)
+{
+	json_object_set_new(evjson, "params",
+			    hf_path_params(wf ? wf->path : NULL, ev->path));
 }
 
 static const char *run_status_names[] = {"queued", "running", "succeeded",

@@ -427,7 +427,8 @@
 				box.appendChild(section(null, [el("div", { class: "kv" },
 					el("div", null, "Request"), el("div", { class: "mono" }, ev.method + " " + ev.path),
 					el("div", null, "Received"), el("div", null, ago(ev.received_at), el("span", { class: "muted" }, "  " + (ev.received_at || ""))),
-					el("div", null, "Query"), el("div", { class: "mono" }, ev.query && Object.keys(ev.query).length ? JSON.stringify(ev.query) : "–")),
+					el("div", null, "Query"), el("div", { class: "mono" }, ev.query && Object.keys(ev.query).length ? JSON.stringify(ev.query) : "–"),
+					el("div", null, "Path parameters"), el("div", { class: "mono" }, ev.params && Object.keys(ev.params).length ? JSON.stringify(ev.params) : "–")),
 					el("div", { class: "filters" }, el("span"), replay,
 						el("span", { class: "muted" }, "Runs the event again through the current workflows."))]));
 				var runsBox = el("div", { id: "event-runs" });

@@ -13,6 +13,7 @@
  * Threading: a parse works on its own struct wf_ctx on the calling thread; the
  * public helpers are pure. */
 #include "hf_limits.h"
+#include "hf_router.h"
 #include "hf_verify.h"
 #include "wf_int.h"
 
@@ -167,6 +168,16 @@ static void parse_path(struct wf_ctx *c, const yaml_node_t *n)
 	if (strlen(s) > HF_WEBHOOK_PATH_MAX) {
 		wf_nerr(c, n, "path is too long (at most %d characters)",
 			HF_WEBHOOK_PATH_MAX);
+		return;
+	}
+	size_t at = 0;
+	char why[160];
+	if (hf_path_pattern_check(s, &at, why, sizeof why) < 0) {
+		/* the column of the character, past a quote */
+		int q = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? 0 : 1;
+		wf_diag(c, (int)n->start_mark.line + 1,
+			(int)(n->start_mark.column + 1 + q + at),
+			"invalid path '%s': %s", s, why);
 		return;
 	}
 	if (hf_path_is_reserved(s)) {

@@ -296,6 +296,7 @@
 #ifndef HF_NAME_MAX
 #define HF_NAME_MAX 64
 #endif
+
 /* A webhook path (`on.webhook.path`). */
 #ifndef HF_WEBHOOK_PATH_MAX
 #define HF_WEBHOOK_PATH_MAX 2048
@@ -529,6 +530,13 @@
  * attempt with it even when the script caught their error. */
 #ifndef HF_RETRY_MESSAGE_MAX
 #define HF_RETRY_MESSAGE_MAX 512
+#endif
+
+/* --- path parameters --- */
+/* A {name} in a webhook path is at most this long: a name is an identifier
+ * for event.params, and the matcher copies it into a buffer of this size. */
+#ifndef HF_PATH_PARAM_NAME_MAX
+#define HF_PATH_PARAM_NAME_MAX 64
 #endif
 
 #endif

@@ -41,10 +41,15 @@ struct hf_event {
 struct hf_event *hf_event_new(void);
 struct hf_event *hf_event_ref(struct hf_event *ev);
 void hf_event_unref(struct hf_event *ev); /* accepts NULL */
-/* The `event` global as JSON: {"id","method","path","query","headers","body",
- * "raw","received_at"}. New reference. "raw" may hold bytes that are not UTF-8:
- * the value is meant for Lua, not for json_dumps. */
+/* The `event` global as JSON: {"id","method","path","params","query",
+ * "headers","body","raw","received_at"} ("params" is {}: see below). New
+ * reference. "raw" may hold bytes that are not UTF-8: the value is meant for
+ * Lua, not for json_dumps. */
 json_t *hf_event_to_lua_json(const struct hf_event *ev);
+/* Sets "params" in such an object to the path parameters that wf's path
+ * reads from the event's path ({} when it has none). */
+void hf_event_json_params(json_t *evjson, const struct hf_event *ev,
+			  const struct hf_workflow *wf);
 
 enum hf_run_status {
 	HF_RUN_QUEUED = 0,

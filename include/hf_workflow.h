@@ -86,7 +86,7 @@ struct hf_workflow {
 	char *version; /* hex SHA-256 of the YAML and the scripts it names */
 	char *source;  /* the YAML text, kept to store the version with runs */
 	size_t source_len;
-	char *path;	  /* webhook path, starts with '/' */
+	char *path;	  /* webhook path, starts with '/'; {name} parameters */
 	unsigned methods; /* mask of enum hf_method; default POST */
 	struct hf_verify_conf verify;
 	struct hf_expr *dedupe; /* NULL: default per scheme, or none */

@@ -128,7 +128,7 @@ class Support:
         m = f"http://127.0.0.1:{self.mock.port}"
         self.app = example_server(server, "support-tickets", start=False, args=app_args, env={
             "HELPDESK_SECRET": HELPDESK_SECRET,
-            "HELPDESK_URL": f"{m}/helpdesk?path=",
+            "HELPDESK_URL": f"{m}/helpdesk",
             "CHAT_URL": f"{m}/chat", "ESCALATION_URL": f"{m}/escalation",
             "CHAT_SECRET": CHAT_SECRET})
         con = sqlite3.connect(self.app.data)
@@ -341,7 +341,7 @@ class Crm:
                     "--listen", f"127.0.0.1:{port}", "--workers", "4", *app_args], env={
                     "CRM_SECRET": CRM_SECRET, "SYNC_SECRET": SYNC_SECRET,
                     "SELF_URL": f"http://127.0.0.1:{port}",
-                    "MARKETING_URL": f"{m}/marketing?path=",
+                    "MARKETING_URL": f"{m}/marketing",
                     "MARKETING_LIST": self.LIST})
                 break
             except AssertionError:
