@@ -291,13 +291,17 @@ static const struct col delivery_cols[] = {
 static const struct shape delivery_shape = {delivery_cols,
 					    NCOLS(delivery_cols) - 1};
 
+/* Newest first: by creation time (an emit's id may be the caller's own, so
+ * the id says nothing of the order), then by insertion for the emits of one
+ * step, which share their creation time. */
 json_t *hf_sqlite_deliveries_json(struct hf_store *s, const char *status,
 				  int limit)
 {
 	json_t *list = rows_json(
 	    sq(s), NULL, false, &delivery_shape,
 	    "SELECT " DELIVERY_COLUMNS " FROM deliveries WHERE (?1 IS"
-	    " NULL OR status = ?1) ORDER BY id DESC LIMIT ?2",
+	    " NULL OR status = ?1) ORDER BY created_at DESC, rowid DESC"
+	    " LIMIT ?2",
 	    "ti", status, limit > 0 ? limit : HF_LIST_DEFAULT_DELIVERIES);
 	return json_pack("{s:o}", "deliveries", list);
 }
