@@ -423,9 +423,8 @@ static int event_struct_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	ev->skipped = json_array();
 	/* Decoded again as ingest did; it was valid then. */
 	char err[256];
-	hf_body_decode(hf_body_kind_of(json_string_value(
-			   json_object_get(ev->headers, "content-type"))),
-		       ev->body, ev->body_len, &ev->decoded, err, sizeof err);
+	hf_body_decode_event(ev->headers, ev->body, ev->body_len, &ev->decoded,
+			     err, sizeof err);
 	*(struct hf_event **)arg = ev;
 	return 1;
 }
