@@ -20,7 +20,7 @@
 ---@field params table<string, string> Path parameters: `path: /tickets/{id}` and a request to /tickets/42 give { id = "42" }; {} without parameters.
 ---@field query table<string, string> Query string arguments.
 ---@field headers table<string, string> Request headers, lower-case names.
----@field body table|nil Decoded JSON or form body; nil for any other body.
+---@field body table|nil Decoded JSON or form body; nil for any other body. An object member whose value is JSON null is nil (absent); in arrays a null is json.null. A GitHub form delivery (payload=...) is its decoded payload.
 ---@field raw string The body as received.
 ---@field received_at string When it arrived, ISO 8601 UTC ("2026-11-26T23:21:42.123Z").
 
@@ -140,7 +140,7 @@ function db.tx(fn) end
 ---@class hookflow.EmitOptions
 ---@field secret? string Signs per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature: v1,BASE64); a "whsec_" secret is base64.
 ---@field headers? table<string, string> Extra request headers.
----@field id? string Idempotency key: an id already stored is not sent again.
+---@field id? string Idempotency key, 1 to 255 of A-Z a-z 0-9 _ - . : (also the webhook-id): an id already stored is not sent again.
 ---@field attempts? integer Tries in all before the delivery is marked failed.
 ---@field backoff? string|number Base of the exponential backoff with jitter.
 ---@field timeout? string|number Per attempt.
@@ -160,16 +160,22 @@ function webhook.emit(url, payload, opts) end
 -- json -------------------------------------------------------------------------
 
 ---@class hookflow.json_lib
----@field null lightuserdata JSON null inside arrays and objects.
+---@field null userdata JSON null: what a null in a decoded array is (object members that are null are nil), and what encodes as null. Indexing it raises "attempt to index json.null (a JSON null)"; tostring gives "json.null".
 json = {}
 
 ---@param value any
 ---@return string
 function json.encode(value) end
 
+---@class hookflow.DecodeOptions
+---@field nulls? boolean Keep object members that are null as json.null (default: nil, absent).
+
+---Decodes JSON text: object members that are null are nil (absent), nulls in
+---arrays are json.null (keeping positions), a top-level null is nil.
 ---@param text string
+---@param opts? hookflow.DecodeOptions
 ---@return any
-function json.decode(text) end
+function json.decode(text, opts) end
 
 ---Marks t as a JSON array, so that an empty table encodes as [] rather than {}.
 ---@generic T: table

@@ -271,7 +271,7 @@ static void api(struct hf_engine *eng, const char *method, const char *url,
 		hf_arg_fn arg, void *ctx, struct hf_answer *out)
 {
 	const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
-	char id[128];
+	char id[HF_DELIVERY_ID_SIZE]; /* the longest id: a delivery's */
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		if (strcmp(routes[i].method, m) == 0 &&
 		    match(routes[i].pattern, url, id, sizeof id)) {

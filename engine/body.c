@@ -3,8 +3,9 @@
  * classification.
  *
  * Pure functions on untrusted input, thread-safe, each with a fuzz target
- * (tests/fuzz/fuzz_{json,form,query}.c). The HTTP ingest module calls them; the
- * Lua bindings turn the results into event.body and event.query. */
+ * (tests/fuzz/fuzz_{json,form,query,github_form}.c). The HTTP ingest module
+ * calls them; the Lua bindings turn the results into event.body and
+ * event.query. */
 #include "hf_body.h"
 
 #include "hf_limits.h"
@@ -227,4 +228,28 @@ int hf_body_decode(enum hf_body_kind kind, const char *body, size_t len,
 		return 0;
 	}
 	return hf_json_parse(body, len, out, err, errsize);
+}
+
+int hf_body_decode_event(const json_t *headers, const char *body, size_t len,
+			 json_t **out, char *err, size_t errsize)
+{
+	enum hf_body_kind kind = hf_body_kind_of(
+	    json_string_value(json_object_get(headers, "content-type")));
+	if (hf_body_decode(kind, body, len, out, err, errsize) < 0)
+		return -1;
+	const json_t *payload = json_object_get(*out, "payload");
+	if (kind != HF_BODY_FORM || !json_is_string(payload) ||
+	    !json_object_get(headers, "x-github-event"))
+		return 0;
+	char why[256];
+	json_t *j = NULL;
+	int rc =
+	    hf_json_parse(json_string_value(payload),
+			  json_string_length(payload), &j, why, sizeof why);
+	json_decref(*out);
+	*out = j;
+	if (rc < 0)
+		snprintf(err, errsize,
+			 "invalid JSON in the form's payload field: %s", why);
+	return rc;
 }

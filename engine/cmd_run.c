@@ -126,10 +126,8 @@ static int make_event(const struct hf_workflow *wf, const struct hf_args *a,
 			    json_string("application/json"));
 	int rc = add_headers(ev, &a->v[O_HEADER]);
 	char err[512];
-	enum hf_body_kind kind = hf_body_kind_of(
-	    json_string_value(json_object_get(ev->headers, "content-type")));
-	if (!rc && hf_body_decode(kind, body, blen, &ev->decoded, err,
-				  sizeof err) < 0) {
+	if (!rc && hf_body_decode_event(ev->headers, body, blen, &ev->decoded,
+					err, sizeof err) < 0) {
 		fprintf(stderr, "hookflow run: %s: %s\n", file, err);
 		rc = 1;
 	}

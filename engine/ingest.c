@@ -195,11 +195,9 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 		return send_answer(c, &r->ans);
 	}
 
-	const char *ctype = header_get(headers, "content-type");
-	enum hf_body_kind kind = hf_body_kind_of(ctype);
 	char err[512];
-	if (hf_body_decode(kind, r->body.data, r->body.len, &ev->decoded, err,
-			   sizeof err) < 0) {
+	if (hf_body_decode_event(headers, r->body.data, r->body.len,
+				 &ev->decoded, err, sizeof err) < 0) {
 		hf_answer_error(&r->ans, 400, "%s", err);
 		hf_metrics_event(r->wfs[0]->name, 400);
 		return send_answer(c, &r->ans);

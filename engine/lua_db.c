@@ -276,7 +276,7 @@ static void bind_args(lua_State *L, struct call *c, int first, int nargs)
 						 SQLITE_TRANSIENT, SQLITE_UTF8);
 			break;
 		}
-		case LUA_TLIGHTUSERDATA:
+		case LUA_TUSERDATA:
 			if (hf_lua_is_null(L, a)) {
 				rc = sqlite3_bind_null(c->stmt, i + 1);
 				break;

@@ -62,15 +62,70 @@ static void release_json(void *p)
 
 /* ---- null and the array tag ---- */
 
+/* json.null is a full userdata (one per state, in the registry) whose
+ * payload names it: a light userdata would share the metatable of every light
+ * userdata, and json.null needs its own, so that indexing it says what it
+ * is. */
+struct null_box {
+	const void *tag; /* &null_sentinel */
+};
+
 void hf_lua_push_null(lua_State *L)
 {
-	lua_pushlightuserdata(L, (void *)&null_sentinel);
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &null_sentinel);
 }
 
 bool hf_lua_is_null(lua_State *L, int idx)
 {
-	return lua_type(L, idx) == LUA_TLIGHTUSERDATA &&
-	       lua_touserdata(L, idx) == (void *)&null_sentinel;
+	if (lua_type(L, idx) != LUA_TUSERDATA ||
+	    lua_rawlen(L, idx) != sizeof(struct null_box))
+		return false;
+	const struct null_box *nb = lua_touserdata(L, idx);
+	return nb->tag == (const void *)&null_sentinel;
+}
+
+/* json.null's __index and __newindex: "attempt to index json.null (a JSON
+ * null) with key 'email'", at the line of the script that did it. */
+static int null_index(lua_State *L)
+{
+	if (lua_type(L, 2) == LUA_TSTRING)
+		return luaL_error(L,
+				  "attempt to index json.null (a JSON null) "
+				  "with key '%s'",
+				  lua_tostring(L, 2));
+	return luaL_error(L, "attempt to index json.null (a JSON null)");
+}
+
+static int null_tostring(lua_State *L)
+{
+	lua_pushliteral(L, "json.null");
+	return 1;
+}
+
+static const luaL_Reg null_meta[] = {
+    {"__index", null_index},
+    {"__newindex", null_index},
+    {"__tostring", null_tostring},
+    {NULL, NULL},
+};
+
+static void open_null(lua_State *L)
+{
+	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &null_sentinel) != LUA_TNIL) {
+		lua_pop(L, 1);
+		return;
+	}
+	lua_pop(L, 1);
+	struct null_box *nb = lua_newuserdatauv(L, sizeof *nb, 0);
+	nb->tag = &null_sentinel;
+	lua_createtable(L, 0, 5);
+	luaL_setfuncs(L, null_meta, 0);
+	lua_pushliteral(L, "json.null");
+	lua_setfield(L, -2, "__name");
+	lua_pushliteral(L, "json.null");
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &null_sentinel);
 }
 
 void hf_lua_mark_array(lua_State *L, int idx)
@@ -92,7 +147,7 @@ static bool is_marked_array(lua_State *L, int idx)
 
 /* ---- JSON -> Lua ---- */
 
-static void push_value(lua_State *L, const json_t *v, int depth)
+static void push_value(lua_State *L, const json_t *v, int depth, bool nulls)
 {
 	if (depth > 2 * HF_JSON_MAX_DEPTH)
 		luaL_error(L, "JSON nested too deeply");
@@ -105,8 +160,10 @@ static void push_value(lua_State *L, const json_t *v, int depth)
 		lua_createtable(L, 0, (int)json_object_size(v));
 		json_object_keylen_foreach((json_t *)v, key, klen, child)
 		{
+			if (!nulls && json_is_null(child))
+				continue; /* nil: absent */
 			lua_pushlstring(L, key, klen);
-			push_value(L, child, depth + 1);
+			push_value(L, child, depth + 1, nulls);
 			lua_rawset(L, -3);
 		}
 		break;
@@ -115,7 +172,7 @@ static void push_value(lua_State *L, const json_t *v, int depth)
 		size_t n = json_array_size(v);
 		lua_createtable(L, n < 1u << 24 ? (int)n : 0, 0);
 		for (size_t i = 0; i < n; i++) {
-			push_value(L, json_array_get(v, i), depth + 1);
+			push_value(L, json_array_get(v, i), depth + 1, nulls);
 			lua_rawseti(L, -2, (lua_Integer)i + 1);
 		}
 		hf_lua_mark_array(L, -1);
@@ -148,7 +205,15 @@ void hf_lua_push_json(lua_State *L, const json_t *v)
 	if (!v)
 		lua_pushnil(L);
 	else
-		push_value(L, v, 0);
+		push_value(L, v, 0, false);
+}
+
+void hf_lua_push_json_nulls(lua_State *L, const json_t *v)
+{
+	if (!v)
+		lua_pushnil(L);
+	else
+		push_value(L, v, 0, true);
 }
 
 /* ---- Lua -> JSON ---- */
@@ -416,7 +481,7 @@ static json_t *conv_value(struct conv *c, int idx)
 	}
 	case LUA_TTABLE:
 		return conv_table(c, idx);
-	case LUA_TLIGHTUSERDATA:
+	case LUA_TUSERDATA:
 		if (hf_lua_is_null(L, idx))
 			return json_null();
 		return fail(c, "cannot convert a %s to JSON", "userdata");
@@ -486,11 +551,27 @@ static size_t parse_estimate(const char *s, size_t len)
 	return est;
 }
 
+/* json.decode's options table at index 2: {nulls = true} keeps object
+ * members that are null as json.null. */
+static bool decode_nulls(lua_State *L)
+{
+	if (lua_isnoneornil(L, 2))
+		return false;
+	luaL_checktype(L, 2, LUA_TTABLE);
+	int type = lua_getfield(L, 2, "nulls");
+	if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+		luaL_error(L, "json.decode: option nulls must be a boolean");
+	bool nulls = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return nulls;
+}
+
 static int l_decode(lua_State *L)
 {
 	char err[256];
 	size_t len;
 	const char *s = luaL_checklstring(L, 1, &len);
+	bool nulls = decode_nulls(L);
 	lua_settop(L, 1);
 	if (hf_luart_check(L, (long long)(len / 64), parse_estimate(s, len),
 			   err, sizeof err) != 0) {
@@ -504,6 +585,8 @@ static int l_decode(lua_State *L)
 	*box = j;
 	if (!j || json_is_null(j))
 		lua_pushnil(L);
+	else if (nulls)
+		hf_lua_push_json_nulls(L, j);
 	else
 		hf_lua_push_json(L, j);
 	json_decref(j);
@@ -562,6 +645,7 @@ void hf_lua_json_open(lua_State *L)
 		lua_rawsetp(L, LUA_REGISTRYINDEX, &box_key);
 	}
 	lua_pop(L, 1);
+	open_null(L);
 
 	luaL_newlib(L, json_funcs);
 	hf_lua_push_null(L);

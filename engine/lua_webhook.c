@@ -87,7 +87,7 @@ static bool valid_url(const char *s, size_t n)
 
 static bool valid_id(const char *s, size_t n)
 {
-	if (n == 0 || n >= HF_ID_SIZE)
+	if (n == 0 || n > HF_EMIT_ID_MAX)
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if (!isalnum((unsigned char)s[i]) && !strchr("_-.:", s[i]))
@@ -226,7 +226,7 @@ static void read_opts(lua_State *L, int t, struct hf_emit *e)
 			luaL_error(L,
 				   "webhook.emit: id must be 1 to %d letters, "
 				   "digits or _-.:",
-				   HF_ID_SIZE - 1);
+				   HF_EMIT_ID_MAX);
 		memcpy(e->id, s, n);
 		e->id[n] = '\0';
 	} else if (!lua_isnil(L, -1)) {

@@ -43,7 +43,7 @@
 
 /* One attempt in flight. */
 struct job {
-	char id[HF_ID_SIZE];
+	char id[HF_DELIVERY_ID_SIZE];
 	char host[256]; /* host:port, lower-case, for the per-host cap */
 	char *url;
 	char *payload;
@@ -84,7 +84,7 @@ struct hf_outbox {
 };
 
 struct busy {
-	char id[HF_ID_SIZE];
+	char id[HF_DELIVERY_ID_SIZE];
 	bool done; /* its record is committed: dropped before the next scan */
 };
 

@@ -70,6 +70,9 @@ static const char schema_sql[] =
     " timeout_ms INTEGER NOT NULL DEFAULT 30000);"
     "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_at)"
     " WHERE status = 'pending';"
+    /* The list, newest first (hf_sqlite_deliveries_json). */
+    "CREATE INDEX IF NOT EXISTS deliveries_created ON"
+    " deliveries(created_at);"
     /* Every workflow version a run was stored with: the YAML and the
      * `script:` files ({"name": "code"}), so that a run resumed after a
      * restart keeps the version it started with (hf_store_load_pending). */

@@ -291,13 +291,17 @@ static const struct col delivery_cols[] = {
 static const struct shape delivery_shape = {delivery_cols,
 					    NCOLS(delivery_cols) - 1};
 
+/* Newest first: by creation time (an emit's id may be the caller's own, so
+ * the id says nothing of the order), then by insertion for the emits of one
+ * step, which share their creation time. */
 json_t *hf_sqlite_deliveries_json(struct hf_store *s, const char *status,
 				  int limit)
 {
 	json_t *list = rows_json(
 	    sq(s), NULL, false, &delivery_shape,
 	    "SELECT " DELIVERY_COLUMNS " FROM deliveries WHERE (?1 IS"
-	    " NULL OR status = ?1) ORDER BY id DESC LIMIT ?2",
+	    " NULL OR status = ?1) ORDER BY created_at DESC, rowid DESC"
+	    " LIMIT ?2",
 	    "ti", status, limit > 0 ? limit : HF_LIST_DEFAULT_DELIVERIES);
 	return json_pack("{s:o}", "deliveries", list);
 }
@@ -419,9 +423,8 @@ static int event_struct_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	ev->skipped = json_array();
 	/* Decoded again as ingest did; it was valid then. */
 	char err[256];
-	hf_body_decode(hf_body_kind_of(json_string_value(
-			   json_object_get(ev->headers, "content-type"))),
-		       ev->body, ev->body_len, &ev->decoded, err, sizeof err);
+	hf_body_decode_event(ev->headers, ev->body, ev->body_len, &ev->decoded,
+			     err, sizeof err);
 	*(struct hf_event **)arg = ev;
 	return 1;
 }

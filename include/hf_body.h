@@ -26,6 +26,14 @@ enum hf_body_kind hf_body_kind_of(const char *content_type);
 int hf_body_decode(enum hf_body_kind kind, const char *body, size_t len,
 		   json_t **out, char *err, size_t errsize);
 
+/* Decodes a request's body as event.body: per its Content-Type (headers:
+ * lower-case names), as hf_body_decode does, and a GitHub form delivery (a
+ * form with an "x-github-event" header and a "payload" field: GitHub's default
+ * content type) as the JSON of that field. Same contract; a payload that is
+ * not JSON is an error ("invalid JSON in the form's payload field: ..."). */
+int hf_body_decode_event(const json_t *headers, const char *body, size_t len,
+			 json_t **out, char *err, size_t errsize);
+
 /* Parses JSON text with the nesting limit of hf_limits.h. Same contract. */
 int hf_json_parse(const char *text, size_t len, json_t **out, char *err,
 		  size_t errsize);

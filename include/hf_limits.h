@@ -538,5 +538,16 @@
 #ifndef HF_PATH_PARAM_NAME_MAX
 #define HF_PATH_PARAM_NAME_MAX 64
 #endif
+#endif
+
+/* --- delivery ids --- */
+/* webhook.emit's `id` (an idempotency key, also the `webhook-id` header) may
+ * be this long: a sender's own id fits (a Stripe checkout session id is 66
+ * bytes), and a webhook-id header line stays far below curl's and receivers'
+ * limits. The id is kept in fixed buffers of HF_DELIVERY_ID_SIZE. */
+#ifndef HF_EMIT_ID_MAX
+#define HF_EMIT_ID_MAX 255
+#endif
+#define HF_DELIVERY_ID_SIZE (HF_EMIT_ID_MAX + 1)
 
 #endif

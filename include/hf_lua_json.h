@@ -4,8 +4,12 @@
  *
  * Mapping, JSON -> Lua: objects -> tables, arrays -> sequences (tagged with a
  * protected array metatable so that an empty array encodes back as []), null ->
- * the json.null sentinel (a light userdata), integers -> integers, reals ->
- * floats.
+ * the json.null sentinel inside arrays (keeping positions) and at the top, and
+ * an object member whose value is null is left out (reads as nil) unless
+ * nulls are kept (hf_lua_push_json_nulls, json.decode(s, {nulls = true})).
+ * json.null is a full userdata with a protected metatable: indexing it raises
+ * "attempt to index json.null (a JSON null) with key 'x'"; tostring gives
+ * "json.null". Integers -> integers, reals -> floats.
  *
  * Lua -> JSON: nil and json.null -> null; booleans; integers stay integers;
  * floats (NaN and infinities are errors); strings (must be valid UTF-8); tables
@@ -32,16 +36,20 @@
  * before the other functions here. May raise (memory). */
 void hf_lua_json_open(lua_State *L);
 
-/* Pushes the json.null sentinel. Never raises. */
+/* Pushes the json.null sentinel (nil before hf_lua_json_open). Never raises
+ * (one stack slot, as lua_push* functions take). */
 void hf_lua_push_null(lua_State *L);
 /* True when the value at idx is json.null. */
 bool hf_lua_is_null(lua_State *L, int idx);
 /* Tags the table at idx as a JSON array (empty -> []). May raise. */
 void hf_lua_mark_array(lua_State *L, int idx);
 
-/* Pushes v (null -> json.null) as a Lua value. v stays owned by the caller, who
+/* Pushes v as a Lua value: object members that are null left out, null in
+ * arrays (and v itself null) as json.null. v stays owned by the caller, who
  * must keep it alive if this raises (memory). */
 void hf_lua_push_json(lua_State *L, const json_t *v);
+/* The same, keeping every null (object members too) as json.null. */
+void hf_lua_push_json_nulls(lua_State *L, const json_t *v);
 
 /* Converts the value at idx to JSON. root names the value in messages
  * ("output"). Returns a new reference, or NULL with a message such as

@@ -10,6 +10,7 @@
 #ifndef HF_RUN_H
 #define HF_RUN_H
 
+#include "hf_limits.h"
 #include "hf_util.h"
 #include "hf_workflow.h"
 #include <jansson.h>
@@ -113,7 +114,7 @@ const char *hf_step_status_name(enum hf_step_status s);
 /* Deliveries that webhook.emit() queued during the step: committed with the
  * step's result, discarded when the step fails. */
 struct hf_emit {
-	char id[HF_ID_SIZE];
+	char id[HF_DELIVERY_ID_SIZE]; /* generated, or webhook.emit's id */
 	char *url;
 	char *payload;	    /* JSON text or the raw string given */
 	json_t *headers;    /* object of extra headers, may be NULL */

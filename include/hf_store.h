@@ -65,7 +65,7 @@ struct hf_write {
 	struct hf_step_result *result;
 
 	/* HF_W_DELIVERY */
-	char delivery_id[HF_ID_SIZE];
+	char delivery_id[HF_DELIVERY_ID_SIZE];
 	int http_status; /* 0 on network error */
 	char *delivery_error;
 	int64_t duration_ms;
@@ -124,6 +124,8 @@ json_t *hf_store_run_json(struct hf_store *s, const char *run_id);
 json_t *hf_store_runs_json(struct hf_store *s, const char *workflow,
 			   const char *status, int limit);
 json_t *hf_store_event_json(struct hf_store *s, const char *event_id);
+/* {"deliveries":[DELIVERY…]} newest first by created_at (then the order they
+ * were stored in); status may be NULL. */
 json_t *hf_store_deliveries_json(struct hf_store *s, const char *status,
 				 int limit);
 json_t *hf_store_delivery_json(struct hf_store *s, const char *id);

@@ -171,7 +171,7 @@ def test_json(server):
           a1 = d.a[1], a2 = d.a[2], a3_is_null = d.a[3] == json.null, a4 = d.a[4],
           len = #d.a, c = d.b.c,
           enc_is_string = type(enc) == "string",
-          back_list = back.list, back_map = back.map, back_null = back.n == json.null,
+          back_list = back.list, back_map = back.map, back_null = back.n == nil,
           enc_array = json.encode({1, 2, 3}),
           enc_string = json.encode("a\"b\n"),
           top_null = json.decode("null") == json.null or json.decode("null") == nil,

@@ -1,6 +1,8 @@
-/* fuzz_lua_json.c - JSON text -> jansson (hf_json_parse) -> Lua -> JSON must
- * give back an equal value (or, past the Lua side's depth limit, the depth
- * error), and json.encode/json.decode of the same value must agree. */
+/* fuzz_lua_json.c - JSON text -> jansson (hf_json_parse) -> Lua (every null
+ * kept) -> JSON must give back an equal value (or, past the Lua side's depth
+ * limit, the depth error), json.encode/json.decode(s, {nulls = true}) of the
+ * same value must agree, and the default push (object members that are null
+ * left out) must give the value without them. */
 #include "hf_body.h"
 #include "hf_lua_json.h"
 
@@ -14,8 +16,59 @@ static lua_State *L;
 
 static int push_cb(lua_State *l)
 {
+	hf_lua_push_json_nulls(l, lua_touserdata(l, 1));
+	return 1;
+}
+
+static int push_plain_cb(lua_State *l)
+{
 	hf_lua_push_json(l, lua_touserdata(l, 1));
 	return 1;
+}
+
+/* v without its object members that are null (a new reference). */
+static json_t *without_null_members(json_t *v)
+{
+	if (json_is_array(v)) {
+		json_t *a = json_array();
+		size_t i;
+		json_t *x;
+		json_array_foreach(v, i, x)
+		    json_array_append_new(a, without_null_members(x));
+		return a;
+	}
+	if (json_is_object(v)) {
+		json_t *o = json_object();
+		const char *k;
+		size_t klen;
+		json_t *x;
+		json_object_keylen_foreach(v, k, klen, x)
+		{
+			if (!json_is_null(x))
+				json_object_setn_new(o, k, klen,
+						     without_null_members(x));
+		}
+		return o;
+	}
+	return json_incref(v);
+}
+
+/* The default push of in gives in without its null members. */
+static void check_plain(json_t *in)
+{
+	char err[512];
+	lua_settop(L, 0);
+	lua_pushcfunction(L, push_plain_cb);
+	lua_pushlightuserdata(L, in);
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+		abort(); /* the nulls-kept push of the same value worked */
+	json_t *out = hf_lua_to_json(L, 1, "value", err, sizeof err);
+	json_t *want = without_null_members(in);
+	if (!out || !json_equal(out, want))
+		abort();
+	json_decref(want);
+	json_decref(out);
+	lua_settop(L, 0);
 }
 
 /* json.decode(json.encode(v)) with v at the top; leaves the result. */
@@ -27,7 +80,10 @@ static int reencode_cb(lua_State *l)
 	lua_call(l, 1, 1);
 	lua_getfield(l, -2, "decode");
 	lua_insert(l, -2);
-	lua_call(l, 1, 1);
+	lua_createtable(l, 0, 1);
+	lua_pushboolean(l, 1);
+	lua_setfield(l, -2, "nulls");
+	lua_call(l, 2, 1);
 	return 1;
 }
 
@@ -77,6 +133,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!again || !json_equal(in, again))
 			abort();
 		json_decref(again);
+		json_decref(out);
+		out = NULL;
+		check_plain(in);
 	}
 	json_decref(out);
 	json_decref(in);

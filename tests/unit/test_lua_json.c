@@ -12,11 +12,40 @@ static lua_State *L;
 
 static int push_cb(lua_State *l)
 {
+	hf_lua_push_json_nulls(l, lua_touserdata(l, 1));
+	return 1;
+}
+
+static int push_plain_cb(lua_State *l)
+{
 	hf_lua_push_json(l, lua_touserdata(l, 1));
 	return 1;
 }
 
-/* JSON text -> Lua -> JSON; returns true when the result equals the input. */
+/* JSON text -> Lua (hf_lua_push_json: object members that are null left out)
+ * -> JSON text, compared with want. */
+static void check_plain(const char *text, const char *want)
+{
+	json_error_t je;
+	json_t *in = json_loads(text, JSON_DECODE_ANY, &je);
+	lua_pushcfunction(L, push_plain_cb);
+	lua_pushlightuserdata(L, in);
+	char err[256] = "";
+	json_t *out = NULL;
+	if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+		out = hf_lua_to_json(L, -1, "value", err, sizeof err);
+	char *got = out ? json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY |
+					      JSON_SORT_KEYS)
+			: NULL;
+	CHECK_STR(got ? got : err, want);
+	free(got);
+	json_decref(in);
+	json_decref(out);
+	lua_settop(L, 0);
+}
+
+/* JSON text -> Lua (every null kept) -> JSON; returns true when the result
+ * equals the input. */
 static bool round_trip(const char *text)
 {
 	json_error_t je;
@@ -82,6 +111,20 @@ static void check_lua(const char *chunk, const char *want)
 	lua_settop(L, 0);
 }
 
+/* Runs a chunk that must return a string containing want. */
+static void check_lua_has(const char *chunk, const char *want)
+{
+	const char *got = "(error)";
+	(void)luaL_dostring(L, chunk);
+	if (lua_isstring(L, -1))
+		got = lua_tostring(L, -1);
+	if (!strstr(got, want))
+		fprintf(stderr, "for %s: got '%s', want '%s'\n", chunk, got,
+			want);
+	CHECK(strstr(got, want) != NULL);
+	lua_settop(L, 0);
+}
+
 static void test_round_trips(void)
 {
 	CHECK(round_trip("{}"));
@@ -121,9 +164,35 @@ static void test_types(void)
 	check_lua("local t = json.decode('[1,null,3]') "
 		  "return tostring(#t == 3 and t[2] == json.null)",
 		  "true");
-	check_lua("return tostring(json.decode('{\"a\":null}').a == "
-		  "json.null)",
+	/* An object member that is null is nil, unless {nulls = true}. */
+	check_lua("return tostring(json.decode('{\"a\":null}').a == nil)",
 		  "true");
+	check_lua("return tostring(json.decode('{\"a\":null}', {nulls = "
+		  "true}).a == json.null)",
+		  "true");
+	check_lua("return json.encode(json.decode('{\"a\":null,\"b\":[null,"
+		  "{\"c\":null}]}'))",
+		  "{\"b\":[null,{}]}");
+	check_lua("return json.encode(json.decode('{\"a\":null,\"b\":[null,"
+		  "{\"c\":null}]}', {nulls = true}))",
+		  "{\"a\":null,\"b\":[null,{\"c\":null}]}");
+	check_lua("return select(2, pcall(json.decode, '[]', {nulls = 1}))",
+		  "json.decode: option nulls must be a boolean");
+	/* json.null: named when indexed, printed and protected. */
+	check_lua_has(
+	    "return select(2, pcall(function() return "
+	    "json.null.email end))",
+	    "\"]:1: attempt to index json.null (a JSON null) with key "
+	    "'email'");
+	check_lua_has("return select(2, pcall(function() json.null[1] = 2 "
+		      "end))",
+		      "\"]:1: attempt to index json.null (a JSON null)");
+	check_lua("return tostring(json.null)", "json.null");
+	check_lua("return getmetatable(json.null)", "json.null");
+	check_lua("return type(json.null)", "userdata");
+	check_plain("{\"a\":null,\"b\":1}", "{\"b\":1}");
+	check_plain("[null,{\"a\":null}]", "[null,{}]");
+	check_plain("null", "null");
 	check_lua("return tostring(json.decode('null'))", "nil");
 	check_lua("return json.encode({a = json.null})", "{\"a\":null}");
 	check_lua("return json.encode(nil)", "null");
