@@ -538,7 +538,6 @@
 #ifndef HF_PATH_PARAM_NAME_MAX
 #define HF_PATH_PARAM_NAME_MAX 64
 #endif
-#endif
 
 /* --- delivery ids --- */
 /* webhook.emit's `id` (an idempotency key, also the `webhook-id` header) may
