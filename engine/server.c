@@ -76,6 +76,20 @@ static unsigned long long dir_stamp(const char *dir)
 	return h;
 }
 
+/* After the problems themselves: how many files failed, and what it means. */
+static void log_failed(const struct hf_workflow_set *set)
+{
+	if (set->nfailed)
+		hf_log(HF_LOG_ERROR,
+		       "%zu workflow file%s failed to load: see "
+		       "/api/workflows; %s webhook path%s answer%s 503 "
+		       "until fixed",
+		       set->nfailed, set->nfailed == 1 ? "" : "s",
+		       set->nfailed == 1 ? "its" : "their",
+		       set->nfailed == 1 ? "" : "s",
+		       set->nfailed == 1 ? "s" : "");
+}
+
 static void reload(struct hf_server *srv)
 {
 	struct hf_snapshot *old = hf_engine_snapshot(&srv->eng);
@@ -97,6 +111,7 @@ static void reload(struct hf_server *srv)
 	hf_snapshot_unref(old);
 	hf_log(HF_LOG_INFO, "loaded %zu workflow%s from %s", set->n,
 	       set->n == 1 ? "" : "s", srv->eng.opt.workflows_dir);
+	log_failed(set);
 }
 
 static void requeue(struct hf_run *run, void *arg)
@@ -218,9 +233,19 @@ static int start_core(struct hf_server *srv)
 			o->workflows_dir);
 		return 1;
 	}
+	if (o->strict && set->nfailed) {
+		fprintf(stderr,
+			"hookflow: %zu workflow file%s failed to load "
+			"(--strict)\n",
+			set->nfailed, set->nfailed == 1 ? "" : "s");
+		hf_workflow_set_unref(set);
+		return 1;
+	}
 	srv->eng.snap = hf_snapshot_new(set);
+	hf_metrics_load_errors(set->nfailed);
 	hf_log(HF_LOG_INFO, "loaded %zu workflow%s from %s", set->n,
 	       set->n == 1 ? "" : "s", o->workflows_dir);
+	log_failed(set);
 
 	srv->eng.store = hf_store_open(o->state_path, o->sync_full, true, &err);
 	if (!srv->eng.store) {
