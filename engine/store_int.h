@@ -62,6 +62,9 @@ struct hf_store_ops {
 			    void (*fn)(struct hf_run *run, void *arg),
 			    void *arg);
 	bool (*changed)(struct hf_store *s);
+	/* The newest stored version of each workflow, as a set (NULL: none
+	 * can be read). Any thread. */
+	struct hf_workflow_set *(*stored_workflows)(struct hf_store *s);
 	int (*retry_run)(struct hf_store *s, const char *run_id,
 			 struct hf_error *err);
 

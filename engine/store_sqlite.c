@@ -576,6 +576,7 @@ static const struct hf_store_ops sqlite_ops = {
     .prune = hf_sqlite_prune,
     .load_pending = hf_sqlite_load_pending,
     .changed = hf_sqlite_changed,
+    .stored_workflows = hf_sqlite_stored_workflows,
     .retry_run = hf_sqlite_retry_run,
     .claim = claim,
     .wait = wait_work,

@@ -229,6 +229,7 @@ int hf_sqlite_load_pending(struct hf_store *s,
 			   void (*fn)(struct hf_run *run, void *arg),
 			   void *arg);
 bool hf_sqlite_changed(struct hf_store *s);
+struct hf_workflow_set *hf_sqlite_stored_workflows(struct hf_store *s);
 int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
 			struct hf_error *err);
 int hf_sqlite_retry_delivery(struct hf_store *s, const char *id);
