@@ -76,6 +76,40 @@ static unsigned long long dir_stamp(const char *dir)
 	return h;
 }
 
+/* The versions of a set just loaded, stored as the ones in force (what
+ * `hookflow replay` matches against), in the background. */
+struct versions_job {
+	struct hf_write w;
+	struct hf_workflow_set *set;
+};
+
+static int versions_call(struct hf_store *s, void *arg)
+{
+	struct versions_job *job = arg;
+	return hf_store_save_versions(s, job->set);
+}
+
+static void versions_done(struct hf_write *w)
+{
+	struct versions_job *job = w->call_arg;
+	if (w->rc != 0)
+		hf_log(HF_LOG_WARN, "cannot store the workflow versions: "
+				    "hookflow replay may use older ones");
+	hf_workflow_set_unref(job->set);
+	free(job);
+}
+
+static void save_versions(struct hf_store *store, struct hf_workflow_set *set)
+{
+	struct versions_job *job = hf_xcalloc(1, sizeof *job);
+	job->set = hf_workflow_set_ref(set);
+	job->w.kind = HF_W_CALL;
+	job->w.call = versions_call;
+	job->w.call_arg = job;
+	job->w.done = versions_done;
+	hf_store_submit(store, &job->w);
+}
+
 /* After the problems themselves: how many files failed, and what it means. */
 static void log_failed(const struct hf_workflow_set *set)
 {
@@ -107,6 +141,7 @@ static void reload(struct hf_server *srv)
 		hf_snapshot_unref(old);
 		return;
 	}
+	save_versions(srv->eng.store, set);
 	hf_engine_publish(&srv->eng, set);
 	hf_snapshot_unref(old);
 	hf_log(HF_LOG_INFO, "loaded %zu workflow%s from %s", set->n,
@@ -252,6 +287,7 @@ static int start_core(struct hf_server *srv)
 		start_error(&err);
 		return 1;
 	}
+	save_versions(srv->eng.store, set);
 	srv->eng.sched = hf_sched_create();
 	struct hf_luart_config cfg = {
 	    .scripts_dir = o->scripts_dir,

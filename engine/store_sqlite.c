@@ -577,6 +577,7 @@ static const struct hf_store_ops sqlite_ops = {
     .load_pending = hf_sqlite_load_pending,
     .changed = hf_sqlite_changed,
     .stored_workflows = hf_sqlite_stored_workflows,
+    .save_versions = hf_sqlite_save_versions,
     .retry_run = hf_sqlite_retry_run,
     .claim = claim,
     .wait = wait_work,

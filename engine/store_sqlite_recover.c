@@ -319,12 +319,44 @@ static int stored_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	return 0;
 }
 
+/* Each version of set stored, its created_at the time of this load, which
+ * meta's versions_loaded_at remembers: the versions in force are those
+ * stored since. */
+int hf_sqlite_save_versions(struct hf_store *s,
+			    const struct hf_workflow_set *set)
+{
+	struct hf_sqlite_store *q = sq(s);
+	assert(sq_applying(q)); /* through HF_W_CALL */
+	int64_t now = hf_now_ms();
+	for (size_t i = 0; i < set->n; i++) {
+		const struct hf_workflow *wf = set->items[i];
+		if (hf_sqlite_store_version(q, wf) < 0)
+			return -1;
+		if (wf->version &&
+		    hf_sqlite_exec(q->wdb,
+				   "UPDATE workflow_versions SET created_at ="
+				   " ?1 WHERE version = ?2",
+				   "It", now, wf->version) != SQLITE_DONE)
+			return -1;
+	}
+	return hf_sqlite_exec(q->wdb,
+			      "INSERT OR REPLACE INTO meta(key, value)"
+			      " VALUES ('versions_loaded_at', ?1)",
+			      "I", now) == SQLITE_DONE
+		   ? 0
+		   : -1;
+}
+
 struct hf_workflow_set *hf_sqlite_stored_workflows(struct hf_store *s)
 {
 	struct stored_set ss = {.set = hf_xcalloc(1, sizeof *ss.set)};
 	ss.set->refs = 1;
+	/* What the server loaded last; before any load, every version. */
 	if (hf_sqlite_each(sq(s), NULL, stored_row, &ss,
 			   "SELECT name, version, file FROM workflow_versions"
+			   " WHERE created_at >= COALESCE((SELECT CAST(value AS"
+			   " INTEGER) FROM meta WHERE key ="
+			   " 'versions_loaded_at'), 0)"
 			   " ORDER BY created_at DESC, version",
 			   "") < 0) {
 		hf_workflow_set_unref(ss.set);

@@ -279,6 +279,30 @@ def test_cli_replay_takes_the_newest_stored_version(server, tmp_path):
     assert run["status"] == "succeeded" and run["steps"][0]["output"] == "two"
 
 
+def test_cli_replay_follows_the_workflows_the_server_loaded(server, tmp_path):
+    """The server stores the versions it loads: a fixed `if:` matches at the
+    next replay although no run of it exists yet, a removed workflow no
+    longer does."""
+    srv = server(workflows={"gate": wf("gate", "/gate", extra="if: event.body.go == true\n")})
+    r = srv.post("/gate", {"go": "yes"})
+    assert r.status == 202 and r.json()["runs"] == [], r
+    ev = r.json()["event"]
+
+    def replay():
+        return cli("replay", ev, "--state", srv.state, cwd=tmp_path)
+    p = replay()
+    assert p.returncode == 1 and "no workflow matched" in p.stderr, p.stderr
+    srv.write_workflow("gate", wf("gate", "/gate", extra="if: event.body.go ~= nil\n"))
+    p = wait_for(lambda: (lambda p: p if p.returncode == 0 else None)(replay()),
+                 timeout=10, what="the fixed version to be stored")
+    (rid,) = p.stdout.split()
+    assert srv.wait_run(rid)["status"] == "succeeded"
+    (srv.workflows / "gate.yml").unlink()
+    wait_for(lambda: srv.post("/gate", {}).status == 404, timeout=10, what="the removal")
+    wait_for(lambda: replay().returncode == 1, timeout=10,
+             what="the removed workflow to stop matching")
+
+
 # --- run without secrets -----------------------------------------------------------------
 
 def test_run_needs_no_secrets(tmp_path):
