@@ -115,13 +115,10 @@ static void log_failed(const struct hf_workflow_set *set)
 {
 	if (set->nfailed)
 		hf_log(HF_LOG_ERROR,
-		       "%zu workflow file%s failed to load: see "
-		       "/api/workflows; %s webhook path%s answer%s 503 "
-		       "until fixed",
-		       set->nfailed, set->nfailed == 1 ? "" : "s",
-		       set->nfailed == 1 ? "its" : "their",
-		       set->nfailed == 1 ? "" : "s",
-		       set->nfailed == 1 ? "s" : "");
+		       "%zu workflow file%s failed to load (listed in "
+		       "/api/workflows); a path without an active version "
+		       "answers 503 until it loads",
+		       set->nfailed, set->nfailed == 1 ? "" : "s");
 }
 
 static void reload(struct hf_server *srv)

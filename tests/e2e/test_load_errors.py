@@ -91,7 +91,7 @@ def test_unset_secret_at_start_answers_503_and_is_listed(server):
 BROKEN = {
     # YAML syntax error after the path: the path is still read
     "yaml": ("name: yaml\non:\n  webhook:\n    path: /yaml\n"
-             "steps:\n  - id: s\n    run: [unclosed\n", 7),
+             "steps:\n  - id: s\n    run: [unclosed\n", 8),
     # an unknown key (schema)
     "schema": ("name: schema\non:\n  webhook:\n    path: /schema\n    bogus: 1\n"
                "steps:\n  - id: s\n    run: return 1\n", 5),
