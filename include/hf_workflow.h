@@ -144,12 +144,12 @@ struct hf_load_error {
 struct hf_workflow_set {
 	struct hf_workflow **items;
 	size_t n;
+	int refs; /* atomic */
 	/* The files that failed to load, whether or not a previous version of
 	 * theirs stays in items: nfailed files, nerrors problems in all. */
 	struct hf_load_error *errors;
 	size_t nerrors;
 	size_t nfailed;
-	int refs; /* atomic */
 };
 
 /* Loads every *.yml / *.yaml in dir (sorted by name). Invalid files are
