@@ -19,8 +19,7 @@ enum { P_STATE, P_WORKFLOWS, P_SCRIPTS, P_JSON };
 static const struct hf_opt replay_opts[] = {
     HF_OPT_STATE(P_STATE),
     {"workflows", P_WORKFLOWS, HF_OPT_STRING,
-     .help = "match against this directory's workflows instead of the "
-	     "stored versions",
+     .help = "match against DIR's workflows, not the stored ones",
      .meta = "DIR"},
     {"scripts", P_SCRIPTS, HF_OPT_STRING, "./scripts",
      .help = "scripts directory (with --workflows)", .meta = "DIR",
