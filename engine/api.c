@@ -102,6 +102,38 @@ static void found(struct hf_answer *out, json_t *v, const char *what,
 		hf_answer_error(out, 404, "no %s '%s'", what, id);
 }
 
+/* A JSON string of s, its bytes outside UTF-8 (a message quoting a broken
+ * file) replaced by '?'. */
+static json_t *text_json(const char *s)
+{
+	json_t *v = json_string(s);
+	if (v)
+		return v;
+	char *copy = hf_xstrdup(s);
+	for (char *p = copy; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	v = json_string(copy);
+	free(copy);
+	return v;
+}
+
+/* The files that failed to load: {"file","line","col","message","path"}. */
+static json_t *load_errors_json(const struct hf_workflow_set *set)
+{
+	json_t *list = json_array();
+	for (size_t i = 0; i < set->nerrors; i++) {
+		const struct hf_load_error *e = &set->errors[i];
+		json_array_append_new(
+		    list,
+		    json_pack("{s:o,s:i,s:i,s:o,s:o?}", "file",
+			      text_json(e->file), "line", e->line, "col",
+			      e->col, "message", text_json(e->message), "path",
+			      e->path ? text_json(e->path) : NULL));
+	}
+	return list;
+}
+
 static void get_workflows(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 			  void *ctx, struct hf_answer *out)
 {
@@ -109,8 +141,11 @@ static void get_workflows(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 	json_t *list = json_array();
 	for (size_t i = 0; i < snap->set->n; i++)
 		json_array_append_new(list, workflow_json(snap->set->items[i]));
+	json_t *errors = load_errors_json(snap->set);
 	hf_snapshot_unref(snap);
-	hf_answer_json(out, 200, json_pack("{s:o}", "workflows", list));
+	hf_answer_json(
+	    out, 200,
+	    json_pack("{s:o,s:o}", "workflows", list, "errors", errors));
 }
 
 static void get_runs(struct hf_engine *eng, const char *id, hf_arg_fn arg,

@@ -18,11 +18,12 @@ enum { P_STATE, P_WORKFLOWS, P_SCRIPTS, P_JSON };
 
 static const struct hf_opt replay_opts[] = {
     HF_OPT_STATE(P_STATE),
-    {"workflows", P_WORKFLOWS, HF_OPT_STRING, "./workflows",
-     .help = "the workflows to match the event against", .meta = "DIR",
-     .flags = HF_OPT_ENV},
+    {"workflows", P_WORKFLOWS, HF_OPT_STRING,
+     .help = "match against DIR's workflows, not the stored ones",
+     .meta = "DIR"},
     {"scripts", P_SCRIPTS, HF_OPT_STRING, "./scripts",
-     .help = "scripts directory", .meta = "DIR", .flags = HF_OPT_ENV},
+     .help = "scripts directory (with --workflows)", .meta = "DIR",
+     .flags = HF_OPT_ENV},
     {"json", P_JSON, HF_OPT_FLAG, .help = "print JSON"},
 };
 
@@ -30,53 +31,76 @@ static const struct hf_cmd_spec replay_spec = {
     HF_CMD("replay", "EVENT_ID", 1, 1, replay_opts),
     .about =
 	"Runs the workflows that match a stored event again, as new runs, and\n"
-	"prints their ids.",
+	"prints their ids. The event is matched against the newest version of "
+	"each\nworkflow stored in the state database (no secrets needed: "
+	"nothing is\nverified again); exits 1 when no workflow matched.",
 };
 
-/* The new runs' ids, as --json or one a line. */
-static void print_replay(json_t *v, bool as_json)
+/* The new runs' ids, as --json or one a line. Returns how many. */
+static size_t print_replay(json_t *v, bool as_json)
 {
 	json_t *ids = json_object_get(v, "runs");
 	if (as_json) {
 		hf_cli_print_json(v);
-		return;
+		return json_array_size(ids);
 	}
 	size_t i;
 	json_t *run_id;
 	json_array_foreach(ids, i, run_id)
 	    printf("%s\n", json_string_value(run_id));
-	if (!json_array_size(ids))
-		fprintf(stderr, "hookflow replay: no workflow matched the "
-				"event\n");
+	return json_array_size(ids);
 }
 
-/* Replays the event a names with the workflows in a: returns the exit
- * status. */
-static int replay(struct hf_store *s, const struct hf_args *a)
+/* The workflows to match against: --workflows, else the stored versions. */
+static struct hf_workflow_set *replay_set(struct hf_store *s,
+					  const struct hf_args *a)
 {
-	const char *id = a->pos[0];
+	if (!a->v[P_WORKFLOWS].str) {
+		struct hf_workflow_set *set = hf_store_stored_workflows(s);
+		if (!set)
+			fprintf(stderr, "hookflow replay: cannot read the "
+					"stored workflow versions\n");
+		return set;
+	}
 	struct hf_diags diags = {0};
 	struct hf_workflow_set *set = hf_workflow_set_load(
 	    a->v[P_WORKFLOWS].str, a->v[P_SCRIPTS].str, NULL, &diags);
 	hf_cli_print_diags(&diags, stderr);
 	hf_diags_release(&diags);
-	if (!set) {
+	if (!set)
 		fprintf(stderr, "hookflow replay: cannot read workflows\n");
+	return set;
+}
+
+/* Replays the event a names: returns the exit status (1 also when no
+ * workflow matched). */
+static int replay(struct hf_store *s, const struct hf_args *a)
+{
+	const char *id = a->pos[0];
+	/* Nothing is verified again: the secrets' ${NAME} need not be set. */
+	hf_workflow_set_env_optional(true);
+	struct hf_workflow_set *set = replay_set(s, a);
+	if (!set)
 		return 1;
-	}
 	struct hf_router *router = hf_router_create(set);
 	json_t *v = NULL;
 	int rc = hf_ops_replay(s, NULL, router, id, &v);
+	size_t nruns = 0;
 	if (rc == 0)
-		print_replay(v, a->v[P_JSON].set);
+		nruns = print_replay(v, a->v[P_JSON].set);
 	else if (rc == HF_STORE_NOT_FOUND)
 		fprintf(stderr, "hookflow replay: no event '%s'\n", id);
 	else
 		fprintf(stderr, "hookflow replay: cannot store the runs\n");
+	if (rc == 0 && nruns == 0)
+		fprintf(stderr,
+			"hookflow replay: no workflow matched the event "
+			"(%zu workflow%s)\n",
+			set->n, set->n == 1 ? "" : "s");
 	json_decref(v);
 	hf_router_destroy(router);
 	hf_workflow_set_unref(set);
-	return rc == 0 ? 0 : 1;
+	return rc == 0 && nruns > 0 ? 0 : 1;
 }
 
 int hf_cmd_replay(int argc, char **argv)

@@ -34,6 +34,7 @@ enum {
 	O_EGRESS_DENY,
 	O_EGRESS_ALLOW,
 	O_MAX_VALUE,
+	O_STRICT,
 };
 
 #define ENV .flags = HF_OPT_ENV
@@ -88,6 +89,8 @@ static const struct hf_opt serve_opts[] = {
     {"max-value", O_MAX_VALUE, HF_OPT_SIZE, .ndef = HF_DEFAULT_MAX_VALUE,
      .help = "largest value or row a step's SQL may make", .meta = "SIZE",
      .min = HF_DB_MAX_VALUE_MIN, .max = HF_DB_MAX_VALUE_MAX, ENV},
+    {"strict", O_STRICT, HF_OPT_FLAG,
+     .help = "refuse to start while a workflow file fails to load"},
 };
 
 static const struct hf_cmd_spec serve_spec = {
@@ -136,6 +139,7 @@ static void options(const struct hf_args *a, struct hf_options *o)
 	o->retain_ms = v[O_RETAIN].num;
 	o->http_threads = (int)v[O_HTTP_THREADS].num;
 	o->max_value = v[O_MAX_VALUE].num;
+	o->strict = v[O_STRICT].set;
 }
 
 int hf_cmd_serve(int argc, char **argv)

@@ -122,6 +122,7 @@ void hf_engine_run_finished(struct hf_engine *eng, struct hf_run *run)
 void hf_engine_publish(struct hf_engine *eng, struct hf_workflow_set *set)
 {
 	struct hf_snapshot *snap = hf_snapshot_new(set);
+	hf_metrics_load_errors(set->nfailed);
 	pthread_mutex_lock(&eng->snap_lock);
 	struct hf_snapshot *prev = eng->snap;
 	eng->snap = snap;

@@ -316,6 +316,14 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 	    hf_router_match(r->snap->router, url, hf_method_from_name(method),
 			    r->wfs, MAX_MATCH, &known, &allowed);
 	r->nwfs = n < MAX_MATCH ? n : MAX_MATCH;
+	if (!known && hf_workflow_set_failed_path(r->snap->set, url)) {
+		/* Its workflow did not load: the sender retries meanwhile. */
+		hf_answer_error(&r->ans, 503,
+				"the workflow of '%s' failed to load", url);
+		r->ans.retry_after = HF_LOAD_ERROR_RETRY_AFTER_S;
+		hf_metrics_event(NULL, 503);
+		return true;
+	}
 	if (!known) {
 		hf_answer_error(&r->ans, 404, "no workflow has the path '%s'",
 				url);

@@ -32,6 +32,8 @@ static const double buckets[] = {0.001, 0.005, 0.01, 0.05, 0.1,
 static unsigned long long step_buckets[NBUCKETS];
 static unsigned long long step_count;
 static double step_sum;
+/* Workflow files that failed to load, in the set in force. */
+static _Atomic size_t load_errors;
 
 static uint64_t mix(uint64_t h, const char *s)
 {
@@ -162,6 +164,11 @@ static void family(struct hf_buf *out, const char *name, const char *help)
 	}
 }
 
+void hf_metrics_load_errors(size_t files)
+{
+	atomic_store(&load_errors, files);
+}
+
 void hf_metrics_render(struct hf_buf *out, size_t queue_depth,
 		       size_t queue_ready, int workers_busy)
 {
@@ -201,4 +208,10 @@ void hf_metrics_render(struct hf_buf *out, size_t queue_depth,
 		      "# TYPE hookflow_workers_busy gauge\n"
 		      "hookflow_workers_busy %d\n",
 		      queue_depth, queue_ready, workers_busy);
+	hf_buf_printf(out,
+		      "# HELP hookflow_workflow_load_errors Workflow files "
+		      "that failed to load.\n"
+		      "# TYPE hookflow_workflow_load_errors gauge\n"
+		      "hookflow_workflow_load_errors %zu\n",
+		      atomic_load(&load_errors));
 }

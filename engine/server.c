@@ -76,6 +76,51 @@ static unsigned long long dir_stamp(const char *dir)
 	return h;
 }
 
+/* The versions of a set just loaded, stored as the ones in force (what
+ * `hookflow replay` matches against), in the background. */
+struct versions_job {
+	struct hf_write w;
+	struct hf_workflow_set *set;
+};
+
+static int versions_call(struct hf_store *s, void *arg)
+{
+	struct versions_job *job = arg;
+	return hf_store_save_versions(s, job->set);
+}
+
+static void versions_done(struct hf_write *w)
+{
+	struct versions_job *job = w->call_arg;
+	if (w->rc != 0)
+		hf_log(HF_LOG_WARN, "cannot store the workflow versions: "
+				    "hookflow replay may use older ones");
+	hf_workflow_set_unref(job->set);
+	free(job);
+}
+
+static void save_versions(struct hf_store *store, struct hf_workflow_set *set)
+{
+	struct versions_job *job = hf_xcalloc(1, sizeof *job);
+	job->set = hf_workflow_set_ref(set);
+	job->w.kind = HF_W_CALL;
+	job->w.call = versions_call;
+	job->w.call_arg = job;
+	job->w.done = versions_done;
+	hf_store_submit(store, &job->w);
+}
+
+/* After the problems themselves: how many files failed, and what it means. */
+static void log_failed(const struct hf_workflow_set *set)
+{
+	if (set->nfailed)
+		hf_log(HF_LOG_ERROR,
+		       "%zu workflow file%s failed to load (listed in "
+		       "/api/workflows); a path without an active version "
+		       "answers 503 until it loads",
+		       set->nfailed, set->nfailed == 1 ? "" : "s");
+}
+
 static void reload(struct hf_server *srv)
 {
 	struct hf_snapshot *old = hf_engine_snapshot(&srv->eng);
@@ -93,10 +138,12 @@ static void reload(struct hf_server *srv)
 		hf_snapshot_unref(old);
 		return;
 	}
+	save_versions(srv->eng.store, set);
 	hf_engine_publish(&srv->eng, set);
 	hf_snapshot_unref(old);
 	hf_log(HF_LOG_INFO, "loaded %zu workflow%s from %s", set->n,
 	       set->n == 1 ? "" : "s", srv->eng.opt.workflows_dir);
+	log_failed(set);
 }
 
 static void requeue(struct hf_run *run, void *arg)
@@ -218,15 +265,26 @@ static int start_core(struct hf_server *srv)
 			o->workflows_dir);
 		return 1;
 	}
+	if (o->strict && set->nfailed) {
+		fprintf(stderr,
+			"hookflow: %zu workflow file%s failed to load "
+			"(--strict)\n",
+			set->nfailed, set->nfailed == 1 ? "" : "s");
+		hf_workflow_set_unref(set);
+		return 1;
+	}
 	srv->eng.snap = hf_snapshot_new(set);
+	hf_metrics_load_errors(set->nfailed);
 	hf_log(HF_LOG_INFO, "loaded %zu workflow%s from %s", set->n,
 	       set->n == 1 ? "" : "s", o->workflows_dir);
+	log_failed(set);
 
 	srv->eng.store = hf_store_open(o->state_path, o->sync_full, true, &err);
 	if (!srv->eng.store) {
 		start_error(&err);
 		return 1;
 	}
+	save_versions(srv->eng.store, set);
 	srv->eng.sched = hf_sched_create();
 	struct hf_luart_config cfg = {
 	    .scripts_dir = o->scripts_dir,

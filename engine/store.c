@@ -137,6 +137,17 @@ int hf_store_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
 	return s->ops->load_pending(s, set, only_unclaimed, fn, arg);
 }
 
+int hf_store_save_versions(struct hf_store *s,
+			   const struct hf_workflow_set *set)
+{
+	return s->ops->save_versions ? s->ops->save_versions(s, set) : 0;
+}
+
+struct hf_workflow_set *hf_store_stored_workflows(struct hf_store *s)
+{
+	return s->ops->stored_workflows ? s->ops->stored_workflows(s) : NULL;
+}
+
 bool hf_store_changed(struct hf_store *s)
 {
 	return s->ops->changed(s);

@@ -62,6 +62,13 @@ struct hf_store_ops {
 			    void (*fn)(struct hf_run *run, void *arg),
 			    void *arg);
 	bool (*changed)(struct hf_store *s);
+	/* The newest stored version of each workflow, as a set (NULL: none
+	 * can be read). Any thread. */
+	struct hf_workflow_set *(*stored_workflows)(struct hf_store *s);
+	/* Stores the versions of set as the ones in force (the newest), by an
+	 * HF_W_CALL write. NULL: not kept. */
+	int (*save_versions)(struct hf_store *s,
+			     const struct hf_workflow_set *set);
 	int (*retry_run)(struct hf_store *s, const char *run_id,
 			 struct hf_error *err);
 

@@ -195,6 +195,10 @@ int hf_sqlite_veach(struct hf_sqlite_store *q, sqlite3 *db,
  * -1 with err set); applies one write inside the open transaction (0, or -1:
  * the transaction must be rolled back). */
 int hf_sqlite_prepare(struct hf_sqlite_store *q, struct hf_error *err);
+/* store_sqlite_apply.c: stores wf's YAML and scripts under its version once
+ * (inside the open transaction): 0 or -1. */
+int hf_sqlite_store_version(struct hf_sqlite_store *q,
+			    const struct hf_workflow *wf);
 int hf_sqlite_apply(struct hf_sqlite_store *q, struct hf_write *w);
 /* store_sqlite_apply.c: the key for deliveries' secrets, loaded on first use
  * (any thread): 0, or -1 with err set. hf_sqlite_secrets_start (the server's
@@ -229,6 +233,9 @@ int hf_sqlite_load_pending(struct hf_store *s,
 			   void (*fn)(struct hf_run *run, void *arg),
 			   void *arg);
 bool hf_sqlite_changed(struct hf_store *s);
+int hf_sqlite_save_versions(struct hf_store *s,
+			    const struct hf_workflow_set *set);
+struct hf_workflow_set *hf_sqlite_stored_workflows(struct hf_store *s);
 int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
 			struct hf_error *err);
 int hf_sqlite_retry_delivery(struct hf_store *s, const char *id);

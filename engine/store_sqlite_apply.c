@@ -516,3 +516,9 @@ int hf_sqlite_apply(struct hf_sqlite_store *q, struct hf_write *w)
 	}
 	return -1;
 }
+
+int hf_sqlite_store_version(struct hf_sqlite_store *q,
+			    const struct hf_workflow *wf)
+{
+	return store_version(q, wf);
+}

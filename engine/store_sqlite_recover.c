@@ -1,7 +1,8 @@
 /* store_sqlite_recover.c - the SQLite backend's recovery and repair: the
  * clean-stop marker, loading the unfinished runs at start-up (each with the
  * workflow version it was stored with) and those the CLI queued since,
- * retrying a failed run or a delivery, and pruning old rows.
+ * retrying a failed run or a delivery, pruning old rows, and the newest
+ * stored version of each workflow (hookflow replay).
  *
  * Not here: the writer thread and the writes it applies (store_sqlite.c), the
  * admin API's reads (store_sqlite_query.c).
@@ -271,6 +272,97 @@ int hf_sqlite_load_pending(struct hf_store *s,
 		fn(r, arg);
 	}
 	return p.n;
+}
+
+/* --- the stored versions as a set (hookflow replay) --- */
+
+struct stored_set {
+	struct hf_workflow_set *set;
+	size_t cap;
+};
+
+static bool file_taken(const struct hf_workflow_set *set, const char *file)
+{
+	for (size_t i = 0; file && i < set->n; i++)
+		if (set->items[i]->file &&
+		    strcmp(set->items[i]->file, file) == 0)
+			return true;
+	return false;
+}
+
+/* One stored version, newest first: kept unless a newer one of the same name
+ * or file (a workflow renamed in its file) is kept already. */
+static int stored_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	struct stored_set *ss = arg;
+	const char *name = (const char *)sqlite3_column_text(st, 0);
+	const char *version = (const char *)sqlite3_column_text(st, 1);
+	const char *file = (const char *)sqlite3_column_text(st, 2);
+	if (!name || !version || hf_workflow_set_find(ss->set, name) ||
+	    file_taken(ss->set, file))
+		return 0;
+	if (ss->set->n == HF_MAX_WORKFLOWS)
+		return 1;
+	struct hf_workflow *wf = parse_version(db, version);
+	if (!wf)
+		return 0; /* no longer parses: an older version may */
+	if (hf_workflow_set_find(ss->set, wf->name)) {
+		hf_workflow_unref(wf);
+		return 0;
+	}
+	if (ss->set->n == ss->cap) {
+		ss->cap = ss->cap ? 2 * ss->cap : 16;
+		ss->set->items = hf_xrealloc(ss->set->items,
+					     ss->cap * sizeof *ss->set->items);
+	}
+	ss->set->items[ss->set->n++] = wf;
+	return 0;
+}
+
+/* Each version of set stored, its created_at the time of this load, which
+ * meta's versions_loaded_at remembers: the versions in force are those
+ * stored since. */
+int hf_sqlite_save_versions(struct hf_store *s,
+			    const struct hf_workflow_set *set)
+{
+	struct hf_sqlite_store *q = sq(s);
+	assert(sq_applying(q)); /* through HF_W_CALL */
+	int64_t now = hf_now_ms();
+	for (size_t i = 0; i < set->n; i++) {
+		const struct hf_workflow *wf = set->items[i];
+		if (hf_sqlite_store_version(q, wf) < 0)
+			return -1;
+		if (wf->version &&
+		    hf_sqlite_exec(q->wdb,
+				   "UPDATE workflow_versions SET created_at ="
+				   " ?1 WHERE version = ?2",
+				   "It", now, wf->version) != SQLITE_DONE)
+			return -1;
+	}
+	return hf_sqlite_exec(q->wdb,
+			      "INSERT OR REPLACE INTO meta(key, value)"
+			      " VALUES ('versions_loaded_at', ?1)",
+			      "I", now) == SQLITE_DONE
+		   ? 0
+		   : -1;
+}
+
+struct hf_workflow_set *hf_sqlite_stored_workflows(struct hf_store *s)
+{
+	struct stored_set ss = {.set = hf_xcalloc(1, sizeof *ss.set)};
+	ss.set->refs = 1;
+	/* What the server loaded last; before any load, every version. */
+	if (hf_sqlite_each(sq(s), NULL, stored_row, &ss,
+			   "SELECT name, version, file FROM workflow_versions"
+			   " WHERE created_at >= COALESCE((SELECT CAST(value AS"
+			   " INTEGER) FROM meta WHERE key ="
+			   " 'versions_loaded_at'), 0)"
+			   " ORDER BY created_at DESC, version",
+			   "") < 0) {
+		hf_workflow_set_unref(ss.set);
+		return NULL;
+	}
+	return ss.set;
 }
 
 int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,

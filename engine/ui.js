@@ -9,6 +9,7 @@
 	var generation = 0; /* bumps on each navigation: late answers are dropped */
 	var flashNext = null; /* a confirmation to show on the next page */
 	var workflowsCache = null;
+	var loadErrors = []; /* /api/workflows "errors": files that failed to load */
 
 	/* --- DOM: every string becomes a text node; nothing is parsed as HTML --- */
 	function el(tag, attrs) {
@@ -123,6 +124,7 @@
 		if (workflowsCache && !force) return Promise.resolve(workflowsCache);
 		return api("GET", "/api/workflows").then(function (v) {
 			workflowsCache = v.workflows || [];
+			loadErrors = v.errors || [];
 			return workflowsCache;
 		});
 	}
@@ -189,6 +191,7 @@
 			workflowsCache = null;
 			api("GET", "/api/workflows").then(function (v) {
 				workflowsCache = v.workflows || [];
+				loadErrors = v.errors || [];
 				route();
 			}, function (e) {
 				if (!(e instanceof ApiError && e.status === 401)) {
@@ -204,6 +207,19 @@
 	/* --- pages --- */
 	var pages = {};
 
+	/* The workflow files that failed to load, or null when none did. */
+	function loadErrorsBox() {
+		if (!loadErrors.length) return null;
+		return el("div", { class: "flash bad", id: "load-errors", role: "alert" },
+			el("strong", null, "Workflow files that failed to load"),
+			el("div", null, "A webhook to such a file's path answers 503 with Retry-After (the sender retries) until it is fixed, unless its previous version is still active. Check it with `hookflow check`."),
+			el("ul", null, loadErrors.map(function (e) {
+				var where = e.file + (e.line ? ":" + e.line + (e.col ? ":" + e.col : "") : "");
+				return el("li", { class: "mono", "data-load-error": e.file },
+					where + ": " + e.message + (e.path ? " (path " + e.path + ")" : ""));
+			})));
+	}
+
 	pages.workflows = function (gen) {
 		main.appendChild(el("h1", null, "Workflows"));
 		var box = el("div", { class: "card", id: "workflows" }, el("div", { class: "muted" }, "Loading…"));
@@ -213,6 +229,7 @@
 				if (gen !== generation) return;
 				var wfs = res[0], runs = res[1].runs || [];
 				clear(box);
+				add(box, loadErrorsBox());
 				if (!wfs.length) {
 					box.appendChild(emptyState("No workflows loaded",
 						"Put a workflow file (*.yml) in the workflows directory; a running server loads it within a second. Check it first with:",

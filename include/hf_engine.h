@@ -39,6 +39,7 @@ struct hf_options {
 	 * default policy. */
 	struct hf_egress *egress;
 	int64_t max_value; /* --max-value: one value or row in db.* */
+	bool strict;	   /* --strict: no start while a workflow file fails */
 };
 
 /* The workflows in force and their router; immutable once published. */

@@ -549,4 +549,21 @@
 #endif
 #define HF_DELIVERY_ID_SIZE (HF_EMIT_ID_MAX + 1)
 
+/* --- workflow files that do not load --- */
+/* The problems of one failed file kept for /api/workflows and the dashboard
+ * (stderr gets all of them): enough to fix it, bounded when a file is
+ * garbage. */
+#ifndef HF_LOAD_ERRORS_PER_FILE
+#define HF_LOAD_ERRORS_PER_FILE 16
+#endif
+/* Retry-After of the 503 that a failed workflow's path answers: long enough
+ * not to hammer the server, short enough that a fix is picked up soon. */
+#ifndef HF_LOAD_ERROR_RETRY_AFTER_S
+#define HF_LOAD_ERROR_RETRY_AFTER_S 30
+#endif
+/* How deep the scan for a failed file's on.webhook.path follows the YAML. */
+#ifndef HF_LOAD_PATH_SCAN_DEPTH
+#define HF_LOAD_PATH_SCAN_DEPTH 8
+#endif
+
 #endif

@@ -175,6 +175,18 @@ struct hf_event *hf_store_load_event(struct hf_store *s, const char *event_id);
 int hf_store_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
 			  bool only_unclaimed,
 			  void (*fn)(struct hf_run *run, void *arg), void *arg);
+/* Stores the version of each workflow of set (the server's, at each load) as
+ * the ones in force. Returns 0 or -1. Writer connection only: use through
+ * HF_W_CALL. */
+int hf_store_save_versions(struct hf_store *s,
+			   const struct hf_workflow_set *set);
+/* The versions of the workflows that the server loaded last
+ * (hf_store_save_versions; before any such load: the newest version of each
+ * workflow that a run stored), rebuilt as a set with one reference (possibly
+ * empty), or NULL when it cannot be read. A version that no longer parses is
+ * left out (an older one of the same workflow may take its place). `hookflow
+ * replay` matches events against it. */
+struct hf_workflow_set *hf_store_stored_workflows(struct hf_store *s);
 /* True when another connection committed since the last call (data_version). */
 bool hf_store_changed(struct hf_store *s);
 

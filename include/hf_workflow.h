@@ -129,18 +129,35 @@ void hf_workflow_unref(struct hf_workflow *wf); /* accepts NULL */
 /* Index of the step with that id, or -1. */
 int hf_workflow_step_index(const struct hf_workflow *wf, const char *id);
 
+/* A problem of a workflow file that did not load (one per problem; a file may
+ * have several). Kept in the set so that the server can show it. */
+struct hf_load_error {
+	char *file;
+	int line; /* 0 when unknown */
+	int col;
+	char *message;
+	/* The webhook path (on.webhook.path) read from the file as far as it
+	 * parses, or NULL: requests to it answer 503 rather than 404. */
+	char *path;
+};
+
 /* A set of workflows loaded from a directory: names unique, paths checked. */
 struct hf_workflow_set {
 	struct hf_workflow **items;
 	size_t n;
 	int refs; /* atomic */
+	/* The files that failed to load, whether or not a previous version of
+	 * theirs stays in items: nfailed files, nerrors problems in all. */
+	struct hf_load_error *errors;
+	size_t nerrors;
+	size_t nfailed;
 };
 
 /* Loads every *.yml / *.yaml in dir (sorted by name). Invalid files are
- * reported in diags and left out; when prev is given, the previous version of a
- * workflow whose file is now invalid stays in the set. Duplicate names across
- * files are an error for the later file. Returns a set with one reference
- * (possibly empty), or NULL when dir cannot be read. */
+ * reported in diags and in set->errors and left out; when prev is given, the
+ * previous version of a workflow whose file is now invalid stays in the set.
+ * Duplicate names across files are an error for the later file. Returns a set
+ * with one reference (possibly empty), or NULL when dir cannot be read. */
 struct hf_workflow_set *hf_workflow_set_load(const char *dir,
 					     const char *scripts_dir,
 					     const struct hf_workflow_set *prev,
@@ -149,6 +166,10 @@ struct hf_workflow_set *hf_workflow_set_ref(struct hf_workflow_set *set);
 void hf_workflow_set_unref(struct hf_workflow_set *set); /* accepts NULL */
 struct hf_workflow *hf_workflow_set_find(const struct hf_workflow_set *set,
 					 const char *name);
+/* The load error of a failed file whose webhook path matches url (trailing
+ * '/' ignored; a `{name}` segment matches any one segment), or NULL. */
+const struct hf_load_error *
+hf_workflow_set_failed_path(const struct hf_workflow_set *set, const char *url);
 
 /* When optional is true, an unset environment variable in a `${NAME}` secret is
  * accepted (`hookflow check` does not need the secrets). Default false. */

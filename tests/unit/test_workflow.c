@@ -655,6 +655,16 @@ static void test_set(void)
 	CHECK_STR(find(&d, want), want);
 	hf_diags_release(&d);
 	if (s2) {
+		/* the failed files are kept with their problems and paths */
+		CHECK(s2->nfailed == 2 && s2->nerrors == 2);
+		CHECK(strstr(s2->errors[0].file, "/b.yml") &&
+		      s2->errors[0].line == 3 && s2->errors[0].col == 1 &&
+		      s2->errors[0].path == NULL);
+		CHECK_STR(s2->errors[1].path, "/x");
+		CHECK(strstr(s2->errors[1].message, "duplicate workflow"));
+		CHECK(hf_workflow_set_failed_path(s2, "/x/") == &s2->errors[1]);
+		CHECK(hf_workflow_set_failed_path(s2, "/b") == NULL);
+		CHECK(s1->nfailed == 0 && s1->errors == NULL);
 		CHECK(s2->items[1] == s1->items[1]); /* the kept beta */
 		CHECK(s1->items[1]->refs == 2);
 		CHECK_STR(s2->items[2]->path, "/gamma2");
@@ -679,6 +689,49 @@ static void test_set(void)
 	remove_file(dir, "d.yml");
 	remove_file(dir, "notes.txt");
 	remove_file(dir, ".hidden.yml");
+	rmdir(dir);
+}
+
+/* The path of a file that fails is read from its YAML as far as it parses;
+ * a `{name}` segment matches one segment. */
+static void test_failed_paths(void)
+{
+	char dir[300];
+	struct hf_diags d = {0};
+	snprintf(dir, sizeof dir, "%s/failed", tmp);
+	CHECK(mkdir(dir, 0700) == 0);
+	write_file(dir, "a.yml",
+		   "name: a\non:\n  webhook:\n    path: /t/{id}\n"
+		   "    bogus: 1\n" OK_STEPS);
+	write_file(dir, "b.yml",
+		   "on: {other: {path: /no}, webhook: {methods: [POST], path: "
+		   "'/b'}}\nname: [\n");
+	write_file(dir, "c.yml",
+		   "name: c\npath: /top\non: {webhook: [path, /seq]}\n");
+	write_file(dir, "d.yml", "steps: [\non:\n  webhook:\n    path: /d\n");
+	struct hf_workflow_set *s =
+	    hf_workflow_set_load(dir, scripts, NULL, &d);
+	CHECK(s && s->n == 0 && s->nfailed == 4);
+	if (s) {
+		CHECK(hf_workflow_set_failed_path(s, "/t/42") != NULL);
+		CHECK(hf_workflow_set_failed_path(s, "/t/42/") != NULL);
+		CHECK(hf_workflow_set_failed_path(s, "/t") == NULL);
+		CHECK(hf_workflow_set_failed_path(s, "/t/") == NULL);
+		CHECK(hf_workflow_set_failed_path(s, "/t/1/2") == NULL);
+		CHECK(hf_workflow_set_failed_path(s, "/b") != NULL);
+		CHECK(hf_workflow_set_failed_path(s, "/no") == NULL);
+		CHECK(hf_workflow_set_failed_path(s, "/top") == NULL);
+		CHECK(hf_workflow_set_failed_path(s, "/seq") == NULL);
+		CHECK(hf_workflow_set_failed_path(s, "/d") == NULL);
+		for (size_t i = 0; i < s->nerrors; i++)
+			CHECK(s->errors[i].file && s->errors[i].message);
+	}
+	hf_workflow_set_unref(s);
+	hf_diags_release(&d);
+	remove_file(dir, "a.yml");
+	remove_file(dir, "b.yml");
+	remove_file(dir, "c.yml");
+	remove_file(dir, "d.yml");
 	rmdir(dir);
 }
 
@@ -713,6 +766,7 @@ int main(void)
 	test_with();
 	test_misc();
 	test_set();
+	test_failed_paths();
 	test_load_file();
 
 	CHECK(tmpdir_remove() == 0);
