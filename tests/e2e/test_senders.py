@@ -333,104 +333,51 @@ def test_nothing_stored_on_401(srv):
 
 # --- check: bad input with FILE:LINE:COL --------------------------------------
 
+HEAD = "name: a\non:\n  webhook:\n    path: /a\n"  # a BAD file's lines 1-4
+STEPS = 'steps: [{id: s, run: "return 1"}]\n'
 BAD = {
-    "placeholder": ("""\
-name: a
-on:
-  webhook:
-    path: /a
+    "placeholder": (HEAD + """\
     verify:
       scheme: hmac
       header: X-Sig
       signed: "{body}.{bogus}"
       secret: s
-steps: [{id: s, run: "return 1"}]
-""", ":8:23: invalid 'signed': {bogus}: unknown placeholder"),
-    "algorithm": ("""\
-name: a
-on:
-  webhook:
-    path: /a
+""" + STEPS, ":8:23: invalid 'signed': {bogus}: unknown placeholder"),
+    "algorithm": (HEAD + """\
     verify:
       scheme: hmac
       header: X-Sig
       algorithm: md5
       signed: "{body}"
       secret: s
-steps: [{id: s, run: "return 1"}]
-""", ":8:18: unknown algorithm 'md5' (expected sha1, sha256 or sha512)"),
-    "encoding": ("""\
-name: a
-on:
-  webhook:
-    path: /a
+""" + STEPS, ":8:18: unknown algorithm 'md5' (expected sha1, sha256 or sha512)"),
+    "encoding": (HEAD + """\
     verify: {scheme: hmac, header: X-Sig, encoding: base32, signed: "{body}", secret: s}
-steps: [{id: s, run: "return 1"}]
-""", ":5:53: unknown encoding 'base32' (expected hex or base64)"),
-    "no-signed": ("""\
-name: a
-on:
-  webhook:
-    path: /a
+""" + STEPS, ":5:53: unknown encoding 'base32' (expected hex or base64)"),
+    "no-signed": (HEAD + """\
     verify: {scheme: hmac, header: X-Sig, secret: s}
-steps: [{id: s, run: "return 1"}]
-""", "scheme hmac needs 'signed'"),
-    "timestamp-without-header": ("""\
-name: a
-on:
-  webhook:
-    path: /a
+""" + STEPS, "scheme hmac needs 'signed'"),
+    "timestamp-without-header": (HEAD + """\
     verify: {scheme: hmac, header: X-Sig, signed: "{timestamp}{body}", secret: s}
-steps: [{id: s, run: "return 1"}]
-""", ":5:52: 'signed' uses {timestamp} but 'timestamp_header' is not set"),
-    "unclosed": ("""\
-name: a
-on:
-  webhook:
-    path: /a
+""" + STEPS, ":5:52: 'signed' uses {timestamp} but 'timestamp_header' is not set"),
+    "unclosed": (HEAD + """\
     verify: {scheme: hmac, header: X-Sig, signed: "{body", secret: s}
-steps: [{id: s, run: "return 1"}]
-""", ":5:52: invalid 'signed': '{' without a closing '}'"),
-    "preset-algorithm": ("""\
-name: a
-on:
-  webhook:
-    path: /a
+""" + STEPS, ":5:52: invalid 'signed': '{' without a closing '}'"),
+    "preset-algorithm": (HEAD + """\
     verify: {scheme: zendesk, secret: s, algorithm: sha1}
-steps: [{id: s, run: "return 1"}]
-""", "'algorithm' applies only to scheme hmac"),
-    "basic-secret": ("""\
-name: a
-on:
-  webhook:
-    path: /a
+""" + STEPS, "'algorithm' applies only to scheme hmac"),
+    "basic-secret": (HEAD + """\
     verify: {scheme: basic, user: u, password: p, secret: s}
-steps: [{id: s, run: "return 1"}]
-""", "scheme basic takes 'user' and 'password'"),
-    "basic-no-password": ("""\
-name: a
-on:
-  webhook:
-    path: /a
+""" + STEPS, "scheme basic takes 'user' and 'password'"),
+    "basic-no-password": (HEAD + """\
     verify: {scheme: basic, user: u}
-steps: [{id: s, run: "return 1"}]
-""", "password"),
-    "token-both": ("""\
-name: a
-on:
-  webhook:
-    path: /a
+""" + STEPS, "password"),
+    "token-both": (HEAD + """\
     verify: {scheme: token, secret: s, header: X-T, query: t}
-steps: [{id: s, run: "return 1"}]
-""", "use either 'header' or 'query'"),
-    "bad-url": ("""\
-name: a
-on:
-  webhook:
-    path: /a
+""" + STEPS, "use either 'header' or 'query'"),
+    "bad-url": (HEAD + """\
     verify: {scheme: hubspot, secret: s, url: hooks.example.com}
-steps: [{id: s, run: "return 1"}]
-""", "invalid url 'hooks.example.com'"),
+""" + STEPS, "invalid url 'hooks.example.com'"),
 }
 
 

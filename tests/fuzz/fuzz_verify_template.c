@@ -10,6 +10,7 @@
  * X-Forwarded-Proto headers; a line that is not there is a missing header.
  * A failure must come with a reason; a timestamp must parse the same way
  * twice. */
+#include "fuzz_lines.h"
 #include "hf_crypto.h"
 #include "hf_verify.h"
 
@@ -44,20 +45,6 @@ static const char *arg(void *ctx, const char *name)
 {
 	(void)name;
 	return ctx;
-}
-
-static char *next_line(const char **p, const char *end)
-{
-	if (*p >= end)
-		return NULL;
-	const char *nl = memchr(*p, '\n', (size_t)(end - *p));
-	const char *stop = nl ? nl : end;
-	size_t n = (size_t)(stop - *p);
-	char *s = malloc(n + 1);
-	memcpy(s, *p, n);
-	s[n] = '\0';
-	*p = nl ? nl + 1 : end;
-	return s;
 }
 
 static void verify_all(char *tmpl, struct req *r, const char *body, size_t len)

@@ -5,24 +5,12 @@
  * server. */
 #include "hf_verify.h"
 #include "tap.h"
+#include "verify_hdrs.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define NOW 1700000000 /* 2023-11-14T22:13:20Z */
-
-struct hdrs {
-	const char *kv[16];
-};
-
-static const char *get(void *ctx, const char *name)
-{
-	struct hdrs *h = ctx;
-	for (size_t i = 0; h->kv[i]; i += 2)
-		if (strcmp(h->kv[i], name) == 0)
-			return h->kv[i + 1];
-	return NULL;
-}
 
 static char *secret_slots[16];
 static size_t nslots;
