@@ -35,6 +35,7 @@ enum {
 	O_EGRESS_ALLOW,
 	O_MAX_VALUE,
 	O_STRICT,
+	O_PUBLIC_URL,
 };
 
 #define ENV .flags = HF_OPT_ENV
@@ -91,6 +92,9 @@ static const struct hf_opt serve_opts[] = {
      .min = HF_DB_MAX_VALUE_MIN, .max = HF_DB_MAX_VALUE_MAX, ENV},
     {"strict", O_STRICT, HF_OPT_FLAG,
      .help = "refuse to start while a workflow file fails to load"},
+    {"public-url", O_PUBLIC_URL, HF_OPT_STRING,
+     .help = "scheme and host senders call, for {url} in signatures",
+     .meta = "URL", ENV},
 };
 
 static const struct hf_cmd_spec serve_spec = {
@@ -140,6 +144,7 @@ static void options(const struct hf_args *a, struct hf_options *o)
 	o->http_threads = (int)v[O_HTTP_THREADS].num;
 	o->max_value = v[O_MAX_VALUE].num;
 	o->strict = v[O_STRICT].set;
+	o->public_url = (char *)v[O_PUBLIC_URL].str;
 }
 
 int hf_cmd_serve(int argc, char **argv)
@@ -150,6 +155,16 @@ int hf_cmd_serve(int argc, char **argv)
 		return rc;
 	struct hf_options o = {0};
 	options(&a, &o);
+	if (o.public_url && !*o.public_url)
+		o.public_url = NULL;
+	if (o.public_url && strncmp(o.public_url, "http://", 7) != 0 &&
+	    strncmp(o.public_url, "https://", 8) != 0) {
+		fprintf(stderr,
+			"hookflow serve: --public-url must start with http:// "
+			"or https:// (e.g. https://hooks.example.com)\n");
+		hf_args_release(&a);
+		return 2;
+	}
 	hf_log_set_format(
 	    (enum hf_log_format)hf_log_format_parse(a.v[O_LOG_FORMAT].str));
 	char why[512];

@@ -1,5 +1,6 @@
 /* crypto.c - the cryptographic primitives, over OpenSSL's libcrypto:
- * HMAC-SHA256 (also over several pieces without copying them), SHA-256
+ * HMAC-SHA256, -SHA1 and -SHA512 (also over several pieces without copying
+ * them), SHA-256
  * (one-shot and streaming), hex and base64, and random bytes for tokens and
  * ids, and AES-256-GCM sealing of secrets at rest with the key from
  * HOOKFLOW_SECRET_KEY or a key file beside the state database.
@@ -37,19 +38,40 @@ static void hmac_fetch(void)
 	hmac_impl = EVP_MAC_fetch(NULL, "HMAC", NULL);
 }
 
-/* HMAC-SHA256 over the concatenation of parts, without copying the body.
- * OpenSSL failures here mean a broken installation: abort like on OOM. */
-void hf_hmac_sha256_parts(const void *key, size_t klen,
-			  const struct hf_part *parts, size_t nparts,
-			  unsigned char out[32])
+static const char *const hmac_digests[] = {
+    [HF_HMAC_SHA256] = "SHA256",
+    [HF_HMAC_SHA1] = "SHA1",
+    [HF_HMAC_SHA512] = "SHA512",
+};
+static const size_t hmac_lens[] = {
+    [HF_HMAC_SHA256] = 32,
+    [HF_HMAC_SHA1] = 20,
+    [HF_HMAC_SHA512] = 64,
+};
+
+size_t hf_hmac_len(enum hf_hmac_alg alg)
+{
+	return (size_t)alg < sizeof hmac_lens / sizeof hmac_lens[0]
+		   ? hmac_lens[alg]
+		   : 0;
+}
+
+/* HMAC over the concatenation of parts, without copying the body. OpenSSL
+ * failures here mean a broken installation: abort like on OOM. */
+size_t hf_hmac_parts(enum hf_hmac_alg alg, const void *key, size_t klen,
+		     const struct hf_part *parts, size_t nparts,
+		     unsigned char out[HF_HMAC_MAX])
 {
 	static const unsigned char empty[1];
-	char digest[] = "SHA256";
+	size_t want = hf_hmac_len(alg), outlen = 0;
+	char digest[8];
+	if (!want)
+		goto fail;
+	snprintf(digest, sizeof digest, "%s", hmac_digests[alg]);
 	OSSL_PARAM params[] = {
 	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
 	    OSSL_PARAM_construct_end(),
 	};
-	size_t outlen = 0;
 
 	pthread_once(&hmac_once, hmac_fetch);
 	EVP_MAC_CTX *ctx = hmac_impl ? EVP_MAC_CTX_new(hmac_impl) : NULL;
@@ -58,14 +80,22 @@ void hf_hmac_sha256_parts(const void *key, size_t klen,
 	for (size_t i = 0; i < nparts; i++)
 		if (parts[i].n && !EVP_MAC_update(ctx, parts[i].p, parts[i].n))
 			goto fail;
-	if (!EVP_MAC_final(ctx, out, &outlen, DIGEST_LEN) ||
-	    outlen != DIGEST_LEN)
+	if (!EVP_MAC_final(ctx, out, &outlen, HF_HMAC_MAX) || outlen != want)
 		goto fail;
 	EVP_MAC_CTX_free(ctx);
-	return;
+	return want;
 fail:
-	fprintf(stderr, "hookflow: OpenSSL HMAC-SHA256 failed\n");
+	fprintf(stderr, "hookflow: OpenSSL HMAC failed\n");
 	abort();
+}
+
+void hf_hmac_sha256_parts(const void *key, size_t klen,
+			  const struct hf_part *parts, size_t nparts,
+			  unsigned char out[32])
+{
+	unsigned char mac[HF_HMAC_MAX];
+	hf_hmac_parts(HF_HMAC_SHA256, key, klen, parts, nparts, mac);
+	memcpy(out, mac, DIGEST_LEN);
 }
 
 void hf_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen,

@@ -124,6 +124,7 @@ static void req_free(struct req *r)
 	hf_buf_release(&r->body);
 	hf_answer_release(&r->ans);
 	hf_event_unref(r->ev);
+	free(r->target);
 	free(r);
 }
 
@@ -131,16 +132,29 @@ static void req_free(struct req *r)
 
 static int verify_all(struct req *r, json_t *headers,
 		      struct hf_workflow **passed, size_t *npassed,
-		      const char **reason)
+		      const char **reason, char *buf, size_t size)
 {
 	int64_t now_s = hf_now_ms() / 1000;
 	size_t n = 0, failed = 0;
+	/* The target as received: the raw path and query ({path}, {query}). */
+	const char *target = r->target ? r->target : "";
+	size_t plen = strcspn(target, "?");
+	char *path = hf_xasprintf("%.*s", (int)plen, target);
+	struct hf_verify_req vr = {
+	    r->ev->method,
+	    path,
+	    target[plen] ? target + plen + 1 : "",
+	    r->in->eng->opt.public_url,
+	    header_get,
+	    r->ev->query,
+	};
 	for (size_t i = 0; i < r->nwfs; i++) {
 		struct hf_workflow *wf = r->wfs[i];
 		const char *why = NULL;
-		if (hf_verify_request(&wf->verify, header_get, headers,
-				      r->body.data ? r->body.data : "",
-				      r->body.len, now_s, &why) == 0) {
+		if (hf_verify_request_ex(&wf->verify, &vr, header_get, headers,
+					 r->body.data ? r->body.data : "",
+					 r->body.len, now_s, &why, buf,
+					 size) == 0) {
 			passed[n++] = wf;
 			continue;
 		}
@@ -151,6 +165,7 @@ static int verify_all(struct req *r, json_t *headers,
 		       "%s %s: workflow '%s': signature rejected: %s",
 		       r->ev ? r->ev->method : "", wf->path, wf->name, why);
 	}
+	free(path);
 	*npassed = n;
 	return n == 0 && failed > 0 ? -1 : 0;
 }
@@ -188,7 +203,9 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	struct hf_workflow *passed[MAX_MATCH];
 	size_t npassed = 0;
 	const char *reason = "signature mismatch";
-	if (verify_all(r, headers, passed, &npassed, &reason) < 0) {
+	char why[HF_VERIFY_HEADER_NAME_MAX + 64];
+	if (verify_all(r, headers, passed, &npassed, &reason, why, sizeof why) <
+	    0) {
 		hf_answer_error(&r->ans, 401,
 				"signature verification failed: %s", reason);
 		hf_metrics_event(r->wfs[0]->name, 401);
@@ -251,6 +268,7 @@ static void *on_target(void *cls, const char *uri, struct MHD_Connection *c)
 		return r;
 	size_t len = strlen(uri), query;
 	r->target_end = uri + len;
+	r->target = hf_xstrdup(uri); /* MHD decodes its copy in place */
 	if (hf_frame_target(&r->frame, uri, len, &query) && query < len) {
 		/* Refused: empty the query. uri is the request line in MHD's
 		 * read buffer, where MHD itself writes a NUL over the '?' next;

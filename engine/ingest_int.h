@@ -30,6 +30,7 @@ struct req {
 	bool started;		/* on_request was called */
 	struct hf_frame frame;	/* the framing checks (http_frame.c) */
 	const char *target_end; /* the raw target's NUL, as on_target saw it */
+	char *target;		/* a copy of the raw target (signatures) */
 	bool ops;		/* a reserved path */
 	bool too_large;
 	size_t discarded; /* bytes read and dropped past --max-body */

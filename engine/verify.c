@@ -1,6 +1,8 @@
 /* verify.c - inbound signature schemes (hmac-sha256, github, stripe, slack,
- * shopify, standard-webhooks) and Standard Webhooks signing for outbound
- * deliveries, over the primitives of crypto.c.
+ * shopify, standard-webhooks), the entry point that also dispatches to the
+ * general `hmac` scheme, its presets, `token` and `basic` (verify_hmac.c),
+ * and Standard Webhooks signing for outbound deliveries, over the primitives
+ * of crypto.c.
  *
  * Pure and thread-safe: it reads request
  * headers through a callback, never logs, and keeps no state except the HMAC
@@ -9,6 +11,7 @@
  * a value's terminating NUL. Reasons are static strings that never contain a
  * secret or a signature. */
 #include "hf_verify.h"
+#include "verify_int.h"
 
 #include "hf_limits.h"
 #include "hf_util.h"
@@ -76,22 +79,14 @@ const char *hf_verify_default_dedupe_header(enum hf_verify_scheme s)
 
 /* ---- request verification ---- */
 
-/* A header value with surrounding whitespace taken off; s is not NUL-terminated
- * at s + n. */
-struct val {
-	const char *s;
-	size_t n;
-};
-
 static int is_space(unsigned char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' ||
 	       c == '\v';
 }
 
-/* Fetches and trims a header. Returns 1 when present, 0 when absent, -1 when
- * longer than HF_SIGNATURE_HEADER_MAX. */
-static int header(hf_header_fn get, void *ctx, const char *name, struct val *v)
+/* Fetches and trims a header (verify_int.h). */
+int vf_header(hf_header_fn get, void *ctx, const char *name, struct val *v)
 {
 	const char *s = get(ctx, name);
 	if (!s)
@@ -193,7 +188,7 @@ static const char *verify_hex(const struct hf_verify_conf *conf,
 {
 	struct val v;
 	unsigned char want[DIGEST_LEN], got[DIGEST_LEN];
-	int rc = header(get, ctx, name, &v);
+	int rc = vf_header(get, ctx, name, &v);
 	if (rc == 0)
 		return sc->missing;
 	if (rc < 0)
@@ -226,7 +221,7 @@ static const char *verify_stripe(const struct hf_verify_conf *conf,
 	size_t nsig = 0, nv1 = 0;
 	struct val v, t = {NULL, 0};
 	int64_t ts;
-	int rc = header(get, ctx, stripe.sig_header, &v);
+	int rc = vf_header(get, ctx, stripe.sig_header, &v);
 	if (rc == 0)
 		return stripe.missing;
 	if (rc < 0)
@@ -286,13 +281,13 @@ static const char *verify_slack(const struct hf_verify_conf *conf,
 	struct val v, t;
 	unsigned char want[DIGEST_LEN], got[DIGEST_LEN];
 	int64_t ts;
-	int rc = header(get, ctx, slack.sig_header, &v);
+	int rc = vf_header(get, ctx, slack.sig_header, &v);
 	if (rc == 0)
 		return slack.missing;
 	if (rc < 0 || !has_prefix_ci(v, "v0=") ||
 	    hex_digest(v.s + 3, v.n - 3, want) < 0)
 		return slack.malformed;
-	rc = header(get, ctx, "x-slack-request-timestamp", &t);
+	rc = vf_header(get, ctx, "x-slack-request-timestamp", &t);
 	if (rc == 0)
 		return "missing X-Slack-Request-Timestamp header";
 	if (rc < 0 || parse_ts(t, &ts) < 0)
@@ -318,7 +313,7 @@ static const char *verify_shopify(const struct hf_verify_conf *conf,
 {
 	struct val v;
 	unsigned char got[DIGEST_LEN];
-	int rc = header(get, ctx, shopify.sig_header, &v);
+	int rc = vf_header(get, ctx, shopify.sig_header, &v);
 	if (rc == 0)
 		return shopify.missing;
 	if (rc < 0 || v.n != B64_DIGEST_LEN)
@@ -343,17 +338,17 @@ static const char *verify_standard(const struct hf_verify_conf *conf,
 {
 	struct val id, t, v;
 	int64_t ts;
-	int rc = header(get, ctx, "webhook-id", &id);
+	int rc = vf_header(get, ctx, "webhook-id", &id);
 	if (rc == 0)
 		return "missing webhook-id header";
 	if (rc < 0)
 		return "malformed webhook-id header";
-	rc = header(get, ctx, "webhook-timestamp", &t);
+	rc = vf_header(get, ctx, "webhook-timestamp", &t);
 	if (rc == 0)
 		return "missing webhook-timestamp header";
 	if (rc < 0 || parse_ts(t, &ts) < 0)
 		return "malformed webhook-timestamp header";
-	rc = header(get, ctx, standard.sig_header, &v);
+	rc = vf_header(get, ctx, standard.sig_header, &v);
 	if (rc == 0)
 		return standard.missing;
 	if (rc < 0 || v.n == 0)
@@ -418,6 +413,43 @@ int hf_verify_request(const struct hf_verify_conf *conf, hf_header_fn get,
 		      void *ctx, const void *body, size_t len, int64_t now_s,
 		      const char **reason)
 {
+	return hf_verify_request_ex(conf, NULL, get, ctx, body, len, now_s,
+				    reason, NULL, 0);
+}
+
+/* The schemes of verify_hmac.c: false when conf is not one of them, else
+ * true with *why (NULL when the request passes). */
+static bool verify_general(const struct hf_verify_conf *conf,
+			   const struct hf_verify_req *req, hf_header_fn get,
+			   void *ctx, const void *body, size_t len,
+			   int64_t now_s, char *buf, size_t size,
+			   const char **why)
+{
+	switch (conf->scheme) {
+	case HF_VERIFY_HMAC:
+	case HF_VERIFY_ZENDESK:
+	case HF_VERIFY_HUBSPOT:
+	case HF_VERIFY_INTERCOM:
+	case HF_VERIFY_HELPSCOUT:
+		*why = vf_verify_hmac(conf, req, get, ctx, body, len, now_s,
+				      buf, size);
+		return true;
+	case HF_VERIFY_TOKEN:
+		*why = vf_verify_token(conf, req, get, ctx, buf, size);
+		return true;
+	case HF_VERIFY_BASIC:
+		*why = vf_verify_basic(conf, get, ctx);
+		return true;
+	default:
+		return false;
+	}
+}
+
+int hf_verify_request_ex(const struct hf_verify_conf *conf,
+			 const struct hf_verify_req *req, hf_header_fn get,
+			 void *ctx, const void *body, size_t len, int64_t now_s,
+			 const char **reason, char *buf, size_t size)
+{
 	const char *why = NULL;
 	static const char empty[1];
 
@@ -429,6 +461,9 @@ int hf_verify_request(const struct hf_verify_conf *conf, hf_header_fn get,
 		why = "no secret configured";
 		goto out;
 	}
+	if (verify_general(conf, req, get, ctx, body, len, now_s, buf, size,
+			   &why))
+		goto out;
 	switch (conf->scheme) {
 	case HF_VERIFY_HMAC_SHA256:
 		if (!conf->header || !conf->header[0])

@@ -3,6 +3,7 @@
  * The loader is split by concern: wf_yaml.c (diagnostics, YAML node helpers,
  * scalar values), wf_lua.c (load-time Lua syntax check, expressions),
  * wf_with.c (`with:` -> Lua chunk), wf_secrets.c (${NAME} expansion),
+ * wf_verify.c (the general `hmac` scheme's keys, token, basic),
  * workflow.c (key tables and sections), wf_load.c (parse, load, free,
  * references) and wf_set.c (the set of a directory). Everything here works on
  * one parse's struct wf_ctx, which one thread owns for the parse's duration.
@@ -157,6 +158,10 @@ void wf_parse_with(struct wf_ctx *c, const yaml_node_t *n, struct hf_step *st);
 /* wf_secrets.c: the expanded secret (caller frees, wipes) or NULL after
  * reporting. */
 char *wf_expand_secret(struct wf_ctx *c, const yaml_node_t *n);
+/* wf_verify.c: whether a scheme takes secret/secrets (basic does not); the
+ * keys of the general hmac scheme, its presets, token and basic. */
+bool wf_verify_takes_secrets(enum hf_verify_scheme s);
+void wf_parse_verify_more(struct wf_ctx *c, const yaml_node_t *map);
 /* workflow.c: every section of the root mapping into c->p. */
 void wf_parse_top(struct wf_ctx *c, const yaml_node_t *root);
 

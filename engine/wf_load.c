@@ -33,6 +33,11 @@ static void wf_free(struct hf_workflow *wf)
 	}
 	free(wf->verify.secrets);
 	free(wf->verify.header);
+	free(wf->verify.prefix);
+	free(wf->verify.timestamp_header);
+	free(wf->verify.signed_tmpl);
+	free(wf->verify.url);
+	free(wf->verify.query);
 	wf_expr_free(wf->dedupe);
 	wf_expr_free(wf->if_expr);
 	wf_expr_free(wf->concurrency_key);

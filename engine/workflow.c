@@ -30,8 +30,13 @@ static const char *const on_keys[] = {"webhook"};
 static const char *const webhook_keys[] = {
     "path", "methods", "verify", "dedupe", "respond", "timeout",
 };
+/* The last ten: the general hmac scheme, token and basic (wf_verify.c). */
 static const char *const verify_keys[] = {
-    "scheme", "secret", "secrets", "header", "tolerance",
+    "scheme",	      "secret",	   "secrets",
+    "header",	      "tolerance", "algorithm",
+    "encoding",	      "prefix",	   "timestamp_header",
+    "timestamp_unit", "signed",	   "url",
+    "query",	      "user",	   "password",
 };
 static const char *const concurrency_keys[] = {"key", "max"};
 static const char *const step_keys[] = {
@@ -62,6 +67,13 @@ static const char *const scheme_names[] = {
     [HF_VERIFY_SLACK] = "slack",
     [HF_VERIFY_SHOPIFY] = "shopify",
     [HF_VERIFY_STANDARD] = "standard-webhooks",
+    [HF_VERIFY_HMAC] = "hmac",
+    [HF_VERIFY_ZENDESK] = "zendesk",
+    [HF_VERIFY_HUBSPOT] = "hubspot",
+    [HF_VERIFY_INTERCOM] = "intercom",
+    [HF_VERIFY_HELPSCOUT] = "helpscout",
+    [HF_VERIFY_TOKEN] = "token",
+    [HF_VERIFY_BASIC] = "basic",
 };
 
 /* ---- small public helpers ---------------------------------------------- */
@@ -276,8 +288,11 @@ static void parse_header(struct wf_ctx *c, const yaml_node_t *x)
 {
 	struct hf_verify_conf *v = &c->p->pub.verify;
 	const char *s;
-	if (v->scheme != HF_VERIFY_HMAC_SHA256 && v->scheme != HF_VERIFY_NONE) {
-		wf_nerr(c, x, "'header' applies only to scheme hmac-sha256");
+	if (v->scheme != HF_VERIFY_HMAC_SHA256 && v->scheme != HF_VERIFY_NONE &&
+	    v->scheme != HF_VERIFY_HMAC && v->scheme != HF_VERIFY_TOKEN) {
+		wf_nerr(c, x,
+			"'header' applies only to schemes hmac-sha256, hmac "
+			"and token");
 	} else if ((s = wf_want_str(c, x, "header"))) {
 		bool ok = *s != '\0';
 		for (const char *p = s; *p && ok; p++)
@@ -308,16 +323,19 @@ static void parse_verify(struct wf_ctx *c, const yaml_node_t *n)
 			wf_nerr(c, x,
 				"unknown verify scheme '%s' (expected one of: "
 				"hmac-sha256, github, stripe, slack, shopify, "
-				"standard-webhooks)",
+				"standard-webhooks, hmac, zendesk, hubspot, "
+				"intercom, helpscout, token, basic)",
 				s);
 	}
-	parse_secrets(c, n);
+	if (wf_verify_takes_secrets(v->scheme))
+		parse_secrets(c, n);
 	if ((x = wf_get(c, n, "header")))
 		parse_header(c, x);
 	if (v->scheme == HF_VERIFY_HMAC_SHA256 && !v->header)
 		v->header = hf_xstrdup("x-signature");
 	if ((x = wf_get(c, n, "tolerance")))
 		wf_parse_duration(c, x, "tolerance", true, &v->tolerance_ms);
+	wf_parse_verify_more(c, n);
 }
 
 static void parse_on(struct wf_ctx *c, const yaml_node_t *n)

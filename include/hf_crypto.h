@@ -1,8 +1,8 @@
 /* hf_crypto.h - cryptographic primitives over OpenSSL (crypto.c, the only
- * module that includes it): HMAC-SHA256, SHA-256, hex, base64, random bytes,
- * AES-256-GCM for secrets at rest and their key.
- * Used by the signature schemes (verify.c), the Lua `crypto` global, the
- * outbox signer and workflow versions. Thread-safe. */
+ * module that includes it): HMAC-SHA256/-SHA1/-SHA512, SHA-256, hex, base64,
+ * random bytes, AES-256-GCM for secrets at rest and their key. Used by the
+ * signature schemes (verify.c), the Lua `crypto` global, the outbox signer and
+ * workflow versions. Thread-safe. */
 #ifndef HF_CRYPTO_H
 #define HF_CRYPTO_H
 
@@ -18,6 +18,15 @@ struct hf_part {
 	size_t n;
 };
 
+/* The digests of the general `hmac` signature scheme. */
+enum hf_hmac_alg { HF_HMAC_SHA256 = 0, HF_HMAC_SHA1, HF_HMAC_SHA512 };
+#define HF_HMAC_MAX 64 /* the longest digest: SHA-512 */
+/* The digest length of alg in bytes (20, 32, 64), 0 when unknown. */
+size_t hf_hmac_len(enum hf_hmac_alg alg);
+/* HMAC with alg over the concatenation of parts; returns its length. */
+size_t hf_hmac_parts(enum hf_hmac_alg alg, const void *key, size_t klen,
+		     const struct hf_part *parts, size_t nparts,
+		     unsigned char out[HF_HMAC_MAX]);
 void hf_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen,
 		    unsigned char out[32]);
 /* HMAC-SHA256 over the concatenation of parts. */

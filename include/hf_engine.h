@@ -40,6 +40,9 @@ struct hf_options {
 	struct hf_egress *egress;
 	int64_t max_value; /* --max-value: one value or row in db.* */
 	bool strict;	   /* --strict: no start while a workflow file fails */
+	/* --public-url: scheme and host of the URL senders call, for {url} in
+	 * signed templates; NULL: from X-Forwarded-Proto and Host. */
+	char *public_url;
 };
 
 /* The workflows in force and their router; immutable once published. */

@@ -564,6 +564,18 @@
 /* How deep the scan for a failed file's on.webhook.path follows the YAML. */
 #ifndef HF_LOAD_PATH_SCAN_DEPTH
 #define HF_LOAD_PATH_SCAN_DEPTH 8
+
+#endif
+/* --- the general `hmac` signature scheme --- */
+/* A `signed:` template: a few placeholders and separators in practice; the
+ * bound keeps the per-request list of pieces small. */
+#ifndef HF_SIGNED_TEMPLATE_MAX
+#define HF_SIGNED_TEMPLATE_MAX 1024
+#endif
+/* A header name in `{header:NAME}`, `timestamp_header:` or `header:`: real
+ * names are short, and this one is copied to the stack lower-cased. */
+#ifndef HF_VERIFY_HEADER_NAME_MAX
+#define HF_VERIFY_HEADER_NAME_MAX 128
 #endif
 
 #endif

@@ -35,6 +35,13 @@ enum hf_verify_scheme {
 	HF_VERIFY_SLACK,
 	HF_VERIFY_SHOPIFY,
 	HF_VERIFY_STANDARD, /* standard-webhooks */
+	HF_VERIFY_HMAC,	    /* the general form: algorithm, encoding, signed */
+	HF_VERIFY_ZENDESK,  /* the presets of the general form */
+	HF_VERIFY_HUBSPOT,
+	HF_VERIFY_INTERCOM,
+	HF_VERIFY_HELPSCOUT,
+	HF_VERIFY_TOKEN, /* a shared token: bearer, a header or a query param */
+	HF_VERIFY_BASIC, /* HTTP basic auth; secrets[0] is "user:password" */
 };
 const char *hf_verify_scheme_name(enum hf_verify_scheme s);
 
@@ -44,6 +51,17 @@ struct hf_verify_conf {
 	size_t nsecrets;
 	char *header;	      /* hmac-sha256 only; lower-case; NULL otherwise */
 	int64_t tolerance_ms; /* timestamped schemes */
+	/* The general `hmac` scheme, which a preset fills in at load
+	 * (hf_verify_preset); header above is its signature header. */
+	int algorithm;		/* enum hf_hmac_alg (hf_crypto.h) */
+	int encoding;		/* enum hf_sig_encoding (hf_verify.h) */
+	char *prefix;		/* stripped before decoding; NULL: none */
+	char *timestamp_header; /* lower-case; NULL: no timestamp */
+	int timestamp_unit;	/* enum hf_ts_unit (hf_verify.h) */
+	char *signed_tmpl;	/* `signed:`, checked at load */
+	char *url; /* `verify.url:` scheme://host for {url}; NULL: none */
+	bool hubspot_url; /* {url} with HubSpot's listed characters decoded */
+	char *query;	  /* token: the query parameter; NULL: a header */
 };
 
 /* A Lua expression from the YAML (`if:`, `dedupe:`, `concurrency.key`, `${{

@@ -245,6 +245,17 @@ GOOD = {
             verify: {scheme: standard-webhooks, secrets: ["a", "b"]}
         steps: [{id: s, script: two.lua, retry: {attempts: 1}}]
     """,
+    "hmac-general": """
+        name: gen
+        on:
+          webhook:
+            path: /g
+            verify: {scheme: hmac, algorithm: sha512, encoding: base64, header: X-S, prefix: "v1=", timestamp_header: X-T, timestamp_unit: ms, signed: "{timestamp}.{url}.{header:X-A}.{body}", url: "https://h.example", secret: s, tolerance: 1m}
+        steps: [{id: s, run: "return 1"}]
+    """,
+    "senders": "name: z\non: {webhook: {path: /z, verify: {scheme: hubspot, secrets: [a, b], url: 'http://h:8080'}}}\nsteps: [{id: s, run: x()}]",
+    "basic": "name: b\non: {webhook: {path: /b, verify: {scheme: basic, user: u, password: p}}}\nsteps: [{id: s, run: x()}]",
+    "token-query": "name: t\non: {webhook: {path: /t, verify: {scheme: token, query: k, secret: s}}}\nsteps: [{id: s, run: x()}]",
 }
 
 BAD = {
@@ -268,6 +279,15 @@ BAD = {
     "header-github": "name: a\non: {webhook: {path: /a, verify: {scheme: github, secret: x, header: X-A}}}\nsteps: [{id: s, run: x()}]",
     "unknown-verify": "name: a\non: {webhook: {path: /a, verify: {scheme: github, secret: x, algo: y}}}\nsteps: [{id: s, run: x()}]",
     "bad-tolerance": "name: a\non: {webhook: {path: /a, verify: {scheme: stripe, secret: x, tolerance: soon}}}\nsteps: [{id: s, run: x()}]",
+    "hmac-no-signed": "name: a\non: {webhook: {path: /a, verify: {scheme: hmac, header: X, secret: x}}}\nsteps: [{id: s, run: x()}]",
+    "hmac-bad-algorithm": "name: a\non: {webhook: {path: /a, verify: {scheme: hmac, header: X, signed: '{body}', algorithm: md5, secret: x}}}\nsteps: [{id: s, run: x()}]",
+    "preset-header": "name: a\non: {webhook: {path: /a, verify: {scheme: zendesk, header: X, secret: x}}}\nsteps: [{id: s, run: x()}]",
+    "preset-signed": "name: a\non: {webhook: {path: /a, verify: {scheme: intercom, signed: '{body}', secret: x}}}\nsteps: [{id: s, run: x()}]",
+    "basic-secret": "name: a\non: {webhook: {path: /a, verify: {scheme: basic, user: u, password: p, secret: x}}}\nsteps: [{id: s, run: x()}]",
+    "user-not-basic": "name: a\non: {webhook: {path: /a, verify: {scheme: token, user: u, secret: x}}}\nsteps: [{id: s, run: x()}]",
+    "token-header-query": "name: a\non: {webhook: {path: /a, verify: {scheme: token, header: X, query: q, secret: x}}}\nsteps: [{id: s, run: x()}]",
+    "unit-alone": "name: a\non: {webhook: {path: /a, verify: {scheme: hmac, header: X, signed: '{body}', timestamp_unit: ms, secret: x}}}\nsteps: [{id: s, run: x()}]",
+    "url-github": "name: a\non: {webhook: {path: /a, verify: {scheme: github, url: 'https://h', secret: x}}}\nsteps: [{id: s, run: x()}]",
     "bad-respond": "name: a\non: {webhook: {path: /a, respond: later}}\nsteps: [{id: s, run: x()}]",
     "zero-timeout": "name: a\non: {webhook: {path: /a}}\ntimeout: 0s\nsteps: [{id: s, run: x()}]",
     "bad-timeout": "name: a\non: {webhook: {path: /a}}\ntimeout: 5 minutes\nsteps: [{id: s, run: x()}]",

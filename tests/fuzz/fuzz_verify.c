@@ -6,6 +6,7 @@
  * scheme runs with fixed secrets; a failure must come with a reason. Then the
  * same body is signed correctly for each scheme and must verify, so that the
  * fuzzer also checks that the body reaches the HMAC intact. */
+#include "fuzz_lines.h"
 #include "hf_verify.h"
 
 #include <stdint.h>
@@ -56,22 +57,6 @@ static struct hf_verify_conf conf_for(enum hf_verify_scheme s)
 	    .header = s == HF_VERIFY_HMAC_SHA256 ? "x-signature" : NULL,
 	    .tolerance_ms = 300000,
 	};
-}
-
-/* Splits off the next line of [*p, end) into a malloc'd string, or NULL at the
- * end of the input. */
-static char *next_line(const char **p, const char *end)
-{
-	if (*p >= end)
-		return NULL;
-	const char *nl = memchr(*p, '\n', (size_t)(end - *p));
-	const char *stop = nl ? nl : end;
-	size_t n = (size_t)(stop - *p);
-	char *s = malloc(n + 1);
-	memcpy(s, *p, n);
-	s[n] = '\0';
-	*p = nl ? nl + 1 : end;
-	return s;
 }
 
 static void must_verify(enum hf_verify_scheme s, struct req *r,

@@ -5,23 +5,10 @@
  * timestamp, secret rotation, several signatures in one header. */
 #include "hf_verify.h"
 #include "tap.h"
+#include "verify_hdrs.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* Headers for one request: a NULL-terminated list of lower-case name/value. */
-struct hdrs {
-	const char *kv[16];
-};
-
-static const char *get(void *ctx, const char *name)
-{
-	struct hdrs *h = ctx;
-	for (size_t i = 0; h->kv[i]; i += 2)
-		if (strcmp(h->kv[i], name) == 0)
-			return h->kv[i + 1];
-	return NULL;
-}
 
 /* Each conf gets its own secrets slot, so that confs made later do not change
  * earlier ones. */

@@ -467,11 +467,14 @@ static void test_errors(void)
 	    "a}}}\n" OK_STEPS,
 	    "wf.yml:2:43: unknown verify scheme 'md5' (expected one of: "
 	    "hmac-sha256, github, stripe, slack, shopify, "
-	    "standard-webhooks)");
-	expect_only("name: x\n"
-		    "on: {webhook: {path: /x, verify: {scheme: github, secret: "
-		    "a, header: X-Sig}}}\n" OK_STEPS,
-		    "wf.yml:2:70: 'header' applies only to scheme hmac-sha256");
+	    "standard-webhooks, hmac, zendesk, hubspot, intercom, helpscout, "
+	    "token, basic)");
+	expect_only(
+	    "name: x\n"
+	    "on: {webhook: {path: /x, verify: {scheme: github, secret: "
+	    "a, header: X-Sig}}}\n" OK_STEPS,
+	    "wf.yml:2:70: 'header' applies only to schemes hmac-sha256, "
+	    "hmac and token");
 	/* a secret's value never shows up in a message */
 	struct hf_diags d = {0};
 	setenv("HF_TEST_NEW", "topsecretvalue", 1);
