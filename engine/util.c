@@ -234,9 +234,7 @@ static bool rd_time(struct rd *r, int *secs)
 	return true;
 }
 
-/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar (after
- * Howard Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
+int64_t hf_days_from_civil(int64_t y, int m, int d)
 {
 	y -= m <= 2;
 	int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -284,7 +282,7 @@ static bool parse_http_date(const char *s, int64_t *out_ms)
 	}
 	if (!ok || *r.s || !valid_day(y, m, d))
 		return false;
-	*out_ms = (days_from_civil(y, m, d) * 86400 + t) * 1000;
+	*out_ms = (hf_days_from_civil(y, m, d) * 86400 + t) * 1000;
 	return true;
 }
 

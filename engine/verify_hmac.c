@@ -229,17 +229,6 @@ static char *build_url(const struct hf_verify_conf *conf,
 
 /* ---- timestamps ---- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
 /* n decimal digits at s into *out; returns 0 or -1. */
 static int digits(const char *s, size_t n, int *out)
 {
@@ -293,8 +282,8 @@ static int parse_iso8601(const char *s, size_t n, int64_t *ms)
 	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
 	    se > 60 || iso_offset(s + i, n - i, &off) < 0)
 		return -1;
-	int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 +
-		       se - (int64_t)off * 60;
+	int64_t secs = hf_days_from_civil(y, mo, d) * 86400 + h * 3600 +
+		       mi * 60 + se - (int64_t)off * 60;
 	*ms = secs * 1000 + frac;
 	return 0;
 }

@@ -125,4 +125,9 @@ int hf_hexval(unsigned char c);
  * Returns true when equal. */
 bool hf_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar (after
+ * Howard Hinnant's days_from_civil); m is 1..12. For parsing dates without
+ * the locale and time zone of timegm/mktime. */
+int64_t hf_days_from_civil(int64_t y, int m, int d);
+
 #endif
