@@ -428,6 +428,112 @@ static void writer_wait(struct hf_sqlite_store *q)
 	}
 }
 
+/* --- checkpoints ---
+ *
+ * SQLite starts the WAL again from its beginning only when a writer begins a
+ * transaction and every frame has been copied into the database (and no
+ * reader still reads from the WAL). A checkpoint run beside a writer that
+ * never pauses never gets there: by the time it has copied the frames it
+ * saw, the writer has appended more, so the WAL grows without bound (what an
+ * earlier attempt did). Here the checkpointer thread copies the bulk beside
+ * the writer; when it is nearly caught up, the writer copies the few frames
+ * left itself between two batches (nothing can be appended meanwhile), so
+ * its next transaction restarts the WAL; past HF_CKPT_MAX_PAGES it copies
+ * everything itself, waiting for readers (RESTART). */
+
+/* The writer connection's WAL hook: on the writer thread after each commit
+ * (it replaces SQLite's automatic checkpoint). */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	(void)db;
+	(void)name;
+	struct hf_sqlite_store *q = arg;
+	q->wal_frames = frames;
+	return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+	struct hf_sqlite_store *q = arg;
+	pthread_setname_np(pthread_self(), "hf-ckpt");
+	pthread_mutex_lock(&q->ckpt_lock);
+	for (;;) {
+		while (!q->ckpt_wake && !q->ckpt_stop)
+			pthread_cond_wait(&q->ckpt_cond, &q->ckpt_lock);
+		if (q->ckpt_stop)
+			break;
+		q->ckpt_wake = false;
+		pthread_mutex_unlock(&q->ckpt_lock);
+		int log = 0, done = 0;
+		int rc = sqlite3_wal_checkpoint_v2(q->cdb, NULL,
+						   SQLITE_CHECKPOINT_PASSIVE,
+						   &log, &done);
+		if (rc == SQLITE_OK && log - done < HF_CKPT_TAIL_PAGES)
+			atomic_store(&q->ckpt_caught_up, true);
+		pthread_mutex_lock(&q->ckpt_lock);
+	}
+	pthread_mutex_unlock(&q->ckpt_lock);
+	return NULL;
+}
+
+/* After a batch, on the writer thread (wlock not held: readers of wdb wait
+ * for nothing longer than this). */
+static void after_batch(struct hf_sqlite_store *q)
+{
+	if (!q->ckpt_running || q->wal_frames < HF_CKPT_PAGES)
+		return;
+	int mode = -1;
+	if (q->wal_frames >= HF_CKPT_MAX_PAGES)
+		mode = SQLITE_CHECKPOINT_RESTART;
+	else if (atomic_exchange(&q->ckpt_caught_up, false))
+		mode = SQLITE_CHECKPOINT_PASSIVE;
+	if (mode < 0) {
+		pthread_mutex_lock(&q->ckpt_lock);
+		q->ckpt_wake = true;
+		pthread_cond_signal(&q->ckpt_cond);
+		pthread_mutex_unlock(&q->ckpt_lock);
+		return;
+	}
+	pthread_mutex_lock(&q->wlock);
+	int rc = sqlite3_wal_checkpoint_v2(q->wdb, NULL, mode, NULL, NULL);
+	if (rc == SQLITE_OK) {
+		q->ckpt_writer++;
+		if (mode == SQLITE_CHECKPOINT_RESTART)
+			q->ckpt_blocking++;
+	}
+	pthread_mutex_unlock(&q->wlock);
+}
+
+static void ckpt_start(struct hf_sqlite_store *q)
+{
+	if (strcmp(q->path, ":memory:") == 0)
+		return;
+	q->cdb = open_conn(q->path, q->sync_full, false, NULL);
+	if (!q->cdb)
+		return; /* SQLite's own checkpoint, on the writer */
+	if (pthread_create(&q->ckpt_thread, NULL, ckpt_main, q) != 0) {
+		sqlite3_close(q->cdb);
+		q->cdb = NULL;
+		return;
+	}
+	q->ckpt_running = true;
+	sqlite3_wal_hook(q->wdb, wal_hook, q);
+}
+
+static void ckpt_stop(struct hf_sqlite_store *q)
+{
+	if (!q->ckpt_running)
+		return;
+	pthread_mutex_lock(&q->ckpt_lock);
+	q->ckpt_stop = true;
+	pthread_cond_signal(&q->ckpt_cond);
+	pthread_mutex_unlock(&q->ckpt_lock);
+	pthread_join(q->ckpt_thread, NULL);
+	q->ckpt_running = false;
+	sqlite3_close(q->cdb);
+	q->cdb = NULL;
+}
+
 static void *writer_main(void *arg)
 {
 	struct hf_sqlite_store *q = arg;
@@ -454,6 +560,7 @@ static void *writer_main(void *arg)
 
 		apply_locked(q, batch, n);
 		finish_batch(batch);
+		after_batch(q);
 
 		pthread_mutex_lock(&q->lock);
 	}
@@ -496,9 +603,11 @@ static void store_close(struct hf_store *s)
 		pthread_cond_signal(&q->cond);
 		pthread_mutex_unlock(&q->lock);
 		pthread_join(q->thread, NULL);
+		ckpt_stop(q);
 		if (q->clean_stop)
 			hf_sqlite_clean_stop_end(q);
 	}
+	ckpt_stop(q); /* a start that failed after it began */
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(q->stmts[i]);
 	for (int i = 0; i < q->nreaders; i++)
@@ -510,6 +619,8 @@ static void store_close(struct hf_store *s)
 	pthread_mutex_destroy(&q->pool_lock);
 	pthread_mutex_destroy(&q->health_lock);
 	pthread_mutex_destroy(&q->key_lock);
+	pthread_mutex_destroy(&q->ckpt_lock);
+	pthread_cond_destroy(&q->ckpt_cond);
 	hf_secret_wipe(q->key, sizeof q->key);
 	free(q->path);
 	free(q);
@@ -620,6 +731,8 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 	pthread_mutex_init(&q->pool_lock, NULL);
 	pthread_mutex_init(&q->health_lock, NULL);
 	pthread_mutex_init(&q->key_lock, NULL);
+	pthread_mutex_init(&q->ckpt_lock, NULL);
+	pthread_cond_init(&q->ckpt_cond, NULL);
 	q->wdb = open_conn(path, sync_full, false, err);
 	if (!q->wdb || migrate(q, err) < 0)
 		goto fail;
@@ -630,6 +743,7 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 		if (hf_sqlite_secrets_start(q, err) < 0)
 			goto fail;
 		hf_sqlite_clean_stop_begin(q);
+		ckpt_start(q);
 		q->threaded = true;
 		if (pthread_create(&q->thread, NULL, writer_main, q) != 0) {
 			q->threaded = false;

@@ -15,6 +15,23 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+/* Checkpoints (store_sqlite.c): past HF_CKPT_PAGES frames in the WAL the
+ * checkpointer thread copies them into the database (PASSIVE, beside the
+ * writer); once it is nearly caught up the writer copies the few frames left
+ * itself, so that its next transaction starts the WAL again from its
+ * beginning. Past HF_CKPT_MAX_PAGES (the checkpointer cannot keep up, or a
+ * reader pins old frames) the writer checkpoints everything itself, waiting
+ * for readers (RESTART): the WAL stays bounded whatever the load. */
+#ifndef HF_CKPT_PAGES
+#define HF_CKPT_PAGES 1000
+#endif
+#ifndef HF_CKPT_TAIL_PAGES
+#define HF_CKPT_TAIL_PAGES 256
+#endif
+#ifndef HF_CKPT_MAX_PAGES
+#define HF_CKPT_MAX_PAGES 8000
+#endif
+
 /* The writer connection's prepared statements (store_sqlite_apply.c). */
 enum stmt_id {
 	ST_INSERT_EVENT,
@@ -56,6 +73,21 @@ struct hf_sqlite_store {
 	pthread_t writer_id;
 	pthread_t applier;
 	bool applying;
+
+	/* The checkpointer (store_sqlite.c, "checkpoints"): its thread and
+	 * connection; woken under ckpt_lock when the WAL passed
+	 * HF_CKPT_PAGES. wal_frames: the WAL's frames after the writer's last
+	 * commit (the writer's own: set by the WAL hook on its thread).
+	 * ckpt_caught_up: the checkpointer copied all but a few frames (the
+	 * writer then copies the rest itself, which resets the WAL). */
+	bool ckpt_running, ckpt_stop, ckpt_wake;
+	pthread_t ckpt_thread;
+	sqlite3 *cdb;
+	pthread_mutex_t ckpt_lock;
+	pthread_cond_t ckpt_cond;
+	int wal_frames;
+	atomic_bool ckpt_caught_up;
+	uint64_t ckpt_writer, ckpt_blocking; /* checkpoints the writer ran */
 
 	pthread_mutex_t pool_lock;
 	sqlite3 *readers[HF_STATE_READERS];
