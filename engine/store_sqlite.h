@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Checkpoints (store_sqlite.c): past HF_CKPT_PAGES frames in the WAL the
  * checkpointer thread copies them into the database (PASSIVE, beside the
@@ -45,6 +46,8 @@ enum stmt_id {
 	ST_DELIVERY_ATTEMPT,
 	ST_DELIVERY_UPDATE,
 	ST_INSERT_VERSION,
+	ST_VERSION_ID,
+	ST_EVENT_RID,
 	ST_COUNT,
 };
 
@@ -109,6 +112,7 @@ struct hf_sqlite_store {
 	bool fault_logged;
 
 	char versions[HF_STATE_VERSION_CACHE][72];
+	int64_t version_ids[HF_STATE_VERSION_CACHE]; /* workflow_versions.vid */
 	unsigned nversions; /* ring: next slot = nversions %
 			       HF_STATE_VERSION_CACHE */
 	/* The previous server did not stop cleanly (read at open). */
@@ -139,6 +143,40 @@ static inline bool sq_applying(const struct hf_sqlite_store *q)
 	if (q->threaded && !pthread_equal(self, q->writer_id))
 		return false;
 	return q->applying && pthread_equal(self, q->applier);
+}
+
+/* Row ids (schema version 2). events and runs are keyed by an integer, rid,
+ * derived from their public id "<prefix>_<12 hex digits: ms>_<10 hex>":
+ * ms << HF_BAND_BITS, plus the how-many-th row of that millisecond
+ * (max + 1 at insert). The id is stored once, in the row; a lookup by id
+ * reads the band of its millisecond, a few rows: rid BETWEEN lo AND hi AND
+ * id = ?. An id of another shape has the band of ms 0. */
+#define HF_BAND_BITS 15
+
+static inline int64_t hf_sqlite_band(const char *id)
+{
+	const char *p = id ? strchr(id, '_') : NULL;
+	int64_t ms = 0;
+	if (!p)
+		return 0;
+	for (int i = 1; i <= 12; i++) {
+		char c = p[i];
+		int d = c >= '0' && c <= '9'	 ? c - '0'
+			: c >= 'a' && c <= 'f' ? c - 'a' + 10
+					       : -1;
+		if (d < 0)
+			return 0;
+		ms = ms << 4 | d;
+	}
+	return p[13] == '_' ? ms << HF_BAND_BITS : 0;
+}
+
+/* Binds the band of id: its first rid at i, its last at i + 1. */
+static inline void bind_band(sqlite3_stmt *st, int i, const char *id)
+{
+	int64_t lo = hf_sqlite_band(id);
+	sqlite3_bind_int64(st, i, lo);
+	sqlite3_bind_int64(st, i + 1, lo + ((1 << HF_BAND_BITS) - 1));
 }
 
 static inline void bind_text(sqlite3_stmt *st, int i, const char *s)

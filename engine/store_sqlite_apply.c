@@ -23,21 +23,26 @@
 #include <assert.h>
 #include <string.h>
 
+/* events and runs: rid is the next of the id's band (?9, ?10 for events,
+ * ?12, ?13 for runs: bind_band), found by id in it (hf_sqlite_band). */
 static const char *stmt_sql[ST_COUNT] = {
-    [ST_INSERT_EVENT] = "INSERT INTO events(id, path, method, query, headers,"
-			" body, received_at, skipped)"
-			" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [ST_INSERT_RUN] = "INSERT INTO runs(id, event_id, workflow, version,"
+    [ST_INSERT_EVENT] = "INSERT INTO events(rid, id, path, method, query,"
+			" headers, body, received_at, skipped)"
+			" VALUES(COALESCE((SELECT max(rid) + 1 FROM events"
+			" WHERE rid BETWEEN ?9 AND ?10), ?9), ?1, ?2, ?3,"
+			" ?4, ?5, ?6, ?7, ?8)",
+    [ST_INSERT_RUN] = "INSERT INTO runs(rid, id, event, workflow, vid,"
 		      " status, attempt, created_at, next_step, step_attempt,"
 		      " due_at, lane, claimed)"
-		      " VALUES(?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9,"
-		      " ?10, ?11)",
+		      " VALUES(COALESCE((SELECT max(rid) + 1 FROM runs WHERE"
+		      " rid BETWEEN ?12 AND ?13), ?12), ?1, ?2, ?3, ?4,"
+		      " 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [ST_DEDUPE_INSERT] = "INSERT OR IGNORE INTO dedupe(workflow, key,"
 			 " event_id, created_at) VALUES(?1, ?2, ?3, ?4)",
     [ST_DEDUPE_GET] = "SELECT event_id FROM dedupe WHERE workflow = ?1 AND"
 		      " key = ?2",
     [ST_RUN_STARTED] = "UPDATE runs SET status = 'running', started_at ="
-		       " ?2 WHERE id = ?1",
+		       " ?2 WHERE rid BETWEEN ?3 AND ?4 AND id = ?1",
     [ST_UPSERT_STEP] = "INSERT OR REPLACE INTO steps(run_id, idx, step_id,"
 		       " status, output, error, logs, attempts, started_at,"
 		       " finished_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
@@ -45,9 +50,10 @@ static const char *stmt_sql[ST_COUNT] = {
     [ST_UPDATE_RUN] = "UPDATE runs SET status = ?2, next_step = ?3,"
 		      " step_attempt = ?4, due_at = ?5, error = ?6,"
 		      " finished_at = ?7, started_at = COALESCE(started_at,"
-		      " ?8) WHERE id = ?1",
-    /* OR IGNORE: an emit's id is an idempotency key (a step run again
-     * after a crash emits the same id: it is sent once). */
+		      " ?8) WHERE rid BETWEEN ?9 AND ?10 AND id = ?1",
+    [ST_EVENT_RID] = "SELECT rid FROM events WHERE rid BETWEEN ?1 AND ?2"
+		     " AND id = ?3",
+    [ST_VERSION_ID] = "SELECT vid FROM workflow_versions WHERE version = ?1",
     [ST_INSERT_DELIVERY] = "INSERT OR IGNORE INTO deliveries(id, run_id,"
 			   " step_id, url, payload, headers, secret, status,"
 			   " attempts, max_attempts, backoff_ms, next_at,"
@@ -57,9 +63,14 @@ static const char *stmt_sql[ST_COUNT] = {
     [ST_DELIVERY_ATTEMPT] = "INSERT OR REPLACE INTO delivery_attempts("
 			    "delivery_id, n, at, status, error,"
 			    " duration_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_INSERT_VERSION] = "INSERT OR IGNORE INTO workflow_versions(version,"
+    /* A version known by its hash only (yaml NULL) gets its text when a
+     * later store can. */
+    [ST_INSERT_VERSION] = "INSERT INTO workflow_versions(version,"
 			  " name, file, yaml, scripts, created_at)"
-			  " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+			  " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(version)"
+			  " DO UPDATE SET yaml = excluded.yaml, scripts ="
+			  " excluded.scripts, file = excluded.file WHERE yaml"
+			  " IS NULL AND excluded.yaml IS NOT NULL",
     /* A retry asked for (API, CLI) while this attempt was in flight has
      * updated the row after the attempt began (?3): the attempt is counted,
      * but unless it delivered, the retry's status and due time stand. ?1-?5
@@ -98,27 +109,32 @@ static int step_done(sqlite3_stmt *st)
 /* --- applying writes (writer connection, inside a transaction) --- */
 
 /* Stores wf's text under its version once (the cache spares the lookup and the
- * copy of the YAML for every run). A version whose scripts are not UTF-8 is
- * not stored: a run of it resumes with the workflow of the same name. */
+ * copy of the YAML for every run); *vid is its row (0: wf has no version). A
+ * version whose scripts are not UTF-8 (or without its text) is stored by its
+ * hash alone: a run of it resumes with the workflow of the same name. */
 static int store_version(struct hf_sqlite_store *q,
-			 const struct hf_workflow *wf)
+			 const struct hf_workflow *wf, int64_t *vid)
 {
-	if (!wf->version || !wf->source)
+	*vid = 0;
+	if (!wf || !wf->version)
 		return 0;
 	for (unsigned i = 0; i < HF_STATE_VERSION_CACHE && i < q->nversions;
 	     i++)
-		if (strcmp(q->versions[i], wf->version) == 0)
+		if (strcmp(q->versions[i], wf->version) == 0) {
+			*vid = q->version_ids[i];
 			return 0;
+		}
 	json_t *scripts = json_object();
-	for (size_t i = 0; i < wf->nsteps; i++) {
+	bool text = wf->source != NULL;
+	for (size_t i = 0; text && i < wf->nsteps; i++) {
 		const struct hf_step *step = &wf->steps[i];
 		json_t *code;
 		if (!step->script)
 			continue;
 		code = json_stringn(step->code, strlen(step->code));
 		if (!code) {
-			json_decref(scripts);
-			return 0;
+			text = false;
+			break;
 		}
 		json_object_set_new(scripts, step->script, code);
 	}
@@ -126,30 +142,70 @@ static int store_version(struct hf_sqlite_store *q,
 	bind_text(st, 1, wf->version);
 	bind_text(st, 2, wf->name);
 	bind_text(st, 3, wf->file);
-	sqlite3_bind_text(st, 4, wf->source, (int)wf->source_len,
-			  SQLITE_STATIC);
-	bind_json(st, 5, scripts);
+	if (text) {
+		sqlite3_bind_text(st, 4, wf->source, (int)wf->source_len,
+				  SQLITE_STATIC);
+		bind_json(st, 5, scripts);
+	}
 	sqlite3_bind_int64(st, 6, hf_now_ms());
 	json_decref(scripts);
 	if (step_done(st) < 0)
 		return -1;
+	st = q->stmts[ST_VERSION_ID];
+	bind_text(st, 1, wf->version);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*vid = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_ROW)
+		return -1;
 	/* Cached before the commit: a rolled-back batch forgets the row, so
-	 * the cache is cleared then (apply_batch). */
-	snprintf(q->versions[q->nversions++ % HF_STATE_VERSION_CACHE],
-		 sizeof q->versions[0], "%s", wf->version);
+	 * the cache is cleared then (apply_batch). Only versions with their
+	 * text: one known by its hash alone is looked up again. */
+	if (!text)
+		return 0;
+	unsigned slot = q->nversions++ % HF_STATE_VERSION_CACHE;
+	snprintf(q->versions[slot], sizeof q->versions[0], "%s", wf->version);
+	q->version_ids[slot] = *vid;
 	return 0;
 }
 
-static int insert_run(struct hf_sqlite_store *q, struct hf_run *run,
-		      bool claimed)
+/* The rid of the stored event id (0 when there is none), or -1. */
+static int64_t event_rid(struct hf_sqlite_store *q, const char *id)
 {
-	if (store_version(q, run->wf) < 0)
+	sqlite3_stmt *st = q->stmts[ST_EVENT_RID];
+	bind_band(st, 1, id);
+	bind_text(st, 3, id);
+	int rc = sqlite3_step(st);
+	int64_t rid = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? rid : -1;
+}
+
+/* After an insert into events or runs: whether the row landed in its id's
+ * band (a band holds 1 << HF_BAND_BITS rows: one millisecond's). */
+static int in_band(struct hf_sqlite_store *q, const char *id)
+{
+	int64_t rid = sqlite3_last_insert_rowid(q->wdb);
+	return rid - hf_sqlite_band(id) < (1 << HF_BAND_BITS) ? 0 : -1;
+}
+
+/* ev_rid: the run's event's rid, or -1 to look it up. */
+static int insert_run(struct hf_sqlite_store *q, struct hf_run *run,
+		      bool claimed, int64_t ev_rid)
+{
+	int64_t vid;
+	if (store_version(q, run->wf, &vid) < 0)
+		return -1;
+	if (ev_rid < 0 && (ev_rid = event_rid(q, run->event->id)) < 0)
 		return -1;
 	sqlite3_stmt *st = q->stmts[ST_INSERT_RUN];
 	bind_text(st, 1, run->id);
-	bind_text(st, 2, run->event->id);
+	sqlite3_bind_int64(st, 2, ev_rid);
 	bind_text(st, 3, run->wf->name);
-	bind_text(st, 4, run->wf->version);
+	bind_int_or_null(st, 4, vid);
 	sqlite3_bind_int(st, 5, run->attempt);
 	sqlite3_bind_int64(st, 6, run->created_at);
 	sqlite3_bind_int64(st, 7, (sqlite3_int64)run->next_step);
@@ -157,7 +213,10 @@ static int insert_run(struct hf_sqlite_store *q, struct hf_run *run,
 	sqlite3_bind_int64(st, 9, run->due_at);
 	bind_text(st, 10, run->lane);
 	sqlite3_bind_int(st, 11, claimed);
-	return step_done(st);
+	bind_band(st, 12, run->id);
+	if (step_done(st) < 0)
+		return -1;
+	return in_band(q, run->id);
 }
 
 /* Returns 1 when key was already seen for the workflow (dup_of filled), 0 when
@@ -241,10 +300,13 @@ static int apply_ingest(struct hf_sqlite_store *q, struct hf_write *w)
 			  SQLITE_STATIC);
 	sqlite3_bind_int64(st, 7, ev->received_at);
 	bind_json(st, 8, ev->skipped);
-	if (step_done(st) < 0)
+	bind_band(st, 9, ev->id);
+	if (step_done(st) < 0 || in_band(q, ev->id) < 0)
 		return -1;
+	int64_t ev_rid = sqlite3_last_insert_rowid(q->wdb);
 	for (size_t i = 0; i < w->nruns; i++)
-		if (!w->dropped[i] && insert_run(q, w->runs[i], true) < 0)
+		if (!w->dropped[i] &&
+		    insert_run(q, w->runs[i], true, ev_rid) < 0)
 			return -1;
 	return 0;
 }
@@ -252,7 +314,7 @@ static int apply_ingest(struct hf_sqlite_store *q, struct hf_write *w)
 static int apply_runs(struct hf_sqlite_store *q, struct hf_write *w)
 {
 	for (size_t i = 0; i < w->nruns; i++)
-		if (insert_run(q, w->runs[i], !w->unclaimed) < 0)
+		if (insert_run(q, w->runs[i], !w->unclaimed, -1) < 0)
 			return -1;
 	return 0;
 }
@@ -266,6 +328,7 @@ static int apply_run_started(struct hf_sqlite_store *q, struct hf_write *w)
 	sqlite3_stmt *st = q->stmts[ST_RUN_STARTED];
 	bind_text(st, 1, w->run->id);
 	sqlite3_bind_int64(st, 2, w->run->started_at);
+	bind_band(st, 3, w->run->id);
 	return step_done(st);
 }
 
@@ -468,6 +531,7 @@ run:
 	else
 		sqlite3_bind_null(st, 7);
 	bind_int_or_null(st, 8, run->started_at);
+	bind_band(st, 9, run->id);
 	return step_done(st);
 }
 
@@ -520,5 +584,6 @@ int hf_sqlite_apply(struct hf_sqlite_store *q, struct hf_write *w)
 int hf_sqlite_store_version(struct hf_sqlite_store *q,
 			    const struct hf_workflow *wf)
 {
-	return store_version(q, wf);
+	int64_t vid;
+	return store_version(q, wf, &vid);
 }

@@ -66,14 +66,16 @@ struct col {
 };
 
 /* How a query's rows become JSON: the columns in order, then (optional) a
- * nested list of rows: sub_sql run with the row's id (column 0) as ?1 on the
- * same connection, its rows made JSON by sub, as the member sub_key. */
+ * nested list of rows: sub_sql run with the row's column sub_col (which may
+ * come after the ncols shown) as ?1 on the same connection, its rows made
+ * JSON by sub, as the member sub_key. */
 struct shape {
 	const struct col *cols;
 	size_t ncols;
 	const char *sub_key;
 	const struct shape *sub;
 	const char *sub_sql;
+	int sub_col;
 };
 
 static json_t *rows_json(struct hf_sqlite_store *q, sqlite3 *db, bool one,
@@ -157,6 +159,23 @@ static json_t *col_value(sqlite3_stmt *st, int i, enum col_kind kind, json_t *o)
 	return json_null();
 }
 
+static json_t *shape_row(sqlite3 *db, sqlite3_stmt *st,
+			 const struct shape *sh);
+
+/* The nested rows of row (shape sh) as an array. */
+static json_t *sub_json(sqlite3 *db, const struct shape *sh, sqlite3_stmt *row)
+{
+	json_t *out = json_array();
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, sh->sub_sql, -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_value(st, 1, sqlite3_column_value(row, sh->sub_col));
+		while (sqlite3_step(st) == SQLITE_ROW)
+			json_array_append_new(out, shape_row(db, st, sh->sub));
+	}
+	sqlite3_finalize(st);
+	return out;
+}
+
 static json_t *shape_row(sqlite3 *db, sqlite3_stmt *st, const struct shape *sh)
 {
 	if (!sh->cols[0].key)
@@ -166,10 +185,7 @@ static json_t *shape_row(sqlite3 *db, sqlite3_stmt *st, const struct shape *sh)
 		json_object_set_new(o, sh->cols[i].key,
 				    col_value(st, (int)i, sh->cols[i].kind, o));
 	if (sh->sub)
-		json_object_set_new(
-		    o, sh->sub_key,
-		    rows_json(NULL, db, false, sh->sub, sh->sub_sql, "t",
-			      (const char *)sqlite3_column_text(st, 0)));
+		json_object_set_new(o, sh->sub_key, sub_json(db, sh, st));
 	return o;
 }
 
@@ -217,9 +233,12 @@ static const struct col step_cols[] = {
 };
 static const struct shape step_shape = {step_cols, NCOLS(step_cols)};
 
+/* A run with its event's id and its version's hash (schema version 2). */
 #define RUN_COLUMNS                                                            \
-	"id, workflow, event_id, status, attempt, created_at, started_at,"     \
-	" finished_at, error, version"
+	"r.id, r.workflow, e.id, r.status, r.attempt, r.created_at,"           \
+	" r.started_at, r.finished_at, r.error, v.version FROM runs r"         \
+	" LEFT JOIN events e ON e.rid = r.event"                               \
+	" LEFT JOIN workflow_versions v ON v.vid = r.vid"
 
 static const struct col run_cols[] = {
     {"id", C_TEXT},	    {"workflow", C_TEXT},    {"event", C_TEXT},
@@ -234,19 +253,21 @@ static const struct shape run_shape = {
 
 json_t *hf_sqlite_run_json(struct hf_store *s, const char *run_id)
 {
+	int64_t lo = hf_sqlite_band(run_id);
 	return rows_json(sq(s), NULL, true, &run_shape,
-			 "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1", "t",
-			 run_id);
+			 "SELECT " RUN_COLUMNS
+			 " WHERE r.rid BETWEEN ?1 AND ?2 AND r.id = ?3",
+			 "IIt", lo, lo + ((1 << HF_BAND_BITS) - 1), run_id);
 }
 
 json_t *hf_sqlite_runs_json(struct hf_store *s, const char *workflow,
 			    const char *status, int limit)
 {
 	json_t *runs = rows_json(sq(s), NULL, false, &run_shape,
-				 "SELECT " RUN_COLUMNS " FROM runs"
-				 " WHERE (?1 IS NULL OR workflow = ?1)"
-				 " AND (?2 IS NULL OR status = ?2)"
-				 " ORDER BY id DESC LIMIT ?3",
+				 "SELECT " RUN_COLUMNS
+				 " WHERE (?1 IS NULL OR r.workflow = ?1)"
+				 " AND (?2 IS NULL OR r.status = ?2)"
+				 " ORDER BY r.rid DESC LIMIT ?3",
 				 "tti", workflow, status,
 				 limit > 0 ? limit : HF_LIST_DEFAULT_RUNS);
 	return json_pack("{s:o}", "runs", runs);
@@ -262,17 +283,23 @@ static const struct col event_cols[] = {
     {"query", C_JSON},	     {"headers", C_HEADERS}, {"body", C_BODY},
     {"received_at", C_TIME}, {"skipped", C_ARRAY},
 };
+/* Its runs by the event's rid, the column after those shown. */
 static const struct shape event_shape = {
-    event_cols, NCOLS(event_cols), "runs", &id_shape,
-    "SELECT id FROM runs WHERE event_id = ?1 ORDER BY id"};
+    event_cols,
+    NCOLS(event_cols),
+    "runs",
+    &id_shape,
+    "SELECT id FROM runs WHERE event = ?1 ORDER BY rid",
+    NCOLS(event_cols)};
 
 json_t *hf_sqlite_event_json(struct hf_store *s, const char *event_id)
 {
+	int64_t lo = hf_sqlite_band(event_id);
 	return rows_json(sq(s), NULL, true, &event_shape,
 			 "SELECT id, path, method, query, headers,"
-			 " body, received_at, skipped FROM events"
-			 " WHERE id = ?1",
-			 "t", event_id);
+			 " body, received_at, skipped, rid FROM events"
+			 " WHERE rid BETWEEN ?1 AND ?2 AND id = ?3",
+			 "IIt", lo, lo + ((1 << HF_BAND_BITS) - 1), event_id);
 }
 
 /* --- deliveries --- */
@@ -432,9 +459,13 @@ static int event_struct_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 struct hf_event *hf_sqlite_load_event(struct hf_store *s, const char *event_id)
 {
 	struct hf_event *ev = NULL;
+	int64_t lo = hf_sqlite_band(event_id);
+	if (!event_id)
+		return NULL;
 	hf_sqlite_each(sq(s), NULL, event_struct_row, &ev,
 		       "SELECT id, path, method, query, headers,"
-		       " body, received_at FROM events WHERE id = ?1",
-		       "t", event_id);
+		       " body, received_at FROM events"
+		       " WHERE rid BETWEEN ?1 AND ?2 AND id = ?3",
+		       "IIt", lo, lo + ((1 << HF_BAND_BITS) - 1), event_id);
 	return ev;
 }

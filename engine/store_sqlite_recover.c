@@ -84,8 +84,9 @@ static struct hf_workflow *parse_version(sqlite3 *db, const char *version)
 			   "SELECT file, yaml, scripts FROM"
 			   " workflow_versions WHERE version = ?1",
 			   "t", version);
-	if (!st || sqlite3_step(st) != SQLITE_ROW)
-		goto done;
+	if (!st || sqlite3_step(st) != SQLITE_ROW ||
+	    sqlite3_column_type(st, 1) == SQLITE_NULL)
+		goto done; /* not stored, or by its hash alone */
 	scripts = col_json(st, 2);
 	size_t n = 0;
 	struct hf_script_src *src =
@@ -242,28 +243,38 @@ int hf_sqlite_load_pending(struct hf_store *s,
 	struct pickup p = {
 	    .s = s, .set = set, .unclean = !only_unclaimed && q->unclean};
 	p.tail = &p.list;
-	/* In insertion order (rowid), which is arrival order: the lanes of
-	 * `concurrency:` fill up again as they were. */
+	/* In the order of their ids (rid: the millisecond each was made, then
+	 * insertion), which is arrival order: the lanes of `concurrency:` fill
+	 * up again as they were. */
 	const char *sql =
 	    only_unclaimed
-		? "SELECT id, event_id, workflow, status, attempt,"
-		  " created_at, started_at, next_step, step_attempt,"
-		  " due_at, lane, version FROM runs WHERE status IN"
-		  " ('queued','running') AND claimed = 0 ORDER BY rowid"
-		: "SELECT id, event_id, workflow, status, attempt,"
-		  " created_at, started_at, next_step, step_attempt,"
-		  " due_at, lane, version FROM runs WHERE status IN"
-		  " ('queued','running') ORDER BY rowid";
+		? "SELECT r.id, e.id, r.workflow, r.status, r.attempt,"
+		  " r.created_at, r.started_at, r.next_step, r.step_attempt,"
+		  " r.due_at, r.lane, v.version FROM runs r"
+		  " LEFT JOIN events e ON e.rid = r.event"
+		  " LEFT JOIN workflow_versions v ON v.vid = r.vid"
+		  " WHERE r.status IN ('queued','running') AND r.claimed = 0"
+		  " ORDER BY r.rid"
+		: "SELECT r.id, e.id, r.workflow, r.status, r.attempt,"
+		  " r.created_at, r.started_at, r.next_step, r.step_attempt,"
+		  " r.due_at, r.lane, v.version FROM runs r"
+		  " LEFT JOIN events e ON e.rid = r.event"
+		  " LEFT JOIN workflow_versions v ON v.vid = r.vid"
+		  " WHERE r.status IN ('queued','running') ORDER BY r.rid";
 	if (hf_sqlite_each(q, NULL, pickup_row, &p, sql, "") < 0)
 		return -1;
 	for (size_t i = 0; i < p.vc.n; i++)
 		hf_workflow_unref(p.vc.items[i].wf);
 	if (only_unclaimed && p.list) {
 		pthread_mutex_lock(&q->wlock);
-		for (struct hf_run *r = p.list; r; r = r->next)
-			hf_sqlite_exec(
-			    q->wdb, "UPDATE runs SET claimed = 1 WHERE id = ?1",
-			    "t", r->id);
+		for (struct hf_run *r = p.list; r; r = r->next) {
+			int64_t lo = hf_sqlite_band(r->id);
+			hf_sqlite_exec(q->wdb,
+				       "UPDATE runs SET claimed = 1 WHERE rid"
+				       " BETWEEN ?1 AND ?2 AND id = ?3",
+				       "IIt", lo,
+				       lo + ((1 << HF_BAND_BITS) - 1), r->id);
+		}
 		pthread_mutex_unlock(&q->wlock);
 	}
 	for (struct hf_run *r = p.list, *next; r; r = next) {
@@ -370,15 +381,16 @@ int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
 {
 	struct hf_sqlite_store *q = sq(s);
 	int rc = -1;
+	int64_t lo = hf_sqlite_band(run_id);
 	pthread_mutex_lock(&q->wlock);
 	sqlite3_stmt *st =
 	    hf_sqlite_stmt(q->wdb,
 			   "UPDATE runs SET status = 'queued', attempt ="
 			   " attempt + 1, step_attempt = 1, due_at = 0,"
 			   " error = NULL, finished_at = NULL, claimed = 0,"
-			   " started_at = NULL"
-			   " WHERE id = ?1 AND status = 'failed'",
-			   "t", run_id);
+			   " started_at = NULL WHERE rid BETWEEN ?2 AND ?3"
+			   " AND id = ?1 AND status = 'failed'",
+			   "tII", run_id, lo, lo + ((1 << HF_BAND_BITS) - 1));
 	if (st && sqlite3_step(st) != SQLITE_DONE)
 		hf_error_set(err, NULL, 0, 0, "cannot retry: %s",
 			     sqlite3_errmsg(q->wdb));
@@ -398,20 +410,23 @@ int hf_sqlite_prune(struct hf_store *s, int64_t before, int limit)
 	struct hf_sqlite_store *q = sq(s);
 	assert(sq_applying(q)); /* through HF_W_CALL */
 	/* The rows of one batch are picked once (steps go with their runs,
-	 * attempts with their deliveries). Run and event ids begin with their
-	 * creation time (hf_id_new), so "created before" is a range of the
-	 * primary key: a batch reads old rows, not the whole table. An event
+	 * attempts with their deliveries). Run and event rids begin with their
+	 * id's creation time (hf_sqlite_band), so "created before" is a range
+	 * of the key: a batch reads old rows, not the whole table. An event
 	 * goes only once no run refers to it (a replay may still be queued). */
 	static const char *sql[] = {
 	    "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id TEXT PRIMARY KEY)",
-	    "DELETE FROM prune_ids",
-	    "INSERT INTO prune_ids SELECT id FROM runs WHERE id < ?3 AND"
-	    " finished_at < ?1 AND status IN ('succeeded','failed') LIMIT ?2",
-	    "DELETE FROM steps WHERE run_id IN prune_ids",
-	    "DELETE FROM runs WHERE id IN prune_ids",
-	    "DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE"
-	    " id < ?4 AND received_at < ?1 AND NOT EXISTS (SELECT 1 FROM"
-	    " runs r WHERE r.event_id = e.id) LIMIT ?2)",
+	    "CREATE TEMP TABLE IF NOT EXISTS prune_runs(rid INTEGER PRIMARY"
+	    " KEY, id TEXT)",
+	    "DELETE FROM prune_runs",
+	    "INSERT INTO prune_runs SELECT rid, id FROM runs WHERE rid < ?3"
+	    " AND finished_at < ?1 AND status IN ('succeeded','failed')"
+	    " LIMIT ?2",
+	    "DELETE FROM steps WHERE run_id IN (SELECT id FROM prune_runs)",
+	    "DELETE FROM runs WHERE rid IN (SELECT rid FROM prune_runs)",
+	    "DELETE FROM events WHERE rid IN (SELECT rid FROM events e WHERE"
+	    " rid < ?3 AND received_at < ?1 AND NOT EXISTS (SELECT 1 FROM"
+	    " runs r WHERE r.event = e.rid) LIMIT ?2)",
 	    "DELETE FROM prune_ids",
 	    "INSERT INTO prune_ids SELECT id FROM deliveries WHERE"
 	    " updated_at < ?1 AND status IN ('delivered','failed') LIMIT ?2",
@@ -420,10 +435,10 @@ int hf_sqlite_prune(struct hf_store *s, int64_t before, int limit)
 	    "DELETE FROM dedupe WHERE (workflow, key) IN (SELECT workflow,"
 	    " key FROM dedupe WHERE created_at < ?1 LIMIT ?2)",
 	};
-	char run_max[32], ev_max[32];
-	unsigned long long t = (unsigned long long)(before > 0 ? before : 0);
-	snprintf(run_max, sizeof run_max, "run_%012llx", t & 0xffffffffffffULL);
-	snprintf(ev_max, sizeof ev_max, "ev_%012llx", t & 0xffffffffffffULL);
+	/* The first rid of the millisecond `before` (ids hold 48 bits). */
+	int64_t band = (int64_t)((uint64_t)(before > 0 ? before : 0) &
+				 0xffffffffffffULL)
+		       << HF_BAND_BITS;
 	int total = 0;
 	for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
 		sqlite3_stmt *st = NULL;
@@ -439,14 +454,12 @@ int hf_sqlite_prune(struct hf_store *s, int64_t before, int limit)
 		if (np >= 2)
 			sqlite3_bind_int(st, 2, limit);
 		if (np >= 3)
-			bind_text(st, 3, run_max);
-		if (np >= 4)
-			bind_text(st, 4, ev_max);
+			sqlite3_bind_int64(st, 3, band);
 		int rc = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE)
 			return -1;
-		if (strncmp(sql[i], "DELETE FROM prune_ids", 21) != 0 &&
+		if (strncmp(sql[i], "DELETE FROM prune_", 18) != 0 &&
 		    strncmp(sql[i], "DELETE", 6) == 0)
 			total += sqlite3_changes(q->wdb);
 	}

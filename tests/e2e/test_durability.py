@@ -130,8 +130,9 @@ def test_sigkill_during_load_loses_nothing(server):
              what="every run to finish after the last restart")
 
     runs = {}
-    for ev, status, n in q(srv.state, "SELECT event_id, status, count(*) FROM"
-                           " runs GROUP BY event_id, status"):
+    for ev, status, n in q(srv.state, "SELECT e.id, r.status, count(*) FROM"
+                           " runs r JOIN events e ON e.rid = r.event"
+                           " GROUP BY e.id, r.status"):
         runs.setdefault(ev, []).append((status, n))
     seen = {k for (k,) in q(srv.data, "SELECT k FROM seen")}
     lost = [k for k, (ev, _) in acked.items()

@@ -271,7 +271,8 @@ def test_cli_replay_takes_the_newest_stored_version(server, tmp_path):
     assert p.returncode == 0, p.stderr
     (rid,) = p.stdout.split()
     con = sqlite3.connect(srv.state)
-    (version,) = con.execute("SELECT version FROM runs WHERE id = ?", (rid,)).fetchone()
+    (version,) = con.execute("SELECT v.version FROM runs r JOIN workflow_versions v"
+                             " ON v.vid = r.vid WHERE r.id = ?", (rid,)).fetchone()
     con.close()
     assert version == two["version"]
     srv.start()
