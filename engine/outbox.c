@@ -65,7 +65,13 @@ struct job {
 struct hf_outbox {
 	struct hf_store *store;
 	const struct hf_egress *egress; /* NULL: the default policy */
-	CURLM *multi;
+	/* Made on the first attempt (ensure_multi): curl's global set-up loads
+	 * OpenSSL's providers (about 2 MiB), which a server that never emits
+	 * does not need. Until then the thread waits on idle_cond. Set once,
+	 * by the outbox thread; read by any thread to wake it. */
+	_Atomic(CURLM *) multi;
+	pthread_mutex_t idle_lock;
+	pthread_cond_t idle_cond;
 	pthread_t thread;
 	atomic_bool stop;
 	atomic_bool kicked;
@@ -101,6 +107,57 @@ static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* Wakes the outbox thread: its multi handle's poll, or, before it has one,
+ * its wait on idle_cond. Callers set kicked or stop first; the thread checks
+ * both under idle_lock before waiting, and kicked again before each poll, so
+ * no wake-up is lost while the handle is being made. Any thread. */
+static void wake(struct hf_outbox *ob)
+{
+	CURLM *m = atomic_load(&ob->multi);
+	if (m) {
+		curl_multi_wakeup(m);
+		return;
+	}
+	pthread_mutex_lock(&ob->idle_lock);
+	pthread_cond_broadcast(&ob->idle_cond);
+	pthread_mutex_unlock(&ob->idle_lock);
+}
+
+/* The multi handle, made on first use. Outbox thread only. */
+static CURLM *ensure_multi(struct hf_outbox *ob)
+{
+	CURLM *m = atomic_load(&ob->multi);
+	if (m)
+		return m;
+	pthread_once(&curl_once, curl_init_once);
+	m = curl_multi_init();
+	if (!m)
+		return NULL;
+	curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS,
+			  (long)HF_OUTBOX_MAX_PER_HOST);
+	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+			  (long)HF_OUTBOX_MAX_INFLIGHT);
+	atomic_store(&ob->multi, m);
+	return m;
+}
+
+/* Waits up to ms for a wake-up. Outbox thread only. */
+static void idle(struct hf_outbox *ob, int ms)
+{
+	CURLM *m = atomic_load(&ob->multi);
+	if (m) {
+		curl_multi_poll(m, NULL, 0, ms, NULL);
+		return;
+	}
+	struct timespec ts;
+	hf_deadline_in(ms, &ts);
+	pthread_mutex_lock(&ob->idle_lock);
+	while (!atomic_load(&ob->kicked) && !atomic_load(&ob->stop) &&
+	       pthread_cond_timedwait(&ob->idle_cond, &ob->idle_lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&ob->idle_lock);
 }
 
 /* ---- the schedule (pure) ---- */
@@ -387,7 +444,8 @@ static int start(struct hf_outbox *ob, const struct hf_delivery *d,
 	j->egress = ob->egress;
 	if (!build_headers(j, d))
 		goto fail;
-	j->easy = curl_easy_init();
+	CURLM *multi = ensure_multi(ob);
+	j->easy = multi ? curl_easy_init() : NULL;
 	if (!j->easy)
 		goto fail;
 	int64_t timeout =
@@ -410,7 +468,7 @@ static int start(struct hf_outbox *ob, const struct hf_delivery *d,
 	curl_easy_setopt(c, CURLOPT_PRIVATE, j);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, j);
-	if (curl_multi_add_handle(ob->multi, c) != CURLM_OK)
+	if (curl_multi_add_handle(multi, c) != CURLM_OK)
 		goto fail;
 	j->started_mono = hf_mono_ms();
 	j->started_wall = hf_now_ms();
@@ -440,7 +498,8 @@ static void recorded(struct hf_write *w)
 	     ++r->tries < HF_OUTBOX_RECORD_TRIES)) {
 		r->again = ob->unsaved;
 		ob->unsaved = r;
-		curl_multi_wakeup(ob->multi);
+		atomic_store(&ob->kicked, true);
+		wake(ob);
 		pthread_mutex_unlock(&ob->lock);
 		return;
 	}
@@ -453,7 +512,7 @@ static void recorded(struct hf_write *w)
 	atomic_store(&ob->kicked, true); /* it may be due again soon */
 	/* Inside the lock: hf_outbox_stop frees the multi handle once
 	 * writes reaches 0. */
-	curl_multi_wakeup(ob->multi);
+	wake(ob);
 	ob->writes--;
 	pthread_cond_broadcast(&ob->cond);
 	pthread_mutex_unlock(&ob->lock);
@@ -612,14 +671,15 @@ static void reap(struct hf_outbox *ob, bool *freed)
 {
 	CURLMsg *m;
 	int left;
-	while ((m = curl_multi_info_read(ob->multi, &left))) {
+	CURLM *multi = atomic_load(&ob->multi);
+	while (multi && (m = curl_multi_info_read(multi, &left))) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
 		CURL *e = m->easy_handle;
 		CURLcode rc = m->data.result;
 		struct job *j = NULL;
 		curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&j);
-		curl_multi_remove_handle(ob->multi, e);
+		curl_multi_remove_handle(multi, e);
 		if (!j)
 			continue;
 		finish(ob, j, rc);
@@ -644,7 +704,9 @@ static void *outbox_main(void *arg)
 	int64_t drain_until = 0;
 	for (;;) {
 		int running = 0;
-		curl_multi_perform(ob->multi, &running);
+		CURLM *multi = atomic_load(&ob->multi);
+		if (multi)
+			curl_multi_perform(multi, &running);
 		bool freed = false;
 		reap(ob, &freed);
 		if (atomic_load(&ob->stop)) {
@@ -652,7 +714,7 @@ static void *outbox_main(void *arg)
 				drain_until = hf_mono_ms() + HF_OUTBOX_DRAIN_MS;
 			if (!ob->jobs || hf_mono_ms() >= drain_until)
 				break;
-			curl_multi_poll(ob->multi, NULL, 0, 100, NULL);
+			idle(ob, 100);
 			continue;
 		}
 		/* Scan when told (new rows, a record committed), when a slot
@@ -665,14 +727,15 @@ static void *outbox_main(void *arg)
 			next_scan =
 			    hf_mono_ms() + (can ? scan(ob) : HF_STORE_PROBE_MS);
 		int64_t wait = next_scan - hf_mono_ms();
-		curl_multi_poll(ob->multi, NULL, 0, wait > 0 ? (int)wait : 0,
-				NULL);
+		if (atomic_load(&ob->kicked))
+			wait = 0;
+		idle(ob, wait > 0 ? (int)wait : 0);
 	}
 	/* Cut short: not recorded, sent again at the next start. */
 	while (ob->jobs) {
 		struct job *j = ob->jobs;
 		ob->jobs = j->next;
-		curl_multi_remove_handle(ob->multi, j->easy);
+		curl_multi_remove_handle(atomic_load(&ob->multi), j->easy);
 		job_free(j);
 	}
 	ob->njobs = 0;
@@ -684,34 +747,23 @@ struct hf_outbox *hf_outbox_start(struct hf_store *store,
 				  const struct hf_egress *egress,
 				  struct hf_error *err)
 {
-	pthread_once(&curl_once, curl_init_once);
 	struct hf_outbox *ob = hf_xcalloc(1, sizeof *ob);
 	ob->store = store;
 	ob->egress = egress;
 	pthread_mutex_init(&ob->lock, NULL);
 	pthread_cond_init(&ob->cond, NULL);
-	ob->multi = curl_multi_init();
-	if (!ob->multi) {
-		hf_error_set(err, NULL, 0, 0,
-			     "cannot create a curl multi handle");
-		goto fail;
-	}
-	curl_multi_setopt(ob->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-			  (long)HF_OUTBOX_MAX_PER_HOST);
-	curl_multi_setopt(ob->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-			  (long)HF_OUTBOX_MAX_INFLIGHT);
+	pthread_mutex_init(&ob->idle_lock, NULL);
+	pthread_cond_init(&ob->idle_cond, NULL);
 	if (pthread_create(&ob->thread, NULL, outbox_main, ob) != 0) {
 		hf_error_set(err, NULL, 0, 0, "cannot start the outbox thread");
-		goto fail;
+		pthread_mutex_destroy(&ob->lock);
+		pthread_cond_destroy(&ob->cond);
+		pthread_mutex_destroy(&ob->idle_lock);
+		pthread_cond_destroy(&ob->idle_cond);
+		free(ob);
+		return NULL;
 	}
 	return ob;
-fail:
-	if (ob->multi)
-		curl_multi_cleanup(ob->multi);
-	pthread_mutex_destroy(&ob->lock);
-	pthread_cond_destroy(&ob->cond);
-	free(ob);
-	return NULL;
 }
 
 void hf_outbox_kick(struct hf_outbox *ob)
@@ -719,7 +771,7 @@ void hf_outbox_kick(struct hf_outbox *ob)
 	if (!ob)
 		return;
 	atomic_store(&ob->kicked, true);
-	curl_multi_wakeup(ob->multi);
+	wake(ob);
 }
 
 void hf_outbox_stop(struct hf_outbox *ob)
@@ -727,15 +779,19 @@ void hf_outbox_stop(struct hf_outbox *ob)
 	if (!ob)
 		return;
 	atomic_store(&ob->stop, true);
-	curl_multi_wakeup(ob->multi);
+	wake(ob);
 	pthread_join(ob->thread, NULL);
 	pthread_mutex_lock(&ob->lock);
 	while (ob->writes > 0)
 		pthread_cond_wait(&ob->cond, &ob->lock);
 	pthread_mutex_unlock(&ob->lock);
-	curl_multi_cleanup(ob->multi);
+	CURLM *m = atomic_load(&ob->multi);
+	if (m)
+		curl_multi_cleanup(m);
 	pthread_mutex_destroy(&ob->lock);
 	pthread_cond_destroy(&ob->cond);
+	pthread_mutex_destroy(&ob->idle_lock);
+	pthread_cond_destroy(&ob->idle_cond);
 	free(ob->busy);
 	free(ob);
 }
