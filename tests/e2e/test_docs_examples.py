@@ -86,3 +86,37 @@ def test_readme_connecting_headers_check(tmp_path):
         p = subprocess.run([BIN, "check", str(f)], capture_output=True,
                            text=True, timeout=30)
         assert p.returncode == 0, (b, p.stdout, p.stderr)
+
+
+def test_example_readmes_own_ports_and_files():
+    """Each example README's servers listen on their own ports (not the quick
+    start's 8080) with their own state and data files (not ./hookflow.db or
+    ./data.db), shared with no other server; every command of the README uses
+    those ports and files."""
+    ports, files = {}, {}
+    for readme in sorted((ROOT / "examples").glob("*/README.md")):
+        text = readme.read_text()
+        serves = re.findall(r"hookflow serve (.*?)\n```", text, re.S)
+        assert len(serves) == 2, (readme, serves)  # the mock and the example
+        own_ports, own_files = set(), set()
+        for cmd in serves:
+            cmd = cmd.replace("\\\n", " ")
+            port = re.search(r"--listen 127\.0\.0\.1:(\d+)", cmd).group(1)
+            state = re.search(r"--state (\S+)", cmd).group(1)
+            data = re.search(r"--data (\S+)", cmd).group(1)
+            assert port != "8080", readme
+            for f in (state, data):
+                assert f not in ("hookflow.db", "data.db", "./hookflow.db",
+                                 "./data.db"), (readme, f)
+                assert f not in files, (readme, f, files.get(f))
+                files[f] = readme
+            assert port not in ports, (readme, port)
+            ports[port] = readme
+            own_ports.add(port)
+            own_files |= {state, data}
+        for p in re.findall(r"(?:localhost|127\.0\.0\.1):(\d+)", text):
+            assert p in own_ports, (readme, p)
+        for f in re.findall(r"sqlite3 (?:-\S+ )*(\S+\.db)\b", text):
+            assert f in own_files, (readme, f)
+        m = re.search(r"export HOOKFLOW_STATE=(\S+)", text)
+        assert m and m.group(1) in own_files, readme
