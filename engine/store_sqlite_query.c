@@ -58,6 +58,7 @@ enum col_kind {
 	C_BODY,	   /* a body: a string, or base64 with "body_encoding" */
 	C_URL,	   /* a URL, its credentials redacted (hf_redact_url) */
 	C_HEADERS, /* request headers, credentials redacted */
+	C_QUERY,   /* query parameters, credentials redacted */
 };
 
 struct col {
@@ -130,6 +131,24 @@ static json_t *col_headers(sqlite3_stmt *st, int i)
 	return h;
 }
 
+/* Query parameters as JSON, each whose name says it carries a credential
+ * (hf_header_is_secret: token, secret, password, api-key…) shown as
+ * HF_REDACTED, as headers are. */
+static json_t *col_query(sqlite3_stmt *st, int i)
+{
+	json_t *h = col_json(st, i);
+	if (!json_is_object(h))
+		return h;
+	const char *name;
+	json_t *v;
+	json_object_foreach(h, name, v)
+	{
+		if (hf_header_is_secret(name))
+			json_object_set_new(h, name, json_string(HF_REDACTED));
+	}
+	return h;
+}
+
 static json_t *col_value(sqlite3_stmt *st, int i, enum col_kind kind, json_t *o)
 {
 	switch (kind) {
@@ -153,6 +172,8 @@ static json_t *col_value(sqlite3_stmt *st, int i, enum col_kind kind, json_t *o)
 		return col_url(st, i);
 	case C_HEADERS:
 		return col_headers(st, i);
+	case C_QUERY:
+		return col_query(st, i);
 	}
 	return json_null();
 }
@@ -259,7 +280,7 @@ static const struct shape id_shape = {id_col, 1};
 
 static const struct col event_cols[] = {
     {"id", C_TEXT},	     {"path", C_TEXT},	     {"method", C_TEXT},
-    {"query", C_JSON},	     {"headers", C_HEADERS}, {"body", C_BODY},
+    {"query", C_QUERY},	     {"headers", C_HEADERS}, {"body", C_BODY},
     {"received_at", C_TIME}, {"skipped", C_ARRAY},
 };
 static const struct shape event_shape = {

@@ -174,11 +174,6 @@
 #define HF_VERIFY_TOLERANCE_MS (5 * 60 * 1000)
 #endif
 
-/* Retention of dedupe keys: a sender's retries come within a day or three. */
-#ifndef HF_DEDUPE_RETAIN_MS
-#define HF_DEDUPE_RETAIN_MS (7LL * 24 * 3600 * 1000)
-#endif
-
 /* Outbound http.* from Lua: a call waits at most this long by default, and
  * never past the step's deadline. */
 #ifndef HF_HTTP_TIMEOUT_MS
