@@ -498,13 +498,13 @@ static size_t pass2(const struct toks *t, const struct names *d, unsigned where,
 		unsigned def = hf_lua_global_where(k->s, k->len);
 		if (def & where)
 			continue;
-		struct hf_lua_unknown u = {.line = k->line,
-					   .col = k->col,
-					   .name = k->s,
-					   .len = k->len,
-					   .suggest =
-					       suggest(k->s, k->len, where),
-					   .defined = def};
+		struct hf_lua_unknown u = {
+		    .line = k->line,
+		    .col = k->col,
+		    .name = k->s,
+		    .len = k->len,
+		    .suggest = def ? NULL : suggest(k->s, k->len, where),
+		    .defined = def};
 		fn(ud, &u);
 		calls++;
 	}

@@ -34,8 +34,9 @@ struct hf_lua_unknown {
 	int col;
 	const char *name;
 	size_t len;
-	const char *suggest; /* the nearest defined global, or NULL */
-	unsigned defined;    /* where the name is defined (0: nowhere) */
+	const char
+	    *suggest; /* the nearest global, or NULL (always when defined) */
+	unsigned defined; /* where the name is defined (0: nowhere) */
 };
 
 typedef void (*hf_lua_lint_fn)(void *ud, const struct hf_lua_unknown *u);
