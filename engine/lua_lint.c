@@ -465,19 +465,38 @@ static size_t distance(const char *a, size_t na, const char *b, size_t nb,
 	return row[nb];
 }
 
-/* The nearest global defined in `where`, at distance 2 at most (and less
- * than the name's length), or NULL. */
-static const char *suggest(const char *s, size_t n, unsigned where)
+/* The globals defined where a chunk runs, gathered once per lint. */
+struct known {
+	const char *name[128];
+	size_t len[128];
+	size_t n;
+};
+
+static void known_init(struct known *g, unsigned where)
 {
-	const char *best = NULL, *g;
-	size_t bestd = 3;
+	const char *name;
 	unsigned w;
-	for (size_t i = 0; hf_lua_global_at(i, &g, &w); i++) {
-		if (!(w & where))
+	g->n = 0;
+	for (size_t i = 0; hf_lua_global_at(i, &name, &w) && g->n < 128; i++) {
+		if (w & where) {
+			g->name[g->n] = name;
+			g->len[g->n++] = strlen(name);
+		}
+	}
+}
+
+/* The nearest of the globals at distance 2 at most (and less than the
+ * name's length), or NULL. */
+static const char *suggest(const struct known *g, const char *s, size_t n)
+{
+	const char *best = NULL;
+	size_t bestd = 3;
+	for (size_t i = 0; i < g->n; i++) {
+		if (g->len[i] > n + 2 || n > g->len[i] + 2)
 			continue;
-		size_t d = distance(s, n, g, strlen(g), 2);
+		size_t d = distance(s, n, g->name[i], g->len[i], 2);
 		if (d < bestd && d < n) {
-			best = g;
+			best = g->name[i];
 			bestd = d;
 		}
 	}
@@ -487,7 +506,9 @@ static const char *suggest(const char *s, size_t n, unsigned where)
 static size_t pass2(const struct toks *t, const struct names *d, unsigned where,
 		    hf_lua_lint_fn fn, void *ud)
 {
+	struct known g;
 	size_t calls = 0;
+	known_init(&g, where);
 	for (size_t i = 0; i < t->n; i++) {
 		const struct tok *k = &t->v[i];
 		if (k->type != T_NAME || (k->flags & F_SKIP) ||
@@ -503,7 +524,7 @@ static size_t pass2(const struct toks *t, const struct names *d, unsigned where,
 		    .col = k->col,
 		    .name = k->s,
 		    .len = k->len,
-		    .suggest = def ? NULL : suggest(k->s, k->len, where),
+		    .suggest = def ? NULL : suggest(&g, k->s, k->len),
 		    .defined = def};
 		fn(ud, &u);
 		calls++;

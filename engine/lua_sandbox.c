@@ -742,12 +742,28 @@ bool hf_lua_global_at(size_t i, const char **name, unsigned *where)
 	return false;
 }
 
+static bool same(const char *g, const char *name, size_t len)
+{
+	return strncmp(g, name, len) == 0 && g[len] == '\0';
+}
+
 unsigned hf_lua_global_where(const char *name, size_t len)
 {
-	const char *g;
-	unsigned where;
-	for (size_t i = 0; hf_lua_global_at(i, &g, &where); i++)
-		if (strlen(g) == len && memcmp(g, name, len) == 0)
-			return where;
+	for (const char *const *g = base_allowed; *g; g++)
+		if (same(*g, name, len))
+			return HF_LUA_IN_ALL;
+	for (const luaL_Reg *r = base_wrapped; r->name; r++)
+		if (same(r->name, name, len))
+			return HF_LUA_IN_ALL;
+	for (const luaL_Reg *r = base_replaced; r->name; r++)
+		if (same(r->name, name, len))
+			return HF_LUA_IN_ALL;
+	for (const struct lib *lib = libs; lib->name; lib++)
+		if (same(lib->name, name, len))
+			return HF_LUA_IN_ALL;
+	for (size_t i = 0;
+	     i < sizeof contract_globals / sizeof contract_globals[0]; i++)
+		if (same(contract_globals[i].name, name, len))
+			return contract_globals[i].where;
 	return 0;
 }
