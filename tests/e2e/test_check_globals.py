@@ -1,5 +1,5 @@
 """End-to-end tests for `hookflow check`'s unknown-global warning
-(docs/reference.md, "hookflow check"): a read of a global the sandbox does not
+(docs/reference.md, "Unknown globals"): a read of a global the sandbox does not
 define, in inline `run:`, `if:`, workflow-level expressions, script files and
 the modules they require, is a warning at its FILE:LINE:COL with the nearest
 global as a suggestion; warnings leave the exit code alone; correct code,
