@@ -42,6 +42,7 @@ struct lint {
 	size_t yaml_len;
 	int line0; /* chunk line l is file line line0 + l */
 	int col0;  /* chunk column c is file column col0 + c */
+	bool with; /* a `with:` chunk: columns found from "${{" */
 	unsigned where;
 };
 
@@ -51,9 +52,22 @@ static bool ident_char(char c)
 	       (c >= '0' && c <= '9');
 }
 
+/* The first whole-word occurrence of name in s[at, end), or -1. */
+static long find_word(const char *s, size_t at, size_t end, const char *name,
+		      size_t n)
+{
+	for (; at + n <= end; at++)
+		if (memcmp(s + at, name, n) == 0 &&
+		    (at == 0 || !ident_char(s[at - 1])) &&
+		    (at + n == end || !ident_char(s[at + n])))
+			return (long)at;
+	return -1;
+}
+
 /* Inline Lua maps to the YAML by a column offset, which escapes in a quoted
  * scalar shift: when the name is not at *col of the YAML line, takes its
- * first whole-word occurrence on that line at or after from, if any. */
+ * first whole-word occurrence on that line at or after column from, or with
+ * from 0 (`with:`), inside the line's first `${{ }}` that has it. */
 static void yaml_col(const struct lint *l, int line, int from, int *col,
 		     const char *name, size_t n)
 {
@@ -64,19 +78,23 @@ static void yaml_col(const struct lint *l, int line, int from, int *col,
 	}
 	const char *eol = memchr(s, '\n', (size_t)(end - s));
 	size_t len = eol ? (size_t)(eol - s) : (size_t)(end - s);
-	for (size_t at = (size_t)*col - 1, pass = 0; pass < 2; pass++) {
-		for (; at + n <= len; at++) {
-			if (memcmp(s + at, name, n) == 0 &&
-			    (at == 0 || !ident_char(s[at - 1])) &&
-			    (at + n == len || !ident_char(s[at + n]))) {
-				*col = (int)at + 1;
-				return;
-			}
-			if (pass == 0)
-				break;
+	long at = -1;
+	if (*col > 0 && (size_t)*col - 1 + n <= len &&
+	    memcmp(s + *col - 1, name, n) == 0)
+		return;
+	if (from > 0) {
+		at = find_word(s, (size_t)from - 1, len, name, n);
+	} else {
+		const char *p = s, *e = s + len, *o, *c;
+		while (at < 0 && (o = memmem(p, (size_t)(e - p), "${{", 3))) {
+			c = memmem(o + 3, (size_t)(e - o - 3), "}}", 2);
+			size_t stop = c ? (size_t)(c - s) : len;
+			at = find_word(s, (size_t)(o + 3 - s), stop, name, n);
+			p = c ? c + 2 : e;
 		}
-		at = from > 0 ? (size_t)from - 1 : 0;
 	}
+	if (at >= 0)
+		*col = (int)at + 1;
 }
 
 static const char *where_name(unsigned where)
@@ -89,13 +107,14 @@ static const char *where_name(unsigned where)
 static void on_unknown(void *ud, const struct hf_lua_unknown *u)
 {
 	struct lint *l = ud;
-	int line = l->line0 + u->line, col = l->col0 + u->col;
+	int line = l->line0 + u->line, col = l->with ? 0 : l->col0 + u->col;
 	if (l->yaml)
-		yaml_col(l, line, l->col0 + 1, &col, u->name, u->len);
+		yaml_col(l, line, l->with ? 0 : l->col0 + 1, &col, u->name,
+			 u->len);
 	char hint[128] = "";
 	if (u->defined)
 		snprintf(hint, sizeof hint, " in %s (defined in %s)",
-			 where_name(l->where),
+			 l->with ? "a step's with:" : where_name(l->where),
 			 u->defined & HF_LUA_IN_IF ? "steps only"
 						   : "a step's code only");
 	else if (u->suggest)
@@ -116,6 +135,7 @@ static void lint_expr(struct lint *l, const struct hf_workflow *wf,
 	l->yaml_len = wf->source_len;
 	l->line0 = e->line - 1;
 	l->col0 = e->col - 1;
+	l->with = false;
 	l->where = where;
 	hf_lua_lint(e->src, strlen(e->src), where, on_unknown, l);
 }
@@ -164,6 +184,23 @@ static int by_pos(const void *a, const void *b)
 				  : (x->col > y->col) - (x->col < y->col);
 }
 
+/* `with:` runs where the step's if: does (args is built from it). */
+static void lint_with(struct lint *l, const struct hf_workflow *wf,
+		      const struct hf_step *st)
+{
+	if (!st->with_chunk)
+		return;
+	l->file = wf->file;
+	l->yaml = wf->source;
+	l->yaml_len = wf->source_len;
+	l->line0 = 0; /* the chunk keeps the YAML's lines */
+	l->col0 = 0;
+	l->with = true;
+	l->where = HF_LUA_IN_IF;
+	hf_lua_lint(st->with_chunk, strlen(st->with_chunk), HF_LUA_IN_IF,
+		    on_unknown, l);
+}
+
 /* The workflow's own Lua in file order, then its scripts. */
 static void lint_workflow(struct lint *l, const struct hf_workflow *wf)
 {
@@ -175,8 +212,10 @@ static void lint_workflow(struct lint *l, const struct hf_workflow *wf)
 	for (size_t i = 0; i < wf->nsteps; i++) {
 		const struct hf_step *st = &wf->steps[i];
 		lint_expr(l, wf, st->if_expr, HF_LUA_IN_IF);
+		lint_with(l, wf, st);
 		if (!st->code || st->script)
 			continue;
+		l->with = false;
 		l->file = wf->file;
 		l->yaml = wf->source;
 		l->yaml_len = wf->source_len;

@@ -94,6 +94,29 @@ def test_block_if_and_workflow_expressions(tmp_path):
         assert lines[line - 1][col - 1:].startswith(name), (line, col, name)
 
 
+def test_with_expressions(tmp_path):
+    f = write(tmp_path / "w.yml", """
+        name: w
+        on: { webhook: { path: /w } }
+        steps:
+          - id: one
+            with:
+              a: "${{ evnt.body }}"
+              evnt: "x ${{ event.id }} and ${{ stepz }}"
+              nested: { k: [1, "${{ json.encode(jsn) }}"], args: "${{ args }}" }
+            run: return args
+        """)
+    p = hf("check", f)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert [w[1:] for w in warnings(p.stdout)] == [
+        (6, 15, "unknown global 'evnt' (did you mean 'event'?)"),
+        (7, 40, "unknown global 'stepz' (did you mean 'steps'?)"),
+        (8, 41, "unknown global 'jsn' (did you mean 'json'?)"),
+        (8, 63, "unknown global 'args' in a step's with: (defined in a "
+                "step's code only)"),
+    ], p.stdout
+
+
 def test_db_in_workflow_expression(tmp_path):
     f = write(tmp_path / "c.yml", """
         name: c
