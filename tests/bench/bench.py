@@ -1018,7 +1018,7 @@ def phase_backlog(args, script):
                 gate.release()
                 t_rel = time.monotonic()
                 t_drain, m = wait_drained(
-                    srv, max(args.drain_timeout, accepted / 10000.0),
+                    srv, max(args.drain_timeout, accepted / 5000.0),
                     poll=0.1, gauge=gauge)
                 drain.stop()
                 peak = rs.peak_kib()
