@@ -627,7 +627,8 @@ def phase_ingest(args, script, sync):
     with Phase(srv):
         time.sleep(0.5)
         idle = proc_status(srv.pid).get("VmRSS")
-        gauge = backlog_gauge(scrape(srv))
+        m0 = scrape(srv)
+        gauge = backlog_gauge(m0)
         probe = CpuProbe(srv.pid, lambda: srv.stderr_bytes)
         with RssSampler(srv.pid) as rs:
             probe.start()
@@ -675,6 +676,7 @@ def phase_ingest(args, script, sync):
             "server_log": srv.log_tail(),
         }
         res.update(probe.io_per(accepted))
+        res.update(commit_stats(m0, m, probe.seconds, accepted))
     res["state_db_check"] = quick_check(os.path.join(root, "hookflow.db"))
     return res
 
@@ -1053,6 +1055,11 @@ def phase_backlog(args, script):
                                   workflow="bench-backlog", status="failed")),
         "drain_runs_per_s": (round(drained / drain_s, 1)
                              if drain_s else None),
+        # Below 1.0 with a backlog: the drain waits (commits), not CPU.
+        "drain_cpu_cores_busy": (round(drain.total_s / drain.seconds, 2)
+                                 if drain.total_s is not None else None),
+        **probe_io_prefixed("drain_", commit_stats(at_end, m, drain.seconds,
+                                                   drained)),
         "cpu_us_per_accept_by_thread": accept.split(accepted),
         "cpu_us_per_drained_run_by_thread": drain.split(drained),
         "cpu_s_by_thread_name_drain": drain.threads(),
@@ -1062,6 +1069,19 @@ def phase_backlog(args, script):
         "server_log": log_tail,
         **probe_io_prefixed("accept_", accept.io_per(accepted)),
     }
+
+
+def commit_stats(before, after, seconds, events):
+    """Group commits of the state database between two scrapes."""
+    c = (metric(after, "hookflow_store_commits_total")
+         - metric(before, "hookflow_store_commits_total"))
+    w = (metric(after, "hookflow_store_writes_total")
+         - metric(before, "hookflow_store_writes_total"))
+    if not c:
+        return {}
+    return {"commits_per_s": round(c / seconds, 1) if seconds else None,
+            "writes_per_commit": round(w / c, 1),
+            "events_per_commit": round(events / c, 1)}
 
 
 def probe_io_prefixed(prefix, d):
@@ -1178,6 +1198,8 @@ def build_table(r):
             b.get("req_per_s"), nd=0)
         cpu = p.get("cpu_us_per_drained_run_by_thread") or {}
         row("backlog: CPU us per drained run", cpu.get("total"))
+        row("backlog: CPU cores busy while draining",
+            p.get("drain_cpu_cores_busy"), nd=2)
     p = r.get("ingest_normal")
     if p:
         row("accepts/s (--sync normal)", p["req_per_s"], b.get("req_per_s"),
