@@ -52,12 +52,12 @@ Figures:
              by /proc/PID/task/TID/comm) from just before the load until every
              run has finished plus 1 s, divided by the accepted (202) events
              (or drained runs, or deliveries): groups "http" (MHD-*),
-             "writer" (hf-writer), "workers" (hf-worker*), "outbox"
-             (hf-outbox, shown when not 0), "other" (the main thread,
-             hf-sched, anything else); "exited" is the process's CPU that no
-             live thread accounts for (threads that exited during the phase,
-             and rounding). 503 answers cost CPU too: it is all charged to
-             the accepted events. The baseline's figure is its CPU per
+             "writer" (hf-writer), "workers" (hf-worker*), each other
+             hf-* thread by its name when not 0 (hf-outbox, hf-sched, ...),
+             "other" (the main thread, anything else); "exited" is the
+             process's CPU that no live thread accounts for (threads that
+             exited during the phase, and rounding). 503 answers cost CPU
+             too: it is all charged to the accepted events. The baseline's figure is its CPU per
              request over the load.
   WAL bytes per event  write_bytes of /proc/PID/io over the same window,
              divided by the accepted events: bytes of file pages the server
@@ -235,23 +235,24 @@ def proc_cpu_s(pid):
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-THREAD_GROUPS = ("http", "writer", "workers", "outbox", "other", "exited")
+THREAD_GROUPS = ("http", "writer", "workers", "other")  # always shown
 GROUP_LABEL = {"http": "HTTP threads (MHD-*)", "writer": "hf-writer",
-               "workers": "hf-worker*", "outbox": "hf-outbox",
-               "other": "other threads",
+               "workers": "hf-worker*", "other": "other threads",
                "exited": "exited threads / rounding"}
 
 
 def thread_group(comm):
-    """The group a thread's name belongs to (bench.py's docstring)."""
+    """The group a thread's name belongs to (bench.py's docstring): http,
+    writer, workers, each other hf-* thread by its name (hf-outbox, ...),
+    or other."""
     if comm.startswith("MHD-"):
         return "http"
     if comm == "hf-writer":
         return "writer"
     if comm.startswith("hf-worker"):
         return "workers"
-    if comm == "hf-outbox":
-        return "outbox"
+    if comm.startswith("hf-"):
+        return re.sub(r"[-_]?\d+$", "", comm)
     return "other"
 
 
@@ -316,7 +317,8 @@ class CpuProbe:
         for tid, (comm, t1) in threads1.items():
             c0, t0 = self.threads0.get(tid, (comm, 0))
             d = (t1 - t0) / CLK_TCK
-            groups[thread_group(comm)] += d
+            g = thread_group(comm)
+            groups[g] = groups.get(g, 0.0) + d
             name = re.sub(r"\d+$", "", comm)
             by_name[name] = by_name.get(name, 0.0) + d
         live = sum(groups.values())
@@ -335,7 +337,7 @@ class CpuProbe:
             return None
         out = {"total": round(self.total_s * 1e6 / n, 1)}
         for g, v in self.groups.items():
-            if v or g not in ("exited", "outbox"):
+            if v or g in THREAD_GROUPS:
                 out[g] = round(v * 1e6 / n, 1)
         return out
 
@@ -655,7 +657,10 @@ def phase_ingest(args, script, sync):
             "socket_errors": w["socket_errors"],
             "accepted_202": int(accepted), "answered_503": int(refused),
             "answered_other": int(other),
-            "queue_depth_at_load_end": int(queue_left(at_end, gauge)),
+            "queue_depth_at_load_end": int(metric(at_end,
+                                                  "hookflow_queue_depth")),
+            "backlog_gauge_at_load_end": (int(metric(at_end, gauge))
+                                          if gauge else None),
             "runs_succeeded": int(ok),
             "runs_failed": int(metric(m, "hookflow_runs_total",
                                       status="failed")),
@@ -1034,7 +1039,6 @@ def phase_backlog(args, script):
     done = metric(m, "hookflow_runs_total", workflow="bench-backlog")
     drained = done - done_end
     drain_s = (t_drain - t_rel) if t_drain else None
-    left = queue_left(at_end, gauge)
     return {
         "events_wanted": n, "serve_flags": " ".join(extra),
         "backlog_gauge": gauge, "workers_held": held, "workers": workers,
@@ -1045,7 +1049,8 @@ def phase_backlog(args, script):
         "load_s": round(t_load - t0, 2),
         "accepts_per_s": round(accepted / (t_load - t0), 1),
         "runs_finished_during_load": int(done_end),
-        "backlog_at_load_end": int(left),
+        "queue_depth_at_load_end": int(metric(at_end,
+                                              "hookflow_queue_depth")),
         "backlog_gauge_at_load_end": (int(metric(at_end, gauge))
                                       if gauge else None),
         "drained": t_drain is not None,
@@ -1256,6 +1261,12 @@ def compare_table(rows, other_rows):
         out.append({"metric": x["metric"], "this": hv, "against": tv,
                     "ratio": round(hv / tv, 3) if hv is not None and tv
                     else None, "_nd": x["_nd"]})
+    mine = {metric_key(x["metric"]) for x in rows}
+    for x in other_rows:  # rows only the other build has (a new thread)
+        if metric_key(x["metric"]) not in mine:
+            out.append({"metric": x["metric"], "this": None,
+                        "against": x["hookflow"], "ratio": None,
+                        "_nd": x["_nd"]})
     return out
 
 
