@@ -11,7 +11,7 @@ errors, a queue that did not drain, a server that did not start).
     /usr/bin/python3 tests/bench/bench.py --build build [--duration 10]
         [--out bench.json] [--workers N] [--skip PHASE,...] [--keep]
         [--against OTHER_BUILD] [--backlog N] [--backlog-timeout S]
-        [--backlog-rss-limit MIB] [--outbox-n N]
+        [--backlog-rss-limit MIB] [--outbox-n N] [--wal-split]
 
 With --against, every hookflow phase runs a second time, right after the
 first, with OTHER_BUILD's hookflow (e.g. a build of main before a change), and
@@ -68,7 +68,11 @@ Figures:
              phases, the step writes nothing else. Checkpoint writes later
              than 1 s after the drain are not counted. Details also give
              wchar (bytes passed to write(2)-family calls, stderr lines
-             included) and the stderr bytes this script read.
+             included) and the stderr bytes this script read. With
+             --wal-split (root, perf), `perf record` of the pwrite64/write
+             tracepoints splits the bytes passed to those calls by file:
+             the -wal file vs the database file (checkpoints); it costs the
+             server CPU per call, so that phase's CPU figures grow a bit.
   RSS        VmRSS at idle (0.5 s after start) and its peak (VmHWM and samples
              every 0.1 s) under load and with the backlog.
 
@@ -355,6 +359,93 @@ class CpuProbe:
                 "write_syscalls_per_event": round(self.io["syscw"] / n, 2)}
 
 
+class WriteTrace:
+    """--wal-split: `perf record` of the pwrite64/write tracepoints of a
+    process, summed by file: the state database's -wal file (WAL frames),
+    the database file itself (in WAL mode only checkpoints write it), and
+    the rest. Bytes as passed to the calls (not page-granular). Costs the
+    server some CPU per call while it runs."""
+
+    EVENTS = ("syscalls:sys_enter_pwrite64", "syscalls:sys_enter_write")
+    LINE = re.compile(r"(sys_enter_\w+):.*?fd: (0x[0-9a-f]+).*?"
+                      r"count: (0x[0-9a-f]+)")
+
+    def __init__(self, pid, state_db, out):
+        self.pid, self.state_db, self.out = pid, state_db, out
+        self.proc = None
+        self.error = None
+
+    def fds(self):
+        out = {}
+        base = "/proc/%d/fd" % self.pid
+        try:
+            for fd in os.listdir(base):
+                try:
+                    out[int(fd)] = os.readlink(os.path.join(base, fd))
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        return out
+
+    def start(self):
+        if shutil.which("perf") is None:
+            self.error = "perf not found"
+            return self
+        cmd = ["perf", "record", "-q", "-o", self.out, "-p", str(self.pid)]
+        for e in self.EVENTS:
+            cmd += ["-e", e]
+        self.fd0 = self.fds()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)  # attached
+        if self.proc.poll() is not None:
+            self.error = "perf record: " + self.proc.stderr.read().strip()
+            self.proc = None
+        return self
+
+    def stop(self, events):
+        """{"wal": B/event, "checkpoint": B/event, "other": B/event,
+        "pwrite_calls": per event}, or {"error": why}."""
+        if self.proc is None:
+            return {"error": self.error}
+        fds = dict(self.fd0)
+        fds.update(self.fds())
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            _, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return {"error": "perf record did not stop"}
+        p = subprocess.run(["perf", "script", "-i", self.out,
+                            "-F", "event,trace"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        if p.returncode != 0:
+            return {"error": "perf script: " + p.stderr.strip()[-300:]}
+        sums = {"wal": 0, "checkpoint": 0, "other": 0}
+        calls = 0
+        db = os.path.realpath(self.state_db)
+        for line in p.stdout.splitlines():
+            m = self.LINE.search(line)
+            if not m:
+                continue
+            path = fds.get(int(m.group(2), 16), "")
+            n = int(m.group(3), 16)
+            if path == db + "-wal":
+                sums["wal"] += n
+            elif path == db:
+                sums["checkpoint"] += n
+            else:
+                sums["other"] += n
+            calls += m.group(1) == "sys_enter_pwrite64"
+        if not events:
+            return {}
+        out = {k: round(v / events, 1) for k, v in sums.items()}
+        out["pwrite_calls"] = round(calls / events, 2)
+        return out
+
+
 class RssSampler:
     """Samples VmRSS every `interval` s on a thread; peak = max(VmHWM, max)."""
 
@@ -632,6 +723,10 @@ def phase_ingest(args, script, sync):
         m0 = scrape(srv)
         gauge = backlog_gauge(m0)
         probe = CpuProbe(srv.pid, lambda: srv.stderr_bytes)
+        trace = None
+        if args.wal_split:
+            trace = WriteTrace(srv.pid, os.path.join(root, "hookflow.db"),
+                               os.path.join(root, "perf.data")).start()
         with RssSampler(srv.pid) as rs:
             probe.start()
             t0 = time.monotonic()
@@ -682,6 +777,8 @@ def phase_ingest(args, script, sync):
         }
         res.update(probe.io_per(accepted))
         res.update(commit_stats(m0, m, probe.seconds, accepted))
+        if trace:
+            res["write_calls_bytes_per_event"] = trace.stop(accepted)
     res["state_db_check"] = quick_check(os.path.join(root, "hookflow.db"))
     return res
 
@@ -1160,6 +1257,12 @@ def build_table(r):
             "<= %.0f B" % TARGET_WAL_BYTES_PER_EVENT,
             le(p.get("write_bytes_per_event"), TARGET_WAL_BYTES_PER_EVENT),
             nd=0)
+        split = p.get("write_calls_bytes_per_event") or {}
+        if "wal" in split:
+            row("  --wal-split: -wal file pwrite B/event", split["wal"],
+                nd=0)
+            row("  --wal-split: database file (checkpoint) B/event",
+                split["checkpoint"], nd=0)
     p = r.get("outbox")
     if p:
         row("deliveries/s (outbox_rate.py: 500 emits per run)",
@@ -1329,6 +1432,10 @@ def main():
     ap.add_argument("--backlog-rss-limit", type=int, default=1024,
                     metavar="MIB", help="stop the backlog phase's load once "
                     "the server's RSS passes this (default 1024 MiB)")
+    ap.add_argument("--wal-split", action="store_true",
+                    help="full and normal phases: split the bytes written "
+                    "into WAL and checkpoint with perf tracepoints (root; "
+                    "costs the server CPU per write)")
     ap.add_argument("--outbox-n", type=int, default=20000, metavar="N",
                     help="deliveries in the outbox phase (default 20000)")
     ap.add_argument("--out", help="write the results as JSON to this file")
