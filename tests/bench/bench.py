@@ -1503,6 +1503,7 @@ def main():
                 finally:
                     args.hookflow, args.tmp = mine, tmp
             p = results[key]
+            before = len(problems)
             # The runs and deliveries phases push harder than runs can
             # finish: 503 + Retry-After from --max-queue is the designed
             # backpressure there, reported but not a problem.
@@ -1533,7 +1534,7 @@ def main():
                 problems.append("runs: %d rows in data.db but %d runs "
                                 "succeeded" % (p["rows_in_data_db"],
                                                p["runs_succeeded"]))
-            if problems and p.get("server_log"):
+            if len(problems) > before and p.get("server_log"):
                 problems.append("%s: server log tail:\n    %s" % (
                     short, "\n    ".join(p["server_log"])))
     finally:
