@@ -98,11 +98,12 @@ void hf_ingest_sync_finish(struct hf_sync_waiter *wt, const struct hf_run *run)
 		json_t *body = json_object_get(out, "body");
 		json_t *headers = json_object_get(out, "headers");
 		if (run->status == HF_RUN_FAILED) {
-			hf_answer_json(
-			    &r->ans, 500,
-			    json_pack("{s:s,s:s,s:s}", "error",
-				      run->error ? run->error : "run failed",
-				      "event", r->ev->id, "run", run->id));
+			/* The error itself (a Lua message, a path, SQL)
+			 * stays in the admin API. */
+			hf_answer_json(&r->ans, 500,
+				       json_pack("{s:s,s:s,s:s}", "error",
+						 "run failed", "event",
+						 r->ev->id, "run", run->id));
 		} else if (json_is_object(out) &&
 			   (json_is_integer(st) || body || headers)) {
 			int status = json_is_integer(st)
