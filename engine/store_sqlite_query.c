@@ -263,9 +263,9 @@ static void add_history(struct hf_sqlite_store *q, json_t *run)
 
 json_t *hf_sqlite_run_json(struct hf_store *s, const char *run_id)
 {
-	json_t *run = rows_json(sq(s), NULL, true, &run_shape,
-				"SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1",
-				"t", run_id);
+	json_t *run = rows_json(
+	    sq(s), NULL, true, &run_shape,
+	    "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1", "t", run_id);
 	if (run)
 		add_history(sq(s), run);
 	return run;

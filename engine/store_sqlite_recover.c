@@ -409,8 +409,7 @@ int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
 	else
 		rc = 0;
 	sqlite3_finalize(st);
-	if (rc == 0 &&
-	    hf_sqlite_exec(q->wdb, "COMMIT", "") != SQLITE_DONE) {
+	if (rc == 0 && hf_sqlite_exec(q->wdb, "COMMIT", "") != SQLITE_DONE) {
 		hf_error_set(err, NULL, 0, 0, "cannot retry: %s",
 			     sqlite3_errmsg(q->wdb));
 		rc = -1;
