@@ -403,6 +403,8 @@
 			if (!seen[id]) steps.push({ id: id, status: r.status === "failed" ? "not run" : "pending", pending: true });
 		});
 		var start = t(r.started_at || r.created_at);
+		/* After a retry the run starts again, later than the steps it kept. */
+		steps.forEach(function (s) { if (s.started_at) start = Math.min(start, t(s.started_at)); });
 		var end = r.finished_at ? t(r.finished_at) : Date.now();
 		steps.forEach(function (s) { if (s.finished_at) end = Math.max(end, t(s.finished_at)); });
 		var total = Math.max(1, end - start);
