@@ -238,13 +238,7 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 				  ? hf_dispatch_runtime()
 				  : NULL;
 	size_t nruns = hf_dispatch(rt, ev, passed, npassed, r->runs);
-	if (nruns == 0 && any_sync(passed, npassed)) {
-		/* A `respond: sync` caller waits for an answer that no run
-		 * will give: as for an unknown path, and nothing is stored. */
-		hf_answer_error(&r->ans, 404, "no matching workflow");
-		hf_metrics_event(passed[0]->name, 404);
-		return send_answer(c, &r->ans);
-	}
+	r->sync_declined = nruns == 0 && any_sync(passed, npassed);
 	/* Counted before the drain is checked, as hf_ingest_stop sets draining
 	 * before it waits for `waiting` to reach 0: either this request sees
 	 * the drain, or the drain waits for its commit. The daemon must not

@@ -147,7 +147,9 @@ static void log_answered(const struct req *r, int status, const char *dup_of,
 {
 	const char *msg = status == 202	  ? "event stored"
 			  : status == 200 ? "event is a duplicate"
-					  : "event not stored";
+			  : status == 404
+			      ? "event stored, no sync workflow matched"
+			      : "event not stored";
 	if (!hf_log_structured())
 		return;
 	char code[8];
@@ -221,6 +223,17 @@ static void ingest_written(struct hf_write *w)
 			run->waiter = r->waiter;
 			memcpy(r->sync_run_id, run->id, HF_ID_SIZE);
 		}
+	}
+	if (r->sync_declined) {
+		/* A sync caller waits for an answer that no run will give:
+		 * 404, as for an unknown path (the event is stored, with why
+		 * each workflow declined under "skipped"). */
+		log_answered(r, 404, NULL, ids);
+		json_decref(ids);
+		hf_answer_error(&r->ans, 404, "no matching workflow");
+		hf_metrics_event(wf_name, 404);
+		resume(r);
+		return;
 	}
 	log_answered(r, 202, NULL, ids);
 	hf_answer_json(&r->ans, 202,

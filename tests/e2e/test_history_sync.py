@@ -1,7 +1,8 @@
 """History across retries (a retried run keeps its failed attempts, oldest first,
 in RUN's "history", shown by `hookflow show`) and what a `respond: sync` caller
 sees: 500 {"error":"run failed","event","run"} without the run's error, and 404
-{"error":"no matching workflow"} when every sync workflow's `if:` declines."""
+{"error":"no matching workflow"} when every sync workflow's `if:` declines and
+no run is made (the event is still stored, as for an async path)."""
 import json
 import sqlite3
 import subprocess
@@ -184,9 +185,12 @@ def test_declining_sync_workflow_answers_404(server):
     r = srv.post("/sif", {"go": False})
     assert r.status == 404, r
     assert r.json() == {"error": "no matching workflow"}
-    # nothing was stored for it
+    # no run; the event is stored with why the workflow declined it
     assert srv.api("GET", "/api/runs").json()["runs"] == []
-    assert q(srv.state, "SELECT count(*) FROM events") == [(0,)]
+    ((ev_id,),) = q(srv.state, "SELECT id FROM events")
+    ev = srv.api("GET", f"/api/events/{ev_id}").json()
+    assert ev["runs"] == []
+    assert ev["skipped"] == [{"workflow": "sif", "reason": "if: condition is false"}]
     r = srv.post("/sif", {"go": True})
     assert r.status == 200 and r.json() == {"ok": True}, r
 
