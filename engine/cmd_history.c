@@ -179,7 +179,8 @@ static const struct hf_opt show_opts[] = {
 
 static const struct hf_cmd_spec show_spec = {
     HF_CMD("show", "RUN_ID", 1, 1, show_opts),
-    .about = "Shows one run: its event, status, steps and logs.",
+    .about =
+	"Shows one run: its event, status, steps, logs and earlier attempts.",
 };
 
 static void print_run(json_t *r)
