@@ -192,6 +192,14 @@ static struct hf_event *new_event(struct req *r, struct MHD_Connection *c,
 	return ev;
 }
 
+static bool any_sync(struct hf_workflow *const *wfs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (wfs[i]->respond_sync)
+			return true;
+	return false;
+}
+
 static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 			       const char *url, const char *method)
 {
@@ -239,6 +247,7 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 				  ? hf_dispatch_runtime()
 				  : NULL;
 	size_t nruns = hf_dispatch(rt, ev, passed, npassed, r->runs);
+	r->sync_declined = nruns == 0 && any_sync(passed, npassed);
 	/* Counted before the drain is checked, as hf_ingest_stop sets draining
 	 * before it waits for `waiting` to reach 0: either this request sees
 	 * the drain, or the drain waits for its commit. The daemon must not
