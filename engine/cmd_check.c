@@ -1,10 +1,13 @@
 /* cmd_check.c - `hookflow check`: validates workflow files and directories the
- * way `serve` loads them and prints every problem as FILE:LINE:COL: MSG; with
- * --json, prints each YAML file as one line of JSON instead (no validation).
+ * way `serve` loads them and prints every problem as FILE:LINE:COL: MSG, then
+ * a warning for each read of a global the sandbox does not define (lua_lint.c)
+ * in the Lua of the workflows that loaded; with --json, prints each YAML file
+ * as one line of JSON instead (no validation, no warnings).
  *
  * Reads files only: no state database, no server. Main thread. Neighbours:
  * cli.c (table, helpers), flags.c (options), workflow.c and yaml_json.c. */
 #include "cli_int.h"
+#include "hf_lua_lint.h"
 #include "hf_yaml_json.h"
 
 #include <errno.h>
@@ -26,12 +29,230 @@ static const struct hf_cmd_spec check_spec = {
     .about = "Validates workflow files or directories (default ./workflows).",
 };
 
-static int check_path(const char *path, const char *scripts, int *nfiles,
-		      struct hf_diags *diags)
+/* The warnings of one check: where they go, and the script files already
+ * linted (a script shared by several steps is reported once). */
+struct lint {
+	struct hf_diags warn;
+	char **seen;
+	size_t nseen;
+	const char *scripts; /* for require("NAME") */
+	/* the chunk being linted */
+	const char *file;
+	const char *yaml; /* the YAML text (inline Lua), or NULL (a script) */
+	size_t yaml_len;
+	int line0; /* chunk line l is file line line0 + l */
+	int col0;  /* chunk column c is file column col0 + c */
+	bool with; /* a `with:` chunk: columns found from "${{" */
+	unsigned where;
+};
+
+static bool ident_char(char c)
 {
+	return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9');
+}
+
+/* The first whole-word occurrence of name in s[at, end), or -1. */
+static long find_word(const char *s, size_t at, size_t end, const char *name,
+		      size_t n)
+{
+	for (; at + n <= end; at++)
+		if (memcmp(s + at, name, n) == 0 &&
+		    (at == 0 || !ident_char(s[at - 1])) &&
+		    (at + n == end || !ident_char(s[at + n])))
+			return (long)at;
+	return -1;
+}
+
+/* Inline Lua maps to the YAML by a column offset, which escapes in a quoted
+ * scalar shift: when the name is not at *col of the YAML line, takes its
+ * first whole-word occurrence on that line at or after column from, or with
+ * from 0 (`with:`), inside the line's first `${{ }}` that has it. */
+static void yaml_col(const struct lint *l, int line, int from, int *col,
+		     const char *name, size_t n)
+{
+	const char *s = l->yaml, *end = l->yaml + l->yaml_len;
+	for (int i = 1; i < line && s < end; i++) {
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+		s = nl ? nl + 1 : end;
+	}
+	const char *eol = memchr(s, '\n', (size_t)(end - s));
+	size_t len = eol ? (size_t)(eol - s) : (size_t)(end - s);
+	long at = -1;
+	if (*col > 0 && (size_t)*col - 1 + n <= len &&
+	    memcmp(s + *col - 1, name, n) == 0)
+		return;
+	if (from > 0) {
+		at = find_word(s, (size_t)from - 1, len, name, n);
+	} else {
+		const char *p = s, *e = s + len, *o, *c;
+		while (at < 0 && (o = memmem(p, (size_t)(e - p), "${{", 3))) {
+			c = memmem(o + 3, (size_t)(e - o - 3), "}}", 2);
+			size_t stop = c ? (size_t)(c - s) : len;
+			at = find_word(s, (size_t)(o + 3 - s), stop, name, n);
+			p = c ? c + 2 : e;
+		}
+	}
+	if (at >= 0)
+		*col = (int)at + 1;
+}
+
+static const char *where_name(unsigned where)
+{
+	return where == HF_LUA_IN_EXPR ? "a workflow-level expression"
+	       : where == HF_LUA_IN_IF ? "a step's if:"
+				       : "a step's code";
+}
+
+static void on_unknown(void *ud, const struct hf_lua_unknown *u)
+{
+	struct lint *l = ud;
+	int line = l->line0 + u->line, col = l->with ? 0 : l->col0 + u->col;
+	if (l->yaml)
+		yaml_col(l, line, l->with ? 0 : l->col0 + 1, &col, u->name,
+			 u->len);
+	char hint[128] = "";
+	if (u->defined)
+		snprintf(hint, sizeof hint, " in %s (defined in %s)",
+			 l->with ? "a step's with:" : where_name(l->where),
+			 u->defined & HF_LUA_IN_IF ? "steps only"
+						   : "a step's code only");
+	else if (u->suggest)
+		snprintf(hint, sizeof hint, " (did you mean '%s'?)",
+			 u->suggest);
+	hf_diags_add(&l->warn, l->file, line, col,
+		     "warning: unknown global '%.*s'%s", (int)u->len, u->name,
+		     hint);
+}
+
+static void lint_expr(struct lint *l, const struct hf_workflow *wf,
+		      const struct hf_expr *e, unsigned where)
+{
+	if (!e || !e->src)
+		return;
+	l->file = wf->file;
+	l->yaml = wf->source;
+	l->yaml_len = wf->source_len;
+	l->line0 = e->line - 1;
+	l->col0 = e->col - 1;
+	l->with = false;
+	l->where = where;
+	hf_lua_lint(e->src, strlen(e->src), where, on_unknown, l);
+}
+
+static void lint_file(struct lint *l, const char *path);
+
+static void on_require(void *ud, const char *name, size_t n)
+{
+	struct lint *l = ud;
+	if (!l->scripts || n == 0 || n > 200 || memchr(name, '/', n) ||
+	    memmem(name, n, "..", 2))
+		return;
+	char *path = hf_xasprintf("%s/%.*s.lua", l->scripts, (int)n, name);
+	for (char *p = path + strlen(l->scripts) + 1; *p; p++)
+		if (*p == '.' && strcmp(p, ".lua") != 0)
+			*p = '/';
+	lint_file(l, path);
+	free(path);
+}
+
+/* Lints a script file once, then the modules it requires by literal name. */
+static void lint_file(struct lint *l, const char *path)
+{
+	for (size_t i = 0; i < l->nseen; i++)
+		if (strcmp(l->seen[i], path) == 0)
+			return;
+	l->seen = hf_xrealloc(l->seen, (l->nseen + 1) * sizeof *l->seen);
+	l->seen[l->nseen++] = hf_xstrdup(path);
+	size_t len;
+	char *code = hf_read_file(path, &len);
+	if (!code)
+		return;
+	l->file = path;
+	l->yaml = NULL;
+	l->line0 = l->col0 = 0;
+	l->where = HF_LUA_IN_STEP;
+	hf_lua_lint(code, len, HF_LUA_IN_STEP, on_unknown, l);
+	hf_lua_lint_requires(code, len, on_require, l);
+	free(code);
+}
+
+static int by_pos(const void *a, const void *b)
+{
+	const struct hf_error *x = a, *y = b;
+	return x->line != y->line ? (x->line > y->line) - (x->line < y->line)
+				  : (x->col > y->col) - (x->col < y->col);
+}
+
+/* `with:` runs where the step's if: does (args is built from it). */
+static void lint_with(struct lint *l, const struct hf_workflow *wf,
+		      const struct hf_step *st)
+{
+	if (!st->with_chunk)
+		return;
+	l->file = wf->file;
+	l->yaml = wf->source;
+	l->yaml_len = wf->source_len;
+	l->line0 = 0; /* the chunk keeps the YAML's lines */
+	l->col0 = 0;
+	l->with = true;
+	l->where = HF_LUA_IN_IF;
+	hf_lua_lint(st->with_chunk, strlen(st->with_chunk), HF_LUA_IN_IF,
+		    on_unknown, l);
+}
+
+/* The workflow's own Lua in file order, then its scripts. */
+static void lint_workflow(struct lint *l, const struct hf_workflow *wf)
+{
+	struct hf_diags all = l->warn;
+	l->warn = (struct hf_diags){0};
+	lint_expr(l, wf, wf->if_expr, HF_LUA_IN_EXPR);
+	lint_expr(l, wf, wf->dedupe, HF_LUA_IN_EXPR);
+	lint_expr(l, wf, wf->concurrency_key, HF_LUA_IN_EXPR);
+	for (size_t i = 0; i < wf->nsteps; i++) {
+		const struct hf_step *st = &wf->steps[i];
+		lint_expr(l, wf, st->if_expr, HF_LUA_IN_IF);
+		lint_with(l, wf, st);
+		if (!st->code || st->script)
+			continue;
+		l->with = false;
+		l->file = wf->file;
+		l->yaml = wf->source;
+		l->yaml_len = wf->source_len;
+		l->line0 = 0; /* the chunk is padded to the YAML's lines */
+		l->col0 = st->code_col > 0 ? st->code_col - 1 : 0;
+		l->where = HF_LUA_IN_STEP;
+		hf_lua_lint(st->code, strlen(st->code), HF_LUA_IN_STEP,
+			    on_unknown, l);
+	}
+	if (l->warn.n)
+		qsort(l->warn.items, l->warn.n, sizeof *l->warn.items, by_pos);
+	for (size_t i = 0; i < l->warn.n; i++) {
+		const struct hf_error *e = &l->warn.items[i];
+		hf_diags_add(&all, e->file, e->line, e->col, "%s", e->msg);
+	}
+	hf_diags_release(&l->warn);
+	l->warn = all;
+	for (size_t i = 0; i < wf->nsteps; i++) {
+		const struct hf_step *st = &wf->steps[i];
+		if (st->code && st->script && st->code_name &&
+		    st->code_name[0] == '@')
+			lint_file(l, st->code_name + 1);
+		else if (st->code)
+			hf_lua_lint_requires(st->code, strlen(st->code),
+					     on_require, l);
+	}
+}
+
+static int check_path(const char *path, const char *scripts, int *nfiles,
+		      struct hf_diags *diags, struct lint *l)
+{
+	l->scripts = scripts;
 	if (hf_cli_is_yaml(path)) {
 		struct hf_workflow *wf = hf_workflow_load(path, scripts, diags);
 		(*nfiles)++;
+		if (wf)
+			lint_workflow(l, wf);
 		hf_workflow_unref(wf);
 		return 0;
 	}
@@ -44,6 +265,8 @@ static int check_path(const char *path, const char *scripts, int *nfiles,
 		return -1;
 	}
 	*nfiles += (int)set->n + (int)(diags->n > before);
+	for (size_t i = 0; i < set->n; i++)
+		lint_workflow(l, set->items[i]);
 	hf_workflow_set_unref(set);
 	return 0;
 }
@@ -82,21 +305,31 @@ static int check_paths(const char **paths, size_t n, const char *scripts_flag)
 {
 	hf_workflow_set_env_optional(true);
 	struct hf_diags diags = {0};
+	struct lint l = {0};
 	int nfiles = 0;
 	for (size_t i = 0; i < n; i++) {
 		char *scripts = hf_cli_scripts_for(paths[i], scripts_flag);
-		check_path(paths[i], scripts, &nfiles, &diags);
+		check_path(paths[i], scripts, &nfiles, &diags, &l);
 		free(scripts);
 	}
 	hf_cli_print_diags(&diags, stdout);
+	hf_cli_print_diags(&l.warn, stdout);
 	int rc = diags.n ? 1 : 0;
+	char warned[64] = "";
+	if (l.warn.n)
+		snprintf(warned, sizeof warned, ", %zu warning%s", l.warn.n,
+			 l.warn.n == 1 ? "" : "s");
 	if (!diags.n)
-		fprintf(stderr, "hookflow: %d workflow%s valid\n", nfiles,
-			nfiles == 1 ? "" : "s");
+		fprintf(stderr, "hookflow: %d workflow%s valid%s\n", nfiles,
+			nfiles == 1 ? "" : "s", warned);
 	else
-		fprintf(stderr, "hookflow: %zu problem%s found\n", diags.n,
-			diags.n == 1 ? "" : "s");
+		fprintf(stderr, "hookflow: %zu problem%s found%s\n", diags.n,
+			diags.n == 1 ? "" : "s", warned);
 	hf_diags_release(&diags);
+	hf_diags_release(&l.warn);
+	for (size_t i = 0; i < l.nseen; i++)
+		free(l.seen[i]);
+	free(l.seen);
 	return rc;
 }
 

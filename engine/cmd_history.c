@@ -179,7 +179,8 @@ static const struct hf_opt show_opts[] = {
 
 static const struct hf_cmd_spec show_spec = {
     HF_CMD("show", "RUN_ID", 1, 1, show_opts),
-    .about = "Shows one run: its event, status, steps and logs.",
+    .about =
+	"Shows one run: its event, status, steps, logs and earlier attempts.",
 };
 
 static void print_run(json_t *r)
@@ -211,6 +212,29 @@ static void print_run(json_t *r)
 			   hf_cli_str(l, "message"));
 		if (json_is_string(json_object_get(st, "error")))
 			printf("  error: %s\n", hf_cli_str(st, "error"));
+	}
+	json_t *hist = json_object_get(r, "history");
+	if (!json_array_size(hist))
+		return;
+	printf("\nearlier attempts\n");
+	json_array_foreach(hist, i, st)
+	{
+		printf("  attempt %lld: %s, finished %s\n",
+		       (long long)json_integer_value(
+			   json_object_get(st, "attempt")),
+		       hf_cli_str(st, "status"), hf_cli_str(st, "finished_at"));
+		if (json_is_string(json_object_get(st, "error")))
+			printf("    error: %s\n", hf_cli_str(st, "error"));
+		size_t j;
+		json_t *hs;
+		json_array_foreach(json_object_get(st, "steps"), j, hs)
+		{
+			printf("    step %s: %s", hf_cli_str(hs, "id"),
+			       hf_cli_str(hs, "status"));
+			if (json_is_string(json_object_get(hs, "error")))
+				printf(" (%s)", hf_cli_str(hs, "error"));
+			printf("\n");
+		}
 	}
 }
 

@@ -6,9 +6,19 @@
  * HOOKFLOW_SECRET_KEY or a key file beside the state database.
  *
  * The only module that includes OpenSSL. Thread-safe: the HMAC implementation
- * is fetched once; nothing else is kept. Signature schemes built on these live
- * in verify.c; the Lua `crypto` global in lua_lib.c. OpenSSL failures here mean
- * a broken installation or no memory: they abort, as hf_xmalloc does. */
+ * is fetched once; nothing else is kept.
+ *
+ * Memory at rest: OpenSSL 3's providers cost about 2 MiB of RSS once
+ * initialised, so what every server does at start (hashing workflow
+ * versions, random tokens and ids) stays off them: SHA-256 uses the
+ * provider-free SHA256_* functions, random bytes come from getrandom(2).
+ * The providers load on the first HMAC, seal or curl handshake, i.e. only
+ * when a workflow verifies, signs or calls out. Signature schemes built on
+ * these live in verify.c; the Lua `crypto` global in lua_lib.c. OpenSSL
+ * failures here mean a broken installation or no memory: they abort, as
+ * hf_xmalloc does. */
+/* SHA256_Init & co: deprecated in 3.0, still the only provider-free SHA-256. */
+#define OPENSSL_API_COMPAT 0x10100000L
 #include "hf_crypto.h"
 
 #include "hf_util.h"
@@ -20,11 +30,12 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
-#include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -107,12 +118,10 @@ void hf_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen,
 
 void hf_sha256(const void *msg, size_t len, unsigned char out[32])
 {
-	static const unsigned char empty[1];
-	if (!EVP_Digest(len ? msg : empty, len, out, NULL, EVP_sha256(),
-			NULL)) {
-		fprintf(stderr, "hookflow: OpenSSL SHA-256 failed\n");
-		abort();
-	}
+	SHA256_CTX c;
+	SHA256_Init(&c);
+	SHA256_Update(&c, msg, len);
+	SHA256_Final(out, &c);
 }
 
 void hf_hex_encode(const unsigned char *in, size_t len, char *out)
@@ -209,36 +218,42 @@ done:
 }
 
 struct hf_sha256 {
-	EVP_MD_CTX *md;
+	SHA256_CTX c;
 };
 
 struct hf_sha256 *hf_sha256_begin(void)
 {
 	struct hf_sha256 *h = hf_xmalloc(sizeof *h);
-	h->md = EVP_MD_CTX_new();
-	if (!h->md || !EVP_DigestInit_ex(h->md, EVP_sha256(), NULL))
-		abort(); /* out of memory, as hf_xmalloc */
+	SHA256_Init(&h->c);
 	return h;
 }
 
 void hf_sha256_update(struct hf_sha256 *h, const void *p, size_t len)
 {
-	EVP_DigestUpdate(h->md, p, len);
+	SHA256_Update(&h->c, p, len);
 }
 
 void hf_sha256_end(struct hf_sha256 *h, char hex[65])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_DigestFinal_ex(h->md, md, &mdlen);
-	hf_hex_encode(md, mdlen < 32 ? mdlen : 32, hex);
-	EVP_MD_CTX_free(h->md);
+	unsigned char md[DIGEST_LEN];
+	SHA256_Final(md, &h->c);
+	hf_hex_encode(md, DIGEST_LEN, hex);
 	free(h);
 }
 
 int hf_random_bytes(void *buf, size_t n)
 {
-	return RAND_bytes(buf, (int)n) == 1 ? 0 : -1;
+	unsigned char *p = buf;
+	while (n > 0) {
+		ssize_t got = getrandom(p, n, 0);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return -1;
+		p += got;
+		n -= (size_t)got;
+	}
+	return 0;
 }
 
 /* --- AES-256-GCM for secrets at rest --- */

@@ -23,6 +23,7 @@
 #include "hf_http_frame.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
+#include "hf_redact.h"
 #include "hf_verify.h"
 #include "ingest_int.h"
 
@@ -191,6 +192,14 @@ static struct hf_event *new_event(struct req *r, struct MHD_Connection *c,
 	return ev;
 }
 
+static bool any_sync(struct hf_workflow *const *wfs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (wfs[i]->respond_sync)
+			return true;
+	return false;
+}
+
 static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 			       const char *url, const char *method)
 {
@@ -219,6 +228,14 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 		hf_metrics_event(r->wfs[0]->name, 400);
 		return send_answer(c, &r->ans);
 	}
+	/* A token sent in the query (verify scheme token, query:) is checked:
+	 * the stored event keeps it redacted, so nothing ever shows it. */
+	for (size_t i = 0; i < npassed; i++)
+		if (passed[i]->verify.scheme == HF_VERIFY_TOKEN &&
+		    passed[i]->verify.query &&
+		    json_object_get(ev->query, passed[i]->verify.query))
+			json_object_set_new(ev->query, passed[i]->verify.query,
+					    json_string(HF_REDACTED));
 	ev->headers_text = json_dumps(headers, JSON_COMPACT);
 	ev->query_text = json_dumps(ev->query, JSON_COMPACT);
 	/* The event takes the body over. */
@@ -230,6 +247,7 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 				  ? hf_dispatch_runtime()
 				  : NULL;
 	size_t nruns = hf_dispatch(rt, ev, passed, npassed, r->runs);
+	r->sync_declined = nruns == 0 && any_sync(passed, npassed);
 	/* Counted before the drain is checked, as hf_ingest_stop sets draining
 	 * before it waits for `waiting` to reach 0: either this request sees
 	 * the drain, or the drain waits for its commit. The daemon must not

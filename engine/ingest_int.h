@@ -48,6 +48,9 @@ struct req {
 	bool dropped[MAX_MATCH];
 	struct hf_sync_waiter *waiter;
 	char sync_run_id[HF_ID_SIZE];
+	/* No run was made and a `respond: sync` workflow declined: the
+	 * stored event answers 404 instead of 202. */
+	bool sync_declined;
 };
 
 struct hf_ingest {

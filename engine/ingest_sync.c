@@ -98,11 +98,12 @@ void hf_ingest_sync_finish(struct hf_sync_waiter *wt, const struct hf_run *run)
 		json_t *body = json_object_get(out, "body");
 		json_t *headers = json_object_get(out, "headers");
 		if (run->status == HF_RUN_FAILED) {
-			hf_answer_json(
-			    &r->ans, 500,
-			    json_pack("{s:s,s:s,s:s}", "error",
-				      run->error ? run->error : "run failed",
-				      "event", r->ev->id, "run", run->id));
+			/* The error itself (a Lua message, a path, SQL)
+			 * stays in the admin API. */
+			hf_answer_json(&r->ans, 500,
+				       json_pack("{s:s,s:s,s:s}", "error",
+						 "run failed", "event",
+						 r->ev->id, "run", run->id));
 		} else if (json_is_object(out) &&
 			   (json_is_integer(st) || body || headers)) {
 			int status = json_is_integer(st)
@@ -146,7 +147,9 @@ static void log_answered(const struct req *r, int status, const char *dup_of,
 {
 	const char *msg = status == 202	  ? "event stored"
 			  : status == 200 ? "event is a duplicate"
-					  : "event not stored";
+			  : status == 404
+			      ? "event stored, no sync workflow matched"
+			      : "event not stored";
 	if (!hf_log_structured())
 		return;
 	char code[8];
@@ -220,6 +223,17 @@ static void ingest_written(struct hf_write *w)
 			run->waiter = r->waiter;
 			memcpy(r->sync_run_id, run->id, HF_ID_SIZE);
 		}
+	}
+	if (r->sync_declined) {
+		/* A sync caller waits for an answer that no run will give:
+		 * 404, as for an unknown path (the event is stored, with why
+		 * each workflow declined under "skipped"). */
+		log_answered(r, 404, NULL, ids);
+		json_decref(ids);
+		hf_answer_error(&r->ans, 404, "no matching workflow");
+		hf_metrics_event(wf_name, 404);
+		resume(r);
+		return;
 	}
 	log_answered(r, 202, NULL, ids);
 	hf_answer_json(&r->ans, 202,

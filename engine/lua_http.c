@@ -63,15 +63,26 @@ static void curl_init_once(void)
 
 struct hf_lua_http *hf_lua_http_create(const struct hf_egress *egress)
 {
-	pthread_once(&curl_once, curl_init_once);
 	struct hf_lua_http *h = hf_xcalloc(1, sizeof *h);
 	h->egress = egress;
-	h->curl = curl_easy_init();
-	if (!h->curl) {
-		hf_log(HF_LOG_ERROR, "cannot create a curl handle");
-		abort();
-	}
 	return h;
+}
+
+/* The handle is made on the first request: curl's global set-up loads
+ * OpenSSL's providers (about 2 MiB), which a server whose steps never call
+ * out does not need. curl_global_init is thread-safe in this curl (7.84+,
+ * CURL_VERSION_THREADSAFE); the once keeps it to one call anyway. */
+static CURL *easy(struct hf_lua_http *h)
+{
+	if (!h->curl) {
+		pthread_once(&curl_once, curl_init_once);
+		h->curl = curl_easy_init();
+		if (!h->curl) {
+			hf_log(HF_LOG_ERROR, "cannot create a curl handle");
+			abort();
+		}
+	}
+	return h->curl;
 }
 
 void hf_lua_http_destroy(struct hf_lua_http *h)
@@ -561,7 +572,7 @@ static int do_request(lua_State *L, struct hf_lua_http *h, int t)
 	read_method(L, t, &o);
 	read_headers(L, t, r);
 	read_limits(L, h, t, &o);
-	set_request(h->curl, r, &o);
+	set_request(easy(h), r, &o);
 	perform(L, h->curl, r, &o);
 	push_response(L, h->curl, r);
 	*box = NULL;

@@ -22,6 +22,7 @@
  * lua_db.c, lua_http.c and lua_webhook.c. */
 #include "hf_limits.h"
 #include "hf_lua_json.h"
+#include "hf_lua_lint.h"
 #include "luart_int.h"
 
 #include <ctype.h>
@@ -665,4 +666,104 @@ void hf_lua_sandbox_open(lua_State *L, struct hf_luart *rt)
 	open_contract(L, sandbox, rt);
 	install(L, sandbox);
 	lua_pop(L, 1);
+}
+
+/* ---- the names, for `check` (lua_lint.c) ---- */
+
+/* The globals that open_contract and the step environment (luart.c: event,
+ * steps, run, args, _G) set, and where; the tables above are everywhere.
+ * test_lua_lint checks this against the globals of real runtimes. */
+static const struct {
+	const char *name;
+	unsigned where;
+} contract_globals[] = {
+    {"json", HF_LUA_IN_ALL},
+    {"crypto", HF_LUA_IN_ALL},
+    {"env", HF_LUA_IN_ALL},
+    {"_G", HF_LUA_IN_ALL},
+    {"event", HF_LUA_IN_ALL},
+    {"log", HF_LUA_IN_IF | HF_LUA_IN_STEP},
+    {"print", HF_LUA_IN_IF | HF_LUA_IN_STEP},
+    {"retry", HF_LUA_IN_IF | HF_LUA_IN_STEP},
+    {"db", HF_LUA_IN_IF | HF_LUA_IN_STEP},
+    {"require", HF_LUA_IN_IF | HF_LUA_IN_STEP},
+    {"http", HF_LUA_IN_IF | HF_LUA_IN_STEP},
+    {"webhook", HF_LUA_IN_IF | HF_LUA_IN_STEP},
+    {"steps", HF_LUA_IN_IF | HF_LUA_IN_STEP},
+    {"run", HF_LUA_IN_IF | HF_LUA_IN_STEP},
+    {"args", HF_LUA_IN_STEP}, /* set after the step's if: */
+};
+
+static size_t count_names(const char *const *names)
+{
+	size_t n = 0;
+	while (names[n])
+		n++;
+	return n;
+}
+
+static size_t count_regs(const luaL_Reg *regs)
+{
+	size_t n = 0;
+	while (regs[n].name)
+		n++;
+	return n;
+}
+
+bool hf_lua_global_at(size_t i, const char **name, unsigned *where)
+{
+	size_t n;
+	*where = HF_LUA_IN_ALL;
+	if (i < (n = count_names(base_allowed))) {
+		*name = base_allowed[i];
+		return true;
+	}
+	i -= n;
+	if (i < (n = count_regs(base_wrapped))) {
+		*name = base_wrapped[i].name;
+		return true;
+	}
+	i -= n;
+	if (i < (n = count_regs(base_replaced))) {
+		*name = base_replaced[i].name;
+		return true;
+	}
+	i -= n;
+	if (i < (n = sizeof libs / sizeof libs[0] - 1)) {
+		*name = libs[i].name;
+		return true;
+	}
+	i -= n;
+	if (i < sizeof contract_globals / sizeof contract_globals[0]) {
+		*name = contract_globals[i].name;
+		*where = contract_globals[i].where;
+		return true;
+	}
+	return false;
+}
+
+static bool same(const char *g, const char *name, size_t len)
+{
+	return strncmp(g, name, len) == 0 && g[len] == '\0';
+}
+
+unsigned hf_lua_global_where(const char *name, size_t len)
+{
+	for (const char *const *g = base_allowed; *g; g++)
+		if (same(*g, name, len))
+			return HF_LUA_IN_ALL;
+	for (const luaL_Reg *r = base_wrapped; r->name; r++)
+		if (same(r->name, name, len))
+			return HF_LUA_IN_ALL;
+	for (const luaL_Reg *r = base_replaced; r->name; r++)
+		if (same(r->name, name, len))
+			return HF_LUA_IN_ALL;
+	for (const struct lib *lib = libs; lib->name; lib++)
+		if (same(lib->name, name, len))
+			return HF_LUA_IN_ALL;
+	for (size_t i = 0;
+	     i < sizeof contract_globals / sizeof contract_globals[0]; i++)
+		if (same(contract_globals[i].name, name, len))
+			return contract_globals[i].where;
+	return 0;
 }

@@ -1,7 +1,8 @@
 /* outbox.c - the delivery thread: due deliveries out through a libcurl multi
  * handle, outcomes and the next due time back through the writer.
  *
- * A delivery is "busy" from the moment an attempt starts until the writer has
+ * A delivery is "busy" (outbox_busy.c) from the moment a scan reads it into
+ * the ready list until the writer has
  * committed the attempt's record and a later scan has begun: until then the
  * database (or the snapshot a running scan reads) still shows it due, so each
  * scan skips busy ids. The writer's done() callback only marks an id done;
@@ -28,6 +29,7 @@
 #include "hf_redact.h"
 #include "hf_store.h"
 #include "hf_verify.h"
+#include "outbox_int.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -48,8 +50,11 @@ struct job {
 	char *url;
 	char *payload;
 	size_t len;
-	struct curl_slist *headers;
-	int attempts; /* made before this one */
+	char *hjson;  /* the emit's headers (JSON object text), or NULL */
+	char *secret; /* NULL: unsigned */
+	int64_t timeout_ms;
+	struct curl_slist *headers; /* built when the attempt starts */
+	int attempts;		    /* made before this one */
 	int max_attempts;
 	int64_t backoff_ms;
 	CURL *easy;
@@ -65,17 +70,36 @@ struct job {
 struct hf_outbox {
 	struct hf_store *store;
 	const struct hf_egress *egress; /* NULL: the default policy */
-	CURLM *multi;
+	/* Made on the first attempt (ensure_multi): curl's global set-up loads
+	 * OpenSSL's providers (about 2 MiB), which a server that never emits
+	 * does not need. Until then the thread waits on idle_cond. Set once,
+	 * by the outbox thread; read by any thread to wake it. */
+	_Atomic(CURLM *) multi;
+	pthread_mutex_t idle_lock;
+	pthread_cond_t idle_cond;
 	pthread_t thread;
 	atomic_bool stop;
 	atomic_bool kicked;
 	struct job *jobs; /* in flight: outbox thread only */
 	int njobs;
+	/* Due, read by a scan, not started yet (oldest first): a scan reads a
+	 * page of due rows at once instead of one query per free slot. Bounded
+	 * by HF_OUTBOX_READY rows and HF_OUTBOX_READY_BYTES of payload. Outbox
+	 * thread only. */
+	struct job *ready, **ready_tail;
+	int nready;
+	size_t ready_bytes;
+	/* Easy handles of finished attempts, reset, for the next ones (their
+	 * allocations cost as much as the request). Outbox thread only. */
+	CURL *spare[HF_OUTBOX_MAX_INFLIGHT];
+	int nspare;
+	/* Attempts in flight and ready, per host (outbox thread only). */
+	struct host *hosts;
+	size_t nhosts, hostcap;
 
-	pthread_mutex_t lock; /* busy, nbusy, writes */
+	pthread_mutex_t lock; /* busy, writes */
 	pthread_cond_t cond;
-	struct busy *busy;
-	size_t nbusy, busycap;
+	struct hf_busy busy;
 	int writes; /* attempt records submitted, not yet committed */
 	/* Records the writer could not commit, to submit again (counted in
 	 * writes); closed: the thread left, nobody will. */
@@ -83,9 +107,9 @@ struct hf_outbox {
 	bool closed;
 };
 
-struct busy {
-	char id[HF_DELIVERY_ID_SIZE];
-	bool done; /* its record is committed: dropped before the next scan */
+struct host {
+	char name[256];
+	int inflight, ready;
 };
 
 /* The record of one attempt on its way to the writer. */
@@ -103,128 +127,70 @@ static void curl_init_once(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-/* ---- the schedule (pure) ---- */
-
-#define SECOND 1000LL
-#define MINUTE (60 * SECOND)
-#define HOUR (60 * MINUTE)
-
-/* Delays before attempts 2..8, after Standard Webhooks / Svix. */
-static const int64_t schedule[] = {
-    5 * SECOND, 5 * MINUTE, 30 * MINUTE, 2 * HOUR,
-    5 * HOUR,	10 * HOUR,  10 * HOUR,
-};
-
-const char *hf_outbox_next_attempt(int status, int attempts, int max_attempts,
-				   int64_t backoff_ms, int64_t retry_after_ms,
-				   double rnd, int64_t now, int64_t *next_at)
+/* Wakes the outbox thread: its multi handle's poll, or, before it has one,
+ * its wait on idle_cond. Callers set kicked or stop first; the thread checks
+ * both under idle_lock before waiting, and kicked again before each poll, so
+ * no wake-up is lost while the handle is being made. Any thread. */
+static void wake(struct hf_outbox *ob)
 {
-	*next_at = now;
-	if (status >= 200 && status < 300)
-		return "delivered";
-	if (status == 410 || attempts >= max_attempts)
-		return "failed";
-	if (rnd < 0)
-		rnd = 0;
-	if (rnd >= 1)
-		rnd = 0.999999;
-	int64_t delay;
-	if (backoff_ms > 0) {
-		/* Full jitter: uniform over [0, min(cap, base * 2^(n-1))]. */
-		double d = (double)backoff_ms;
-		for (int i = 1; i < attempts && d < HF_DELIVERY_MAX_BACKOFF_MS;
-		     i++)
-			d *= 2;
-		if (d > HF_DELIVERY_MAX_BACKOFF_MS)
-			d = HF_DELIVERY_MAX_BACKOFF_MS;
-		delay = (int64_t)(d * rnd);
-	} else {
-		size_t n = sizeof schedule / sizeof schedule[0];
-		size_t i = attempts >= 1 ? (size_t)attempts - 1 : 0;
-		int64_t base = schedule[i < n ? i : n - 1];
-		delay = (int64_t)((double)base * (0.8 + 0.4 * rnd));
+	CURLM *m = atomic_load(&ob->multi);
+	if (m) {
+		curl_multi_wakeup(m);
+		return;
 	}
-	if (retry_after_ms > delay)
-		delay = retry_after_ms < HF_DELIVERY_MAX_BACKOFF_MS
-			    ? retry_after_ms
-			    : HF_DELIVERY_MAX_BACKOFF_MS;
-	*next_at = now + delay;
-	return "pending";
+	pthread_mutex_lock(&ob->idle_lock);
+	pthread_cond_broadcast(&ob->idle_cond);
+	pthread_mutex_unlock(&ob->idle_lock);
 }
 
-int64_t hf_outbox_retry_after(const char *value, int64_t now)
+/* The multi handle, made on first use. Outbox thread only. */
+static CURLM *ensure_multi(struct hf_outbox *ob)
 {
-	if (!value)
-		return -1;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (!*value)
-		return -1;
-	if (isdigit((unsigned char)*value)) {
-		char *end;
-		long long s = strtoll(value, &end, 10);
-		while (*end == ' ' || *end == '\t')
-			end++;
-		if (*end || s < 0)
-			return -1;
-		if (s > HF_DELIVERY_MAX_BACKOFF_MS / 1000)
-			s = HF_DELIVERY_MAX_BACKOFF_MS / 1000;
-		return s * 1000;
-	}
-	time_t t = curl_getdate(value, NULL);
-	if (t < 0)
-		return -1;
-	int64_t ms = (int64_t)t * 1000 - now;
-	return ms > 0 ? ms : 0;
+	CURLM *m = atomic_load(&ob->multi);
+	if (m)
+		return m;
+	pthread_once(&curl_once, curl_init_once);
+	m = curl_multi_init();
+	if (!m)
+		return NULL;
+	curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS,
+			  (long)HF_OUTBOX_MAX_PER_HOST);
+	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+			  (long)HF_OUTBOX_MAX_INFLIGHT);
+	atomic_store(&ob->multi, m);
+	return m;
 }
 
+/* Waits up to ms for a wake-up. Outbox thread only. */
+static void idle(struct hf_outbox *ob, int ms)
+{
+	CURLM *m = atomic_load(&ob->multi);
+	if (m) {
+		curl_multi_poll(m, NULL, 0, ms, NULL);
+		return;
+	}
+	struct timespec ts;
+	hf_deadline_in(ms, &ts);
+	pthread_mutex_lock(&ob->idle_lock);
+	while (!atomic_load(&ob->kicked) && !atomic_load(&ob->stop) &&
+	       pthread_cond_timedwait(&ob->idle_cond, &ob->idle_lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&ob->idle_lock);
+}
+
+/* Uniform in [0, 1) for the retry jitter: xorshift64*, seeded once from
+ * getrandom (a system call per attempt cost more than the rest of it).
+ * Outbox thread only. */
 static double random_unit(void)
 {
-	uint32_t r = 0;
-	if (getrandom(&r, sizeof r, 0) != sizeof r)
-		r = (uint32_t)hf_mono_ms() * 2654435761u;
-	return (double)r / 4294967296.0;
-}
-
-/* ---- the busy set (shared with the writer thread) ---- */
-
-/* All under ob->lock. */
-static struct busy *busy_find(struct hf_outbox *ob, const char *id)
-{
-	for (size_t i = 0; i < ob->nbusy; i++)
-		if (strcmp(ob->busy[i].id, id) == 0)
-			return &ob->busy[i];
-	return NULL;
-}
-
-static void busy_add(struct hf_outbox *ob, const char *id)
-{
-	if (ob->nbusy == ob->busycap) {
-		ob->busycap = ob->busycap ? ob->busycap * 2 : 64;
-		ob->busy =
-		    hf_xrealloc(ob->busy, ob->busycap * sizeof *ob->busy);
-	}
-	struct busy *b = &ob->busy[ob->nbusy++];
-	snprintf(b->id, sizeof b->id, "%s", id);
-	b->done = false;
-}
-
-static void busy_mark_done(struct hf_outbox *ob, const char *id)
-{
-	struct busy *b = busy_find(ob, id);
-	if (b)
-		b->done = true;
-}
-
-/* Drops the ids whose records are committed. */
-static void busy_sweep(struct hf_outbox *ob)
-{
-	for (size_t i = 0; i < ob->nbusy;) {
-		if (ob->busy[i].done)
-			ob->busy[i] = ob->busy[--ob->nbusy];
-		else
-			i++;
-	}
+	static uint64_t x;
+	if (!x && (getrandom(&x, sizeof x, 0) != sizeof x || !x))
+		x = (uint64_t)hf_mono_ms() * 2654435761u | 1;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	return (double)((x * 2685821657736338717ULL) >> 11) /
+	       9007199254740992.0;
 }
 
 /* ---- one attempt ---- */
@@ -285,23 +251,46 @@ static void host_of(const char *url, char *out, size_t size)
 	out[n] = '\0';
 }
 
-static int host_load(struct hf_outbox *ob, const char *host)
+/* The host's entry (made when missing). Entries with nothing in flight or
+ * ready are dropped by host_put, so the table stays as small as the number of
+ * hosts being delivered to. */
+static struct host *host_get(struct hf_outbox *ob, const char *name)
 {
-	int n = 0;
-	for (struct job *j = ob->jobs; j; j = j->next)
-		n += strcmp(j->host, host) == 0;
-	return n;
+	for (size_t i = 0; i < ob->nhosts; i++)
+		if (strcmp(ob->hosts[i].name, name) == 0)
+			return &ob->hosts[i];
+	if (ob->nhosts == ob->hostcap) {
+		ob->hostcap = ob->hostcap ? ob->hostcap * 2 : 8;
+		ob->hosts =
+		    hf_xrealloc(ob->hosts, ob->hostcap * sizeof *ob->hosts);
+	}
+	struct host *h = &ob->hosts[ob->nhosts++];
+	snprintf(h->name, sizeof h->name, "%s", name);
+	h->inflight = h->ready = 0;
+	return h;
 }
 
-static void job_free(struct job *j)
+static void host_put(struct hf_outbox *ob, struct host *h)
+{
+	if (h->inflight == 0 && h->ready == 0)
+		*h = ob->hosts[--ob->nhosts];
+}
+
+static void job_free(struct hf_outbox *ob, struct job *j)
 {
 	if (!j)
 		return;
-	if (j->easy)
+	if (j->easy && ob && ob->nspare < HF_OUTBOX_MAX_INFLIGHT) {
+		curl_easy_reset(j->easy);
+		ob->spare[ob->nspare++] = j->easy;
+	} else if (j->easy) {
 		curl_easy_cleanup(j->easy);
+	}
 	curl_slist_free_all(j->headers);
 	free(j->url);
 	free(j->payload);
+	free(j->hjson);
+	free(j->secret);
 	free(j);
 }
 
@@ -317,11 +306,11 @@ static bool append(struct curl_slist **list, const char *line)
 /* The request headers: Content-Type, the emit's headers, and the Standard
  * Webhooks ones (webhook-id and webhook-timestamp always, so receivers can
  * deduplicate; webhook-signature when there is a secret). */
-static bool build_headers(struct job *j, const struct hf_delivery *d)
+static bool build_headers(struct job *j)
 {
 	char line[1024];
 	bool ctype = false, ok = true;
-	json_t *h = d->headers ? json_loads(d->headers, 0, NULL) : NULL;
+	json_t *h = j->hjson ? json_loads(j->hjson, 0, NULL) : NULL;
 	const char *k;
 	json_t *v;
 	json_object_foreach(h, k, v)
@@ -345,21 +334,20 @@ static bool build_headers(struct job *j, const struct hf_delivery *d)
 	ok = ok && append(&j->headers, "User-Agent: hookflow");
 	ok = ok && append(&j->headers, "Expect:");
 	int64_t ts = hf_now_ms() / 1000;
-	snprintf(line, sizeof line, "webhook-id: %s", d->id);
+	snprintf(line, sizeof line, "webhook-id: %s", j->id);
 	ok = ok && append(&j->headers, line);
 	snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
 	ok = ok && append(&j->headers, line);
-	if (d->secret && *d->secret) {
-		const char *s = d->secret;
+	if (j->secret && *j->secret) {
+		const char *s = j->secret;
 		size_t slen = strlen(s), klen = 0;
 		unsigned char *key = NULL;
 		if (strncmp(s, "whsec_", 6) == 0)
 			key = hf_base64_decode(s + 6, slen - 6, &klen);
-		char *sig =
-		    key ? hf_standard_webhooks_sign(key, klen, d->id, ts,
-						    d->payload, d->payload_len)
-			: hf_standard_webhooks_sign(s, slen, d->id, ts,
-						    d->payload, d->payload_len);
+		char *sig = key ? hf_standard_webhooks_sign(
+				      key, klen, j->id, ts, j->payload, j->len)
+				: hf_standard_webhooks_sign(s, slen, j->id, ts,
+							    j->payload, j->len);
 		free(key);
 		char *l = hf_xasprintf("webhook-signature: %s", sig ? sig : "");
 		ok = ok && sig && append(&j->headers, l);
@@ -369,9 +357,9 @@ static bool build_headers(struct job *j, const struct hf_delivery *d)
 	return ok;
 }
 
-/* Starts an attempt of d. Returns 0, or -1 (nothing kept). */
-static int start(struct hf_outbox *ob, const struct hf_delivery *d,
-		 const char *host)
+/* A due delivery as a job, not started: everything copied out of the row. */
+static struct job *prepare(struct hf_outbox *ob, const struct hf_delivery *d,
+			   const char *host)
 {
 	struct job *j = hf_xcalloc(1, sizeof *j);
 	snprintf(j->id, sizeof j->id, "%s", d->id);
@@ -381,17 +369,30 @@ static int start(struct hf_outbox *ob, const struct hf_delivery *d,
 	memcpy(j->payload, d->payload, d->payload_len);
 	j->payload[d->payload_len] = '\0';
 	j->len = d->payload_len;
+	j->hjson = d->headers ? hf_xstrdup(d->headers) : NULL;
+	j->secret = d->secret ? hf_xstrdup(d->secret) : NULL;
+	j->timeout_ms =
+	    d->timeout_ms > 0 ? d->timeout_ms : HF_DELIVERY_TIMEOUT_MS;
 	j->attempts = d->attempts;
 	j->max_attempts = d->max_attempts;
 	j->backoff_ms = d->backoff_ms;
 	j->egress = ob->egress;
-	if (!build_headers(j, d))
+	return j;
+}
+
+/* Starts an attempt of a prepared job: its headers (the signature's
+ * timestamp is now) and its transfer. Returns 0, or -1 (j not kept). */
+static int start(struct hf_outbox *ob, struct job *j)
+{
+	if (!build_headers(j))
 		goto fail;
-	j->easy = curl_easy_init();
+	CURLM *multi = ensure_multi(ob);
+	j->easy = !multi       ? NULL
+		  : ob->nspare ? ob->spare[--ob->nspare]
+			       : curl_easy_init();
 	if (!j->easy)
 		goto fail;
-	int64_t timeout =
-	    d->timeout_ms > 0 ? d->timeout_ms : HF_DELIVERY_TIMEOUT_MS;
+	int64_t timeout = j->timeout_ms;
 	CURL *c = j->easy;
 	curl_easy_setopt(c, CURLOPT_URL, j->url);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -410,20 +411,16 @@ static int start(struct hf_outbox *ob, const struct hf_delivery *d,
 	curl_easy_setopt(c, CURLOPT_PRIVATE, j);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, j);
-	if (curl_multi_add_handle(ob->multi, c) != CURLM_OK)
+	if (curl_multi_add_handle(multi, c) != CURLM_OK)
 		goto fail;
 	j->started_mono = hf_mono_ms();
 	j->started_wall = hf_now_ms();
 	j->next = ob->jobs;
 	ob->jobs = j;
 	ob->njobs++;
-	pthread_mutex_lock(&ob->lock);
-	busy_add(ob, j->id);
-	pthread_mutex_unlock(&ob->lock);
 	return 0;
 fail:
-	hf_log(HF_LOG_WARN, "delivery %s: cannot start an attempt", d->id);
-	job_free(j);
+	hf_log(HF_LOG_WARN, "delivery %s: cannot start an attempt", j->id);
 	return -1;
 }
 
@@ -440,7 +437,8 @@ static void recorded(struct hf_write *w)
 	     ++r->tries < HF_OUTBOX_RECORD_TRIES)) {
 		r->again = ob->unsaved;
 		ob->unsaved = r;
-		curl_multi_wakeup(ob->multi);
+		atomic_store(&ob->kicked, true);
+		wake(ob);
 		pthread_mutex_unlock(&ob->lock);
 		return;
 	}
@@ -449,11 +447,12 @@ static void recorded(struct hf_write *w)
 		       "delivery %s: cannot record attempt %d; it will be "
 		       "sent again",
 		       w->delivery_id, w->attempts);
-	busy_mark_done(ob, w->delivery_id);
-	atomic_store(&ob->kicked, true); /* it may be due again soon */
+	hf_busy_done(&ob->busy, w->delivery_id);
+	/* Woken, not kicked: a start waiting for the bound on uncommitted
+	 * records may go on; a retry due soon is found by the timed scan. */
 	/* Inside the lock: hf_outbox_stop frees the multi handle once
 	 * writes reaches 0. */
-	curl_multi_wakeup(ob->multi);
+	wake(ob);
 	ob->writes--;
 	pthread_cond_broadcast(&ob->cond);
 	pthread_mutex_unlock(&ob->lock);
@@ -569,8 +568,7 @@ static int scan_row(const struct hf_delivery *d, void *arg)
 	struct scan *sc = arg;
 	struct hf_outbox *ob = sc->ob;
 	pthread_mutex_lock(&ob->lock);
-	bool busy = busy_find(ob, d->id) != NULL;
-	size_t nbusy = ob->nbusy;
+	bool busy = hf_busy_has(&ob->busy, d->id);
 	pthread_mutex_unlock(&ob->lock);
 	if (busy)
 		return 0;
@@ -578,25 +576,39 @@ static int scan_row(const struct hf_delivery *d, void *arg)
 		sc->wake = d->next_at;
 		return 1;
 	}
-	/* Attempts in flight, and records not yet committed, are bounded. */
-	if (ob->njobs >= HF_OUTBOX_MAX_INFLIGHT ||
-	    nbusy >= 2 * HF_OUTBOX_MAX_INFLIGHT)
+	if (ob->nready >= HF_OUTBOX_READY ||
+	    ob->ready_bytes >= HF_OUTBOX_READY_BYTES)
 		return 1;
-	char host[256];
-	host_of(d->url, host, sizeof host);
-	if (host_load(ob, host) >= HF_OUTBOX_MAX_PER_HOST)
+	/* A host gets at most a few rounds of its cap in the ready list, so
+	 * that one slow receiver cannot fill it and hold the others up. */
+	char name[256];
+	host_of(d->url, name, sizeof name);
+	struct host *h = host_get(ob, name);
+	if (h->inflight + h->ready >= 4 * HF_OUTBOX_MAX_PER_HOST) {
+		host_put(ob, h);
 		return 0;
-	start(ob, d, host);
+	}
+	h->ready++;
+	struct job *j = prepare(ob, d, name);
+	*ob->ready_tail = j;
+	ob->ready_tail = &j->next;
+	ob->nready++;
+	ob->ready_bytes += j->len;
+	pthread_mutex_lock(&ob->lock);
+	hf_busy_add(&ob->busy, j->id);
+	pthread_mutex_unlock(&ob->lock);
 	return 0;
 }
 
-/* Starts what is due; returns the poll timeout in ms. */
+/* Reads a page of due deliveries into the ready list; returns the poll
+ * timeout in ms (until the next due row, at most HF_OUTBOX_POLL_MS). */
 static int scan(struct hf_outbox *ob)
 {
 	struct scan sc = {.ob = ob, .now = hf_now_ms()};
 	pthread_mutex_lock(&ob->lock);
-	busy_sweep(ob); /* before the snapshot: it sees their commits */
-	int limit = (int)ob->nbusy + HF_OUTBOX_MAX_INFLIGHT * 2;
+	hf_busy_sweep(
+	    &ob->busy); /* before the snapshot: it sees their commits */
+	int limit = (int)ob->busy.n + HF_OUTBOX_READY;
 	pthread_mutex_unlock(&ob->lock);
 	hf_store_pending_deliveries(ob->store, limit, scan_row, &sc);
 	int64_t t = HF_OUTBOX_POLL_MS;
@@ -608,21 +620,78 @@ static int scan(struct hf_outbox *ob)
 	return (int)t;
 }
 
+/* Starts ready jobs, oldest first, while attempts in flight and records not
+ * yet committed are under their bounds, skipping hosts at their cap. Looks
+ * at most HF_OUTBOX_READY_WALK jobs deep, so a full list of one saturated
+ * host costs little per call. */
+static void launch(struct hf_outbox *ob)
+{
+	pthread_mutex_lock(&ob->lock);
+	int writes = ob->writes;
+	pthread_mutex_unlock(&ob->lock);
+	int walked = 0;
+	for (struct job **p = &ob->ready;
+	     *p && ob->njobs < HF_OUTBOX_MAX_INFLIGHT &&
+	     writes + ob->njobs < 2 * HF_OUTBOX_MAX_INFLIGHT &&
+	     walked < HF_OUTBOX_READY_WALK;
+	     walked++) {
+		struct job *j = *p;
+		struct host *h = host_get(ob, j->host);
+		if (h->inflight >= HF_OUTBOX_MAX_PER_HOST) {
+			p = &j->next;
+			continue;
+		}
+		*p = j->next;
+		if (!*p)
+			ob->ready_tail = p;
+		ob->nready--;
+		ob->ready_bytes -= j->len;
+		h->ready--;
+		if (start(ob, j) == 0) {
+			h->inflight++;
+			continue;
+		}
+		/* Not started: due again at the next scan. */
+		host_put(ob, h);
+		pthread_mutex_lock(&ob->lock);
+		hf_busy_done(&ob->busy, j->id);
+		pthread_mutex_unlock(&ob->lock);
+		job_free(ob, j);
+	}
+}
+
+/* Frees the ready list (stop: they are due again at the next start). */
+static void drop_ready(struct hf_outbox *ob)
+{
+	while (ob->ready) {
+		struct job *j = ob->ready;
+		ob->ready = j->next;
+		job_free(ob, j);
+	}
+	ob->ready_tail = &ob->ready;
+	ob->nready = 0;
+	ob->ready_bytes = 0;
+}
+
 static void reap(struct hf_outbox *ob, bool *freed)
 {
 	CURLMsg *m;
 	int left;
-	while ((m = curl_multi_info_read(ob->multi, &left))) {
+	CURLM *multi = atomic_load(&ob->multi);
+	while (multi && (m = curl_multi_info_read(multi, &left))) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
 		CURL *e = m->easy_handle;
 		CURLcode rc = m->data.result;
 		struct job *j = NULL;
 		curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&j);
-		curl_multi_remove_handle(ob->multi, e);
+		curl_multi_remove_handle(multi, e);
 		if (!j)
 			continue;
 		finish(ob, j, rc);
+		struct host *h = host_get(ob, j->host);
+		h->inflight--;
+		host_put(ob, h);
 		for (struct job **p = &ob->jobs; *p; p = &(*p)->next) {
 			if (*p == j) {
 				*p = j->next;
@@ -630,7 +699,7 @@ static void reap(struct hf_outbox *ob, bool *freed)
 			}
 		}
 		ob->njobs--;
-		job_free(j);
+		job_free(ob, j);
 		*freed = true;
 	}
 }
@@ -640,11 +709,13 @@ static void *outbox_main(void *arg)
 	struct hf_outbox *ob = arg;
 	/* Named for top -H, perf and gdb. */
 	pthread_setname_np(pthread_self(), "hf-outbox");
-	int64_t next_scan = 0; /* mono ms */
+	int64_t next_scan = 0, last_scan = 0; /* mono ms */
 	int64_t drain_until = 0;
 	for (;;) {
 		int running = 0;
-		curl_multi_perform(ob->multi, &running);
+		CURLM *multi = atomic_load(&ob->multi);
+		if (multi)
+			curl_multi_perform(multi, &running);
 		bool freed = false;
 		reap(ob, &freed);
 		if (atomic_load(&ob->stop)) {
@@ -652,30 +723,42 @@ static void *outbox_main(void *arg)
 				drain_until = hf_mono_ms() + HF_OUTBOX_DRAIN_MS;
 			if (!ob->jobs || hf_mono_ms() >= drain_until)
 				break;
-			curl_multi_poll(ob->multi, NULL, 0, 100, NULL);
+			idle(ob, 100);
 			continue;
 		}
-		/* Scan when told (new rows, a record committed), when a slot
-		 * freed, and at the next due time or tick. */
+		/* Start what is ready. Scan at the next due time or tick, and
+		 * when told (new rows) or a slot freed: at once if the ready
+		 * list is empty, else at most every HF_OUTBOX_RESCAN_MS (its
+		 * jobs may all wait on hosts at their cap). */
 		bool kicked = atomic_exchange(&ob->kicked, false);
 		bool can = hf_store_writable(ob->store, NULL, 0);
-		if (can)
+		if (can) {
 			record_again(ob, false);
-		if (kicked || freed || hf_mono_ms() >= next_scan)
-			next_scan =
-			    hf_mono_ms() + (can ? scan(ob) : HF_STORE_PROBE_MS);
+			launch(ob);
+		}
+		int64_t now = hf_mono_ms();
+		bool soon =
+		    ob->nready == 0 || now - last_scan >= HF_OUTBOX_RESCAN_MS;
+		if (((kicked || freed) && soon) || now >= next_scan) {
+			last_scan = now;
+			next_scan = now + (can ? scan(ob) : HF_STORE_PROBE_MS);
+			if (can)
+				launch(ob);
+		}
 		int64_t wait = next_scan - hf_mono_ms();
-		curl_multi_poll(ob->multi, NULL, 0, wait > 0 ? (int)wait : 0,
-				NULL);
+		if (atomic_load(&ob->kicked))
+			wait = 0;
+		idle(ob, wait > 0 ? (int)wait : 0);
 	}
 	/* Cut short: not recorded, sent again at the next start. */
 	while (ob->jobs) {
 		struct job *j = ob->jobs;
 		ob->jobs = j->next;
-		curl_multi_remove_handle(ob->multi, j->easy);
-		job_free(j);
+		curl_multi_remove_handle(atomic_load(&ob->multi), j->easy);
+		job_free(ob, j);
 	}
 	ob->njobs = 0;
+	drop_ready(ob);
 	record_again(ob, true);
 	return NULL;
 }
@@ -684,34 +767,24 @@ struct hf_outbox *hf_outbox_start(struct hf_store *store,
 				  const struct hf_egress *egress,
 				  struct hf_error *err)
 {
-	pthread_once(&curl_once, curl_init_once);
 	struct hf_outbox *ob = hf_xcalloc(1, sizeof *ob);
 	ob->store = store;
 	ob->egress = egress;
 	pthread_mutex_init(&ob->lock, NULL);
 	pthread_cond_init(&ob->cond, NULL);
-	ob->multi = curl_multi_init();
-	if (!ob->multi) {
-		hf_error_set(err, NULL, 0, 0,
-			     "cannot create a curl multi handle");
-		goto fail;
-	}
-	curl_multi_setopt(ob->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-			  (long)HF_OUTBOX_MAX_PER_HOST);
-	curl_multi_setopt(ob->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-			  (long)HF_OUTBOX_MAX_INFLIGHT);
+	pthread_mutex_init(&ob->idle_lock, NULL);
+	ob->ready_tail = &ob->ready;
+	pthread_cond_init(&ob->idle_cond, NULL);
 	if (pthread_create(&ob->thread, NULL, outbox_main, ob) != 0) {
 		hf_error_set(err, NULL, 0, 0, "cannot start the outbox thread");
-		goto fail;
+		pthread_mutex_destroy(&ob->lock);
+		pthread_cond_destroy(&ob->cond);
+		pthread_mutex_destroy(&ob->idle_lock);
+		pthread_cond_destroy(&ob->idle_cond);
+		free(ob);
+		return NULL;
 	}
 	return ob;
-fail:
-	if (ob->multi)
-		curl_multi_cleanup(ob->multi);
-	pthread_mutex_destroy(&ob->lock);
-	pthread_cond_destroy(&ob->cond);
-	free(ob);
-	return NULL;
 }
 
 void hf_outbox_kick(struct hf_outbox *ob)
@@ -719,7 +792,7 @@ void hf_outbox_kick(struct hf_outbox *ob)
 	if (!ob)
 		return;
 	atomic_store(&ob->kicked, true);
-	curl_multi_wakeup(ob->multi);
+	wake(ob);
 }
 
 void hf_outbox_stop(struct hf_outbox *ob)
@@ -727,15 +800,22 @@ void hf_outbox_stop(struct hf_outbox *ob)
 	if (!ob)
 		return;
 	atomic_store(&ob->stop, true);
-	curl_multi_wakeup(ob->multi);
+	wake(ob);
 	pthread_join(ob->thread, NULL);
 	pthread_mutex_lock(&ob->lock);
 	while (ob->writes > 0)
 		pthread_cond_wait(&ob->cond, &ob->lock);
 	pthread_mutex_unlock(&ob->lock);
-	curl_multi_cleanup(ob->multi);
+	while (ob->nspare > 0)
+		curl_easy_cleanup(ob->spare[--ob->nspare]);
+	CURLM *m = atomic_load(&ob->multi);
+	if (m)
+		curl_multi_cleanup(m);
 	pthread_mutex_destroy(&ob->lock);
 	pthread_cond_destroy(&ob->cond);
-	free(ob->busy);
+	pthread_mutex_destroy(&ob->idle_lock);
+	pthread_cond_destroy(&ob->idle_cond);
+	hf_busy_free(&ob->busy);
+	free(ob->hosts);
 	free(ob);
 }

@@ -80,7 +80,8 @@ bool hf_header_is_secret(const char *name)
 	    "x-signature",
 	};
 	static const char *const parts[] = {
-	    "signature", "token", "secret", "password", "api-key", "apikey",
+	    "signature", "token",  "secret",  "password",
+	    "api-key",	 "apikey", "api_key",
 	};
 	char low[128];
 	size_t n = 0;

@@ -97,7 +97,13 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS delivery_attempts("
     " delivery_id TEXT NOT NULL, n INTEGER NOT NULL, at INTEGER NOT NULL,"
     " status INTEGER, error TEXT, duration_ms INTEGER,"
-    " PRIMARY KEY(delivery_id, n)) WITHOUT ROWID;";
+    " PRIMARY KEY(delivery_id, n)) WITHOUT ROWID;"
+    /* The earlier attempts of a retried run (hf_sqlite_retry_run), each
+     * as it ended: its steps as the JSON array that RUN's "steps" is. */
+    "CREATE TABLE IF NOT EXISTS run_history("
+    " run_id TEXT NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL,"
+    " error TEXT, steps TEXT, finished_at INTEGER,"
+    " PRIMARY KEY(run_id, attempt)) WITHOUT ROWID;";
 
 /* Version 1 to 2, inside one transaction, before schema_sql (which then adds
  * the indexes): events, runs and workflow_versions copied into their new

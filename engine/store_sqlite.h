@@ -280,6 +280,9 @@ int hf_sqlite_secrets_start(struct hf_sqlite_store *q, struct hf_error *err);
 
 /* store_sqlite_query.c: reads on pooled read connections. */
 json_t *hf_sqlite_run_json(struct hf_store *s, const char *run_id);
+/* A run's steps as RUN's "steps", read on db (the writer's connection, inside
+ * its transaction). */
+json_t *hf_sqlite_steps_json(sqlite3 *db, const char *run_id);
 json_t *hf_sqlite_runs_json(struct hf_store *s, const char *workflow,
 			    const char *status, int limit);
 json_t *hf_sqlite_event_json(struct hf_store *s, const char *event_id);

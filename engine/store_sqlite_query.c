@@ -58,6 +58,7 @@ enum col_kind {
 	C_BODY,	   /* a body: a string, or base64 with "body_encoding" */
 	C_URL,	   /* a URL, its credentials redacted (hf_redact_url) */
 	C_HEADERS, /* request headers, credentials redacted */
+	C_QUERY,   /* query parameters, credentials redacted */
 };
 
 struct col {
@@ -132,6 +133,24 @@ static json_t *col_headers(sqlite3_stmt *st, int i)
 	return h;
 }
 
+/* Query parameters as JSON, each whose name says it carries a credential
+ * (hf_header_is_secret: token, secret, password, api-key…) shown as
+ * HF_REDACTED, as headers are. */
+static json_t *col_query(sqlite3_stmt *st, int i)
+{
+	json_t *h = col_json(st, i);
+	if (!json_is_object(h))
+		return h;
+	const char *name;
+	json_t *v;
+	json_object_foreach(h, name, v)
+	{
+		if (hf_header_is_secret(name))
+			json_object_set_new(h, name, json_string(HF_REDACTED));
+	}
+	return h;
+}
+
 static json_t *col_value(sqlite3_stmt *st, int i, enum col_kind kind, json_t *o)
 {
 	switch (kind) {
@@ -155,6 +174,8 @@ static json_t *col_value(sqlite3_stmt *st, int i, enum col_kind kind, json_t *o)
 		return col_url(st, i);
 	case C_HEADERS:
 		return col_headers(st, i);
+	case C_QUERY:
+		return col_query(st, i);
 	}
 	return json_null();
 }
@@ -251,13 +272,46 @@ static const struct shape run_shape = {
     "SELECT step_id, status, output, error, logs, attempts, started_at,"
     " finished_at FROM steps WHERE run_id = ?1 ORDER BY idx"};
 
+#define STEP_SQL                                                               \
+	"SELECT step_id, status, output, error, logs, attempts, started_at,"   \
+	" finished_at FROM steps WHERE run_id = ?1 ORDER BY idx"
+
+json_t *hf_sqlite_steps_json(sqlite3 *db, const char *run_id)
+{
+	return rows_json(NULL, db, false, &step_shape, STEP_SQL, "t", run_id);
+}
+
+/* The earlier attempts of a retried run, oldest first (run_history). */
+static const struct col history_cols[] = {
+    {"attempt", C_INT}, {"status", C_TEXT},	 {"error", C_TEXT},
+    {"steps", C_ARRAY}, {"finished_at", C_TIME},
+};
+static const struct shape history_shape = {history_cols, NCOLS(history_cols)};
+
+static void add_history(struct hf_sqlite_store *q, json_t *run)
+{
+	const char *id = json_string_value(json_object_get(run, "id"));
+	if (!id)
+		return;
+	json_object_set_new(
+	    run, "history",
+	    rows_json(q, NULL, false, &history_shape,
+		      "SELECT attempt, status, error, steps, finished_at FROM"
+		      " run_history WHERE run_id = ?1 ORDER BY attempt",
+		      "t", id));
+}
+
 json_t *hf_sqlite_run_json(struct hf_store *s, const char *run_id)
 {
 	int64_t lo = hf_sqlite_band(run_id);
-	return rows_json(sq(s), NULL, true, &run_shape,
-			 "SELECT " RUN_COLUMNS
-			 " WHERE r.rid BETWEEN ?1 AND ?2 AND r.id = ?3",
-			 "IIt", lo, lo + ((1 << HF_BAND_BITS) - 1), run_id);
+	json_t *run = rows_json(sq(s), NULL, true, &run_shape,
+				"SELECT " RUN_COLUMNS
+				" WHERE r.rid BETWEEN ?1 AND ?2 AND r.id = ?3",
+				"IIt", lo, lo + ((1 << HF_BAND_BITS) - 1),
+				run_id);
+	if (run)
+		add_history(sq(s), run);
+	return run;
 }
 
 json_t *hf_sqlite_runs_json(struct hf_store *s, const char *workflow,
@@ -270,6 +324,9 @@ json_t *hf_sqlite_runs_json(struct hf_store *s, const char *workflow,
 				 " ORDER BY r.rid DESC LIMIT ?3",
 				 "tti", workflow, status,
 				 limit > 0 ? limit : HF_LIST_DEFAULT_RUNS);
+	size_t i;
+	json_t *run;
+	json_array_foreach(runs, i, run) add_history(sq(s), run);
 	return json_pack("{s:o}", "runs", runs);
 }
 
@@ -280,7 +337,7 @@ static const struct shape id_shape = {id_col, 1};
 
 static const struct col event_cols[] = {
     {"id", C_TEXT},	     {"path", C_TEXT},	     {"method", C_TEXT},
-    {"query", C_JSON},	     {"headers", C_HEADERS}, {"body", C_BODY},
+    {"query", C_QUERY},	     {"headers", C_HEADERS}, {"body", C_BODY},
     {"received_at", C_TIME}, {"skipped", C_ARRAY},
 };
 /* Its runs by the event's rid, the column after those shown. */

@@ -376,6 +376,8 @@ struct hf_workflow_set *hf_sqlite_stored_workflows(struct hf_store *s)
 	return ss.set;
 }
 
+/* Keeps the failed attempt in run_history, then queues the run again, in
+ * one transaction. */
 int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
 			struct hf_error *err)
 {
@@ -383,24 +385,53 @@ int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
 	int rc = -1;
 	int64_t lo = hf_sqlite_band(run_id);
 	pthread_mutex_lock(&q->wlock);
-	sqlite3_stmt *st =
-	    hf_sqlite_stmt(q->wdb,
-			   "UPDATE runs SET status = 'queued', attempt ="
-			   " attempt + 1, step_attempt = 1, due_at = 0,"
-			   " error = NULL, finished_at = NULL, claimed = 0,"
-			   " started_at = NULL WHERE rid BETWEEN ?2 AND ?3"
-			   " AND id = ?1 AND status = 'failed'",
-			   "tII", run_id, lo, lo + ((1 << HF_BAND_BITS) - 1));
-	if (st && sqlite3_step(st) != SQLITE_DONE)
+	if (hf_sqlite_exec(q->wdb, "BEGIN IMMEDIATE", "") != SQLITE_DONE) {
 		hf_error_set(err, NULL, 0, 0, "cannot retry: %s",
 			     sqlite3_errmsg(q->wdb));
-	else if (st && sqlite3_changes(q->wdb) == 0)
+		pthread_mutex_unlock(&q->wlock);
+		return -1;
+	}
+	json_t *steps = hf_sqlite_steps_json(q->wdb, run_id);
+	char *steps_text = json_dumps(steps, JSON_COMPACT);
+	json_decref(steps);
+	int hrc = hf_sqlite_exec(
+	    q->wdb,
+	    "INSERT OR REPLACE INTO run_history(run_id, attempt, status,"
+	    " error, steps, finished_at) SELECT id, attempt, status, error,"
+	    " ?2, finished_at FROM runs WHERE rid BETWEEN ?3 AND ?4 AND"
+	    " id = ?1 AND status = 'failed'",
+	    "ttII", run_id, steps_text ? steps_text : "[]", lo,
+	    lo + ((1 << HF_BAND_BITS) - 1));
+	free(steps_text);
+	sqlite3_stmt *st =
+	    hrc != SQLITE_DONE
+		? NULL
+		: hf_sqlite_stmt(q->wdb,
+				 "UPDATE runs SET status = 'queued', attempt ="
+				 " attempt + 1, step_attempt = 1, due_at = 0,"
+				 " error = NULL, finished_at = NULL, claimed ="
+				 " 0, started_at = NULL WHERE rid BETWEEN"
+				 " ?2 AND ?3 AND id = ?1 AND status ="
+				 " 'failed'",
+				 "tII", run_id, lo,
+				 lo + ((1 << HF_BAND_BITS) - 1));
+	if (!st || sqlite3_step(st) != SQLITE_DONE)
+		hf_error_set(err, NULL, 0, 0, "cannot retry: %s",
+			     sqlite3_errmsg(q->wdb));
+	else if (sqlite3_changes(q->wdb) == 0)
 		hf_error_set(err, NULL, 0, 0,
 			     "run '%s' does not exist or has not failed",
 			     run_id);
-	else if (st)
+	else
 		rc = 0;
 	sqlite3_finalize(st);
+	if (rc == 0 && hf_sqlite_exec(q->wdb, "COMMIT", "") != SQLITE_DONE) {
+		hf_error_set(err, NULL, 0, 0, "cannot retry: %s",
+			     sqlite3_errmsg(q->wdb));
+		rc = -1;
+	}
+	if (rc != 0)
+		hf_sqlite_exec(q->wdb, "ROLLBACK", "");
 	pthread_mutex_unlock(&q->wlock);
 	return rc;
 }
@@ -423,6 +454,8 @@ int hf_sqlite_prune(struct hf_store *s, int64_t before, int limit)
 	    " AND finished_at < ?1 AND status IN ('succeeded','failed')"
 	    " LIMIT ?2",
 	    "DELETE FROM steps WHERE run_id IN (SELECT id FROM prune_runs)",
+	    "DELETE FROM run_history WHERE run_id IN (SELECT id FROM"
+	    " prune_runs)",
 	    "DELETE FROM runs WHERE rid IN (SELECT rid FROM prune_runs)",
 	    "DELETE FROM events WHERE rid IN (SELECT rid FROM events e WHERE"
 	    " rid < ?3 AND received_at < ?1 AND NOT EXISTS (SELECT 1 FROM"

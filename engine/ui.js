@@ -363,6 +363,8 @@
 				if (r.error)
 					box.appendChild(section("Error", el("pre", { class: "error", id: "run-error" }, r.error)));
 				box.appendChild(section("Steps", timeline(r, wf)));
+				if (r.history && r.history.length)
+					box.appendChild(section("Earlier attempts", history(r.history)));
 				if (r.status === "queued" || r.status === "running") live(true); else live(false);
 			});
 		}
@@ -374,6 +376,24 @@
 		return load();
 	};
 
+	/* The attempts before a retry, oldest first, each as it ended. */
+	function history(list) {
+		return el("div", { id: "run-history" }, list.map(function (h) {
+			return el("div", { class: "step attempt", "data-attempt": String(h.attempt) },
+				el("div", { class: "step-head" },
+					el("span", { class: "name" }, "Attempt " + h.attempt),
+					badge(h.status),
+					h.finished_at ? el("span", { class: "muted" }, "finished " + h.finished_at) : null),
+				h.error ? el("pre", { class: "error" }, h.error) : null,
+				el("ul", { class: "logs" }, (h.steps || []).map(function (s) {
+					return el("li", { "data-history-step": s.id },
+						el("span", { class: "name mono" }, s.id), " ", badge(s.status),
+						s.attempts > 1 ? el("span", { class: "muted" }, " " + s.attempts + " attempts") : null,
+						s.error ? el("pre", { class: "error step-error" }, s.error) : null);
+				})));
+		}));
+	}
+
 	function timeline(r, wf) {
 		var steps = (r.steps || []).slice();
 		var seen = {};
@@ -383,6 +403,8 @@
 			if (!seen[id]) steps.push({ id: id, status: r.status === "failed" ? "not run" : "pending", pending: true });
 		});
 		var start = t(r.started_at || r.created_at);
+		/* After a retry the run starts again, later than the steps it kept. */
+		steps.forEach(function (s) { if (s.started_at) start = Math.min(start, t(s.started_at)); });
 		var end = r.finished_at ? t(r.finished_at) : Date.now();
 		steps.forEach(function (s) { if (s.finished_at) end = Math.max(end, t(s.finished_at)); });
 		var total = Math.max(1, end - start);

@@ -409,6 +409,7 @@ static void parse_run(struct wf_ctx *c, const yaml_node_t *n,
 	}
 	st->code = b.data;
 	st->code_name = hf_xasprintf("@%s", c->file);
+	st->code_col = col;
 }
 
 static bool valid_script_name(const char *s)

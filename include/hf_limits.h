@@ -174,11 +174,6 @@
 #define HF_VERIFY_TOLERANCE_MS (5 * 60 * 1000)
 #endif
 
-/* Retention of dedupe keys: a sender's retries come within a day or three. */
-#ifndef HF_DEDUPE_RETAIN_MS
-#define HF_DEDUPE_RETAIN_MS (7LL * 24 * 3600 * 1000)
-#endif
-
 /* Outbound http.* from Lua: a call waits at most this long by default, and
  * never past the step's deadline. */
 #ifndef HF_HTTP_TIMEOUT_MS
@@ -230,6 +225,25 @@
 #endif
 #ifndef HF_OUTBOX_MAX_PER_HOST
 #define HF_OUTBOX_MAX_PER_HOST 8
+#endif
+/* Due deliveries the outbox reads ahead in one scan, to start as slots free
+ * (one query per page rather than per attempt), bounded also by their
+ * payload bytes; a host may hold at most 4 x HF_OUTBOX_MAX_PER_HOST of
+ * them, and a start looks at most HF_OUTBOX_READY_WALK deep for a host
+ * under its cap. */
+#ifndef HF_OUTBOX_READY
+#define HF_OUTBOX_READY 256
+#endif
+#ifndef HF_OUTBOX_READY_BYTES
+#define HF_OUTBOX_READY_BYTES (8 * 1024 * 1024)
+#endif
+#ifndef HF_OUTBOX_READY_WALK
+#define HF_OUTBOX_READY_WALK 64
+#endif
+/* While ready jobs wait (for hosts at their cap), new rows are looked for at
+ * most this often; an empty ready list is refilled at once. */
+#ifndef HF_OUTBOX_RESCAN_MS
+#define HF_OUTBOX_RESCAN_MS 10
 #endif
 /* The outbox looks for due deliveries at least this often, so that rows
  * written by another process (`hookflow deliveries retry`) are seen. */

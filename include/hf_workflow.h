@@ -95,6 +95,10 @@ struct hf_step {
 	int64_t timeout_ms;
 	bool continue_on_error;
 	int line; /* where the step starts in the YAML file */
+	/* Inline code: the YAML column of its first character (a block's
+	 * indentation + 1), so that chunk column c is YAML column code_col-1+c;
+	 * 0 for a script. */
+	int code_col;
 };
 
 struct hf_workflow {

@@ -463,3 +463,31 @@ def test_retry_asked_during_an_attempt_is_not_lost(server, receiver):
     d = wait_delivery(srv, did, statuses=("delivered",), timeout=20)
     assert d["attempts"] == 2, d
     assert len(hooks(receiver, "/held")) == 2
+
+
+def test_a_slow_receiver_does_not_hold_up_the_others(server, receiver):
+    """The outbox reads due deliveries a page ahead; one host at its cap
+    (8 in flight) with many more waiting must not keep another host's
+    deliveries, emitted after them, from going out."""
+    from conftest import Receiver
+    slow = Receiver()
+    slow.delay = 1.0
+    try:
+        wf = workflow("many", """
+            for i = 1, 40 do webhook.emit(event.body.slow, {i = i}) end
+            for i = 1, 40 do webhook.emit(event.body.fast, {i = i}) end
+        """)
+        srv = server(workflows={"many": wf})
+        run = start_run(srv, "/many", {"slow": slow.url + "/s",
+                                       "fast": receiver.url + "/f"})
+        assert run["status"] == "succeeded", run
+        wait_for(lambda: len(hooks(receiver, "/f")) == 40, 30,
+                 what="40 deliveries to the fast receiver")
+        with slow.lock:
+            assert len(slow.requests) < 40
+        wait_for(lambda: len(slow.requests) == 40, 60,
+                 what="40 deliveries to the slow receiver")
+        bodies = sorted(json.loads(r["body"])["i"] for r in hooks(receiver, "/f"))
+        assert bodies == list(range(1, 41))
+    finally:
+        slow.close()

@@ -214,7 +214,15 @@ def test_dashboard_end_to_end(server, receiver, browser):
         timeout=20, what="the retried run to succeed on its page")
     run = srv.run(failed)
     assert run["status"] == "succeeded" and run["attempt"] == 2
-    assert "the flag is not set yet" not in browser.find("#run").text
+    # The steps show the new attempt; the failed one is kept below them.
+    assert "the flag is not set yet" not in browser.find(".timeline").text
+    assert not browser.find_all("#run-error")
+    hist = browser.find('#run-history [data-attempt="1"]').text
+    assert "Attempt 1" in hist and "the flag is not set yet" in hist
+    assert browser.find('#run-history [data-history-step="check"] .badge').text == "failed"
+    browser.js("document.getElementById('run-history').scrollIntoView();")
+    shot(browser, "run-history")
+    browser.js("window.scrollTo(0, 0);")
     shot(browser, "run-retried")
 
     # A failed delivery: listed, retried from the page, then delivered.

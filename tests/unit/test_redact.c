@@ -115,6 +115,10 @@ static void test_headers(void)
 			       "webhook-id",   "x-request-id", "host"};
 	for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++)
 		CHECK(!hf_header_is_secret(shown[i]));
+	/* The same names serve for query parameters (events' "query"). */
+	CHECK(hf_header_is_secret("api_key"));
+	CHECK(hf_header_is_secret("access_token"));
+	CHECK(!hf_header_is_secret("page"));
 }
 
 int main(void)

@@ -3,9 +3,9 @@
 -- what the tool now has. A deleted contact is pushed as status
 -- "unsubscribed" (kept, so it is never mailed again, unlike a DELETE).
 --
--- Failure (network, 5xx, 429) fails the step and its retry: tries again; a
--- 429's Retry-After holds back every call to the API until it has passed
--- (see api.lua).
+-- Failure (network, 5xx, 429) fails the step and its retry: tries again; on
+-- a 429 the next attempt waits for the response's Retry-After (retry.after,
+-- see api.lua), at most the step's retry.max_delay.
 --
 -- Environment: MARKETING_URL (e.g. https://us21.api.mailchimp.com),
 -- MARKETING_LIST (the audience id), MARKETING_API_KEY (optional, sent as
