@@ -105,11 +105,12 @@ def one(binary, n, conns, use_strace, wrk=0):
     c1 = threads_cpu(pid)
     os.kill(pid, 15)
     p.wait(60)
+    size = os.path.getsize(state)
     cpu = {k: (c1.get(k, 0) - c0.get(k, 0)) * 1e6 / n for k in c1}
     line = (f"{binary}: {n} events, {runs} runs, {len(bad)} not 202, "
             f"{n / wall:.0f} ev/s; µs/event: writer {cpu.get('hf-writer', 0):.1f}"
             f", checkpointer {cpu.get('hf-ckpt', 0):.1f}, all "
-            f"{sum(cpu.values()):.1f}")
+            f"{sum(cpu.values()):.1f}; database file {size / n:.0f} B/event")
     if use_strace:
         by = {}
         for l in open(f"{d}/strace"):
