@@ -534,9 +534,8 @@ static void *ckpt_main(void *arg)
 		q->ckpt_wake = false;
 		pthread_mutex_unlock(&q->ckpt_lock);
 		int log = 0, done = 0;
-		int rc = sqlite3_wal_checkpoint_v2(q->cdb, NULL,
-						   SQLITE_CHECKPOINT_PASSIVE,
-						   &log, &done);
+		int rc = sqlite3_wal_checkpoint_v2(
+		    q->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
 		if (rc == SQLITE_OK && log - done < HF_CKPT_TAIL_PAGES)
 			atomic_store(&q->ckpt_caught_up, true);
 		pthread_mutex_lock(&q->ckpt_lock);

@@ -161,7 +161,7 @@ static inline int64_t hf_sqlite_band(const char *id)
 		return 0;
 	for (int i = 1; i <= 12; i++) {
 		char c = p[i];
-		int d = c >= '0' && c <= '9'	 ? c - '0'
+		int d = c >= '0' && c <= '9'   ? c - '0'
 			: c >= 'a' && c <= 'f' ? c - 'a' + 10
 					       : -1;
 		if (d < 0)

@@ -180,8 +180,7 @@ static json_t *col_value(sqlite3_stmt *st, int i, enum col_kind kind, json_t *o)
 	return json_null();
 }
 
-static json_t *shape_row(sqlite3 *db, sqlite3_stmt *st,
-			 const struct shape *sh);
+static json_t *shape_row(sqlite3 *db, sqlite3_stmt *st, const struct shape *sh);
 
 /* The nested rows of row (shape sh) as an array. */
 static json_t *sub_json(sqlite3 *db, const struct shape *sh, sqlite3_stmt *row)
@@ -189,7 +188,8 @@ static json_t *sub_json(sqlite3 *db, const struct shape *sh, sqlite3_stmt *row)
 	json_t *out = json_array();
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(db, sh->sub_sql, -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_value(st, 1, sqlite3_column_value(row, sh->sub_col));
+		sqlite3_bind_value(st, 1,
+				   sqlite3_column_value(row, sh->sub_col));
 		while (sqlite3_step(st) == SQLITE_ROW)
 			json_array_append_new(out, shape_row(db, st, sh->sub));
 	}
@@ -304,11 +304,11 @@ static void add_history(struct hf_sqlite_store *q, json_t *run)
 json_t *hf_sqlite_run_json(struct hf_store *s, const char *run_id)
 {
 	int64_t lo = hf_sqlite_band(run_id);
-	json_t *run = rows_json(sq(s), NULL, true, &run_shape,
-				"SELECT " RUN_COLUMNS
-				" WHERE r.rid BETWEEN ?1 AND ?2 AND r.id = ?3",
-				"IIt", lo, lo + ((1 << HF_BAND_BITS) - 1),
-				run_id);
+	json_t *run =
+	    rows_json(sq(s), NULL, true, &run_shape,
+		      "SELECT " RUN_COLUMNS
+		      " WHERE r.rid BETWEEN ?1 AND ?2 AND r.id = ?3",
+		      "IIt", lo, lo + ((1 << HF_BAND_BITS) - 1), run_id);
 	if (run)
 		add_history(sq(s), run);
 	return run;
@@ -317,13 +317,12 @@ json_t *hf_sqlite_run_json(struct hf_store *s, const char *run_id)
 json_t *hf_sqlite_runs_json(struct hf_store *s, const char *workflow,
 			    const char *status, int limit)
 {
-	json_t *runs = rows_json(sq(s), NULL, false, &run_shape,
-				 "SELECT " RUN_COLUMNS
-				 " WHERE (?1 IS NULL OR r.workflow = ?1)"
-				 " AND (?2 IS NULL OR r.status = ?2)"
-				 " ORDER BY r.rid DESC LIMIT ?3",
-				 "tti", workflow, status,
-				 limit > 0 ? limit : HF_LIST_DEFAULT_RUNS);
+	json_t *runs = rows_json(
+	    sq(s), NULL, false, &run_shape,
+	    "SELECT " RUN_COLUMNS " WHERE (?1 IS NULL OR r.workflow = ?1)"
+	    " AND (?2 IS NULL OR r.status = ?2)"
+	    " ORDER BY r.rid DESC LIMIT ?3",
+	    "tti", workflow, status, limit > 0 ? limit : HF_LIST_DEFAULT_RUNS);
 	size_t i;
 	json_t *run;
 	json_array_foreach(runs, i, run) add_history(sq(s), run);

@@ -469,9 +469,9 @@ int hf_sqlite_prune(struct hf_store *s, int64_t before, int limit)
 	    " key FROM dedupe WHERE created_at < ?1 LIMIT ?2)",
 	};
 	/* The first rid of the millisecond `before` (ids hold 48 bits). */
-	int64_t band = (int64_t)((uint64_t)(before > 0 ? before : 0) &
-				 0xffffffffffffULL)
-		       << HF_BAND_BITS;
+	int64_t band =
+	    (int64_t)((uint64_t)(before > 0 ? before : 0) & 0xffffffffffffULL)
+	    << HF_BAND_BITS;
 	int total = 0;
 	for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
 		sqlite3_stmt *st = NULL;
