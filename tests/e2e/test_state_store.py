@@ -126,6 +126,12 @@ def test_v1_database_served_and_its_runs_resumed(server):
     want = v1_copy(srv)
     srv.write_workflow("slow.yml", (FIX / "state_v1" / "workflows" / "slow.yml")
                        .read_text().replace("return event.body.n", "return 'new'"))
+    # as if the fixture were made two days ago (slow.yml's timeout: 36500d)
+    con = sqlite3.connect(srv.state)
+    con.execute("UPDATE runs SET created_at = created_at - 2 * 86400000"
+                " WHERE workflow = 'slow'")
+    con.commit()
+    con.close()
     srv.token = "t"
     srv.start()
     for ev, body in want["events"].items():
