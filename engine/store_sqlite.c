@@ -510,14 +510,14 @@ static void writer_wait(struct hf_sqlite_store *q)
  * its next transaction restarts the WAL; past HF_CKPT_MAX_PAGES it copies
  * everything itself, waiting for readers (RESTART). */
 
-/* The writer connection's WAL hook: on the writer thread after each commit
- * (it replaces SQLite's automatic checkpoint). */
+/* The writer connection's WAL hook, after each commit on it (it replaces
+ * SQLite's automatic checkpoint). */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
 	(void)db;
 	(void)name;
 	struct hf_sqlite_store *q = arg;
-	q->wal_frames = frames;
+	atomic_store(&q->wal_frames, frames);
 	return SQLITE_OK;
 }
 
@@ -544,14 +544,15 @@ static void *ckpt_main(void *arg)
 	return NULL;
 }
 
-/* After a batch, on the writer thread (wlock not held: readers of wdb wait
- * for nothing longer than this). */
+/* After a batch, on the writer thread: wakes the checkpointer, or copies the
+ * last frames itself (under wlock, as every use of wdb). */
 static void after_batch(struct hf_sqlite_store *q)
 {
-	if (!q->ckpt_running || q->wal_frames < HF_CKPT_PAGES)
+	int frames = atomic_load(&q->wal_frames);
+	if (!q->ckpt_running || frames < HF_CKPT_PAGES)
 		return;
 	int mode = -1;
-	if (q->wal_frames >= HF_CKPT_MAX_PAGES)
+	if (frames >= HF_CKPT_MAX_PAGES)
 		mode = SQLITE_CHECKPOINT_RESTART;
 	else if (atomic_exchange(&q->ckpt_caught_up, false))
 		mode = SQLITE_CHECKPOINT_PASSIVE;

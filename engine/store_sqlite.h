@@ -79,8 +79,9 @@ struct hf_sqlite_store {
 
 	/* The checkpointer (store_sqlite.c, "checkpoints"): its thread and
 	 * connection; woken under ckpt_lock when the WAL passed
-	 * HF_CKPT_PAGES. wal_frames: the WAL's frames after the writer's last
-	 * commit (the writer's own: set by the WAL hook on its thread).
+	 * HF_CKPT_PAGES. wal_frames: the WAL's frames after the last
+	 * commit on wdb (set by the WAL hook: on the writer thread, or on a
+	 * caller holding wlock, hf_sqlite_retry_run).
 	 * ckpt_caught_up: the checkpointer copied all but a few frames (the
 	 * writer then copies the rest itself, which resets the WAL). */
 	bool ckpt_running, ckpt_stop, ckpt_wake;
@@ -88,7 +89,7 @@ struct hf_sqlite_store {
 	sqlite3 *cdb;
 	pthread_mutex_t ckpt_lock;
 	pthread_cond_t ckpt_cond;
-	int wal_frames;
+	atomic_int wal_frames;
 	atomic_bool ckpt_caught_up;
 	uint64_t ckpt_writer, ckpt_blocking; /* checkpoints the writer ran */
 
