@@ -7,6 +7,7 @@
 #ifndef HF_INGEST_INT_H
 #define HF_INGEST_INT_H
 
+#include "hf_backlog.h"
 #include "hf_http_frame.h"
 #include "hf_ingest.h"
 #include "hf_limits.h"
@@ -35,6 +36,9 @@ struct req {
 	bool too_large;
 	size_t discarded; /* bytes read and dropped past --max-body */
 	bool answered_early;
+	/* A 503 decided before the body was read, answered once it was (the
+	 * body is discarded): the keep-alive connection survives. */
+	bool refuse;
 	struct hf_snapshot *snap;
 	struct hf_workflow *wfs[MAX_MATCH];
 	size_t nwfs;
@@ -44,8 +48,14 @@ struct req {
 	/* while WAITING */
 	struct hf_write w;
 	struct hf_event *ev;
+	/* The runs; those not handed to the scheduler (stored on disk,
+	 * duplicates, not stored) are freed with the request, on its HTTP
+	 * thread (req_free), not on the writer's. */
 	struct hf_run *runs[MAX_MATCH];
+	size_t nruns;
+	enum hf_place place; /* memory (admitted) or disk (reserved) */
 	bool dropped[MAX_MATCH];
+	struct req *resume_next; /* resumed at the end of the writer's batch */
 	struct hf_sync_waiter *waiter;
 	char sync_run_id[HF_ID_SIZE];
 };
