@@ -21,6 +21,7 @@
 #include "hf_body.h"
 #include "hf_dispatch.h"
 #include "hf_http_frame.h"
+#include "hf_json_check.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_verify.h"
@@ -221,8 +222,17 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 		return send_answer(c, &r->ans);
 	}
 
+	/* Parsed once at most: a JSON body only validated here unless a
+	 * workflow-level expression needs the tree (then the runs share it);
+	 * else whoever needs it decodes the raw bytes (hf_event_body). */
+	bool lua = hf_dispatch_needs_lua(passed, npassed);
+	bool checked = !lua && r->body.len > 0 &&
+		       hf_body_kind_of(json_string_value(json_object_get(
+			   headers, "content-type"))) == HF_BODY_JSON &&
+		       hf_json_check(r->body.data, r->body.len);
 	char err[512];
-	if (hf_body_decode_event(headers, r->body.data, r->body.len,
+	if (!checked &&
+	    hf_body_decode_event(headers, r->body.data, r->body.len,
 				 &ev->decoded, err, sizeof err) < 0) {
 		hf_answer_error(&r->ans, 400, "%s", err);
 		hf_metrics_event(r->wfs[0]->name, 400);
@@ -235,9 +245,7 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	ev->body_len = r->body.len;
 	memset(&r->body, 0, sizeof r->body);
 
-	struct hf_luart *rt = hf_dispatch_needs_lua(passed, npassed)
-				  ? hf_dispatch_runtime()
-				  : NULL;
+	struct hf_luart *rt = lua ? hf_dispatch_runtime() : NULL;
 	size_t nruns = hf_dispatch(rt, ev, passed, npassed, r->runs);
 	r->nruns = nruns;
 	/* Counted before the drain is checked, as hf_ingest_stop sets draining
