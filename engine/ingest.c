@@ -470,8 +470,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		r->discarded += n;
 		return r->discarded > HF_DISCARD_MAX ? MHD_NO : MHD_YES;
 	}
-	if (r->state == ANSWERING)
+	if (r->state == ANSWERING) {
+		if (r->outcome != OUT_NONE)
+			hf_ingest_answer_commit(r);
 		return send_answer(c, &r->ans);
+	}
 	if (r->state == WAITING)
 		return MHD_YES;
 	if (r->refuse)

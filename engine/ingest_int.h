@@ -56,6 +56,11 @@ struct req {
 	enum hf_place place; /* memory (admitted) or disk (reserved) */
 	bool dropped[MAX_MATCH];
 	struct req *resume_next; /* resumed at the end of the writer's batch */
+	/* What the commit said, turned into the answer on the HTTP thread
+	 * (hf_ingest_answer_commit): the writer allocates nothing for it. */
+	enum { OUT_NONE, OUT_STORED, OUT_DUPLICATE, OUT_FAILED } outcome;
+	char ids[MAX_MATCH][HF_ID_SIZE]; /* the runs stored */
+	size_t nids;
 	struct hf_sync_waiter *waiter;
 	char sync_run_id[HF_ID_SIZE];
 };
@@ -75,6 +80,9 @@ struct hf_ingest {
  * with a `respond: sync` run, makes the request's waiter first. The caller
  * counted the request in hf_ingest.waiting. */
 void hf_ingest_submit(struct req *r, size_t nruns);
+/* ingest_sync.c. The resumed request's answer from its commit's outcome
+ * (202, 200 duplicate, 503), logged and counted: on its HTTP thread. */
+void hf_ingest_answer_commit(struct req *r);
 /* ingest_sync.c. Answers every live sync waiter 202 (their runs go on) and
  * resumes its request: at shutdown. */
 void hf_ingest_answer_waiters(struct hf_ingest *in);

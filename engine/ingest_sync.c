@@ -214,39 +214,55 @@ static void unplace(struct req *r, size_t n, size_t stored)
 	hf_sched_unadmit(eng->sched, drop);
 }
 
+void hf_ingest_answer_commit(struct req *r)
+{
+	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
+	int outcome = r->outcome;
+	r->outcome = OUT_NONE;
+	if (outcome == OUT_FAILED) {
+		hf_answer_error(&r->ans, 503, "cannot store the event now");
+		r->ans.retry_after = 1;
+	} else if (outcome == OUT_DUPLICATE) {
+		hf_answer_json(&r->ans, 200,
+			       json_pack("{s:s,s:b}", "event", r->w.dup_of,
+					 "duplicate", 1));
+	}
+	if (outcome != OUT_STORED) {
+		hf_metrics_event(wf_name, r->ans.status);
+		log_answered(r, r->ans.status,
+			     outcome == OUT_FAILED ? NULL : r->w.dup_of, NULL);
+		return;
+	}
+	json_t *ids = json_array();
+	for (size_t i = 0; i < r->nids; i++)
+		json_array_append_new(ids, json_string(r->ids[i]));
+	log_answered(r, 202, NULL, ids);
+	hf_answer_json(&r->ans, 202,
+		       json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids));
+	hf_metrics_event(wf_name, 202);
+}
+
 static void ingest_written(struct hf_write *w)
 {
 	struct req *r = w->ctx;
-	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
 	if (w->rc < 0 || w->dup_of[0]) {
 		/* Not stored, or a duplicate: no run of this request goes on.
 		 * Its runs are freed with the request, on its thread. */
 		unplace(r, w->nruns, 0);
-		if (w->rc < 0) {
-			hf_answer_error(&r->ans, 503,
-					"cannot store the event now");
-			r->ans.retry_after = 1;
-		} else {
-			hf_answer_json(&r->ans, 200,
-				       json_pack("{s:s,s:b}", "event",
-						 w->dup_of, "duplicate", 1));
-		}
+		r->outcome = w->rc < 0 ? OUT_FAILED : OUT_DUPLICATE;
 		drop_waiter(r);
-		hf_metrics_event(wf_name, r->ans.status);
-		log_answered(r, r->ans.status, w->rc < 0 ? NULL : w->dup_of,
-			     NULL);
 		resume_later(r);
 		return;
 	}
-	json_t *ids = json_array();
 	struct hf_run *sync_run = NULL;
 	size_t stored = 0;
+	r->nids = 0;
 	for (size_t i = 0; i < w->nruns; i++) {
 		struct hf_run *run = w->runs[i];
 		if (w->dropped[i])
 			continue;
 		stored++;
-		json_array_append_new(ids, json_string(run->id));
+		memcpy(r->ids[r->nids++], run->id, HF_ID_SIZE);
 		if (r->waiter && !sync_run && run->wf->respond_sync &&
 		    r->place == HF_PLACE_MEMORY) {
 			sync_run = run;
@@ -255,14 +271,21 @@ static void ingest_written(struct hf_write *w)
 		}
 	}
 	unplace(r, w->nruns, stored);
-	log_answered(r, 202, NULL, ids);
-	hf_answer_json(&r->ans, 202,
-		       json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids));
-	hf_metrics_event(wf_name, 202);
+	r->outcome = OUT_STORED;
 	if (!sync_run) /* its run was a duplicate */
 		drop_waiter(r);
 	struct hf_sync_waiter *wt = r->waiter;
 	int64_t timeout = sync_run ? sync_run->wf->respond_timeout_ms : 0;
+	if (wt) {
+		/* Logged and counted now: the answer comes from the run. */
+		json_t *ids = json_array();
+		for (size_t i = 0; i < r->nids; i++)
+			json_array_append_new(ids, json_string(r->ids[i]));
+		log_answered(r, 202, NULL, ids);
+		json_decref(ids);
+		hf_metrics_event(r->nwfs ? r->wfs[0]->name : NULL, 202);
+		r->outcome = OUT_NONE;
+	}
 	if (r->place == HF_PLACE_MEMORY) {
 		/* Handed to the scheduler at the end of the batch; the runs
 		 * on disk come into memory from there (backlog.c). */
@@ -278,7 +301,7 @@ static void ingest_written(struct hf_write *w)
 		hf_sched_timer(r->in->eng->sched, hf_mono_ms() + timeout,
 			       sync_timeout, wt);
 	else
-		resume_later(r); /* the answer is complete */
+		resume_later(r); /* the answer is built on its thread */
 }
 
 /* --- suspending a request --- */
