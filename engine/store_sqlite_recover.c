@@ -196,11 +196,13 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 	if (sqlite3_column_type(st, 10) != SQLITE_NULL)
 		run->lane =
 		    hf_xstrdup((const char *)sqlite3_column_text(st, 10));
-	/* Outputs of the steps already done. */
-	hf_sqlite_each(NULL, db, output_row, run->outputs,
-		       "SELECT step_id, output FROM steps WHERE"
-		       " run_id = ?1 AND status = 'succeeded'",
-		       "t", run->id);
+	/* Outputs of the steps already done (none before the first: most
+	 * runs of the disk backlog). */
+	if (run->next_step > 0)
+		hf_sqlite_each(NULL, db, output_row, run->outputs,
+			       "SELECT step_id, output FROM steps WHERE"
+			       " run_id = ?1 AND status = 'succeeded'",
+			       "t", run->id);
 	return run;
 }
 
