@@ -7,8 +7,10 @@
  * values past U+10FFFF), no control characters in strings, \u0000 refused
  * (no JSON_ALLOW_NUL), a high surrogate escape only followed by a low one,
  * integers within int64_t, reals that do not overflow a double, one value and
- * only white space after it. tests/unit/test_json_check.c compares it with
- * jansson on a corpus and on mutations of it.
+ * only white space after it. It refuses the NUL byte that jansson's lexer
+ * drops after a number or a literal (hf_json_check.h). Compared with jansson
+ * by tests/unit/test_json_check.c (a corpus and its mutations) and
+ * tests/fuzz/fuzz_json_check.c.
  *
  * Pure function, any thread. */
 #include "hf_json_check.h"
