@@ -120,7 +120,8 @@ size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 			dedupe = key_string(v);
 			json_decref(v);
 		} else if (wf->verify.scheme == HF_VERIFY_STRIPE) {
-			dedupe = key_string(json_object_get(ev->decoded, "id"));
+			dedupe = key_string(
+			    json_object_get(hf_event_body(ev), "id"));
 		} else {
 			const char *h =
 			    hf_verify_default_dedupe_header(wf->verify.scheme);

@@ -52,6 +52,10 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS runs_workflow ON runs(workflow, id);"
     "CREATE INDEX IF NOT EXISTS runs_pending ON runs(status)"
     " WHERE status IN ('queued','running');"
+    /* The disk backlog (hf_store_load_backlog): unclaimed runs, in rowid
+     * order. */
+    "CREATE INDEX IF NOT EXISTS runs_unclaimed ON runs(claimed)"
+    " WHERE claimed = 0;"
     "CREATE TABLE IF NOT EXISTS steps("
     " run_id TEXT NOT NULL, idx INTEGER NOT NULL, step_id TEXT NOT NULL,"
     " status TEXT NOT NULL, output TEXT, error TEXT, logs TEXT,"
@@ -462,6 +466,13 @@ static void *writer_main(void *arg)
 		finish_batch(batch);
 
 		pthread_mutex_lock(&q->lock);
+		if (q->batch_end) {
+			void (*end)(void *) = q->batch_end;
+			void *end_arg = q->batch_end_arg;
+			pthread_mutex_unlock(&q->lock);
+			end(end_arg);
+			pthread_mutex_lock(&q->lock);
+		}
 	}
 	pthread_mutex_unlock(&q->lock);
 	return NULL;
@@ -476,6 +487,12 @@ static void submit(struct hf_store *s, struct hf_write *w)
 		/* No writer thread: applied here, on the caller's thread. */
 		apply_locked(q, w, 1);
 		finish_batch(w);
+		pthread_mutex_lock(&q->lock);
+		void (*end)(void *) = q->batch_end;
+		void *end_arg = q->batch_end_arg;
+		pthread_mutex_unlock(&q->lock);
+		if (end)
+			end(end_arg);
 		return;
 	}
 	pthread_mutex_lock(&q->lock);
@@ -567,6 +584,15 @@ static void release(struct hf_store *s, const char *run_id)
 	/* nothing: the clean-stop marker says it all */
 }
 
+static void on_batch_end(struct hf_store *s, void (*fn)(void *arg), void *arg)
+{
+	struct hf_sqlite_store *q = sq(s);
+	pthread_mutex_lock(&q->lock);
+	q->batch_end_arg = arg;
+	q->batch_end = fn;
+	pthread_mutex_unlock(&q->lock);
+}
+
 static const struct hf_store_ops sqlite_ops = {
     .name = "sqlite",
     .close = store_close,
@@ -592,6 +618,10 @@ static const struct hf_store_ops sqlite_ops = {
     .wait = wait_work,
     .heartbeat = heartbeat,
     .release = release,
+    .load_backlog = hf_sqlite_load_backlog,
+    .claim_runs = hf_sqlite_claim_runs,
+    .count_backlog = hf_sqlite_count_backlog,
+    .on_batch_end = on_batch_end,
 };
 
 /* Creates the schema, or migrates an older file to it. */

@@ -244,7 +244,8 @@ static int apply_ingest(struct hf_sqlite_store *q, struct hf_write *w)
 	if (step_done(st) < 0)
 		return -1;
 	for (size_t i = 0; i < w->nruns; i++)
-		if (!w->dropped[i] && insert_run(q, w->runs[i], true) < 0)
+		if (!w->dropped[i] &&
+		    insert_run(q, w->runs[i], !w->unclaimed) < 0)
 			return -1;
 	return 0;
 }

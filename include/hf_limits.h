@@ -135,11 +135,18 @@
 #define HF_WORKER_INFLIGHT 32
 #endif
 
-/* Runs accepted and not finished before ingest answers 503 (--max-queue). Each
+/* Runs held in memory, the in-memory window (--max-queue): past it, accepted
+ * runs wait on disk (the backlog) and come into memory as room frees. Each
  * holds its event in memory (about 6 KiB for a 1 KiB JSON body, decoded), so
- * the default keeps a full queue near 30 MiB and the process under 64 MiB. */
+ * the default keeps a full window near 30 MiB and the process under 64 MiB. */
 #ifndef HF_MAX_QUEUE
 #define HF_MAX_QUEUE 5000
+#endif
+
+/* Runs waiting on disk past the window before ingest answers 503
+ * (--max-backlog; 0: none wait, a full window answers 503). */
+#ifndef HF_MAX_BACKLOG
+#define HF_MAX_BACKLOG 1000000
 #endif
 
 /* Graceful shutdown waits this long for running steps (--drain-timeout). */

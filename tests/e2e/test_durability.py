@@ -321,7 +321,8 @@ def test_backpressure_503_then_everything_finishes(server):
     run: |
       {busy(0.5)}
       return event.body.i
-""")}, args=["--max-queue", "5", "--workers", "1"])
+""")}, args=["--max-queue", "5", "--max-backlog", "0",
+                                  "--workers", "1"])
     accepted, refused = [], []
     for i in range(12):
         r = srv.post("/slow", {"i": i})
