@@ -135,6 +135,11 @@ void hf_lua_mark_array(lua_State *L, int idx)
 	lua_setmetatable(L, idx);
 }
 
+void hf_lua_push_array_tag(lua_State *L)
+{
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &array_key);
+}
+
 static bool is_marked_array(lua_State *L, int idx)
 {
 	if (!lua_getmetatable(L, idx))
