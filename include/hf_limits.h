@@ -130,9 +130,15 @@
 /* Writes (run starts, step results) a worker may have waiting for their commit
  * before it stops to wait: waiting for every commit would cap a worker at one
  * step per fsync; this bounds how many steps a crash repeats (at most this many
- * per worker), at no cost to throughput. */
+ * per worker). Above what a worker runs during one group commit (two writes a
+ * run, HF_WRITER_BATCH writes a commit), so that commits set the pace: at 32
+ * runs/s were capped at workers x 16 x commits/s. The bytes bound the memory
+ * the waiting results hold (outputs, logs, emits). */
 #ifndef HF_WORKER_INFLIGHT
-#define HF_WORKER_INFLIGHT 32
+#define HF_WORKER_INFLIGHT 1024
+#endif
+#ifndef HF_WORKER_INFLIGHT_BYTES
+#define HF_WORKER_INFLIGHT_BYTES (8 * 1024 * 1024)
 #endif
 
 /* Runs accepted and not finished before ingest answers 503 (--max-queue). Each
