@@ -294,6 +294,9 @@ int main(int argc, char **argv)
 	wf_build(&b, 1, "return event.body.ticket.id", NULL);
 	printf("step 'return event.body.ticket.id'  %6.2f\n",
 	       bench_run(rt, &b, ev, iters));
+	wf_build(&b, 1, "return json.decode(event.raw).ticket.id", NULL);
+	printf("step 'json.decode(event.raw)...'    %6.2f\n",
+	       bench_run(rt, &b, ev, iters));
 	wf_build(&b, 3, "return event.body.ticket.id", NULL);
 	printf("3-step run, each reads event.body   %6.2f\n",
 	       bench_run(rt, &b, ev, iters / 3));
