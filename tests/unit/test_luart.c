@@ -758,11 +758,15 @@ static void test_mem_event(struct hf_luart *rt)
 			   "\"tags\":[\"a\",null],\"empty\":[]}";
 	struct hf_event *ev = mem_event("ev_mem1", "application/json", body);
 	char want[512];
+	json_t *jbody = json_string(body);
+	char *qbody = json_dumps(jbody, JSON_ENCODE_ANY);
 	snprintf(want, sizeof want,
 		 "[99,true,true,2,true,\"42\",\"2\",%s,"
 		 "\"2023-11-14T22:13:20.123Z\",\"ev_mem1\",\"POST\",\"/t/42\","
 		 "\"application/json\"]",
-		 json_dumps(json_string(body), JSON_ENCODE_ANY));
+		 qbody);
+	free(qbody);
+	json_decref(jbody);
 	expect_ev(rt, &b, 0, ev, want);
 	/* The next steps of the run see the body as received. */
 	expect_ev(rt, &b, 1, ev, "[7,\"a\",true,\"[]\"]");
