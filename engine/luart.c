@@ -8,6 +8,12 @@
  * sandbox (lua_sandbox.c), the pattern functions by a matcher that charges its
  * backtracking here (lua_pattern.c).
  *
+ * Steps share one environment table, emptied after each step; a chunk gets
+ * only the globals its source can read (chunk_needs), so `if: false` builds
+ * no event; the event of a worker's step is built from the in-memory event
+ * (lua_event.c). The collector runs in generational mode, with a full
+ * collection only after a failed step or past HF_LUA_GC_SLACK.
+ *
  * Owns the lua_State, the cache of compiled chunks, the per-runtime db
  * connection (lua_db.c), http client and emit queue, and the step's log array
  * while the step runs; does not decide what a step may call (lua_sandbox.c).
@@ -15,7 +21,8 @@
  * points; it may be created on another thread and handed over before its first
  * use). Neighbours: lua_sandbox.c, lua_pattern.c, lua_json.c, lua_lib.c,
  * lua_db.c, lua_http.c, lua_webhook.c (a step's emits go to its result only
- * when it succeeds), run.c (the result types). */
+ * when it succeeds), lua_event.c, lua_json_decode.c, run.c (the result
+ * types). */
 #include "hf_limits.h"
 #include "hf_lua_json.h"
 #include "luart_int.h"
