@@ -65,10 +65,9 @@ static int eval(struct hf_luart *rt, struct hf_event *ev, json_t **evjson,
 	char *err = NULL;
 	char key[256];
 	snprintf(key, sizeof key, "%s:%s", wf->version, what);
-	if (!*evjson)
-		*evjson = hf_event_to_lua_json(ev);
-	hf_event_json_params(*evjson, ev, wf);
-	if (!rt || hf_luart_eval(rt, key, e, *evjson, v, &err) < 0) {
+	/* The event is built only if e reads it (i13-lua): evjson unused. */
+	(void)evjson;
+	if (!rt || hf_luart_eval_event(rt, key, e, ev, wf, v, &err) < 0) {
 		char *reason =
 		    hf_xasprintf("%s: %s", what, err ? err : "no Lua runtime");
 		skip(ev, wf->name, reason);

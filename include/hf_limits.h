@@ -130,9 +130,15 @@
 /* Writes (run starts, step results) a worker may have waiting for their commit
  * before it stops to wait: waiting for every commit would cap a worker at one
  * step per fsync; this bounds how many steps a crash repeats (at most this many
- * per worker), at no cost to throughput. */
+ * per worker). Above what a worker runs during one group commit (two writes a
+ * run, HF_WRITER_BATCH writes a commit), so that commits set the pace: at 32
+ * runs/s were capped at workers x 16 x commits/s. The bytes bound the memory
+ * the waiting results hold (outputs, logs, emits). */
 #ifndef HF_WORKER_INFLIGHT
-#define HF_WORKER_INFLIGHT 32
+#define HF_WORKER_INFLIGHT 1024
+#endif
+#ifndef HF_WORKER_INFLIGHT_BYTES
+#define HF_WORKER_INFLIGHT_BYTES (8 * 1024 * 1024)
 #endif
 
 /* Runs held in memory, the in-memory window (--max-queue): past it, accepted
@@ -360,11 +366,20 @@
 #ifndef HF_REQUIRE_NAME_MAX
 #define HF_REQUIRE_NAME_MAX 199
 #endif
-/* A worker's Lua state gets a full collection after this many steps (and after
- * every failed one), so that garbage of big steps does not linger between
- * them; more often costs CPU on every step. */
-#ifndef HF_LUA_FULL_GC_EVERY
-#define HF_LUA_FULL_GC_EVERY 16
+/* A runtime's Lua state runs its collector in generational mode (a step's
+ * garbage is young: minor collections take it without walking the sandbox
+ * and the chunk cache), with no full collection per step: a full one only
+ * after a failed step, or when it holds this much
+ * more than after its last full collection, so that garbage of big steps does
+ * not linger and the memory limit stays a step's own (a step gets the limit
+ * above what the state holds when it starts). */
+#ifndef HF_LUA_GC_SLACK
+#define HF_LUA_GC_SLACK (1024 * 1024)
+#endif
+/* The step environment is reused, emptied after each step; one that held
+ * more globals than this is dropped instead (no big table kept). */
+#ifndef HF_LUA_ENV_KEEP
+#define HF_LUA_ENV_KEEP 64
 #endif
 
 /* The state database: read connections kept for the API, the CLI and the
