@@ -28,6 +28,7 @@
  * lua_db_pg_int.h. */
 #include "lua_db_pg_int.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -51,6 +52,9 @@ void hf_lua_pg_flatten(const char *m, char *out, size_t size)
 			space = k > 0;
 			continue;
 		}
+		/* "…refused\n\tIs the server running…": a sentence each */
+		if (space && k + 3 < size && isalnum((unsigned char)out[k - 1]))
+			out[k++] = '.';
 		if (space && k + 2 < size)
 			out[k++] = ' ';
 		space = false;
