@@ -78,6 +78,15 @@ struct hf_lua_pg *hf_lua_pg_open(const char *uri, int64_t max_value,
 		char m[256];
 		hf_lua_pg_flatten(why ? why : "out of memory", m, sizeof m);
 		PQfreemem(why);
+		/* libpq quotes the URI, password and all: leave it out */
+		char *at = strstr(m, uri);
+		if (!at) /* cut short by the buffer */
+			at = strstr(m, "\"postgres");
+		if (at) {
+			while (at > m && strchr(" :\"", at[-1]))
+				at--;
+			*at = '\0';
+		}
 		hf_error_set(err, NULL, 0, 0,
 			     "--data: invalid PostgreSQL URI: %s", m);
 		return NULL;

@@ -8,7 +8,7 @@ statements, a step's settings gone at the next step, a wrong URI or a server
 down or gone (a clear failed step, never a crash), and two servers sharing
 one data database."""
 import json
-import pathlib
+import re
 import subprocess
 import textwrap
 import time
@@ -16,7 +16,7 @@ import time
 import pytest
 
 import pgcluster
-from conftest import BIN, wait_for
+from conftest import BIN, ROOT, wait_for
 
 pytestmark = pytest.mark.skipif(pgcluster.available() is not None,
                                 reason=str(pgcluster.available()))
@@ -365,10 +365,32 @@ def test_connection_errors(tmp_path, url, pg):
     ev = tmp_path / "ev.json"
     ev.write_text("{}")
     p = subprocess.run([BIN, "run", str(wf), "--event", str(ev), "--data",
-                        "postgres://x:y:z@[bad/db"], capture_output=True,
+                        "postgres://u:s3cretpw@[bad/db"], capture_output=True,
                        text=True, timeout=30)
     assert p.returncode == 1, p
     assert "invalid PostgreSQL URI" in p.stderr
+    assert "s3cretpw" not in p.stderr  # libpq quotes the URI: left out
+
+
+def test_reference_example(tmp_path, url):
+    """The example of docs/reference.md, "`db` on PostgreSQL", as written."""
+    text = (ROOT / "docs" / "reference.md").read_text()
+    section = text[text.index("#### `db` on PostgreSQL"):]
+    section = section[:section.index("\n### ")]
+    yaml_block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    wf = tmp_path / "wf.yml"
+    wf.write_text("name: ex\non:\n  webhook:\n    path: /ex\n" + yaml_block)
+    outs = []
+    for body in ({"id": "c1", "email": "a@x", "version": 5, "props": {"a": 1}},
+                 {"id": "c1", "email": "b@x", "version": 3, "props": {"b": 2}}):
+        ev = tmp_path / "ev.json"
+        ev.write_text(json.dumps(body))
+        p = subprocess.run([BIN, "run", str(wf), "--event", str(ev), "--data",
+                            url], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        outs.append(json.loads(p.stdout.splitlines()[0])["output"])
+    assert outs == [{"version": 5, "props": {"a": 1}},
+                    {"version": 5, "props": {"a": 1, "b": 2}}]
 
 
 # ---- hookflow serve ----
