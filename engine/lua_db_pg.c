@@ -373,6 +373,12 @@ bool hf_lua_pg_end_step(struct hf_lua_pg *p)
 		return false;
 	bool rolled = false;
 	p->tx_depth = 0;
+	if (!p->used) {
+		/* untouched (an expression, a step without db.*): the answer
+		 * to the last DISCARD ALL may still be on its way */
+		p->deadline = p->limit = 0;
+		return false;
+	}
 	p->limit = hf_lua_pg_grace(p);
 	if (p->conn) {
 		char msg[256];
@@ -393,7 +399,7 @@ bool hf_lua_pg_end_step(struct hf_lua_pg *p)
 	}
 	/* Whatever the step set on the session goes; the answer is read at
 	 * the next call, so the step does not wait for it. */
-	if (p->conn && p->used) {
+	if (p->conn) {
 		if (PQsendQuery(p->conn, "DISCARD ALL") &&
 		    hf_lua_pg_flush(p) == IO_OK)
 			p->discard_pending = true;

@@ -430,6 +430,9 @@ steps:
       db.exec("SET statement_timeout = '1h'")
       db.exec("CREATE TEMP TABLE scratch(x int)")
       return { before = before, timeout = timeout, tmp = tmp, pid = db.one("SELECT pg_backend_pid() AS p").p }
+  - id: no_db
+    if: event.body.skip ~= true
+    run: return 1
 """
 
 SLEEP = """\
