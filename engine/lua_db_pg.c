@@ -255,7 +255,7 @@ int hf_lua_pg_connect(struct hf_lua_pg *p, char *msg, size_t size)
 	}
 	const char *const keys[] = {"fallback_application_name", "dbname",
 				    "options", "client_encoding", NULL};
-	const char *const vals[] = {"hookflow", p->uri, p->options, "UTF8",
+	const char *const vals[] = {"hookflow-data", p->uri, p->options, "UTF8",
 				    NULL};
 	PGconn *c = PQconnectStartParams(keys, vals, 1);
 	int64_t saved = p->limit;
