@@ -264,12 +264,14 @@ int hf_lua_pg_connect(struct hf_lua_pg *p, char *msg, size_t size)
 		p->limit = p->deadline;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	const char *why = NULL;
+	bool at_deadline = false;
 	while (c && PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
 	       st != PGRES_POLLING_FAILED) {
 		int ev = wait_socket(
 		    p, c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT);
 		if (ev == 0) {
-			why = p->limit == p->deadline
+			at_deadline = p->limit == p->deadline;
+			why = at_deadline
 				  ? "no answer before the step's deadline"
 				  : "timed out";
 			break;
@@ -291,7 +293,8 @@ int hf_lua_pg_connect(struct hf_lua_pg *p, char *msg, size_t size)
 			      : "out of memory",
 			  p->last_error, sizeof p->last_error);
 	PQfinish(c);
-	p->retry_at = hf_mono_ms() + HF_DATA_PG_RETRY_MS;
+	/* the step's own deadline says nothing about the server */
+	p->retry_at = at_deadline ? 0 : hf_mono_ms() + HF_DATA_PG_RETRY_MS;
 	snprintf(msg, size, "cannot connect to PostgreSQL (--data): %s",
 		 p->last_error);
 	return -1;
