@@ -534,6 +534,18 @@ def test_server_down_and_back(server, url, pg):
     assert srv.proc.poll() is None
 
 
+def test_serve_deadline_then_next_step(server, url):
+    """A step past its timeout fails; the worker's next step connects again."""
+    wf = SLEEP.replace("  - id: s\n", "  - id: s\n    timeout: 1s\n")
+    srv = server(workflows={"sleep": wf}, args=["--data", url, "--workers", "1"])
+    t0 = time.monotonic()
+    run, step = fire(srv, "/sleep", {"s": 20})
+    assert run["status"] == "failed" and "timed out" in step["error"], run
+    assert time.monotonic() - t0 < 10
+    run, step = fire(srv, "/sleep", {"s": 0})
+    assert run["status"] == "succeeded", (run, srv.stderr())
+
+
 def test_serve_with_no_server_starts_and_fails_steps(server):
     dead = f"postgres://postgres@127.0.0.1:{pgcluster.free_port()}/x"
     srv = server(workflows={"sleep": SLEEP}, args=["--data", dead])
