@@ -483,6 +483,7 @@ def test_two_servers_share_the_data_database(server, url):
     rows = {r["crm_id"]: r["version"] for r in step["output"]["rows"]}
     assert rows == {"c1": 5, "c2": 7, "m0": 15, "m1": 16, "m2": 17,
                     "m3": 18, "m4": 19}
+    assert a.stop() == 0 and b.stop() == 0  # SIGTERM: a clean stop
 
 
 def test_step_settings_do_not_leak(server, url):
