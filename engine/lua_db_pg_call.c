@@ -396,6 +396,12 @@ static int run(lua_State *L, const char *what, enum mode mode)
 	int nargs = lua_gettop(L) - 1;
 	luaL_checkstack(L, nargs + 8, "too many parameters");
 	struct call c = {.p = p, .what = what, .mode = mode};
+	/* Rows are pushed while the statement runs; no Lua a step writes runs
+	 * then (no __gc, and errors stop at our pcall), but should some, it
+	 * must not send on the busy connection. */
+	if (p->busy)
+		return luaL_error(L, "%s: called while another db.* call runs",
+				  what);
 	if ((int64_t)len > p->max_value)
 		too_big(L, &c, "SQL statement");
 	if (hf_pg_sql_translate(sql, len, &c.sql) != 0)
@@ -420,7 +426,9 @@ static int run(lua_State *L, const char *what, enum mode mode)
 	lua_pushlightuserdata(L, &c);
 	for (int i = 2; i <= nargs + 1; i++)
 		lua_pushvalue(L, i);
+	p->busy = true;
 	int status = lua_pcall(L, nargs + 1, 1, 0);
+	p->busy = false;
 	release_call(&c);
 	/* Lua raised while rows were coming (memory, a row too big): read the
 	 * rest, so the connection is ready for the next call. */
@@ -476,6 +484,9 @@ static int l_tx(lua_State *L)
 	char sql[64], msg[400], tag[64];
 	luaL_checktype(L, 1, LUA_TFUNCTION);
 	lua_settop(L, 1);
+	if (p->busy)
+		return luaL_error(L,
+				  "db.tx: called while another db.* call runs");
 	int depth = p->tx_depth;
 	if (depth == 0) {
 		if (!p->used)

@@ -38,7 +38,8 @@ struct hf_lua_pg {
 	int64_t deadline; /* the step's, mono ms; 0 = none */
 	int64_t limit;	  /* waits end here (mono ms); 0 = none */
 	int64_t max_value;
-	bool used;	      /* the step ran a statement */
+	bool used; /* the step ran a statement */
+	bool busy; /* a statement is in flight (no Lua may call in) */
 	bool discard_pending; /* DISCARD ALL sent, its answer not read */
 	int64_t retry_at;     /* no connection attempt before (mono ms) */
 	char last_error[256]; /* why the last attempt failed */
