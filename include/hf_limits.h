@@ -165,6 +165,27 @@
 #define HF_DATA_BUSY_TIMEOUT_MS 5000
 #endif
 
+/* db.* on PostgreSQL (--data postgres://…): a connection attempt gives up
+ * after HF_DATA_PG_CONNECT_MS (or at the step's deadline), and a failed one is
+ * not tried again for HF_DATA_PG_RETRY_MS (the calls meanwhile fail at once
+ * with its message). Rolling back after a step's deadline may take
+ * HF_DATA_PG_GRACE_MS more before the connection is dropped instead. The
+ * server checks every HF_DATA_PG_CHECK_MS that a connection dropped at a
+ * deadline is gone, and stops its statement (client_connection_check_interval).
+ */
+#ifndef HF_DATA_PG_CONNECT_MS
+#define HF_DATA_PG_CONNECT_MS 10000
+#endif
+#ifndef HF_DATA_PG_RETRY_MS
+#define HF_DATA_PG_RETRY_MS 1000
+#endif
+#ifndef HF_DATA_PG_GRACE_MS
+#define HF_DATA_PG_GRACE_MS 1000
+#endif
+#ifndef HF_DATA_PG_CHECK_MS
+#define HF_DATA_PG_CHECK_MS 1000
+#endif
+
 /* Workflows sharing one path that one event can start (more are ignored). */
 #ifndef HF_MAX_MATCH
 #define HF_MAX_MATCH 64
