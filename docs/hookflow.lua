@@ -107,7 +107,8 @@ function http.post(url, body, opts) end
 
 -- db ---------------------------------------------------------------------------
 
----The data database (`--data`, SQLite). Parameters are bound to `?`, never spliced.
+---The data database (`--data`: SQLite, or PostgreSQL with `--data postgres://…`).
+---Parameters are bound to `?`, never spliced.
 ---@class hookflow.db
 db = {}
 

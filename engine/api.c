@@ -4,6 +4,7 @@
  * the operations layer (ops.c) and wait for their commits. The admin routes
  * are one table of {method, path pattern, handler}. */
 #include "hf_api.h"
+#include "hf_backlog.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_ops.h"
@@ -368,6 +369,12 @@ void hf_api_handle(struct hf_engine *eng, const char *method, const char *url,
 		    (unsigned long long)st.commits,
 		    (unsigned long long)st.writes,
 		    (unsigned long long)st.write_errors);
+		hf_buf_printf(&b,
+			      "# HELP hookflow_backlog Runs accepted and "
+			      "waiting on disk for room in memory.\n"
+			      "# TYPE hookflow_backlog gauge\n"
+			      "hookflow_backlog %lld\n",
+			      (long long)hf_backlog_size(eng->backlog));
 		out->status = 200;
 		out->body = b.data;
 		out->len = b.len;

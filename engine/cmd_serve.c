@@ -36,6 +36,7 @@ enum {
 	O_MAX_VALUE,
 	O_STRICT,
 	O_PUBLIC_URL,
+	O_MAX_BACKLOG,
 };
 
 #define ENV .flags = HF_OPT_ENV
@@ -51,8 +52,9 @@ static const struct hf_opt serve_opts[] = {
      .help = "scripts directory (script:, require)", .meta = "DIR", ENV},
     {"state", O_STATE, HF_OPT_STRING, "./hookflow.db",
      .help = "the state database", .meta = "FILE", ENV},
-    {"data", O_DATA, HF_OPT_STRING, "./data.db", .help = "the database of db.*",
-     .meta = "FILE", ENV},
+    {"data", O_DATA, HF_OPT_STRING, "./data.db",
+     .help = "the database of db.*: a file or postgres://…", .meta = "FILE",
+     ENV},
     {"workers", O_WORKERS, HF_OPT_INT, "number of CPUs",
      .help = "threads running steps", .meta = "N", .min = 1,
      .max = HF_MAX_WORKERS, ENV},
@@ -65,8 +67,8 @@ static const struct hf_opt serve_opts[] = {
     {"sync", O_SYNC, HF_OPT_CHOICE, "full", .help = "state database durability",
      .choices = "full|normal", ENV},
     {"max-queue", O_MAX_QUEUE, HF_OPT_INT, .ndef = HF_MAX_QUEUE,
-     .help = "unfinished runs before webhooks get 503", .meta = "N", .min = 1,
-     .max = INT64_MAX, ENV},
+     .help = "runs held in memory; the rest wait on disk", .meta = "N",
+     .min = 1, .max = INT64_MAX, ENV},
     {"drain-timeout", O_DRAIN_TIMEOUT, HF_OPT_DURATION,
      .ndef = HF_DRAIN_TIMEOUT_MS,
      .help = "how long a stop waits for running steps", .meta = "DURATION",
@@ -95,6 +97,9 @@ static const struct hf_opt serve_opts[] = {
     {"public-url", O_PUBLIC_URL, HF_OPT_STRING,
      .help = "scheme and host senders call, for {url} in signatures",
      .meta = "URL", ENV},
+    {"max-backlog", O_MAX_BACKLOG, HF_OPT_INT, .ndef = HF_MAX_BACKLOG,
+     .help = "runs waiting on disk before webhooks get 503", .meta = "N",
+     .min = 0, .max = INT64_MAX, ENV},
 };
 
 static const struct hf_cmd_spec serve_spec = {
@@ -139,6 +144,7 @@ static void options(const struct hf_args *a, struct hf_options *o)
 	o->sync_full = strcmp(v[O_SYNC].str, "full") == 0;
 	o->data_sync_full = strcmp(v[O_DATA_SYNC].str, "full") == 0;
 	o->max_queue = v[O_MAX_QUEUE].num;
+	o->max_backlog = v[O_MAX_BACKLOG].num;
 	o->drain_timeout_ms = v[O_DRAIN_TIMEOUT].num;
 	o->retain_ms = v[O_RETAIN].num;
 	o->http_threads = (int)v[O_HTTP_THREADS].num;

@@ -65,10 +65,9 @@ static int eval(struct hf_luart *rt, struct hf_event *ev, json_t **evjson,
 	char *err = NULL;
 	char key[256];
 	snprintf(key, sizeof key, "%s:%s", wf->version, what);
-	if (!*evjson)
-		*evjson = hf_event_to_lua_json(ev);
-	hf_event_json_params(*evjson, ev, wf);
-	if (!rt || hf_luart_eval(rt, key, e, *evjson, v, &err) < 0) {
+	/* The event is built only if e reads it (i13-lua): evjson unused. */
+	(void)evjson;
+	if (!rt || hf_luart_eval_event(rt, key, e, ev, wf, v, &err) < 0) {
 		char *reason =
 		    hf_xasprintf("%s: %s", what, err ? err : "no Lua runtime");
 		skip(ev, wf->name, reason);
@@ -120,7 +119,8 @@ size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 			dedupe = key_string(v);
 			json_decref(v);
 		} else if (wf->verify.scheme == HF_VERIFY_STRIPE) {
-			dedupe = key_string(json_object_get(ev->decoded, "id"));
+			dedupe = key_string(
+			    json_object_get(hf_event_body(ev), "id"));
 		} else {
 			const char *h =
 			    hf_verify_default_dedupe_header(wf->verify.scheme);

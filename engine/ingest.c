@@ -21,6 +21,7 @@
 #include "hf_body.h"
 #include "hf_dispatch.h"
 #include "hf_http_frame.h"
+#include "hf_json_check.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_redact.h"
@@ -124,6 +125,15 @@ static void req_free(struct req *r)
 	hf_snapshot_unref(r->snap);
 	hf_buf_release(&r->body);
 	hf_answer_release(&r->ans);
+	/* What this thread made and the writer no longer needs: the runs that
+	 * did not go to the scheduler, the texts the writer stored. */
+	for (size_t i = 0; i < r->nruns; i++)
+		hf_run_free(r->runs[i]);
+	if (r->ev) {
+		free(r->ev->headers_text);
+		free(r->ev->query_text);
+		r->ev->headers_text = r->ev->query_text = NULL;
+	}
 	hf_event_unref(r->ev);
 	free(r->target);
 	free(r);
@@ -221,8 +231,17 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 		return send_answer(c, &r->ans);
 	}
 
+	/* Parsed once at most: a JSON body only validated here unless a
+	 * workflow-level expression needs the tree (then the runs share it);
+	 * else whoever needs it decodes the raw bytes (hf_event_body). */
+	bool lua = hf_dispatch_needs_lua(passed, npassed);
+	bool checked = !lua && r->body.len > 0 &&
+		       hf_body_kind_of(json_string_value(json_object_get(
+			   headers, "content-type"))) == HF_BODY_JSON &&
+		       hf_json_check(r->body.data, r->body.len);
 	char err[512];
-	if (hf_body_decode_event(headers, r->body.data, r->body.len,
+	if (!checked &&
+	    hf_body_decode_event(headers, r->body.data, r->body.len,
 				 &ev->decoded, err, sizeof err) < 0) {
 		hf_answer_error(&r->ans, 400, "%s", err);
 		hf_metrics_event(r->wfs[0]->name, 400);
@@ -243,11 +262,10 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	ev->body_len = r->body.len;
 	memset(&r->body, 0, sizeof r->body);
 
-	struct hf_luart *rt = hf_dispatch_needs_lua(passed, npassed)
-				  ? hf_dispatch_runtime()
-				  : NULL;
+	struct hf_luart *rt = lua ? hf_dispatch_runtime() : NULL;
 	size_t nruns = hf_dispatch(rt, ev, passed, npassed, r->runs);
 	r->sync_declined = nruns == 0 && any_sync(passed, npassed);
+	r->nruns = nruns;
 	/* Counted before the drain is checked, as hf_ingest_stop sets draining
 	 * before it waits for `waiting` to reach 0: either this request sees
 	 * the drain, or the drain waits for its commit. The daemon must not
@@ -255,12 +273,30 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	atomic_fetch_add(&r->in->waiting, 1);
 	if (atomic_load(&eng->draining)) {
 		atomic_fetch_sub(&r->in->waiting, 1);
-		for (size_t i = 0; i < nruns; i++)
-			hf_run_free(r->runs[i]);
 		hf_answer_error(&r->ans, 503, "shutting down");
 		r->ans.retry_after = 5;
 		return send_answer(c, &r->ans);
 	}
+	/* In memory while the window has room and nothing waits on disk;
+	 * else on disk (unclaimed) until --max-backlog. A respond: sync run
+	 * holds its connection: it stays in memory. */
+	bool sync = false;
+	for (size_t i = 0; i < nruns; i++)
+		sync = sync || r->runs[i]->wf->respond_sync;
+	r->place = hf_backlog_place(eng->backlog, nruns, sync);
+	if (r->place == HF_PLACE_FULL) {
+		atomic_fetch_sub(&r->in->waiting, 1);
+		hf_answer_error(&r->ans, 503,
+				"overloaded: %lld runs wait on disk, try again "
+				"later",
+				(long long)hf_backlog_size(eng->backlog));
+		r->ans.retry_after = 1;
+		hf_metrics_event(r->wfs[0]->name, 503);
+		return send_answer(c, &r->ans);
+	}
+	if (r->place == HF_PLACE_MEMORY)
+		for (size_t i = 0; i < nruns; i++)
+			r->runs[i]->admitted = true;
 	hf_ingest_submit(r, nruns);
 	return MHD_YES;
 }
@@ -329,6 +365,16 @@ static bool refuse_framing(struct req *r, struct MHD_Connection *c,
 	return true;
 }
 
+/* A 503 set in r->ans is answered once the body has been read (and
+ * discarded), so that the keep-alive connection survives it: a client that
+ * backs off reuses it. Returns false (no answer now). */
+static bool refuse(struct req *r)
+{
+	r->refuse = true;
+	r->body.max = (size_t)r->in->eng->opt.max_body;
+	return false;
+}
+
 /* The first call for a request: route and refuse what can be refused before
  * reading the body. Returns true when an answer was set. */
 static bool route(struct req *r, struct MHD_Connection *c, const char *url,
@@ -338,7 +384,7 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 	if (atomic_load(&eng->draining)) {
 		hf_answer_error(&r->ans, 503, "shutting down");
 		r->ans.retry_after = 5;
-		return true;
+		return refuse(r);
 	}
 	if (is_reserved(url)) {
 		r->ops = true;
@@ -358,7 +404,7 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 				"the workflow of '%s' failed to load", url);
 		r->ans.retry_after = HF_LOAD_ERROR_RETRY_AFTER_S;
 		hf_metrics_event(NULL, 503);
-		return true;
+		return refuse(r);
 	}
 	if (!known) {
 		hf_answer_error(&r->ans, 404, "no workflow has the path '%s'",
@@ -382,14 +428,16 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 		hf_metrics_event(r->wfs[0]->name, 413);
 		return true;
 	}
-	if (eng->opt.max_queue > 0 &&
-	    hf_sched_depth(eng->sched) >= (size_t)eng->opt.max_queue) {
+	/* Sure to be refused: spare the verification and the write (the
+	 * exact check is hf_backlog_place's, once the runs are known). */
+	if (hf_backlog_full(eng->backlog)) {
 		hf_answer_error(&r->ans, 503,
-				"overloaded: %lld runs queued, try again later",
-				(long long)eng->opt.max_queue);
+				"overloaded: %lld runs wait on disk, try again "
+				"later",
+				(long long)hf_backlog_size(eng->backlog));
 		r->ans.retry_after = 1;
 		hf_metrics_event(r->wfs[0]->name, 503);
-		return true;
+		return refuse(r);
 	}
 	char why[160];
 	if (!hf_store_writable(eng->store, why, sizeof why)) {
@@ -397,7 +445,7 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 				why);
 		r->ans.retry_after = HF_STORE_RETRY_AFTER_S;
 		hf_metrics_event(r->wfs[0]->name, 503);
-		return true;
+		return refuse(r);
 	}
 	r->body.max = (size_t)eng->opt.max_body;
 	return false;
@@ -423,6 +471,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	if (*upload_size) {
 		size_t n = *upload_size;
 		*upload_size = 0;
+		if (r->refuse) { /* read and dropped */
+			r->discarded += n;
+			return r->discarded > r->body.max + HF_DISCARD_MAX
+				   ? MHD_NO
+				   : MHD_YES;
+		}
 		if (!r->too_large && hf_buf_append(&r->body, upload, n) == 0)
 			return MHD_YES;
 		/* Past --max-body: keep nothing, and answer 413 once the
@@ -434,10 +488,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		r->discarded += n;
 		return r->discarded > HF_DISCARD_MAX ? MHD_NO : MHD_YES;
 	}
-	if (r->state == ANSWERING)
+	if (r->state == ANSWERING) {
+		if (r->outcome != OUT_NONE)
+			hf_ingest_answer_commit(r);
 		return send_answer(c, &r->ans);
+	}
 	if (r->state == WAITING)
 		return MHD_YES;
+	if (r->refuse)
+		return send_answer(c, &r->ans);
 	if (r->too_large) {
 		hf_answer_error(&r->ans, 413, "body larger than %zu bytes",
 				r->body.max);

@@ -7,6 +7,7 @@
 #ifndef HF_INGEST_INT_H
 #define HF_INGEST_INT_H
 
+#include "hf_backlog.h"
 #include "hf_http_frame.h"
 #include "hf_ingest.h"
 #include "hf_limits.h"
@@ -35,6 +36,9 @@ struct req {
 	bool too_large;
 	size_t discarded; /* bytes read and dropped past --max-body */
 	bool answered_early;
+	/* A 503 decided before the body was read, answered once it was (the
+	 * body is discarded): the keep-alive connection survives. */
+	bool refuse;
 	struct hf_snapshot *snap;
 	struct hf_workflow *wfs[MAX_MATCH];
 	size_t nwfs;
@@ -44,8 +48,19 @@ struct req {
 	/* while WAITING */
 	struct hf_write w;
 	struct hf_event *ev;
+	/* The runs; those not handed to the scheduler (stored on disk,
+	 * duplicates, not stored) are freed with the request, on its HTTP
+	 * thread (req_free), not on the writer's. */
 	struct hf_run *runs[MAX_MATCH];
+	size_t nruns;
+	enum hf_place place; /* memory (admitted) or disk (reserved) */
 	bool dropped[MAX_MATCH];
+	struct req *resume_next; /* resumed at the end of the writer's batch */
+	/* What the commit said, turned into the answer on the HTTP thread
+	 * (hf_ingest_answer_commit): the writer allocates nothing for it. */
+	enum { OUT_NONE, OUT_STORED, OUT_DUPLICATE, OUT_FAILED } outcome;
+	char ids[MAX_MATCH][HF_ID_SIZE]; /* the runs stored */
+	size_t nids;
 	struct hf_sync_waiter *waiter;
 	char sync_run_id[HF_ID_SIZE];
 	/* No run was made and a `respond: sync` workflow declined: the
@@ -68,6 +83,9 @@ struct hf_ingest {
  * with a `respond: sync` run, makes the request's waiter first. The caller
  * counted the request in hf_ingest.waiting. */
 void hf_ingest_submit(struct req *r, size_t nruns);
+/* ingest_sync.c. The resumed request's answer from its commit's outcome
+ * (202, 200 duplicate, 503), logged and counted: on its HTTP thread. */
+void hf_ingest_answer_commit(struct req *r);
 /* ingest_sync.c. Answers every live sync waiter 202 (their runs go on) and
  * resumes its request: at shutdown. */
 void hf_ingest_answer_waiters(struct hf_ingest *in);

@@ -179,52 +179,67 @@ static void drop_waiter(struct req *r)
 	r->waiter = NULL;
 }
 
-static void ingest_written(struct hf_write *w)
+/* Requests answered by the commit, resumed once the batch's done() calls are
+ * over (writer thread only). */
+static struct req *to_resume;
+
+void hf_ingest_batch_end(void)
 {
-	struct req *r = w->ctx;
-	struct hf_engine *eng = r->in->eng;
-	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
-	/* Only the writer read these: the queued runs need not carry them. */
-	free(r->ev->headers_text);
-	free(r->ev->query_text);
-	r->ev->headers_text = r->ev->query_text = NULL;
-	if (w->rc < 0 || w->dup_of[0]) {
-		/* Not stored, or a duplicate: no run of this request goes on.
-		 */
-		if (w->rc < 0) {
-			hf_answer_error(&r->ans, 503,
-					"cannot store the event now");
-			r->ans.retry_after = 1;
-		} else {
-			hf_answer_json(&r->ans, 200,
-				       json_pack("{s:s,s:b}", "event",
-						 w->dup_of, "duplicate", 1));
-		}
-		for (size_t i = 0; i < w->nruns; i++)
-			hf_run_free(w->runs[i]);
-		drop_waiter(r);
-		hf_metrics_event(wf_name, r->ans.status);
-		log_answered(r, r->ans.status, w->rc < 0 ? NULL : w->dup_of,
-			     NULL);
+	struct req *r = to_resume;
+	to_resume = NULL;
+	while (r) {
+		/* Once resumed, r may be freed at any moment. */
+		struct req *next = r->resume_next;
 		resume(r);
+		r = next;
+	}
+}
+
+static void resume_later(struct req *r)
+{
+	r->resume_next = to_resume;
+	to_resume = r;
+}
+
+/* Takes back the window slots or backlog places of the runs that will not go
+ * on: all of them, or only those the writer dropped as duplicates. */
+static void unplace(struct req *r, size_t n, size_t stored)
+{
+	struct hf_engine *eng = r->in->eng;
+	if (r->place == HF_PLACE_DISK) {
+		hf_backlog_stored(eng->backlog, n, stored);
+		return;
+	}
+	size_t drop = n - stored;
+	for (size_t i = 0; i < r->nruns; i++)
+		if (r->runs[i] && (stored == 0 || r->dropped[i]))
+			r->runs[i]->admitted = false;
+	hf_sched_unadmit(eng->sched, drop);
+}
+
+void hf_ingest_answer_commit(struct req *r)
+{
+	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
+	int outcome = r->outcome;
+	r->outcome = OUT_NONE;
+	if (outcome == OUT_FAILED) {
+		hf_answer_error(&r->ans, 503, "cannot store the event now");
+		r->ans.retry_after = 1;
+	} else if (outcome == OUT_DUPLICATE) {
+		hf_answer_json(&r->ans, 200,
+			       json_pack("{s:s,s:b}", "event", r->w.dup_of,
+					 "duplicate", 1));
+	}
+	if (outcome != OUT_STORED) {
+		hf_metrics_event(wf_name, r->ans.status);
+		log_answered(r, r->ans.status,
+			     outcome == OUT_FAILED ? NULL : r->w.dup_of, NULL);
 		return;
 	}
 	json_t *ids = json_array();
-	struct hf_run *sync_run = NULL;
-	for (size_t i = 0; i < w->nruns; i++) {
-		struct hf_run *run = w->runs[i];
-		if (w->dropped[i]) {
-			hf_run_free(run);
-			continue;
-		}
-		json_array_append_new(ids, json_string(run->id));
-		if (r->waiter && !sync_run && run->wf->respond_sync) {
-			sync_run = run;
-			run->waiter = r->waiter;
-			memcpy(r->sync_run_id, run->id, HF_ID_SIZE);
-		}
-	}
-	if (r->sync_declined) {
+	for (size_t i = 0; i < r->nids; i++)
+		json_array_append_new(ids, json_string(r->ids[i]));
+	if (r->sync_declined && r->nids == 0) {
 		/* A sync caller waits for an answer that no run will give:
 		 * 404, as for an unknown path (the event is stored, with why
 		 * each workflow declined under "skipped"). */
@@ -232,31 +247,74 @@ static void ingest_written(struct hf_write *w)
 		json_decref(ids);
 		hf_answer_error(&r->ans, 404, "no matching workflow");
 		hf_metrics_event(wf_name, 404);
-		resume(r);
 		return;
 	}
 	log_answered(r, 202, NULL, ids);
 	hf_answer_json(&r->ans, 202,
 		       json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids));
 	hf_metrics_event(wf_name, 202);
+}
+
+static void ingest_written(struct hf_write *w)
+{
+	struct req *r = w->ctx;
+	if (w->rc < 0 || w->dup_of[0]) {
+		/* Not stored, or a duplicate: no run of this request goes on.
+		 * Its runs are freed with the request, on its thread. */
+		unplace(r, w->nruns, 0);
+		r->outcome = w->rc < 0 ? OUT_FAILED : OUT_DUPLICATE;
+		drop_waiter(r);
+		resume_later(r);
+		return;
+	}
+	struct hf_run *sync_run = NULL;
+	size_t stored = 0;
+	r->nids = 0;
+	for (size_t i = 0; i < w->nruns; i++) {
+		struct hf_run *run = w->runs[i];
+		if (w->dropped[i])
+			continue;
+		stored++;
+		memcpy(r->ids[r->nids++], run->id, HF_ID_SIZE);
+		if (r->waiter && !sync_run && run->wf->respond_sync &&
+		    r->place == HF_PLACE_MEMORY) {
+			sync_run = run;
+			run->waiter = r->waiter;
+			memcpy(r->sync_run_id, run->id, HF_ID_SIZE);
+		}
+	}
+	unplace(r, w->nruns, stored);
+	r->outcome = OUT_STORED;
 	if (!sync_run) /* its run was a duplicate */
 		drop_waiter(r);
 	struct hf_sync_waiter *wt = r->waiter;
 	int64_t timeout = sync_run ? sync_run->wf->respond_timeout_ms : 0;
-	/* Once resumed, the request (and w, which lives in it) may be freed at
-	 * any moment: keep what is still needed. */
-	struct hf_run *keep[MAX_MATCH];
-	size_t nkeep = 0;
-	for (size_t i = 0; i < w->nruns; i++)
-		if (!w->dropped[i])
-			keep[nkeep++] = w->runs[i];
-	if (!wt)
-		resume(r); /* before the push: the answer is complete */
-	for (size_t i = 0; i < nkeep; i++)
-		hf_sched_push(eng->sched, keep[i]);
+	if (wt) {
+		/* Logged and counted now: the answer comes from the run. */
+		json_t *ids = json_array();
+		for (size_t i = 0; i < r->nids; i++)
+			json_array_append_new(ids, json_string(r->ids[i]));
+		log_answered(r, 202, NULL, ids);
+		json_decref(ids);
+		hf_metrics_event(r->nwfs ? r->wfs[0]->name : NULL, 202);
+		r->outcome = OUT_NONE;
+	}
+	if (r->place == HF_PLACE_MEMORY) {
+		/* Handed to the scheduler at the end of the batch; the runs
+		 * on disk come into memory from there (backlog.c). */
+		struct hf_backlog *b = r->in->eng->backlog;
+		for (size_t i = 0; i < w->nruns; i++) {
+			if (w->dropped[i])
+				continue;
+			hf_backlog_defer_push(b, w->runs[i]);
+			r->runs[i] = NULL;
+		}
+	}
 	if (wt)
-		hf_sched_timer(eng->sched, hf_mono_ms() + timeout, sync_timeout,
-			       wt);
+		hf_sched_timer(r->in->eng->sched, hf_mono_ms() + timeout,
+			       sync_timeout, wt);
+	else
+		resume_later(r); /* the answer is built on its thread */
 }
 
 /* --- suspending a request --- */
@@ -291,6 +349,7 @@ void hf_ingest_submit(struct req *r, size_t nruns)
 	r->w.event = r->ev;
 	r->w.runs = r->runs;
 	r->w.nruns = nruns;
+	r->w.unclaimed = r->place == HF_PLACE_DISK;
 	r->w.dropped = r->dropped;
 	r->w.done = ingest_written;
 	r->w.ctx = r;

@@ -21,6 +21,9 @@
  * Every statement a call holds is owned by the connection's small LRU cache
  * (or finalized before any error is raised); work that may raise in Lua runs
  * under lua_pcall so the statement is always reset before the error goes on.
+ * A --data postgres://… URI makes this a thin switch: lua_db_pg.c has the
+ * same API on PostgreSQL, and d->pg is set instead of d->db.
+ *
  * Owns: its sqlite3 connection and statement cache. Does not own: SQLite's
  * allocator or the authorizer (lua_db_guard.c, through lua_db_int.h).
  * Threading: one connection per runtime, used by the runtime's thread only.
@@ -75,6 +78,14 @@ struct hf_lua_db *hf_lua_db_open(const char *path, bool sync_full,
 {
 	struct hf_lua_db *d = hf_xcalloc(1, sizeof *d);
 	d->max_value = max_value > 0 ? max_value : HF_DEFAULT_MAX_VALUE;
+	if (hf_lua_pg_is_uri(path)) {
+		d->pg = hf_lua_pg_open(path, d->max_value, err);
+		if (!d->pg) {
+			free(d);
+			return NULL;
+		}
+		return d;
+	}
 	char *errmsg = NULL;
 	struct stat sb;
 	bool created = *path && strcmp(path, ":memory:") != 0 &&
@@ -118,6 +129,7 @@ void hf_lua_db_close(struct hf_lua_db *d)
 {
 	if (!d)
 		return;
+	hf_lua_pg_close(d->pg);
 	for (int i = 0; i < HF_DB_STMT_CACHE; i++) {
 		sqlite3_finalize(d->cache[i].stmt);
 		free(d->cache[i].sql);
@@ -131,6 +143,8 @@ void hf_lua_db_begin_step(struct hf_lua_db *d, int64_t deadline_ms)
 	hf_lua_db_mem_off();
 	if (d)
 		d->deadline = deadline_ms;
+	if (d && d->pg)
+		hf_lua_pg_begin_step(d->pg, deadline_ms);
 }
 
 bool hf_lua_db_end_step(struct hf_lua_db *d)
@@ -138,6 +152,8 @@ bool hf_lua_db_end_step(struct hf_lua_db *d)
 	hf_lua_db_mem_off();
 	if (!d)
 		return false;
+	if (d->pg)
+		return hf_lua_pg_end_step(d->pg);
 	for (int i = 0; i < HF_DB_STMT_CACHE; i++) {
 		if (d->cache[i].stmt)
 			sqlite3_reset(d->cache[i].stmt);
@@ -558,6 +574,10 @@ static const luaL_Reg db_funcs[] = {
 
 void hf_lua_open_db(lua_State *L, struct hf_lua_db *d)
 {
+	if (d->pg) {
+		hf_lua_pg_push(L, d->pg);
+		return;
+	}
 	luaL_newlibtable(L, db_funcs);
 	lua_pushlightuserdata(L, d);
 	luaL_setfuncs(L, db_funcs, 1);

@@ -207,8 +207,7 @@ void hf_lua_db_restrict(struct hf_lua_db *d)
 
 /* ---- messages ---- */
 
-/* "64MiB", as --max-value is written. */
-static void format_size(int64_t n, char *out, size_t size)
+void hf_lua_db_format_size(int64_t n, char *out, size_t size)
 {
 	static const struct {
 		const char *name;
@@ -230,7 +229,8 @@ void hf_lua_db_describe(struct hf_lua_db *d, int rc, char *msg, size_t size)
 	if (d->denied[0]) {
 		snprintf(msg, size, "%s", d->denied);
 	} else if (rc == SQLITE_NOMEM && tl_mem.hit) {
-		format_size(2 * d->max_value + HF_DB_CALL_SLACK, sz, sizeof sz);
+		hf_lua_db_format_size(2 * d->max_value + HF_DB_CALL_SLACK, sz,
+				      sizeof sz);
 		snprintf(msg, size,
 			 "more than %s of SQLite memory in one call (2 x "
 			 "--max-value + %d MiB)",
@@ -238,7 +238,7 @@ void hf_lua_db_describe(struct hf_lua_db *d, int rc, char *msg, size_t size)
 	} else if (rc == SQLITE_INTERRUPT) {
 		snprintf(msg, size, "interrupted at the step's deadline");
 	} else if ((rc & 0xff) == SQLITE_TOOBIG) {
-		format_size(d->max_value, sz, sizeof sz);
+		hf_lua_db_format_size(d->max_value, sz, sizeof sz);
 		snprintf(msg, size, "%s larger than --max-value (%s)",
 			 strcmp(m, "statement too long") == 0 ? "SQL statement"
 							      : "value",

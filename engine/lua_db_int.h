@@ -28,7 +28,11 @@ struct cached {
 	bool busy;     /* handed out to a running call */
 };
 
+struct hf_lua_pg;
+
 struct hf_lua_db {
+	struct hf_lua_pg
+	    *pg; /* --data postgres://…: db.* goes there, db NULL */
 	struct sqlite3 *db;
 	int64_t deadline;   /* mono ms, 0 = none */
 	int64_t busy_start; /* mono ms when the current lock wait began */
@@ -57,5 +61,23 @@ void hf_lua_db_restrict(struct hf_lua_db *d);
  * author's words (the authorizer's refusal, the memory budget, the deadline,
  * --max-value, else SQLite's message). */
 void hf_lua_db_describe(struct hf_lua_db *d, int rc, char *msg, size_t size);
+
+/* "64MiB", as --max-value is written. */
+void hf_lua_db_format_size(int64_t n, char *out, size_t size);
+
+/* --- lua_db_pg.c: the same API on PostgreSQL --- */
+
+/* True when --data names a PostgreSQL database (postgres:// or
+ * postgresql://). */
+bool hf_lua_pg_is_uri(const char *path);
+/* Checks the URI; connects on first use. NULL with err set on a malformed
+ * URI. */
+struct hf_lua_pg *hf_lua_pg_open(const char *uri, int64_t max_value,
+				 struct hf_error *err);
+void hf_lua_pg_close(struct hf_lua_pg *p);
+/* hf_lua_open_db, hf_lua_db_begin_step, hf_lua_db_end_step for PostgreSQL. */
+void hf_lua_pg_push(lua_State *L, struct hf_lua_pg *p);
+void hf_lua_pg_begin_step(struct hf_lua_pg *p, int64_t deadline_ms);
+bool hf_lua_pg_end_step(struct hf_lua_pg *p);
 
 #endif

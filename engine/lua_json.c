@@ -135,6 +135,11 @@ void hf_lua_mark_array(lua_State *L, int idx)
 	lua_setmetatable(L, idx);
 }
 
+void hf_lua_push_array_tag(lua_State *L)
+{
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &array_key);
+}
+
 static bool is_marked_array(lua_State *L, int idx)
 {
 	if (!lua_getmetatable(L, idx))
@@ -577,6 +582,16 @@ static int l_decode(lua_State *L)
 			   err, sizeof err) != 0) {
 		hf_luart_reraise(L);
 		return luaL_error(L, "json.decode: %s", err);
+	}
+	/* Straight into Lua (lua_json_decode.c); it accepts what jansson
+	 * accepts, so jansson only runs on a text it rejects, for its message
+	 * (and, were they ever to differ, for the value). */
+	if (hf_lua_json_decode(L, s, len, nulls, err, sizeof err) == 0) {
+		if (hf_lua_is_null(L, -1)) {
+			lua_pop(L, 1);
+			lua_pushnil(L);
+		}
+		return 1;
 	}
 	void **box = hf_lua_box(L, release_json);
 	json_t *j = NULL;

@@ -341,7 +341,13 @@ static int b_require(lua_State *L)
 				  name);
 	rel[len] = '\0';
 	lua_settop(L, 1);
-	lua_rawgetp(L, LUA_REGISTRYINDEX, &hf_luart_loaded_key); /* 2 */
+	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hf_luart_loaded_key) !=
+	    LUA_TTABLE) { /* 2: made on the step's first require */
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_rawsetp(L, LUA_REGISTRYINDEX, &hf_luart_loaded_key);
+	}
 	if (lua_getfield(L, 2, name) != LUA_TNIL)
 		return 1;
 	lua_pop(L, 1);

@@ -8,6 +8,12 @@
  * sandbox (lua_sandbox.c), the pattern functions by a matcher that charges its
  * backtracking here (lua_pattern.c).
  *
+ * Steps share one environment table, emptied after each step; a chunk gets
+ * only the globals its source can read (chunk_needs), so `if: false` builds
+ * no event; the event of a worker's step is built from the in-memory event
+ * (lua_event.c). The collector runs in generational mode, with a full
+ * collection only after a failed step or past HF_LUA_GC_SLACK.
+ *
  * Owns the lua_State, the cache of compiled chunks, the per-runtime db
  * connection (lua_db.c), http client and emit queue, and the step's log array
  * while the step runs; does not decide what a step may call (lua_sandbox.c).
@@ -15,7 +21,8 @@
  * points; it may be created on another thread and handed over before its first
  * use). Neighbours: lua_sandbox.c, lua_pattern.c, lua_json.c, lua_lib.c,
  * lua_db.c, lua_http.c, lua_webhook.c (a step's emits go to its result only
- * when it succeeds), run.c (the result types). */
+ * when it succeeds), lua_event.c, lua_json_decode.c, run.c (the result
+ * types). */
 #include "hf_limits.h"
 #include "hf_lua_json.h"
 #include "luart_int.h"
@@ -234,6 +241,8 @@ struct hf_luart *hf_luart_create(const struct hf_luart_config *cfg,
 	}
 	lua_settop(rt->L, 0);
 	lua_gc(rt->L, LUA_GCCOLLECT);
+	lua_gc(rt->L, LUA_GCGEN, 0, 0);
+	rt->gc_base = rt->used;
 	return rt;
 fail:
 	hf_luart_destroy(rt);
@@ -303,40 +312,79 @@ static uint64_t fnv1a(const char *s)
 	return h;
 }
 
-/* Pushes the compiled chunk for src, from the cache or compiled now (text
- * mode). The key holds a hash of the source, so a stale entry is never run
- * even if two workflows share a version string. Raises on syntax errors. */
-static void push_chunk(lua_State *L, struct hf_luart *rt, const char *key,
-		       const char *src, const char *chunkname)
+/* What a chunk may read of a step's globals, see set_step_globals. */
+enum {
+	NEED_EVENT = 1,
+	NEED_STEPS = 2,
+	NEED_RUN = 4,
+	NEED_ALL = NEED_EVENT | NEED_STEPS | NEED_RUN,
+};
+
+/* The globals src can read: Lua reads a global by its name, which must then
+ * be in the source, unless the code reaches the environment itself (_ENV,
+ * _G) or runs code it does not show (load, require): then all of them.
+ * Conservative: a name in a string or a comment counts too. */
+static int chunk_needs(const char *src)
 {
-	lua_rawgetp(L, LUA_REGISTRYINDEX, &chunks_key);
-	lua_pushfstring(L, "%s:%I", key, (lua_Integer)fnv1a(src));
-	lua_pushvalue(L, -1);
-	if (lua_rawget(L, -3) == LUA_TFUNCTION) {
-		lua_replace(L, -3);
-		lua_pop(L, 1);
-		return;
+	static const char *const dynamic[] = {"_ENV", "_G", "load", "require",
+					      NULL};
+	for (int i = 0; dynamic[i]; i++)
+		if (strstr(src, dynamic[i]))
+			return NEED_ALL;
+	return (strstr(src, "event") ? NEED_EVENT : 0) |
+	       (strstr(src, "steps") ? NEED_STEPS : 0) |
+	       (strstr(src, "run") ? NEED_RUN : 0);
+}
+
+/* Pushes the compiled chunk for src, from the cache or compiled now (text
+ * mode), and returns what it needs (chunk_needs, cached with it:
+ * cache[fn]). The key holds a hash of the source, so a stale entry is never
+ * run even if two workflows share a version string. Raises on syntax
+ * errors. */
+static int push_chunk(lua_State *L, struct hf_luart *rt, const char *key,
+		      const char *src, const char *chunkname)
+{
+	int base = lua_gettop(L);
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &chunks_key);		   /* +1 */
+	lua_pushfstring(L, "%s:%I", key, (lua_Integer)fnv1a(src)); /* +2 */
+	lua_pushvalue(L, base + 2);
+	if (lua_rawget(L, base + 1) == LUA_TFUNCTION) { /* +3 */
+		lua_pushvalue(L, base + 3);
+		lua_rawget(L, base + 1);
+		int needs = (int)lua_tointeger(L, -1);
+		lua_copy(L, base + 3, base + 1);
+		lua_settop(L, base + 1);
+		return needs;
 	}
 	lua_pop(L, 1);
 	if (luaL_loadbufferx(L, src, strlen(src), chunkname, "t") != LUA_OK)
 		lua_error(L);
+	int needs = chunk_needs(src);
 	if (++rt->nchunks > HF_LUA_CHUNK_CACHE) {
 		lua_newtable(L);
 		lua_pushvalue(L, -1);
 		lua_rawsetp(L, LUA_REGISTRYINDEX, &chunks_key);
-		lua_replace(L, -4);
+		lua_replace(L, base + 1);
 		rt->nchunks = 1;
 	}
-	lua_pushvalue(L, -2);
-	lua_pushvalue(L, -2);
-	lua_rawset(L, -5); /* chunks[key] = fn */
-	lua_replace(L, -3);
-	lua_pop(L, 1);
+	lua_pushvalue(L, base + 2);
+	lua_pushvalue(L, base + 3);
+	lua_rawset(L, base + 1); /* cache[key] = fn */
+	lua_pushvalue(L, base + 3);
+	lua_pushinteger(L, needs);
+	lua_rawset(L, base + 1); /* cache[fn] = needs */
+	lua_copy(L, base + 3, base + 1);
+	lua_settop(L, base + 1);
+	return needs;
 }
 
-/* Pushes a fresh step environment and makes it the current one. */
+/* Pushes the runtime's step environment (made on first use) and makes it
+ * the current one. It is emptied after each step (clear_env). */
 static int push_env(lua_State *L)
 {
+	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hf_luart_env_key) == LUA_TTABLE)
+		return lua_gettop(L);
+	lua_pop(L, 1);
 	lua_createtable(L, 0, 8);
 	lua_rawgetp(L, LUA_REGISTRYINDEX, &hf_luart_envmt_key);
 	lua_setmetatable(L, -2);
@@ -344,9 +392,42 @@ static int push_env(lua_State *L)
 	lua_setfield(L, -2, "_G");
 	lua_pushvalue(L, -1);
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &hf_luart_env_key);
-	lua_newtable(L);
-	lua_rawsetp(L, LUA_REGISTRYINDEX, &hf_luart_loaded_key);
 	return lua_gettop(L);
+}
+
+/* Empties the step environment after a step: every global it set goes, _G
+ * stays (an environment whose _G the step changed is dropped, and so is one
+ * that held more than HF_LUA_ENV_KEEP globals: the next step makes a small
+ * one). Only clears fields: allocates nothing, never raises. */
+static void clear_env(lua_State *L)
+{
+	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hf_luart_env_key) !=
+	    LUA_TTABLE) {
+		lua_pop(L, 1);
+		return;
+	}
+	int env = lua_gettop(L), n = 0;
+	bool g = false;
+	lua_pushnil(L);
+	while (lua_next(L, env)) {
+		n++;
+		if (lua_rawequal(L, -1, env) &&
+		    lua_type(L, -2) == LUA_TSTRING &&
+		    strcmp(lua_tostring(L, -2), "_G") == 0) {
+			g = true;
+			lua_pop(L, 1);
+			continue;
+		}
+		lua_pop(L, 1);
+		lua_pushvalue(L, -1);
+		lua_pushnil(L);
+		lua_rawset(L, env);
+	}
+	if (!g || n > HF_LUA_ENV_KEEP) {
+		lua_pushnil(L);
+		lua_rawsetp(L, LUA_REGISTRYINDEX, &hf_luart_env_key);
+	}
+	lua_settop(L, env - 1);
 }
 
 /* Makes env the _ENV (first upvalue) of the chunk at fidx. The cached
@@ -372,40 +453,54 @@ static const char *yaml_chunkname(lua_State *L, const struct hf_workflow *wf)
 	    L, "@%s", wf->file ? wf->file : (wf->name ? wf->name : "workflow"));
 }
 
-/* Sets the step's globals event, steps and run in the environment at env. */
+/* Sets those of the step's globals event, steps and run that want names and
+ * *have does not, in the environment at env. */
 static void set_step_globals(lua_State *L, int env,
-			     const struct hf_step_ctx *ctx)
+			     const struct hf_step_ctx *ctx, int want, int *have)
 {
-	if (ctx->event)
-		hf_lua_push_json(L, ctx->event);
-	else
-		lua_newtable(L);
-	lua_setfield(L, env, "event");
-
-	lua_newtable(L);
-	if (json_is_object(ctx->steps)) {
-		const char *k;
-		size_t klen;
-		json_t *v;
-		json_object_keylen_foreach(ctx->steps, k, klen, v)
-		{
-			if (json_is_null(v))
-				continue; /* nil, like a skipped step */
-			lua_pushlstring(L, k, klen);
-			hf_lua_push_json(L, v);
-			lua_rawset(L, -3);
-		}
+	want &= ~*have;
+	*have |= want;
+	if (want & NEED_EVENT) {
+		if (ctx->ev)
+			hf_lua_push_event(L, hf_luart_of(L), ctx->ev, ctx->wf,
+					  ctx->step + 1 < ctx->wf->nsteps,
+					  false);
+		else if (ctx->event)
+			hf_lua_push_json(L, ctx->event);
+		else
+			lua_newtable(L);
+		lua_setfield(L, env, "event");
 	}
-	lua_setfield(L, env, "steps");
 
-	lua_createtable(L, 0, 3);
-	lua_pushstring(L, ctx->run_id ? ctx->run_id : "");
-	lua_setfield(L, -2, "id");
-	lua_pushstring(L, ctx->wf->name ? ctx->wf->name : "");
-	lua_setfield(L, -2, "workflow");
-	lua_pushinteger(L, ctx->attempt > 0 ? ctx->attempt : 1);
-	lua_setfield(L, -2, "attempt");
-	lua_setfield(L, env, "run");
+	if (want & NEED_STEPS) {
+		lua_newtable(L);
+		if (json_is_object(ctx->steps)) {
+			const char *k;
+			size_t klen;
+			json_t *v;
+			json_object_keylen_foreach(ctx->steps, k, klen, v)
+			{
+				if (json_is_null(v))
+					continue; /* nil, like a skipped
+						     step */
+				lua_pushlstring(L, k, klen);
+				hf_lua_push_json(L, v);
+				lua_rawset(L, -3);
+			}
+		}
+		lua_setfield(L, env, "steps");
+	}
+
+	if (want & NEED_RUN) {
+		lua_createtable(L, 0, 3);
+		lua_pushstring(L, ctx->run_id ? ctx->run_id : "");
+		lua_setfield(L, -2, "id");
+		lua_pushstring(L, ctx->wf->name ? ctx->wf->name : "");
+		lua_setfield(L, -2, "workflow");
+		lua_pushinteger(L, ctx->attempt > 0 ? ctx->attempt : 1);
+		lua_setfield(L, -2, "attempt");
+		lua_setfield(L, env, "run");
+	}
 }
 
 /* Under lua_pcall: builds the environment, evaluates `if:` and `with:`, runs
@@ -418,13 +513,13 @@ static int step_main(lua_State *L)
 	const struct hf_step *st = &wf->steps[ctx->step];
 	const char *ver = wf->version ? wf->version : "";
 	lua_settop(L, 0);
-	int env = push_env(L);
-	set_step_globals(L, env, ctx);
+	int env = push_env(L), have = 0;
 
 	if (st->if_expr && st->if_expr->chunk) {
 		const char *key = lua_pushfstring(L, "%s:%s:if", ver, st->id);
 		const char *name = yaml_chunkname(L, wf);
-		push_chunk(L, rt, key, st->if_expr->chunk, name);
+		int needs = push_chunk(L, rt, key, st->if_expr->chunk, name);
+		set_step_globals(L, env, ctx, needs, &have);
 		set_env(L, -1, env);
 		lua_call(L, 0, 1);
 		if (!lua_truthy(L, -1)) {
@@ -438,7 +533,8 @@ static int step_main(lua_State *L)
 	if (st->with_chunk) {
 		const char *key = lua_pushfstring(L, "%s:%s:with", ver, st->id);
 		const char *name = yaml_chunkname(L, wf);
-		push_chunk(L, rt, key, st->with_chunk, name);
+		int needs = push_chunk(L, rt, key, st->with_chunk, name);
+		set_step_globals(L, env, ctx, needs, &have);
 		set_env(L, -1, env);
 		lua_call(L, 0, 1);
 		if (lua_isnil(L, -1)) {
@@ -457,8 +553,9 @@ static int step_main(lua_State *L)
 	lua_settop(L, env);
 
 	const char *key = lua_pushfstring(L, "%s:%s:code", ver, st->id);
-	push_chunk(L, rt, key, st->code ? st->code : "",
-		   st->code_name ? st->code_name : "=step");
+	int needs = push_chunk(L, rt, key, st->code ? st->code : "",
+			       st->code_name ? st->code_name : "=step");
+	set_step_globals(L, env, ctx, needs, &have);
 	set_env(L, -1, env);
 	lua_getfield(L, env, "args");
 	lua_call(L, 1, 1);
@@ -473,14 +570,19 @@ static int expr_main(lua_State *L)
 	struct hf_luart *rt = lua_touserdata(L, 1);
 	lua_settop(L, 0);
 	int env = push_env(L);
-	if (rt->expr_event)
-		hf_lua_push_json(L, rt->expr_event);
-	else
-		lua_newtable(L);
-	lua_setfield(L, env, "event");
-	push_chunk(L, rt, rt->expr_key,
-		   rt->expr->chunk ? rt->expr->chunk : "return nil",
-		   "=expression");
+	int needs = push_chunk(L, rt, rt->expr_key,
+			       rt->expr->chunk ? rt->expr->chunk : "return nil",
+			       "=expression");
+	if (needs & NEED_EVENT) {
+		if (rt->expr_ev)
+			hf_lua_push_event(L, rt, rt->expr_ev, rt->expr_wf,
+					  false, true);
+		else if (rt->expr_event)
+			hf_lua_push_json(L, rt->expr_event);
+		else
+			lua_newtable(L);
+		lua_setfield(L, env, "event");
+	}
 	set_env(L, -1, env);
 	lua_call(L, 0, 1);
 	return 1;
@@ -576,22 +678,29 @@ static char *failure(struct hf_luart *rt, int status)
 	return tb ? hf_xasprintf("%s\n%s", head, tb) : hf_xstrdup(head);
 }
 
-/* Drops what the step left behind and returns memory to the baseline. */
+/* Drops what the step left behind: its globals, its require() cache; a full
+ * collection after a failed step or once the state grew HF_LUA_GC_SLACK past
+ * its size after the last one (the generational collector takes the rest as
+ * steps allocate). */
 static void finish(struct hf_luart *rt, bool failed)
 {
 	lua_State *L = rt->L;
 	lua_settop(L, 0);
-	lua_pushnil(L);
-	lua_rawsetp(L, LUA_REGISTRYINDEX, &hf_luart_env_key);
+	clear_env(L);
 	lua_pushnil(L);
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &hf_luart_loaded_key);
 	rt->log.entries = NULL;
 	rt->ctx = NULL;
 	rt->expr = NULL;
 	rt->expr_event = NULL;
+	rt->expr_ev = NULL;
+	rt->expr_wf = NULL;
 	rt->in_expr = false;
-	if (failed || ++rt->runs % HF_LUA_FULL_GC_EVERY == 0)
+	rt->runs++;
+	if (failed || rt->used > rt->gc_base + HF_LUA_GC_SLACK) {
 		lua_gc(L, LUA_GCCOLLECT);
+		rt->gc_base = rt->used;
+	}
 }
 
 static void fail_res(struct hf_step_result *res, char *msg)
@@ -682,9 +791,10 @@ int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
 	return 0;
 }
 
-int hf_luart_eval(struct hf_luart *rt, const char *cache_key,
-		  const struct hf_expr *e, json_t *event, json_t **value,
-		  char **err)
+static int eval(struct hf_luart *rt, const char *cache_key,
+		const struct hf_expr *e, json_t *event,
+		const struct hf_event *ev, const struct hf_workflow *wf,
+		json_t **value, char **err)
 {
 	assert(owned_by_caller(rt));
 	*value = NULL;
@@ -692,6 +802,8 @@ int hf_luart_eval(struct hf_luart *rt, const char *cache_key,
 	rt->expr = e;
 	rt->expr_key = cache_key ? cache_key : "expr";
 	rt->expr_event = event;
+	rt->expr_ev = ev;
+	rt->expr_wf = wf;
 	rt->in_expr = true;
 	rt->log.entries = NULL;
 	int status = run_limited(rt, expr_main, 1, HF_EXPR_TIMEOUT_MS,
@@ -706,6 +818,26 @@ int hf_luart_eval(struct hf_luart *rt, const char *cache_key,
 	hf_lua_webhook_discard(rt->webhook);
 	finish(rt, rc != 0);
 	return rc;
+}
+
+int hf_luart_eval(struct hf_luart *rt, const char *cache_key,
+		  const struct hf_expr *e, json_t *event, json_t **value,
+		  char **err)
+{
+	return eval(rt, cache_key, e, event, NULL, NULL, value, err);
+}
+
+int hf_luart_eval_event(struct hf_luart *rt, const char *cache_key,
+			const struct hf_expr *e, const struct hf_event *ev,
+			const struct hf_workflow *wf, json_t **value,
+			char **err)
+{
+	return eval(rt, cache_key, e, NULL, ev, wf, value, err);
+}
+
+bool hf_luart_expr_reads_event(const char *chunk)
+{
+	return chunk && (chunk_needs(chunk) & NEED_EVENT);
 }
 
 bool hf_json_truthy(const json_t *v)

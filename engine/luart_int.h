@@ -46,6 +46,13 @@ struct hf_luart {
 	const struct hf_expr *expr;    /* while an expression runs */
 	const char *expr_key;
 	json_t *expr_event;
+	const struct hf_event *expr_ev;	   /* instead of expr_event when set */
+	const struct hf_workflow *expr_wf; /* of expr_ev (params) */
+	/* Bytes held after the last full collection (see finish()). */
+	size_t gc_base;
+	/* The event whose decoded body the state keeps (lua_event.c); "" for
+	 * none. */
+	char body_ev[HF_ID_SIZE];
 	/* The one thread that uses the runtime (checked by assert() only). */
 	pthread_t owner;
 	bool owned; /* owner is set */
@@ -90,6 +97,19 @@ void hf_luart_reraise(lua_State *L);
  * state's globals; sets the metatable of step environments
  * (hf_luart_envmt_key). Raises on errors: call under lua_pcall. */
 void hf_lua_sandbox_open(lua_State *L, struct hf_luart *rt);
+
+/* lua_event.c: pushes the `event` table of ev for a step of wf (params from
+ * wf's path), event.body decoded from ev's raw bytes (from ev->decoded when
+ * use_tree and there is one), or copied from the state's copy of the same
+ * event's body; more_steps: keep that copy for later steps of the run.
+ * Raises on memory and past the deadline. */
+void hf_lua_push_event(lua_State *L, struct hf_luart *rt,
+		       const struct hf_event *ev, const struct hf_workflow *wf,
+		       bool more_steps, bool use_tree);
+
+/* lua_event.c: pushes a deep copy of the JSON-shaped value at idx (tables
+ * keep their array tag). Raises on memory. */
+void hf_lua_copy_value(lua_State *L, int idx);
 
 /* lua_pattern.c: string.find, match, gmatch and gsub with Lua's semantics,
  * checking the deadline as they backtrack. */

@@ -247,19 +247,16 @@ int hf_ops_step(struct hf_luart *rt, struct hf_run *run, int64_t now,
 	int64_t budget = hf_step_budget(run, now);
 	if (budget <= 0)
 		return -1;
-	json_t *event = hf_event_to_lua_json(run->event);
-	hf_event_json_params(event, run->event, run->wf);
 	struct hf_step_ctx ctx = {
 	    .wf = run->wf,
 	    .step = run->next_step,
-	    .event = event,
+	    .ev = run->event, /* event.body decoded by the runtime, once */
 	    .steps = run->outputs,
 	    .run_id = run->id,
 	    .attempt = run->step_attempt,
 	    .timeout_ms = budget,
 	};
 	hf_luart_run_step(rt, &ctx, res);
-	json_decref(event);
 	done->index = ctx.step;
 	done->attempt = ctx.attempt;
 	done->over = hf_run_advance(run, res, hf_now_ms());

@@ -1,6 +1,7 @@
 /* run.c - the in-memory event and run objects (see hf_run.h for who owns what
  * when), and the release of step results and emits. Pure data: no I/O, no
  * threads of its own, no Lua (luart.c fills the results). */
+#include "hf_body.h"
 #include "hf_router.h"
 #include "hf_run.h"
 
@@ -37,8 +38,28 @@ void hf_event_unref(struct hf_event *ev)
 	free(ev);
 }
 
+json_t *hf_event_body(struct hf_event *ev)
+{
+	json_t *v = __atomic_load_n(&ev->decoded, __ATOMIC_ACQUIRE);
+	if (v || !ev->body || !ev->body_len)
+		return v;
+	char err[64];
+	if (hf_body_decode_event(ev->headers, ev->body, ev->body_len, &v, err,
+				 sizeof err) < 0 ||
+	    !v)
+		return NULL;
+	json_t *expected = NULL;
+	if (__atomic_compare_exchange_n(&ev->decoded, &expected, v, false,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return v;
+	json_decref(v); /* another thread's came first */
+	return expected;
+}
+
 json_t *hf_event_to_lua_json(const struct hf_event *ev)
 {
+	/* Decoding on first use is not a change of the event's value. */
+	json_t *body = hf_event_body((struct hf_event *)ev);
 	char at[32];
 	hf_time_iso(ev->received_at, at);
 	json_t *o = json_object();
@@ -51,8 +72,8 @@ json_t *hf_event_to_lua_json(const struct hf_event *ev)
 		json_decref(json_object_get(o, "query"));
 	json_object_set(o, "headers", ev->headers);
 	/* No "body" key (nil in Lua) unless there is a decoded body. */
-	if (ev->decoded && !json_is_null(ev->decoded))
-		json_object_set(o, "body", ev->decoded);
+	if (body && !json_is_null(body))
+		json_object_set(o, "body", body);
 	json_object_set_new(o, "raw",
 			    json_stringn_nocheck(ev->body ? ev->body : "",
 						 ev->body ? ev->body_len : 0));

@@ -52,6 +52,11 @@ struct hf_sched {
 
 	struct lane *lanes[LANE_BUCKETS];
 	size_t depth;
+
+	/* hf_sched_on_room: room(room_arg) once depth falls to room_low. */
+	size_t room_low;
+	void (*room)(void *arg);
+	void *room_arg;
 };
 
 /* --- heaps (min on due) --- */
@@ -181,9 +186,9 @@ static void make_ready(struct hf_sched *s, struct hf_run *run)
 	pthread_cond_signal(&s->ready_cond);
 }
 
-void hf_sched_push(struct hf_sched *s, struct hf_run *run)
+/* Lock held: hf_sched_push. */
+static void push_locked(struct hf_sched *s, struct hf_run *run)
 {
-	pthread_mutex_lock(&s->lock);
 	if (!run->admitted) {
 		run->admitted = true;
 		s->depth++;
@@ -196,13 +201,71 @@ void hf_sched_push(struct hf_sched *s, struct hf_run *run)
 		    run->wf->concurrency_max > 0 ? run->wf->concurrency_max : 1;
 		if (l->active >= max) {
 			runq_push(&l->waiting, run);
-			pthread_mutex_unlock(&s->lock);
 			return;
 		}
 		l->active++;
 		run->in_lane = true;
 	}
 	make_ready(s, run);
+}
+
+void hf_sched_push_list(struct hf_sched *s, struct hf_run *list)
+{
+	if (!list)
+		return;
+	pthread_mutex_lock(&s->lock);
+	for (struct hf_run *run = list, *next; run; run = next) {
+		next = run->next;
+		push_locked(s, run);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Lock held: depth fell by one; true when the room callback is due. */
+static bool room_due(const struct hf_sched *s)
+{
+	return s->room && s->depth == s->room_low;
+}
+
+bool hf_sched_admit(struct hf_sched *s, size_t n, size_t limit)
+{
+	pthread_mutex_lock(&s->lock);
+	bool ok = limit == 0 || s->depth + n <= limit;
+	if (ok)
+		s->depth += n;
+	pthread_mutex_unlock(&s->lock);
+	return ok;
+}
+
+void hf_sched_unadmit(struct hf_sched *s, size_t n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&s->lock);
+	bool due = false;
+	for (; n && s->depth; n--) {
+		s->depth--;
+		due = due || room_due(s);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (due)
+		s->room(s->room_arg);
+}
+
+void hf_sched_on_room(struct hf_sched *s, size_t low, void (*fn)(void *arg),
+		      void *arg)
+{
+	pthread_mutex_lock(&s->lock);
+	s->room_low = low;
+	s->room_arg = arg;
+	s->room = fn;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void hf_sched_push(struct hf_sched *s, struct hf_run *run)
+{
+	pthread_mutex_lock(&s->lock);
+	push_locked(s, run);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -221,9 +284,11 @@ struct hf_run *hf_sched_take(struct hf_sched *s)
 void hf_sched_release(struct hf_sched *s, struct hf_run *run)
 {
 	pthread_mutex_lock(&s->lock);
+	bool due = false;
 	if (run->admitted) {
 		run->admitted = false;
 		s->depth--;
+		due = room_due(s);
 	}
 	if (run->in_lane) {
 		run->in_lane = false;
@@ -242,6 +307,10 @@ void hf_sched_release(struct hf_sched *s, struct hf_run *run)
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
+	/* After the unlock: the callback takes its own lock, under which
+	 * the backlog reads the depth (sched lock inside it, never around). */
+	if (due)
+		s->room(s->room_arg);
 }
 
 size_t hf_sched_depth(struct hf_sched *s)

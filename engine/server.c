@@ -7,6 +7,7 @@
  *
  * The main thread only waits for signals and does this housekeeping once a
  * second: everything else runs on the modules' own threads. */
+#include "hf_backlog.h"
 #include "hf_ingest.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
@@ -144,6 +145,15 @@ static void reload(struct hf_server *srv)
 	hf_log(HF_LOG_INFO, "loaded %zu workflow%s from %s", set->n,
 	       set->n == 1 ? "" : "s", srv->eng.opt.workflows_dir);
 	log_failed(set);
+}
+
+/* The writer's batch is over: its runs go to the scheduler and its requests
+ * are answered, once per commit (writer thread). */
+static void batch_end(void *arg)
+{
+	struct hf_server *srv = arg;
+	hf_backlog_batch_end(srv->eng.backlog);
+	hf_ingest_batch_end();
 }
 
 static void requeue(struct hf_run *run, void *arg)
@@ -304,6 +314,17 @@ static int start_core(struct hf_server *srv)
 		hf_log(HF_LOG_INFO, "resuming %d unfinished run%s", recovered,
 		       recovered == 1 ? "" : "s");
 	hf_store_changed(srv->eng.store);
+	/* The rest waits on disk, unclaimed: it comes in pages. */
+	srv->eng.backlog = hf_backlog_start(&srv->eng);
+	if (!srv->eng.backlog) {
+		fprintf(stderr, "hookflow: cannot start the backlog thread\n");
+		return 1;
+	}
+	int64_t waiting = hf_backlog_size(srv->eng.backlog);
+	if (waiting > 0)
+		hf_log(HF_LOG_INFO, "%lld run%s waiting on disk",
+		       (long long)waiting, waiting == 1 ? "" : "s");
+	hf_store_on_batch_end(srv->eng.store, batch_end, srv);
 	srv->eng.outbox = hf_outbox_start(srv->eng.store, o->egress, &err);
 	if (!srv->eng.outbox) {
 		start_error(&err);
@@ -358,13 +379,9 @@ static void housekeeping(struct hf_server *srv)
 			stamp = now_stamp;
 			reload(srv);
 		}
-		if (hf_store_changed(srv->eng.store)) {
-			struct hf_snapshot *snap =
-			    hf_engine_snapshot(&srv->eng);
-			hf_store_load_pending(srv->eng.store, snap->set, true,
-					      requeue, srv);
-			hf_snapshot_unref(snap);
-		}
+		/* Runs the CLI stored unclaimed join the disk backlog. */
+		if (hf_store_changed(srv->eng.store))
+			hf_backlog_rescan(srv->eng.backlog);
 		if (o->retain_ms > 0 && hf_mono_ms() >= next_prune) {
 			/* Every retain/2, between a second and a minute. */
 			int64_t every = o->retain_ms / 2;
@@ -390,6 +407,7 @@ static void drain(struct hf_server *srv)
 	 * rather than a refused connection. Queued runs stay queued (they are
 	 * committed) and resume at the next start. */
 	atomic_store(&srv->eng.draining, true);
+	hf_backlog_stop(srv->eng.backlog);
 	hf_sched_stop(srv->eng.sched);
 	int64_t left = deadline - hf_mono_ms();
 	bool stuck = hf_workers_stop(srv->eng.workers, left > 0 ? left : 0) < 0;
@@ -419,6 +437,7 @@ static void teardown(struct hf_server *srv)
 	struct hf_options *o = &srv->eng.opt;
 	if (srv->ingest)
 		hf_ingest_stop(srv->ingest, 0);
+	hf_backlog_stop(srv->eng.backlog);
 	if (srv->eng.sched)
 		hf_sched_stop(srv->eng.sched);
 	hf_workers_stop(srv->eng.workers, o->drain_timeout_ms);
@@ -426,6 +445,7 @@ static void teardown(struct hf_server *srv)
 	hf_outbox_stop(srv->eng.outbox);
 	srv->eng.outbox = NULL;
 	hf_store_close(srv->eng.store);
+	hf_backlog_free(srv->eng.backlog); /* after the writer's last batch */
 	hf_sched_destroy(srv->eng.sched);
 	hf_engine_snapshot_forget();
 	hf_snapshot_unref(srv->eng.snap);

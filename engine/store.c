@@ -137,6 +137,32 @@ int hf_store_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
 	return s->ops->load_pending(s, set, only_unclaimed, fn, arg);
 }
 
+int hf_store_load_backlog(struct hf_store *s, const struct hf_workflow_set *set,
+			  int limit, void (*fn)(struct hf_run *run, void *arg),
+			  void *arg)
+{
+	return s->ops->load_backlog
+		   ? s->ops->load_backlog(s, set, limit, fn, arg)
+		   : 0;
+}
+
+int hf_store_claim_runs(struct hf_store *s, struct hf_run *const *runs,
+			size_t n)
+{
+	return s->ops->claim_runs ? s->ops->claim_runs(s, runs, n) : 0;
+}
+
+int64_t hf_store_count_backlog(struct hf_store *s)
+{
+	return s->ops->count_backlog ? s->ops->count_backlog(s) : 0;
+}
+
+void hf_store_on_batch_end(struct hf_store *s, void (*fn)(void *arg), void *arg)
+{
+	if (s->ops->on_batch_end)
+		s->ops->on_batch_end(s, fn, arg);
+}
+
 int hf_store_save_versions(struct hf_store *s,
 			   const struct hf_workflow_set *set)
 {

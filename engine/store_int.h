@@ -100,6 +100,18 @@ struct hf_store_ops {
 	 * once instead of after the lease; called after a clean drain.
 	 * Idempotent. SQLite: nothing (the clean-stop marker covers it). */
 	void (*release)(struct hf_store *s, const char *run_id);
+
+	/* --- The disk backlog (hf_store.h). NULL: not kept (load_backlog
+	 * returns 0). --- */
+	int (*load_backlog)(struct hf_store *s,
+			    const struct hf_workflow_set *set, int limit,
+			    void (*fn)(struct hf_run *run, void *arg),
+			    void *arg);
+	int (*claim_runs)(struct hf_store *s, struct hf_run *const *runs,
+			  size_t n);
+	int64_t (*count_backlog)(struct hf_store *s);
+	void (*on_batch_end)(struct hf_store *s, void (*fn)(void *arg),
+			     void *arg);
 };
 
 struct hf_store {

@@ -43,6 +43,7 @@
  * - runs_event: an event's runs (the event's page in the API, and prune:
  *   an event goes once no run refers to it), on the integer event rid;
  * - runs_pending: the unfinished runs (recovery at start, ?status=queued);
+ * - runs_unclaimed: the disk backlog (hf_store_load_backlog), rid order;
  * - no index for the runs list by workflow: newest first by rid, filtered;
  * - a run refers to its workflow version by an integer (vid), the 64-digit
  *   hash stored once in workflow_versions.
@@ -64,6 +65,10 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS runs_event ON runs(event);"
     "CREATE INDEX IF NOT EXISTS runs_pending ON runs(status)"
     " WHERE status IN ('queued','running');"
+    /* The disk backlog (hf_store_load_backlog): unclaimed runs, in rowid
+     * order. */
+    "CREATE INDEX IF NOT EXISTS runs_unclaimed ON runs(claimed)"
+    " WHERE claimed = 0;"
     "CREATE TABLE IF NOT EXISTS steps("
     " run_id TEXT NOT NULL, idx INTEGER NOT NULL, step_id TEXT NOT NULL,"
     " status TEXT NOT NULL, output TEXT, error TEXT, logs TEXT,"
@@ -629,8 +634,17 @@ static void *writer_main(void *arg)
 
 		apply_locked(q, batch, n);
 		finish_batch(batch);
-		after_batch(q);
 
+		pthread_mutex_lock(&q->lock);
+		if (q->batch_end) {
+			void (*end)(void *) = q->batch_end;
+			void *end_arg = q->batch_end_arg;
+			pthread_mutex_unlock(&q->lock);
+			end(end_arg);
+			pthread_mutex_lock(&q->lock);
+		}
+		pthread_mutex_unlock(&q->lock);
+		after_batch(q); /* a checkpoint, after the hand-offs */
 		pthread_mutex_lock(&q->lock);
 	}
 	pthread_mutex_unlock(&q->lock);
@@ -646,6 +660,12 @@ static void submit(struct hf_store *s, struct hf_write *w)
 		/* No writer thread: applied here, on the caller's thread. */
 		apply_locked(q, w, 1);
 		finish_batch(w);
+		pthread_mutex_lock(&q->lock);
+		void (*end)(void *) = q->batch_end;
+		void *end_arg = q->batch_end_arg;
+		pthread_mutex_unlock(&q->lock);
+		if (end)
+			end(end_arg);
 		return;
 	}
 	pthread_mutex_lock(&q->lock);
@@ -741,6 +761,15 @@ static void release(struct hf_store *s, const char *run_id)
 	/* nothing: the clean-stop marker says it all */
 }
 
+static void on_batch_end(struct hf_store *s, void (*fn)(void *arg), void *arg)
+{
+	struct hf_sqlite_store *q = sq(s);
+	pthread_mutex_lock(&q->lock);
+	q->batch_end_arg = arg;
+	q->batch_end = fn;
+	pthread_mutex_unlock(&q->lock);
+}
+
 static const struct hf_store_ops sqlite_ops = {
     .name = "sqlite",
     .close = store_close,
@@ -766,6 +795,10 @@ static const struct hf_store_ops sqlite_ops = {
     .wait = wait_work,
     .heartbeat = heartbeat,
     .release = release,
+    .load_backlog = hf_sqlite_load_backlog,
+    .claim_runs = hf_sqlite_claim_runs,
+    .count_backlog = hf_sqlite_count_backlog,
+    .on_batch_end = on_batch_end,
 };
 
 /* hf_band(id) in SQL: the first rid of id's band (migrate_1_2_sql). */

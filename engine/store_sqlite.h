@@ -99,6 +99,10 @@ struct hf_sqlite_store {
 	int data_version;
 
 	struct hf_store_stats stats;
+	/* hf_store_on_batch_end: called by the writer after each batch's
+	 * done() calls (set before the first write). */
+	void (*batch_end)(void *arg);
+	void *batch_end_arg;
 
 	/* Whether the database can write (hf_store_writable): set by the
 	 * thread applying writes; the reason under health_lock. */
@@ -307,6 +311,13 @@ int hf_sqlite_load_pending(struct hf_store *s,
 			   void (*fn)(struct hf_run *run, void *arg),
 			   void *arg);
 bool hf_sqlite_changed(struct hf_store *s);
+int hf_sqlite_load_backlog(struct hf_store *s,
+			   const struct hf_workflow_set *set, int limit,
+			   void (*fn)(struct hf_run *run, void *arg),
+			   void *arg);
+int hf_sqlite_claim_runs(struct hf_store *s, struct hf_run *const *runs,
+			 size_t n);
+int64_t hf_sqlite_count_backlog(struct hf_store *s);
 int hf_sqlite_save_versions(struct hf_store *s,
 			    const struct hf_workflow_set *set);
 struct hf_workflow_set *hf_sqlite_stored_workflows(struct hf_store *s);

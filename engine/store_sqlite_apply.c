@@ -306,7 +306,7 @@ static int apply_ingest(struct hf_sqlite_store *q, struct hf_write *w)
 	int64_t ev_rid = sqlite3_last_insert_rowid(q->wdb);
 	for (size_t i = 0; i < w->nruns; i++)
 		if (!w->dropped[i] &&
-		    insert_run(q, w->runs[i], true, ev_rid) < 0)
+		    insert_run(q, w->runs[i], !w->unclaimed, ev_rid) < 0)
 			return -1;
 	return 0;
 }

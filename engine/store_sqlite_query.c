@@ -504,10 +504,8 @@ static int event_struct_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	ev->body = hf_xstrndup(body ? body : "", ev->body_len);
 	ev->received_at = sqlite3_column_int64(st, 6);
 	ev->skipped = json_array();
-	/* Decoded again as ingest did; it was valid then. */
-	char err[256];
-	hf_body_decode_event(ev->headers, ev->body, ev->body_len, &ev->decoded,
-			     err, sizeof err);
+	/* The body is decoded on first use (hf_event_body), if ever: a page
+	 * of the disk backlog does not pay for it. */
 	*(struct hf_event **)arg = ev;
 	return 1;
 }

@@ -197,11 +197,13 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 	if (sqlite3_column_type(st, 10) != SQLITE_NULL)
 		run->lane =
 		    hf_xstrdup((const char *)sqlite3_column_text(st, 10));
-	/* Outputs of the steps already done. */
-	hf_sqlite_each(NULL, db, output_row, run->outputs,
-		       "SELECT step_id, output FROM steps WHERE"
-		       " run_id = ?1 AND status = 'succeeded'",
-		       "t", run->id);
+	/* Outputs of the steps already done (none before the first: most
+	 * runs of the disk backlog). */
+	if (run->next_step > 0)
+		hf_sqlite_each(NULL, db, output_row, run->outputs,
+			       "SELECT step_id, output FROM steps WHERE"
+			       " run_id = ?1 AND status = 'succeeded'",
+			       "t", run->id);
 	return run;
 }
 
@@ -260,7 +262,8 @@ int hf_sqlite_load_pending(struct hf_store *s,
 		  " r.due_at, r.lane, v.version FROM runs r"
 		  " LEFT JOIN events e ON e.rid = r.event"
 		  " LEFT JOIN workflow_versions v ON v.vid = r.vid"
-		  " WHERE r.status IN ('queued','running') ORDER BY r.rid";
+		  " WHERE r.status IN ('queued','running') AND r.claimed = 1"
+		  " ORDER BY r.rid";
 	if (hf_sqlite_each(q, NULL, pickup_row, &p, sql, "") < 0)
 		return -1;
 	for (size_t i = 0; i < p.vc.n; i++)
@@ -283,6 +286,82 @@ int hf_sqlite_load_pending(struct hf_store *s,
 		fn(r, arg);
 	}
 	return p.n;
+}
+
+/* --- the disk backlog --- */
+
+int hf_sqlite_load_backlog(struct hf_store *s,
+			   const struct hf_workflow_set *set, int limit,
+			   void (*fn)(struct hf_run *run, void *arg), void *arg)
+{
+	struct hf_sqlite_store *q = sq(s);
+	struct pickup p = {.s = s, .set = set};
+	p.tail = &p.list;
+	/* runs_unclaimed holds (claimed, rowid): arrival order, no sort. */
+	int rc =
+	    hf_sqlite_each(q, NULL, pickup_row, &p,
+			   "SELECT r.id, e.id, r.workflow, r.status,"
+			   " r.attempt, r.created_at, r.started_at,"
+			   " r.next_step, r.step_attempt, r.due_at, r.lane,"
+			   " v.version FROM runs r"
+			   " LEFT JOIN events e ON e.rid = r.event"
+			   " LEFT JOIN workflow_versions v ON v.vid = r.vid"
+			   " WHERE r.claimed = 0 AND r.status IN"
+			   " ('queued','running') ORDER BY r.rid LIMIT ?1",
+			   "i", limit);
+	for (size_t i = 0; i < p.vc.n; i++)
+		hf_workflow_unref(p.vc.items[i].wf);
+	for (struct hf_run *r = p.list, *next; r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		if (rc < 0)
+			hf_run_free(r);
+		else
+			fn(r, arg);
+	}
+	return rc < 0 ? -1 : p.n;
+}
+
+int hf_sqlite_claim_runs(struct hf_store *s, struct hf_run *const *runs,
+			 size_t n)
+{
+	struct hf_sqlite_store *q = sq(s);
+	assert(sq_applying(q)); /* through HF_W_CALL */
+	sqlite3_stmt *st = hf_sqlite_stmt(q->wdb,
+					  "UPDATE runs SET claimed = 1 WHERE"
+					  " rid BETWEEN ?2 AND ?3 AND id = ?1",
+					  "");
+	if (!st)
+		return -1;
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		bind_text(st, 1, runs[i]->id);
+		bind_band(st, 2, runs[i]->id);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			rc = -1;
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int count_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	(void)db;
+	*(int64_t *)arg = sqlite3_column_int64(st, 0);
+	return 0;
+}
+
+int64_t hf_sqlite_count_backlog(struct hf_store *s)
+{
+	struct hf_sqlite_store *q = sq(s);
+	int64_t n = -1;
+	if (hf_sqlite_each(q, sq_applying(q) ? q->wdb : NULL, count_row, &n,
+			   "SELECT count(*) FROM runs WHERE claimed = 0 AND"
+			   " status IN ('queued','running')",
+			   "") < 0)
+		return -1;
+	return n;
 }
 
 /* --- the stored versions as a set (hookflow replay) --- */

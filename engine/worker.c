@@ -29,10 +29,12 @@ struct worker {
 	struct hf_workers *pool;
 	struct hf_luart *rt;
 	pthread_t thread;
-	/* Writes of this worker not yet committed (see HF_WORKER_INFLIGHT). */
+	/* Writes of this worker not yet committed, and the bytes of their
+	 * results (see HF_WORKER_INFLIGHT, HF_WORKER_INFLIGHT_BYTES). */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int inflight;
+	size_t inflight_bytes;
 	/* The step running (under lock): its deadline (mono ms; 0: none
 	 * running), run and step, for hf_workers_stuck. */
 	int64_t deadline;
@@ -50,32 +52,43 @@ struct hf_workers {
 };
 
 /* A worker does not wait for each commit (that would cap it at one step per
- * fsync) but keeps at most HF_WORKER_INFLIGHT writes uncommitted: a crash
- * repeats at most that many steps per worker. Group commit batches them with
- * everyone else's. */
-static void commit_begin(struct worker *wk)
+ * fsync) but keeps at most HF_WORKER_INFLIGHT writes, holding at most
+ * HF_WORKER_INFLIGHT_BYTES of results, uncommitted: a crash repeats at most
+ * that many steps per worker. Group commit batches them with everyone
+ * else's; the bound is well above what a worker runs during one commit, so
+ * commits, not the bound, set the pace, and the bytes keep the memory of
+ * big outputs waiting for their commit bounded. */
+static void commit_begin(struct worker *wk, size_t bytes)
 {
 	pthread_mutex_lock(&wk->lock);
 	wk->inflight++;
+	wk->inflight_bytes += bytes;
 	pthread_mutex_unlock(&wk->lock);
 }
 
-static void commit_wait(struct worker *wk, int max)
+/* Waits until at most max writes and max_bytes bytes are uncommitted. */
+static void commit_wait(struct worker *wk, int max, size_t max_bytes)
 {
 	pthread_mutex_lock(&wk->lock);
-	while (wk->inflight > max)
+	while (wk->inflight > max || wk->inflight_bytes > max_bytes)
 		pthread_cond_wait(&wk->cond, &wk->lock);
 	pthread_mutex_unlock(&wk->lock);
 }
 
-/* On the writer thread, after the commit (or its failure). */
-static void commit_end(struct worker *wk)
+/* On the writer thread, after the commit (or its failure). The worker is
+ * woken only when it may be waiting: once below half the bounds, or at the
+ * last write (the stop waits for that), not at every commit. */
+static void commit_end(struct worker *wk, size_t bytes)
 {
 	if (!wk)
 		return;
 	pthread_mutex_lock(&wk->lock);
 	wk->inflight--;
-	pthread_cond_signal(&wk->cond);
+	wk->inflight_bytes -= bytes;
+	if (wk->inflight == 0 ||
+	    (wk->inflight <= HF_WORKER_INFLIGHT / 2 &&
+	     wk->inflight_bytes <= HF_WORKER_INFLIGHT_BYTES / 2))
+		pthread_cond_signal(&wk->cond);
 	pthread_mutex_unlock(&wk->lock);
 }
 
@@ -87,6 +100,7 @@ struct step_write {
 	int prev_attempt;
 	enum hf_run_status prev_status;
 	struct worker *wk; /* waiting for this commit; NULL: nobody */
+	size_t bytes;	   /* counted in wk->inflight_bytes */
 };
 
 static void step_written(struct hf_write *w)
@@ -95,6 +109,7 @@ static void step_written(struct hf_write *w)
 	struct hf_engine *eng = w->ctx;
 	struct hf_run *run = w->run;
 	struct worker *wk = sw->wk;
+	size_t bytes = sw->bytes;
 	if (w->rc < 0) {
 		/* Not committed: try the step again rather than lose the run,
 		 * once the database writes again (workers pause till then). It
@@ -118,14 +133,14 @@ static void step_written(struct hf_write *w)
 		hf_engine_run_finished(eng, run);
 	else
 		hf_sched_push(eng->sched, run);
-	commit_end(wk);
+	commit_end(wk, bytes);
 }
 
 static void started_written(struct hf_write *w)
 {
 	struct worker *wk = w->ctx;
 	free(w);
-	commit_end(wk);
+	commit_end(wk, 0);
 }
 
 /* Ends a run that cannot proceed (its workflow is gone, its timeout passed)
@@ -162,6 +177,20 @@ static void show_step(struct worker *wk, const struct hf_run *run, int64_t now)
 	pthread_mutex_unlock(&wk->lock);
 }
 
+/* What the result of sw holds until its commit (for
+ * HF_WORKER_INFLIGHT_BYTES). */
+static size_t result_bytes(const struct step_write *sw)
+{
+	const struct hf_step_result *r = &sw->res;
+	size_t n = sizeof *sw + (r->output_text ? strlen(r->output_text) : 0) +
+		   (r->logs_text ? strlen(r->logs_text) : 0) +
+		   (r->error ? strlen(r->error) : 0);
+	for (size_t i = 0; i < r->nemits; i++)
+		n += sizeof r->emits[i] +
+		     (r->emits[i].payload ? strlen(r->emits[i].payload) : 0);
+	return n;
+}
+
 static void execute(struct worker *wk, struct hf_run *run)
 {
 	struct hf_engine *eng = wk->pool->eng;
@@ -184,7 +213,7 @@ static void execute(struct worker *wk, struct hf_run *run)
 		w->run = run;
 		w->done = started_written;
 		w->ctx = wk;
-		commit_begin(wk);
+		commit_begin(wk, 0);
 		hf_store_submit(eng->store, w);
 	}
 	struct step_write *sw = hf_xcalloc(1, sizeof *sw);
@@ -222,9 +251,10 @@ static void execute(struct worker *wk, struct hf_run *run)
 	sw->res.logs_text = json_dumps(sw->res.logs, JSON_COMPACT);
 	atomic_store(&run->step_pending, true);
 	sw->wk = wk;
-	commit_begin(wk);
+	sw->bytes = result_bytes(sw);
+	commit_begin(wk, sw->bytes);
 	hf_store_submit(eng->store, &sw->w);
-	commit_wait(wk, HF_WORKER_INFLIGHT);
+	commit_wait(wk, HF_WORKER_INFLIGHT, HF_WORKER_INFLIGHT_BYTES);
 }
 
 static void *worker_main(void *arg)
@@ -254,7 +284,7 @@ static void *worker_main(void *arg)
 		execute(wk, run);
 	}
 	/* The writer's done() callbacks name this worker: wait for them. */
-	commit_wait(wk, 0);
+	commit_wait(wk, 0, 0);
 	atomic_fetch_sub(&wk->pool->running, 1);
 	return NULL;
 }

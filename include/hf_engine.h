@@ -19,6 +19,7 @@
 #include <stdbool.h>
 
 struct hf_egress;
+struct hf_backlog;
 
 struct hf_options {
 	char *listen; /* HOST:PORT */
@@ -31,7 +32,8 @@ struct hf_options {
 	char *admin_token;
 	bool sync_full;
 	bool data_sync_full; /* --data-sync: the data database's synchronous */
-	int64_t max_queue;
+	int64_t max_queue;   /* the in-memory window: runs in the scheduler */
+	int64_t max_backlog; /* runs waiting on disk before webhooks get 503 */
 	int64_t drain_timeout_ms;
 	int64_t retain_ms; /* 0: keep everything */
 	int http_threads;
@@ -58,6 +60,7 @@ struct hf_engine {
 	struct hf_sched *sched;
 	struct hf_workers *workers;
 	struct hf_outbox *outbox;
+	struct hf_backlog *backlog; /* runs waiting on disk (hf_backlog.h) */
 
 	pthread_mutex_t snap_lock;
 	struct hf_snapshot *snap;

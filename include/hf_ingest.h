@@ -22,6 +22,10 @@ struct hf_ingest *hf_ingest_start(struct hf_engine *eng, int *port,
  * waiting on a commit, answers sync waiters, then stops the daemon. */
 void hf_ingest_stop(struct hf_ingest *in, int64_t timeout_ms);
 
+/* The writer's batch is over (hf_store_on_batch_end, writer thread): resumes
+ * the requests whose commit it answered, all at once. */
+void hf_ingest_batch_end(void);
+
 /* A respond: sync run is over: answers its waiting request. Any thread. */
 void hf_ingest_sync_finish(struct hf_sync_waiter *waiter,
 			   const struct hf_run *run);

@@ -130,16 +130,29 @@
 /* Writes (run starts, step results) a worker may have waiting for their commit
  * before it stops to wait: waiting for every commit would cap a worker at one
  * step per fsync; this bounds how many steps a crash repeats (at most this many
- * per worker), at no cost to throughput. */
+ * per worker). Above what a worker runs during one group commit (two writes a
+ * run, HF_WRITER_BATCH writes a commit), so that commits set the pace: at 32
+ * runs/s were capped at workers x 16 x commits/s. The bytes bound the memory
+ * the waiting results hold (outputs, logs, emits). */
 #ifndef HF_WORKER_INFLIGHT
-#define HF_WORKER_INFLIGHT 32
+#define HF_WORKER_INFLIGHT 1024
+#endif
+#ifndef HF_WORKER_INFLIGHT_BYTES
+#define HF_WORKER_INFLIGHT_BYTES (8 * 1024 * 1024)
 #endif
 
-/* Runs accepted and not finished before ingest answers 503 (--max-queue). Each
+/* Runs held in memory, the in-memory window (--max-queue): past it, accepted
+ * runs wait on disk (the backlog) and come into memory as room frees. Each
  * holds its event in memory (about 6 KiB for a 1 KiB JSON body, decoded), so
- * the default keeps a full queue near 30 MiB and the process under 64 MiB. */
+ * the default keeps a full window near 30 MiB and the process under 64 MiB. */
 #ifndef HF_MAX_QUEUE
 #define HF_MAX_QUEUE 5000
+#endif
+
+/* Runs waiting on disk past the window before ingest answers 503
+ * (--max-backlog; 0: none wait, a full window answers 503). */
+#ifndef HF_MAX_BACKLOG
+#define HF_MAX_BACKLOG 1000000
 #endif
 
 /* Graceful shutdown waits this long for running steps (--drain-timeout). */
@@ -150,6 +163,27 @@
 /* Busy timeout on the data database, which several workers write. */
 #ifndef HF_DATA_BUSY_TIMEOUT_MS
 #define HF_DATA_BUSY_TIMEOUT_MS 5000
+#endif
+
+/* db.* on PostgreSQL (--data postgres://…): a connection attempt gives up
+ * after HF_DATA_PG_CONNECT_MS (or at the step's deadline), and a failed one is
+ * not tried again for HF_DATA_PG_RETRY_MS (the calls meanwhile fail at once
+ * with its message). Rolling back after a step's deadline may take
+ * HF_DATA_PG_GRACE_MS more before the connection is dropped instead. The
+ * server checks every HF_DATA_PG_CHECK_MS that a connection dropped at a
+ * deadline is gone, and stops its statement (client_connection_check_interval).
+ */
+#ifndef HF_DATA_PG_CONNECT_MS
+#define HF_DATA_PG_CONNECT_MS 10000
+#endif
+#ifndef HF_DATA_PG_RETRY_MS
+#define HF_DATA_PG_RETRY_MS 1000
+#endif
+#ifndef HF_DATA_PG_GRACE_MS
+#define HF_DATA_PG_GRACE_MS 1000
+#endif
+#ifndef HF_DATA_PG_CHECK_MS
+#define HF_DATA_PG_CHECK_MS 1000
 #endif
 
 /* Workflows sharing one path that one event can start (more are ignored). */
@@ -353,11 +387,20 @@
 #ifndef HF_REQUIRE_NAME_MAX
 #define HF_REQUIRE_NAME_MAX 199
 #endif
-/* A worker's Lua state gets a full collection after this many steps (and after
- * every failed one), so that garbage of big steps does not linger between
- * them; more often costs CPU on every step. */
-#ifndef HF_LUA_FULL_GC_EVERY
-#define HF_LUA_FULL_GC_EVERY 16
+/* A runtime's Lua state runs its collector in generational mode (a step's
+ * garbage is young: minor collections take it without walking the sandbox
+ * and the chunk cache), with no full collection per step: a full one only
+ * after a failed step, or when it holds this much
+ * more than after its last full collection, so that garbage of big steps does
+ * not linger and the memory limit stays a step's own (a step gets the limit
+ * above what the state holds when it starts). */
+#ifndef HF_LUA_GC_SLACK
+#define HF_LUA_GC_SLACK (1024 * 1024)
+#endif
+/* The step environment is reused, emptied after each step; one that held
+ * more globals than this is dropped instead (no big table kept). */
+#ifndef HF_LUA_ENV_KEEP
+#define HF_LUA_ENV_KEEP 64
 #endif
 
 /* The state database: read connections kept for the API, the CLI and the

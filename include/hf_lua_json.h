@@ -51,6 +51,18 @@ void hf_lua_push_json(lua_State *L, const json_t *v);
 /* The same, keeping every null (object members too) as json.null. */
 void hf_lua_push_json_nulls(lua_State *L, const json_t *v);
 
+/* Pushes the metatable that tags tables as JSON arrays. Never raises. */
+void hf_lua_push_array_tag(lua_State *L);
+
+/* Decodes JSON text s straight into a Lua value (lua_json_decode.c): accepts
+ * what hf_json_parse accepts (same nesting limit), maps values as
+ * hf_lua_push_json (or hf_lua_push_json_nulls when nulls) does, a top-level
+ * null as json.null. Returns 0 with the value pushed, or -1 with nothing
+ * pushed and a message ("invalid JSON at byte N: ...") in err. Raises on
+ * memory (the running step's limit) and past the step's deadline. */
+int hf_lua_json_decode(lua_State *L, const char *s, size_t len, bool nulls,
+		       char *err, size_t errsize);
+
 /* Converts the value at idx to JSON. root names the value in messages
  * ("output"). Returns a new reference, or NULL with a message such as
  * "output.a[2]: cannot convert a function to JSON" written into err. Never

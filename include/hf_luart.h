@@ -4,9 +4,11 @@
  * the conversion between JSON values (jansson) and Lua values.
  *
  * A runtime belongs to one thread for its lifetime. Chunks are compiled once
- * per runtime and cached by (workflow version, chunk name). Each step runs in a
- * fresh environment table whose __index is the read-only sandbox, so nothing a
- * step does to its globals reaches the next step. */
+ * per runtime and cached by (workflow version, chunk name). Each step runs in
+ * the runtime's environment table, whose __index is the read-only sandbox and
+ * which is emptied after every step, so nothing a step does to its globals
+ * reaches the next step. A chunk gets only the globals its source can read
+ * (`event` is not even built for `if: false` or `return 1`). */
 #ifndef HF_LUART_H
 #define HF_LUART_H
 
@@ -54,6 +56,9 @@ struct hf_step_ctx {
 	/* {"id","method","path","query":{},"headers":{},"body":…,"raw":"…",
 	 *  "received_at":…}: becomes the `event` global. */
 	json_t *event;
+	/* When set, the `event` global is built from it instead of event
+	 * (body decoded from the raw bytes once per run: lua_event.c). */
+	const struct hf_event *ev;
 	json_t *steps; /* {"step_id": output} of earlier steps; skipped ones
 			  absent */
 	const char *run_id;
@@ -76,6 +81,20 @@ int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
 int hf_luart_eval(struct hf_luart *rt, const char *cache_key,
 		  const struct hf_expr *e, json_t *event, json_t **value,
 		  char **err);
+
+/* The same with the event as ingest holds it: `event` is built only if the
+ * expression can read it (hf_luart_expr_reads_event), its body from
+ * ev->decoded when ingest kept one, else decoded from ev's raw bytes.
+ * wf gives event.params. */
+int hf_luart_eval_event(struct hf_luart *rt, const char *cache_key,
+			const struct hf_expr *e, const struct hf_event *ev,
+			const struct hf_workflow *wf, json_t **value,
+			char **err);
+
+/* False when an expression's chunk cannot read the `event` global (it does
+ * not name it and cannot reach the environment: no _ENV, _G, load,
+ * require), so that ingest needs no decoded body for it. Conservative. */
+bool hf_luart_expr_reads_event(const char *chunk);
 
 /* True when the Lua value of an `if:` result counts as true (not
  * nil/false/null). */

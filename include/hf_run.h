@@ -25,9 +25,16 @@ struct hf_event {
 	char *path;
 	json_t *query;	 /* object */
 	json_t *headers; /* object, lower-case names */
-	char *body;	 /* raw bytes as received, NUL-terminated */
+	/* The raw bytes as received, NUL-terminated: the stored form, there
+	 * for the event's whole life. A JSON body (by Content-Type, not
+	 * empty) that ingest accepted is valid for hf_json_parse. */
+	char *body;
 	size_t body_len;
-	json_t *decoded;     /* decoded JSON or form body, NULL otherwise */
+	/* The decoded JSON or form body, or NULL: not decoded (yet) or not a
+	 * body that decodes. Ingest decodes it only when a workflow-level
+	 * expression (if:, dedupe, concurrency key) or a Stripe dedupe needs
+	 * it: read it through hf_event_body(), which decodes on first use. */
+	json_t *decoded;
 	int64_t received_at; /* wall ms */
 	json_t *skipped; /* [{"workflow","reason"}] workflows that matched the
 			    path but did not get a run */
@@ -42,6 +49,10 @@ struct hf_event {
 struct hf_event *hf_event_new(void);
 struct hf_event *hf_event_ref(struct hf_event *ev);
 void hf_event_unref(struct hf_event *ev); /* accepts NULL */
+/* ev->decoded, decoded from the raw bytes by the Content-Type on first use
+ * (thread-safe: the first tree set wins, and stays for the event's life).
+ * Borrowed reference; NULL when the body does not decode (OTHER, empty). */
+json_t *hf_event_body(struct hf_event *ev);
 /* The `event` global as JSON: {"id","method","path","params","query",
  * "headers","body","raw","received_at"} ("params" is {}: see below). New
  * reference. "raw" may hold bytes that are not UTF-8: the value is meant for

@@ -22,6 +22,19 @@ void hf_sched_destroy(struct hf_sched *s); /* accepts NULL */
  * lane (run->lane, wf->concurrency_max) or waits in the lane's FIFO; a run
  * whose due_at is in the future waits for it. */
 void hf_sched_push(struct hf_sched *s, struct hf_run *run);
+/* Pushes a list of runs linked through run->next, in order, under one lock:
+ * what a commit made ready goes on in one hand-off. */
+void hf_sched_push_list(struct hf_sched *s, struct hf_run *list);
+/* Counts n runs about to be pushed in the depth when it stays within limit (0:
+ * no limit), and returns whether it did; the caller then sets their
+ * run->admitted, so that the push does not count them again. */
+bool hf_sched_admit(struct hf_sched *s, size_t n, size_t limit);
+/* Takes back n admitted runs that will not be pushed after all. */
+void hf_sched_unadmit(struct hf_sched *s, size_t n);
+/* fn(arg) is called (no lock held, on the thread releasing a run) whenever the
+ * depth falls to low: room for a page of the disk backlog. */
+void hf_sched_on_room(struct hf_sched *s, size_t low, void (*fn)(void *arg),
+		      void *arg);
 /* Blocks until a run is ready (returns it, ownership to the caller) or the
  * scheduler is stopped (returns NULL). */
 struct hf_run *hf_sched_take(struct hf_sched *s);

@@ -164,7 +164,8 @@ int hf_store_retry_delivery(struct hf_store *s, const char *id);
 /* Loads an event for replay (new reference) or NULL. */
 struct hf_event *hf_store_load_event(struct hf_store *s, const char *event_id);
 
-/* Loads every run that is queued or running (at start-up), or only those
+/* Loads every claimed run that is queued or running (at start-up: the
+ * unclaimed ones are the disk backlog, hf_store_load_backlog), or only those
  * created outside this process since the last call (unclaimed; the CLI's replay
  * and retry), marking them claimed, in arrival order (rowid). A run gets the
  * workflow version it was stored with (rebuilt from workflow_versions when set
@@ -175,6 +176,30 @@ struct hf_event *hf_store_load_event(struct hf_store *s, const char *event_id);
 int hf_store_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
 			  bool only_unclaimed,
 			  void (*fn)(struct hf_run *run, void *arg), void *arg);
+/* --- The disk backlog: runs stored unclaimed (HF_W_INGEST or HF_W_RUNS with
+ * w->unclaimed) wait on disk until the server has room for them in memory;
+ * the CLI's replays and retries are stored so too. --- */
+
+/* Loads at most limit unfinished unclaimed runs, oldest (rowid) first, as
+ * hf_store_load_pending does, without claiming them (hf_store_claim_runs
+ * does). Returns how many or -1. Any thread (a read connection). */
+int hf_store_load_backlog(struct hf_store *s, const struct hf_workflow_set *set,
+			  int limit, void (*fn)(struct hf_run *run, void *arg),
+			  void *arg);
+/* Marks runs claimed (taken into memory): a restart no longer finds them in
+ * the backlog but loads them with hf_store_load_pending. Returns 0 or -1.
+ * Writer connection only: use through HF_W_CALL. */
+int hf_store_claim_runs(struct hf_store *s, struct hf_run *const *runs,
+			size_t n);
+/* How many unfinished runs are unclaimed, or -1. Inside an HF_W_CALL on the
+ * writer connection (counting that transaction's writes), else any thread. */
+int64_t hf_store_count_backlog(struct hf_store *s);
+/* fn(arg) is called on the writer thread after the done() calls of each batch
+ * (once per commit): to hand results on once per batch rather than once per
+ * write. Set before the first write. */
+void hf_store_on_batch_end(struct hf_store *s, void (*fn)(void *arg),
+			   void *arg);
+
 /* Stores the version of each workflow of set (the server's, at each load) as
  * the ones in force. Returns 0 or -1. Writer connection only: use through
  * HF_W_CALL. */

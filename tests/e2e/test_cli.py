@@ -489,7 +489,8 @@ def test_serve_refuses_a_bad_number_from_the_environment(tmp_path):
 @pytest.mark.parametrize("cmd,flags", [
     ("serve", ["--listen", "--workflows", "--scripts", "--state", "--data", "--workers",
                "--max-body", "--admin-token", "--sync", "--max-queue", "--drain-timeout",
-               "--retain", "--http-threads", "--data-sync", "--log-format"]),
+               "--retain", "--http-threads", "--data-sync", "--log-format",
+               "--max-backlog"]),
     ("runs", ["--workflow", "--status", "--limit", "--json", "--state", "--follow"]),
 ])
 def test_command_help_lists_its_options(cmd, flags):

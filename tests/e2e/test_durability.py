@@ -145,8 +145,8 @@ def test_sigkill_during_load_loses_nothing(server):
     assert not lost, lost[:5]
     assert len(acked) >= 100
     # only steps whose results were not yet committed at a kill run again
-    # (at most HF_WORKER_INFLIGHT = 32 per worker), and they know it
-    assert dups <= (kills + 1) * workers * 32
+    # (at most HF_WORKER_INFLIGHT = 1024 per worker), and they know it
+    assert dups <= (kills + 1) * workers * 1024
     reran = q(srv.data, "SELECT k FROM execs GROUP BY k HAVING count(*) > 1")
     for (k,) in reran:
         attempts = sorted(a for (a,) in q(
@@ -322,7 +322,8 @@ def test_backpressure_503_then_everything_finishes(server):
     run: |
       {busy(0.5)}
       return event.body.i
-""")}, args=["--max-queue", "5", "--workers", "1"])
+""")}, args=["--max-queue", "5", "--max-backlog", "0",
+                                  "--workers", "1"])
     accepted, refused = [], []
     for i in range(12):
         r = srv.post("/slow", {"i": i})

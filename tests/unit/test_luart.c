@@ -612,6 +612,213 @@ static void test_sandbox(struct hf_luart *rt)
 	expect_healthy(rt);
 }
 
+/* ---- the reused environment, the event from the in-memory event ---- */
+
+/* Runs step i of b with the event given as the worker gives it (ctx.ev). */
+static struct hf_step_result run_ev(struct hf_luart *rt, struct wfb *b,
+				    size_t step, const struct hf_event *ev)
+{
+	struct hf_step_ctx ctx = {
+	    .wf = &b->wf,
+	    .step = step,
+	    .ev = ev,
+	    .steps = g_steps,
+	    .run_id = "run_2",
+	    .attempt = 1,
+	    .timeout_ms = 2000,
+	};
+	struct hf_step_result res;
+	CHECK(hf_luart_run_step(rt, &ctx, &res) == 0);
+	return res;
+}
+
+static void expect_ev(struct hf_luart *rt, struct wfb *b, size_t step,
+		      const struct hf_event *ev, const char *want)
+{
+	struct hf_step_result res = run_ev(rt, b, step, ev);
+	char *got = json_dumps(res.output,
+			       JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS);
+	if (res.status != HF_STEP_SUCCEEDED)
+		fprintf(stderr, "step %zu failed: %s\n", step, res.error);
+	CHECK(res.status == HF_STEP_SUCCEEDED);
+	CHECK_STR(got, want);
+	free(got);
+	hf_step_result_release(&res);
+}
+
+static struct hf_event *mem_event(const char *id, const char *ctype,
+				  const char *body)
+{
+	struct hf_event *ev = hf_event_new();
+	snprintf(ev->id, sizeof ev->id, "%s", id);
+	ev->method = hf_xstrdup("POST");
+	ev->path = hf_xstrdup("/t/42");
+	ev->query = json_pack("{s:s}", "page", "2");
+	ev->headers = ctype ? json_pack("{s:s,s:s}", "content-type", ctype,
+					"x-github-event", "push")
+			    : json_object();
+	ev->body = hf_xstrdup(body);
+	ev->body_len = strlen(body);
+	ev->received_at = 1700000000123;
+	return ev;
+}
+
+static void test_isolation(struct hf_luart *rt)
+{
+	/* A global of one step is gone in the next, whatever the workflow,
+	 * and however it was set. */
+	expect_output(rt,
+		      "leak = 1 rawset(_ENV, 'leak2', 2) _G.leak3 = 3 "
+		      "return leak + leak2 + leak3",
+		      "6");
+	expect_error(rt, "return leak", "undefined global 'leak'");
+	expect_error(rt, "return leak2", "undefined global 'leak2'");
+	expect_error(rt, "return leak3", "undefined global 'leak3'");
+	struct wfb other;
+	wf_init(&other);
+	other.wf.name = "other";
+	other.wf.version = "v9";
+	wf_add(&other, "s",
+	       "return rawget(_ENV, 'leak') == nil and "
+	       "rawget(_G, 'leak2') == nil");
+	struct hf_step_result r = run_wf(rt, &other, 0, 2000);
+	CHECK(r.status == HF_STEP_SUCCEEDED && json_is_true(r.output));
+	hf_step_result_release(&r);
+	/* Sandbox globals cannot be taken away from later steps. */
+	expect_output(rt, "json = nil string = nil _G.table = nil return 1",
+		      "1");
+	expect_output(rt,
+		      "return json.encode({string.upper('a'), "
+		      "table.concat({'b'})})",
+		      "\"[\\\"A\\\",\\\"b\\\"]\"");
+	expect_error(rt, "string.upper = nil", "read-only table 'string'");
+	expect_error(rt, "json.decode = nil", "read-only table 'json'");
+	expect_output(rt,
+		      "pcall(function() string.upper = nil end) "
+		      "return string.upper('x')",
+		      "\"X\"");
+	expect_output(rt, "_G = nil return 1", "1");
+	expect_output(rt, "return _G == _ENV and _G.json ~= nil", "true");
+	expect_output(rt, "_G = {json = 1} return type(_G.json)", "\"number\"");
+	expect_output(rt, "return type(_G.json)", "\"table\"");
+	expect_error(rt, "setmetatable(_ENV, {})",
+		     "cannot change a protected metatable");
+	/* Many globals: the environment is dropped, not kept big. */
+	expect_output(rt,
+		      "for i = 1, 1000 do _ENV['g' .. i] = i end "
+		      "return g1000",
+		      "1000");
+	expect_error(rt, "return g1", "undefined global 'g1'");
+	/* An environment captured by a closure reads nothing of later steps
+	 * (a coroutine left suspended dies with its step). */
+	expect_output(rt,
+		      "local co = coroutine.wrap(function() "
+		      "coroutine.yield(1) return secret end) co() "
+		      "secret = 1 return 1",
+		      "1");
+	expect_error(rt, "return secret", "undefined global 'secret'");
+	/* A chunk gets the globals its source names, or all of them when it
+	 * can reach the environment. */
+	expect_output(rt, "return _G['ev' .. 'ent'].id", "\"ev_1\"");
+	expect_output(rt, "return _ENV['st' .. 'eps'].first.value", "10");
+	expect_output(rt, "return load('return event.id')()", "\"ev_1\"");
+	expect_output(rt,
+		      "local n = 0 for k in pairs(_G) do n = n + 1 end "
+		      "return n",
+		      "5"); /* _G, event, steps, run, args */
+	/* Memory stays bounded without a full collection per step. */
+	for (int i = 0; i < 300; i++) {
+		struct hf_step_result g = run_code(
+		    rt, "local t = {} for i = 1, 2000 do t[i] = {i, 'x' .. i} "
+			"end return #t");
+		CHECK(g.status == HF_STEP_SUCCEEDED);
+		hf_step_result_release(&g);
+	}
+	expect_output(rt, "return collectgarbage('count') < 8192", "true");
+	expect_healthy(rt);
+}
+
+static void test_mem_event(struct hf_luart *rt)
+{
+	struct wfb b;
+	wf_init(&b);
+	b.wf.path = "/t/{id}";
+	wf_add(&b, "a",
+	       "local b = event.body event.body.ticket.id = 99 "
+	       "b.tags[1] = 'changed' event.extra = 1 "
+	       "return {b.ticket.id, b.missing == nil, b.tags[2] == json.null, "
+	       "#b.tags, getmetatable(b.tags) ~= nil, event.params.id, "
+	       "event.query.page, event.raw, event.received_at, event.id, "
+	       "event.method, event.path, event.headers['content-type']}");
+	wf_add(&b, "b",
+	       "return {event.body.ticket.id, event.body.tags[1], "
+	       "event.extra == nil, json.encode(event.body.empty)}");
+	wf_add(&b, "c", "return event.body.ticket.id");
+	const char *body = "{\"ticket\":{\"id\":7},\"missing\":null,"
+			   "\"tags\":[\"a\",null],\"empty\":[]}";
+	struct hf_event *ev = mem_event("ev_mem1", "application/json", body);
+	char want[512];
+	json_t *jbody = json_string(body);
+	char *qbody = json_dumps(jbody, JSON_ENCODE_ANY);
+	snprintf(want, sizeof want,
+		 "[99,true,true,2,true,\"42\",\"2\",%s,"
+		 "\"2023-11-14T22:13:20.123Z\",\"ev_mem1\",\"POST\",\"/t/42\","
+		 "\"application/json\"]",
+		 qbody);
+	free(qbody);
+	json_decref(jbody);
+	expect_ev(rt, &b, 0, ev, want);
+	/* The next steps of the run see the body as received. */
+	expect_ev(rt, &b, 1, ev, "[7,\"a\",true,\"[]\"]");
+	expect_ev(rt, &b, 0, ev, want); /* a retry of step a, too */
+	expect_ev(rt, &b, 2, ev, "7");
+	/* Another event: its own body. */
+	struct hf_event *ev2 =
+	    mem_event("ev_mem2", "application/json", "{\"ticket\":{\"id\":8}}");
+	expect_ev(rt, &b, 2, ev2, "8");
+	expect_ev(rt, &b, 1, ev, "[7,\"a\",true,\"[]\"]");
+	hf_event_unref(ev2);
+	hf_event_unref(ev);
+	/* No body for other types, for JSON null and for invalid JSON; a
+	 * form; a GitHub form's payload. */
+	wf_init(&b);
+	wf_add(&b, "a", "return {event.body == nil, #event.raw}");
+	ev = mem_event("ev_mem3", "text/plain", "{\"a\":1}");
+	expect_ev(rt, &b, 0, ev, "[true,7]");
+	hf_event_unref(ev);
+	ev = mem_event("ev_mem4", "application/json", "null");
+	expect_ev(rt, &b, 0, ev, "[true,4]");
+	hf_event_unref(ev);
+	ev = mem_event("ev_mem5", "application/json", "{\"a\":");
+	expect_ev(rt, &b, 0, ev, "[true,5]");
+	hf_event_unref(ev);
+	wf_init(&b);
+	wf_add(&b, "a", "return event.body");
+	ev = mem_event("ev_mem6", "application/x-www-form-urlencoded",
+		       "a=1&b=x+y");
+	json_decref(ev->headers);
+	ev->headers = json_pack("{s:s}", "content-type",
+				"application/x-www-form-urlencoded");
+	expect_ev(rt, &b, 0, ev, "{\"a\":\"1\",\"b\":\"x y\"}");
+	hf_event_unref(ev);
+	ev = mem_event("ev_mem7", "application/x-www-form-urlencoded",
+		       "payload=%7B%22n%22%3A1%7D");
+	expect_ev(rt, &b, 0, ev, "{\"n\":1}");
+	hf_event_unref(ev);
+	ev = mem_event("ev_mem8", "application/json", "[1,null,2.5]");
+	expect_ev(rt, &b, 0, ev, "[1,null,2.5]");
+	hf_event_unref(ev);
+	/* `if: false` needs no event at all. */
+	wf_init(&b);
+	struct hf_step *st = wf_add(&b, "a", "return event.body.x");
+	wf_if(&b, st, "false");
+	ev = mem_event("ev_mem9", "application/json", "{\"x\":1}");
+	struct hf_step_result r = run_ev(rt, &b, 0, ev);
+	CHECK(r.status == HF_STEP_SKIPPED);
+	hf_step_result_release(&r);
+	hf_event_unref(ev);
+}
+
 /* ---- limits ---- */
 
 static void test_timeouts(struct hf_luart *rt)
@@ -1031,6 +1238,8 @@ int main(void)
 	test_memory(rt);
 	test_patterns(rt);
 	test_retry(rt);
+	test_isolation(rt);
+	test_mem_event(rt);
 	expect_healthy(rt);
 	hf_luart_destroy(rt);
 

@@ -82,6 +82,48 @@ static void test_fifo(void)
 	hf_sched_destroy(s);
 }
 
+static atomic_int room_calls;
+
+static void on_room(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&room_calls, 1);
+}
+
+/* The window: slots admitted before the push, taken back, a list pushed in
+ * order under one lock (lanes too), the room callback at the low mark. */
+static void test_admit_and_list(void)
+{
+	struct hf_sched *s = hf_sched_create();
+	CHECK(hf_sched_admit(s, 3, 4));
+	CHECK(!hf_sched_admit(s, 2, 4)); /* 5 > 4 */
+	CHECK(hf_sched_admit(s, 1, 4));
+	CHECK(hf_sched_admit(s, 10, 0)); /* no limit */
+	CHECK(hf_sched_depth(s) == 14);
+	hf_sched_unadmit(s, 10);
+	CHECK(hf_sched_depth(s) == 4);
+	hf_sched_on_room(s, 2, on_room, NULL);
+	struct hf_run *r[4], *list = NULL, **tail = &list;
+	for (int i = 0; i < 4; i++) {
+		r[i] = new_run(ev, wf_lane1b, "k");
+		r[i]->admitted = true; /* counted by the admit above */
+		*tail = r[i];
+		tail = &r[i]->next;
+	}
+	hf_sched_push_list(s, list);
+	CHECK(hf_sched_depth(s) == 4);
+	CHECK(hf_sched_ready(s) == 1); /* one lane, max 1 */
+	for (int i = 0; i < 4; i++) {
+		struct hf_run *got = hf_sched_take(s);
+		CHECK(got == r[i]);
+		finish(s, got);
+	}
+	CHECK(hf_sched_depth(s) == 0);
+	CHECK(atomic_load(&room_calls) == 1); /* 3 -> 2 only */
+	hf_sched_on_room(s, 0, NULL, NULL);
+	hf_sched_destroy(s);
+}
+
 static void test_due(void)
 {
 	struct hf_sched *s = hf_sched_create();
@@ -330,6 +372,7 @@ int main(void)
 	ev = new_event();
 
 	test_fifo();
+	test_admit_and_list();
 	test_due();
 	test_lane_max1();
 	test_lane_max2();

@@ -1,0 +1,316 @@
+/* json_check.c - whether bytes are a JSON text that hf_json_parse accepts,
+ * without building it (see hf_json_check.h): ingest validates a webhook's JSON
+ * body on its HTTP thread and leaves the decoding to whoever needs the tree.
+ *
+ * Follows jansson 2.14's decoder with JSON_DECODE_ANY and the nesting limit
+ * of hf_json_parse: strict UTF-8 everywhere (no overlongs, surrogates or
+ * values past U+10FFFF), no control characters in strings, \u0000 refused
+ * (no JSON_ALLOW_NUL), a high surrogate escape only followed by a low one,
+ * integers within int64_t, reals that do not overflow a double, one value and
+ * only white space after it. It refuses the NUL byte that jansson's lexer
+ * drops after a number or a literal (hf_json_check.h). Compared with jansson
+ * by tests/unit/test_json_check.c (a corpus and its mutations) and
+ * tests/fuzz/fuzz_json_check.c.
+ *
+ * Pure function, any thread. */
+#include "hf_json_check.h"
+
+#include "hf_limits.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct jc {
+	const unsigned char *p, *end;
+	int depth;
+};
+
+static void ws(struct jc *c)
+{
+	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' ||
+				 *c->p == '\n' || *c->p == '\r'))
+		c->p++;
+}
+
+static int hexval(unsigned char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* Four hex digits at p (within end) into *v. */
+static bool hex4(const unsigned char *p, const unsigned char *end, unsigned *v)
+{
+	if (end - p < 4)
+		return false;
+	*v = 0;
+	for (int i = 0; i < 4; i++) {
+		int h = hexval(p[i]);
+		if (h < 0)
+			return false;
+		*v = *v << 4 | (unsigned)h;
+	}
+	return true;
+}
+
+/* A valid UTF-8 sequence of 2 to 4 bytes at c->p (jansson's utf8_check_*):
+ * skips it, or returns false. */
+static bool utf8(struct jc *c)
+{
+	unsigned char u = *c->p;
+	size_t n;
+	unsigned v;
+	if (u >= 0xC2 && u <= 0xDF) {
+		n = 2;
+		v = u & 0x1F;
+	} else if (u >= 0xE0 && u <= 0xEF) {
+		n = 3;
+		v = u & 0x0F;
+	} else if (u >= 0xF0 && u <= 0xF4) {
+		n = 4;
+		v = u & 0x07;
+	} else {
+		return false;
+	}
+	if ((size_t)(c->end - c->p) < n)
+		return false;
+	for (size_t i = 1; i < n; i++) {
+		if ((c->p[i] & 0xC0) != 0x80)
+			return false;
+		v = v << 6 | (c->p[i] & 0x3F);
+	}
+	if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) ||
+	    (n == 3 && v < 0x800) || (n == 4 && v < 0x10000))
+		return false;
+	c->p += n;
+	return true;
+}
+
+static bool string(struct jc *c)
+{
+	c->p++; /* '"' */
+	while (c->p < c->end) {
+		unsigned char ch = *c->p;
+		if (ch == '"') {
+			c->p++;
+			return true;
+		}
+		if (ch < 0x20)
+			return false;
+		if (ch >= 0x80) {
+			if (!utf8(c))
+				return false;
+			continue;
+		}
+		if (ch != '\\') {
+			c->p++;
+			continue;
+		}
+		if (++c->p >= c->end)
+			return false;
+		switch (*c->p) {
+		case '"':
+		case '\\':
+		case '/':
+		case 'b':
+		case 'f':
+		case 'n':
+		case 'r':
+		case 't':
+			c->p++;
+			continue;
+		case 'u':
+			break;
+		default:
+			return false;
+		}
+		unsigned v, v2;
+		if (!hex4(c->p + 1, c->end, &v))
+			return false;
+		c->p += 5;
+		if (v == 0 || (v >= 0xDC00 && v <= 0xDFFF))
+			return false;
+		if (v >= 0xD800 && v <= 0xDBFF) {
+			if (c->end - c->p < 6 || c->p[0] != '\\' ||
+			    c->p[1] != 'u' || !hex4(c->p + 2, c->end, &v2) ||
+			    v2 < 0xDC00 || v2 > 0xDFFF)
+				return false;
+			c->p += 6;
+		}
+	}
+	return false;
+}
+
+static bool digit(const struct jc *c)
+{
+	return c->p < c->end && *c->p >= '0' && *c->p <= '9';
+}
+
+static bool number(struct jc *c)
+{
+	const unsigned char *start = c->p;
+	bool neg = *c->p == '-';
+	if (neg)
+		c->p++;
+	if (!digit(c))
+		return false;
+	const unsigned char *int_start = c->p;
+	if (*c->p == '0') {
+		c->p++;
+		if (digit(c))
+			return false;
+	} else {
+		while (digit(c))
+			c->p++;
+	}
+	bool real = false;
+	if (c->p < c->end && *c->p == '.') {
+		real = true;
+		c->p++;
+		if (!digit(c))
+			return false;
+		while (digit(c))
+			c->p++;
+	}
+	if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+		real = true;
+		c->p++;
+		if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
+			c->p++;
+		if (!digit(c))
+			return false;
+		while (digit(c))
+			c->p++;
+	}
+	if (!real) {
+		/* Within int64_t, as strtoll sees it (no leading zeros). */
+		size_t n = (size_t)(c->p - int_start);
+		const char *max =
+		    neg ? "9223372036854775808" : "9223372036854775807";
+		return n < 19 || (n == 19 && memcmp(int_start, max, 19) <= 0);
+	}
+	/* A real that overflows a double is refused. */
+	size_t n = (size_t)(c->p - start);
+	char buf[128];
+	char *s = n < sizeof buf ? buf : malloc(n + 1);
+	if (!s)
+		return false;
+	memcpy(s, start, n);
+	s[n] = '\0';
+	double d = strtod(s, NULL);
+	if (s != buf)
+		free(s);
+	return !isinf(d);
+}
+
+static bool literal(struct jc *c, const char *word, size_t n)
+{
+	if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0)
+		return false;
+	c->p += n;
+	/* jansson reads a word of letters as one token: "truex" is none. */
+	return !(c->p < c->end && ((*c->p >= 'a' && *c->p <= 'z') ||
+				   (*c->p >= 'A' && *c->p <= 'Z')));
+}
+
+static bool value(struct jc *c);
+
+static bool array(struct jc *c)
+{
+	c->p++; /* '[' */
+	ws(c);
+	if (c->p < c->end && *c->p == ']') {
+		c->p++;
+		return true;
+	}
+	for (;;) {
+		if (!value(c))
+			return false;
+		ws(c);
+		if (c->p >= c->end)
+			return false;
+		if (*c->p == ']') {
+			c->p++;
+			return true;
+		}
+		if (*c->p != ',')
+			return false;
+		c->p++;
+		ws(c);
+	}
+}
+
+static bool object(struct jc *c)
+{
+	c->p++; /* '{' */
+	ws(c);
+	if (c->p < c->end && *c->p == '}') {
+		c->p++;
+		return true;
+	}
+	for (;;) {
+		if (c->p >= c->end || *c->p != '"' || !string(c))
+			return false;
+		ws(c);
+		if (c->p >= c->end || *c->p != ':')
+			return false;
+		c->p++;
+		ws(c);
+		if (!value(c))
+			return false;
+		ws(c);
+		if (c->p >= c->end)
+			return false;
+		if (*c->p == '}') {
+			c->p++;
+			return true;
+		}
+		if (*c->p != ',')
+			return false;
+		c->p++;
+		ws(c);
+	}
+}
+
+static bool value(struct jc *c)
+{
+	if (c->p >= c->end)
+		return false;
+	switch (*c->p) {
+	case '{':
+	case '[': {
+		if (++c->depth > HF_JSON_MAX_DEPTH)
+			return false;
+		bool ok = *c->p == '{' ? object(c) : array(c);
+		c->depth--;
+		return ok;
+	}
+	case '"':
+		return string(c);
+	case 't':
+		return literal(c, "true", 4);
+	case 'f':
+		return literal(c, "false", 5);
+	case 'n':
+		return literal(c, "null", 4);
+	default:
+		return number(c);
+	}
+}
+
+bool hf_json_check(const char *text, size_t len)
+{
+	struct jc c = {(const unsigned char *)text,
+		       (const unsigned char *)text + len, 0};
+	ws(&c);
+	if (!value(&c))
+		return false;
+	ws(&c);
+	return c.p == c.end;
+}
