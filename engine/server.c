@@ -27,6 +27,10 @@
 struct hf_server {
 	struct hf_engine eng;
 	struct hf_ingest *ingest;
+	/* dir_stamp of the workflows and scripts as they were just before
+	 * the first load: a change made after it, even before the server
+	 * says it is listening, triggers a reload. */
+	unsigned long long stamp;
 };
 
 static volatile sig_atomic_t got_stop, got_hup;
@@ -265,6 +269,7 @@ static int start_core(struct hf_server *srv)
 	struct hf_options *o = &srv->eng.opt;
 	struct hf_error err = {0};
 	struct hf_diags diags = {0};
+	srv->stamp = dir_stamp(o->workflows_dir) ^ dir_stamp(o->scripts_dir);
 	struct hf_workflow_set *set = hf_workflow_set_load(
 	    o->workflows_dir, o->scripts_dir, NULL, &diags);
 	print_diags(&diags);
@@ -367,8 +372,7 @@ static int start_listening(struct hf_server *srv)
 static void housekeeping(struct hf_server *srv)
 {
 	const struct hf_options *o = &srv->eng.opt;
-	unsigned long long stamp =
-	    dir_stamp(o->workflows_dir) ^ dir_stamp(o->scripts_dir);
+	unsigned long long stamp = srv->stamp;
 	int64_t next_prune = 0;
 	while (!got_stop) {
 		sleep(1); /* interrupted by signals */
