@@ -236,6 +236,8 @@ int hf_sqlite_load_pending(struct hf_store *s,
 			   void (*fn)(struct hf_run *run, void *arg),
 			   void *arg);
 bool hf_sqlite_changed(struct hf_store *s);
+int hf_sqlite_dedupe_last(struct hf_store *s, const char *workflow,
+			  const char *prefix, char *out, size_t size);
 int hf_sqlite_save_versions(struct hf_store *s,
 			    const struct hf_workflow_set *set);
 struct hf_workflow_set *hf_sqlite_stored_workflows(struct hf_store *s);
