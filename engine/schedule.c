@@ -138,15 +138,14 @@ static void catch_up(struct hf_engine *eng, struct hf_workflow *wf, size_t idx,
 	const struct hf_schedule *sc = &wf->schedules[idx];
 	char prefix[32], last[128];
 	int64_t last_s;
-	if (sc->catch_up <= 0)
-		return;
 	snprintf(prefix, sizeof prefix, "schedule:%zu:", idx);
 	if (hf_store_dedupe_last(eng->store, wf->name, prefix, last,
 				 sizeof last) != 1 ||
 	    hf_cron_parse_time(last + strlen(prefix), &last_s) < 0)
 		return;
+	/* Counted even with catch_up: 0, for the log line. */
 	int64_t ring[HF_SCHEDULE_CATCH_UP_MAX];
-	size_t k = (size_t)sc->catch_up, count = 0;
+	size_t k = sc->catch_up > 0 ? (size_t)sc->catch_up : 1, count = 0;
 	for (int64_t t = last_s; count < COUNT_MAX;) {
 		t = hf_cron_next(&sc->expr, sc->tz, t);
 		if (t < 0 || t > now_s)
@@ -156,12 +155,14 @@ static void catch_up(struct hf_engine *eng, struct hf_workflow *wf, size_t idx,
 	if (!count)
 		return;
 	size_t run = count < k ? count : k;
+	if (sc->catch_up <= 0)
+		run = 0;
 	hf_log(HF_LOG_INFO,
 	       "schedule: workflow '%s' missed %zu%s fire%s of '%s' while "
 	       "stopped: running %s%zu (catch_up: %d)",
 	       wf->name, count, count >= COUNT_MAX ? "+" : "",
 	       count == 1 ? "" : "s", sc->cron,
-	       run < count ? "the latest " : "", run, sc->catch_up);
+	       run && run < count ? "the latest " : "", run, sc->catch_up);
 	for (size_t i = count - run; i < count; i++)
 		fire(eng, wf, idx, ring[i % k]);
 }

@@ -1,0 +1,218 @@
+"""on.schedule against the real server, at a per-second test cadence
+(HOOKFLOW_TEST_CRON_SECONDS=1 allows a leading seconds field):
+
+- each fire time makes one run, whose event is method SCHEDULE, path the
+  workflow's name, event.schedule = {cron, at}, no body;
+- across a restart (SIGTERM and SIGKILL) no fire time runs twice and, with a
+  large catch_up, none is lost;
+- catch_up 2 and 0 after a stop spanning several fire times;
+- a workflow with both a webhook and a schedule;
+- `hookflow check` errors at FILE:LINE:COL, `hookflow run --now`.
+
+Waits are bounded; the assertions are on counts and fire times, never on
+durations."""
+import datetime
+import re
+import signal
+import time
+
+import pytest
+
+from conftest import BIN, wait_for
+
+SECONDS = {"HOOKFLOW_TEST_CRON_SECONDS": "1"}
+
+
+def tick(catch_up=100, cron="* * * * * *", extra=""):
+    return {"tick": f"""
+        name: tick
+        on:
+          {extra}
+          schedule:
+            - cron: "{cron}"
+              catch_up: {catch_up}
+        steps:
+          - id: s
+            run: |
+              local s = event.schedule or {{}}
+              return {{ at = s.at, cron = s.cron,
+                        method = event.method, path = event.path,
+                        body_nil = event.body == nil }}
+    """}
+
+
+def outputs(srv, workflow="tick"):
+    """The finished runs' outputs: [(run, output)], oldest first."""
+    r = srv.api("GET", f"/api/runs?workflow={workflow}&limit=1000")
+    assert r.status == 200, r
+    out = []
+    for run in r.json()["runs"]:
+        if run["status"] != "succeeded":
+            continue
+        out.append((run, run["steps"][0]["output"]))
+    return out[::-1]
+
+
+def ats(srv):
+    return [o["at"] for _, o in outputs(srv) if o and o.get("method") == "SCHEDULE"]
+
+
+def secs(at):
+    return int(datetime.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ")
+               .replace(tzinfo=datetime.timezone.utc).timestamp())
+
+
+def wait_fires(srv, n, timeout=20):
+    return wait_for(lambda: len(ats(srv)) >= n or None, timeout,
+                    what=f"{n} schedule fires")
+
+
+def test_fires_once_per_time_with_event_fields(server):
+    srv = server(tick(), env=SECONDS)
+    wait_fires(srv, 3)
+    runs = outputs(srv)
+    times = [o["at"] for _, o in runs]
+    assert len(times) == len(set(times)), times
+    for run, o in runs:
+        assert o["method"] == "SCHEDULE" and o["path"] == "tick", o
+        assert o["cron"] == "* * * * * *" and o["body_nil"] is True, o
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", o["at"]), o
+        ev = srv.api("GET", f"/api/events/{run['event']}").json()
+        assert ev["method"] == "SCHEDULE" and ev["path"] == "tick", ev
+    # One run per second of the cadence: consecutive fire times.
+    s = sorted(secs(t) for t in times)
+    assert s == list(range(s[0], s[0] + len(s))), times
+    metrics = srv.get("/metrics").body
+    assert re.search(r'hookflow_schedule_fires_total\{workflow="tick",'
+                     r'outcome="run"\} [1-9]', metrics), metrics
+    wf = srv.api("GET", "/api/workflows").json()
+    wf = wf.get("workflows", wf) if isinstance(wf, dict) else wf
+    tickwf = [w for w in wf if w["name"] == "tick"][0]
+    assert tickwf["path"] is None
+    assert tickwf["schedule"] == [{"cron": "* * * * * *", "timezone": "UTC",
+                                   "catch_up": 100}]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_restart_never_fires_twice(server, sig):
+    srv = server(tick(catch_up=100), env=SECONDS)
+    wait_fires(srv, 2)
+    if sig == signal.SIGKILL:
+        srv.kill()
+    else:
+        assert srv.stop(sig) == 0
+    srv.start()
+    n = len(ats(srv))
+    wait_fires(srv, n + 3)
+    srv.stop()
+    srv.start()
+    times = ats(srv)
+    # Every fire time once: none twice, and (catch_up 100) none lost.
+    assert len(times) == len(set(times)), times
+    s = sorted(secs(t) for t in times)
+    assert s == list(range(s[0], s[0] + len(s))), times
+
+
+@pytest.mark.parametrize("catch_up", [2, 0])
+def test_catch_up_after_a_stop(server, catch_up):
+    srv = server(tick(catch_up=catch_up), env=SECONDS)
+    wait_fires(srv, 1)
+    assert srv.stop() == 0
+    last = max(secs(t) for t in _stored_ats(srv))
+    # A stop spanning several fire times.
+    wait_for(lambda: time.time() >= last + 4 or None, 10, what="time")
+    srv.start()
+    m = wait_for(lambda: re.search(
+        r"workflow 'tick' missed (\d+) fires? of .* running (?:the latest )?"
+        r"(\d+) \(catch_up: (\d+)\)", srv.stderr()), 10, what="catch-up line")
+    missed, ran = int(m.group(1)), int(m.group(2))
+    assert missed >= 3 and int(m.group(3)) == catch_up
+    assert ran == min(catch_up, missed)
+    # The live fires after the start come on top.
+    wait_fires(srv, 1 + ran + 2)
+    after = sorted(secs(t) for t in ats(srv) if secs(t) > last)
+    caught = [t for t in after if t <= last + missed]
+    live = [t for t in after if t > last + missed]
+    assert caught == list(range(last + missed - ran + 1, last + missed + 1))
+    assert live and live == list(range(live[0], live[0] + len(live)))
+    assert len(after) == len(set(after))
+
+
+def _stored_ats(srv):
+    """The fire times of the runs in the stopped server's state database."""
+    p = srv.cli("runs", "--state", str(srv.state), "--workflow", "tick",
+                "--limit", "1000", "--json", check=True)
+    import json
+    runs = json.loads(p.stdout)["runs"]
+    return [r["steps"][0]["output"]["at"] for r in runs
+            if r["status"] == "succeeded"]
+
+
+def test_webhook_and_schedule(server):
+    srv = server(tick(extra="webhook: {path: /both}"), env=SECONDS)
+    r = srv.post("/both", {"hello": 1})
+    assert r.status == 202, r
+    run = srv.wait_run(r.json()["runs"][0])
+    assert run["status"] == "succeeded", run
+    wait_fires(srv, 2)
+    methods = [o.get("method") for _, o in outputs(srv)]
+    assert methods.count("POST") == 1 and methods.count("SCHEDULE") >= 2
+
+
+def test_check_errors_file_line_col(tmp_path):
+    import subprocess
+    f = tmp_path / "bad.yml"
+    f.write_text(
+        "name: bad\n"
+        "on:\n"
+        "  schedule:\n"
+        "    - cron: \"0 25 * * *\"\n"
+        "      timezone: Mars/Olympus\n"
+        "      catch_up: -1\n"
+        "    - cron: \"*/5 * * FOO *\"\n"
+        "    - cron: \"* * * * * *\"\n"
+        "    - {cron: \"@reboot\"}\n"
+        "steps: [{id: s, run: return 1}]\n")
+    p = subprocess.run([BIN, "check", str(f)], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode != 0
+    out = p.stdout + p.stderr
+    for where, what in [("4:16", "invalid hour field '25'"),
+                        ("5:17", "unknown time zone 'Mars/Olympus'"),
+                        ("6:17", "catch_up"),
+                        ("7:22", "invalid month field 'FOO'"),
+                        ("8:14", "needs 5 fields"),
+                        ("9:15", "unknown cron macro '@reboot'")]:
+        assert f"{f}:{where}: " in out and what in out, (where, out)
+    # The seconds field is for tests only.
+    env = dict(SECONDS)
+    import os
+    p = subprocess.run([BIN, "check", str(f)], capture_output=True, text=True,
+                       timeout=30, env=dict(os.environ, **env))
+    assert "needs 5 fields" not in p.stdout + p.stderr
+
+
+def test_run_now(tmp_path):
+    import json
+    import subprocess
+    f = tmp_path / "nightly.yml"
+    f.write_text(
+        "name: nightly\n"
+        "on:\n"
+        "  schedule:\n"
+        "    - cron: \"0 2 * * MON-FRI\"\n"
+        "      timezone: Europe/Berlin\n"
+        "steps:\n"
+        "  - id: s\n"
+        "    run: return {at = event.schedule.at, cron = event.schedule.cron,"
+        " method = event.method}\n")
+    p = subprocess.run([BIN, "run", str(f), "--now", "2026-12-07T01:00:00Z",
+                        "--data", str(tmp_path / "d.db")],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    line = json.loads(p.stdout.splitlines()[0])
+    assert line["output"] == {"at": "2026-12-07T01:00:00Z",
+                              "cron": "0 2 * * MON-FRI", "method": "SCHEDULE"}
+    p = subprocess.run([BIN, "run", str(f), "--now", "tomorrow"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "--now" in p.stderr
