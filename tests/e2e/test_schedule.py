@@ -12,8 +12,11 @@
 Waits are bounded; the assertions are on counts and fire times, never on
 durations."""
 import datetime
+import json
+import os
 import re
 import signal
+import subprocess
 import time
 
 import pytest
@@ -53,13 +56,32 @@ def outputs(srv, workflow="tick"):
     return out[::-1]
 
 
-def ats(srv):
-    return [o["at"] for _, o in outputs(srv) if o and o.get("method") == "SCHEDULE"]
-
-
 def secs(at):
     return int(datetime.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ")
                .replace(tzinfo=datetime.timezone.utc).timestamp())
+
+
+def created(run):
+    return datetime.datetime.strptime(run["created_at"], "%Y-%m-%dT%H:%M:%S.%fZ") \
+        .replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def fires(srv, workflow="tick"):
+    """Every stored run of a schedule's fire, whatever its status, as
+    [(fire time in seconds, run)] in fire-time order. The fire time is read
+    from the run's event, so a queued or running run counts too."""
+    r = srv.api("GET", f"/api/runs?workflow={workflow}&limit=1000")
+    assert r.status == 200, r
+    out = []
+    for run in r.json()["runs"]:
+        ev = srv.api("GET", f"/api/events/{run['event']}").json()
+        if ev["method"] == "SCHEDULE":
+            out.append((secs(ev["query"]["at"]), run))
+    return sorted(out, key=lambda x: x[0])
+
+
+def ats(srv):
+    return [t for t, _ in fires(srv)]
 
 
 def wait_fires(srv, n, timeout=20):
@@ -67,21 +89,25 @@ def wait_fires(srv, n, timeout=20):
                     what=f"{n} schedule fires")
 
 
+def contiguous(times):
+    """Sorted, no repeat, no gap (a fire every second)."""
+    return sorted(times) == list(range(min(times), min(times) + len(times)))
+
+
 def test_fires_once_per_time_with_event_fields(server):
     srv = server(tick(), env=SECONDS)
     wait_fires(srv, 3)
+    wait_for(lambda: len(outputs(srv)) >= 3 or None, 20, what="3 runs")
+    # One run per second of the cadence: consecutive fire times, none twice.
+    assert contiguous(ats(srv)), ats(srv)
     runs = outputs(srv)
-    times = [o["at"] for _, o in runs]
-    assert len(times) == len(set(times)), times
     for run, o in runs:
         assert o["method"] == "SCHEDULE" and o["path"] == "tick", o
         assert o["cron"] == "* * * * * *" and o["body_nil"] is True, o
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", o["at"]), o
         ev = srv.api("GET", f"/api/events/{run['event']}").json()
         assert ev["method"] == "SCHEDULE" and ev["path"] == "tick", ev
-    # One run per second of the cadence: consecutive fire times.
-    s = sorted(secs(t) for t in times)
-    assert s == list(range(s[0], s[0] + len(s))), times
+        assert ev["query"] == {"cron": o["cron"], "at": o["at"]}, ev
     metrics = srv.get("/metrics").body
     assert re.search(r'hookflow_schedule_fires_total\{workflow="tick",'
                      r'outcome="run"\} [1-9]', metrics), metrics
@@ -108,9 +134,10 @@ def test_restart_never_fires_twice(server, sig):
     srv.start()
     times = ats(srv)
     # Every fire time once: none twice, and (catch_up 100) none lost.
-    assert len(times) == len(set(times)), times
-    s = sorted(secs(t) for t in times)
-    assert s == list(range(s[0], s[0] + len(s))), times
+    assert contiguous(times), times
+    # Every run of them finishes, those cut short by the kill too.
+    for _, run in fires(srv):
+        assert srv.wait_run(run["id"])["status"] == "succeeded"
 
 
 @pytest.mark.parametrize("catch_up", [2, 0])
@@ -118,9 +145,10 @@ def test_catch_up_after_a_stop(server, catch_up):
     srv = server(tick(catch_up=catch_up), env=SECONDS)
     wait_fires(srv, 1)
     assert srv.stop() == 0
-    last = max(secs(t) for t in _stored_ats(srv))
+    stopped = time.time()
     # A stop spanning several fire times.
-    wait_for(lambda: time.time() >= last + 4 or None, 10, what="time")
+    wait_for(lambda: time.time() >= stopped + 4 or None, 10, what="time")
+    restarted = time.time()
     srv.start()
     m = wait_for(lambda: re.search(
         r"workflow 'tick' missed (\d+) fires? of .* running (?:the latest )?"
@@ -128,24 +156,17 @@ def test_catch_up_after_a_stop(server, catch_up):
     missed, ran = int(m.group(1)), int(m.group(2))
     assert missed >= 3 and int(m.group(3)) == catch_up
     assert ran == min(catch_up, missed)
-    # The live fires after the start come on top.
-    wait_fires(srv, 1 + ran + 2)
-    after = sorted(secs(t) for t in ats(srv) if secs(t) > last)
+    wait_for(lambda: len([1 for _, r in fires(srv) if created(r) >= restarted])
+             >= ran + 2 or None, 20, what="fires after the restart")
+    all_fires = fires(srv)
+    last = max(t for t, r in all_fires if created(r) < restarted)
+    after = [t for t, r in all_fires if created(r) >= restarted]
+    assert len(after) == len(set(after))
     caught = [t for t in after if t <= last + missed]
     live = [t for t in after if t > last + missed]
+    # The latest `ran` of the missed ones, then every live fire.
     assert caught == list(range(last + missed - ran + 1, last + missed + 1))
-    assert live and live == list(range(live[0], live[0] + len(live)))
-    assert len(after) == len(set(after))
-
-
-def _stored_ats(srv):
-    """The fire times of the runs in the stopped server's state database."""
-    p = srv.cli("runs", "--state", str(srv.state), "--workflow", "tick",
-                "--limit", "1000", "--json", check=True)
-    import json
-    runs = json.loads(p.stdout)["runs"]
-    return [r["steps"][0]["output"]["at"] for r in runs
-            if r["status"] == "succeeded"]
+    assert live and contiguous(live) and live[0] == last + missed + 1
 
 
 def test_webhook_and_schedule(server):
@@ -155,12 +176,12 @@ def test_webhook_and_schedule(server):
     run = srv.wait_run(r.json()["runs"][0])
     assert run["status"] == "succeeded", run
     wait_fires(srv, 2)
+    wait_for(lambda: len(outputs(srv)) >= 3 or None, 20, what="3 runs")
     methods = [o.get("method") for _, o in outputs(srv)]
     assert methods.count("POST") == 1 and methods.count("SCHEDULE") >= 2
 
 
 def test_check_errors_file_line_col(tmp_path):
-    import subprocess
     f = tmp_path / "bad.yml"
     f.write_text(
         "name: bad\n"
@@ -185,16 +206,12 @@ def test_check_errors_file_line_col(tmp_path):
                         ("9:15", "unknown cron macro '@reboot'")]:
         assert f"{f}:{where}: " in out and what in out, (where, out)
     # The seconds field is for tests only.
-    env = dict(SECONDS)
-    import os
     p = subprocess.run([BIN, "check", str(f)], capture_output=True, text=True,
-                       timeout=30, env=dict(os.environ, **env))
+                       timeout=30, env=dict(os.environ, **SECONDS))
     assert "needs 5 fields" not in p.stdout + p.stderr
 
 
 def test_run_now(tmp_path):
-    import json
-    import subprocess
     f = tmp_path / "nightly.yml"
     f.write_text(
         "name: nightly\n"
