@@ -408,14 +408,19 @@ struct hf_tz *hf_tz_load(const char *name, char *err, size_t errsize)
 		return fixed_utc(name); /* without tzdata installed */
 	if (!data) {
 		snprintf(err, errsize, "unknown time zone '%s'%s", name,
-			 e == ENOENT ? "" : " (cannot read its tzdata file)");
+			 e == ENOENT || e == EISDIR || e == ENOTDIR
+			     ? ""
+			     : " (cannot read its tzdata file)");
 		return NULL;
 	}
 	struct hf_tz *tz = NULL;
-	if (len > TZ_FILE_MAX)
-		snprintf(err, errsize, "unknown time zone '%s'", name);
-	else
-		tz = hf_tz_parse(name, data, len, err, errsize);
+	char why[160];
+	if (len <= TZ_FILE_MAX)
+		tz = hf_tz_parse(name, data, len, why, sizeof why);
+	if (!tz)
+		snprintf(err, errsize,
+			 "unknown time zone '%s' (not a valid tzdata file)",
+			 name);
 	free(data);
 	return tz;
 }
