@@ -6,6 +6,8 @@
 - across a restart (SIGTERM and SIGKILL) no fire time runs twice and, with a
   large catch_up, none is lost;
 - catch_up 2 and 0 after a stop spanning several fire times;
+- a reload that adds a scheduled workflow starts it, one that removes it
+  stops it;
 - a workflow with both a webhook and a schedule;
 - `hookflow check` errors at FILE:LINE:COL, `hookflow run --now`.
 
@@ -233,3 +235,25 @@ def test_run_now(tmp_path):
     p = subprocess.run([BIN, "run", str(f), "--now", "tomorrow"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "--now" in p.stderr
+
+
+def test_reload_adds_and_removes_schedules(server):
+    srv = server({"hook": """
+        name: hook
+        on: {webhook: {path: /h}}
+        steps: [{id: s, run: return 1}]
+    """}, env=SECONDS)
+    srv.write_workflow("tick", tick()["tick"])  # picked up by the reload
+    wait_fires(srv, 2)
+    (srv.workflows / "tick.yml").unlink()
+
+    def gone():
+        wfs = srv.api("GET", "/api/workflows").json()
+        wfs = wfs.get("workflows", wfs) if isinstance(wfs, dict) else wfs
+        return all(w["name"] != "tick" for w in wfs) or None
+    wait_for(gone, 10, what="the reload")
+    n = len(ats(srv))
+    # Removed: a few fire times pass with no new run (at most one fire was
+    # on its way when the reload came).
+    time.sleep(3)
+    assert len(ats(srv)) <= n + 1
