@@ -243,9 +243,11 @@ def test_reload_adds_and_removes_schedules(server):
         on: {webhook: {path: /h}}
         steps: [{id: s, run: return 1}]
     """}, env=SECONDS)
-    srv.write_workflow("tick", tick()["tick"])  # picked up by the reload
+    srv.write_workflow("tick", tick()["tick"])
+    srv.proc.send_signal(signal.SIGHUP)  # reload
     wait_fires(srv, 2)
     (srv.workflows / "tick.yml").unlink()
+    srv.proc.send_signal(signal.SIGHUP)
 
     def gone():
         wfs = srv.api("GET", "/api/workflows").json()
