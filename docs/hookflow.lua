@@ -23,6 +23,12 @@
 ---@field body table|nil Decoded JSON or form body; nil for any other body. An object member whose value is JSON null is nil (absent); in arrays a null is json.null. A GitHub form delivery (payload=...) is its decoded payload.
 ---@field raw string The body as received.
 ---@field received_at string When it arrived, ISO 8601 UTC ("2026-11-26T23:21:42.123Z").
+---@field schedule hookflow.Schedule|nil Set when an `on.schedule` entry fired the run (method "SCHEDULE"); nil for a request.
+
+---A fire of `on.schedule`.
+---@class hookflow.Schedule
+---@field cron string The entry's cron expression as written, e.g. "0 2 * * MON-FRI".
+---@field at string The fire time, ISO 8601 UTC to the second ("2026-12-07T01:00:00Z"): the time the cron named, not when the run started (a catch-up fire runs later).
 
 ---The request that started the run.
 ---@type hookflow.Event

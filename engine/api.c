@@ -63,13 +63,24 @@ static json_t *workflow_json(const struct hf_workflow *wf)
 	for (size_t i = 0; i < wf->nsteps; i++)
 		json_array_append_new(steps, json_string(wf->steps[i].id));
 	/* Secrets never leave the process: only the scheme is shown. */
-	return json_pack(
-	    "{s:s,s:s?,s:s,s:s,s:s,s:s?,s:s,s:s,s:o,s:I}", "name", wf->name,
+	json_t *o = json_pack(
+	    "{s:s,s:s?,s:s,s:s,s:s?,s:s?,s:s,s:s,s:o,s:I}", "name", wf->name,
 	    "description", wf->description, "file", wf->file, "version",
 	    wf->version, "path", wf->path, "verify",
 	    wf->verify.scheme ? hf_verify_scheme_name(wf->verify.scheme) : NULL,
 	    "methods", methods, "respond", wf->respond_sync ? "sync" : "async",
 	    "steps", steps, "timeout_ms", (json_int_t)wf->timeout_ms);
+	if (o && wf->nschedules) {
+		json_t *sc = json_array();
+		for (size_t i = 0; i < wf->nschedules; i++)
+			json_array_append_new(
+			    sc, json_pack("{s:s?,s:s?,s:i}", "cron",
+					  wf->schedules[i].cron, "timezone",
+					  wf->schedules[i].timezone, "catch_up",
+					  wf->schedules[i].catch_up));
+		json_object_set_new(o, "schedule", sc);
+	}
+	return o;
 }
 
 /* --- handlers: id is the path's {id} segment ("" when it has none) --- */

@@ -13,6 +13,7 @@
 #include "hf_limits.h"
 #include "hf_ops.h"
 #include "hf_redact.h"
+#include "hf_schedule.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -28,12 +29,16 @@ enum {
 	O_EGRESS_DENY,
 	O_EGRESS_ALLOW,
 	O_MAX_VALUE,
+	O_NOW,
 };
 
 static const struct hf_opt run_opts[] = {
     {"event", O_EVENT, HF_OPT_STRING,
-     .help = "the request body to run on, a file", .meta = "FILE",
-     .flags = HF_OPT_REQUIRED},
+     .help = "the request body to run on, a file (or --now)", .meta = "FILE"},
+    {"now", O_NOW, HF_OPT_STRING,
+     .help = "fire its first on.schedule entry at TIME "
+	     "(ISO 8601, Unix seconds or 'now')",
+     .meta = "TIME"},
     {"header", O_HEADER, HF_OPT_REPEAT, .help = "a request header",
      .meta = "'Name: value'"},
     {"data", O_DATA, HF_OPT_STRING, "./data.db",
@@ -118,7 +123,7 @@ static int make_event(const struct hf_workflow *wf, const struct hf_args *a,
 	methods[strcspn(methods, ",")] = '\0';
 	const char *method = a->v[O_METHOD].str;
 	ev->method = hf_xstrdup(method ? method : methods);
-	ev->path = hf_xstrdup(wf->path);
+	ev->path = hf_xstrdup(wf->path ? wf->path : wf->name);
 	ev->query = json_object();
 	ev->headers = json_object();
 	ev->skipped = json_array();
@@ -139,6 +144,33 @@ static int make_event(const struct hf_workflow *wf, const struct hf_args *a,
 	else
 		*out = ev;
 	return rc;
+}
+
+/* --now: the event of a fire of the first schedule at that time. Returns 0
+ * with *out, else 1 or 2 after printing why not. */
+static int make_schedule_event(const struct hf_workflow *wf, const char *now,
+			       struct hf_event **out)
+{
+	int64_t at;
+	if (strcmp(now, "now") == 0) {
+		at = hf_now_ms() / 1000;
+	} else if (hf_cron_parse_time(now, &at) < 0) {
+		fprintf(stderr,
+			"hookflow run: --now '%s' is not a time (expected "
+			"ISO 8601 such as 2026-12-07T02:00:00Z, Unix seconds "
+			"or 'now')\n",
+			now);
+		return 2;
+	}
+	if (!wf->nschedules) {
+		fprintf(stderr,
+			"hookflow run: workflow '%s' has no on.schedule (use "
+			"--event)\n",
+			wf->name);
+		return 1;
+	}
+	*out = hf_schedule_event(wf, 0, at);
+	return 0;
 }
 
 /* One step's outcome: its logs on stderr, a line of JSON on stdout. */
@@ -243,6 +275,15 @@ int hf_cmd_run(int argc, char **argv)
 	int rc;
 	if (!hf_args_parse(&run_spec, argc, argv, 2, &a, &rc))
 		return rc;
+	if (!a.v[O_EVENT].set == !a.v[O_NOW].set) {
+		if (a.v[O_EVENT].set)
+			fprintf(stderr, "hookflow run: use --event or --now, "
+					"not both\n");
+		else
+			hf_args_usage(&run_spec, stderr);
+		hf_args_release(&a);
+		return 2;
+	}
 	if (!hf_lua_db_global_init())
 		fprintf(stderr,
 			"hookflow run: db: SQLite memory is not counted "
@@ -258,10 +299,23 @@ int hf_cmd_run(int argc, char **argv)
 	char *scripts = hf_cli_scripts_for(a.pos[0], a.v[O_SCRIPTS].str);
 	struct hf_workflow *wf = load(a.pos[0], scripts);
 	struct hf_event *ev = NULL;
-	rc = wf ? make_event(wf, &a, &ev) : 1;
+	rc = !wf	      ? 1
+	     : a.v[O_NOW].set ? make_schedule_event(wf, a.v[O_NOW].str, &ev)
+			      : make_event(wf, &a, &ev);
 	struct hf_run *runs[1];
 	struct hf_workflow *wfs[1] = {wf};
-	if (rc == 0 && hf_dispatch(hf_dispatch_runtime(), ev, wfs, 1, runs)) {
+	if (rc == 0 && a.v[O_NOW].set) {
+		runs[0] = hf_dispatch_schedule(hf_dispatch_runtime(), ev, wf,
+					       "schedule:0");
+		if (runs[0]) {
+			rc = run_steps(runs[0], scripts, a.v[O_DATA].str,
+				       egress, a.v[O_MAX_VALUE].num);
+			hf_run_free(runs[0]);
+		} else {
+			print_skipped(wf, ev);
+		}
+	} else if (rc == 0 &&
+		   hf_dispatch(hf_dispatch_runtime(), ev, wfs, 1, runs)) {
 		rc = run_steps(runs[0], scripts, a.v[O_DATA].str, egress,
 			       a.v[O_MAX_VALUE].num);
 		hf_run_free(runs[0]);

@@ -147,6 +147,39 @@ size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 	return nruns;
 }
 
+struct hf_run *hf_dispatch_schedule(struct hf_luart *rt, struct hf_event *ev,
+				    struct hf_workflow *wf, const char *key)
+{
+	json_t *evjson = NULL, *v = NULL;
+	struct hf_run *run = NULL;
+	char *lane = NULL;
+	if (!ev->skipped)
+		ev->skipped = json_array();
+	if (wf->if_expr) {
+		if (eval(rt, ev, &evjson, wf, "if", wf->if_expr, &v) < 0)
+			goto out;
+		bool pass = hf_json_truthy(v);
+		json_decref(v);
+		if (!pass) {
+			skip(ev, wf->name, "if: condition is false");
+			goto out;
+		}
+	}
+	if (wf->concurrency_key) {
+		if (eval(rt, ev, &evjson, wf, "concurrency.key",
+			 wf->concurrency_key, &v) < 0)
+			goto out;
+		lane = key_string(v);
+		json_decref(v);
+	}
+	run = hf_run_new(ev, wf);
+	run->dedupe_key = hf_xstrdup(key);
+	run->lane = lane;
+out:
+	json_decref(evjson);
+	return run;
+}
+
 size_t hf_dispatch_replay(const struct hf_router *router, struct hf_event *ev,
 			  struct hf_run **out)
 {

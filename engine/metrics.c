@@ -105,6 +105,7 @@ static const char runs_family[] = "hookflow_runs_total";
 static const char steps_family[] = "hookflow_steps_total";
 static const char deliveries_family[] = "hookflow_delivery_attempts_total";
 static const char verify_family[] = "hookflow_signature_failures_total";
+static const char schedule_family[] = "hookflow_schedule_fires_total";
 
 void hf_metrics_event(const char *workflow, int status)
 {
@@ -139,6 +140,11 @@ void hf_metrics_delivery(const char *outcome)
 void hf_metrics_verify_failure(const char *workflow)
 {
 	add(verify_family, "workflow", workflow, NULL, "");
+}
+
+void hf_metrics_schedule_fire(const char *workflow, const char *outcome)
+{
+	add(schedule_family, "workflow", workflow, "outcome", outcome);
 }
 
 /* Renders each family once, with its HELP and TYPE lines. */
@@ -181,6 +187,9 @@ void hf_metrics_render(struct hf_buf *out, size_t queue_depth,
 	       "Outbound delivery attempts, by outcome.");
 	family(out, verify_family,
 	       "Requests refused for a missing or wrong signature.");
+	family(out, schedule_family,
+	       "Schedule fires (on.schedule), by workflow and outcome: run, "
+	       "skipped (if: false), duplicate (already fired), failed.");
 	hf_buf_printf(out,
 		      "# HELP hookflow_step_duration_seconds Step execution "
 		      "time.\n# TYPE hookflow_step_duration_seconds "

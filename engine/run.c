@@ -78,6 +78,10 @@ json_t *hf_event_to_lua_json(const struct hf_event *ev)
 			    json_stringn_nocheck(ev->body ? ev->body : "",
 						 ev->body ? ev->body_len : 0));
 	json_object_set_new(o, "received_at", json_string(at));
+	/* A schedule's fire (schedule.c) keeps {cron, at} as its query: the
+	 * stored event has no column of its own for them. */
+	if (ev->method && strcmp(ev->method, "SCHEDULE") == 0 && ev->query)
+		json_object_set_new(o, "schedule", json_deep_copy(ev->query));
 	return o;
 }
 

@@ -12,6 +12,7 @@
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_outbox.h"
+#include "hf_schedule.h"
 #include "hf_server.h"
 #include "hf_worker.h"
 
@@ -31,6 +32,7 @@ struct hf_server {
 	 * the first load: a change made after it, even before the server
 	 * says it is listening, triggers a reload. */
 	unsigned long long stamp;
+	struct hf_schedule_thread *schedule; /* on.schedule's fires */
 };
 
 static volatile sig_atomic_t got_stop, got_hup;
@@ -335,6 +337,8 @@ static int start_core(struct hf_server *srv)
 		start_error(&err);
 		return 1;
 	}
+	/* After the recovered runs: the missed fires queue behind them. */
+	srv->schedule = hf_schedule_start(&srv->eng);
 	return 0;
 }
 
@@ -411,6 +415,8 @@ static void drain(struct hf_server *srv)
 	 * rather than a refused connection. Queued runs stay queued (they are
 	 * committed) and resume at the next start. */
 	atomic_store(&srv->eng.draining, true);
+	hf_schedule_stop(srv->schedule);
+	srv->schedule = NULL;
 	hf_backlog_stop(srv->eng.backlog);
 	hf_sched_stop(srv->eng.sched);
 	int64_t left = deadline - hf_mono_ms();
@@ -441,6 +447,7 @@ static void teardown(struct hf_server *srv)
 	struct hf_options *o = &srv->eng.opt;
 	if (srv->ingest)
 		hf_ingest_stop(srv->ingest, 0);
+	hf_schedule_stop(srv->schedule);
 	hf_backlog_stop(srv->eng.backlog);
 	if (srv->eng.sched)
 		hf_sched_stop(srv->eng.sched);

@@ -174,6 +174,14 @@ struct hf_workflow_set *hf_store_stored_workflows(struct hf_store *s)
 	return s->ops->stored_workflows ? s->ops->stored_workflows(s) : NULL;
 }
 
+int hf_store_dedupe_last(struct hf_store *s, const char *workflow,
+			 const char *prefix, char *out, size_t size)
+{
+	return s->ops->dedupe_last
+		   ? s->ops->dedupe_last(s, workflow, prefix, out, size)
+		   : 0;
+}
+
 bool hf_store_changed(struct hf_store *s)
 {
 	return s->ops->changed(s);

@@ -62,6 +62,10 @@ struct hf_store_ops {
 			    void (*fn)(struct hf_run *run, void *arg),
 			    void *arg);
 	bool (*changed)(struct hf_store *s);
+	/* The newest dedupe key with a prefix (schedules' last fire). NULL:
+	 * none kept (hf_store_dedupe_last returns 0). */
+	int (*dedupe_last)(struct hf_store *s, const char *workflow,
+			   const char *prefix, char *out, size_t size);
 	/* The newest stored version of each workflow, as a set (NULL: none
 	 * can be read). Any thread. */
 	struct hf_workflow_set *(*stored_workflows)(struct hf_store *s);

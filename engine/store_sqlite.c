@@ -788,6 +788,7 @@ static const struct hf_store_ops sqlite_ops = {
     .prune = hf_sqlite_prune,
     .load_pending = hf_sqlite_load_pending,
     .changed = hf_sqlite_changed,
+    .dedupe_last = hf_sqlite_dedupe_last,
     .stored_workflows = hf_sqlite_stored_workflows,
     .save_versions = hf_sqlite_save_versions,
     .retry_run = hf_sqlite_retry_run,

@@ -318,6 +318,8 @@ int hf_sqlite_load_backlog(struct hf_store *s,
 int hf_sqlite_claim_runs(struct hf_store *s, struct hf_run *const *runs,
 			 size_t n);
 int64_t hf_sqlite_count_backlog(struct hf_store *s);
+int hf_sqlite_dedupe_last(struct hf_store *s, const char *workflow,
+			  const char *prefix, char *out, size_t size);
 int hf_sqlite_save_versions(struct hf_store *s,
 			    const struct hf_workflow_set *set);
 struct hf_workflow_set *hf_sqlite_stored_workflows(struct hf_store *s);

@@ -523,3 +523,35 @@ struct hf_event *hf_sqlite_load_event(struct hf_store *s, const char *event_id)
 		       "IIt", lo, lo + ((1 << HF_BAND_BITS) - 1), event_id);
 	return ev;
 }
+
+/* --- dedupe keys (schedules) --- */
+
+struct text_out {
+	char *out;
+	size_t size;
+};
+
+static int text_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	(void)db;
+	struct text_out *t = arg;
+	const char *v = (const char *)sqlite3_column_text(st, 0);
+	snprintf(t->out, t->size, "%s", v ? v : "");
+	return 1;
+}
+
+int hf_sqlite_dedupe_last(struct hf_store *s, const char *workflow,
+			  const char *prefix, char *out, size_t size)
+{
+	/* The primary key (workflow, key) answers the range at once; '~'
+	 * sorts after every character a schedule's key holds. */
+	struct text_out t = {out, size};
+	char *end = hf_xasprintf("%s~", prefix);
+	int n = hf_sqlite_each(sq(s), NULL, text_row, &t,
+			       "SELECT key FROM dedupe WHERE workflow = ?1"
+			       " AND key > ?2 AND key < ?3"
+			       " ORDER BY key DESC LIMIT 1",
+			       "ttt", workflow, prefix, end);
+	free(end);
+	return n < 0 ? -1 : n > 0 ? 1 : 0;
+}

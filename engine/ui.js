@@ -157,7 +157,7 @@
 	}
 	function firstWebhookCurl(wfs) {
 		var origin = location.origin;
-		var wf = (wfs || []).filter(function (w) { return /POST/.test(w.methods); })[0];
+		var wf = (wfs || []).filter(function (w) { return w.path && /POST/.test(w.methods); })[0];
 		if (!wf) return null;
 		return "curl -s " + origin + wf.path + " -H 'Content-Type: application/json' -d '{\"hello\":\"world\"}'";
 	}
@@ -256,7 +256,8 @@
 					return el("tr", { "data-workflow": w.name },
 						el("td", null, link("#/runs" + qs({ workflow: w.name }), w.name, { class: "mono" }),
 							w.description ? el("div", { class: "muted" }, w.description) : null),
-						el("td", { class: "mono" }, w.path),
+						el("td", { class: "mono" }, w.path || (w.schedule ? "schedule: " +
+							w.schedule.map(function (s) { return s.cron; }).join(", ") : "")),
 						el("td", { class: "mono" }, w.methods),
 						el("td", null, w.verify ? el("span", { class: "badge" }, w.verify) : el("span", { class: "muted" }, "none")),
 						el("td", null, last ? [badge(last.status), " ", link("#/runs/" + encodeURIComponent(last.id), ago(last.created_at))]

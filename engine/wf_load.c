@@ -51,6 +51,12 @@ static void wf_free(struct hf_workflow *wf)
 		free(st->with_chunk);
 	}
 	free(wf->steps);
+	for (size_t i = 0; i < wf->nschedules; i++) {
+		free(wf->schedules[i].cron);
+		free(wf->schedules[i].timezone);
+		hf_tz_free(wf->schedules[i].tz);
+	}
+	free(wf->schedules);
 	free(wf); /* the struct wf_priv it is the start of */
 }
 

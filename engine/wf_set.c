@@ -196,7 +196,8 @@ static void keep_errors(struct hf_workflow_set *set, const char *file,
 			const struct hf_diags *fd,
 			const struct hf_workflow *loaded)
 {
-	char *path = loaded ? hf_xstrdup(loaded->path) : scan_path(file);
+	char *path = loaded ? (loaded->path ? hf_xstrdup(loaded->path) : NULL)
+			    : scan_path(file);
 	size_t n =
 	    fd->n < HF_LOAD_ERRORS_PER_FILE ? fd->n : HF_LOAD_ERRORS_PER_FILE;
 	set->errors = hf_xrealloc(set->errors, (set->nerrors + (n ? n : 1)) *

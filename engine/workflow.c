@@ -1,9 +1,9 @@
 /* workflow.c - the sections of a workflow file, key by key, into the
  * hf_workflow model: name, on.webhook (path, methods, verify, dedupe,
- * respond), if, timeout, concurrency and steps. The schema is described in
- * docs/reference.md, 'Workflow YAML'; tests/e2e/test_schema.py reads the key
- * tables below, so they stay in this file. Also the small public helpers over
- * method and scheme names.
+ * respond), on.schedule (cron, timezone, catch_up), if, timeout, concurrency
+ * and steps. The schema is described in docs/reference.md, 'Workflow YAML';
+ * tests/e2e/test_schema.py reads the key tables below, so they stay in this
+ * file. Also the small public helpers over method and scheme names.
  *
  * Owns: which keys exist and what each accepts. Does not own: reading the
  * file or the result's lifetime (wf_load.c), `with:` (wf_with.c), secrets
@@ -26,7 +26,8 @@
 static const char *const top_keys[] = {
     "name", "description", "on", "if", "timeout", "concurrency", "steps",
 };
-static const char *const on_keys[] = {"webhook"};
+static const char *const on_keys[] = {"webhook", "schedule"};
+static const char *const schedule_keys[] = {"cron", "timezone", "catch_up"};
 static const char *const webhook_keys[] = {
     "path", "methods", "verify", "dedupe", "respond", "timeout",
 };
@@ -338,13 +339,90 @@ static void parse_verify(struct wf_ctx *c, const yaml_node_t *n)
 	wf_parse_verify_more(c, n);
 }
 
+/* HOOKFLOW_TEST_CRON_SECONDS=1: a sixth, leading field of seconds, so that
+ * tests can fire every few seconds. For tests only (README). */
+static bool cron_seconds(void)
+{
+	const char *v = getenv("HOOKFLOW_TEST_CRON_SECONDS");
+	return v && strcmp(v, "1") == 0;
+}
+
+static void parse_schedule(struct wf_ctx *c, const yaml_node_t *n,
+			   struct hf_schedule *sc)
+{
+	const yaml_node_t *x;
+	const char *s;
+	char err[256];
+	sc->catch_up = 1;
+	sc->line = (int)n->start_mark.line + 1;
+	if (n->type != YAML_MAPPING_NODE) {
+		wf_nerr(c, n, "a schedule must be a mapping (with 'cron')");
+		return;
+	}
+	wf_check_keys(c, n, schedule_keys, NKEYS(schedule_keys));
+	if ((x = wf_need(c, n, "cron")) && (s = wf_want_str(c, x, "cron"))) {
+		size_t at = 0;
+		if (hf_cron_parse(&sc->expr, s, cron_seconds(), &at, err,
+				  sizeof err) < 0) {
+			int line, col;
+			wf_text_pos(c, x, &line, &col);
+			wf_diag(c, line, col + (int)at, "%s", err);
+		} else {
+			sc->cron = hf_xstrdup(s);
+		}
+	}
+	if ((x = wf_get(c, n, "timezone")) &&
+	    (s = wf_want_str(c, x, "timezone"))) {
+		if (strcmp(s, "UTC") != 0 &&
+		    !(sc->tz = hf_tz_load(s, err, sizeof err)))
+			wf_nerr(c, x, "%s", err);
+		else
+			sc->timezone = hf_xstrdup(s);
+	}
+	if (!sc->timezone)
+		sc->timezone = hf_xstrdup("UTC");
+	if ((x = wf_get(c, n, "catch_up")))
+		wf_parse_int(c, x, "catch_up", 0, HF_SCHEDULE_CATCH_UP_MAX,
+			     &sc->catch_up);
+}
+
+/* `on.schedule`: a list of {cron, timezone, catch_up}. */
+static void parse_schedules(struct wf_ctx *c, const yaml_node_t *n)
+{
+	struct hf_workflow *wf = &c->p->pub;
+	if (n->type != YAML_SEQUENCE_NODE) {
+		wf_nerr(c, n,
+			"'schedule' must be a list of {cron, timezone, "
+			"catch_up}");
+		return;
+	}
+	size_t cnt =
+	    (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (cnt == 0 || cnt > HF_SCHEDULES_MAX) {
+		wf_nerr(c, n, "'schedule' must have 1 to %d entries",
+			HF_SCHEDULES_MAX);
+		return;
+	}
+	wf->schedules = hf_xcalloc(cnt, sizeof *wf->schedules);
+	wf->nschedules = cnt;
+	for (size_t i = 0; i < cnt; i++) {
+		yaml_node_t *it = node_of(c, n->data.sequence.items.start[i]);
+		if (it)
+			parse_schedule(c, it, &wf->schedules[i]);
+	}
+}
+
 static void parse_on(struct wf_ctx *c, const yaml_node_t *n)
 {
 	struct hf_workflow *wf = &c->p->pub;
 	if (!wf_want_map(c, n, "on"))
 		return;
 	wf_check_keys(c, n, on_keys, NKEYS(on_keys));
-	const yaml_node_t *w = wf_need(c, n, "webhook"), *x;
+	const yaml_node_t *w = wf_get(c, n, "webhook"), *x;
+	if ((x = wf_get(c, n, "schedule")))
+		parse_schedules(c, x);
+	else if (!w)
+		wf_nerr(c, n, "missing required key 'webhook' (or 'schedule')");
 	if (!w || !wf_want_map(c, w, "webhook"))
 		return;
 	wf_check_keys(c, w, webhook_keys, NKEYS(webhook_keys));

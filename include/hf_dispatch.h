@@ -20,6 +20,12 @@
 size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 		   struct hf_workflow **wfs, size_t n, struct hf_run **out);
 bool hf_dispatch_needs_lua(struct hf_workflow **wfs, size_t n);
+/* The run of a schedule's fire ev (schedule.c): wf's `if:` and concurrency
+ * key as hf_dispatch evaluates them, and key ("schedule:N:AT") as its dedupe
+ * key in place of the webhook's. Returns the new queued run, or NULL when
+ * `if:` declined or failed (recorded in ev->skipped). */
+struct hf_run *hf_dispatch_schedule(struct hf_luart *rt, struct hf_event *ev,
+				    struct hf_workflow *wf, const char *key);
 /* The runs that replaying ev creates with router's workflows: matched by path
  * and method again, `if:` evaluated again, no dedupe. out holds HF_MAX_MATCH
  * runs. Returns how many. */

@@ -353,6 +353,16 @@
 #ifndef HF_CONCURRENCY_MAX
 #define HF_CONCURRENCY_MAX 1000000
 #endif
+/* `on.schedule`: entries per workflow, and `catch_up`, the fires missed
+ * while the server was stopped that still run at its start. A schedule that
+ * fires every minute and a server stopped for a day must not start 1,440
+ * runs at once: the latest catch_up fires run, the rest are dropped. */
+#ifndef HF_SCHEDULES_MAX
+#define HF_SCHEDULES_MAX 32
+#endif
+#ifndef HF_SCHEDULE_CATCH_UP_MAX
+#define HF_SCHEDULE_CATCH_UP_MAX 100
+#endif
 /* The NAME of `${NAME}` in a secret. */
 #ifndef HF_SECRET_NAME_MAX
 #define HF_SECRET_NAME_MAX 127

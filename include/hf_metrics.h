@@ -14,6 +14,8 @@ void hf_metrics_run(const char *workflow, const char *status);
 void hf_metrics_step(const char *status, double seconds);
 void hf_metrics_delivery(const char *outcome);
 void hf_metrics_verify_failure(const char *workflow);
+/* A schedule fired: outcome "run", "skipped", "duplicate" or "failed". */
+void hf_metrics_schedule_fire(const char *workflow, const char *outcome);
 /* The number of workflow files that failed to load in the set in force. */
 void hf_metrics_load_errors(size_t files);
 /* Appends the exposition to out, with the gauges given. */

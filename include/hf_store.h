@@ -212,6 +212,12 @@ int hf_store_save_versions(struct hf_store *s,
  * left out (an older one of the same workflow may take its place). `hookflow
  * replay` matches events against it. */
 struct hf_workflow_set *hf_store_stored_workflows(struct hf_store *s);
+/* The greatest dedupe key of workflow that starts with prefix (keys compare
+ * as bytes; a schedule's keys, "schedule:N:ISO-TIME", sort by time), copied
+ * into out. Returns 1 found, 0 none (or a backend without it), -1 on error.
+ * Any thread (a read connection). */
+int hf_store_dedupe_last(struct hf_store *s, const char *workflow,
+			 const char *prefix, char *out, size_t size);
 /* True when another connection committed since the last call (data_version). */
 bool hf_store_changed(struct hf_store *s);
 

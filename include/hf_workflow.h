@@ -8,6 +8,7 @@
 #ifndef HF_WORKFLOW_H
 #define HF_WORKFLOW_H
 
+#include "hf_cron.h"
 #include "hf_util.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -101,6 +102,16 @@ struct hf_step {
 	int code_col;
 };
 
+/* One entry of `on.schedule`: a cron expression read in a time zone. */
+struct hf_schedule {
+	char *cron; /* as written, for event.schedule.cron */
+	struct hf_cron expr;
+	char *timezone;	  /* IANA name as written; "UTC" by default */
+	struct hf_tz *tz; /* NULL: UTC */
+	int catch_up;	  /* fires missed while stopped that still run */
+	int line;	  /* where the entry starts in the YAML file */
+};
+
 struct hf_workflow {
 	char *name;
 	char *description; /* NULL when absent */
@@ -108,7 +119,8 @@ struct hf_workflow {
 	char *version; /* hex SHA-256 of the YAML and the scripts it names */
 	char *source;  /* the YAML text, kept to store the version with runs */
 	size_t source_len;
-	char *path;	  /* webhook path, starts with '/'; {name} parameters */
+	char *path; /* webhook path, starts with '/'; {name} parameters; NULL
+		       for a workflow with only `on.schedule` */
 	unsigned methods; /* mask of enum hf_method; default POST */
 	struct hf_verify_conf verify;
 	struct hf_expr *dedupe; /* NULL: default per scheme, or none */
@@ -120,6 +132,8 @@ struct hf_workflow {
 	int concurrency_max;
 	struct hf_step *steps;
 	size_t nsteps;
+	struct hf_schedule *schedules; /* `on.schedule`, in file order */
+	size_t nschedules;
 	int refs; /* atomic */
 };
 

@@ -256,6 +256,8 @@ GOOD = {
     "senders": "name: z\non: {webhook: {path: /z, verify: {scheme: hubspot, secrets: [a, b], url: 'http://h:8080'}}}\nsteps: [{id: s, run: x()}]",
     "basic": "name: b\non: {webhook: {path: /b, verify: {scheme: basic, user: u, password: p}}}\nsteps: [{id: s, run: x()}]",
     "token-query": "name: t\non: {webhook: {path: /t, verify: {scheme: token, query: k, secret: s}}}\nsteps: [{id: s, run: x()}]",
+    "schedule-only": "name: c\non: {schedule: [{cron: '*/15 8-18 * * MON-FRI', timezone: Europe/Berlin, catch_up: 0}, {cron: '@daily'}]}\nsteps: [{id: s, run: x()}]",
+    "webhook-and-schedule": "name: c\non: {webhook: {path: /c}, schedule: [{cron: '0 2 * JAN-DEC SUN'}]}\nsteps: [{id: s, run: x()}]",
 }
 
 BAD = {
@@ -264,6 +266,11 @@ BAD = {
     "unknown-top": "name: a\nwhen: x\non: {webhook: {path: /a}}\nsteps: [{id: s, run: x()}]",
     "unknown-on": "name: a\non: {webhook: {path: /a}, cron: x}\nsteps: [{id: s, run: x()}]",
     "no-webhook": "name: a\non: {}\nsteps: [{id: s, run: x()}]",
+    "schedule-map": "name: a\non: {schedule: {cron: '@daily'}}\nsteps: [{id: s, run: x()}]",
+    "schedule-empty": "name: a\non: {schedule: []}\nsteps: [{id: s, run: x()}]",
+    "schedule-no-cron": "name: a\non: {schedule: [{timezone: UTC}]}\nsteps: [{id: s, run: x()}]",
+    "schedule-unknown": "name: a\non: {schedule: [{cron: '@daily', every: 1h}]}\nsteps: [{id: s, run: x()}]",
+    "schedule-catch-up": "name: a\non: {schedule: [{cron: '@daily', catch_up: -1}]}\nsteps: [{id: s, run: x()}]",
     "unknown-webhook": "name: a\non: {webhook: {path: /a, verb: GET}}\nsteps: [{id: s, run: x()}]",
     "no-path": "name: a\non: {webhook: {methods: [GET]}}\nsteps: [{id: s, run: x()}]",
     "relative-path": "name: a\non: {webhook: {path: a}}\nsteps: [{id: s, run: x()}]",
@@ -347,6 +354,7 @@ def test_schema_names_every_key_workflow_c_accepts():
     objects = {
         "top": props,
         "on": props["on"]["properties"],
+        "schedule": props["on"]["properties"]["schedule"]["items"]["properties"],
         "webhook": webhook["properties"],
         "verify": webhook["properties"]["verify"]["properties"],
         "concurrency": props["concurrency"]["properties"],

@@ -12,12 +12,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_workflow(const struct hf_workflow *wf)
 {
-	if (!wf->name || !wf->path || wf->path[0] != '/' || !wf->version ||
+	if (!wf->name || (!wf->path && !wf->nschedules) ||
+	    (wf->path && wf->path[0] != '/') || !wf->version ||
 	    strlen(wf->version) != 64 || !wf->nsteps || !wf->methods ||
 	    wf->concurrency_max < 1)
 		abort();
 	if (wf->verify.scheme != HF_VERIFY_NONE && !wf->verify.nsecrets)
 		abort();
+	for (size_t i = 0; i < wf->nschedules; i++)
+		if (!wf->schedules[i].cron || !wf->schedules[i].timezone ||
+		    wf->schedules[i].catch_up < 0)
+			abort();
 	for (size_t i = 0; i < wf->nsteps; i++) {
 		const struct hf_step *st = &wf->steps[i];
 		if (!st->id || !st->code || !st->code_name ||

@@ -1,12 +1,14 @@
 /* test_dispatch.c - turning an event into runs: a workflow's `if:` (true,
  * false, failing), the dedupe key (an expression, or the default of github,
  * stripe and standard-webhooks), the concurrency key as the run's lane, and
- * replay (matched again by path and method, no dedupe). Everything runs on a
- * thread of its own so that the thread's expression runtime is freed at its
- * exit, as on the server's threads. */
+ * replay (matched again by path and method, no dedupe), and a schedule's
+ * fire (its event, `if:` and lane; its key in place of the webhook's dedupe).
+ * Everything runs on a thread of its own so that the thread's expression
+ * runtime is freed at its exit, as on the server's threads. */
 #include "hf_dispatch.h"
 #include "hf_limits.h"
 #include "hf_router.h"
+#include "hf_schedule.h"
 #include "tap.h"
 #include "wf_fixture.h"
 
@@ -245,6 +247,47 @@ static void test_replay(void)
 	hf_router_destroy(router);
 }
 
+static void test_schedule(void)
+{
+	/* The webhook's dedupe expression would fail on a nil body: a fire
+	 * does not evaluate it. */
+	struct hf_workflow *wf = parse_workflow(
+	    "name: nightly\n"
+	    "on:\n  webhook: {path: /n, dedupe: event.body.id}\n"
+	    "  schedule: [{cron: '0 2 * * MON-FRI', timezone: Europe/Berlin}]\n"
+	    "if: event.schedule.at ~= '2026-12-08T01:00:00Z'\n"
+	    "concurrency: {key: event.schedule.cron .. '@' .. "
+	    "event.schedule.at}\n"
+	    "steps: [{id: s, run: return 1}]\n");
+	struct hf_event *ev = hf_schedule_event(wf, 0, 1796605200);
+	CHECK_STR(ev->method, "SCHEDULE");
+	CHECK_STR(ev->path, "nightly");
+	CHECK(ev->body_len == 0 && ev->decoded == NULL);
+	CHECK_STR(json_string_value(json_object_get(ev->query, "at")),
+		  "2026-12-07T01:00:00Z");
+	json_t *lua = hf_event_to_lua_json(ev);
+	CHECK_STR(json_string_value(json_object_get(
+		      json_object_get(lua, "schedule"), "cron")),
+		  "0 2 * * MON-FRI");
+	CHECK(json_object_get(lua, "body") == NULL);
+	json_decref(lua);
+	struct hf_run *run = hf_dispatch_schedule(
+	    hf_dispatch_runtime(), ev, wf, "schedule:0:2026-12-07T01:00:00Z");
+	CHECK(run != NULL);
+	CHECK_STR(run ? run->dedupe_key : NULL,
+		  "schedule:0:2026-12-07T01:00:00Z");
+	CHECK_STR(run ? run->lane : NULL,
+		  "0 2 * * MON-FRI@2026-12-07T01:00:00Z");
+	hf_run_free(run);
+	hf_event_unref(ev);
+	/* `if:` false: no run, the reason recorded. */
+	ev = hf_schedule_event(wf, 0, 1796691600);
+	CHECK(hf_dispatch_schedule(hf_dispatch_runtime(), ev, wf, "k") == NULL);
+	CHECK_STR(skip_field(ev, 0, "reason"), "if: condition is false");
+	hf_event_unref(ev);
+	hf_workflow_unref(wf);
+}
+
 static void *tests_main(void *arg)
 {
 	(void)arg;
@@ -256,6 +299,7 @@ static void *tests_main(void *arg)
 	test_lane(rt);
 	test_needs_lua();
 	test_replay();
+	test_schedule();
 	return NULL;
 }
 
