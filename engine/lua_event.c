@@ -174,4 +174,10 @@ void hf_lua_push_event(lua_State *L, struct hf_luart *rt,
 	hf_time_iso(ev->received_at, at);
 	lua_pushstring(L, at);
 	lua_setfield(L, -2, "received_at");
+	/* A schedule's fire (schedule.c) keeps {cron, at} as its query: the
+	 * stored event has no column of its own for them (as run.c). */
+	if (ev->method && strcmp(ev->method, "SCHEDULE") == 0 && ev->query) {
+		hf_lua_push_json(L, ev->query);
+		lua_setfield(L, -2, "schedule");
+	}
 }
