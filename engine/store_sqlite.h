@@ -311,6 +311,9 @@ int hf_sqlite_load_pending(struct hf_store *s,
 			   void (*fn)(struct hf_run *run, void *arg),
 			   void *arg);
 bool hf_sqlite_changed(struct hf_store *s);
+/* Creates the schema or migrates an older file (store_sqlite_schema.c).
+ * Returns 0, or -1 with err set. */
+int hf_sqlite_migrate(struct hf_sqlite_store *q, struct hf_error *err);
 int hf_sqlite_load_backlog(struct hf_store *s,
 			   const struct hf_workflow_set *set, int limit,
 			   void (*fn)(struct hf_run *run, void *arg),

@@ -1,0 +1,228 @@
+/* store_sqlite_schema.c - the SQLite state database's schema (version 2)
+ * and its migration: a new file gets the schema, a version-1 file (made by
+ * hookflow before the lean write path) is migrated to it in one transaction
+ * on the writer's connection at open, before the writer thread starts; a
+ * file from a newer hookflow is refused.
+ *
+ * Neighbours: store_sqlite.c (opens the connection and calls
+ * hf_sqlite_migrate), store_sqlite.h (hf_sqlite_band, the rid of an id). */
+#include "store_sqlite.h"
+
+#include <stdio.h>
+
+static int exec(sqlite3 *db, const char *sql)
+{
+	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+#define SCHEMA_VERSION 2
+
+/* The schema, version 2 (meta's schema_version). Only what a query needs is
+ * indexed (measured: scripts/store_load.py, and issue 13's notes):
+ * - events and runs are keyed by rid, derived from the public id
+ *   (hf_sqlite_band: found by id through the band of its millisecond), the
+ *   id stored once: no second b-tree for a TEXT key;
+ * - runs_event: an event's runs (the event's page in the API, and prune:
+ *   an event goes once no run refers to it), on the integer event rid;
+ * - runs_pending: the unfinished runs (recovery at start, ?status=queued);
+ * - runs_unclaimed: the disk backlog (hf_store_load_backlog), rid order;
+ * - no index for the runs list by workflow: newest first by rid, filtered;
+ * - a run refers to its workflow version by an integer (vid), the 64-digit
+ *   hash stored once in workflow_versions.
+ * steps, dedupe, deliveries and delivery_attempts keep version 1's shape. */
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
+    "CREATE TABLE IF NOT EXISTS events("
+    " rid INTEGER PRIMARY KEY, id TEXT NOT NULL, path TEXT NOT NULL,"
+    " method TEXT NOT NULL, query TEXT, headers TEXT NOT NULL,"
+    " body BLOB NOT NULL, received_at INTEGER NOT NULL, skipped TEXT);"
+    "CREATE TABLE IF NOT EXISTS runs("
+    " rid INTEGER PRIMARY KEY, id TEXT NOT NULL, event INTEGER NOT NULL,"
+    " workflow TEXT NOT NULL, vid INTEGER, status TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,"
+    " error TEXT, next_step INTEGER NOT NULL DEFAULT 0,"
+    " step_attempt INTEGER NOT NULL DEFAULT 1, due_at INTEGER NOT NULL"
+    " DEFAULT 0, lane TEXT, claimed INTEGER NOT NULL DEFAULT 1);"
+    "CREATE INDEX IF NOT EXISTS runs_event ON runs(event);"
+    "CREATE INDEX IF NOT EXISTS runs_pending ON runs(status)"
+    " WHERE status IN ('queued','running');"
+    /* The disk backlog (hf_store_load_backlog): unclaimed runs, in rowid
+     * order. */
+    "CREATE INDEX IF NOT EXISTS runs_unclaimed ON runs(claimed)"
+    " WHERE claimed = 0;"
+    "CREATE TABLE IF NOT EXISTS steps("
+    " run_id TEXT NOT NULL, idx INTEGER NOT NULL, step_id TEXT NOT NULL,"
+    " status TEXT NOT NULL, output TEXT, error TEXT, logs TEXT,"
+    " attempts INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,"
+    " PRIMARY KEY(run_id, idx)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS dedupe("
+    " workflow TEXT NOT NULL, key TEXT NOT NULL, event_id TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL, PRIMARY KEY(workflow, key)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS deliveries("
+    " id TEXT PRIMARY KEY, run_id TEXT, step_id TEXT, url TEXT NOT NULL,"
+    " payload BLOB NOT NULL, headers TEXT, secret TEXT,"
+    " status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+    " max_attempts INTEGER NOT NULL, backoff_ms INTEGER NOT NULL,"
+    " next_at INTEGER NOT NULL, last_status INTEGER, last_error TEXT,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER,"
+    " timeout_ms INTEGER NOT NULL DEFAULT 30000);"
+    "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_at)"
+    " WHERE status = 'pending';"
+    /* The list, newest first (hf_sqlite_deliveries_json). */
+    "CREATE INDEX IF NOT EXISTS deliveries_created ON"
+    " deliveries(created_at);"
+    /* Every workflow version a run was stored with: the YAML and the
+     * `script:` files ({"name": "code"}), so that a run resumed after a
+     * restart keeps the version it started with (hf_store_load_pending).
+     * yaml NULL: a version known by its hash only (not stored: its scripts
+     * were not UTF-8). */
+    "CREATE TABLE IF NOT EXISTS workflow_versions("
+    " vid INTEGER PRIMARY KEY, version TEXT NOT NULL UNIQUE,"
+    " name TEXT NOT NULL, file TEXT, yaml TEXT, scripts TEXT,"
+    " created_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS delivery_attempts("
+    " delivery_id TEXT NOT NULL, n INTEGER NOT NULL, at INTEGER NOT NULL,"
+    " status INTEGER, error TEXT, duration_ms INTEGER,"
+    " PRIMARY KEY(delivery_id, n)) WITHOUT ROWID;"
+    /* The earlier attempts of a retried run (hf_sqlite_retry_run), each
+     * as it ended: its steps as the JSON array that RUN's "steps" is. */
+    "CREATE TABLE IF NOT EXISTS run_history("
+    " run_id TEXT NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL,"
+    " error TEXT, steps TEXT, finished_at INTEGER,"
+    " PRIMARY KEY(run_id, attempt)) WITHOUT ROWID;";
+
+/* Version 1 to 2, inside one transaction, before schema_sql (which then adds
+ * the indexes): events, runs and workflow_versions copied into their new
+ * shape (hf_band: the band of an id, hf_sqlite_band; rows of one millisecond
+ * numbered in the order they were inserted), the old tables dropped. */
+static const char migrate_1_2_sql[] =
+    "CREATE TABLE events_v2("
+    " rid INTEGER PRIMARY KEY, id TEXT NOT NULL, path TEXT NOT NULL,"
+    " method TEXT NOT NULL, query TEXT, headers TEXT NOT NULL,"
+    " body BLOB NOT NULL, received_at INTEGER NOT NULL, skipped TEXT);"
+    "INSERT INTO events_v2(rid, id, path, method, query, headers, body,"
+    " received_at, skipped) SELECT hf_band(id) + row_number() OVER"
+    " (PARTITION BY hf_band(id) ORDER BY rowid) - 1, id, path, method,"
+    " query, headers, body, received_at, skipped FROM events;"
+    "CREATE TABLE workflow_versions_v2("
+    " vid INTEGER PRIMARY KEY, version TEXT NOT NULL UNIQUE,"
+    " name TEXT NOT NULL, file TEXT, yaml TEXT, scripts TEXT,"
+    " created_at INTEGER NOT NULL);"
+    "INSERT INTO workflow_versions_v2(version, name, file, yaml, scripts,"
+    " created_at) SELECT version, name, file, yaml, scripts, created_at"
+    " FROM workflow_versions ORDER BY created_at, version;"
+    "INSERT OR IGNORE INTO workflow_versions_v2(version, name, created_at)"
+    " SELECT version, min(workflow), 0 FROM runs WHERE version IS NOT NULL"
+    " GROUP BY version;"
+    "CREATE TABLE runs_v2("
+    " rid INTEGER PRIMARY KEY, id TEXT NOT NULL, event INTEGER NOT NULL,"
+    " workflow TEXT NOT NULL, vid INTEGER, status TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,"
+    " error TEXT, next_step INTEGER NOT NULL DEFAULT 0,"
+    " step_attempt INTEGER NOT NULL DEFAULT 1, due_at INTEGER NOT NULL"
+    " DEFAULT 0, lane TEXT, claimed INTEGER NOT NULL DEFAULT 1);"
+    "INSERT INTO runs_v2(rid, id, event, workflow, vid, status, attempt,"
+    " created_at, started_at, finished_at, error, next_step, step_attempt,"
+    " due_at, lane, claimed) SELECT hf_band(r.id) + row_number() OVER"
+    " (PARTITION BY hf_band(r.id) ORDER BY r.rowid) - 1, r.id,"
+    " COALESCE((SELECT e.rid FROM events_v2 e WHERE e.rid BETWEEN"
+    " hf_band(r.event_id) AND hf_band(r.event_id) + 32767 AND"
+    " e.id = r.event_id), 0), r.workflow,"
+    " (SELECT v.vid FROM workflow_versions_v2 v WHERE v.version ="
+    " r.version), r.status, r.attempt, r.created_at, r.started_at,"
+    " r.finished_at, r.error, r.next_step, r.step_attempt, r.due_at,"
+    " r.lane, r.claimed FROM runs r;"
+    "DROP TABLE runs;"
+    "DROP TABLE events;"
+    "DROP TABLE workflow_versions;"
+    "ALTER TABLE events_v2 RENAME TO events;"
+    "ALTER TABLE runs_v2 RENAME TO runs;"
+    "ALTER TABLE workflow_versions_v2 RENAME TO workflow_versions;";
+
+/* hf_band(id) in SQL: the first rid of id's band (migrate_1_2_sql). */
+static void band_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	(void)argc;
+	sqlite3_result_int64(
+	    ctx, hf_sqlite_band((const char *)sqlite3_value_text(argv[0])));
+}
+
+/* The file's schema version: 0 for a new file. */
+static int schema_version(sqlite3 *db)
+{
+	int v = 0;
+	sqlite3_stmt *st = hf_sqlite_stmt(
+	    db, "SELECT value FROM meta WHERE key = 'schema_version'", "");
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (v == 0 && hf_sqlite_exec(db, "SELECT 1 FROM events LIMIT 0", "") ==
+			  SQLITE_DONE)
+		v = 1; /* the earliest files wrote no version */
+	return v;
+}
+
+/* Creates the schema, or migrates an older file to it: one transaction on
+ * the writer's connection, before the writer thread starts. */
+int hf_sqlite_migrate(struct hf_sqlite_store *q, struct hf_error *err)
+{
+	char *msg = NULL;
+	char sql[128];
+	int from = schema_version(q->wdb);
+	if (from > SCHEMA_VERSION) {
+		hf_error_set(err, q->path, 0, 0,
+			     "schema version %d is newer than this hookflow's "
+			     "(%d): start the version that made it",
+			     from, SCHEMA_VERSION);
+		return -1;
+	}
+	if (exec(q->wdb, "BEGIN IMMEDIATE") < 0) {
+		hf_error_set(err, q->path, 0, 0, "cannot open schema: %s",
+			     sqlite3_errmsg(q->wdb));
+		return -1;
+	}
+	/* Added after version 1 was first written: older files lack it. */
+	if (from == 1 &&
+	    exec(q->wdb, "SELECT timeout_ms FROM deliveries LIMIT 0") < 0)
+		exec(q->wdb, "ALTER TABLE deliveries ADD COLUMN timeout_ms"
+			     " INTEGER NOT NULL DEFAULT 30000");
+	int rc = SQLITE_OK;
+	if (from == 1) {
+		sqlite3_create_function(q->wdb, "hf_band", 1,
+					SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+					NULL, band_fn, NULL, NULL);
+		rc = sqlite3_exec(q->wdb, migrate_1_2_sql, NULL, NULL, &msg);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(q->wdb, schema_sql, NULL, NULL, &msg);
+	snprintf(sql, sizeof sql,
+		 "INSERT OR REPLACE INTO meta(key, value) VALUES"
+		 " ('schema_version', '%d')",
+		 SCHEMA_VERSION);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(q->wdb, sql, NULL, NULL, &msg);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(q->wdb, "COMMIT", NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		const char *why = msg ? msg : sqlite3_errmsg(q->wdb);
+		if (from && from < SCHEMA_VERSION)
+			hf_error_set(err, q->path, 0, 0,
+				     "cannot migrate the schema from version "
+				     "%d: %s",
+				     from, why);
+		else
+			hf_error_set(err, q->path, 0, 0,
+				     "cannot create schema: %s", why);
+		sqlite3_free(msg);
+		exec(q->wdb, "ROLLBACK");
+		return -1;
+	}
+	if (from && from < SCHEMA_VERSION)
+		hf_log(HF_LOG_INFO,
+		       "%s: state database migrated from schema version %d "
+		       "to %d",
+		       q->path, from, SCHEMA_VERSION);
+	return 0;
+}
