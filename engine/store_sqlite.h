@@ -311,6 +311,10 @@ int hf_sqlite_load_pending(struct hf_store *s,
 			   void (*fn)(struct hf_run *run, void *arg),
 			   void *arg);
 bool hf_sqlite_changed(struct hf_store *s);
+/* The event of a row (store_sqlite_query.c): its id in column idc, then
+ * path, method, query, headers, body, received_at from column col on. NULL
+ * when the id is NULL (a LEFT JOIN found no event). */
+struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col);
 /* Creates the schema or migrates an older file (store_sqlite_schema.c).
  * Returns 0, or -1 with err set. */
 int hf_sqlite_migrate(struct hf_sqlite_store *q, struct hf_error *err);

@@ -489,24 +489,31 @@ int hf_sqlite_pending_deliveries(struct hf_store *s, int limit,
 	return p.n;
 }
 
-static int event_struct_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col)
 {
-	(void)db;
+	if (sqlite3_column_type(st, idc) == SQLITE_NULL)
+		return NULL;
 	struct hf_event *ev = hf_event_new();
 	snprintf(ev->id, sizeof ev->id, "%s",
-		 (const char *)sqlite3_column_text(st, 0));
-	ev->path = hf_xstrdup((const char *)sqlite3_column_text(st, 1));
-	ev->method = hf_xstrdup((const char *)sqlite3_column_text(st, 2));
-	ev->query = col_typed(st, 3, JSON_OBJECT);
-	ev->headers = col_typed(st, 4, JSON_OBJECT);
-	const char *body = sqlite3_column_blob(st, 5);
-	ev->body_len = (size_t)sqlite3_column_bytes(st, 5);
+		 (const char *)sqlite3_column_text(st, idc));
+	ev->path = hf_xstrdup((const char *)sqlite3_column_text(st, col));
+	ev->method = hf_xstrdup((const char *)sqlite3_column_text(st, col + 1));
+	ev->query = col_typed(st, col + 2, JSON_OBJECT);
+	ev->headers = col_typed(st, col + 3, JSON_OBJECT);
+	const char *body = sqlite3_column_blob(st, col + 4);
+	ev->body_len = (size_t)sqlite3_column_bytes(st, col + 4);
 	ev->body = hf_xstrndup(body ? body : "", ev->body_len);
-	ev->received_at = sqlite3_column_int64(st, 6);
+	ev->received_at = sqlite3_column_int64(st, col + 5);
 	ev->skipped = json_array();
 	/* The body is decoded on first use (hf_event_body), if ever: a page
 	 * of the disk backlog does not pay for it. */
-	*(struct hf_event **)arg = ev;
+	return ev;
+}
+
+static int event_struct_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	(void)db;
+	*(struct hf_event **)arg = hf_sqlite_event_row(st, 0, 1);
 	return 1;
 }
 

@@ -154,7 +154,6 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 			       const struct hf_workflow_set *set,
 			       struct version_cache *vc)
 {
-	const char *event_id = (const char *)sqlite3_column_text(st, 1);
 	const char *wf_name = (const char *)sqlite3_column_text(st, 2);
 	const char *version = (const char *)sqlite3_column_text(st, 11);
 	struct hf_workflow *wf = hf_workflow_set_find(set, wf_name);
@@ -169,7 +168,9 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 			       (const char *)sqlite3_column_text(st, 0),
 			       wf_name, version);
 	}
-	struct hf_event *ev = hf_sqlite_load_event(s, event_id);
+	/* The event's columns come with the run's (a LEFT JOIN): no query
+	 * per run. */
+	struct hf_event *ev = hf_sqlite_event_row(st, 1, 12);
 	if (!ev)
 		return NULL;
 	struct hf_run *run = NULL;
@@ -252,14 +253,16 @@ int hf_sqlite_load_pending(struct hf_store *s,
 	    only_unclaimed
 		? "SELECT r.id, e.id, r.workflow, r.status, r.attempt,"
 		  " r.created_at, r.started_at, r.next_step, r.step_attempt,"
-		  " r.due_at, r.lane, v.version FROM runs r"
+		  " r.due_at, r.lane, v.version, e.path, e.method,"
+		  " e.query, e.headers, e.body, e.received_at FROM runs r"
 		  " LEFT JOIN events e ON e.rid = r.event"
 		  " LEFT JOIN workflow_versions v ON v.vid = r.vid"
 		  " WHERE r.status IN ('queued','running') AND r.claimed = 0"
 		  " ORDER BY r.rid"
 		: "SELECT r.id, e.id, r.workflow, r.status, r.attempt,"
 		  " r.created_at, r.started_at, r.next_step, r.step_attempt,"
-		  " r.due_at, r.lane, v.version FROM runs r"
+		  " r.due_at, r.lane, v.version, e.path, e.method,"
+		  " e.query, e.headers, e.body, e.received_at FROM runs r"
 		  " LEFT JOIN events e ON e.rid = r.event"
 		  " LEFT JOIN workflow_versions v ON v.vid = r.vid"
 		  " WHERE r.status IN ('queued','running') AND r.claimed = 1"
@@ -303,7 +306,8 @@ int hf_sqlite_load_backlog(struct hf_store *s,
 			   "SELECT r.id, e.id, r.workflow, r.status,"
 			   " r.attempt, r.created_at, r.started_at,"
 			   " r.next_step, r.step_attempt, r.due_at, r.lane,"
-			   " v.version FROM runs r"
+			   " v.version, e.path, e.method, e.query, e.headers,"
+			   " e.body, e.received_at FROM runs r"
 			   " LEFT JOIN events e ON e.rid = r.event"
 			   " LEFT JOIN workflow_versions v ON v.vid = r.vid"
 			   " WHERE r.claimed = 0 AND r.status IN"
