@@ -109,5 +109,9 @@ struct hf_store {
 /* The SQLite backend (store_sqlite.c): path is a file or ":memory:". */
 struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 				      bool start_writer, struct hf_error *err);
+/* The PostgreSQL backend (store_pg.c): url is a postgres:// or
+ * postgresql:// URI (libpq's conninfo). */
+struct hf_store *hf_store_pg_open(const char *url, bool sync_full,
+				  bool start_writer, struct hf_error *err);
 
 #endif

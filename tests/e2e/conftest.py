@@ -20,6 +20,50 @@ ROOT = pathlib.Path(os.environ.get(
     "HF_SOURCE_ROOT", pathlib.Path(__file__).resolve().parents[2]))
 BIN = os.environ.get("HOOKFLOW_BIN", str(ROOT / "build" / "hookflow"))
 
+# HF_TEST_STATE=postgres runs the suite against PostgreSQL: one throwaway
+# cluster for the session (pgcluster.py), a fresh database for every Server
+# (its `state` is then the database's URL), and the tests marked
+# `sqlite_only` (about SQLite files) skipped.
+PG_MODE = os.environ.get("HF_TEST_STATE") == "postgres"
+_pg = {"cluster": None, "n": 0}
+
+
+def pg_cluster():
+    """The session's PostgreSQL cluster, started on first use."""
+    if _pg["cluster"] is None:
+        from pgcluster import PgCluster
+        _pg["cluster"] = PgCluster().start()
+    return _pg["cluster"]
+
+
+def pg_state_url():
+    """A postgres:// URL of a new, empty database."""
+    _pg["n"] += 1
+    return pg_cluster().url(f"hf_{os.getpid()}_{_pg['n']}")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): about the SQLite state file; "
+        "skipped with HF_TEST_STATE=postgres")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not PG_MODE:
+        return
+    for item in items:
+        m = item.get_closest_marker("sqlite_only")
+        if m:
+            why = m.args[0] if m.args else "about the SQLite state file"
+            item.add_marker(pytest.mark.skip(
+                reason=f"SQLite only (HF_TEST_STATE=postgres): {why}"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _pg["cluster"] is not None:
+        _pg["cluster"].stop()
+        _pg["cluster"] = None
+
 
 def wait_for(cond, timeout=10.0, interval=0.02, what="condition"):
     """Polls cond() until it returns a truthy value or timeout passes."""
@@ -77,7 +121,7 @@ class Server:
             self.write_workflow(name, text)
         for name, text in (scripts or {}).items():
             (self.scripts / name).write_text(textwrap.dedent(text))
-        self.state = self.dir / "hookflow.db"
+        self.state = pg_state_url() if PG_MODE else self.dir / "hookflow.db"
         self.data = self.dir / "data.db"
         self.token = token
         self.args = list(args)
