@@ -1,11 +1,11 @@
 /* store_pg.c - the PostgreSQL state backend's core (--state postgres://…):
  * the schema, created or migrated at start under an advisory lock, the
- * connections (the writer's and a pool of readers), the writer thread with group commit (one transaction per batch, a failed
- * batch applied again write by write, done() only after COMMIT), whether the
- * database can write (a lost connection or a failing server fails the
- * writes: hf_store_writable turns false, and a tiny write every
- * HF_STORE_PROBE_MS reconnects and finds when it can again), and the table
- * of operations that store.c dispatches through.
+ * connections (the writer's and a pool of readers), the writer thread with
+ * group commit (one transaction per batch, a failed batch applied again write
+ * by write, done() only after COMMIT), whether the database can write (a lost
+ * connection or a failing server fails the writes: hf_store_writable turns
+ * false, and a tiny write every HF_STORE_PROBE_MS reconnects and finds when it
+ * can again), and the table of operations that store.c dispatches through.
  *
  * The schema mirrors the SQLite backend's (store_sqlite.c) column for column,
  * so that every answer of the admin API and the CLI is the same, with what
