@@ -42,6 +42,24 @@ def pg_state_url():
     return pg_cluster().url(f"hf_{os.getpid()}_{_pg['n']}")
 
 
+def pg_query(url, sql, *args):
+    """Rows of sql (SQLite's `?` placeholders) on the PostgreSQL database of
+    url, as tuples of Python values: what sqlite3's fetchall() returns."""
+    def lit(v):
+        if v is None:
+            return "NULL"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        return "'" + str(v).replace("'", "''") + "'"
+    parts = sql.split("?")
+    assert len(parts) == len(args) + 1, (sql, args)
+    text = parts[0] + "".join(lit(a) + p for a, p in zip(args, parts[1:]))
+    out = pg_cluster().psql(
+        f"SELECT coalesce(json_agg(t), '[]') FROM ({text}) t",
+        db=url.rsplit("/", 1)[1])
+    return [tuple(row.values()) for row in json.loads(out)]
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "sqlite_only(reason): about the SQLite state file; "

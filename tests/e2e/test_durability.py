@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import BIN, request, wait_for
+from conftest import BIN, pg_query, request, wait_for
 
 
 def wf(name, path, steps, extra=""):
@@ -39,6 +39,8 @@ def data_db(srv, *ddl):
 
 def q(path, sql, *args):
     """Reads a database the server is using (WAL: readers do not block)."""
+    if str(path).startswith("postgres"):
+        return pg_query(str(path), sql, *args)
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
         return con.execute(sql, args).fetchall()
