@@ -275,6 +275,10 @@ static int transact(struct hf_pg_store *q, struct hf_write *w,
 	if (rc < 0 && PQstatus(q->wconn) != CONNECTION_OK &&
 	    writer_conn(q, msg, size))
 		rc = exec_simple(q, "BEGIN"); /* reconnected: once more */
+	if (!q->wconn) { /* the server cannot be reached: msg says why */
+		*fault = true;
+		return -1;
+	}
 	hf_pg_rows_reset(q);
 	for (; rc == 0 && w != end; w = w->next)
 		rc = hf_pg_apply(q, w);

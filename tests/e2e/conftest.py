@@ -60,6 +60,19 @@ def pg_query(url, sql, *args):
     return [tuple(row.values()) for row in json.loads(out)]
 
 
+def state_rows(state, sql, *args):
+    """Rows of sql (with `?` placeholders) on a server's state database,
+    SQLite file or PostgreSQL URL alike, as sqlite3's fetchall() gives."""
+    if str(state).startswith(("postgres://", "postgresql://")):
+        return pg_query(str(state), sql, *args)
+    import sqlite3
+    con = sqlite3.connect(str(state), timeout=10)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "sqlite_only(reason): about the SQLite state file; "
@@ -69,7 +82,13 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     if not PG_MODE:
         return
+    from pgcluster import available
+    why = available()
     for item in items:
+        if why:
+            item.add_marker(pytest.mark.skip(
+                reason=f"HF_TEST_STATE=postgres: {why}"))
+            continue
         m = item.get_closest_marker("sqlite_only")
         if m:
             why = m.args[0] if m.args else "about the SQLite state file"

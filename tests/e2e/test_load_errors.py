@@ -10,12 +10,11 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import BIN, state_rows, wait_for
 
 SECRET = "hf-load-errors-secret"
 
@@ -270,9 +269,8 @@ def test_cli_replay_takes_the_newest_stored_version(server, tmp_path):
     p = cli("replay", r1.json()["event"], "--state", srv.state, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     (rid,) = p.stdout.split()
-    con = sqlite3.connect(srv.state)
-    (version,) = con.execute("SELECT version FROM runs WHERE id = ?", (rid,)).fetchone()
-    con.close()
+    ((version,),) = state_rows(srv.state, "SELECT version FROM runs WHERE id = ?",
+                               rid)
     assert version == two["version"]
     srv.start()
     run = srv.wait_run(rid, timeout=15)
