@@ -123,7 +123,19 @@ static void no_notices(void *arg, const char *msg)
 
 PGconn *hf_pg_connect(struct hf_pg_store *q, struct hf_error *err)
 {
-	PGconn *c = PQconnectdb(q->url);
+	/* Bounded waits on a network that drops packets (the URL's own values
+	 * win: they come after these): a connection attempt gives up after
+	 * 10s, a write unacknowledged for 15s fails the connection, and an
+	 * idle one is probed. The writer then reports the fault (503) and
+	 * reconnects by itself. */
+	static const char *const keys[] = {
+	    "connect_timeout",	"keepalives",
+	    "keepalives_idle",	"keepalives_interval",
+	    "keepalives_count", "tcp_user_timeout",
+	    "dbname",		NULL};
+	const char *values[] = {"10", "1",     "10",   "5",
+				"3",  "15000", q->url, NULL};
+	PGconn *c = PQconnectdbParams(keys, values, 1);
 	if (!c || PQstatus(c) != CONNECTION_OK) {
 		/* libpq's message names the host, never the password. */
 		char msg[256];
@@ -580,16 +592,47 @@ static int migrate(struct hf_pg_store *q, struct hf_error *err)
 				       "1752133483)"); /* "hook" */
 	bool ok = hf_pg_ok(r);
 	PQclear(r);
+	/* The schema's version: with it current, no DDL at all (CREATE INDEX
+	 * IF NOT EXISTS would lock the table against a running server's
+	 * writes, at every CLI command). */
+	int64_t have = 0;
 	if (ok) {
+		r = PQexec(q->wconn, "SELECT to_regclass('meta') IS NOT NULL");
+		ok = hf_pg_ok(r) && PQntuples(r) == 1;
+		bool exists = ok && PQgetvalue(r, 0, 0)[0] == 't';
+		PQclear(r);
+		if (exists) {
+			r = PQexec(q->wconn,
+				   "SELECT COALESCE(max(value::bigint),"
+				   " 0) FROM meta WHERE key ="
+				   " 'schema_version'");
+			ok = hf_pg_ok(r) && PQntuples(r) == 1;
+			have = ok ? pg_int(r, 0, 0) : 0;
+			PQclear(r);
+		}
+	}
+	if (ok && have > SCHEMA_VERSION) {
+		hf_error_set(
+		    err, NULL, 0, 0,
+		    "the state database's schema is version %lld, newer "
+		    "than this hookflow's (%d): use a newer hookflow",
+		    (long long)have, SCHEMA_VERSION);
+		r = PQexec(q->wconn, "ROLLBACK");
+		PQclear(r);
+		return -1;
+	}
+	if (ok && have < SCHEMA_VERSION) {
 		r = PQexec(q->wconn, schema_sql);
 		ok = hf_pg_ok(r);
 		PQclear(r);
+		if (ok)
+			ok = hf_pg_run(
+				 q, q->wconn,
+				 "INSERT INTO meta(key, value) VALUES"
+				 " ('schema_version', $1) ON CONFLICT (key)"
+				 " DO UPDATE SET value = EXCLUDED.value",
+				 "i", SCHEMA_VERSION) >= 0;
 	}
-	if (ok)
-		ok = hf_pg_run(q, q->wconn,
-			       "INSERT INTO meta(key, value) VALUES"
-			       " ('schema_version', $1) ON CONFLICT DO NOTHING",
-			       "i", SCHEMA_VERSION) >= 0;
 	if (ok)
 		ok = exec_simple(q, "COMMIT") == 0;
 	if (!ok) {
