@@ -14,7 +14,8 @@
  * order (SQLite's rowid), and a narrow `queue` table, one row per unfinished
  * run (deleted when the run ends), holding which node has it (node_id, epoch;
  * NULL: unclaimed, e.g. written by the CLI) - what several nodes will claim
- * from; `nodes` registers each server.
+ * from; `nodes` registers each server. Until servers share work, one server
+ * per database: its writer connection holds an advisory lock.
  *
  * Durability: --sync full sets synchronous_commit on (a 2xx means the event
  * is on PostgreSQL's disk); --sync normal sets it off: a commit survives a
@@ -39,9 +40,14 @@
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SCHEMA_VERSION 1
+
+/* How long a starting server waits for the one before it to let go of the
+ * database (take_server_lock). */
+#define HF_PG_LOCK_WAIT_MS 5000
 
 /* Ids are compared byte by byte (COLLATE "C"), as in SQLite: run and event
  * ids begin with their creation time, and lists are ordered by them. */
@@ -236,6 +242,34 @@ static void health_ok(struct hf_pg_store *q)
 
 /* The writer's connection, connected again when it was lost: NULL (msg says
  * why) when the server cannot be reached. */
+/* One server per database until servers share work (the multi-node
+ * phase): the server's writer connection holds this session-level advisory
+ * lock, which PostgreSQL releases when the connection ends (a server killed
+ * included). Tries for up to wait_ms: 1 taken, 0 held by another server, -1
+ * on error. */
+#define SERVER_LOCK "1752133484"
+
+static int take_server_lock(struct hf_pg_store *q, int64_t wait_ms)
+{
+	int64_t deadline = hf_mono_ms() + wait_ms;
+	for (;;) {
+		PGresult *r = PQexec(
+		    q->wconn, "SELECT pg_try_advisory_lock(" SERVER_LOCK ")");
+		int rc = !hf_pg_ok(r) || PQntuples(r) != 1 ? -1
+			 : PQgetvalue(r, 0, 0)[0] == 't'   ? 1
+							   : 0;
+		PQclear(r);
+		if (rc != 0 || hf_mono_ms() >= deadline)
+			return rc;
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static const char another_server[] =
+    "another hookflow server uses this state database (one server per "
+    "PostgreSQL database for now)";
+
 static PGconn *writer_conn(struct hf_pg_store *q, char *msg, size_t size)
 {
 	if (q->wconn && PQstatus(q->wconn) == CONNECTION_OK)
@@ -247,6 +281,13 @@ static PGconn *writer_conn(struct hf_pg_store *q, char *msg, size_t size)
 	q->wconn = hf_pg_connect(q, &err);
 	if (!q->wconn)
 		snprintf(msg, size, "%.150s", err.msg);
+	else if (q->node_id && take_server_lock(q, 0) != 1) {
+		/* The server's lock went with the old connection and another
+		 * server took it meanwhile: this one must not write. */
+		snprintf(msg, size, "%s", another_server);
+		PQfinish(q->wconn);
+		q->wconn = NULL;
+	}
 	return q->wconn;
 }
 
@@ -691,6 +732,16 @@ struct hf_store *hf_store_pg_open(const char *url, bool sync_full,
 	if (!q->wconn || migrate(q, err) < 0)
 		goto fail;
 	if (start_writer) {
+		/* A server killed a moment ago may still hold the lock until
+		 * PostgreSQL sees its connection gone. */
+		int locked = take_server_lock(q, HF_PG_LOCK_WAIT_MS);
+		if (locked != 1) {
+			hf_error_set(err, NULL, 0, 0, "%s",
+				     locked == 0 ? another_server
+						 : "cannot lock the state "
+						   "database");
+			goto fail;
+		}
 		if (register_node(q, err) < 0 ||
 		    hf_pg_secrets_start(q, err) < 0)
 			goto fail;

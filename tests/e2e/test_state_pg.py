@@ -3,8 +3,9 @@ of the suite checks when it runs against PostgreSQL (HF_TEST_STATE=postgres,
 the e2e-pg suite): the schema created by two processes at once (the advisory
 lock), connections the server drops (reconnected without a failed webhook),
 a PostgreSQL server that stops (webhooks get 503, then 202 again by
-themselves once it is back, nothing answered lost), and group commit (one
-transaction for many webhooks). Each test uses its own database; the test
+themselves once it is back, nothing answered lost), group commit (one
+transaction for many webhooks), and one server per database (an advisory lock,
+until servers share work). Each test uses its own database; the test
 that stops PostgreSQL its own cluster."""
 import json
 import subprocess
@@ -168,3 +169,31 @@ def test_group_commit_many_webhooks_few_transactions(tmp_path):
         assert pg_query(url, "SELECT count(*) FROM queue") == [(0,)]
     finally:
         srv.kill()
+
+
+def test_one_server_per_database(tmp_path):
+    url = pg_state_url()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = start(tmp_path / "a", url)
+    second = Server(tmp_path / "b", WORKFLOWS)
+    second.state = url
+    try:
+        r = first.post("/hello", {"name": "one"})
+        assert r.status == 202, r
+        # Until servers share work, a second server on the database would
+        # run the first one's runs too: it waits a moment, then refuses.
+        with pytest.raises(AssertionError):
+            second.start(timeout=15)
+        assert second.proc.wait(10) == 1
+        assert "another hookflow server uses this state database" in \
+            second.stderr(), second.stderr()
+        # A server killed lets go of the database at once.
+        first.kill()
+        second.start()
+        r = second.post("/hello", {"name": "two"})
+        assert r.status == 202, r
+        assert second.wait_run(r.json()["runs"][0])["status"] == "succeeded"
+    finally:
+        first.kill()
+        second.kill()
