@@ -138,7 +138,8 @@ def pg_query_on(pg, db, sql):
 
 def test_group_commit_many_webhooks_few_transactions(tmp_path):
     url = pg_state_url()
-    srv = start(tmp_path, url)
+    # --sync normal: synchronous_commit off (the same answers, sooner)
+    srv = start(tmp_path, url, ["--sync", "normal"])
     try:
         def metric(name):
             text = srv.get("/metrics").body
