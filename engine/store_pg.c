@@ -484,6 +484,13 @@ static void *writer_main(void *arg)
 		finish_batch(batch);
 
 		pthread_mutex_lock(&q->lock);
+		if (q->batch_end) {
+			void (*end)(void *) = q->batch_end;
+			void *end_arg = q->batch_end_arg;
+			pthread_mutex_unlock(&q->lock);
+			end(end_arg);
+			pthread_mutex_lock(&q->lock);
+		}
 	}
 	pthread_mutex_unlock(&q->lock);
 	return NULL;
@@ -497,6 +504,12 @@ static void submit(struct hf_store *s, struct hf_write *w)
 	if (!q->threaded) {
 		apply_locked(q, w, 1);
 		finish_batch(w);
+		pthread_mutex_lock(&q->lock);
+		void (*end)(void *) = q->batch_end;
+		void *end_arg = q->batch_end_arg;
+		pthread_mutex_unlock(&q->lock);
+		if (end)
+			end(end_arg);
 		return;
 	}
 	pthread_mutex_lock(&q->lock);
@@ -506,6 +519,15 @@ static void submit(struct hf_store *s, struct hf_write *w)
 		q->head = w;
 	q->tail = w;
 	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void hf_pg_on_batch_end(struct hf_store *s, void (*fn)(void *arg), void *arg)
+{
+	struct hf_pg_store *q = pq(s);
+	pthread_mutex_lock(&q->lock);
+	q->batch_end_arg = arg;
+	q->batch_end = fn;
 	pthread_mutex_unlock(&q->lock);
 }
 

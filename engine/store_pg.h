@@ -87,6 +87,11 @@ struct hf_pg_store {
 
 	struct hf_pg_rows rows; /* the batch's pending multi-row inserts */
 
+	/* Called after each batch's done() calls (hf_pg_on_batch_end), under
+	 * lock. */
+	void (*batch_end)(void *arg);
+	void *batch_end_arg;
+
 	pthread_mutex_t key_lock;
 	bool have_key;
 	unsigned char key[32];
@@ -209,5 +214,19 @@ int hf_pg_retry_run(struct hf_store *s, const char *run_id,
 		    struct hf_error *err);
 int hf_pg_retry_delivery(struct hf_store *s, const char *id);
 int hf_pg_prune(struct hf_store *s, int64_t before, int limit);
+
+/* The disk backlog and schedules' last fire, as the SQLite backend has them
+ * on main (hf_store_load_backlog, _claim_runs, _count_backlog,
+ * _on_batch_end, _dedupe_last in hf_store.h there): ready for the ops table
+ * once store_int.h has these operations. The backlog is the queue's rows
+ * with no node. */
+int hf_pg_load_backlog(struct hf_store *s, const struct hf_workflow_set *set,
+		       int limit, void (*fn)(struct hf_run *run, void *arg),
+		       void *arg);
+int hf_pg_claim_runs(struct hf_store *s, struct hf_run *const *runs, size_t n);
+int64_t hf_pg_count_backlog(struct hf_store *s);
+void hf_pg_on_batch_end(struct hf_store *s, void (*fn)(void *arg), void *arg);
+int hf_pg_dedupe_last(struct hf_store *s, const char *workflow,
+		      const char *prefix, char *out, size_t size);
 
 #endif

@@ -264,8 +264,9 @@ static int apply_ingest(struct hf_pg_store *q, struct hf_write *w)
 	hf_pg_arr_text(&e[7], t);
 	free(t);
 	q->rows.nevents++;
+	/* w->unclaimed: the runs wait in the disk backlog (no node). */
 	for (size_t i = 0; i < w->nruns; i++)
-		if (!w->dropped[i] && add_run(q, w->runs[i], true) < 0)
+		if (!w->dropped[i] && add_run(q, w->runs[i], !w->unclaimed) < 0)
 			return -1;
 	return 0;
 }

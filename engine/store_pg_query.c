@@ -450,3 +450,35 @@ struct hf_event *hf_pg_load_event(struct hf_store *s, const char *event_id)
 {
 	return hf_pg_load_event_on(pq(s), NULL, event_id);
 }
+
+/* --- schedules --- */
+
+struct text_out {
+	char *out;
+	size_t size;
+};
+
+static int text_row(PGconn *c, PGresult *r, int i, void *arg)
+{
+	(void)c;
+	struct text_out *t = arg;
+	const char *v = pg_text(r, i, 0);
+	snprintf(t->out, t->size, "%s", v ? v : "");
+	return 1;
+}
+
+int hf_pg_dedupe_last(struct hf_store *s, const char *workflow,
+		      const char *prefix, char *out, size_t size)
+{
+	/* Keys compare as bytes (COLLATE "C"); '~' sorts after every
+	 * character a schedule's key holds. */
+	struct text_out t = {out, size};
+	char *end = hf_xasprintf("%s~", prefix);
+	int n = hf_pg_each(pq(s), NULL, text_row, &t,
+			   "SELECT key FROM dedupe WHERE workflow = $1"
+			   " AND key > $2 AND key < $3"
+			   " ORDER BY key DESC LIMIT 1",
+			   "ttt", workflow, prefix, end);
+	free(end);
+	return n < 0 ? -1 : n > 0 ? 1 : 0;
+}

@@ -259,6 +259,72 @@ int hf_pg_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
 	return rc < 0 ? -1 : p.n;
 }
 
+/* --- the disk backlog: runs in the queue with no node --- */
+
+int hf_pg_load_backlog(struct hf_store *s, const struct hf_workflow_set *set,
+		       int limit, void (*fn)(struct hf_run *run, void *arg),
+		       void *arg)
+{
+	struct hf_pg_store *q = pq(s);
+	struct pickup p = {.q = q, .set = set};
+	p.tail = &p.list;
+	/* queue_unclaimed holds seq where node_id IS NULL: arrival order. */
+	int rc = hf_pg_each(q, NULL, pickup_row, &p,
+			    "SELECT " RUN_LOAD_COLUMNS " FROM queue c JOIN"
+			    " runs r ON r.id = c.run_id WHERE c.node_id IS"
+			    " NULL AND r.status IN ('queued','running')"
+			    " ORDER BY c.seq LIMIT $1",
+			    "i", limit);
+	for (size_t i = 0; i < p.vc.n; i++)
+		hf_workflow_unref(p.vc.items[i].wf);
+	for (struct hf_run *r = p.list, *next; r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		if (rc < 0)
+			hf_run_free(r);
+		else
+			fn(r, arg);
+	}
+	return rc < 0 ? -1 : p.n;
+}
+
+int hf_pg_claim_runs(struct hf_store *s, struct hf_run *const *runs, size_t n)
+{
+	struct hf_pg_store *q = pq(s);
+	assert(pq_applying(q)); /* through HF_W_CALL */
+	struct hf_pg_arr ids;
+	hf_pg_arr_init(&ids, HF_PG_TEXT_OID);
+	for (size_t i = 0; i < n; i++)
+		hf_pg_arr_text(&ids, runs[i]->id);
+	int rc = hf_pg_run(q, q->wconn,
+			   "UPDATE queue SET node_id = $1, epoch = $2,"
+			   " claimed_at = $3 WHERE run_id = ANY($4::text[])",
+			   "JIIa", q->node_id, q->epoch, hf_now_ms(), &ids);
+	hf_pg_arr_free(&ids);
+	return rc < 0 ? -1 : 0;
+}
+
+int64_t hf_pg_count_backlog(struct hf_store *s)
+{
+	struct hf_pg_store *q = pq(s);
+	/* Inside an HF_W_CALL: on the writer's connection, counting the open
+	 * transaction's writes (the batch's rows sent first). */
+	bool applying = pq_applying(q);
+	if (applying && hf_pg_flush_rows(q) < 0)
+		return -1;
+	PGconn *c = applying ? q->wconn : hf_pg_reader_take(q);
+	PGresult *r = hf_pg_exec(q, c,
+				 "SELECT count(*) FROM queue c JOIN runs r ON"
+				 " r.id = c.run_id WHERE c.node_id IS NULL AND"
+				 " r.status IN ('queued','running')",
+				 "");
+	int64_t n = hf_pg_ok(r) && PQntuples(r) == 1 ? pg_int(r, 0, 0) : -1;
+	PQclear(r);
+	if (!applying)
+		hf_pg_reader_give(q, c);
+	return n;
+}
+
 /* --- the stored versions as a set (hookflow replay) --- */
 
 struct stored_set {
