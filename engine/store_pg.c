@@ -115,6 +115,12 @@ static const char schema_sql[] =
     " delivery_id TEXT COLLATE \"C\" NOT NULL, n INTEGER NOT NULL,"
     " at BIGINT NOT NULL, status INTEGER, error TEXT, duration_ms BIGINT,"
     " PRIMARY KEY(delivery_id, n));"
+    /* The earlier attempts of a retried run (hf_pg_retry_run), each as it
+     * ended: its steps as the JSON array that RUN's "steps" is. */
+    "CREATE TABLE IF NOT EXISTS run_history("
+    " run_id TEXT COLLATE \"C\" NOT NULL, attempt INTEGER NOT NULL,"
+    " status TEXT NOT NULL, error TEXT, steps TEXT, finished_at BIGINT,"
+    " PRIMARY KEY(run_id, attempt));"
     /* The queue churns: vacuum it by rows changed, not by its size. */
     "ALTER TABLE queue SET (autovacuum_vacuum_scale_factor = 0,"
     " autovacuum_vacuum_threshold = 1000);";

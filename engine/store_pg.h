@@ -198,6 +198,8 @@ int hf_pg_pending_deliveries(struct hf_store *s, int limit,
 			     int (*fn)(const struct hf_delivery *d, void *arg),
 			     void *arg);
 struct hf_event *hf_pg_load_event(struct hf_store *s, const char *event_id);
+/* A run's steps as RUN's "steps" array (new reference), on c. */
+json_t *hf_pg_steps_json(PGconn *c, const char *run_id);
 struct hf_event *hf_pg_load_event_on(struct hf_pg_store *q, PGconn *c,
 				     const char *event_id);
 

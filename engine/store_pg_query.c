@@ -248,11 +248,40 @@ static const struct shape run_shape = {
     "SELECT step_id, status, output, error, logs, attempts, started_at,"
     " finished_at FROM steps WHERE run_id = $1 ORDER BY idx"};
 
+json_t *hf_pg_steps_json(PGconn *c, const char *run_id)
+{
+	return rows_json(NULL, c, false, &step_shape, run_shape.sub_sql, "t",
+			 run_id);
+}
+
+/* The earlier attempts of a retried run, oldest first (run_history). */
+static const struct col history_cols[] = {
+    {"attempt", C_INT}, {"status", C_TEXT},	 {"error", C_TEXT},
+    {"steps", C_ARRAY}, {"finished_at", C_TIME},
+};
+static const struct shape history_shape = {history_cols, NCOLS(history_cols)};
+
+static void add_history(struct hf_pg_store *q, json_t *run)
+{
+	const char *id = json_string_value(json_object_get(run, "id"));
+	if (!id)
+		return;
+	json_object_set_new(
+	    run, "history",
+	    rows_json(q, NULL, false, &history_shape,
+		      "SELECT attempt, status, error, steps, finished_at FROM"
+		      " run_history WHERE run_id = $1 ORDER BY attempt",
+		      "t", id));
+}
+
 json_t *hf_pg_run_json(struct hf_store *s, const char *run_id)
 {
-	return rows_json(pq(s), NULL, true, &run_shape,
-			 "SELECT " RUN_COLUMNS " FROM runs WHERE id = $1", "t",
-			 run_id);
+	json_t *run = rows_json(
+	    pq(s), NULL, true, &run_shape,
+	    "SELECT " RUN_COLUMNS " FROM runs WHERE id = $1", "t", run_id);
+	if (run)
+		add_history(pq(s), run);
+	return run;
 }
 
 json_t *hf_pg_runs_json(struct hf_store *s, const char *workflow,
@@ -265,6 +294,9 @@ json_t *hf_pg_runs_json(struct hf_store *s, const char *workflow,
 				 " ORDER BY id DESC LIMIT $3",
 				 "tti", workflow, status,
 				 limit > 0 ? limit : HF_LIST_DEFAULT_RUNS);
+	size_t i;
+	json_t *run;
+	json_array_foreach(runs, i, run) add_history(pq(s), run);
 	return json_pack("{s:o}", "runs", runs);
 }
 

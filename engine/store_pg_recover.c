@@ -421,16 +421,40 @@ int hf_pg_retry_run(struct hf_store *s, const char *run_id,
 		q->nprepared = 0;
 		q->wconn = hf_pg_connect(q, NULL);
 	}
-	/* Queued again, unclaimed: a server picks it up (hf_pg_changed). */
-	int n = hf_pg_run(
-	    q, q->wconn,
-	    "WITH u AS (UPDATE runs SET status = 'queued', attempt = attempt +"
-	    " 1, step_attempt = 1, due_at = 0, error = NULL, finished_at ="
-	    " NULL, started_at = NULL WHERE id = $1 AND status = 'failed'"
-	    " RETURNING id, seq) INSERT INTO queue(run_id, seq, node_id, epoch)"
-	    " SELECT id, seq, NULL, 0 FROM u ON CONFLICT (run_id) DO UPDATE"
-	    " SET node_id = NULL, epoch = 0, claimed_at = NULL",
-	    "t", run_id);
+	/* The failed attempt kept in run_history, then queued again,
+	 * unclaimed: a server picks it up (hf_pg_changed). One transaction. */
+	int n = hf_pg_run(q, q->wconn, "BEGIN", "");
+	json_t *steps = n < 0 ? NULL : hf_pg_steps_json(q->wconn, run_id);
+	char *steps_text = steps ? json_dumps(steps, JSON_COMPACT) : NULL;
+	json_decref(steps);
+	if (n >= 0)
+		n = hf_pg_run(
+		    q, q->wconn,
+		    "INSERT INTO run_history(run_id, attempt, status, error,"
+		    " steps, finished_at) SELECT id, attempt, status, error, "
+		    "$2,"
+		    " finished_at FROM runs WHERE id = $1 AND status = 'failed'"
+		    " ON CONFLICT (run_id, attempt) DO UPDATE SET status ="
+		    " EXCLUDED.status, error = EXCLUDED.error, steps ="
+		    " EXCLUDED.steps, finished_at = EXCLUDED.finished_at",
+		    "tt", run_id, steps_text ? steps_text : "[]");
+	free(steps_text);
+	if (n >= 0)
+		n = hf_pg_run(
+		    q, q->wconn,
+		    "WITH u AS (UPDATE runs SET status = 'queued', attempt ="
+		    " attempt + 1, step_attempt = 1, due_at = 0, error = NULL,"
+		    " finished_at = NULL, started_at = NULL WHERE id = $1 AND"
+		    " status = 'failed' RETURNING id, seq) INSERT INTO"
+		    " queue(run_id, seq, node_id, epoch) SELECT id, seq, NULL, "
+		    "0"
+		    " FROM u ON CONFLICT (run_id) DO UPDATE SET node_id = NULL,"
+		    " epoch = 0, claimed_at = NULL",
+		    "t", run_id);
+	if (n > 0 && hf_pg_run(q, q->wconn, "COMMIT", "") < 0)
+		n = -1;
+	else if (n <= 0)
+		hf_pg_run(q, q->wconn, "ROLLBACK", "");
 	int rc = -1;
 	if (n < 0) {
 		char msg[200];
@@ -474,9 +498,11 @@ int hf_pg_prune(struct hf_store *s, int64_t before, int limit)
 	    "WITH p AS (SELECT id FROM runs WHERE id < $3 AND finished_at < $1"
 	    " AND status IN ('succeeded','failed') LIMIT $2),"
 	    " ds AS (DELETE FROM steps WHERE run_id IN (SELECT id FROM p)"
-	    " RETURNING 1), dr AS (DELETE FROM runs WHERE id IN (SELECT id"
-	    " FROM p) RETURNING 1) SELECT (SELECT count(*) FROM ds) + (SELECT"
-	    " count(*) FROM dr) + 0 * length($4::text)",
+	    " RETURNING 1), dh AS (DELETE FROM run_history WHERE run_id IN"
+	    " (SELECT id FROM p) RETURNING 1), dr AS (DELETE FROM runs WHERE"
+	    " id IN (SELECT id FROM p) RETURNING 1) SELECT (SELECT count(*)"
+	    " FROM ds) + (SELECT count(*) FROM dh) + (SELECT count(*) FROM"
+	    " dr) + 0 * length($4::text)",
 	    "WITH de AS (DELETE FROM events WHERE id IN (SELECT id FROM events"
 	    " e WHERE id < $4 AND received_at < $1 AND NOT EXISTS (SELECT 1"
 	    " FROM runs r WHERE r.event_id = e.id) LIMIT $2) RETURNING 1)"

@@ -198,3 +198,44 @@ def test_one_server_per_database(tmp_path):
     finally:
         first.kill()
         second.kill()
+
+
+def test_retry_keeps_the_failed_attempt_in_history(tmp_path):
+    url = pg_state_url()
+    srv = Server(tmp_path, {"flaky": """\
+        name: flaky
+        on:
+          webhook:
+            path: /flaky
+        steps:
+          - id: once
+            run: |
+              local n = db.query("SELECT count(*) AS n FROM seen")[1].n
+              db.exec("INSERT INTO seen VALUES (1)")
+              if n == 0 then error("first try fails") end
+              return {n = n}
+        """})
+    srv.state = url
+    import sqlite3
+    con = sqlite3.connect(srv.data)
+    con.execute("CREATE TABLE seen(x)")
+    con.commit()
+    con.close()
+    srv.start()
+    try:
+        rid = srv.post("/flaky", {}).json()["runs"][0]
+        run = srv.wait_run(rid)
+        assert run["status"] == "failed" and run["history"] == [], run
+        p = srv.cli("retry", rid, "--state", url)
+        assert p.returncode == 0, p.stderr
+        run = wait_for(lambda: (lambda r: r if r["attempt"] == 2 and
+                                r["status"] == "succeeded" else None)(
+            srv.run(rid)), 15, what="the retried run")
+        (old,) = run["history"]
+        assert old["attempt"] == 1 and old["status"] == "failed"
+        assert "first try fails" in old["error"]
+        assert old["steps"][0]["id"] == "once"
+        assert old["steps"][0]["status"] == "failed"
+        assert old["finished_at"]
+    finally:
+        srv.kill()
