@@ -49,8 +49,8 @@ struct hf_opt {
 #define HF_OPT_STATE(id)                                                       \
 	{                                                                      \
 		"state", (id), HF_OPT_STRING, "./hookflow.db",                 \
-		    .help = "the state database", .meta = "FILE",              \
-		    .flags = HF_OPT_ENV                                        \
+		    .help = "the state database: a file or postgres://…",      \
+		    .meta = "FILE", .flags = HF_OPT_ENV                        \
 	}
 
 /* The number of entries of an array. */

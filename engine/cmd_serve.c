@@ -51,7 +51,7 @@ static const struct hf_opt serve_opts[] = {
     {"scripts", O_SCRIPTS, HF_OPT_STRING, "./scripts",
      .help = "scripts directory (script:, require)", .meta = "DIR", ENV},
     {"state", O_STATE, HF_OPT_STRING, "./hookflow.db",
-     .help = "the state database", .meta = "FILE", ENV},
+     .help = "the state database: a file or postgres://…", .meta = "FILE", ENV},
     {"data", O_DATA, HF_OPT_STRING, "./data.db",
      .help = "the database of db.*: a file or postgres://…", .meta = "FILE",
      ENV},

@@ -34,11 +34,8 @@ struct hf_store *hf_store_open(const char *state, bool sync_full,
 {
 	/* The URL is not echoed in errors: it may hold a password. */
 	if (strncmp(state, "postgres://", 11) == 0 ||
-	    strncmp(state, "postgresql://", 13) == 0) {
-		hf_error_set(err, NULL, 0, 0,
-			     "postgres state backend is not built yet");
-		return NULL;
-	}
+	    strncmp(state, "postgresql://", 13) == 0)
+		return hf_store_pg_open(state, sync_full, start_writer, err);
 	/* "sqlite:" takes the rest verbatim, "//" included. */
 	const char *path = state;
 	size_t n = 0;

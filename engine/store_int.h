@@ -9,16 +9,18 @@
  *
  * Each operation has the contract of the public function of the same name in
  * hf_store.h; the comments here add what a backend must guarantee beyond it.
- * Backends: SQLite (store_sqlite*.c). PostgreSQL is to come: claim, wait,
- * heartbeat and release exist for it (several servers sharing one database);
- * SQLite, where one server owns the file, implements them as no-ops. */
+ * Backends: SQLite (store_sqlite*.c) and PostgreSQL (store_pg*.c). Claim,
+ * wait, heartbeat and release exist for several servers sharing one
+ * PostgreSQL database; SQLite, where one server owns the file, implements
+ * them as no-ops, as PostgreSQL does too until then (one server per
+ * database, held by an advisory lock). */
 #ifndef HF_STORE_INT_H
 #define HF_STORE_INT_H
 
 #include "hf_store.h"
 
 struct hf_store_ops {
-	const char *name; /* "sqlite", for logs */
+	const char *name; /* "sqlite", "postgres": for logs */
 
 	/* Stops the writer after every submitted write was applied and its
 	 * done() called, records the clean stop if asked, frees s. */
@@ -125,5 +127,9 @@ struct hf_store {
 /* The SQLite backend (store_sqlite.c): path is a file or ":memory:". */
 struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 				      bool start_writer, struct hf_error *err);
+/* The PostgreSQL backend (store_pg.c): url is a postgres:// or
+ * postgresql:// URI (libpq's conninfo). */
+struct hf_store *hf_store_pg_open(const char *url, bool sync_full,
+				  bool start_writer, struct hf_error *err);
 
 #endif

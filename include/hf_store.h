@@ -1,6 +1,7 @@
 /* hf_store.h - the state database: schema and migrations, the single writer
  * thread with group commit, and the read queries behind the admin API and the
- * CLI. hf_store_open picks the backend from the --state value (SQLite today);
+ * CLI. hf_store_open picks the backend from the --state value (SQLite or
+ * PostgreSQL);
  * every function here dispatches to it (engine/store_int.h).
  *
  * Every write goes through hf_store_submit(): the writer thread takes whatever
@@ -81,8 +82,8 @@ struct hf_write {
 
 /* Opens (creating or migrating) the state database named by state: a file path,
  * ":memory:" (fine for `hookflow run`) or "sqlite:PATH" for SQLite;
- * "postgres://…" and "postgresql://…" are refused for now (the backend is not
- * built yet), as is any other "SCHEME://". With start_writer the writer thread
+ * "postgres://…" or "postgresql://…" (libpq's URI) for PostgreSQL; any other
+ * "SCHEME://" is refused. With start_writer the writer thread
  * runs; without it, hf_store_submit applies each write synchronously (CLI
  * use). Returns NULL with err set on failure. */
 struct hf_store *hf_store_open(const char *state, bool sync_full,

@@ -20,6 +20,87 @@ ROOT = pathlib.Path(os.environ.get(
     "HF_SOURCE_ROOT", pathlib.Path(__file__).resolve().parents[2]))
 BIN = os.environ.get("HOOKFLOW_BIN", str(ROOT / "build" / "hookflow"))
 
+# HF_TEST_STATE=postgres runs the suite against PostgreSQL: one throwaway
+# cluster for the session (pgcluster.py), a fresh database for every Server
+# (its `state` is then the database's URL), and the tests marked
+# `sqlite_only` (about SQLite files) skipped.
+PG_MODE = os.environ.get("HF_TEST_STATE") == "postgres"
+_pg = {"cluster": None, "n": 0}
+
+
+def pg_cluster():
+    """The session's PostgreSQL cluster, started on first use."""
+    if _pg["cluster"] is None:
+        from pgcluster import PgCluster
+        _pg["cluster"] = PgCluster().start()
+    return _pg["cluster"]
+
+
+def pg_state_url():
+    """A postgres:// URL of a new, empty database."""
+    _pg["n"] += 1
+    return pg_cluster().url(f"hf_{os.getpid()}_{_pg['n']}")
+
+
+def pg_query(url, sql, *args):
+    """Rows of sql (SQLite's `?` placeholders) on the PostgreSQL database of
+    url, as tuples of Python values: what sqlite3's fetchall() returns."""
+    def lit(v):
+        if v is None:
+            return "NULL"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        return "'" + str(v).replace("'", "''") + "'"
+    parts = sql.split("?")
+    assert len(parts) == len(args) + 1, (sql, args)
+    text = parts[0] + "".join(lit(a) + p for a, p in zip(args, parts[1:]))
+    out = pg_cluster().psql(
+        f"SELECT coalesce(json_agg(t), '[]') FROM ({text}) t",
+        db=url.rsplit("/", 1)[1])
+    return [tuple(row.values()) for row in json.loads(out)]
+
+
+def state_rows(state, sql, *args):
+    """Rows of sql (with `?` placeholders) on a server's state database,
+    SQLite file or PostgreSQL URL alike, as sqlite3's fetchall() gives."""
+    if str(state).startswith(("postgres://", "postgresql://")):
+        return pg_query(str(state), sql, *args)
+    import sqlite3
+    con = sqlite3.connect(str(state), timeout=10)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): about the SQLite state file; "
+        "skipped with HF_TEST_STATE=postgres")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not PG_MODE:
+        return
+    from pgcluster import available
+    why = available()
+    for item in items:
+        if why:
+            item.add_marker(pytest.mark.skip(
+                reason=f"HF_TEST_STATE=postgres: {why}"))
+            continue
+        m = item.get_closest_marker("sqlite_only")
+        if m:
+            about = m.args[0] if m.args else "about the SQLite state file"
+            item.add_marker(pytest.mark.skip(
+                reason=f"SQLite only (HF_TEST_STATE=postgres): {about}"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _pg["cluster"] is not None:
+        _pg["cluster"].stop()
+        _pg["cluster"] = None
+
 
 def wait_for(cond, timeout=10.0, interval=0.02, what="condition"):
     """Polls cond() until it returns a truthy value or timeout passes."""
@@ -77,7 +158,7 @@ class Server:
             self.write_workflow(name, text)
         for name, text in (scripts or {}).items():
             (self.scripts / name).write_text(textwrap.dedent(text))
-        self.state = self.dir / "hookflow.db"
+        self.state = pg_state_url() if PG_MODE else self.dir / "hookflow.db"
         self.data = self.dir / "data.db"
         self.token = token
         self.args = list(args)

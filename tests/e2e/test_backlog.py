@@ -9,7 +9,7 @@ import signal
 import sqlite3
 from collections import defaultdict
 
-from conftest import wait_for
+from conftest import state_rows, wait_for
 
 N = 240
 
@@ -34,11 +34,28 @@ LANE = wf("lane", "/lane", f"""\
 
 
 def q(path, sql, *args):
+    """Rows of sql on a database the server uses: an SQLite file, or the
+    state database on PostgreSQL (HF_TEST_STATE=postgres)."""
+    if str(path).startswith(("postgres://", "postgresql://")):
+        return [tuple(r) for r in state_rows(path, sql, *args)]
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
         return con.execute(sql, args).fetchall()
     finally:
         con.close()
+
+
+def on_disk(srv, unfinished_only=False):
+    """Runs waiting on disk (the backlog): SQLite's claimed = 0, or on
+    PostgreSQL the queue rows no node holds."""
+    if str(srv.state).startswith(("postgres://", "postgresql://")):
+        return q(srv.state, "SELECT count(*) FROM queue c JOIN runs r ON"
+                 " r.id = c.run_id WHERE c.node_id IS NULL" +
+                 (" AND r.status IN ('queued','running')"
+                  if unfinished_only else ""))[0][0]
+    return q(srv.state, "SELECT count(*) FROM runs WHERE claimed = 0" +
+             (" AND status IN ('queued','running')"
+              if unfinished_only else ""))[0][0]
 
 
 def data_db(srv):
@@ -130,17 +147,16 @@ def restart_mid_backlog(server, sig):
     statuses, _ = send(srv, N)
     assert statuses == {202: N}, statuses
     # stopped with most runs still on disk
-    assert q(srv.state, "SELECT count(*) FROM runs WHERE claimed = 0")[0][0] > 0
+    assert on_disk(srv) > 0
     if sig == signal.SIGKILL:
         srv.kill()
     else:
         assert srv.stop(sig) == 0
     assert unfinished(srv) > 0
-    on_disk = q(srv.state, "SELECT count(*) FROM runs WHERE claimed = 0 AND"
-                " status IN ('queued','running')")[0][0]
+    waiting = on_disk(srv, unfinished_only=True)
     srv.start()
-    if on_disk:
-        assert f"{on_disk} run" in srv.stderr(), srv.stderr()
+    if waiting:
+        assert f"{waiting} run" in srv.stderr(), srv.stderr()
         assert "waiting on disk" in srv.stderr(), srv.stderr()
     # more arrive behind the backlog: they wait their turn
     statuses, _ = send(srv, 40, first=N)
@@ -197,4 +213,4 @@ def test_max_backlog_zero_keeps_the_window_as_the_bound(server):
 """)}, args=["--max-queue", "3", "--max-backlog", "0", "--workers", "1"])
     got = [srv.post("/lane", {"n": i}).status for i in range(6)]
     assert got[:3] == [202] * 3 and 503 in got, got
-    assert q(srv.state, "SELECT count(*) FROM runs WHERE claimed = 0") == [(0,)]
+    assert on_disk(srv) == 0

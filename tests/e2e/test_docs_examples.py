@@ -11,6 +11,8 @@ import pathlib
 import re
 import subprocess
 
+import pytest
+
 from conftest import BIN, ROOT
 
 TOKEN = "qs-t0ken-zq91"
@@ -30,6 +32,7 @@ steps:
 """
 
 
+@pytest.mark.sqlite_only("reads the bytes of the hookflow.db file")
 def test_query_token_never_shown(server):
     srv = server(workflows={"tokq": WF}, env={"TOKQ_SECRET": TOKEN})
     r = srv.post(f"/tokq?key={TOKEN}&api_key={OTHER}&page=2", {"a": 1})

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import BIN, request, wait_for
+from conftest import BIN, pg_query, request, wait_for
 
 
 def wf(name, path, steps, extra=""):
@@ -39,6 +39,8 @@ def data_db(srv, *ddl):
 
 def q(path, sql, *args):
     """Reads a database the server is using (WAL: readers do not block)."""
+    if str(path).startswith("postgres"):
+        return pg_query(str(path), sql, *args)
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
         return con.execute(sql, args).fetchall()
@@ -130,9 +132,12 @@ def test_sigkill_during_load_loses_nothing(server):
              what="every run to finish after the last restart")
 
     runs = {}
-    for ev, status, n in q(srv.state, "SELECT e.id, r.status, count(*) FROM"
-                           " runs r JOIN events e ON e.rid = r.event"
-                           " GROUP BY e.id, r.status"):
+    by_event = ("SELECT event_id, status, count(*) FROM runs"
+                " GROUP BY event_id, status"
+                if str(srv.state).startswith(("postgres://", "postgresql://"))
+                else "SELECT e.id, r.status, count(*) FROM runs r"
+                " JOIN events e ON e.rid = r.event GROUP BY e.id, r.status")
+    for ev, status, n in q(srv.state, by_event):
         runs.setdefault(ev, []).append((status, n))
     seen = {k for (k,) in q(srv.data, "SELECT k FROM seen")}
     lost = [k for k, (ev, _) in acked.items()

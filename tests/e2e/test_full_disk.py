@@ -30,6 +30,9 @@ import pytest
 
 from conftest import wait_for
 
+# Each test puts the SQLite state file on a small tmpfs and fills it.
+pytestmark = pytest.mark.sqlite_only("a full disk under the SQLite state file")
+
 FULL = "state database cannot write: database or disk is full"
 
 

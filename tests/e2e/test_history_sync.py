@@ -7,7 +7,9 @@ import json
 import sqlite3
 import subprocess
 
-from conftest import BIN, wait_for
+import pytest
+
+from conftest import BIN, state_rows, wait_for
 
 
 def wf(name, path, steps, extra=""):
@@ -33,6 +35,10 @@ def set_flag(srv):
 
 
 def q(path, sql, *args):
+    """Rows of sql on a database the server uses: an SQLite file, or the
+    state database on PostgreSQL (HF_TEST_STATE=postgres)."""
+    if str(path).startswith(("postgres://", "postgresql://")):
+        return [tuple(r) for r in state_rows(path, sql, *args)]
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
         return con.execute(sql, args).fetchall()
@@ -114,6 +120,7 @@ def test_history_across_cli_and_api_retries(server):
     assert "step second: failed" in text
 
 
+@pytest.mark.sqlite_only("drops run_history from an SQLite state file")
 def test_never_retried_run_and_old_database(server):
     srv = server(workflows={"ok": wf("ok", "/ok", "  - id: a\n    run: return 1\n")},
                  start=False)

@@ -10,12 +10,11 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import BIN, state_rows, wait_for
 
 SECRET = "hf-load-errors-secret"
 
@@ -270,10 +269,13 @@ def test_cli_replay_takes_the_newest_stored_version(server, tmp_path):
     p = cli("replay", r1.json()["event"], "--state", srv.state, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     (rid,) = p.stdout.split()
-    con = sqlite3.connect(srv.state)
-    (version,) = con.execute("SELECT v.version FROM runs r JOIN workflow_versions v"
-                             " ON v.vid = r.vid WHERE r.id = ?", (rid,)).fetchone()
-    con.close()
+    if str(srv.state).startswith(("postgres://", "postgresql://")):
+        ((version,),) = state_rows(srv.state, "SELECT version FROM runs WHERE id = ?",
+                                   rid)
+    else:
+        ((version,),) = state_rows(srv.state, "SELECT v.version FROM runs r JOIN"
+                                   " workflow_versions v ON v.vid = r.vid WHERE r.id = ?",
+                                   rid)
     assert version == two["version"]
     srv.start()
     run = srv.wait_run(rid, timeout=15)

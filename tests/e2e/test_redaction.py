@@ -119,6 +119,7 @@ def umask022():
     os.umask(old)
 
 
+@pytest.mark.sqlite_only("reads the bytes of the hookflow.db files")
 def test_secret_sealed_at_rest_and_signature_verifies(server, receiver):
     srv = server(workflows={"emit": EMIT}, env={"PARTNER_SECRET": SECRET})
     did = emit_one(srv, receiver)
@@ -156,6 +157,7 @@ def test_secret_sealed_at_rest_and_signature_verifies(server, receiver):
     assert f"delivery {did}: its signing secret does not open" in srv.stderr()
 
 
+@pytest.mark.sqlite_only("file modes of hookflow.db, its -wal and .key")
 def test_database_files_private(server, receiver, umask022):
     srv = server(workflows={"emit": EMIT, "echo": ECHO},
                  env={"PARTNER_SECRET": SECRET})
@@ -171,6 +173,7 @@ def test_database_files_private(server, receiver, umask022):
     assert mode(key) == 0o600
 
 
+@pytest.mark.sqlite_only("no hookflow.db.key file beside the state file")
 def test_secret_key_from_environment(server, receiver):
     srv = server(workflows={"emit": EMIT}, env={
         "PARTNER_SECRET": SECRET,

@@ -8,12 +8,11 @@ The due time is read from the state database (runs.due_at, wall ms); every
 bound checked is one the engine must keep by construction (the next attempt
 never starts before its due time, the due time is never past now + the cap),
 never a measured duration. Every wait is bounded."""
-import sqlite3
 import subprocess
 import textwrap
 import time
 
-from conftest import BIN, wait_for
+from conftest import BIN, state_rows, wait_for
 
 
 def workflow(name, lua, retry="{ attempts: 3 }", top=""):
@@ -43,23 +42,17 @@ def start(srv, path, body):
 
 def db_run(srv, run_id):
     """(status, step_attempt, due_at) of the run as stored."""
-    con = sqlite3.connect(str(srv.state), timeout=10)
-    try:
-        return con.execute("SELECT status, step_attempt, due_at FROM runs"
-                           " WHERE id = ?", (run_id,)).fetchone()
-    finally:
-        con.close()
+    rows = state_rows(srv.state, "SELECT status, step_attempt, due_at FROM"
+                      " runs WHERE id = ?", run_id)
+    return rows[0] if rows else None
 
 
 def db_step(srv, run_id):
     """(status, attempts, started_at, finished_at, error) of step 0."""
-    con = sqlite3.connect(str(srv.state), timeout=10)
-    try:
-        return con.execute("SELECT status, attempts, started_at, finished_at,"
-                           " error FROM steps WHERE run_id = ? AND idx = 0",
-                           (run_id,)).fetchone()
-    finally:
-        con.close()
+    rows = state_rows(srv.state, "SELECT status, attempts, started_at,"
+                      " finished_at, error FROM steps WHERE run_id = ? AND"
+                      " idx = 0", run_id)
+    return rows[0] if rows else None
 
 
 def wait_retry(srv, run_id, attempt=2):

@@ -1,0 +1,794 @@
+/* store_pg.c - the PostgreSQL state backend's core (--state postgres://…):
+ * the schema, created or migrated at start under an advisory lock, the
+ * connections (the writer's and a pool of readers), the writer thread with
+ * group commit (one transaction per batch, a failed batch applied again write
+ * by write, done() only after COMMIT), whether the database can write (a lost
+ * connection or a failing server fails the writes: hf_store_writable turns
+ * false, and a tiny write every HF_STORE_PROBE_MS reconnects and finds when it
+ * can again), and the table of operations that store.c dispatches through.
+ *
+ * The schema mirrors the SQLite backend's (store_sqlite.c) column for column,
+ * so that every answer of the admin API and the CLI is the same, with what
+ * PostgreSQL needs besides: ids in the "C" collation (byte order, as
+ * SQLite's), an identity column giving runs and deliveries their arrival
+ * order (SQLite's rowid), and a narrow `queue` table, one row per unfinished
+ * run (deleted when the run ends), holding which node has it (node_id, epoch;
+ * NULL: unclaimed, e.g. written by the CLI) - what several nodes will claim
+ * from; `nodes` registers each server. Until servers share work, one server
+ * per database: its writer connection holds an advisory lock.
+ *
+ * Durability: --sync full sets synchronous_commit on (a 2xx means the event
+ * is on PostgreSQL's disk); --sync normal sets it off: a commit survives a
+ * crash of hookflow but PostgreSQL's crash may lose the last few hundred
+ * milliseconds of acknowledged writes (its wal_writer_delay, three times).
+ *
+ * Not here: the statements, parameters and arrays (store_pg_sql.c),
+ * applying each kind of write (store_pg_apply.c), the reads
+ * (store_pg_query.c), recovery, retries and prune (store_pg_recover.c).
+ *
+ * Threading: as the SQLite backend's: one writer thread owns the writer
+ * connection; without it (the CLI) writes apply on the caller's thread under
+ * wlock. Readers borrow a connection from a small pool.
+ *
+ * Neighbours: store.c (the generic interface), store_pg.h. With its sibling
+ * store_pg_*.c files, the only code that includes <libpq-fe.h>. */
+#include "store_pg.h"
+#include "hf_crypto.h"
+#include "hf_limits.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SCHEMA_VERSION 1
+
+/* How long a starting server waits for the one before it to let go of the
+ * database (take_server_lock). */
+#define HF_PG_LOCK_WAIT_MS 5000
+
+/* Ids are compared byte by byte (COLLATE "C"), as in SQLite: run and event
+ * ids begin with their creation time, and lists are ordered by them. */
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT COLLATE \"C\" PRIMARY KEY,"
+    " value TEXT);"
+    "CREATE TABLE IF NOT EXISTS nodes("
+    " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name TEXT NOT NULL,"
+    " epoch BIGINT NOT NULL DEFAULT 1, started_at BIGINT NOT NULL,"
+    " heartbeat_at BIGINT NOT NULL, stopped_at BIGINT);"
+    "CREATE TABLE IF NOT EXISTS events("
+    " id TEXT COLLATE \"C\" PRIMARY KEY, path TEXT NOT NULL,"
+    " method TEXT NOT NULL, query TEXT, headers TEXT NOT NULL,"
+    " body BYTEA NOT NULL, received_at BIGINT NOT NULL, skipped TEXT);"
+    "CREATE TABLE IF NOT EXISTS runs("
+    " seq BIGINT GENERATED ALWAYS AS IDENTITY,"
+    " id TEXT COLLATE \"C\" PRIMARY KEY, event_id TEXT COLLATE \"C\" NOT"
+    " NULL, workflow TEXT COLLATE \"C\" NOT NULL, version TEXT,"
+    " status TEXT COLLATE \"C\" NOT NULL, attempt INTEGER NOT NULL,"
+    " created_at BIGINT NOT NULL, started_at BIGINT, finished_at BIGINT,"
+    " error TEXT, next_step INTEGER NOT NULL DEFAULT 0,"
+    " step_attempt INTEGER NOT NULL DEFAULT 1,"
+    " due_at BIGINT NOT NULL DEFAULT 0, lane TEXT);"
+    "CREATE INDEX IF NOT EXISTS runs_event ON runs(event_id);"
+    "CREATE INDEX IF NOT EXISTS runs_workflow ON runs(workflow, id);"
+    "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, id);"
+    /* One row per unfinished run: the hot, narrow table claims read. */
+    "CREATE TABLE IF NOT EXISTS queue("
+    " run_id TEXT COLLATE \"C\" PRIMARY KEY, seq BIGINT NOT NULL,"
+    " node_id BIGINT, epoch BIGINT NOT NULL DEFAULT 0,"
+    " claimed_at BIGINT);"
+    "CREATE INDEX IF NOT EXISTS queue_seq ON queue(seq);"
+    "CREATE INDEX IF NOT EXISTS queue_unclaimed ON queue(seq)"
+    " WHERE node_id IS NULL;"
+    "CREATE TABLE IF NOT EXISTS steps("
+    " run_id TEXT COLLATE \"C\" NOT NULL, idx INTEGER NOT NULL,"
+    " step_id TEXT NOT NULL, status TEXT NOT NULL, output TEXT, error TEXT,"
+    " logs TEXT, attempts INTEGER NOT NULL, started_at BIGINT,"
+    " finished_at BIGINT, PRIMARY KEY(run_id, idx));"
+    "CREATE TABLE IF NOT EXISTS dedupe("
+    " workflow TEXT COLLATE \"C\" NOT NULL, key TEXT COLLATE \"C\" NOT NULL,"
+    " event_id TEXT NOT NULL, created_at BIGINT NOT NULL,"
+    " PRIMARY KEY(workflow, key));"
+    "CREATE INDEX IF NOT EXISTS dedupe_created ON dedupe(created_at);"
+    "CREATE TABLE IF NOT EXISTS deliveries("
+    " seq BIGINT GENERATED ALWAYS AS IDENTITY,"
+    " id TEXT COLLATE \"C\" PRIMARY KEY, run_id TEXT, step_id TEXT,"
+    " url TEXT NOT NULL, payload BYTEA NOT NULL, headers TEXT, secret TEXT,"
+    " status TEXT COLLATE \"C\" NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,"
+    " backoff_ms BIGINT NOT NULL, next_at BIGINT NOT NULL,"
+    " last_status INTEGER, last_error TEXT, created_at BIGINT NOT NULL,"
+    " updated_at BIGINT, timeout_ms BIGINT NOT NULL DEFAULT 30000,"
+    " node_id BIGINT, epoch BIGINT NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_at)"
+    " WHERE status = 'pending';"
+    "CREATE INDEX IF NOT EXISTS deliveries_created ON"
+    " deliveries(created_at, seq);"
+    "CREATE INDEX IF NOT EXISTS deliveries_done ON deliveries(updated_at)"
+    " WHERE status IN ('delivered','failed');"
+    "CREATE TABLE IF NOT EXISTS workflow_versions("
+    " version TEXT COLLATE \"C\" PRIMARY KEY, name TEXT NOT NULL, file TEXT,"
+    " yaml TEXT NOT NULL, scripts TEXT, created_at BIGINT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS delivery_attempts("
+    " delivery_id TEXT COLLATE \"C\" NOT NULL, n INTEGER NOT NULL,"
+    " at BIGINT NOT NULL, status INTEGER, error TEXT, duration_ms BIGINT,"
+    " PRIMARY KEY(delivery_id, n));"
+    /* The earlier attempts of a retried run (hf_pg_retry_run), each as it
+     * ended: its steps as the JSON array that RUN's "steps" is. */
+    "CREATE TABLE IF NOT EXISTS run_history("
+    " run_id TEXT COLLATE \"C\" NOT NULL, attempt INTEGER NOT NULL,"
+    " status TEXT NOT NULL, error TEXT, steps TEXT, finished_at BIGINT,"
+    " PRIMARY KEY(run_id, attempt));"
+    /* The queue churns: vacuum it by rows changed, not by its size. */
+    "ALTER TABLE queue SET (autovacuum_vacuum_scale_factor = 0,"
+    " autovacuum_vacuum_threshold = 1000);";
+
+/* --- connections --- */
+
+static void no_notices(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+PGconn *hf_pg_connect(struct hf_pg_store *q, struct hf_error *err)
+{
+	/* Bounded waits on a network that drops packets (the URL's own values
+	 * win: they come after these): a connection attempt gives up after
+	 * 10s, a write unacknowledged for 15s fails the connection, and an
+	 * idle one is probed. The writer then reports the fault (503) and
+	 * reconnects by itself. */
+	static const char *const keys[] = {
+	    "connect_timeout",	"keepalives",
+	    "keepalives_idle",	"keepalives_interval",
+	    "keepalives_count", "tcp_user_timeout",
+	    "dbname",		NULL};
+	const char *values[] = {"10", "1",     "10",   "5",
+				"3",  "15000", q->url, NULL};
+	PGconn *c = PQconnectdbParams(keys, values, 1);
+	if (!c || PQstatus(c) != CONNECTION_OK) {
+		/* libpq's message names the host, never the password. */
+		char msg[256];
+		snprintf(msg, sizeof msg, "%s",
+			 c ? PQerrorMessage(c) : "out of memory");
+		msg[strcspn(msg, "\n")] = '\0';
+		hf_error_set(err, NULL, 0, 0,
+			     "cannot connect to the state database: %s", msg);
+		PQfinish(c);
+		return NULL;
+	}
+	PQsetNoticeProcessor(c, no_notices, NULL);
+	char sql[160];
+	snprintf(sql, sizeof sql,
+		 "SET synchronous_commit = %s; SET client_encoding = 'UTF8';"
+		 " SET application_name = 'hookflow'",
+		 q->sync_full ? "on" : "off");
+	PGresult *r = PQexec(c, sql);
+	bool ok = hf_pg_ok(r);
+	PQclear(r);
+	if (!ok) {
+		hf_error_set(err, NULL, 0, 0,
+			     "cannot set up the state database: %s",
+			     PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
+PGconn *hf_pg_reader_take(struct hf_pg_store *q)
+{
+	PGconn *c = NULL;
+	pthread_mutex_lock(&q->pool_lock);
+	if (q->nreaders > 0)
+		c = q->readers[--q->nreaders];
+	pthread_mutex_unlock(&q->pool_lock);
+	return c ? c : hf_pg_connect(q, NULL);
+}
+
+void hf_pg_reader_give(struct hf_pg_store *q, PGconn *c)
+{
+	if (!c)
+		return;
+	if (PQstatus(c) == CONNECTION_OK &&
+	    PQtransactionStatus(c) == PQTRANS_IDLE) {
+		pthread_mutex_lock(&q->pool_lock);
+		if (q->nreaders < HF_STATE_READERS) {
+			q->readers[q->nreaders++] = c;
+			c = NULL;
+		}
+		pthread_mutex_unlock(&q->pool_lock);
+	}
+	PQfinish(c);
+}
+
+/* --- transactions --- */
+
+/* A failure of the database rather than of one write: the connection is
+ * gone, or the server cannot write (disk full, out of memory, shutting down,
+ * a read-only standby, an I/O error). */
+static bool store_fault(PGconn *c, const char *state)
+{
+	if (!c || PQstatus(c) != CONNECTION_OK || !state)
+		return true;
+	return strncmp(state, "53", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+	       strncmp(state, "58", 2) == 0 || strncmp(state, "08", 2) == 0 ||
+	       strncmp(state, "XX", 2) == 0 || strcmp(state, "25006") == 0;
+}
+
+static void health_fault(struct hf_pg_store *q, const char *msg)
+{
+	int64_t now = hf_mono_ms();
+	pthread_mutex_lock(&q->health_lock);
+	snprintf(q->why, sizeof q->why, "%s", msg);
+	pthread_mutex_unlock(&q->health_lock);
+	if (!atomic_exchange(&q->unwritable, true))
+		q->fault_since = now;
+	if (q->fault_logged_at &&
+	    now - q->fault_logged_at < HF_STORE_FAULT_LOG_MS)
+		return;
+	q->fault_logged_at = now;
+	q->fault_logged = true;
+	hf_log(HF_LOG_ERROR,
+	       "state database cannot write: %s (%llu writes failed so far); "
+	       "webhooks get 503, steps and deliveries wait until it can",
+	       msg, (unsigned long long)q->stats.write_errors);
+}
+
+static void health_ok(struct hf_pg_store *q)
+{
+	if (!atomic_exchange(&q->unwritable, false) || !q->fault_logged)
+		return;
+	q->fault_logged = false;
+	hf_log(HF_LOG_INFO, "state database writes again (after %llds)",
+	       (long long)((hf_mono_ms() - q->fault_since + 999) / 1000));
+}
+
+/* The writer's connection, connected again when it was lost: NULL (msg says
+ * why) when the server cannot be reached. */
+/* One server per database until servers share work (the multi-node
+ * phase): the server's writer connection holds this session-level advisory
+ * lock, which PostgreSQL releases when the connection ends (a server killed
+ * included). Tries for up to wait_ms: 1 taken, 0 held by another server, -1
+ * on error. */
+#define SERVER_LOCK "1752133484"
+
+static int take_server_lock(struct hf_pg_store *q, int64_t wait_ms)
+{
+	int64_t deadline = hf_mono_ms() + wait_ms;
+	for (;;) {
+		PGresult *r = PQexec(
+		    q->wconn, "SELECT pg_try_advisory_lock(" SERVER_LOCK ")");
+		int rc = !hf_pg_ok(r) || PQntuples(r) != 1 ? -1
+			 : PQgetvalue(r, 0, 0)[0] == 't'   ? 1
+							   : 0;
+		PQclear(r);
+		if (rc != 0 || hf_mono_ms() >= deadline)
+			return rc;
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static const char another_server[] =
+    "another hookflow server uses this state database (one server per "
+    "PostgreSQL database for now)";
+
+static PGconn *writer_conn(struct hf_pg_store *q, char *msg, size_t size)
+{
+	if (q->wconn && PQstatus(q->wconn) == CONNECTION_OK)
+		return q->wconn;
+	PQfinish(q->wconn);
+	q->wconn = NULL;
+	q->nprepared = 0;
+	struct hf_error err = {0};
+	q->wconn = hf_pg_connect(q, &err);
+	if (!q->wconn)
+		snprintf(msg, size, "%.150s", err.msg);
+	else if (q->node_id && take_server_lock(q, 0) != 1) {
+		/* The server's lock went with the old connection and another
+		 * server took it meanwhile: this one must not write. */
+		snprintf(msg, size, "%s", another_server);
+		PQfinish(q->wconn);
+		q->wconn = NULL;
+	}
+	return q->wconn;
+}
+
+static int exec_simple(struct hf_pg_store *q, const char *sql)
+{
+	PGresult *r = PQexec(q->wconn, sql);
+	int rc = hf_pg_ok(r) ? 0 : -1;
+	hf_pg_note_state(q, q->wconn, r);
+	PQclear(r);
+	return rc;
+}
+
+/* Copies the writer connection's last error message. */
+static void last_error(struct hf_pg_store *q, char *msg, size_t size)
+{
+	const char *m = q->wconn ? PQerrorMessage(q->wconn) : "";
+	snprintf(msg, size, "%s", *m ? m : "a write refused");
+	msg[strcspn(msg, "\n")] = '\0';
+	if (!msg[0])
+		snprintf(msg, size, "a write refused");
+}
+
+/* Applies the writes from w up to end (NULL: the list's end) in one
+ * transaction. Returns 0, or -1 rolled back, with whether it was a fault of
+ * the database in *fault and the message in msg. */
+static int transact(struct hf_pg_store *q, struct hf_write *w,
+		    const struct hf_write *end, bool *fault, char *msg,
+		    size_t size)
+{
+	*fault = false;
+	char state[8] = "";
+	q->last_state[0] = '\0';
+	if (!writer_conn(q, msg, size)) {
+		*fault = true;
+		return -1;
+	}
+	int rc = exec_simple(q, "BEGIN");
+	if (rc < 0 && PQstatus(q->wconn) != CONNECTION_OK &&
+	    writer_conn(q, msg, size))
+		rc = exec_simple(q, "BEGIN"); /* reconnected: once more */
+	if (!q->wconn) { /* the server cannot be reached: msg says why */
+		*fault = true;
+		return -1;
+	}
+	hf_pg_rows_reset(q);
+	for (; rc == 0 && w != end; w = w->next)
+		rc = hf_pg_apply(q, w);
+	if (rc == 0)
+		rc = hf_pg_flush_rows(q);
+	if (rc == 0) {
+		rc = exec_simple(q, "COMMIT");
+		if (rc == 0)
+			return 0;
+	}
+	last_error(q, msg, size);
+	snprintf(state, sizeof state, "%s", q->last_state);
+	if (q->wconn) {
+		PGresult *r = PQexec(q->wconn, "ROLLBACK");
+		PQclear(r);
+	}
+	/* A maintenance call can fail without an SQL error: not a fault. */
+	*fault = store_fault(q->wconn, state[0] ? state : "00000");
+	q->nversions = 0;
+	return -1;
+}
+
+/* Applies a batch in one transaction; when a write fails, each write again
+ * in a transaction of its own (one bad write fails alone); when the
+ * database cannot write, every write of the batch fails at once. */
+static void apply_batch(struct hf_pg_store *q, struct hf_write *batch, size_t n)
+{
+	assert(pq_applying(q));
+	bool fault = false;
+	char msg[160];
+	int rc = transact(q, batch, NULL, &fault, msg, sizeof msg);
+	for (struct hf_write *w = batch; w; w = w->next)
+		w->rc = rc;
+	if (rc == 0) {
+		q->stats.commits++;
+		q->stats.writes += n;
+		health_ok(q);
+		return;
+	}
+	if (fault) {
+		q->stats.write_errors += n;
+		health_fault(q, msg);
+		return;
+	}
+	if (n > 1)
+		hf_log(HF_LOG_WARN,
+		       "state database: batch failed (%s); applying its writes "
+		       "one by one",
+		       msg);
+	bool any_fault = false, committed = false;
+	for (struct hf_write *w = batch; w; w = w->next) {
+		w->rc = n > 1 ? transact(q, w, w->next, &fault, msg, sizeof msg)
+			      : -1;
+		if (w->rc == 0) {
+			q->stats.commits++;
+			q->stats.writes++;
+			committed = true;
+			continue;
+		}
+		q->stats.write_errors++;
+		if (fault)
+			any_fault = true;
+		else
+			hf_log(HF_LOG_ERROR, "state database: write failed: %s",
+			       msg);
+	}
+	if (any_fault)
+		health_fault(q, msg);
+	else if (committed)
+		health_ok(q);
+}
+
+static void finish_batch(struct hf_write *batch)
+{
+	while (batch) {
+		struct hf_write *next = batch->next;
+		batch->next = NULL;
+		if (batch->done)
+			batch->done(batch);
+		batch = next;
+	}
+}
+
+static void apply_locked(struct hf_pg_store *q, struct hf_write *batch,
+			 size_t n)
+{
+	pthread_mutex_lock(&q->wlock);
+	q->applier = pthread_self();
+	q->applying = true;
+	apply_batch(q, batch, n);
+	q->applying = false;
+	pthread_mutex_unlock(&q->wlock);
+}
+
+static int probe_call(struct hf_store *s, void *arg)
+{
+	(void)arg;
+	struct hf_pg_store *q = pq(s);
+	return hf_pg_run(q, q->wconn,
+			 "INSERT INTO meta(key, value) VALUES ('probed_at', $1)"
+			 " ON CONFLICT (key) DO UPDATE SET value = $1",
+			 "I", hf_now_ms()) < 0
+		   ? -1
+		   : 0;
+}
+
+static void writer_wait(struct hf_pg_store *q)
+{
+	while (!q->head && !q->stopping) {
+		if (!atomic_load(&q->unwritable)) {
+			pthread_cond_wait(&q->cond, &q->lock);
+			continue;
+		}
+		struct timespec ts;
+		hf_deadline_in(HF_STORE_PROBE_MS, &ts);
+		if (pthread_cond_timedwait(&q->cond, &q->lock, &ts) !=
+			ETIMEDOUT ||
+		    q->head || q->stopping)
+			continue;
+		pthread_mutex_unlock(&q->lock);
+		struct hf_write w = {.kind = HF_W_CALL, .call = probe_call};
+		apply_locked(q, &w, 1);
+		pthread_mutex_lock(&q->lock);
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	struct hf_pg_store *q = arg;
+	q->writer_id = pthread_self();
+	pthread_setname_np(pthread_self(), "hf-writer");
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		writer_wait(q);
+		if (!q->head && q->stopping)
+			break;
+		struct hf_write *batch = q->head, *last = q->head;
+		size_t n = 1;
+		while (last->next && n < HF_WRITER_BATCH) {
+			last = last->next;
+			n++;
+		}
+		q->head = last->next;
+		if (!q->head)
+			q->tail = NULL;
+		last->next = NULL;
+		pthread_mutex_unlock(&q->lock);
+
+		apply_locked(q, batch, n);
+		finish_batch(batch);
+
+		pthread_mutex_lock(&q->lock);
+		if (q->batch_end) {
+			void (*end)(void *) = q->batch_end;
+			void *end_arg = q->batch_end_arg;
+			pthread_mutex_unlock(&q->lock);
+			end(end_arg);
+			pthread_mutex_lock(&q->lock);
+		}
+	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}
+
+static void submit(struct hf_store *s, struct hf_write *w)
+{
+	struct hf_pg_store *q = pq(s);
+	w->next = NULL;
+	w->rc = 0;
+	if (!q->threaded) {
+		apply_locked(q, w, 1);
+		finish_batch(w);
+		pthread_mutex_lock(&q->lock);
+		void (*end)(void *) = q->batch_end;
+		void *end_arg = q->batch_end_arg;
+		pthread_mutex_unlock(&q->lock);
+		if (end)
+			end(end_arg);
+		return;
+	}
+	pthread_mutex_lock(&q->lock);
+	if (q->tail)
+		q->tail->next = w;
+	else
+		q->head = w;
+	q->tail = w;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void hf_pg_on_batch_end(struct hf_store *s, void (*fn)(void *arg), void *arg)
+{
+	struct hf_pg_store *q = pq(s);
+	pthread_mutex_lock(&q->lock);
+	q->batch_end_arg = arg;
+	q->batch_end = fn;
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void set_clean_stop(struct hf_store *s)
+{
+	pq(s)->clean_stop = true;
+}
+
+static void store_close(struct hf_store *s)
+{
+	struct hf_pg_store *q = pq(s);
+	if (q->threaded) {
+		pthread_mutex_lock(&q->lock);
+		q->stopping = true;
+		pthread_cond_signal(&q->cond);
+		pthread_mutex_unlock(&q->lock);
+		pthread_join(q->thread, NULL);
+		if (q->clean_stop)
+			hf_pg_clean_stop_end(q);
+	}
+	for (int i = 0; i < q->nreaders; i++)
+		PQfinish(q->readers[i]);
+	PQfinish(q->wconn);
+	hf_pg_rows_free(q);
+	pthread_mutex_destroy(&q->lock);
+	pthread_mutex_destroy(&q->wlock);
+	pthread_cond_destroy(&q->cond);
+	pthread_mutex_destroy(&q->pool_lock);
+	pthread_mutex_destroy(&q->health_lock);
+	pthread_mutex_destroy(&q->key_lock);
+	hf_secret_wipe(q->key, sizeof q->key);
+	if (q->url)
+		hf_secret_wipe(q->url, strlen(q->url));
+	free(q->url);
+	free(q);
+}
+
+static void stats(struct hf_store *s, struct hf_store_stats *out)
+{
+	struct hf_pg_store *q = pq(s);
+	pthread_mutex_lock(&q->wlock);
+	*out = q->stats;
+	pthread_mutex_unlock(&q->wlock);
+}
+
+static bool writable(struct hf_store *s, char *why, size_t size)
+{
+	struct hf_pg_store *q = pq(s);
+	if (!atomic_load(&q->unwritable))
+		return true;
+	if (why && size) {
+		pthread_mutex_lock(&q->health_lock);
+		snprintf(why, size, "%s", q->why);
+		pthread_mutex_unlock(&q->health_lock);
+	}
+	return false;
+}
+
+/* --- sharing work between servers: phase 2. One server per database for
+ * now: it claimed every unfinished run at start (load_pending). --- */
+
+static int claim(struct hf_store *s, const struct hf_workflow_set *set,
+		 int limit, void (*fn)(struct hf_run *run, void *arg),
+		 void *arg)
+{
+	return 0;
+}
+
+static int wait_work(struct hf_store *s, int64_t timeout_ms)
+{
+	return 0;
+}
+
+static int heartbeat(struct hf_store *s)
+{
+	struct hf_pg_store *q = pq(s);
+	if (!q->node_id)
+		return 0;
+	PGconn *c = hf_pg_reader_take(q);
+	int rc = hf_pg_run(q, c,
+			   "UPDATE nodes SET heartbeat_at = $2 WHERE id"
+			   " = $1",
+			   "II", q->node_id, hf_now_ms());
+	hf_pg_reader_give(q, c);
+	return rc < 0 ? -1 : 0;
+}
+
+static void release(struct hf_store *s, const char *run_id)
+{
+}
+
+static const struct hf_store_ops pg_ops = {
+    .name = "postgres",
+    .close = store_close,
+    .set_clean_stop = set_clean_stop,
+    .submit = submit,
+    .stats = stats,
+    .writable = writable,
+    .run_json = hf_pg_run_json,
+    .runs_json = hf_pg_runs_json,
+    .event_json = hf_pg_event_json,
+    .deliveries_json = hf_pg_deliveries_json,
+    .delivery_json = hf_pg_delivery_json,
+    .pending_deliveries = hf_pg_pending_deliveries,
+    .load_event = hf_pg_load_event,
+    .retry_delivery = hf_pg_retry_delivery,
+    .prune = hf_pg_prune,
+    .load_pending = hf_pg_load_pending,
+    .changed = hf_pg_changed,
+    .stored_workflows = hf_pg_stored_workflows,
+    .save_versions = hf_pg_save_versions,
+    .retry_run = hf_pg_retry_run,
+    .dedupe_last = hf_pg_dedupe_last,
+    .load_backlog = hf_pg_load_backlog,
+    .claim_runs = hf_pg_claim_runs,
+    .count_backlog = hf_pg_count_backlog,
+    .on_batch_end = hf_pg_on_batch_end,
+    .claim = claim,
+    .wait = wait_work,
+    .heartbeat = heartbeat,
+    .release = release,
+};
+
+/* Creates the schema, or migrates an older one, one server at a time (a
+ * transaction-scoped advisory lock: released by the COMMIT). */
+static int migrate(struct hf_pg_store *q, struct hf_error *err)
+{
+	PGresult *r = PQexec(q->wconn, "BEGIN;"
+				       " SELECT pg_advisory_xact_lock("
+				       "1752133483)"); /* "hook" */
+	bool ok = hf_pg_ok(r);
+	PQclear(r);
+	/* The schema's version: with it current, no DDL at all (CREATE INDEX
+	 * IF NOT EXISTS would lock the table against a running server's
+	 * writes, at every CLI command). */
+	int64_t have = 0;
+	if (ok) {
+		r = PQexec(q->wconn, "SELECT to_regclass('meta') IS NOT NULL");
+		ok = hf_pg_ok(r) && PQntuples(r) == 1;
+		bool exists = ok && PQgetvalue(r, 0, 0)[0] == 't';
+		PQclear(r);
+		if (exists) {
+			r = PQexec(q->wconn,
+				   "SELECT COALESCE(max(value::bigint),"
+				   " 0) FROM meta WHERE key ="
+				   " 'schema_version'");
+			ok = hf_pg_ok(r) && PQntuples(r) == 1;
+			have = ok ? pg_int(r, 0, 0) : 0;
+			PQclear(r);
+		}
+	}
+	if (ok && have > SCHEMA_VERSION) {
+		hf_error_set(
+		    err, NULL, 0, 0,
+		    "the state database's schema is version %lld, newer "
+		    "than this hookflow's (%d): use a newer hookflow",
+		    (long long)have, SCHEMA_VERSION);
+		r = PQexec(q->wconn, "ROLLBACK");
+		PQclear(r);
+		return -1;
+	}
+	if (ok && have < SCHEMA_VERSION) {
+		r = PQexec(q->wconn, schema_sql);
+		ok = hf_pg_ok(r);
+		PQclear(r);
+		if (ok)
+			ok = hf_pg_run(
+				 q, q->wconn,
+				 "INSERT INTO meta(key, value) VALUES"
+				 " ('schema_version', $1) ON CONFLICT (key)"
+				 " DO UPDATE SET value = EXCLUDED.value",
+				 "i", SCHEMA_VERSION) >= 0;
+	}
+	if (ok)
+		ok = exec_simple(q, "COMMIT") == 0;
+	if (!ok) {
+		char msg[200];
+		snprintf(msg, sizeof msg, "%s", PQerrorMessage(q->wconn));
+		msg[strcspn(msg, "\n")] = '\0';
+		hf_error_set(err, NULL, 0, 0,
+			     "cannot create the state schema: %s", msg);
+		r = PQexec(q->wconn, "ROLLBACK");
+		PQclear(r);
+		return -1;
+	}
+	return 0;
+}
+
+/* Registers this server in nodes: its id and epoch. */
+static int register_node(struct hf_pg_store *q, struct hf_error *err)
+{
+	char host[128] = "";
+	gethostname(host, sizeof host - 1);
+	char name[160];
+	snprintf(name, sizeof name, "%s:%ld", host, (long)getpid());
+	int64_t now = hf_now_ms();
+	PGresult *r = hf_pg_exec(q, q->wconn,
+				 "INSERT INTO nodes(name, started_at,"
+				 " heartbeat_at) VALUES($1, $2, $2)"
+				 " RETURNING id, epoch",
+				 "tI", name, now);
+	if (hf_pg_ok(r) && PQntuples(r) == 1) {
+		q->node_id = pg_int(r, 0, 0);
+		q->epoch = pg_int(r, 0, 1);
+	}
+	PQclear(r);
+	if (q->node_id)
+		return 0;
+	hf_error_set(err, NULL, 0, 0, "cannot register this server: %s",
+		     PQerrorMessage(q->wconn));
+	return -1;
+}
+
+struct hf_store *hf_store_pg_open(const char *url, bool sync_full,
+				  bool start_writer, struct hf_error *err)
+{
+	struct hf_pg_store *q = hf_xcalloc(1, sizeof *q);
+	q->base.ops = &pg_ops;
+	q->url = hf_xstrdup(url);
+	q->sync_full = sync_full;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_mutex_init(&q->wlock, NULL);
+	pthread_cond_init(&q->cond, NULL);
+	pthread_mutex_init(&q->pool_lock, NULL);
+	pthread_mutex_init(&q->health_lock, NULL);
+	pthread_mutex_init(&q->key_lock, NULL);
+	hf_pg_rows_init(q);
+	q->wconn = hf_pg_connect(q, err);
+	if (!q->wconn || migrate(q, err) < 0)
+		goto fail;
+	if (start_writer) {
+		/* A server killed a moment ago may still hold the lock until
+		 * PostgreSQL sees its connection gone. */
+		int locked = take_server_lock(q, HF_PG_LOCK_WAIT_MS);
+		if (locked != 1) {
+			hf_error_set(err, NULL, 0, 0, "%s",
+				     locked == 0 ? another_server
+						 : "cannot lock the state "
+						   "database");
+			goto fail;
+		}
+		if (register_node(q, err) < 0 ||
+		    hf_pg_secrets_start(q, err) < 0)
+			goto fail;
+		hf_pg_clean_stop_begin(q);
+		q->threaded = true;
+		if (pthread_create(&q->thread, NULL, writer_main, q) != 0) {
+			q->threaded = false;
+			hf_error_set(err, NULL, 0, 0,
+				     "cannot start the writer thread");
+			goto fail;
+		}
+	}
+	return &q->base;
+fail:
+	store_close(&q->base);
+	return NULL;
+}
