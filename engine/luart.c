@@ -1,12 +1,13 @@
-/* luart.c - the Lua 5.4 runtime: one lua_State, its memory and time limits,
- * and the execution of steps and workflow-level expressions.
+/* luart.c - the Lua 5.4 runtime: one lua_State, its memory and time limits
+ * (enforced by luart_limits.c), and the execution of steps and workflow-level
+ * expressions.
  *
  * Limits: a counting lua_Alloc refuses allocations past the step's baseline +
- * memory limit; a count hook compares the clock with the deadline and, once
- * past it, fires on every instruction so pcall cannot swallow the kill. C
- * functions that could run long without reaching the hook are replaced by the
- * sandbox (lua_sandbox.c), the pattern functions by a matcher that charges its
- * backtracking here (lua_pattern.c).
+ * memory limit; a count hf_luart_hook compares the clock with the deadline and,
+ * once past it, fires on every instruction so pcall cannot swallow the kill. C
+ * functions that could run long without reaching the hf_luart_hook are replaced
+ * by the sandbox (lua_sandbox.c), the pattern functions by a matcher that
+ * charges its backtracking here (lua_pattern.c).
  *
  * Steps share one environment table, emptied after each step; a chunk gets
  * only the globals its source can read (chunk_needs), so `if: false` builds
@@ -40,157 +41,6 @@ const char hf_luart_envmt_key = 0;
 const char hf_luart_env_key = 0;
 const char hf_luart_loaded_key = 0;
 static const char chunks_key = 0; /* compiled chunks by cache key */
-
-/* ---- memory ---- */
-
-static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-	struct hf_luart *rt = ud;
-	size_t old = ptr ? osize : 0;
-	if (nsize == 0) {
-		free(ptr);
-		rt->used -= old;
-		return NULL;
-	}
-	if (nsize > old && rt->limit && rt->used - old + nsize > rt->limit) {
-		rt->mem_hit = true;
-		return NULL;
-	}
-	void *p = realloc(ptr, nsize);
-	if (!p)
-		return NULL;
-	rt->used = rt->used - old + nsize;
-	return p;
-}
-
-struct hf_luart *hf_luart_find(lua_State *L)
-{
-	void *ud;
-	return lua_getallocf(L, &ud) == l_alloc ? ud : NULL;
-}
-
-static void format_size(size_t n, char *out, size_t size)
-{
-	if (n % (1024 * 1024) == 0)
-		snprintf(out, size, "%zu MiB", n / (1024 * 1024));
-	else if (n % 1024 == 0)
-		snprintf(out, size, "%zu KiB", n / 1024);
-	else
-		snprintf(out, size, "%zu bytes", n);
-}
-
-static void format_duration(int64_t ms, char *out, size_t size)
-{
-	if (ms > 0 && ms % 3600000 == 0)
-		snprintf(out, size, "%lldh", (long long)(ms / 3600000));
-	else if (ms > 0 && ms % 60000 == 0)
-		snprintf(out, size, "%lldm", (long long)(ms / 60000));
-	else if (ms > 0 && ms % 1000 == 0)
-		snprintf(out, size, "%llds", (long long)(ms / 1000));
-	else
-		snprintf(out, size, "%lldms", (long long)ms);
-}
-
-void hf_luart_memory_message(const struct hf_luart *rt, char *out, size_t size)
-{
-	char s[32];
-	format_size(rt->memory_limit, s, sizeof s);
-	snprintf(out, size, "memory limit exceeded (%s)", s);
-}
-
-static void kill_message(struct hf_luart *rt, char *out, size_t size)
-{
-	char d[32];
-	if (rt->killed == KILL_BUDGET) {
-		snprintf(out, size,
-			 "expression exceeded its budget of %d "
-			 "instructions",
-			 HF_EXPR_MAX_INSTRUCTIONS);
-		return;
-	}
-	format_duration(rt->timeout_ms, d, sizeof d);
-	snprintf(out, size, "%s timed out after %s",
-		 rt->in_expr ? "expression" : "step", d);
-}
-
-/* ---- time ---- */
-
-static void hook(lua_State *L, lua_Debug *ar);
-/* Makes the hook of L (and of the main thread) fire on every instruction, so
- * that a pcall or a __close handler that catches the kill is killed again at
- * once. Never raises. */
-static void arm(lua_State *L, struct hf_luart *rt)
-{
-	lua_sethook(L, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
-	if (L != rt->L)
-		lua_sethook(rt->L, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
-}
-
-/* Raises the kill error, with the hook armed. The memory limit stays: the
- * step is over only once its pcall has returned, and what runs while it
- * unwinds (__close handlers) runs under the same limits. */
-static int raise_kill(lua_State *L, struct hf_luart *rt)
-{
-	char msg[128];
-	arm(L, rt);
-	kill_message(rt, msg, sizeof msg);
-	lua_pushstring(L, msg);
-	return lua_error(L);
-}
-
-/* Charges n instructions and checks the clock; true when the run is (now)
- * killed. */
-static bool over(struct hf_luart *rt, long long n)
-{
-	if (rt->killed == KILL_NONE && rt->budget >= 0) {
-		rt->budget -= n;
-		if (rt->budget < 0)
-			rt->killed = KILL_BUDGET;
-	}
-	if (rt->killed == KILL_NONE && rt->deadline &&
-	    hf_mono_ms() >= rt->deadline)
-		rt->killed = KILL_TIMEOUT;
-	return rt->killed != KILL_NONE;
-}
-
-/* Charges n instructions and checks the clock; raises when out of either. */
-void hf_luart_charge(lua_State *L, struct hf_luart *rt, long long n)
-{
-	if (over(rt, n))
-		raise_kill(L, rt);
-}
-
-int hf_luart_check(lua_State *L, long long work, size_t held, char *err,
-		   size_t errsize)
-{
-	struct hf_luart *rt = hf_luart_find(L);
-	if (!rt)
-		return 0;
-	if (over(rt, work)) {
-		arm(L, rt);
-		kill_message(rt, err, errsize);
-		return -1;
-	}
-	if (rt->limit && (held > rt->limit || rt->used > rt->limit - held)) {
-		rt->mem_hit = true;
-		hf_luart_memory_message(rt, err, errsize);
-		return -1;
-	}
-	return 0;
-}
-
-void hf_luart_reraise(lua_State *L)
-{
-	struct hf_luart *rt = hf_luart_find(L);
-	if (rt && rt->killed != KILL_NONE)
-		raise_kill(L, rt);
-}
-
-static void hook(lua_State *L, lua_Debug *ar)
-{
-	(void)ar;
-	hf_luart_charge(L, hf_luart_of(L), HF_LUA_HOOK_INSTRUCTIONS);
-}
 
 /* ---- creation ---- */
 
@@ -226,7 +76,7 @@ struct hf_luart *hf_luart_create(const struct hf_luart_config *cfg,
 		rt->http = hf_lua_http_create(cfg->egress);
 		rt->webhook = hf_lua_webhook_create();
 	}
-	rt->L = lua_newstate(l_alloc, rt);
+	rt->L = lua_newstate(hf_luart_alloc, rt);
 	if (!rt->L) {
 		hf_error_set(err, NULL, 0, 0, "cannot create a Lua state");
 		goto fail;
@@ -282,10 +132,11 @@ static bool owned_by_caller(struct hf_luart *rt)
 #endif
 
 /* Message handler: the error with a traceback. It runs no script code (an
- * error object's __tostring is not called) and leaves the hook and the memory
- * limit on: Lua runs the pending __close handlers after it, and they must stay
- * under the step's limits. Only the traceback gets a small reserve above the
- * limit (reset, not added, at each call), and a long message is cut. */
+ * error object's __tostring is not called) and leaves the hf_luart_hook and the
+ * memory limit on: Lua runs the pending __close handlers after it, and they
+ * must stay under the step's limits. Only the traceback gets a small reserve
+ * above the limit (reset, not added, at each call), and a long message is cut.
+ */
 static int msgh(lua_State *L)
 {
 	struct hf_luart *rt = hf_luart_of(L);
@@ -606,13 +457,14 @@ static int run_limited(struct hf_luart *rt, lua_CFunction fn, int nres,
 	hf_lua_db_begin_step(rt->db, rt->deadline);
 	hf_lua_http_begin_step(rt->http, rt->deadline);
 	hf_lua_webhook_discard(rt->webhook); /* nothing left from before */
-	lua_sethook(L, hook, LUA_MASKCOUNT, HF_LUA_HOOK_INSTRUCTIONS);
+	lua_sethook(L, hf_luart_hook, LUA_MASKCOUNT, HF_LUA_HOOK_INSTRUCTIONS);
 	lua_pushcfunction(L, msgh);
 	lua_pushcfunction(L, fn);
 	lua_pushlightuserdata(L, rt);
 	int status = lua_pcall(L, 1, nres, 1);
 	/* A kill that a pcall caught just before the chunk returned (no
-	 * instruction left for the hook to fire on) still fails the run. */
+	 * instruction left for the hf_luart_hook to fire on) still fails the
+	 * run. */
 	if (status == LUA_OK && rt->killed != KILL_NONE) {
 		lua_pushliteral(L, "killed");
 		status = LUA_ERRRUN;
@@ -625,7 +477,7 @@ static int run_limited(struct hf_luart *rt, lua_CFunction fn, int nres,
 	return status;
 }
 
-/* Ends a run: no hook, no limits. */
+/* Ends a run: no hf_luart_hook, no limits. */
 static void limits_off(struct hf_luart *rt)
 {
 	lua_sethook(rt->L, NULL, 0, 0);
@@ -645,7 +497,7 @@ static json_t *convert(struct hf_luart *rt, const char *root, const char *what,
 	if (j)
 		return j;
 	if (rt->killed != KILL_NONE)
-		kill_message(rt, head, sizeof head);
+		hf_luart_kill_message(rt, head, sizeof head);
 	else if (rt->mem_hit)
 		hf_luart_memory_message(rt, head, sizeof head);
 	else
@@ -669,7 +521,7 @@ static char *failure(struct hf_luart *rt, int status)
 				    strstr(msg, "memory limit exceeded") ||
 				    status == LUA_ERRERR));
 	if (rt->killed != KILL_NONE)
-		kill_message(rt, head, sizeof head);
+		hf_luart_kill_message(rt, head, sizeof head);
 	else if (mem)
 		hf_luart_memory_message(rt, head, sizeof head);
 	else
@@ -767,7 +619,8 @@ int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
 		} else if (size > HF_STEP_OUTPUT_MAX) {
 			char lim[32];
 			json_decref(out);
-			format_size(HF_STEP_OUTPUT_MAX, lim, sizeof lim);
+			hf_luart_format_size(HF_STEP_OUTPUT_MAX, lim,
+					     sizeof lim);
 			fail_res(res, hf_xasprintf("step output is too large "
 						   "(%zu bytes, limit %s)",
 						   size, lim));

@@ -80,6 +80,12 @@ void hf_luart_memory_message(const struct hf_luart *rt, char *out, size_t size);
 /* luart.c: the runtime of L, or NULL when L was not made by hf_luart_create
  * (a bare state of a test). */
 struct hf_luart *hf_luart_find(lua_State *L);
+/* luart_limits.c, for luart.c: the state's allocator (ud: the runtime), the
+ * count hook, the message of a kill, a byte count as text. */
+void *hf_luart_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+void hf_luart_hook(lua_State *L, lua_Debug *ar);
+void hf_luart_kill_message(struct hf_luart *rt, char *out, size_t size);
+void hf_luart_format_size(size_t n, char *out, size_t size);
 
 /* luart.c: for C code that works outside the count hook (lua_json.c's
  * conversions): charges work units (as instructions) and checks the deadline

@@ -94,8 +94,7 @@ struct hf_outbox {
 	CURL *spare[HF_OUTBOX_MAX_INFLIGHT];
 	int nspare;
 	/* Attempts in flight and ready, per host (outbox thread only). */
-	struct host *hosts;
-	size_t nhosts, hostcap;
+	struct hf_hosts hosts;
 
 	pthread_mutex_t lock; /* busy, writes */
 	pthread_cond_t cond;
@@ -105,11 +104,6 @@ struct hf_outbox {
 	 * writes); closed: the thread left, nobody will. */
 	struct record *unsaved;
 	bool closed;
-};
-
-struct host {
-	char name[256];
-	int inflight, ready;
 };
 
 /* The record of one attempt on its way to the writer. */
@@ -249,31 +243,6 @@ static void host_of(const char *url, char *out, size_t size)
 	for (size_t i = 0; i < n; i++)
 		out[i] = (char)tolower((unsigned char)p[i]);
 	out[n] = '\0';
-}
-
-/* The host's entry (made when missing). Entries with nothing in flight or
- * ready are dropped by host_put, so the table stays as small as the number of
- * hosts being delivered to. */
-static struct host *host_get(struct hf_outbox *ob, const char *name)
-{
-	for (size_t i = 0; i < ob->nhosts; i++)
-		if (strcmp(ob->hosts[i].name, name) == 0)
-			return &ob->hosts[i];
-	if (ob->nhosts == ob->hostcap) {
-		ob->hostcap = ob->hostcap ? ob->hostcap * 2 : 8;
-		ob->hosts =
-		    hf_xrealloc(ob->hosts, ob->hostcap * sizeof *ob->hosts);
-	}
-	struct host *h = &ob->hosts[ob->nhosts++];
-	snprintf(h->name, sizeof h->name, "%s", name);
-	h->inflight = h->ready = 0;
-	return h;
-}
-
-static void host_put(struct hf_outbox *ob, struct host *h)
-{
-	if (h->inflight == 0 && h->ready == 0)
-		*h = ob->hosts[--ob->nhosts];
 }
 
 static void job_free(struct hf_outbox *ob, struct job *j)
@@ -583,9 +552,9 @@ static int scan_row(const struct hf_delivery *d, void *arg)
 	 * that one slow receiver cannot fill it and hold the others up. */
 	char name[256];
 	host_of(d->url, name, sizeof name);
-	struct host *h = host_get(ob, name);
+	struct hf_host *h = hf_hosts_get(&ob->hosts, name);
 	if (h->inflight + h->ready >= 4 * HF_OUTBOX_MAX_PER_HOST) {
-		host_put(ob, h);
+		hf_hosts_put(&ob->hosts, h);
 		return 0;
 	}
 	h->ready++;
@@ -636,7 +605,7 @@ static void launch(struct hf_outbox *ob)
 	     walked < HF_OUTBOX_READY_WALK;
 	     walked++) {
 		struct job *j = *p;
-		struct host *h = host_get(ob, j->host);
+		struct hf_host *h = hf_hosts_get(&ob->hosts, j->host);
 		if (h->inflight >= HF_OUTBOX_MAX_PER_HOST) {
 			p = &j->next;
 			continue;
@@ -652,7 +621,7 @@ static void launch(struct hf_outbox *ob)
 			continue;
 		}
 		/* Not started: due again at the next scan. */
-		host_put(ob, h);
+		hf_hosts_put(&ob->hosts, h);
 		pthread_mutex_lock(&ob->lock);
 		hf_busy_done(&ob->busy, j->id);
 		pthread_mutex_unlock(&ob->lock);
@@ -689,9 +658,9 @@ static void reap(struct hf_outbox *ob, bool *freed)
 		if (!j)
 			continue;
 		finish(ob, j, rc);
-		struct host *h = host_get(ob, j->host);
+		struct hf_host *h = hf_hosts_get(&ob->hosts, j->host);
 		h->inflight--;
-		host_put(ob, h);
+		hf_hosts_put(&ob->hosts, h);
 		for (struct job **p = &ob->jobs; *p; p = &(*p)->next) {
 			if (*p == j) {
 				*p = j->next;
@@ -816,6 +785,6 @@ void hf_outbox_stop(struct hf_outbox *ob)
 	pthread_mutex_destroy(&ob->idle_lock);
 	pthread_cond_destroy(&ob->idle_cond);
 	hf_busy_free(&ob->busy);
-	free(ob->hosts);
+	free(ob->hosts.items);
 	free(ob);
 }

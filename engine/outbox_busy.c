@@ -1,7 +1,8 @@
-/* outbox_busy.c - the outbox's busy set: the ids of deliveries a scan must
- * skip (outbox.c says when an id enters and leaves it). Ids sit in an array;
- * a hash index (FNV-1a, open addressing with linear probing) finds them, so a
- * scan of hundreds of rows against hundreds of busy ids stays linear. The
+/* outbox_busy.c - the outbox's bookkeeping: the busy set, the ids of
+ * deliveries a scan must skip (outbox.c says when an id enters and leaves
+ * it), and the per-host table of attempts in flight and ready. Ids sit in an
+ * array; a hash index (FNV-1a, open addressing with linear probing) finds them,
+ * so a scan of hundreds of rows against hundreds of busy ids stays linear. The
  * index is rebuilt when ids are dropped or it is half full.
  *
  * No locking of its own: the outbox calls it under its lock, from the outbox
@@ -101,4 +102,25 @@ void hf_busy_free(struct hf_busy *b)
 	free(b->ids);
 	free(b->slots);
 	memset(b, 0, sizeof *b);
+}
+
+struct hf_host *hf_hosts_get(struct hf_hosts *t, const char *name)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (strcmp(t->items[i].name, name) == 0)
+			return &t->items[i];
+	if (t->n == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 8;
+		t->items = hf_xrealloc(t->items, t->cap * sizeof *t->items);
+	}
+	struct hf_host *h = &t->items[t->n++];
+	snprintf(h->name, sizeof h->name, "%s", name);
+	h->inflight = h->ready = 0;
+	return h;
+}
+
+void hf_hosts_put(struct hf_hosts *t, struct hf_host *h)
+{
+	if (h->inflight == 0 && h->ready == 0)
+		*h = t->items[--t->n];
 }

@@ -1,5 +1,6 @@
 /* outbox_int.h - the outbox's internals shared by its files (outbox.c, the
- * thread; outbox_busy.c, the busy set). Not for other modules. */
+ * thread; outbox_busy.c, the busy set and the per-host table). Not for other
+ * modules. */
 #ifndef HF_OUTBOX_INT_H
 #define HF_OUTBOX_INT_H
 
@@ -28,5 +29,22 @@ void hf_busy_add(struct hf_busy *b, const char *id);
 void hf_busy_done(struct hf_busy *b, const char *id); /* unknown id: no-op */
 void hf_busy_sweep(struct hf_busy *b);		      /* drops the done ids */
 void hf_busy_free(struct hf_busy *b);
+
+/* Attempts in flight and ready, per host (host:port). Outbox thread only.
+ * Zeroed to start; free items at the end. */
+struct hf_host {
+	char name[256];
+	int inflight, ready;
+};
+struct hf_hosts {
+	struct hf_host *items;
+	size_t n, cap;
+};
+/* The host's entry, made when missing. The pointer is valid until the next
+ * hf_hosts_get or hf_hosts_put. */
+struct hf_host *hf_hosts_get(struct hf_hosts *t, const char *name);
+/* Drops h when nothing of its host is in flight or ready, so the table stays
+ * as small as the number of hosts being delivered to. */
+void hf_hosts_put(struct hf_hosts *t, struct hf_host *h);
 
 #endif
