@@ -507,6 +507,51 @@ def test_crm_signature(server):
     assert runs(c.app, "crm-contact") == []
 
 
+def standard_webhook_headers(wid, body, secret):
+    key = base64.b64decode(secret[len("whsec_"):])
+    ts = str(int(__import__("time").time()))
+    sig = base64.b64encode(hmac.new(key, f"{wid}.{ts}.".encode() + body,
+                                    hashlib.sha256).digest()).decode()
+    return {"Content-Type": "application/json", "webhook-id": wid,
+            "webhook-timestamp": ts, "webhook-signature": f"v1,{sig}"}
+
+
+def test_crm_nightly_reconcile_pushes_contacts_behind(server):
+    """crm-reconcile (on.schedule, 02:00 Berlin) finds the contacts whose
+    newest CRM version the marketing tool lacks and sends each one, through
+    the outbox, to /crm/contact, which pushes its whole current state."""
+    c = Crm(server)
+    c.sync(payload("batch-create.json"), 2)
+    # A change merged whose push gave up for good: Ada's ledger is ahead.
+    data = c.app.data
+    with sqlite3.connect(data) as db:
+        db.execute("UPDATE crm_properties SET value = 'Ada R', version = version + 5"
+                   " WHERE crm_id = '501' AND name = 'firstname'")
+        db.execute("UPDATE sync_ledger SET version = version + 5 WHERE crm_id = '501'")
+    wf = EXAMPLES / "crm-sync" / "workflows" / "crm-reconcile.yml"
+    out = subprocess.run(
+        [BIN, "run", str(wf), "--now", "2026-12-07T01:00:00Z", "--data", str(data),
+         "--scripts", str(EXAMPLES / "crm-sync" / "scripts")],
+        capture_output=True, text=True, timeout=30,
+        env={**os.environ, "SELF_URL": f"http://127.0.0.1:{c.app.port}", "SYNC_SECRET": SYNC_SECRET})
+    assert out.returncode == 0, out.stderr
+    (line,) = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+    assert line["output"]["behind"] == 1, line
+    (emit,) = line["emits"]
+    assert emit["url"] == f"http://127.0.0.1:{c.app.port}/crm/contact"
+    assert emit["payload"]["objectId"] == "501", emit
+    # What the outbox would deliver, signed as it signs: crm-contact pushes.
+    body = json.dumps(emit["payload"]).encode()
+    r = c.app.post("/crm/contact", body, standard_webhook_headers(emit["id"], body, SYNC_SECRET))
+    assert r.status == 202, r
+    (rid,) = r.json()["runs"]
+    run = c.app.wait_run(rid, timeout=60)
+    assert run["status"] == "succeeded" and step(run, "push")["status"] == "succeeded", run
+    assert json.loads(c.member("Ada.Lovelace@Example.com")["merge_fields"])["FNAME"] == "Ada R"
+    (row,) = c.data("SELECT version, synced_version FROM sync_ledger WHERE crm_id = '501'")
+    assert row["synced_version"] == row["version"], row
+
+
 # --- every example's workflows pass `hookflow check` --------------------------
 
 def test_examples_pass_check():
