@@ -102,7 +102,14 @@ void hf_ingest_sync_finish(struct hf_sync_waiter *wt, const struct hf_run *run)
 		json_t *st = json_object_get(out, "status");
 		json_t *body = json_object_get(out, "body");
 		json_t *headers = json_object_get(out, "headers");
-		if (run->status == HF_RUN_FAILED) {
+		if (run->status == HF_RUN_WAITING) {
+			/* The run parked (hf_park.h): it goes on later, as
+			 * after a sync timeout. */
+			hf_answer_json(&r->ans, 202,
+				       json_pack("{s:s,s:[s],s:b}", "event",
+						 r->ev->id, "runs", run->id,
+						 "waiting", 1));
+		} else if (run->status == HF_RUN_FAILED) {
 			/* The error itself (a Lua message, a path, SQL)
 			 * stays in the admin API. */
 			hf_answer_json(&r->ans, 500,

@@ -403,3 +403,24 @@ def test_run_skips_waits_locally(tmp_path, server):
         assert p.returncode == 0, p.stderr
         lines = [json.loads(x) for x in p.stdout.splitlines()]
         assert lines[1]["output"] == want, (body, lines)
+
+
+def test_sync_caller_of_a_parked_run_gets_202(server):
+    """A respond: sync run that parks answers its caller at once, 202 with
+    "waiting": true (as after a sync timeout); the run goes on later."""
+    srv = server(workflows={"syncnap": """
+        name: syncnap
+        on:
+          webhook: { path: /syncnap, respond: sync, timeout: 30s }
+        steps:
+          - id: nap
+            sleep: 1s
+          - id: out
+            run: return { body = "late" }
+        """})
+    r = srv.post("/syncnap", {})
+    assert r.status == 202, r
+    body = r.json()
+    assert body["waiting"] is True and len(body["runs"]) == 1, body
+    done = srv.wait_run(body["runs"][0], timeout=30)
+    assert done["status"] == "succeeded", done
