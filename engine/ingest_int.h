@@ -72,6 +72,7 @@ struct req {
 	const struct hf_step *signal;
 	bool resume;
 	json_t *resumed;
+	bool signal_failed; /* stored, but its runs could not be resumed */
 };
 
 struct hf_ingest {

@@ -234,6 +234,17 @@ void hf_ingest_answer_commit(struct req *r)
 	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
 	int outcome = r->outcome;
 	r->outcome = OUT_NONE;
+	if (outcome == OUT_STORED && r->signal_failed) {
+		/* Stored, but no waiting run could be resumed (hf_park.h):
+		 * the sender's retry will. */
+		hf_answer_error(&r->ans, 503,
+				"the event is stored but the runs waiting for "
+				"it cannot be resumed now");
+		r->ans.retry_after = 1;
+		hf_metrics_event(wf_name, 503);
+		log_answered(r, 503, NULL, NULL);
+		return;
+	}
 	if (outcome == OUT_FAILED) {
 		hf_answer_error(&r->ans, 503, "cannot store the event now");
 		r->ans.retry_after = 1;

@@ -201,6 +201,11 @@ static int resume_call(struct hf_store *s, void *arg)
 static void resume_done(struct hf_write *w)
 {
 	struct job *j = w->call_arg;
+	if (w->rc < 0) { /* nothing resumed: the caller may try again */
+		j->done(j->arg, NULL);
+		job_free(j);
+		return;
+	}
 	json_t *ids = json_array();
 	size_t n = 0;
 	for (size_t i = 0; w->rc == 0 && i < j->nm; i++)

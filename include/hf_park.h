@@ -80,8 +80,9 @@ void hf_park_parked(struct hf_park *p, int64_t wake_at);
 int64_t hf_park_count(struct hf_park *p);
 
 /* done(arg, resumed) gets the ids of the runs resumed (a new array, the
- * callee's), on the writer thread after the resume committed (or on any
- * thread with [] when nothing was to be resumed). */
+ * callee's), on the writer thread after the resume committed (or on
+ * hf-signals with [] when nothing was to be resumed); NULL when the resume
+ * could not be stored (nothing resumed: worth another try). */
 typedef void (*hf_park_done)(void *arg, json_t *resumed);
 /* A request to the wait_for path `path` (as the workflows declare it) was
  * stored as ev: resumes the runs it matches. Takes a reference on ev. Any
