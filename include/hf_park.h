@@ -30,6 +30,16 @@
  * are exactly the answer's "resumed". run.resume_url resumes one run the
  * same way, by its token.
  *
+ * Parking a run of another kind (debounce, throttle, a lane's turn): set
+ * run->status = HF_RUN_WAITING, run->wake_at (when to go on, or a far time
+ * for "until something else wakes it"), run->waiting (RUN's "waiting" JSON,
+ * with "for") before its write: HF_W_STEP without a result (a run that has
+ * begun), or HF_W_INGEST / HF_W_RUNS (a new run, stored parked: no queue
+ * row). After the commit, drop it from memory and call hf_park_parked. It
+ * comes back woken through the disk backlog at wake_at (or earlier by
+ * hf_store_resume_run when it waits at a wait_for step); woken at a step
+ * that does not park (step 0 of a debounced run), it simply runs it.
+ *
  * Threading: as stated per function. */
 #ifndef HF_PARK_H
 #define HF_PARK_H
