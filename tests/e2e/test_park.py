@@ -424,3 +424,28 @@ def test_sync_caller_of_a_parked_run_gets_202(server):
     assert body["waiting"] is True and len(body["runs"]) == 1, body
     done = srv.wait_run(body["runs"][0], timeout=30)
     assert done["status"] == "succeeded", done
+
+
+@pytest.mark.sqlite_only("the dashboard is the same on either backend")
+def test_dashboard_shows_a_waiting_run(server):
+    """The dashboard filters runs by `waiting` and shows what a run waits
+    for (Chromium over WebDriver, as test_ui.py)."""
+    import webdriver
+    if not webdriver.available():
+        pytest.fail("the dashboard tests need Chromium: apt-get install "
+                    "chromium chromium-driver (sh .ci/deps installs them)")
+    srv = server(workflows={"approver": APPROVER % "1h"})
+    rid, _ = start_waiting(srv, 8)
+    with webdriver.Browser() as b:
+        b.get(f"http://127.0.0.1:{srv.port}/ui")
+        b.wait_css("#token").send_keys(srv.token)
+        b.find("#login-btn").click()
+        b.wait_css("#workflows-table")
+        b.js("location.hash = arguments[0];", "#/runs?status=waiting")
+        b.wait_css(f'tr[data-run="{rid}"]')
+        row = b.find(f'tr[data-run="{rid}"]')
+        assert row.attr("data-status") == "waiting"
+        b.js("location.hash = arguments[0];", f"#/runs/{rid}")
+        b.wait_css("#run-waiting")
+        text = b.find("#run-waiting").text
+        assert "Waiting for a signal" in text and "approval" in text, text
