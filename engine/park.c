@@ -89,6 +89,12 @@ void hf_park_parked(struct hf_park *p, int64_t wake_at)
 	pthread_mutex_unlock(&p->lock);
 }
 
+void hf_park_unparked(struct hf_park *p, int n)
+{
+	if (p && n > 0)
+		count_add(p, -n);
+}
+
 int64_t hf_park_count(struct hf_park *p)
 {
 	long long v = p ? atomic_load(&p->count) : 0;

@@ -86,6 +86,9 @@ struct hf_park *hf_park_start(struct hf_engine *eng);
 void hf_park_stop(struct hf_park *p); /* accepts NULL */
 /* A run parked until wake_at committed (writer thread, in its done()). */
 void hf_park_parked(struct hf_park *p, int64_t wake_at);
+/* n parked runs left the waiting state otherwise than by waking (a cancel):
+ * the gauge follows. Any thread. */
+void hf_park_unparked(struct hf_park *p, int n);
 /* Runs parked now (the /metrics gauge). Any thread. */
 int64_t hf_park_count(struct hf_park *p);
 
