@@ -169,7 +169,9 @@ static void *wake_main(void *arg)
 		}
 		if (p->stopping || p->next_wake > now)
 			continue;
-		if (wake_batch(p, now) < 0 && !p->stopping) {
+		/* None woken though one looked due (a row another
+		 * transaction holds): do not spin on it. */
+		if (wake_batch(p, now) <= 0 && !p->stopping) {
 			struct timespec ts;
 			hf_deadline_in(HF_STORE_PROBE_MS, &ts);
 			pthread_cond_timedwait(&p->wake_cond, &p->lock, &ts);
