@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import PG_MODE, wait_for
+from conftest import PG_MODE, pg_cluster, state_rows, wait_for
 
 SLEEPER = """
 name: sleeper
@@ -146,6 +146,26 @@ def test_sleep_keeps_the_step_if_and_lane(server):
     assert rb["steps"][0]["status"] == "skipped"
     assert srv.run(a)["status"] == "waiting"
     assert srv.wait_run(a, timeout=30)["steps"][1]["output"] == 1
+
+
+@pytest.mark.skipif(not PG_MODE, reason="PostgreSQL's schema 1 -> 2")
+def test_pg_schema_v1_migrates(server):
+    """A PostgreSQL state database of schema version 1 (before parked
+    runs: made here by taking version 2's columns away) migrates at start."""
+    srv = server(workflows={"sleeper": SLEEPER})
+    srv.stop()
+    pg_cluster().psql(
+        "DROP INDEX runs_wake; DROP INDEX runs_wait_path;"
+        " ALTER TABLE runs DROP COLUMN wake_at, DROP COLUMN waiting,"
+        " DROP COLUMN wait_path;"
+        " UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+        db=str(srv.state).rsplit("/", 1)[1])
+    srv.start()
+    rid = srv.post("/sleep", {"n": 1}).json()["runs"][0]
+    waiting(srv, rid)
+    assert srv.wait_run(rid, timeout=30)["status"] == "succeeded"
+    assert state_rows(srv.state, "SELECT value FROM meta WHERE key ="
+                      " 'schema_version'") == [("2",)]
 
 
 @pytest.mark.sqlite_only("a version-2 SQLite file migrates to version 3")
