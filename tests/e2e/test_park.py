@@ -469,3 +469,31 @@ def test_dashboard_shows_a_waiting_run(server):
         b.wait_css("#run-waiting")
         text = b.find("#run-waiting").text
         assert "Waiting for a signal" in text and "approval" in text, text
+
+
+def test_run_timeout_counts_from_the_wake(server):
+    """A run's `timeout:` does not cover its wait: a sleep longer than the
+    timeout, and a server that was down well past the due time, still let
+    the steps after it run."""
+    srv = server(workflows={"short": """
+        name: short
+        on:
+          webhook: { path: /short }
+        timeout: 2s
+        steps:
+          - id: nap
+            sleep: 3s
+          - id: out
+            run: return "ran"
+        """})
+    a = srv.post("/short", {}).json()["runs"][0]
+    waiting(srv, a)
+    assert srv.wait_run(a, timeout=30)["steps"][1]["output"] == "ran"
+    b = srv.post("/short", {}).json()["runs"][0]
+    w = waiting(srv, b)["waiting"]
+    srv.kill()
+    # down until well past its due time and the run's timeout after it
+    wait_for(lambda: time.time() * 1000 > at_ms(w["until"]) + 3000, 30)
+    srv.start()
+    done = srv.wait_run(b, timeout=30)
+    assert done["status"] == "succeeded", done
