@@ -85,6 +85,8 @@ def test_sleep_outlives_sigkill_and_resumes(server):
     assert steps["after"]["output"] == {"n": 7, "nap": True}
     # on time: not before its due time
     assert at_ms(steps["nap"]["finished_at"]) >= at_ms(w["until"])
+    # the run keeps its start through the wait
+    assert done["started_at"] == run["started_at"], (done, run)
     assert wait_for(lambda: metric(srv, "hookflow_runs_waiting") == 0, 10)
 
 
