@@ -71,15 +71,6 @@ static const char schema_sql[] =
     " error TEXT, next_step INTEGER NOT NULL DEFAULT 0,"
     " step_attempt INTEGER NOT NULL DEFAULT 1,"
     " due_at BIGINT NOT NULL DEFAULT 0, lane TEXT);"
-    /* Version 2: parked runs (hf_park.h; store_pg_park.c). Added to a
-     * version-1 table too, hence not in its CREATE. */
-    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS wake_at BIGINT,"
-    " ADD COLUMN IF NOT EXISTS waiting TEXT,"
-    " ADD COLUMN IF NOT EXISTS wait_path TEXT;"
-    "CREATE INDEX IF NOT EXISTS runs_wake ON runs(wake_at)"
-    " WHERE status = 'waiting';"
-    "CREATE INDEX IF NOT EXISTS runs_wait_path ON runs(wait_path, id)"
-    " WHERE status = 'waiting';"
     "CREATE INDEX IF NOT EXISTS runs_event ON runs(event_id);"
     "CREATE INDEX IF NOT EXISTS runs_workflow ON runs(workflow, id);"
     "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, id);"
@@ -713,6 +704,9 @@ static int migrate(struct hf_pg_store *q, struct hf_error *err)
 	if (ok && have < SCHEMA_VERSION) {
 		r = PQexec(q->wconn, schema_sql);
 		ok = hf_pg_ok(r);
+		PQclear(r);
+		r = ok ? PQexec(q->wconn, hf_pg_park_schema) : NULL;
+		ok = ok && hf_pg_ok(r); /* version 2: parked runs */
 		PQclear(r);
 		if (ok)
 			ok = hf_pg_run(

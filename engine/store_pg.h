@@ -231,7 +231,9 @@ void hf_pg_on_batch_end(struct hf_store *s, void (*fn)(void *arg), void *arg);
 int hf_pg_dedupe_last(struct hf_store *s, const char *workflow,
 		      const char *prefix, char *out, size_t size);
 
-/* Parked runs (store_pg_park.c; hf_pg_load_waiting in store_pg_recover.c). */
+/* Parked runs (store_pg_park.c; hf_pg_load_waiting in store_pg_recover.c),
+ * and their part of the schema (version 2). */
+extern const char hf_pg_park_schema[];
 int hf_pg_load_waiting(struct hf_store *s, const struct hf_workflow_set *set,
 		       const char *path, const char *after, int limit,
 		       void (*fn)(struct hf_run *run, void *arg), void *arg);

@@ -17,6 +17,17 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Schema version 2: the parked run's columns and indexes, added to the runs
+ * table of version 1 too (store_pg.c runs it after its schema). */
+const char hf_pg_park_schema[] =
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS wake_at BIGINT,"
+    " ADD COLUMN IF NOT EXISTS waiting TEXT,"
+    " ADD COLUMN IF NOT EXISTS wait_path TEXT;"
+    "CREATE INDEX IF NOT EXISTS runs_wake ON runs(wake_at)"
+    " WHERE status = 'waiting';"
+    "CREATE INDEX IF NOT EXISTS runs_wait_path ON runs(wait_path, id)"
+    " WHERE status = 'waiting';";
+
 /* One number read on a pooled connection: NULL reads as none. */
 static int64_t read_int(struct hf_pg_store *q, const char *sql, int64_t none)
 {
