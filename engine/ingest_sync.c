@@ -42,6 +42,11 @@ static void resume(struct req *r)
 	atomic_fetch_sub(&in->waiting, 1);
 }
 
+void hf_ingest_resume_now(struct req *r)
+{
+	resume(r);
+}
+
 static void waiter_unref(struct hf_sync_waiter *wt)
 {
 	pthread_mutex_lock(&wt->lock);
@@ -97,7 +102,14 @@ void hf_ingest_sync_finish(struct hf_sync_waiter *wt, const struct hf_run *run)
 		json_t *st = json_object_get(out, "status");
 		json_t *body = json_object_get(out, "body");
 		json_t *headers = json_object_get(out, "headers");
-		if (run->status == HF_RUN_FAILED) {
+		if (run->status == HF_RUN_WAITING) {
+			/* The run parked (hf_park.h): it goes on later, as
+			 * after a sync timeout. */
+			hf_answer_json(&r->ans, 202,
+				       json_pack("{s:s,s:[s],s:b}", "event",
+						 r->ev->id, "runs", run->id,
+						 "waiting", 1));
+		} else if (run->status == HF_RUN_FAILED) {
 			/* The error itself (a Lua message, a path, SQL)
 			 * stays in the admin API. */
 			hf_answer_json(&r->ans, 500,
@@ -222,6 +234,17 @@ void hf_ingest_answer_commit(struct req *r)
 	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
 	int outcome = r->outcome;
 	r->outcome = OUT_NONE;
+	if (outcome == OUT_STORED && r->signal_failed) {
+		/* Stored, but no waiting run could be resumed (hf_park.h):
+		 * the sender's retry will. */
+		hf_answer_error(&r->ans, 503,
+				"the event is stored but the runs waiting for "
+				"it cannot be resumed now");
+		r->ans.retry_after = 1;
+		hf_metrics_event(wf_name, 503);
+		log_answered(r, 503, NULL, NULL);
+		return;
+	}
 	if (outcome == OUT_FAILED) {
 		hf_answer_error(&r->ans, 503, "cannot store the event now");
 		r->ans.retry_after = 1;
@@ -250,8 +273,12 @@ void hf_ingest_answer_commit(struct req *r)
 		return;
 	}
 	log_answered(r, 202, NULL, ids);
-	hf_answer_json(&r->ans, 202,
-		       json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids));
+	json_t *body = json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids);
+	if (r->signal) /* hf_park.h: the runs this signal resumed */
+		json_object_set_new(body, "resumed",
+				    r->resumed ? json_incref(r->resumed)
+					       : json_array());
+	hf_answer_json(&r->ans, 202, body);
 	hf_metrics_event(wf_name, 202);
 }
 
@@ -310,10 +337,12 @@ static void ingest_written(struct hf_write *w)
 			r->runs[i] = NULL;
 		}
 	}
+	if (r->signal) /* wait_for's signal: resumed once matched */
+		hf_ingest_signal_stored(r, !wt);
 	if (wt)
 		hf_sched_timer(r->in->eng->sched, hf_mono_ms() + timeout,
 			       sync_timeout, wt);
-	else
+	else if (!r->signal)
 		resume_later(r); /* the answer is built on its thread */
 }
 

@@ -43,7 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 /* How long a starting server waits for the one before it to let go of the
  * database (take_server_lock). */
@@ -651,6 +651,12 @@ static const struct hf_store_ops pg_ops = {
     .claim_runs = hf_pg_claim_runs,
     .count_backlog = hf_pg_count_backlog,
     .on_batch_end = hf_pg_on_batch_end,
+    .next_wake = hf_pg_next_wake,
+    .count_waiting = hf_pg_count_waiting,
+    .wake_due = hf_pg_wake_due,
+    .resume_run = hf_pg_resume_run,
+    .load_waiting = hf_pg_load_waiting,
+    .secret_key = hf_pg_secret_key,
     .claim = claim,
     .wait = wait_work,
     .heartbeat = heartbeat,
@@ -698,6 +704,9 @@ static int migrate(struct hf_pg_store *q, struct hf_error *err)
 	if (ok && have < SCHEMA_VERSION) {
 		r = PQexec(q->wconn, schema_sql);
 		ok = hf_pg_ok(r);
+		PQclear(r);
+		r = ok ? PQexec(q->wconn, hf_pg_park_schema) : NULL;
+		ok = ok && hf_pg_ok(r); /* version 2: parked runs */
 		PQclear(r);
 		if (ok)
 			ok = hf_pg_run(

@@ -35,8 +35,8 @@ struct hf_pg_rows {
 	/* events: id path method query headers body received_at skipped */
 	struct hf_pg_arr ev[8];
 	/* runs: id event_id workflow version attempt created_at next_step
-	 * step_attempt due_at lane node */
-	struct hf_pg_arr run[11];
+	 * step_attempt due_at lane node status wake_at waiting wait_path */
+	struct hf_pg_arr run[15];
 };
 
 struct hf_pg_store {
@@ -230,5 +230,18 @@ int64_t hf_pg_count_backlog(struct hf_store *s);
 void hf_pg_on_batch_end(struct hf_store *s, void (*fn)(void *arg), void *arg);
 int hf_pg_dedupe_last(struct hf_store *s, const char *workflow,
 		      const char *prefix, char *out, size_t size);
+
+/* Parked runs (store_pg_park.c; hf_pg_load_waiting in store_pg_recover.c),
+ * and their part of the schema (version 2). */
+extern const char hf_pg_park_schema[];
+int hf_pg_load_waiting(struct hf_store *s, const struct hf_workflow_set *set,
+		       const char *path, const char *after, int limit,
+		       void (*fn)(struct hf_run *run, void *arg), void *arg);
+int64_t hf_pg_next_wake(struct hf_store *s);
+int64_t hf_pg_count_waiting(struct hf_store *s);
+int hf_pg_wake_due(struct hf_store *s, int64_t now, int limit);
+int hf_pg_resume_run(struct hf_store *s, const char *run_id, int step,
+		     const char *output, int64_t now);
+int hf_pg_secret_key(struct hf_store *s, unsigned char key[32]);
 
 #endif

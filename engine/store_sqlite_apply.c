@@ -33,10 +33,10 @@ static const char *stmt_sql[ST_COUNT] = {
 			" ?4, ?5, ?6, ?7, ?8)",
     [ST_INSERT_RUN] = "INSERT INTO runs(rid, id, event, workflow, vid,"
 		      " status, attempt, created_at, next_step, step_attempt,"
-		      " due_at, lane, claimed)"
+		      " due_at, lane, claimed, wake_at, waiting, wait_path)"
 		      " VALUES(COALESCE((SELECT max(rid) + 1 FROM runs WHERE"
 		      " rid BETWEEN ?12 AND ?13), ?12), ?1, ?2, ?3, ?4,"
-		      " 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+		      " ?14, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?15, ?16, ?17)",
     [ST_DEDUPE_INSERT] = "INSERT OR IGNORE INTO dedupe(workflow, key,"
 			 " event_id, created_at) VALUES(?1, ?2, ?3, ?4)",
     [ST_DEDUPE_GET] = "SELECT event_id FROM dedupe WHERE workflow = ?1 AND"
@@ -50,7 +50,8 @@ static const char *stmt_sql[ST_COUNT] = {
     [ST_UPDATE_RUN] = "UPDATE runs SET status = ?2, next_step = ?3,"
 		      " step_attempt = ?4, due_at = ?5, error = ?6,"
 		      " finished_at = ?7, started_at = COALESCE(started_at,"
-		      " ?8) WHERE rid BETWEEN ?9 AND ?10 AND id = ?1",
+		      " ?8), wake_at = ?11, waiting = ?12, wait_path = ?13"
+		      " WHERE rid BETWEEN ?9 AND ?10 AND id = ?1",
     [ST_EVENT_RID] = "SELECT rid FROM events WHERE rid BETWEEN ?1 AND ?2"
 		     " AND id = ?3",
     [ST_VERSION_ID] = "SELECT vid FROM workflow_versions WHERE version = ?1",
@@ -214,6 +215,11 @@ static int insert_run(struct hf_sqlite_store *q, struct hf_run *run,
 	bind_text(st, 10, run->lane);
 	sqlite3_bind_int(st, 11, claimed);
 	bind_band(st, 12, run->id);
+	/* Stored parked when it is (hf_park.h: debounce, throttle...). */
+	bind_text(st, 14, run->status == HF_RUN_WAITING ? "waiting" : "queued");
+	bind_int_or_null(st, 15, run->wake_at);
+	bind_text(st, 16, run->waiting);
+	bind_text(st, 17, run->wait_path);
 	if (step_done(st) < 0)
 		return -1;
 	return in_band(q, run->id);
@@ -532,6 +538,10 @@ run:
 		sqlite3_bind_null(st, 7);
 	bind_int_or_null(st, 8, run->started_at);
 	bind_band(st, 9, run->id);
+	/* The parked run (hf_park.h): waiting, or when it last woke. */
+	bind_int_or_null(st, 11, run->wake_at);
+	bind_text(st, 12, run->waiting);
+	bind_text(st, 13, run->wait_path);
 	return step_done(st);
 }
 
