@@ -93,16 +93,18 @@ void hf_event_json_params(json_t *evjson, const struct hf_event *ev,
 }
 
 static const char *run_status_names[] = {"queued", "running", "succeeded",
-					 "failed"};
+					 "failed", "cancelled"};
+#define NSTATUS (int)(sizeof run_status_names / sizeof *run_status_names)
 
 const char *hf_run_status_name(enum hf_run_status s)
 {
-	return (unsigned)s < 4 ? run_status_names[s] : "unknown";
+	return (unsigned)s < (unsigned)NSTATUS ? run_status_names[s]
+					       : "unknown";
 }
 
 int hf_run_status_parse(const char *name)
 {
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < NSTATUS; i++)
 		if (name && strcmp(name, run_status_names[i]) == 0)
 			return i;
 	return -1;

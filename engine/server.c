@@ -8,6 +8,7 @@
  * The main thread only waits for signals and does this housekeeping once a
  * second: everything else runs on the modules' own threads. */
 #include "hf_backlog.h"
+#include "hf_cancel.h"
 #include "hf_ingest.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
@@ -390,6 +391,8 @@ static void housekeeping(struct hf_server *srv)
 		/* Runs the CLI stored unclaimed join the disk backlog. */
 		if (hf_store_changed(srv->eng.store))
 			hf_backlog_rescan(srv->eng.backlog);
+		/* Runs `hookflow cancel` ended stop here too. */
+		hf_cancel_poll(&srv->eng);
 		if (o->retain_ms > 0 && hf_mono_ms() >= next_prune) {
 			/* Every retain/2, between a second and a minute. */
 			int64_t every = o->retain_ms / 2;

@@ -190,6 +190,23 @@ int hf_store_retry_run(struct hf_store *s, const char *run_id,
 	return s->ops->retry_run(s, run_id, err);
 }
 
+int hf_store_cancel_run(struct hf_store *s, const char *run_id,
+			const char *reason, bool note)
+{
+	return s->ops->cancel_run(s, run_id, reason, note);
+}
+
+int hf_store_cancel_notes(struct hf_store *s,
+			  void (*fn)(const char *run_id, void *arg), void *arg)
+{
+	return s->ops->cancel_notes(s, fn, arg);
+}
+
+int hf_store_cancel_note_done(struct hf_store *s, const char *run_id)
+{
+	return s->ops->cancel_note_done(s, run_id);
+}
+
 int hf_store_prune(struct hf_store *s, int64_t before, int limit)
 {
 	return s->ops->prune(s, before, limit);

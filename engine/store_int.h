@@ -77,6 +77,14 @@ struct hf_store_ops {
 			     const struct hf_workflow_set *set);
 	int (*retry_run)(struct hf_store *s, const char *run_id,
 			 struct hf_error *err);
+	/* Cancelling (cancel.c): cancel_run and cancel_note_done by an
+	 * HF_W_CALL write; cancel_notes on a read connection. */
+	int (*cancel_run)(struct hf_store *s, const char *run_id,
+			  const char *reason, bool note);
+	int (*cancel_notes)(struct hf_store *s,
+			    void (*fn)(const char *run_id, void *arg),
+			    void *arg);
+	int (*cancel_note_done)(struct hf_store *s, const char *run_id);
 
 	/* --- Sharing work between servers (no-ops for SQLite). --- */
 

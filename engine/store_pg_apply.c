@@ -285,7 +285,7 @@ static int apply_run_started(struct hf_pg_store *q, struct hf_write *w)
 		return 0;
 	return hf_pg_run(q, q->wconn,
 			 "UPDATE runs SET status = 'running', started_at = $2"
-			 " WHERE id = $1",
+			 " WHERE id = $1 AND status <> 'cancelled'",
 			 "tI", w->run->id, w->run->started_at) < 0
 		   ? -1
 		   : 0;
@@ -463,7 +463,7 @@ static int apply_step(struct hf_pg_store *q, struct hf_write *w)
 		      "UPDATE runs SET status = $2, next_step = $3,"
 		      " step_attempt = $4, due_at = $5, error = $6,"
 		      " finished_at = $7, started_at = COALESCE(started_at,"
-		      " $8) WHERE id = $1",
+		      " $8) WHERE id = $1 AND status <> 'cancelled'",
 		      "ttIiItJJ", run->id, hf_run_status_name(run->status),
 		      (int64_t)run->next_step, run->step_attempt, run->due_at,
 		      run->error, finished, run->started_at) < 0)

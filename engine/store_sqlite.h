@@ -311,6 +311,13 @@ int hf_sqlite_load_pending(struct hf_store *s,
 			   void (*fn)(struct hf_run *run, void *arg),
 			   void *arg);
 bool hf_sqlite_changed(struct hf_store *s);
+/* store_sqlite_flow.c: cancelling runs (hf_store.h). */
+int hf_sqlite_cancel_run(struct hf_store *s, const char *run_id,
+			 const char *reason, bool note);
+int hf_sqlite_cancel_notes(struct hf_store *s,
+			   void (*fn)(const char *run_id, void *arg),
+			   void *arg);
+int hf_sqlite_cancel_note_done(struct hf_store *s, const char *run_id);
 /* The event of a row (store_sqlite_query.c): its id in column idc, then
  * path, method, query, headers, body, received_at from column col on. NULL
  * when the id is NULL (a LEFT JOIN found no event). */

@@ -42,7 +42,8 @@ static const char *stmt_sql[ST_COUNT] = {
     [ST_DEDUPE_GET] = "SELECT event_id FROM dedupe WHERE workflow = ?1 AND"
 		      " key = ?2",
     [ST_RUN_STARTED] = "UPDATE runs SET status = 'running', started_at ="
-		       " ?2 WHERE rid BETWEEN ?3 AND ?4 AND id = ?1",
+		       " ?2 WHERE rid BETWEEN ?3 AND ?4 AND id = ?1"
+		       " AND status <> 'cancelled'",
     [ST_UPSERT_STEP] = "INSERT OR REPLACE INTO steps(run_id, idx, step_id,"
 		       " status, output, error, logs, attempts, started_at,"
 		       " finished_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
@@ -50,7 +51,8 @@ static const char *stmt_sql[ST_COUNT] = {
     [ST_UPDATE_RUN] = "UPDATE runs SET status = ?2, next_step = ?3,"
 		      " step_attempt = ?4, due_at = ?5, error = ?6,"
 		      " finished_at = ?7, started_at = COALESCE(started_at,"
-		      " ?8) WHERE rid BETWEEN ?9 AND ?10 AND id = ?1",
+		      " ?8) WHERE rid BETWEEN ?9 AND ?10 AND id = ?1"
+		      " AND status <> 'cancelled'",
     [ST_EVENT_RID] = "SELECT rid FROM events WHERE rid BETWEEN ?1 AND ?2"
 		     " AND id = ?3",
     [ST_VERSION_ID] = "SELECT vid FROM workflow_versions WHERE version = ?1",

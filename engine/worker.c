@@ -12,6 +12,7 @@
  * A step whose commit failed anyway runs again later as the next attempt
  * (run.attempt + 1). Each worker shows the deadline of the step it runs, for
  * /healthz (hf_workers_stuck). */
+#include "hf_cancel.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_ops.h"
@@ -125,11 +126,15 @@ static void step_written(struct hf_write *w)
 	/* The step's emits are committed: the outbox need not wait a tick. */
 	if (w->rc == 0 && w->result && sw->res.nemits > 0)
 		hf_outbox_kick(eng->outbox);
+	bool committed = w->rc == 0;
 	if (w->result)
 		hf_step_result_release(&sw->res);
 	free(sw);
 	atomic_store(&run->owned, false);
-	if (over)
+	/* Cancelled while this step ran: it committed, no later step runs. */
+	if (committed && hf_cancel_take(run))
+		hf_cancel_drop(eng, run);
+	else if (over)
 		hf_engine_run_finished(eng, run);
 	else
 		hf_sched_push(eng->sched, run);
@@ -275,6 +280,10 @@ static void *worker_main(void *arg)
 		}
 		if (!(run = hf_sched_take(eng->sched)))
 			break;
+		if (hf_cancel_take(run)) {
+			hf_cancel_drop(eng, run);
+			continue;
+		}
 		if (!hf_store_writable(eng->store, NULL, 0)) {
 			/* It could not while this worker waited for a run. */
 			run->due_at = hf_now_ms() + HF_WORKER_PAUSE_POLL_MS;

@@ -68,6 +68,7 @@ enum hf_run_status {
 	HF_RUN_RUNNING,
 	HF_RUN_SUCCEEDED,
 	HF_RUN_FAILED,
+	HF_RUN_CANCELLED, /* hookflow cancel, the API, cancel_on (cancel.c) */
 };
 const char *hf_run_status_name(enum hf_run_status s);
 int hf_run_status_parse(const char *name); /* -1 when unknown */

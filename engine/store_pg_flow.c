@@ -1,0 +1,88 @@
+/* store_pg_flow.c - the PostgreSQL state database's part of flow control:
+ * cancelling a run (hf_store_cancel_run) and the notes that tell a running
+ * server about a cancel made by another process (the CLI), as
+ * store_sqlite_flow.c does for SQLite: a note is a row of meta keyed
+ * "cancel:RUN_ID".
+ *
+ * hf_pg_cancel_run and hf_pg_cancel_note_done run inside an HF_W_CALL write
+ * (asserted); hf_pg_cancel_notes on a pooled read connection.
+ *
+ * Neighbours: store_pg_apply.c (step writes keep a cancelled run
+ * cancelled), cancel.c (the in-memory side). */
+#include "store_pg.h"
+
+#include <assert.h>
+#include <string.h>
+
+static int status_row(PGconn *c, PGresult *r, int i, void *arg)
+{
+	(void)c;
+	snprintf(arg, 16, "%s", pg_text(r, i, 0) ? pg_text(r, i, 0) : "");
+	return 1;
+}
+
+int hf_pg_cancel_run(struct hf_store *s, const char *run_id, const char *reason,
+		     bool note)
+{
+	struct hf_pg_store *q = pq(s);
+	assert(pq_applying(q)); /* through HF_W_CALL */
+	char status[16] = "";
+	int n = hf_pg_each(q, q->wconn, status_row, status,
+			   "SELECT status FROM runs WHERE id = $1 FOR UPDATE",
+			   "t", run_id);
+	if (n < 0)
+		return -1;
+	if (n == 0)
+		return HF_STORE_NOT_FOUND;
+	if (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+	    strcmp(status, "cancelled") == 0)
+		return HF_STORE_CONFLICT;
+	if (hf_pg_run(q, q->wconn,
+		      "UPDATE runs SET status = 'cancelled', error = $2,"
+		      " finished_at = $3 WHERE id = $1",
+		      "ttI", run_id, reason, hf_now_ms()) < 0 ||
+	    hf_pg_run(q, q->wconn, "DELETE FROM queue WHERE run_id = $1", "t",
+		      run_id) < 0)
+		return -1;
+	if (note && hf_pg_run(q, q->wconn,
+			      "INSERT INTO meta(key, value) VALUES ('cancel:'"
+			      " || $1, $2) ON CONFLICT (key) DO UPDATE SET"
+			      " value = EXCLUDED.value",
+			      "tt", run_id, reason) < 0)
+		return -1;
+	return 0;
+}
+
+struct notes {
+	void (*fn)(const char *run_id, void *arg);
+	void *arg;
+};
+
+static int note_row(PGconn *c, PGresult *r, int i, void *arg)
+{
+	(void)c;
+	struct notes *n = arg;
+	n->fn(pg_text(r, i, 0), n->arg);
+	return 0;
+}
+
+int hf_pg_cancel_notes(struct hf_store *s,
+		       void (*fn)(const char *run_id, void *arg), void *arg)
+{
+	struct notes n = {fn, arg};
+	return hf_pg_each(pq(s), NULL, note_row, &n,
+			  "SELECT substr(key, 8) FROM meta WHERE key >="
+			  " 'cancel:' AND key < 'cancel;' LIMIT 1000",
+			  "");
+}
+
+int hf_pg_cancel_note_done(struct hf_store *s, const char *run_id)
+{
+	struct hf_pg_store *q = pq(s);
+	assert(pq_applying(q)); /* through HF_W_CALL */
+	return hf_pg_run(q, q->wconn,
+			 "DELETE FROM meta WHERE key = 'cancel:' || $1", "t",
+			 run_id) < 0
+		   ? -1
+		   : 0;
+}

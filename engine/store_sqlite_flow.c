@@ -1,0 +1,88 @@
+/* store_sqlite_flow.c - the SQLite state database's part of flow control:
+ * cancelling a run (hf_store_cancel_run) and the notes that tell a running
+ * server about a cancel made by another process (the CLI).
+ *
+ * A cancel note is a row of meta keyed "cancel:RUN_ID" (a range of meta's
+ * primary key: cheap to poll). hf_sqlite_cancel_run and
+ * hf_sqlite_cancel_note_done run inside an HF_W_CALL write (asserted);
+ * hf_sqlite_cancel_notes on a read connection.
+ *
+ * Neighbours: store_sqlite_apply.c (step writes keep a cancelled run
+ * cancelled), cancel.c (the in-memory side). */
+#include "store_sqlite.h"
+
+#include <assert.h>
+#include <string.h>
+
+int hf_sqlite_cancel_run(struct hf_store *s, const char *run_id,
+			 const char *reason, bool note)
+{
+	struct hf_sqlite_store *q = sq(s);
+	assert(sq_applying(q)); /* through HF_W_CALL */
+	int64_t lo = hf_sqlite_band(run_id);
+	int64_t hi = lo + ((1 << HF_BAND_BITS) - 1);
+	sqlite3_stmt *st = hf_sqlite_stmt(
+	    q->wdb,
+	    "SELECT status FROM runs WHERE rid BETWEEN ?2 AND ?3 AND id = ?1",
+	    "tII", run_id, lo, hi);
+	if (!st)
+		return -1;
+	int rc = sqlite3_step(st);
+	char status[16] = "";
+	if (rc == SQLITE_ROW)
+		snprintf(status, sizeof status, "%s",
+			 (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? HF_STORE_NOT_FOUND : -1;
+	if (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+	    strcmp(status, "cancelled") == 0)
+		return HF_STORE_CONFLICT;
+	if (hf_sqlite_exec(q->wdb,
+			   "UPDATE runs SET status = 'cancelled', error = ?2,"
+			   " finished_at = ?3 WHERE rid BETWEEN ?4 AND ?5 AND"
+			   " id = ?1",
+			   "ttIII", run_id, reason, hf_now_ms(), lo,
+			   hi) != SQLITE_DONE)
+		return -1;
+	if (note && hf_sqlite_exec(q->wdb,
+				   "INSERT OR REPLACE INTO meta(key, value)"
+				   " VALUES ('cancel:' || ?1, ?2)",
+				   "tt", run_id, reason) != SQLITE_DONE)
+		return -1;
+	return 0;
+}
+
+struct notes {
+	void (*fn)(const char *run_id, void *arg);
+	void *arg;
+};
+
+static int note_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	(void)db;
+	struct notes *n = arg;
+	n->fn((const char *)sqlite3_column_text(st, 0), n->arg);
+	return 0;
+}
+
+int hf_sqlite_cancel_notes(struct hf_store *s,
+			   void (*fn)(const char *run_id, void *arg), void *arg)
+{
+	struct notes n = {fn, arg};
+	return hf_sqlite_each(sq(s), NULL, note_row, &n,
+			      "SELECT substr(key, 8) FROM meta WHERE key >="
+			      " 'cancel:' AND key < 'cancel;' LIMIT 1000",
+			      "");
+}
+
+int hf_sqlite_cancel_note_done(struct hf_store *s, const char *run_id)
+{
+	struct hf_sqlite_store *q = sq(s);
+	assert(sq_applying(q)); /* through HF_W_CALL */
+	return hf_sqlite_exec(q->wdb,
+			      "DELETE FROM meta WHERE key = 'cancel:' || ?1",
+			      "t", run_id) == SQLITE_DONE
+		   ? 0
+		   : -1;
+}
