@@ -52,6 +52,15 @@ args = {}
 ---@type hookflow.Run
 run = {}
 
+---@class hookflow.Failure
+---@field step string The id of the step that failed (the step running when the run timed out).
+---@field error string The first line of its error ("run timed out after 900000ms" for a timeout).
+---@field attempt integer Its attempt that failed last (after its retries).
+
+---In `on_failure:` steps only: why the run failed. Not defined in other steps.
+---@type hookflow.Failure
+failure = {}
+
 ---Reads an environment variable of the server.
 ---@param name string
 ---@return string|nil value nil when unset

@@ -10,6 +10,7 @@
 #include "hf_dispatch.h"
 #include "hf_engine.h"
 #include "hf_limits.h"
+#include "hf_on_failure.h"
 #include "hf_ops.h"
 
 #include <pthread.h>
@@ -137,6 +138,9 @@ int hf_ops_retry_delivery(struct hf_store *s, const char *delivery_id)
 int64_t hf_step_budget(const struct hf_run *run, int64_t now)
 {
 	const struct hf_step *step = &run->wf->steps[run->next_step];
+	/* on_failure steps: after the run's time, each its own timeout. */
+	if (run->next_step >= run->wf->nsteps)
+		return step->timeout_ms;
 	int64_t start = run->started_at ? run->started_at : now;
 	int64_t left = start + run->wf->timeout_ms - now;
 	if (left <= 0)
@@ -199,6 +203,8 @@ bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 	bool late = false;
 	int64_t due;
 	const struct hf_step *step = &run->wf->steps[run->next_step];
+	if (run->next_step >= run->wf->nsteps)
+		return hf_on_failure_advance(run, res);
 	run->due_at = 0;
 	switch (res->status) {
 	case HF_STEP_SUCCEEDED:
@@ -232,7 +238,9 @@ bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 			 : "");
 		free(line);
 		run->status = HF_RUN_FAILED;
-		return true;
+		/* on_failure: the run goes on there, and fails at its end. */
+		return !hf_on_failure_enter(run, step->id, res->error,
+					    run->step_attempt);
 	}
 	if (run->next_step >= run->wf->nsteps) {
 		run->status = HF_RUN_SUCCEEDED;
@@ -255,6 +263,7 @@ int hf_ops_step(struct hf_luart *rt, struct hf_run *run, int64_t now,
 	    .run_id = run->id,
 	    .attempt = run->step_attempt,
 	    .timeout_ms = budget,
+	    .failure = run->failure,
 	};
 	hf_luart_run_step(rt, &ctx, res);
 	done->index = ctx.step;

@@ -135,6 +135,7 @@ void hf_run_free(struct hf_run *run)
 	free(run->lane);
 	free(run->error);
 	free(run->dedupe_key);
+	json_decref(run->failure);
 	free(run);
 }
 

@@ -119,7 +119,7 @@ static int store_version(struct hf_pg_store *q, const struct hf_workflow *wf)
 		if (strcmp(q->versions[i], wf->version) == 0)
 			return 0;
 	json_t *scripts = json_object();
-	for (size_t i = 0; i < wf->nsteps; i++) {
+	for (size_t i = 0; i < hf_workflow_nall(wf); i++) {
 		const struct hf_step *step = &wf->steps[i];
 		json_t *code;
 		if (!step->script)

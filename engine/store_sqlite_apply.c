@@ -128,7 +128,7 @@ static int store_version(struct hf_sqlite_store *q,
 		}
 	json_t *scripts = json_object();
 	bool text = wf->source != NULL;
-	for (size_t i = 0; text && i < wf->nsteps; i++) {
+	for (size_t i = 0; text && i < hf_workflow_nall(wf); i++) {
 		const struct hf_step *step = &wf->steps[i];
 		json_t *code;
 		if (!step->script)

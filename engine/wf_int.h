@@ -164,5 +164,10 @@ bool wf_verify_takes_secrets(enum hf_verify_scheme s);
 void wf_parse_verify_more(struct wf_ctx *c, const yaml_node_t *map);
 /* workflow.c: every section of the root mapping into c->p. */
 void wf_parse_top(struct wf_ctx *c, const yaml_node_t *root);
+/* workflow.c: one step (of `steps:` or `on_failure:`) at index idx. */
+void wf_parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
+		   struct hf_step *st, const yaml_node_t **idnode);
+/* wf_flow.c: `on_failure:`, after `steps:`. */
+void wf_parse_on_failure(struct wf_ctx *c, const yaml_node_t *n);
 
 #endif

@@ -41,7 +41,7 @@ static void wf_free(struct hf_workflow *wf)
 	wf_expr_free(wf->dedupe);
 	wf_expr_free(wf->if_expr);
 	wf_expr_free(wf->concurrency_key);
-	for (size_t i = 0; i < wf->nsteps; i++) {
+	for (size_t i = 0; i < hf_workflow_nall(wf); i++) {
 		struct hf_step *st = &wf->steps[i];
 		free(st->id);
 		free(st->code);

@@ -15,6 +15,7 @@
 #include "hf_cancel.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
+#include "hf_on_failure.h"
 #include "hf_ops.h"
 #include "hf_outbox.h"
 #include "hf_worker.h"
@@ -221,6 +222,9 @@ static void execute(struct worker *wk, struct hf_run *run)
 		commit_begin(wk, 0);
 		hf_store_submit(eng->store, w);
 	}
+	if (run->next_step >= run->wf->nsteps)
+		hf_on_failure_restore(eng->store,
+				      run); /* loaded after a stop */
 	struct step_write *sw = hf_xcalloc(1, sizeof *sw);
 	sw->prev_step = run->next_step;
 	sw->prev_attempt = run->step_attempt;
@@ -235,7 +239,17 @@ static void execute(struct worker *wk, struct hf_run *run)
 		free(sw);
 		char t[32];
 		snprintf(t, sizeof t, "%lldms", (long long)run->wf->timeout_ms);
-		fail_run(eng, run, hf_xasprintf("run timed out after %s", t));
+		char *msg = hf_xasprintf("run timed out after %s", t);
+		if (hf_on_failure_enter(run, run->wf->steps[run->next_step].id,
+					msg, run->step_attempt)) {
+			/* Its on_failure steps run now, on their own time. */
+			free(run->error);
+			run->error = msg;
+			atomic_store(&run->owned, false);
+			execute(wk, run);
+			return;
+		}
+		fail_run(eng, run, msg);
 		return;
 	}
 

@@ -24,7 +24,8 @@
 #include <string.h>
 
 static const char *const top_keys[] = {
-    "name", "description", "on", "if", "timeout", "concurrency", "steps",
+    "name",    "description", "on",    "if",
+    "timeout", "concurrency", "steps", "on_failure", /* wf_flow.c */
 };
 static const char *const on_keys[] = {"webhook", "schedule"};
 static const char *const schedule_keys[] = {"cron", "timezone", "catch_up"};
@@ -633,6 +634,12 @@ static void parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
 			      &st->continue_on_error);
 }
 
+void wf_parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
+		   struct hf_step *st, const yaml_node_t **idnode)
+{
+	parse_step(c, n, idx, st, idnode);
+}
+
 static void parse_steps(struct wf_ctx *c, const yaml_node_t *n)
 {
 	struct hf_workflow *wf = &c->p->pub;
@@ -694,4 +701,6 @@ void wf_parse_top(struct wf_ctx *c, const yaml_node_t *root)
 		parse_concurrency(c, x);
 	if ((x = wf_need(c, root, "steps")))
 		parse_steps(c, x);
+	if ((x = wf_get(c, root, "on_failure")))
+		wf_parse_on_failure(c, x);
 }

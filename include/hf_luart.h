@@ -65,6 +65,8 @@ struct hf_step_ctx {
 	int attempt; /* 1 for the first try of this step; `run.attempt` */
 	int64_t
 	    timeout_ms; /* the step's budget (already capped by the run's) */
+	/* The `failure` global of an on_failure step; NULL: none. */
+	json_t *failure;
 };
 
 /* Runs step ctx->step: evaluates its `if:` (SKIPPED when false), builds `args`

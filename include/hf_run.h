@@ -107,6 +107,10 @@ struct hf_run {
 	    *waiter; /* NULL unless respond: sync is waiting */
 	/* Dedupe key for this workflow (ingest only), NULL when none. */
 	char *dedupe_key;
+	/* In the on_failure steps (next_step >= wf->nsteps): the `failure`
+	 * global, {"step","error","attempt"}; NULL until known (after a
+	 * restart the worker reads it back: on_failure.c). */
+	json_t *failure;
 	struct hf_run *next; /* intrusive link for queues */
 };
 

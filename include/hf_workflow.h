@@ -134,6 +134,9 @@ struct hf_workflow {
 	size_t nsteps;
 	struct hf_schedule *schedules; /* `on.schedule`, in file order */
 	size_t nschedules;
+	/* `on_failure:` (wf_flow.c): steps[nsteps .. nsteps + nfailure_steps),
+	 * their ids "on_failure.ID"; run once after the run failed. */
+	size_t nfailure_steps;
 	int refs; /* atomic */
 };
 
@@ -162,6 +165,11 @@ hf_workflow_parse_stored(const char *file, const char *text, size_t len,
 			 struct hf_diags *diags);
 struct hf_workflow *hf_workflow_ref(struct hf_workflow *wf);
 void hf_workflow_unref(struct hf_workflow *wf); /* accepts NULL */
+/* Every step of wf: steps then on_failure steps (wf->steps' length). */
+static inline size_t hf_workflow_nall(const struct hf_workflow *wf)
+{
+	return wf->nsteps + wf->nfailure_steps;
+}
 /* Index of the step with that id, or -1. */
 int hf_workflow_step_index(const struct hf_workflow *wf, const char *id);
 
