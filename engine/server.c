@@ -9,6 +9,7 @@
  * second: everything else runs on the modules' own threads. */
 #include "hf_backlog.h"
 #include "hf_cancel.h"
+#include "hf_flow.h"
 #include "hf_ingest.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
@@ -338,6 +339,10 @@ static int start_core(struct hf_server *srv)
 		start_error(&err);
 		return 1;
 	}
+	if (hf_flow_start(&srv->eng) < 0) {
+		fprintf(stderr, "hookflow: cannot start the flow thread\n");
+		return 1;
+	}
 	/* After the recovered runs: the missed fires queue behind them. */
 	srv->schedule = hf_schedule_start(&srv->eng);
 	return 0;
@@ -420,6 +425,7 @@ static void drain(struct hf_server *srv)
 	atomic_store(&srv->eng.draining, true);
 	hf_schedule_stop(srv->schedule);
 	srv->schedule = NULL;
+	hf_flow_stop();
 	hf_backlog_stop(srv->eng.backlog);
 	hf_sched_stop(srv->eng.sched);
 	int64_t left = deadline - hf_mono_ms();

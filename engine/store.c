@@ -207,6 +207,14 @@ int hf_store_cancel_note_done(struct hf_store *s, const char *run_id)
 	return s->ops->cancel_note_done(s, run_id);
 }
 
+int hf_store_active_runs(struct hf_store *s, const char *workflow,
+			 const char *lane, int limit,
+			 void (*fn)(const struct hf_active_run *r, void *arg),
+			 void *arg)
+{
+	return s->ops->active_runs(s, workflow, lane, limit, fn, arg);
+}
+
 int hf_store_prune(struct hf_store *s, int64_t before, int limit)
 {
 	return s->ops->prune(s, before, limit);

@@ -85,6 +85,10 @@ struct hf_store_ops {
 			    void (*fn)(const char *run_id, void *arg),
 			    void *arg);
 	int (*cancel_note_done)(struct hf_store *s, const char *run_id);
+	int (*active_runs)(struct hf_store *s, const char *workflow,
+			   const char *lane, int limit,
+			   void (*fn)(const struct hf_active_run *r, void *arg),
+			   void *arg);
 
 	/* --- Sharing work between servers (no-ops for SQLite). --- */
 

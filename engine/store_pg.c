@@ -649,6 +649,7 @@ static const struct hf_store_ops pg_ops = {
     .cancel_run = hf_pg_cancel_run,
     .cancel_notes = hf_pg_cancel_notes,
     .cancel_note_done = hf_pg_cancel_note_done,
+    .active_runs = hf_pg_active_runs,
     .dedupe_last = hf_pg_dedupe_last,
     .load_backlog = hf_pg_load_backlog,
     .claim_runs = hf_pg_claim_runs,

@@ -216,6 +216,10 @@ int hf_pg_cancel_run(struct hf_store *s, const char *run_id, const char *reason,
 int hf_pg_cancel_notes(struct hf_store *s,
 		       void (*fn)(const char *run_id, void *arg), void *arg);
 int hf_pg_cancel_note_done(struct hf_store *s, const char *run_id);
+int hf_pg_active_runs(struct hf_store *s, const char *workflow,
+		      const char *lane, int limit,
+		      void (*fn)(const struct hf_active_run *r, void *arg),
+		      void *arg);
 int hf_pg_save_versions(struct hf_store *s, const struct hf_workflow_set *set);
 struct hf_workflow_set *hf_pg_stored_workflows(struct hf_store *s);
 int hf_pg_retry_run(struct hf_store *s, const char *run_id,

@@ -86,3 +86,36 @@ int hf_pg_cancel_note_done(struct hf_store *s, const char *run_id)
 		   ? -1
 		   : 0;
 }
+
+struct active {
+	void (*fn)(const struct hf_active_run *r, void *arg);
+	void *arg;
+};
+
+static int active_row(PGconn *c, PGresult *r, int i, void *arg)
+{
+	(void)c;
+	struct active *a = arg;
+	struct hf_active_run run = {
+	    .id = pg_text(r, i, 0),
+	    .event_id = pg_text(r, i, 1),
+	    .status = pg_text(r, i, 2),
+	    .created_at = pg_int(r, i, 3),
+	};
+	a->fn(&run, a->arg);
+	return 0;
+}
+
+int hf_pg_active_runs(struct hf_store *s, const char *workflow,
+		      const char *lane, int limit,
+		      void (*fn)(const struct hf_active_run *r, void *arg),
+		      void *arg)
+{
+	struct active a = {fn, arg};
+	return hf_pg_each(pq(s), NULL, active_row, &a,
+			  "SELECT id, event_id, status, created_at FROM runs"
+			  " WHERE status IN ('queued','running','waiting') AND"
+			  " workflow = $1 AND ($2::text IS NULL OR lane = $2)"
+			  " ORDER BY seq LIMIT $3",
+			  "tti", workflow, lane, limit);
+}

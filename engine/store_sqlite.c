@@ -670,6 +670,7 @@ static const struct hf_store_ops sqlite_ops = {
     .cancel_run = hf_sqlite_cancel_run,
     .cancel_notes = hf_sqlite_cancel_notes,
     .cancel_note_done = hf_sqlite_cancel_note_done,
+    .active_runs = hf_sqlite_active_runs,
     .claim = claim,
     .wait = wait_work,
     .heartbeat = heartbeat,

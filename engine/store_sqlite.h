@@ -318,6 +318,10 @@ int hf_sqlite_cancel_notes(struct hf_store *s,
 			   void (*fn)(const char *run_id, void *arg),
 			   void *arg);
 int hf_sqlite_cancel_note_done(struct hf_store *s, const char *run_id);
+int hf_sqlite_active_runs(struct hf_store *s, const char *workflow,
+			  const char *lane, int limit,
+			  void (*fn)(const struct hf_active_run *r, void *arg),
+			  void *arg);
 /* The event of a row (store_sqlite_query.c): its id in column idc, then
  * path, method, query, headers, body, received_at from column col on. NULL
  * when the id is NULL (a LEFT JOIN found no event). */

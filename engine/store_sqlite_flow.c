@@ -86,3 +86,51 @@ int hf_sqlite_cancel_note_done(struct hf_store *s, const char *run_id)
 		   ? 0
 		   : -1;
 }
+
+struct active {
+	void (*fn)(const struct hf_active_run *r, void *arg);
+	void *arg;
+};
+
+static int active_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	(void)db;
+	struct active *a = arg;
+	struct hf_active_run r = {
+	    .id = (const char *)sqlite3_column_text(st, 0),
+	    .event_id = (const char *)sqlite3_column_text(st, 1),
+	    .status = (const char *)sqlite3_column_text(st, 2),
+	    .created_at = sqlite3_column_int64(st, 3),
+	};
+	a->fn(&r, a->arg);
+	return 0;
+}
+
+int hf_sqlite_active_runs(struct hf_store *s, const char *workflow,
+			  const char *lane, int limit,
+			  void (*fn)(const struct hf_active_run *r, void *arg),
+			  void *arg)
+{
+	struct active a = {fn, arg};
+	/* Two statements: runs_pending (queued, running) serves the first;
+	 * a parked run's status is 'waiting'. */
+	static const char *const sql[] = {
+	    "SELECT r.id, e.id, r.status, r.created_at FROM runs r JOIN events"
+	    " e ON e.rid = r.event WHERE r.status IN ('queued','running') AND"
+	    " r.workflow = ?1 AND (?2 IS NULL OR r.lane = ?2) ORDER BY r.rid"
+	    " LIMIT ?3",
+	    "SELECT r.id, e.id, r.status, r.created_at FROM runs r JOIN events"
+	    " e ON e.rid = r.event WHERE r.status = 'waiting' AND"
+	    " r.workflow = ?1 AND (?2 IS NULL OR r.lane = ?2) ORDER BY r.rid"
+	    " LIMIT ?3",
+	};
+	int total = 0;
+	for (int i = 0; i < 2; i++) {
+		int n = hf_sqlite_each(sq(s), NULL, active_row, &a, sql[i],
+				       "tti", workflow, lane, limit);
+		if (n < 0)
+			return -1;
+		total += n;
+	}
+	return total;
+}

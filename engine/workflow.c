@@ -40,7 +40,8 @@ static const char *const verify_keys[] = {
     "timestamp_unit", "signed",	   "url",
     "query",	      "user",	   "password",
 };
-static const char *const concurrency_keys[] = {"key", "max"};
+static const char *const concurrency_keys[] = {"key", "max",
+					       "cancel_in_progress"};
 static const char *const step_keys[] = {
     "id",   "run",   "script",	"if",
     "with", "retry", "timeout", "continue_on_error",
@@ -462,6 +463,9 @@ static void parse_concurrency(struct wf_ctx *c, const yaml_node_t *n)
 	if ((x = wf_get(c, n, "max")))
 		wf_parse_int(c, x, "concurrency.max", 1, HF_CONCURRENCY_MAX,
 			     &wf->concurrency_max);
+	if ((x = wf_get(c, n, "cancel_in_progress")))
+		wf_parse_bool(c, x, "concurrency.cancel_in_progress",
+			      &wf->concurrency_cancel);
 }
 
 static void parse_run(struct wf_ctx *c, const yaml_node_t *n,

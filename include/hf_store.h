@@ -243,6 +243,21 @@ int hf_store_cancel_notes(struct hf_store *s,
 			  void (*fn)(const char *run_id, void *arg), void *arg);
 /* Drops the note of run_id. Writer connection only (HF_W_CALL). */
 int hf_store_cancel_note_done(struct hf_store *s, const char *run_id);
+/* An unfinished run as hf_store_active_runs lists it (valid during the
+ * callback only). */
+struct hf_active_run {
+	const char *id;
+	const char *event_id;
+	const char *status; /* queued, running, waiting */
+	int64_t created_at;
+};
+/* Calls fn for at most limit unfinished runs (queued, running, waiting) of
+ * workflow, only those of lane when lane is not NULL, oldest first. Returns
+ * how many or -1. Any thread (a read connection). */
+int hf_store_active_runs(struct hf_store *s, const char *workflow,
+			 const char *lane, int limit,
+			 void (*fn)(const struct hf_active_run *r, void *arg),
+			 void *arg);
 
 /* Deletes events, runs, steps, deliveries finished before `before` (wall ms),
  * at most limit rows per table. Returns rows deleted or -1. Writer connection

@@ -130,6 +130,9 @@ struct hf_workflow {
 	int64_t timeout_ms;
 	struct hf_expr *concurrency_key; /* NULL when absent */
 	int concurrency_max;
+	/* concurrency.cancel_in_progress: a newer run of a key cancels the
+	 * older ones (flow.c). */
+	bool concurrency_cancel;
 	struct hf_step *steps;
 	size_t nsteps;
 	struct hf_schedule *schedules; /* `on.schedule`, in file order */
