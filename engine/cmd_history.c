@@ -22,7 +22,7 @@ static const struct hf_opt runs_opts[] = {
     {"workflow", R_WORKFLOW, HF_OPT_STRING, .help = "only this workflow's",
      .meta = "NAME"},
     {"status", R_STATUS, HF_OPT_CHOICE, .help = "only runs in this status",
-     .choices = "queued|running|succeeded|failed"},
+     .choices = "queued|running|succeeded|failed|waiting"},
     {"limit", R_LIMIT, HF_OPT_INT, .ndef = 20, .help = "how many, newest first",
      .meta = "N", .min = 1, .max = INT32_MAX},
     {"json", R_JSON, HF_OPT_FLAG, .help = "print JSON"},
@@ -193,6 +193,11 @@ static void print_run(json_t *r)
 	       hf_cli_str(r, "created_at"), hf_cli_str(r, "finished_at"));
 	if (json_is_string(json_object_get(r, "error")))
 		printf("error     %s\n", hf_cli_str(r, "error"));
+	json_t *wait = json_object_get(r, "waiting"); /* hf_park.h */
+	if (json_is_object(wait))
+		printf("waiting   for %s until %s (step %s)\n",
+		       hf_cli_str(wait, "for"), hf_cli_str(wait, "until"),
+		       hf_cli_str(wait, "step"));
 	size_t i;
 	json_t *st;
 	json_array_foreach(json_object_get(r, "steps"), i, st)

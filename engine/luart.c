@@ -350,6 +350,10 @@ static void set_step_globals(lua_State *L, int env,
 		lua_setfield(L, -2, "workflow");
 		lua_pushinteger(L, ctx->attempt > 0 ? ctx->attempt : 1);
 		lua_setfield(L, -2, "attempt");
+		if (ctx->resume_url) { /* hf_park.h */
+			lua_pushstring(L, ctx->resume_url);
+			lua_setfield(L, -2, "resume_url");
+		}
 		lua_setfield(L, env, "run");
 	}
 }
@@ -437,6 +441,10 @@ static int expr_main(lua_State *L)
 		else
 			lua_newtable(L);
 		lua_setfield(L, env, "event");
+	}
+	if (rt->expr_signal) { /* a wait_for's if: (hf_park.h) */
+		hf_lua_push_event(L, rt, rt->expr_signal, NULL, false, true);
+		lua_setfield(L, env, "signal");
 	}
 	set_env(L, -1, env);
 	lua_call(L, 0, 1);
@@ -662,6 +670,7 @@ static int eval(struct hf_luart *rt, const char *cache_key,
 	rt->expr_event = event;
 	rt->expr_ev = ev;
 	rt->expr_wf = wf;
+	rt->expr_signal = rt->pending_signal;
 	rt->in_expr = true;
 	rt->log.entries = NULL;
 	int status = run_limited(rt, expr_main, 1, HF_EXPR_TIMEOUT_MS,
@@ -691,6 +700,20 @@ int hf_luart_eval_event(struct hf_luart *rt, const char *cache_key,
 			char **err)
 {
 	return eval(rt, cache_key, e, NULL, ev, wf, value, err);
+}
+
+int hf_luart_eval_signal(struct hf_luart *rt, const char *cache_key,
+			 const struct hf_expr *e, const struct hf_event *ev,
+			 const struct hf_workflow *wf,
+			 const struct hf_event *signal, json_t **value,
+			 char **err)
+{
+	/* eval() takes expr_signal from pending_signal (NULL for every
+	 * other expression). */
+	rt->pending_signal = signal;
+	int rc = eval(rt, cache_key, e, NULL, ev, wf, value, err);
+	rt->pending_signal = NULL;
+	return rc;
 }
 
 bool hf_luart_expr_reads_event(const char *chunk)

@@ -48,6 +48,9 @@ struct hf_luart {
 	json_t *expr_event;
 	const struct hf_event *expr_ev;	   /* instead of expr_event when set */
 	const struct hf_workflow *expr_wf; /* of expr_ev (params) */
+	/* The `signal` global of a wait_for's `if:` (hf_park.h), or NULL. */
+	const struct hf_event *expr_signal;
+	const struct hf_event *pending_signal; /* hf_luart_eval_signal's */
 	/* Bytes held after the last full collection (see finish()). */
 	size_t gc_base;
 	/* The event whose decoded body the state keeps (lua_event.c); "" for

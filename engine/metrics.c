@@ -34,6 +34,7 @@ static unsigned long long step_count;
 static double step_sum;
 /* Workflow files that failed to load, in the set in force. */
 static _Atomic size_t load_errors;
+static _Atomic long long runs_waiting; /* parked runs (hf_park.h) */
 
 static uint64_t mix(uint64_t h, const char *s)
 {
@@ -170,6 +171,11 @@ static void family(struct hf_buf *out, const char *name, const char *help)
 	}
 }
 
+void hf_metrics_runs_waiting(long long n)
+{
+	atomic_store(&runs_waiting, n);
+}
+
 void hf_metrics_load_errors(size_t files)
 {
 	atomic_store(&load_errors, files);
@@ -223,4 +229,10 @@ void hf_metrics_render(struct hf_buf *out, size_t queue_depth,
 		      "# TYPE hookflow_workflow_load_errors gauge\n"
 		      "hookflow_workflow_load_errors %zu\n",
 		      atomic_load(&load_errors));
+	hf_buf_printf(out,
+		      "# HELP hookflow_runs_waiting Runs parked: waiting for "
+		      "a sleep, an until or a signal (wait_for).\n"
+		      "# TYPE hookflow_runs_waiting gauge\n"
+		      "hookflow_runs_waiting %lld\n",
+		      atomic_load(&runs_waiting));
 }

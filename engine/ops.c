@@ -12,6 +12,7 @@
 #include "hf_limits.h"
 #include "hf_on_failure.h"
 #include "hf_ops.h"
+#include "hf_park.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -142,6 +143,9 @@ int64_t hf_step_budget(const struct hf_run *run, int64_t now)
 	if (run->next_step >= run->wf->nsteps)
 		return step->timeout_ms;
 	int64_t start = run->started_at ? run->started_at : now;
+	/* A run that waited (hf_park.h): its timeout counts from its wake. */
+	if (run->wake_at > start && run->wake_at <= now)
+		start = run->wake_at;
 	int64_t left = start + run->wf->timeout_ms - now;
 	if (left <= 0)
 		return 0;
@@ -252,9 +256,22 @@ bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 int hf_ops_step(struct hf_luart *rt, struct hf_run *run, int64_t now,
 		struct hf_step_result *res, struct hf_ops_step *done)
 {
+	const struct hf_step *step = &run->wf->steps[run->next_step];
+	if (run->woken && step->park) {
+		/* Its wait is over (hf_park.h): nothing runs. */
+		hf_park_woken_result(run, res, now);
+		done->index = run->next_step;
+		done->attempt = run->step_attempt;
+		done->over = hf_run_advance(run, res, now);
+		return 0;
+	}
+	run->woken = false;
 	int64_t budget = hf_step_budget(run, now);
 	if (budget <= 0)
 		return -1;
+	char *resume_url = run->wf->has_wait_for
+			       ? hf_park_resume_url(run, run->next_step)
+			       : NULL;
 	struct hf_step_ctx ctx = {
 	    .wf = run->wf,
 	    .step = run->next_step,
@@ -264,10 +281,18 @@ int hf_ops_step(struct hf_luart *rt, struct hf_run *run, int64_t now,
 	    .attempt = run->step_attempt,
 	    .timeout_ms = budget,
 	    .failure = run->failure,
+	    .resume_url = resume_url,
 	};
 	hf_luart_run_step(rt, &ctx, res);
+	free(resume_url);
 	done->index = ctx.step;
 	done->attempt = ctx.attempt;
+	/* A step that waits parks the run: it is not advanced (hf_park.h). */
+	if (step->park && res->status == HF_STEP_SUCCEEDED &&
+	    hf_park_step(run, res, hf_now_ms()) > 0) {
+		done->over = false;
+		return 0;
+	}
 	done->over = hf_run_advance(run, res, hf_now_ms());
 	return 0;
 }

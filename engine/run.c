@@ -93,18 +93,17 @@ void hf_event_json_params(json_t *evjson, const struct hf_event *ev,
 }
 
 static const char *run_status_names[] = {"queued", "running", "succeeded",
-					 "failed", "cancelled"};
-#define NSTATUS (int)(sizeof run_status_names / sizeof *run_status_names)
+					 "failed", "waiting", "cancelled"};
+#define NSTATUS (sizeof run_status_names / sizeof run_status_names[0])
 
 const char *hf_run_status_name(enum hf_run_status s)
 {
-	return (unsigned)s < (unsigned)NSTATUS ? run_status_names[s]
-					       : "unknown";
+	return (unsigned)s < NSTATUS ? run_status_names[s] : "unknown";
 }
 
 int hf_run_status_parse(const char *name)
 {
-	for (int i = 0; i < NSTATUS; i++)
+	for (int i = 0; i < (int)NSTATUS; i++)
 		if (name && strcmp(name, run_status_names[i]) == 0)
 			return i;
 	return -1;
@@ -136,6 +135,8 @@ void hf_run_free(struct hf_run *run)
 	free(run->error);
 	free(run->dedupe_key);
 	json_decref(run->failure);
+	free(run->waiting);
+	free(run->wait_path);
 	free(run);
 }
 

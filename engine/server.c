@@ -14,6 +14,7 @@
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_outbox.h"
+#include "hf_park.h"
 #include "hf_schedule.h"
 #include "hf_server.h"
 #include "hf_worker.h"
@@ -334,6 +335,13 @@ static int start_core(struct hf_server *srv)
 		hf_log(HF_LOG_INFO, "%lld run%s waiting on disk",
 		       (long long)waiting, waiting == 1 ? "" : "s");
 	hf_store_on_batch_end(srv->eng.store, batch_end, srv);
+	/* Parked runs (hf_park.h): their wake-ups and signals. */
+	srv->eng.park = hf_park_start(&srv->eng);
+	if (!srv->eng.park) {
+		fprintf(stderr, "hookflow: cannot start the parked runs' "
+				"threads\n");
+		return 1;
+	}
 	srv->eng.outbox = hf_outbox_start(srv->eng.store, o->egress, &err);
 	if (!srv->eng.outbox) {
 		start_error(&err);
@@ -346,6 +354,23 @@ static int start_core(struct hf_server *srv)
 	/* After the recovered runs: the missed fires queue behind them. */
 	srv->schedule = hf_schedule_start(&srv->eng);
 	return 0;
+}
+
+/* run.resume_url (hf_park.h): --public-url, else the address listened on;
+ * tokens from the state database's secret key. Before a run can start. */
+static void resume_urls(struct hf_server *srv, const char *host, int port)
+{
+	unsigned char key[32];
+	if (hf_store_secret_key(srv->eng.store, key) < 0) {
+		hf_log(HF_LOG_WARN, "no secret key: run.resume_url is unset");
+		return;
+	}
+	char *base = srv->eng.opt.public_url
+			 ? hf_xstrdup(srv->eng.opt.public_url)
+			 : hf_xasprintf("http://%s:%d", host, port);
+	hf_park_set_resume(key, base);
+	explicit_bzero(key, sizeof key);
+	free(base);
 }
 
 /* The signal handlers and the listener. Returns 0, or 1 after printing why
@@ -374,6 +399,7 @@ static int start_listening(struct hf_server *srv)
 		*colon = '\0';
 	hf_log(HF_LOG_INFO, "listening on http://%s:%d",
 	       host[0] ? host : "127.0.0.1", port);
+	resume_urls(srv, host[0] ? host : "127.0.0.1", port);
 	return 0;
 }
 
@@ -435,6 +461,9 @@ static void drain(struct hf_server *srv)
 	left = deadline - hf_mono_ms();
 	hf_ingest_stop(srv->ingest, left > 1000 ? left : 1000);
 	srv->ingest = NULL;
+	/* After ingest: signals it handed over are answered first. */
+	hf_park_stop(srv->eng.park);
+	srv->eng.park = NULL;
 	if (stuck) {
 		/* A step is still running: it is not waited for (it runs again
 		 * at the next start). Commit what is queued and leave without
@@ -464,6 +493,8 @@ static void teardown(struct hf_server *srv)
 	/* After the workers (no more kicks), before the store (its records). */
 	hf_outbox_stop(srv->eng.outbox);
 	srv->eng.outbox = NULL;
+	hf_park_stop(srv->eng.park); /* before the store: it writes */
+	srv->eng.park = NULL;
 	hf_store_close(srv->eng.store);
 	hf_backlog_free(srv->eng.backlog); /* after the writer's last batch */
 	hf_sched_destroy(srv->eng.sched);

@@ -241,3 +241,42 @@ void hf_store_release(struct hf_store *s, const char *run_id)
 {
 	s->ops->release(s, run_id);
 }
+
+/* --- parked runs --- */
+
+int64_t hf_store_next_wake(struct hf_store *s)
+{
+	return s->ops->next_wake ? s->ops->next_wake(s) : INT64_MAX;
+}
+
+int64_t hf_store_count_waiting(struct hf_store *s)
+{
+	return s->ops->count_waiting ? s->ops->count_waiting(s) : 0;
+}
+
+int hf_store_wake_due(struct hf_store *s, int64_t now, int limit)
+{
+	return s->ops->wake_due ? s->ops->wake_due(s, now, limit) : 0;
+}
+
+int hf_store_resume_run(struct hf_store *s, const char *run_id, int step,
+			const char *output, int64_t now)
+{
+	return s->ops->resume_run
+		   ? s->ops->resume_run(s, run_id, step, output, now)
+		   : 0;
+}
+
+int hf_store_load_waiting(struct hf_store *s, const struct hf_workflow_set *set,
+			  const char *path, int limit,
+			  void (*fn)(struct hf_run *run, void *arg), void *arg)
+{
+	return s->ops->load_waiting
+		   ? s->ops->load_waiting(s, set, path, limit, fn, arg)
+		   : 0;
+}
+
+int hf_store_secret_key(struct hf_store *s, unsigned char key[32])
+{
+	return s->ops->secret_key ? s->ops->secret_key(s, key) : -1;
+}

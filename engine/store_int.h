@@ -130,6 +130,24 @@ struct hf_store_ops {
 	int64_t (*count_backlog)(struct hf_store *s);
 	void (*on_batch_end)(struct hf_store *s, void (*fn)(void *arg),
 			     void *arg);
+
+	/* --- Parked runs (hf_store.h, hf_park.h). NULL: none kept. A woken
+	 * or resumed run must come back through load_backlog, with
+	 * hf_run.woken set by the load (it no longer waits but its row still
+	 * says what for), so that the wait at next_step ends without running.
+	 * wake_due and resume_run are conditional on the run still waiting
+	 * there: whichever of a timeout and a signal commits first wins. --- */
+	int64_t (*next_wake)(struct hf_store *s);
+	int64_t (*count_waiting)(struct hf_store *s);
+	int (*wake_due)(struct hf_store *s, int64_t now, int limit);
+	int (*resume_run)(struct hf_store *s, const char *run_id, int step,
+			  const char *output, int64_t now);
+	int (*load_waiting)(struct hf_store *s,
+			    const struct hf_workflow_set *set, const char *path,
+			    int limit,
+			    void (*fn)(struct hf_run *run, void *arg),
+			    void *arg);
+	int (*secret_key)(struct hf_store *s, unsigned char key[32]);
 };
 
 struct hf_store {

@@ -43,7 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 /* How long a starting server waits for the one before it to let go of the
  * database (take_server_lock). */
@@ -71,6 +71,15 @@ static const char schema_sql[] =
     " error TEXT, next_step INTEGER NOT NULL DEFAULT 0,"
     " step_attempt INTEGER NOT NULL DEFAULT 1,"
     " due_at BIGINT NOT NULL DEFAULT 0, lane TEXT);"
+    /* Version 2: parked runs (hf_park.h; store_pg_park.c). Added to a
+     * version-1 table too, hence not in its CREATE. */
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS wake_at BIGINT,"
+    " ADD COLUMN IF NOT EXISTS waiting TEXT,"
+    " ADD COLUMN IF NOT EXISTS wait_path TEXT;"
+    "CREATE INDEX IF NOT EXISTS runs_wake ON runs(wake_at)"
+    " WHERE status = 'waiting';"
+    "CREATE INDEX IF NOT EXISTS runs_wait_path ON runs(wait_path)"
+    " WHERE status = 'waiting';"
     "CREATE INDEX IF NOT EXISTS runs_event ON runs(event_id);"
     "CREATE INDEX IF NOT EXISTS runs_workflow ON runs(workflow, id);"
     "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, id);"
@@ -655,6 +664,12 @@ static const struct hf_store_ops pg_ops = {
     .claim_runs = hf_pg_claim_runs,
     .count_backlog = hf_pg_count_backlog,
     .on_batch_end = hf_pg_on_batch_end,
+    .next_wake = hf_pg_next_wake,
+    .count_waiting = hf_pg_count_waiting,
+    .wake_due = hf_pg_wake_due,
+    .resume_run = hf_pg_resume_run,
+    .load_waiting = hf_pg_load_waiting,
+    .secret_key = hf_pg_secret_key,
     .claim = claim,
     .wait = wait_work,
     .heartbeat = heartbeat,

@@ -241,4 +241,15 @@ void hf_pg_on_batch_end(struct hf_store *s, void (*fn)(void *arg), void *arg);
 int hf_pg_dedupe_last(struct hf_store *s, const char *workflow,
 		      const char *prefix, char *out, size_t size);
 
+/* Parked runs (store_pg_park.c; hf_pg_load_waiting in store_pg_recover.c). */
+int hf_pg_load_waiting(struct hf_store *s, const struct hf_workflow_set *set,
+		       const char *path, int limit,
+		       void (*fn)(struct hf_run *run, void *arg), void *arg);
+int64_t hf_pg_next_wake(struct hf_store *s);
+int64_t hf_pg_count_waiting(struct hf_store *s);
+int hf_pg_wake_due(struct hf_store *s, int64_t now, int limit);
+int hf_pg_resume_run(struct hf_store *s, const char *run_id, int step,
+		     const char *output, int64_t now);
+int hf_pg_secret_key(struct hf_store *s, unsigned char key[32]);
+
 #endif

@@ -463,12 +463,15 @@ static int apply_step(struct hf_pg_store *q, struct hf_write *w)
 		      "UPDATE runs SET status = $2, next_step = $3,"
 		      " step_attempt = $4, due_at = $5, error = $6,"
 		      " finished_at = $7, started_at = COALESCE(started_at,"
-		      " $8) WHERE id = $1 AND status <> 'cancelled'",
-		      "ttIiItJJ", run->id, hf_run_status_name(run->status),
+		      " $8), wake_at = $9, waiting = $10, wait_path = $11"
+		      " WHERE id = $1 AND status <> 'cancelled'",
+		      "ttIiItJJJtt", run->id, hf_run_status_name(run->status),
 		      (int64_t)run->next_step, run->step_attempt, run->due_at,
-		      run->error, finished, run->started_at) < 0)
+		      run->error, finished, run->started_at, run->wake_at,
+		      run->waiting, run->wait_path) < 0)
 		return -1;
-	if (ended &&
+	/* A parked run (hf_park.h) leaves the queue until it wakes. */
+	if ((ended || run->status == HF_RUN_WAITING) &&
 	    hf_pg_run(q, q->wconn, "DELETE FROM queue WHERE run_id = $1", "t",
 		      run->id) < 0)
 		return -1;

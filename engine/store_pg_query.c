@@ -235,13 +235,14 @@ static const struct shape step_shape = {step_cols, NCOLS(step_cols)};
 
 #define RUN_COLUMNS                                                            \
 	"id, workflow, event_id, status, attempt, created_at, started_at,"     \
-	" finished_at, error, version"
+	" finished_at, error, version, CASE WHEN status = 'waiting' THEN"      \
+	" waiting END"
 
 static const struct col run_cols[] = {
     {"id", C_TEXT},	    {"workflow", C_TEXT},    {"event", C_TEXT},
     {"status", C_TEXT},	    {"attempt", C_INT},	     {"created_at", C_TIME},
     {"started_at", C_TIME}, {"finished_at", C_TIME}, {"error", C_TEXT},
-    {"version", C_TEXT},
+    {"version", C_TEXT},    {"waiting", C_JSON}, /* hf_park.h */
 };
 static const struct shape run_shape = {
     run_cols, NCOLS(run_cols), "steps", &step_shape,
@@ -263,6 +264,9 @@ static const struct shape history_shape = {history_cols, NCOLS(history_cols)};
 
 static void add_history(struct hf_pg_store *q, json_t *run)
 {
+	/* "waiting" (hf_park.h) only on a run that waits. */
+	if (json_is_null(json_object_get(run, "waiting")))
+		json_object_del(run, "waiting");
 	const char *id = json_string_value(json_object_get(run, "id"));
 	if (!id)
 		return;

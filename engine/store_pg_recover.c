@@ -147,7 +147,7 @@ static int output_row(PGconn *c, PGresult *r, int i, void *arg)
 #define RUN_LOAD_COLUMNS                                                       \
 	"r.id, r.event_id, r.workflow, r.status, r.attempt, r.created_at,"     \
 	" r.started_at, r.next_step, r.step_attempt, r.due_at, r.lane,"        \
-	" r.version"
+	" r.version, r.wake_at, r.waiting IS NOT NULL"
 
 /* Rebuilds the in-memory run for a row, or NULL when its event is gone (see
  * store_sqlite_recover.c's load_run). */
@@ -194,6 +194,11 @@ static struct hf_run *load_run(struct hf_pg_store *q, PGconn *c,
 	run->due_at = pg_int(r, i, 9);
 	if (pg_text(r, i, 10))
 		run->lane = hf_xstrdup(pg_text(r, i, 10));
+	/* Parked (hf_park.h): woken from the wait at next_step when it still
+	 * says what it waited for but is no longer waiting. */
+	run->wake_at = pg_int(r, i, 12);
+	run->woken = (int)run->status != HF_RUN_WAITING && pg_text(r, i, 13) &&
+		     pg_text(r, i, 13)[0] == 't';
 	hf_pg_each(q, c, output_row, run->outputs,
 		   "SELECT step_id, output FROM steps WHERE"
 		   " run_id = $1 AND status = 'succeeded'",
@@ -279,6 +284,34 @@ int hf_pg_load_backlog(struct hf_store *s, const struct hf_workflow_set *set,
 			    " NULL AND r.status IN ('queued','running')"
 			    " ORDER BY c.seq LIMIT $1",
 			    "i", limit);
+	for (size_t i = 0; i < p.vc.n; i++)
+		hf_workflow_unref(p.vc.items[i].wf);
+	for (struct hf_run *r = p.list, *next; r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		if (rc < 0)
+			hf_run_free(r);
+		else
+			fn(r, arg);
+	}
+	return rc < 0 ? -1 : p.n;
+}
+
+/* --- parked runs (hf_park.h; the rest in store_pg_park.c) --- */
+
+int hf_pg_load_waiting(struct hf_store *s, const struct hf_workflow_set *set,
+		       const char *path, int limit,
+		       void (*fn)(struct hf_run *run, void *arg), void *arg)
+{
+	struct hf_pg_store *q = pq(s);
+	struct pickup p = {.q = q, .set = set};
+	p.tail = &p.list;
+	/* runs_wait_path: the runs waiting on path, oldest first. */
+	int rc = hf_pg_each(q, NULL, pickup_row, &p,
+			    "SELECT " RUN_LOAD_COLUMNS " FROM runs r WHERE"
+			    " r.status = 'waiting' AND r.wait_path = $1"
+			    " ORDER BY r.seq LIMIT $2",
+			    "ti", path, limit);
 	for (size_t i = 0; i < p.vc.n; i++)
 		hf_workflow_unref(p.vc.items[i].wf);
 	for (struct hf_run *r = p.list, *next; r; r = next) {

@@ -679,6 +679,12 @@ static const struct hf_store_ops sqlite_ops = {
     .claim_runs = hf_sqlite_claim_runs,
     .count_backlog = hf_sqlite_count_backlog,
     .on_batch_end = on_batch_end,
+    .next_wake = hf_sqlite_next_wake,
+    .count_waiting = hf_sqlite_count_waiting,
+    .wake_due = hf_sqlite_wake_due,
+    .resume_run = hf_sqlite_resume_run,
+    .load_waiting = hf_sqlite_load_waiting,
+    .secret_key = hf_sqlite_secret_key,
 };
 
 struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,

@@ -335,6 +335,18 @@ int hf_sqlite_load_backlog(struct hf_store *s,
 			   void *arg);
 int hf_sqlite_claim_runs(struct hf_store *s, struct hf_run *const *runs,
 			 size_t n);
+/* Parked runs (store_sqlite_park.c; hf_sqlite_load_waiting in
+ * store_sqlite_recover.c). */
+int hf_sqlite_load_waiting(struct hf_store *s,
+			   const struct hf_workflow_set *set, const char *path,
+			   int limit, void (*fn)(struct hf_run *run, void *arg),
+			   void *arg);
+int64_t hf_sqlite_next_wake(struct hf_store *s);
+int64_t hf_sqlite_count_waiting(struct hf_store *s);
+int hf_sqlite_wake_due(struct hf_store *s, int64_t now, int limit);
+int hf_sqlite_resume_run(struct hf_store *s, const char *run_id, int step,
+			 const char *output, int64_t now);
+int hf_sqlite_secret_key(struct hf_store *s, unsigned char key[32]);
 int64_t hf_sqlite_count_backlog(struct hf_store *s);
 int hf_sqlite_dedupe_last(struct hf_store *s, const char *workflow,
 			  const char *prefix, char *out, size_t size);

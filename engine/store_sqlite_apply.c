@@ -51,7 +51,8 @@ static const char *stmt_sql[ST_COUNT] = {
     [ST_UPDATE_RUN] = "UPDATE runs SET status = ?2, next_step = ?3,"
 		      " step_attempt = ?4, due_at = ?5, error = ?6,"
 		      " finished_at = ?7, started_at = COALESCE(started_at,"
-		      " ?8) WHERE rid BETWEEN ?9 AND ?10 AND id = ?1"
+		      " ?8), wake_at = ?11, waiting = ?12, wait_path = ?13"
+		      " WHERE rid BETWEEN ?9 AND ?10 AND id = ?1"
 		      " AND status <> 'cancelled'",
     [ST_EVENT_RID] = "SELECT rid FROM events WHERE rid BETWEEN ?1 AND ?2"
 		     " AND id = ?3",
@@ -534,6 +535,10 @@ run:
 		sqlite3_bind_null(st, 7);
 	bind_int_or_null(st, 8, run->started_at);
 	bind_band(st, 9, run->id);
+	/* The parked run (hf_park.h): waiting, or when it last woke. */
+	bind_int_or_null(st, 11, run->wake_at);
+	bind_text(st, 12, run->waiting);
+	bind_text(st, 13, run->wait_path);
 	return step_done(st);
 }
 

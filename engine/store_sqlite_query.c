@@ -257,7 +257,8 @@ static const struct shape step_shape = {step_cols, NCOLS(step_cols)};
 /* A run with its event's id and its version's hash (schema version 2). */
 #define RUN_COLUMNS                                                            \
 	"r.id, r.workflow, e.id, r.status, r.attempt, r.created_at,"           \
-	" r.started_at, r.finished_at, r.error, v.version FROM runs r"         \
+	" r.started_at, r.finished_at, r.error, v.version, CASE WHEN"          \
+	" r.status = 'waiting' THEN r.waiting END FROM runs r"                 \
 	" LEFT JOIN events e ON e.rid = r.event"                               \
 	" LEFT JOIN workflow_versions v ON v.vid = r.vid"
 
@@ -265,7 +266,7 @@ static const struct col run_cols[] = {
     {"id", C_TEXT},	    {"workflow", C_TEXT},    {"event", C_TEXT},
     {"status", C_TEXT},	    {"attempt", C_INT},	     {"created_at", C_TIME},
     {"started_at", C_TIME}, {"finished_at", C_TIME}, {"error", C_TEXT},
-    {"version", C_TEXT},
+    {"version", C_TEXT},    {"waiting", C_JSON}, /* hf_park.h */
 };
 static const struct shape run_shape = {
     run_cols, NCOLS(run_cols), "steps", &step_shape,
@@ -290,6 +291,9 @@ static const struct shape history_shape = {history_cols, NCOLS(history_cols)};
 
 static void add_history(struct hf_sqlite_store *q, json_t *run)
 {
+	/* "waiting" (hf_park.h) only on a run that waits. */
+	if (json_is_null(json_object_get(run, "waiting")))
+		json_object_del(run, "waiting");
 	const char *id = json_string_value(json_object_get(run, "id"));
 	if (!id)
 		return;

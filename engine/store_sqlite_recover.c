@@ -198,9 +198,14 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 	if (sqlite3_column_type(st, 10) != SQLITE_NULL)
 		run->lane =
 		    hf_xstrdup((const char *)sqlite3_column_text(st, 10));
+	/* Parked (hf_park.h): woken from the wait at next_step when it still
+	 * says what it waited for but is no longer waiting. */
+	run->wake_at = sqlite3_column_int64(st, 18);
+	run->woken = (int)run->status != HF_RUN_WAITING &&
+		     sqlite3_column_int(st, 19) != 0;
 	/* Outputs of the steps already done (none before the first: most
-	 * runs of the disk backlog). */
-	if (run->next_step > 0)
+	 * runs of the disk backlog), a signal's body for a woken wait. */
+	if (run->next_step > 0 || run->woken)
 		hf_sqlite_each(NULL, db, output_row, run->outputs,
 			       "SELECT step_id, output FROM steps WHERE"
 			       " run_id = ?1 AND status = 'succeeded'",
@@ -254,7 +259,8 @@ int hf_sqlite_load_pending(struct hf_store *s,
 		? "SELECT r.id, e.id, r.workflow, r.status, r.attempt,"
 		  " r.created_at, r.started_at, r.next_step, r.step_attempt,"
 		  " r.due_at, r.lane, v.version, e.path, e.method,"
-		  " e.query, e.headers, e.body, e.received_at FROM runs r"
+		  " e.query, e.headers, e.body, e.received_at, r.wake_at,"
+		  " r.waiting IS NOT NULL FROM runs r"
 		  " LEFT JOIN events e ON e.rid = r.event"
 		  " LEFT JOIN workflow_versions v ON v.vid = r.vid"
 		  " WHERE r.status IN ('queued','running') AND r.claimed = 0"
@@ -262,7 +268,8 @@ int hf_sqlite_load_pending(struct hf_store *s,
 		: "SELECT r.id, e.id, r.workflow, r.status, r.attempt,"
 		  " r.created_at, r.started_at, r.next_step, r.step_attempt,"
 		  " r.due_at, r.lane, v.version, e.path, e.method,"
-		  " e.query, e.headers, e.body, e.received_at FROM runs r"
+		  " e.query, e.headers, e.body, e.received_at, r.wake_at,"
+		  " r.waiting IS NOT NULL FROM runs r"
 		  " LEFT JOIN events e ON e.rid = r.event"
 		  " LEFT JOIN workflow_versions v ON v.vid = r.vid"
 		  " WHERE r.status IN ('queued','running') AND r.claimed = 1"
@@ -307,12 +314,50 @@ int hf_sqlite_load_backlog(struct hf_store *s,
 			   " r.attempt, r.created_at, r.started_at,"
 			   " r.next_step, r.step_attempt, r.due_at, r.lane,"
 			   " v.version, e.path, e.method, e.query, e.headers,"
-			   " e.body, e.received_at FROM runs r"
+			   " e.body, e.received_at, r.wake_at,"
+			   " r.waiting IS NOT NULL FROM runs r"
 			   " LEFT JOIN events e ON e.rid = r.event"
 			   " LEFT JOIN workflow_versions v ON v.vid = r.vid"
 			   " WHERE r.claimed = 0 AND r.status IN"
 			   " ('queued','running') ORDER BY r.rid LIMIT ?1",
 			   "i", limit);
+	for (size_t i = 0; i < p.vc.n; i++)
+		hf_workflow_unref(p.vc.items[i].wf);
+	for (struct hf_run *r = p.list, *next; r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		if (rc < 0)
+			hf_run_free(r);
+		else
+			fn(r, arg);
+	}
+	return rc < 0 ? -1 : p.n;
+}
+
+/* --- parked runs (hf_park.h) --- */
+
+int hf_sqlite_load_waiting(struct hf_store *s,
+			   const struct hf_workflow_set *set, const char *path,
+			   int limit, void (*fn)(struct hf_run *run, void *arg),
+			   void *arg)
+{
+	struct hf_sqlite_store *q = sq(s);
+	struct pickup p = {.s = s, .set = set};
+	p.tail = &p.list;
+	/* runs_wait_path: the runs waiting on path, oldest first. */
+	int rc =
+	    hf_sqlite_each(q, NULL, pickup_row, &p,
+			   "SELECT r.id, e.id, r.workflow, r.status,"
+			   " r.attempt, r.created_at, r.started_at,"
+			   " r.next_step, r.step_attempt, r.due_at, r.lane,"
+			   " v.version, e.path, e.method, e.query, e.headers,"
+			   " e.body, e.received_at, r.wake_at,"
+			   " r.waiting IS NOT NULL FROM runs r"
+			   " LEFT JOIN events e ON e.rid = r.event"
+			   " LEFT JOIN workflow_versions v ON v.vid = r.vid"
+			   " WHERE r.status = 'waiting' AND r.wait_path = ?1"
+			   " ORDER BY r.rid LIMIT ?2",
+			   "ti", path, limit);
 	for (size_t i = 0; i < p.vc.n; i++)
 		hf_workflow_unref(p.vc.items[i].wf);
 	for (struct hf_run *r = p.list, *next; r; r = next) {

@@ -1,6 +1,7 @@
-/* store_sqlite_schema.c - the SQLite state database's schema (version 2)
+/* store_sqlite_schema.c - the SQLite state database's schema (version 3)
  * and its migration: a new file gets the schema, a version-1 file (made by
- * hookflow before the lean write path) is migrated to it in one transaction
+ * hookflow before the lean write path) or version-2 file (before parked runs)
+ * is migrated to it in one transaction
  * on the writer's connection at open, before the writer thread starts; a
  * file from a newer hookflow is refused.
  *
@@ -15,7 +16,7 @@ static int exec(sqlite3 *db, const char *sql)
 	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 /* The schema, version 2 (meta's schema_version). Only what a query needs is
  * indexed (measured: scripts/store_load.py, and issue 13's notes):
@@ -43,8 +44,15 @@ static const char schema_sql[] =
     " created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,"
     " error TEXT, next_step INTEGER NOT NULL DEFAULT 0,"
     " step_attempt INTEGER NOT NULL DEFAULT 1, due_at INTEGER NOT NULL"
-    " DEFAULT 0, lane TEXT, claimed INTEGER NOT NULL DEFAULT 1);"
+    " DEFAULT 0, lane TEXT, claimed INTEGER NOT NULL DEFAULT 1,"
+    " wake_at INTEGER, waiting TEXT, wait_path TEXT);"
     "CREATE INDEX IF NOT EXISTS runs_event ON runs(event);"
+    /* Parked runs (version 3, hf_park.h): the next due time, and the runs
+     * a signal to a wait_for path may resume. */
+    "CREATE INDEX IF NOT EXISTS runs_wake ON runs(wake_at)"
+    " WHERE status = 'waiting';"
+    "CREATE INDEX IF NOT EXISTS runs_wait_path ON runs(wait_path)"
+    " WHERE status = 'waiting';"
     "CREATE INDEX IF NOT EXISTS runs_pending ON runs(status)"
     " WHERE status IN ('queued','running');"
     /* The disk backlog (hf_store_load_backlog): unclaimed runs, in rowid
@@ -141,6 +149,14 @@ static const char migrate_1_2_sql[] =
     "ALTER TABLE runs_v2 RENAME TO runs;"
     "ALTER TABLE workflow_versions_v2 RENAME TO workflow_versions;";
 
+/* Version 2 to 3 (after 1 to 2 when need be): the parked run's columns
+ * (hf_park.h): when its wait ends (or it last woke), RUN's "waiting" as JSON,
+ * a wait_for's path. schema_sql then adds their indexes. */
+static const char migrate_2_3_sql[] =
+    "ALTER TABLE runs ADD COLUMN wake_at INTEGER;"
+    "ALTER TABLE runs ADD COLUMN waiting TEXT;"
+    "ALTER TABLE runs ADD COLUMN wait_path TEXT;";
+
 /* hf_band(id) in SQL: the first rid of id's band (migrate_1_2_sql). */
 static void band_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -195,6 +211,8 @@ int hf_sqlite_migrate(struct hf_sqlite_store *q, struct hf_error *err)
 					NULL, band_fn, NULL, NULL);
 		rc = sqlite3_exec(q->wdb, migrate_1_2_sql, NULL, NULL, &msg);
 	}
+	if (rc == SQLITE_OK && from >= 1 && from < 3)
+		rc = sqlite3_exec(q->wdb, migrate_2_3_sql, NULL, NULL, &msg);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(q->wdb, schema_sql, NULL, NULL, &msg);
 	snprintf(sql, sizeof sql,

@@ -274,7 +274,7 @@
 	pages.runs = function (gen, params) {
 		var wfSel = el("select", { id: "filter-workflow", "aria-label": "Workflow" }, el("option", { value: "" }, "all workflows"));
 		var stSel = el("select", { id: "filter-status", "aria-label": "Status" },
-			["", "queued", "running", "succeeded", "failed", "cancelled"].map(function (s) {
+			["", "queued", "running", "waiting", "succeeded", "failed", "cancelled"].map(function (s) {
 				return el("option", { value: s }, s || "any status");
 			}));
 		stSel.value = params.status || "";
@@ -380,10 +380,15 @@
 					el("div", null, "Duration"), el("div", null, duration(r.started_at || r.created_at, r.finished_at)))));
 				if (r.error)
 					box.appendChild(section("Error", el("pre", { class: "error", id: "run-error" }, r.error)));
+				if (r.waiting)
+					box.appendChild(section("Waiting", el("p", { id: "run-waiting" },
+						{ sleep: "Sleeping", until: "Waiting until a time", signal: "Waiting for a signal" }[r.waiting.for] || ("Waiting (" + r.waiting.for + ")"),
+						r.waiting.step ? [" at step ", el("span", { class: "mono" }, r.waiting.step)] : null,
+						r.waiting.until ? [", until ", el("span", { class: "mono" }, r.waiting.until)] : null)));
 				box.appendChild(section("Steps", timeline(r, wf)));
 				if (r.history && r.history.length)
 					box.appendChild(section("Earlier attempts", history(r.history)));
-				if (r.status === "queued" || r.status === "running") live(true); else live(false);
+				if (r.status === "queued" || r.status === "running" || r.status === "waiting") live(true); else live(false);
 			});
 		}
 		every(1500, function () {

@@ -162,6 +162,13 @@ char *wf_expand_secret(struct wf_ctx *c, const yaml_node_t *n);
  * keys of the general hmac scheme, its presets, token and basic. */
 bool wf_verify_takes_secrets(enum hf_verify_scheme s);
 void wf_parse_verify_more(struct wf_ctx *c, const yaml_node_t *map);
+/* wf_park.c: a step's sleep/until/wait_for into st (false: it has none; the
+ * step runs code). workflow.c: `verify:` parsed into out rather than the
+ * workflow's own (wait_for.verify). */
+bool wf_parse_park(struct wf_ctx *c, const yaml_node_t *n, struct hf_step *st,
+		   const char *label);
+void wf_parse_verify_into(struct wf_ctx *c, const yaml_node_t *n,
+			  struct hf_verify_conf *out);
 /* workflow.c: every section of the root mapping into c->p. */
 void wf_parse_top(struct wf_ctx *c, const yaml_node_t *root);
 /* workflow.c: one step (of `steps:` or `on_failure:`) at index idx. */

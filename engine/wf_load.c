@@ -18,6 +18,22 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* A step's wait_for.verify (the workflow's own is freed inline below). */
+static void verify_conf_free(struct hf_verify_conf *v)
+{
+	for (size_t i = 0; i < v->nsecrets; i++) {
+		explicit_bzero(v->secrets[i], strlen(v->secrets[i]));
+		free(v->secrets[i]);
+	}
+	free(v->secrets);
+	free(v->header);
+	free(v->prefix);
+	free(v->timestamp_header);
+	free(v->signed_tmpl);
+	free(v->url);
+	free(v->query);
+}
+
 static void wf_free(struct hf_workflow *wf)
 {
 	free(wf->name);
@@ -49,6 +65,9 @@ static void wf_free(struct hf_workflow *wf)
 		free(st->script);
 		wf_expr_free(st->if_expr);
 		free(st->with_chunk);
+		free(st->wait_path);
+		wf_expr_free(st->wait_if);
+		verify_conf_free(&st->wait_verify);
 	}
 	free(wf->steps);
 	for (size_t i = 0; i < wf->nschedules; i++) {

@@ -18,6 +18,7 @@
 #include "hf_on_failure.h"
 #include "hf_ops.h"
 #include "hf_outbox.h"
+#include "hf_park.h"
 #include "hf_worker.h"
 
 #include <assert.h>
@@ -101,6 +102,7 @@ struct step_write {
 	size_t prev_step;
 	int prev_attempt;
 	enum hf_run_status prev_status;
+	int64_t prev_wake_at;
 	struct worker *wk; /* waiting for this commit; NULL: nobody */
 	size_t bytes;	   /* counted in wk->inflight_bytes */
 };
@@ -121,9 +123,16 @@ static void step_written(struct hf_write *w)
 		run->step_attempt = sw->prev_attempt + (w->result ? 1 : 0);
 		run->status = sw->prev_status;
 		run->due_at = hf_now_ms() + HF_STORE_PROBE_MS;
+		/* Not parked after all: the step waits again when it runs. */
+		run->wake_at = sw->prev_wake_at;
+		free(run->waiting);
+		free(run->wait_path);
+		run->waiting = run->wait_path = NULL;
 	}
 	bool over = w->rc == 0 && (run->status == HF_RUN_SUCCEEDED ||
 				   run->status == HF_RUN_FAILED);
+	/* Parked (hf_park.h): the row holds it now, memory lets go. */
+	bool parked = w->rc == 0 && run->status == HF_RUN_WAITING;
 	/* The step's emits are committed: the outbox need not wait a tick. */
 	if (w->rc == 0 && w->result && sw->res.nemits > 0)
 		hf_outbox_kick(eng->outbox);
@@ -133,12 +142,17 @@ static void step_written(struct hf_write *w)
 	free(sw);
 	atomic_store(&run->owned, false);
 	/* Cancelled while this step ran: it committed, no later step runs. */
-	if (committed && hf_cancel_take(run))
+	if (committed && hf_cancel_take(run)) {
 		hf_cancel_drop(eng, run);
-	else if (over)
+	} else if (over) {
 		hf_engine_run_finished(eng, run);
-	else
+	} else if (parked) {
+		hf_park_parked(eng->park, run->wake_at);
+		hf_sched_release(eng->sched, run);
+		hf_run_free(run);
+	} else {
 		hf_sched_push(eng->sched, run);
+	}
 	commit_end(wk, bytes);
 }
 
@@ -229,6 +243,7 @@ static void execute(struct worker *wk, struct hf_run *run)
 	sw->prev_step = run->next_step;
 	sw->prev_attempt = run->step_attempt;
 	sw->prev_status = run->status;
+	sw->prev_wake_at = run->wake_at;
 	struct hf_ops_step done;
 	atomic_fetch_add(&wk->pool->busy, 1);
 	show_step(wk, run, now);
@@ -253,6 +268,23 @@ static void execute(struct worker *wk, struct hf_run *run)
 		return;
 	}
 
+	if (run->status == HF_RUN_WAITING) {
+		/* Parked: the run's row changes, no step record yet (the
+		 * write makes a "started" write redundant). */
+		atomic_store(&run->step_pending, true);
+		hf_step_result_release(&sw->res);
+		sw->w.kind = HF_W_STEP;
+		sw->w.run = run;
+		sw->w.step_index = done.index;
+		sw->w.result = NULL;
+		sw->w.done = step_written;
+		sw->w.ctx = eng;
+		sw->wk = wk;
+		commit_begin(wk, 0);
+		hf_store_submit(eng->store, &sw->w);
+		commit_wait(wk, HF_WORKER_INFLIGHT, HF_WORKER_INFLIGHT_BYTES);
+		return;
+	}
 	hf_metrics_step(hf_step_status_name(sw->res.status),
 			(double)(sw->res.finished_at - sw->res.started_at) /
 			    1000.0);

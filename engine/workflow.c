@@ -43,8 +43,9 @@ static const char *const verify_keys[] = {
 static const char *const concurrency_keys[] = {"key", "max",
 					       "cancel_in_progress"};
 static const char *const step_keys[] = {
-    "id",   "run",   "script",	"if",
-    "with", "retry", "timeout", "continue_on_error",
+    "id",    "run",   "script",	  "if",
+    "with",  "retry", "timeout",  "continue_on_error",
+    "sleep", "until", "wait_for", /* wf_park.c */
 };
 static const char *const retry_keys[] = {"attempts", "backoff", "max_backoff",
 					 "max_delay"};
@@ -195,7 +196,7 @@ static void parse_path(struct wf_ctx *c, const yaml_node_t *n)
 			"invalid path '%s': %s", s, why);
 		return;
 	}
-	if (hf_path_is_reserved(s)) {
+	if (hf_path_is_reserved(s) || hf_park_is_resume_path(s)) {
 		wf_nerr(
 		    c, n,
 		    "path '%s' is reserved (/api, /healthz, /metrics and /ui "
@@ -451,6 +452,17 @@ static void parse_on(struct wf_ctx *c, const yaml_node_t *n)
 				  &wf->respond_timeout_ms);
 }
 
+void wf_parse_verify_into(struct wf_ctx *c, const yaml_node_t *n,
+			  struct hf_verify_conf *out)
+{
+	/* parse_verify fills the workflow's own: swap out's in for it. */
+	struct hf_verify_conf keep = c->p->pub.verify;
+	c->p->pub.verify = *out;
+	parse_verify(c, n);
+	*out = c->p->pub.verify;
+	c->p->pub.verify = keep;
+}
+
 static void parse_concurrency(struct wf_ctx *c, const yaml_node_t *n)
 {
 	struct hf_workflow *wf = &c->p->pub;
@@ -614,7 +626,9 @@ static void parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
 		snprintf(label, sizeof label, "#%zu", idx + 1);
 	run = wf_get(c, n, "run");
 	script = wf_get(c, n, "script");
-	if (run && script)
+	if (wf_parse_park(c, n, st, label))
+		; /* a step that waits: no code of its own (wf_park.c) */
+	else if (run && script)
 		wf_nerr(c, n,
 			"step %s has both 'run' and 'script' (expected exactly "
 			"one)",

@@ -20,6 +20,7 @@
 
 struct hf_egress;
 struct hf_backlog;
+struct hf_park;
 
 struct hf_options {
 	char *listen; /* HOST:PORT */
@@ -61,6 +62,7 @@ struct hf_engine {
 	struct hf_workers *workers;
 	struct hf_outbox *outbox;
 	struct hf_backlog *backlog; /* runs waiting on disk (hf_backlog.h) */
+	struct hf_park *park;	    /* parked runs (hf_park.h) */
 
 	pthread_mutex_t snap_lock;
 	struct hf_snapshot *snap;

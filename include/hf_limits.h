@@ -645,4 +645,21 @@
 #define HF_VERIFY_HEADER_NAME_MAX 128
 #endif
 
+/* --- parked runs (hf_park.h) --- */
+/* Parked runs woken per write: one transaction stays short however many come
+ * due at once (the next batch follows at once). */
+#ifndef HF_PARK_WAKE_BATCH
+#define HF_PARK_WAKE_BATCH 1000
+#endif
+/* The wake-up thread looks at the store at least this often, whatever its
+ * timer says (the wall clock may jump; another process may have parked). */
+#ifndef HF_PARK_RECHECK_MS
+#define HF_PARK_RECHECK_MS 60000
+#endif
+/* Runs waiting on one wait_for path that one signal is matched against; the
+ * oldest first. Each costs an expression evaluation on the signal thread. */
+#ifndef HF_PARK_SIGNAL_MAX
+#define HF_PARK_SIGNAL_MAX 10000
+#endif
+
 #endif

@@ -67,6 +67,8 @@ struct hf_step_ctx {
 	    timeout_ms; /* the step's budget (already capped by the run's) */
 	/* The `failure` global of an on_failure step; NULL: none. */
 	json_t *failure;
+	/* run.resume_url (hf_park.h); NULL: the run has no wait_for ahead. */
+	const char *resume_url;
 };
 
 /* Runs step ctx->step: evaluates its `if:` (SKIPPED when false), builds `args`
@@ -92,6 +94,14 @@ int hf_luart_eval_event(struct hf_luart *rt, const char *cache_key,
 			const struct hf_expr *e, const struct hf_event *ev,
 			const struct hf_workflow *wf, json_t **value,
 			char **err);
+
+/* hf_luart_eval_event with a second event as the `signal` global: a
+ * wait_for's `if:` (hf_park.h), ev the waiting run's event. */
+int hf_luart_eval_signal(struct hf_luart *rt, const char *cache_key,
+			 const struct hf_expr *e, const struct hf_event *ev,
+			 const struct hf_workflow *wf,
+			 const struct hf_event *signal, json_t **value,
+			 char **err);
 
 /* False when an expression's chunk cannot read the `event` global (it does
  * not name it and cannot reach the environment: no _ENV, _G, load,

@@ -18,6 +18,8 @@ void hf_metrics_verify_failure(const char *workflow);
 void hf_metrics_schedule_fire(const char *workflow, const char *outcome);
 /* The number of workflow files that failed to load in the set in force. */
 void hf_metrics_load_errors(size_t files);
+/* The number of parked runs (hf_park.h), a gauge. */
+void hf_metrics_runs_waiting(long long n);
 /* Appends the exposition to out, with the gauges given. */
 void hf_metrics_render(struct hf_buf *out, size_t queue_depth,
 		       size_t queue_ready, int workers_busy);

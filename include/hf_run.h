@@ -68,6 +68,9 @@ enum hf_run_status {
 	HF_RUN_RUNNING,
 	HF_RUN_SUCCEEDED,
 	HF_RUN_FAILED,
+	/* Parked (hf_park.h): a row in the store with a due time, not in
+	 * memory; RUN's "waiting" says what for. */
+	HF_RUN_WAITING,
 	HF_RUN_CANCELLED, /* hookflow cancel, the API, cancel_on (cancel.c) */
 };
 const char *hf_run_status_name(enum hf_run_status s);
@@ -107,6 +110,17 @@ struct hf_run {
 	    *waiter; /* NULL unless respond: sync is waiting */
 	/* Dedupe key for this workflow (ingest only), NULL when none. */
 	char *dedupe_key;
+	/* The parked run (hf_park.h). Parking (status HF_RUN_WAITING, set by
+	 * hf_park_step): when the wait ends (wall ms), RUN's "waiting" as
+	 * JSON text, and a wait_for's path (NULL otherwise). Else wake_at is
+	 * when the run last woke (0: never): its timeout counts from then.
+	 * woken: loaded from the store woken from the wait at next_step,
+	 * which then ends without running (its output, a signal's body, is
+	 * in outputs already, or nil). */
+	int64_t wake_at;
+	char *waiting;
+	char *wait_path;
+	bool woken;
 	/* In the on_failure steps (next_step >= wf->nsteps): the `failure`
 	 * global, {"step","error","attempt"}; NULL until known (after a
 	 * restart the worker reads it back: on_failure.c). */

@@ -222,6 +222,34 @@ int hf_store_dedupe_last(struct hf_store *s, const char *workflow,
 /* True when another connection committed since the last call (data_version). */
 bool hf_store_changed(struct hf_store *s);
 
+/* --- Parked runs (hf_park.h): a run that waits is a row with status
+ * 'waiting' and a due time; none of it is in memory. --- */
+
+/* The earliest due time of a parked run (wall ms), INT64_MAX when none, -1
+ * on error. Any thread (a read connection). */
+int64_t hf_store_next_wake(struct hf_store *s);
+/* How many runs are parked, or -1. Any thread. */
+int64_t hf_store_count_waiting(struct hf_store *s);
+/* Wakes at most limit parked runs due at now (soonest first): each becomes a
+ * run of the disk backlog (hf_store_load_backlog brings it in, woken).
+ * Returns how many, or -1. Writer connection only: through HF_W_CALL. */
+int hf_store_wake_due(struct hf_store *s, int64_t now, int limit);
+/* Resumes run_id if it is still parked at its wait_for step `step`: that
+ * step's record gets output (JSON text, the signal's body) and the run goes
+ * to the disk backlog, woken. Returns 1 resumed, 0 not waiting there (any
+ * more), -1 on error. Writer connection only: through HF_W_CALL. */
+int hf_store_resume_run(struct hf_store *s, const char *run_id, int step,
+			const char *output, int64_t now);
+/* Calls fn for at most limit runs parked at a wait_for on path, oldest
+ * first, loaded as hf_store_load_backlog loads runs (not claimed: they stay
+ * parked). Returns how many or -1. Any thread (a read connection). */
+int hf_store_load_waiting(struct hf_store *s, const struct hf_workflow_set *set,
+			  const char *path, int limit,
+			  void (*fn)(struct hf_run *run, void *arg), void *arg);
+/* The state database's secret key (the one that seals emit secrets), from
+ * which run.resume_url's tokens are derived. Returns 0 or -1. */
+int hf_store_secret_key(struct hf_store *s, unsigned char key[32]);
+
 /* CLI: re-queues a failed run from its failed step (outputs of succeeded steps
  * kept), attempt + 1, with a fresh run timeout (started_at cleared). Returns 0
  * or -1 with err. */

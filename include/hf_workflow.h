@@ -75,6 +75,15 @@ struct hf_expr {
 	int col;
 };
 
+/* What a step that parks the run waits for (hf_park.h); HF_PARK_NONE for a
+ * step that runs code. */
+enum hf_park_kind {
+	HF_PARK_NONE = 0,
+	HF_PARK_SLEEP,	  /* sleep: DURATION */
+	HF_PARK_UNTIL,	  /* until: TIME */
+	HF_PARK_WAIT_FOR, /* wait_for: {path, if, timeout, verify} */
+};
+
 struct hf_step {
 	char *id;
 	/* Lua source of the step: the inline `run:` text or the script file's
@@ -100,6 +109,16 @@ struct hf_step {
 	 * indentation + 1), so that chunk column c is YAML column code_col-1+c;
 	 * 0 for a script. */
 	int code_col;
+	/* A step that parks the run (wf_park.c). Its code returns nil, or for
+	 * `until: "${{ EXPR }}"` the value of EXPR (ISO 8601 or Unix
+	 * seconds), so that `if:` and the expression run as any step's. */
+	enum hf_park_kind park;
+	int64_t sleep_ms; /* sleep: */
+	int64_t until_ms; /* until: a literal time; 0: the code's value */
+	char *wait_path;  /* wait_for.path */
+	struct hf_expr *wait_if; /* wait_for.if: NULL: every signal matches */
+	int64_t wait_timeout_ms; /* wait_for.timeout */
+	struct hf_verify_conf wait_verify; /* wait_for.verify; scheme NONE */
 };
 
 /* One entry of `on.schedule`: a cron expression read in a time zone. */
@@ -140,7 +159,8 @@ struct hf_workflow {
 	/* `on_failure:` (wf_flow.c): steps[nsteps .. nsteps + nfailure_steps),
 	 * their ids "on_failure.ID"; run once after the run failed. */
 	size_t nfailure_steps;
-	int refs; /* atomic */
+	bool has_wait_for; /* a step has `wait_for:` (run.resume_url) */
+	int refs;	   /* atomic */
 };
 
 /* Loads and validates one file. Script files named by `script:` are read from
@@ -225,5 +245,11 @@ void hf_workflow_set_env_optional(bool optional);
 /* Reserved paths a workflow may not declare (/api..., /healthz, /metrics,
  * /ui...). */
 bool hf_path_is_reserved(const char *path);
+/* /resume and below: run.resume_url's (hf_park.h); a workflow or a wait_for
+ * may not declare them. */
+bool hf_park_is_resume_path(const char *path);
+/* An `until:` time: ISO 8601 with a zone (2026-12-24T18:00:00Z, +01:00) or
+ * Unix seconds, surrounding spaces ignored, into wall ms. Returns 0 or -1. */
+int hf_park_parse_time(const char *s, size_t n, int64_t *ms);
 
 #endif

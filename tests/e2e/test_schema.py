@@ -258,6 +258,7 @@ GOOD = {
     "token-query": "name: t\non: {webhook: {path: /t, verify: {scheme: token, query: k, secret: s}}}\nsteps: [{id: s, run: x()}]",
     "schedule-only": "name: c\non: {schedule: [{cron: '*/15 8-18 * * MON-FRI', timezone: Europe/Berlin, catch_up: 0}, {cron: '@daily'}]}\nsteps: [{id: s, run: x()}]",
     "webhook-and-schedule": "name: c\non: {webhook: {path: /c}, schedule: [{cron: '0 2 * JAN-DEC SUN'}]}\nsteps: [{id: s, run: x()}]",
+    "park-steps": "name: p\non: {webhook: {path: /p}}\nsteps: [{id: a, sleep: 30m}, {id: b, if: 'event.body.x', until: '${{ event.body.at }}'}, {id: c, until: 1767225600}, {id: d, wait_for: {path: /approvals, if: 'signal.body.id == event.body.id', timeout: 48h, verify: {scheme: token, secret: s}}}]",
 }
 
 BAD = {
@@ -318,6 +319,13 @@ BAD = {
     "concurrency-no-key": "name: a\non: {webhook: {path: /a}}\nconcurrency: {max: 2}\nsteps: [{id: s, run: x()}]",
     "concurrency-zero": "name: a\non: {webhook: {path: /a}}\nconcurrency: {key: x, max: 0}\nsteps: [{id: s, run: x()}]",
     "step-timeout-zero": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, run: x(), timeout: 0}]",
+    "sleep-and-run": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, sleep: 1s, run: x()}]",
+    "sleep-and-until": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, sleep: 1s, until: 1767225600}]",
+    "sleep-bad": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, sleep: soon}]",
+    "wait-for-no-timeout": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, wait_for: {path: /b}}]",
+    "wait-for-no-path": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, wait_for: {timeout: 1h}}]",
+    "wait-for-bad-path": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, wait_for: {path: 'b?x', timeout: 1h}}]",
+    "wait-for-unknown": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, wait_for: {path: /b, timeout: 1h, every: 1}}]",
 }
 
 

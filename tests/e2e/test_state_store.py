@@ -113,7 +113,7 @@ def test_v1_database_read_by_the_cli_as_before(server):
         r for r in want["runs_cli"]["runs"] if r["workflow"] == "ok"]
     con = sqlite3.connect(srv.state)
     assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'"
-                       ).fetchone() == ("2",)
+                       ).fetchone() == ("3",)
     con.close()
 
 

@@ -1,0 +1,396 @@
+/* park.c - the parked runs' two threads (see hf_park.h): hf-park wakes the
+ * runs whose due time has come, hf-signals resumes the runs a signal (a
+ * request to a wait_for path, or a run.resume_url) matches.
+ *
+ * hf-park keeps one timer: the earliest due time, read from the store's
+ * index (hf_store_next_wake) and lowered by each run that parks
+ * (hf_park_parked, on the writer). When it comes, a write wakes up to
+ * HF_PARK_WAKE_BATCH runs; its done() adds them to the disk backlog's count
+ * (hf_backlog_stored), whose loader brings them into memory as the scheduler
+ * has room. Nothing of a parked run is in memory meanwhile.
+ *
+ * hf-signals takes jobs in order: for a signal, it loads the runs waiting on
+ * the path (hf_store_load_waiting), evaluates each wait_for's `if:` in its
+ * own expression runtime, and submits one write that resumes the matches,
+ * each conditional on the run still waiting at that step; the write's done()
+ * hands the ids that were resumed to the job's callback (ingest's answer).
+ * The thread does not wait for that commit.
+ *
+ * Threading: the two threads; hf_park_parked and the writes' done() on the
+ * writer; hf_park_signal/_resume on HTTP threads (they only queue a job).
+ * Lock: p->lock, never held while calling into the store. Neighbours:
+ * park_step.c, backlog.c, ingest_signal.c, worker.c. */
+#include "hf_backlog.h"
+#include "hf_dispatch.h"
+#include "hf_limits.h"
+#include "hf_metrics.h"
+#include "hf_park.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct match {
+	char run_id[HF_ID_SIZE];
+	int step;
+	bool resumed;
+};
+
+struct job {
+	struct hf_write w; /* first: the resume write */
+	struct hf_park *p;
+	struct hf_event *ev; /* a signal; NULL for a resume URL */
+	char *output;	     /* the step's output (JSON text) */
+	struct match *m;
+	size_t nm, cap;
+	hf_park_done done;
+	void *arg;
+	struct job *next;
+};
+
+struct hf_park {
+	struct hf_engine *eng;
+	pthread_mutex_t lock;
+	pthread_cond_t wake_cond, sig_cond;
+	pthread_t wake_thread, sig_thread;
+	bool stopping;
+	int64_t next_wake; /* the timer (wall ms) */
+	int64_t hint;	   /* lowest wake_at parked since the last look */
+	atomic_llong count;
+	struct job *head, *tail; /* hf-signals' queue */
+
+	/* The wake write (hf-park's, then the writer's). */
+	struct hf_write ww;
+	int64_t ww_now;
+	int woke;
+	bool ww_done;
+};
+
+static void count_add(struct hf_park *p, long long n)
+{
+	long long v = atomic_fetch_add(&p->count, n) + n;
+	hf_metrics_runs_waiting(v > 0 ? v : 0);
+}
+
+void hf_park_parked(struct hf_park *p, int64_t wake_at)
+{
+	if (!p)
+		return;
+	count_add(p, 1);
+	pthread_mutex_lock(&p->lock);
+	if (wake_at < p->hint)
+		p->hint = wake_at;
+	if (wake_at < p->next_wake) {
+		p->next_wake = wake_at;
+		pthread_cond_signal(&p->wake_cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+int64_t hf_park_count(struct hf_park *p)
+{
+	long long v = p ? atomic_load(&p->count) : 0;
+	return v > 0 ? v : 0;
+}
+
+/* --- waking (hf-park, then the writer) --- */
+
+static int wake_call(struct hf_store *s, void *arg)
+{
+	struct hf_park *p = arg;
+	p->woke = hf_store_wake_due(s, p->ww_now, HF_PARK_WAKE_BATCH);
+	return p->woke < 0 ? -1 : 0;
+}
+
+static void wake_done(struct hf_write *w)
+{
+	struct hf_park *p = w->call_arg;
+	if (w->rc == 0 && p->woke > 0) {
+		hf_backlog_stored(p->eng->backlog, 0, (size_t)p->woke);
+		count_add(p, -p->woke);
+	}
+	pthread_mutex_lock(&p->lock);
+	p->ww_done = true;
+	pthread_cond_signal(&p->wake_cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Wakes one batch due at now (lock held on entry and exit, not between).
+ * Returns how many woke, or -1. */
+static int wake_batch(struct hf_park *p, int64_t now)
+{
+	memset(&p->ww, 0, sizeof p->ww);
+	p->ww.kind = HF_W_CALL;
+	p->ww.call = wake_call;
+	p->ww.call_arg = p;
+	p->ww.done = wake_done;
+	p->ww_now = now;
+	p->ww_done = false;
+	pthread_mutex_unlock(&p->lock);
+	hf_store_submit(p->eng->store, &p->ww);
+	pthread_mutex_lock(&p->lock);
+	while (!p->ww_done)
+		pthread_cond_wait(&p->wake_cond, &p->lock);
+	return p->ww.rc < 0 ? -1 : p->woke;
+}
+
+static void *wake_main(void *arg)
+{
+	struct hf_park *p = arg;
+	pthread_setname_np(pthread_self(), "hf-park");
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping) {
+		p->hint = INT64_MAX;
+		pthread_mutex_unlock(&p->lock);
+		int64_t next = hf_store_next_wake(p->eng->store);
+		pthread_mutex_lock(&p->lock);
+		if (next < 0) /* cannot read now: look again soon */
+			next = hf_now_ms() + HF_STORE_PROBE_MS;
+		p->next_wake = next < p->hint ? next : p->hint;
+		int64_t until = hf_mono_ms() + HF_PARK_RECHECK_MS;
+		int64_t now = hf_now_ms();
+		while (!p->stopping && p->next_wake > now &&
+		       hf_mono_ms() < until) {
+			int64_t wait = p->next_wake - now;
+			if (wait > until - hf_mono_ms())
+				wait = until - hf_mono_ms();
+			struct timespec ts;
+			hf_deadline_in(wait < 1 ? 1 : wait, &ts);
+			pthread_cond_timedwait(&p->wake_cond, &p->lock, &ts);
+			now = hf_now_ms();
+		}
+		if (p->stopping || p->next_wake > now)
+			continue;
+		if (wake_batch(p, now) < 0 && !p->stopping) {
+			struct timespec ts;
+			hf_deadline_in(HF_STORE_PROBE_MS, &ts);
+			pthread_cond_timedwait(&p->wake_cond, &p->lock, &ts);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* --- signals (hf-signals, then the writer) --- */
+
+static void job_free(struct job *j)
+{
+	hf_event_unref(j->ev);
+	free(j->output);
+	free(j->m);
+	free(j);
+}
+
+static int resume_call(struct hf_store *s, void *arg)
+{
+	struct job *j = arg;
+	int64_t now = hf_now_ms();
+	for (size_t i = 0; i < j->nm; i++) {
+		int rc = hf_store_resume_run(s, j->m[i].run_id, j->m[i].step,
+					     j->output, now);
+		if (rc < 0)
+			return -1;
+		j->m[i].resumed = rc == 1;
+	}
+	return 0;
+}
+
+static void resume_done(struct hf_write *w)
+{
+	struct job *j = w->call_arg;
+	json_t *ids = json_array();
+	size_t n = 0;
+	for (size_t i = 0; w->rc == 0 && i < j->nm; i++)
+		if (j->m[i].resumed) {
+			json_array_append_new(ids, json_string(j->m[i].run_id));
+			n++;
+		}
+	if (n) {
+		hf_backlog_stored(j->p->eng->backlog, 0, n);
+		count_add(j->p, -(long long)n);
+	}
+	j->done(j->arg, ids);
+	job_free(j);
+}
+
+static void add_match(struct job *j, const char *run_id, int step)
+{
+	if (j->nm == j->cap) {
+		j->cap = j->cap ? 2 * j->cap : 8;
+		j->m = hf_xrealloc(j->m, j->cap * sizeof *j->m);
+	}
+	struct match *m = &j->m[j->nm++];
+	snprintf(m->run_id, sizeof m->run_id, "%s", run_id);
+	m->step = step;
+	m->resumed = false;
+}
+
+/* A run waiting on the signal's path: a match when its wait_for's `if:` is
+ * true (an error counts as false, and is logged). Frees run. */
+static void candidate(struct hf_run *run, void *arg)
+{
+	struct job *j = arg;
+	const struct hf_workflow *wf = run->wf;
+	const struct hf_step *st = wf && run->next_step < wf->nsteps
+				       ? &wf->steps[run->next_step]
+				       : NULL;
+	bool match = st && st->park == HF_PARK_WAIT_FOR && st->wait_path &&
+		     strcmp(st->wait_path, j->ev->path) == 0;
+	if (match && st->wait_if) {
+		char key[160], *err = NULL;
+		json_t *v = NULL;
+		snprintf(key, sizeof key, "%s:%s:wait_if",
+			 wf->version ? wf->version : wf->name, st->id);
+		struct hf_luart *rt = hf_dispatch_runtime();
+		if (!rt ||
+		    hf_luart_eval_signal(rt, key, st->wait_if, run->event, wf,
+					 j->ev, &v, &err) < 0) {
+			hf_log(HF_LOG_WARN,
+			       "run %s: wait_for '%s' if: failed on signal "
+			       "%s: %s",
+			       run->id, st->id, j->ev->id,
+			       err ? err : "no runtime");
+			match = false;
+		} else {
+			match = hf_json_truthy(v);
+		}
+		json_decref(v);
+		free(err);
+	}
+	if (match)
+		add_match(j, run->id, (int)run->next_step);
+	hf_run_free(run);
+}
+
+static void handle(struct hf_park *p, struct job *j)
+{
+	if (j->ev) {
+		struct hf_snapshot *snap = hf_engine_snapshot(p->eng);
+		hf_store_load_waiting(p->eng->store, snap->set, j->ev->path,
+				      HF_PARK_SIGNAL_MAX, candidate, j);
+		hf_snapshot_unref(snap);
+		json_t *body = hf_event_body(j->ev);
+		j->output = json_dumps(body ? body : json_null(),
+				       JSON_COMPACT | JSON_ENCODE_ANY);
+	}
+	if (j->nm == 0) {
+		j->done(j->arg, json_array());
+		job_free(j);
+		return;
+	}
+	memset(&j->w, 0, sizeof j->w);
+	j->w.kind = HF_W_CALL;
+	j->w.call = resume_call;
+	j->w.call_arg = j;
+	j->w.done = resume_done;
+	hf_store_submit(p->eng->store, &j->w);
+}
+
+static void *signals_main(void *arg)
+{
+	struct hf_park *p = arg;
+	pthread_setname_np(pthread_self(), "hf-signals");
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->head && !p->stopping)
+			pthread_cond_wait(&p->sig_cond, &p->lock);
+		struct job *j = p->head;
+		if (!j)
+			break; /* stopping, nothing left */
+		p->head = j->next;
+		if (!p->head)
+			p->tail = NULL;
+		pthread_mutex_unlock(&p->lock);
+		handle(p, j);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	/* Its expression runtime goes with the thread (hf_dispatch_runtime). */
+	return NULL;
+}
+
+static void enqueue(struct hf_park *p, struct job *j)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->tail)
+		p->tail->next = j;
+	else
+		p->head = j;
+	p->tail = j;
+	pthread_cond_signal(&p->sig_cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void hf_park_signal(struct hf_park *p, struct hf_event *ev, hf_park_done done,
+		    void *arg)
+{
+	struct job *j = hf_xcalloc(1, sizeof *j);
+	j->p = p;
+	j->ev = hf_event_ref(ev);
+	j->done = done;
+	j->arg = arg;
+	enqueue(p, j);
+}
+
+void hf_park_resume(struct hf_park *p, const char *run_id, int step,
+		    char *output, hf_park_done done, void *arg)
+{
+	struct job *j = hf_xcalloc(1, sizeof *j);
+	j->p = p;
+	j->output = output;
+	j->done = done;
+	j->arg = arg;
+	add_match(j, run_id, step);
+	enqueue(p, j);
+}
+
+/* --- lifecycle --- */
+
+struct hf_park *hf_park_start(struct hf_engine *eng)
+{
+	struct hf_park *p = hf_xcalloc(1, sizeof *p);
+	p->eng = eng;
+	p->next_wake = p->hint = INT64_MAX;
+	int64_t n = hf_store_count_waiting(eng->store);
+	atomic_store(&p->count, n > 0 ? n : 0);
+	hf_metrics_runs_waiting(n > 0 ? n : 0);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->wake_cond, NULL);
+	pthread_cond_init(&p->sig_cond, NULL);
+	if (pthread_create(&p->wake_thread, NULL, wake_main, p) != 0)
+		goto fail;
+	if (pthread_create(&p->sig_thread, NULL, signals_main, p) != 0) {
+		pthread_mutex_lock(&p->lock);
+		p->stopping = true;
+		pthread_cond_broadcast(&p->wake_cond);
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(p->wake_thread, NULL);
+		goto fail;
+	}
+	return p;
+fail:
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->wake_cond);
+	pthread_cond_destroy(&p->sig_cond);
+	free(p);
+	return NULL;
+}
+
+void hf_park_stop(struct hf_park *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->wake_cond);
+	pthread_cond_broadcast(&p->sig_cond);
+	pthread_mutex_unlock(&p->lock);
+	pthread_join(p->wake_thread, NULL);
+	/* hf-signals empties its queue first: each job is answered. */
+	pthread_join(p->sig_thread, NULL);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->wake_cond);
+	pthread_cond_destroy(&p->sig_cond);
+	free(p);
+}

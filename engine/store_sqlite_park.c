@@ -1,0 +1,110 @@
+/* store_sqlite_park.c - the SQLite backend's parked runs (hf_park.h): the
+ * next due time, waking the runs whose time has come, resuming one at its
+ * wait_for step with a signal's body, counting them, and the key behind
+ * run.resume_url.
+ *
+ * A parked run is a row of runs with status 'waiting', wake_at (its due
+ * time, indexed by runs_wake), waiting (RUN's "waiting" as JSON) and, at a
+ * wait_for, wait_path (indexed by runs_wait_path). Waking it makes it a run
+ * of the disk backlog (status 'queued', claimed 0), still with `waiting` set:
+ * whoever loads it then knows that the wait at next_step is over
+ * (hf_run.woken). A resumed wait_for gets its step's row (the signal's body
+ * as its output) in the same transaction, and wake_at the time it woke.
+ *
+ * Threading: hf_sqlite_next_wake and hf_sqlite_count_waiting read on a pooled
+ * connection; hf_sqlite_wake_due and hf_sqlite_resume_run run inside an
+ * HF_W_CALL write, on the thread applying it (asserted).
+ *
+ * Neighbours: store_sqlite_recover.c (hf_sqlite_load_waiting, load_run),
+ * store_sqlite_schema.c (the columns and indexes, version 3). */
+#include "store_sqlite.h"
+
+#include <assert.h>
+#include <stdint.h>
+
+static int int_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	(void)db;
+	*(int64_t *)arg = sqlite3_column_type(st, 0) == SQLITE_NULL
+			      ? INT64_MAX
+			      : sqlite3_column_int64(st, 0);
+	return 1;
+}
+
+int64_t hf_sqlite_next_wake(struct hf_store *s)
+{
+	int64_t at = INT64_MAX;
+	if (hf_sqlite_each(sq(s), NULL, int_row, &at,
+			   "SELECT min(wake_at) FROM runs WHERE status ="
+			   " 'waiting'",
+			   "") < 0)
+		return -1;
+	return at;
+}
+
+int64_t hf_sqlite_count_waiting(struct hf_store *s)
+{
+	int64_t n = -1;
+	if (hf_sqlite_each(sq(s), NULL, int_row, &n,
+			   "SELECT count(*) FROM runs WHERE status = 'waiting'",
+			   "") < 0)
+		return -1;
+	return n;
+}
+
+int hf_sqlite_wake_due(struct hf_store *s, int64_t now, int limit)
+{
+	struct hf_sqlite_store *q = sq(s);
+	assert(sq_applying(q)); /* through HF_W_CALL */
+	if (hf_sqlite_exec(q->wdb,
+			   "UPDATE runs SET status = 'queued', claimed = 0,"
+			   " wait_path = NULL WHERE rid IN (SELECT rid FROM"
+			   " runs WHERE status = 'waiting' AND wake_at <= ?1"
+			   " ORDER BY wake_at LIMIT ?2)",
+			   "Ii", now, limit) != SQLITE_DONE)
+		return -1;
+	return sqlite3_changes(q->wdb);
+}
+
+int hf_sqlite_resume_run(struct hf_store *s, const char *run_id, int step,
+			 const char *output, int64_t now)
+{
+	struct hf_sqlite_store *q = sq(s);
+	assert(sq_applying(q)); /* through HF_W_CALL */
+	int64_t lo = hf_sqlite_band(run_id),
+		hi = lo + ((1 << HF_BAND_BITS) - 1);
+	/* The step's row first (the run still waiting there), then the run:
+	 * one transaction, so both or neither. */
+	if (hf_sqlite_exec(q->wdb,
+			   "INSERT OR REPLACE INTO steps(run_id, idx, step_id,"
+			   " status, output, error, logs, attempts,"
+			   " started_at, finished_at) SELECT id, next_step,"
+			   " json_extract(waiting, '$.step'), 'succeeded',"
+			   " ?3, NULL, '[]', 1, ?4, ?4 FROM runs WHERE rid"
+			   " BETWEEN ?5 AND ?6 AND id = ?1 AND status ="
+			   " 'waiting' AND next_step = ?2 AND wait_path IS"
+			   " NOT NULL",
+			   "titIII", run_id, step, output ? output : "null",
+			   now, lo, hi) != SQLITE_DONE)
+		return -1;
+	if (sqlite3_changes(q->wdb) == 0)
+		return 0;
+	if (hf_sqlite_exec(q->wdb,
+			   "UPDATE runs SET status = 'queued', claimed = 0,"
+			   " wait_path = NULL, wake_at = ?3 WHERE rid BETWEEN"
+			   " ?4 AND ?5 AND id = ?1 AND status = 'waiting' AND"
+			   " next_step = ?2",
+			   "tiIII", run_id, step, now, lo, hi) != SQLITE_DONE)
+		return -1;
+	return sqlite3_changes(q->wdb) > 0 ? 1 : 0;
+}
+
+int hf_sqlite_secret_key(struct hf_store *s, unsigned char key[32])
+{
+	struct hf_error err = {0};
+	struct hf_sqlite_store *q = sq(s);
+	if (hf_sqlite_key(q, &err) < 0)
+		return -1;
+	memcpy(key, q->key, 32);
+	return 0;
+}
