@@ -13,6 +13,7 @@
  * Neighbours: worker.c (asks hf_cancel_take), api.c and cmd_admin.c (the
  * front ends), store_*_flow.c (the record). */
 #include "hf_cancel.h"
+#include "hf_metrics.h"
 #include "hf_ops.h"
 
 #include <pthread.h>
@@ -37,31 +38,49 @@ struct cancel_arg {
 	const char *reason;
 	bool note;
 	int result;
+	char workflow[HF_NAME_MAX + 1];
 };
 
 static int cancel_call(struct hf_store *s, void *arg)
 {
 	struct cancel_arg *a = arg;
-	a->result = hf_store_cancel_run(s, a->id, a->reason, a->note);
+	a->result =
+	    hf_store_cancel_run(s, a->id, a->reason, a->note, a->workflow);
 	return a->result == -1 ? -1 : 0;
+}
+
+/* hf_cancel_store, with the run's workflow name in workflow. */
+static int cancel_store(struct hf_store *s, const char *run_id,
+			const char *reason, bool note,
+			char workflow[HF_NAME_MAX + 1])
+{
+	struct cancel_arg a = {run_id, reason, note, -1, ""};
+	struct hf_write w = {0};
+	w.kind = HF_W_CALL;
+	w.call = cancel_call;
+	w.call_arg = &a;
+	int rc = hf_ops_submit_wait(s, &w) == 0 ? a.result : -1;
+	memcpy(workflow, a.workflow, sizeof a.workflow);
+	return rc;
 }
 
 int hf_cancel_store(struct hf_store *s, const char *run_id, const char *reason,
 		    bool note)
 {
-	struct cancel_arg a = {run_id, reason, note, -1};
-	struct hf_write w = {0};
-	w.kind = HF_W_CALL;
-	w.call = cancel_call;
-	w.call_arg = &a;
-	return hf_ops_submit_wait(s, &w) == 0 ? a.result : -1;
+	char workflow[HF_NAME_MAX + 1];
+	return cancel_store(s, run_id, reason, note, workflow);
 }
 
 int hf_cancel_run(struct hf_engine *eng, const char *run_id, const char *reason)
 {
-	int rc = hf_cancel_store(eng->store, run_id, reason, false);
-	if (rc == 0)
+	char workflow[HF_NAME_MAX + 1];
+	int rc = cancel_store(eng->store, run_id, reason, false, workflow);
+	if (rc == 0) {
+		/* Counted here: a parked run or one on disk is never in
+		 * memory to be counted when it ends. */
+		hf_metrics_run(workflow, "cancelled");
 		hf_cancel_committed(eng, run_id);
+	}
 	return rc;
 }
 
@@ -115,10 +134,16 @@ bool hf_cancel_take(struct hf_run *run)
 
 void hf_cancel_drop(struct hf_engine *eng, struct hf_run *run)
 {
+	/* hf_engine_run_finished without the count: counted at the cancel. */
 	run->status = HF_RUN_CANCELLED;
 	if (!run->error)
 		run->error = hf_xstrdup("cancelled");
-	hf_engine_run_finished(eng, run);
+	hf_sched_release(eng->sched, run);
+	hf_log(HF_LOG_INFO, "run %s (%s) cancelled", run->id,
+	       run->wf ? run->wf->name : "?");
+	if (run->waiter && eng->sync_finish)
+		eng->sync_finish(run->waiter, run);
+	hf_run_free(run);
 }
 
 /* --- notes of other processes --- */
@@ -155,9 +180,15 @@ void hf_cancel_poll(struct hf_engine *eng)
 		w.kind = HF_W_CALL;
 		w.call = notes_done_call;
 		w.call_arg = &ns;
-		if (hf_ops_submit_wait(eng->store, &w) == 0)
-			for (size_t i = 0; i < ns.n; i++)
-				hf_cancel_committed(eng, ns.ids[i]);
+		bool done = hf_ops_submit_wait(eng->store, &w) == 0;
+		for (size_t i = 0; done && i < ns.n; i++) {
+			json_t *run = hf_store_run_json(eng->store, ns.ids[i]);
+			const char *wf =
+			    json_string_value(json_object_get(run, "workflow"));
+			hf_metrics_run(wf ? wf : "", "cancelled");
+			json_decref(run);
+			hf_cancel_committed(eng, ns.ids[i]);
+		}
 	}
 	free(ns.ids);
 }

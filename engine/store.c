@@ -191,9 +191,10 @@ int hf_store_retry_run(struct hf_store *s, const char *run_id,
 }
 
 int hf_store_cancel_run(struct hf_store *s, const char *run_id,
-			const char *reason, bool note)
+			const char *reason, bool note,
+			char workflow[HF_NAME_MAX + 1])
 {
-	return s->ops->cancel_run(s, run_id, reason, note);
+	return s->ops->cancel_run(s, run_id, reason, note, workflow);
 }
 
 int hf_store_cancel_notes(struct hf_store *s,

@@ -80,7 +80,7 @@ struct hf_store_ops {
 	/* Cancelling (cancel.c): cancel_run and cancel_note_done by an
 	 * HF_W_CALL write; cancel_notes on a read connection. */
 	int (*cancel_run)(struct hf_store *s, const char *run_id,
-			  const char *reason, bool note);
+			  const char *reason, bool note, char *workflow);
 	int (*cancel_notes)(struct hf_store *s,
 			    void (*fn)(const char *run_id, void *arg),
 			    void *arg);

@@ -212,7 +212,7 @@ int hf_pg_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
 bool hf_pg_changed(struct hf_store *s);
 /* store_pg_flow.c: cancelling runs (hf_store.h). */
 int hf_pg_cancel_run(struct hf_store *s, const char *run_id, const char *reason,
-		     bool note);
+		     bool note, char *workflow);
 int hf_pg_cancel_notes(struct hf_store *s,
 		       void (*fn)(const char *run_id, void *arg), void *arg);
 int hf_pg_cancel_note_done(struct hf_store *s, const char *run_id);

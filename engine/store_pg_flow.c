@@ -14,21 +14,32 @@
 #include <assert.h>
 #include <string.h>
 
+struct status {
+	char status[16];
+	char *workflow;
+};
+
 static int status_row(PGconn *c, PGresult *r, int i, void *arg)
 {
 	(void)c;
-	snprintf(arg, 16, "%s", pg_text(r, i, 0) ? pg_text(r, i, 0) : "");
+	struct status *st = arg;
+	snprintf(st->status, sizeof st->status, "%s",
+		 pg_text(r, i, 0) ? pg_text(r, i, 0) : "");
+	snprintf(st->workflow, HF_NAME_MAX + 1, "%s",
+		 pg_text(r, i, 1) ? pg_text(r, i, 1) : "");
 	return 1;
 }
 
 int hf_pg_cancel_run(struct hf_store *s, const char *run_id, const char *reason,
-		     bool note)
+		     bool note, char *workflow)
 {
 	struct hf_pg_store *q = pq(s);
 	assert(pq_applying(q)); /* through HF_W_CALL */
-	char status[16] = "";
-	int n = hf_pg_each(q, q->wconn, status_row, status,
-			   "SELECT status FROM runs WHERE id = $1 FOR UPDATE",
+	struct status row = {"", workflow};
+	const char *status = row.status;
+	int n = hf_pg_each(q, q->wconn, status_row, &row,
+			   "SELECT status, workflow FROM runs WHERE id = $1"
+			   " FOR UPDATE",
 			   "t", run_id);
 	if (n < 0)
 		return -1;

@@ -313,7 +313,7 @@ int hf_sqlite_load_pending(struct hf_store *s,
 bool hf_sqlite_changed(struct hf_store *s);
 /* store_sqlite_flow.c: cancelling runs (hf_store.h). */
 int hf_sqlite_cancel_run(struct hf_store *s, const char *run_id,
-			 const char *reason, bool note);
+			 const char *reason, bool note, char *workflow);
 int hf_sqlite_cancel_notes(struct hf_store *s,
 			   void (*fn)(const char *run_id, void *arg),
 			   void *arg);

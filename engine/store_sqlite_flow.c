@@ -15,7 +15,7 @@
 #include <string.h>
 
 int hf_sqlite_cancel_run(struct hf_store *s, const char *run_id,
-			 const char *reason, bool note)
+			 const char *reason, bool note, char *workflow)
 {
 	struct hf_sqlite_store *q = sq(s);
 	assert(sq_applying(q)); /* through HF_W_CALL */
@@ -23,15 +23,19 @@ int hf_sqlite_cancel_run(struct hf_store *s, const char *run_id,
 	int64_t hi = lo + ((1 << HF_BAND_BITS) - 1);
 	sqlite3_stmt *st = hf_sqlite_stmt(
 	    q->wdb,
-	    "SELECT status FROM runs WHERE rid BETWEEN ?2 AND ?3 AND id = ?1",
+	    "SELECT status, workflow FROM runs WHERE rid BETWEEN ?2 AND ?3"
+	    " AND id = ?1",
 	    "tII", run_id, lo, hi);
 	if (!st)
 		return -1;
 	int rc = sqlite3_step(st);
 	char status[16] = "";
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW) {
 		snprintf(status, sizeof status, "%s",
 			 (const char *)sqlite3_column_text(st, 0));
+		snprintf(workflow, HF_NAME_MAX + 1, "%s",
+			 (const char *)sqlite3_column_text(st, 1));
+	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW)
 		return rc == SQLITE_DONE ? HF_STORE_NOT_FOUND : -1;

@@ -14,6 +14,7 @@
 #ifndef HF_STORE_H
 #define HF_STORE_H
 
+#include "hf_limits.h"
 #include "hf_run.h"
 #include "hf_util.h"
 #include <jansson.h>
@@ -263,7 +264,8 @@ int hf_store_retry_run(struct hf_store *s, const char *run_id,
  * Writer connection only: use through HF_W_CALL (with or without the writer
  * thread). Later step writes of a cancelled run keep it cancelled. */
 int hf_store_cancel_run(struct hf_store *s, const char *run_id,
-			const char *reason, bool note);
+			const char *reason, bool note,
+			char workflow[HF_NAME_MAX + 1] /* OUT: its workflow */);
 /* Calls fn for each run id noted by hf_store_cancel_run(…, note) that
  * hf_store_cancel_note_done has not dropped yet. Returns how many or -1. Any
  * thread (a read connection). */

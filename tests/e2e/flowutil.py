@@ -54,6 +54,14 @@ class Gate:
         self.httpd.server_close()
 
 
+def dropped(srv, run_id):
+    """Whether the server logged that it let go of cancelled run run_id in
+    memory (its running step committed, no later step will run)."""
+    return f"run {run_id} (" in srv.stderr() and any(
+        f"run {run_id} (" in line and line.endswith("cancelled")
+        for line in srv.stderr_lines)
+
+
 def runs_counted(srv, workflow, status):
     """hookflow_runs_total{workflow, status} from /metrics (0 when absent)."""
     text = srv.get("/metrics").body

@@ -6,11 +6,11 @@ or finished runs, and /metrics counting cancelled runs.
 
 A step that must stay running calls a gate (flowutil.Gate) that answers only
 when the test opens it; "no later step runs" is observed after the server
-counted the run cancelled (it is then out of memory). Every wait is bounded."""
+logged that it let go of the run (flowutil.dropped). Every wait is bounded."""
 import pytest
 
 from conftest import state_rows, wait_for
-from flowutil import Gate, runs_counted
+from flowutil import Gate, dropped, runs_counted
 
 TWO_STEPS = """
 name: {name}
@@ -64,8 +64,8 @@ def test_cancel_running_then_queued_by_api(server, gate):
     assert r.json()["status"] == "cancelled"
     # The running step finishes and commits; b never runs.
     gate.open()
-    wait_for(lambda: runs_counted(srv, "w", "cancelled") == 2, 15,
-             what="both runs counted cancelled")
+    wait_for(lambda: dropped(srv, first), 15, what="the run let go")
+    assert runs_counted(srv, "w", "cancelled") == 2
     assert step_ids(srv, first) == ["a"]
     assert srv.run(first)["steps"][0]["status"] == "succeeded"
     assert srv.run(first)["status"] == "cancelled"
@@ -104,8 +104,8 @@ def test_cli_cancel_seen_by_running_server(server, gate):
         srv.state, "SELECT key FROM meta WHERE key LIKE 'cancel:%'"), 15,
         what="the cancel note taken")
     gate.open()
-    wait_for(lambda: runs_counted(srv, "w", "cancelled") == 1, 15,
-             what="the run counted cancelled")
+    wait_for(lambda: dropped(srv, run_id), 15, what="the run let go")
+    assert runs_counted(srv, "w", "cancelled") == 1
     assert step_ids(srv, run_id) == ["a"]
     run = srv.run(run_id)
     assert run["status"] == "cancelled"
@@ -156,3 +156,44 @@ def test_dashboard_cancel_button(server, gate):
         assert not b.find_all("#cancel-run")
     gate.open()
     assert srv.run(run_id)["status"] == "cancelled"
+
+
+SLEEPER = """
+name: sleeper
+on:
+  webhook:
+    path: /sleeper
+steps:
+  - id: first
+    run: return 1
+  - id: nap
+    sleep: 1h
+  - id: after
+    run: return "woke"
+"""
+
+
+def test_cancel_parked_runs(server):
+    srv = server(workflows={"sleeper": SLEEPER})
+    api_run = srv.post("/sleeper", {}).json()["runs"][0]
+    cli_run = srv.post("/sleeper", {}).json()["runs"][0]
+    for rid in (api_run, cli_run):
+        wait_for(lambda: srv.run(rid)["status"] == "waiting", 15,
+                 what="the run parked")
+    r = srv.api("POST", f"/api/runs/{api_run}/cancel")
+    assert r.status == 202, r
+    assert r.json()["status"] == "cancelled"
+    assert "waiting" not in r.json() or not r.json()["waiting"]
+    p = srv.cli("cancel", cli_run, "--state", str(srv.state))
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: runs_counted(srv, "sleeper", "cancelled") == 2, 15,
+             what="both parked runs counted cancelled")
+    for rid in (api_run, cli_run):
+        run = srv.run(rid)
+        assert run["status"] == "cancelled" and run["finished_at"]
+        assert [s["id"] for s in run["steps"]] == ["first"]
+    assert srv.api("GET", "/api/runs?status=waiting").json()["runs"] == []
+    # A restart does not wake them.
+    srv.restart()
+    assert srv.run(api_run)["status"] == "cancelled"
+    assert srv.run(cli_run)["status"] == "cancelled"
