@@ -24,6 +24,7 @@
 #include "hf_json_check.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
+#include "hf_park.h"
 #include "hf_redact.h"
 #include "hf_verify.h"
 #include "ingest_int.h"
@@ -135,8 +136,16 @@ static void req_free(struct req *r)
 		r->ev->headers_text = r->ev->query_text = NULL;
 	}
 	hf_event_unref(r->ev);
+	json_decref(r->resumed);
 	free(r->target);
 	free(r);
+}
+
+/* The workflow a request's metrics name: its first, or none (a signal to a
+ * wait_for path that no workflow declares). */
+static const char *wf0(const struct req *r)
+{
+	return r->nwfs ? r->wfs[0]->name : NULL;
 }
 
 /* --- the webhook path --- */
@@ -159,6 +168,20 @@ static int verify_all(struct req *r, json_t *headers,
 	    header_get,
 	    r->ev->query,
 	};
+	/* A signal to a wait_for path (hf_park.h) passes its wait_for's
+	 * verify first, whatever the workflows on the path say. */
+	const struct hf_verify_conf *sv =
+	    r->signal ? &r->signal->wait_verify : NULL;
+	if (sv && sv->scheme != HF_VERIFY_NONE &&
+	    hf_verify_request_ex(sv, &vr, header_get, headers,
+				 r->body.data ? r->body.data : "", r->body.len,
+				 now_s, reason, buf, size) != 0) {
+		hf_log(HF_LOG_WARN, "%s %s: wait_for signal rejected: %s",
+		       r->ev->method, r->signal->wait_path, *reason);
+		free(path);
+		*npassed = 0;
+		return -1;
+	}
 	for (size_t i = 0; i < r->nwfs; i++) {
 		struct hf_workflow *wf = r->wfs[i];
 		const char *why = NULL;
@@ -227,7 +250,7 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	    0) {
 		hf_answer_error(&r->ans, 401,
 				"signature verification failed: %s", reason);
-		hf_metrics_event(r->wfs[0]->name, 401);
+		hf_metrics_event(wf0(r), 401);
 		return send_answer(c, &r->ans);
 	}
 
@@ -244,7 +267,7 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	    hf_body_decode_event(headers, r->body.data, r->body.len,
 				 &ev->decoded, err, sizeof err) < 0) {
 		hf_answer_error(&r->ans, 400, "%s", err);
-		hf_metrics_event(r->wfs[0]->name, 400);
+		hf_metrics_event(wf0(r), 400);
 		return send_answer(c, &r->ans);
 	}
 	/* A token sent in the query (verify scheme token, query:) is checked:
@@ -291,7 +314,7 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 				"later",
 				(long long)hf_backlog_size(eng->backlog));
 		r->ans.retry_after = 1;
-		hf_metrics_event(r->wfs[0]->name, 503);
+		hf_metrics_event(wf0(r), 503);
 		return send_answer(c, &r->ans);
 	}
 	if (r->place == HF_PLACE_MEMORY)
@@ -391,6 +414,19 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 		r->body.max = 64 * 1024;
 		return false;
 	}
+	if (hf_park_is_resume_path(url)) { /* run.resume_url (hf_park.h) */
+		if (strcmp(method, "POST") != 0) {
+			snprintf(r->ans.allow, sizeof r->ans.allow, "POST");
+			hf_answer_error(&r->ans, 405,
+					"method %s not allowed for a resume "
+					"URL (allowed: POST)",
+					method);
+			return true;
+		}
+		r->resume = true;
+		r->body.max = (size_t)eng->opt.max_body;
+		return false;
+	}
 	r->snap = hf_engine_snapshot(eng);
 	int known = 0;
 	unsigned allowed = 0;
@@ -398,6 +434,10 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 	    hf_router_match(r->snap->router, url, hf_method_from_name(method),
 			    r->wfs, MAX_MATCH, &known, &allowed);
 	r->nwfs = n < MAX_MATCH ? n : MAX_MATCH;
+	/* A wait_for path needs no workflow of its own (hf_park.h). */
+	r->signal = hf_workflow_set_wait_for(r->snap->set, url);
+	if (r->signal)
+		known = 1;
 	if (!known && hf_workflow_set_failed_path(r->snap->set, url)) {
 		/* Its workflow did not load: the sender retries meanwhile. */
 		hf_answer_error(&r->ans, 503,
@@ -412,7 +452,7 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 		hf_metrics_event(NULL, 404);
 		return true;
 	}
-	if (n == 0) {
+	if (n == 0 && !r->signal) {
 		hf_methods_format(allowed, r->ans.allow, sizeof r->ans.allow);
 		hf_answer_error(&r->ans, 405,
 				"method %s not allowed for '%s' (allowed: %s)",
@@ -425,7 +465,7 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 	if (cl && strtoll(cl, NULL, 10) > eng->opt.max_body) {
 		hf_answer_error(&r->ans, 413, "body larger than %lld bytes",
 				(long long)eng->opt.max_body);
-		hf_metrics_event(r->wfs[0]->name, 413);
+		hf_metrics_event(wf0(r), 413);
 		return true;
 	}
 	/* Sure to be refused: spare the verification and the write (the
@@ -436,7 +476,7 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 				"later",
 				(long long)hf_backlog_size(eng->backlog));
 		r->ans.retry_after = 1;
-		hf_metrics_event(r->wfs[0]->name, 503);
+		hf_metrics_event(wf0(r), 503);
 		return refuse(r);
 	}
 	char why[160];
@@ -444,7 +484,7 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 		hf_answer_error(&r->ans, 503, "state database cannot write: %s",
 				why);
 		r->ans.retry_after = HF_STORE_RETRY_AFTER_S;
-		hf_metrics_event(r->wfs[0]->name, 503);
+		hf_metrics_event(wf0(r), 503);
 		return refuse(r);
 	}
 	r->body.max = (size_t)eng->opt.max_body;
@@ -501,7 +541,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		hf_answer_error(&r->ans, 413, "body larger than %zu bytes",
 				r->body.max);
 		if (!r->ops)
-			hf_metrics_event(r->wfs[0]->name, 413);
+			hf_metrics_event(wf0(r), 413);
 		return send_answer(c, &r->ans);
 	}
 	if (r->ops) {
@@ -510,6 +550,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		hf_api_handle(in->eng, method, url, auth, arg_get, c, &r->ans);
 		return send_answer(c, &r->ans);
 	}
+	if (r->resume) /* ingest_signal.c */
+		return hf_ingest_resume(r, url) == HF_INGEST_SUSPENDED
+			   ? MHD_YES
+			   : send_answer(c, &r->ans);
 	return process(r, c, url, method);
 }
 

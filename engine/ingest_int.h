@@ -66,6 +66,12 @@ struct req {
 	/* No run was made and a `respond: sync` workflow declined: the
 	 * stored event answers 404 instead of 202. */
 	bool sync_declined;
+	/* A signal (hf_park.h, ingest_signal.c): the wait_for step of the
+	 * request's path (from r->snap), or a run.resume_url request; what it
+	 * resumed (ids), set before the request is resumed. */
+	const struct hf_step *signal;
+	bool resume;
+	json_t *resumed;
 };
 
 struct hf_ingest {
@@ -86,6 +92,18 @@ void hf_ingest_submit(struct req *r, size_t nruns);
 /* ingest_sync.c. The resumed request's answer from its commit's outcome
  * (202, 200 duplicate, 503), logged and counted: on its HTTP thread. */
 void hf_ingest_answer_commit(struct req *r);
+/* ingest_sync.c. Resumes a suspended request now, its answer set (any
+ * thread). */
+void hf_ingest_resume_now(struct req *r);
+/* ingest_signal.c. After its commit: hands a stored signal to the parked
+ * runs (hf_park_signal); the request resumes with "resumed" once they are.
+ * Writer thread, in the commit's done(). */
+void hf_ingest_signal_stored(struct req *r, bool answer);
+/* ingest_signal.c. A POST to run.resume_url (r->resume), body read:
+ * checks the token, hands the body to the parked runs, suspends. */
+enum hf_ingest_rc { HF_INGEST_ANSWER, HF_INGEST_SUSPENDED };
+enum hf_ingest_rc hf_ingest_resume(struct req *r, const char *url);
+
 /* ingest_sync.c. Answers every live sync waiter 202 (their runs go on) and
  * resumes its request: at shutdown. */
 void hf_ingest_answer_waiters(struct hf_ingest *in);

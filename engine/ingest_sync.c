@@ -43,6 +43,11 @@ static void resume(struct req *r)
 	atomic_fetch_sub(&in->waiting, 1);
 }
 
+void hf_ingest_resume_now(struct req *r)
+{
+	resume(r);
+}
+
 static void waiter_unref(struct hf_sync_waiter *wt)
 {
 	pthread_mutex_lock(&wt->lock);
@@ -251,8 +256,12 @@ void hf_ingest_answer_commit(struct req *r)
 		return;
 	}
 	log_answered(r, 202, NULL, ids);
-	hf_answer_json(&r->ans, 202,
-		       json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids));
+	json_t *body = json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids);
+	if (r->signal) /* hf_park.h: the runs this signal resumed */
+		json_object_set_new(body, "resumed",
+				    r->resumed ? json_incref(r->resumed)
+					       : json_array());
+	hf_answer_json(&r->ans, 202, body);
 	hf_metrics_event(wf_name, 202);
 }
 
@@ -312,10 +321,12 @@ static void ingest_written(struct hf_write *w)
 			r->runs[i] = NULL;
 		}
 	}
+	if (r->signal) /* wait_for's signal: resumed once matched */
+		hf_ingest_signal_stored(r, !wt);
 	if (wt)
 		hf_sched_timer(r->in->eng->sched, hf_mono_ms() + timeout,
 			       sync_timeout, wt);
-	else
+	else if (!r->signal)
 		resume_later(r); /* the answer is built on its thread */
 }
 

@@ -41,6 +41,7 @@ struct job {
 	struct hf_write w; /* first: the resume write */
 	struct hf_park *p;
 	struct hf_event *ev; /* a signal; NULL for a resume URL */
+	char *path;	     /* the signal's wait_for path, as declared */
 	char *output;	     /* the step's output (JSON text) */
 	struct match *m;
 	size_t nm, cap;
@@ -177,6 +178,7 @@ static void *wake_main(void *arg)
 static void job_free(struct job *j)
 {
 	hf_event_unref(j->ev);
+	free(j->path);
 	free(j->output);
 	free(j->m);
 	free(j);
@@ -236,7 +238,7 @@ static void candidate(struct hf_run *run, void *arg)
 				       ? &wf->steps[run->next_step]
 				       : NULL;
 	bool match = st && st->park == HF_PARK_WAIT_FOR && st->wait_path &&
-		     strcmp(st->wait_path, j->ev->path) == 0;
+		     strcmp(st->wait_path, j->path) == 0;
 	if (match && st->wait_if) {
 		char key[160], *err = NULL;
 		json_t *v = NULL;
@@ -267,7 +269,7 @@ static void handle(struct hf_park *p, struct job *j)
 {
 	if (j->ev) {
 		struct hf_snapshot *snap = hf_engine_snapshot(p->eng);
-		hf_store_load_waiting(p->eng->store, snap->set, j->ev->path,
+		hf_store_load_waiting(p->eng->store, snap->set, j->path,
 				      HF_PARK_SIGNAL_MAX, candidate, j);
 		hf_snapshot_unref(snap);
 		json_t *body = hf_event_body(j->ev);
@@ -322,12 +324,13 @@ static void enqueue(struct hf_park *p, struct job *j)
 	pthread_mutex_unlock(&p->lock);
 }
 
-void hf_park_signal(struct hf_park *p, struct hf_event *ev, hf_park_done done,
-		    void *arg)
+void hf_park_signal(struct hf_park *p, struct hf_event *ev, const char *path,
+		    hf_park_done done, void *arg)
 {
 	struct job *j = hf_xcalloc(1, sizeof *j);
 	j->p = p;
 	j->ev = hf_event_ref(ev);
+	j->path = hf_xstrdup(path);
 	j->done = done;
 	j->arg = arg;
 	enqueue(p, j);

@@ -179,3 +179,34 @@ bool wf_parse_park(struct wf_ctx *c, const yaml_node_t *n, struct hf_step *st,
 	}
 	return true;
 }
+
+/* path without its trailing '/'s: n bytes. */
+static size_t trimmed(const char *path)
+{
+	size_t n = strlen(path);
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	return n;
+}
+
+const struct hf_step *
+hf_workflow_set_wait_for(const struct hf_workflow_set *set, const char *path)
+{
+	size_t n = trimmed(path);
+	const struct hf_step *first = NULL;
+	for (size_t i = 0; set && i < set->n; i++) {
+		const struct hf_workflow *wf = set->items[i];
+		for (size_t j = 0; wf->has_wait_for && j < wf->nsteps; j++) {
+			const struct hf_step *st = &wf->steps[j];
+			if (st->park != HF_PARK_WAIT_FOR || !st->wait_path ||
+			    trimmed(st->wait_path) != n ||
+			    strncmp(st->wait_path, path, n) != 0)
+				continue;
+			if (st->wait_verify.scheme != HF_VERIFY_NONE)
+				return st;
+			if (!first)
+				first = st;
+		}
+	}
+	return first;
+}

@@ -83,10 +83,11 @@ int64_t hf_park_count(struct hf_park *p);
  * callee's), on the writer thread after the resume committed (or on any
  * thread with [] when nothing was to be resumed). */
 typedef void (*hf_park_done)(void *arg, json_t *resumed);
-/* A request to a wait_for path was stored as ev: resumes the runs it
- * matches. Takes a reference on ev. Any thread. */
-void hf_park_signal(struct hf_park *p, struct hf_event *ev, hf_park_done done,
-		    void *arg);
+/* A request to the wait_for path `path` (as the workflows declare it) was
+ * stored as ev: resumes the runs it matches. Takes a reference on ev. Any
+ * thread. */
+void hf_park_signal(struct hf_park *p, struct hf_event *ev, const char *path,
+		    hf_park_done done, void *arg);
 /* run.resume_url was called: resumes run_id at step with output (JSON text,
  * taken over). Any thread. */
 void hf_park_resume(struct hf_park *p, const char *run_id, int step,

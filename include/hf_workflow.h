@@ -238,6 +238,12 @@ struct hf_workflow *hf_workflow_set_find(const struct hf_workflow_set *set,
 const struct hf_load_error *
 hf_workflow_set_failed_path(const struct hf_workflow_set *set, const char *url);
 
+/* The wait_for step (hf_park.h) of a workflow of set whose path is path
+ * (trailing '/' ignored): the first with a `verify:`, else the first; NULL
+ * when none waits there. Its verify checks the signals to path. */
+const struct hf_step *
+hf_workflow_set_wait_for(const struct hf_workflow_set *set, const char *path);
+
 /* When optional is true, an unset environment variable in a `${NAME}` secret is
  * accepted (`hookflow check` does not need the secrets). Default false. */
 void hf_workflow_set_env_optional(bool optional);

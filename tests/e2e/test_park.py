@@ -174,3 +174,139 @@ def test_schema_v2_file_migrates(server):
     assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'"
                        ).fetchone() == ("3",)
     con.close()
+
+
+APPROVER = """
+name: approver
+on:
+  webhook: { path: /tickets }
+steps:
+  - id: ask
+    run: return run.resume_url
+  - id: approval
+    wait_for:
+      path: /approvals
+      if: signal.body.ticket == event.body.ticket
+      timeout: %s
+  - id: after
+    run: return { approved = steps.approval, nil_on_timeout = steps.approval == nil }
+"""
+
+
+def start_waiting(srv, ticket):
+    r = srv.post("/tickets", {"ticket": ticket})
+    assert r.status == 202, r
+    rid = r.json()["runs"][0]
+    run = waiting(srv, rid)
+    assert run["waiting"]["for"] == "signal", run
+    assert run["waiting"]["step"] == "approval"
+    return rid, run
+
+
+def test_wait_for_resumed_by_a_matching_signal(server):
+    """A request to the wait_for path (no workflow of its own) is stored
+    like any event and answers 202 with "resumed": exactly the runs whose
+    `if:` matched; the others keep waiting. The step's output is the
+    signal's body. A parked run outlives a SIGKILL meanwhile."""
+    srv = server(workflows={"approver": APPROVER % "1h"})
+    a, _ = start_waiting(srv, 1)
+    b, _ = start_waiting(srv, 2)
+    c, _ = start_waiting(srv, 1)
+    srv.kill()
+    srv.start()
+    r = srv.post("/approvals", {"ticket": 1, "ok": True})
+    assert r.status == 202, r
+    body = r.json()
+    assert body["runs"] == [] and body["event"].startswith("ev_"), body
+    assert sorted(body["resumed"]) == sorted([a, c])
+    for rid in (a, c):
+        done = srv.wait_run(rid)
+        assert done["status"] == "succeeded", done
+        out = {s["id"]: s["output"] for s in done["steps"]}
+        assert out["approval"] == {"ticket": 1, "ok": True}
+        assert out["after"] == {"approved": {"ticket": 1, "ok": True},
+                                "nil_on_timeout": False}
+    assert srv.run(b)["status"] == "waiting"
+    # the signal is an event like any other
+    ev = srv.api("GET", f"/api/events/{body['event']}").json()
+    assert ev["path"] == "/approvals" and ev["runs"] == []
+    # a signal nobody waits for resumes nothing
+    r = srv.post("/approvals", {"ticket": 99})
+    assert r.status == 202 and r.json()["resumed"] == [], r
+    assert srv.get("/approvals").status in (202, 405)
+    assert srv.post("/nowhere", {}).status == 404
+
+
+def test_wait_for_resume_url_once(server):
+    """run.resume_url resumes the run's wait_for step with the POSTed body,
+    once: a second POST is refused (410), a forged token is unknown (404),
+    a GET is not allowed (405)."""
+    srv = server(workflows={"approver": APPROVER % "1h"})
+    rid, run = start_waiting(srv, 5)
+    url = run["steps"][0]["output"]
+    assert url.startswith(f"http://127.0.0.1:{srv.port}/resume/{rid}/"), url
+    path = url.split(f":{srv.port}", 1)[1]
+    assert srv.get(path).status == 405
+    forged = path[:-4] + ("0000" if not path.endswith("0000") else "1111")
+    r = srv.post(forged, {"x": 1})
+    assert r.status == 404 and "error" in r.json(), r
+    r = srv.post(path, {"via": "button"})
+    assert r.status == 202 and r.json()["resumed"] == [rid], r
+    r = srv.post(path, {"via": "button"})
+    assert r.status == 410 and "error" in r.json(), r
+    done = srv.wait_run(rid)
+    assert done["steps"][1]["output"] == {"via": "button"}
+    # the signal path no longer resumes it either
+    assert srv.post("/approvals", {"ticket": 5}).json()["resumed"] == []
+
+
+def test_wait_for_timeout_leaves_nil(server):
+    """Past its timeout the wait ends: steps.ID is nil and the run goes on;
+    a signal after that resumes nothing."""
+    srv = server(workflows={"approver": APPROVER % "2s"})
+    rid, run = start_waiting(srv, 3)
+    done = srv.wait_run(rid, timeout=30)
+    assert done["status"] == "succeeded", done
+    out = {s["id"]: s["output"] for s in done["steps"]}
+    assert out["approval"] is None
+    assert out["after"] == {"nil_on_timeout": True}
+    assert at_ms(done["steps"][1]["finished_at"]) >= at_ms(
+        run["waiting"]["until"])
+    assert srv.post("/approvals", {"ticket": 3}).json()["resumed"] == []
+
+
+def test_wait_for_verify_and_shared_path(server):
+    """The signal path takes the verify: written under wait_for (401
+    without it); a workflow of its own on that path gets its run too."""
+    srv = server(workflows={"approver": """
+        name: approver
+        on:
+          webhook: { path: /tickets }
+        steps:
+          - id: approval
+            wait_for:
+              path: /approvals
+              timeout: 1h
+              verify: { scheme: token, secret: s3cret }
+          - id: after
+            run: return steps.approval
+        """, "audit": """
+        name: audit
+        on:
+          webhook: { path: /approvals }
+        steps:
+          - id: log
+            run: return event.body
+        """})
+    rid = srv.post("/tickets", {}).json()["runs"][0]
+    waiting(srv, rid)
+    r = srv.post("/approvals", {"ok": 1})
+    assert r.status == 401, r
+    assert srv.run(rid)["status"] == "waiting"
+    r = srv.post("/approvals", {"ok": 1},
+                 headers={"Authorization": "Bearer s3cret"})
+    assert r.status == 202, r
+    body = r.json()
+    assert body["resumed"] == [rid] and len(body["runs"]) == 1, body
+    assert srv.wait_run(body["runs"][0])["status"] == "succeeded"
+    assert srv.wait_run(rid)["steps"][1]["output"] == {"ok": 1}

@@ -1,0 +1,108 @@
+/* ingest_signal.c - requests that resume parked runs (hf_park.h): a request
+ * to a wait_for path (a signal), and a POST to run.resume_url.
+ *
+ * A signal is a webhook like any other (routed, verified with the `verify:`
+ * under its wait_for, stored with the runs of any workflow on the same path);
+ * after its commit the request stays suspended while the parked runs' thread
+ * matches it (hf_park_signal), and resumes with "resumed": the ids of the
+ * runs whose resume committed. A resume URL is checked here (its token, in
+ * constant time), its body handed over with no event stored; 202 with
+ * "resumed" when the run was waiting at that step, 410 when it no longer is
+ * (the URL was used, or the wait ended), 404 for a token that is not one.
+ *
+ * Threading: hf_ingest_resume on an HTTP thread; hf_ingest_signal_stored on
+ * the writer; the callbacks on the writer or on hf-signals (nothing to
+ * resume). Neighbours: ingest.c, ingest_sync.c, park.c. */
+#include "hf_body.h"
+#include "hf_metrics.h"
+#include "hf_park.h"
+#include "ingest_int.h"
+
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The signal's runs are resumed: answer the request (any thread). */
+static void signal_answered(void *arg, json_t *resumed)
+{
+	struct req *r = arg;
+	r->resumed = resumed; /* read by hf_ingest_answer_commit */
+	hf_ingest_resume_now(r);
+}
+
+/* A respond: sync workflow on the same path answers: the ids are not. */
+static void signal_unanswered(void *arg, json_t *resumed)
+{
+	(void)arg;
+	json_decref(resumed);
+}
+
+void hf_ingest_signal_stored(struct req *r, bool answer)
+{
+	struct hf_park *p = r->in->eng->park;
+	if (answer)
+		hf_park_signal(p, r->ev, r->signal->wait_path, signal_answered,
+			       r);
+	else
+		hf_park_signal(p, r->ev, r->signal->wait_path,
+			       signal_unanswered, NULL);
+}
+
+static void resume_answered(void *arg, json_t *resumed)
+{
+	struct req *r = arg;
+	if (json_array_size(resumed) > 0) {
+		hf_answer_json(&r->ans, 202,
+			       json_pack("{s:o}", "resumed", resumed));
+		hf_metrics_event(NULL, 202);
+	} else {
+		json_decref(resumed);
+		hf_answer_error(&r->ans, 410,
+				"this resume URL was used already, or its run "
+				"no longer waits for it");
+		hf_metrics_event(NULL, 410);
+	}
+	hf_ingest_resume_now(r);
+}
+
+enum hf_ingest_rc hf_ingest_resume(struct req *r, const char *url)
+{
+	struct hf_engine *eng = r->in->eng;
+	char run_id[HF_ID_SIZE], err[512];
+	int step = 0;
+	if (!hf_park_resume_check(url, run_id, &step)) {
+		hf_answer_error(&r->ans, 404, "no such resume URL");
+		hf_metrics_event(NULL, 404);
+		return HF_INGEST_ANSWER;
+	}
+	const char *ctype = MHD_lookup_connection_value(
+	    r->conn, MHD_HEADER_KIND, "Content-Type");
+	json_t *headers = json_object();
+	if (ctype)
+		json_object_set_new(headers, "content-type",
+				    json_string(ctype));
+	json_t *body = NULL;
+	int rc = hf_body_decode_event(headers, r->body.data ? r->body.data : "",
+				      r->body.len, &body, err, sizeof err);
+	json_decref(headers);
+	if (rc < 0) {
+		hf_answer_error(&r->ans, 400, "%s", err);
+		hf_metrics_event(NULL, 400);
+		return HF_INGEST_ANSWER;
+	}
+	char *output = json_dumps(body ? body : json_null(),
+				  JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(body);
+	atomic_fetch_add(&r->in->waiting, 1);
+	if (atomic_load(&eng->draining)) {
+		atomic_fetch_sub(&r->in->waiting, 1);
+		free(output);
+		hf_answer_error(&r->ans, 503, "shutting down");
+		r->ans.retry_after = 5;
+		return HF_INGEST_ANSWER;
+	}
+	r->state = WAITING;
+	MHD_suspend_connection(r->conn);
+	hf_park_resume(eng->park, run_id, step, output, resume_answered, r);
+	return HF_INGEST_SUSPENDED;
+}
