@@ -321,6 +321,8 @@ static void ingest_written(struct hf_write *w)
 			r->runs[i] = NULL;
 		}
 	}
+	if (r->cancel_on) /* cancels what it matches, on hf-flow */
+		hf_flow_signal(r->ev, r->snap);
 	if (r->signal) /* wait_for's signal: resumed once matched */
 		hf_ingest_signal_stored(r, !wt);
 	if (wt)

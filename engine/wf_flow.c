@@ -1,5 +1,6 @@
 /* wf_flow.c - the flow-control keys of a workflow file (CONTRACT §6):
- * `on_failure:` (steps run once after the run failed). The keys are listed in
+ * `on_failure:` (steps run once after the run failed) and `cancel_on:`
+ * (requests that cancel the workflow's runs). The keys are listed in
  * workflow.c's tables; this file reads their values into the hf_workflow
  * model, with FILE:LINE:COL errors.
  *
@@ -76,4 +77,114 @@ void wf_parse_on_failure(struct wf_ctx *c, const yaml_node_t *n)
 		st->id = id;
 	}
 	free(ids);
+}
+
+/* A literal path: no {parameters}, query or spaces (as wait_for's). */
+static bool literal_path(const char *s)
+{
+	if (s[0] != '/' || strlen(s) > HF_WEBHOOK_PATH_MAX)
+		return false;
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == '?' || *p == '#' ||
+		    *p == '{' || *p == '}' || *p == '%' || *p == '\\' ||
+		    *p == 0x7f)
+			return false;
+	return true;
+}
+
+static void parse_cancel_on_entry(struct wf_ctx *c, const yaml_node_t *n,
+				  const char *const *keys, size_t nkeys,
+				  struct hf_cancel_on *e)
+{
+	const yaml_node_t *x;
+	const char *s;
+	e->line = (int)n->start_mark.line + 1;
+	if (n->type != YAML_MAPPING_NODE) {
+		wf_nerr(c, n,
+			"a cancel_on entry must be a mapping (with 'path' and "
+			"'if')");
+		return;
+	}
+	wf_check_keys(c, n, keys, nkeys);
+	if ((x = wf_need(c, n, "path")) && (s = wf_want_str(c, x, "path"))) {
+		if (!literal_path(s))
+			wf_nerr(c, x,
+				"invalid cancel_on path '%s' (expected a "
+				"literal path starting with /, without "
+				"{parameters}, query or spaces)",
+				s);
+		else if (hf_path_is_reserved(s) || hf_park_is_resume_path(s))
+			wf_nerr(c, x,
+				"cancel_on path '%s' is reserved (/api, /ui, "
+				"/resume, /healthz and /metrics are the "
+				"server's)",
+				s);
+		else
+			e->path = hf_xstrdup(s);
+	}
+	if ((x = wf_get(c, n, "if")))
+		e->if_expr = wf_parse_expr(c, x, "cancel_on.if");
+}
+
+void wf_parse_cancel_on(struct wf_ctx *c, const yaml_node_t *n,
+			const char *const *keys, size_t nkeys)
+{
+	struct hf_workflow *wf = &c->p->pub;
+	if (n->type != YAML_SEQUENCE_NODE) {
+		wf_nerr(c, n,
+			"'cancel_on' must be a list of {path, if} entries");
+		return;
+	}
+	size_t cnt =
+	    (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (cnt == 0 || cnt > HF_MAX_STEPS) {
+		wf_nerr(c, n, "'cancel_on' must have 1 to %d entries",
+			HF_MAX_STEPS);
+		return;
+	}
+	wf->cancel_on = hf_xcalloc(cnt, sizeof *wf->cancel_on);
+	wf->ncancel_on = cnt;
+	for (size_t i = 0; i < cnt; i++) {
+		yaml_node_t *it = node_of(c, n->data.sequence.items.start[i]);
+		if (it)
+			parse_cancel_on_entry(c, it, keys, nkeys,
+					      &wf->cancel_on[i]);
+	}
+}
+
+void wf_flow_free(struct hf_workflow *wf)
+{
+	for (size_t i = 0; i < wf->ncancel_on; i++) {
+		free(wf->cancel_on[i].path);
+		wf_expr_free(wf->cancel_on[i].if_expr);
+	}
+	free(wf->cancel_on);
+}
+
+/* The path's length without trailing '/' (but "/" itself). */
+static size_t trimmed(const char *path)
+{
+	size_t n = strlen(path);
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	return n;
+}
+
+bool hf_workflow_cancel_on_matches(const struct hf_cancel_on *e,
+				   const char *path)
+{
+	size_t n = trimmed(path);
+	return e->path && trimmed(e->path) == n &&
+	       strncmp(e->path, path, n) == 0;
+}
+
+bool hf_workflow_set_cancel_on(const struct hf_workflow_set *set,
+			       const char *path)
+{
+	for (size_t i = 0; set && i < set->n; i++)
+		for (size_t j = 0; j < set->items[i]->ncancel_on; j++)
+			if (hf_workflow_cancel_on_matches(
+				&set->items[i]->cancel_on[j], path))
+				return true;
+	return false;
 }

@@ -176,5 +176,10 @@ void wf_parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
 		   struct hf_step *st, const yaml_node_t **idnode);
 /* wf_flow.c: `on_failure:`, after `steps:`. */
 void wf_parse_on_failure(struct wf_ctx *c, const yaml_node_t *n);
+/* wf_flow.c: `cancel_on:` with its entries' keys (workflow.c's table). */
+void wf_parse_cancel_on(struct wf_ctx *c, const yaml_node_t *n,
+			const char *const *keys, size_t nkeys);
+/* wf_flow.c: frees what the flow-control keys hold. */
+void wf_flow_free(struct hf_workflow *wf);
 
 #endif

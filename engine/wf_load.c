@@ -57,6 +57,7 @@ static void wf_free(struct hf_workflow *wf)
 	wf_expr_free(wf->dedupe);
 	wf_expr_free(wf->if_expr);
 	wf_expr_free(wf->concurrency_key);
+	wf_flow_free(wf);
 	for (size_t i = 0; i < hf_workflow_nall(wf); i++) {
 		struct hf_step *st = &wf->steps[i];
 		free(st->id);

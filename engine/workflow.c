@@ -24,9 +24,11 @@
 #include <string.h>
 
 static const char *const top_keys[] = {
-    "name",    "description", "on",    "if",
-    "timeout", "concurrency", "steps", "on_failure", /* wf_flow.c */
+    "name",	 "description", "on",	 "if",
+    "timeout",	 "concurrency", "steps", "on_failure", /* wf_flow.c */
+    "cancel_on",				       /* wf_flow.c */
 };
+static const char *const cancel_on_keys[] = {"path", "if"}; /* wf_flow.c */
 static const char *const on_keys[] = {"webhook", "schedule"};
 static const char *const schedule_keys[] = {"cron", "timezone", "catch_up"};
 static const char *const webhook_keys[] = {
@@ -721,4 +723,6 @@ void wf_parse_top(struct wf_ctx *c, const yaml_node_t *root)
 		parse_steps(c, x);
 	if ((x = wf_get(c, root, "on_failure")))
 		wf_parse_on_failure(c, x);
+	if ((x = wf_get(c, root, "cancel_on")))
+		wf_parse_cancel_on(c, x, cancel_on_keys, NKEYS(cancel_on_keys));
 }

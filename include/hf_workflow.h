@@ -121,6 +121,14 @@ struct hf_step {
 	struct hf_verify_conf wait_verify; /* wait_for.verify; scheme NONE */
 };
 
+/* One entry of `cancel_on:`: a request to path whose `if:` is true (event:
+ * the waiting run's event, signal: the request) cancels the run. */
+struct hf_cancel_on {
+	char *path;		 /* starts with '/' */
+	struct hf_expr *if_expr; /* NULL: every request to path */
+	int line;
+};
+
 /* One entry of `on.schedule`: a cron expression read in a time zone. */
 struct hf_schedule {
 	char *cron; /* as written, for event.schedule.cron */
@@ -156,6 +164,10 @@ struct hf_workflow {
 	size_t nsteps;
 	struct hf_schedule *schedules; /* `on.schedule`, in file order */
 	size_t nschedules;
+	/* `cancel_on:` (wf_flow.c): requests that cancel this workflow's
+	 * queued and waiting runs (flow.c). */
+	struct hf_cancel_on *cancel_on;
+	size_t ncancel_on;
 	/* `on_failure:` (wf_flow.c): steps[nsteps .. nsteps + nfailure_steps),
 	 * their ids "on_failure.ID"; run once after the run failed. */
 	size_t nfailure_steps;
@@ -248,6 +260,13 @@ hf_workflow_set_wait_for(const struct hf_workflow_set *set, const char *path);
  * accepted (`hookflow check` does not need the secrets). Default false. */
 void hf_workflow_set_env_optional(bool optional);
 
+/* True when the `cancel_on:` entry e is for path (a trailing '/' ignored),
+ * and when a workflow of set has such an entry. Pure. */
+bool hf_workflow_cancel_on_matches(const struct hf_cancel_on *e,
+				   const char *path);
+/* (see above) */
+bool hf_workflow_set_cancel_on(const struct hf_workflow_set *set,
+			       const char *path);
 /* Reserved paths a workflow may not declare (/api..., /healthz, /metrics,
  * /ui...). */
 bool hf_path_is_reserved(const char *path);
