@@ -17,6 +17,7 @@
 #include "hf_park.h"
 #include "hf_schedule.h"
 #include "hf_server.h"
+#include "hf_throttle.h"
 #include "hf_worker.h"
 
 #include <dirent.h>
@@ -305,6 +306,8 @@ static int start_core(struct hf_server *srv)
 		return 1;
 	}
 	save_versions(srv->eng.store, set);
+	/* Before a worker asks for a start (hf_throttle.h). */
+	hf_throttle_restore(srv->eng.store, set);
 	srv->eng.sched = hf_sched_create();
 	struct hf_luart_config cfg = {
 	    .scripts_dir = o->scripts_dir,

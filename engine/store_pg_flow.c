@@ -112,6 +112,8 @@ static int active_row(PGconn *c, PGresult *r, int i, void *arg)
 	    .event_id = pg_text(r, i, 1),
 	    .status = pg_text(r, i, 2),
 	    .created_at = pg_int(r, i, 3),
+	    .wake_at = pg_int(r, i, 4),
+	    .waiting = pg_text(r, i, 5),
 	};
 	a->fn(&run, a->arg);
 	return 0;
@@ -123,10 +125,12 @@ int hf_pg_active_runs(struct hf_store *s, const char *workflow,
 		      void *arg)
 {
 	struct active a = {fn, arg};
-	return hf_pg_each(pq(s), NULL, active_row, &a,
-			  "SELECT id, event_id, status, created_at FROM runs"
-			  " WHERE status IN ('queued','running','waiting') AND"
-			  " workflow = $1 AND ($2::text IS NULL OR lane = $2)"
-			  " ORDER BY seq LIMIT $3",
-			  "tti", workflow, lane, limit);
+	return hf_pg_each(
+	    pq(s), NULL, active_row, &a,
+	    "SELECT id, event_id, status, created_at, wake_at, waiting"
+	    " FROM runs"
+	    " WHERE status IN ('queued','running','waiting') AND"
+	    " workflow = $1 AND ($2::text IS NULL OR lane = $2)"
+	    " ORDER BY seq LIMIT $3",
+	    "tti", workflow, lane, limit);
 }

@@ -105,6 +105,8 @@ static int active_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	    .event_id = (const char *)sqlite3_column_text(st, 1),
 	    .status = (const char *)sqlite3_column_text(st, 2),
 	    .created_at = sqlite3_column_int64(st, 3),
+	    .wake_at = sqlite3_column_int64(st, 4),
+	    .waiting = (const char *)sqlite3_column_text(st, 5),
 	};
 	a->fn(&r, a->arg);
 	return 0;
@@ -119,11 +121,13 @@ int hf_sqlite_active_runs(struct hf_store *s, const char *workflow,
 	/* Two statements: runs_pending (queued, running) serves the first;
 	 * a parked run's status is 'waiting'. */
 	static const char *const sql[] = {
-	    "SELECT r.id, e.id, r.status, r.created_at FROM runs r JOIN events"
+	    "SELECT r.id, e.id, r.status, r.created_at, r.wake_at, r.waiting"
+	    " FROM runs r JOIN events"
 	    " e ON e.rid = r.event WHERE r.status IN ('queued','running') AND"
 	    " r.workflow = ?1 AND (?2 IS NULL OR r.lane = ?2) ORDER BY r.rid"
 	    " LIMIT ?3",
-	    "SELECT r.id, e.id, r.status, r.created_at FROM runs r JOIN events"
+	    "SELECT r.id, e.id, r.status, r.created_at, r.wake_at, r.waiting"
+	    " FROM runs r JOIN events"
 	    " e ON e.rid = r.event WHERE r.status = 'waiting' AND"
 	    " r.workflow = ?1 AND (?2 IS NULL OR r.lane = ?2) ORDER BY r.rid"
 	    " LIMIT ?3",

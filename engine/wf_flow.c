@@ -152,8 +152,49 @@ void wf_parse_cancel_on(struct wf_ctx *c, const yaml_node_t *n,
 	}
 }
 
+struct hf_throttle *wf_parse_throttle(struct wf_ctx *c, const yaml_node_t *n,
+				      const char *const *keys, size_t nkeys)
+{
+	if (!wf_want_map(c, n, "throttle"))
+		return NULL;
+	wf_check_keys(c, n, keys, nkeys);
+	struct hf_throttle *t = hf_xcalloc(1, sizeof *t);
+	const yaml_node_t *x;
+	bool ok = true;
+	if ((x = wf_need(c, n, "key")))
+		ok = (t->key = wf_parse_expr(c, x, "throttle.key")) != NULL;
+	else
+		ok = false;
+	if ((x = wf_need(c, n, "limit")))
+		ok = wf_parse_int(c, x, "throttle.limit", 1, HF_THROTTLE_MAX,
+				  &t->limit) &&
+		     ok;
+	else
+		ok = false;
+	if ((x = wf_need(c, n, "period"))) {
+		wf_parse_duration(c, x, "throttle.period", true, &t->period_ms);
+		ok = ok && t->period_ms > 0;
+	} else {
+		ok = false;
+	}
+	if (!ok) {
+		wf_throttle_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void wf_throttle_free(struct hf_throttle *t)
+{
+	if (!t)
+		return;
+	wf_expr_free(t->key);
+	free(t);
+}
+
 void wf_flow_free(struct hf_workflow *wf)
 {
+	wf_throttle_free(wf->throttle);
 	for (size_t i = 0; i < wf->ncancel_on; i++) {
 		free(wf->cancel_on[i].path);
 		wf_expr_free(wf->cancel_on[i].if_expr);

@@ -179,6 +179,11 @@ void wf_parse_on_failure(struct wf_ctx *c, const yaml_node_t *n);
 /* wf_flow.c: `cancel_on:` with its entries' keys (workflow.c's table). */
 void wf_parse_cancel_on(struct wf_ctx *c, const yaml_node_t *n,
 			const char *const *keys, size_t nkeys);
+/* wf_flow.c: `throttle:` (workflow or step): a new one, or NULL after
+ * reporting why. wf_throttle_free accepts NULL. */
+struct hf_throttle *wf_parse_throttle(struct wf_ctx *c, const yaml_node_t *n,
+				      const char *const *keys, size_t nkeys);
+void wf_throttle_free(struct hf_throttle *t);
 /* wf_flow.c: frees what the flow-control keys hold. */
 void wf_flow_free(struct hf_workflow *wf);
 

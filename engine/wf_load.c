@@ -65,6 +65,7 @@ static void wf_free(struct hf_workflow *wf)
 		free(st->code_name);
 		free(st->script);
 		wf_expr_free(st->if_expr);
+		wf_throttle_free(st->throttle);
 		free(st->with_chunk);
 		free(st->wait_path);
 		wf_expr_free(st->wait_if);

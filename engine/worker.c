@@ -19,6 +19,7 @@
 #include "hf_ops.h"
 #include "hf_outbox.h"
 #include "hf_park.h"
+#include "hf_throttle.h"
 #include "hf_worker.h"
 
 #include <assert.h>
@@ -211,6 +212,24 @@ static size_t result_bytes(const struct step_write *sw)
 	return n;
 }
 
+/* Parked: the run's row changes, no step record yet (the write makes a
+ * "started" write redundant). */
+static void park_write(struct worker *wk, struct hf_engine *eng,
+		       struct hf_run *run, struct step_write *sw, size_t index)
+{
+	atomic_store(&run->step_pending, true);
+	sw->w.kind = HF_W_STEP;
+	sw->w.run = run;
+	sw->w.step_index = index;
+	sw->w.result = NULL;
+	sw->w.done = step_written;
+	sw->w.ctx = eng;
+	sw->wk = wk;
+	commit_begin(wk, 0);
+	hf_store_submit(eng->store, &sw->w);
+	commit_wait(wk, HF_WORKER_INFLIGHT, HF_WORKER_INFLIGHT_BYTES);
+}
+
 static void execute(struct worker *wk, struct hf_run *run)
 {
 	struct hf_engine *eng = wk->pool->eng;
@@ -225,6 +244,15 @@ static void execute(struct worker *wk, struct hf_run *run)
 		return;
 	}
 	atomic_store(&run->step_pending, false);
+	if (hf_throttle_gate(run, now) > 0) {
+		/* Parked until its start (hf_throttle.h), before it starts. */
+		struct step_write *sw = hf_xcalloc(1, sizeof *sw);
+		sw->prev_step = run->next_step;
+		sw->prev_attempt = run->step_attempt;
+		sw->prev_status = HF_RUN_QUEUED;
+		park_write(wk, eng, run, sw, run->next_step);
+		return;
+	}
 	if (run->status == HF_RUN_QUEUED) {
 		run->status = HF_RUN_RUNNING;
 		run->started_at = now;
@@ -269,20 +297,8 @@ static void execute(struct worker *wk, struct hf_run *run)
 	}
 
 	if (run->status == HF_RUN_WAITING) {
-		/* Parked: the run's row changes, no step record yet (the
-		 * write makes a "started" write redundant). */
-		atomic_store(&run->step_pending, true);
 		hf_step_result_release(&sw->res);
-		sw->w.kind = HF_W_STEP;
-		sw->w.run = run;
-		sw->w.step_index = done.index;
-		sw->w.result = NULL;
-		sw->w.done = step_written;
-		sw->w.ctx = eng;
-		sw->wk = wk;
-		commit_begin(wk, 0);
-		hf_store_submit(eng->store, &sw->w);
-		commit_wait(wk, HF_WORKER_INFLIGHT, HF_WORKER_INFLIGHT_BYTES);
+		park_write(wk, eng, run, sw, done.index);
 		return;
 	}
 	hf_metrics_step(hf_step_status_name(sw->res.status),

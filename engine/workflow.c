@@ -26,9 +26,10 @@
 static const char *const top_keys[] = {
     "name",	 "description", "on",	 "if",
     "timeout",	 "concurrency", "steps", "on_failure", /* wf_flow.c */
-    "cancel_on",				       /* wf_flow.c */
+    "cancel_on", "throttle",			       /* wf_flow.c */
 };
 static const char *const cancel_on_keys[] = {"path", "if"}; /* wf_flow.c */
+static const char *const throttle_keys[] = {"key", "limit", "period"};
 static const char *const on_keys[] = {"webhook", "schedule"};
 static const char *const schedule_keys[] = {"cron", "timezone", "catch_up"};
 static const char *const webhook_keys[] = {
@@ -45,9 +46,10 @@ static const char *const verify_keys[] = {
 static const char *const concurrency_keys[] = {"key", "max",
 					       "cancel_in_progress"};
 static const char *const step_keys[] = {
-    "id",    "run",   "script",	  "if",
-    "with",  "retry", "timeout",  "continue_on_error",
-    "sleep", "until", "wait_for", /* wf_park.c */
+    "id",	"run",	 "script",   "if",
+    "with",	"retry", "timeout",  "continue_on_error",
+    "sleep",	"until", "wait_for", /* wf_park.c */
+    "throttle",			     /* wf_flow.c */
 };
 static const char *const retry_keys[] = {"attempts", "backoff", "max_backoff",
 					 "max_delay"};
@@ -652,6 +654,9 @@ static void parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
 	if ((x = wf_get(c, n, "continue_on_error")))
 		wf_parse_bool(c, x, "continue_on_error",
 			      &st->continue_on_error);
+	if ((x = wf_get(c, n, "throttle")))
+		st->throttle = wf_parse_throttle(c, x, throttle_keys,
+						 NKEYS(throttle_keys));
 }
 
 void wf_parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
@@ -725,4 +730,7 @@ void wf_parse_top(struct wf_ctx *c, const yaml_node_t *root)
 		wf_parse_on_failure(c, x);
 	if ((x = wf_get(c, root, "cancel_on")))
 		wf_parse_cancel_on(c, x, cancel_on_keys, NKEYS(cancel_on_keys));
+	if ((x = wf_get(c, root, "throttle")))
+		wf->throttle = wf_parse_throttle(c, x, throttle_keys,
+						 NKEYS(throttle_keys));
 }

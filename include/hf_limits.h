@@ -339,6 +339,12 @@
 #define HF_PRUNE_BATCH 500
 #endif
 
+/* throttle.limit: starts per period per key. Each key keeps its last
+ * `limit` start times in memory (throttle.c): 8 bytes each. */
+#ifndef HF_THROTTLE_MAX
+#define HF_THROTTLE_MAX 100000
+#endif
+
 /* Workflow names and step ids: short identifiers that appear in paths, logs
  * and metric labels. */
 #ifndef HF_NAME_MAX

@@ -280,9 +280,12 @@ struct hf_active_run {
 	const char *event_id;
 	const char *status; /* queued, running, waiting */
 	int64_t created_at;
+	int64_t wake_at;     /* a waiting run's due time (hf_park.h) */
+	const char *waiting; /* RUN's "waiting" as JSON text, or NULL */
 };
 /* Calls fn for at most limit unfinished runs (queued, running, waiting) of
- * workflow, only those of lane when lane is not NULL, oldest first. Returns
+ * workflow, only those of lane when lane is not NULL, oldest first (the
+ * waiting ones after the others). Returns
  * how many or -1. Any thread (a read connection). */
 int hf_store_active_runs(struct hf_store *s, const char *workflow,
 			 const char *lane, int limit,

@@ -119,6 +119,15 @@ struct hf_step {
 	struct hf_expr *wait_if; /* wait_for.if: NULL: every signal matches */
 	int64_t wait_timeout_ms; /* wait_for.timeout */
 	struct hf_verify_conf wait_verify; /* wait_for.verify; scheme NONE */
+	struct hf_throttle *throttle;	   /* `throttle:` (wf_flow.c); NULL */
+};
+
+/* `throttle:` (workflow or step level): at most limit starts per period per
+ * key; the key is shared by every workflow naming it (throttle.c). */
+struct hf_throttle {
+	struct hf_expr *key;
+	int limit;
+	int64_t period_ms;
 };
 
 /* One entry of `cancel_on:`: a request to path whose `if:` is true (event:
@@ -168,6 +177,7 @@ struct hf_workflow {
 	 * queued and waiting runs (flow.c). */
 	struct hf_cancel_on *cancel_on;
 	size_t ncancel_on;
+	struct hf_throttle *throttle; /* `throttle:` (wf_flow.c); NULL: none */
 	/* `on_failure:` (wf_flow.c): steps[nsteps .. nsteps + nfailure_steps),
 	 * their ids "on_failure.ID"; run once after the run failed. */
 	size_t nfailure_steps;
