@@ -61,6 +61,11 @@ run = {}
 ---@type hookflow.Failure
 failure = {}
 
+---In a workflow with `debounce:` only: every event of the burst, in arrival
+---order (`event` is the last of them). Not defined elsewhere.
+---@type hookflow.Event[]
+events = {}
+
 ---Reads an environment variable of the server.
 ---@param name string
 ---@return string|nil value nil when unset

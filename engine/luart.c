@@ -373,6 +373,10 @@ static int step_main(lua_State *L)
 		hf_lua_push_json(L, ctx->failure);
 		lua_setfield(L, env, "failure");
 	}
+	if (ctx->events) { /* a debounced run's (hf_debounce.h) */
+		hf_lua_push_json(L, ctx->events);
+		lua_setfield(L, env, "events");
+	}
 
 	if (st->if_expr && st->if_expr->chunk) {
 		const char *key = lua_pushfstring(L, "%s:%s:if", ver, st->id);

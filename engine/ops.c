@@ -281,6 +281,7 @@ int hf_ops_step(struct hf_luart *rt, struct hf_run *run, int64_t now,
 	    .attempt = run->step_attempt,
 	    .timeout_ms = budget,
 	    .failure = run->failure,
+	    .events = run->events,
 	    .resume_url = resume_url,
 	};
 	hf_luart_run_step(rt, &ctx, res);

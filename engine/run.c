@@ -135,6 +135,7 @@ void hf_run_free(struct hf_run *run)
 	free(run->error);
 	free(run->dedupe_key);
 	json_decref(run->failure);
+	json_decref(run->events);
 	free(run->waiting);
 	free(run->wait_path);
 	free(run);

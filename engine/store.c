@@ -208,6 +208,17 @@ int hf_store_cancel_note_done(struct hf_store *s, const char *run_id)
 	return s->ops->cancel_note_done(s, run_id);
 }
 
+int hf_store_debounce_extend(struct hf_store *s, const char *run_id,
+			     int64_t wake_at, const char *waiting)
+{
+	return s->ops->debounce_extend(s, run_id, wake_at, waiting);
+}
+
+char *hf_store_run_waiting(struct hf_store *s, const char *run_id)
+{
+	return s->ops->run_waiting(s, run_id);
+}
+
 int hf_store_active_runs(struct hf_store *s, const char *workflow,
 			 const char *lane, int limit,
 			 void (*fn)(const struct hf_active_run *r, void *arg),

@@ -85,6 +85,9 @@ struct hf_store_ops {
 			    void (*fn)(const char *run_id, void *arg),
 			    void *arg);
 	int (*cancel_note_done)(struct hf_store *s, const char *run_id);
+	int (*debounce_extend)(struct hf_store *s, const char *run_id,
+			       int64_t wake_at, const char *waiting);
+	char *(*run_waiting)(struct hf_store *s, const char *run_id);
 	int (*active_runs)(struct hf_store *s, const char *workflow,
 			   const char *lane, int limit,
 			   void (*fn)(const struct hf_active_run *r, void *arg),

@@ -216,6 +216,9 @@ int hf_pg_cancel_run(struct hf_store *s, const char *run_id, const char *reason,
 int hf_pg_cancel_notes(struct hf_store *s,
 		       void (*fn)(const char *run_id, void *arg), void *arg);
 int hf_pg_cancel_note_done(struct hf_store *s, const char *run_id);
+int hf_pg_debounce_extend(struct hf_store *s, const char *run_id,
+			  int64_t wake_at, const char *waiting);
+char *hf_pg_run_waiting(struct hf_store *s, const char *run_id);
 int hf_pg_active_runs(struct hf_store *s, const char *workflow,
 		      const char *lane, int limit,
 		      void (*fn)(const struct hf_active_run *r, void *arg),

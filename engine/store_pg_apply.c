@@ -456,8 +456,9 @@ static int apply_step(struct hf_pg_store *q, struct hf_write *w)
 						&res->emits[i]) < 0)
 					return -1;
 	}
-	bool ended =
-	    run->status == HF_RUN_SUCCEEDED || run->status == HF_RUN_FAILED;
+	bool ended = run->status == HF_RUN_SUCCEEDED ||
+		     run->status == HF_RUN_FAILED ||
+		     run->status == HF_RUN_CANCELLED; /* hf_debounce.h */
 	int64_t finished = ended ? (res ? res->finished_at : hf_now_ms()) : 0;
 	if (hf_pg_run(q, q->wconn,
 		      "UPDATE runs SET status = $2, next_step = $3,"

@@ -134,3 +134,31 @@ int hf_pg_active_runs(struct hf_store *s, const char *workflow,
 	    " ORDER BY seq LIMIT $3",
 	    "tti", workflow, lane, limit);
 }
+
+int hf_pg_debounce_extend(struct hf_store *s, const char *run_id,
+			  int64_t wake_at, const char *waiting)
+{
+	struct hf_pg_store *q = pq(s);
+	assert(pq_applying(q)); /* through HF_W_CALL */
+	int n = hf_pg_run(q, q->wconn,
+			  "UPDATE runs SET wake_at = $2, waiting = $3 WHERE"
+			  " id = $1 AND status = 'waiting'",
+			  "tIt", run_id, wake_at, waiting);
+	return n < 0 ? -1 : n > 0 ? 1 : 0;
+}
+
+static int text_row(PGconn *c, PGresult *r, int i, void *arg)
+{
+	(void)c;
+	const char *t = pg_text(r, i, 0);
+	*(char **)arg = t ? hf_xstrdup(t) : NULL;
+	return 1;
+}
+
+char *hf_pg_run_waiting(struct hf_store *s, const char *run_id)
+{
+	char *out = NULL;
+	hf_pg_each(pq(s), NULL, text_row, &out,
+		   "SELECT waiting FROM runs WHERE id = $1", "t", run_id);
+	return out;
+}

@@ -529,7 +529,8 @@ run:
 	sqlite3_bind_int(st, 4, run->step_attempt);
 	sqlite3_bind_int64(st, 5, run->due_at);
 	bind_text(st, 6, run->error);
-	if (run->status == HF_RUN_SUCCEEDED || run->status == HF_RUN_FAILED)
+	if (run->status == HF_RUN_SUCCEEDED || run->status == HF_RUN_FAILED ||
+	    run->status == HF_RUN_CANCELLED) /* debounced: hf_debounce.h */
 		sqlite3_bind_int64(st, 7, res ? res->finished_at : hf_now_ms());
 	else
 		sqlite3_bind_null(st, 7);

@@ -142,3 +142,38 @@ int hf_sqlite_active_runs(struct hf_store *s, const char *workflow,
 	}
 	return total;
 }
+
+int hf_sqlite_debounce_extend(struct hf_store *s, const char *run_id,
+			      int64_t wake_at, const char *waiting)
+{
+	struct hf_sqlite_store *q = sq(s);
+	assert(sq_applying(q)); /* through HF_W_CALL */
+	int64_t lo = hf_sqlite_band(run_id);
+	if (hf_sqlite_exec(q->wdb,
+			   "UPDATE runs SET wake_at = ?2, waiting = ?3 WHERE"
+			   " rid BETWEEN ?4 AND ?5 AND id = ?1 AND status ="
+			   " 'waiting'",
+			   "tItII", run_id, wake_at, waiting, lo,
+			   lo + ((1 << HF_BAND_BITS) - 1)) != SQLITE_DONE)
+		return -1;
+	return sqlite3_changes(q->wdb) > 0 ? 1 : 0;
+}
+
+static int text_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
+{
+	(void)db;
+	const char *t = (const char *)sqlite3_column_text(st, 0);
+	*(char **)arg = t ? hf_xstrdup(t) : NULL;
+	return 1;
+}
+
+char *hf_sqlite_run_waiting(struct hf_store *s, const char *run_id)
+{
+	char *out = NULL;
+	int64_t lo = hf_sqlite_band(run_id);
+	hf_sqlite_each(sq(s), NULL, text_row, &out,
+		       "SELECT waiting FROM runs WHERE rid BETWEEN ?2 AND ?3"
+		       " AND id = ?1",
+		       "tII", run_id, lo, lo + ((1 << HF_BAND_BITS) - 1));
+	return out;
+}

@@ -115,9 +115,12 @@ int hf_throttle_gate(struct hf_run *run, int64_t now)
 {
 	const struct hf_workflow *wf = run->wf;
 	size_t i = run->next_step;
-	/* Woken: its start was given before it parked. */
-	if (!wf || i >= wf->nsteps || run->woken || run->step_attempt != 1 ||
-	    wf->steps[i].park)
+	/* Woken: its start was given before it parked (a debounce's leader
+	 * woke from its burst, not from a throttle: hf_debounce.h). */
+	bool burst = run->waiting &&
+		     strstr(run->waiting, "\"for\":\"debounce\"") != NULL;
+	if (!wf || i >= wf->nsteps || (run->woken && !burst) ||
+	    run->step_attempt != 1 || wf->steps[i].park)
 		return 0;
 	const struct hf_throttle *t = NULL;
 	const char *step = NULL;

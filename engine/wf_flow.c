@@ -192,9 +192,44 @@ void wf_throttle_free(struct hf_throttle *t)
 	free(t);
 }
 
+struct hf_debounce *wf_parse_debounce(struct wf_ctx *c, const yaml_node_t *n,
+				      const char *const *keys, size_t nkeys)
+{
+	if (!wf_want_map(c, n, "debounce"))
+		return NULL;
+	wf_check_keys(c, n, keys, nkeys);
+	struct hf_debounce *d = hf_xcalloc(1, sizeof *d);
+	const yaml_node_t *x;
+	bool ok = true;
+	if ((x = wf_need(c, n, "key")))
+		ok = (d->key = wf_parse_expr(c, x, "debounce.key")) != NULL;
+	else
+		ok = false;
+	if ((x = wf_need(c, n, "period")))
+		wf_parse_duration(c, x, "debounce.period", true, &d->period_ms);
+	ok = ok && d->period_ms > 0;
+	if ((x = wf_get(c, n, "max_wait"))) {
+		wf_parse_duration(c, x, "debounce.max_wait", true,
+				  &d->max_wait_ms);
+		if (d->max_wait_ms > 0 && d->max_wait_ms < d->period_ms)
+			wf_nerr(c, x,
+				"'max_wait' must not be less than 'period'");
+	}
+	if (!ok) {
+		wf_expr_free(d->key);
+		free(d);
+		return NULL;
+	}
+	return d;
+}
+
 void wf_flow_free(struct hf_workflow *wf)
 {
 	wf_throttle_free(wf->throttle);
+	if (wf->debounce) {
+		wf_expr_free(wf->debounce->key);
+		free(wf->debounce);
+	}
 	for (size_t i = 0; i < wf->ncancel_on; i++) {
 		free(wf->cancel_on[i].path);
 		wf_expr_free(wf->cancel_on[i].if_expr);

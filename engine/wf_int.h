@@ -184,6 +184,9 @@ void wf_parse_cancel_on(struct wf_ctx *c, const yaml_node_t *n,
 struct hf_throttle *wf_parse_throttle(struct wf_ctx *c, const yaml_node_t *n,
 				      const char *const *keys, size_t nkeys);
 void wf_throttle_free(struct hf_throttle *t);
+/* wf_flow.c: `debounce:`: a new one, or NULL after reporting why. */
+struct hf_debounce *wf_parse_debounce(struct wf_ctx *c, const yaml_node_t *n,
+				      const char *const *keys, size_t nkeys);
 /* wf_flow.c: frees what the flow-control keys hold. */
 void wf_flow_free(struct hf_workflow *wf);
 

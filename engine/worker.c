@@ -13,6 +13,7 @@
  * (run.attempt + 1). Each worker shows the deadline of the step it runs, for
  * /healthz (hf_workers_stuck). */
 #include "hf_cancel.h"
+#include "hf_debounce.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_on_failure.h"
@@ -131,7 +132,8 @@ static void step_written(struct hf_write *w)
 		run->waiting = run->wait_path = NULL;
 	}
 	bool over = w->rc == 0 && (run->status == HF_RUN_SUCCEEDED ||
-				   run->status == HF_RUN_FAILED);
+				   run->status == HF_RUN_FAILED ||
+				   run->status == HF_RUN_CANCELLED);
 	/* Parked (hf_park.h): the row holds it now, memory lets go. */
 	bool parked = w->rc == 0 && run->status == HF_RUN_WAITING;
 	/* The step's emits are committed: the outbox need not wait a tick. */
@@ -230,6 +232,29 @@ static void park_write(struct worker *wk, struct hf_engine *eng,
 	commit_wait(wk, HF_WORKER_INFLIGHT, HF_WORKER_INFLIGHT_BYTES);
 }
 
+static void execute(struct worker *wk, struct hf_run *run);
+
+/* A debounced run at its first step (hf_debounce.h): parked as a burst's
+ * leader, or ended as joined to one, each committed before the next run of
+ * any burst is looked at. Returns false when it runs now. */
+static bool debounce(struct worker *wk, struct hf_run *run, int64_t now)
+{
+	struct hf_engine *eng = wk->pool->eng;
+	hf_debounce_lock();
+	enum hf_run_status prev = run->status;
+	int rc = hf_debounce_gate(eng->store, run, now);
+	if (rc > 0) {
+		struct step_write *sw = hf_xcalloc(1, sizeof *sw);
+		sw->prev_step = run->next_step;
+		sw->prev_attempt = run->step_attempt;
+		sw->prev_status = prev;
+		park_write(wk, eng, run, sw, run->next_step);
+		commit_wait(wk, 0, 0); /* the next burst member sees it */
+	}
+	hf_debounce_unlock();
+	return rc > 0;
+}
+
 static void execute(struct worker *wk, struct hf_run *run)
 {
 	struct hf_engine *eng = wk->pool->eng;
@@ -244,6 +269,9 @@ static void execute(struct worker *wk, struct hf_run *run)
 		return;
 	}
 	atomic_store(&run->step_pending, false);
+	if (hf_debounce_applies(run) && debounce(wk, run, now))
+		return;
+	hf_debounce_resolve(eng->store, run); /* a woken leader's burst */
 	if (hf_throttle_gate(run, now) > 0) {
 		/* Parked until its start (hf_throttle.h), before it starts. */
 		struct step_write *sw = hf_xcalloc(1, sizeof *sw);

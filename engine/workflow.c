@@ -27,9 +27,11 @@ static const char *const top_keys[] = {
     "name",	 "description", "on",	 "if",
     "timeout",	 "concurrency", "steps", "on_failure", /* wf_flow.c */
     "cancel_on", "throttle",			       /* wf_flow.c */
+    "debounce",					       /* wf_flow.c */
 };
 static const char *const cancel_on_keys[] = {"path", "if"}; /* wf_flow.c */
 static const char *const throttle_keys[] = {"key", "limit", "period"};
+static const char *const debounce_keys[] = {"key", "period", "max_wait"};
 static const char *const on_keys[] = {"webhook", "schedule"};
 static const char *const schedule_keys[] = {"cron", "timezone", "catch_up"};
 static const char *const webhook_keys[] = {
@@ -730,6 +732,9 @@ void wf_parse_top(struct wf_ctx *c, const yaml_node_t *root)
 		wf_parse_on_failure(c, x);
 	if ((x = wf_get(c, root, "cancel_on")))
 		wf_parse_cancel_on(c, x, cancel_on_keys, NKEYS(cancel_on_keys));
+	if ((x = wf_get(c, root, "debounce")))
+		wf->debounce = wf_parse_debounce(c, x, debounce_keys,
+						 NKEYS(debounce_keys));
 	if ((x = wf_get(c, root, "throttle")))
 		wf->throttle = wf_parse_throttle(c, x, throttle_keys,
 						 NKEYS(throttle_keys));

@@ -125,6 +125,9 @@ struct hf_run {
 	 * global, {"step","error","attempt"}; NULL until known (after a
 	 * restart the worker reads it back: on_failure.c). */
 	json_t *failure;
+	/* A debounced run (hf_debounce.h): the `events` global, the burst's
+	 * events as Lua sees `event`; NULL until read back. */
+	json_t *events;
 	struct hf_run *next; /* intrusive link for queues */
 };
 

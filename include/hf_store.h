@@ -273,6 +273,14 @@ int hf_store_cancel_notes(struct hf_store *s,
 			  void (*fn)(const char *run_id, void *arg), void *arg);
 /* Drops the note of run_id. Writer connection only (HF_W_CALL). */
 int hf_store_cancel_note_done(struct hf_store *s, const char *run_id);
+/* Debounce (debounce.c): moves parked run_id's due time to wake_at and its
+ * "waiting" to waiting (JSON text) if it is still parked. Returns 1 moved, 0
+ * not parked (any more), -1 on error. Writer connection only (HF_W_CALL). */
+int hf_store_debounce_extend(struct hf_store *s, const char *run_id,
+			     int64_t wake_at, const char *waiting);
+/* The stored "waiting" of run_id (JSON text, malloc'd), NULL when none or on
+ * error. Any thread (a read connection). */
+char *hf_store_run_waiting(struct hf_store *s, const char *run_id);
 /* An unfinished run as hf_store_active_runs lists it (valid during the
  * callback only). */
 struct hf_active_run {

@@ -130,6 +130,14 @@ struct hf_throttle {
 	int64_t period_ms;
 };
 
+/* `debounce:`: events with the same key within period make one run
+ * (debounce.c). */
+struct hf_debounce {
+	struct hf_expr *key;
+	int64_t period_ms;
+	int64_t max_wait_ms; /* 0: none */
+};
+
 /* One entry of `cancel_on:`: a request to path whose `if:` is true (event:
  * the waiting run's event, signal: the request) cancels the run. */
 struct hf_cancel_on {
@@ -178,6 +186,7 @@ struct hf_workflow {
 	struct hf_cancel_on *cancel_on;
 	size_t ncancel_on;
 	struct hf_throttle *throttle; /* `throttle:` (wf_flow.c); NULL: none */
+	struct hf_debounce *debounce; /* `debounce:` (wf_flow.c); NULL: none */
 	/* `on_failure:` (wf_flow.c): steps[nsteps .. nsteps + nfailure_steps),
 	 * their ids "on_failure.ID"; run once after the run failed. */
 	size_t nfailure_steps;

@@ -305,7 +305,7 @@ static void test_errors(void)
 	    "name: x\n" OK_ON "stpes: []\n",
 	    "wf.yml:3:1: unknown key 'stpes' (expected one of: name, "
 	    "description, on, if, timeout, concurrency, steps, on_failure, "
-	    "cancel_on, throttle)");
+	    "cancel_on, throttle, debounce)");
 	expect_error("name: x\n" OK_ON "stpes: []\n",
 		     "wf.yml:1:1: missing required key 'steps'");
 	expect_only("name: x\n" OK_ON OK_STEPS "name: y\n",
