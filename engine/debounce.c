@@ -167,6 +167,17 @@ int hf_debounce_gate(struct hf_store *s, struct hf_run *run, int64_t now)
 	return rc;
 }
 
+/* Arrival order: the time each event was received, then its id (ids sort
+ * by creation). Two workers may take a burst's runs in either order. */
+static int by_arrival(const void *a, const void *b)
+{
+	const struct hf_event *x = *(struct hf_event *const *)a;
+	const struct hf_event *y = *(struct hf_event *const *)b;
+	if (x->received_at != y->received_at)
+		return x->received_at < y->received_at ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
 void hf_debounce_resolve(struct hf_store *s, struct hf_run *run)
 {
 	if (!run->wf || !run->wf->debounce || run->events ||
@@ -184,25 +195,30 @@ void hf_debounce_resolve(struct hf_store *s, struct hf_run *run)
 	/* Kept in memory so that the run's next writes keep it stored. */
 	free(run->waiting);
 	run->waiting = text;
-	run->events = json_array();
-	size_t i;
+	size_t n = 0, i;
+	struct hf_event **evs =
+	    hf_xcalloc(json_array_size(ids) + 1, sizeof *evs);
 	json_t *id;
-	struct hf_event *last = NULL;
 	json_array_foreach(ids, i, id)
 	{
 		struct hf_event *ev =
 		    hf_store_load_event(s, json_string_value(id));
-		if (!ev)
-			continue;
-		json_t *o = hf_event_to_lua_json(ev);
-		hf_event_json_params(o, ev, run->wf);
+		if (ev)
+			evs[n++] = ev;
+	}
+	qsort(evs, n, sizeof *evs, by_arrival);
+	run->events = json_array();
+	for (i = 0; i < n; i++) {
+		json_t *o = hf_event_to_lua_json(evs[i]);
+		hf_event_json_params(o, evs[i], run->wf);
 		json_array_append_new(run->events, o);
-		hf_event_unref(last);
-		last = ev;
 	}
-	if (last) {
+	if (n) {
 		hf_event_unref(run->event);
-		run->event = last;
+		run->event = hf_event_ref(evs[n - 1]);
 	}
+	for (i = 0; i < n; i++)
+		hf_event_unref(evs[i]);
+	free(evs);
 	json_decref(w);
 }
