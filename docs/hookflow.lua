@@ -47,6 +47,7 @@ args = {}
 ---@field id string Run id, e.g. "run_0193a1b2c3d4_9f8e7d6c5b".
 ---@field workflow string The workflow's name.
 ---@field attempt integer 1 on the first try of this step, 2 on its first retry or its re-execution after a crash.
+---@field resume_url string|nil A one-shot URL (under /resume/, on --public-url when set) whose POST resumes this run's next `wait_for:` step with the POSTed body as its output, as a matching signal would; a second POST is refused (410). nil when no `wait_for:` step is ahead. For buttons in chat and e-mail.
 
 ---The run this step belongs to.
 ---@type hookflow.Run
@@ -65,6 +66,10 @@ failure = {}
 ---order (`event` is the last of them). Not defined elsewhere.
 ---@type hookflow.Event[]
 events = {}
+---In a `wait_for:` step's `if:` only: the request to its path that may resume
+---the run (the same fields as `event`, which there is the waiting run's own).
+---@type hookflow.Event
+signal = {}
 
 ---Reads an environment variable of the server.
 ---@param name string

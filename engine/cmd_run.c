@@ -8,10 +8,12 @@
  * dispatch.c (if:), luart.c. */
 #include "cli_int.h"
 #include "hf_body.h"
+#include "hf_crypto.h"
 #include "hf_dispatch.h"
 #include "hf_egress.h"
 #include "hf_limits.h"
 #include "hf_ops.h"
+#include "hf_park.h"
 #include "hf_redact.h"
 #include "hf_schedule.h"
 
@@ -30,6 +32,7 @@ enum {
 	O_EGRESS_ALLOW,
 	O_MAX_VALUE,
 	O_NOW,
+	O_SIGNAL,
 };
 
 static const struct hf_opt run_opts[] = {
@@ -39,6 +42,10 @@ static const struct hf_opt run_opts[] = {
      .help = "fire its first on.schedule entry at TIME "
 	     "(ISO 8601, Unix seconds or 'now')",
      .meta = "TIME"},
+    {"signal", O_SIGNAL, HF_OPT_STRING,
+     .help = "the body of a signal that satisfies a wait_for step (its "
+	     "if: permitting); without it a wait_for times out at once",
+     .meta = "FILE"},
     {"header", O_HEADER, HF_OPT_REPEAT, .help = "a request header",
      .meta = "'Name: value'"},
     {"data", O_DATA, HF_OPT_STRING, "./data.db",
@@ -212,9 +219,92 @@ static void print_step(const struct hf_workflow *wf,
 	json_decref(line);
 }
 
+/* --signal's event for the wait_for step st (NULL without --signal, or
+ * when its body does not read: printed). */
+static struct hf_event *signal_event(const char *file, const struct hf_step *st)
+{
+	size_t len = 0;
+	char err[512], *body = file ? hf_read_file(file, &len) : NULL;
+	if (!body) {
+		if (file)
+			fprintf(stderr, "hookflow run: cannot read '%s'\n",
+				file);
+		return NULL;
+	}
+	struct hf_event *ev = hf_event_new();
+	hf_id_new(ev->id, "ev");
+	ev->method = hf_xstrdup("POST");
+	ev->path = hf_xstrdup(st->wait_path ? st->wait_path : "/");
+	ev->query = json_object();
+	ev->headers = json_pack("{s:s}", "content-type", "application/json");
+	ev->skipped = json_array();
+	ev->body = body;
+	ev->body_len = len;
+	ev->received_at = hf_now_ms();
+	if (hf_body_decode_event(ev->headers, body, len, &ev->decoded, err,
+				 sizeof err) < 0) {
+		fprintf(stderr, "hookflow run: %s: %s\n", file, err);
+		hf_event_unref(ev);
+		return NULL;
+	}
+	return ev;
+}
+
+/* The run parked at its next step (hf_park.h): nothing waits here. A sleep or
+ * until is skipped, a wait_for gets --signal's body when its if: matches,
+ * else times out at once; a note says which on stderr. The run is then woken:
+ * its next hf_ops_step ends the step. */
+static void unpark(struct hf_run *run, const char *signal_file)
+{
+	const struct hf_step *st = &run->wf->steps[run->next_step];
+	char until[32];
+	hf_time_iso(run->wake_at, until);
+	struct hf_event *sig =
+	    st->park == HF_PARK_WAIT_FOR ? signal_event(signal_file, st) : NULL;
+	bool match = sig != NULL;
+	if (sig && st->wait_if) {
+		json_t *v = NULL;
+		char *err = NULL;
+		match = hf_luart_eval_signal(
+			    hf_dispatch_runtime(), "run:wait_if", st->wait_if,
+			    run->event, run->wf, sig, &v, &err) == 0 &&
+			hf_json_truthy(v);
+		if (err)
+			fprintf(stderr, "hookflow run: wait_for if: %s\n", err);
+		json_decref(v);
+		free(err);
+	}
+	if (st->park != HF_PARK_WAIT_FOR)
+		fprintf(stderr,
+			"hookflow run: step '%s' would wait until %s "
+			"(%s): skipped here\n",
+			st->id, until,
+			st->park == HF_PARK_SLEEP ? "sleep" : "until");
+	else if (match)
+		fprintf(stderr,
+			"hookflow run: step '%s' is satisfied by --signal\n",
+			st->id);
+	else
+		fprintf(stderr,
+			"hookflow run: step '%s' would wait for a signal to %s "
+			"until %s: %s, so it times out here\n",
+			st->id, st->wait_path, until,
+			sig ? "--signal does not match its if:"
+			    : "no --signal");
+	if (match)
+		json_object_set(run->outputs, st->id, hf_event_body(sig));
+	hf_event_unref(sig);
+	run->status = HF_RUN_RUNNING;
+	run->woken = true;
+	free(run->waiting);
+	free(run->wait_path);
+	run->waiting = run->wait_path = NULL;
+}
+
 /* Runs run's steps, waiting out retry backoffs. Returns the exit status. */
 static int run_steps(struct hf_run *run, const char *scripts, const char *data,
-		     const struct hf_egress *egress, int64_t max_value)
+		     const struct hf_egress *egress, int64_t max_value,
+		     const char *signal_file)
 {
 	struct hf_error e = {0};
 	struct hf_luart_config cfg = {
@@ -251,6 +341,11 @@ static int run_steps(struct hf_run *run, const char *scripts, const char *data,
 			fprintf(stderr, "hookflow run: run timed out\n");
 			run->status = HF_RUN_FAILED;
 			break;
+		}
+		if (run->status == HF_RUN_WAITING) { /* hf_park.h */
+			hf_step_result_release(&res);
+			unpark(run, signal_file);
+			continue;
 		}
 		print_step(run->wf, &res, &done);
 		hf_step_result_release(&res);
@@ -302,6 +397,10 @@ int hf_cmd_run(int argc, char **argv)
 		return 2;
 	}
 	char *scripts = hf_cli_scripts_for(a.pos[0], a.v[O_SCRIPTS].str);
+	/* run.resume_url: the shape a server gives, resuming nothing here. */
+	unsigned char key[32] = {0};
+	hf_random_bytes(key, sizeof key);
+	hf_park_set_resume(key, "http://127.0.0.1:8080");
 	struct hf_workflow *wf = load(a.pos[0], scripts);
 	struct hf_event *ev = NULL;
 	rc = !wf	      ? 1
@@ -313,8 +412,9 @@ int hf_cmd_run(int argc, char **argv)
 		runs[0] = hf_dispatch_schedule(hf_dispatch_runtime(), ev, wf,
 					       "schedule:0");
 		if (runs[0]) {
-			rc = run_steps(runs[0], scripts, a.v[O_DATA].str,
-				       egress, a.v[O_MAX_VALUE].num);
+			rc =
+			    run_steps(runs[0], scripts, a.v[O_DATA].str, egress,
+				      a.v[O_MAX_VALUE].num, a.v[O_SIGNAL].str);
 			hf_run_free(runs[0]);
 		} else {
 			print_skipped(wf, ev);
@@ -322,7 +422,7 @@ int hf_cmd_run(int argc, char **argv)
 	} else if (rc == 0 &&
 		   hf_dispatch(hf_dispatch_runtime(), ev, wfs, 1, runs)) {
 		rc = run_steps(runs[0], scripts, a.v[O_DATA].str, egress,
-			       a.v[O_MAX_VALUE].num);
+			       a.v[O_MAX_VALUE].num, a.v[O_SIGNAL].str);
 		hf_run_free(runs[0]);
 	} else if (rc == 0) {
 		print_skipped(wf, ev);

@@ -74,6 +74,7 @@ struct req {
 	bool cancel_on;
 	bool resume;
 	json_t *resumed;
+	bool signal_failed; /* stored, but its runs could not be resumed */
 };
 
 struct hf_ingest {

@@ -22,11 +22,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The signal's runs are resumed: answer the request (any thread). */
+/* The signal's runs are resumed: answer the request (any thread). NULL:
+ * they could not be; hf_ingest_answer_commit answers 503 (the event is
+ * stored, a retry of the sender resumes them). */
 static void signal_answered(void *arg, json_t *resumed)
 {
 	struct req *r = arg;
 	r->resumed = resumed; /* read by hf_ingest_answer_commit */
+	r->signal_failed = resumed == NULL;
 	hf_ingest_resume_now(r);
 }
 
@@ -51,7 +54,11 @@ void hf_ingest_signal_stored(struct req *r, bool answer)
 static void resume_answered(void *arg, json_t *resumed)
 {
 	struct req *r = arg;
-	if (json_array_size(resumed) > 0) {
+	if (!resumed) {
+		hf_answer_error(&r->ans, 503, "cannot resume the run now");
+		r->ans.retry_after = 1;
+		hf_metrics_event(NULL, 503);
+	} else if (json_array_size(resumed) > 0) {
 		hf_answer_json(&r->ans, 202,
 			       json_pack("{s:o}", "resumed", resumed));
 		hf_metrics_event(NULL, 202);

@@ -103,7 +103,14 @@ void hf_ingest_sync_finish(struct hf_sync_waiter *wt, const struct hf_run *run)
 		json_t *st = json_object_get(out, "status");
 		json_t *body = json_object_get(out, "body");
 		json_t *headers = json_object_get(out, "headers");
-		if (run->status == HF_RUN_FAILED) {
+		if (run->status == HF_RUN_WAITING) {
+			/* The run parked (hf_park.h): it goes on later, as
+			 * after a sync timeout. */
+			hf_answer_json(&r->ans, 202,
+				       json_pack("{s:s,s:[s],s:b}", "event",
+						 r->ev->id, "runs", run->id,
+						 "waiting", 1));
+		} else if (run->status == HF_RUN_FAILED) {
 			/* The error itself (a Lua message, a path, SQL)
 			 * stays in the admin API. */
 			hf_answer_json(&r->ans, 500,
@@ -228,6 +235,17 @@ void hf_ingest_answer_commit(struct req *r)
 	const char *wf_name = r->nwfs ? r->wfs[0]->name : NULL;
 	int outcome = r->outcome;
 	r->outcome = OUT_NONE;
+	if (outcome == OUT_STORED && r->signal_failed) {
+		/* Stored, but no waiting run could be resumed (hf_park.h):
+		 * the sender's retry will. */
+		hf_answer_error(&r->ans, 503,
+				"the event is stored but the runs waiting for "
+				"it cannot be resumed now");
+		r->ans.retry_after = 1;
+		hf_metrics_event(wf_name, 503);
+		log_answered(r, 503, NULL, NULL);
+		return;
+	}
 	if (outcome == OUT_FAILED) {
 		hf_answer_error(&r->ans, 503, "cannot store the event now");
 		r->ans.retry_after = 1;

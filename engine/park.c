@@ -89,6 +89,12 @@ void hf_park_parked(struct hf_park *p, int64_t wake_at)
 	pthread_mutex_unlock(&p->lock);
 }
 
+void hf_park_unparked(struct hf_park *p, int n)
+{
+	if (p && n > 0)
+		count_add(p, -n);
+}
+
 int64_t hf_park_count(struct hf_park *p)
 {
 	long long v = p ? atomic_load(&p->count) : 0;
@@ -201,6 +207,11 @@ static int resume_call(struct hf_store *s, void *arg)
 static void resume_done(struct hf_write *w)
 {
 	struct job *j = w->call_arg;
+	if (w->rc < 0) { /* nothing resumed: the caller may try again */
+		j->done(j->arg, NULL);
+		job_free(j);
+		return;
+	}
 	json_t *ids = json_array();
 	size_t n = 0;
 	for (size_t i = 0; w->rc == 0 && i < j->nm; i++)

@@ -14,22 +14,33 @@
 #include "hf_crypto.h"
 #include "hf_park.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Set once, before or while the first requests come: the base is
+ * published after the key (release/acquire), and a request that comes before
+ * it sees no URL (run.resume_url nil, resume URLs unknown). */
 static unsigned char resume_key[32];
-static char *resume_base;
+static _Atomic(char *) resume_base;
 
 void hf_park_set_resume(const unsigned char key[32], const char *base)
 {
 	static const char label[] = "hookflow run.resume_url v1";
+	if (atomic_load(&resume_base))
+		return; /* once per process */
 	hf_hmac_sha256(key, 32, label, sizeof label - 1, resume_key);
-	free(resume_base);
-	resume_base = base ? hf_xstrdup(base) : NULL;
-	size_t n = resume_base ? strlen(resume_base) : 0;
-	while (n > 0 && resume_base[n - 1] == '/')
-		resume_base[--n] = '\0';
+	char *b = hf_xstrdup(base ? base : "");
+	size_t n = strlen(b);
+	while (n > 0 && b[n - 1] == '/')
+		b[--n] = '\0';
+	atomic_store_explicit(&resume_base, b, memory_order_release);
+}
+
+static const char *base_url(void)
+{
+	return atomic_load_explicit(&resume_base, memory_order_acquire);
 }
 
 /* The token of run_id's wait at step: 32 hex digits and a NUL. */
@@ -44,7 +55,8 @@ static void token(const char *run_id, int step, char out[33])
 
 char *hf_park_resume_url(const struct hf_run *run, size_t from)
 {
-	if (!resume_base || !run->wf)
+	const char *base = base_url();
+	if (!base || !run->wf)
 		return NULL;
 	for (size_t i = from; i < run->wf->nsteps; i++) {
 		if (run->wf->steps[i].park != HF_PARK_WAIT_FOR)
@@ -60,7 +72,7 @@ char *hf_park_resume_url(const struct hf_run *run, size_t from)
 bool hf_park_resume_check(const char *path, char run_id[HF_ID_SIZE], int *step)
 {
 	static const char prefix[] = "/resume/";
-	if (!resume_base || strncmp(path, prefix, sizeof prefix - 1) != 0)
+	if (!base_url() || strncmp(path, prefix, sizeof prefix - 1) != 0)
 		return false;
 	const char *id = path + sizeof prefix - 1;
 	size_t idn = strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789_");

@@ -400,9 +400,10 @@ static int start_listening(struct hf_server *srv)
 	char *colon = strrchr(host, ':');
 	if (colon)
 		*colon = '\0';
+	/* Before the line that says requests may come. */
+	resume_urls(srv, host[0] ? host : "127.0.0.1", port);
 	hf_log(HF_LOG_INFO, "listening on http://%s:%d",
 	       host[0] ? host : "127.0.0.1", port);
-	resume_urls(srv, host[0] ? host : "127.0.0.1", port);
 	return 0;
 }
 

@@ -35,8 +35,8 @@ struct hf_pg_rows {
 	/* events: id path method query headers body received_at skipped */
 	struct hf_pg_arr ev[8];
 	/* runs: id event_id workflow version attempt created_at next_step
-	 * step_attempt due_at lane node */
-	struct hf_pg_arr run[11];
+	 * step_attempt due_at lane node status wake_at waiting wait_path */
+	struct hf_pg_arr run[15];
 };
 
 struct hf_pg_store {

@@ -30,7 +30,7 @@
 /* --- the batch's rows --- */
 
 #define NEV 8
-#define NRUN 11
+#define NRUN 15
 
 void hf_pg_rows_init(struct hf_pg_store *q)
 {
@@ -40,7 +40,9 @@ void hf_pg_rows_init(struct hf_pg_store *q)
 	static const unsigned run_oid[NRUN] = {
 	    HF_PG_TEXT_OID, HF_PG_TEXT_OID, HF_PG_TEXT_OID, HF_PG_TEXT_OID,
 	    HF_PG_INT8_OID, HF_PG_INT8_OID, HF_PG_INT8_OID, HF_PG_INT8_OID,
-	    HF_PG_INT8_OID, HF_PG_TEXT_OID, HF_PG_INT8_OID};
+	    HF_PG_INT8_OID, HF_PG_TEXT_OID, HF_PG_INT8_OID,
+	    /* a run stored parked (hf_park.h) */
+	    HF_PG_TEXT_OID, HF_PG_INT8_OID, HF_PG_TEXT_OID, HF_PG_TEXT_OID};
 	for (int i = 0; i < NEV; i++)
 		hf_pg_arr_init(&q->rows.ev[i], ev_oid[i]);
 	for (int i = 0; i < NRUN; i++)
@@ -70,21 +72,25 @@ static const char insert_events_sql[] =
     " $4::text[], $5::text[], $6::bytea[], $7::int8[], $8::text[])";
 
 /* The runs in arrival order (seq), each with its queue row. */
+/* A run stored parked (status 'waiting', hf_park.h) gets no queue row. */
 static const char insert_runs_sql[] =
     "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
     " $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::int8[],"
-    " $9::int8[], $10::text[], $11::int8[]) WITH ORDINALITY AS u(id,"
+    " $9::int8[], $10::text[], $11::int8[], $14::text[], $15::int8[],"
+    " $16::text[], $17::text[]) WITH ORDINALITY AS u(id,"
     " event_id, workflow, version, attempt, created_at, next_step,"
-    " step_attempt, due_at, lane, node, ord)),"
+    " step_attempt, due_at, lane, node, status, wake_at, waiting,"
+    " wait_path, ord)),"
     " r AS (INSERT INTO runs(id, event_id, workflow, version, status,"
-    " attempt, created_at, next_step, step_attempt, due_at, lane)"
-    " SELECT id, event_id, workflow, version, 'queued', attempt, created_at,"
-    " next_step, step_attempt, due_at, lane FROM u ORDER BY ord"
-    " RETURNING id, seq)"
+    " attempt, created_at, next_step, step_attempt, due_at, lane, wake_at,"
+    " waiting, wait_path)"
+    " SELECT id, event_id, workflow, version, status, attempt, created_at,"
+    " next_step, step_attempt, due_at, lane, wake_at, waiting, wait_path"
+    " FROM u ORDER BY ord RETURNING id, seq, status)"
     " INSERT INTO queue(run_id, seq, node_id, epoch, claimed_at)"
     " SELECT r.id, r.seq, u.node, CASE WHEN u.node IS NULL THEN 0 ELSE"
     " $12::int8 END, CASE WHEN u.node IS NULL THEN NULL ELSE $13::int8 END"
-    " FROM r JOIN u ON u.id = r.id";
+    " FROM r JOIN u ON u.id = r.id WHERE r.status <> 'waiting'";
 
 int hf_pg_flush_rows(struct hf_pg_store *q)
 {
@@ -98,10 +104,11 @@ int hf_pg_flush_rows(struct hf_pg_store *q)
 	}
 	if (rc >= 0 && r->nruns > 0) {
 		struct hf_pg_arr *u = r->run;
-		rc = hf_pg_run(q, q->wconn, insert_runs_sql, "aaaaaaaaaaaII",
-			       &u[0], &u[1], &u[2], &u[3], &u[4], &u[5], &u[6],
-			       &u[7], &u[8], &u[9], &u[10], q->epoch,
-			       hf_now_ms());
+		rc =
+		    hf_pg_run(q, q->wconn, insert_runs_sql, "aaaaaaaaaaaIIaaaa",
+			      &u[0], &u[1], &u[2], &u[3], &u[4], &u[5], &u[6],
+			      &u[7], &u[8], &u[9], &u[10], q->epoch,
+			      hf_now_ms(), &u[11], &u[12], &u[13], &u[14]);
 	}
 	hf_pg_rows_reset(q);
 	return rc < 0 ? -1 : 0;
@@ -171,6 +178,13 @@ static int add_run(struct hf_pg_store *q, struct hf_run *run, bool claimed)
 	hf_pg_arr_text(&u[9], run->lane);
 	/* Without a node (the CLI) a run is unclaimed in any case. */
 	hf_pg_arr_int8_or_null(&u[10], claimed ? q->node_id : 0);
+	/* Stored parked when it is (hf_park.h: debounce, throttle...). */
+	hf_pg_arr_text(&u[11], hf_run_status_name(run->status == HF_RUN_WAITING
+						      ? HF_RUN_WAITING
+						      : HF_RUN_QUEUED));
+	hf_pg_arr_int8_or_null(&u[12], run->wake_at);
+	hf_pg_arr_text(&u[13], run->waiting);
+	hf_pg_arr_text(&u[14], run->wait_path);
 	q->rows.nruns++;
 	return 0;
 }

@@ -33,10 +33,10 @@ static const char *stmt_sql[ST_COUNT] = {
 			" ?4, ?5, ?6, ?7, ?8)",
     [ST_INSERT_RUN] = "INSERT INTO runs(rid, id, event, workflow, vid,"
 		      " status, attempt, created_at, next_step, step_attempt,"
-		      " due_at, lane, claimed)"
+		      " due_at, lane, claimed, wake_at, waiting, wait_path)"
 		      " VALUES(COALESCE((SELECT max(rid) + 1 FROM runs WHERE"
 		      " rid BETWEEN ?12 AND ?13), ?12), ?1, ?2, ?3, ?4,"
-		      " 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+		      " ?14, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?15, ?16, ?17)",
     [ST_DEDUPE_INSERT] = "INSERT OR IGNORE INTO dedupe(workflow, key,"
 			 " event_id, created_at) VALUES(?1, ?2, ?3, ?4)",
     [ST_DEDUPE_GET] = "SELECT event_id FROM dedupe WHERE workflow = ?1 AND"
@@ -217,6 +217,11 @@ static int insert_run(struct hf_sqlite_store *q, struct hf_run *run,
 	bind_text(st, 10, run->lane);
 	sqlite3_bind_int(st, 11, claimed);
 	bind_band(st, 12, run->id);
+	/* Stored parked when it is (hf_park.h: debounce, throttle...). */
+	bind_text(st, 14, run->status == HF_RUN_WAITING ? "waiting" : "queued");
+	bind_int_or_null(st, 15, run->wake_at);
+	bind_text(st, 16, run->waiting);
+	bind_text(st, 17, run->wait_path);
 	if (step_done(st) < 0)
 		return -1;
 	return in_band(q, run->id);

@@ -150,6 +150,10 @@ static void step_written(struct hf_write *w)
 	} else if (over) {
 		hf_engine_run_finished(eng, run);
 	} else if (parked) {
+		/* A respond: sync caller gets its answer now (202). */
+		if (run->waiter && eng->sync_finish)
+			eng->sync_finish(run->waiter, run);
+		run->waiter = NULL;
 		hf_park_parked(eng->park, run->wake_at);
 		hf_sched_release(eng->sched, run);
 		hf_run_free(run);

@@ -30,6 +30,16 @@
  * are exactly the answer's "resumed". run.resume_url resumes one run the
  * same way, by its token.
  *
+ * Parking a run of another kind (debounce, throttle, a lane's turn): set
+ * run->status = HF_RUN_WAITING, run->wake_at (when to go on, or a far time
+ * for "until something else wakes it"), run->waiting (RUN's "waiting" JSON,
+ * with "for") before its write: HF_W_STEP without a result (a run that has
+ * begun), or HF_W_INGEST / HF_W_RUNS (a new run, stored parked: no queue
+ * row). After the commit, drop it from memory and call hf_park_parked. It
+ * comes back woken through the disk backlog at wake_at (or earlier by
+ * hf_store_resume_run when it waits at a wait_for step); woken at a step
+ * that does not park (step 0 of a debounced run), it simply runs it.
+ *
  * Threading: as stated per function. */
 #ifndef HF_PARK_H
 #define HF_PARK_H
@@ -76,12 +86,16 @@ struct hf_park *hf_park_start(struct hf_engine *eng);
 void hf_park_stop(struct hf_park *p); /* accepts NULL */
 /* A run parked until wake_at committed (writer thread, in its done()). */
 void hf_park_parked(struct hf_park *p, int64_t wake_at);
+/* n parked runs left the waiting state otherwise than by waking (a cancel):
+ * the gauge follows. Any thread. */
+void hf_park_unparked(struct hf_park *p, int n);
 /* Runs parked now (the /metrics gauge). Any thread. */
 int64_t hf_park_count(struct hf_park *p);
 
 /* done(arg, resumed) gets the ids of the runs resumed (a new array, the
- * callee's), on the writer thread after the resume committed (or on any
- * thread with [] when nothing was to be resumed). */
+ * callee's), on the writer thread after the resume committed (or on
+ * hf-signals with [] when nothing was to be resumed); NULL when the resume
+ * could not be stored (nothing resumed: worth another try). */
 typedef void (*hf_park_done)(void *arg, json_t *resumed);
 /* A request to the wait_for path `path` (as the workflows declare it) was
  * stored as ev: resumes the runs it matches. Takes a reference on ev. Any

@@ -23,7 +23,11 @@
 struct hf_store;
 
 enum hf_write_kind {
-	/* An accepted event and its new runs. Runs whose dedupe key was already
+	/* An accepted event and its new runs (HF_W_RUNS: new runs alone). A
+	 * run whose status is HF_RUN_WAITING (wake_at, waiting, wait_path
+	 * set) is stored parked (hf_park.h): whoever wrote it must not hand it
+	 * to the scheduler, and calls hf_park_parked after the commit.
+	 * Runs whose dedupe key was already
 	 * seen are dropped (w->dup_of gets the original event id); when every
 	 * run was dropped and one was a duplicate, the event is not stored. */
 	HF_W_INGEST,

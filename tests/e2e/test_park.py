@@ -310,3 +310,142 @@ def test_wait_for_verify_and_shared_path(server):
     assert body["resumed"] == [rid] and len(body["runs"]) == 1, body
     assert srv.wait_run(body["runs"][0])["status"] == "succeeded"
     assert srv.wait_run(rid)["steps"][1]["output"] == {"ok": 1}
+
+
+def test_check_reports_the_new_keys(tmp_path, server):
+    """hookflow check: each mistake in sleep/until/wait_for as
+    FILE:LINE:COL, exit 1."""
+    srv = server(start=False)
+    f = tmp_path / "bad.yml"
+    f.write_text("""name: bad
+on:
+  webhook: { path: /b }
+steps:
+  - id: a
+    sleep: soon
+  - id: b
+    sleep: 1s
+    until: 1767225600
+  - id: c
+    wait_for:
+      path: /api/x
+      timeout: 1h
+  - id: d
+    wait_for:
+      path: /ok
+  - id: e
+    until: "next week"
+  - id: g
+    sleep: 1s
+    run: return 1
+  - id: h
+    wait_for: { path: /resume/x, timeout: 1h }
+  - id: i
+    wait_for: { path: "/p/{id}", timeout: 1h }
+""")
+    p = srv.cli("check", str(f))
+    assert p.returncode == 1, p
+    out = p.stdout + p.stderr
+    for where, what in [
+        ("6:12", "invalid duration 'soon'"),
+        ("7:5", "more than one of 'sleep', 'until' and 'wait_for'"),
+        ("12:13", "wait_for path '/api/x' is reserved"),
+        ("16:7", "wait_for needs a 'timeout'"),
+        ("18:12", "invalid until 'next week'"),
+        ("21:10", "'run' does not go with 'sleep'"),
+        ("23:23", "wait_for path '/resume/x' is reserved"),
+        ("25:23", "invalid wait_for path '/p/{id}'"),
+    ]:
+        assert any(line.startswith(f"{f}:{where}: ") and what in line
+                   for line in out.splitlines()), (where, what, out)
+    good = tmp_path / "good.yml"
+    good.write_text(APPROVER % "48h")
+    p = srv.cli("check", str(good))
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_run_skips_waits_locally(tmp_path, server):
+    """hookflow run: a sleep or until is skipped with a note; a wait_for
+    times out at once without --signal, takes --signal's body when its if:
+    matches."""
+    srv = server(start=False)
+    wf = tmp_path / "approver.yml"
+    wf.write_text(APPROVER % "48h")
+    sl = tmp_path / "sleeper.yml"
+    sl.write_text(SLEEPER)
+    ev = tmp_path / "ev.json"
+    ev.write_text('{"ticket": 1, "n": 4}')
+    p = srv.cli("run", str(sl), "--event", str(ev), "--data",
+                str(tmp_path / "d.db"))
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    assert [x["step"] for x in lines] == ["first", "nap", "after"]
+    assert lines[1]["output"] is None
+    assert lines[2]["output"] == {"n": 4, "nap": True}
+    assert "step 'nap' would wait until" in p.stderr and "skipped here" in p.stderr
+
+    p = srv.cli("run", str(wf), "--event", str(ev), "--data",
+                str(tmp_path / "d.db"))
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    assert lines[0]["output"].startswith("http://127.0.0.1:8080/resume/")
+    assert lines[1] == {"step": "approval", "status": "succeeded",
+                        "output": None, "error": None, "attempt": 1}
+    assert lines[2]["output"] == {"nil_on_timeout": True}
+    assert "no --signal, so it times out here" in p.stderr
+
+    for body, want in (('{"ticket": 1, "ok": 1}', {"ticket": 1, "ok": 1}),
+                       ('{"ticket": 2}', None)):
+        sig = tmp_path / "sig.json"
+        sig.write_text(body)
+        p = srv.cli("run", str(wf), "--event", str(ev), "--signal", str(sig),
+                    "--data", str(tmp_path / "d.db"))
+        assert p.returncode == 0, p.stderr
+        lines = [json.loads(x) for x in p.stdout.splitlines()]
+        assert lines[1]["output"] == want, (body, lines)
+
+
+def test_sync_caller_of_a_parked_run_gets_202(server):
+    """A respond: sync run that parks answers its caller at once, 202 with
+    "waiting": true (as after a sync timeout); the run goes on later."""
+    srv = server(workflows={"syncnap": """
+        name: syncnap
+        on:
+          webhook: { path: /syncnap, respond: sync, timeout: 30s }
+        steps:
+          - id: nap
+            sleep: 1s
+          - id: out
+            run: return { body = "late" }
+        """})
+    r = srv.post("/syncnap", {})
+    assert r.status == 202, r
+    body = r.json()
+    assert body["waiting"] is True and len(body["runs"]) == 1, body
+    done = srv.wait_run(body["runs"][0], timeout=30)
+    assert done["status"] == "succeeded", done
+
+
+@pytest.mark.sqlite_only("the dashboard is the same on either backend")
+def test_dashboard_shows_a_waiting_run(server):
+    """The dashboard filters runs by `waiting` and shows what a run waits
+    for (Chromium over WebDriver, as test_ui.py)."""
+    import webdriver
+    if not webdriver.available():
+        pytest.fail("the dashboard tests need Chromium: apt-get install "
+                    "chromium chromium-driver (sh .ci/deps installs them)")
+    srv = server(workflows={"approver": APPROVER % "1h"})
+    rid, _ = start_waiting(srv, 8)
+    with webdriver.Browser() as b:
+        b.get(f"http://127.0.0.1:{srv.port}/ui")
+        b.wait_css("#token").send_keys(srv.token)
+        b.find("#login-btn").click()
+        b.wait_css("#workflows-table")
+        b.js("location.hash = arguments[0];", "#/runs?status=waiting")
+        b.wait_css(f'tr[data-run="{rid}"]')
+        row = b.find(f'tr[data-run="{rid}"]')
+        assert row.attr("data-status") == "waiting"
+        b.js("location.hash = arguments[0];", f"#/runs/{rid}")
+        b.wait_css("#run-waiting")
+        text = b.find("#run-waiting").text
+        assert "Waiting for a signal" in text and "approval" in text, text
