@@ -15,6 +15,7 @@
 #include "hf_cancel.h"
 #include "hf_metrics.h"
 #include "hf_ops.h"
+#include "hf_park.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -68,20 +69,23 @@ int hf_cancel_store(struct hf_store *s, const char *run_id, const char *reason,
 		    bool note)
 {
 	char workflow[HF_NAME_MAX + 1];
-	return cancel_store(s, run_id, reason, note, workflow);
+	int rc = cancel_store(s, run_id, reason, note, workflow);
+	return rc == 1 ? 0 : rc;
 }
 
 int hf_cancel_run(struct hf_engine *eng, const char *run_id, const char *reason)
 {
 	char workflow[HF_NAME_MAX + 1];
 	int rc = cancel_store(eng->store, run_id, reason, false, workflow);
-	if (rc == 0) {
+	if (rc == 1) /* it was parked: the waiting gauge */
+		hf_park_unparked(eng->park, 1);
+	if (rc == 0 || rc == 1) {
 		/* Counted here: a parked run or one on disk is never in
 		 * memory to be counted when it ends. */
 		hf_metrics_run(workflow, "cancelled");
 		hf_cancel_committed(eng, run_id);
 	}
-	return rc;
+	return rc == 1 ? 0 : rc;
 }
 
 /* Remembers run_id for hf_cancel_take, dropping expired entries. */
@@ -150,14 +154,16 @@ void hf_cancel_drop(struct hf_engine *eng, struct hf_run *run)
 
 struct notes {
 	char (*ids)[HF_ID_SIZE];
+	bool *waiting; /* parked when cancelled */
 	size_t n, cap;
 };
 
-static void note(const char *run_id, void *arg)
+static void note(const char *run_id, bool was_waiting, void *arg)
 {
 	struct notes *ns = arg;
 	if (!run_id || ns->n == ns->cap)
 		return;
+	ns->waiting[ns->n] = was_waiting;
 	snprintf(ns->ids[ns->n++], HF_ID_SIZE, "%s", run_id);
 }
 
@@ -175,6 +181,7 @@ void hf_cancel_poll(struct hf_engine *eng)
 	struct notes ns = {0};
 	ns.cap = 1000;
 	ns.ids = hf_xcalloc(ns.cap, sizeof *ns.ids);
+	ns.waiting = hf_xcalloc(ns.cap, sizeof *ns.waiting);
 	if (hf_store_cancel_notes(eng->store, note, &ns) > 0) {
 		struct hf_write w = {0};
 		w.kind = HF_W_CALL;
@@ -187,8 +194,11 @@ void hf_cancel_poll(struct hf_engine *eng)
 			    json_string_value(json_object_get(run, "workflow"));
 			hf_metrics_run(wf ? wf : "", "cancelled");
 			json_decref(run);
+			if (ns.waiting[i]) /* the waiting gauge */
+				hf_park_unparked(eng->park, 1);
 			hf_cancel_committed(eng, ns.ids[i]);
 		}
 	}
 	free(ns.ids);
+	free(ns.waiting);
 }

@@ -198,7 +198,9 @@ int hf_store_cancel_run(struct hf_store *s, const char *run_id,
 }
 
 int hf_store_cancel_notes(struct hf_store *s,
-			  void (*fn)(const char *run_id, void *arg), void *arg)
+			  void (*fn)(const char *run_id, bool was_waiting,
+				     void *arg),
+			  void *arg)
 {
 	return s->ops->cancel_notes(s, fn, arg);
 }

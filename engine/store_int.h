@@ -82,7 +82,8 @@ struct hf_store_ops {
 	int (*cancel_run)(struct hf_store *s, const char *run_id,
 			  const char *reason, bool note, char *workflow);
 	int (*cancel_notes)(struct hf_store *s,
-			    void (*fn)(const char *run_id, void *arg),
+			    void (*fn)(const char *run_id, bool was_waiting,
+				       void *arg),
 			    void *arg);
 	int (*cancel_note_done)(struct hf_store *s, const char *run_id);
 	int (*debounce_extend)(struct hf_store *s, const char *run_id,

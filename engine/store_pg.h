@@ -214,7 +214,9 @@ bool hf_pg_changed(struct hf_store *s);
 int hf_pg_cancel_run(struct hf_store *s, const char *run_id, const char *reason,
 		     bool note, char *workflow);
 int hf_pg_cancel_notes(struct hf_store *s,
-		       void (*fn)(const char *run_id, void *arg), void *arg);
+		       void (*fn)(const char *run_id, bool was_waiting,
+				  void *arg),
+		       void *arg);
 int hf_pg_cancel_note_done(struct hf_store *s, const char *run_id);
 int hf_pg_debounce_extend(struct hf_store *s, const char *run_id,
 			  int64_t wake_at, const char *waiting);

@@ -59,13 +59,13 @@ int hf_pg_cancel_run(struct hf_store *s, const char *run_id, const char *reason,
 			      "INSERT INTO meta(key, value) VALUES ('cancel:'"
 			      " || $1, $2) ON CONFLICT (key) DO UPDATE SET"
 			      " value = EXCLUDED.value",
-			      "tt", run_id, reason) < 0)
+			      "tt", run_id, status) < 0)
 		return -1;
-	return 0;
+	return strcmp(status, "waiting") == 0 ? 1 : 0;
 }
 
 struct notes {
-	void (*fn)(const char *run_id, void *arg);
+	void (*fn)(const char *run_id, bool was_waiting, void *arg);
 	void *arg;
 };
 
@@ -73,16 +73,19 @@ static int note_row(PGconn *c, PGresult *r, int i, void *arg)
 {
 	(void)c;
 	struct notes *n = arg;
-	n->fn(pg_text(r, i, 0), n->arg);
+	const char *prev = pg_text(r, i, 1);
+	n->fn(pg_text(r, i, 0), prev && strcmp(prev, "waiting") == 0, n->arg);
 	return 0;
 }
 
 int hf_pg_cancel_notes(struct hf_store *s,
-		       void (*fn)(const char *run_id, void *arg), void *arg)
+		       void (*fn)(const char *run_id, bool was_waiting,
+				  void *arg),
+		       void *arg)
 {
 	struct notes n = {fn, arg};
 	return hf_pg_each(pq(s), NULL, note_row, &n,
-			  "SELECT substr(key, 8) FROM meta WHERE key >="
+			  "SELECT substr(key, 8), value FROM meta WHERE key >="
 			  " 'cancel:' AND key < 'cancel;' LIMIT 1000",
 			  "");
 }

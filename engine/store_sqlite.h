@@ -315,7 +315,8 @@ bool hf_sqlite_changed(struct hf_store *s);
 int hf_sqlite_cancel_run(struct hf_store *s, const char *run_id,
 			 const char *reason, bool note, char *workflow);
 int hf_sqlite_cancel_notes(struct hf_store *s,
-			   void (*fn)(const char *run_id, void *arg),
+			   void (*fn)(const char *run_id, bool was_waiting,
+				      void *arg),
 			   void *arg);
 int hf_sqlite_cancel_note_done(struct hf_store *s, const char *run_id);
 int hf_sqlite_debounce_extend(struct hf_store *s, const char *run_id,

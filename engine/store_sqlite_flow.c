@@ -52,13 +52,13 @@ int hf_sqlite_cancel_run(struct hf_store *s, const char *run_id,
 	if (note && hf_sqlite_exec(q->wdb,
 				   "INSERT OR REPLACE INTO meta(key, value)"
 				   " VALUES ('cancel:' || ?1, ?2)",
-				   "tt", run_id, reason) != SQLITE_DONE)
+				   "tt", run_id, status) != SQLITE_DONE)
 		return -1;
-	return 0;
+	return strcmp(status, "waiting") == 0 ? 1 : 0;
 }
 
 struct notes {
-	void (*fn)(const char *run_id, void *arg);
+	void (*fn)(const char *run_id, bool was_waiting, void *arg);
 	void *arg;
 };
 
@@ -66,18 +66,23 @@ static int note_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 {
 	(void)db;
 	struct notes *n = arg;
-	n->fn((const char *)sqlite3_column_text(st, 0), n->arg);
+	const char *prev = (const char *)sqlite3_column_text(st, 1);
+	n->fn((const char *)sqlite3_column_text(st, 0),
+	      prev && strcmp(prev, "waiting") == 0, n->arg);
 	return 0;
 }
 
 int hf_sqlite_cancel_notes(struct hf_store *s,
-			   void (*fn)(const char *run_id, void *arg), void *arg)
+			   void (*fn)(const char *run_id, bool was_waiting,
+				      void *arg),
+			   void *arg)
 {
 	struct notes n = {fn, arg};
-	return hf_sqlite_each(sq(s), NULL, note_row, &n,
-			      "SELECT substr(key, 8) FROM meta WHERE key >="
-			      " 'cancel:' AND key < 'cancel;' LIMIT 1000",
-			      "");
+	return hf_sqlite_each(
+	    sq(s), NULL, note_row, &n,
+	    "SELECT substr(key, 8), value FROM meta WHERE key >="
+	    " 'cancel:' AND key < 'cancel;' LIMIT 1000",
+	    "");
 }
 
 int hf_sqlite_cancel_note_done(struct hf_store *s, const char *run_id)

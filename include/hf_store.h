@@ -264,7 +264,8 @@ int hf_store_retry_run(struct hf_store *s, const char *run_id,
 /* Ends unfinished run run_id as cancelled (finished_at now, error reason) and
  * drops it from the queue; with note, also leaves a note for a running server
  * (the CLI: hf_store_cancel_notes), which must stop the run in memory.
- * Returns 0, HF_STORE_NOT_FOUND, HF_STORE_CONFLICT (already finished) or -1.
+ * Returns 0 (1 when the run was parked: status waiting), HF_STORE_NOT_FOUND,
+ * HF_STORE_CONFLICT (already finished) or -1.
  * Writer connection only: use through HF_W_CALL (with or without the writer
  * thread). Later step writes of a cancelled run keep it cancelled. */
 int hf_store_cancel_run(struct hf_store *s, const char *run_id,
@@ -274,7 +275,9 @@ int hf_store_cancel_run(struct hf_store *s, const char *run_id,
  * hf_store_cancel_note_done has not dropped yet. Returns how many or -1. Any
  * thread (a read connection). */
 int hf_store_cancel_notes(struct hf_store *s,
-			  void (*fn)(const char *run_id, void *arg), void *arg);
+			  void (*fn)(const char *run_id, bool was_waiting,
+				     void *arg),
+			  void *arg);
 /* Drops the note of run_id. Writer connection only (HF_W_CALL). */
 int hf_store_cancel_note_done(struct hf_store *s, const char *run_id);
 /* Debounce (debounce.c): moves parked run_id's due time to wake_at and its

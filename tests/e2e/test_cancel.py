@@ -188,6 +188,7 @@ def test_cancel_parked_runs(server):
     assert p.returncode == 0, p.stderr
     wait_for(lambda: runs_counted(srv, "sleeper", "cancelled") == 2, 15,
              what="both parked runs counted cancelled")
+    assert "\nhookflow_runs_waiting 0\n" in srv.get("/metrics").body
     for rid in (api_run, cli_run):
         run = srv.run(rid)
         assert run["status"] == "cancelled" and run["finished_at"]
