@@ -13,6 +13,7 @@
  * Neighbours: worker.c (asks hf_cancel_take), api.c and cmd_admin.c (the
  * front ends), store_*_flow.c (the record). */
 #include "hf_cancel.h"
+#include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_ops.h"
 #include "hf_park.h"
@@ -22,10 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Long enough for any hand-off between owners (a commit, a page of the
- * backlog being claimed). */
-#define CANCEL_KEEP_MS (10 * 60 * 1000)
-#define CANCEL_MAX 4096
+#define CANCEL_KEEP_MS HF_CANCEL_KEEP_MS
+#define CANCEL_MAX HF_CANCEL_PENDING
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {

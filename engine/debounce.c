@@ -8,14 +8,14 @@
  * woken leader's burst back). */
 #include "hf_debounce.h"
 #include "hf_dispatch.h"
+#include "hf_limits.h"
 #include "hf_ops.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Most waiting runs of a workflow looked at for its leader. */
-#define DEBOUNCE_SCAN_MAX 10000
+#define DEBOUNCE_SCAN_MAX HF_FLOW_SCAN_MAX
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 

@@ -17,13 +17,13 @@
 #include "hf_cancel.h"
 #include "hf_dispatch.h"
 #include "hf_flow.h"
+#include "hf_limits.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Most unfinished runs of one key looked at per job. */
-#define FLOW_SCAN_MAX 10000
+#define FLOW_SCAN_MAX HF_FLOW_SCAN_MAX
 
 /* Either "run_id of workflow, key lane, was committed" (ev NULL), or "the
  * request ev to a cancel_on path of wfs was committed". */
