@@ -78,12 +78,13 @@ int hf_cancel_run(struct hf_engine *eng, const char *run_id, const char *reason)
 	int rc = cancel_store(eng->store, run_id, reason, false, workflow);
 	if (rc == 1) /* it was parked: the waiting gauge */
 		hf_park_unparked(eng->park, 1);
-	if (rc == 0 || rc == 1) {
+	if (rc == 0 || rc == 1)
 		/* Counted here: a parked run or one on disk is never in
 		 * memory to be counted when it ends. */
 		hf_metrics_run(workflow, "cancelled");
+	/* A parked run holds no memory, and no wake finds it now. */
+	if (rc == 0)
 		hf_cancel_committed(eng, run_id);
-	}
 	return rc == 1 ? 0 : rc;
 }
 
@@ -195,7 +196,8 @@ void hf_cancel_poll(struct hf_engine *eng)
 			json_decref(run);
 			if (ns.waiting[i]) /* the waiting gauge */
 				hf_park_unparked(eng->park, 1);
-			hf_cancel_committed(eng, ns.ids[i]);
+			else /* a parked run holds no memory */
+				hf_cancel_committed(eng, ns.ids[i]);
 		}
 	}
 	free(ns.ids);
