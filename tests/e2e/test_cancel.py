@@ -7,6 +7,8 @@ or finished runs, and /metrics counting cancelled runs.
 A step that must stay running calls a gate (flowutil.Gate) that answers only
 when the test opens it; "no later step runs" is observed after the server
 logged that it let go of the run (flowutil.dropped). Every wait is bounded."""
+import json
+
 import pytest
 
 from conftest import state_rows, wait_for
@@ -134,6 +136,10 @@ def test_cli_cancel_without_server(server, gate):
     assert run["status"] == "cancelled" and run["steps"] == []
     assert srv.api("GET", "/api/runs?status=cancelled").json()["runs"][0][
         "id"] == queued
+    p = srv.cli("runs", "--status", "cancelled", "--json", "--state",
+                str(srv.state))
+    assert p.returncode == 0, p.stderr
+    assert [r["id"] for r in json.loads(p.stdout)["runs"]] == [queued]
 
 
 def test_dashboard_cancel_button(server, gate):
