@@ -45,6 +45,7 @@ struct job {
 	char *output;	     /* the step's output (JSON text) */
 	struct match *m;
 	size_t nm, cap;
+	char last[HF_ID_SIZE]; /* the page's last run id (candidate) */
 	hf_park_done done;
 	void *arg;
 	struct job *next;
@@ -169,7 +170,9 @@ static void *wake_main(void *arg)
 		}
 		if (p->stopping || p->next_wake > now)
 			continue;
-		if (wake_batch(p, now) < 0 && !p->stopping) {
+		/* None woken though one looked due (a row another
+		 * transaction holds): do not spin on it. */
+		if (wake_batch(p, now) <= 0 && !p->stopping) {
 			struct timespec ts;
 			hf_deadline_in(HF_STORE_PROBE_MS, &ts);
 			pthread_cond_timedwait(&p->wake_cond, &p->lock, &ts);
@@ -273,15 +276,23 @@ static void candidate(struct hf_run *run, void *arg)
 	}
 	if (match)
 		add_match(j, run->id, (int)run->next_step);
+	snprintf(j->last, sizeof j->last, "%s", run->id);
 	hf_run_free(run);
 }
 
 static void handle(struct hf_park *p, struct job *j)
 {
 	if (j->ev) {
+		/* Page by page (HF_PARK_SIGNAL_PAGE runs in memory at a
+		 * time), at most HF_PARK_SIGNAL_MAX runs in all. */
 		struct hf_snapshot *snap = hf_engine_snapshot(p->eng);
-		hf_store_load_waiting(p->eng->store, snap->set, j->path,
-				      HF_PARK_SIGNAL_MAX, candidate, j);
+		int n, seen = 0;
+		do {
+			n = hf_store_load_waiting(
+			    p->eng->store, snap->set, j->path, j->last,
+			    HF_PARK_SIGNAL_PAGE, candidate, j);
+			seen += n > 0 ? n : 0;
+		} while (n == HF_PARK_SIGNAL_PAGE && seen < HF_PARK_SIGNAL_MAX);
 		hf_snapshot_unref(snap);
 		json_t *body = hf_event_body(j->ev);
 		j->output = json_dumps(body ? body : json_null(),

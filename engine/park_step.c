@@ -181,6 +181,9 @@ void hf_park_woken_result(struct hf_run *run, struct hf_step_result *res,
 	res->output = out ? json_incref(out) : json_null();
 	res->logs = json_array();
 	res->started_at = res->finished_at = now;
+	/* The run's timeout counts from now (hf_step_budget), not from its
+	 * due time: a server that was down meanwhile does not time it out. */
+	run->wake_at = now;
 	run->woken = false;
 	free(run->waiting);
 	free(run->wait_path);

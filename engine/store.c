@@ -282,11 +282,12 @@ int hf_store_resume_run(struct hf_store *s, const char *run_id, int step,
 }
 
 int hf_store_load_waiting(struct hf_store *s, const struct hf_workflow_set *set,
-			  const char *path, int limit,
+			  const char *path, const char *after, int limit,
 			  void (*fn)(struct hf_run *run, void *arg), void *arg)
 {
 	return s->ops->load_waiting
-		   ? s->ops->load_waiting(s, set, path, limit, fn, arg)
+		   ? s->ops->load_waiting(s, set, path, after ? after : "",
+					  limit, fn, arg)
 		   : 0;
 }
 

@@ -148,7 +148,7 @@ struct hf_store_ops {
 			  const char *output, int64_t now);
 	int (*load_waiting)(struct hf_store *s,
 			    const struct hf_workflow_set *set, const char *path,
-			    int limit,
+			    const char *after, int limit,
 			    void (*fn)(struct hf_run *run, void *arg),
 			    void *arg);
 	int (*secret_key)(struct hf_store *s, unsigned char key[32]);

@@ -78,7 +78,7 @@ static const char schema_sql[] =
     " ADD COLUMN IF NOT EXISTS wait_path TEXT;"
     "CREATE INDEX IF NOT EXISTS runs_wake ON runs(wake_at)"
     " WHERE status = 'waiting';"
-    "CREATE INDEX IF NOT EXISTS runs_wait_path ON runs(wait_path)"
+    "CREATE INDEX IF NOT EXISTS runs_wait_path ON runs(wait_path, id)"
     " WHERE status = 'waiting';"
     "CREATE INDEX IF NOT EXISTS runs_event ON runs(event_id);"
     "CREATE INDEX IF NOT EXISTS runs_workflow ON runs(workflow, id);"

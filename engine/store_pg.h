@@ -248,7 +248,7 @@ int hf_pg_dedupe_last(struct hf_store *s, const char *workflow,
 
 /* Parked runs (store_pg_park.c; hf_pg_load_waiting in store_pg_recover.c). */
 int hf_pg_load_waiting(struct hf_store *s, const struct hf_workflow_set *set,
-		       const char *path, int limit,
+		       const char *path, const char *after, int limit,
 		       void (*fn)(struct hf_run *run, void *arg), void *arg);
 int64_t hf_pg_next_wake(struct hf_store *s);
 int64_t hf_pg_count_waiting(struct hf_store *s);

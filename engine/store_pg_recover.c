@@ -300,18 +300,18 @@ int hf_pg_load_backlog(struct hf_store *s, const struct hf_workflow_set *set,
 /* --- parked runs (hf_park.h; the rest in store_pg_park.c) --- */
 
 int hf_pg_load_waiting(struct hf_store *s, const struct hf_workflow_set *set,
-		       const char *path, int limit,
+		       const char *path, const char *after, int limit,
 		       void (*fn)(struct hf_run *run, void *arg), void *arg)
 {
 	struct hf_pg_store *q = pq(s);
 	struct pickup p = {.q = q, .set = set};
 	p.tail = &p.list;
-	/* runs_wait_path: the runs waiting on path, oldest first. */
+	/* runs_wait_path: the runs waiting on path, a page in id order. */
 	int rc = hf_pg_each(q, NULL, pickup_row, &p,
 			    "SELECT " RUN_LOAD_COLUMNS " FROM runs r WHERE"
 			    " r.status = 'waiting' AND r.wait_path = $1"
-			    " ORDER BY r.seq LIMIT $2",
-			    "ti", path, limit);
+			    " AND r.id > $3 ORDER BY r.id LIMIT $2",
+			    "tit", path, limit, after);
 	for (size_t i = 0; i < p.vc.n; i++)
 		hf_workflow_unref(p.vc.items[i].wf);
 	for (struct hf_run *r = p.list, *next; r; r = next) {

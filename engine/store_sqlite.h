@@ -343,7 +343,8 @@ int hf_sqlite_claim_runs(struct hf_store *s, struct hf_run *const *runs,
  * store_sqlite_recover.c). */
 int hf_sqlite_load_waiting(struct hf_store *s,
 			   const struct hf_workflow_set *set, const char *path,
-			   int limit, void (*fn)(struct hf_run *run, void *arg),
+			   const char *after, int limit,
+			   void (*fn)(struct hf_run *run, void *arg),
 			   void *arg);
 int64_t hf_sqlite_next_wake(struct hf_store *s);
 int64_t hf_sqlite_count_waiting(struct hf_store *s);

@@ -338,13 +338,13 @@ int hf_sqlite_load_backlog(struct hf_store *s,
 
 int hf_sqlite_load_waiting(struct hf_store *s,
 			   const struct hf_workflow_set *set, const char *path,
-			   int limit, void (*fn)(struct hf_run *run, void *arg),
-			   void *arg)
+			   const char *after, int limit,
+			   void (*fn)(struct hf_run *run, void *arg), void *arg)
 {
 	struct hf_sqlite_store *q = sq(s);
 	struct pickup p = {.s = s, .set = set};
 	p.tail = &p.list;
-	/* runs_wait_path: the runs waiting on path, oldest first. */
+	/* runs_wait_path: the runs waiting on path, a page in id order. */
 	int rc =
 	    hf_sqlite_each(q, NULL, pickup_row, &p,
 			   "SELECT r.id, e.id, r.workflow, r.status,"
@@ -356,8 +356,8 @@ int hf_sqlite_load_waiting(struct hf_store *s,
 			   " LEFT JOIN events e ON e.rid = r.event"
 			   " LEFT JOIN workflow_versions v ON v.vid = r.vid"
 			   " WHERE r.status = 'waiting' AND r.wait_path = ?1"
-			   " ORDER BY r.rid LIMIT ?2",
-			   "ti", path, limit);
+			   " AND r.id > ?3 ORDER BY r.id LIMIT ?2",
+			   "tit", path, limit, after);
 	for (size_t i = 0; i < p.vc.n; i++)
 		hf_workflow_unref(p.vc.items[i].wf);
 	for (struct hf_run *r = p.list, *next; r; r = next) {

@@ -51,7 +51,7 @@ static const char schema_sql[] =
      * a signal to a wait_for path may resume. */
     "CREATE INDEX IF NOT EXISTS runs_wake ON runs(wake_at)"
     " WHERE status = 'waiting';"
-    "CREATE INDEX IF NOT EXISTS runs_wait_path ON runs(wait_path)"
+    "CREATE INDEX IF NOT EXISTS runs_wait_path ON runs(wait_path, id)"
     " WHERE status = 'waiting';"
     "CREATE INDEX IF NOT EXISTS runs_pending ON runs(status)"
     " WHERE status IN ('queued','running');"

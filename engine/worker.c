@@ -287,7 +287,9 @@ static void execute(struct worker *wk, struct hf_run *run)
 	}
 	if (run->status == HF_RUN_QUEUED) {
 		run->status = HF_RUN_RUNNING;
-		run->started_at = now;
+		/* A run woken from a wait (hf_park.h) keeps its start. */
+		if (!run->started_at)
+			run->started_at = now;
 		struct hf_write *w = hf_xcalloc(1, sizeof *w);
 		w->kind = HF_W_RUN_STARTED;
 		w->run = run;

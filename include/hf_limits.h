@@ -680,10 +680,15 @@
 #ifndef HF_PARK_RECHECK_MS
 #define HF_PARK_RECHECK_MS 60000
 #endif
-/* Runs waiting on one wait_for path that one signal is matched against; the
- * oldest first. Each costs an expression evaluation on the signal thread. */
+/* Runs waiting on one wait_for path that one signal is matched against, in
+ * id (creation) order: each costs an expression evaluation on the signal
+ * thread. They are read a page at a time, so that only a page of runs (with
+ * their events) is in memory at once. */
 #ifndef HF_PARK_SIGNAL_MAX
-#define HF_PARK_SIGNAL_MAX 10000
+#define HF_PARK_SIGNAL_MAX 100000
+#endif
+#ifndef HF_PARK_SIGNAL_PAGE
+#define HF_PARK_SIGNAL_PAGE 256
 #endif
 
 #endif

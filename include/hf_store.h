@@ -245,11 +245,13 @@ int hf_store_wake_due(struct hf_store *s, int64_t now, int limit);
  * more), -1 on error. Writer connection only: through HF_W_CALL. */
 int hf_store_resume_run(struct hf_store *s, const char *run_id, int step,
 			const char *output, int64_t now);
-/* Calls fn for at most limit runs parked at a wait_for on path, oldest
- * first, loaded as hf_store_load_backlog loads runs (not claimed: they stay
- * parked). Returns how many or -1. Any thread (a read connection). */
+/* Calls fn for at most limit runs parked at a wait_for on path whose id is
+ * greater than after (NULL or "": from the first), in id order, loaded as
+ * hf_store_load_backlog loads runs (not claimed: they stay parked): a page;
+ * the next starts after the last id seen. Returns how many or -1. Any thread
+ * (a read connection). */
 int hf_store_load_waiting(struct hf_store *s, const struct hf_workflow_set *set,
-			  const char *path, int limit,
+			  const char *path, const char *after, int limit,
 			  void (*fn)(struct hf_run *run, void *arg), void *arg);
 /* The state database's secret key (the one that seals emit secrets), from
  * which run.resume_url's tokens are derived. Returns 0 or -1. */

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import PG_MODE, wait_for
+from conftest import PG_MODE, pg_cluster, state_rows, wait_for
 
 SLEEPER = """
 name: sleeper
@@ -85,6 +85,8 @@ def test_sleep_outlives_sigkill_and_resumes(server):
     assert steps["after"]["output"] == {"n": 7, "nap": True}
     # on time: not before its due time
     assert at_ms(steps["nap"]["finished_at"]) >= at_ms(w["until"])
+    # the run keeps its start through the wait
+    assert done["started_at"] == run["started_at"], (done, run)
     assert wait_for(lambda: metric(srv, "hookflow_runs_waiting") == 0, 10)
 
 
@@ -146,6 +148,26 @@ def test_sleep_keeps_the_step_if_and_lane(server):
     assert rb["steps"][0]["status"] == "skipped"
     assert srv.run(a)["status"] == "waiting"
     assert srv.wait_run(a, timeout=30)["steps"][1]["output"] == 1
+
+
+@pytest.mark.skipif(not PG_MODE, reason="PostgreSQL's schema 1 -> 2")
+def test_pg_schema_v1_migrates(server):
+    """A PostgreSQL state database of schema version 1 (before parked
+    runs: made here by taking version 2's columns away) migrates at start."""
+    srv = server(workflows={"sleeper": SLEEPER})
+    srv.stop()
+    pg_cluster().psql(
+        "DROP INDEX runs_wake; DROP INDEX runs_wait_path;"
+        " ALTER TABLE runs DROP COLUMN wake_at, DROP COLUMN waiting,"
+        " DROP COLUMN wait_path;"
+        " UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+        db=str(srv.state).rsplit("/", 1)[1])
+    srv.start()
+    rid = srv.post("/sleep", {"n": 1}).json()["runs"][0]
+    waiting(srv, rid)
+    assert srv.wait_run(rid, timeout=30)["status"] == "succeeded"
+    assert state_rows(srv.state, "SELECT value FROM meta WHERE key ="
+                      " 'schema_version'") == [("2",)]
 
 
 @pytest.mark.sqlite_only("a version-2 SQLite file migrates to version 3")
@@ -449,3 +471,31 @@ def test_dashboard_shows_a_waiting_run(server):
         b.wait_css("#run-waiting")
         text = b.find("#run-waiting").text
         assert "Waiting for a signal" in text and "approval" in text, text
+
+
+def test_run_timeout_counts_from_the_wake(server):
+    """A run's `timeout:` does not cover its wait: a sleep longer than the
+    timeout, and a server that was down well past the due time, still let
+    the steps after it run."""
+    srv = server(workflows={"short": """
+        name: short
+        on:
+          webhook: { path: /short }
+        timeout: 2s
+        steps:
+          - id: nap
+            sleep: 3s
+          - id: out
+            run: return "ran"
+        """})
+    a = srv.post("/short", {}).json()["runs"][0]
+    waiting(srv, a)
+    assert srv.wait_run(a, timeout=30)["steps"][1]["output"] == "ran"
+    b = srv.post("/short", {}).json()["runs"][0]
+    w = waiting(srv, b)["waiting"]
+    srv.kill()
+    # down until well past its due time and the run's timeout after it
+    wait_for(lambda: time.time() * 1000 > at_ms(w["until"]) + 3000, 30)
+    srv.start()
+    done = srv.wait_run(b, timeout=30)
+    assert done["status"] == "succeeded", done

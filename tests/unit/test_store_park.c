@@ -165,10 +165,14 @@ int main(void)
 	struct hf_write sw = {.kind = HF_W_STEP, .run = run};
 	CHECK(submit(s, &sw) == 0);
 	CHECK(hf_store_count_waiting(s) == 2);
-	CHECK(hf_store_load_waiting(s, NULL, "/sig", 10, collect, &g) == 1);
+	CHECK(hf_store_load_waiting(s, NULL, "/sig", NULL, 10, collect, &g) ==
+	      1);
 	CHECK(g.n == 1 && strcmp(g.runs[0]->id, run->id) == 0);
 	got_free(&g);
-	CHECK(hf_store_load_waiting(s, NULL, "/other", 10, collect, &g) == 0);
+	CHECK(hf_store_load_waiting(s, NULL, "/sig", run->id, 10, collect,
+				    &g) == 0); /* the page after it */
+	CHECK(hf_store_load_waiting(s, NULL, "/other", NULL, 10, collect, &g) ==
+	      0);
 
 	/* Resumed once, at a wait_for only. */
 	c = (struct call){.now = now, .id = runs[1]->id, .output = "1"};
