@@ -9,6 +9,7 @@
  * and the Lua runtime. */
 #include "hf_dispatch.h"
 #include "hf_engine.h"
+#include "hf_flow.h"
 #include "hf_limits.h"
 #include "hf_on_failure.h"
 #include "hf_ops.h"
@@ -77,9 +78,10 @@ int hf_ops_replay(struct hf_store *s, struct hf_sched *sched,
 	for (size_t i = 0; i < nruns; i++) {
 		if (rc == 0)
 			json_array_append_new(ids, json_string(runs[i]->id));
-		if (rc == 0 && sched)
+		if (rc == 0 && sched) {
+			hf_flow_run_committed(runs[i]); /* cancel_in_progress */
 			hf_sched_push(sched, runs[i]);
-		else
+		} else
 			hf_run_free(runs[i]);
 	}
 	if (rc == 0)

@@ -18,8 +18,9 @@ int hf_flow_start(struct hf_engine *eng);
 /* Stops it after the jobs queued so far (the cancels they make wait for the
  * writer, which must still run). */
 void hf_flow_stop(void);
-/* run was just committed (a webhook's new run): queues what it asks of other
- * runs. Cheap when its workflow asks nothing. */
+/* run was just committed (a webhook's, a schedule fire's or a replay's new
+ * run): queues what it asks of other runs. Cheap when its workflow asks
+ * nothing. */
 void hf_flow_run_committed(const struct hf_run *run);
 /* The request ev, to a `cancel_on:` path of snap's workflows, was committed:
  * queues it (references taken on both) to cancel the queued and waiting runs

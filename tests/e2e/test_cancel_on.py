@@ -191,3 +191,17 @@ def test_check_cancel_on(server, tmp_path):
     assert f"{bad}:6:5: missing required key 'path'" in out, out
     assert f"{bad}:8:5: unknown key 'when'" in out, out
     assert f"{bad}:10:10: lua syntax error in 'cancel_on.if'" in out, out
+
+
+def test_cancel_in_progress_by_a_replay(server, gate):
+    srv = server(workflows={"latest": LATEST})
+    r = srv.post("/latest", {"k": "1", "gate": gate.url + "/1"})
+    first, event = r.json()["runs"][0], r.json()["event"]
+    gate.wait_hit()
+    r = srv.api("POST", f"/api/events/{event}/replay")
+    assert r.status == 202, r
+    second = r.json()["runs"][0]
+    wait_for(lambda: status(srv, first) == "cancelled", 15,
+             what="the running run cancelled by the replay's run")
+    gate.open()
+    assert srv.wait_run(second)["status"] == "succeeded"
