@@ -259,6 +259,43 @@ static bool debounce(struct worker *wk, struct hf_run *run, int64_t now)
 	return rc > 0;
 }
 
+/* Before a step (hf_debounce.h, hf_throttle.h): true when the run was
+ * parked or ended instead. */
+static bool flow_gates(struct worker *wk, struct hf_run *run, int64_t now)
+{
+	struct hf_engine *eng = wk->pool->eng;
+	if (hf_debounce_applies(run) && debounce(wk, run, now))
+		return true;
+	hf_debounce_resolve(eng->store, run); /* a woken leader's burst */
+	if (hf_throttle_gate(run, now) <= 0)
+		return false;
+	/* Parked until its start, before it starts. */
+	struct step_write *sw = hf_xcalloc(1, sizeof *sw);
+	sw->prev_step = run->next_step;
+	sw->prev_attempt = run->step_attempt;
+	sw->prev_status = HF_RUN_QUEUED;
+	park_write(wk, eng, run, sw, run->next_step);
+	return true;
+}
+
+/* The run's timeout passed before its step: its on_failure steps run now
+ * (on their own time), else it fails. */
+static void timed_out(struct worker *wk, struct hf_run *run)
+{
+	char t[32];
+	snprintf(t, sizeof t, "%lldms", (long long)run->wf->timeout_ms);
+	char *msg = hf_xasprintf("run timed out after %s", t);
+	if (hf_on_failure_enter(run, run->wf->steps[run->next_step].id, msg,
+				run->step_attempt)) {
+		free(run->error);
+		run->error = msg;
+		atomic_store(&run->owned, false);
+		execute(wk, run);
+		return;
+	}
+	fail_run(wk->pool->eng, run, msg);
+}
+
 static void execute(struct worker *wk, struct hf_run *run)
 {
 	struct hf_engine *eng = wk->pool->eng;
@@ -273,18 +310,8 @@ static void execute(struct worker *wk, struct hf_run *run)
 		return;
 	}
 	atomic_store(&run->step_pending, false);
-	if (hf_debounce_applies(run) && debounce(wk, run, now))
+	if (flow_gates(wk, run, now))
 		return;
-	hf_debounce_resolve(eng->store, run); /* a woken leader's burst */
-	if (hf_throttle_gate(run, now) > 0) {
-		/* Parked until its start (hf_throttle.h), before it starts. */
-		struct step_write *sw = hf_xcalloc(1, sizeof *sw);
-		sw->prev_step = run->next_step;
-		sw->prev_attempt = run->step_attempt;
-		sw->prev_status = HF_RUN_QUEUED;
-		park_write(wk, eng, run, sw, run->next_step);
-		return;
-	}
 	if (run->status == HF_RUN_QUEUED) {
 		run->status = HF_RUN_RUNNING;
 		/* A run woken from a wait (hf_park.h) keeps its start. */
@@ -314,19 +341,7 @@ static void execute(struct worker *wk, struct hf_run *run)
 	atomic_fetch_sub(&wk->pool->busy, 1);
 	if (rc < 0) {
 		free(sw);
-		char t[32];
-		snprintf(t, sizeof t, "%lldms", (long long)run->wf->timeout_ms);
-		char *msg = hf_xasprintf("run timed out after %s", t);
-		if (hf_on_failure_enter(run, run->wf->steps[run->next_step].id,
-					msg, run->step_attempt)) {
-			/* Its on_failure steps run now, on their own time. */
-			free(run->error);
-			run->error = msg;
-			atomic_store(&run->owned, false);
-			execute(wk, run);
-			return;
-		}
-		fail_run(eng, run, msg);
+		timed_out(wk, run);
 		return;
 	}
 
