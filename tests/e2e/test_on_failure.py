@@ -153,3 +153,32 @@ def test_hookflow_run_runs_on_failure(server, tmp_path):
         "a", "b", "b", "on_failure.alert", "on_failure.broken",
         "on_failure.last"]
     assert lines[3]["output"]["step"] == "b"
+
+
+TIMES_OUT = """
+name: slow
+on:
+  webhook:
+    path: /slow
+timeout: 1s
+steps:
+  - id: a
+    retry: { attempts: 3, backoff: 2s, max_backoff: 2s }
+    run: error("not yet")
+on_failure:
+  - id: alert
+    run: return failure
+"""
+
+
+def test_on_failure_after_the_run_timeout(server):
+    # The retry's backoff (1-2 s) passes the run's 1 s: the run times out
+    # before the second attempt, and on_failure runs on its own time.
+    srv = server(workflows={"slow": TIMES_OUT})
+    run_id = srv.post("/slow", {}).json()["runs"][0]
+    run = srv.wait_run(run_id)
+    assert run["status"] == "failed"
+    assert run["error"] == "run timed out after 1000ms"
+    out = steps_by_id(run)["on_failure.alert"]["output"]
+    assert out == {"step": "a", "error": "run timed out after 1000ms",
+                   "attempt": 2}
