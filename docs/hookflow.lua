@@ -53,6 +53,19 @@ args = {}
 ---@type hookflow.Run
 run = {}
 
+---@class hookflow.Failure
+---@field step string The id of the step that failed (the step running when the run timed out).
+---@field error string The first line of its error ("run timed out after 900000ms" for a timeout).
+---@field attempt integer Its attempt that failed last (after its retries).
+
+---In `on_failure:` steps only: why the run failed. Not defined in other steps.
+---@type hookflow.Failure
+failure = {}
+
+---In a workflow with `debounce:` only: every event of the burst, in arrival
+---order (`event` is the last of them). Not defined elsewhere.
+---@type hookflow.Event[]
+events = {}
 ---In a `wait_for:` step's `if:` only: the request to its path that may resume
 ---the run (the same fields as `event`, which there is the waiting run's own).
 ---@type hookflow.Event

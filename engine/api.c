@@ -5,6 +5,7 @@
  * are one table of {method, path pattern, handler}. */
 #include "hf_api.h"
 #include "hf_backlog.h"
+#include "hf_cancel.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_ops.h"
@@ -240,6 +241,28 @@ static void post_retry_run(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 				err.msg);
 }
 
+/* POST /api/runs/ID/cancel: the run ends cancelled (cancel.c); 202 with the
+ * RUN as committed. */
+static void post_cancel_run(struct hf_engine *eng, const char *id,
+			    hf_arg_fn arg, void *ctx, struct hf_answer *out)
+{
+	int rc = hf_cancel_run(eng, id, "cancelled by the admin API");
+	json_t *run = rc == -1 ? NULL : hf_store_run_json(eng->store, id);
+	const char *st = json_string_value(json_object_get(run, "status"));
+	if (rc == 0 && run)
+		hf_answer_json(out, 202, json_incref(run));
+	else if (rc == 0)
+		hf_answer_json(out, 202, json_pack("{s:s}", "id", id));
+	else if (rc == HF_STORE_NOT_FOUND)
+		hf_answer_error(out, 404, "no run '%s'", id);
+	else if (rc == HF_STORE_CONFLICT)
+		hf_answer_error(out, 409, "run '%s' already finished (%s)", id,
+				st ? st : "?");
+	else
+		hf_answer_error(out, 503, "cannot cancel the run now");
+	json_decref(run);
+}
+
 static void get_deliveries(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 			   void *ctx, struct hf_answer *out)
 {
@@ -287,6 +310,7 @@ static const struct {
     {"GET", "/api/runs", get_runs},
     {"GET", "/api/runs/*", get_run},
     {"POST", "/api/runs/*/retry", post_retry_run},
+    {"POST", "/api/runs/*/cancel", post_cancel_run},
     {"GET", "/api/events/*", get_event},
     {"POST", "/api/events/*/replay", post_replay},
     {"GET", "/api/deliveries", get_deliveries},

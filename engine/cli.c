@@ -32,6 +32,7 @@ static const struct {
     {"show", hf_cmd_show, "show one run and its steps"},
     {"replay", hf_cmd_replay, "run the workflows again for a stored event"},
     {"retry", hf_cmd_retry, "re-run a failed run from its failed step"},
+    {"cancel", hf_cmd_cancel, "end a run that has not finished (cancelled)"},
     {"deliveries", hf_cmd_deliveries,
      "list, show (show ID) or send again (retry ID) emitted webhooks"},
 };

@@ -106,6 +106,7 @@ int hf_cmd_check(int argc, char **argv);
 int hf_cmd_run(int argc, char **argv);
 int hf_cmd_runs(int argc, char **argv);
 int hf_cmd_show(int argc, char **argv);
+int hf_cmd_cancel(int argc, char **argv);
 int hf_cmd_deliveries(int argc, char **argv); /* list, show, retry */
 int hf_cmd_replay(int argc, char **argv);
 int hf_cmd_retry(int argc, char **argv);

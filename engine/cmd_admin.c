@@ -1,12 +1,14 @@
 /* cmd_admin.c - the commands that change history: `replay` (new runs for a
  * stored event), `retry` (a failed run again from its failed step) and
- * `deliveries retry` (an emitted webhook sent again). They go through the
+ * `deliveries retry` (an emitted webhook sent again), and `cancel` (a run
+ * ended, status cancelled). They go through the
  * operations layer (ops.c), as the admin API does, on the state database
  * opened without a writer thread: a running server picks the new runs up
  * within a second (or the next `serve` does).
  *
  * Main thread. Neighbours: cli.c (table, helpers), flags.c (options), ops.c. */
 #include "cli_int.h"
+#include "hf_cancel.h"
 #include "hf_ops.h"
 
 #include <stdlib.h>
@@ -169,4 +171,44 @@ int hf_cmd_delivery_retry(int argc, char **argv)
 {
 	return hf_cli_with_state(&delivery_retry_spec, 3, argc, argv,
 				 retry_delivery);
+}
+
+/* --- cancel --- */
+
+static const struct hf_cmd_spec cancel_spec = {
+    HF_CMD("cancel", "RUN_ID", 1, 1, retry_opts),
+    .about =
+	"Ends a run that has not finished with status cancelled: a queued or\n"
+	"waiting run at once; a running one after its running step commits "
+	"(no\n"
+	"later step runs). A running server notices within a second. Exits 1\n"
+	"when the run is unknown or already finished.",
+};
+
+static int cancel_run(struct hf_store *s, const struct hf_args *a)
+{
+	const char *id = a->pos[0];
+	int rc = hf_cancel_store(s, id, "cancelled by hookflow cancel", true);
+	if (rc == 0) {
+		printf("%s\n", id);
+	} else if (rc == HF_STORE_NOT_FOUND) {
+		fprintf(stderr, "hookflow cancel: no run '%s'\n", id);
+	} else if (rc == HF_STORE_CONFLICT) {
+		json_t *run = hf_store_run_json(s, id);
+		const char *st =
+		    json_string_value(json_object_get(run, "status"));
+		fprintf(stderr,
+			"hookflow cancel: run '%s' already finished (%s)\n", id,
+			st ? st : "?");
+		json_decref(run);
+	} else {
+		fprintf(stderr,
+			"hookflow cancel: cannot update the state database\n");
+	}
+	return rc == 0 ? 0 : 1;
+}
+
+int hf_cmd_cancel(int argc, char **argv)
+{
+	return hf_cli_with_state(&cancel_spec, 2, argc, argv, cancel_run);
 }

@@ -209,7 +209,7 @@ static void lint_workflow(struct lint *l, const struct hf_workflow *wf)
 	lint_expr(l, wf, wf->if_expr, HF_LUA_IN_EXPR);
 	lint_expr(l, wf, wf->dedupe, HF_LUA_IN_EXPR);
 	lint_expr(l, wf, wf->concurrency_key, HF_LUA_IN_EXPR);
-	for (size_t i = 0; i < wf->nsteps; i++) {
+	for (size_t i = 0; i < hf_workflow_nall(wf); i++) {
 		const struct hf_step *st = &wf->steps[i];
 		lint_expr(l, wf, st->if_expr, HF_LUA_IN_IF);
 		lint_with(l, wf, st);
@@ -233,7 +233,7 @@ static void lint_workflow(struct lint *l, const struct hf_workflow *wf)
 	}
 	hf_diags_release(&l->warn);
 	l->warn = all;
-	for (size_t i = 0; i < wf->nsteps; i++) {
+	for (size_t i = 0; i < hf_workflow_nall(wf); i++) {
 		const struct hf_step *st = &wf->steps[i];
 		if (st->code && st->script && st->code_name &&
 		    st->code_name[0] == '@')

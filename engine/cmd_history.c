@@ -22,7 +22,7 @@ static const struct hf_opt runs_opts[] = {
     {"workflow", R_WORKFLOW, HF_OPT_STRING, .help = "only this workflow's",
      .meta = "NAME"},
     {"status", R_STATUS, HF_OPT_CHOICE, .help = "only runs in this status",
-     .choices = "queued|running|succeeded|failed|waiting"},
+     .choices = "queued|running|succeeded|failed|waiting|cancelled"},
     {"limit", R_LIMIT, HF_OPT_INT, .ndef = 20, .help = "how many, newest first",
      .meta = "N", .min = 1, .max = INT32_MAX},
     {"json", R_JSON, HF_OPT_FLAG, .help = "print JSON"},

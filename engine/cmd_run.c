@@ -323,6 +323,11 @@ static int run_steps(struct hf_run *run, const char *scripts, const char *data,
 	}
 	run->status = HF_RUN_RUNNING;
 	run->started_at = hf_now_ms();
+	if (run->wf->debounce) { /* a burst of one: the event given */
+		json_t *o = hf_event_to_lua_json(run->event);
+		hf_event_json_params(o, run->event, run->wf);
+		run->events = json_pack("[o]", o);
+	}
 	for (;;) {
 		int64_t wait = run->due_at - hf_now_ms();
 		if (wait > 0) {

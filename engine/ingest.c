@@ -438,6 +438,10 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 	r->signal = hf_workflow_set_wait_for(r->snap->set, url);
 	if (r->signal)
 		known = 1;
+	/* So does a cancel_on path (flow.c). */
+	r->cancel_on = hf_workflow_set_cancel_on(r->snap->set, url);
+	if (r->cancel_on)
+		known = 1;
 	if (!known && hf_workflow_set_failed_path(r->snap->set, url)) {
 		/* Its workflow did not load: the sender retries meanwhile. */
 		hf_answer_error(&r->ans, 503,
@@ -452,7 +456,7 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 		hf_metrics_event(NULL, 404);
 		return true;
 	}
-	if (n == 0 && !r->signal) {
+	if (n == 0 && !r->signal && !r->cancel_on) {
 		hf_methods_format(allowed, r->ans.allow, sizeof r->ans.allow);
 		hf_answer_error(&r->ans, 405,
 				"method %s not allowed for '%s' (allowed: %s)",

@@ -70,6 +70,8 @@ struct req {
 	 * request's path (from r->snap), or a run.resume_url request; what it
 	 * resumed (ids), set before the request is resumed. */
 	const struct hf_step *signal;
+	/* A workflow's cancel_on: names the request's path (flow.c). */
+	bool cancel_on;
 	bool resume;
 	json_t *resumed;
 	bool signal_failed; /* stored, but its runs could not be resumed */

@@ -15,6 +15,7 @@
  *
  * Neighbours: ingest.c, ingest_int.h, store.c (the write), scheduler.c (the
  * runs, the timer), engine.c (hf_engine.sync_finish). */
+#include "hf_flow.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "ingest_int.h"
@@ -303,6 +304,7 @@ static void ingest_written(struct hf_write *w)
 			continue;
 		stored++;
 		memcpy(r->ids[r->nids++], run->id, HF_ID_SIZE);
+		hf_flow_run_committed(run); /* cancel_in_progress */
 		if (r->waiter && !sync_run && run->wf->respond_sync &&
 		    r->place == HF_PLACE_MEMORY) {
 			sync_run = run;
@@ -337,6 +339,8 @@ static void ingest_written(struct hf_write *w)
 			r->runs[i] = NULL;
 		}
 	}
+	if (r->cancel_on) /* cancels what it matches, on hf-flow */
+		hf_flow_signal(r->ev, r->snap);
 	if (r->signal) /* wait_for's signal: resumed once matched */
 		hf_ingest_signal_stored(r, !wt);
 	if (wt)

@@ -697,7 +697,9 @@ static const struct {
     {"webhook", HF_LUA_IN_IF | HF_LUA_IN_STEP},
     {"steps", HF_LUA_IN_IF | HF_LUA_IN_STEP},
     {"run", HF_LUA_IN_IF | HF_LUA_IN_STEP},
-    {"args", HF_LUA_IN_STEP}, /* set after the step's if: */
+    {"args", HF_LUA_IN_STEP},			/* set after the step's if: */
+    {"failure", HF_LUA_IN_IF | HF_LUA_IN_STEP}, /* on_failure steps only */
+    {"events", HF_LUA_IN_IF | HF_LUA_IN_STEP},	/* debounced runs only */
 };
 
 static size_t count_names(const char *const *names)

@@ -369,6 +369,14 @@ static int step_main(lua_State *L)
 	const char *ver = wf->version ? wf->version : "";
 	lua_settop(L, 0);
 	int env = push_env(L), have = 0;
+	if (ctx->failure) { /* an on_failure step's */
+		hf_lua_push_json(L, ctx->failure);
+		lua_setfield(L, env, "failure");
+	}
+	if (ctx->events) { /* a debounced run's (hf_debounce.h) */
+		hf_lua_push_json(L, ctx->events);
+		lua_setfield(L, env, "events");
+	}
 
 	if (st->if_expr && st->if_expr->chunk) {
 		const char *key = lua_pushfstring(L, "%s:%s:if", ver, st->id);
@@ -595,7 +603,8 @@ int hf_luart_run_step(struct hf_luart *rt, const struct hf_step_ctx *ctx,
 	res->started_at = hf_now_ms();
 	res->output = json_null();
 	res->logs = json_array();
-	if (!ctx->wf || ctx->step >= ctx->wf->nsteps || rt->expr_only) {
+	if (!ctx->wf || ctx->step >= hf_workflow_nall(ctx->wf) ||
+	    rt->expr_only) {
 		fail_res(res, hf_xstrdup("internal error: no such step"));
 		res->finished_at = hf_now_ms();
 		return -1;

@@ -9,7 +9,9 @@
  * and the Lua runtime. */
 #include "hf_dispatch.h"
 #include "hf_engine.h"
+#include "hf_flow.h"
 #include "hf_limits.h"
+#include "hf_on_failure.h"
 #include "hf_ops.h"
 #include "hf_park.h"
 
@@ -76,9 +78,10 @@ int hf_ops_replay(struct hf_store *s, struct hf_sched *sched,
 	for (size_t i = 0; i < nruns; i++) {
 		if (rc == 0)
 			json_array_append_new(ids, json_string(runs[i]->id));
-		if (rc == 0 && sched)
+		if (rc == 0 && sched) {
+			hf_flow_run_committed(runs[i]); /* cancel_in_progress */
 			hf_sched_push(sched, runs[i]);
-		else
+		} else
 			hf_run_free(runs[i]);
 	}
 	if (rc == 0)
@@ -138,6 +141,9 @@ int hf_ops_retry_delivery(struct hf_store *s, const char *delivery_id)
 int64_t hf_step_budget(const struct hf_run *run, int64_t now)
 {
 	const struct hf_step *step = &run->wf->steps[run->next_step];
+	/* on_failure steps: after the run's time, each its own timeout. */
+	if (run->next_step >= run->wf->nsteps)
+		return step->timeout_ms;
 	int64_t start = run->started_at ? run->started_at : now;
 	/* A run that waited (hf_park.h): its timeout counts from its wake. */
 	if (run->wake_at > start && run->wake_at <= now)
@@ -203,6 +209,8 @@ bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 	bool late = false;
 	int64_t due;
 	const struct hf_step *step = &run->wf->steps[run->next_step];
+	if (run->next_step >= run->wf->nsteps)
+		return hf_on_failure_advance(run, res);
 	run->due_at = 0;
 	switch (res->status) {
 	case HF_STEP_SUCCEEDED:
@@ -236,7 +244,9 @@ bool hf_run_advance(struct hf_run *run, const struct hf_step_result *res,
 			 : "");
 		free(line);
 		run->status = HF_RUN_FAILED;
-		return true;
+		/* on_failure: the run goes on there, and fails at its end. */
+		return !hf_on_failure_enter(run, step->id, res->error,
+					    run->step_attempt);
 	}
 	if (run->next_step >= run->wf->nsteps) {
 		run->status = HF_RUN_SUCCEEDED;
@@ -272,6 +282,8 @@ int hf_ops_step(struct hf_luart *rt, struct hf_run *run, int64_t now,
 	    .run_id = run->id,
 	    .attempt = run->step_attempt,
 	    .timeout_ms = budget,
+	    .failure = run->failure,
+	    .events = run->events,
 	    .resume_url = resume_url,
 	};
 	hf_luart_run_step(rt, &ctx, res);

@@ -93,7 +93,7 @@ void hf_event_json_params(json_t *evjson, const struct hf_event *ev,
 }
 
 static const char *run_status_names[] = {"queued", "running", "succeeded",
-					 "failed", "waiting"};
+					 "failed", "waiting", "cancelled"};
 #define NSTATUS (sizeof run_status_names / sizeof run_status_names[0])
 
 const char *hf_run_status_name(enum hf_run_status s)
@@ -134,6 +134,8 @@ void hf_run_free(struct hf_run *run)
 	free(run->lane);
 	free(run->error);
 	free(run->dedupe_key);
+	json_decref(run->failure);
+	json_decref(run->events);
 	free(run->waiting);
 	free(run->wait_path);
 	free(run);

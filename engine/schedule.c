@@ -17,6 +17,7 @@
  * Threading: the table belongs to the thread; the lock guards only `stop`
  * and the condition variable. fire_done runs on the writer thread. */
 #include "hf_dispatch.h"
+#include "hf_flow.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_schedule.h"
@@ -97,9 +98,10 @@ static void fire_done(struct hf_write *w)
 		outcome = "duplicate";
 	}
 	hf_metrics_schedule_fire(f->workflow, outcome);
-	if (strcmp(outcome, "run") == 0)
+	if (strcmp(outcome, "run") == 0) {
+		hf_flow_run_committed(f->runs[0]); /* cancel_in_progress */
 		hf_sched_push(f->eng->sched, f->runs[0]);
-	else if (w->nruns)
+	} else if (w->nruns)
 		hf_run_free(f->runs[0]);
 	hf_event_unref(w->event);
 	free(f);

@@ -313,6 +313,59 @@ void hf_sched_release(struct hf_sched *s, struct hf_run *run)
 		s->room(s->room_arg);
 }
 
+/* Lock held: unlinks and returns the run of q with id run_id, or NULL. */
+static struct hf_run *runq_remove(struct runq *q, const char *run_id)
+{
+	struct hf_run *prev = NULL;
+	for (struct hf_run *r = q->head; r; prev = r, r = r->next) {
+		if (strcmp(r->id, run_id) != 0)
+			continue;
+		if (prev)
+			prev->next = r->next;
+		else
+			q->head = r->next;
+		if (q->tail == r)
+			q->tail = prev;
+		r->next = NULL;
+		return r;
+	}
+	return NULL;
+}
+
+/* Lock held: removes the delayed run with id run_id (the heap rebuilt
+ * without it), or NULL. */
+static struct hf_run *delayed_remove(struct heap *h, const char *run_id)
+{
+	for (size_t i = 0; i < h->n; i++) {
+		struct hf_run *r = h->items[i].arg;
+		if (strcmp(r->id, run_id) != 0)
+			continue;
+		struct heap rest = {0};
+		for (size_t j = 0; j < h->n; j++)
+			if (j != i)
+				heap_push(&rest, h->items[j]);
+		free(h->items);
+		*h = rest;
+		return r;
+	}
+	return NULL;
+}
+
+struct hf_run *hf_sched_cancel(struct hf_sched *s, const char *run_id)
+{
+	pthread_mutex_lock(&s->lock);
+	struct hf_run *run = runq_remove(&s->ready, run_id);
+	if (run)
+		s->nready--;
+	if (!run)
+		run = delayed_remove(&s->delayed, run_id);
+	for (size_t i = 0; !run && i < LANE_BUCKETS; i++)
+		for (struct lane *l = s->lanes[i]; l && !run; l = l->next)
+			run = runq_remove(&l->waiting, run_id);
+	pthread_mutex_unlock(&s->lock);
+	return run;
+}
+
 size_t hf_sched_depth(struct hf_sched *s)
 {
 	pthread_mutex_lock(&s->lock);

@@ -8,6 +8,8 @@
  * The main thread only waits for signals and does this housekeeping once a
  * second: everything else runs on the modules' own threads. */
 #include "hf_backlog.h"
+#include "hf_cancel.h"
+#include "hf_flow.h"
 #include "hf_ingest.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
@@ -15,6 +17,7 @@
 #include "hf_park.h"
 #include "hf_schedule.h"
 #include "hf_server.h"
+#include "hf_throttle.h"
 #include "hf_worker.h"
 
 #include <dirent.h>
@@ -303,6 +306,8 @@ static int start_core(struct hf_server *srv)
 		return 1;
 	}
 	save_versions(srv->eng.store, set);
+	/* Before a worker asks for a start (hf_throttle.h). */
+	hf_throttle_restore(srv->eng.store, set);
 	srv->eng.sched = hf_sched_create();
 	struct hf_luart_config cfg = {
 	    .scripts_dir = o->scripts_dir,
@@ -343,6 +348,10 @@ static int start_core(struct hf_server *srv)
 	srv->eng.outbox = hf_outbox_start(srv->eng.store, o->egress, &err);
 	if (!srv->eng.outbox) {
 		start_error(&err);
+		return 1;
+	}
+	if (hf_flow_start(&srv->eng) < 0) {
+		fprintf(stderr, "hookflow: cannot start the flow thread\n");
 		return 1;
 	}
 	/* After the recovered runs: the missed fires queue behind them. */
@@ -417,6 +426,8 @@ static void housekeeping(struct hf_server *srv)
 		/* Runs the CLI stored unclaimed join the disk backlog. */
 		if (hf_store_changed(srv->eng.store))
 			hf_backlog_rescan(srv->eng.backlog);
+		/* Runs `hookflow cancel` ended stop here too. */
+		hf_cancel_poll(&srv->eng);
 		if (o->retain_ms > 0 && hf_mono_ms() >= next_prune) {
 			/* Every retain/2, between a second and a minute. */
 			int64_t every = o->retain_ms / 2;
@@ -444,6 +455,7 @@ static void drain(struct hf_server *srv)
 	atomic_store(&srv->eng.draining, true);
 	hf_schedule_stop(srv->schedule);
 	srv->schedule = NULL;
+	hf_flow_stop();
 	hf_backlog_stop(srv->eng.backlog);
 	hf_sched_stop(srv->eng.sched);
 	int64_t left = deadline - hf_mono_ms();

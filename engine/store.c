@@ -190,6 +190,45 @@ int hf_store_retry_run(struct hf_store *s, const char *run_id,
 	return s->ops->retry_run(s, run_id, err);
 }
 
+int hf_store_cancel_run(struct hf_store *s, const char *run_id,
+			const char *reason, bool note,
+			char workflow[HF_NAME_MAX + 1])
+{
+	return s->ops->cancel_run(s, run_id, reason, note, workflow);
+}
+
+int hf_store_cancel_notes(struct hf_store *s,
+			  void (*fn)(const char *run_id, bool was_waiting,
+				     void *arg),
+			  void *arg)
+{
+	return s->ops->cancel_notes(s, fn, arg);
+}
+
+int hf_store_cancel_note_done(struct hf_store *s, const char *run_id)
+{
+	return s->ops->cancel_note_done(s, run_id);
+}
+
+int hf_store_debounce_extend(struct hf_store *s, const char *run_id,
+			     int64_t wake_at, const char *waiting)
+{
+	return s->ops->debounce_extend(s, run_id, wake_at, waiting);
+}
+
+char *hf_store_run_waiting(struct hf_store *s, const char *run_id)
+{
+	return s->ops->run_waiting(s, run_id);
+}
+
+int hf_store_active_runs(struct hf_store *s, const char *workflow,
+			 const char *lane, int limit,
+			 void (*fn)(const struct hf_active_run *r, void *arg),
+			 void *arg)
+{
+	return s->ops->active_runs(s, workflow, lane, limit, fn, arg);
+}
+
 int hf_store_prune(struct hf_store *s, int64_t before, int limit)
 {
 	return s->ops->prune(s, before, limit);

@@ -77,6 +77,22 @@ struct hf_store_ops {
 			     const struct hf_workflow_set *set);
 	int (*retry_run)(struct hf_store *s, const char *run_id,
 			 struct hf_error *err);
+	/* Cancelling (cancel.c): cancel_run and cancel_note_done by an
+	 * HF_W_CALL write; cancel_notes on a read connection. */
+	int (*cancel_run)(struct hf_store *s, const char *run_id,
+			  const char *reason, bool note, char *workflow);
+	int (*cancel_notes)(struct hf_store *s,
+			    void (*fn)(const char *run_id, bool was_waiting,
+				       void *arg),
+			    void *arg);
+	int (*cancel_note_done)(struct hf_store *s, const char *run_id);
+	int (*debounce_extend)(struct hf_store *s, const char *run_id,
+			       int64_t wake_at, const char *waiting);
+	char *(*run_waiting)(struct hf_store *s, const char *run_id);
+	int (*active_runs)(struct hf_store *s, const char *workflow,
+			   const char *lane, int limit,
+			   void (*fn)(const struct hf_active_run *r, void *arg),
+			   void *arg);
 
 	/* --- Sharing work between servers (no-ops for SQLite). --- */
 

@@ -210,6 +210,21 @@ int hf_pg_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
 		       bool only_unclaimed,
 		       void (*fn)(struct hf_run *run, void *arg), void *arg);
 bool hf_pg_changed(struct hf_store *s);
+/* store_pg_flow.c: cancelling runs (hf_store.h). */
+int hf_pg_cancel_run(struct hf_store *s, const char *run_id, const char *reason,
+		     bool note, char *workflow);
+int hf_pg_cancel_notes(struct hf_store *s,
+		       void (*fn)(const char *run_id, bool was_waiting,
+				  void *arg),
+		       void *arg);
+int hf_pg_cancel_note_done(struct hf_store *s, const char *run_id);
+int hf_pg_debounce_extend(struct hf_store *s, const char *run_id,
+			  int64_t wake_at, const char *waiting);
+char *hf_pg_run_waiting(struct hf_store *s, const char *run_id);
+int hf_pg_active_runs(struct hf_store *s, const char *workflow,
+		      const char *lane, int limit,
+		      void (*fn)(const struct hf_active_run *r, void *arg),
+		      void *arg);
 int hf_pg_save_versions(struct hf_store *s, const struct hf_workflow_set *set);
 struct hf_workflow_set *hf_pg_stored_workflows(struct hf_store *s);
 int hf_pg_retry_run(struct hf_store *s, const char *run_id,

@@ -126,7 +126,7 @@ static int store_version(struct hf_pg_store *q, const struct hf_workflow *wf)
 		if (strcmp(q->versions[i], wf->version) == 0)
 			return 0;
 	json_t *scripts = json_object();
-	for (size_t i = 0; i < wf->nsteps; i++) {
+	for (size_t i = 0; i < hf_workflow_nall(wf); i++) {
 		const struct hf_step *step = &wf->steps[i];
 		json_t *code;
 		if (!step->script)
@@ -299,7 +299,7 @@ static int apply_run_started(struct hf_pg_store *q, struct hf_write *w)
 		return 0;
 	return hf_pg_run(q, q->wconn,
 			 "UPDATE runs SET status = 'running', started_at = $2"
-			 " WHERE id = $1",
+			 " WHERE id = $1 AND status <> 'cancelled'",
 			 "tI", w->run->id, w->run->started_at) < 0
 		   ? -1
 		   : 0;
@@ -470,15 +470,16 @@ static int apply_step(struct hf_pg_store *q, struct hf_write *w)
 						&res->emits[i]) < 0)
 					return -1;
 	}
-	bool ended =
-	    run->status == HF_RUN_SUCCEEDED || run->status == HF_RUN_FAILED;
+	bool ended = run->status == HF_RUN_SUCCEEDED ||
+		     run->status == HF_RUN_FAILED ||
+		     run->status == HF_RUN_CANCELLED; /* hf_debounce.h */
 	int64_t finished = ended ? (res ? res->finished_at : hf_now_ms()) : 0;
 	if (hf_pg_run(q, q->wconn,
 		      "UPDATE runs SET status = $2, next_step = $3,"
 		      " step_attempt = $4, due_at = $5, error = $6,"
 		      " finished_at = $7, started_at = COALESCE(started_at,"
 		      " $8), wake_at = $9, waiting = $10, wait_path = $11"
-		      " WHERE id = $1",
+		      " WHERE id = $1 AND status <> 'cancelled'",
 		      "ttIiItJJJtt", run->id, hf_run_status_name(run->status),
 		      (int64_t)run->next_step, run->step_attempt, run->due_at,
 		      run->error, finished, run->started_at, run->wake_at,

@@ -311,6 +311,21 @@ int hf_sqlite_load_pending(struct hf_store *s,
 			   void (*fn)(struct hf_run *run, void *arg),
 			   void *arg);
 bool hf_sqlite_changed(struct hf_store *s);
+/* store_sqlite_flow.c: cancelling runs (hf_store.h). */
+int hf_sqlite_cancel_run(struct hf_store *s, const char *run_id,
+			 const char *reason, bool note, char *workflow);
+int hf_sqlite_cancel_notes(struct hf_store *s,
+			   void (*fn)(const char *run_id, bool was_waiting,
+				      void *arg),
+			   void *arg);
+int hf_sqlite_cancel_note_done(struct hf_store *s, const char *run_id);
+int hf_sqlite_debounce_extend(struct hf_store *s, const char *run_id,
+			      int64_t wake_at, const char *waiting);
+char *hf_sqlite_run_waiting(struct hf_store *s, const char *run_id);
+int hf_sqlite_active_runs(struct hf_store *s, const char *workflow,
+			  const char *lane, int limit,
+			  void (*fn)(const struct hf_active_run *r, void *arg),
+			  void *arg);
 /* The event of a row (store_sqlite_query.c): its id in column idc, then
  * path, method, query, headers, body, received_at from column col on. NULL
  * when the id is NULL (a LEFT JOIN found no event). */

@@ -42,7 +42,8 @@ static const char *stmt_sql[ST_COUNT] = {
     [ST_DEDUPE_GET] = "SELECT event_id FROM dedupe WHERE workflow = ?1 AND"
 		      " key = ?2",
     [ST_RUN_STARTED] = "UPDATE runs SET status = 'running', started_at ="
-		       " ?2 WHERE rid BETWEEN ?3 AND ?4 AND id = ?1",
+		       " ?2 WHERE rid BETWEEN ?3 AND ?4 AND id = ?1"
+		       " AND status <> 'cancelled'",
     [ST_UPSERT_STEP] = "INSERT OR REPLACE INTO steps(run_id, idx, step_id,"
 		       " status, output, error, logs, attempts, started_at,"
 		       " finished_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
@@ -51,7 +52,8 @@ static const char *stmt_sql[ST_COUNT] = {
 		      " step_attempt = ?4, due_at = ?5, error = ?6,"
 		      " finished_at = ?7, started_at = COALESCE(started_at,"
 		      " ?8), wake_at = ?11, waiting = ?12, wait_path = ?13"
-		      " WHERE rid BETWEEN ?9 AND ?10 AND id = ?1",
+		      " WHERE rid BETWEEN ?9 AND ?10 AND id = ?1"
+		      " AND status <> 'cancelled'",
     [ST_EVENT_RID] = "SELECT rid FROM events WHERE rid BETWEEN ?1 AND ?2"
 		     " AND id = ?3",
     [ST_VERSION_ID] = "SELECT vid FROM workflow_versions WHERE version = ?1",
@@ -127,7 +129,7 @@ static int store_version(struct hf_sqlite_store *q,
 		}
 	json_t *scripts = json_object();
 	bool text = wf->source != NULL;
-	for (size_t i = 0; text && i < wf->nsteps; i++) {
+	for (size_t i = 0; text && i < hf_workflow_nall(wf); i++) {
 		const struct hf_step *step = &wf->steps[i];
 		json_t *code;
 		if (!step->script)
@@ -532,7 +534,8 @@ run:
 	sqlite3_bind_int(st, 4, run->step_attempt);
 	sqlite3_bind_int64(st, 5, run->due_at);
 	bind_text(st, 6, run->error);
-	if (run->status == HF_RUN_SUCCEEDED || run->status == HF_RUN_FAILED)
+	if (run->status == HF_RUN_SUCCEEDED || run->status == HF_RUN_FAILED ||
+	    run->status == HF_RUN_CANCELLED) /* debounced: hf_debounce.h */
 		sqlite3_bind_int64(st, 7, res ? res->finished_at : hf_now_ms());
 	else
 		sqlite3_bind_null(st, 7);

@@ -274,7 +274,7 @@
 	pages.runs = function (gen, params) {
 		var wfSel = el("select", { id: "filter-workflow", "aria-label": "Workflow" }, el("option", { value: "" }, "all workflows"));
 		var stSel = el("select", { id: "filter-status", "aria-label": "Status" },
-			["", "queued", "running", "waiting", "succeeded", "failed"].map(function (s) {
+			["", "queued", "running", "waiting", "succeeded", "failed", "cancelled"].map(function (s) {
 				return el("option", { value: s }, s || "any status");
 			}));
 		stSel.value = params.status || "";
@@ -341,6 +341,22 @@
 		return b;
 	}
 
+	/* A run not finished yet (queued, running, waiting) can be cancelled. */
+	function cancelRunButton(run, after) {
+		var b = el("button", { id: "cancel-run" }, "Cancel run");
+		b.addEventListener("click", function () {
+			b.disabled = true;
+			api("POST", "/api/runs/" + encodeURIComponent(run.id) + "/cancel").then(function () {
+				flashNext = "Run " + run.id + " was cancelled. A step already running finishes; no later step runs.";
+				after();
+			}, function (e) {
+				b.disabled = false;
+				if (e.status !== 401) flash(main, "Cancel failed: " + e.message, true);
+			});
+		});
+		return b;
+	}
+
 	pages.run = function (gen, params, id) {
 		var head = el("h1", null, "Run ", el("span", { class: "mono" }, id));
 		main.appendChild(head);
@@ -353,6 +369,7 @@
 				clear(head);
 				add(head, ["Run ", el("span", { class: "mono" }, r.id), " ", badge(r.status)]);
 				if (r.status === "failed") head.appendChild(retryRunButton(r, function () { route(); }));
+				if (["succeeded", "failed", "cancelled"].indexOf(r.status) < 0) head.appendChild(cancelRunButton(r, function () { route(); }));
 				clear(box);
 				box.appendChild(section(null, el("div", { class: "kv" },
 					el("div", null, "Workflow"), el("div", null, link("#/runs" + qs({ workflow: r.workflow }), r.workflow), r.version ? el("span", { class: "muted" }, "  version " + String(r.version).slice(0, 12)) : null),

@@ -171,5 +171,23 @@ void wf_parse_verify_into(struct wf_ctx *c, const yaml_node_t *n,
 			  struct hf_verify_conf *out);
 /* workflow.c: every section of the root mapping into c->p. */
 void wf_parse_top(struct wf_ctx *c, const yaml_node_t *root);
+/* workflow.c: one step (of `steps:` or `on_failure:`) at index idx. */
+void wf_parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
+		   struct hf_step *st, const yaml_node_t **idnode);
+/* wf_flow.c: `on_failure:`, after `steps:`. */
+void wf_parse_on_failure(struct wf_ctx *c, const yaml_node_t *n);
+/* wf_flow.c: `cancel_on:` with its entries' keys (workflow.c's table). */
+void wf_parse_cancel_on(struct wf_ctx *c, const yaml_node_t *n,
+			const char *const *keys, size_t nkeys);
+/* wf_flow.c: `throttle:` (workflow or step): a new one, or NULL after
+ * reporting why. wf_throttle_free accepts NULL. */
+struct hf_throttle *wf_parse_throttle(struct wf_ctx *c, const yaml_node_t *n,
+				      const char *const *keys, size_t nkeys);
+void wf_throttle_free(struct hf_throttle *t);
+/* wf_flow.c: `debounce:`: a new one, or NULL after reporting why. */
+struct hf_debounce *wf_parse_debounce(struct wf_ctx *c, const yaml_node_t *n,
+				      const char *const *keys, size_t nkeys);
+/* wf_flow.c: frees what the flow-control keys hold. */
+void wf_flow_free(struct hf_workflow *wf);
 
 #endif

@@ -57,13 +57,15 @@ static void wf_free(struct hf_workflow *wf)
 	wf_expr_free(wf->dedupe);
 	wf_expr_free(wf->if_expr);
 	wf_expr_free(wf->concurrency_key);
-	for (size_t i = 0; i < wf->nsteps; i++) {
+	wf_flow_free(wf);
+	for (size_t i = 0; i < hf_workflow_nall(wf); i++) {
 		struct hf_step *st = &wf->steps[i];
 		free(st->id);
 		free(st->code);
 		free(st->code_name);
 		free(st->script);
 		wf_expr_free(st->if_expr);
+		wf_throttle_free(st->throttle);
 		free(st->with_chunk);
 		free(st->wait_path);
 		wf_expr_free(st->wait_if);

@@ -12,11 +12,15 @@
  * A step whose commit failed anyway runs again later as the next attempt
  * (run.attempt + 1). Each worker shows the deadline of the step it runs, for
  * /healthz (hf_workers_stuck). */
+#include "hf_cancel.h"
+#include "hf_debounce.h"
 #include "hf_limits.h"
 #include "hf_metrics.h"
+#include "hf_on_failure.h"
 #include "hf_ops.h"
 #include "hf_outbox.h"
 #include "hf_park.h"
+#include "hf_throttle.h"
 #include "hf_worker.h"
 
 #include <assert.h>
@@ -128,17 +132,22 @@ static void step_written(struct hf_write *w)
 		run->waiting = run->wait_path = NULL;
 	}
 	bool over = w->rc == 0 && (run->status == HF_RUN_SUCCEEDED ||
-				   run->status == HF_RUN_FAILED);
+				   run->status == HF_RUN_FAILED ||
+				   run->status == HF_RUN_CANCELLED);
 	/* Parked (hf_park.h): the row holds it now, memory lets go. */
 	bool parked = w->rc == 0 && run->status == HF_RUN_WAITING;
 	/* The step's emits are committed: the outbox need not wait a tick. */
 	if (w->rc == 0 && w->result && sw->res.nemits > 0)
 		hf_outbox_kick(eng->outbox);
+	bool committed = w->rc == 0;
 	if (w->result)
 		hf_step_result_release(&sw->res);
 	free(sw);
 	atomic_store(&run->owned, false);
-	if (over) {
+	/* Cancelled while this step ran: it committed, no later step runs. */
+	if (committed && hf_cancel_take(run)) {
+		hf_cancel_drop(eng, run);
+	} else if (over) {
 		hf_engine_run_finished(eng, run);
 	} else if (parked) {
 		/* A respond: sync caller gets its answer now (202). */
@@ -209,6 +218,84 @@ static size_t result_bytes(const struct step_write *sw)
 	return n;
 }
 
+/* Parked: the run's row changes, no step record yet (the write makes a
+ * "started" write redundant). */
+static void park_write(struct worker *wk, struct hf_engine *eng,
+		       struct hf_run *run, struct step_write *sw, size_t index)
+{
+	atomic_store(&run->step_pending, true);
+	sw->w.kind = HF_W_STEP;
+	sw->w.run = run;
+	sw->w.step_index = index;
+	sw->w.result = NULL;
+	sw->w.done = step_written;
+	sw->w.ctx = eng;
+	sw->wk = wk;
+	commit_begin(wk, 0);
+	hf_store_submit(eng->store, &sw->w);
+	commit_wait(wk, HF_WORKER_INFLIGHT, HF_WORKER_INFLIGHT_BYTES);
+}
+
+static void execute(struct worker *wk, struct hf_run *run);
+
+/* A debounced run at its first step (hf_debounce.h): parked as a burst's
+ * leader, or ended as joined to one, each committed before the next run of
+ * any burst is looked at. Returns false when it runs now. */
+static bool debounce(struct worker *wk, struct hf_run *run, int64_t now)
+{
+	struct hf_engine *eng = wk->pool->eng;
+	hf_debounce_lock();
+	enum hf_run_status prev = run->status;
+	int rc = hf_debounce_gate(eng->store, run, now);
+	if (rc > 0) {
+		struct step_write *sw = hf_xcalloc(1, sizeof *sw);
+		sw->prev_step = run->next_step;
+		sw->prev_attempt = run->step_attempt;
+		sw->prev_status = prev;
+		park_write(wk, eng, run, sw, run->next_step);
+		commit_wait(wk, 0, 0); /* the next burst member sees it */
+	}
+	hf_debounce_unlock();
+	return rc > 0;
+}
+
+/* Before a step (hf_debounce.h, hf_throttle.h): true when the run was
+ * parked or ended instead. */
+static bool flow_gates(struct worker *wk, struct hf_run *run, int64_t now)
+{
+	struct hf_engine *eng = wk->pool->eng;
+	if (hf_debounce_applies(run) && debounce(wk, run, now))
+		return true;
+	hf_debounce_resolve(eng->store, run); /* a woken leader's burst */
+	if (hf_throttle_gate(run, now) <= 0)
+		return false;
+	/* Parked until its start, before it starts. */
+	struct step_write *sw = hf_xcalloc(1, sizeof *sw);
+	sw->prev_step = run->next_step;
+	sw->prev_attempt = run->step_attempt;
+	sw->prev_status = HF_RUN_QUEUED;
+	park_write(wk, eng, run, sw, run->next_step);
+	return true;
+}
+
+/* The run's timeout passed before its step: its on_failure steps run now
+ * (on their own time), else it fails. */
+static void timed_out(struct worker *wk, struct hf_run *run)
+{
+	char t[32];
+	snprintf(t, sizeof t, "%lldms", (long long)run->wf->timeout_ms);
+	char *msg = hf_xasprintf("run timed out after %s", t);
+	if (hf_on_failure_enter(run, run->wf->steps[run->next_step].id, msg,
+				run->step_attempt)) {
+		free(run->error);
+		run->error = msg;
+		atomic_store(&run->owned, false);
+		execute(wk, run);
+		return;
+	}
+	fail_run(wk->pool->eng, run, msg);
+}
+
 static void execute(struct worker *wk, struct hf_run *run)
 {
 	struct hf_engine *eng = wk->pool->eng;
@@ -223,6 +310,8 @@ static void execute(struct worker *wk, struct hf_run *run)
 		return;
 	}
 	atomic_store(&run->step_pending, false);
+	if (flow_gates(wk, run, now))
+		return;
 	if (run->status == HF_RUN_QUEUED) {
 		run->status = HF_RUN_RUNNING;
 		/* A run woken from a wait (hf_park.h) keeps its start. */
@@ -236,6 +325,9 @@ static void execute(struct worker *wk, struct hf_run *run)
 		commit_begin(wk, 0);
 		hf_store_submit(eng->store, w);
 	}
+	if (run->next_step >= run->wf->nsteps)
+		hf_on_failure_restore(eng->store,
+				      run); /* loaded after a stop */
 	struct step_write *sw = hf_xcalloc(1, sizeof *sw);
 	sw->prev_step = run->next_step;
 	sw->prev_attempt = run->step_attempt;
@@ -249,27 +341,13 @@ static void execute(struct worker *wk, struct hf_run *run)
 	atomic_fetch_sub(&wk->pool->busy, 1);
 	if (rc < 0) {
 		free(sw);
-		char t[32];
-		snprintf(t, sizeof t, "%lldms", (long long)run->wf->timeout_ms);
-		fail_run(eng, run, hf_xasprintf("run timed out after %s", t));
+		timed_out(wk, run);
 		return;
 	}
 
 	if (run->status == HF_RUN_WAITING) {
-		/* Parked: the run's row changes, no step record yet (the
-		 * write makes a "started" write redundant). */
-		atomic_store(&run->step_pending, true);
 		hf_step_result_release(&sw->res);
-		sw->w.kind = HF_W_STEP;
-		sw->w.run = run;
-		sw->w.step_index = done.index;
-		sw->w.result = NULL;
-		sw->w.done = step_written;
-		sw->w.ctx = eng;
-		sw->wk = wk;
-		commit_begin(wk, 0);
-		hf_store_submit(eng->store, &sw->w);
-		commit_wait(wk, HF_WORKER_INFLIGHT, HF_WORKER_INFLIGHT_BYTES);
+		park_write(wk, eng, run, sw, done.index);
 		return;
 	}
 	hf_metrics_step(hf_step_status_name(sw->res.status),
@@ -313,6 +391,10 @@ static void *worker_main(void *arg)
 		}
 		if (!(run = hf_sched_take(eng->sched)))
 			break;
+		if (hf_cancel_take(run)) {
+			hf_cancel_drop(eng, run);
+			continue;
+		}
 		if (!hf_store_writable(eng->store, NULL, 0)) {
 			/* It could not while this worker waited for a run. */
 			run->due_at = hf_now_ms() + HF_WORKER_PAUSE_POLL_MS;

@@ -24,8 +24,14 @@
 #include <string.h>
 
 static const char *const top_keys[] = {
-    "name", "description", "on", "if", "timeout", "concurrency", "steps",
+    "name",	 "description", "on",	 "if",
+    "timeout",	 "concurrency", "steps", "on_failure", /* wf_flow.c */
+    "cancel_on", "throttle",			       /* wf_flow.c */
+    "debounce",					       /* wf_flow.c */
 };
+static const char *const cancel_on_keys[] = {"path", "if"}; /* wf_flow.c */
+static const char *const throttle_keys[] = {"key", "limit", "period"};
+static const char *const debounce_keys[] = {"key", "period", "max_wait"};
 static const char *const on_keys[] = {"webhook", "schedule"};
 static const char *const schedule_keys[] = {"cron", "timezone", "catch_up"};
 static const char *const webhook_keys[] = {
@@ -39,11 +45,13 @@ static const char *const verify_keys[] = {
     "timestamp_unit", "signed",	   "url",
     "query",	      "user",	   "password",
 };
-static const char *const concurrency_keys[] = {"key", "max"};
+static const char *const concurrency_keys[] = {"key", "max",
+					       "cancel_in_progress"};
 static const char *const step_keys[] = {
-    "id",    "run",   "script",	  "if",
-    "with",  "retry", "timeout",  "continue_on_error",
-    "sleep", "until", "wait_for", /* wf_park.c */
+    "id",	"run",	 "script",   "if",
+    "with",	"retry", "timeout",  "continue_on_error",
+    "sleep",	"until", "wait_for", /* wf_park.c */
+    "throttle",			     /* wf_flow.c */
 };
 static const char *const retry_keys[] = {"attempts", "backoff", "max_backoff",
 					 "max_delay"};
@@ -473,6 +481,9 @@ static void parse_concurrency(struct wf_ctx *c, const yaml_node_t *n)
 	if ((x = wf_get(c, n, "max")))
 		wf_parse_int(c, x, "concurrency.max", 1, HF_CONCURRENCY_MAX,
 			     &wf->concurrency_max);
+	if ((x = wf_get(c, n, "cancel_in_progress")))
+		wf_parse_bool(c, x, "concurrency.cancel_in_progress",
+			      &wf->concurrency_cancel);
 }
 
 static void parse_run(struct wf_ctx *c, const yaml_node_t *n,
@@ -645,6 +656,15 @@ static void parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
 	if ((x = wf_get(c, n, "continue_on_error")))
 		wf_parse_bool(c, x, "continue_on_error",
 			      &st->continue_on_error);
+	if ((x = wf_get(c, n, "throttle")))
+		st->throttle = wf_parse_throttle(c, x, throttle_keys,
+						 NKEYS(throttle_keys));
+}
+
+void wf_parse_step(struct wf_ctx *c, const yaml_node_t *n, size_t idx,
+		   struct hf_step *st, const yaml_node_t **idnode)
+{
+	parse_step(c, n, idx, st, idnode);
 }
 
 static void parse_steps(struct wf_ctx *c, const yaml_node_t *n)
@@ -708,4 +728,14 @@ void wf_parse_top(struct wf_ctx *c, const yaml_node_t *root)
 		parse_concurrency(c, x);
 	if ((x = wf_need(c, root, "steps")))
 		parse_steps(c, x);
+	if ((x = wf_get(c, root, "on_failure")))
+		wf_parse_on_failure(c, x);
+	if ((x = wf_get(c, root, "cancel_on")))
+		wf_parse_cancel_on(c, x, cancel_on_keys, NKEYS(cancel_on_keys));
+	if ((x = wf_get(c, root, "debounce")))
+		wf->debounce = wf_parse_debounce(c, x, debounce_keys,
+						 NKEYS(debounce_keys));
+	if ((x = wf_get(c, root, "throttle")))
+		wf->throttle = wf_parse_throttle(c, x, throttle_keys,
+						 NKEYS(throttle_keys));
 }

@@ -339,6 +339,30 @@
 #define HF_PRUNE_BATCH 500
 #endif
 
+/* Cancelling (cancel.c): a run cancelled while a worker or the writer held it
+ * is remembered by id until that owner hands it back; at most
+ * HF_CANCEL_PENDING ids, each for at most HF_CANCEL_KEEP_MS (long enough for
+ * any hand-off: a commit, a backlog page being claimed). */
+#ifndef HF_CANCEL_PENDING
+#define HF_CANCEL_PENDING 4096
+#endif
+#ifndef HF_CANCEL_KEEP_MS
+#define HF_CANCEL_KEEP_MS (10 * 60 * 1000)
+#endif
+
+/* cancel_on, cancel_in_progress and debounce read a workflow's unfinished
+ * runs from the store (flow.c, debounce.c): at most this many per look, so
+ * that one signal cannot make the flow thread read without end. */
+#ifndef HF_FLOW_SCAN_MAX
+#define HF_FLOW_SCAN_MAX 10000
+#endif
+
+/* throttle.limit: starts per period per key. Each key keeps its last
+ * `limit` start times in memory (throttle.c): 8 bytes each. */
+#ifndef HF_THROTTLE_MAX
+#define HF_THROTTLE_MAX 100000
+#endif
+
 /* Workflow names and step ids: short identifiers that appear in paths, logs
  * and metric labels. */
 #ifndef HF_NAME_MAX

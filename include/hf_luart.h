@@ -65,6 +65,10 @@ struct hf_step_ctx {
 	int attempt; /* 1 for the first try of this step; `run.attempt` */
 	int64_t
 	    timeout_ms; /* the step's budget (already capped by the run's) */
+	/* The `failure` global of an on_failure step; NULL: none. */
+	json_t *failure;
+	/* The `events` global of a debounced run; NULL: none. */
+	json_t *events;
 	/* run.resume_url (hf_park.h); NULL: the run has no wait_for ahead. */
 	const char *resume_url;
 };

@@ -71,6 +71,7 @@ enum hf_run_status {
 	/* Parked (hf_park.h): a row in the store with a due time, not in
 	 * memory; RUN's "waiting" says what for. */
 	HF_RUN_WAITING,
+	HF_RUN_CANCELLED, /* hookflow cancel, the API, cancel_on (cancel.c) */
 };
 const char *hf_run_status_name(enum hf_run_status s);
 int hf_run_status_parse(const char *name); /* -1 when unknown */
@@ -120,6 +121,13 @@ struct hf_run {
 	char *waiting;
 	char *wait_path;
 	bool woken;
+	/* In the on_failure steps (next_step >= wf->nsteps): the `failure`
+	 * global, {"step","error","attempt"}; NULL until known (after a
+	 * restart the worker reads it back: on_failure.c). */
+	json_t *failure;
+	/* A debounced run (hf_debounce.h): the `events` global, the burst's
+	 * events as Lua sees `event`; NULL until read back. */
+	json_t *events;
 	struct hf_run *next; /* intrusive link for queues */
 };
 

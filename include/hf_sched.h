@@ -41,6 +41,11 @@ struct hf_run *hf_sched_take(struct hf_sched *s);
 /* A run is over: frees its lane slot, admitting the next run of the lane. The
  * caller still owns run. */
 void hf_sched_release(struct hf_sched *s, struct hf_run *run);
+/* Takes the run with id run_id out of the queue (ready, waiting for its due
+ * time, or waiting for its lane) and returns it, ownership to the caller, who
+ * hands it to hf_sched_release; NULL when the scheduler does not hold it (a
+ * worker does, or it is not in memory). For cancelling: a linear search. */
+struct hf_run *hf_sched_cancel(struct hf_sched *s, const char *run_id);
 /* Runs in memory and not finished (queued, waiting, running). */
 size_t hf_sched_depth(struct hf_sched *s);
 /* Runs ready and waiting for a worker. */

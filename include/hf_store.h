@@ -14,6 +14,7 @@
 #ifndef HF_STORE_H
 #define HF_STORE_H
 
+#include "hf_limits.h"
 #include "hf_run.h"
 #include "hf_util.h"
 #include <jansson.h>
@@ -261,6 +262,52 @@ int hf_store_secret_key(struct hf_store *s, unsigned char key[32]);
  * or -1 with err. */
 int hf_store_retry_run(struct hf_store *s, const char *run_id,
 		       struct hf_error *err);
+
+/* Ends unfinished run run_id as cancelled (finished_at now, error reason) and
+ * drops it from the queue; with note, also leaves a note for a running server
+ * (the CLI: hf_store_cancel_notes), which must stop the run in memory.
+ * Returns 0 (1 when the run was parked: status waiting), HF_STORE_NOT_FOUND,
+ * HF_STORE_CONFLICT (already finished) or -1.
+ * Writer connection only: use through HF_W_CALL (with or without the writer
+ * thread). Later step writes of a cancelled run keep it cancelled. */
+int hf_store_cancel_run(struct hf_store *s, const char *run_id,
+			const char *reason, bool note,
+			char workflow[HF_NAME_MAX + 1] /* OUT: its workflow */);
+/* Calls fn for each run id noted by hf_store_cancel_run(…, note) that
+ * hf_store_cancel_note_done has not dropped yet. Returns how many or -1. Any
+ * thread (a read connection). */
+int hf_store_cancel_notes(struct hf_store *s,
+			  void (*fn)(const char *run_id, bool was_waiting,
+				     void *arg),
+			  void *arg);
+/* Drops the note of run_id. Writer connection only (HF_W_CALL). */
+int hf_store_cancel_note_done(struct hf_store *s, const char *run_id);
+/* Debounce (debounce.c): moves parked run_id's due time to wake_at and its
+ * "waiting" to waiting (JSON text) if it is still parked. Returns 1 moved, 0
+ * not parked (any more), -1 on error. Writer connection only (HF_W_CALL). */
+int hf_store_debounce_extend(struct hf_store *s, const char *run_id,
+			     int64_t wake_at, const char *waiting);
+/* The stored "waiting" of run_id (JSON text, malloc'd), NULL when none or on
+ * error. Any thread (a read connection). */
+char *hf_store_run_waiting(struct hf_store *s, const char *run_id);
+/* An unfinished run as hf_store_active_runs lists it (valid during the
+ * callback only). */
+struct hf_active_run {
+	const char *id;
+	const char *event_id;
+	const char *status; /* queued, running, waiting */
+	int64_t created_at;
+	int64_t wake_at;     /* a waiting run's due time (hf_park.h) */
+	const char *waiting; /* RUN's "waiting" as JSON text, or NULL */
+};
+/* Calls fn for at most limit unfinished runs (queued, running, waiting) of
+ * workflow, only those of lane when lane is not NULL, oldest first (the
+ * waiting ones after the others). Returns
+ * how many or -1. Any thread (a read connection). */
+int hf_store_active_runs(struct hf_store *s, const char *workflow,
+			 const char *lane, int limit,
+			 void (*fn)(const struct hf_active_run *r, void *arg),
+			 void *arg);
 
 /* Deletes events, runs, steps, deliveries finished before `before` (wall ms),
  * at most limit rows per table. Returns rows deleted or -1. Writer connection

@@ -119,6 +119,31 @@ struct hf_step {
 	struct hf_expr *wait_if; /* wait_for.if: NULL: every signal matches */
 	int64_t wait_timeout_ms; /* wait_for.timeout */
 	struct hf_verify_conf wait_verify; /* wait_for.verify; scheme NONE */
+	struct hf_throttle *throttle;	   /* `throttle:` (wf_flow.c); NULL */
+};
+
+/* `throttle:` (workflow or step level): at most limit starts per period per
+ * key; the key is shared by every workflow naming it (throttle.c). */
+struct hf_throttle {
+	struct hf_expr *key;
+	int limit;
+	int64_t period_ms;
+};
+
+/* `debounce:`: events with the same key within period make one run
+ * (debounce.c). */
+struct hf_debounce {
+	struct hf_expr *key;
+	int64_t period_ms;
+	int64_t max_wait_ms; /* 0: none */
+};
+
+/* One entry of `cancel_on:`: a request to path whose `if:` is true (event:
+ * the waiting run's event, signal: the request) cancels the run. */
+struct hf_cancel_on {
+	char *path;		 /* starts with '/' */
+	struct hf_expr *if_expr; /* NULL: every request to path */
+	int line;
 };
 
 /* One entry of `on.schedule`: a cron expression read in a time zone. */
@@ -149,10 +174,22 @@ struct hf_workflow {
 	int64_t timeout_ms;
 	struct hf_expr *concurrency_key; /* NULL when absent */
 	int concurrency_max;
+	/* concurrency.cancel_in_progress: a newer run of a key cancels the
+	 * older ones (flow.c). */
+	bool concurrency_cancel;
 	struct hf_step *steps;
 	size_t nsteps;
 	struct hf_schedule *schedules; /* `on.schedule`, in file order */
 	size_t nschedules;
+	/* `cancel_on:` (wf_flow.c): requests that cancel this workflow's
+	 * queued and waiting runs (flow.c). */
+	struct hf_cancel_on *cancel_on;
+	size_t ncancel_on;
+	struct hf_throttle *throttle; /* `throttle:` (wf_flow.c); NULL: none */
+	struct hf_debounce *debounce; /* `debounce:` (wf_flow.c); NULL: none */
+	/* `on_failure:` (wf_flow.c): steps[nsteps .. nsteps + nfailure_steps),
+	 * their ids "on_failure.ID"; run once after the run failed. */
+	size_t nfailure_steps;
 	bool has_wait_for; /* a step has `wait_for:` (run.resume_url) */
 	int refs;	   /* atomic */
 };
@@ -182,6 +219,11 @@ hf_workflow_parse_stored(const char *file, const char *text, size_t len,
 			 struct hf_diags *diags);
 struct hf_workflow *hf_workflow_ref(struct hf_workflow *wf);
 void hf_workflow_unref(struct hf_workflow *wf); /* accepts NULL */
+/* Every step of wf: steps then on_failure steps (wf->steps' length). */
+static inline size_t hf_workflow_nall(const struct hf_workflow *wf)
+{
+	return wf->nsteps + wf->nfailure_steps;
+}
 /* Index of the step with that id, or -1. */
 int hf_workflow_step_index(const struct hf_workflow *wf, const char *id);
 
@@ -237,6 +279,13 @@ hf_workflow_set_wait_for(const struct hf_workflow_set *set, const char *path);
  * accepted (`hookflow check` does not need the secrets). Default false. */
 void hf_workflow_set_env_optional(bool optional);
 
+/* True when the `cancel_on:` entry e is for path (a trailing '/' ignored),
+ * and when a workflow of set has such an entry. Pure. */
+bool hf_workflow_cancel_on_matches(const struct hf_cancel_on *e,
+				   const char *path);
+/* (see above) */
+bool hf_workflow_set_cancel_on(const struct hf_workflow_set *set,
+			       const char *path);
 /* Reserved paths a workflow may not declare (/api..., /healthz, /metrics,
  * /ui...). */
 bool hf_path_is_reserved(const char *path);

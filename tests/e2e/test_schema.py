@@ -366,6 +366,9 @@ def test_schema_names_every_key_workflow_c_accepts():
         "webhook": webhook["properties"],
         "verify": webhook["properties"]["verify"]["properties"],
         "concurrency": props["concurrency"]["properties"],
+        "cancel_on": props["cancel_on"]["items"]["properties"],
+        "throttle": props["throttle"]["properties"],
+        "debounce": props["debounce"]["properties"],
         "step": schema["definitions"]["step"]["properties"],
         "retry": schema["definitions"]["step"]["properties"]["retry"]["properties"],
     }

@@ -244,8 +244,9 @@ static void test_runtimes(void)
 		lua_State *L = rt->L;
 		lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
 		keys_defined(L, lua_gettop(L), HF_LUA_IN_STEP);
-		static const char *const env[] = {"event", "steps", "run",
-						  "args",  "_G",    NULL};
+		static const char *const env[] = {"event",  "steps", "run",
+						  "args",   "_G",    "failure",
+						  "events", NULL};
 		listed_exist(L, lua_gettop(L), HF_LUA_IN_STEP, env);
 		lua_pop(L, 1);
 		test_step_env(rt);

@@ -301,9 +301,11 @@ static void test_errors(void)
 	expect_error("name: x\n" OK_ON OK_STEPS "---\nname: y\n",
 		     "wf.yml:5:1: a workflow file holds one YAML document");
 	/* keys */
-	expect_error("name: x\n" OK_ON "stpes: []\n",
-		     "wf.yml:3:1: unknown key 'stpes' (expected one of: name, "
-		     "description, on, if, timeout, concurrency, steps)");
+	expect_error(
+	    "name: x\n" OK_ON "stpes: []\n",
+	    "wf.yml:3:1: unknown key 'stpes' (expected one of: name, "
+	    "description, on, if, timeout, concurrency, steps, on_failure, "
+	    "cancel_on, throttle, debounce)");
 	expect_error("name: x\n" OK_ON "stpes: []\n",
 		     "wf.yml:1:1: missing required key 'steps'");
 	expect_only("name: x\n" OK_ON OK_STEPS "name: y\n",

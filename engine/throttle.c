@@ -1,0 +1,215 @@
+/* throttle.c - the throttle's reservations (see hf_throttle.h): a hash of
+ * keys, each with the start times it gave, oldest first (never more than the
+ * greatest limit seen for the key: older ones no longer decide anything).
+ *
+ * The key is the value of throttle.key, evaluated in the worker thread's
+ * expression runtime (dispatch.c's, with the expression limits) against the
+ * run's event. Neighbours: worker.c (asks before a step), park (stores and
+ * wakes the parked runs), server.c (restores at start-up). */
+#include "hf_dispatch.h"
+#include "hf_limits.h"
+#include "hf_throttle.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUCKETS 1024
+
+struct key {
+	char *name;
+	int64_t *at; /* start times, ascending */
+	size_t n, cap;
+	size_t keep; /* the greatest limit asked for the key */
+	struct key *next;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct key *keys[BUCKETS];
+
+static unsigned long hash(const char *s)
+{
+	unsigned long h = 5381;
+	while (*s)
+		h = h * 33 + (unsigned char)*s++;
+	return h;
+}
+
+/* Lock held. */
+static struct key *key_get(const char *name)
+{
+	struct key **slot = &keys[hash(name) % BUCKETS];
+	for (struct key *k = *slot; k; k = k->next)
+		if (strcmp(k->name, name) == 0)
+			return k;
+	struct key *k = hf_xcalloc(1, sizeof *k);
+	k->name = hf_xstrdup(name);
+	k->next = *slot;
+	*slot = k;
+	return k;
+}
+
+/* Lock held: inserts t in order, keeping at most keep times. */
+static void key_add(struct key *k, int64_t t, size_t keep)
+{
+	if (k->n == k->cap) {
+		k->cap = k->cap ? k->cap * 2 : 8;
+		k->at = hf_xrealloc(k->at, k->cap * sizeof *k->at);
+	}
+	size_t i = k->n++;
+	while (i > 0 && k->at[i - 1] > t) {
+		k->at[i] = k->at[i - 1];
+		i--;
+	}
+	k->at[i] = t;
+	if (k->n > keep) {
+		memmove(k->at, k->at + (k->n - keep), keep * sizeof *k->at);
+		k->n = keep;
+	}
+}
+
+/* The start time of one more start of key name under t, from now. */
+static int64_t reserve(const char *name, const struct hf_throttle *t,
+		       int64_t now)
+{
+	pthread_mutex_lock(&lock);
+	struct key *k = key_get(name);
+	size_t limit = (size_t)t->limit;
+	int64_t at = now;
+	if (k->n >= limit && k->at[k->n - limit] + t->period_ms > at)
+		at = k->at[k->n - limit] + t->period_ms;
+	/* Arrival order: never before a start given earlier. */
+	if (k->n && k->at[k->n - 1] > at)
+		at = k->at[k->n - 1];
+	if (limit > k->keep)
+		k->keep = limit;
+	key_add(k, at, k->keep);
+	pthread_mutex_unlock(&lock);
+	return at;
+}
+
+/* The key's value as text: a string as it is, else its JSON. NULL when the
+ * expression fails (then the run is not throttled: logged). */
+static char *key_of(const struct hf_run *run, const struct hf_throttle *t,
+		    const char *where)
+{
+	char ck[256];
+	snprintf(ck, sizeof ck, "%s:throttle:%s", run->wf->version, where);
+	json_t *v = NULL;
+	char *err = NULL, *out = NULL;
+	struct hf_luart *rt = hf_dispatch_runtime();
+	if (rt && hf_luart_eval_event(rt, ck, t->key, run->event, run->wf, &v,
+				      &err) == 0)
+		out = json_is_string(v)
+			  ? hf_xstrdup(json_string_value(v))
+			  : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	else
+		hf_log(HF_LOG_WARN, "run %s: throttle.key: %s (not throttled)",
+		       run->id, err ? err : "no runtime");
+	json_decref(v);
+	free(err);
+	return out;
+}
+
+int hf_throttle_gate(struct hf_run *run, int64_t now)
+{
+	const struct hf_workflow *wf = run->wf;
+	size_t i = run->next_step;
+	/* Woken: its start was given before it parked (a debounce's leader
+	 * woke from its burst, not from a throttle: hf_debounce.h). */
+	bool burst = run->waiting &&
+		     strstr(run->waiting, "\"for\":\"debounce\"") != NULL;
+	if (!wf || i >= wf->nsteps || (run->woken && !burst) ||
+	    run->step_attempt != 1 || wf->steps[i].park)
+		return 0;
+	const struct hf_throttle *t = NULL;
+	const char *step = NULL;
+	if (i == 0 && wf->throttle) {
+		t = wf->throttle;
+	} else if (wf->steps[i].throttle) {
+		t = wf->steps[i].throttle;
+		step = wf->steps[i].id;
+	}
+	if (!t)
+		return 0;
+	char *key = key_of(run, t, step ? step : "");
+	if (!key)
+		return 0;
+	int64_t at = reserve(key, t, now);
+	int parked = 0;
+	if (at > now) {
+		char iso[32];
+		hf_time_iso(at, iso);
+		json_t *o = json_pack("{s:s,s:s,s:s?,s:s}", "for", "throttle",
+				      "until", iso, "step", step, "key", key);
+		free(run->waiting);
+		run->waiting = json_dumps(o, JSON_COMPACT);
+		json_decref(o);
+		free(run->wait_path);
+		run->wait_path = NULL;
+		run->wake_at = at;
+		run->status = HF_RUN_WAITING;
+		parked = 1;
+	}
+	free(key);
+	return parked;
+}
+
+struct restore {
+	size_t n;
+};
+
+static void restore_one(const struct hf_active_run *r, void *arg)
+{
+	struct restore *rs = arg;
+	if (strcmp(r->status, "waiting") != 0 || !r->waiting)
+		return;
+	json_t *o = json_loads(r->waiting, 0, NULL);
+	const char *f = json_string_value(json_object_get(o, "for"));
+	const char *k = json_string_value(json_object_get(o, "key"));
+	if (f && k && strcmp(f, "throttle") == 0) {
+		pthread_mutex_lock(&lock);
+		struct key *key = key_get(k);
+		key_add(key, r->wake_at, HF_THROTTLE_MAX);
+		pthread_mutex_unlock(&lock);
+		rs->n++;
+	}
+	json_decref(o);
+}
+
+static bool throttled(const struct hf_workflow *wf)
+{
+	if (wf->throttle)
+		return true;
+	for (size_t i = 0; i < wf->nsteps; i++)
+		if (wf->steps[i].throttle)
+			return true;
+	return false;
+}
+
+void hf_throttle_restore(struct hf_store *s, const struct hf_workflow_set *set)
+{
+	struct restore rs = {0};
+	for (size_t i = 0; set && i < set->n; i++)
+		if (throttled(set->items[i]))
+			hf_store_active_runs(s, set->items[i]->name, NULL,
+					     HF_THROTTLE_MAX, restore_one, &rs);
+	if (rs.n)
+		hf_log(HF_LOG_INFO, "%zu run%s parked for a throttle", rs.n,
+		       rs.n == 1 ? "" : "s");
+}
+
+void hf_throttle_reset(void)
+{
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; i < BUCKETS; i++) {
+		for (struct key *k = keys[i], *next; k; k = next) {
+			next = k->next;
+			free(k->name);
+			free(k->at);
+			free(k);
+		}
+		keys[i] = NULL;
+	}
+	pthread_mutex_unlock(&lock);
+}

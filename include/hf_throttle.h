@@ -1,0 +1,30 @@
+/* hf_throttle.h - `throttle: {key, limit, period}` at run time: at most limit
+ * starts per period per key (a run's first step, or a step's first attempt),
+ * the key shared by every workflow naming it; the rest park (hf_park.h,
+ * waiting for "throttle") until their start, in arrival order, none dropped.
+ *
+ * Each start gets a time at once (a reservation): the n-th of a key starts
+ * no sooner than period after the (n - limit)-th, so that no period holds
+ * more than limit starts. A run whose time is later parks until then; woken,
+ * it starts without asking again. The reservations are memory; the parked
+ * runs' due times are rows, read back at start-up (hf_throttle_restore).
+ *
+ * Threading: any thread (one mutex). */
+#ifndef HF_THROTTLE_H
+#define HF_THROTTLE_H
+
+#include "hf_run.h"
+#include "hf_store.h"
+#include <stdint.h>
+
+/* Before run's next step (a worker, at now): when a throttle applies and its
+ * start must wait, parks run (status waiting, wake_at, waiting) and returns
+ * 1: the caller stores it as a parked run. Else 0: the step runs now. */
+int hf_throttle_gate(struct hf_run *run, int64_t now);
+/* Reads back the start times of the runs parked for a throttle of set's
+ * workflows (at start-up, before workers take runs). */
+void hf_throttle_restore(struct hf_store *s, const struct hf_workflow_set *set);
+/* Forgets every reservation (tests, `hookflow run`). */
+void hf_throttle_reset(void);
+
+#endif
