@@ -87,10 +87,10 @@ static const char insert_runs_sql[] =
     " SELECT id, event_id, workflow, version, 'queued', attempt, created_at,"
     " next_step, step_attempt, due_at, lane FROM u ORDER BY ord"
     " RETURNING id, seq)"
-    " INSERT INTO queue(run_id, seq, node_id, epoch, claimed_at)"
+    " INSERT INTO queue(run_id, seq, node_id, epoch, claimed_at, lane)"
     " SELECT r.id, r.seq, u.node, CASE WHEN u.node IS NULL THEN 0 ELSE"
-    " $12::int8 END, CASE WHEN u.node IS NULL THEN NULL ELSE $13::int8 END"
-    " FROM r JOIN u ON u.id = r.id";
+    " $12::int8 END, CASE WHEN u.node IS NULL THEN NULL ELSE $13::int8 END,"
+    " u.workflow || chr(10) || u.lane FROM r JOIN u ON u.id = r.id";
 
 int hf_pg_flush_rows(struct hf_pg_store *q)
 {

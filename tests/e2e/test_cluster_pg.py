@@ -241,3 +241,43 @@ def test_a_node_that_stops_cleanly_hands_its_runs_over_at_once(tmp_path):
         assert a.wait_run(r.json()["runs"][0])["status"] == "succeeded"
     finally:
         stop_all(nodes)
+
+
+def test_a_lane_is_shared_by_the_nodes(tmp_path):
+    log, slow = Receiver(), Receiver()
+    slow.delay = 0.2
+    workflows = {"lane": f"""\
+        name: lane
+        on:
+          webhook:
+            path: /lane
+        concurrency: {{ key: event.body.k, max: 1 }}
+        steps:
+          - id: first
+            run: |
+              http.post("{log.url}/start", {{n = event.body.n}})
+              http.get("{slow.url}/work")
+          - id: second
+            run: |
+              http.post("{log.url}/end", {{n = event.body.n}})
+        """}
+    url, nodes = start_nodes(tmp_path, workflows, ["a", "b"])
+    try:
+        n = 8
+        for i in range(n):
+            # One lane, its events accepted by both nodes in turn.
+            r = nodes[i % 2].post("/lane", {"k": "x", "n": i})
+            assert r.status == 202, r
+        wait_for(lambda: len(log.requests) >= 2 * n, 60,
+                 what="every run of the lane")
+        seen = [(x["path"], json.loads(x["body"])["n"]) for x in log.requests]
+        # One run of the lane at a time, in arrival order, across nodes.
+        want = [p for i in range(n) for p in (("/start", i), ("/end", i))]
+        assert seen == want, seen
+        nodes_ran = pg_query(url, "SELECT DISTINCT node FROM steps"
+                             " ORDER BY node")
+        assert nodes_ran == [("a",), ("b",)], nodes_ran
+    finally:
+        stop_all(nodes)
+        log.close()
+        slow.close()
