@@ -209,6 +209,19 @@ static int dedupe_check(struct hf_pg_store *q, const struct hf_run *run,
 		}
 	}
 	PQclear(r);
+	if (rc != -1)
+		return rc;
+	/* Neither: another node committed the key after this statement's
+	 * snapshot (the insert waited for it). A new statement sees it. */
+	r = hf_pg_exec(q, q->wconn,
+		       "SELECT event_id FROM dedupe WHERE workflow = $1 AND"
+		       " key = $2",
+		       "tt", run->wf->name, run->dedupe_key);
+	if (hf_pg_ok(r) && PQntuples(r) == 1) {
+		snprintf(dup_of, HF_ID_SIZE, "%s", PQgetvalue(r, 0, 0));
+		rc = 1;
+	}
+	PQclear(r);
 	return rc;
 }
 

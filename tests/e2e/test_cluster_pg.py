@@ -281,3 +281,68 @@ def test_a_lane_is_shared_by_the_nodes(tmp_path):
         stop_all(nodes)
         log.close()
         slow.close()
+
+
+def test_dedupe_holds_across_nodes(tmp_path):
+    workflows = {"once": """\
+        name: once
+        on:
+          webhook:
+            path: /once
+            dedupe: event.body.id
+        steps:
+          - id: s
+            run: return event.body.id
+        """}
+    url, nodes = start_nodes(tmp_path, workflows, ["a", "b"])
+    try:
+        import threading
+        statuses = []
+        lock = threading.Lock()
+
+        def post(srv, i):
+            r = srv.post("/once", {"id": f"k{i}"})
+            with lock:
+                statuses.append(r.status)
+
+        threads = [threading.Thread(target=post, args=(srv, i))
+                   for i in range(10) for srv in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(statuses) == [200] * 10 + [202] * 10, statuses
+        wait_for(lambda: pg_query(url, "SELECT count(*) FROM runs WHERE"
+                                  " status = 'succeeded'") == [(10,)],
+                 30, what="the ten runs")
+        assert pg_query(url, "SELECT count(*) FROM runs") == [(10,)]
+    finally:
+        stop_all(nodes)
+
+
+def test_the_cli_wakes_the_cluster_with_or_without_notify(tmp_path):
+    url = pg_state_url()
+    d = tmp_path / "quiet"
+    d.mkdir()
+    quiet = Server(d, hello_workflow(),
+                   args=["--node", "quiet", "--lease", LEASE,
+                         "--pg-notify", "off"])
+    quiet.state = url
+    url, nodes = start_nodes(tmp_path, hello_workflow(), ["loud"], url=url)
+    nodes.append(quiet.start())
+    try:
+        r = nodes[0].post("/hello", {"n": 1})
+        assert r.status == 202, r
+        event = r.json()["event"]
+        nodes[0].wait_run(r.json()["runs"][0])
+        p = nodes[0].cli("replay", event, "--state", url, "--json")
+        assert p.returncode == 0, p.stderr
+        runs = json.loads(p.stdout)["runs"]
+        assert len(runs) == 1
+        run = nodes[1].wait_run(runs[0], timeout=30)
+        assert run["status"] == "succeeded", run
+        assert run["steps"][0]["node"] in ("loud", "quiet")
+        listed = nodes_of(nodes[1])
+        assert set(listed) == {"loud", "quiet"}, listed
+    finally:
+        stop_all(nodes)
