@@ -61,6 +61,9 @@ struct hf_pg_node {
 	int64_t every_ms;
 	atomic_llong ok_mono; /* when the last good heartbeat was sent */
 	unsigned rounds;
+	/* Rounds left, after a rejoin, that give back rows claimed under the
+	 * old epoch by a write that read it just before the rejoin. */
+	int sweeps;
 };
 
 bool hf_pg_lease_fresh(struct hf_pg_store *q)
@@ -135,6 +138,7 @@ static void rejoin(struct hf_pg_node *n)
 	if (!epoch)
 		return;
 	atomic_store(&q->epoch, epoch);
+	n->sweeps = 5;
 	int back = hf_pg_run(q, n->conn,
 			     "UPDATE queue SET node_id = NULL, epoch = 0,"
 			     " claimed_at = NULL WHERE node_id = $1 AND epoch"
@@ -163,6 +167,12 @@ static void heartbeat(struct hf_pg_node *n)
 		atomic_store(&n->ok_mono, sent);
 	if (rc < 0 || !hf_pg_lease_fresh(q))
 		return;
+	if (n->sweeps > 0 &&
+	    hf_pg_run(q, n->conn,
+		      "UPDATE queue SET node_id = NULL, epoch = 0, claimed_at ="
+		      " NULL WHERE node_id = $1 AND epoch <> $2",
+		      "II", q->node_id, (int64_t)atomic_load(&q->epoch)) >= 0)
+		n->sweeps--;
 	reap(q, n->conn, NULL);
 	if (++n->rounds % 600 == 0)
 		hf_pg_run(q, n->conn,
