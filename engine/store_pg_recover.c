@@ -5,11 +5,13 @@
  * delivery, pruning old rows, and the newest stored version of each
  * workflow (hookflow replay).
  *
- * Runs are claimed through the queue table: at start-up this server takes
- * every unfinished run (one server per database until the multi-node phase:
- * the runs of a server that died are its to resume), later the unclaimed
- * ones (node_id NULL: the CLI's replays and retries) with one UPDATE … FOR
- * UPDATE SKIP LOCKED, so that a run is handed to one server once.
+ * Runs are claimed through the queue table: at start-up a node resumes the
+ * runs it inherited from the node of its name before it (store_pg_node.c),
+ * later it claims unclaimed ones (node_id NULL: the disk backlog, the CLI's
+ * replays and retries, the runs of a node that was reaped) with one
+ * statement, SELECT … FOR UPDATE SKIP LOCKED in a CTE that marks the claim
+ * (hf_pg_load_backlog), so that each run goes to one node. A clean stop
+ * gives back what the node holds. Retention runs on one node at a time.
  *
  * Threading: load_pending, changed and stored_workflows on a pooled
  * connection; retry_run on the writer's connection under wlock (the CLI has
