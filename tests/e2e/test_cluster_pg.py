@@ -346,3 +346,114 @@ def test_the_cli_wakes_the_cluster_with_or_without_notify(tmp_path):
         assert set(listed) == {"loud", "quiet"}, listed
     finally:
         stop_all(nodes)
+
+
+class Proxy:
+    """A TCP proxy to PostgreSQL that can be cut: while `cut`, nothing goes
+    through either way (the connections stay open, as in a partition)."""
+
+    def __init__(self, port):
+        import socket
+        import threading
+        self.target = port
+        self.cut = False
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            s = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((c, s), (s, c)):
+                threading.Thread(target=self._pump, args=(a, b),
+                                 daemon=True).start()
+
+    def _pump(self, a, b):
+        while not self.closed:
+            try:
+                data = a.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            while self.cut and not self.closed:
+                time.sleep(0.05)
+            try:
+                b.sendall(data)
+            except OSError:
+                break
+        for x in (a, b):
+            try:
+                x.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.closed = True
+        self.lsock.close()
+
+
+def test_a_node_cut_off_from_the_database_answers_503_and_writes_nothing_late(
+        tmp_path):
+    slow, sink = Receiver(), Receiver()
+    slow.delay = 3
+    url = pg_state_url()
+    host_port = url.split("@", 1)[1].split("/", 1)[0]
+    proxy = Proxy(int(host_port.rsplit(":", 1)[1]))
+    cut_url = url.replace(host_port, f"127.0.0.1:{proxy.port}")
+    workflows = slow_workflow(slow.url, sink.url)
+    d = tmp_path / "cut"
+    d.mkdir()
+    cut = Server(d, workflows, args=["--node", "cut", "--lease", LEASE])
+    cut.state = cut_url
+    cut.start()
+    url, nodes = start_nodes(tmp_path, workflows, ["other"], url=url)
+    other = nodes[0]
+    nodes.append(cut)
+    try:
+        r = cut.post("/slow", {"n": 1})
+        assert r.status == 202, r
+        run_id = r.json()["runs"][0]
+        wait_for(lambda: slow.requests, 10, what="the step to start")
+        proxy.cut = True
+        # Its lease goes stale: it says so, takes no webhook (and starts
+        # nothing).
+        wait_for(lambda: cut.get("/healthz").status == 503, 20,
+                 interval=0.1, what="the cut node to see its lease stale")
+        assert "lease" in cut.get("/healthz").body
+        r = cut.post("/slow", {"n": 2})
+        assert r.status == 503 and r.headers.get("retry-after"), r
+        # The other node takes the run over and ends it.
+        run = other.wait_run(run_id, timeout=30)
+        assert run["status"] == "succeeded", run
+        assert run["steps"][0]["node"] == "other", run
+        assert run["steps"][0]["output"] == 2, run
+        # Joined again: its late step commit is refused, the run dropped.
+        proxy.cut = False
+        wait_for(lambda: "dropped here" in cut.stderr(), 40,
+                 what="the cut node to drop the run")
+        wait_for(lambda: cut.post("/slow", {"n": 3}).status == 202, 40,
+                 interval=0.2, what="the node to take webhooks again")
+        after = other.run(run_id)
+        assert after["steps"] == run["steps"], after
+        assert pg_query(url, "SELECT count(*) FROM steps WHERE run_id ="
+                        " ?", run_id) == [(1,)]
+        wait_for(lambda: len(sink.requests) >= 1, 20, what="the delivery")
+        time.sleep(1.5)
+        assert [json.loads(x["body"])["n"] for x in sink.requests
+                if json.loads(x["body"])["n"] == 1] == [1]
+    finally:
+        stop_all(nodes)
+        proxy.close()
+        slow.close()
+        sink.close()
