@@ -323,6 +323,8 @@ static int transact(struct hf_pg_store *q, struct hf_write *w,
 	}
 	hf_pg_rows_reset(q);
 	q->notify_pending = false;
+	if (rc == 0)
+		rc = hf_pg_fence(q, w, end);
 	for (; rc == 0 && w != end; w = w->next)
 		rc = hf_pg_apply(q, w);
 	if (rc == 0)

@@ -92,8 +92,9 @@ struct hf_pg_store {
 	_Atomic int64_t epoch;
 	char node_name[HF_NODE_NAME_MAX];
 	int64_t lease_ms;
-	bool notify;		 /* LISTEN/NOTIFY (--pg-notify) */
-	bool notify_pending;	 /* the open batch left claimable work */
+	bool notify;	     /* LISTEN/NOTIFY (--pg-notify) */
+	bool notify_pending; /* the open batch left claimable work */
+	bool batch_fenced; /* the open batch's node was reaped (hf_pg_fence) */
 	struct hf_pg_node *node; /* the heartbeat thread (store_pg_node.c) */
 
 	struct hf_pg_rows rows; /* the batch's pending multi-row inserts */
@@ -188,6 +189,12 @@ void hf_pg_arr_int8_or_null(struct hf_pg_arr *a, int64_t v); /* 0: NULL */
 
 /* store_pg_apply.c */
 int hf_pg_apply(struct hf_pg_store *q, struct hf_write *w);
+/* Before a batch's writes: when it has writes of claimed runs, holds this
+ * node's row in `nodes` (FOR KEY SHARE: a reaper skips it meanwhile) and
+ * checks its epoch; reaped already, q->batch_fenced makes them write
+ * nothing. 0 or -1. */
+int hf_pg_fence(struct hf_pg_store *q, const struct hf_write *w,
+		const struct hf_write *end);
 /* Sends the batch's pending multi-row inserts: 0 or -1. */
 int hf_pg_flush_rows(struct hf_pg_store *q);
 void hf_pg_rows_init(struct hf_pg_store *q);

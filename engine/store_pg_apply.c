@@ -306,16 +306,16 @@ static int apply_run_started(struct hf_pg_store *q, struct hf_write *w)
 {
 	if (atomic_load(&w->run->step_pending))
 		return 0;
-	/* Fenced as a step's write (apply_step), without the lock: it only
-	 * shows the run started. */
-	int n = hf_pg_run(
-	    q, q->wconn,
-	    "UPDATE runs SET status = 'running', started_at = $2"
-	    " WHERE id = $1 AND ($3::int8 = 0 OR EXISTS (SELECT 1 FROM"
-	    " queue WHERE run_id = $1 AND node_id = $3 AND epoch"
-	    " = $4))",
-	    "tIII", w->run->id, w->run->started_at, q->node_id,
-	    (int64_t)atomic_load(&q->epoch));
+	/* Fenced as a step's write (apply_step). */
+	int n = 0;
+	if (!q->batch_fenced)
+		n = hf_pg_run(q, q->wconn,
+			      "UPDATE runs SET status = 'running', started_at ="
+			      " $2 WHERE id = $1 AND ($3::int8 = 0 OR EXISTS"
+			      " (SELECT 1 FROM queue WHERE run_id = $1 AND"
+			      " node_id = $3 AND epoch = $4))",
+			      "tIII", w->run->id, w->run->started_at,
+			      q->node_id, (int64_t)atomic_load(&q->epoch));
 	if (n == 0 && q->node_id)
 		w->fenced = true;
 	return n < 0 ? -1 : 0;
@@ -452,21 +452,44 @@ static int insert_emit(struct hf_pg_store *q, const struct hf_run *run,
 	return rc < 0 ? -1 : 0;
 }
 
-/* The run's progress, first: conditional on this node holding the run
- * under its epoch (fencing), the queue row locked (FOR SHARE) until the
- * commit, so that a node reaping this one waits for it or makes it write
- * nothing. Returns 1 written, 0 fenced, -1 on error. */
+int hf_pg_fence(struct hf_pg_store *q, const struct hf_write *w,
+		const struct hf_write *end)
+{
+	q->batch_fenced = false;
+	if (!q->node_id)
+		return 0;
+	for (; w != end; w = w->next)
+		if (w->kind == HF_W_STEP || w->kind == HF_W_RUN_STARTED)
+			break;
+	if (w == end)
+		return 0;
+	/* A reaper locks its victim's row FOR UPDATE (SKIP LOCKED): it
+	 * either waits for this batch's commit, or reaped before it, and
+	 * then the epoch differs here. One statement per batch, not per
+	 * step. */
+	int n = hf_pg_run(q, q->wconn,
+			  "SELECT 1 FROM nodes WHERE id = $1 AND epoch = $2"
+			  " FOR KEY SHARE",
+			  "II", q->node_id, (int64_t)atomic_load(&q->epoch));
+	q->batch_fenced = n == 0;
+	return n < 0 ? -1 : 0;
+}
+
+/* The run's progress, first: only while this node holds the run under its
+ * epoch (fencing; no node reaps this one during the batch: hf_pg_fence).
+ * Returns 1 written, 0 fenced, -1 on error. */
 static int update_run(struct hf_pg_store *q, const struct hf_run *run,
 		      int64_t finished)
 {
+	if (q->batch_fenced)
+		return 0;
 	return hf_pg_run(
 	    q, q->wconn,
-	    "WITH f AS (SELECT run_id FROM queue WHERE run_id = $1 AND"
-	    " (node_id = $9 AND epoch = $10) FOR SHARE)"
-	    " UPDATE runs SET status = $2, next_step = $3,"
+	    "UPDATE runs SET status = $2, next_step = $3,"
 	    " step_attempt = $4, due_at = $5, error = $6,"
 	    " finished_at = $7, started_at = COALESCE(started_at,"
-	    " $8) WHERE id = $1 AND ($9::int8 = 0 OR EXISTS (SELECT 1 FROM f))",
+	    " $8) WHERE id = $1 AND ($9::int8 = 0 OR EXISTS (SELECT 1 FROM"
+	    " queue WHERE run_id = $1 AND node_id = $9 AND epoch = $10))",
 	    "ttIiItJJII", run->id, hf_run_status_name(run->status),
 	    (int64_t)run->next_step, run->step_attempt, run->due_at, run->error,
 	    finished, run->started_at, q->node_id,

@@ -9,7 +9,8 @@
  * claiming at once); a node whose heartbeat stops is reaped after its lease
  * (its epoch bumped, its runs back with step_attempt + 1, listed dead); a
  * node that lost its runs to another writes nothing late (its step write is
- * fenced, its run json unchanged) while the new holder's write lands; a
+ * fenced, its run json unchanged) while the new holder's write lands, and
+ * so is a step of a run it gave back and another node claimed; a
  * delivery is leased by one node at a time and the other's record of it is
  * refused; a lane's run waits for the earlier ones of its lane on any
  * node. */
@@ -298,6 +299,20 @@ static void test_heir_writes(void)
 	hf_store_close(heir);
 }
 
+/* A run this node gave back (release) and another claimed: this node's
+ * step for it is refused, row by row, while its epoch is current. */
+static void test_released_run_is_fenced(struct hf_store *a, struct hf_store *b)
+{
+	struct hf_run *run = ingest(a, wf, false, NULL);
+	hf_store_release(a, run->id);
+	struct claimed c = {PTHREAD_MUTEX_INITIALIZER};
+	CHECK(claim(b, 10, &c) == 1 && strcmp(c.ids[0], run->id) == 0);
+	bool fenced = false;
+	CHECK(step(a, run, 0, NULL, &fenced) == 0 && fenced);
+	CHECK(run_step_attempts(b, run->id) == 0);
+	hf_run_free(run);
+}
+
 static void test_delivery_lease(struct hf_store *a, struct hf_store *b)
 {
 	struct hf_run *run = ingest(a, wf, false, NULL);
@@ -377,6 +392,7 @@ int main(void)
 	test_concurrent_claims(a, b);
 	test_lease_and_reaping(b);
 	test_heir_writes();
+	test_released_run_is_fenced(a, b);
 	test_delivery_lease(a, b);
 	test_lanes(a, b);
 	hf_store_set_clean_stop(a);
