@@ -131,6 +131,9 @@ static const char schema_sql[] =
     "ALTER TABLE queue ADD COLUMN IF NOT EXISTS lane TEXT COLLATE \"C\";"
     "CREATE INDEX IF NOT EXISTS queue_lane ON queue(lane, seq)"
     " WHERE lane IS NOT NULL;"
+    /* The deliveries a node has leased (a reaper gives them back). */
+    "CREATE INDEX IF NOT EXISTS deliveries_node ON deliveries(node_id)"
+    " WHERE node_id IS NOT NULL;"
     /* The queue churns: vacuum it by rows changed, not by its size. */
     "ALTER TABLE queue SET (autovacuum_vacuum_scale_factor = 0,"
     " autovacuum_vacuum_threshold = 1000);";

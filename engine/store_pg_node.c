@@ -84,7 +84,8 @@ static int reap(struct hf_pg_store *q, PGconn *c, const char *name)
 	PGresult *r = hf_pg_exec(
 	    q, c,
 	    "WITH dead AS (SELECT id, stopped_at IS NOT NULL AS clean,"
-	    " COALESCE(name = $2, false) AS heir FROM nodes WHERE id <> $1 AND"
+	    " COALESCE(name = $2, false) AS heir, lease_ms FROM nodes WHERE"
+	    " id <> $1 AND"
 	    " ((stopped_at IS NULL AND heartbeat_at < " DB_NOW " - lease_ms)"
 	    " OR (name = $2 AND (stopped_at IS NULL OR EXISTS (SELECT 1 FROM"
 	    " queue WHERE node_id = nodes.id)))) FOR UPDATE SKIP LOCKED),"
@@ -96,13 +97,19 @@ static int reap(struct hf_pg_store *q, PGconn *c, const char *name)
 	    " = CASE WHEN dead.heir THEN " DB_NOW " END FROM dead WHERE"
 	    " queue.node_id = dead.id RETURNING queue.run_id, dead.clean,"
 	    " dead.heir),"
+	    /* Its leased deliveries: due once the attempt it may have begun
+	     * is over (the lease was the attempt's timeout plus its own). */
+	    " dl AS (UPDATE deliveries SET next_at = deliveries.next_at -"
+	    " dead.lease_ms, node_id = NULL, epoch = 0 FROM dead WHERE"
+	    " deliveries.node_id = dead.id AND deliveries.status ="
+	    " 'pending' RETURNING 1),"
 	    " rep AS (UPDATE runs SET step_attempt = runs.step_attempt + 1"
 	    " FROM rel WHERE runs.id = rel.run_id AND NOT rel.clean AND"
 	    " runs.status IN ('queued','running') AND runs.due_at = 0"
 	    " RETURNING 1)"
 	    " SELECT (SELECT count(*) FROM bump), (SELECT count(*) FROM rel),"
 	    " (SELECT count(*) FROM rep), (SELECT count(*) FROM rel WHERE NOT"
-	    " heir)",
+	    " heir) + (SELECT count(*) FROM dl)",
 	    "ItI", q->node_id, name, (int64_t)atomic_load(&q->epoch));
 	int moved = -1;
 	if (hf_pg_ok(r) && PQntuples(r) == 1) {

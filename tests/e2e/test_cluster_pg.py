@@ -466,3 +466,39 @@ def test_a_node_cut_off_from_the_database_answers_503_and_writes_nothing_late(
         proxy.close()
         slow.close()
         sink.close()
+
+
+def test_a_killed_node_s_delivery_is_taken_over(tmp_path):
+    sink = Receiver()
+    sink.delay = 30  # the first attempt hangs: its node dies meanwhile
+    workflows = {"emit": f"""\
+        name: emit
+        on:
+          webhook:
+            path: /emit
+        steps:
+          - id: send
+            run: |
+              return webhook.emit("{sink.url}/in", {{n = 1}},
+                                  {{timeout = "2s", backoff = "100ms"}})
+        """}
+    url, nodes = start_nodes(tmp_path, workflows, ["a", "b"])
+    a, b = nodes
+    try:
+        r = a.post("/emit", {})
+        assert r.status == 202, r
+        a.wait_run(r.json()["runs"][0])
+        wait_for(lambda: sink.requests, 10, what="a's attempt")
+        sink.delay = 0
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(10)
+        # b reaps a; the delivery is due again once a's attempt (2s) is
+        # over, and b sends it.
+        wait_for(lambda: pg_query(url, "SELECT status FROM deliveries")
+                 == [("delivered",)], 30, what="b to deliver it")
+        assert len(sink.requests) == 2, sink.requests
+        ids = {x["headers"]["webhook-id"] for x in sink.requests}
+        assert len(ids) == 1, ids  # the same delivery, sent again
+    finally:
+        stop_all(nodes)
+        sink.close()
