@@ -3,11 +3,16 @@
 own --node name and a short --lease. Both accept and every run ends once;
 /api/nodes and /metrics name the nodes; a node killed with SIGKILL in the
 middle of a step has its run taken over by another within the lease, the
-step marked as a possible repeat (run.attempt 2); a node cut off longer
-than its lease (SIGSTOP, then SIGCONT) writes nothing late: its step's
-commit is refused, the run ends once, on the other node, and the delivery
-its step emitted is sent once; deliveries emitted on both nodes are each
-sent once. Every wait is bounded; nodes are stopped by their PID."""
+step marked as a possible repeat (run.attempt 2), and its delivery in flight
+is sent by the other; a node cut off longer than its lease (SIGSTOP then
+SIGCONT, or a proxy to PostgreSQL that stops forwarding) says its lease is
+stale, answers 503, and writes nothing late: its step's commit is refused,
+the run ends once, on the other node, and the delivery its step emitted is
+sent once; deliveries emitted on three nodes are each sent once; a lane
+keeps its order and max across nodes; dedupe holds across nodes; the CLI's
+replay reaches the nodes with and without --pg-notify; a node stopped
+cleanly hands its runs over at once. Every wait is bounded; nodes are
+stopped by their PID."""
 import json
 import signal
 import time
@@ -15,8 +20,7 @@ import time
 import pytest
 
 import pgcluster
-from conftest import (Receiver, Server, pg_query, pg_state_url, request,
-                      wait_for)
+from conftest import Receiver, Server, pg_query, pg_state_url, wait_for
 
 pytestmark = pytest.mark.skipif(pgcluster.available() is not None,
                                 reason=f"PostgreSQL: {pgcluster.available()}")
