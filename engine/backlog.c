@@ -48,8 +48,10 @@ struct hf_backlog {
 	size_t npage;
 	bool claim_done; /* under lock */
 
-	/* Recounting (HF_W_CALL). */
+	/* Recounting (HF_W_CALL); when a page last found nothing (the
+	 * loader's, mono ms). */
 	struct hf_write rescan;
+	int64_t recounted;
 	atomic_bool rescanning;
 	int64_t counted;
 
@@ -226,9 +228,11 @@ static int load_page(struct hf_backlog *b, size_t room)
 	pthread_mutex_unlock(&b->lock);
 	if (b->claim.rc == 0)
 		return (int)b->npage;
-	/* Not claimed: they stay on disk, for a later page. */
+	/* Not claimed: they stay on disk, for a later page (PostgreSQL
+	 * claimed them as it read them: given back). */
 	hf_sched_unadmit(eng->sched, b->npage);
 	for (size_t i = 0; i < b->npage; i++) {
+		hf_store_release(eng->store, b->page[i]->id);
 		b->page[i]->admitted = false;
 		hf_run_free(b->page[i]);
 	}
@@ -267,7 +271,16 @@ static void *loader_main(void *arg)
 		 * fixes the count). */
 		if (n == (int)room)
 			b->kicked = true;
-		else if (n < 0 && !b->stopping) {
+		else if (n == 0 && hf_mono_ms() - b->recounted >= 1000 &&
+			 hf_store_writable(b->eng->store, NULL, 0)) {
+			/* Counted but gone: claimed by another node
+			 * (PostgreSQL) or ended. The recount kicks (once a
+			 * second at most). */
+			b->recounted = hf_mono_ms();
+			pthread_mutex_unlock(&b->lock);
+			hf_backlog_rescan(b);
+			pthread_mutex_lock(&b->lock);
+		} else if (n <= 0 && !b->stopping) {
 			struct timespec ts;
 			hf_deadline_in(HF_STORE_PROBE_MS, &ts);
 			pthread_cond_timedwait(&b->cond, &b->lock, &ts);

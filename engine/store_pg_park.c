@@ -64,8 +64,9 @@ int hf_pg_wake_due(struct hf_store *s, int64_t now, int limit)
 	    "WITH w AS (UPDATE runs SET status = 'queued', wait_path = NULL"
 	    " WHERE id IN (SELECT id FROM runs WHERE status = 'waiting' AND"
 	    " wake_at <= $1 ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP"
-	    " LOCKED) RETURNING id, seq) INSERT INTO queue(run_id, seq,"
-	    " node_id, epoch) SELECT id, seq, NULL, 0 FROM w"
+	    " LOCKED) RETURNING id, seq, workflow, lane) INSERT INTO"
+	    " queue(run_id, seq, node_id, epoch, lane) SELECT id, seq, NULL,"
+	    " 0, workflow || chr(10) || lane FROM w"
 	    " ON CONFLICT (run_id) DO UPDATE SET node_id = NULL, epoch = 0,"
 	    " claimed_at = NULL",
 	    "Ii", now, limit);
@@ -95,9 +96,10 @@ int hf_pg_resume_run(struct hf_store *s, const char *run_id, int step,
 	n = hf_pg_run(q, q->wconn,
 		      "WITH w AS (UPDATE runs SET status = 'queued', wait_path"
 		      " = NULL, wake_at = $3 WHERE id = $1 AND status ="
-		      " 'waiting' AND next_step = $2 RETURNING id, seq)"
-		      " INSERT INTO queue(run_id, seq, node_id, epoch) SELECT"
-		      " id, seq, NULL, 0 FROM w ON CONFLICT (run_id) DO UPDATE"
+		      " 'waiting' AND next_step = $2 RETURNING id, seq,"
+		      " workflow, lane) INSERT INTO queue(run_id, seq, node_id,"
+		      " epoch, lane) SELECT id, seq, NULL, 0, workflow ||"
+		      " chr(10) || lane FROM w ON CONFLICT (run_id) DO UPDATE"
 		      " SET node_id = NULL, epoch = 0, claimed_at = NULL",
 		      "tiI", run_id, step, now);
 	return n < 0 ? -1 : n > 0 ? 1 : 0;

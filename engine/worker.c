@@ -10,7 +10,11 @@
  * While the state database cannot write (hf_store_writable), a worker takes
  * no run: a step's result that cannot be stored would only make it run again.
  * A step whose commit failed anyway runs again later as the next attempt
- * (run.attempt + 1). Each worker shows the deadline of the step it runs, for
+ * (run.attempt + 1). On PostgreSQL a node that lost its lease starts no
+ * step (the store is not writable meanwhile) and drops the runs it held
+ * (hf_store_holds), and a step's write that the store refused because
+ * another node took the run over (w->fenced) drops the run too. Each worker
+ * shows the deadline of the step it runs, for
  * /healthz (hf_workers_stuck). */
 #include "hf_cancel.h"
 #include "hf_debounce.h"
@@ -142,11 +146,19 @@ static void step_written(struct hf_write *w)
 	bool committed = w->rc == 0;
 	if (w->result)
 		hf_step_result_release(&sw->res);
+	bool fenced = w->fenced;
 	free(sw);
 	atomic_store(&run->owned, false);
 	/* Cancelled while this step ran: it committed, no later step runs. */
 	if (committed && hf_cancel_take(run)) {
 		hf_cancel_drop(eng, run);
+	} else if (fenced && run->status == HF_RUN_CANCELLED) {
+		/* Cancelled on another node (store_pg_apply.c): the step
+		 * committed, no later step runs. */
+		hf_cancel_drop(eng, run);
+	} else if (fenced) {
+		/* Another node holds the run: this node lets go of it. */
+		hf_engine_run_dropped(eng, run);
 	} else if (over) {
 		hf_engine_run_finished(eng, run);
 	} else if (parked) {
@@ -373,6 +385,22 @@ static void execute(struct worker *wk, struct hf_run *run)
 	commit_wait(wk, HF_WORKER_INFLIGHT, HF_WORKER_INFLIGHT_BYTES);
 }
 
+/* A run of a concurrency lane starts once the runs of its lane before it
+ * allow (on PostgreSQL they may be on other nodes: hf_store_lane_ready);
+ * until then it waits in the scheduler, holding its lane's local slot so
+ * that the lane's later runs here stay behind it. */
+static bool lane_ready(struct hf_engine *eng, struct hf_run *run)
+{
+	if (!run->lane || !run->wf || run->status != HF_RUN_QUEUED)
+		return true;
+	int max = run->wf->concurrency_max > 0 ? run->wf->concurrency_max : 1;
+	if (hf_store_lane_ready(eng->store, run, max) == 1)
+		return true;
+	run->due_at = hf_now_ms() + HF_LANE_POLL_MS;
+	hf_sched_push(eng->sched, run);
+	return false;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *wk = arg;
@@ -401,6 +429,14 @@ static void *worker_main(void *arg)
 			hf_sched_push(eng->sched, run);
 			continue;
 		}
+		if (!hf_store_holds(eng->store, run)) {
+			/* This node lost its lease since it took the run:
+			 * another node has it. */
+			hf_engine_run_dropped(eng, run);
+			continue;
+		}
+		if (!lane_ready(eng, run))
+			continue;
 		execute(wk, run);
 	}
 	/* The writer's done() callbacks name this worker: wait for them. */

@@ -167,7 +167,7 @@ def test_pg_schema_v1_migrates(server):
     waiting(srv, rid)
     assert srv.wait_run(rid, timeout=30)["status"] == "succeeded"
     assert state_rows(srv.state, "SELECT value FROM meta WHERE key ="
-                      " 'schema_version'") == [("2",)]
+                      " 'schema_version'") == [("3",)]
 
 
 @pytest.mark.sqlite_only("a version-2 SQLite file migrates to version 3")
