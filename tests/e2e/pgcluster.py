@@ -39,8 +39,11 @@ def free_port():
 
 
 class PgCluster:
-    def __init__(self, listen="127.0.0.1", port=None):
+    def __init__(self, listen="127.0.0.1", port=None, hba=()):
+        """listen: listen_addresses; hba: more client networks (CIDRs)
+        let in without a password, beside initdb's local ones."""
         self.listen = listen
+        self.hba = list(hba)
         self.port = port or free_port()
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="hf-pg-"))
         self.data = self.dir / "data"
@@ -62,6 +65,9 @@ class PgCluster:
                         "--auth=trust", "-U", "postgres", "-E", "UTF8",
                         "--no-sync"], check=True, capture_output=True,
                        cwd=self.dir, timeout=120, **self._as_postgres())
+        with open(self.data / "pg_hba.conf", "a") as f:
+            for cidr in self.hba:
+                f.write(f"host all all {cidr} trust\n")
         logf = open(self.log, "wb")
         os.chown(self.log, pw.pw_uid, pw.pw_gid)
         self.proc = subprocess.Popen(
