@@ -39,11 +39,16 @@ def free_port():
 
 
 class PgCluster:
-    def __init__(self, listen="127.0.0.1", port=None, hba=()):
+    def __init__(self, listen="127.0.0.1", port=None, hba=(),
+                 settings=None):
         """listen: listen_addresses; hba: more client networks (CIDRs)
-        let in without a password, beside initdb's local ones."""
+        let in without a password, beside initdb's local ones; settings:
+        server settings over the defaults below (the benchmark: fsync)."""
         self.listen = listen
         self.hba = list(hba)
+        self.settings = {"fsync": "off", "full_page_writes": "off",
+                         "max_connections": "200", "shared_buffers": "32MB",
+                         **(settings or {})}
         self.port = port or free_port()
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="hf-pg-"))
         self.data = self.dir / "data"
@@ -74,8 +79,8 @@ class PgCluster:
             [str(PG_BIN / "postgres"), "-D", str(self.data),
              "-p", str(self.port), "-c", f"listen_addresses={self.listen}",
              "-c", f"unix_socket_directories={self.dir}",
-             "-c", "fsync=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200", "-c", "shared_buffers=32MB"],
+             *(a for k, v in self.settings.items()
+               for a in ("-c", f"{k}={v}"))],
             stdout=logf, stderr=subprocess.STDOUT, cwd=self.dir,
             **self._as_postgres())
         logf.close()

@@ -1,0 +1,200 @@
+"""Two nodes over one PostgreSQL on 127.0.0.1 (contract §7), the cheap
+companion of test_cluster_netns.py (no namespaces; the session's throwaway
+cluster): GET /api/nodes, the node of each step, the node label on /metrics,
+dedupe shared; a SIGKILLed node's run taken over by the other within the
+lease and marked run.attempt 2; a node frozen (SIGSTOP) past its lease, whose
+run the other takes over, and whose late result, once it runs again, is
+refused (the run keeps the other's output and one delivery); a concurrency
+lane held across nodes. Steps report where they ran through HF_TEST_NODE
+and hold on a local gate (clusterlib.Gate) while the test acts."""
+import json
+import signal
+import time
+
+import pytest
+
+import pgcluster
+from clusterlib import Gate, Node, wait_node_alive, write_tree
+from conftest import pg_state_url, wait_for
+
+pytestmark = pytest.mark.skipif(pgcluster.available() is not None,
+                                reason=str(pgcluster.available()))
+
+LEASE = "2s"
+
+
+def held(gate_url, extra=""):
+    """A workflow whose one step waits on the gate, then returns where and
+    with which run.attempt it ran."""
+    return f"""\
+        name: held
+        on:
+          webhook:
+            path: /held
+        {extra}
+        steps:
+          - id: s
+            run: |
+              local me = env("HF_TEST_NODE")
+              http.get("{gate_url}/hold?node=" .. me .. "&attempt="
+                .. run.attempt .. "&key=" .. tostring(event.body.key))
+              webhook.emit("{gate_url}/hook", {{node = me,
+                attempt = run.attempt}})
+              return {{node = me, attempt = run.attempt}}
+        """
+
+
+HELLO = """\
+    name: hello
+    on:
+      webhook:
+        path: /hello
+        dedupe: event.body.id
+    steps:
+      - id: s
+        run: return {node = env("HF_TEST_NODE")}
+    """
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """(gate, make): make(workflows) starts nodes a and b over fresh state
+    and data databases; everything stopped afterwards."""
+    gate = Gate()
+    nodes = []
+
+    def make(workflows):
+        wf, sc = write_tree(tmp_path, workflows, {})
+        state, data = pg_state_url(), pg_state_url()
+        for name in ("a", "b"):
+            nodes.append(Node(name, state, data, wf, sc,
+                              lease=LEASE).start())
+        wait_node_alive(nodes[0], "b", True, 10)
+        return nodes
+
+    yield gate, make
+    for n in nodes:
+        n.signal(signal.SIGCONT)
+        n.kill()
+    gate.close()
+
+
+def post(node, path, body):
+    st, _, text = node.request("POST", path, body)
+    assert st in (200, 202), (st, text)
+    return json.loads(text)
+
+
+def wait_run(node, run_id, timeout=20):
+    return wait_for(lambda: (lambda r: r if r["status"] in
+                             ("succeeded", "failed") else None)(
+        node.run(run_id)), timeout, 0.05, f"run {run_id} to finish")
+
+
+def test_nodes_listed_steps_named_dedupe_shared(pair):
+    gate, make = pair
+    a, b = make({"hello": HELLO})
+    for observer in (a, b):
+        nodes = observer.nodes()
+        assert set(nodes) == {"a", "b"}
+        for n in nodes.values():
+            assert {"id", "name", "epoch", "heartbeat_at", "started_at",
+                    "alive"} <= set(n)
+            assert n["alive"] is True
+    for node in (a, b):
+        run_id = post(node, "/hello", {"id": node.name})["runs"][0]
+        run = wait_run(a, run_id)
+        assert run["status"] == "succeeded"
+        assert run["steps"][0]["output"] == {"node": node.name}
+        assert run["steps"][0]["node"] == node.name
+    # One dedupe key for both nodes.
+    first = post(a, "/hello", {"id": "once"})
+    again = post(b, "/hello", {"id": "once"})
+    assert again == {"event": first["event"], "duplicate": True}
+    st, _, text = b.request("GET", "/metrics")
+    assert st == 200 and 'node="b"' in text, text[:2000]
+    st, _ = a.api("GET", "/api/nodes", None)
+    assert st == 200
+    st, _, _ = a.request("GET", "/api/nodes")
+    assert st == 401
+
+
+def test_sigkilled_node_run_taken_over_and_marked(pair):
+    gate, make = pair
+    a, b = make({"held": held(gate.url)})
+    run_id = post(a, "/held", {"key": 1})["runs"][0]
+    wait_for(lambda: gate.seen("/hold"), 15, what="the step on a")
+    assert gate.seen("/hold")[0]["query"]["node"] == "a"
+    a.kill()
+    gate.release()
+    # b takes the run over once a's lease has run out, as a repeat.
+    again = wait_for(lambda: [r for r in gate.seen("/hold")
+                              if r["query"]["node"] == "b"], 20,
+                     what="b to run the step again")
+    assert again[0]["query"]["attempt"] == "2"
+    run = wait_run(b, run_id)
+    assert run["status"] == "succeeded", run
+    assert run["steps"][0]["output"] == {"node": "b", "attempt": 2}
+    assert run["steps"][0]["node"] == "b"
+    wait_for(lambda: gate.seen("/hook"), 15, what="the delivery")
+    assert [r["body"] for r in gate.seen("/hook")] == \
+        [{"node": "b", "attempt": 2}]
+    assert wait_node_alive(b, "a", False, 10)["alive"] is False
+
+
+def test_frozen_node_late_result_refused(pair):
+    gate, make = pair
+    a, b = make({"held": held(gate.url)})
+    run_id = post(a, "/held", {"key": 1})["runs"][0]
+    wait_for(lambda: gate.seen("/hold"), 15, what="the step on a")
+    a.signal(signal.SIGSTOP)  # a pause longer than the lease
+    wait_node_alive(b, "a", False, 15)
+    again = wait_for(lambda: [r for r in gate.seen("/hold")
+                              if r["query"]["node"] == "b"], 20,
+                     what="b to run the step again")
+    assert again[0]["query"]["attempt"] == "2"
+    gate.release()  # answers b, and a's request (a reads it when it runs)
+    run = wait_run(b, run_id)
+    assert run["status"] == "succeeded"
+    assert run["steps"][0]["output"] == {"node": "b", "attempt": 2}
+    # a runs again: its step ends, its result and delivery are refused,
+    # and it joins again as a live node that takes work.
+    a.signal(signal.SIGCONT)
+    wait_node_alive(b, "a", True, 20)
+    wait_for(lambda: a.nodes().get("a", {}).get("alive"), 20,
+             what="a to see itself alive")
+    later = None
+    for _ in range(100):  # a may answer 503 until its lease is fresh again
+        st, _, text = a.request("POST", "/held", {"key": 2})
+        if st == 202:
+            later = json.loads(text)["runs"][0]
+            break
+        time.sleep(0.1)
+    assert later, "a took no webhook after it came back"
+    assert wait_run(b, later)["status"] == "succeeded"
+    run = b.run(run_id)
+    assert run["status"] == "succeeded"
+    assert [(s["id"], s["output"], s["node"]) for s in run["steps"]] == \
+        [("s", {"node": "b", "attempt": 2}, "b")]
+    hooks = [r["body"] for r in gate.seen("/hook")]
+    assert {"node": "a", "attempt": 1} not in hooks, hooks
+    assert hooks.count({"node": "b", "attempt": 2}) == 1, hooks
+
+
+def test_lane_held_across_nodes(pair):
+    gate, make = pair
+    a, b = make({"held": held(
+        gate.url, "concurrency: { key: event.body.lane, max: 1 }")})
+    first = post(a, "/held", {"lane": "x", "key": "x1"})["runs"][0]
+    wait_for(lambda: gate.seen("/hold"), 15, what="x1 on a")
+    second = post(b, "/held", {"lane": "x", "key": "x2"})["runs"][0]
+    other = post(b, "/held", {"lane": "y", "key": "y1"})["runs"][0]
+    # y1 runs while x1 holds lane x; x2 does not.
+    wait_for(lambda: [r for r in gate.seen("/hold")
+                      if r["query"]["key"] == "y1"], 15, what="y1 to run")
+    assert [r["query"]["key"] for r in gate.seen("/hold")] == ["x1", "y1"]
+    gate.release()
+    for run_id in (first, second, other):
+        assert wait_run(b, run_id)["status"] == "succeeded"
+    keys = [r["query"]["key"] for r in gate.seen("/hold")]
+    assert keys.index("x1") < keys.index("x2"), keys
