@@ -48,11 +48,13 @@ class Node:
     the PID is hookflow's) and listening on host:port there."""
 
     def __init__(self, name, state, data, workflows, scripts, host="127.0.0.1",
-                 port=0, netns=None, lease="2s", args=(), env=None):
+                 port=0, netns=None, lease="2s", args=(), env=None,
+                 argv=None):
         self.name, self.state, self.data = name, state, data
         self.workflows, self.scripts = workflows, scripts
         self.host, self.port0, self.netns = host, port, netns
         self.lease, self.args = lease, list(args)
+        self.argv = argv  # the whole command instead (the README's)
         self.env = dict(os.environ, HF_TEST_NODE=name, **(env or {}))
         self.proc = None
         self.port = None
@@ -66,6 +68,8 @@ class Node:
                "--data", self.data, "--node", self.name,
                "--lease", self.lease, "--admin-token", TOKEN,
                "--workers", "4", *self.args]
+        if self.argv:
+            cmd = list(self.argv)
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns] + cmd
         self.port = None

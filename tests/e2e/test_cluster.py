@@ -5,17 +5,20 @@ dedupe shared; a SIGKILLed node's run taken over by the other within the
 lease and marked run.attempt 2; a node frozen (SIGSTOP) past its lease, whose
 run the other takes over, and whose late result, once it runs again, is
 refused (the run keeps the other's output and one delivery); a concurrency
-lane held across nodes. Steps report where they ran through HF_TEST_NODE
-and hold on a local gate (clusterlib.Gate) while the test acts."""
+lane held across nodes; and the README's three-node example, command by
+command. Steps report where they ran through HF_TEST_NODE and hold on a
+local gate (clusterlib.Gate) while the test acts."""
 import json
+import shlex
 import signal
+import subprocess
 import time
 
 import pytest
 
 import pgcluster
 from clusterlib import Gate, Node, wait_node_alive, write_tree
-from conftest import pg_state_url, wait_for
+from conftest import BIN, ROOT, pg_cluster, pg_state_url, wait_for
 
 pytestmark = pytest.mark.skipif(pgcluster.available() is not None,
                                 reason=str(pgcluster.available()))
@@ -198,3 +201,70 @@ def test_lane_held_across_nodes(pair):
         assert wait_run(b, run_id)["status"] == "succeeded"
     keys = [r["query"]["key"] for r in gate.seen("/hold")]
     assert keys.index("x1") < keys.index("x2"), keys
+
+
+def readme_block():
+    """The first sh block of the README's "Running on several machines",
+    as commands (comments dropped, continued lines joined)."""
+    text = (ROOT / "README.md").read_text()
+    part = text.split("\n## Running on several machines\n", 1)[1]
+    block = part.split("```sh\n", 1)[1].split("```", 1)[0]
+    cmds, cur = [], ""
+    for line in block.splitlines():
+        line = line.split(" #", 1)[0] if not line.startswith("#") else ""
+        if line.rstrip().endswith("\\"):
+            cur += line.rstrip()[:-1] + " "
+            continue
+        cur += line
+        if cur.strip():
+            cmds.append(shlex.split(cur))
+        cur = ""
+    return cmds
+
+
+def test_readme_three_nodes_example(tmp_path):
+    """The README's commands, on this machine: db.internal is the session's
+    PostgreSQL, `sudo -u postgres` its superuser over its socket, each
+    node on 127.0.0.1 port 0 with a workflows directory of its own."""
+    pg = pg_cluster()
+    env = {}
+    nodes = []
+    wf, sc = write_tree(tmp_path, {"hello": HELLO}, {})
+    try:
+        for cmd in readme_block():
+            if cmd[:3] == ["sudo", "-u", "postgres"]:
+                prog, *rest = cmd[3:]
+                subprocess.run([prog, "-h", str(pg.dir), "-p", str(pg.port),
+                                "-U", "postgres", *rest], check=True,
+                               capture_output=True, timeout=60)
+            elif cmd[0] == "export":
+                k, v = cmd[1].split("=", 1)
+                env[k] = v
+            elif cmd[:2] == ["hookflow", "serve"]:
+                argv = [BIN] + [a.replace("db.internal",
+                                          f"127.0.0.1:{pg.port}")
+                                for a in cmd[1:]]
+                argv[argv.index("--listen") + 1] = "127.0.0.1:0"
+                argv += ["--workflows", str(wf), "--scripts", str(sc)]
+                name = argv[argv.index("--node") + 1]
+                nodes.append(Node(name, "", "", wf, sc, argv=argv,
+                                  env=env).start())
+            elif cmd[0] == "curl":
+                assert cmd[-1] == "http://web1:8080/api/nodes"
+                st, _, text = nodes[0].request(
+                    "GET", "/api/nodes", headers={
+                        "Authorization":
+                        f"Bearer {env['HOOKFLOW_ADMIN_TOKEN']}"})
+                assert st == 200, text
+                got = {n["name"]: n["alive"]
+                       for n in json.loads(text)["nodes"]}
+                assert got == {"web1": True, "web2": True, "web3": True}
+            else:
+                raise AssertionError(f"a README command not run: {cmd}")
+        assert len(nodes) == 3
+        for n in nodes:
+            st, _, text = n.request("POST", "/hello", {"id": n.name})
+            assert st == 202, text
+    finally:
+        for n in nodes:
+            n.kill()
