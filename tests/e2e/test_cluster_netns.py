@@ -337,6 +337,9 @@ def verify(pg, gate, nodes, net, load):
     committed = {}  # (run, step) -> the committed execution
     for r in rows:
         run = n3.run(r["id"])
+        if run.get("history"):
+            problems.append(f"run {r['id']} ended more than once:"
+                            f" {run['history']}")
         execs = by_run.get(r["id"], [])
         for st in run["steps"]:
             mine = [x for x in execs if x["step"] == st["id"]]
