@@ -274,6 +274,27 @@ static void post_retry_delivery(struct hf_engine *eng, const char *id,
 	}
 }
 
+/* GET /api/nodes: the nodes sharing the state database (PostgreSQL), else
+ * this server alone. */
+static void get_nodes(struct hf_engine *eng, const char *id, hf_arg_fn arg,
+		      void *ctx, struct hf_answer *out)
+{
+	(void)id;
+	(void)arg;
+	(void)ctx;
+	json_t *nodes = hf_store_nodes_json(eng->store);
+	if (!nodes) {
+		char at[32], now[32];
+		hf_time_iso(eng->started_at, at);
+		hf_time_iso(hf_now_ms(), now);
+		nodes = json_pack(
+		    "{s:[{s:i,s:s,s:i,s:s,s:s,s:b}]}", "nodes", "id", 1, "name",
+		    eng->opt.node_name ? eng->opt.node_name : "", "epoch", 1,
+		    "heartbeat_at", now, "started_at", at, "alive", 1);
+	}
+	hf_answer_json(out, 200, nodes);
+}
+
 /* --- routing --- */
 
 /* The admin API: a method (GET also answers HEAD) and a path pattern, where
@@ -292,6 +313,7 @@ static const struct {
     {"GET", "/api/deliveries", get_deliveries},
     {"GET", "/api/deliveries/*", get_delivery},
     {"POST", "/api/deliveries/*/retry", post_retry_delivery},
+    {"GET", "/api/nodes", get_nodes},
 };
 
 /* Matches url against pattern, copying the segment that "*" stands for into id
@@ -361,6 +383,14 @@ void hf_api_handle(struct hf_engine *eng, const char *method, const char *url,
 		hf_metrics_render(&b, hf_sched_depth(eng->sched),
 				  hf_sched_ready(eng->sched),
 				  hf_workers_busy(eng->workers));
+		/* Which node these per-node gauges are (several nodes share
+		 * a PostgreSQL state database; the name is checked at start:
+		 * nothing to escape). */
+		hf_buf_printf(&b,
+			      "# HELP hookflow_node_info This node (--node).\n"
+			      "# TYPE hookflow_node_info gauge\n"
+			      "hookflow_node_info{node=\"%s\"} 1\n",
+			      eng->opt.node_name ? eng->opt.node_name : "");
 		struct hf_store_stats st;
 		hf_store_stats(eng->store, &st);
 		hf_buf_printf(

@@ -226,9 +226,11 @@ static int load_page(struct hf_backlog *b, size_t room)
 	pthread_mutex_unlock(&b->lock);
 	if (b->claim.rc == 0)
 		return (int)b->npage;
-	/* Not claimed: they stay on disk, for a later page. */
+	/* Not claimed: they stay on disk, for a later page (PostgreSQL
+	 * claimed them as it read them: given back). */
 	hf_sched_unadmit(eng->sched, b->npage);
 	for (size_t i = 0; i < b->npage; i++) {
+		hf_store_release(eng->store, b->page[i]->id);
 		b->page[i]->admitted = false;
 		hf_run_free(b->page[i]);
 	}

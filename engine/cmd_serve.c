@@ -37,6 +37,9 @@ enum {
 	O_STRICT,
 	O_PUBLIC_URL,
 	O_MAX_BACKLOG,
+	O_NODE,
+	O_LEASE,
+	O_PG_NOTIFY,
 };
 
 #define ENV .flags = HF_OPT_ENV
@@ -100,6 +103,15 @@ static const struct hf_opt serve_opts[] = {
     {"max-backlog", O_MAX_BACKLOG, HF_OPT_INT, .ndef = HF_MAX_BACKLOG,
      .help = "runs waiting on disk before webhooks get 503", .meta = "N",
      .min = 0, .max = INT64_MAX, ENV},
+    {"node", O_NODE, HF_OPT_STRING, "the host name",
+     .help = "this node's name among those sharing a PostgreSQL state",
+     .meta = "NAME", ENV},
+    {"lease", O_LEASE, HF_OPT_DURATION, .ndef = HF_NODE_LEASE_MS,
+     .help = "PostgreSQL: others take over a silent node's work after this",
+     .meta = "DURATION", .min = 500, .max = 3600 * 1000, ENV},
+    {"pg-notify", O_PG_NOTIFY, HF_OPT_CHOICE, "on",
+     .help = "PostgreSQL: LISTEN/NOTIFY wake-ups (off behind a pooler)",
+     .choices = "on|off", ENV},
 };
 
 static const struct hf_cmd_spec serve_spec = {
@@ -151,6 +163,17 @@ static void options(const struct hf_args *a, struct hf_options *o)
 	o->max_value = v[O_MAX_VALUE].num;
 	o->strict = v[O_STRICT].set;
 	o->public_url = (char *)v[O_PUBLIC_URL].str;
+	o->node_name = v[O_NODE].set ? (char *)v[O_NODE].str : NULL;
+	o->lease_ms = v[O_LEASE].num;
+	o->pg_notify = strcmp(v[O_PG_NOTIFY].str, "on") == 0;
+}
+
+/* A node name: what /metrics can show as a label value unescaped. */
+static bool node_name_ok(const char *s)
+{
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV"
+			     "WXYZ0123456789._:-");
+	return n > 0 && s[n] == '\0' && n < 100;
 }
 
 int hf_cmd_serve(int argc, char **argv)
@@ -163,6 +186,12 @@ int hf_cmd_serve(int argc, char **argv)
 	options(&a, &o);
 	if (o.public_url && !*o.public_url)
 		o.public_url = NULL;
+	if (o.node_name && !node_name_ok(o.node_name)) {
+		fprintf(stderr, "hookflow serve: --node takes letters, digits "
+				"and . _ : - (at most 99)\n");
+		hf_args_release(&a);
+		return 2;
+	}
 	if (o.public_url && strncmp(o.public_url, "http://", 7) != 0 &&
 	    strncmp(o.public_url, "https://", 8) != 0) {
 		fprintf(stderr,

@@ -119,6 +119,17 @@ void hf_engine_run_finished(struct hf_engine *eng, struct hf_run *run)
 	hf_run_free(run);
 }
 
+void hf_engine_run_dropped(struct hf_engine *eng, struct hf_run *run)
+{
+	/* Its lane's slot and its place in the window go; a respond: sync
+	 * waiter is answered by its timer. */
+	hf_sched_release(eng->sched, run);
+	hf_log(HF_LOG_WARN,
+	       "run %s (%s): another node took it over; dropped here", run->id,
+	       run->wf ? run->wf->name : "?");
+	hf_run_free(run);
+}
+
 void hf_engine_publish(struct hf_engine *eng, struct hf_workflow_set *set)
 {
 	struct hf_snapshot *snap = hf_snapshot_new(set);

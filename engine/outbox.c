@@ -18,6 +18,12 @@
  * not stored is never followed by another, so that no delivery is sent more
  * often than its attempts (short of a crash).
  *
+ * On PostgreSQL several nodes read the same due deliveries: each scan
+ * takes the store's lease on what it put in the ready list
+ * (hf_store_lease_deliveries: due again only after an attempt's timeout
+ * and a node lease), and what another node leased first leaves the list,
+ * so that two nodes never send one delivery at once.
+ *
  * Neighbours: store.c (hf_store_pending_deliveries, HF_W_DELIVERY, the
  * schema), verify.c (Standard Webhooks signature), worker.c and api.c (kick),
  * server.c (start and stop), egress.c (where a connection may go: checked
@@ -416,6 +422,11 @@ static void recorded(struct hf_write *w)
 		       "delivery %s: cannot record attempt %d; it will be "
 		       "sent again",
 		       w->delivery_id, w->attempts);
+	else if (w->fenced)
+		hf_log(HF_LOG_WARN,
+		       "delivery %s: attempt %d not recorded: this node lost "
+		       "its lease and another node has the delivery",
+		       w->delivery_id, w->attempts);
 	hf_busy_done(&ob->busy, w->delivery_id);
 	/* Woken, not kicked: a start waiting for the bound on uncommitted
 	 * records may go on; a retry due soon is found by the timed scan. */
@@ -569,6 +580,47 @@ static int scan_row(const struct hf_delivery *d, void *arg)
 	return 0;
 }
 
+/* Takes the store's lease on the jobs a scan added to the ready list (from
+ * *first on), in one call; those another node leased first (PostgreSQL:
+ * several nodes share the outbox) leave the list. */
+static void lease_new(struct hf_outbox *ob, struct job **first)
+{
+	size_t n = 0;
+	for (struct job *j = *first; j; j = j->next)
+		n++;
+	if (n == 0)
+		return;
+	const char **ids = hf_xcalloc(n, sizeof *ids);
+	bool *leased = hf_xcalloc(n, sizeof *leased);
+	size_t i = 0;
+	for (struct job *j = *first; j; j = j->next)
+		ids[i++] = j->id;
+	hf_store_lease_deliveries(ob->store, ids, n, leased);
+	i = 0;
+	for (struct job **p = first; *p; i++) {
+		struct job *j = *p;
+		if (leased[i]) {
+			p = &j->next;
+			continue;
+		}
+		*p = j->next;
+		ob->nready--;
+		ob->ready_bytes -= j->len;
+		struct hf_host *h = hf_hosts_get(&ob->hosts, j->host);
+		h->ready--;
+		hf_hosts_put(&ob->hosts, h);
+		pthread_mutex_lock(&ob->lock);
+		hf_busy_done(&ob->busy, j->id);
+		pthread_mutex_unlock(&ob->lock);
+		job_free(ob, j);
+	}
+	ob->ready_tail = &ob->ready;
+	while (*ob->ready_tail)
+		ob->ready_tail = &(*ob->ready_tail)->next;
+	free(ids);
+	free(leased);
+}
+
 /* Reads a page of due deliveries into the ready list; returns the poll
  * timeout in ms (until the next due row, at most HF_OUTBOX_POLL_MS). */
 static int scan(struct hf_outbox *ob)
@@ -579,7 +631,9 @@ static int scan(struct hf_outbox *ob)
 	    &ob->busy); /* before the snapshot: it sees their commits */
 	int limit = (int)ob->busy.n + HF_OUTBOX_READY;
 	pthread_mutex_unlock(&ob->lock);
+	struct job **first = ob->ready_tail;
 	hf_store_pending_deliveries(ob->store, limit, scan_row, &sc);
+	lease_new(ob, first);
 	int64_t t = HF_OUTBOX_POLL_MS;
 	if (sc.wake) {
 		int64_t left = sc.wake - hf_now_ms();

@@ -33,6 +33,11 @@ struct hf_server {
 	 * says it is listening, triggers a reload. */
 	unsigned long long stamp;
 	struct hf_schedule_thread *schedule; /* on.schedule's fires */
+	/* Wake-ups from other nodes (hf_store_wait): the backlog looks for
+	 * claimable runs, the outbox for due deliveries. */
+	pthread_t waker;
+	bool waker_started;
+	atomic_bool waker_stop;
 };
 
 static volatile sig_atomic_t got_stop, got_hup;
@@ -256,6 +261,26 @@ static void store_flush(struct hf_store *store, int64_t timeout_ms)
 	}
 }
 
+static void *waker_main(void *arg)
+{
+	struct hf_server *srv = arg;
+	pthread_setname_np(pthread_self(), "hf-waker");
+	while (!atomic_load(&srv->waker_stop)) {
+		int64_t t0 = hf_mono_ms();
+		int rc = hf_store_wait(srv->eng.store, 250);
+		if (rc == 1) {
+			hf_backlog_rescan(srv->eng.backlog);
+			hf_outbox_kick(srv->eng.outbox);
+		} else if (hf_mono_ms() - t0 < 50) {
+			/* A backend without wake-ups (SQLite): the
+			 * housekeeping's poll is the path. */
+			struct timespec ts = {0, 250 * 1000 * 1000L};
+			nanosleep(&ts, NULL);
+		}
+	}
+	return NULL;
+}
+
 /* Prints a failure to start, as "hookflow: MSG". */
 static void start_error(const struct hf_error *err)
 {
@@ -296,7 +321,9 @@ static int start_core(struct hf_server *srv)
 	       set->n == 1 ? "" : "s", o->workflows_dir);
 	log_failed(set);
 
-	srv->eng.store = hf_store_open(o->state_path, o->sync_full, true, &err);
+	struct hf_store_node node = {o->node_name, o->lease_ms, o->pg_notify};
+	srv->eng.store =
+	    hf_store_open_node(o->state_path, o->sync_full, &node, &err);
 	if (!srv->eng.store) {
 		start_error(&err);
 		return 1;
@@ -339,6 +366,8 @@ static int start_core(struct hf_server *srv)
 	}
 	/* After the recovered runs: the missed fires queue behind them. */
 	srv->schedule = hf_schedule_start(&srv->eng);
+	srv->waker_started =
+	    pthread_create(&srv->waker, NULL, waker_main, srv) == 0;
 	return 0;
 }
 
@@ -402,6 +431,15 @@ static void housekeeping(struct hf_server *srv)
 	}
 }
 
+static void stop_waker(struct hf_server *srv)
+{
+	if (!srv->waker_started)
+		return;
+	atomic_store(&srv->waker_stop, true);
+	pthread_join(srv->waker, NULL);
+	srv->waker_started = false;
+}
+
 /* Stops taking work and lets the running steps finish, within
  * --drain-timeout. Does not return when a step is stuck past it. */
 static void drain(struct hf_server *srv)
@@ -415,6 +453,7 @@ static void drain(struct hf_server *srv)
 	 * rather than a refused connection. Queued runs stay queued (they are
 	 * committed) and resume at the next start. */
 	atomic_store(&srv->eng.draining, true);
+	stop_waker(srv);
 	hf_schedule_stop(srv->schedule);
 	srv->schedule = NULL;
 	hf_backlog_stop(srv->eng.backlog);
@@ -447,6 +486,7 @@ static void teardown(struct hf_server *srv)
 	struct hf_options *o = &srv->eng.opt;
 	if (srv->ingest)
 		hf_ingest_stop(srv->ingest, 0);
+	stop_waker(srv);
 	hf_schedule_stop(srv->schedule);
 	hf_backlog_stop(srv->eng.backlog);
 	if (srv->eng.sched)
@@ -466,6 +506,7 @@ static void teardown(struct hf_server *srv)
 	free(o->state_path);
 	free(o->data_path);
 	free(o->admin_token);
+	free(o->node_name);
 	pthread_mutex_destroy(&srv->eng.snap_lock);
 	free(srv);
 }
@@ -481,6 +522,13 @@ int hf_server_run(const struct hf_options *opt)
 	o->state_path = hf_xstrdup(opt->state_path);
 	o->data_path = hf_xstrdup(opt->data_path);
 	o->admin_token = hf_xstrdup(opt->admin_token);
+	char host[128] = "hookflow";
+	if (!opt->node_name || !*opt->node_name) {
+		if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+			snprintf(host, sizeof host, "hookflow");
+	}
+	o->node_name = hf_xstrdup(
+	    opt->node_name && *opt->node_name ? opt->node_name : host);
 	pthread_mutex_init(&srv->eng.snap_lock, NULL);
 	srv->eng.sync_finish = hf_ingest_sync_finish;
 	srv->eng.started_at = hf_now_ms();

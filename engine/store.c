@@ -5,7 +5,7 @@
  * It owns no data and no SQL: the SQLite backend is store_sqlite.c (schema,
  * writer thread, group commit), store_sqlite_apply.c (applying writes),
  * store_sqlite_query.c (reads) and store_sqlite_recover.c (recovery,
- * retries, prune). PostgreSQL is to come.
+ * retries, prune); PostgreSQL is store_pg*.c.
  *
  * Threading: none of its own; each function has the threading of the
  * operation it calls (hf_store.h). */
@@ -29,13 +29,16 @@ static size_t scheme_len(const char *state)
 	return strncmp(state + n, "://", 3) == 0 ? n + 3 : 0;
 }
 
-struct hf_store *hf_store_open(const char *state, bool sync_full,
-			       bool start_writer, struct hf_error *err)
+static struct hf_store *open_store(const char *state, bool sync_full,
+				   bool start_writer,
+				   const struct hf_store_node *node,
+				   struct hf_error *err)
 {
 	/* The URL is not echoed in errors: it may hold a password. */
 	if (strncmp(state, "postgres://", 11) == 0 ||
 	    strncmp(state, "postgresql://", 13) == 0)
-		return hf_store_pg_open(state, sync_full, start_writer, err);
+		return hf_store_pg_open(state, sync_full, start_writer, node,
+					err);
 	/* "sqlite:" takes the rest verbatim, "//" included. */
 	const char *path = state;
 	size_t n = 0;
@@ -54,6 +57,19 @@ struct hf_store *hf_store_open(const char *state, bool sync_full,
 		return NULL;
 	}
 	return hf_store_sqlite_open(path, sync_full, start_writer, err);
+}
+
+struct hf_store *hf_store_open(const char *state, bool sync_full,
+			       bool start_writer, struct hf_error *err)
+{
+	return open_store(state, sync_full, start_writer, NULL, err);
+}
+
+struct hf_store *hf_store_open_node(const char *state, bool sync_full,
+				    const struct hf_store_node *node,
+				    struct hf_error *err)
+{
+	return open_store(state, sync_full, true, node, err);
 }
 
 void hf_store_set_clean_stop(struct hf_store *s)
@@ -215,4 +231,24 @@ int hf_store_heartbeat(struct hf_store *s)
 void hf_store_release(struct hf_store *s, const char *run_id)
 {
 	s->ops->release(s, run_id);
+}
+
+bool hf_store_holds(struct hf_store *s, const struct hf_run *run)
+{
+	return s->ops->holds ? s->ops->holds(s, run) : true;
+}
+
+json_t *hf_store_nodes_json(struct hf_store *s)
+{
+	return s->ops->nodes_json ? s->ops->nodes_json(s) : NULL;
+}
+
+int hf_store_lease_deliveries(struct hf_store *s, const char *const *ids,
+			      size_t n, bool *leased)
+{
+	if (s->ops->lease_deliveries)
+		return s->ops->lease_deliveries(s, ids, n, leased);
+	for (size_t i = 0; i < n; i++)
+		leased[i] = true;
+	return 0;
 }

@@ -106,6 +106,11 @@ struct hf_store_ops {
 	 * once instead of after the lease; called after a clean drain.
 	 * Idempotent. SQLite: nothing (the clean-stop marker covers it). */
 	void (*release)(struct hf_store *s, const char *run_id);
+	/* NULL: true, NULL, all leased (hf_store.h). */
+	bool (*holds)(struct hf_store *s, const struct hf_run *run);
+	json_t *(*nodes_json)(struct hf_store *s);
+	int (*lease_deliveries)(struct hf_store *s, const char *const *ids,
+				size_t n, bool *leased);
 
 	/* --- The disk backlog (hf_store.h). NULL: not kept (load_backlog
 	 * returns 0). --- */
@@ -130,6 +135,8 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 /* The PostgreSQL backend (store_pg.c): url is a postgres:// or
  * postgresql:// URI (libpq's conninfo). */
 struct hf_store *hf_store_pg_open(const char *url, bool sync_full,
-				  bool start_writer, struct hf_error *err);
+				  bool start_writer,
+				  const struct hf_store_node *node,
+				  struct hf_error *err);
 
 #endif

@@ -14,8 +14,10 @@
  * order (SQLite's rowid), and a narrow `queue` table, one row per unfinished
  * run (deleted when the run ends), holding which node has it (node_id, epoch;
  * NULL: unclaimed, e.g. written by the CLI) - what several nodes will claim
- * from; `nodes` registers each server. Until servers share work, one server
- * per database: its writer connection holds an advisory lock.
+ * from; `nodes` registers each server: any number of them share the
+ * database (store_pg_node.c: leases, reaping, wake-ups; the claims are in
+ * store_pg_recover.c, the fencing of a claimed run's writes in
+ * store_pg_apply.c).
  *
  * Durability: --sync full sets synchronous_commit on (a 2xx means the event
  * is on PostgreSQL's disk); --sync normal sets it off: a commit survives a
@@ -43,11 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1
-
-/* How long a starting server waits for the one before it to let go of the
- * database (take_server_lock). */
-#define HF_PG_LOCK_WAIT_MS 5000
+#define SCHEMA_VERSION 2
 
 /* Ids are compared byte by byte (COLLATE "C"), as in SQLite: run and event
  * ids begin with their creation time, and lists are ordered by them. */
@@ -121,6 +119,12 @@ static const char schema_sql[] =
     " run_id TEXT COLLATE \"C\" NOT NULL, attempt INTEGER NOT NULL,"
     " status TEXT NOT NULL, error TEXT, steps TEXT, finished_at BIGINT,"
     " PRIMARY KEY(run_id, attempt));"
+    /* Schema 2: several nodes (store_pg_node.c). */
+    "ALTER TABLE nodes ADD COLUMN IF NOT EXISTS lease_ms BIGINT NOT NULL"
+    " DEFAULT 15000;"
+    "ALTER TABLE steps ADD COLUMN IF NOT EXISTS node TEXT;"
+    "CREATE INDEX IF NOT EXISTS queue_node ON queue(node_id)"
+    " WHERE node_id IS NOT NULL;"
     /* The queue churns: vacuum it by rows changed, not by its size. */
     "ALTER TABLE queue SET (autovacuum_vacuum_scale_factor = 0,"
     " autovacuum_vacuum_threshold = 1000);";
@@ -248,34 +252,6 @@ static void health_ok(struct hf_pg_store *q)
 
 /* The writer's connection, connected again when it was lost: NULL (msg says
  * why) when the server cannot be reached. */
-/* One server per database until servers share work (the multi-node
- * phase): the server's writer connection holds this session-level advisory
- * lock, which PostgreSQL releases when the connection ends (a server killed
- * included). Tries for up to wait_ms: 1 taken, 0 held by another server, -1
- * on error. */
-#define SERVER_LOCK "1752133484"
-
-static int take_server_lock(struct hf_pg_store *q, int64_t wait_ms)
-{
-	int64_t deadline = hf_mono_ms() + wait_ms;
-	for (;;) {
-		PGresult *r = PQexec(
-		    q->wconn, "SELECT pg_try_advisory_lock(" SERVER_LOCK ")");
-		int rc = !hf_pg_ok(r) || PQntuples(r) != 1 ? -1
-			 : PQgetvalue(r, 0, 0)[0] == 't'   ? 1
-							   : 0;
-		PQclear(r);
-		if (rc != 0 || hf_mono_ms() >= deadline)
-			return rc;
-		struct timespec ts = {0, 100 * 1000 * 1000};
-		nanosleep(&ts, NULL);
-	}
-}
-
-static const char another_server[] =
-    "another hookflow server uses this state database (one server per "
-    "PostgreSQL database for now)";
-
 static PGconn *writer_conn(struct hf_pg_store *q, char *msg, size_t size)
 {
 	if (q->wconn && PQstatus(q->wconn) == CONNECTION_OK)
@@ -287,13 +263,6 @@ static PGconn *writer_conn(struct hf_pg_store *q, char *msg, size_t size)
 	q->wconn = hf_pg_connect(q, &err);
 	if (!q->wconn)
 		snprintf(msg, size, "%.150s", err.msg);
-	else if (q->node_id && take_server_lock(q, 0) != 1) {
-		/* The server's lock went with the old connection and another
-		 * server took it meanwhile: this one must not write. */
-		snprintf(msg, size, "%s", another_server);
-		PQfinish(q->wconn);
-		q->wconn = NULL;
-	}
 	return q->wconn;
 }
 
@@ -339,10 +308,13 @@ static int transact(struct hf_pg_store *q, struct hf_write *w,
 		return -1;
 	}
 	hf_pg_rows_reset(q);
+	q->notify_pending = false;
 	for (; rc == 0 && w != end; w = w->next)
 		rc = hf_pg_apply(q, w);
 	if (rc == 0)
 		rc = hf_pg_flush_rows(q);
+	if (rc == 0)
+		rc = hf_pg_notify_flush(q);
 	if (rc == 0) {
 		rc = exec_simple(q, "COMMIT");
 		if (rc == 0)
@@ -554,6 +526,7 @@ static void store_close(struct hf_store *s)
 		if (q->clean_stop)
 			hf_pg_clean_stop_end(q);
 	}
+	hf_pg_node_stop(q);
 	for (int i = 0; i < q->nreaders; i++)
 		PQfinish(q->readers[i]);
 	PQfinish(q->wconn);
@@ -582,6 +555,14 @@ static void stats(struct hf_store *s, struct hf_store_stats *out)
 static bool writable(struct hf_store *s, char *why, size_t size)
 {
 	struct hf_pg_store *q = pq(s);
+	if (!hf_pg_lease_fresh(q)) {
+		if (why && size)
+			snprintf(why, size,
+				 "this node's lease on the state database is "
+				 "stale (no heartbeat for %llds)",
+				 (long long)(q->lease_ms * 3 / 4000));
+		return false;
+	}
 	if (!atomic_load(&q->unwritable))
 		return true;
 	if (why && size) {
@@ -592,37 +573,32 @@ static bool writable(struct hf_store *s, char *why, size_t size)
 	return false;
 }
 
-/* --- sharing work between servers: phase 2. One server per database for
- * now: it claimed every unfinished run at start (load_pending). --- */
-
-static int claim(struct hf_store *s, const struct hf_workflow_set *set,
-		 int limit, void (*fn)(struct hf_run *run, void *arg),
-		 void *arg)
-{
-	return 0;
-}
-
-static int wait_work(struct hf_store *s, int64_t timeout_ms)
-{
-	return 0;
-}
+/* --- sharing work between servers (store_pg_node.c has the rest) --- */
 
 static int heartbeat(struct hf_store *s)
 {
-	struct hf_pg_store *q = pq(s);
-	if (!q->node_id)
-		return 0;
-	PGconn *c = hf_pg_reader_take(q);
-	int rc = hf_pg_run(q, c,
-			   "UPDATE nodes SET heartbeat_at = $2 WHERE id"
-			   " = $1",
-			   "II", q->node_id, hf_now_ms());
-	hf_pg_reader_give(q, c);
-	return rc < 0 ? -1 : 0;
+	return hf_pg_lease_fresh(pq(s)) ? 0 : -1;
 }
 
 static void release(struct hf_store *s, const char *run_id)
 {
+	struct hf_pg_store *q = pq(s);
+	if (!q->node_id)
+		return;
+	PGconn *c = hf_pg_reader_take(q);
+	int n = hf_pg_run(q, c,
+			  "UPDATE queue SET node_id = NULL, epoch = 0,"
+			  " claimed_at = NULL WHERE node_id = $1 AND"
+			  " ($2::text IS NULL OR run_id = $2)",
+			  "It", q->node_id, run_id);
+	if (n > 0 && q->notify)
+		hf_pg_run(q, c, "NOTIFY hookflow", "");
+	hf_pg_reader_give(q, c);
+}
+
+static bool holds(struct hf_store *s, const struct hf_run *run)
+{
+	return run->epoch == 0 || run->epoch == atomic_load(&pq(s)->epoch);
 }
 
 static const struct hf_store_ops pg_ops = {
@@ -651,10 +627,13 @@ static const struct hf_store_ops pg_ops = {
     .claim_runs = hf_pg_claim_runs,
     .count_backlog = hf_pg_count_backlog,
     .on_batch_end = hf_pg_on_batch_end,
-    .claim = claim,
-    .wait = wait_work,
+    .claim = hf_pg_claim,
+    .wait = hf_pg_wait,
     .heartbeat = heartbeat,
     .release = release,
+    .holds = holds,
+    .nodes_json = hf_pg_nodes_json,
+    .lease_deliveries = hf_pg_lease_deliveries,
 };
 
 /* Creates the schema, or migrates an older one, one server at a time (a
@@ -722,33 +701,10 @@ static int migrate(struct hf_pg_store *q, struct hf_error *err)
 	return 0;
 }
 
-/* Registers this server in nodes: its id and epoch. */
-static int register_node(struct hf_pg_store *q, struct hf_error *err)
-{
-	char host[128] = "";
-	gethostname(host, sizeof host - 1);
-	char name[160];
-	snprintf(name, sizeof name, "%s:%ld", host, (long)getpid());
-	int64_t now = hf_now_ms();
-	PGresult *r = hf_pg_exec(q, q->wconn,
-				 "INSERT INTO nodes(name, started_at,"
-				 " heartbeat_at) VALUES($1, $2, $2)"
-				 " RETURNING id, epoch",
-				 "tI", name, now);
-	if (hf_pg_ok(r) && PQntuples(r) == 1) {
-		q->node_id = pg_int(r, 0, 0);
-		q->epoch = pg_int(r, 0, 1);
-	}
-	PQclear(r);
-	if (q->node_id)
-		return 0;
-	hf_error_set(err, NULL, 0, 0, "cannot register this server: %s",
-		     PQerrorMessage(q->wconn));
-	return -1;
-}
-
 struct hf_store *hf_store_pg_open(const char *url, bool sync_full,
-				  bool start_writer, struct hf_error *err)
+				  bool start_writer,
+				  const struct hf_store_node *node,
+				  struct hf_error *err)
 {
 	struct hf_pg_store *q = hf_xcalloc(1, sizeof *q);
 	q->base.ops = &pg_ops;
@@ -764,18 +720,9 @@ struct hf_store *hf_store_pg_open(const char *url, bool sync_full,
 	q->wconn = hf_pg_connect(q, err);
 	if (!q->wconn || migrate(q, err) < 0)
 		goto fail;
+	q->notify = true; /* the CLI's replays and retries wake the nodes */
 	if (start_writer) {
-		/* A server killed a moment ago may still hold the lock until
-		 * PostgreSQL sees its connection gone. */
-		int locked = take_server_lock(q, HF_PG_LOCK_WAIT_MS);
-		if (locked != 1) {
-			hf_error_set(err, NULL, 0, 0, "%s",
-				     locked == 0 ? another_server
-						 : "cannot lock the state "
-						   "database");
-			goto fail;
-		}
-		if (register_node(q, err) < 0 ||
+		if (hf_pg_node_start(q, node, err) < 0 ||
 		    hf_pg_secrets_start(q, err) < 0)
 			goto fail;
 		hf_pg_clean_stop_begin(q);

@@ -20,6 +20,9 @@
 /* Statements prepared once per writer connection (hf_pg_exec). */
 #define HF_PG_PREPARED 48
 
+/* Longest --node name kept. */
+#define HF_NODE_NAME_MAX 128
+
 /* Rows of the writes of one batch that go in one multi-row INSERT each
  * (store_pg_apply.c): events, then runs with their queue rows. */
 struct hf_pg_arr {
@@ -81,9 +84,17 @@ struct hf_pg_store {
 	bool unclean;
 	bool clean_stop;
 
-	/* This server's row in nodes (0: none, the CLI), and its epoch. */
+	/* This server's row in nodes (0: none, the CLI), and its epoch: bumped
+	 * by the node that reaps this one, adopted by the heartbeat when it
+	 * finds it so (store_pg_node.c). Every write of a claimed run is
+	 * fenced on both. */
 	int64_t node_id;
-	int64_t epoch;
+	_Atomic int64_t epoch;
+	char node_name[HF_NODE_NAME_MAX];
+	int64_t lease_ms;
+	bool notify;		 /* LISTEN/NOTIFY (--pg-notify) */
+	bool notify_pending;	 /* the open batch left claimable work */
+	struct hf_pg_node *node; /* the heartbeat thread (store_pg_node.c) */
 
 	struct hf_pg_rows rows; /* the batch's pending multi-row inserts */
 
@@ -202,6 +213,26 @@ struct hf_event *hf_pg_load_event(struct hf_store *s, const char *event_id);
 json_t *hf_pg_steps_json(PGconn *c, const char *run_id);
 struct hf_event *hf_pg_load_event_on(struct hf_pg_store *q, PGconn *c,
 				     const char *event_id);
+
+/* store_pg_node.c: nodes and leases. Registers this server (reaping at once
+ * an earlier node of the same name: it is gone), starts the heartbeat thread
+ * (heartbeat, reaper, LISTEN), and at a clean stop gives its runs back. */
+int hf_pg_node_start(struct hf_pg_store *q, const struct hf_store_node *node,
+		     struct hf_error *err);
+void hf_pg_node_stop(struct hf_pg_store *q);
+/* False while this node's last successful heartbeat is older than the lease
+ * less a margin: it must not start steps (nor deliveries). */
+bool hf_pg_lease_fresh(struct hf_pg_store *q);
+int hf_pg_wait(struct hf_store *s, int64_t timeout_ms);
+json_t *hf_pg_nodes_json(struct hf_store *s);
+/* Adds "NOTIFY hookflow" to the open transaction when it left claimable work
+ * (q->notify_pending) and notifications are on: 0 or -1. */
+int hf_pg_notify_flush(struct hf_pg_store *q);
+int hf_pg_claim(struct hf_store *s, const struct hf_workflow_set *set,
+		int limit, void (*fn)(struct hf_run *run, void *arg),
+		void *arg);
+int hf_pg_lease_deliveries(struct hf_store *s, const char *const *ids, size_t n,
+			   bool *leased);
 
 /* store_pg_recover.c */
 void hf_pg_clean_stop_begin(struct hf_pg_store *q);

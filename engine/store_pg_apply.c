@@ -12,6 +12,12 @@
  * as the run. Dedupe keys are checked and recorded at once, in order, so that
  * the first event of a batch with a key wins, as in SQLite.
  *
+ * Fencing: a write of a claimed run (its start, each step, its end, the
+ * deliveries its steps emit) and a delivery's attempt record commit only
+ * while this node holds the run (or delivery) under its current epoch
+ * (store_pg_node.c); else the write writes nothing and is marked
+ * w->fenced, and the run is dropped here.
+ *
  * Emit signing secrets are sealed (hf_seal) with the key of hf_pg_key:
  * HOOKFLOW_SECRET_KEY, or else one made at the first start and kept in the
  * database's meta table (shared by every server of the database; with it the
@@ -171,6 +177,10 @@ static int add_run(struct hf_pg_store *q, struct hf_run *run, bool claimed)
 	hf_pg_arr_text(&u[9], run->lane);
 	/* Without a node (the CLI) a run is unclaimed in any case. */
 	hf_pg_arr_int8_or_null(&u[10], claimed ? q->node_id : 0);
+	if (claimed && q->node_id)
+		run->epoch = atomic_load(&q->epoch);
+	else
+		q->notify_pending = true; /* claimable by any node */
 	q->rows.nruns++;
 	return 0;
 }
@@ -283,12 +293,19 @@ static int apply_run_started(struct hf_pg_store *q, struct hf_write *w)
 {
 	if (atomic_load(&w->run->step_pending))
 		return 0;
-	return hf_pg_run(q, q->wconn,
-			 "UPDATE runs SET status = 'running', started_at = $2"
-			 " WHERE id = $1",
-			 "tI", w->run->id, w->run->started_at) < 0
-		   ? -1
-		   : 0;
+	/* Fenced as a step's write (apply_step), without the lock: it only
+	 * shows the run started. */
+	int n = hf_pg_run(
+	    q, q->wconn,
+	    "UPDATE runs SET status = 'running', started_at = $2"
+	    " WHERE id = $1 AND ($3::int8 = 0 OR EXISTS (SELECT 1 FROM"
+	    " queue WHERE run_id = $1 AND node_id = $3 AND epoch"
+	    " = $4))",
+	    "tIII", w->run->id, w->run->started_at, q->node_id,
+	    (int64_t)atomic_load(&q->epoch));
+	if (n == 0 && q->node_id)
+		w->fenced = true;
+	return n < 0 ? -1 : 0;
 }
 
 /* --- secrets at rest --- */
@@ -422,51 +439,79 @@ static int insert_emit(struct hf_pg_store *q, const struct hf_run *run,
 	return rc < 0 ? -1 : 0;
 }
 
+/* The run's progress, first: conditional on this node holding the run
+ * under its epoch (fencing), the queue row locked (FOR SHARE) until the
+ * commit, so that a node reaping this one waits for it or makes it write
+ * nothing. Returns 1 written, 0 fenced, -1 on error. */
+static int update_run(struct hf_pg_store *q, const struct hf_run *run,
+		      int64_t finished)
+{
+	return hf_pg_run(
+	    q, q->wconn,
+	    "WITH f AS (SELECT run_id FROM queue WHERE run_id = $1 AND"
+	    " (node_id = $9 AND epoch = $10) FOR SHARE)"
+	    " UPDATE runs SET status = $2, next_step = $3,"
+	    " step_attempt = $4, due_at = $5, error = $6,"
+	    " finished_at = $7, started_at = COALESCE(started_at,"
+	    " $8) WHERE id = $1 AND ($9::int8 = 0 OR EXISTS (SELECT 1 FROM f))",
+	    "ttIiItJJII", run->id, hf_run_status_name(run->status),
+	    (int64_t)run->next_step, run->step_attempt, run->due_at, run->error,
+	    finished, run->started_at, q->node_id,
+	    (int64_t)atomic_load(&q->epoch));
+}
+
+static int insert_step(struct hf_pg_store *q, struct hf_write *w)
+{
+	struct hf_run *run = w->run;
+	struct hf_step_result *res = w->result;
+	const struct hf_step *step = &run->wf->steps[w->step_index];
+	char *out = res->output_text ? NULL : json_text(res->output);
+	char *logs = res->logs_text ? NULL : json_text(res->logs);
+	int rc = hf_pg_run(
+	    q, q->wconn,
+	    "INSERT INTO steps(run_id, idx, step_id, status, output,"
+	    " error, logs, attempts, started_at, finished_at, node)"
+	    " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+	    " ON CONFLICT (run_id, idx) DO UPDATE SET step_id ="
+	    " EXCLUDED.step_id, status = EXCLUDED.status, output ="
+	    " EXCLUDED.output, error = EXCLUDED.error, logs ="
+	    " EXCLUDED.logs, attempts = EXCLUDED.attempts, started_at"
+	    " = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,"
+	    " node = EXCLUDED.node",
+	    "tItttttiIIt", run->id, (int64_t)w->step_index, step->id,
+	    hf_step_status_name(res->status),
+	    res->output_text ? res->output_text : out, res->error,
+	    res->logs_text ? res->logs_text : logs, w->step_attempts,
+	    res->started_at, res->finished_at,
+	    q->node_name[0] ? q->node_name : NULL);
+	free(out);
+	free(logs);
+	if (rc < 0)
+		return -1;
+	if (res->status == HF_STEP_SUCCEEDED)
+		for (size_t i = 0; i < res->nemits; i++)
+			if (insert_emit(q, run, step->id, &res->emits[i]) < 0)
+				return -1;
+	return 0;
+}
+
 static int apply_step(struct hf_pg_store *q, struct hf_write *w)
 {
 	struct hf_run *run = w->run;
 	struct hf_step_result *res = w->result;
-	if (res) {
-		const struct hf_step *step = &run->wf->steps[w->step_index];
-		char *out = res->output_text ? NULL : json_text(res->output);
-		char *logs = res->logs_text ? NULL : json_text(res->logs);
-		int rc = hf_pg_run(
-		    q, q->wconn,
-		    "INSERT INTO steps(run_id, idx, step_id, status, output,"
-		    " error, logs, attempts, started_at, finished_at)"
-		    " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-		    " ON CONFLICT (run_id, idx) DO UPDATE SET step_id ="
-		    " EXCLUDED.step_id, status = EXCLUDED.status, output ="
-		    " EXCLUDED.output, error = EXCLUDED.error, logs ="
-		    " EXCLUDED.logs, attempts = EXCLUDED.attempts, started_at"
-		    " = EXCLUDED.started_at, finished_at = "
-		    "EXCLUDED.finished_at",
-		    "tItttttiII", run->id, (int64_t)w->step_index, step->id,
-		    hf_step_status_name(res->status),
-		    res->output_text ? res->output_text : out, res->error,
-		    res->logs_text ? res->logs_text : logs, w->step_attempts,
-		    res->started_at, res->finished_at);
-		free(out);
-		free(logs);
-		if (rc < 0)
-			return -1;
-		if (res->status == HF_STEP_SUCCEEDED)
-			for (size_t i = 0; i < res->nemits; i++)
-				if (insert_emit(q, run, step->id,
-						&res->emits[i]) < 0)
-					return -1;
-	}
 	bool ended =
 	    run->status == HF_RUN_SUCCEEDED || run->status == HF_RUN_FAILED;
 	int64_t finished = ended ? (res ? res->finished_at : hf_now_ms()) : 0;
-	if (hf_pg_run(q, q->wconn,
-		      "UPDATE runs SET status = $2, next_step = $3,"
-		      " step_attempt = $4, due_at = $5, error = $6,"
-		      " finished_at = $7, started_at = COALESCE(started_at,"
-		      " $8) WHERE id = $1",
-		      "ttIiItJJ", run->id, hf_run_status_name(run->status),
-		      (int64_t)run->next_step, run->step_attempt, run->due_at,
-		      run->error, finished, run->started_at) < 0)
+	int n = update_run(q, run, finished);
+	if (n < 0)
+		return -1;
+	if (n == 0) {
+		/* Another node holds the run now (or it is gone): this late
+		 * commit writes nothing, its emits included. */
+		w->fenced = q->node_id != 0;
+		return 0;
+	}
+	if (res && insert_step(q, w) < 0)
 		return -1;
 	if (ended &&
 	    hf_pg_run(q, q->wconn, "DELETE FROM queue WHERE run_id = $1", "t",
@@ -477,29 +522,39 @@ static int apply_step(struct hf_pg_store *q, struct hf_write *w)
 
 static int apply_delivery(struct hf_pg_store *q, struct hf_write *w)
 {
-	if (hf_pg_run(q, q->wconn,
-		      "INSERT INTO delivery_attempts(delivery_id, n, at,"
-		      " status, error, duration_ms) VALUES($1, $2, $3, $4, $5,"
-		      " $6) ON CONFLICT (delivery_id, n) DO UPDATE SET at ="
-		      " EXCLUDED.at, status = EXCLUDED.status, error ="
-		      " EXCLUDED.error, duration_ms = EXCLUDED.duration_ms",
-		      "tiIJtI", w->delivery_id, w->attempts, w->attempt_at,
-		      (int64_t)w->http_status, w->delivery_error,
-		      w->duration_ms) < 0)
-		return -1;
 	/* A retry asked for while this attempt was in flight stands (see
-	 * store_sqlite_apply.c's ST_DELIVERY_UPDATE). */
+	 * store_sqlite_apply.c's ST_DELIVERY_UPDATE). Fenced: a delivery this
+	 * node leased under an older epoch may be another node's now, and
+	 * then this attempt's record is refused. */
+	int n =
+	    hf_pg_run(q, q->wconn,
+		      "UPDATE deliveries SET attempts = $2,"
+		      " last_status = $4, last_error = $5,"
+		      " status = CASE WHEN $6::text = 'delivered' OR"
+		      " updated_at <= $3 THEN $6::text ELSE status END,"
+		      " next_at = CASE WHEN $6::text = 'delivered' OR"
+		      " updated_at <= $3 THEN $7 ELSE next_at END,"
+		      " updated_at = $8 WHERE id = $1 AND ($9::int8 = 0 OR"
+		      " node_id IS NULL OR (node_id = $9 AND epoch = $10))",
+		      "tiIJttIIII", w->delivery_id, w->attempts, w->attempt_at,
+		      (int64_t)w->http_status, w->delivery_error,
+		      w->delivery_status, w->next_at, hf_now_ms(), q->node_id,
+		      (int64_t)atomic_load(&q->epoch));
+	if (n < 0)
+		return -1;
+	if (n == 0) {
+		w->fenced = q->node_id != 0;
+		return 0;
+	}
 	return hf_pg_run(q, q->wconn,
-			 "UPDATE deliveries SET attempts = $2,"
-			 " last_status = $4, last_error = $5,"
-			 " status = CASE WHEN $6::text = 'delivered' OR"
-			 " updated_at <= $3 THEN $6::text ELSE status END,"
-			 " next_at = CASE WHEN $6::text = 'delivered' OR"
-			 " updated_at <= $3 THEN $7 ELSE next_at END,"
-			 " updated_at = $8 WHERE id = $1",
-			 "tiIJttII", w->delivery_id, w->attempts, w->attempt_at,
+			 "INSERT INTO delivery_attempts(delivery_id, n, at,"
+			 " status, error, duration_ms) VALUES($1, $2, $3, $4,"
+			 " $5, $6) ON CONFLICT (delivery_id, n) DO UPDATE SET"
+			 " at = EXCLUDED.at, status = EXCLUDED.status, error ="
+			 " EXCLUDED.error, duration_ms = EXCLUDED.duration_ms",
+			 "tiIJtI", w->delivery_id, w->attempts, w->attempt_at,
 			 (int64_t)w->http_status, w->delivery_error,
-			 w->delivery_status, w->next_at, hf_now_ms()) < 0
+			 w->duration_ms) < 0
 		   ? -1
 		   : 0;
 }

@@ -61,6 +61,7 @@ enum col_kind {
 	C_HEADERS, /* request headers, credentials redacted */
 	C_QUERY,   /* query parameters, credentials redacted */
 	C_BYTES,   /* a bytea as a string (as SQLite reads a blob as text) */
+	C_BOOL,	   /* a boolean */
 };
 
 struct col {
@@ -160,6 +161,9 @@ static json_t *col_value(const PGresult *r, int i, int c, enum col_kind kind,
 		return redact_members(col_typed(r, i, c, JSON_OBJECT));
 	case C_QUERY:
 		return redact_members(hf_pg_json(r, i, c));
+	case C_BOOL:
+		return json_boolean(!PQgetisnull(r, i, c) &&
+				    PQgetvalue(r, i, c)[0] == 't');
 	case C_BYTES: {
 		if (PQgetisnull(r, i, c))
 			return json_null();
@@ -226,10 +230,11 @@ static json_t *rows_json(struct hf_pg_store *q, PGconn *c, bool one,
 
 /* --- runs --- */
 
+/* "node": the node that ran the step. */
 static const struct col step_cols[] = {
     {"id", C_TEXT},	    {"status", C_TEXT},	     {"output", C_JSON},
     {"error", C_TEXT},	    {"logs", C_ARRAY},	     {"attempts", C_INT},
-    {"started_at", C_TIME}, {"finished_at", C_TIME},
+    {"started_at", C_TIME}, {"finished_at", C_TIME}, {"node", C_TEXT},
 };
 static const struct shape step_shape = {step_cols, NCOLS(step_cols)};
 
@@ -246,7 +251,7 @@ static const struct col run_cols[] = {
 static const struct shape run_shape = {
     run_cols, NCOLS(run_cols), "steps", &step_shape,
     "SELECT step_id, status, output, error, logs, attempts, started_at,"
-    " finished_at FROM steps WHERE run_id = $1 ORDER BY idx"};
+    " finished_at, node FROM steps WHERE run_id = $1 ORDER BY idx"};
 
 json_t *hf_pg_steps_json(PGconn *c, const char *run_id)
 {
@@ -298,6 +303,26 @@ json_t *hf_pg_runs_json(struct hf_store *s, const char *workflow,
 	json_t *run;
 	json_array_foreach(runs, i, run) add_history(pq(s), run);
 	return json_pack("{s:o}", "runs", runs);
+}
+
+/* --- nodes (store_pg_node.c) --- */
+
+static const struct col node_cols[] = {
+    {"id", C_INT},	    {"name", C_TEXT},
+    {"epoch", C_INT},	    {"heartbeat_at", C_TIME},
+    {"started_at", C_TIME}, {"alive", C_BOOL},
+};
+static const struct shape node_shape = {node_cols, NCOLS(node_cols)};
+
+json_t *hf_pg_nodes_json(struct hf_store *s)
+{
+	json_t *nodes = rows_json(
+	    pq(s), NULL, false, &node_shape,
+	    "SELECT id, name, epoch, heartbeat_at, started_at, stopped_at IS"
+	    " NULL AND heartbeat_at >= (extract(epoch from clock_timestamp())"
+	    " * 1000)::int8 - lease_ms FROM nodes ORDER BY id",
+	    "");
+	return json_pack("{s:o}", "nodes", nodes);
 }
 
 /* --- events --- */

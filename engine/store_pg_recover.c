@@ -46,10 +46,20 @@ void hf_pg_clean_stop_end(struct hf_pg_store *q)
 		  "INSERT INTO meta(key, value) VALUES ('clean_stop', '1')"
 		  " ON CONFLICT (key) DO UPDATE SET value = '1'",
 		  "");
-	if (c && q->node_id)
-		hf_pg_run(q, c,
-			  "UPDATE nodes SET stopped_at = $2 WHERE id = $1",
-			  "II", q->node_id, hf_now_ms());
+	if (!c || !q->node_id)
+		return;
+	/* Every step finished: what this node held goes back to the others
+	 * at once, not after its lease, and not as a possible repeat. */
+	int n = hf_pg_run(q, c,
+			  "UPDATE queue SET node_id = NULL, epoch = 0,"
+			  " claimed_at = NULL WHERE node_id = $1",
+			  "I", q->node_id);
+	hf_pg_run(q, c,
+		  "UPDATE nodes SET stopped_at = (extract(epoch from"
+		  " clock_timestamp()) * 1000)::int8 WHERE id = $1",
+		  "I", q->node_id);
+	if (n > 0 && q->notify)
+		hf_pg_run(q, c, "NOTIFY hookflow", "");
 }
 
 /* Runs left for a server to pick up (the CLI's): PostgreSQL has no
@@ -205,6 +215,7 @@ struct pickup {
 	struct hf_pg_store *q;
 	const struct hf_workflow_set *set;
 	bool unclean;
+	int64_t epoch; /* the claim's */
 	struct version_cache vc;
 	struct hf_run *list, **tail;
 	int n;
@@ -218,6 +229,7 @@ static int pickup_row(PGconn *c, PGresult *r, int i, void *arg)
 		return 0;
 	if (p->unclean && run->due_at == 0)
 		run->step_attempt++;
+	run->epoch = p->epoch;
 	*p->tail = run;
 	p->tail = &run->next;
 	p->n++;
@@ -229,14 +241,15 @@ int hf_pg_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
 		       void (*fn)(struct hf_run *run, void *arg), void *arg)
 {
 	struct hf_pg_store *q = pq(s);
-	struct pickup p = {
-	    .q = q, .set = set, .unclean = !only_unclaimed && q->unclean};
+	struct pickup p = {.q = q, .set = set, .epoch = atomic_load(&q->epoch)};
 	p.tail = &p.list;
 	/* Claimed and read in one statement (committed at once), in arrival
 	 * order (seq): the lanes of `concurrency:` fill up as they were. At
-	 * start, only the runs a server had claimed (one server per database:
-	 * they were this one's); the rest, with no node, are the disk backlog
-	 * (hf_pg_load_backlog pages them in). */
+	 * start, only the runs this node holds (none: a node starts with a
+	 * new id, and the runs of the node of its name before it, reaped at
+	 * its registration, are unclaimed again, marked as possible repeats
+	 * there); the rest, with no node, are the disk backlog, claimed page by
+	 * page (hf_pg_load_backlog). */
 	const char *sql =
 	    only_unclaimed
 		? "WITH c AS (UPDATE queue SET node_id = $1, epoch = $2,"
@@ -246,13 +259,13 @@ int hf_pg_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
 		  " FROM c JOIN runs r ON r.id = c.run_id WHERE r.status IN"
 		  " ('queued','running') ORDER BY c.seq"
 		: "WITH c AS (UPDATE queue SET node_id = $1, epoch = $2,"
-		  " claimed_at = $3 WHERE node_id IS NOT NULL"
+		  " claimed_at = $3 WHERE node_id = $1"
 		  " RETURNING run_id, seq) "
 		  "SELECT " RUN_LOAD_COLUMNS
 		  " FROM c JOIN runs r ON r.id = c.run_id"
 		  " WHERE r.status IN ('queued','running') ORDER BY c.seq";
 	int rc = hf_pg_each(q, NULL, pickup_row, &p, sql, "JII", q->node_id,
-			    q->epoch, hf_now_ms());
+			    p.epoch, hf_now_ms());
 	for (size_t i = 0; i < p.vc.n; i++)
 		hf_workflow_unref(p.vc.items[i].wf);
 	for (struct hf_run *r = p.list, *next; r; r = next) {
@@ -270,15 +283,34 @@ int hf_pg_load_backlog(struct hf_store *s, const struct hf_workflow_set *set,
 		       void *arg)
 {
 	struct hf_pg_store *q = pq(s);
-	struct pickup p = {.q = q, .set = set};
+	struct pickup p = {.q = q, .set = set, .epoch = atomic_load(&q->epoch)};
 	p.tail = &p.list;
-	/* queue_unclaimed holds seq where node_id IS NULL: arrival order. */
-	int rc = hf_pg_each(q, NULL, pickup_row, &p,
-			    "SELECT " RUN_LOAD_COLUMNS " FROM queue c JOIN"
-			    " runs r ON r.id = c.run_id WHERE c.node_id IS"
-			    " NULL AND r.status IN ('queued','running')"
-			    " ORDER BY c.seq LIMIT $1",
-			    "i", limit);
+	int rc;
+	if (q->node_id && !hf_pg_lease_fresh(q))
+		return 0;
+	/* A node claims as it reads: any node may be reading the same rows
+	 * (SKIP LOCKED: each row goes to one of them), and the claim commits
+	 * at once. queue_unclaimed holds seq where node_id IS NULL: arrival
+	 * order. */
+	if (q->node_id)
+		rc = hf_pg_each(
+		    q, NULL, pickup_row, &p,
+		    "WITH c AS (SELECT run_id FROM queue WHERE node_id IS NULL"
+		    " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED),"
+		    " u AS (UPDATE queue SET node_id = $2, epoch = $3,"
+		    " claimed_at = $4 FROM c WHERE queue.run_id = c.run_id"
+		    " RETURNING queue.run_id, queue.seq)"
+		    " SELECT " RUN_LOAD_COLUMNS " FROM u JOIN runs r ON r.id ="
+		    " u.run_id WHERE r.status IN ('queued','running')"
+		    " ORDER BY u.seq",
+		    "iIII", limit, q->node_id, p.epoch, hf_now_ms());
+	else
+		rc = hf_pg_each(q, NULL, pickup_row, &p,
+				"SELECT " RUN_LOAD_COLUMNS " FROM queue c JOIN"
+				" runs r ON r.id = c.run_id WHERE c.node_id IS"
+				" NULL AND r.status IN ('queued','running')"
+				" ORDER BY c.seq LIMIT $1",
+				"i", limit);
 	for (size_t i = 0; i < p.vc.n; i++)
 		hf_workflow_unref(p.vc.items[i].wf);
 	for (struct hf_run *r = p.list, *next; r; r = next) {
@@ -292,10 +324,18 @@ int hf_pg_load_backlog(struct hf_store *s, const struct hf_workflow_set *set,
 	return rc < 0 ? -1 : p.n;
 }
 
+int hf_pg_claim(struct hf_store *s, const struct hf_workflow_set *set,
+		int limit, void (*fn)(struct hf_run *run, void *arg), void *arg)
+{
+	return pq(s)->node_id ? hf_pg_load_backlog(s, set, limit, fn, arg) : 0;
+}
+
 int hf_pg_claim_runs(struct hf_store *s, struct hf_run *const *runs, size_t n)
 {
 	struct hf_pg_store *q = pq(s);
 	assert(pq_applying(q)); /* through HF_W_CALL */
+	if (q->node_id)
+		return 0; /* hf_pg_load_backlog claimed them */
 	struct hf_pg_arr ids;
 	hf_pg_arr_init(&ids, HF_PG_TEXT_OID);
 	for (size_t i = 0; i < n; i++)
@@ -455,7 +495,8 @@ int hf_pg_retry_run(struct hf_store *s, const char *run_id,
 		    " FROM u ON CONFLICT (run_id) DO UPDATE SET node_id = NULL,"
 		    " epoch = 0, claimed_at = NULL",
 		    "t", run_id);
-	if (n > 0 && hf_pg_run(q, q->wconn, "COMMIT", "") < 0)
+	if (n > 0 && (hf_pg_run(q, q->wconn, "NOTIFY hookflow", "") < 0 ||
+		      hf_pg_run(q, q->wconn, "COMMIT", "") < 0))
 		n = -1;
 	else if (n <= 0)
 		hf_pg_run(q, q->wconn, "ROLLBACK", "");
@@ -523,6 +564,14 @@ int hf_pg_prune(struct hf_store *s, int64_t before, int limit)
 	    " RETURNING 1) SELECT count(*) + 0 * length($3::text || $4::text)"
 	    " FROM dk",
 	};
+	/* One node prunes at a time: the others skip this round. */
+	PGresult *lock = hf_pg_exec(
+	    q, q->wconn, "SELECT pg_try_advisory_xact_lock(1752133485)", "");
+	bool mine = hf_pg_ok(lock) && PQntuples(lock) == 1 &&
+		    PQgetvalue(lock, 0, 0)[0] == 't';
+	PQclear(lock);
+	if (!mine)
+		return 0;
 	char run_max[32], ev_max[32];
 	unsigned long long t = (unsigned long long)(before > 0 ? before : 0);
 	snprintf(run_max, sizeof run_max, "run_%012llx", t & 0xffffffffffffULL);
@@ -550,8 +599,10 @@ int hf_pg_retry_delivery(struct hf_store *s, const char *id)
 			  "tI", id, hf_now_ms());
 	if (n < 0)
 		return -1;
-	if (n > 0)
+	if (n > 0) {
+		q->notify_pending = true; /* due now: any node may send it */
 		return 0;
+	}
 	n = hf_pg_run(q, q->wconn, "SELECT 1 FROM deliveries WHERE id = $1",
 		      "t", id);
 	if (n < 0)

@@ -247,10 +247,11 @@ static json_t *rows_json(struct hf_sqlite_store *q, sqlite3 *db, bool one,
 
 /* --- runs --- */
 
+/* "node": the node that ran the step (one node here, unnamed: null). */
 static const struct col step_cols[] = {
     {"id", C_TEXT},	    {"status", C_TEXT},	     {"output", C_JSON},
     {"error", C_TEXT},	    {"logs", C_ARRAY},	     {"attempts", C_INT},
-    {"started_at", C_TIME}, {"finished_at", C_TIME},
+    {"started_at", C_TIME}, {"finished_at", C_TIME}, {"node", C_TEXT},
 };
 static const struct shape step_shape = {step_cols, NCOLS(step_cols)};
 
@@ -270,11 +271,11 @@ static const struct col run_cols[] = {
 static const struct shape run_shape = {
     run_cols, NCOLS(run_cols), "steps", &step_shape,
     "SELECT step_id, status, output, error, logs, attempts, started_at,"
-    " finished_at FROM steps WHERE run_id = ?1 ORDER BY idx"};
+    " finished_at, NULL FROM steps WHERE run_id = ?1 ORDER BY idx"};
 
 #define STEP_SQL                                                               \
 	"SELECT step_id, status, output, error, logs, attempts, started_at,"   \
-	" finished_at FROM steps WHERE run_id = ?1 ORDER BY idx"
+	" finished_at, NULL FROM steps WHERE run_id = ?1 ORDER BY idx"
 
 json_t *hf_sqlite_steps_json(sqlite3 *db, const char *run_id)
 {

@@ -10,7 +10,11 @@
  * While the state database cannot write (hf_store_writable), a worker takes
  * no run: a step's result that cannot be stored would only make it run again.
  * A step whose commit failed anyway runs again later as the next attempt
- * (run.attempt + 1). Each worker shows the deadline of the step it runs, for
+ * (run.attempt + 1). On PostgreSQL a node that lost its lease starts no
+ * step (the store is not writable meanwhile) and drops the runs it held
+ * (hf_store_holds), and a step's write that the store refused because
+ * another node took the run over (w->fenced) drops the run too. Each worker
+ * shows the deadline of the step it runs, for
  * /healthz (hf_workers_stuck). */
 #include "hf_limits.h"
 #include "hf_metrics.h"
@@ -127,9 +131,12 @@ static void step_written(struct hf_write *w)
 		hf_outbox_kick(eng->outbox);
 	if (w->result)
 		hf_step_result_release(&sw->res);
+	bool fenced = w->fenced;
 	free(sw);
 	atomic_store(&run->owned, false);
-	if (over)
+	if (fenced)
+		hf_engine_run_dropped(eng, run);
+	else if (over)
 		hf_engine_run_finished(eng, run);
 	else
 		hf_sched_push(eng->sched, run);
@@ -279,6 +286,12 @@ static void *worker_main(void *arg)
 			/* It could not while this worker waited for a run. */
 			run->due_at = hf_now_ms() + HF_WORKER_PAUSE_POLL_MS;
 			hf_sched_push(eng->sched, run);
+			continue;
+		}
+		if (!hf_store_holds(eng->store, run)) {
+			/* This node lost its lease since it took the run:
+			 * another node has it. */
+			hf_engine_run_dropped(eng, run);
 			continue;
 		}
 		execute(wk, run);

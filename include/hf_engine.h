@@ -45,6 +45,12 @@ struct hf_options {
 	/* --public-url: scheme and host of the URL senders call, for {url} in
 	 * signed templates; NULL: from X-Forwarded-Proto and Host. */
 	char *public_url;
+	/* Several nodes on one PostgreSQL state database (§7): this node's
+	 * name (--node; NULL: the host name), its lease (--lease), and
+	 * whether it LISTENs for wake-ups (--pg-notify). */
+	char *node_name;
+	int64_t lease_ms;
+	bool pg_notify;
 };
 
 /* The workflows in force and their router; immutable once published. */
@@ -89,5 +95,9 @@ void hf_engine_publish(struct hf_engine *eng, struct hf_workflow_set *set);
 /* Hands a finished run back: releases its lane, answers a respond: sync waiter
  * (eng->sync_finish), counts it, frees it. Any thread. */
 void hf_engine_run_finished(struct hf_engine *eng, struct hf_run *run);
+/* Lets go of a run that this node no longer holds (PostgreSQL: another node
+ * took it over, hf_store_holds): releases its lane and frees it, without
+ * counting it as ended. Any thread. */
+void hf_engine_run_dropped(struct hf_engine *eng, struct hf_run *run);
 
 #endif

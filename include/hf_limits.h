@@ -155,6 +155,16 @@
 #define HF_MAX_BACKLOG 1000000
 #endif
 
+/* Several nodes on one PostgreSQL state database (--lease): a node whose
+ * heartbeat (every second) is older than this is taken over by the others,
+ * its runs and deliveries with it. Long enough that a busy database or a
+ * short network hiccup does not cost a node its runs; short enough that a
+ * dead node's work is late by seconds, not minutes. A node stops starting
+ * steps at three quarters of it. */
+#ifndef HF_NODE_LEASE_MS
+#define HF_NODE_LEASE_MS (15 * 1000)
+#endif
+
 /* Graceful shutdown waits this long for running steps (--drain-timeout). */
 #ifndef HF_DRAIN_TIMEOUT_MS
 #define HF_DRAIN_TIMEOUT_MS (30 * 1000)

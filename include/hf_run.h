@@ -99,6 +99,9 @@ struct hf_run {
 	 * scheduler until its step's write is done: asserted, so that no run is
 	 * ever held by two workers at once. */
 	atomic_bool owned;
+	/* PostgreSQL: this node's epoch when it took the run (the store's;
+	 * hf_store_holds). 0 with SQLite. */
+	int64_t epoch;
 	char *error; /* the run's error once failed */
 	/* The last finished step's output, for respond: sync. */
 	json_t *last_output;

@@ -57,6 +57,10 @@ struct hf_write {
 	bool skip_base_set;
 	bool unclaimed; /* RUNS: written by the CLI, for a running server to
 			   pick up */
+	/* STEP, RUN_STARTED, DELIVERY: set by the writer when this node no
+	 * longer holds the run (or delivery): another node took it over, and
+	 * the write wrote nothing (w->rc is 0). The run is dropped here. */
+	bool fenced;
 
 	/* HF_W_RUN_STARTED, HF_W_STEP */
 	struct hf_run *run;
@@ -88,6 +92,18 @@ struct hf_write {
  * use). Returns NULL with err set on failure. */
 struct hf_store *hf_store_open(const char *state, bool sync_full,
 			       bool start_writer, struct hf_error *err);
+/* A server's place among the nodes sharing a PostgreSQL state database
+ * (serve's --node, --lease, --pg-notify); ignored by SQLite. */
+struct hf_store_node {
+	const char *name; /* unique per live node; default the host name */
+	int64_t lease_ms; /* others take over its work this long after its
+			     last heartbeat */
+	bool notify;	  /* LISTEN/NOTIFY wake-ups (off for poolers) */
+};
+/* hf_store_open for a server (the writer thread runs), as node. */
+struct hf_store *hf_store_open_node(const char *state, bool sync_full,
+				    const struct hf_store_node *node,
+				    struct hf_error *err);
 /* Records, at hf_store_close, that the server stopped cleanly: no step was in
  * flight. Without it, the next server treats the next step of every unfinished
  * run as a possible repeat (run.attempt + 1). */
@@ -250,5 +266,17 @@ int hf_store_wait(struct hf_store *s, int64_t timeout_ms);
 int hf_store_heartbeat(struct hf_store *s);
 /* Gives back the claim on run_id (NULL: on every run this server holds). */
 void hf_store_release(struct hf_store *s, const char *run_id);
+/* False when run was claimed under an epoch this node has lost since (it
+ * was reaped): drop it, another node has it. SQLite: true. Any thread. */
+bool hf_store_holds(struct hf_store *s, const struct hf_run *run);
+/* {"nodes":[{"id","name","epoch","heartbeat_at","started_at","alive"}]}
+ * (new reference), or NULL when the backend keeps no nodes (SQLite). */
+json_t *hf_store_nodes_json(struct hf_store *s);
+/* Takes a lease on each of n pending deliveries about to be sent by this
+ * node (leased[i]: true when it got it; false: another node sends it), so
+ * that two nodes never send one at once; one statement. Returns 0 or -1
+ * (then none is leased). SQLite: every one, at once. */
+int hf_store_lease_deliveries(struct hf_store *s, const char *const *ids,
+			      size_t n, bool *leased);
 
 #endif
