@@ -42,7 +42,7 @@ def held(gate_url, extra=""):
               http.get("{gate_url}/hold?node=" .. me .. "&attempt="
                 .. run.attempt .. "&key=" .. tostring(event.body.key))
               webhook.emit("{gate_url}/hook", {{node = me,
-                attempt = run.attempt}})
+                attempt = run.attempt, key = event.body.key}})
               return {{node = me, attempt = run.attempt}}
         """
 
@@ -141,7 +141,7 @@ def test_sigkilled_node_run_taken_over_and_marked(pair):
     assert run["steps"][0]["node"] == "b"
     wait_for(lambda: gate.seen("/hook"), 15, what="the delivery")
     assert [r["body"] for r in gate.seen("/hook")] == \
-        [{"node": "b", "attempt": 2}]
+        [{"node": "b", "attempt": 2, "key": 1}]
     assert wait_node_alive(b, "a", False, 10)["alive"] is False
 
 
@@ -179,9 +179,11 @@ def test_frozen_node_late_result_refused(pair):
     assert run["status"] == "succeeded"
     assert [(s["id"], s["output"], s["node"]) for s in run["steps"]] == \
         [("s", {"node": "b", "attempt": 2}, "b")]
+    wait_for(lambda: [r for r in gate.seen("/hook")
+                      if r["body"]["key"] == 2], 15, what="a's delivery")
     hooks = [r["body"] for r in gate.seen("/hook")]
-    assert {"node": "a", "attempt": 1} not in hooks, hooks
-    assert hooks.count({"node": "b", "attempt": 2}) == 1, hooks
+    assert [h for h in hooks if h["key"] == 1] == \
+        [{"node": "b", "attempt": 2, "key": 1}], hooks
 
 
 def test_lane_held_across_nodes(pair):
