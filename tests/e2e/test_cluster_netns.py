@@ -38,6 +38,7 @@ import collections
 import http.client
 import json
 import random
+import re
 import threading
 import time
 
@@ -63,7 +64,9 @@ STEPLOG_LUA = """\
     -- Records one execution of a step in the shared --data database.
     local M = {}
     function M.record(step, pause)
-      local s = db.one("SELECT clock_timestamp()::text AS t0")
+      local s = db.one("INSERT INTO started(run_id, step, attempt, node, t0)"
+        .. " VALUES (?, ?, ?, ?, clock_timestamp()) RETURNING t0::text AS t0",
+        run.id, step, run.attempt, env("HF_TEST_NODE"))
       db.exec("SELECT pg_sleep(" .. pause .. ")")
       db.exec("INSERT INTO steplog(run_id, workflow, step, attempt, node,"
         .. " addr, lane, seq, t0, t1) VALUES (?, ?, ?, ?, ?,"
@@ -77,7 +80,15 @@ STEPLOG_LUA = """\
 
 STEPLOG_SQL = ("CREATE TABLE steplog(run_id text, workflow text, step text,"
                " attempt int, node text, addr inet, lane text, seq int,"
-               " t0 timestamptz, t1 timestamptz)")
+               " t0 timestamptz, t1 timestamptz);"
+               " CREATE TABLE started(run_id text, step text, attempt int,"
+               " node text, t0 timestamptz)")
+
+# Steps a node has begun in the last second and not yet ended.
+BUSY_SQL = ("SELECT count(*) FROM started s WHERE node = '{}' AND t0 >"
+            " clock_timestamp() - interval '1 s' AND NOT EXISTS (SELECT 1"
+            " FROM steplog l WHERE l.run_id = s.run_id AND l.step = s.step"
+            " AND l.attempt = s.attempt)")
 
 
 def workflows(hook_url):
@@ -91,9 +102,9 @@ def workflows(hook_url):
             concurrency: { key: event.body.lane, max: 1 }
             steps:
               - id: a
-                run: return require("steplog").record("a", 0.04)
+                run: return require("steplog").record("a", 0.1)
               - id: b
-                run: return require("steplog").record("b", 0.02)
+                run: return require("steplog").record("b", 0.05)
             """,
         "free": f"""\
             name: free
@@ -103,10 +114,10 @@ def workflows(hook_url):
                 dedupe: event.body.id
             steps:
               - id: a
-                run: return require("steplog").record("a", 0.02)
+                run: return require("steplog").record("a", 0.05)
               - id: b
                 run: |
-                  local r = require("steplog").record("b", 0.01)
+                  local r = require("steplog").record("b", 0.03)
                   webhook.emit("{hook_url}", {{run = run.id,
                     lane = event.body.lane, seq = event.body.seq}},
                     {{attempts = 30, backoff = "200ms"}})
@@ -243,20 +254,32 @@ def test_three_nodes_sigkill_and_partition(cluster):
         if left > 0:
             time.sleep(left)
 
-    # node1: SIGKILL, restarted at once.
+    def when_busy(node):
+        """Waits (bounded) until node is in the middle of a step."""
+        try:
+            wait_for(lambda: int(pg.psql(BUSY_SQL.format(node.name),
+                                         db="hf_data")), 5, 0.02)
+        except AssertionError:
+            marks.setdefault("idle", []).append(node.name)
+
+    # node1: SIGKILL in the middle of a step, restarted at once.
     at(3)
+    when_busy(n1)
     n1.kill()
     marks["kill1"] = db_now()
     n1.start()
     # node1: SIGKILL again, restarted once node3 has seen it dead (its
     # runs are then the others' to take over).
     at(7)
+    when_busy(n1)
     n1.kill()
     marks["kill2"] = db_now()
     wait_node_alive(n3, "node1", False, 15)
     n1.start()
-    # node2: cut off until node3 has seen it dead, and a second more.
+    # node2: cut off in the middle of a step until node3 has seen it dead,
+    # and a second more.
     at(10)
+    when_busy(n2)
     net.link(1, False)
     marks["down"] = db_now()
     wait_node_alive(n3, "node2", False, 15)
@@ -284,13 +307,27 @@ def test_three_nodes_sigkill_and_partition(cluster):
         assert n.alive(), f"{n.name} exited:\n{n.log()}"
 
     problems = verify(pg, gate, nodes, net, load)
-    assert not problems, (f"{len(problems)} problems (marks {marks}):\n"
-                          + "\n".join(problems[:30]))
+    assert not problems, summary(problems, marks)
+
+
+def summary(problems, marks):
+    """The problems by kind (what they say before the first id): how many,
+    and the first few of each."""
+    kinds = collections.defaultdict(list)
+    for p in problems:
+        kinds[re.sub(r"[\w-]*\d[\w.-]*", "N", p.split("{")[0])].append(p)
+    out = [f"{len(problems)} problems (database clock at the faults:"
+           f" {marks}):"]
+    for ps in sorted(kinds.values(), key=len, reverse=True):
+        out.append(f"{len(ps)} like:")
+        out += ["  " + p[:600] for p in ps[:4]]
+    return "\n".join(out[:60])
 
 
 def verify(pg, gate, nodes, net, load):
     """Every check of the docstring; returns the problems found."""
     problems = []
+    stats = collections.Counter()
     n3 = nodes[2]
     name_of_addr = {a: n.name for a, n in zip(net.addr, nodes)}
     cut_off = nodes[1].name
@@ -373,6 +410,8 @@ def verify(pg, gate, nodes, net, load):
                 if not (taken_away(a) or taken_away(b)):
                     problems.append(f"run {run_id} ran on two nodes at once:"
                                     f" {a} and {b}")
+                else:
+                    stats["overlaps of a cut-off step"] += 1
 
     # Lanes kept order.
     lanes = collections.defaultdict(dict)
@@ -414,4 +453,10 @@ def verify(pg, gate, nodes, net, load):
         if wid not in known:
             problems.append(f"received a delivery the state does not have:"
                             f" {wid}")
+    stats["executions"] = len(log)
+    stats["repeats (run.attempt > 1)"] = sum(x["attempt"] > 1 for x in log)
+    stats["executions not committed"] = len(log) - len(committed)
+    stats["deliveries received more than once"] = sum(
+        1 for n in got.values() if n > 1)
+    print("what the faults did:", dict(stats))
     return problems
