@@ -1,13 +1,13 @@
 """Two nodes over one PostgreSQL on 127.0.0.1 (contract §7), the cheap
 companion of test_cluster_netns.py (no namespaces; the session's throwaway
-cluster): GET /api/nodes, the node of each step, the node label on /metrics,
-dedupe shared; a SIGKILLed node's run taken over by the other within the
-lease and marked run.attempt 2; a node frozen (SIGSTOP) past its lease, whose
-run the other takes over, and whose late result, once it runs again, is
-refused (the run keeps the other's output and one delivery); a concurrency
-lane held across nodes; and the README's three-node example, command by
-command. Steps report where they ran through HF_TEST_NODE and hold on a
-local gate (clusterlib.Gate) while the test acts."""
+cluster), for what test_cluster_pg.py does not already cover: GET /api/nodes
+from both sides and without a token, dedupe shared; a node frozen (SIGSTOP)
+past its lease whose step emits without an idempotency id, so that only the
+fencing keeps its late delivery from being sent (the run keeps the other's
+output and its one delivery); a concurrency lane held across nodes; and the
+README's three-node example, command by command. Steps report where they
+ran through HF_TEST_NODE and hold on a local gate (clusterlib.Gate) while
+the test acts."""
 import json
 import shlex
 import signal
@@ -120,29 +120,6 @@ def test_nodes_listed_steps_named_dedupe_shared(pair):
     assert st == 200
     st, _, _ = a.request("GET", "/api/nodes")
     assert st == 401
-
-
-def test_sigkilled_node_run_taken_over_and_marked(pair):
-    gate, make = pair
-    a, b = make({"held": held(gate.url)})
-    run_id = post(a, "/held", {"key": 1})["runs"][0]
-    wait_for(lambda: gate.seen("/hold"), 15, what="the step on a")
-    assert gate.seen("/hold")[0]["query"]["node"] == "a"
-    a.kill()
-    gate.release()
-    # b takes the run over once a's lease has run out, as a repeat.
-    again = wait_for(lambda: [r for r in gate.seen("/hold")
-                              if r["query"]["node"] == "b"], 20,
-                     what="b to run the step again")
-    assert again[0]["query"]["attempt"] == "2"
-    run = wait_run(b, run_id)
-    assert run["status"] == "succeeded", run
-    assert run["steps"][0]["output"] == {"node": "b", "attempt": 2}
-    assert run["steps"][0]["node"] == "b"
-    wait_for(lambda: gate.seen("/hook"), 15, what="the delivery")
-    assert [r["body"] for r in gate.seen("/hook")] == \
-        [{"node": "b", "attempt": 2, "key": 1}]
-    assert wait_node_alive(b, "a", False, 10)["alive"] is False
 
 
 def test_frozen_node_late_result_refused(pair):
