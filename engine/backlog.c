@@ -269,7 +269,13 @@ static void *loader_main(void *arg)
 		 * fixes the count). */
 		if (n == (int)room)
 			b->kicked = true;
-		else if (n < 0 && !b->stopping) {
+		else if (n == 0) {
+			/* Counted but gone: claimed by another node
+			 * (PostgreSQL) or ended. The recount kicks. */
+			pthread_mutex_unlock(&b->lock);
+			hf_backlog_rescan(b);
+			pthread_mutex_lock(&b->lock);
+		} else if (n < 0 && !b->stopping) {
 			struct timespec ts;
 			hf_deadline_in(HF_STORE_PROBE_MS, &ts);
 			pthread_cond_timedwait(&b->cond, &b->lock, &ts);

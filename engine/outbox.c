@@ -234,23 +234,6 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose,
 	return socket(a->family, a->socktype, a->protocol);
 }
 
-static void host_of(const char *url, char *out, size_t size)
-{
-	const char *p = strstr(url, "://");
-	p = p ? p + 3 : url;
-	size_t n = strcspn(p, "/?#");
-	const char *at = memchr(p, '@', n);
-	if (at) {
-		n -= (size_t)(at + 1 - p);
-		p = at + 1;
-	}
-	if (n >= size)
-		n = size - 1;
-	for (size_t i = 0; i < n; i++)
-		out[i] = (char)tolower((unsigned char)p[i]);
-	out[n] = '\0';
-}
-
 static void job_free(struct hf_outbox *ob, struct job *j)
 {
 	if (!j)
@@ -562,7 +545,7 @@ static int scan_row(const struct hf_delivery *d, void *arg)
 	/* A host gets at most a few rounds of its cap in the ready list, so
 	 * that one slow receiver cannot fill it and hold the others up. */
 	char name[256];
-	host_of(d->url, name, sizeof name);
+	hf_host_of(d->url, name, sizeof name);
 	struct hf_host *h = hf_hosts_get(&ob->hosts, name);
 	if (h->inflight + h->ready >= 4 * HF_OUTBOX_MAX_PER_HOST) {
 		hf_hosts_put(&ob->hosts, h);

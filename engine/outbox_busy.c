@@ -1,6 +1,7 @@
 /* outbox_busy.c - the outbox's bookkeeping: the busy set, the ids of
  * deliveries a scan must skip (outbox.c says when an id enters and leaves
- * it), and the per-host table of attempts in flight and ready. Ids sit in an
+ * it), and the per-host table of attempts in flight and ready (keyed by
+ * hf_host_of). Ids sit in an
  * array; a hash index (FNV-1a, open addressing with linear probing) finds them,
  * so a scan of hundreds of rows against hundreds of busy ids stays linear. The
  * index is rebuilt when ids are dropped or it is half full.
@@ -9,6 +10,7 @@
  * thread and the writer's done() callbacks. */
 #include "outbox_int.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,4 +125,22 @@ void hf_hosts_put(struct hf_hosts *t, struct hf_host *h)
 {
 	if (h->inflight == 0 && h->ready == 0)
 		*h = t->items[--t->n];
+}
+
+/* The host:port of url, lower-case, without credentials. */
+void hf_host_of(const char *url, char *out, size_t size)
+{
+	const char *p = strstr(url, "://");
+	p = p ? p + 3 : url;
+	size_t n = strcspn(p, "/?#");
+	const char *at = memchr(p, '@', n);
+	if (at) {
+		n -= (size_t)(at + 1 - p);
+		p = at + 1;
+	}
+	if (n >= size)
+		n = size - 1;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)tolower((unsigned char)p[i]);
+	out[n] = '\0';
 }

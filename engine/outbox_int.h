@@ -46,5 +46,8 @@ struct hf_host *hf_hosts_get(struct hf_hosts *t, const char *name);
 /* Drops h when nothing of its host is in flight or ready, so the table stays
  * as small as the number of hosts being delivered to. */
 void hf_hosts_put(struct hf_hosts *t, struct hf_host *h);
+/* The host:port of url (lower-case, no credentials) into out: the table's
+ * key. */
+void hf_host_of(const char *url, char *out, size_t size);
 
 #endif

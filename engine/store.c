@@ -252,3 +252,8 @@ int hf_store_lease_deliveries(struct hf_store *s, const char *const *ids,
 		leased[i] = true;
 	return 0;
 }
+
+int hf_store_lane_ready(struct hf_store *s, const struct hf_run *run, int max)
+{
+	return s->ops->lane_ready ? s->ops->lane_ready(s, run, max) : 1;
+}

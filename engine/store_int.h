@@ -106,11 +106,13 @@ struct hf_store_ops {
 	 * once instead of after the lease; called after a clean drain.
 	 * Idempotent. SQLite: nothing (the clean-stop marker covers it). */
 	void (*release)(struct hf_store *s, const char *run_id);
-	/* NULL: true, NULL, all leased (hf_store.h). */
+	/* NULL: true, NULL, all leased, ready (hf_store.h). */
 	bool (*holds)(struct hf_store *s, const struct hf_run *run);
 	json_t *(*nodes_json)(struct hf_store *s);
 	int (*lease_deliveries)(struct hf_store *s, const char *const *ids,
 				size_t n, bool *leased);
+	int (*lane_ready)(struct hf_store *s, const struct hf_run *run,
+			  int max);
 
 	/* --- The disk backlog (hf_store.h). NULL: not kept (load_backlog
 	 * returns 0). --- */

@@ -125,6 +125,12 @@ static const char schema_sql[] =
     "ALTER TABLE steps ADD COLUMN IF NOT EXISTS node TEXT;"
     "CREATE INDEX IF NOT EXISTS queue_node ON queue(node_id)"
     " WHERE node_id IS NOT NULL;"
+    /* A run's lane (workflow, newline, key) beside it in the queue: it
+     * starts once fewer than max runs of its lane came before it
+     * (hf_pg_lane_ready), whichever node holds them. */
+    "ALTER TABLE queue ADD COLUMN IF NOT EXISTS lane TEXT COLLATE \"C\";"
+    "CREATE INDEX IF NOT EXISTS queue_lane ON queue(lane, seq)"
+    " WHERE lane IS NOT NULL;"
     /* The queue churns: vacuum it by rows changed, not by its size. */
     "ALTER TABLE queue SET (autovacuum_vacuum_scale_factor = 0,"
     " autovacuum_vacuum_threshold = 1000);";
@@ -634,6 +640,7 @@ static const struct hf_store_ops pg_ops = {
     .holds = holds,
     .nodes_json = hf_pg_nodes_json,
     .lease_deliveries = hf_pg_lease_deliveries,
+    .lane_ready = hf_pg_lane_ready,
 };
 
 /* Creates the schema, or migrates an older one, one server at a time (a

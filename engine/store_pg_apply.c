@@ -87,10 +87,10 @@ static const char insert_runs_sql[] =
     " SELECT id, event_id, workflow, version, 'queued', attempt, created_at,"
     " next_step, step_attempt, due_at, lane FROM u ORDER BY ord"
     " RETURNING id, seq)"
-    " INSERT INTO queue(run_id, seq, node_id, epoch, claimed_at)"
+    " INSERT INTO queue(run_id, seq, node_id, epoch, claimed_at, lane)"
     " SELECT r.id, r.seq, u.node, CASE WHEN u.node IS NULL THEN 0 ELSE"
-    " $12::int8 END, CASE WHEN u.node IS NULL THEN NULL ELSE $13::int8 END"
-    " FROM r JOIN u ON u.id = r.id";
+    " $12::int8 END, CASE WHEN u.node IS NULL THEN NULL ELSE $13::int8 END,"
+    " u.workflow || chr(10) || u.lane FROM r JOIN u ON u.id = r.id";
 
 int hf_pg_flush_rows(struct hf_pg_store *q)
 {
@@ -207,6 +207,19 @@ static int dedupe_check(struct hf_pg_store *q, const struct hf_run *run,
 			snprintf(dup_of, HF_ID_SIZE, "%s", PQgetvalue(r, 0, 1));
 			rc = 1;
 		}
+	}
+	PQclear(r);
+	if (rc != -1)
+		return rc;
+	/* Neither: another node committed the key after this statement's
+	 * snapshot (the insert waited for it). A new statement sees it. */
+	r = hf_pg_exec(q, q->wconn,
+		       "SELECT event_id FROM dedupe WHERE workflow = $1 AND"
+		       " key = $2",
+		       "tt", run->wf->name, run->dedupe_key);
+	if (hf_pg_ok(r) && PQntuples(r) == 1) {
+		snprintf(dup_of, HF_ID_SIZE, "%s", PQgetvalue(r, 0, 0));
+		rc = 1;
 	}
 	PQclear(r);
 	return rc;

@@ -384,3 +384,28 @@ int hf_pg_lease_deliveries(struct hf_store *s, const char *const *ids, size_t n,
 	hf_pg_arr_free(&a);
 	return rc;
 }
+
+/* --- lanes --- */
+
+int hf_pg_lane_ready(struct hf_store *s, const struct hf_run *run, int max)
+{
+	struct hf_pg_store *q = pq(s);
+	char *lane = hf_xasprintf("%s\n%s", run->wf->name, run->lane);
+	/* The runs of the lane that came before this one and have not ended
+	 * (their queue rows), wherever they run: fewer than max, it may
+	 * start. In arrival order across nodes, and never more than max at
+	 * once (only the max oldest unfinished runs of a lane pass). */
+	PGconn *c = hf_pg_reader_take(q);
+	PGresult *r = hf_pg_exec(
+	    q, c,
+	    "SELECT count(*) FROM (SELECT 1 FROM queue WHERE lane = $1 AND seq"
+	    " < (SELECT seq FROM queue WHERE run_id = $2) LIMIT $3) x",
+	    "tti", lane, run->id, max);
+	int rc = hf_pg_ok(r) && PQntuples(r) == 1
+		     ? (pg_int(r, 0, 0) < max ? 1 : 0)
+		     : -1;
+	PQclear(r);
+	hf_pg_reader_give(q, c);
+	free(lane);
+	return rc;
+}

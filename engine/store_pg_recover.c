@@ -489,9 +489,9 @@ int hf_pg_retry_run(struct hf_store *s, const char *run_id,
 		    "WITH u AS (UPDATE runs SET status = 'queued', attempt ="
 		    " attempt + 1, step_attempt = 1, due_at = 0, error = NULL,"
 		    " finished_at = NULL, started_at = NULL WHERE id = $1 AND"
-		    " status = 'failed' RETURNING id, seq) INSERT INTO"
-		    " queue(run_id, seq, node_id, epoch) SELECT id, seq, NULL, "
-		    "0"
+		    " status = 'failed' RETURNING id, seq, workflow, lane)"
+		    " INSERT INTO queue(run_id, seq, node_id, epoch, lane)"
+		    " SELECT id, seq, NULL, 0, workflow || chr(10) || lane"
 		    " FROM u ON CONFLICT (run_id) DO UPDATE SET node_id = NULL,"
 		    " epoch = 0, claimed_at = NULL",
 		    "t", run_id);

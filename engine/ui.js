@@ -427,6 +427,7 @@
 					s.pending ? el("span", { class: "badge" }, s.status) : badge(s.status),
 					el("span", { class: "muted" }, dur !== null ? ms(dur) : (s.status === "skipped" ? "condition was false" : "")),
 					s.attempts > 1 ? el("span", { class: "muted" }, s.attempts + " attempts") : null,
+					s.node ? el("span", { class: "muted node", title: "the node that ran this step" }, "on " + s.node) : null,
 					s.started_at ? el("span", { class: "muted hide-narrow" }, "started " + s.started_at) : null),
 				track);
 			if (s.output !== undefined && s.output !== null)

@@ -264,6 +264,22 @@ static void execute(struct worker *wk, struct hf_run *run)
 	commit_wait(wk, HF_WORKER_INFLIGHT, HF_WORKER_INFLIGHT_BYTES);
 }
 
+/* A run of a concurrency lane starts once the runs of its lane before it
+ * allow (on PostgreSQL they may be on other nodes: hf_store_lane_ready);
+ * until then it waits in the scheduler, holding its lane's local slot so
+ * that the lane's later runs here stay behind it. */
+static bool lane_ready(struct hf_engine *eng, struct hf_run *run)
+{
+	if (!run->lane || !run->wf || run->status != HF_RUN_QUEUED)
+		return true;
+	int max = run->wf->concurrency_max > 0 ? run->wf->concurrency_max : 1;
+	if (hf_store_lane_ready(eng->store, run, max) == 1)
+		return true;
+	run->due_at = hf_now_ms() + HF_LANE_POLL_MS;
+	hf_sched_push(eng->sched, run);
+	return false;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *wk = arg;
@@ -294,6 +310,8 @@ static void *worker_main(void *arg)
 			hf_engine_run_dropped(eng, run);
 			continue;
 		}
+		if (!lane_ready(eng, run))
+			continue;
 		execute(wk, run);
 	}
 	/* The writer's done() callbacks name this worker: wait for them. */

@@ -165,6 +165,13 @@
 #define HF_NODE_LEASE_MS (15 * 1000)
 #endif
 
+/* A run of a concurrency lane whose earlier runs are still unfinished on
+ * other nodes (PostgreSQL) looks again this often: a lane's next run starts
+ * within this of the previous one ending elsewhere. */
+#ifndef HF_LANE_POLL_MS
+#define HF_LANE_POLL_MS 100
+#endif
+
 /* Graceful shutdown waits this long for running steps (--drain-timeout). */
 #ifndef HF_DRAIN_TIMEOUT_MS
 #define HF_DRAIN_TIMEOUT_MS (30 * 1000)

@@ -241,3 +241,108 @@ def test_a_node_that_stops_cleanly_hands_its_runs_over_at_once(tmp_path):
         assert a.wait_run(r.json()["runs"][0])["status"] == "succeeded"
     finally:
         stop_all(nodes)
+
+
+def test_a_lane_is_shared_by_the_nodes(tmp_path):
+    log, slow = Receiver(), Receiver()
+    slow.delay = 0.2
+    workflows = {"lane": f"""\
+        name: lane
+        on:
+          webhook:
+            path: /lane
+        concurrency: {{ key: event.body.k, max: 1 }}
+        steps:
+          - id: first
+            run: |
+              http.post("{log.url}/start", {{n = event.body.n}})
+              http.get("{slow.url}/work")
+          - id: second
+            run: |
+              http.post("{log.url}/end", {{n = event.body.n}})
+        """}
+    url, nodes = start_nodes(tmp_path, workflows, ["a", "b"])
+    try:
+        n = 8
+        for i in range(n):
+            # One lane, its events accepted by both nodes in turn.
+            r = nodes[i % 2].post("/lane", {"k": "x", "n": i})
+            assert r.status == 202, r
+        wait_for(lambda: len(log.requests) >= 2 * n, 60,
+                 what="every run of the lane")
+        seen = [(x["path"], json.loads(x["body"])["n"]) for x in log.requests]
+        # One run of the lane at a time, in arrival order, across nodes.
+        want = [p for i in range(n) for p in (("/start", i), ("/end", i))]
+        assert seen == want, seen
+        nodes_ran = pg_query(url, "SELECT DISTINCT node FROM steps"
+                             " ORDER BY node")
+        assert nodes_ran == [("a",), ("b",)], nodes_ran
+    finally:
+        stop_all(nodes)
+        log.close()
+        slow.close()
+
+
+def test_dedupe_holds_across_nodes(tmp_path):
+    workflows = {"once": """\
+        name: once
+        on:
+          webhook:
+            path: /once
+            dedupe: event.body.id
+        steps:
+          - id: s
+            run: return event.body.id
+        """}
+    url, nodes = start_nodes(tmp_path, workflows, ["a", "b"])
+    try:
+        import threading
+        statuses = []
+        lock = threading.Lock()
+
+        def post(srv, i):
+            r = srv.post("/once", {"id": f"k{i}"})
+            with lock:
+                statuses.append(r.status)
+
+        threads = [threading.Thread(target=post, args=(srv, i))
+                   for i in range(10) for srv in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(statuses) == [200] * 10 + [202] * 10, statuses
+        wait_for(lambda: pg_query(url, "SELECT count(*) FROM runs WHERE"
+                                  " status = 'succeeded'") == [(10,)],
+                 30, what="the ten runs")
+        assert pg_query(url, "SELECT count(*) FROM runs") == [(10,)]
+    finally:
+        stop_all(nodes)
+
+
+def test_the_cli_wakes_the_cluster_with_or_without_notify(tmp_path):
+    url = pg_state_url()
+    d = tmp_path / "quiet"
+    d.mkdir()
+    quiet = Server(d, hello_workflow(),
+                   args=["--node", "quiet", "--lease", LEASE,
+                         "--pg-notify", "off"])
+    quiet.state = url
+    url, nodes = start_nodes(tmp_path, hello_workflow(), ["loud"], url=url)
+    nodes.append(quiet.start())
+    try:
+        r = nodes[0].post("/hello", {"n": 1})
+        assert r.status == 202, r
+        event = r.json()["event"]
+        nodes[0].wait_run(r.json()["runs"][0])
+        p = nodes[0].cli("replay", event, "--state", url, "--json")
+        assert p.returncode == 0, p.stderr
+        runs = json.loads(p.stdout)["runs"]
+        assert len(runs) == 1
+        run = nodes[1].wait_run(runs[0], timeout=30)
+        assert run["status"] == "succeeded", run
+        assert run["steps"][0]["node"] in ("loud", "quiet")
+        listed = nodes_of(nodes[1])
+        assert set(listed) == {"loud", "quiet"}, listed
+    finally:
+        stop_all(nodes)
