@@ -278,7 +278,10 @@ def test_three_nodes_sigkill_and_partition(cluster):
                     " (SELECT count(*) FROM deliveries WHERE status ="
                     " 'pending')", db="hf_state")
         return int(q) == 0
-    wait_for(settled, 60, 0.5, "every run and delivery to finish")
+    try:
+        wait_for(settled, 60, 0.5, "every run and delivery to finish")
+    except AssertionError:
+        raise AssertionError(stuck(pg, nodes, marks)) from None
     for n in nodes:
         assert n.alive(), f"{n.name} exited:\n{n.log()}"
 
@@ -319,6 +322,28 @@ def faults(pg, net, nodes, at, when_busy, marks):
     net.link(1, True)
     marks["up"] = db_now()
     wait_node_alive(n3, "node2", True, 30)
+
+
+def stuck(pg, nodes, marks):
+    """What is left unfinished, for a failure's message."""
+    runs = pg.psql(
+        "SELECT r.id, r.workflow, r.status, r.lane, r.next_step,"
+        " r.step_attempt, q.node_id, q.epoch FROM runs r LEFT JOIN queue q"
+        " ON q.run_id = r.id WHERE r.status IN ('queued', 'running')"
+        " ORDER BY r.seq LIMIT 20", db="hf_state")
+    left = pg.psql("SELECT (SELECT count(*) FROM queue), (SELECT count(*)"
+                   " FROM runs WHERE status IN ('queued', 'running')),"
+                   " (SELECT count(*) FROM deliveries WHERE status ="
+                   " 'pending')", db="hf_state")
+    known = pg.psql("SELECT id, name, epoch, stopped_at IS NULL FROM nodes",
+                    db="hf_state")
+    out = [f"not finished after 60s (queue rows|unfinished runs|pending"
+           f" deliveries: {left.strip()}; faults at {marks}); the first"
+           f" runs left (id|workflow|status|lane|next_step|step_attempt|"
+           f"queue node|queue epoch):", runs, f"nodes:\n{known}"]
+    for n in nodes:
+        out.append(f"{n.name}'s last lines:\n{n.log(8)}")
+    return "\n".join(out)
 
 
 def summary(problems, marks, nodes):
