@@ -4,10 +4,11 @@ cluster), for what test_cluster_pg.py does not already cover: GET /api/nodes
 from both sides and without a token, dedupe shared; a node frozen (SIGSTOP)
 past its lease whose step emits without an idempotency id, so that only the
 fencing keeps its late delivery from being sent (the run keeps the other's
-output and its one delivery); a concurrency lane held across nodes; and the
-README's three-node example, command by command. Steps report where they
-ran through HF_TEST_NODE and hold on a local gate (clusterlib.Gate) while
-the test acts."""
+output and its one delivery); a concurrency lane held across nodes, and
+going on after the node running its head is killed; and the README's
+three-node example, command by command. Steps report where they ran through
+HF_TEST_NODE and hold on a local gate (clusterlib.Gate) while the test
+acts."""
 import json
 import shlex
 import signal
@@ -247,3 +248,30 @@ def test_readme_three_nodes_example(tmp_path):
     finally:
         for n in nodes:
             n.kill()
+
+
+def test_lane_goes_on_after_its_node_is_killed(pair):
+    """A lane whose running run's node dies: the other node takes the run
+    over (a repeat) and then runs the lane's next run, in order."""
+    gate, make = pair
+    a, b = make({"held": held(
+        gate.url, "concurrency: { key: event.body.lane, max: 1 }")})
+    first = post(a, "/held", {"lane": "x", "key": "x1"})["runs"][0]
+    wait_for(lambda: gate.seen("/hold"), 15, what="x1 on a")
+    second = post(b, "/held", {"lane": "x", "key": "x2"})["runs"][0]
+    a.kill()
+    gate.release()
+
+    def seen():
+        return [(r["query"]["key"], r["query"]["node"],
+                 r["query"]["attempt"]) for r in gate.seen("/hold")]
+    for run_id in (first, second):
+        try:
+            run = wait_run(b, run_id, 30)
+        except AssertionError as e:
+            states = [b.run(x)["status"] for x in (first, second)]
+            raise AssertionError(f"{e}; steps run: {seen()}; x1, x2:"
+                                 f" {states}") from None
+        assert run["status"] == "succeeded"
+    seen = seen()
+    assert seen == [("x1", "a", "1"), ("x1", "b", "2"), ("x2", "b", "1")]
