@@ -1,9 +1,10 @@
-"""Helpers for the multi-node tests (test_cluster.py, test_cluster_netns.py):
-hookflow nodes over one PostgreSQL (contract §7), each node either on
-127.0.0.1 or inside a network namespace of its own (Net: a bridge in the
-root namespace, one namespace and veth pair per node, every name generated
-from one random tag and removed by close()), an HTTP gate that holds a step's
-request until the test lets it go, and plain HTTP helpers that take a host.
+"""Helpers for the multi-node tests (test_cluster_pair.py,
+test_cluster_netns.py): hookflow nodes over one PostgreSQL (contract §7),
+each node either on 127.0.0.1 or inside a network namespace of its own (Net:
+a bridge in the root namespace, one namespace and veth pair per node, every
+name generated from one random tag and removed by close()), an HTTP gate
+that holds a step's request until the test lets it go, and plain HTTP
+helpers that take a host.
 Standard library only; every wait bounded; processes stopped by PID."""
 import http.client
 import http.server
