@@ -26,7 +26,9 @@ inet_client_addr(): the namespace's address) and start and end time
   was taken away (a lower attempt than the other, not the committed one) on
   the node that was cut off: it may go on running while cut off, but its
   result is refused;
-- each RUN's steps name the node that ran their committed execution;
+- each RUN's steps name the node that ran their committed execution; each
+  node's /metrics says which it is, and GET /api/nodes shows all three
+  alive at the end;
 - lanes kept order: no execution of a lane's run k+1 began before its run
   k's committed last step ended;
 - each `free` run made exactly one delivery (its step committed once), which
@@ -284,6 +286,11 @@ def test_three_nodes_sigkill_and_partition(cluster):
         raise AssertionError(stuck(pg, nodes, marks)) from None
     for n in nodes:
         assert n.alive(), f"{n.name} exited:\n{n.log()}"
+        st, _, text = n.request("GET", "/metrics")
+        assert st == 200 and f'hookflow_node_info{{node="{n.name}"}} 1' \
+            in text, text[:500]
+    assert {k: v["alive"] for k, v in n3.nodes().items()} == \
+        {"node1": True, "node2": True, "node3": True}
 
     problems = verify(pg, gate, nodes, net, load)
     assert not problems, summary(problems, marks, nodes)
