@@ -11,9 +11,8 @@
  * hf_store.h; the comments here add what a backend must guarantee beyond it.
  * Backends: SQLite (store_sqlite*.c) and PostgreSQL (store_pg*.c). Claim,
  * wait, heartbeat and release exist for several servers sharing one
- * PostgreSQL database; SQLite, where one server owns the file, implements
- * them as no-ops, as PostgreSQL does too until then (one server per
- * database, held by an advisory lock). */
+ * PostgreSQL database (store_pg_node.c); SQLite, where one server owns the
+ * file, implements them as no-ops. */
 #ifndef HF_STORE_INT_H
 #define HF_STORE_INT_H
 

@@ -529,6 +529,8 @@ static void store_close(struct hf_store *s)
 		pthread_cond_signal(&q->cond);
 		pthread_mutex_unlock(&q->lock);
 		pthread_join(q->thread, NULL);
+		/* The heartbeat first: it would take the stop for a reap. */
+		hf_pg_node_stop(q);
 		if (q->clean_stop)
 			hf_pg_clean_stop_end(q);
 	}

@@ -536,9 +536,10 @@ static int apply_step(struct hf_pg_store *q, struct hf_write *w)
 static int apply_delivery(struct hf_pg_store *q, struct hf_write *w)
 {
 	/* A retry asked for while this attempt was in flight stands (see
-	 * store_sqlite_apply.c's ST_DELIVERY_UPDATE). Fenced: a delivery this
-	 * node leased under an older epoch may be another node's now, and
-	 * then this attempt's record is refused. */
+	 * store_sqlite_apply.c's ST_DELIVERY_UPDATE): due at once. Fenced: a
+	 * delivery this node leased under an older epoch may be another
+	 * node's now, and then this attempt's record is refused. The record
+	 * ends the lease (node_id NULL). */
 	int n =
 	    hf_pg_run(q, q->wconn,
 		      "UPDATE deliveries SET attempts = $2,"
@@ -546,8 +547,9 @@ static int apply_delivery(struct hf_pg_store *q, struct hf_write *w)
 		      " status = CASE WHEN $6::text = 'delivered' OR"
 		      " updated_at <= $3 THEN $6::text ELSE status END,"
 		      " next_at = CASE WHEN $6::text = 'delivered' OR"
-		      " updated_at <= $3 THEN $7 ELSE next_at END,"
-		      " updated_at = $8 WHERE id = $1 AND ($9::int8 = 0 OR"
+		      " updated_at <= $3 THEN $7 ELSE LEAST(next_at, $8) END,"
+		      " updated_at = $8, node_id = NULL, epoch = 0"
+		      " WHERE id = $1 AND ($9::int8 = 0 OR"
 		      " node_id IS NULL OR (node_id = $9 AND epoch = $10))",
 		      "tiIJttIIII", w->delivery_id, w->attempts, w->attempt_at,
 		      (int64_t)w->http_status, w->delivery_error,

@@ -61,6 +61,9 @@ struct hf_pg_node {
 	int64_t every_ms;
 	atomic_llong ok_mono; /* when the last good heartbeat was sent */
 	unsigned rounds;
+	/* Rounds left, after a rejoin, that give back rows claimed under the
+	 * old epoch by a write that read it just before the rejoin. */
+	int sweeps;
 };
 
 bool hf_pg_lease_fresh(struct hf_pg_store *q)
@@ -121,8 +124,9 @@ static int reap(struct hf_pg_store *q, PGconn *c, const char *name)
 }
 
 /* This node was reaped: takes a new epoch and gives back what it claimed
- * under an older one (after the reap, before it noticed). */
-static void rejoin(struct hf_pg_node *n)
+ * under an older one (after the reap, before it noticed). False when its
+ * row is gone (forgotten a day after it stopped): it stays unwritable. */
+static bool rejoin(struct hf_pg_node *n)
 {
 	struct hf_pg_store *q = n->q;
 	PGresult *r = hf_pg_exec(q, n->conn,
@@ -132,9 +136,15 @@ static void rejoin(struct hf_pg_node *n)
 				 "I", q->node_id);
 	int64_t epoch = hf_pg_ok(r) && PQntuples(r) == 1 ? pg_int(r, 0, 0) : 0;
 	PQclear(r);
-	if (!epoch)
-		return;
+	if (!epoch) {
+		hf_log(HF_LOG_ERROR,
+		       "node '%s' is no longer registered in the state "
+		       "database: restart it",
+		       q->node_name);
+		return false;
+	}
 	atomic_store(&q->epoch, epoch);
+	n->sweeps = 5;
 	int back = hf_pg_run(q, n->conn,
 			     "UPDATE queue SET node_id = NULL, epoch = 0,"
 			     " claimed_at = NULL WHERE node_id = $1 AND epoch"
@@ -146,6 +156,7 @@ static void rejoin(struct hf_pg_node *n)
 	       "node '%s' lost its lease (another node took over its runs): "
 	       "rejoining as epoch %lld; the runs it held are dropped here",
 	       q->node_name, (long long)epoch);
+	return true;
 }
 
 static void heartbeat(struct hf_pg_node *n)
@@ -157,12 +168,16 @@ static void heartbeat(struct hf_pg_node *n)
 			   " WHERE id = $1 AND epoch = $2 AND stopped_at IS"
 			   " NULL",
 			   "II", q->node_id, (int64_t)atomic_load(&q->epoch));
-	if (rc == 0)
-		rejoin(n);
-	if (rc >= 0)
+	if (rc > 0 || (rc == 0 && rejoin(n)))
 		atomic_store(&n->ok_mono, sent);
 	if (rc < 0 || !hf_pg_lease_fresh(q))
 		return;
+	if (n->sweeps > 0 &&
+	    hf_pg_run(q, n->conn,
+		      "UPDATE queue SET node_id = NULL, epoch = 0, claimed_at ="
+		      " NULL WHERE node_id = $1 AND epoch <> $2",
+		      "II", q->node_id, (int64_t)atomic_load(&q->epoch)) >= 0)
+		n->sweeps--;
 	reap(q, n->conn, NULL);
 	if (++n->rounds % 600 == 0)
 		hf_pg_run(q, n->conn,
@@ -172,11 +187,12 @@ static void heartbeat(struct hf_pg_node *n)
 			  "I", NODE_FORGET_MS);
 }
 
-/* The thread's connection, made again when it was lost (LISTEN included). */
-static bool node_conn(struct hf_pg_node *n)
+/* The thread's connection, made again when it was lost (LISTEN included):
+ * 1 as it was, 2 made again (a notification may have been missed), 0 none. */
+static int node_conn(struct hf_pg_node *n)
 {
 	if (n->conn && PQstatus(n->conn) == CONNECTION_OK)
-		return true;
+		return 1;
 	PQfinish(n->conn);
 	n->conn = hf_pg_connect(n->q, NULL);
 	if (n->conn && n->q->notify &&
@@ -184,9 +200,7 @@ static bool node_conn(struct hf_pg_node *n)
 		PQfinish(n->conn);
 		n->conn = NULL;
 	}
-	if (n->conn) /* a notification may have been missed meanwhile */
-		n->woken = true;
-	return n->conn != NULL;
+	return n->conn ? 2 : 0;
 }
 
 /* Waits up to ms for a notification (or the stop). */
@@ -203,11 +217,17 @@ static void listen_for(struct hf_pg_node *n, int64_t ms)
 		pthread_mutex_unlock(&n->lock);
 		return;
 	}
-	struct pollfd p = {.fd = PQsocket(n->conn), .events = POLLIN};
-	if (poll(&p, 1, (int)ms) <= 0 || !PQconsumeInput(n->conn))
-		return;
 	bool got = false;
 	PGnotify *note;
+	/* Those that came with the last statement's answer first: they are
+	 * read already, the socket will not show them. */
+	while ((note = PQnotifies(n->conn))) {
+		got = true;
+		PQfreemem(note);
+	}
+	struct pollfd p = {.fd = PQsocket(n->conn), .events = POLLIN};
+	if (!got && (poll(&p, 1, (int)ms) <= 0 || !PQconsumeInput(n->conn)))
+		return;
 	while ((note = PQnotifies(n->conn))) {
 		got = true;
 		PQfreemem(note);
@@ -234,11 +254,14 @@ static void *node_main(void *arg)
 		int64_t now = hf_mono_ms();
 		if (now >= next) {
 			next = now + n->every_ms;
-			pthread_mutex_lock(&n->lock);
-			bool fresh = node_conn(n);
-			pthread_cond_broadcast(&n->cond);
-			pthread_mutex_unlock(&n->lock);
-			if (fresh)
+			int conn = node_conn(n);
+			if (conn == 2) {
+				pthread_mutex_lock(&n->lock);
+				n->woken = true;
+				pthread_cond_broadcast(&n->cond);
+				pthread_mutex_unlock(&n->lock);
+			}
+			if (conn)
 				heartbeat(n);
 		}
 		int64_t left = next - hf_mono_ms();

@@ -5,11 +5,13 @@
  * delivery, pruning old rows, and the newest stored version of each
  * workflow (hookflow replay).
  *
- * Runs are claimed through the queue table: at start-up this server takes
- * every unfinished run (one server per database until the multi-node phase:
- * the runs of a server that died are its to resume), later the unclaimed
- * ones (node_id NULL: the CLI's replays and retries) with one UPDATE … FOR
- * UPDATE SKIP LOCKED, so that a run is handed to one server once.
+ * Runs are claimed through the queue table: at start-up a node resumes the
+ * runs it inherited from the node of its name before it (store_pg_node.c),
+ * later it claims unclaimed ones (node_id NULL: the disk backlog, the CLI's
+ * replays and retries, the runs of a node that was reaped) with one
+ * statement, SELECT … FOR UPDATE SKIP LOCKED in a CTE that marks the claim
+ * (hf_pg_load_backlog), so that each run goes to one node. A clean stop
+ * gives back what the node holds. Retention runs on one node at a time.
  *
  * Threading: load_pending, changed and stored_workflows on a pooled
  * connection; retry_run on the writer's connection under wlock (the CLI has
@@ -49,11 +51,19 @@ void hf_pg_clean_stop_end(struct hf_pg_store *q)
 	if (!c || !q->node_id)
 		return;
 	/* Every step finished: what this node held goes back to the others
-	 * at once, not after its lease, and not as a possible repeat. */
+	 * at once, not after its lease, and not as a possible repeat; so do
+	 * the deliveries it leased and did not send (the outbox stopped). */
 	int n = hf_pg_run(q, c,
 			  "UPDATE queue SET node_id = NULL, epoch = 0,"
 			  " claimed_at = NULL WHERE node_id = $1",
 			  "I", q->node_id);
+	int d = hf_pg_run(q, c,
+			  "UPDATE deliveries SET node_id = NULL, epoch = 0,"
+			  " next_at = LEAST(next_at, $2) WHERE node_id = $1"
+			  " AND status = 'pending'",
+			  "II", q->node_id, hf_now_ms());
+	if (d > 0)
+		n += d;
 	hf_pg_run(q, c,
 		  "UPDATE nodes SET stopped_at = (extract(epoch from"
 		  " clock_timestamp()) * 1000)::int8 WHERE id = $1",
@@ -593,7 +603,8 @@ int hf_pg_retry_delivery(struct hf_store *s, const char *id)
 	assert(pq_applying(q)); /* through HF_W_CALL */
 	int n = hf_pg_run(q, q->wconn,
 			  "UPDATE deliveries SET status = 'pending',"
-			  " next_at = $2, updated_at = $2, max_attempts ="
+			  " next_at = CASE WHEN node_id IS NULL THEN $2 ELSE"
+			  " next_at END, updated_at = $2, max_attempts ="
 			  " GREATEST(max_attempts, attempts + 1) WHERE id = $1"
 			  " AND status <> 'delivered'",
 			  "tI", id, hf_now_ms());
