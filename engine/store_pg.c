@@ -170,11 +170,19 @@ PGconn *hf_pg_connect(struct hf_pg_store *q, struct hf_error *err)
 		return NULL;
 	}
 	PQsetNoticeProcessor(c, no_notices, NULL);
-	char sql[160];
-	snprintf(sql, sizeof sql,
-		 "SET synchronous_commit = %s; SET client_encoding = 'UTF8';"
-		 " SET application_name = 'hookflow'",
-		 q->sync_full ? "on" : "off");
+	/* The server's side of a lost client, too: a node cut off in the
+	 * middle of a transaction must not keep its rows locked (the other
+	 * nodes wait on them to take its work over) until the kernel's
+	 * two-hour keepalive. hookflow's transactions are never idle. */
+	char sql[400];
+	snprintf(
+	    sql, sizeof sql,
+	    "SET synchronous_commit = %s; SET client_encoding = 'UTF8';"
+	    " SET application_name = 'hookflow';"
+	    " SET idle_in_transaction_session_timeout = '5s';"
+	    " SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
+	    " SET tcp_keepalives_count = 3; SET tcp_user_timeout = 15000",
+	    q->sync_full ? "on" : "off");
 	PGresult *r = PQexec(c, sql);
 	bool ok = hf_pg_ok(r);
 	PQclear(r);

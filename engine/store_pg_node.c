@@ -195,6 +195,15 @@ static int node_conn(struct hf_pg_node *n)
 		return 1;
 	PQfinish(n->conn);
 	n->conn = hf_pg_connect(n->q, NULL);
+	/* A reap waits on rows a cut-off node may hold locked: never long
+	 * enough to make this node's own heartbeat late. */
+	char sql[64];
+	snprintf(sql, sizeof sql, "SET lock_timeout = %lld",
+		 (long long)(n->every_ms > 1000 ? 1000 : n->every_ms));
+	if (n->conn && hf_pg_run(n->q, n->conn, sql, "") < 0) {
+		PQfinish(n->conn);
+		n->conn = NULL;
+	}
 	if (n->conn && n->q->notify &&
 	    hf_pg_run(n->q, n->conn, "LISTEN hookflow", "") < 0) {
 		PQfinish(n->conn);
