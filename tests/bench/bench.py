@@ -12,6 +12,8 @@ errors, a queue that did not drain, a server that did not start).
         [--out bench.json] [--workers N] [--skip PHASE,...] [--keep]
         [--against OTHER_BUILD] [--backlog N] [--backlog-timeout S]
         [--backlog-rss-limit MIB] [--outbox-n N] [--wal-split]
+    /usr/bin/python3 tests/bench/bench.py --pg [--pg-nodes 1,2,3]
+        [--pg-step return|db] [--duration 10] ...   # bench_pg.py (root)
 
 With --against, every hookflow phase runs a second time, right after the
 first, with OTHER_BUILD's hookflow (e.g. a build of main before a change), and
@@ -1443,6 +1445,14 @@ def main():
     ap.add_argument("--out", help="write the results as JSON to this file")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temporary directory")
+    ap.add_argument("--pg", action="store_true",
+                    help="instead of the phases above: the SQLite single "
+                    "node and --pg-nodes nodes over one throwaway local "
+                    "PostgreSQL (bench_pg.py; root)")
+    ap.add_argument("--pg-nodes", default="1,2,3", metavar="N,...",
+                    help="--pg: node counts to measure (default 1,2,3)")
+    ap.add_argument("--pg-step", choices=("return", "db"), default="return",
+                    help="--pg: the step, `return 1` or a db.exec(INSERT)")
     ap.add_argument("--against", metavar="OTHER_BUILD",
                     help="also run each hookflow phase with this build's "
                          "hookflow and compare")
@@ -1465,6 +1475,13 @@ def main():
     args.tmp = tempfile.mkdtemp(prefix="hookflow-bench-")
     script = os.path.join(args.tmp, "post.lua")
     write_wrk_script(script, make_body())
+    if args.pg:
+        import bench_pg
+        try:
+            return bench_pg.run(args, script)
+        finally:
+            if not args.keep:
+                shutil.rmtree(args.tmp, ignore_errors=True)
     results = {"config": {
         "duration_s": args.duration, "connections": args.connections,
         "wrk_threads": args.threads, "body_bytes": BODY_SIZE,

@@ -39,8 +39,16 @@ def free_port():
 
 
 class PgCluster:
-    def __init__(self, listen="127.0.0.1", port=None):
+    def __init__(self, listen="127.0.0.1", port=None, hba=(),
+                 settings=None):
+        """listen: listen_addresses; hba: more client networks (CIDRs)
+        let in without a password, beside initdb's local ones; settings:
+        server settings over the defaults below (the benchmark: fsync)."""
         self.listen = listen
+        self.hba = list(hba)
+        self.settings = {"fsync": "off", "full_page_writes": "off",
+                         "max_connections": "200", "shared_buffers": "32MB",
+                         **(settings or {})}
         self.port = port or free_port()
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="hf-pg-"))
         self.data = self.dir / "data"
@@ -62,14 +70,17 @@ class PgCluster:
                         "--auth=trust", "-U", "postgres", "-E", "UTF8",
                         "--no-sync"], check=True, capture_output=True,
                        cwd=self.dir, timeout=120, **self._as_postgres())
+        with open(self.data / "pg_hba.conf", "a") as f:
+            for cidr in self.hba:
+                f.write(f"host all all {cidr} trust\n")
         logf = open(self.log, "wb")
         os.chown(self.log, pw.pw_uid, pw.pw_gid)
         self.proc = subprocess.Popen(
             [str(PG_BIN / "postgres"), "-D", str(self.data),
              "-p", str(self.port), "-c", f"listen_addresses={self.listen}",
              "-c", f"unix_socket_directories={self.dir}",
-             "-c", "fsync=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200", "-c", "shared_buffers=32MB"],
+             *(a for k, v in self.settings.items()
+               for a in ("-c", f"{k}={v}"))],
             stdout=logf, stderr=subprocess.STDOUT, cwd=self.dir,
             **self._as_postgres())
         logf.close()
