@@ -671,6 +671,108 @@ def test_crm_nightly_reconcile_pushes_contacts_behind(server):
     assert row["synced_version"] == row["version"], row
 
 
+# --- crm-sync: debounce and throttle -------------------------------------
+
+def crm_change(contact, event_id, at, prop, value):
+    return {"eventId": event_id, "subscriptionId": 2345, "portalId": 62515,
+            "appId": 1160452, "attemptNumber": 0, "changeSource": "CRM",
+            "occurredAt": at, "subscriptionType": "contact.propertyChange",
+            "objectId": contact, "propertyName": prop, "propertyValue": value}
+
+
+def settled_runs(srv, workflow, n, timeout=60):
+    """Waits until `workflow` has n runs, all ended (cancelled included)."""
+    def done():
+        rs = runs(srv, workflow)
+        if len(rs) == n and all(r["status"] in ("succeeded", "failed", "cancelled")
+                                for r in rs):
+            return rs
+        return None
+    return wait_for(done, timeout, what=f"{n} ended runs of {workflow}")
+
+
+def test_crm_burst_of_batches_is_one_push(server):
+    """crm-contact is debounced per contact: three batches touching Ada in a
+    burst make three webhooks to /crm/contact and one run, whose `events`
+    carry all three; plan_contact.lua merges them, push makes one PUT."""
+    c = Crm(server)
+    c.sync(payload("batch-create.json"), 2)
+    before = {r["id"] for r in runs(c.app, "crm-contact")}
+    puts = len(mock_requests(c.mock, "marketing"))
+    t0 = 1795770200000
+    burst = [[crm_change(501, 4001, t0 + 1000, "firstname", "Ada B1")],
+             [crm_change(501, 4002, t0 + 2000, "lastname", "King")],
+             [crm_change(501, 4003, t0 + 3000, "firstname", "Ada B3")]]
+    answers = [c.send(b) for b in burst]
+    for a in answers:
+        assert a.status == 202, a
+        (rid,) = a.json()["runs"]
+        assert c.app.wait_run(rid, timeout=60)["status"] == "succeeded"
+
+    new = [r for r in settled_runs(c.app, "crm-contact", 5) if r["id"] not in before]
+    (leader,) = [r for r in new if r["status"] == "succeeded"]
+    followers = [r for r in new if r["status"] == "cancelled"]
+    assert len(followers) == 2, new
+    for r in followers:
+        assert r["error"] == f"debounced into run {leader['id']}", r
+        assert r["steps"] == [], r
+    plan = step(leader, "plan")["output"]
+    assert plan["webhooks"] == 3, plan
+    # Whatever order the three arrived in, each event was merged once; an
+    # older firstname arriving after the newer one is stale.
+    assert sorted(list(plan["applied"]) + list(plan["stale"])) == ["4001", "4002", "4003"]
+    assert step(leader, "push")["status"] == "succeeded", leader
+
+    assert len(mock_requests(c.mock, "marketing")) == puts + 1
+    ada = json.loads(c.member("Ada.Lovelace@Example.com")["merge_fields"])
+    assert ada["FNAME"] == "Ada B3" and ada["LNAME"] == "King", ada
+    (row,) = c.data("SELECT version, synced_version FROM sync_ledger WHERE crm_id = '501'")
+    assert row == {"version": t0 + 3000, "synced_version": t0 + 3000}, row
+    evs = c.data("SELECT event_id, run_id FROM crm_events WHERE event_id IN ('4001','4002','4003')")
+    assert len(evs) == 3 and {e["run_id"] for e in evs} == {leader["id"]}, evs
+
+
+def test_crm_marketing_calls_share_one_throttle(server):
+    """push is throttled with the key 'marketing', 10 calls a second: 25
+    contacts, whose runs all reach push together, make 25 PUTs, none lost,
+    and no second of the mock's record holds more than 10 of them (the
+    mock's times, a count per window, not a timing of hookflow's code)."""
+    c = Crm(server)
+    n, limit = 25, 10
+    batch = []
+    for i in range(n):
+        cid = 601 + i
+        batch.append({"eventId": 5000 + 2 * i, "portalId": 62515, "occurredAt": 1795770300000,
+                      "subscriptionType": "contact.creation", "objectId": cid})
+        batch.append(crm_change(cid, 5001 + 2 * i, 1795770300000, "email",
+                                f"contact{cid}@example.com"))
+    new = c.sync(batch, n)
+    assert all(r["status"] == "succeeded" for r in new), new
+    assert all(step(r, "push")["status"] == "succeeded" for r in new)
+
+    puts = mock_requests(c.mock, "marketing")
+    assert len(puts) == n and all(p["status"] == 200 for p in puts), puts
+    assert len({p["path"] for p in puts}) == n
+    import datetime
+    at = sorted(datetime.datetime.fromisoformat(p["at"].replace("Z", "+00:00"))
+                for p in puts)
+    # A window of 1 s holding limit + 1 requests would have two of them,
+    # `limit` apart in time order, less than 1 s apart.
+    # No window of 1 s holds more than 10 calls, to within the few ms a
+    # throttled start parks past its time: the throttle gives each start a
+    # time at least 1 s after the one 10 starts before it, and a parked run
+    # wakes shortly after that time, the one before it perhaps a little
+    # later still. (Measured: up to 5 ms; 100 ms allowed. README: leave
+    # the API some headroom.) `limit` calls apart in time order, two calls
+    # closer than that would put limit + 1 calls in one such window.
+    slack = 0.1
+    gaps = [(at[i + limit] - at[i]).total_seconds() for i in range(len(at) - limit)]
+    assert min(gaps) >= 1.0 - slack, gaps
+    ledger = c.data("SELECT crm_id, version, synced_version FROM sync_ledger")
+    assert len(ledger) == n
+    assert all(r["synced_version"] == r["version"] == 1795770300000 for r in ledger), ledger
+
+
 # --- every example's workflows pass `hookflow check` --------------------------
 
 def test_examples_pass_check():
