@@ -4,8 +4,8 @@
 -- 429 Too Many Requests: the step asks for its next attempt no sooner than
 -- the response's Retry-After (delta-seconds or an HTTP date, passed to
 -- retry.after as it is; 1 s when the header is missing), capped by the
--- step's retry.max_delay. It uses one of the step's attempts. (Steps cannot
--- sleep: waiting is the scheduler's job, between attempts.)
+-- step's retry.max_delay. It uses one of the step's attempts. (A script does
+-- not sleep: waiting is the scheduler's job, between attempts.)
 --
 -- Any other 4xx but 408 and 425 (the request itself is wrong: 400, 401,
 -- 403, 404, 409, 422, ...) fails the step at once with retry.never: trying
