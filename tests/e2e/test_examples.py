@@ -3,12 +3,17 @@ examples/ (support-tickets, crm-sync), each run by a real `hookflow serve`
 against its mock third-party APIs, themselves a second `hookflow serve` with
 the example's mock/workflows. Success paths and failure paths: API down then
 back, 429 with Retry-After, out-of-order CRM updates, simultaneous tickets,
-solved tickets, escalation, bad signatures and duplicate deliveries.
+solved tickets, escalation, bad signatures and duplicate deliveries. Issue
+15's flow control in the examples: the first-reply SLA (a parked run,
+escalated when the SLA is over, cancelled by cancel_on when the agent
+replies), the on_failure chat alert, a CRM burst debounced into one push, and
+the marketing API's shared throttle.
 
 Standard library only; only 127.0.0.1; every wait is bounded; no test asserts
-how long something took (one asserts a lower bound the design guarantees: no
-call before a 429's Retry-After has passed, which the examples ask for with
-retry.after)."""
+how long something took (two assert what the design guarantees: no call
+before a 429's Retry-After has passed, which the examples ask for with
+retry.after; and no second of the mock's record holding more calls than the
+throttle's limit, a count per window of the mock's own times)."""
 import base64
 import concurrent.futures
 import glob
