@@ -1,6 +1,13 @@
 -- plan_contact.lua: merges one contact's events into the sync ledger, in one
 -- transaction, and says what the marketing tool needs.
 --
+-- crm-contact is debounced per contact: a burst of webhooks for one contact
+-- (several batches touching it within the debounce period) makes one run,
+-- whose `events` holds every webhook of the burst in arrival order. Their
+-- `body.events` are merged here in that order; the versions below make the
+-- order irrelevant anyway. (`events` is nil only where nothing was debounced:
+-- then the run's own `event` is the one webhook.)
+--
 -- Each event is applied only if it is newer than what the ledger holds:
 --   propertyChange  newer than that property's version (and than a deletion)
 --   creation        newer than a deletion (a restore)
@@ -8,7 +15,7 @@
 -- An older event arriving late is recorded as "stale" and changes nothing.
 --
 -- Output: { crm_id, version, action = "upsert" | "none", member_id, member,
---           applied = {eventIds}, stale = {eventIds}, reason }
+--           applied = {eventIds}, stale = {eventIds}, webhooks = N, reason }
 local ledger = require("ledger")
 
 local body = event.body
@@ -20,8 +27,14 @@ return db.tx(function()
   db.exec([[INSERT INTO sync_ledger(crm_id, updated_at) VALUES (?, ?)
             ON CONFLICT(crm_id) DO NOTHING]], crm_id, now)
   local applied, stale = {}, {}
+  local changes = {}
+  for _, hook in ipairs(events or { event }) do
+    for _, e in ipairs((hook.body or {}).events or {}) do
+      changes[#changes + 1] = e
+    end
+  end
 
-  for _, e in ipairs(body.events or {}) do
+  for _, e in ipairs(changes) do
     local t = math.tointeger(e.occurredAt) or 0
     local row = db.one("SELECT version, deleted_at FROM sync_ledger WHERE crm_id = ?", crm_id)
     local deleted = row.deleted_at
@@ -79,7 +92,8 @@ return db.tx(function()
   end
 
   local row = db.one("SELECT * FROM sync_ledger WHERE crm_id = ?", crm_id)
-  local out = { crm_id = crm_id, version = row.version, applied = applied, stale = stale }
+  local out = { crm_id = crm_id, version = row.version, applied = applied, stale = stale,
+                webhooks = #(events or { event }) }
   local member = ledger.desired_member(crm_id)
   if row.version <= row.synced_version then
     out.action, out.reason = "none", "the marketing tool is up to date"
