@@ -411,7 +411,7 @@ def test_sigterm_with_thousands_queued_exits_within_drain_timeout(server):
     acked, lock = [], threading.Lock()
 
     def sender(t):
-        for i in range(1200):
+        for i in range(400):
             try:
                 r = request(srv.port, "POST", "/q", {"t": t, "i": i}, timeout=10)
             except OSError:
