@@ -366,6 +366,65 @@ struct hf_run *hf_sched_cancel(struct hf_sched *s, const char *run_id)
 	return run;
 }
 
+/* --- a lane's order across nodes (PostgreSQL) --- */
+
+/* Lock held: the run waiting in l that comes before run: the lowest known
+ * lane_seq below run's, else the first whose lane_seq is not known yet (a run
+ * taken over from another node, say); NULL when none may. */
+static struct hf_run *lane_earlier(const struct lane *l,
+				   const struct hf_run *run)
+{
+	struct hf_run *lower = NULL, *unknown = NULL;
+	for (struct hf_run *r = l->waiting.head; r; r = r->next) {
+		if (r->lane_seq == 0) {
+			if (!unknown)
+				unknown = r;
+		} else if (r->lane_seq < run->lane_seq &&
+			   (!lower || r->lane_seq < lower->lane_seq)) {
+			lower = r;
+		}
+	}
+	return lower ? lower : unknown;
+}
+
+/* Lock held: run waits in q before the first run of a later known lane_seq. */
+static void lane_insert(struct runq *q, struct hf_run *run)
+{
+	struct hf_run **at = &q->head, *prev = NULL;
+	while (*at && !((*at)->lane_seq > run->lane_seq)) {
+		prev = *at;
+		at = &(*at)->next;
+	}
+	run->next = *at;
+	*at = run;
+	if (q->tail == prev)
+		q->tail = run;
+}
+
+void hf_sched_lane_wait(struct hf_sched *s, struct hf_run *run)
+{
+	pthread_mutex_lock(&s->lock);
+	struct lane *l = NULL;
+	if (run->in_lane && run->lane_seq > 0) {
+		char *key = lane_key(run);
+		l = lane_get(s, key, false);
+		free(key);
+	}
+	struct hf_run *first = l ? lane_earlier(l, run) : NULL;
+	if (first) {
+		/* The slot passes to the earlier run; the lane's count stays.
+		 */
+		runq_remove(&l->waiting, first->id);
+		first->in_lane = true;
+		run->in_lane = false;
+		lane_insert(&l->waiting, run);
+		make_ready(s, first);
+	} else {
+		push_locked(s, run);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
 size_t hf_sched_depth(struct hf_sched *s)
 {
 	pthread_mutex_lock(&s->lock);

@@ -332,7 +332,9 @@ int hf_store_lease_deliveries(struct hf_store *s, const char *const *ids,
 	return 0;
 }
 
-int hf_store_lane_ready(struct hf_store *s, const struct hf_run *run, int max)
+int hf_store_lane_ready(struct hf_store *s, const struct hf_run *run, int max,
+			int64_t *seq)
 {
-	return s->ops->lane_ready ? s->ops->lane_ready(s, run, max) : 1;
+	*seq = 0;
+	return s->ops->lane_ready ? s->ops->lane_ready(s, run, max, seq) : 1;
 }

@@ -126,8 +126,8 @@ struct hf_store_ops {
 	json_t *(*nodes_json)(struct hf_store *s);
 	int (*lease_deliveries)(struct hf_store *s, const char *const *ids,
 				size_t n, bool *leased);
-	int (*lane_ready)(struct hf_store *s, const struct hf_run *run,
-			  int max);
+	int (*lane_ready)(struct hf_store *s, const struct hf_run *run, int max,
+			  int64_t *seq);
 
 	/* --- The disk backlog (hf_store.h). NULL: not kept (load_backlog
 	 * returns 0). --- */

@@ -240,7 +240,8 @@ int hf_pg_claim(struct hf_store *s, const struct hf_workflow_set *set,
 		void *arg);
 int hf_pg_lease_deliveries(struct hf_store *s, const char *const *ids, size_t n,
 			   bool *leased);
-int hf_pg_lane_ready(struct hf_store *s, const struct hf_run *run, int max);
+int hf_pg_lane_ready(struct hf_store *s, const struct hf_run *run, int max,
+		     int64_t *seq);
 
 /* store_pg_recover.c */
 void hf_pg_clean_stop_begin(struct hf_pg_store *q);

@@ -426,23 +426,30 @@ int hf_pg_lease_deliveries(struct hf_store *s, const char *const *ids, size_t n,
 
 /* --- lanes --- */
 
-int hf_pg_lane_ready(struct hf_store *s, const struct hf_run *run, int max)
+int hf_pg_lane_ready(struct hf_store *s, const struct hf_run *run, int max,
+		     int64_t *seq)
 {
 	struct hf_pg_store *q = pq(s);
 	char *lane = hf_xasprintf("%s\n%s", run->wf->name, run->lane);
 	/* The runs of the lane that came before this one and have not ended
 	 * (their queue rows), wherever they run: fewer than max, it may
 	 * start. In arrival order across nodes, and never more than max at
-	 * once (only the max oldest unfinished runs of a lane pass). */
+	 * once (only the max oldest unfinished runs of a lane pass). Its own
+	 * seq too: the scheduler lets an earlier run of the lane take its
+	 * local slot while it waits (hf_sched_lane_wait). */
 	PGconn *c = hf_pg_reader_take(q);
 	PGresult *r = hf_pg_exec(
 	    q, c,
-	    "SELECT count(*) FROM (SELECT 1 FROM queue WHERE lane = $1 AND seq"
-	    " < (SELECT seq FROM queue WHERE run_id = $2) LIMIT $3) x",
+	    "WITH me AS (SELECT seq FROM queue WHERE run_id = $2)"
+	    " SELECT (SELECT count(*) FROM (SELECT 1 FROM queue WHERE lane = $1"
+	    " AND seq < (SELECT seq FROM me) LIMIT $3) x),"
+	    " COALESCE((SELECT seq FROM me), 0)",
 	    "tti", lane, run->id, max);
 	int rc = hf_pg_ok(r) && PQntuples(r) == 1
 		     ? (pg_int(r, 0, 0) < max ? 1 : 0)
 		     : -1;
+	if (rc >= 0)
+		*seq = pg_int(r, 0, 1);
 	PQclear(r);
 	hf_pg_reader_give(q, c);
 	free(lane);

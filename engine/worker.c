@@ -388,16 +388,22 @@ static void execute(struct worker *wk, struct hf_run *run)
 /* A run of a concurrency lane starts once the runs of its lane before it
  * allow (on PostgreSQL they may be on other nodes: hf_store_lane_ready);
  * until then it waits in the scheduler, holding its lane's local slot so
- * that the lane's later runs here stay behind it. */
+ * that the lane's later runs here stay behind it, unless one of those waiting
+ * here comes before it (hf_sched_lane_wait: a run taken over from a dead
+ * node, which this one may be waiting for). */
 static bool lane_ready(struct hf_engine *eng, struct hf_run *run)
 {
 	if (!run->lane || !run->wf || run->status != HF_RUN_QUEUED)
 		return true;
 	int max = run->wf->concurrency_max > 0 ? run->wf->concurrency_max : 1;
-	if (hf_store_lane_ready(eng->store, run, max) == 1)
+	int64_t seq = 0;
+	int ready = hf_store_lane_ready(eng->store, run, max, &seq);
+	if (seq > 0)
+		run->lane_seq = seq;
+	if (ready == 1)
 		return true;
 	run->due_at = hf_now_ms() + HF_LANE_POLL_MS;
-	hf_sched_push(eng->sched, run);
+	hf_sched_lane_wait(eng->sched, run);
 	return false;
 }
 

@@ -95,6 +95,9 @@ struct hf_run {
 	char *lane;	    /* concurrency key, NULL without `concurrency:` */
 	bool in_lane;	    /* holds a slot of its lane (scheduler's) */
 	bool admitted;	    /* counted in the scheduler's depth */
+	/* Its place in the lane on every node (PostgreSQL's queue seq), 0
+	 * until hf_store_lane_ready told it: hf_sched_lane_wait. */
+	int64_t lane_seq;
 	/* Set by the worker once a step's result is on its way to the writer:
 	 * the writer then skips the run's "started" write, which the step's
 	 * own write makes redundant (one write less per short step). */

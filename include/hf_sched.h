@@ -41,6 +41,14 @@ struct hf_run *hf_sched_take(struct hf_sched *s);
 /* A run is over: frees its lane slot, admitting the next run of the lane. The
  * caller still owns run. */
 void hf_sched_release(struct hf_sched *s, struct hf_run *run);
+/* run holds a slot of its lane but may not start yet (runs of its lane that
+ * came before it are unfinished, on other nodes: hf_store_lane_ready): it waits
+ * until due_at and looks again, keeping its slot, unless a run waiting here
+ * for the lane may come before it (run->lane_seq lower, or not known yet):
+ * that run then takes the slot, and run waits in the lane's FIFO, in lane_seq
+ * order. So a lane's earlier run taken over from a dead node never waits
+ * behind a later one that waits for it. */
+void hf_sched_lane_wait(struct hf_sched *s, struct hf_run *run);
 /* Takes the run with id run_id out of the queue (ready, waiting for its due
  * time, or waiting for its lane) and returns it, ownership to the caller, who
  * hands it to hf_sched_release; NULL when the scheduler does not hold it (a

@@ -361,8 +361,10 @@ int hf_store_lease_deliveries(struct hf_store *s, const char *const *ids,
 			      size_t n, bool *leased);
 /* Whether run (with a concurrency lane, not started yet) may start: fewer
  * than max runs of its lane that arrived before it are unfinished, on any
- * node. 1 yes, 0 not yet, -1 on error. SQLite: 1 (the scheduler's lanes,
- * in memory, are the whole story). Any thread. */
-int hf_store_lane_ready(struct hf_store *s, const struct hf_run *run, int max);
+ * node. 1 yes, 0 not yet, -1 on error. *seq: the run's place in the lane
+ * (its arrival order, on every node; 0 when unknown). SQLite: 1 and *seq 0
+ * (the scheduler's lanes, in memory, are the whole story). Any thread. */
+int hf_store_lane_ready(struct hf_store *s, const struct hf_run *run, int max,
+			int64_t *seq);
 
 #endif

@@ -17,6 +17,7 @@ import shutil
 import signal
 import socketserver
 import subprocess
+import tempfile
 import textwrap
 import threading
 import time
@@ -205,14 +206,116 @@ def netns_unavailable():
     return None
 
 
+# A run's names: TAG = hfc + 4 hex digits; namespaces TAGn<i>, the bridge
+# TAGbr, veth ends TAGh<i> (TAGv<i> go with their namespace), PostgreSQL's
+# directory /tmp/TAG-pg-*, and OWNERS/TAG holding the PID of the test process
+# that made them (written before the first of them).
+TAG_RE = re.compile(r"^(hfc[0-9a-f]{4})(?:n\d+|br|h\d+)$")
+OWNERS = pathlib.Path(tempfile.gettempdir()) / "hfc-owners"
+ORPHAN_AGE_S = 900  # without an owner file: older than any run
+
+
+def _owner_alive(tag):
+    """Whether the process that made tag's names still runs: None when no
+    owner file says."""
+    try:
+        pid = int((OWNERS / tag).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        cmd = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"python" in cmd
+
+
+def _kill_pg(pgdir):
+    """Stops the PostgreSQL whose data directory is under pgdir (by the PID
+    in its postmaster.pid, once /proc says it is that server), removes pgdir."""
+    try:
+        pid = int((pgdir / "data" / "postmaster.pid").read_text().split()[0])
+        cmd = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+        if str(pgdir).encode() in cmd:
+            os.kill(pid, signal.SIGQUIT)  # immediate shutdown, children too
+            deadline = time.monotonic() + 10
+            while (pathlib.Path(f"/proc/{pid}").exists() and
+                   time.monotonic() < deadline):
+                time.sleep(0.1)
+            if pathlib.Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        pass
+    shutil.rmtree(pgdir, ignore_errors=True)
+
+
+def sweep_leftovers():
+    """Removes what earlier runs of Net left behind when killed from outside
+    (a timeout): the namespaces with the processes in them, links,
+    PostgreSQL, by this module's name prefix. A tag whose owner still runs is
+    left alone (another test at work); one without an owner file only when
+    its namespace or directory is older than ORPHAN_AGE_S. Returns the tags
+    removed."""
+    names = {}
+    for line in ip("netns", "list", check=False).stdout.splitlines():
+        ns = line.split()[0] if line.split() else ""
+        m = TAG_RE.match(ns)
+        if m:
+            names.setdefault(m.group(1), []).append(("ns", ns))
+    for line in ip("-o", "link", "show", check=False).stdout.splitlines():
+        parts = line.split(":")
+        link = parts[1].strip().split("@")[0] if len(parts) > 1 else ""
+        m = TAG_RE.match(link)
+        if m:
+            names.setdefault(m.group(1), []).append(("link", link))
+    tmp = pathlib.Path(tempfile.gettempdir())
+    for d in tmp.glob("hfc????-pg-*"):
+        names.setdefault(d.name[:7], []).append(("pg", d))
+    for f in OWNERS.glob("hfc????") if OWNERS.is_dir() else ():
+        names.setdefault(f.name, [])
+    swept = []
+    now = time.time()
+    for tag, items in sorted(names.items()):
+        alive = _owner_alive(tag)
+        if alive:
+            continue
+        if alive is None:
+            ages = [now - os.stat(p).st_mtime for p in
+                    [pathlib.Path("/run/netns") / n for k, n in items
+                     if k == "ns"] + [d for k, d in items if k == "pg"]
+                    if p.exists()]
+            if ages and min(ages) < ORPHAN_AGE_S:
+                continue
+        for kind, name in items:
+            if kind == "ns":
+                pids = ip("netns", "pids", name, check=False).stdout.split()
+                for pid in pids:
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (OSError, ValueError):
+                        pass
+                ip("netns", "del", name, check=False)
+        for kind, name in items:
+            if kind == "link" and ip("link", "show", name,
+                                     check=False).returncode == 0:
+                ip("link", "del", name, check=False)
+            elif kind == "pg":
+                _kill_pg(name)
+        (OWNERS / tag).unlink(missing_ok=True)
+        swept.append(tag)
+    return swept
+
+
 class Net:
     """A bridge in the root namespace with the address .1 of a free
     10.231.X.0/24, and per node a namespace whose veth pair joins it (the
     node's end .11, .12, …). Every name starts with hfc + a random tag, and
-    close() removes exactly what up() made."""
+    close() removes exactly what up() made; sweep_leftovers() what a run
+    killed from outside left."""
 
     def __init__(self, nodes):
         self.tag = "hfc" + secrets.token_hex(2)  # names stay under 15 bytes
+        OWNERS.mkdir(exist_ok=True)
+        (OWNERS / self.tag).write_text(f"{os.getpid()}\n")
         self.n = nodes
         used = ip("-4", "-o", "addr").stdout
         free = [x for x in range(1, 255) if f" 10.231.{x}." not in used]
@@ -258,6 +361,7 @@ class Net:
             if ip("link", "show", link, check=False).returncode == 0:
                 ip("link", "del", link, check=False)
         self.made_ns, self.made_links = [], []
+        (OWNERS / self.tag).unlink(missing_ok=True)
 
 
 # --- an HTTP gate and receiver ------------------------------------------

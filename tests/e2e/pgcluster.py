@@ -40,17 +40,18 @@ def free_port():
 
 class PgCluster:
     def __init__(self, listen="127.0.0.1", port=None, hba=(),
-                 settings=None):
+                 settings=None, prefix="hf-pg-"):
         """listen: listen_addresses; hba: more client networks (CIDRs)
         let in without a password, beside initdb's local ones; settings:
-        server settings over the defaults below (the benchmark: fsync)."""
+        server settings over the defaults below (the benchmark: fsync);
+        prefix: of its temporary directory's name."""
         self.listen = listen
         self.hba = list(hba)
         self.settings = {"fsync": "off", "full_page_writes": "off",
                          "max_connections": "200", "shared_buffers": "32MB",
                          **(settings or {})}
         self.port = port or free_port()
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="hf-pg-"))
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
         self.data = self.dir / "data"
         self.proc = None
         self.log = self.dir / "postgres.log"

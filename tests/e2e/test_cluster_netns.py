@@ -47,8 +47,8 @@ import time
 import pytest
 
 import pgcluster
-from clusterlib import Gate, Net, Node, netns_unavailable, wait_node_alive, \
-    write_tree
+from clusterlib import Gate, Net, Node, netns_unavailable, \
+    sweep_leftovers, wait_node_alive, write_tree
 from conftest import wait_for
 
 _why = pgcluster.available() or netns_unavailable()
@@ -130,13 +130,16 @@ def workflows(hook_url):
 @pytest.fixture
 def cluster(tmp_path):
     """The network, PostgreSQL on the bridge, the receiver, three nodes
-    (not started); everything removed afterwards, whatever happened."""
+    (not started); everything removed afterwards, whatever happened, and
+    first what an earlier run killed from outside left behind."""
+    sweep_leftovers()
     net = Net(3)
     pg = gate = None
     nodes = []
     try:
         net.up()
-        pg = pgcluster.PgCluster(listen=net.gw, hba=[net.cidr])
+        pg = pgcluster.PgCluster(listen=net.gw, hba=[net.cidr],
+                                  prefix=f"{net.tag}-pg-")
         pg.start()
         state = pg.url("hf_state", host=net.gw)
         data = pg.url("hf_data", host=net.gw)

@@ -356,13 +356,15 @@ static void test_lanes(struct hf_store *a, struct hf_store *b)
 	struct hf_run *first = ingest(a, wf_lane, false, "k");
 	struct hf_run *second = ingest(b, wf_lane, false, "k");
 	struct hf_run *other = ingest(b, wf_lane, false, "other");
-	CHECK(hf_store_lane_ready(a, first, 1) == 1);
-	CHECK(hf_store_lane_ready(b, second, 1) == 0); /* first is a's */
-	CHECK(hf_store_lane_ready(b, second, 2) == 1);
-	CHECK(hf_store_lane_ready(b, other, 1) == 1);
+	int64_t s1 = 0, s2 = 0, s3 = 0;
+	CHECK(hf_store_lane_ready(a, first, 1, &s1) == 1);
+	CHECK(hf_store_lane_ready(b, second, 1, &s2) == 0); /* first is a's */
+	CHECK(s1 > 0 && s2 > s1); /* each run's place in the lane */
+	CHECK(hf_store_lane_ready(b, second, 2, &s2) == 1);
+	CHECK(hf_store_lane_ready(b, other, 1, &s3) == 1);
 	bool fenced = true;
 	CHECK(step(a, first, 0, NULL, &fenced) == 0 && !fenced);
-	CHECK(hf_store_lane_ready(b, second, 1) == 1); /* first ended */
+	CHECK(hf_store_lane_ready(b, second, 1, &s2) == 1); /* first ended */
 	hf_run_free(first);
 	hf_run_free(second);
 	hf_run_free(other);

@@ -1,6 +1,7 @@
 /* test_scheduler.c - the in-memory run queue: FIFO order, runs waiting for
  * their due time, per-key concurrency lanes (max 1 and 2, arrival order kept,
- * other keys in parallel), depth, stop waking a blocked take, timers, and
+ * other keys in parallel; a run waiting on the lane's runs elsewhere passing
+ * its slot to an earlier one), depth, stop waking a blocked take, timers, and
  * destroy freeing whatever is still queued. Waits are bounded loops that
  * assert outcomes and order, never durations. */
 #include "hf_sched.h"
@@ -269,6 +270,45 @@ static void test_lane_due(void)
 	hf_sched_destroy(s);
 }
 
+/* A run holding its lane's slot but waiting on the lane's runs elsewhere
+ * (hf_sched_lane_wait) passes the slot to a run waiting here that may come
+ * before it (lane_seq unknown, or lower) and waits in lane_seq order; it keeps
+ * the slot when none may. */
+static void test_lane_wait(void)
+{
+	struct hf_sched *s = hf_sched_create();
+	struct hf_run *held = new_run(ev, wf_lane1, "k");
+	struct hf_run *taken = new_run(ev, wf_lane1, "k"); /* seq not known */
+	struct hf_run *late = new_run(ev, wf_lane1, "k");
+	held->lane_seq = 5;
+	late->lane_seq = 9;
+	hf_sched_push(s, held);
+	hf_sched_push(s, late);
+	hf_sched_push(s, taken);
+	CHECK(hf_sched_take(s) == held);
+	hf_sched_lane_wait(s, held);
+	CHECK(wait_ready(s, 1));
+	struct hf_run *got = hf_sched_take(s);
+	CHECK(got == taken && got->in_lane && !held->in_lane);
+	finish(s, got); /* then held (5), before late (9) */
+	CHECK(wait_ready(s, 1));
+	got = hf_sched_take(s);
+	CHECK(got == held && got->in_lane);
+	/* Only late (9) waits: held keeps its slot and looks again. */
+	held->due_at = hf_now_ms() + 20;
+	hf_sched_lane_wait(s, held);
+	CHECK(held->in_lane);
+	CHECK(wait_ready(s, 1));
+	CHECK(hf_sched_take(s) == held);
+	finish(s, held);
+	CHECK(wait_ready(s, 1));
+	got = hf_sched_take(s);
+	CHECK(got == late);
+	finish(s, got);
+	CHECK(hf_sched_depth(s) == 0);
+	hf_sched_destroy(s);
+}
+
 static void *take_thread(void *arg)
 {
 	return hf_sched_take(arg);
@@ -377,6 +417,7 @@ int main(void)
 	test_lane_max1();
 	test_lane_max2();
 	test_lane_due();
+	test_lane_wait();
 	test_stop();
 	test_timers();
 	test_destroy_frees();
