@@ -14,7 +14,7 @@ throwaway cluster, each with its own --node name and a short --lease.
 
 Every wait is bounded; nodes are stopped by their PID."""
 import collections
-import signal
+import threading
 import time
 
 import pytest
@@ -206,6 +206,34 @@ def test_debounce_shared_across_nodes(tmp_path):
                 assert run["error"] == f"debounced into run {lead['id']}"
         run = a.wait_run(other, timeout=30)
         assert run["steps"][0]["output"] == {"last": 100, "ns": [100]}
+    finally:
+        stop_all([a, b])
+
+
+def test_debounce_concurrent_events_on_two_nodes_are_one_burst(tmp_path):
+    """Events of one key reaching both nodes at once: still one run, with
+    every event (their arrival order is the nodes', not known here)."""
+    url, (a, b) = start_nodes(tmp_path, {"deb": DEB})
+    try:
+        ids, lock = [], threading.Lock()
+
+        def send(srv, n):
+            rid = post(srv, "/deb", {"k": "z", "n": n})
+            with lock:
+                ids.append(rid)
+
+        threads = [threading.Thread(target=send, args=((a, b)[n % 2], n))
+                   for n in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(ids) == 12, ids
+        runs = [a.wait_run(rid, timeout=30, statuses=(
+            "succeeded", "failed", "cancelled")) for rid in ids]
+        leads = [r for r in runs if r["status"] == "succeeded"]
+        assert len(leads) == 1, [(r["status"], r.get("error")) for r in runs]
+        assert sorted(leads[0]["steps"][0]["output"]["ns"]) == list(range(12))
     finally:
         stop_all([a, b])
 
