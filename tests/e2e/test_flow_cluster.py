@@ -6,7 +6,8 @@ throwaway cluster, each with its own --node name and a short --lease.
   SIGKILLed, node b wakes it at its time and finishes it, each step once;
 - a wait_for signal arriving at node b resumes a run parked by node a;
 - a schedule fires once per fire time with both nodes running;
-- a debounce burst spread over both nodes is one run, `events` in order;
+- a debounce burst spread over both nodes is one run, `events` in order,
+  also when its events reach both nodes at once;
 - a throttle's limit holds across both nodes, nothing dropped (asserted on
   the reserved start times, never on durations);
 - cancel from node b (API) or the CLI ends runs held by node a: queued,
