@@ -3,6 +3,11 @@
  * "step": null, "key", "first", "events": [EVENT_ID…]}); followers join it
  * through hf_store_debounce_extend, conditional on the leader still waiting.
  *
+ * With PostgreSQL the decision is the state database's, inside the writer's
+ * transaction (hf_store_debounce_find locks the key's row until the COMMIT,
+ * then finds the open burst; a new leader is stored parked in the same
+ * transaction): a burst is one run whichever nodes its events reach.
+ *
  * Neighbours: worker.c (calls in at a run's first step), park (wakes the
  * leader), the store (active_runs finds the leader; run_waiting reads a
  * woken leader's burst back). */
@@ -106,9 +111,9 @@ static int extend_call(struct hf_store *s, void *arg)
 	return e->result < 0 ? -1 : 0;
 }
 
-/* Adds run's event to the burst of f's leader: true when it did. */
-static bool join(struct hf_store *s, struct hf_run *run, struct find *f,
-		 int64_t now)
+/* The burst of f's leader with run's event added, due at *wake. */
+static char *join_text(const struct hf_run *run, const struct find *f,
+		       int64_t now, int64_t *wake_at)
 {
 	const struct hf_debounce *d = run->wf->debounce;
 	int64_t first =
@@ -122,9 +127,18 @@ static bool join(struct hf_store *s, struct hf_run *run, struct find *f,
 	int64_t wake = now + d->period_ms;
 	if (d->max_wait_ms > 0 && wake > first + d->max_wait_ms)
 		wake = first + d->max_wait_ms;
-	char *text =
-	    waiting_text(json_string_value(json_object_get(f->waiting, "key")),
-			 first, wake, events);
+	*wake_at = wake;
+	return waiting_text(
+	    json_string_value(json_object_get(f->waiting, "key")), first, wake,
+	    events);
+}
+
+/* Adds run's event to the burst of f's leader: true when it did. */
+static bool join(struct hf_store *s, struct hf_run *run, struct find *f,
+		 int64_t now)
+{
+	int64_t wake = 0;
+	char *text = join_text(run, f, now, &wake);
 	struct extend e = {f->leader, wake, text, -1};
 	struct hf_write w = {0};
 	w.kind = HF_W_CALL;
@@ -135,12 +149,97 @@ static bool join(struct hf_store *s, struct hf_run *run, struct find *f,
 	return joined;
 }
 
+struct decide {
+	struct hf_run *run;
+	const char *key;
+	int64_t now, wake;
+	int rc; /* 1 led, 2 joined, -2 not shared (SQLite) */
+	char leader[HF_ID_SIZE];
+	char *waiting; /* led: the burst */
+};
+
+/* In the writer's transaction (HF_W_CALL), the key's row locked: joins the
+ * open burst, else parks run as a new one's leader. Run again whole when
+ * its batch is retried write by write. */
+static int decide_call(struct hf_store *s, void *arg)
+{
+	struct decide *d = arg;
+	struct hf_run *run = d->run;
+	free(d->waiting);
+	d->waiting = NULL;
+	char *leader = NULL, *text = NULL;
+	d->rc =
+	    hf_store_debounce_find(s, run->wf->name, d->key, &leader, &text);
+	if (d->rc < 0)
+		return d->rc == -2 ? 0 : -1;
+	int rc = 0;
+	if (d->rc == 1) {
+		struct find f = {.key = d->key};
+		f.waiting = json_loads(text, 0, NULL);
+		snprintf(f.leader, sizeof f.leader, "%s", leader);
+		int64_t wake = 0;
+		char *t = f.waiting ? join_text(run, &f, d->now, &wake) : NULL;
+		int n = t ? hf_store_debounce_extend(s, leader, wake, t) : 0;
+		free(t);
+		json_decref(f.waiting);
+		if (n < 0)
+			rc = -1;
+		else if (n == 1) {
+			snprintf(d->leader, sizeof d->leader, "%s", leader);
+			d->rc = 2;
+		}
+	}
+	if (rc == 0 && d->rc != 2) { /* a new burst, led by run */
+		d->wake = d->now + run->wf->debounce->period_ms;
+		d->waiting = waiting_text(d->key, d->now, d->wake,
+					  json_pack("[s]", run->event->id));
+		rc = hf_store_debounce_lead(s, run->id, d->wake, d->waiting);
+		d->rc = 1;
+	}
+	free(leader);
+	free(text);
+	return rc;
+}
+
+/* The decision shared through the state database: 1 led, 2 joined, -2
+ * where the store leaves it to this process, -1 on error. */
+static int decide_shared(struct hf_store *s, struct hf_run *run,
+			 const char *key, int64_t now)
+{
+	struct decide d = {.run = run, .key = key, .now = now, .rc = -2};
+	struct hf_write w = {0};
+	w.kind = HF_W_CALL;
+	w.call = decide_call;
+	w.call_arg = &d;
+	int ok = hf_ops_submit_wait(s, &w);
+	if (ok == 0 && d.rc == 1) {
+		free(run->waiting);
+		run->waiting = d.waiting;
+		d.waiting = NULL;
+		free(run->wait_path);
+		run->wait_path = NULL;
+		run->wake_at = d.wake;
+		run->status = HF_RUN_WAITING;
+	} else if (ok == 0 && d.rc == 2) {
+		run->status = HF_RUN_CANCELLED;
+		free(run->error);
+		run->error = hf_xasprintf("debounced into run %s", d.leader);
+	}
+	free(d.waiting);
+	return ok == 0 ? d.rc : d.rc == -2 ? -2 : -1;
+}
+
 int hf_debounce_gate(struct hf_store *s, struct hf_run *run, int64_t now)
 {
 	const struct hf_debounce *d = run->wf->debounce;
 	char *key = key_of(run);
 	if (!key)
 		return 0;
+	int shared = decide_shared(s, run, key, now);
+	if (shared == 1 || shared == 2) {
+		free(key);
+		return shared;
+	}
 	struct find f = {.key = key};
 	hf_store_active_runs(s, run->wf->name, NULL, DEBOUNCE_SCAN_MAX,
 			     find_leader, &f);

@@ -4,7 +4,9 @@
  *
  * hf-park keeps one timer: the earliest due time, read from the store's
  * index (hf_store_next_wake) and lowered by each run that parks
- * (hf_park_parked, on the writer). When it comes, a write wakes up to
+ * (hf_park_parked, on the writer), and read again at least every
+ * HF_PARK_RECHECK_MS (HF_PARK_SHARED_RECHECK_MS where several nodes share
+ * the store: another node's parked runs). When it comes, a write wakes up to
  * HF_PARK_WAKE_BATCH runs; its done() adds them to the disk backlog's count
  * (hf_backlog_stored), whose loader brings them into memory as the scheduler
  * has room. Nothing of a parked run is in memory meanwhile.
@@ -59,6 +61,7 @@ struct hf_park {
 	bool stopping;
 	int64_t next_wake; /* the timer (wall ms) */
 	int64_t hint;	   /* lowest wake_at parked since the last look */
+	int64_t recheck;   /* the longest look away from the store (ms) */
 	atomic_llong count;
 	struct job *head, *tail; /* hf-signals' queue */
 
@@ -156,7 +159,7 @@ static void *wake_main(void *arg)
 		if (next < 0) /* cannot read now: look again soon */
 			next = hf_now_ms() + HF_STORE_PROBE_MS;
 		p->next_wake = next < p->hint ? next : p->hint;
-		int64_t until = hf_mono_ms() + HF_PARK_RECHECK_MS;
+		int64_t until = hf_mono_ms() + p->recheck;
 		int64_t now = hf_now_ms();
 		while (!p->stopping && p->next_wake > now &&
 		       hf_mono_ms() < until) {
@@ -377,6 +380,9 @@ struct hf_park *hf_park_start(struct hf_engine *eng)
 	struct hf_park *p = hf_xcalloc(1, sizeof *p);
 	p->eng = eng;
 	p->next_wake = p->hint = INT64_MAX;
+	json_t *nodes = hf_store_nodes_json(eng->store); /* NULL: SQLite */
+	p->recheck = nodes ? HF_PARK_SHARED_RECHECK_MS : HF_PARK_RECHECK_MS;
+	json_decref(nodes);
 	int64_t n = hf_store_count_waiting(eng->store);
 	atomic_store(&p->count, n > 0 ? n : 0);
 	hf_metrics_runs_waiting(n > 0 ? n : 0);

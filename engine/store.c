@@ -237,6 +237,31 @@ char *hf_store_run_waiting(struct hf_store *s, const char *run_id)
 	return s->ops->run_waiting(s, run_id);
 }
 
+int hf_store_throttle_reserve(struct hf_store *s, const char *key, int limit,
+			      int64_t period_ms, int64_t now, int64_t *at)
+{
+	if (!s->ops->throttle_reserve)
+		return -2;
+	return s->ops->throttle_reserve(s, key, limit, period_ms, now, at);
+}
+
+int hf_store_debounce_find(struct hf_store *s, const char *workflow,
+			   const char *key, char **leader, char **waiting)
+{
+	*leader = *waiting = NULL;
+	if (!s->ops->debounce_find)
+		return -2;
+	return s->ops->debounce_find(s, workflow, key, leader, waiting);
+}
+
+int hf_store_debounce_lead(struct hf_store *s, const char *run_id,
+			   int64_t wake_at, const char *waiting)
+{
+	if (!s->ops->debounce_lead)
+		return -2;
+	return s->ops->debounce_lead(s, run_id, wake_at, waiting);
+}
+
 int hf_store_active_runs(struct hf_store *s, const char *workflow,
 			 const char *lane, int limit,
 			 void (*fn)(const struct hf_active_run *r, void *arg),

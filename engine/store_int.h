@@ -88,6 +88,14 @@ struct hf_store_ops {
 	int (*debounce_extend)(struct hf_store *s, const char *run_id,
 			       int64_t wake_at, const char *waiting);
 	char *(*run_waiting)(struct hf_store *s, const char *run_id);
+	/* Shared by several nodes (NULL where one process decides alone:
+	 * SQLite); HF_W_CALL writes. */
+	int (*throttle_reserve)(struct hf_store *s, const char *key, int limit,
+				int64_t period_ms, int64_t now, int64_t *at);
+	int (*debounce_find)(struct hf_store *s, const char *workflow,
+			     const char *key, char **leader, char **waiting);
+	int (*debounce_lead)(struct hf_store *s, const char *run_id,
+			     int64_t wake_at, const char *waiting);
 	int (*active_runs)(struct hf_store *s, const char *workflow,
 			   const char *lane, int limit,
 			   void (*fn)(const struct hf_active_run *r, void *arg),

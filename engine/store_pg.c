@@ -45,7 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 /* Ids are compared byte by byte (COLLATE "C"), as in SQLite: run and event
  * ids begin with their creation time, and lists are ordered by them. */
@@ -650,6 +650,9 @@ static const struct hf_store_ops pg_ops = {
     .active_runs = hf_pg_active_runs,
     .debounce_extend = hf_pg_debounce_extend,
     .run_waiting = hf_pg_run_waiting,
+    .throttle_reserve = hf_pg_throttle_reserve,
+    .debounce_find = hf_pg_debounce_find,
+    .debounce_lead = hf_pg_debounce_lead,
     .dedupe_last = hf_pg_dedupe_last,
     .load_backlog = hf_pg_load_backlog,
     .claim_runs = hf_pg_claim_runs,
@@ -715,6 +718,9 @@ static int migrate(struct hf_pg_store *q, struct hf_error *err)
 		PQclear(r);
 		r = ok ? PQexec(q->wconn, hf_pg_park_schema) : NULL;
 		ok = ok && hf_pg_ok(r); /* version 2: parked runs */
+		PQclear(r);
+		r = ok ? PQexec(q->wconn, hf_pg_shared_schema) : NULL;
+		ok = ok && hf_pg_ok(r); /* version 4: throttle, debounce */
 		PQclear(r);
 		if (ok)
 			ok = hf_pg_run(

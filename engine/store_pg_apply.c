@@ -494,6 +494,9 @@ int hf_pg_fence(struct hf_pg_store *q, const struct hf_write *w,
 
 /* The run's progress, first: only while this node holds the run under its
  * epoch (fencing; no node reaps this one during the batch: hf_pg_fence).
+ * A run stored parked already and parked again keeps its stored wait: a
+ * debounce's new leader is stored parked by its decision, and the bursts's
+ * later events may have joined it since (store_pg_shared.c).
  * Returns 1 written, 0 fenced, -1 on error. */
 static int update_run(struct hf_pg_store *q, const struct hf_run *run,
 		      int64_t finished)
@@ -505,7 +508,10 @@ static int update_run(struct hf_pg_store *q, const struct hf_run *run,
 	    "UPDATE runs SET status = $2, next_step = $3,"
 	    " step_attempt = $4, due_at = $5, error = $6,"
 	    " finished_at = $7, started_at = COALESCE(started_at,"
-	    " $8), wake_at = $11, waiting = $12, wait_path = $13"
+	    " $8), wake_at = CASE WHEN status = 'waiting' AND $2 ="
+	    " 'waiting' THEN wake_at ELSE $11 END, waiting = CASE WHEN"
+	    " status = 'waiting' AND $2 = 'waiting' THEN waiting ELSE $12"
+	    " END, wait_path = $13"
 	    " WHERE id = $1 AND status <> 'cancelled' AND ($9::int8 = 0 OR"
 	    " EXISTS (SELECT 1 FROM queue WHERE run_id = $1 AND node_id = $9"
 	    " AND epoch = $10))",

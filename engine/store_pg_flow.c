@@ -2,7 +2,10 @@
  * cancelling a run (hf_store_cancel_run) and the notes that tell a running
  * server about a cancel made by another process (the CLI), as
  * store_sqlite_flow.c does for SQLite: a note is a row of meta keyed
- * "cancel:RUN_ID".
+ * "cancel:RUN_ID". With several nodes the note names the node that held
+ * the run in its queue (value "STATUS\nNODE_ID"), written whichever process
+ * cancels (another node's API too), and only that node takes it: the run is
+ * in its memory.
  *
  * hf_pg_cancel_run and hf_pg_cancel_note_done run inside an HF_W_CALL write
  * (asserted); hf_pg_cancel_notes on a pooled read connection.
@@ -30,6 +33,13 @@ static int status_row(PGconn *c, PGresult *r, int i, void *arg)
 	return 1;
 }
 
+static int holder_row(PGconn *c, PGresult *r, int i, void *arg)
+{
+	(void)c;
+	*(int64_t *)arg = pg_int(r, i, 0);
+	return 1;
+}
+
 int hf_pg_cancel_run(struct hf_store *s, const char *run_id, const char *reason,
 		     bool note, char *workflow)
 {
@@ -48,6 +58,13 @@ int hf_pg_cancel_run(struct hf_store *s, const char *run_id, const char *reason,
 	if (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
 	    strcmp(status, "cancelled") == 0)
 		return HF_STORE_CONFLICT;
+	int64_t holder = 0; /* the node holding the run, if any */
+	if (hf_pg_each(q, q->wconn, holder_row, &holder,
+		       "SELECT node_id FROM queue WHERE run_id = $1", "t",
+		       run_id) < 0)
+		return -1;
+	if (holder == q->node_id)
+		holder = 0;
 	if (hf_pg_run(q, q->wconn,
 		      "UPDATE runs SET status = 'cancelled', error = $2,"
 		      " finished_at = $3 WHERE id = $1",
@@ -55,11 +72,13 @@ int hf_pg_cancel_run(struct hf_store *s, const char *run_id, const char *reason,
 	    hf_pg_run(q, q->wconn, "DELETE FROM queue WHERE run_id = $1", "t",
 		      run_id) < 0)
 		return -1;
-	if (note && hf_pg_run(q, q->wconn,
-			      "INSERT INTO meta(key, value) VALUES ('cancel:'"
-			      " || $1, $2) ON CONFLICT (key) DO UPDATE SET"
-			      " value = EXCLUDED.value",
-			      "tt", run_id, status) < 0)
+	if ((note || holder) &&
+	    hf_pg_run(q, q->wconn,
+		      "INSERT INTO meta(key, value) VALUES ('cancel:'"
+		      " || $1, $2 || CASE WHEN $3::int8 = 0 THEN '' ELSE"
+		      " chr(10) || $3::int8 END) ON CONFLICT (key) DO UPDATE"
+		      " SET value = EXCLUDED.value",
+		      "ttI", run_id, status, holder) < 0)
 		return -1;
 	return strcmp(status, "waiting") == 0 ? 1 : 0;
 }
@@ -84,10 +103,13 @@ int hf_pg_cancel_notes(struct hf_store *s,
 		       void *arg)
 {
 	struct notes n = {fn, arg};
+	/* A note naming a node is that node's alone. */
 	return hf_pg_each(pq(s), NULL, note_row, &n,
-			  "SELECT substr(key, 8), value FROM meta WHERE key >="
-			  " 'cancel:' AND key < 'cancel;' LIMIT 1000",
-			  "");
+			  "SELECT substr(key, 8), split_part(value, chr(10), 1)"
+			  " FROM meta WHERE key >= 'cancel:' AND key <"
+			  " 'cancel;' AND split_part(value, chr(10), 2) IN"
+			  " ('', $1::int8::text) LIMIT 1000",
+			  "I", pq(s)->node_id);
 }
 
 int hf_pg_cancel_note_done(struct hf_store *s, const char *run_id)

@@ -5,9 +5,14 @@
  * The key is the value of throttle.key, evaluated in the worker thread's
  * expression runtime (dispatch.c's, with the expression limits) against the
  * run's event. Neighbours: worker.c (asks before a step), park (stores and
- * wakes the parked runs), server.c (restores at start-up). */
+ * wakes the parked runs), server.c (restores at start-up).
+ *
+ * With PostgreSQL the reservations are rows of the state database instead,
+ * admitted inside the writer's transaction (hf_store_throttle_reserve): the
+ * limit holds across every node and across restarts. */
 #include "hf_dispatch.h"
 #include "hf_limits.h"
+#include "hf_ops.h"
 #include "hf_throttle.h"
 
 #include <pthread.h>
@@ -88,6 +93,43 @@ static int64_t reserve(const char *name, const struct hf_throttle *t,
 	return at;
 }
 
+struct shared {
+	const char *key;
+	const struct hf_throttle *t;
+	int64_t now, at;
+	int rc;
+};
+
+static int shared_call(struct hf_store *s, void *arg)
+{
+	struct shared *sh = arg;
+	sh->rc = hf_store_throttle_reserve(s, sh->key, (int)sh->t->limit,
+					   sh->t->period_ms, sh->now, &sh->at);
+	return sh->rc == -1 ? -1 : 0;
+}
+
+/* The start time from the state database where it keeps them (shared by
+ * every node), else from this process's memory. */
+static int64_t reserve_any(struct hf_store *s, const char *name,
+			   const struct hf_throttle *t, int64_t now)
+{
+	struct shared sh = {name, t, now, now, -2};
+	if (s) {
+		struct hf_write w = {0};
+		w.kind = HF_W_CALL;
+		w.call = shared_call;
+		w.call_arg = &sh;
+		if (hf_ops_submit_wait(s, &w) == 0 && sh.rc == 0)
+			return sh.at;
+		if (sh.rc != -2)
+			hf_log(HF_LOG_WARN,
+			       "throttle %s: the state database did not "
+			       "answer (this node's reservations decide)",
+			       name);
+	}
+	return reserve(name, t, now);
+}
+
 /* The key's value as text: a string as it is, else its JSON. NULL when the
  * expression fails (then the run is not throttled: logged). */
 static char *key_of(const struct hf_run *run, const struct hf_throttle *t,
@@ -111,7 +153,7 @@ static char *key_of(const struct hf_run *run, const struct hf_throttle *t,
 	return out;
 }
 
-int hf_throttle_gate(struct hf_run *run, int64_t now)
+int hf_throttle_gate(struct hf_store *s, struct hf_run *run, int64_t now)
 {
 	const struct hf_workflow *wf = run->wf;
 	size_t i = run->next_step;
@@ -135,7 +177,7 @@ int hf_throttle_gate(struct hf_run *run, int64_t now)
 	char *key = key_of(run, t, step ? step : "");
 	if (!key)
 		return 0;
-	int64_t at = reserve(key, t, now);
+	int64_t at = reserve_any(s, key, t, now);
 	int parked = 0;
 	if (at > now) {
 		char iso[32];

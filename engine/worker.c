@@ -279,7 +279,7 @@ static bool flow_gates(struct worker *wk, struct hf_run *run, int64_t now)
 	if (hf_debounce_applies(run) && debounce(wk, run, now))
 		return true;
 	hf_debounce_resolve(eng->store, run); /* a woken leader's burst */
-	if (hf_throttle_gate(run, now) <= 0)
+	if (hf_throttle_gate(eng->store, run, now) <= 0)
 		return false;
 	/* Parked until its start, before it starts. */
 	struct step_write *sw = hf_xcalloc(1, sizeof *sw);

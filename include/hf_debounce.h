@@ -10,7 +10,10 @@
  * time (only while the leader still waits), then ends itself: status
  * cancelled, error "debounced into run LEADER". Woken, the leader reads its
  * events back (hf_debounce_resolve). All state is in the rows: a restart
- * loses nothing. One process-wide mutex orders the bursts' updates.
+ * loses nothing. One process-wide mutex orders the bursts' updates; with
+ * PostgreSQL the decision is taken in the writer's transaction under a row
+ * lock on the key (hf_store_debounce_find), so that several nodes share the
+ * bursts.
  *
  * Threading: a worker thread (store reads and commits are waited for). */
 #ifndef HF_DEBOUNCE_H

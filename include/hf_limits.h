@@ -697,6 +697,11 @@
 #ifndef HF_PARK_RECHECK_MS
 #define HF_PARK_RECHECK_MS 60000
 #endif
+/* The same where several nodes share the state database (PostgreSQL): a run
+ * parked by another node (one since gone) is woken this late at most. */
+#ifndef HF_PARK_SHARED_RECHECK_MS
+#define HF_PARK_SHARED_RECHECK_MS 1000
+#endif
 /* Runs waiting on one wait_for path that one signal is matched against, in
  * id (creation) order: each costs an expression evaluation on the signal
  * thread. They are read a page at a time, so that only a page of runs (with

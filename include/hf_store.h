@@ -306,6 +306,19 @@ int hf_store_debounce_extend(struct hf_store *s, const char *run_id,
 /* The stored "waiting" of run_id (JSON text, malloc'd), NULL when none or on
  * error. Any thread (a read connection). */
 char *hf_store_run_waiting(struct hf_store *s, const char *run_id);
+/* Shared by several nodes (PostgreSQL; writer connection only, HF_W_CALL);
+ * each returns -2 where the store leaves the decision to the process
+ * (SQLite). throttle_reserve: the start time of one more start of key
+ * (limit per period_ms, arrival order) from now in *at, recorded. */
+int hf_store_throttle_reserve(struct hf_store *s, const char *key, int limit,
+			      int64_t period_ms, int64_t now, int64_t *at);
+/* Locks workflow's debounce key until the COMMIT, then finds the run leading
+ * its open burst: 1 with *leader and *waiting (malloc'd), 0 none, -1. */
+int hf_store_debounce_find(struct hf_store *s, const char *workflow,
+			   const char *key, char **leader, char **waiting);
+/* Parks run_id (this node's) as a new burst's leader at once: 0, or -1. */
+int hf_store_debounce_lead(struct hf_store *s, const char *run_id,
+			   int64_t wake_at, const char *waiting);
 /* An unfinished run as hf_store_active_runs lists it (valid during the
  * callback only). */
 struct hf_active_run {

@@ -6,8 +6,11 @@
  * Each start gets a time at once (a reservation): the n-th of a key starts
  * no sooner than period after the (n - limit)-th, so that no period holds
  * more than limit starts. A run whose time is later parks until then; woken,
- * it starts without asking again. The reservations are memory; the parked
- * runs' due times are rows, read back at start-up (hf_throttle_restore).
+ * it starts without asking again. With SQLite the reservations are memory;
+ * the parked runs' due times are rows, read back at start-up
+ * (hf_throttle_restore). With PostgreSQL they are rows of the state database
+ * (table throttle), admitted in the writer's transaction under a row lock on
+ * the key: shared by every node, kept across restarts.
  *
  * Threading: any thread (one mutex). */
 #ifndef HF_THROTTLE_H
@@ -17,10 +20,11 @@
 #include "hf_store.h"
 #include <stdint.h>
 
-/* Before run's next step (a worker, at now): when a throttle applies and its
+/* Before run's next step (a worker, at now; s: where the reservations are
+ * shared, or NULL for this process's memory): when a throttle applies and its
  * start must wait, parks run (status waiting, wake_at, waiting) and returns
  * 1: the caller stores it as a parked run. Else 0: the step runs now. */
-int hf_throttle_gate(struct hf_run *run, int64_t now);
+int hf_throttle_gate(struct hf_store *s, struct hf_run *run, int64_t now);
 /* Reads back the start times of the runs parked for a throttle of set's
  * workflows (at start-up, before workers take runs). */
 void hf_throttle_restore(struct hf_store *s, const struct hf_workflow_set *set);

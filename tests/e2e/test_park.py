@@ -166,8 +166,9 @@ def test_pg_schema_v1_migrates(server):
     rid = srv.post("/sleep", {"n": 1}).json()["runs"][0]
     waiting(srv, rid)
     assert srv.wait_run(rid, timeout=30)["status"] == "succeeded"
+    # 4: the throttle's and the debounce's shared rows (store_pg_shared.c)
     assert state_rows(srv.state, "SELECT value FROM meta WHERE key ="
-                      " 'schema_version'") == [("3",)]
+                      " 'schema_version'") == [("4",)]
 
 
 @pytest.mark.sqlite_only("a version-2 SQLite file migrates to version 3")
