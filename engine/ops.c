@@ -259,6 +259,8 @@ int hf_ops_step(struct hf_luart *rt, struct hf_run *run, int64_t now,
 		struct hf_step_result *res, struct hf_ops_step *done)
 {
 	const struct hf_step *step = &run->wf->steps[run->next_step];
+	int64_t gated = run->throttled_at; /* this step's only */
+	run->throttled_at = 0;
 	if (run->woken && step->park) {
 		/* Its wait is over (hf_park.h): nothing runs. */
 		hf_park_woken_result(run, res, now);
@@ -288,6 +290,8 @@ int hf_ops_step(struct hf_luart *rt, struct hf_run *run, int64_t now,
 	};
 	hf_luart_run_step(rt, &ctx, res);
 	free(resume_url);
+	if (gated) /* the start the throttle counted */
+		res->started_at = gated;
 	done->index = ctx.step;
 	done->attempt = ctx.attempt;
 	/* A step that waits parks the run: it is not advanced (hf_park.h). */

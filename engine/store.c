@@ -238,11 +238,12 @@ char *hf_store_run_waiting(struct hf_store *s, const char *run_id)
 }
 
 int hf_store_throttle_reserve(struct hf_store *s, const char *key, int limit,
-			      int64_t period_ms, int64_t now, int64_t *at)
+			      int64_t period_ms, int64_t own, int64_t *now,
+			      int64_t *at)
 {
 	if (!s->ops->throttle_reserve)
 		return -2;
-	return s->ops->throttle_reserve(s, key, limit, period_ms, now, at);
+	return s->ops->throttle_reserve(s, key, limit, period_ms, own, now, at);
 }
 
 int hf_store_debounce_find(struct hf_store *s, const char *workflow,

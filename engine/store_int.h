@@ -91,7 +91,8 @@ struct hf_store_ops {
 	/* Shared by several nodes (NULL where one process decides alone:
 	 * SQLite); HF_W_CALL writes. */
 	int (*throttle_reserve)(struct hf_store *s, const char *key, int limit,
-				int64_t period_ms, int64_t now, int64_t *at);
+				int64_t period_ms, int64_t own, int64_t *now,
+				int64_t *at);
 	int (*debounce_find)(struct hf_store *s, const char *workflow,
 			     const char *key, char **leader, char **waiting);
 	int (*debounce_lead)(struct hf_store *s, const char *run_id,

@@ -264,7 +264,8 @@ char *hf_pg_run_waiting(struct hf_store *s, const char *run_id);
 /* store_pg_shared.c: the throttle's and the debounce's shared state. */
 extern const char hf_pg_shared_schema[];
 int hf_pg_throttle_reserve(struct hf_store *s, const char *key, int limit,
-			   int64_t period_ms, int64_t now, int64_t *at);
+			   int64_t period_ms, int64_t own, int64_t *now,
+			   int64_t *at);
 int hf_pg_debounce_find(struct hf_store *s, const char *workflow,
 			const char *key, char **leader, char **waiting);
 int hf_pg_debounce_lead(struct hf_store *s, const char *run_id, int64_t wake_at,

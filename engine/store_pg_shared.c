@@ -4,6 +4,8 @@
  * found and led under a row lock on the key). Everything here runs inside
  * the writer's transaction (HF_W_CALL): a row lock on flow_keys orders the
  * deciders of one key cluster-wide until their COMMIT (no advisory locks).
+ * The throttle's starts really made are rows of the same table, keyed
+ * "started\n" + key.
  *
  * Neighbours: throttle.c and debounce.c (the decisions), store_pg.c (the
  * schema, version 4). */
@@ -38,46 +40,72 @@ static int lock_key(struct hf_pg_store *q, const char *kind, const char *key)
 	return rc < 0 ? -1 : 0;
 }
 
-static int int_row(PGconn *c, PGresult *r, int i, void *arg)
+static int three_row(PGconn *c, PGresult *r, int i, void *arg)
 {
 	(void)c;
-	if (!PQgetisnull(r, i, 0))
-		*(int64_t *)arg = pg_int(r, i, 0);
+	int64_t *v = arg;
+	for (int j = 0; j < 3; j++)
+		if (!PQgetisnull(r, i, j))
+			v[j] = pg_int(r, i, j);
 	return 1;
 }
 
 int hf_pg_throttle_reserve(struct hf_store *s, const char *key, int limit,
-			   int64_t period_ms, int64_t now, int64_t *at)
+			   int64_t period_ms, int64_t own, int64_t *now,
+			   int64_t *at)
 {
 	struct hf_pg_store *q = pq(s);
 	assert(pq_applying(q)); /* through HF_W_CALL */
 	if (lock_key(q, "throttle", key) < 0)
 		return -1;
-	/* The limit-th latest start, and the latest. */
-	int64_t nth = INT64_MIN, last = INT64_MIN;
-	if (hf_pg_each(q, q->wconn, int_row, &nth,
-		       "SELECT at FROM throttle WHERE key = $1"
-		       " ORDER BY at DESC OFFSET $2 LIMIT 1",
-		       "ti", key, limit - 1) < 0 ||
-	    hf_pg_each(q, q->wconn, int_row, &last,
-		       "SELECT max(at) FROM throttle WHERE key = $1", "t",
-		       key) < 0)
-		return -1;
-	int64_t t = now;
-	if (nth != INT64_MIN && nth + period_ms > t)
-		t = nth + period_ms;
-	if (last != INT64_MIN && last > t) /* arrival order */
-		t = last;
+	int64_t made_at = hf_now_ms(); /* after the lock: one order of starts */
+	char *made_key = hf_xasprintf("started\n%s", key);
+	/* A woken run's reservation moves to its start (or later). */
+	if (own != INT64_MIN &&
+	    hf_pg_run(q, q->wconn,
+		      "DELETE FROM throttle WHERE ctid = (SELECT ctid FROM"
+		      " throttle WHERE key = $1 AND at = $2 LIMIT 1)",
+		      "tI", key, own) < 0)
+		goto fail;
+	/* The limit-th latest reservation, the latest, the limit-th latest
+	 * start made. */
+	int64_t v[3] = {INT64_MIN, INT64_MIN, INT64_MIN};
+	if (hf_pg_each(q, q->wconn, three_row, v,
+		       "SELECT (SELECT at FROM throttle WHERE key = $1"
+		       " ORDER BY at DESC OFFSET $2 LIMIT 1),"
+		       " (SELECT max(at) FROM throttle WHERE key = $1),"
+		       " (SELECT at FROM throttle WHERE key = $3"
+		       " ORDER BY at DESC OFFSET $2 LIMIT 1)",
+		       "tit", key, limit - 1, made_key) < 0)
+		goto fail;
+	int64_t t = made_at;
+	if (own == INT64_MIN) {
+		if (v[0] != INT64_MIN && v[0] + period_ms > t)
+			t = v[0] + period_ms;
+		if (v[1] != INT64_MIN && v[1] > t) /* arrival order */
+			t = v[1];
+	}
+	if (v[2] != INT64_MIN && v[2] + period_ms > t) /* starts made */
+		t = v[2] + period_ms;
 	/* Starts a period old decide nothing any more. */
 	if (hf_pg_run(q, q->wconn,
-		      "DELETE FROM throttle WHERE key = $1 AND at <= $2", "tI",
-		      key, now - period_ms) < 0 ||
+		      "DELETE FROM throttle WHERE key IN ($1, $3) AND at <= $2",
+		      "tIt", key, made_at - period_ms, made_key) < 0 ||
 	    hf_pg_run(q, q->wconn,
 		      "INSERT INTO throttle(key, at) VALUES ($1, $2)", "tI",
-		      key, t) < 0)
-		return -1;
+		      key, t) < 0 ||
+	    (t <= made_at &&
+	     hf_pg_run(q, q->wconn,
+		       "INSERT INTO throttle(key, at) VALUES ($1, $2)", "tI",
+		       made_key, made_at) < 0))
+		goto fail;
+	free(made_key);
+	*now = made_at;
 	*at = t;
 	return 0;
+fail:
+	free(made_key);
+	return -1;
 }
 
 static int leader_row(PGconn *c, PGresult *r, int i, void *arg)

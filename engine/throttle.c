@@ -1,5 +1,6 @@
 /* throttle.c - the throttle's reservations (see hf_throttle.h): a hash of
- * keys, each with the start times it gave, oldest first (never more than the
+ * keys, each with the start times it gave and the starts really made (the
+ * clock read when the run was let through), oldest first (never more than the
  * greatest limit seen for the key: older ones no longer decide anything).
  *
  * The key is the value of throttle.key, evaluated in the worker thread's
@@ -21,13 +22,21 @@
 
 #define BUCKETS 1024
 
+struct times {
+	int64_t *at; /* ascending */
+	size_t n, cap;
+};
+
 struct key {
 	char *name;
-	int64_t *at; /* start times, ascending */
-	size_t n, cap;
-	size_t keep; /* the greatest limit asked for the key */
+	struct times res;    /* the start times given (reservations) */
+	struct times starts; /* the starts made, at the time they were made */
+	size_t keep;	     /* the greatest limit asked for the key */
 	struct key *next;
 };
+
+/* No reservation of the run's own to move (hf_store_throttle_reserve). */
+#define NO_OWN INT64_MIN
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct key *keys[BUCKETS];
@@ -55,48 +64,80 @@ static struct key *key_get(const char *name)
 }
 
 /* Lock held: inserts t in order, keeping at most keep times. */
-static void key_add(struct key *k, int64_t t, size_t keep)
+static void times_add(struct times *ts, int64_t t, size_t keep)
 {
-	if (k->n == k->cap) {
-		k->cap = k->cap ? k->cap * 2 : 8;
-		k->at = hf_xrealloc(k->at, k->cap * sizeof *k->at);
+	if (ts->n == ts->cap) {
+		ts->cap = ts->cap ? ts->cap * 2 : 8;
+		ts->at = hf_xrealloc(ts->at, ts->cap * sizeof *ts->at);
 	}
-	size_t i = k->n++;
-	while (i > 0 && k->at[i - 1] > t) {
-		k->at[i] = k->at[i - 1];
+	size_t i = ts->n++;
+	while (i > 0 && ts->at[i - 1] > t) {
+		ts->at[i] = ts->at[i - 1];
 		i--;
 	}
-	k->at[i] = t;
-	if (k->n > keep) {
-		memmove(k->at, k->at + (k->n - keep), keep * sizeof *k->at);
-		k->n = keep;
+	ts->at[i] = t;
+	if (ts->n > keep) {
+		memmove(ts->at, ts->at + (ts->n - keep), keep * sizeof *ts->at);
+		ts->n = keep;
 	}
 }
 
-/* The start time of one more start of key name under t, from now. */
+/* Lock held: removes one t (a woken run's reservation), if kept. */
+static void times_drop(struct times *ts, int64_t t)
+{
+	for (size_t i = ts->n; i-- > 0;)
+		if (ts->at[i] == t) {
+			memmove(ts->at + i, ts->at + i + 1,
+				(ts->n - i - 1) * sizeof *ts->at);
+			ts->n--;
+			return;
+		}
+}
+
+/* The k-th latest of ts (k >= 1), INT64_MIN when it has fewer. */
+static int64_t kth(const struct times *ts, size_t k)
+{
+	return ts->n >= k ? ts->at[ts->n - k] : INT64_MIN;
+}
+
+/* One more start of key name under t (own: the run's reservation when it
+ * woke from one, else NO_OWN), decided at *now (the clock read under the
+ * lock): returns its time; when that is *now it starts, recorded. */
 static int64_t reserve(const char *name, const struct hf_throttle *t,
-		       int64_t now)
+		       int64_t own, int64_t *now)
 {
 	pthread_mutex_lock(&lock);
 	struct key *k = key_get(name);
 	size_t limit = (size_t)t->limit;
-	int64_t at = now;
-	if (k->n >= limit && k->at[k->n - limit] + t->period_ms > at)
-		at = k->at[k->n - limit] + t->period_ms;
-	/* Arrival order: never before a start given earlier. */
-	if (k->n && k->at[k->n - 1] > at)
-		at = k->at[k->n - 1];
 	if (limit > k->keep)
 		k->keep = limit;
-	key_add(k, at, k->keep);
+	int64_t s = hf_now_ms(), at = s;
+	if (own != NO_OWN) {
+		times_drop(&k->res, own); /* moved to its start */
+	} else {
+		int64_t nth = kth(&k->res, limit);
+		if (nth != INT64_MIN && nth + t->period_ms > at)
+			at = nth + t->period_ms;
+		/* Arrival order: never before a start given earlier. */
+		if (k->res.n && k->res.at[k->res.n - 1] > at)
+			at = k->res.at[k->res.n - 1];
+	}
+	/* The starts really made decide: a woken run lags its time. */
+	int64_t made = kth(&k->starts, limit);
+	if (made != INT64_MIN && made + t->period_ms > at)
+		at = made + t->period_ms;
+	times_add(&k->res, at, k->keep);
+	if (at <= s)
+		times_add(&k->starts, s, k->keep);
 	pthread_mutex_unlock(&lock);
+	*now = s;
 	return at;
 }
 
 struct shared {
 	const char *key;
 	const struct hf_throttle *t;
-	int64_t now, at;
+	int64_t own, now, at;
 	int rc;
 };
 
@@ -104,30 +145,34 @@ static int shared_call(struct hf_store *s, void *arg)
 {
 	struct shared *sh = arg;
 	sh->rc = hf_store_throttle_reserve(s, sh->key, (int)sh->t->limit,
-					   sh->t->period_ms, sh->now, &sh->at);
+					   sh->t->period_ms, sh->own, &sh->now,
+					   &sh->at);
 	return sh->rc == -1 ? -1 : 0;
 }
 
 /* The start time from the state database where it keeps them (shared by
- * every node), else from this process's memory. */
+ * every node), else from this process's memory (see reserve). */
 static int64_t reserve_any(struct hf_store *s, const char *name,
-			   const struct hf_throttle *t, int64_t now)
+			   const struct hf_throttle *t, int64_t own,
+			   int64_t *now)
 {
-	struct shared sh = {name, t, now, now, -2};
+	struct shared sh = {name, t, own, 0, 0, -2};
 	if (s) {
 		struct hf_write w = {0};
 		w.kind = HF_W_CALL;
 		w.call = shared_call;
 		w.call_arg = &sh;
-		if (hf_ops_submit_wait(s, &w) == 0 && sh.rc == 0)
+		if (hf_ops_submit_wait(s, &w) == 0 && sh.rc == 0) {
+			*now = sh.now;
 			return sh.at;
+		}
 		if (sh.rc != -2)
 			hf_log(HF_LOG_WARN,
 			       "throttle %s: the state database did not "
 			       "answer (this node's reservations decide)",
 			       name);
 	}
-	return reserve(name, t, now);
+	return reserve(name, t, own, now);
 }
 
 /* The key's value as text: a string as it is, else its JSON. NULL when the
@@ -157,12 +202,13 @@ int hf_throttle_gate(struct hf_store *s, struct hf_run *run, int64_t now)
 {
 	const struct hf_workflow *wf = run->wf;
 	size_t i = run->next_step;
-	/* Woken: its start was given before it parked (a debounce's leader
+	/* Woken: its reservation (wake_at) moves to its real start, or later
+	 * when the starts made since fill its window (a debounce's leader
 	 * woke from its burst, not from a throttle: hf_debounce.h). */
 	bool burst = run->waiting &&
 		     strstr(run->waiting, "\"for\":\"debounce\"") != NULL;
-	if (!wf || i >= wf->nsteps || (run->woken && !burst) ||
-	    run->step_attempt != 1 || wf->steps[i].park)
+	if (!wf || i >= wf->nsteps || run->step_attempt != 1 ||
+	    wf->steps[i].park)
 		return 0;
 	const struct hf_throttle *t = NULL;
 	const char *step = NULL;
@@ -177,8 +223,11 @@ int hf_throttle_gate(struct hf_store *s, struct hf_run *run, int64_t now)
 	char *key = key_of(run, t, step ? step : "");
 	if (!key)
 		return 0;
-	int64_t at = reserve_any(s, key, t, now);
+	int64_t own = run->woken && !burst ? run->wake_at : NO_OWN;
+	int64_t at = reserve_any(s, key, t, own, &now);
 	int parked = 0;
+	if (at <= now)
+		run->throttled_at = now; /* the step's recorded start */
 	if (at > now) {
 		char iso[32];
 		hf_time_iso(at, iso);
@@ -212,7 +261,7 @@ static void restore_one(const struct hf_active_run *r, void *arg)
 	if (f && k && strcmp(f, "throttle") == 0) {
 		pthread_mutex_lock(&lock);
 		struct key *key = key_get(k);
-		key_add(key, r->wake_at, HF_THROTTLE_MAX);
+		times_add(&key->res, r->wake_at, HF_THROTTLE_MAX);
 		pthread_mutex_unlock(&lock);
 		rs->n++;
 	}
@@ -248,7 +297,8 @@ void hf_throttle_reset(void)
 		for (struct key *k = keys[i], *next; k; k = next) {
 			next = k->next;
 			free(k->name);
-			free(k->at);
+			free(k->res.at);
+			free(k->starts.at);
 			free(k);
 		}
 		keys[i] = NULL;

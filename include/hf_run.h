@@ -127,6 +127,9 @@ struct hf_run {
 	char *waiting;
 	char *wait_path;
 	bool woken;
+	/* When a throttle let the next step start (hf_throttle.h): its
+	 * recorded started_at (0: none). */
+	int64_t throttled_at;
 	/* In the on_failure steps (next_step >= wf->nsteps): the `failure`
 	 * global, {"step","error","attempt"}; NULL until known (after a
 	 * restart the worker reads it back: on_failure.c). */

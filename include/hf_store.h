@@ -309,9 +309,12 @@ char *hf_store_run_waiting(struct hf_store *s, const char *run_id);
 /* Shared by several nodes (PostgreSQL; writer connection only, HF_W_CALL);
  * each returns -2 where the store leaves the decision to the process
  * (SQLite). throttle_reserve: the start time of one more start of key
- * (limit per period_ms, arrival order) from now in *at, recorded. */
+ * (limit per period_ms, arrival order; own: the reservation a woken run
+ * moves, or INT64_MIN) in *at, recorded, decided at *now (the clock read
+ * under the key's lock); *at == *now: it starts, recorded as a start made. */
 int hf_store_throttle_reserve(struct hf_store *s, const char *key, int limit,
-			      int64_t period_ms, int64_t now, int64_t *at);
+			      int64_t period_ms, int64_t own, int64_t *now,
+			      int64_t *at);
 /* Locks workflow's debounce key until the COMMIT, then finds the run leading
  * its open burst: 1 with *leader and *waiting (malloc'd), 0 none, -1. */
 int hf_store_debounce_find(struct hf_store *s, const char *workflow,
