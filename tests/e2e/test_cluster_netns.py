@@ -35,8 +35,42 @@ inet_client_addr(): the namespace's address) and start and end time
   the receiver got at least once, every time under that delivery's
   webhook-id (a repeat is recognisable as one).
 
-Needs root (namespaces, the postgres user). About a minute on 2 cores."""
+Issue 15's flow controls (contract §6) run through the same faults, on all
+three nodes (steps record into a `flowlog` table of --data):
+
+- parked runs: a `sleeper` event (3 s `sleep:` between two recording steps)
+  every 0.6 s from the start until after the cut, sent like the load: every
+  one has one run that succeeded once (no history), each step executed once
+  per run.attempt; at least one slept through the SIGKILL of the node that
+  parked it (printed: which fault, who finished it);
+- one schedule fire per cluster: `tick` fires every second
+  (HOOKFLOW_TEST_CRON_SECONDS=1, catch_up 0) on every node all along; one
+  stored run per fire time (the fire time of its event), each under its
+  dedupe key `schedule:0:AT` and every such key with its run; at least one
+  fire between node1's second kill and its restart and during the cut
+  (printed: seconds without a fire, fires by node);
+- debounce shared by the nodes: a burst of 6 events of one key, each to
+  the next node, before the first kill, after each restart and after the
+  cut (each sent once the one before is acknowledged, and every one
+  decided before the fault sequence goes on, so that no fault splits a
+  burst): one run per burst, its `events` all of them in arrival order,
+  the others cancelled "debounced into" it;
+- throttle shared by the nodes (limit 2 per 1500 ms, one key, a `thr`
+  event every 0.6 s: a backlog, parked runs, across the faults): every run
+  succeeded, none dropped. What is asserted is on the throttle's decisions,
+  never on durations: every reservation the nodes committed (logged by a
+  trigger on the state's throttle table) — no `period` holds more than
+  `limit` of them; and each run's first start (run.attempt 1, the recorded
+  clock_timestamp() of its step) is matched to a reservation at or before
+  it (sorted, the k-th start is not before the k-th reservation). A
+  takeover repeat (run.attempt > 1) takes no reservation and is not
+  counted; the recorded starts themselves may be denser than the limit by
+  the delay between a reservation and its run's start (printed, not
+  asserted: a timing).
+
+Needs root (namespaces, the postgres user). About 40 s on 2 cores."""
 import collections
+import datetime
 import http.client
 import json
 import random
@@ -77,6 +111,15 @@ STEPLOG_LUA = """\
         event.body.lane, event.body.seq, s.t0)
       return {node = env("HF_TEST_NODE"), attempt = run.attempt}
     end
+    -- Records one execution of a flow-control workflow's step (info: the
+    -- event's id, the burst's key or the fire time).
+    function M.flow(step, info)
+      db.exec("INSERT INTO flowlog(run_id, workflow, step, attempt, node,"
+        .. " info, t0) VALUES (?, ?, ?, ?, ?, ?, clock_timestamp())",
+        run.id, run.workflow, step, run.attempt, env("HF_TEST_NODE"),
+        tostring(info))
+      return {node = env("HF_TEST_NODE"), attempt = run.attempt}
+    end
     return M
     """
 
@@ -84,7 +127,25 @@ STEPLOG_SQL = ("CREATE TABLE steplog(run_id text, workflow text, step text,"
                " attempt int, node text, addr inet, lane text, seq int,"
                " t0 timestamptz, t1 timestamptz);"
                " CREATE TABLE started(run_id text, step text, attempt int,"
-               " node text, t0 timestamptz)")
+               " node text, t0 timestamptz);"
+               " CREATE TABLE flowlog(run_id text, workflow text, step text,"
+               " attempt int, node text, info text, t0 timestamptz)")
+
+# Every throttle reservation the nodes commit (the engine deletes a row once
+# a period old): a trigger on the state's throttle table, added once the
+# first node made it.
+THROTTLE_LOG_SQL = (
+    "CREATE TABLE throttle_log(key text, at bigint);"
+    " CREATE FUNCTION throttle_log() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$BEGIN INSERT INTO throttle_log VALUES (NEW.key, NEW.at);"
+    " RETURN NEW; END$$;"
+    " CREATE TRIGGER throttle_log AFTER INSERT ON throttle FOR EACH ROW"
+    " EXECUTE FUNCTION throttle_log()")
+
+FLOWS_UNTIL_S = 15.0  # sleeper and throttle events from the start until then
+FLOW_SPACING_S = 0.3  # one event every, alternately sleeper and throttle
+THR_LIMIT, THR_PERIOD_MS = 2, 1500
+DEB_BURST = 6
 
 # Steps a node has begun in the last second and not yet ended.
 BUSY_SQL = ("SELECT count(*) FROM started s WHERE node = '{}' AND t0 >"
@@ -124,6 +185,53 @@ def workflows(hook_url):
                     lane = event.body.lane, seq = event.body.seq}},
                     {{attempts = 30, backoff = "200ms"}})
                   return r
+            """,
+        # A parked run: sleeps past a fault, then records once more.
+        "sleeper": """\
+            name: sleeper
+            on:
+              webhook: { path: /sleep, dedupe: event.body.id }
+            steps:
+              - id: first
+                run: return require("steplog").flow("first", event.body.id)
+              - id: nap
+                sleep: 3s
+              - id: after
+                run: return require("steplog").flow("after", event.body.id)
+            """,
+        "thr": f"""\
+            name: thr
+            on:
+              webhook: {{ path: /thr, dedupe: event.body.id }}
+            throttle: {{ key: "'shared'", limit: {THR_LIMIT},
+                        period: {THR_PERIOD_MS}ms }}
+            steps:
+              - id: call
+                run: return require("steplog").flow("call", event.body.id)
+            """,
+        "deb": """\
+            name: deb
+            on:
+              webhook: { path: /deb, dedupe: event.body.id }
+            debounce: { key: event.body.k, period: 2s }
+            steps:
+              - id: collect
+                run: |
+                  local ns = {}
+                  for i, e in ipairs(events) do ns[i] = e.body.n end
+                  require("steplog").flow("collect", event.body.k)
+                  return { ns = ns }
+            """,
+        # Per second (HOOKFLOW_TEST_CRON_SECONDS=1: a seconds field).
+        "tick": """\
+            name: tick
+            on:
+              schedule:
+                - cron: "* * * * * *"
+                  catch_up: 0
+            steps:
+              - id: s
+                run: return require("steplog").flow("s", event.schedule.at)
             """}
 
 
@@ -150,7 +258,8 @@ def cluster(tmp_path):
         for i in range(3):
             nodes.append(Node(f"node{i + 1}", state, data, wf, sc,
                               host=net.addr[i], port=PORT, netns=net.ns[i],
-                              lease=LEASE))
+                              lease=LEASE,
+                              env={"HOOKFLOW_TEST_CRON_SECONDS": "1"}))
         yield net, pg, gate, nodes
     finally:
         for n in nodes:
@@ -207,7 +316,8 @@ class Load:
                         self.gave_up.append(ev["id"])
                     return
 
-    def send(self, ev, first):
+    def send(self, ev, first, path="/ev", acked=None):
+        acked = self.acked if acked is None else acked
         n = first
         while time.monotonic() < self.deadline:
             node = self.nodes[n % len(self.nodes)]
@@ -216,7 +326,7 @@ class Load:
                 time.sleep(0.02)
                 continue
             try:
-                st, _, text = node.request("POST", "/ev", ev,
+                st, _, text = node.request("POST", path, ev,
                                            timeout=SEND_TIMEOUT_S)
             except (OSError, http.client.HTTPException):
                 time.sleep(0.05)
@@ -227,14 +337,68 @@ class Load:
             doc = json.loads(text) if text.startswith("{") else {}
             with self.lock:
                 if st == 202:
-                    self.acked[ev["id"]] = (doc["event"], doc["runs"])
+                    acked[ev["id"]] = (doc["event"], doc["runs"])
                     return True
                 if st == 200 and doc.get("duplicate"):
-                    self.acked[ev["id"]] = (doc["event"], None)
+                    acked[ev["id"]] = (doc["event"], None)
                     return True
                 self.unexpected.append((ev["id"], node.name, st, text[:200]))
             time.sleep(0.1)
         return False
+
+
+class Flows:
+    """One thread: from the start until FLOWS_UNTIL_S, every FLOW_SPACING_S
+    a sleeper event and a throttle event by turns, each to the next node
+    (Load.send: on to the next one while a node does not answer). The
+    debounce bursts are sent by the fault sequence, between faults
+    (burst())."""
+
+    def __init__(self, load):
+        self.load = load
+        self.acked = {}            # S<i>, T<i>, D<key><n> -> (event, runs)
+        self.bursts = []           # (key, [event keys in arrival order])
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def loop(self):
+        i = 0
+        while True:
+            at = self.load.t0 + 0.3 + i * FLOW_SPACING_S
+            if at > self.load.t0 + FLOWS_UNTIL_S:
+                return
+            if at > time.monotonic():
+                time.sleep(at - time.monotonic())
+            kind, path = ("S", "/sleep") if i % 2 == 0 else ("T", "/thr")
+            ev = {"id": f"{kind}{i // 2}"}
+            if not self.load.send(ev, i, path, self.acked):
+                return
+            i += 1
+
+    def burst(self, key, pg, marks):
+        """DEB_BURST events of one key, each to the next node, each sent
+        once the one before is acknowledged; then waits (bounded) until
+        every one is decided (led, joined or done), so that no fault comes
+        between the burst's events and their decisions."""
+        keys = []
+        for n in range(DEB_BURST):
+            ev = {"id": f"D{key}{n}", "k": key, "n": n}
+            if self.load.send(ev, n, "/deb", self.acked):
+                keys.append(ev["id"])
+        self.bursts.append((key, keys))
+        if not keys:
+            return
+        ids = ",".join(f"'{self.acked[k][0]}'" for k in keys)
+        try:
+            wait_for(lambda: int(pg.psql(
+                f"SELECT count(*) FROM runs WHERE event_id IN ({ids}) AND"
+                " status IN ('queued', 'running')", db="hf_state")) == 0,
+                10, 0.05)
+        except AssertionError:
+            marks.setdefault("undecided bursts", []).append(key)
 
 
 def test_three_nodes_sigkill_and_partition(cluster):
@@ -244,9 +408,11 @@ def test_three_nodes_sigkill_and_partition(cluster):
         n.start()
     wait_node_alive(n3, "node1", True, 10)
     wait_node_alive(n3, "node2", True, 10)
+    pg.psql(THROTTLE_LOG_SQL, db="hf_state")
 
     load_s = BURSTS * BURST_SPACING_S + BURST_SPACING_S
     load = Load(nodes, load_s + 30).start()
+    flows = Flows(load).start()
     t0 = time.monotonic()
     marks = {}
 
@@ -264,22 +430,26 @@ def test_three_nodes_sigkill_and_partition(cluster):
             marks.setdefault("idle", []).append(node.name)
 
     try:
-        faults(pg, net, nodes, at, when_busy, marks)
+        faults(pg, net, nodes, at, when_busy, marks, flows)
         at(load_s)
         load.join(30)  # the lanes still retrying their last burst
+        flows.thread.join(30)
     finally:
         load.deadline = 0  # whatever happened, the lanes stop
         load.join(SEND_TIMEOUT_S + 5)
+        flows.thread.join(SEND_TIMEOUT_S + 5)
     assert not load.unexpected, load.unexpected[:10]
     assert not load.gave_up, f"events never acknowledged: {load.gave_up[:10]}"
     assert len(load.acked) == LANES * BURSTS * BURST
 
-    # Everything finished: nothing queued, no run unfinished, no delivery
-    # pending (bounded).
+    # Everything finished: nothing queued, no run unfinished or parked, no
+    # delivery pending (bounded); the schedule goes on firing.
     def settled():
-        q = pg.psql("SELECT (SELECT count(*) FROM queue) +"
+        q = pg.psql("SELECT (SELECT count(*) FROM queue JOIN runs ON"
+                    " runs.id = queue.run_id WHERE workflow <> 'tick') +"
                     " (SELECT count(*) FROM runs WHERE status IN"
-                    " ('queued', 'running')) +"
+                    " ('queued', 'running', 'waiting') AND"
+                    " workflow <> 'tick') +"
                     " (SELECT count(*) FROM deliveries WHERE status ="
                     " 'pending')", db="hf_state")
         return int(q) == 0
@@ -296,23 +466,29 @@ def test_three_nodes_sigkill_and_partition(cluster):
         {"node1": True, "node2": True, "node3": True}
 
     problems = verify(pg, gate, nodes, net, load)
+    problems += verify_flows(pg, nodes, flows, marks)
     assert not problems, summary(problems, marks, nodes)
 
 
-def faults(pg, net, nodes, at, when_busy, marks):
-    """node1 killed twice, node2 cut off, while the load runs."""
+def faults(pg, net, nodes, at, when_busy, marks, flows):
+    """node1 killed twice, node2 cut off, while the load runs; a debounce
+    burst before each fault and after the last, never during one."""
     n1, n2, n3 = nodes
 
     def db_now():
         return float(pg.psql("SELECT extract(epoch FROM clock_timestamp())",
                              db="hf_data"))
 
+    at(0.5)
+    flows.burst("A", pg, marks)
     # node1: SIGKILL in the middle of a step, restarted at once.
     at(3)
     when_busy(n1)
     n1.kill()
     marks["kill1"] = db_now()
     n1.start()
+    marks["restart1"] = db_now()
+    flows.burst("B", pg, marks)
     # node1: SIGKILL again, restarted once node3 has seen it dead (its
     # runs are then the others' to take over).
     at(7)
@@ -321,6 +497,8 @@ def faults(pg, net, nodes, at, when_busy, marks):
     marks["kill2"] = db_now()
     wait_node_alive(n3, "node1", False, 15)
     n1.start()
+    marks["restart2"] = db_now()
+    flows.burst("C", pg, marks)
     # node2: cut off in the middle of a step until node3 has seen it dead,
     # and a second more.
     at(10)
@@ -332,6 +510,7 @@ def faults(pg, net, nodes, at, when_busy, marks):
     net.link(1, True)
     marks["up"] = db_now()
     wait_node_alive(n3, "node2", True, 30)
+    flows.burst("D", pg, marks)
 
 
 def stuck(pg, nodes, marks):
@@ -385,7 +564,7 @@ def verify(pg, gate, nodes, net, load):
     rows = json.loads(pg.psql(
         "SELECT coalesce(json_agg(json_build_object('id', id, 'event',"
         " event_id, 'workflow', workflow, 'status', status)), '[]')"
-        " FROM runs", db="hf_state"))
+        " FROM runs WHERE workflow IN ('laned', 'free')", db="hf_state"))
     by_event = collections.defaultdict(list)
     for r in rows:
         by_event[r["event"]].append(r)
@@ -508,4 +687,185 @@ def verify(pg, gate, nodes, net, load):
     stats["deliveries received more than once"] = sum(
         1 for n in got.values() if n > 1)
     print("what the faults did:", dict(stats))
+    return problems
+
+
+def q_json(pg, db, sql):
+    """Rows of sql as a list of dicts."""
+    return json.loads(pg.psql(f"SELECT coalesce(json_agg(t), '[]') FROM"
+                              f" ({sql}) t", db=db))
+
+
+def verify_flows(pg, nodes, flows, marks):
+    """The flow controls' checks of the docstring; returns the problems
+    found, prints what the faults did to them."""
+    problems = []
+    stats = collections.Counter()
+    n3 = nodes[2]
+    runs = q_json(pg, "hf_state",
+                  "SELECT id, event_id AS event, workflow, status, error"
+                  " FROM runs WHERE workflow IN ('sleeper', 'thr', 'deb')")
+    by_event = collections.defaultdict(list)
+    for r in runs:
+        by_event[r["event"]].append(r)
+    log = q_json(pg, "hf_data",
+                 "SELECT run_id AS run, workflow, step, attempt, node, info,"
+                 " extract(epoch FROM t0) AS t0 FROM flowlog")
+    execs = collections.defaultdict(list)
+    for x in log:
+        execs[(x["run"], x["step"])].append(x)
+    stats["repeats (run.attempt > 1)"] = sum(x["attempt"] > 1 for x in log)
+
+    def once(run_id, step):
+        """The step's executions (one per run.attempt), or a problem."""
+        mine = execs.get((run_id, step), [])
+        attempts = [x["attempt"] for x in mine]
+        if not mine or len(set(attempts)) != len(attempts):
+            problems.append(f"run {run_id} step {step}: executions {mine}")
+        return sorted(mine, key=lambda x: x["attempt"])
+
+    def one_run(key, workflow):
+        event, _ = flows.acked[key]
+        rs = by_event.get(event, [])
+        if len(rs) != 1 or rs[0]["workflow"] != workflow:
+            problems.append(f"event {key} ({event}): runs {rs}")
+            return None
+        return rs[0]
+
+    acked_events = {e for e, _ in flows.acked.values()}
+    for e in by_event:
+        if e not in acked_events:
+            problems.append(f"runs of an event nobody acknowledged: {e}")
+
+    # (1) Parked runs: each finishes once, after its sleep, wherever.
+    faults_at = [(marks[k], k) for k in ("kill1", "kill2", "down")
+                 if k in marks]
+    outlived = collections.Counter()
+    for key in sorted(k for k in flows.acked if k[0] == "S"):
+        r = one_run(key, "sleeper")
+        if not r:
+            continue
+        if r["status"] != "succeeded":
+            problems.append(f"sleeper {key}: run {r}")
+            continue
+        run = n3.run(r["id"])
+        if run.get("history") or [s["id"] for s in run["steps"]] != \
+                ["first", "nap", "after"]:
+            problems.append(f"sleeper {key}: run {run}")
+            continue
+        first, after = once(r["id"], "first"), once(r["id"], "after")
+        if not first or not after:
+            continue
+        parked_by, woke = first[-1]["node"], after[0]["t0"]
+        for t, what in faults_at:
+            hit = "node2" if what == "down" else "node1"
+            if parked_by == hit and first[-1]["t0"] < t < woke:
+                outlived[f"{what}: parked by {hit}, finished by"
+                         f" {after[-1]['node']}"] += 1
+    stats["sleeping runs"] = sum(1 for k in flows.acked if k[0] == "S")
+    stats.update(outlived)
+    if not any(k.startswith("kill") for k in outlived):
+        problems.append("no sleeping run's node was killed while it slept")
+
+    # (3) Debounce: one run per burst, every event in arrival order.
+    for key, keys in flows.bursts:
+        if len(keys) != DEB_BURST:
+            problems.append(f"burst {key}: acknowledged only {keys}")
+        rs = [one_run(k, "deb") for k in keys]
+        led = [r for r in rs if r and r["status"] == "succeeded"]
+        if len(led) != 1:
+            problems.append(f"burst {key}: runs {rs}")
+            continue
+        lead = led[0]
+        for r in rs:
+            if r and r is not lead and (r["status"] != "cancelled" or
+                                        r["error"] != f"debounced into"
+                                        f" run {lead['id']}"):
+                problems.append(f"burst {key}: run {r} beside {lead}")
+        run = n3.run(lead["id"])
+        out = run["steps"][0].get("output") if run["steps"] else None
+        if out != {"ns": list(range(DEB_BURST))} or run.get("history"):
+            problems.append(f"burst {key}: leader {run}")
+        once(lead["id"], "collect")
+    stats["debounce bursts"] = len(flows.bursts)
+
+    # (4) Throttle: the reservations hold the limit; each run's first
+    # start (run.attempt 1) follows a reservation of its own.
+    starts = []
+    for key in sorted(k for k in flows.acked if k[0] == "T"):
+        r = one_run(key, "thr")
+        if not r:
+            continue
+        if r["status"] != "succeeded":
+            problems.append(f"throttled {key}: run {r}")
+            continue
+        mine = once(r["id"], "call")
+        if mine and mine[0]["attempt"] == 1:
+            starts.append(mine[0]["t0"] * 1000)
+        else:
+            stats["throttled runs without a first start recorded"] += 1
+    res = sorted(int(row["at"]) for row in q_json(
+        pg, "hf_state", "SELECT at FROM throttle_log WHERE key = 'shared'"))
+    for i in range(len(res) - THR_LIMIT):
+        if res[i + THR_LIMIT] - res[i] < THR_PERIOD_MS:
+            problems.append(f"throttle: {THR_LIMIT + 1} reservations within"
+                            f" {THR_PERIOD_MS}ms: {res[i:i + THR_LIMIT + 1]}")
+    starts.sort()
+    if len(res) < len(starts):
+        problems.append(f"throttle: {len(starts)} first starts,"
+                        f" {len(res)} reservations")
+    for k, (s, r) in enumerate(zip(starts, res)):
+        if s + 1 < r:  # ms: the reservation is rounded down, t0 is not
+            problems.append(f"throttle: first start {k} at {s:.0f} before"
+                            f" the reservation {r}")
+    stats["throttled runs"] = sum(1 for k in flows.acked if k[0] == "T")
+    stats["throttle reservations"] = len(res)
+    dense = sum(1 for i in range(len(starts) - THR_LIMIT)
+                if starts[i + THR_LIMIT] - starts[i] < THR_PERIOD_MS)
+    stats["windows of first starts over the limit (start delays)"] = dense
+    stats["greatest k-th first start after the k-th reservation (ms)"] = \
+        round(max((s - r for s, r in zip(starts, res)), default=0))
+
+    # (2) Schedule: one run per fire time, stored under its dedupe key,
+    # fires all along the faults.
+    ticks = q_json(pg, "hf_state",
+                   "SELECT r.id, r.event_id AS event, r.status,"
+                   " (e.query::json)->>'at' AS at, d.key FROM runs r JOIN"
+                   " events e ON e.id = r.event_id LEFT JOIN dedupe d ON"
+                   " d.workflow = r.workflow AND d.event_id = r.event_id"
+                   " WHERE r.workflow = 'tick'")
+    per_at = collections.Counter(t["at"] for t in ticks)
+    for at, n in per_at.items():
+        if n != 1:
+            problems.append(f"schedule: {n} runs for the fire time {at}")
+    # (the schedule goes on: keys of the fire times read above)
+    last = max((t["at"] for t in ticks), default="")
+    keys = q_json(pg, "hf_state",
+                  "SELECT key FROM dedupe WHERE workflow = 'tick' AND key"
+                  f" <= 'schedule:0:{last}'")
+    if sorted(k["key"] for k in keys) != \
+            sorted(f"schedule:0:{t['at']}" for t in ticks) or \
+            any(t["key"] != f"schedule:0:{t['at']}" for t in ticks):
+        problems.append(f"schedule: dedupe keys {keys[:5]}…, runs"
+                        f" {ticks[:5]}…")
+    secs = sorted(int(datetime.datetime.strptime(
+        t["at"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()) for t in ticks)
+    for a, b in (("kill2", "restart2"), ("down", "up")):
+        if a in marks and b in marks and not any(
+                marks[a] <= s <= marks[b] for s in secs):
+            problems.append(f"schedule: no fire between {a} and {b}"
+                            f" ({marks[a]}..{marks[b]}): {secs}")
+    settled_by = float(marks.get("up", 0)) + 5
+    for t in ticks:
+        if t["status"] != "succeeded" and secs and \
+                t["at"] and t["at"] < time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(settled_by)):
+            problems.append(f"schedule: run {t}")
+    stats["schedule fires"] = len(secs)
+    stats["schedule seconds without a fire"] = (
+        secs[-1] - secs[0] + 1 - len(set(secs))) if secs else 0
+    stats["schedule fires by node"] = dict(collections.Counter(
+        x["node"] for x in log if x["workflow"] == "tick"))
+    print("what the faults did to the flow controls:", dict(stats))
     return problems
