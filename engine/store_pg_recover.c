@@ -251,6 +251,25 @@ static int pickup_row(PGconn *c, PGresult *r, int i, void *arg)
 	return 0;
 }
 
+/* Lets go of the workflow versions the pickup held, then hands each run
+ * loaded to fn (or frees them all when the read failed, rc < 0). Returns
+ * how many, or -1. */
+static int pickup_end(struct pickup *p, int rc,
+		      void (*fn)(struct hf_run *run, void *arg), void *arg)
+{
+	for (size_t i = 0; i < p->vc.n; i++)
+		hf_workflow_unref(p->vc.items[i].wf);
+	for (struct hf_run *r = p->list, *next; r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		if (rc < 0)
+			hf_run_free(r);
+		else
+			fn(r, arg);
+	}
+	return rc < 0 ? -1 : p->n;
+}
+
 int hf_pg_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
 		       bool only_unclaimed,
 		       void (*fn)(struct hf_run *run, void *arg), void *arg)
@@ -326,17 +345,7 @@ int hf_pg_load_backlog(struct hf_store *s, const struct hf_workflow_set *set,
 				" NULL AND r.status IN ('queued','running')"
 				" ORDER BY c.seq LIMIT $1",
 				"i", limit);
-	for (size_t i = 0; i < p.vc.n; i++)
-		hf_workflow_unref(p.vc.items[i].wf);
-	for (struct hf_run *r = p.list, *next; r; r = next) {
-		next = r->next;
-		r->next = NULL;
-		if (rc < 0)
-			hf_run_free(r);
-		else
-			fn(r, arg);
-	}
-	return rc < 0 ? -1 : p.n;
+	return pickup_end(&p, rc, fn, arg);
 }
 
 /* --- parked runs (hf_park.h; the rest in store_pg_park.c) --- */
@@ -354,17 +363,7 @@ int hf_pg_load_waiting(struct hf_store *s, const struct hf_workflow_set *set,
 			    " r.status = 'waiting' AND r.wait_path = $1"
 			    " AND r.id > $3 ORDER BY r.id LIMIT $2",
 			    "tit", path, limit, after);
-	for (size_t i = 0; i < p.vc.n; i++)
-		hf_workflow_unref(p.vc.items[i].wf);
-	for (struct hf_run *r = p.list, *next; r; r = next) {
-		next = r->next;
-		r->next = NULL;
-		if (rc < 0)
-			hf_run_free(r);
-		else
-			fn(r, arg);
-	}
-	return rc < 0 ? -1 : p.n;
+	return pickup_end(&p, rc, fn, arg);
 }
 
 int hf_pg_claim(struct hf_store *s, const struct hf_workflow_set *set,

@@ -242,6 +242,35 @@ static int pickup_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	return 0;
 }
 
+/* A run of the store as loaded by pickup_row: the columns it reads, in its
+ * order, with the run's event and workflow version joined. */
+#define RUN_SELECT                                                             \
+	"SELECT r.id, e.id, r.workflow, r.status, r.attempt, r.created_at,"    \
+	" r.started_at, r.next_step, r.step_attempt, r.due_at, r.lane,"        \
+	" v.version, e.path, e.method, e.query, e.headers, e.body,"            \
+	" e.received_at, r.wake_at, r.waiting IS NOT NULL FROM runs r"         \
+	" LEFT JOIN events e ON e.rid = r.event"                               \
+	" LEFT JOIN workflow_versions v ON v.vid = r.vid"
+
+/* Lets go of the workflow versions the pickup held, then hands each run
+ * loaded to fn (or frees them all when the read failed, rc < 0). Returns
+ * how many, or -1. */
+static int pickup_end(struct pickup *p, int rc,
+		      void (*fn)(struct hf_run *run, void *arg), void *arg)
+{
+	for (size_t i = 0; i < p->vc.n; i++)
+		hf_workflow_unref(p->vc.items[i].wf);
+	for (struct hf_run *r = p->list, *next; r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		if (rc < 0)
+			hf_run_free(r);
+		else
+			fn(r, arg);
+	}
+	return rc < 0 ? -1 : p->n;
+}
+
 int hf_sqlite_load_pending(struct hf_store *s,
 			   const struct hf_workflow_set *set,
 			   bool only_unclaimed,
@@ -254,27 +283,10 @@ int hf_sqlite_load_pending(struct hf_store *s,
 	/* In the order of their ids (rid: the millisecond each was made, then
 	 * insertion), which is arrival order: the lanes of `concurrency:` fill
 	 * up again as they were. */
-	const char *sql =
-	    only_unclaimed
-		? "SELECT r.id, e.id, r.workflow, r.status, r.attempt,"
-		  " r.created_at, r.started_at, r.next_step, r.step_attempt,"
-		  " r.due_at, r.lane, v.version, e.path, e.method,"
-		  " e.query, e.headers, e.body, e.received_at, r.wake_at,"
-		  " r.waiting IS NOT NULL FROM runs r"
-		  " LEFT JOIN events e ON e.rid = r.event"
-		  " LEFT JOIN workflow_versions v ON v.vid = r.vid"
-		  " WHERE r.status IN ('queued','running') AND r.claimed = 0"
-		  " ORDER BY r.rid"
-		: "SELECT r.id, e.id, r.workflow, r.status, r.attempt,"
-		  " r.created_at, r.started_at, r.next_step, r.step_attempt,"
-		  " r.due_at, r.lane, v.version, e.path, e.method,"
-		  " e.query, e.headers, e.body, e.received_at, r.wake_at,"
-		  " r.waiting IS NOT NULL FROM runs r"
-		  " LEFT JOIN events e ON e.rid = r.event"
-		  " LEFT JOIN workflow_versions v ON v.vid = r.vid"
-		  " WHERE r.status IN ('queued','running') AND r.claimed = 1"
-		  " ORDER BY r.rid";
-	if (hf_sqlite_each(q, NULL, pickup_row, &p, sql, "") < 0)
+	if (hf_sqlite_each(q, NULL, pickup_row, &p,
+			   RUN_SELECT " WHERE r.status IN ('queued','running')"
+				      " AND r.claimed = ?1 ORDER BY r.rid",
+			   "i", only_unclaimed ? 0 : 1) < 0)
 		return -1;
 	for (size_t i = 0; i < p.vc.n; i++)
 		hf_workflow_unref(p.vc.items[i].wf);
@@ -308,30 +320,12 @@ int hf_sqlite_load_backlog(struct hf_store *s,
 	struct pickup p = {.s = s, .set = set};
 	p.tail = &p.list;
 	/* runs_unclaimed holds (claimed, rowid): arrival order, no sort. */
-	int rc =
-	    hf_sqlite_each(q, NULL, pickup_row, &p,
-			   "SELECT r.id, e.id, r.workflow, r.status,"
-			   " r.attempt, r.created_at, r.started_at,"
-			   " r.next_step, r.step_attempt, r.due_at, r.lane,"
-			   " v.version, e.path, e.method, e.query, e.headers,"
-			   " e.body, e.received_at, r.wake_at,"
-			   " r.waiting IS NOT NULL FROM runs r"
-			   " LEFT JOIN events e ON e.rid = r.event"
-			   " LEFT JOIN workflow_versions v ON v.vid = r.vid"
-			   " WHERE r.claimed = 0 AND r.status IN"
-			   " ('queued','running') ORDER BY r.rid LIMIT ?1",
-			   "i", limit);
-	for (size_t i = 0; i < p.vc.n; i++)
-		hf_workflow_unref(p.vc.items[i].wf);
-	for (struct hf_run *r = p.list, *next; r; r = next) {
-		next = r->next;
-		r->next = NULL;
-		if (rc < 0)
-			hf_run_free(r);
-		else
-			fn(r, arg);
-	}
-	return rc < 0 ? -1 : p.n;
+	int rc = hf_sqlite_each(q, NULL, pickup_row, &p,
+				RUN_SELECT
+				" WHERE r.claimed = 0 AND r.status IN"
+				" ('queued','running') ORDER BY r.rid LIMIT ?1",
+				"i", limit);
+	return pickup_end(&p, rc, fn, arg);
 }
 
 /* --- parked runs (hf_park.h) --- */
@@ -345,30 +339,12 @@ int hf_sqlite_load_waiting(struct hf_store *s,
 	struct pickup p = {.s = s, .set = set};
 	p.tail = &p.list;
 	/* runs_wait_path: the runs waiting on path, a page in id order. */
-	int rc =
-	    hf_sqlite_each(q, NULL, pickup_row, &p,
-			   "SELECT r.id, e.id, r.workflow, r.status,"
-			   " r.attempt, r.created_at, r.started_at,"
-			   " r.next_step, r.step_attempt, r.due_at, r.lane,"
-			   " v.version, e.path, e.method, e.query, e.headers,"
-			   " e.body, e.received_at, r.wake_at,"
-			   " r.waiting IS NOT NULL FROM runs r"
-			   " LEFT JOIN events e ON e.rid = r.event"
-			   " LEFT JOIN workflow_versions v ON v.vid = r.vid"
-			   " WHERE r.status = 'waiting' AND r.wait_path = ?1"
-			   " AND r.id > ?3 ORDER BY r.id LIMIT ?2",
-			   "tit", path, limit, after);
-	for (size_t i = 0; i < p.vc.n; i++)
-		hf_workflow_unref(p.vc.items[i].wf);
-	for (struct hf_run *r = p.list, *next; r; r = next) {
-		next = r->next;
-		r->next = NULL;
-		if (rc < 0)
-			hf_run_free(r);
-		else
-			fn(r, arg);
-	}
-	return rc < 0 ? -1 : p.n;
+	int rc = hf_sqlite_each(
+	    q, NULL, pickup_row, &p,
+	    RUN_SELECT " WHERE r.status = 'waiting' AND r.wait_path = ?1"
+		       " AND r.id > ?3 ORDER BY r.id LIMIT ?2",
+	    "tit", path, limit, after);
+	return pickup_end(&p, rc, fn, arg);
 }
 
 int hf_sqlite_claim_runs(struct hf_store *s, struct hf_run *const *runs,
