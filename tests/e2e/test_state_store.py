@@ -10,6 +10,8 @@ import shutil
 import sqlite3
 import threading
 
+import pytest
+
 from conftest import wait_for
 
 WF = "name: one\non:\n  webhook:\n    path: /one\nsteps:\n  - id: s\n    run: return 1\n"
@@ -110,6 +112,7 @@ def with_step_nodes(v):
     return out
 
 
+@pytest.mark.sqlite_only("opens a schema-1 SQLite state file (a fixture)")
 def test_v1_database_read_by_the_cli_as_before(server):
     """The CLI opens (and migrates) a version-1 file: runs, show, deliveries
     and deliveries show answer exactly what the old hookflow answered."""
@@ -137,6 +140,7 @@ def test_v1_database_read_by_the_cli_as_before(server):
     con.close()
 
 
+@pytest.mark.sqlite_only("serves a schema-1 SQLite state file (a fixture)")
 def test_v1_database_served_and_its_runs_resumed(server):
     """The server starts on a version-1 file: the admin API answers as the old
     one did for events, finished runs and deliveries; the queued and running
