@@ -99,9 +99,19 @@ static void yaml_col(const struct lint *l, int line, int from, int *col,
 
 static const char *where_name(unsigned where)
 {
-	return where == HF_LUA_IN_EXPR ? "a workflow-level expression"
-	       : where == HF_LUA_IN_IF ? "a step's if:"
-				       : "a step's code";
+	return where == HF_LUA_IN_EXPR	   ? "a workflow-level expression"
+	       : where == HF_LUA_IN_IF	   ? "a step's if:"
+	       : where == HF_LUA_IN_SIGNAL ? "a wait_for's or cancel_on's if:"
+					   : "a step's code";
+}
+
+/* Where a name defined only in some chunks is, for the warning's hint. */
+static const char *defined_name(unsigned defined)
+{
+	return defined == HF_LUA_IN_SIGNAL
+		   ? "wait_for's and cancel_on's if: only"
+	       : defined & HF_LUA_IN_IF ? "steps only"
+					: "a step's code only";
 }
 
 static void on_unknown(void *ud, const struct hf_lua_unknown *u)
@@ -115,8 +125,7 @@ static void on_unknown(void *ud, const struct hf_lua_unknown *u)
 	if (u->defined)
 		snprintf(hint, sizeof hint, " in %s (defined in %s)",
 			 l->with ? "a step's with:" : where_name(l->where),
-			 u->defined & HF_LUA_IN_IF ? "steps only"
-						   : "a step's code only");
+			 defined_name(u->defined));
 	else if (u->suggest)
 		snprintf(hint, sizeof hint, " (did you mean '%s'?)",
 			 u->suggest);
@@ -209,9 +218,18 @@ static void lint_workflow(struct lint *l, const struct hf_workflow *wf)
 	lint_expr(l, wf, wf->if_expr, HF_LUA_IN_EXPR);
 	lint_expr(l, wf, wf->dedupe, HF_LUA_IN_EXPR);
 	lint_expr(l, wf, wf->concurrency_key, HF_LUA_IN_EXPR);
+	if (wf->throttle)
+		lint_expr(l, wf, wf->throttle->key, HF_LUA_IN_EXPR);
+	if (wf->debounce)
+		lint_expr(l, wf, wf->debounce->key, HF_LUA_IN_EXPR);
+	for (size_t i = 0; i < wf->ncancel_on; i++)
+		lint_expr(l, wf, wf->cancel_on[i].if_expr, HF_LUA_IN_SIGNAL);
 	for (size_t i = 0; i < hf_workflow_nall(wf); i++) {
 		const struct hf_step *st = &wf->steps[i];
 		lint_expr(l, wf, st->if_expr, HF_LUA_IN_IF);
+		lint_expr(l, wf, st->wait_if, HF_LUA_IN_SIGNAL);
+		if (st->throttle)
+			lint_expr(l, wf, st->throttle->key, HF_LUA_IN_EXPR);
 		lint_with(l, wf, st);
 		if (!st->code || st->script)
 			continue;

@@ -700,6 +700,7 @@ static const struct {
     {"args", HF_LUA_IN_STEP},			/* set after the step's if: */
     {"failure", HF_LUA_IN_IF | HF_LUA_IN_STEP}, /* on_failure steps only */
     {"events", HF_LUA_IN_IF | HF_LUA_IN_STEP},	/* debounced runs only */
+    {"signal", HF_LUA_IN_SIGNAL}, /* wait_for's and cancel_on's if: */
 };
 
 static size_t count_names(const char *const *names)

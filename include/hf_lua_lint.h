@@ -17,7 +17,10 @@ enum {
 	HF_LUA_IN_EXPR = 1 << 0, /* workflow-level if:, dedupe:, concurrency */
 	HF_LUA_IN_IF = 1 << 1,	 /* a step's if: */
 	HF_LUA_IN_STEP = 1 << 2, /* a step's run: or script, require()d files */
-	HF_LUA_IN_ALL = HF_LUA_IN_EXPR | HF_LUA_IN_IF | HF_LUA_IN_STEP,
+	/* a wait_for's or a cancel_on's if: (an expression with `signal`) */
+	HF_LUA_IN_SIGNAL = 1 << 3,
+	HF_LUA_IN_ALL =
+	    HF_LUA_IN_EXPR | HF_LUA_IN_IF | HF_LUA_IN_STEP | HF_LUA_IN_SIGNAL,
 };
 
 /* lua_sandbox.c: the i-th global name (any order), with where it is defined;

@@ -276,3 +276,41 @@ def test_json_mode_is_unchanged(tmp_path):
     assert p.returncode == 0
     assert p.stdout.startswith('{"name":"j"')
     assert "warning" not in p.stdout + p.stderr
+
+
+def test_flow_control_expressions(tmp_path):
+    """throttle.key, debounce.key (workflow and step level), cancel_on's and
+    wait_for's if: are linted too; `signal` is known only in the last two."""
+    f = write(tmp_path / "wf" / "f.yml", """
+        name: f
+        on:
+          webhook:
+            path: /f
+        throttle: { key: evnt.body.x, limit: 2, period: 10s }
+        debounce: { key: event.body.y .. signal, period: 2s }
+        cancel_on:
+          - path: /stop
+            if: signal.body.id == event.body.id and stps
+        steps:
+          - id: w
+            throttle: { key: evnt2, limit: 1, period: 1s }
+            wait_for:
+              path: /go
+              if: signal.body.ok and sign
+              timeout: 1h
+          - id: s
+            run: return signal
+        """)
+    p = hf("check", f)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert warnings(p.stdout) == [
+        (str(f), 5, 18, "unknown global 'evnt' (did you mean 'event'?)"),
+        (str(f), 6, 34, "unknown global 'signal' in a workflow-level "
+         "expression (defined in wait_for's and cancel_on's if: only)"),
+        (str(f), 9, 45, "unknown global 'stps'"),
+        (str(f), 12, 22, "unknown global 'evnt2' (did you mean 'event'?)"),
+        (str(f), 15, 30, "unknown global 'sign' (did you mean 'signal'?)"),
+        (str(f), 18, 17, "unknown global 'signal' in a step's code "
+         "(defined in wait_for's and cancel_on's if: only)"),
+    ]
+    assert "1 workflow valid, 6 warnings" in p.stderr

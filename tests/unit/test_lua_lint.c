@@ -121,6 +121,13 @@ static void test_where(void)
 	CHECK_STR(step("retry.after(5) http.get('x') webhook.emit() "
 		       "db.query() require('m') log.info(args, steps, run)"),
 		  "");
+	/* a wait_for's or cancel_on's if: has `signal` and what expressions
+	 * have; nothing else has `signal` */
+	CHECK_STR(lint("signal.body.id == event.body.id and json and steps",
+		       HF_LUA_IN_SIGNAL),
+		  "steps@1:46");
+	CHECK_STR(lint("signal", HF_LUA_IN_EXPR), "signal@1:1");
+	CHECK_STR(lint("signal", HF_LUA_IN_STEP), "signal@1:1");
 	unsigned w = hf_lua_global_where("args", 4);
 	CHECK(w == HF_LUA_IN_STEP);
 	CHECK(hf_lua_global_where("retry", 5) ==
