@@ -8,10 +8,11 @@
  * daemon and its lifecycle (ingest.c).
  *
  * Threading: hf_ingest_submit on an HTTP thread; ingest_written on the writer
- * thread; sync_timeout on the scheduler thread; hf_ingest_sync_finish on the
- * thread ending the run; hf_ingest_answer_waiters on the stopping thread. A
- * waiter is answered once (waiter_claim, under its lock) and freed by its last
- * reference; the live waiters' list is under hf_ingest.lock.
+ * thread; sync_timeout on the scheduler thread (or, late, at its destroy);
+ * hf_ingest_sync_finish on the thread ending the run; hf_ingest_answer_waiters
+ * on the stopping thread. A waiter is answered once (waiter_claim, under its
+ * lock) and freed by its last reference; the live waiters' list is under
+ * hf_ingest.lock.
  *
  * Neighbours: ingest.c, ingest_int.h, store.c (the write), scheduler.c (the
  * runs, the timer), engine.c (hf_engine.sync_finish). */

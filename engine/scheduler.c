@@ -528,6 +528,10 @@ void hf_sched_destroy(struct hf_sched *s)
 			l = next;
 		}
 	}
+	/* Timers not yet due are called now, late, so that each frees what
+	 * it holds (a sync waiter's reference: ingest_sync.c). */
+	for (size_t i = 0; i < s->timers.n; i++)
+		s->timers.items[i].fn(s->timers.items[i].arg);
 	free(s->delayed.items);
 	free(s->timers.items);
 	pthread_mutex_destroy(&s->lock);

@@ -61,7 +61,9 @@ size_t hf_sched_ready(struct hf_sched *s);
 /* Wakes every take() with NULL; later pushes are kept (freed by destroy). */
 void hf_sched_stop(struct hf_sched *s);
 
-/* Calls fn(arg) on the scheduler's thread once hf_mono_ms() >= due_mono_ms. */
+/* Calls fn(arg) on the scheduler's thread once hf_mono_ms() >= due_mono_ms;
+ * a timer still pending at hf_sched_destroy is called then, late (fn must
+ * cope: it only frees what it holds once its purpose has gone). */
 void hf_sched_timer(struct hf_sched *s, int64_t due_mono_ms,
 		    void (*fn)(void *arg), void *arg);
 

@@ -214,3 +214,14 @@ def test_sync_declines_but_async_matches_stores_and_answers_202(server):
     (rid,) = body["runs"]
     run = srv.wait_run(rid)
     assert run["workflow"] == "logit" and run["status"] == "succeeded"
+
+
+def test_sync_answered_then_stop_frees_its_waiter(server):
+    """A sync request answered by its run leaves its timer pending until its
+    timeout; a stop before then frees the waiter the timer holds
+    (under the sanitizer build a leak makes the exit status non-zero)."""
+    srv = server(workflows={"sif": SYNC_IF})
+    r = srv.post("/sif", {"go": True})
+    assert r.status == 200, r
+    assert r.json() == {"ok": True}
+    assert srv.stop() == 0, srv.stderr()
