@@ -806,12 +806,15 @@ def phase_runs(args, script):
     with Phase(srv):
         time.sleep(0.5)
         idle = proc_status(srv.pid).get("VmRSS")
+        # Drained once the disk backlog is empty too: past --max-queue the
+        # window may be empty between two pages.
+        gauge = backlog_gauge(scrape(srv))
         with RssSampler(srv.pid) as rs:
             t0 = time.monotonic()
             w = run_wrk(srv.url("/bench/runs"), script, args)
             t_load = time.monotonic()
             at_end = scrape(srv)
-            t_drain, m = wait_drained(srv, args.drain_timeout)
+            t_drain, m = wait_drained(srv, args.drain_timeout, gauge=gauge)
         ok = metric(m, "hookflow_runs_total", workflow="bench-runs",
                     status="succeeded")
         failed = metric(m, "hookflow_runs_total", workflow="bench-runs",
