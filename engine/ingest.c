@@ -564,6 +564,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	struct req *r = *con_cls;
+	/* Committed, but the sender hung up while the request waited for the
+	 * commit: MHD ends it without asking for the answer. The event is
+	 * stored and its runs go on: counted and logged all the same. */
+	if (r && r->state == ANSWERING && r->outcome != OUT_NONE)
+		hf_ingest_answer_commit(r);
 	req_free(*con_cls);
 	*con_cls = NULL;
 }

@@ -27,7 +27,9 @@ Phases (each on a fresh temporary directory, 127.0.0.1 only):
              finished (hookflow_queue_depth 0), p99, CPU and WAL bytes per event
   normal     the same with --sync normal
   runs       a one-step workflow doing db.exec(INSERT); finished runs/s from the
-             start of the load until hookflow_queue_depth is back to 0
+             start of the load until hookflow_queue_depth is back to 0; each
+             row names its run and run.attempt: a step run twice at the same
+             attempt is a problem, as are more rows than accepted events
   deliveries a one-step workflow doing webhook.emit() to a second
              bench_baseline used as the sink, under wrk (one emit per run)
   outbox     tests/bench/outbox_rate.py's measurement: --outbox-n deliveries
@@ -791,22 +793,28 @@ def phase_runs(args, script):
     os.makedirs(root, exist_ok=True)
     data = os.path.join(root, "data.db")
     con = sqlite3.connect(data, timeout=10)
-    con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)")
+    # Each row names its run and attempt: a step that ran twice shows.
+    con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER, run TEXT,"
+                " attempt INTEGER)")
     con.commit()
     con.close()
     srv = hookflow_server(args, root, args.runs_sync, {
         "bench-runs": ("/bench/runs",
-                       'db.exec("INSERT INTO t(v) VALUES (?)", event.body.n)')
+                       'db.exec("INSERT INTO t(v, run, attempt) VALUES'
+                       ' (?, ?, ?)", event.body.n, run.id, run.attempt)')
     }).start()
     with Phase(srv):
         time.sleep(0.5)
         idle = proc_status(srv.pid).get("VmRSS")
+        # Drained once the disk backlog is empty too: past --max-queue the
+        # window may be empty between two pages.
+        gauge = backlog_gauge(scrape(srv))
         with RssSampler(srv.pid) as rs:
             t0 = time.monotonic()
             w = run_wrk(srv.url("/bench/runs"), script, args)
             t_load = time.monotonic()
             at_end = scrape(srv)
-            t_drain, m = wait_drained(srv, args.drain_timeout)
+            t_drain, m = wait_drained(srv, args.drain_timeout, gauge=gauge)
         ok = metric(m, "hookflow_runs_total", workflow="bench-runs",
                     status="succeeded")
         failed = metric(m, "hookflow_runs_total", workflow="bench-runs",
@@ -827,6 +835,16 @@ def phase_runs(args, script):
     check = quick_check(os.path.join(root, "hookflow.db"))
     con = sqlite3.connect(data, timeout=10)
     rows = con.execute("SELECT count(*) FROM t").fetchone()[0]
+    # Repeats not marked by run.attempt > 1 (a crash or a takeover marks
+    # them): a run's step that ran twice at the same attempt.
+    repeated = [r[0] for r in con.execute(
+        "SELECT run FROM t GROUP BY run, attempt HAVING count(*) > 1"
+        " LIMIT 5")]
+    unmarked = con.execute("SELECT count(*) - count(DISTINCT run || '/' ||"
+                           " attempt) FROM t").fetchone()[0]
+    con.close()
+    con = sqlite3.connect(os.path.join(root, "hookflow.db"), timeout=10)
+    stored = con.execute("SELECT count(*) FROM events").fetchone()[0]
     con.close()
     elapsed = (t_drain - t0) if t_drain else None
     drain = (t_drain - t_load) if t_drain else None
@@ -836,6 +854,8 @@ def phase_runs(args, script):
         "socket_errors": w["socket_errors"], "accepted_202": int(accepted),
         "runs_succeeded": int(ok), "runs_failed": int(failed),
         "rows_in_data_db": rows, "last_succeeded_run": last_run,
+        "events_stored": stored, "steps_repeated": unmarked,
+        "repeated_runs": repeated,
         "drained": t_drain is not None,
         "load_s": round(t_load - t0, 2),
         "drain_s_after_load": round(drain, 2) if drain is not None else None,
@@ -1544,10 +1564,17 @@ def main():
             if p.get("state_db_check") not in (None, "ok"):
                 problems.append("%s: state database check: %s"
                                 % (short, p["state_db_check"]))
-            if key == "runs" and p["rows_in_data_db"] > p["accepted_202"]:
+            if key == "runs" and p.get("steps_repeated"):
+                problems.append("runs: %d steps ran more than once at the "
+                                "same run.attempt (runs %s)"
+                                % (p["steps_repeated"],
+                                   ", ".join(p["repeated_runs"])))
+            elif key == "runs" and p["rows_in_data_db"] > p["accepted_202"]:
                 problems.append("runs: %d rows in data.db for %d accepted "
-                                "events: steps ran more than once"
-                                % (p["rows_in_data_db"], p["accepted_202"]))
+                                "events (%s stored), no step repeated: "
+                                "events stored but not counted"
+                                % (p["rows_in_data_db"], p["accepted_202"],
+                                   p.get("events_stored")))
             elif (key == "runs" and p["drained"]
                   and p["rows_in_data_db"] != p["runs_succeeded"]):
                 problems.append("runs: %d rows in data.db but %d runs "
