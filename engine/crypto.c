@@ -1,36 +1,36 @@
-/* crypto.c - the cryptographic primitives, over OpenSSL's libcrypto:
- * HMAC-SHA256, -SHA1 and -SHA512 (also over several pieces without copying
- * them), SHA-256
- * (one-shot and streaming), hex and base64, and random bytes for tokens and
- * ids, and AES-256-GCM sealing of secrets at rest with the key from
- * HOOKFLOW_SECRET_KEY or a key file beside the state database.
+/* crypto.c - the cryptographic primitives: HMAC-SHA256, -SHA1 and -SHA512
+ * (also over several pieces without copying them) over OpenSSL's libcrypto,
+ * SHA-256 (one-shot and streaming) over GnuTLS, hex and base64, and random
+ * bytes for tokens and ids, and AES-256-GCM sealing of secrets at rest with
+ * the key from HOOKFLOW_SECRET_KEY or a key file beside the state database.
  *
- * The only module that includes OpenSSL. Thread-safe: the HMAC implementation
- * is fetched once; nothing else is kept.
+ * The only module that calls OpenSSL or GnuTLS (dl_crypto.c loads
+ * libcrypto). Thread-safe: the HMAC implementation is fetched once; nothing
+ * else is kept.
  *
- * Memory at rest: OpenSSL 3's providers cost about 2 MiB of RSS once
- * initialised, so what every server does at start (hashing workflow
- * versions, random tokens and ids) stays off them: SHA-256 uses the
- * provider-free SHA256_* functions, random bytes come from getrandom(2).
- * The providers load on the first HMAC, seal or curl handshake, i.e. only
- * when a workflow verifies, signs or calls out. Signature schemes built on
- * these live in verify.c; the Lua `crypto` global in lua_lib.c. OpenSSL
- * failures here mean a broken installation or no memory: they abort, as
- * hf_xmalloc does. */
-/* SHA256_Init & co: deprecated in 3.0, still the only provider-free SHA-256. */
-#define OPENSSL_API_COMPAT 0x10100000L
+ * Memory at rest: libcrypto is not linked but loaded on its first call
+ * (dl_crypto.c: its mapping costs about 1.5 MiB of RSS, and OpenSSL 3's
+ * providers about 2 MiB more once initialised), so what every server does at
+ * start stays off it: SHA-256 (workflow versions) comes from GnuTLS, which
+ * libmicrohttpd maps anyway, random bytes from getrandom(2), wiping from
+ * explicit_bzero. libcrypto loads on the first HMAC, seal, base64 or curl
+ * handshake, i.e. only when a workflow verifies, signs, waits or calls out.
+ * Signature schemes built on these live in verify.c; the Lua `crypto` global
+ * in lua_lib.c. OpenSSL or GnuTLS failures here mean a broken installation or
+ * no memory: they abort, as hf_xmalloc does. */
 #include "hf_crypto.h"
 
 #include "hf_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
 #include <limits.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,12 +116,18 @@ void hf_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen,
 	hf_hmac_sha256_parts(key, klen, &p, 1, out);
 }
 
+static void gnutls_failed(int rc)
+{
+	fprintf(stderr, "hookflow: GnuTLS SHA-256 failed: %s\n",
+		gnutls_strerror(rc));
+	abort();
+}
+
 void hf_sha256(const void *msg, size_t len, unsigned char out[32])
 {
-	SHA256_CTX c;
-	SHA256_Init(&c);
-	SHA256_Update(&c, msg, len);
-	SHA256_Final(out, &c);
+	int rc = gnutls_hash_fast(GNUTLS_DIG_SHA256, msg, len, out);
+	if (rc < 0)
+		gnutls_failed(rc);
 }
 
 void hf_hex_encode(const unsigned char *in, size_t len, char *out)
@@ -218,25 +224,29 @@ done:
 }
 
 struct hf_sha256 {
-	SHA256_CTX c;
+	gnutls_hash_hd_t h;
 };
 
 struct hf_sha256 *hf_sha256_begin(void)
 {
 	struct hf_sha256 *h = hf_xmalloc(sizeof *h);
-	SHA256_Init(&h->c);
+	int rc = gnutls_hash_init(&h->h, GNUTLS_DIG_SHA256);
+	if (rc < 0)
+		gnutls_failed(rc);
 	return h;
 }
 
 void hf_sha256_update(struct hf_sha256 *h, const void *p, size_t len)
 {
-	SHA256_Update(&h->c, p, len);
+	int rc = gnutls_hash(h->h, p, len);
+	if (rc < 0)
+		gnutls_failed(rc);
 }
 
 void hf_sha256_end(struct hf_sha256 *h, char hex[65])
 {
 	unsigned char md[DIGEST_LEN];
-	SHA256_Final(md, &h->c);
+	gnutls_hash_deinit(h->h, md);
 	hf_hex_encode(md, DIGEST_LEN, hex);
 	free(h);
 }
@@ -306,7 +316,7 @@ char *hf_seal(const unsigned char key[32], const void *aad, size_t aadlen,
 	}
 	char *b64 = hf_base64_encode(buf, total);
 	char *out = hf_xasprintf(SEAL_PREFIX "%s", b64);
-	OPENSSL_cleanse(buf, total);
+	explicit_bzero(buf, total);
 	free(buf);
 	free(b64);
 	return out;
@@ -328,7 +338,7 @@ char *hf_unseal(const unsigned char key[32], const void *aad, size_t aadlen,
 	char *out = hf_xmalloc(len + 1);
 	if (gcm(false, key, buf, aad, aadlen, buf + SEAL_NONCE, len,
 		(unsigned char *)out, buf + SEAL_NONCE + len) < 0) {
-		OPENSSL_cleanse(out, len);
+		explicit_bzero(out, len);
 		free(out);
 		out = NULL;
 	} else {
@@ -340,14 +350,14 @@ char *hf_unseal(const unsigned char key[32], const void *aad, size_t aadlen,
 
 void hf_secret_wipe(void *p, size_t n)
 {
-	OPENSSL_cleanse(p, n);
+	explicit_bzero(p, n);
 }
 
 void hf_secret_free(void *s)
 {
 	if (!s)
 		return;
-	OPENSSL_cleanse(s, strlen(s));
+	explicit_bzero(s, strlen(s));
 	free(s);
 }
 
@@ -386,7 +396,7 @@ int hf_secret_key_parse(const char *text, size_t len, unsigned char key[32])
 	if (rc == 0)
 		memcpy(key, raw, 32);
 	if (raw)
-		OPENSSL_cleanse(raw, n);
+		explicit_bzero(raw, n);
 	free(raw);
 	return rc;
 }
@@ -415,7 +425,7 @@ static int key_read(const char *path, unsigned char key[32],
 	int rc = n > 0 && (size_t)n < sizeof text
 		     ? hf_secret_key_parse(text, (size_t)n, key)
 		     : -1;
-	OPENSSL_cleanse(text, sizeof text);
+	explicit_bzero(text, sizeof text);
 	if (rc < 0)
 		hf_error_set(err, path, 0, 0,
 			     "not a key (expected 64 hex digits or the "
@@ -454,8 +464,8 @@ static int key_create(const char *path, struct hf_error *err)
 		hf_error_set(err, path, 0, 0, "cannot create the key: %s",
 			     strerror(errno));
 out:
-	OPENSSL_cleanse(key, sizeof key);
-	OPENSSL_cleanse(hex, sizeof hex);
+	explicit_bzero(key, sizeof key);
+	explicit_bzero(hex, sizeof hex);
 	if (fd >= 0) {
 		close(fd);
 		unlink(tmp);

@@ -44,6 +44,7 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct job *head, **tail;
+	bool enabled; /* between hf_flow_start and hf_flow_stop */
 	bool started, stopping;
 } flow = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
@@ -208,6 +209,9 @@ static void *flow_main(void *arg)
 	return NULL;
 }
 
+/* The thread starts with the first job (enqueue), not here: a thread at
+ * rest costs its stack's and malloc arena's pages, and most servers never
+ * queue a job. */
 int hf_flow_start(struct hf_engine *eng)
 {
 	pthread_mutex_lock(&flow.lock);
@@ -215,9 +219,9 @@ int hf_flow_start(struct hf_engine *eng)
 	flow.head = NULL;
 	flow.tail = &flow.head;
 	flow.stopping = false;
-	flow.started = pthread_create(&flow.thread, NULL, flow_main, NULL) == 0;
+	flow.enabled = true;
 	pthread_mutex_unlock(&flow.lock);
-	return flow.started ? 0 : -1;
+	return 0;
 }
 
 void hf_flow_stop(void)
@@ -237,12 +241,21 @@ void hf_flow_stop(void)
 	if (started)
 		pthread_join(flow.thread, NULL);
 	flow.started = false;
+	flow.enabled = false;
 }
 
-/* Queues j, or frees it when the thread does not run. */
+/* Queues j, starting the thread on the first job; or frees it when the
+ * thread does not run (stopped, or it cannot start: the next job tries
+ * again). */
 static void enqueue(struct job *j)
 {
 	pthread_mutex_lock(&flow.lock);
+	if (flow.enabled && !flow.started && !flow.stopping) {
+		flow.started =
+		    pthread_create(&flow.thread, NULL, flow_main, NULL) == 0;
+		if (!flow.started)
+			hf_log(HF_LOG_ERROR, "cannot start the hf-flow thread");
+	}
 	if (flow.started && !flow.stopping) {
 		*flow.tail = j;
 		flow.tail = &j->next;

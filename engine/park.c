@@ -18,6 +18,12 @@
  * hands the ids that were resumed to the job's callback (ingest's answer).
  * The thread does not wait for that commit.
  *
+ * Each thread starts when first needed, not with the server (a thread at rest
+ * costs its stack's and malloc arena's pages): hf-park at start when the
+ * store has parked runs (left by an earlier process) or is shared by several
+ * nodes, else when the first run parks (hf_park_parked); hf-signals with the
+ * first job. So a server whose workflows never wait runs neither.
+ *
  * Threading: the two threads; hf_park_parked and the writes' done() on the
  * writer; hf_park_signal/_resume on HTTP threads (they only queue a job).
  * Lock: p->lock, never held while calling into the store. Neighbours:
@@ -58,6 +64,7 @@ struct hf_park {
 	pthread_mutex_t lock;
 	pthread_cond_t wake_cond, sig_cond;
 	pthread_t wake_thread, sig_thread;
+	bool wake_started, sig_started; /* started on first need */
 	bool stopping;
 	int64_t next_wake; /* the timer (wall ms) */
 	int64_t hint;	   /* lowest wake_at parked since the last look */
@@ -78,12 +85,28 @@ static void count_add(struct hf_park *p, long long n)
 	hf_metrics_runs_waiting(v > 0 ? v : 0);
 }
 
+static void *wake_main(void *arg);
+
+/* hf-park, once, under p->lock. A failure is retried by the next run that
+ * parks (the runs parked meanwhile are in the store: the thread finds them
+ * when it starts). */
+static void start_waking(struct hf_park *p)
+{
+	if (p->wake_started || p->stopping)
+		return;
+	p->wake_started =
+	    pthread_create(&p->wake_thread, NULL, wake_main, p) == 0;
+	if (!p->wake_started)
+		hf_log(HF_LOG_ERROR, "cannot start the hf-park thread");
+}
+
 void hf_park_parked(struct hf_park *p, int64_t wake_at)
 {
 	if (!p)
 		return;
 	count_add(p, 1);
 	pthread_mutex_lock(&p->lock);
+	start_waking(p);
 	if (wake_at < p->hint)
 		p->hint = wake_at;
 	if (wake_at < p->next_wake) {
@@ -340,6 +363,15 @@ static void *signals_main(void *arg)
 static void enqueue(struct hf_park *p, struct job *j)
 {
 	pthread_mutex_lock(&p->lock);
+	if (!p->sig_started && !p->stopping) {
+		/* Queued even if this fails: the next job tries again, and
+		 * hf_park_stop answers what is left. */
+		p->sig_started =
+		    pthread_create(&p->sig_thread, NULL, signals_main, p) == 0;
+		if (!p->sig_started)
+			hf_log(HF_LOG_ERROR,
+			       "cannot start the hf-signals thread");
+	}
 	if (p->tail)
 		p->tail->next = j;
 	else
@@ -382,30 +414,30 @@ struct hf_park *hf_park_start(struct hf_engine *eng)
 	p->next_wake = p->hint = INT64_MAX;
 	json_t *nodes = hf_store_nodes_json(eng->store); /* NULL: SQLite */
 	p->recheck = nodes ? HF_PARK_SHARED_RECHECK_MS : HF_PARK_RECHECK_MS;
-	json_decref(nodes);
 	int64_t n = hf_store_count_waiting(eng->store);
 	atomic_store(&p->count, n > 0 ? n : 0);
 	hf_metrics_runs_waiting(n > 0 ? n : 0);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake_cond, NULL);
 	pthread_cond_init(&p->sig_cond, NULL);
-	if (pthread_create(&p->wake_thread, NULL, wake_main, p) != 0)
-		goto fail;
-	if (pthread_create(&p->sig_thread, NULL, signals_main, p) != 0) {
+	/* Runs parked by an earlier process (n > 0), maybe some (n < 0: the
+	 * count failed), or by another node: hf-park now. */
+	bool wake_now = n != 0 || nodes;
+	json_decref(nodes);
+	if (wake_now) {
 		pthread_mutex_lock(&p->lock);
-		p->stopping = true;
-		pthread_cond_broadcast(&p->wake_cond);
+		start_waking(p);
+		bool ok = p->wake_started;
 		pthread_mutex_unlock(&p->lock);
-		pthread_join(p->wake_thread, NULL);
-		goto fail;
+		if (!ok) {
+			pthread_mutex_destroy(&p->lock);
+			pthread_cond_destroy(&p->wake_cond);
+			pthread_cond_destroy(&p->sig_cond);
+			free(p);
+			return NULL;
+		}
 	}
 	return p;
-fail:
-	pthread_mutex_destroy(&p->lock);
-	pthread_cond_destroy(&p->wake_cond);
-	pthread_cond_destroy(&p->sig_cond);
-	free(p);
-	return NULL;
 }
 
 void hf_park_stop(struct hf_park *p)
@@ -416,10 +448,18 @@ void hf_park_stop(struct hf_park *p)
 	p->stopping = true;
 	pthread_cond_broadcast(&p->wake_cond);
 	pthread_cond_broadcast(&p->sig_cond);
+	bool waking = p->wake_started, signals = p->sig_started;
 	pthread_mutex_unlock(&p->lock);
-	pthread_join(p->wake_thread, NULL);
+	if (waking)
+		pthread_join(p->wake_thread, NULL);
 	/* hf-signals empties its queue first: each job is answered. */
-	pthread_join(p->sig_thread, NULL);
+	if (signals)
+		pthread_join(p->sig_thread, NULL);
+	for (struct job *j = p->head, *next; j; j = next) {
+		next = j->next; /* hf-signals could not start: they fail */
+		j->done(j->arg, NULL);
+		job_free(j);
+	}
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->wake_cond);
 	pthread_cond_destroy(&p->sig_cond);

@@ -14,6 +14,7 @@
 #include "hf_crypto.h"
 #include "hf_park.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,16 +22,30 @@
 
 /* Set once, before or while the first requests come: the base is
  * published after the key (release/acquire), and a request that comes before
- * it sees no URL (run.resume_url nil, resume URLs unknown). */
+ * it sees no URL (run.resume_url nil, resume URLs unknown).
+ *
+ * K is derived on the first token, not here: an HMAC loads OpenSSL's
+ * providers (about 2 MiB of RSS, see crypto.c), which a server whose
+ * workflows never wait should not pay at start. Until then the secret key
+ * itself is kept (secret_key), then wiped. */
+static unsigned char secret_key[32];
 static unsigned char resume_key[32];
+static pthread_once_t resume_once = PTHREAD_ONCE_INIT;
 static _Atomic(char *) resume_base;
+
+static void derive_resume_key(void)
+{
+	static const char label[] = "hookflow run.resume_url v1";
+	hf_hmac_sha256(secret_key, sizeof secret_key, label, sizeof label - 1,
+		       resume_key);
+	explicit_bzero(secret_key, sizeof secret_key);
+}
 
 void hf_park_set_resume(const unsigned char key[32], const char *base)
 {
-	static const char label[] = "hookflow run.resume_url v1";
 	if (atomic_load(&resume_base))
 		return; /* once per process */
-	hf_hmac_sha256(key, 32, label, sizeof label - 1, resume_key);
+	memcpy(secret_key, key, sizeof secret_key);
 	char *b = hf_xstrdup(base ? base : "");
 	size_t n = strlen(b);
 	while (n > 0 && b[n - 1] == '/')
@@ -49,6 +64,7 @@ static void token(const char *run_id, int step, char out[33])
 	char msg[HF_ID_SIZE + 16];
 	unsigned char mac[32];
 	int n = snprintf(msg, sizeof msg, "%s/%d", run_id, step);
+	pthread_once(&resume_once, derive_resume_key);
 	hf_hmac_sha256(resume_key, sizeof resume_key, msg, (size_t)n, mac);
 	hf_hex_encode(mac, 16, out);
 }

@@ -13,7 +13,9 @@
 #include "hf_engine.h"
 #include "hf_run.h"
 
-/* Starts the thread for eng. Returns 0 or -1. */
+/* Readies flow control for eng: the thread starts with the first job (a
+ * server whose workflows neither cancel_in_progress nor cancel_on never runs
+ * it). Returns 0. */
 int hf_flow_start(struct hf_engine *eng);
 /* Stops it after the jobs queued so far (the cancels they make wait for the
  * writer, which must still run). */

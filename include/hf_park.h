@@ -78,11 +78,14 @@ bool hf_park_resume_check(const char *path, char run_id[HF_ID_SIZE], int *step);
 
 struct hf_park;
 
-/* Starts the wake-up thread and the signal thread over eng (its store,
- * backlog, snapshot). NULL when a thread cannot start. */
+/* The parked runs' side over eng (its store, backlog, snapshot). Its two
+ * threads start when first needed (park.c): the wake-up thread now if the
+ * store has parked runs or is shared, else when a run parks; the signal
+ * thread with the first signal or resume. NULL when a thread needed now
+ * cannot start. */
 struct hf_park *hf_park_start(struct hf_engine *eng);
-/* Stops and joins both threads; jobs not done are answered with nothing
- * resumed. Frees p. Before the store closes. */
+/* Stops and joins the threads that started; jobs not done are answered with
+ * nothing resumed. Frees p. Before the store closes. */
 void hf_park_stop(struct hf_park *p); /* accepts NULL */
 /* A run parked until wake_at committed (writer thread, in its done()). */
 void hf_park_parked(struct hf_park *p, int64_t wake_at);
