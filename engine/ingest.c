@@ -109,6 +109,62 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind,
 	return MHD_YES;
 }
 
+/* A JSON string's contents as jansson's compact dump writes them: '"', '\\'
+ * and the control characters escaped, the rest (UTF-8) as it is. */
+static void dump_escaped(struct hf_buf *b, const char *s, size_t n)
+{
+	size_t run = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		hf_buf_append(b, s + run, i - run);
+		run = i + 1;
+		const char *e = c == '"'    ? "\\\""
+				: c == '\\' ? "\\\\"
+				: c == '\b' ? "\\b"
+				: c == '\f' ? "\\f"
+				: c == '\n' ? "\\n"
+				: c == '\r' ? "\\r"
+				: c == '\t' ? "\\t"
+					    : NULL;
+		if (e)
+			hf_buf_append(b, e, 2);
+		else /* jansson's case */
+			hf_buf_printf(b, "\\u%04X", c);
+	}
+	hf_buf_append(b, s + run, n - run);
+}
+
+/* The compact JSON text of a flat object of strings (the headers, the
+ * query), as json_dumps(JSON_COMPACT) writes it, in one buffer: json_dumps
+ * costs about ten allocations (its buffer's growth, the cycle check's table,
+ * the final copy). Anything else is left to json_dumps. */
+static char *dump_strings(json_t *obj)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach(obj, key, v)
+	{
+		if (!json_is_string(v))
+			return json_dumps(obj, JSON_COMPACT);
+	}
+	struct hf_buf b = {0};
+	hf_buf_append(&b, "{", 1);
+	bool first = true;
+	json_object_foreach(obj, key, v)
+	{
+		hf_buf_append(&b, first ? "\"" : ",\"", first ? 1 : 2);
+		dump_escaped(&b, key, strlen(key));
+		hf_buf_append(&b, "\":\"", 3);
+		dump_escaped(&b, json_string_value(v), json_string_length(v));
+		hf_buf_append(&b, "\"", 1);
+		first = false;
+	}
+	hf_buf_append(&b, "}", 1);
+	return b.data;
+}
+
 static const char *header_get(void *ctx, const char *name)
 {
 	return json_string_value(json_object_get(ctx, name));
@@ -117,6 +173,61 @@ static const char *header_get(void *ctx, const char *name)
 static const char *arg_get(void *ctx, const char *name)
 {
 	return MHD_lookup_connection_value(ctx, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* Freed requests kept for the next ones on the same HTTP thread: a request
+ * is made (on_target) and freed (on_completed) on its connection's thread,
+ * and a struct req is a few KiB, which glibc serves from its large bins
+ * after consolidating the small ones, then zeroes: per request. A short list
+ * per thread (a pthread key, whose destructor frees it when MHD's thread
+ * ends). */
+#define REQ_CACHE 16
+struct req_cache {
+	struct req *items[REQ_CACHE];
+	size_t n;
+};
+static pthread_key_t req_cache_key;
+static pthread_once_t req_cache_once = PTHREAD_ONCE_INIT;
+
+static void req_cache_free(void *arg)
+{
+	struct req_cache *c = arg;
+	for (size_t i = 0; i < c->n; i++)
+		free(c->items[i]);
+	free(c);
+}
+
+static void req_cache_init(void)
+{
+	pthread_key_create(&req_cache_key, req_cache_free);
+}
+
+static struct req *req_new(void)
+{
+	pthread_once(&req_cache_once, req_cache_init);
+	struct req_cache *c = pthread_getspecific(req_cache_key);
+	if (!c || !c->n)
+		return hf_xcalloc(1, sizeof(struct req));
+	struct req *r = c->items[--c->n];
+	memset(r, 0, sizeof *r);
+	return r;
+}
+
+static void req_recycle(struct req *r)
+{
+	struct req_cache *c = pthread_getspecific(req_cache_key);
+	if (!c) {
+		c = hf_xcalloc(1, sizeof *c);
+		if (pthread_setspecific(req_cache_key, c) != 0) {
+			free(c);
+			free(r);
+			return;
+		}
+	}
+	if (c->n < REQ_CACHE)
+		c->items[c->n++] = r;
+	else
+		free(r);
 }
 
 static void req_free(struct req *r)
@@ -138,7 +249,7 @@ static void req_free(struct req *r)
 	hf_event_unref(r->ev);
 	json_decref(r->resumed);
 	free(r->target);
-	free(r);
+	req_recycle(r);
 }
 
 /* The workflow a request's metrics name: its first, or none (a signal to a
@@ -159,7 +270,11 @@ static int verify_all(struct req *r, json_t *headers,
 	/* The target as received: the raw path and query ({path}, {query}). */
 	const char *target = r->target ? r->target : "";
 	size_t plen = strcspn(target, "?");
-	char *path = hf_xasprintf("%.*s", (int)plen, target);
+	/* On the stack when short (nearly always): one allocation less. */
+	char small[256];
+	char *path = plen < sizeof small ? small : hf_xmalloc(plen + 1);
+	memcpy(path, target, plen);
+	path[plen] = '\0';
 	struct hf_verify_req vr = {
 	    r->ev->method,
 	    path,
@@ -178,7 +293,8 @@ static int verify_all(struct req *r, json_t *headers,
 				 now_s, reason, buf, size) != 0) {
 		hf_log(HF_LOG_WARN, "%s %s: wait_for signal rejected: %s",
 		       r->ev->method, r->signal->wait_path, *reason);
-		free(path);
+		if (path != small)
+			free(path);
 		*npassed = 0;
 		return -1;
 	}
@@ -199,7 +315,8 @@ static int verify_all(struct req *r, json_t *headers,
 		       "%s %s: workflow '%s': signature rejected: %s",
 		       r->ev ? r->ev->method : "", wf->path, wf->name, why);
 	}
-	free(path);
+	if (path != small)
+		free(path);
 	*npassed = n;
 	return n == 0 && failed > 0 ? -1 : 0;
 }
@@ -278,8 +395,8 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 		    json_object_get(ev->query, passed[i]->verify.query))
 			json_object_set_new(ev->query, passed[i]->verify.query,
 					    json_string(HF_REDACTED));
-	ev->headers_text = json_dumps(headers, JSON_COMPACT);
-	ev->query_text = json_dumps(ev->query, JSON_COMPACT);
+	ev->headers_text = dump_strings(headers);
+	ev->query_text = dump_strings(ev->query);
 	/* The event takes the body over. */
 	ev->body = r->body.data;
 	ev->body_len = r->body.len;
@@ -337,7 +454,7 @@ static bool is_reserved(const char *url)
  * return value to on_request as *con_cls; on_completed frees it). */
 static void *on_target(void *cls, const char *uri, struct MHD_Connection *c)
 {
-	struct req *r = hf_xcalloc(1, sizeof *r);
+	struct req *r = req_new();
 	r->in = cls;
 	r->conn = c;
 	hf_frame_init(&r->frame);
@@ -495,6 +612,15 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 	return false;
 }
 
+/* A request resumed after its commit (or its run, its signal): the answer,
+ * on its HTTP thread. */
+static enum MHD_Result answer_resumed(struct req *r, struct MHD_Connection *c)
+{
+	if (r->outcome != OUT_NONE)
+		hf_ingest_answer_commit(r);
+	return send_answer(c, &r->ans);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 				  const char *url, const char *method,
 				  const char *version, const char *upload,
@@ -532,11 +658,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		r->discarded += n;
 		return r->discarded > HF_DISCARD_MAX ? MHD_NO : MHD_YES;
 	}
-	if (r->state == ANSWERING) {
-		if (r->outcome != OUT_NONE)
-			hf_ingest_answer_commit(r);
-		return send_answer(c, &r->ans);
-	}
+	if (r->state == ANSWERING)
+		return answer_resumed(r, c);
 	if (r->state == WAITING)
 		return MHD_YES;
 	if (r->refuse)
