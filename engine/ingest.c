@@ -110,62 +110,6 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind,
 	return MHD_YES;
 }
 
-/* A JSON string's contents as jansson's compact dump writes them: '"', '\\'
- * and the control characters escaped, the rest (UTF-8) as it is. */
-static void dump_escaped(struct hf_buf *b, const char *s, size_t n)
-{
-	size_t run = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		hf_buf_append(b, s + run, i - run);
-		run = i + 1;
-		const char *e = c == '"'    ? "\\\""
-				: c == '\\' ? "\\\\"
-				: c == '\b' ? "\\b"
-				: c == '\f' ? "\\f"
-				: c == '\n' ? "\\n"
-				: c == '\r' ? "\\r"
-				: c == '\t' ? "\\t"
-					    : NULL;
-		if (e)
-			hf_buf_append(b, e, 2);
-		else /* jansson's case */
-			hf_buf_printf(b, "\\u%04X", c);
-	}
-	hf_buf_append(b, s + run, n - run);
-}
-
-/* The compact JSON text of a flat object of strings (the headers, the
- * query), as json_dumps(JSON_COMPACT) writes it, in one buffer: json_dumps
- * costs about ten allocations (its buffer's growth, the cycle check's table,
- * the final copy). Anything else is left to json_dumps. */
-static char *dump_strings(json_t *obj)
-{
-	const char *key;
-	json_t *v;
-	json_object_foreach(obj, key, v)
-	{
-		if (!json_is_string(v))
-			return json_dumps(obj, JSON_COMPACT);
-	}
-	struct hf_buf b = {0};
-	hf_buf_append(&b, "{", 1);
-	bool first = true;
-	json_object_foreach(obj, key, v)
-	{
-		hf_buf_append(&b, first ? "\"" : ",\"", first ? 1 : 2);
-		dump_escaped(&b, key, strlen(key));
-		hf_buf_append(&b, "\":\"", 3);
-		dump_escaped(&b, json_string_value(v), json_string_length(v));
-		hf_buf_append(&b, "\"", 1);
-		first = false;
-	}
-	hf_buf_append(&b, "}", 1);
-	return b.data;
-}
-
 static const char *header_get(void *ctx, const char *name)
 {
 	return json_string_value(json_object_get(ctx, name));
@@ -396,8 +340,8 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 		    json_object_get(ev->query, passed[i]->verify.query))
 			json_object_set_new(ev->query, passed[i]->verify.query,
 					    json_string(HF_REDACTED));
-	ev->headers_text = dump_strings(headers);
-	ev->query_text = dump_strings(ev->query);
+	ev->headers_text = hf_json_strings_text(headers);
+	ev->query_text = hf_json_strings_text(ev->query);
 	/* The event takes the body over. */
 	ev->body = r->body.data;
 	ev->body_len = r->body.len;
