@@ -40,6 +40,7 @@ enum {
 	O_NODE,
 	O_LEASE,
 	O_PG_NOTIFY,
+	O_HTTP_IO,
 };
 
 #define ENV .flags = HF_OPT_ENV
@@ -112,6 +113,9 @@ static const struct hf_opt serve_opts[] = {
     {"pg-notify", O_PG_NOTIFY, HF_OPT_CHOICE, "on",
      .help = "PostgreSQL: LISTEN/NOTIFY wake-ups (off behind a pooler)",
      .choices = "on|off", ENV},
+    {"http-io", O_HTTP_IO, HF_OPT_CHOICE, "epoll",
+     .help = "how HTTP threads wait: poll is cheaper with few connections",
+     .choices = "epoll|poll", ENV},
 };
 
 static const struct hf_cmd_spec serve_spec = {
@@ -166,6 +170,7 @@ static void options(const struct hf_args *a, struct hf_options *o)
 	o->node_name = v[O_NODE].set ? (char *)v[O_NODE].str : NULL;
 	o->lease_ms = v[O_LEASE].num;
 	o->pg_notify = strcmp(v[O_PG_NOTIFY].str, "on") == 0;
+	o->http_poll = strcmp(v[O_HTTP_IO].str, "poll") == 0;
 }
 
 /* A node name: what /metrics can show as a label value unescaped. */

@@ -155,9 +155,10 @@ void hf_ingest_sync_finish(struct hf_sync_waiter *wt, const struct hf_run *run)
 
 /* With --log-format logfmt or json: one line per event answered here, with
  * the status of that answer (a respond: sync caller gets its answer from the
- * run later). ids may be NULL (no runs were made). */
+ * run later). With ids, the runs stored (r->ids); nothing is built when the
+ * log is plain text (the hot path). */
 static void log_answered(const struct req *r, int status, const char *dup_of,
-			 json_t *ids)
+			 bool ids)
 {
 	const char *msg = status == 202	  ? "event stored"
 			  : status == 200 ? "event is a duplicate"
@@ -169,16 +170,34 @@ static void log_answered(const struct req *r, int status, const char *dup_of,
 	char code[8];
 	snprintf(code, sizeof code, "%d", status);
 	struct hf_buf runs = {0};
-	size_t i;
-	json_t *id;
 	hf_buf_append(&runs, "", 0);
-	json_array_foreach(ids, i, id)
-	    hf_buf_printf(&runs, "%s%s", i ? "," : "", json_string_value(id));
+	for (size_t i = 0; ids && i < r->nids; i++)
+		hf_buf_printf(&runs, "%s%s", i ? "," : "", r->ids[i]);
 	hf_log_kv(status >= 500 ? HF_LOG_WARN : HF_LOG_INFO, msg, "event",
 		  dup_of ? NULL : r->ev->id, "method", r->ev->method, "path",
 		  r->ev->path, "status", code, "duplicate_of", dup_of, "runs",
 		  ids ? runs.data : NULL, (const char *)NULL);
 	hf_buf_release(&runs);
+}
+
+/* The 202's body, {"event":ID,"runs":[ID,...]}, written directly: the ids
+ * are ASCII letters, digits and '_' (hf_id_new), nothing to escape, and
+ * jansson's tree and dump cost a dozen allocations per request. */
+static void answer_stored(struct req *r)
+{
+	size_t cap = 32 + (r->nids + 1) * (HF_ID_SIZE + 3);
+	char *b = hf_xmalloc(cap);
+	size_t n =
+	    (size_t)snprintf(b, cap, "{\"event\":\"%s\",\"runs\":[", r->ev->id);
+	for (size_t i = 0; i < r->nids; i++)
+		n += (size_t)snprintf(b + n, cap - n, "%s\"%s\"", i ? "," : "",
+				      r->ids[i]);
+	n += (size_t)snprintf(b + n, cap - n, "]}");
+	free(r->ans.body);
+	r->ans.status = 202;
+	r->ans.body = b;
+	r->ans.len = n;
+	r->ans.ctype = "application/json";
 }
 
 /* The request will not wait for a run after all: its waiter goes, with both
@@ -244,7 +263,7 @@ void hf_ingest_answer_commit(struct req *r)
 				"it cannot be resumed now");
 		r->ans.retry_after = 1;
 		hf_metrics_event(wf_name, 503);
-		log_answered(r, 503, NULL, NULL);
+		log_answered(r, 503, NULL, false);
 		return;
 	}
 	if (outcome == OUT_FAILED) {
@@ -258,29 +277,32 @@ void hf_ingest_answer_commit(struct req *r)
 	if (outcome != OUT_STORED) {
 		hf_metrics_event(wf_name, r->ans.status);
 		log_answered(r, r->ans.status,
-			     outcome == OUT_FAILED ? NULL : r->w.dup_of, NULL);
+			     outcome == OUT_FAILED ? NULL : r->w.dup_of, false);
 		return;
 	}
-	json_t *ids = json_array();
-	for (size_t i = 0; i < r->nids; i++)
-		json_array_append_new(ids, json_string(r->ids[i]));
 	if (r->sync_declined && r->nids == 0) {
 		/* A sync caller waits for an answer that no run will give:
 		 * 404, as for an unknown path (the event is stored, with why
 		 * each workflow declined under "skipped"). */
-		log_answered(r, 404, NULL, ids);
-		json_decref(ids);
+		log_answered(r, 404, NULL, true);
 		hf_answer_error(&r->ans, 404, "no matching workflow");
 		hf_metrics_event(wf_name, 404);
 		return;
 	}
-	log_answered(r, 202, NULL, ids);
-	json_t *body = json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids);
-	if (r->signal) /* hf_park.h: the runs this signal resumed */
+	log_answered(r, 202, NULL, true);
+	if (r->signal) { /* hf_park.h: the runs this signal resumed */
+		json_t *ids = json_array();
+		for (size_t i = 0; i < r->nids; i++)
+			json_array_append_new(ids, json_string(r->ids[i]));
+		json_t *body =
+		    json_pack("{s:s,s:o}", "event", r->ev->id, "runs", ids);
 		json_object_set_new(body, "resumed",
 				    r->resumed ? json_incref(r->resumed)
 					       : json_array());
-	hf_answer_json(&r->ans, 202, body);
+		hf_answer_json(&r->ans, 202, body);
+	} else {
+		answer_stored(r);
+	}
 	hf_metrics_event(wf_name, 202);
 }
 
@@ -321,11 +343,7 @@ static void ingest_written(struct hf_write *w)
 	int64_t timeout = sync_run ? sync_run->wf->respond_timeout_ms : 0;
 	if (wt) {
 		/* Logged and counted now: the answer comes from the run. */
-		json_t *ids = json_array();
-		for (size_t i = 0; i < r->nids; i++)
-			json_array_append_new(ids, json_string(r->ids[i]));
-		log_answered(r, 202, NULL, ids);
-		json_decref(ids);
+		log_answered(r, 202, NULL, true);
 		hf_metrics_event(r->nwfs ? r->wfs[0]->name : NULL, 202);
 		r->outcome = OUT_NONE;
 	}

@@ -23,5 +23,11 @@ void hf_answer_error(struct hf_answer *a, int status, const char *fmt, ...)
 /* Sets a JSON answer from v (takes the reference). */
 void hf_answer_json(struct hf_answer *a, int status, json_t *v);
 void hf_answer_release(struct hf_answer *a);
+/* The compact JSON text of a flat object of strings (the headers, the
+ * query), as json_dumps(JSON_COMPACT) writes it, in one buffer: json_dumps
+ * costs about ten allocations (its buffer's growth, the cycle check's table,
+ * the final copy). Anything else is left to json_dumps. Returns a malloc'd
+ * text. */
+char *hf_json_strings_text(json_t *obj);
 
 #endif

@@ -38,6 +38,9 @@ struct hf_options {
 	int64_t drain_timeout_ms;
 	int64_t retain_ms; /* 0: keep everything */
 	int http_threads;
+	/* --http-io poll: the HTTP threads wait with poll rather than epoll
+	 * (hf_ingest_start in ingest.c says when that pays). */
+	bool http_poll;
 	/* --egress-deny/--egress-allow, for http.* and the outbox; NULL: the
 	 * default policy. */
 	struct hf_egress *egress;

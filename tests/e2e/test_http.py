@@ -589,3 +589,56 @@ def test_binary_body_shown_base64_in_the_event(server):
     ev = api_ok(srv, f"/api/events/{r.json()['event']}")
     assert ev["body_encoding"] == "base64"
     assert base64.b64decode(ev["body"]) == raw
+
+
+# --- --http-io: how the HTTP threads wait (poll by default, or epoll) --------
+
+SYNC_ECHO = """
+name: echo
+on:
+  webhook:
+    path: /echo
+    respond: sync
+    timeout: 10s
+steps:
+  - id: answer
+    run: |
+      return { status = 200, body = { n = event.body.n, q = event.query.q } }
+"""
+
+
+@pytest.mark.parametrize("io", ["poll", "epoll"])
+def test_http_io_modes_answer_after_commit_on_one_connection(server, io):
+    srv = server(workflows={"simple": SIMPLE, "echo": SYNC_ECHO},
+                 args=["--http-io", io, "--http-threads", "2"])
+    # One keep-alive connection: each request is suspended until its commit
+    # (or its run) and resumed; the next one reuses the connection.
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    ids = []
+    for i in range(20):
+        path = "/simple?q=%d" % i if i % 2 else "/echo?q=%d" % i
+        conn.request("POST", path, body=json.dumps({"n": i}),
+                     headers={"Content-Type": "application/json",
+                              "X-Odd": 'a"b\\c\té'.encode()})
+        r = conn.getresponse()
+        body = json.loads(r.read())
+        if i % 2:
+            assert r.status == 202, body
+            assert set(body) == {"event", "runs"} and len(body["runs"]) == 1
+            ids.append(body["event"])
+        else:
+            assert r.status == 200 and body == {"n": i, "q": str(i)}, body
+    conn.close()
+    # The headers and the query are stored as sent (escaped JSON text).
+    ev = api_ok(srv, "/api/events/" + ids[0])
+    assert ev["headers"]["x-odd"] == 'a"b\\c\té', ev
+    assert ev["query"] == {"q": "1"}, ev
+
+
+def test_http_io_refuses_an_unknown_mode(tmp_path):
+    from test_cli import hf
+    p = hf("serve", "--http-io", "select", "--state", tmp_path / "s.db",
+           cwd=tmp_path, timeout=10)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "--http-io" in p.stderr, p.stderr
+    assert not (tmp_path / "s.db").exists()
