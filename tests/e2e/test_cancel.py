@@ -22,8 +22,9 @@ on:
 concurrency: {{ key: "'one'", max: 1 }}
 steps:
   - id: a
+    timeout: 120s # a loaded machine may take long to start the browser
     run: |
-      local r = http.get(event.body.gate)
+      local r = http.get(event.body.gate, {{ timeout = "110s" }})
       return r.status
   - id: b
     run: return "b ran"
