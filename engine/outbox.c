@@ -82,6 +82,7 @@ struct scan {
 	struct hf_outbox *ob;
 	int64_t now;
 	int64_t wake; /* wall ms of the next due delivery; 0 = unknown */
+	bool quick;   /* stop at the first row of a host at its cap */
 };
 
 static int scan_row(const struct hf_delivery *d, void *arg)
@@ -107,7 +108,7 @@ static int scan_row(const struct hf_delivery *d, void *arg)
 	struct hf_host *h = hf_hosts_get(&ob->hosts, name);
 	if (h->inflight + h->ready >= 4 * HF_OUTBOX_MAX_PER_HOST) {
 		hf_hosts_put(&ob->hosts, h);
-		return 0;
+		return sc->quick;
 	}
 	h->ready++;
 	struct job *j = hf_outbox_prepare(ob, d, name);
@@ -163,10 +164,14 @@ static void lease_new(struct hf_outbox *ob, struct job **first)
 }
 
 /* Reads a page of due deliveries into the ready list; returns the poll
- * timeout in ms (until the next due row, at most HF_OUTBOX_POLL_MS). */
-static int scan(struct hf_outbox *ob)
+ * timeout in ms (until the next due row, at most HF_OUTBOX_POLL_MS). A
+ * quick scan (the ready list ran dry between two full scans) stops at the
+ * first row of a host at its cap instead of reading the whole page past
+ * it: the rows of other hosts behind it are found by the next full scan,
+ * at most HF_OUTBOX_RESCAN_MS later. */
+static int scan(struct hf_outbox *ob, bool quick)
 {
-	struct scan sc = {.ob = ob, .now = hf_now_ms()};
+	struct scan sc = {.ob = ob, .now = hf_now_ms(), .quick = quick};
 	pthread_mutex_lock(&ob->lock);
 	hf_busy_sweep(
 	    &ob->busy); /* before the snapshot: it sees their commits */
@@ -187,13 +192,15 @@ static int scan(struct hf_outbox *ob)
 /* Starts ready jobs, oldest first, while attempts in flight and records not
  * yet committed are under their bounds, skipping hosts at their cap. Looks
  * at most HF_OUTBOX_READY_WALK jobs deep, so a full list of one saturated
- * host costs little per call. */
-static void launch(struct hf_outbox *ob)
+ * host costs little per call. Returns how many it started. When the bound
+ * on uncommitted records stops it, the next commit wakes the thread
+ * (want_wake); other commits do not. */
+static int launch(struct hf_outbox *ob)
 {
 	pthread_mutex_lock(&ob->lock);
 	int writes = ob->writes;
 	pthread_mutex_unlock(&ob->lock);
-	int walked = 0;
+	int walked = 0, started = 0;
 	for (struct job **p = &ob->ready;
 	     *p && ob->njobs < HF_OUTBOX_MAX_INFLIGHT &&
 	     writes + ob->njobs < 2 * HF_OUTBOX_MAX_INFLIGHT &&
@@ -213,6 +220,7 @@ static void launch(struct hf_outbox *ob)
 		h->ready--;
 		if (hf_outbox_begin(ob, j) == 0) {
 			h->inflight++;
+			started++;
 			continue;
 		}
 		/* Not started: due again at the next scan. */
@@ -222,6 +230,19 @@ static void launch(struct hf_outbox *ob)
 		pthread_mutex_unlock(&ob->lock);
 		hf_outbox_job_free(ob, j);
 	}
+	if (ob->ready && ob->njobs < HF_OUTBOX_MAX_INFLIGHT &&
+	    writes + ob->njobs >= 2 * HF_OUTBOX_MAX_INFLIGHT) {
+		/* Checked again under the lock: a commit since is not missed.
+		 */
+		pthread_mutex_lock(&ob->lock);
+		bool bound =
+		    ob->writes + ob->njobs >= 2 * HF_OUTBOX_MAX_INFLIGHT;
+		ob->want_wake = bound;
+		pthread_mutex_unlock(&ob->lock);
+		if (!bound)
+			return started + launch(ob);
+	}
+	return started;
 }
 
 /* Frees the ready list (stop: they are due again at the next start). */
@@ -293,22 +314,36 @@ static void *outbox_main(void *arg)
 		/* Start what is ready. Scan at the next due time or tick, and
 		 * when told (new rows) or a slot freed: at once if the ready
 		 * list is empty, else at most every HF_OUTBOX_RESCAN_MS (its
-		 * jobs may all wait on hosts at their cap). */
+		 * jobs may all wait on hosts at their cap). A slot freed with
+		 * the ready list empty, sooner than that since the last full
+		 * scan, makes a quick scan (scan()). */
 		bool kicked = atomic_exchange(&ob->kicked, false);
 		bool can = hf_store_writable(ob->store, NULL, 0);
+		int started = 0;
 		if (can) {
 			hf_outbox_record_again(ob, false);
-			launch(ob);
+			started += launch(ob);
 		}
 		int64_t now = hf_mono_ms();
-		bool soon =
-		    ob->nready == 0 || now - last_scan >= HF_OUTBOX_RESCAN_MS;
+		bool full = now - last_scan >= HF_OUTBOX_RESCAN_MS;
+		bool soon = ob->nready == 0 || full;
 		if (((kicked || freed) && soon) || now >= next_scan) {
-			last_scan = now;
-			next_scan = now + (can ? scan(ob) : HF_STORE_PROBE_MS);
+			full = full || kicked || now >= next_scan;
+			int64_t next =
+			    now + (can ? scan(ob, !full) : HF_STORE_PROBE_MS);
+			if (full) {
+				last_scan = now;
+				next_scan = next;
+			} else if (next < next_scan) {
+				next_scan = next;
+			}
 			if (can)
-				launch(ob);
+				started += launch(ob);
 		}
+		/* New transfers: begun by the next curl_multi_perform at once
+		 * (a poll now would return at once: curl's timeout is 0). */
+		if (started > 0)
+			continue;
 		int64_t wait = next_scan - hf_mono_ms();
 		if (atomic_load(&ob->kicked))
 			wait = 0;

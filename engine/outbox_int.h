@@ -123,6 +123,10 @@ struct hf_outbox {
 	pthread_cond_t cond;
 	struct hf_busy busy;
 	int writes; /* attempt records submitted, not yet committed */
+	/* The thread waits for a commit (launch stopped at the bound on
+	 * writes): the next recorded() wakes it. Other commits do not, so
+	 * that the writer does not pay a wake-up per delivery. */
+	bool want_wake;
 	/* Records the writer could not commit, to submit again (counted in
 	 * writes); closed: the thread left, nobody will. */
 	struct record *unsaved;

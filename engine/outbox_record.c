@@ -65,11 +65,14 @@ static void recorded(struct hf_write *w)
 		       "its lease and another node has the delivery",
 		       w->delivery_id, w->attempts);
 	hf_busy_done(&ob->busy, w->delivery_id);
-	/* Woken, not kicked: a start waiting for the bound on uncommitted
-	 * records may go on; a retry due soon is found by the timed scan. */
-	/* Inside the lock: hf_outbox_stop frees the multi handle once
-	 * writes reaches 0. */
-	hf_outbox_wake(ob);
+	/* Woken, not kicked, and only when a start waits for the bound on
+	 * uncommitted records (want_wake); a retry due soon is found by the
+	 * timed scan. Inside the lock: hf_outbox_stop frees the multi handle
+	 * once writes reaches 0. */
+	if (ob->want_wake) {
+		ob->want_wake = false;
+		hf_outbox_wake(ob);
+	}
 	ob->writes--;
 	pthread_cond_broadcast(&ob->cond);
 	pthread_mutex_unlock(&ob->lock);
