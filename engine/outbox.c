@@ -1,8 +1,9 @@
 /* outbox.c - the delivery thread: it reads due deliveries a page at a time
  * into the ready list, starts them under the bounds (in flight, per host,
  * uncommitted records), drives the libcurl multi handle, reaps finished
- * attempts and sleeps until the next due time or a kick. One attempt's
- * request is outbox_attempt.c's; its outcome and record, outbox_record.c's.
+ * attempts and sleeps until the next due time or a kick. The multi handle
+ * and the wait are outbox_poll.c's; one attempt's request,
+ * outbox_attempt.c's; its outcome and record, outbox_record.c's.
  *
  * A delivery is "busy" (outbox_busy.c) from the moment a scan reads it into
  * the ready list until the writer has
@@ -42,39 +43,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
-
-/* Wakes the outbox thread: its multi handle's poll, or, before it has one,
- * its wait on idle_cond. Callers set kicked or stop first; the thread checks
- * both under idle_lock before waiting, and kicked again before each poll, so
- * no wake-up is lost while the handle is being made. Any thread. */
-void hf_outbox_wake(struct hf_outbox *ob)
-{
-	CURLM *m = atomic_load(&ob->multi);
-	if (m) {
-		curl_multi_wakeup(m);
-		return;
-	}
-	pthread_mutex_lock(&ob->idle_lock);
-	pthread_cond_broadcast(&ob->idle_cond);
-	pthread_mutex_unlock(&ob->idle_lock);
-}
-
-/* Waits up to ms for a wake-up. Outbox thread only. */
-static void idle(struct hf_outbox *ob, int ms)
-{
-	CURLM *m = atomic_load(&ob->multi);
-	if (m) {
-		curl_multi_poll(m, NULL, 0, ms, NULL);
-		return;
-	}
-	struct timespec ts;
-	hf_deadline_in(ms, &ts);
-	pthread_mutex_lock(&ob->idle_lock);
-	while (!atomic_load(&ob->kicked) && !atomic_load(&ob->stop) &&
-	       pthread_cond_timedwait(&ob->idle_cond, &ob->idle_lock, &ts) == 0)
-		;
-	pthread_mutex_unlock(&ob->idle_lock);
-}
+#include <unistd.h>
 
 /* ---- the loop ---- */
 
@@ -297,10 +266,6 @@ static void *outbox_main(void *arg)
 	int64_t next_scan = 0, last_scan = 0; /* mono ms */
 	int64_t drain_until = 0;
 	for (;;) {
-		int running = 0;
-		CURLM *multi = atomic_load(&ob->multi);
-		if (multi)
-			curl_multi_perform(multi, &running);
 		bool freed = false;
 		reap(ob, &freed);
 		if (atomic_load(&ob->stop)) {
@@ -308,7 +273,7 @@ static void *outbox_main(void *arg)
 				drain_until = hf_mono_ms() + HF_OUTBOX_DRAIN_MS;
 			if (!ob->jobs || hf_mono_ms() >= drain_until)
 				break;
-			idle(ob, 100);
+			hf_outbox_idle(ob, 100);
 			continue;
 		}
 		/* Start what is ready. Scan at the next due time or tick, and
@@ -340,14 +305,16 @@ static void *outbox_main(void *arg)
 			if (can)
 				started += launch(ob);
 		}
-		/* New transfers: begun by the next curl_multi_perform at once
-		 * (a poll now would return at once: curl's timeout is 0). */
-		if (started > 0)
+		/* New transfers: begun now (curl's timer is due at once); those
+		 * that ended meanwhile are reaped before any wait. */
+		if (started > 0) {
+			hf_outbox_run_timers(ob);
 			continue;
+		}
 		int64_t wait = next_scan - hf_mono_ms();
 		if (atomic_load(&ob->kicked))
 			wait = 0;
-		idle(ob, wait > 0 ? (int)wait : 0);
+		hf_outbox_idle(ob, wait > 0 ? (int)wait : 0);
 	}
 	/* Cut short: not recorded, sent again at the next start. */
 	while (ob->jobs) {
@@ -373,6 +340,8 @@ struct hf_outbox *hf_outbox_start(struct hf_store *store,
 	pthread_cond_init(&ob->cond, NULL);
 	pthread_mutex_init(&ob->idle_lock, NULL);
 	ob->ready_tail = &ob->ready;
+	ob->epfd = ob->evfd = -1;
+	ob->curl_due = -1;
 	pthread_cond_init(&ob->idle_cond, NULL);
 	if (pthread_create(&ob->thread, NULL, outbox_main, ob) != 0) {
 		hf_error_set(err, NULL, 0, 0, "cannot start the outbox thread");
@@ -410,6 +379,11 @@ void hf_outbox_stop(struct hf_outbox *ob)
 	CURLM *m = atomic_load(&ob->multi);
 	if (m)
 		curl_multi_cleanup(m);
+	if (ob->epfd >= 0)
+		close(ob->epfd);
+	if (ob->evfd >= 0)
+		close(ob->evfd);
+	free(ob->fds);
 	pthread_mutex_destroy(&ob->lock);
 	pthread_cond_destroy(&ob->cond);
 	pthread_mutex_destroy(&ob->idle_lock);

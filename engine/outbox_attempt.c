@@ -3,8 +3,7 @@
  * headers, webhook-id, webhook-timestamp and, with a secret, the Standard
  * Webhooks signature made when the attempt starts), the egress check as the
  * socket opens, Retry-After read from the answer, and the easy handles kept
- * for reuse. Also the multi handle, made (with curl's global set-up) on the
- * first attempt.
+ * for reuse.
  *
  * Threading: the outbox thread only (outbox.c drives the multi handle).
  * Neighbours: verify.c (signature), egress.c (the policy), outbox.c. */
@@ -19,30 +18,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_init_once(void)
-{
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-CURLM *hf_outbox_multi(struct hf_outbox *ob)
-{
-	CURLM *m = atomic_load(&ob->multi);
-	if (m)
-		return m;
-	pthread_once(&curl_once, curl_init_once);
-	m = curl_multi_init();
-	if (!m)
-		return NULL;
-	curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS,
-			  (long)HF_OUTBOX_MAX_PER_HOST);
-	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-			  (long)HF_OUTBOX_MAX_INFLIGHT);
-	atomic_store(&ob->multi, m);
-	return m;
-}
 
 static size_t discard_body(char *p, size_t size, size_t n, void *ud)
 {
@@ -80,7 +55,10 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose,
 	if (!hf_egress_check(j->egress, &a->addr, a->addrlen, j->refused,
 			     sizeof j->refused))
 		return CURL_SOCKET_BAD;
-	return socket(a->family, a->socktype, a->protocol);
+	curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+	if (fd != CURL_SOCKET_BAD)
+		hf_outbox_socket_opened(j->ob, fd);
+	return fd;
 }
 
 void hf_outbox_job_free(struct hf_outbox *ob, struct job *j)
@@ -183,6 +161,7 @@ struct job *hf_outbox_prepare(struct hf_outbox *ob, const struct hf_delivery *d,
 	j->max_attempts = d->max_attempts;
 	j->backoff_ms = d->backoff_ms;
 	j->egress = ob->egress;
+	j->ob = ob;
 	return j;
 }
 
@@ -215,6 +194,9 @@ int hf_outbox_begin(struct hf_outbox *ob, struct job *j)
 	curl_easy_setopt(c, CURLOPT_PRIVATE, j);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, j);
+	curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION,
+			 hf_outbox_close_socket);
+	curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, ob);
 	if (curl_multi_add_handle(multi, c) != CURLM_OK)
 		goto fail;
 	j->started_mono = hf_mono_ms();

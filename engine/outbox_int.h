@@ -1,6 +1,7 @@
 /* outbox_int.h - the outbox's internals shared by its files: outbox.c (the
- * thread: scans, starts, reaps), outbox_attempt.c (one attempt as a curl easy
- * handle), outbox_record.c (an attempt's outcome through the writer),
+ * thread: scans, starts, reaps), outbox_poll.c (the multi handle and its
+ * wait), outbox_attempt.c (one attempt as a curl easy handle),
+ * outbox_record.c (an attempt's outcome through the writer),
  * outbox_busy.c (the busy set and the per-host table). Not for other
  * modules; <curl/curl.h> is included here for the outbox's files only. */
 #ifndef HF_OUTBOX_INT_H
@@ -78,8 +79,17 @@ struct job {
 	char retry_after[64];
 	char errbuf[CURL_ERROR_SIZE];
 	const struct hf_egress *egress;
+	struct hf_outbox *ob;
 	char refused[160]; /* why the policy refused a connection; "" = not */
 	struct job *next;
+};
+
+/* A socket of the multi handle (outbox_poll.c), by fd: what curl watches
+ * (want) and what the epoll set has (reg), WANT_* bits; ours: opened and
+ * closed through the outbox's callbacks. */
+struct hf_outbox_fd {
+	bool ours;
+	unsigned char want, reg;
 };
 
 /* The record of one attempt on its way to the writer. */
@@ -98,6 +108,14 @@ struct hf_outbox {
 	 * emits does not need. Until then the thread waits on idle_cond. Set
 	 * once, by the outbox thread; read by any thread to wake it. */
 	_Atomic(CURLM *) multi;
+	/* The multi handle's wait (outbox_poll.c): an epoll set, the eventfd
+	 * that wakes it, when curl's timer is due (mono ms, -1: none), the
+	 * sockets by fd. Made with the multi handle (-1 before); outbox thread
+	 * only, but for evfd. */
+	int epfd, evfd;
+	int64_t curl_due;
+	struct hf_outbox_fd *fds;
+	size_t nfds;
 	pthread_mutex_t idle_lock;
 	pthread_cond_t idle_cond;
 	pthread_t thread;
@@ -133,13 +151,22 @@ struct hf_outbox {
 	bool closed;
 };
 
-/* outbox.c: wakes the outbox thread (its poll, or its wait before it has a
- * multi handle). Any thread. */
-void hf_outbox_wake(struct hf_outbox *ob);
-
-/* outbox_attempt.c. The multi handle, made on first use (NULL: it cannot
+/* outbox_poll.c. The multi handle, made on first use (NULL: it cannot
  * be). Outbox thread only. */
 CURLM *hf_outbox_multi(struct hf_outbox *ob);
+/* Wakes the outbox thread (its wait in hf_outbox_idle). Any thread. */
+void hf_outbox_wake(struct hf_outbox *ob);
+/* Waits up to ms for a socket, curl's timer or a wake-up, and hands curl
+ * what is due. Outbox thread only. */
+void hf_outbox_idle(struct hf_outbox *ob, int ms);
+/* Calls curl back when its timer is due (new transfers: at once). */
+void hf_outbox_run_timers(struct hf_outbox *ob);
+/* A connection's socket was opened (attempt's open-socket callback) or is
+ * to be closed (CURLOPT_CLOSESOCKETFUNCTION, data ob). */
+void hf_outbox_socket_opened(struct hf_outbox *ob, curl_socket_t fd);
+int hf_outbox_close_socket(void *ob, curl_socket_t fd);
+
+/* outbox_attempt.c. */
 /* A due delivery as a job, not started: everything copied out of the row. */
 struct job *hf_outbox_prepare(struct hf_outbox *ob, const struct hf_delivery *d,
 			      const char *host);
