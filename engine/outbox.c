@@ -52,12 +52,27 @@ struct scan {
 	int64_t now;
 	int64_t wake; /* wall ms of the next due delivery; 0 = unknown */
 	bool quick;   /* stop at the first row of a host at its cap */
+	bool partial; /* from the cursor: stop after a run of such rows */
+	int capped;   /* rows in a row of hosts at their cap */
+	int rows;     /* seen */
+	int64_t last; /* next_at of the last row seen */
+	int64_t left; /* next_at of the first row left due (INT64_MAX: none) */
 };
+
+/* A due row the scan leaves (or, at the first row not due, now): rows from
+ * the earliest of these on are what a later scan from the cursor reads. */
+static void leave(struct scan *sc, int64_t at)
+{
+	if (at < sc->left)
+		sc->left = at;
+}
 
 static int scan_row(const struct hf_delivery *d, void *arg)
 {
 	struct scan *sc = arg;
 	struct hf_outbox *ob = sc->ob;
+	sc->rows++;
+	sc->last = d->next_at;
 	pthread_mutex_lock(&ob->lock);
 	bool busy = hf_busy_has(&ob->busy, d->id);
 	pthread_mutex_unlock(&ob->lock);
@@ -65,11 +80,14 @@ static int scan_row(const struct hf_delivery *d, void *arg)
 		return 0;
 	if (d->next_at > sc->now) {
 		sc->wake = d->next_at;
+		leave(sc, sc->now);
 		return 1;
 	}
 	if (ob->nready >= HF_OUTBOX_READY ||
-	    ob->ready_bytes >= HF_OUTBOX_READY_BYTES)
+	    ob->ready_bytes >= HF_OUTBOX_READY_BYTES) {
+		leave(sc, d->next_at);
 		return 1;
+	}
 	/* A host gets at most a few rounds of its cap in the ready list, so
 	 * that one slow receiver cannot fill it and hold the others up. */
 	char name[256];
@@ -77,8 +95,11 @@ static int scan_row(const struct hf_delivery *d, void *arg)
 	struct hf_host *h = hf_hosts_get(&ob->hosts, name);
 	if (h->inflight + h->ready >= 4 * HF_OUTBOX_MAX_PER_HOST) {
 		hf_hosts_put(&ob->hosts, h);
-		return sc->quick;
+		leave(sc, d->next_at);
+		return sc->quick ||
+		       (sc->partial && ++sc->capped >= HF_OUTBOX_READY_WALK);
 	}
+	sc->capped = 0;
 	h->ready++;
 	struct job *j = hf_outbox_prepare(ob, d, name);
 	*ob->ready_tail = j;
@@ -133,21 +154,45 @@ static void lease_new(struct hf_outbox *ob, struct job **first)
 }
 
 /* Reads a page of due deliveries into the ready list; returns the poll
- * timeout in ms (until the next due row, at most HF_OUTBOX_POLL_MS). A
- * quick scan (the ready list ran dry between two full scans) stops at the
- * first row of a host at its cap instead of reading the whole page past
- * it: the rows of other hosts behind it are found by the next full scan,
- * at most HF_OUTBOX_RESCAN_MS later. */
-static int scan(struct hf_outbox *ob, bool quick)
+ * timeout in ms (until the next due row, at most HF_OUTBOX_POLL_MS).
+ *
+ * A complete scan reads from the first pending row; the others read from
+ * the cursor, the next_at of the first due row the last scan left (rows
+ * before it were taken then: the busy ones are not read again). A row that
+ * falls behind the cursor without being sent (not started, leased by
+ * another node, or committed with a due time computed before the cursor
+ * was) is found by the next complete scan: on a kick (new rows, a retry)
+ * and at the timed scan, at most HF_OUTBOX_POLL_MS apart. A scan from the
+ * cursor stops after HF_OUTBOX_READY_WALK rows in a row of hosts at their
+ * cap (a complete scan reads its whole page past them). A quick scan
+ * (the ready list ran dry between two full scans) also stops at the first
+ * row of a host at its cap instead of reading the whole page past it: the
+ * rows of other hosts behind it are found by the next full scan, at most
+ * HF_OUTBOX_RESCAN_MS later. */
+static int scan(struct hf_outbox *ob, bool complete, bool quick)
 {
-	struct scan sc = {.ob = ob, .now = hf_now_ms(), .quick = quick};
+	struct scan sc = {.ob = ob,
+			  .now = hf_now_ms(),
+			  .quick = quick,
+			  .partial = !complete,
+			  .left = INT64_MAX};
 	pthread_mutex_lock(&ob->lock);
 	hf_busy_sweep(
 	    &ob->busy); /* before the snapshot: it sees their commits */
 	int limit = (int)ob->busy.n + HF_OUTBOX_READY;
 	pthread_mutex_unlock(&ob->lock);
 	struct job **first = ob->ready_tail;
-	hf_store_pending_deliveries(ob->store, limit, scan_row, &sc);
+	int64_t from = complete ? INT64_MIN : ob->cursor;
+	int n =
+	    hf_store_pending_deliveries(ob->store, from, limit, scan_row, &sc);
+	/* Every row read taken (or busy): from the last one on when the
+	 * limit cut the page short, else from now. */
+	if (n < 0)
+		ob->cursor = INT64_MIN;
+	else if (sc.left != INT64_MAX)
+		ob->cursor = sc.left;
+	else
+		ob->cursor = sc.rows >= limit ? sc.last : sc.now;
 	lease_new(ob, first);
 	int64_t t = HF_OUTBOX_POLL_MS;
 	if (sc.wake) {
@@ -293,15 +338,14 @@ static void *outbox_main(void *arg)
 		bool full = now - last_scan >= HF_OUTBOX_RESCAN_MS;
 		bool soon = ob->nready == 0 || full;
 		if (((kicked || freed) && soon) || now >= next_scan) {
-			full = full || kicked || now >= next_scan;
-			int64_t next =
-			    now + (can ? scan(ob, !full) : HF_STORE_PROBE_MS);
-			if (full) {
+			bool complete = kicked || now >= next_scan;
+			full = full || complete;
+			int64_t next = now + (can ? scan(ob, complete, !full)
+						  : HF_STORE_PROBE_MS);
+			if (full)
 				last_scan = now;
+			if (complete || next < next_scan)
 				next_scan = next;
-			} else if (next < next_scan) {
-				next_scan = next;
-			}
 			if (can)
 				started += launch(ob);
 		}

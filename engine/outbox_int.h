@@ -130,6 +130,9 @@ struct hf_outbox {
 	struct job *ready, **ready_tail;
 	int nready;
 	size_t ready_bytes;
+	/* Where a scan that is not complete starts (next_at, wall ms; scan()
+	 * in outbox.c). Outbox thread only. */
+	int64_t cursor;
 	/* Easy handles of finished attempts, reset, for the next ones (their
 	 * allocations cost as much as the request). Outbox thread only. */
 	CURL *spare[HF_OUTBOX_MAX_INFLIGHT];
