@@ -206,6 +206,12 @@ void hf_outbox_run_timers(struct hf_outbox *ob)
 	if (m && ob->curl_due >= 0 && hf_mono_ms() >= ob->curl_due) {
 		ob->curl_due = -1;
 		curl_multi_socket_action(m, CURL_SOCKET_TIMEOUT, 0, &running);
+		/* curl calls on_timer only when its next expiry changed: one it
+		 * had reported already (fired a little early) is asked for. */
+		long ms;
+		if (ob->curl_due < 0 &&
+		    curl_multi_timeout(m, &ms) == CURLM_OK && ms >= 0)
+			ob->curl_due = hf_mono_ms() + ms;
 	}
 }
 
