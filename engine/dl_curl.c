@@ -1,6 +1,6 @@
 /* dl_curl.c - libcurl, loaded on first use: the binary does not link
  * libcurl; this module defines the few curl_* functions hookflow calls
- * (lua_http.c, outbox.c, outbox_schedule.c include <curl/curl.h>, found by
+ * (lua_http.c, outbox*.c include <curl/curl.h>, found by
  * pkg-config, and call them as usual), and the first call dlopen()s the
  * soname libcurl.so.4 and resolves them.
  *
@@ -43,13 +43,10 @@
 	X(CURLMcode, curl_multi_add_handle, (CURLM * m, CURL * c), (m, c))     \
 	X(CURLMcode, curl_multi_remove_handle, (CURLM * m, CURL * c), (m, c))  \
 	X(CURLMsg *, curl_multi_info_read, (CURLM * m, int *left), (m, left))  \
-	X(CURLMcode, curl_multi_perform, (CURLM * m, int *running),            \
-	  (m, running))                                                        \
-	X(CURLMcode, curl_multi_poll,                                          \
-	  (CURLM * m, struct curl_waitfd extra[], unsigned int n, int ms,      \
-	   int *ret),                                                          \
-	  (m, extra, n, ms, ret))                                              \
-	X(CURLMcode, curl_multi_wakeup, (CURLM * m), (m))                      \
+	X(CURLMcode, curl_multi_socket_action,                                 \
+	  (CURLM * m, curl_socket_t fd, int ev_bitmask, int *running),         \
+	  (m, fd, ev_bitmask, running))                                        \
+	X(CURLMcode, curl_multi_timeout, (CURLM * m, long *ms), (m, ms))       \
 	X(struct curl_slist *, curl_slist_append,                              \
 	  (struct curl_slist * l, const char *s), (l, s))
 #define CURL_VOID_FUNCTIONS(X)                                                 \

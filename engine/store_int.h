@@ -44,7 +44,7 @@ struct hf_store_ops {
 	json_t *(*deliveries_json)(struct hf_store *s, const char *status,
 				   int limit);
 	json_t *(*delivery_json)(struct hf_store *s, const char *id);
-	int (*pending_deliveries)(struct hf_store *s, int limit,
+	int (*pending_deliveries)(struct hf_store *s, int64_t from, int limit,
 				  int (*fn)(const struct hf_delivery *d,
 					    void *arg),
 				  void *arg);

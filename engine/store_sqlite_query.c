@@ -477,7 +477,7 @@ static int pending_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	return rc != 0;
 }
 
-int hf_sqlite_pending_deliveries(struct hf_store *s, int limit,
+int hf_sqlite_pending_deliveries(struct hf_store *s, int64_t from, int limit,
 				 int (*fn)(const struct hf_delivery *d,
 					   void *arg),
 				 void *arg)
@@ -487,9 +487,9 @@ int hf_sqlite_pending_deliveries(struct hf_store *s, int limit,
 			   "SELECT id, url, payload, headers, secret,"
 			   " attempts, max_attempts, backoff_ms,"
 			   " timeout_ms, next_at FROM deliveries"
-			   " WHERE status = 'pending' ORDER BY"
-			   " next_at LIMIT ?1",
-			   "i", limit) < 0)
+			   " WHERE status = 'pending' AND next_at >= ?2"
+			   " ORDER BY next_at LIMIT ?1",
+			   "iI", limit, from) < 0)
 		return -1;
 	return p.n;
 }

@@ -168,9 +168,10 @@ struct hf_delivery {
 	int64_t next_at;    /* wall ms of the next attempt */
 };
 /* Calls fn for at most limit pending deliveries, soonest next_at first (the
- * partial index on next_at makes this cheap), until fn returns non-zero.
- * Returns how many rows fn saw, or -1. Any thread (a read connection). */
-int hf_store_pending_deliveries(struct hf_store *s, int limit,
+ * partial index on next_at makes this cheap), until fn returns non-zero;
+ * only those with next_at >= from (INT64_MIN: all). Returns how many rows
+ * fn saw, or -1. Any thread (a read connection). */
+int hf_store_pending_deliveries(struct hf_store *s, int64_t from, int limit,
 				int (*fn)(const struct hf_delivery *d,
 					  void *arg),
 				void *arg);
