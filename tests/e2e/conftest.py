@@ -102,6 +102,12 @@ def pytest_sessionfinish(session, exitstatus):
         _pg["cluster"] = None
 
 
+# A report of AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer
+# on a server's stderr (the sanitizer build of CI's second pass).
+SANITIZER_REPORT = re.compile(
+    r"ERROR: (Address|Leak)Sanitizer|runtime error: |SUMMARY: \w+Sanitizer")
+
+
 def wait_for(cond, timeout=10.0, interval=0.02, what="condition"):
     """Polls cond() until it returns a truthy value or timeout passes."""
     deadline = time.monotonic() + timeout
@@ -166,6 +172,9 @@ class Server:
         self.proc = None
         self.port = None
         self.stderr_lines = []
+        # Sanitizer reports of every life of this server (a restart starts
+        # stderr_lines over): the fixture fails the test on any.
+        self.sanitizer_reports = []
 
     def write_workflow(self, name, text):
         if not name.endswith((".yml", ".yaml")):
@@ -189,13 +198,16 @@ class Server:
         def pump():
             for line in self.proc.stderr:
                 self.stderr_lines.append(line.rstrip("\n"))
+                if SANITIZER_REPORT.search(line):
+                    self.sanitizer_reports.append(line.rstrip("\n"))
                 m = re.search(r"listening on http://[\d.]+:(\d+)", line)
                 if m:
                     self.port = int(m.group(1))
                     ready.set()
             ready.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        self.pump = threading.Thread(target=pump, daemon=True)
+        self.pump.start()
         ready.wait(timeout)
         if not self.port:
             self.kill()
@@ -270,8 +282,21 @@ def server(tmp_path):
         return s.start() if start else s
 
     yield make
+    # A clean stop where the test left the server running, so that the
+    # sanitizer build reports leaks (a server still busy after 5 s is killed);
+    # then any sanitizer report of any of its lives fails the test.
     for s in started:
+        if s.proc and s.proc.poll() is None:
+            s.proc.send_signal(signal.SIGTERM)
+            try:
+                s.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
         s.kill()
+        if getattr(s, "pump", None):
+            s.pump.join(5)  # the last lines (a leak report) read
+    reports = [r for s in started for r in s.sanitizer_reports]
+    assert not reports, "sanitizer reports:\n" + "\n".join(reports)
 
 
 class Receiver:
