@@ -443,3 +443,164 @@ def test_signal_flood(server):
     r = srv.post("/approvals", {"ticket": 42})
     assert r.status == 202 and r.json()["resumed"] == [], r
     assert srv.wait_run(rid)["status"] == "succeeded"
+
+
+TWO_WAITS = """
+name: two
+on:
+  webhook: { path: /two }
+steps:
+  - id: ask1
+    run: return run.resume_url
+  - id: w1
+    wait_for: { path: /two-sig, timeout: 1h }
+  - id: ask2
+    run: return run.resume_url
+  - id: w2
+    wait_for: { path: /two-sig, if: "signal.body.never == true", timeout: 1h }
+  - id: done
+    run: return { steps.w1, steps.w2 }
+"""
+
+
+def test_resume_url_of_an_earlier_wait(server):
+    """A resume URL is for one wait_for step: once the run waits at a later
+    one, the earlier URL is 410 (it cannot resume the later wait); the
+    later one's URL resumes it, once."""
+    srv = server(workflows={"two": TWO_WAITS})
+    r = srv.post("/two", {})
+    rid = r.json()["runs"][0]
+    run = waiting(srv, rid)
+    u1 = run["steps"][0]["output"].split(f":{srv.port}", 1)[1]
+    assert srv.post(u1, {"first": 1}).json()["resumed"] == [rid]
+    run = wait_for(lambda: (lambda x: x if x["status"] == "waiting" and
+                            x["waiting"]["step"] == "w2" else None)(srv.run(rid)),
+                   15, what="the second wait")
+    u2 = run["steps"][2]["output"].split(f":{srv.port}", 1)[1]
+    assert u1 != u2
+    assert srv.post(u1, {"again": 1}).status == 410
+    assert srv.run(rid)["status"] == "waiting"
+    r = srv.post(u2, {"second": 2})
+    assert r.status == 202 and r.json()["resumed"] == [rid], r
+    done = srv.wait_run(rid)
+    assert done["status"] == "succeeded"
+    assert done["steps"][-1]["output"] == [{"first": 1}, {"second": 2}]
+    assert srv.post(u2, {"x": 1}).status == 410
+
+
+GATED = """
+name: gated
+on:
+  webhook: { path: /gated }
+steps:
+  - id: a
+    run: |
+      local x = 0
+      for i = 1, 20000 do x = x + i end
+      return x
+  - id: b
+    run: return "b ran"
+"""
+
+
+def test_cancel_races_with_commits(server):
+    """Cancels sent while steps run and commit, twice each: a 202 means the
+    run ends cancelled and step b never ran after it; a 409 means it had
+    finished; nothing else, and every run ends."""
+    srv = server(workflows={"gated": GATED})
+    ids = [srv.post("/gated", {}).json()["runs"][0] for _ in range(30)]
+    codes = {}
+
+    def cancel(rid):
+        codes[rid] = [srv.api("POST", f"/api/runs/{rid}/cancel").status
+                      for _ in range(2)]
+
+    ts = [threading.Thread(target=cancel, args=(rid,)) for rid in ids]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    for rid in ids:
+        run = srv.wait_run(rid, timeout=60, statuses=ENDS)
+        c = codes[rid]
+        assert all(x in (202, 409) for x in c), (rid, c)
+        if 202 in c:
+            assert run["status"] == "cancelled", (c, run)
+            assert c[1] == 409 or c[0] == 409 or c == [202, 202], c
+        else:
+            assert run["status"] == "succeeded", (c, run)
+        ran = [s["id"] for s in run["steps"]]
+        if run["status"] == "cancelled":
+            assert ran in ([], ["a"], ["a", "b"]), run
+        else:
+            assert ran == ["a", "b"], run
+    alive(srv)
+
+
+STOPPABLE = """
+name: stoppable
+on:
+  webhook: { path: /stoppable }
+cancel_on:
+  - path: /stop-all
+    if: signal.body.k == event.body.k
+steps:
+  - id: nap
+    sleep: 1h
+"""
+
+
+def test_cancel_on_flood(server):
+    """A flood of cancel_on requests, most matching nothing: each is
+    answered, exactly the matching waiting runs end cancelled, the others
+    keep waiting, the server serves after."""
+    srv = server(workflows={"stoppable": STOPPABLE})
+    ids = {k: srv.post("/stoppable", {"k": k}).json()["runs"][0] for k in range(5)}
+    for rid in ids.values():
+        waiting(srv, rid)
+    codes = []
+    lock = threading.Lock()
+
+    def flood(t):
+        for n in range(40):
+            k = 1000 + t * 100 + n if n != 39 else t  # each thread ends matching
+            try:
+                c = srv.post("/stop-all", {"k": k}, timeout=30).status
+            except (ConnectionError, OSError):
+                c = 0
+            with lock:
+                codes.append(c)
+
+    ts = [threading.Thread(target=flood, args=(t,)) for t in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert codes and all(c in (202, 404, 503) for c in codes), set(codes)
+    for k in range(3):
+        wait_for(lambda: srv.run(ids[k])["status"] == "cancelled", 30,
+                 what=f"run {k} cancelled")
+    for k in (3, 4):
+        assert srv.run(ids[k])["status"] == "waiting"
+    alive(srv)
+
+
+def test_api_nodes_and_odd_ids(server):
+    """GET /api/nodes needs the admin token; other methods are refused;
+    odd run ids on the API (traversal, encodings, huge) are 4xx."""
+    srv = server(workflows={"approver": APPROVER})
+    assert srv.get("/api/nodes").status == 401
+    assert srv.request("GET", "/api/nodes", None,
+                       {"Authorization": "Bearer nope"}).status == 401
+    r = srv.api("GET", "/api/nodes")
+    assert r.status == 200 and "nodes" in r.json(), r
+    for m in ("POST", "DELETE", "PUT"):
+        assert 400 <= srv.api(m, "/api/nodes").status < 500, m
+    for bad in ("..%2f..%2fhealthz", "%2e%2e", "a" * 60000, "run_x%00y",
+                "run_%ff", "run_" + "9" * 5000):
+        try:
+            code = srv.api("GET", f"/api/runs/{bad}").status
+        except (ConnectionError, OSError):
+            code = 0
+        assert code == 0 or 400 <= code < 500, (bad[:30], code)
+    alive(srv)
