@@ -604,3 +604,33 @@ def test_api_nodes_and_odd_ids(server):
             code = 0
         assert code == 0 or 400 <= code < 500, (bad[:30], code)
     alive(srv)
+
+
+UNTIL_VALUES = {
+    "nan": "0/0", "inf": "math.huge", "ninf": "-math.huge", "neg": "-1",
+    "zero": "0", "bad": "'9999-99-99T99:99:99Z'", "iso_neg": "'-0001-01-01T00:00:00Z'",
+    "huge": "string.rep('1', 5000000)", "tbl": "{1}", "big": "1e300",
+    "str_num": "'1e300'", "str_nan": "'nan'", "intmax": "math.maxinteger",
+    "bool": "true", "loop": "(function() while true do end end)()",
+}
+
+
+def test_until_values(server):
+    """`until:` values that are not times (NaN, infinities, negative, huge
+    numbers and strings, tables, booleans, a loop) fail the step with an
+    error; a far ISO time parks; the server serves after."""
+    wfs = {}
+    for k, v in dict(UNTIL_VALUES, far="'9999-12-31T23:59:59Z'").items():
+        timeout = "    timeout: 2s\n" if k == "loop" else ""
+        wfs[k] = (f"name: {k}\non:\n  webhook: {{ path: /{k} }}\nsteps:\n"
+                  f"  - id: u\n{timeout}    until: \"${{{{ {v} }}}}\"\n"
+                  "  - id: after\n    run: return 1\n")
+    srv = server(workflows=wfs)
+    ids = {k: srv.post(f"/{k}", {}).json()["runs"][0] for k in wfs}
+    for k in UNTIL_VALUES:
+        run = srv.wait_run(ids[k], timeout=60)
+        assert run["status"] == "failed" and run["error"], (k, run)
+        assert [s["id"] for s in run["steps"]] in ([], ["u"]), (k, run)
+    run = waiting(srv, ids["far"])
+    assert run["waiting"]["until"].startswith("9999-12-31"), run
+    alive(srv)
