@@ -634,3 +634,53 @@ def test_until_values(server):
     run = waiting(srv, ids["far"])
     assert run["waiting"]["until"].startswith("9999-12-31"), run
     alive(srv)
+
+
+ON_FAILURE = """
+name: {name}
+on:
+  webhook: {{ path: /{name} }}
+steps:
+  - id: a
+    run: |
+      {fail}
+on_failure:
+  - id: alert
+    run: |
+      return {{ n = #failure.error, step = failure.step }}
+  - id: loop
+    timeout: 1s
+    run: |
+      while true do end
+  - id: after
+    run: |
+      return 1
+"""
+
+FAILS = {
+    "big": "error(string.rep('x', 20 * 1024 * 1024))",
+    "tostring": "error(setmetatable({}, { __tostring = function() while true do end end }))",
+    "table": "error({ big = string.rep('y', 10 * 1024 * 1024) })",
+    "oom": "local t = {} for i = 1, 1e9 do t[i] = string.rep('z', 1024) .. i end",
+}
+
+
+def test_on_failure_attacks(server):
+    """A run failing with an error of megabytes, an error object whose
+    __tostring loops, a table, or out of memory: the run ends failed with a
+    bounded error, its on_failure steps run once each (one that loops fails
+    on its limit and is recorded, not retried), the server serves after."""
+    wfs = {k: ON_FAILURE.format(name=k, fail=v) for k, v in FAILS.items()}
+    srv = server(workflows=wfs)
+    ids = {k: srv.post(f"/{k}", {}).json()["runs"][0] for k in FAILS}
+    for k in FAILS:
+        run = srv.wait_run(ids[k], timeout=120)
+        assert run["status"] == "failed", (k, run)
+        assert run["error"] and len(run["error"]) < 64 * 1024, (k, len(run["error"]))
+        steps = {s["id"]: s for s in run["steps"]}
+        assert steps["on_failure.alert"]["status"] == "succeeded", (k, steps)
+        out = steps["on_failure.alert"]["output"]
+        assert out["step"] == "a" and 0 < out["n"] < 64 * 1024, (k, out)
+        assert steps["on_failure.loop"]["status"] == "failed", (k, steps)
+        assert [s["id"] for s in run["steps"]].count("on_failure.loop") == 1
+    alive(srv)
