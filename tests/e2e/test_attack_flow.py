@@ -684,3 +684,52 @@ def test_on_failure_attacks(server):
         assert steps["on_failure.loop"]["status"] == "failed", (k, steps)
         assert [s["id"] for s in run["steps"]].count("on_failure.loop") == 1
     alive(srv)
+
+
+def test_cli_cancel_odd_ids(server):
+    """`hookflow cancel` with ids that are not runs (traversal, huge, NUL
+    free but odd bytes, empty) exits non-zero with a message; the waiting
+    run is untouched and cancelled by its own id."""
+    srv = server(workflows={"approver": APPROVER})
+    rid, _ = start_waiting(srv, 1)
+    for bad in ("", "../../etc/passwd", "run_%00", "a" * 100000, rid + "x",
+                rid[:-1], "' OR 1=1 --", "-h-"):
+        p = srv.cli("cancel", bad, "--state", str(srv.state))
+        assert p.returncode != 0 and p.stderr.strip(), (bad[:30], p)
+    assert srv.run(rid)["status"] == "waiting"
+    p = srv.cli("cancel", rid, "--state", str(srv.state))
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: srv.run(rid)["status"] == "cancelled", 15,
+             what="the cancel taken")
+    alive(srv)
+
+
+def test_signal_flood_on_costly_ifs(server):
+    """Runs whose wait_for.if loops to its limit, and signals to their path
+    sent in parallel: every signal is answered (each `if:` stopped by the
+    sandbox), and a sane waiter's signal on another path too."""
+    wfs = {"loop": evil_waiter("loop", "/sig-loop", EVIL["loop"]),
+           "good": evil_waiter("good", "/sig-good", "signal.body.n == event.body.n")}
+    srv = server(workflows=wfs)
+    loops = [srv.post("/start-loop", {"n": i}).json()["runs"][0] for i in range(8)]
+    good = srv.post("/start-good", {"n": 1}).json()["runs"][0]
+    for rid in loops + [good]:
+        waiting(srv, rid)
+    codes = []
+
+    def sig():
+        try:
+            codes.append(srv.post("/sig-loop", {"n": 1}, timeout=120).status)
+        except (ConnectionError, OSError):
+            codes.append(0)
+
+    ts = [threading.Thread(target=sig) for _ in range(6)]
+    for t in ts:
+        t.start()
+    r = srv.post("/sig-good", {"n": 1}, timeout=120)
+    for t in ts:
+        t.join(150)
+    assert r.status == 202 and r.json()["resumed"] == [good], r
+    assert codes == [202] * 6, codes
+    assert all(srv.run(rid)["status"] == "waiting" for rid in loops)
+    alive(srv)
