@@ -10,6 +10,7 @@
  * Neighbours: throttle.c and debounce.c (the decisions), store_pg.c (the
  * schema, version 4). */
 #include "hf_crypto.h"
+#include "hf_limits.h"
 #include "store_pg.h"
 
 #include <assert.h>
@@ -24,16 +25,14 @@ const char hf_pg_shared_schema[] =
     " at BIGINT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS throttle_key ON throttle(key, at);";
 
-/* A key as stored in an indexed column: as it is up to KEY_MAX bytes,
- * else "sha256:" and its digest (a B-tree row holds at most about 2.7 KB: a
- * longer key was refused, leaving the run neither throttled nor debounced). */
-#define KEY_MAX 512
-
+/* A key as stored in an indexed column: as it is up to HF_KEY_STORED_MAX
+ * bytes, else "sha256:" and its digest (a B-tree row holds at most about 2.7
+ * KB: a longer key was refused, the run neither throttled nor debounced). */
 static char *stored_key(const char *prefix, const char *key)
 {
 	char *k = hf_xasprintf("%s%s", prefix, key);
 	size_t n = strlen(k);
-	if (n <= KEY_MAX)
+	if (n <= HF_KEY_STORED_MAX)
 		return k;
 	unsigned char d[32];
 	char hex[65];

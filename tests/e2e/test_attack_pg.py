@@ -82,6 +82,37 @@ def test_huge_flow_keys(server):
     assert srv.wait_run(r.json()["runs"][0], timeout=60)["status"] == "succeeded"
 
 
+@pytest.mark.skipif(not PG_MODE, reason="the keys are indexed on PostgreSQL")
+def test_huge_dedupe_and_concurrency_keys(server):
+    """A dedupe or concurrency key of hundreds of KiB (from the sender's
+    body) on a PostgreSQL state: the event is stored (it was 503 forever:
+    the key's index refused the row), a repeat is a duplicate, and a lane
+    of such a key runs its runs one at a time to the end."""
+    srv = server(workflows={
+        "dd": "name: dd\non:\n  webhook:\n    path: /dd\n"
+              "    dedupe: event.body.k\nsteps:\n  - id: s\n"
+              "    run: return event.body.n\n",
+        "cc": "name: cc\non:\n  webhook: { path: /cc }\n"
+              "concurrency: { key: event.body.k, max: 1 }\nsteps:\n"
+              "  - id: s\n    run: return event.body.n\n"})
+    key = os.urandom(200 * 1024).hex()
+    r = srv.post("/dd", {"k": key, "n": 1}, timeout=60)
+    assert r.status == 202, r
+    first = r.json()
+    r = srv.post("/dd", {"k": key, "n": 2}, timeout=60)
+    assert r.status == 200 and r.json() == {"event": first["event"],
+                                            "duplicate": True}, r
+    assert srv.wait_run(first["runs"][0])["status"] == "succeeded"
+    ids = []
+    for n in range(3):
+        r = srv.post("/cc", {"k": key, "n": n}, timeout=60)
+        assert r.status == 202, r
+        ids.append(r.json()["runs"][0])
+    for rid in ids:
+        assert srv.wait_run(rid, timeout=60)["status"] == "succeeded"
+    assert srv.get("/healthz").status == 200
+
+
 # ---- db.* over --data postgres:// ----
 
 _dbs = iter(range(1, 10_000))
