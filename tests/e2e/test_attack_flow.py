@@ -733,3 +733,27 @@ def test_signal_flood_on_costly_ifs(server):
     assert codes == [202] * 6, codes
     assert all(srv.run(rid)["status"] == "waiting" for rid in loops)
     alive(srv)
+
+
+def test_acknowledged_resumes_survive_sigkill(server):
+    """A resume acknowledged (202 with the run in "resumed"), by its URL or
+    by a signal, then a SIGKILL at once: after the restart the run goes on
+    with that body, never waits again; a cancel acknowledged (202) then a
+    SIGKILL leaves it cancelled."""
+    srv = server(workflows={"approver": APPROVER})
+    for round_ in range(3):
+        a, pa = start_waiting(srv, 10 * round_ + 1)
+        b, _ = start_waiting(srv, 10 * round_ + 2)
+        c, _ = start_waiting(srv, 10 * round_ + 3)
+        r = srv.post(pa, {"via": "url"})
+        assert r.status == 202 and r.json()["resumed"] == [a], r
+        r = srv.post("/approvals", {"ticket": 10 * round_ + 2, "via": "signal"})
+        assert r.status == 202 and r.json()["resumed"] == [b], r
+        assert srv.api("POST", f"/api/runs/{c}/cancel").status == 202
+        srv.kill()
+        srv.start()
+        da, db_ = srv.wait_run(a, timeout=30), srv.wait_run(b, timeout=30)
+        assert da["status"] == "succeeded" and da["steps"][-1]["output"] == {"via": "url"}, da
+        assert db_["status"] == "succeeded" and db_["steps"][-1]["output"]["via"] == "signal", db_
+        assert srv.run(c)["status"] == "cancelled"
+        assert srv.post(pa, {"again": 1}).status == 410
