@@ -201,6 +201,10 @@ static bool push_json(lua_State *L, struct call *c, const char *v, size_t n)
 	json_error_t jerr;
 	c->json = json_loadb(v, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 	if (!c->json) {
+		/* nested past jansson's depth: an error, as json.decode's
+		 * (pushed as text it would pass for a string) */
+		if (json_error_code(&jerr) == json_error_stack_overflow)
+			luaL_error(L, "%s: JSON nested too deeply", c->what);
 		/* beyond what jansson reads (an integer past 64 bits) */
 		lua_pushlstring(L, v, n);
 		return true;

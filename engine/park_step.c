@@ -96,8 +96,8 @@ bool hf_park_resume_check(const char *path, char run_id[HF_ID_SIZE], int *step)
 		return false;
 	const char *num = id + idn + 1;
 	size_t nn = strspn(num, "0123456789");
-	if (nn == 0 || nn > 4 || num[nn] != '/')
-		return false;
+	if (nn == 0 || nn > 4 || num[nn] != '/' || (nn > 1 && num[0] == '0'))
+		return false; /* one spelling per URL: no leading zeros */
 	memcpy(run_id, id, idn);
 	run_id[idn] = '\0';
 	*step = (int)strtol(num, NULL, 10);

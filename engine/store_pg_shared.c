@@ -9,6 +9,8 @@
  *
  * Neighbours: throttle.c and debounce.c (the decisions), store_pg.c (the
  * schema, version 4). */
+#include "hf_crypto.h"
+#include "hf_limits.h"
 #include "store_pg.h"
 
 #include <assert.h>
@@ -23,10 +25,30 @@ const char hf_pg_shared_schema[] =
     " at BIGINT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS throttle_key ON throttle(key, at);";
 
+/* A key as stored in an indexed column: as it is up to HF_KEY_STORED_MAX
+ * bytes, else "sha256:" and its digest (a B-tree row holds at most about 2.7
+ * KB: a longer key was refused, the run neither throttled nor debounced). */
+static char *stored_key(const char *prefix, const char *key)
+{
+	char *k = hf_xasprintf("%s%s", prefix, key);
+	size_t n = strlen(k);
+	if (n <= HF_KEY_STORED_MAX)
+		return k;
+	unsigned char d[32];
+	char hex[65];
+	hf_sha256(k, n, d);
+	hf_hex_encode(d, sizeof d, hex);
+	free(k);
+	return hf_xasprintf("sha256:%s", hex);
+}
+
 /* Takes the row lock of "kind\nkey" for the writer's transaction. */
 static int lock_key(struct hf_pg_store *q, const char *kind, const char *key)
 {
 	char *k = hf_xasprintf("%s\n%s", kind, key);
+	char *sk = stored_key("", k);
+	free(k);
+	k = sk;
 	int rc = hf_pg_run(q, q->wconn,
 			   "INSERT INTO flow_keys(key) VALUES ($1)"
 			   " ON CONFLICT (key) DO NOTHING",
@@ -59,7 +81,9 @@ int hf_pg_throttle_reserve(struct hf_store *s, const char *key, int limit,
 	if (lock_key(q, "throttle", key) < 0)
 		return -1;
 	int64_t made_at = hf_now_ms(); /* after the lock: one order of starts */
-	char *made_key = hf_xasprintf("started\n%s", key);
+	char *made_key = stored_key("started\n", key);
+	char *long_key = stored_key("", key);
+	key = long_key;
 	/* A woken run's reservation moves to its start (or later). */
 	if (own != INT64_MIN &&
 	    hf_pg_run(q, q->wconn,
@@ -100,11 +124,13 @@ int hf_pg_throttle_reserve(struct hf_store *s, const char *key, int limit,
 		       made_key, made_at) < 0))
 		goto fail;
 	free(made_key);
+	free(long_key);
 	*now = made_at;
 	*at = t;
 	return 0;
 fail:
 	free(made_key);
+	free(long_key);
 	return -1;
 }
 

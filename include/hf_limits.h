@@ -713,4 +713,11 @@
 #define HF_PARK_SIGNAL_PAGE 256
 #endif
 
+/* The longest dedupe, concurrency, throttle or debounce key stored as it
+ * is; a longer one is stored as "sha256:" and its digest (PostgreSQL's
+ * B-tree indexes hold rows of about 2.7 KB at most). */
+#ifndef HF_KEY_STORED_MAX
+#define HF_KEY_STORED_MAX 512
+#endif
+
 #endif

@@ -147,6 +147,10 @@ static void test_lookup_and_urls(struct hf_workflow *wf)
 	    hf_xasprintf("/resume/%s/2/%s", run->id, strrchr(path, '/') + 1);
 	CHECK(!hf_park_resume_check(other, id, &step)); /* another step */
 	free(other);
+	other =
+	    hf_xasprintf("/resume/%s/04/%s", run->id, strrchr(path, '/') + 1);
+	CHECK(!hf_park_resume_check(other, id, &step)); /* one spelling */
+	free(other);
 	CHECK(!hf_park_resume_check("/resume/x", id, &step));
 	CHECK(hf_park_resume_url(run, 5) == NULL); /* no wait_for ahead */
 	free(url);
