@@ -21,9 +21,9 @@ ROOT = pathlib.Path(os.environ.get(
 BIN = os.environ.get("HOOKFLOW_BIN", str(ROOT / "build" / "hookflow"))
 
 # HF_TEST_STATE=postgres runs the suite against PostgreSQL: one throwaway
-# cluster for the session (pgcluster.py), a fresh database for every Server
-# (its `state` is then the database's URL), and the tests marked
-# `sqlite_only` (about SQLite files) skipped.
+# cluster for the session (pgcluster.py), two fresh databases for every
+# Server (its `state` and its `data` are then the databases' URLs), and the
+# tests marked `sqlite_only` (about SQLite files) skipped.
 PG_MODE = os.environ.get("HF_TEST_STATE") == "postgres"
 _pg = {"cluster": None, "n": 0}
 
@@ -42,22 +42,58 @@ def pg_state_url():
     return pg_cluster().url(f"hf_{os.getpid()}_{_pg['n']}")
 
 
+def pg_new_urls(n):
+    """postgres:// URLs of n new, empty databases, made by one psql (a
+    Server's two: most of its start's cost). The names are new in the
+    session's own cluster, so nothing needs dropping first."""
+    c = pg_cluster()
+    names = []
+    for _ in range(n):
+        _pg["n"] += 1
+        names.append(f"hf_{os.getpid()}_{_pg['n']}")
+    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(c.dir),
+           "-p", str(c.port), "-U", "postgres", "-d", "postgres"]
+    for name in names:
+        cmd += ["-c", f'CREATE DATABASE "{name}"']
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"psql failed: {r.stderr}")
+    return [f"postgres://postgres@{c.listen}:{c.port}/{name}" for name in names]
+
+
+def _pg_lit(v):
+    """v as an SQL literal for psql (the tests' own values, never users')."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
 def pg_query(url, sql, *args):
     """Rows of sql (SQLite's `?` placeholders) on the PostgreSQL database of
     url, as tuples of Python values: what sqlite3's fetchall() returns."""
-    def lit(v):
-        if v is None:
-            return "NULL"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        return "'" + str(v).replace("'", "''") + "'"
     parts = sql.split("?")
     assert len(parts) == len(args) + 1, (sql, args)
-    text = parts[0] + "".join(lit(a) + p for a, p in zip(args, parts[1:]))
+    text = parts[0] + "".join(_pg_lit(a) + p for a, p in zip(args, parts[1:]))
     out = pg_cluster().psql(
         f"SELECT coalesce(json_agg(t), '[]') FROM ({text}) t",
         db=url.rsplit("/", 1)[1])
-    return [tuple(row.values()) for row in json.loads(out)]
+    # each row's columns in order, duplicate names (count(*), count(x)) kept
+    rows = json.loads(out, object_pairs_hook=_Pairs)
+    return [tuple(_unpair(v) for _, v in row) for row in rows]
+
+
+class _Pairs(list):
+    """A JSON object as the list of its (name, value) pairs."""
+
+
+def _unpair(v):
+    if isinstance(v, _Pairs):
+        return {k: _unpair(x) for k, x in v}
+    if isinstance(v, list):
+        return [_unpair(x) for x in v]
+    return v
 
 
 def state_rows(state, sql, *args):
@@ -73,10 +109,61 @@ def state_rows(state, sql, *args):
         con.close()
 
 
+def is_pg(db):
+    """Whether db (a Server's state or data) is a PostgreSQL URL."""
+    return str(db).startswith(("postgres://", "postgresql://"))
+
+
+def data_rows(data, sql, *args):
+    """Rows of sql (with `?` placeholders) on a server's --data database
+    (srv.data: SQLite file or PostgreSQL URL), as sqlite3's fetchall()."""
+    return state_rows(data, sql, *args)
+
+
+def data_exec(data, sql, *args):
+    """Runs one statement (with `?` placeholders) on a server's --data
+    database, SQLite file or PostgreSQL URL alike, and commits it."""
+    if is_pg(data):
+        parts = sql.split("?")
+        assert len(parts) == len(args) + 1, (sql, args)
+        text = parts[0] + "".join(_pg_lit(a) + p for a, p in zip(args, parts[1:]))
+        pg_cluster().psql(text, db=str(data).rsplit("/", 1)[1])
+        return
+    import sqlite3
+    con = sqlite3.connect(str(data), timeout=10)
+    try:
+        con.execute(sql, args)
+        con.commit()
+    finally:
+        con.close()
+
+
+def data_tables(data, *ddl):
+    """Creates tables in a server's --data database before it starts, from
+    portable DDL (typed columns). `INTEGER PRIMARY KEY` (SQLite's rowid, given
+    on INSERT) is BIGSERIAL PRIMARY KEY on PostgreSQL; an SQLite file is put
+    in WAL mode so that the tests' readers never block the server."""
+    if is_pg(data):
+        for sql in ddl:
+            data_exec(data, sql.replace("INTEGER PRIMARY KEY",
+                                        "BIGSERIAL PRIMARY KEY"))
+        return
+    import sqlite3
+    con = sqlite3.connect(str(data))
+    con.execute("PRAGMA journal_mode=WAL")
+    for sql in ddl:
+        con.execute(sql)
+    con.commit()
+    con.close()
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "sqlite_only(reason): about the SQLite state file; "
         "skipped with HF_TEST_STATE=postgres")
+    config.addinivalue_line(
+        "markers", "sqlite_data_only(reason): about an SQLite --data file or "
+        "SQLite's SQL; skipped with HF_TEST_STATE=postgres")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -94,6 +181,12 @@ def pytest_collection_modifyitems(config, items):
             about = m.args[0] if m.args else "about the SQLite state file"
             item.add_marker(pytest.mark.skip(
                 reason=f"SQLite only (HF_TEST_STATE=postgres): {about}"))
+            continue
+        m = item.get_closest_marker("sqlite_data_only")
+        if m:
+            about = m.args[0] if m.args else "about an SQLite --data file"
+            item.add_marker(pytest.mark.skip(
+                reason=f"SQLite data only (HF_TEST_STATE=postgres): {about}"))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -164,8 +257,11 @@ class Server:
             self.write_workflow(name, text)
         for name, text in (scripts or {}).items():
             (self.scripts / name).write_text(textwrap.dedent(text))
-        self.state = pg_state_url() if PG_MODE else self.dir / "hookflow.db"
-        self.data = self.dir / "data.db"
+        if PG_MODE:
+            self.state, self.data = pg_new_urls(2)
+        else:
+            self.state = self.dir / "hookflow.db"
+            self.data = self.dir / "data.db"
         self.token = token
         self.args = list(args)
         self.env = dict(os.environ, **(env or {}))

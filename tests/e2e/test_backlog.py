@@ -9,7 +9,7 @@ import signal
 import sqlite3
 from collections import defaultdict
 
-from conftest import state_rows, wait_for
+from conftest import data_tables, state_rows, wait_for
 
 N = 240
 
@@ -59,12 +59,8 @@ def on_disk(srv, unfinished_only=False):
 
 
 def data_db(srv):
-    con = sqlite3.connect(srv.data)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("CREATE TABLE log(id INTEGER PRIMARY KEY, k TEXT, n INTEGER,"
-                " attempt INTEGER)")
-    con.commit()
-    con.close()
+    data_tables(srv.data, "CREATE TABLE log(id INTEGER PRIMARY KEY, k TEXT,"
+                " n INTEGER, attempt INTEGER)")
 
 
 def send(srv, n, first=0, conn=None):

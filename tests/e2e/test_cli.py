@@ -261,7 +261,7 @@ on:
 steps:
   - id: a
     run: |
-      db.exec("CREATE TABLE IF NOT EXISTS t(v)")
+      db.exec("CREATE TABLE IF NOT EXISTS t(v INTEGER)")
       db.exec("INSERT INTO t VALUES (?)", event.body.v)
       log.info("got", event.body.v)
       return { v = event.body.v, h = event.headers["x-thing"], m = event.method }

@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from conftest import BIN, pg_query, request, wait_for
+from conftest import (BIN, data_exec, data_tables, pg_query, request,
+                      wait_for)
 
 
 def wf(name, path, steps, extra=""):
@@ -29,12 +30,7 @@ def wf(name, path, steps, extra=""):
 
 def data_db(srv, *ddl):
     """Creates the data database's tables before the server opens it."""
-    con = sqlite3.connect(srv.data)
-    con.execute("PRAGMA journal_mode=WAL")
-    for sql in ddl:
-        con.execute(sql)
-    con.commit()
-    con.close()
+    data_tables(srv.data, *ddl)
 
 
 def q(path, sql, *args):
@@ -173,7 +169,7 @@ FLAKY = wf("flaky", "/flaky", """\
 
 def test_retry_schedule_survives_sigkill(server):
     srv = server(workflows={"flaky": FLAKY}, start=False)
-    data_db(srv, "CREATE TABLE tries(attempt INTEGER)", "CREATE TABLE flag(x)")
+    data_db(srv, "CREATE TABLE tries(attempt INTEGER)", "CREATE TABLE flag(x INTEGER)")
     srv.start()
     run_id = srv.post("/flaky", {}).json()["runs"][0]
     # the first try failed and its retry is scheduled (stored, not in memory)
@@ -182,10 +178,7 @@ def test_retry_schedule_survives_sigkill(server):
              what="a scheduled retry")
     srv.kill()
     assert q(srv.data, "SELECT attempt FROM tries") == [(1,)]
-    con = sqlite3.connect(srv.data)
-    con.execute("INSERT INTO flag VALUES (1)")
-    con.commit()
-    con.close()
+    data_exec(srv.data, "INSERT INTO flag VALUES (1)")
     srv.start()
     run = srv.wait_run(run_id, timeout=20)
     assert run["status"] == "succeeded", run
@@ -277,10 +270,7 @@ def test_concurrency_lanes_order_and_limit(server):
     assert parallel, log
 
     # max: 2 -> two of the same key at once, never three
-    con = sqlite3.connect(srv.data)
-    con.execute("DELETE FROM log")
-    con.commit()
-    con.close()
+    data_exec(srv.data, "DELETE FROM log")
     ids = [srv.post("/two", {"k": "c", "n": n}).json()["runs"][0]
            for n in range(1, 5)]
     for rid in ids:
@@ -568,16 +558,13 @@ RETRY = wf("twostep", "/twostep", """\
 
 def test_retry_reruns_from_the_failed_step(server):
     srv = server(workflows={"twostep": RETRY}, start=False)
-    data_db(srv, "CREATE TABLE firsts(x)", "CREATE TABLE flag(x)")
+    data_db(srv, "CREATE TABLE firsts(x INTEGER)", "CREATE TABLE flag(x INTEGER)")
     srv.start()
     rid = srv.post("/twostep", {}).json()["runs"][0]
     run = srv.wait_run(rid)
     assert run["status"] == "failed" and "flag missing" in run["error"]
     assert run["attempt"] == 1
-    con = sqlite3.connect(srv.data)
-    con.execute("INSERT INTO flag VALUES (1)")
-    con.commit()
-    con.close()
+    data_exec(srv.data, "INSERT INTO flag VALUES (1)")
     assert cli("retry", "run_nope", "--state", srv.state).returncode == 1
     p = cli("retry", rid, "--state", srv.state)
     assert p.returncode == 0, p.stderr

@@ -42,11 +42,16 @@ def files(directory, pattern):
 
 
 def example_server(server, name, sub="", env=None, args=(), start=True):
-    """A Server running examples/NAME[/SUB]'s workflows and scripts."""
+    """A Server running examples/NAME[/SUB]'s workflows and scripts. Its
+    --data is an SQLite file even with HF_TEST_STATE=postgres (--state is
+    then PostgreSQL): the examples' SQL is SQLite's (MAX(a, b) of two
+    values, millisecond times in INTEGER columns, seed.sql for sqlite3)."""
     base = EXAMPLES / name / sub if sub else EXAMPLES / name
-    return server(workflows=files(base / "workflows", "*.y*ml"),
-                  scripts=files(base / "scripts", "*.lua"),
-                  env=env, args=args, start=start)
+    srv = server(workflows=files(base / "workflows", "*.y*ml"),
+                 scripts=files(base / "scripts", "*.lua"),
+                 env=env, args=args, start=False)
+    srv.data = srv.dir / "data.db"
+    return srv.start() if start else srv
 
 
 def free_port():

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, state_rows, wait_for
+from conftest import BIN, data_exec, data_tables, state_rows, wait_for
 
 
 def wf(name, path, steps, extra=""):
@@ -19,19 +19,11 @@ def wf(name, path, steps, extra=""):
 
 
 def data_db(srv, *ddl):
-    con = sqlite3.connect(srv.data)
-    con.execute("PRAGMA journal_mode=WAL")
-    for sql in ddl:
-        con.execute(sql)
-    con.commit()
-    con.close()
+    data_tables(srv.data, *ddl)
 
 
 def set_flag(srv):
-    con = sqlite3.connect(srv.data, timeout=10)
-    con.execute("INSERT INTO flag VALUES (1)")
-    con.commit()
-    con.close()
+    data_exec(srv.data, "INSERT INTO flag VALUES (1)")
 
 
 def q(path, sql, *args):
@@ -65,7 +57,7 @@ FLAKY = wf("flaky", "/flaky", """\
 
 def test_history_across_cli_and_api_retries(server):
     srv = server(workflows={"flaky": FLAKY}, start=False)
-    data_db(srv, "CREATE TABLE flag(x)")
+    data_db(srv, "CREATE TABLE flag(x INTEGER)")
     srv.start()
     rid = srv.post("/flaky", {}).json()["runs"][0]
     run = srv.wait_run(rid)
@@ -142,7 +134,7 @@ def test_never_retried_run_and_old_database(server):
 
 def test_retention_deletes_history_with_its_run(server):
     srv = server(workflows={"flaky": FLAKY}, start=False, args=["--retain", "3s"])
-    data_db(srv, "CREATE TABLE flag(x)")
+    data_db(srv, "CREATE TABLE flag(x INTEGER)")
     srv.start()
     rid = srv.post("/flaky", {}).json()["runs"][0]
     assert srv.wait_run(rid)["status"] == "failed"

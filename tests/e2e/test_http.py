@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from conftest import request, wait_for
+from conftest import data_exec, data_tables, request, wait_for
 
 SIMPLE = """
 name: simple
@@ -300,10 +300,7 @@ def test_sync_timeout_gives_202_and_run_continues(server):
               while db.one("SELECT COUNT(*) AS n FROM go").n == 0 do n = n + 1 end
               return "released"
     """})
-    import sqlite3
-    con = sqlite3.connect(srv.data)
-    con.execute("CREATE TABLE go(x)")
-    con.commit()
+    data_tables(srv.data, "CREATE TABLE go(x INTEGER)")
     r = srv.post("/slow", {})
     assert r.status == 202, r
     body = r.json()
@@ -311,9 +308,7 @@ def test_sync_timeout_gives_202_and_run_continues(server):
     assert len(body["runs"]) == 1 and body["event"]
     rid = body["runs"][0]
     assert srv.run(rid)["status"] in ("queued", "running")
-    con.execute("INSERT INTO go VALUES (1)")
-    con.commit()
-    con.close()
+    data_exec(srv.data, "INSERT INTO go VALUES (1)")
     run = srv.wait_run(rid, timeout=20)
     assert run["status"] == "succeeded", run
     assert run["steps"][0]["output"] == "released"

@@ -110,6 +110,7 @@ DANGEROUS = [
 ]
 
 
+@pytest.mark.sqlite_data_only("SQLite's PRAGMAs on the --data file (test_data_pg.py has PostgreSQL's SET and friends)")
 def test_dangerous_pragmas_refused_and_server_keeps_working(server):
     srv = start(server)
     for name, sql in DANGEROUS:
@@ -125,6 +126,7 @@ def test_dangerous_pragmas_refused_and_server_keeps_working(server):
     assert len(srv.api("GET", "/api/runs?limit=100").json()["runs"]) >= 2 * len(DANGEROUS)
 
 
+@pytest.mark.sqlite_data_only("SQLite's PRAGMAs, TEMP objects and WAL mode of the --data file (test_data_pg.py: DISCARD ALL between steps)")
 def test_settings_do_not_leak_to_another_workflow(server, tmp_path):
     # one worker: every step shares one data connection
     srv = start(server, ["--data-sync", "full"])
@@ -154,6 +156,7 @@ def test_settings_do_not_leak_to_another_workflow(server, tmp_path):
         con.close()
 
 
+@pytest.mark.sqlite_data_only("SQLite's ATTACH, VACUUM INTO and load_extension")
 def test_attach_and_extensions_refused(server, tmp_path):
     srv = start(server)
     other = tmp_path / "elsewhere.db"
@@ -177,6 +180,7 @@ def vm_kib(pid, field):
     raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
+@pytest.mark.sqlite_data_only("SQLite's randomblob/zeroblob and its memory per call")
 def test_randomblob_capped_by_max_value(server):
     srv = start(server)
     step = assert_refused(
@@ -232,6 +236,7 @@ steps:
 """
 
 
+@pytest.mark.sqlite_data_only("SQLite's randomblob; test_data_pg.py checks --max-value on PostgreSQL")
 def test_max_value_option(server):
     srv = server(workflows={"sql": RUN_SQL, "other": OTHER, "big": BIG},
                  args=["--workers", "1", "--max-value", "1MiB"])
@@ -259,6 +264,7 @@ def test_bad_max_value_refused(tmp_path):
     assert "--max-value" in p.stderr
 
 
+@pytest.mark.sqlite_data_only("SQLite's introspection PRAGMAs")
 def test_introspection_pragmas_work(server):
     srv = server(workflows={"i": """\
         name: i

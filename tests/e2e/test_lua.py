@@ -1,12 +1,11 @@
 """End-to-end tests for the Lua globals and step semantics (docs/reference.md,
 "Steps" and "Lua"), run through the real server."""
 import json
-import sqlite3
 import textwrap
 
 import pytest
 
-from conftest import wait_for
+from conftest import data_rows, wait_for
 
 
 def workflow(name, steps, path=None, extra=""):
@@ -261,13 +260,13 @@ def test_crypto_vectors(server):
 def test_db_exec_query_one_bound(server):
     srv, eid, run, step = one_step(server, """
         db.exec("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, name TEXT, score REAL, flag INTEGER)")
-        local n1 = db.exec("INSERT INTO t(name, score, flag) VALUES (?, ?, ?)", "alice", 1.5, 1)
-        local n2 = db.exec("INSERT INTO t(name, score, flag) VALUES (?, ?, ?)", event.body.evil, 2, 0)
+        local n1 = db.exec("INSERT INTO t(id, name, score, flag) VALUES (?, ?, ?, ?)", 1, "alice", 1.5, 1)
+        local n2 = db.exec("INSERT INTO t(id, name, score, flag) VALUES (?, ?, ?, ?)", 2, event.body.evil, 2, 0)
         local changed = db.exec("UPDATE t SET score = score + 1")
         local rows = db.query("SELECT id, name, score FROM t ORDER BY id")
         local one = db.one("SELECT name FROM t WHERE name = ?", "alice")
         local none = db.one("SELECT name FROM t WHERE name = ?", "nobody")
-        local empty = db.query("SELECT * FROM t WHERE 0")
+        local empty = db.query("SELECT * FROM t WHERE 1 = 0")
         local null_row = db.one("SELECT NULL AS x, 3 AS y")
         return { n1 = n1, n2 = n2, changed = changed, rows = rows, one = one,
                  none_is_nil = none == nil, empty_len = #empty,
@@ -283,11 +282,7 @@ def test_db_exec_query_one_bound(server):
     assert out["none_is_nil"] is True and out["empty_len"] == 0
     assert out["null_x_absent"] is True and out["y"] == 3
     srv.stop()
-    con = sqlite3.connect(srv.data)
-    try:
-        rows = con.execute("SELECT id, name, score, flag FROM t ORDER BY id").fetchall()
-    finally:
-        con.close()
+    rows = data_rows(srv.data, "SELECT id, name, score, flag FROM t ORDER BY id")
     assert rows == [(1, "alice", 2.5, 1), (2, "x'); DROP TABLE t; --", 3.0, 0)]
 
 
@@ -310,11 +305,7 @@ def test_db_tx_commit_and_rollback(server):
     assert out["r"] == "tx result"
     assert out["ok"] is False and "abort the tx" in out["err"]
     assert out["n"] == 1 and out["v"] == "kept"
-    con = sqlite3.connect(srv.data)
-    try:
-        assert con.execute("SELECT v FROM t").fetchall() == [("kept",)]
-    finally:
-        con.close()
+    assert data_rows(srv.data, "SELECT v FROM t") == [("kept",)]
 
 
 def test_db_tx_error_fails_step_and_rolls_back(server):
@@ -332,11 +323,7 @@ def test_db_tx_error_fails_step_and_rolls_back(server):
     _, run = fire(srv, "/w")
     assert run["status"] == "failed"
     assert "fail inside tx" in run["steps"][1]["error"]
-    con = sqlite3.connect(srv.data)
-    try:
-        assert con.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
-    finally:
-        con.close()
+    assert data_rows(srv.data, "SELECT COUNT(*) FROM t")[0][0] == 0
 
 
 def test_db_sql_error_fails_step(server):

@@ -449,7 +449,6 @@ def test_sync_caller_of_a_parked_run_gets_202(server):
     assert done["status"] == "succeeded", done
 
 
-@pytest.mark.sqlite_only("the dashboard is the same on either backend")
 def test_dashboard_shows_a_waiting_run(server):
     """The dashboard filters runs by `waiting` and shows what a run waits
     for (Chromium over WebDriver, as test_ui.py)."""

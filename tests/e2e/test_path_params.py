@@ -4,11 +4,10 @@ and `event.params`): `/tickets/{id}` matches one segment, the values are in
 the API; a literal path wins over a pattern; 404/405 as for literal paths;
 `hookflow check` reports a bad pattern at FILE:LINE:COL."""
 import re
-import sqlite3
 import subprocess
 import textwrap
 
-from conftest import BIN
+from conftest import BIN, data_exec
 
 TICKET = """
 name: ticket
@@ -163,9 +162,8 @@ def test_params_after_restart_and_retry(server):
     run_id = r.json()["runs"][0]
     assert srv.wait_run(run_id)["status"] == "failed"
     srv.restart()
-    with sqlite3.connect(srv.data) as db:
-        db.execute("CREATE TABLE IF NOT EXISTS gate(x)")
-        db.execute("INSERT INTO gate VALUES (1)")
+    data_exec(srv.data, "CREATE TABLE IF NOT EXISTS gate(x INTEGER)")
+    data_exec(srv.data, "INSERT INTO gate VALUES (1)")
     rr = srv.api("POST", f"/api/runs/{run_id}/retry")
     assert rr.status in (200, 202), rr
     run = srv.wait_run(run_id, statuses=("succeeded",))

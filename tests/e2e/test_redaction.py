@@ -44,7 +44,7 @@ on:
 steps:
   - id: seen
     run: |
-      db.exec("CREATE TABLE IF NOT EXISTS t(x)")
+      db.exec("CREATE TABLE IF NOT EXISTS t(x INTEGER)")
       return { auth_kept = event.headers.authorization == "Bearer in-secret-zq",
                cookie_kept = event.headers.cookie == "session=cookie-zq" }
 """

@@ -14,7 +14,8 @@ import time
 import pytest
 
 import pgcluster
-from conftest import BIN, Server, pg_cluster, pg_query, pg_state_url, wait_for
+from conftest import (BIN, Server, data_tables, pg_cluster, pg_query,
+                      pg_state_url, wait_for)
 
 pytestmark = pytest.mark.skipif(pgcluster.available() is not None,
                                 reason=f"PostgreSQL: {pgcluster.available()}")
@@ -209,11 +210,7 @@ def test_retry_keeps_the_failed_attempt_in_history(tmp_path):
               return {n = n}
         """})
     srv.state = url
-    import sqlite3
-    con = sqlite3.connect(srv.data)
-    con.execute("CREATE TABLE seen(x)")
-    con.commit()
-    con.close()
+    data_tables(srv.data, "CREATE TABLE seen(x INTEGER)")
     srv.start()
     try:
         rid = srv.post("/flaky", {}).json()["runs"][0]

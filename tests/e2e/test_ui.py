@@ -12,12 +12,11 @@ import os
 import pathlib
 import re
 import shutil
-import sqlite3
 
 import pytest
 
 import webdriver
-from conftest import BIN, ROOT, wait_for
+from conftest import BIN, ROOT, data_exec, wait_for
 
 ARTIFACTS = pathlib.Path(os.environ.get(
     "HF_ARTIFACTS", pathlib.Path(BIN).resolve().parent / "artifacts" / "ui"))
@@ -204,9 +203,7 @@ def test_dashboard_end_to_end(server, receiver, browser):
     assert "the flag is not set yet" in err and "traceback" in err
     assert browser.find('[data-step="prepare"] .badge').text == "succeeded"
     shot(browser, "run-failed")
-    with sqlite3.connect(srv.data, timeout=10) as db:
-        db.execute("INSERT INTO flags VALUES ('flaky', 1)")
-    db.close()
+    data_exec(srv.data, "INSERT INTO flags VALUES ('flaky', 1)")
     browser.find("#retry-run").click()
     browser.wait_text("#flash", "queued again from its failed step")
     browser.wait(lambda: browser.js(
@@ -313,9 +310,7 @@ def test_retry_run_api(server):
     assert r.status == 409 and "succeeded" in r.json()["error"]
     assert srv.request("POST", f"/api/runs/{failed}/retry").status == 401
 
-    with sqlite3.connect(srv.data, timeout=10) as db:
-        db.execute("INSERT INTO flags VALUES ('flaky', 1)")
-    db.close()
+    data_exec(srv.data, "INSERT INTO flags VALUES ('flaky', 1)")
     r = srv.api("POST", f"/api/runs/{failed}/retry")
     assert r.status == 202, r
     assert r.json() == {"run": failed}
