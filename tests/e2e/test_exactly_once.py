@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import state_rows, wait_for
+from conftest import data_rows, data_tables, state_rows, wait_for
 
 WF = """
 name: once
@@ -44,10 +44,7 @@ def metric(srv, name, **labels):
 
 def start(server, args=()):
     srv = server(workflows={"once": WF}, args=args, start=False)
-    con = sqlite3.connect(str(srv.data))
-    con.execute("CREATE TABLE t(run TEXT, attempt INTEGER)")
-    con.commit()
-    con.close()
+    data_tables(srv.data, "CREATE TABLE t(run TEXT, attempt INTEGER)")
     return srv.start()
 
 
@@ -81,10 +78,8 @@ def check_once(srv, stored):
     wait_for(lambda: metric(srv, "hookflow_runs_total", workflow="once",
                             status="succeeded") >= stored, 30,
              what=f"{stored} runs to succeed")
-    con = sqlite3.connect(str(srv.data), timeout=10)
-    rows = con.execute("SELECT run, count(*), max(attempt) FROM t"
-                       " GROUP BY run").fetchall()
-    con.close()
+    rows = data_rows(srv.data, "SELECT run, count(*), max(attempt) FROM t"
+                     " GROUP BY run")
     repeated = [r for r in rows if r[1] != 1 or r[2] != 1]
     assert not repeated, f"steps ran more than once: {repeated[:5]}"
     runs = state_rows(srv.state, "SELECT id FROM runs WHERE workflow = ?",
