@@ -28,7 +28,11 @@
 #undef curl_easy_getinfo
 #undef curl_multi_setopt
 
+/* Debian's libcurl4 (OpenSSL, what .ci/deps installs), else the GnuTLS
+ * flavour (libcurl3-gnutls) that a system with libcurl4-gnutls-dev has: the
+ * same ABI and headers. */
 #define SONAME "libcurl.so.4"
+#define SONAME_ALT "libcurl-gnutls.so.4"
 
 /* X(return type, name, (parameters), (arguments)) of the functions used. */
 #define CURL_FUNCTIONS(X)                                                      \
@@ -83,8 +87,11 @@ static void load(void)
 {
 	/* Never closed: curl keeps global state (curl_global_init). */
 	void *lib = dlopen(SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!lib)
+		lib = dlopen(SONAME_ALT, RTLD_NOW | RTLD_LOCAL);
 	if (!lib) {
-		hf_log(HF_LOG_ERROR, "cannot load %s: %s", SONAME, dlerror());
+		hf_log(HF_LOG_ERROR, "cannot load %s (or %s): %s", SONAME,
+		       SONAME_ALT, dlerror());
 		abort();
 	}
 #define RESOLVE(ret, name, ...) *(void **)&p_##name = resolve(lib, #name);
