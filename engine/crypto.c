@@ -19,6 +19,7 @@
  * in lua_lib.c. OpenSSL or GnuTLS failures here mean a broken installation or
  * no memory: they abort, as hf_xmalloc does. */
 #include "hf_crypto.h"
+#include "hf_limits.h"
 
 #include "hf_util.h"
 
@@ -507,4 +508,17 @@ int hf_secret_key_load(const char *state_path, unsigned char key[32],
 	}
 	free(path);
 	return rc == 0 ? 0 : -1;
+}
+
+char *hf_key_bounded(char *k)
+{
+	size_t n = k ? strlen(k) : 0;
+	if (n <= HF_KEY_STORED_MAX)
+		return k;
+	unsigned char d[32];
+	char hex[65];
+	hf_sha256(k, n, d);
+	hf_hex_encode(d, sizeof d, hex);
+	free(k);
+	return hf_xasprintf("sha256:%s", hex);
 }

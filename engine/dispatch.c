@@ -80,31 +80,17 @@ static int eval(struct hf_luart *rt, struct hf_event *ev, json_t **evjson,
 }
 
 /* A dedupe key or lane value as a string: strings as they are, numbers and
- * booleans in their JSON form; nil/null gives NULL (no key). */
-/* A dedupe or concurrency key as stored: up to HF_KEY_STORED_MAX bytes as
- * it is, else "sha256:" and its digest (PostgreSQL's B-tree indexes refuse
- * rows past about 2.7 KB: the event could never be stored). Takes k. */
-static char *key_bounded(char *k)
-{
-	size_t n = k ? strlen(k) : 0;
-	if (n <= HF_KEY_STORED_MAX)
-		return k;
-	unsigned char d[32];
-	char hex[65];
-	hf_sha256(k, n, d);
-	hf_hex_encode(d, sizeof d, hex);
-	free(k);
-	return hf_xasprintf("sha256:%s", hex);
-}
-
+ * booleans in their JSON form; nil/null gives NULL (no key). Bounded as
+ * stored (hf_key_bounded: PostgreSQL's B-tree indexes refuse rows past
+ * about 2.7 KB, and the event could never be stored). */
 static char *key_string(const json_t *v)
 {
 	if (!v || json_is_null(v))
 		return NULL;
 	if (json_is_string(v))
-		return key_bounded(hf_xstrdup(json_string_value(v)));
+		return hf_key_bounded(hf_xstrdup(json_string_value(v)));
 	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-	return key_bounded(s);
+	return hf_key_bounded(s);
 }
 
 size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
@@ -144,7 +130,7 @@ size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 			const char *val = h ? json_string_value(json_object_get(
 						  ev->headers, h))
 					    : NULL;
-			dedupe = val ? key_bounded(hf_xstrdup(val)) : NULL;
+			dedupe = val ? hf_key_bounded(hf_xstrdup(val)) : NULL;
 		}
 		if (wf->concurrency_key) {
 			if (eval(rt, ev, &evjson, wf, "concurrency.key",

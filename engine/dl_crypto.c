@@ -17,7 +17,6 @@
  * libcrypto once loaded). */
 #include "hf_util.h"
 
-#include <dlfcn.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <pthread.h>
@@ -76,26 +75,12 @@ CRYPTO_VOID_FUNCTIONS(VOID_POINTER)
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-static void *resolve(void *lib, const char *name)
-{
-	void *p = dlsym(lib, name);
-	if (!p) {
-		hf_log(HF_LOG_ERROR, "%s has no %s: %s", SONAME, name,
-		       dlerror());
-		abort();
-	}
-	return p;
-}
-
 static void load(void)
 {
-	void *lib = dlopen(SONAME, RTLD_NOW | RTLD_LOCAL); /* never closed */
-	if (!lib) {
-		hf_log(HF_LOG_ERROR, "cannot load %s: %s", SONAME, dlerror());
-		abort();
-	}
-#define RESOLVE(ret, name, ...) *(void **)&p_##name = resolve(lib, #name);
-#define VOID_RESOLVE(name, ...) *(void **)&p_##name = resolve(lib, #name);
+	static const char *const names[] = {SONAME, NULL};
+	void *lib = hf_dl_open(names);
+#define RESOLVE(ret, name, ...) *(void **)&p_##name = hf_dl_sym(lib, #name);
+#define VOID_RESOLVE(name, ...) *(void **)&p_##name = hf_dl_sym(lib, #name);
 	CRYPTO_FUNCTIONS(RESOLVE)
 	CRYPTO_VOID_FUNCTIONS(VOID_RESOLVE)
 }

@@ -19,7 +19,6 @@
 #include "hf_util.h"
 
 #include <curl/curl.h>
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -72,30 +71,13 @@ CURL_VARIADIC(VA_POINTER)
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-static void *resolve(void *lib, const char *name)
-{
-	void *p = dlsym(lib, name);
-	if (!p) {
-		hf_log(HF_LOG_ERROR, "%s has no %s: %s", SONAME, name,
-		       dlerror());
-		abort();
-	}
-	return p;
-}
-
 static void load(void)
 {
+	static const char *const names[] = {SONAME, SONAME_ALT, NULL};
 	/* Never closed: curl keeps global state (curl_global_init). */
-	void *lib = dlopen(SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!lib)
-		lib = dlopen(SONAME_ALT, RTLD_NOW | RTLD_LOCAL);
-	if (!lib) {
-		hf_log(HF_LOG_ERROR, "cannot load %s (or %s): %s", SONAME,
-		       SONAME_ALT, dlerror());
-		abort();
-	}
-#define RESOLVE(ret, name, ...) *(void **)&p_##name = resolve(lib, #name);
-#define VOID_RESOLVE(name, ...) *(void **)&p_##name = resolve(lib, #name);
+	void *lib = hf_dl_open(names);
+#define RESOLVE(ret, name, ...) *(void **)&p_##name = hf_dl_sym(lib, #name);
+#define VOID_RESOLVE(name, ...) *(void **)&p_##name = hf_dl_sym(lib, #name);
 	CURL_FUNCTIONS(RESOLVE)
 	CURL_VOID_FUNCTIONS(VOID_RESOLVE)
 	CURL_VARIADIC(RESOLVE)

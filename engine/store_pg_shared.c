@@ -30,16 +30,7 @@ const char hf_pg_shared_schema[] =
  * KB: a longer key was refused, the run neither throttled nor debounced). */
 static char *stored_key(const char *prefix, const char *key)
 {
-	char *k = hf_xasprintf("%s%s", prefix, key);
-	size_t n = strlen(k);
-	if (n <= HF_KEY_STORED_MAX)
-		return k;
-	unsigned char d[32];
-	char hex[65];
-	hf_sha256(k, n, d);
-	hf_hex_encode(d, sizeof d, hex);
-	free(k);
-	return hf_xasprintf("sha256:%s", hex);
+	return hf_key_bounded(hf_xasprintf("%s%s", prefix, key));
 }
 
 /* Takes the row lock of "kind\nkey" for the writer's transaction. */

@@ -4,6 +4,7 @@
 #include "hf_util.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -699,4 +700,26 @@ bool hf_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 		diff |= cx ^ cy;
 	}
 	return diff == 0;
+}
+
+void *hf_dl_open(const char *const *sonames)
+{
+	for (const char *const *n = sonames; *n; n++) {
+		void *lib = dlopen(*n, RTLD_NOW | RTLD_LOCAL);
+		if (lib)
+			return lib;
+	}
+	hf_log(HF_LOG_ERROR, "cannot load %s: %s", sonames[0], dlerror());
+	abort();
+}
+
+void *hf_dl_sym(void *lib, const char *name)
+{
+	void *p = dlsym(lib, name);
+	if (!p) {
+		hf_log(HF_LOG_ERROR, "no %s in the library loaded: %s", name,
+		       dlerror());
+		abort();
+	}
+	return p;
 }

@@ -36,6 +36,10 @@ void hf_hmac_sha256_parts(const void *key, size_t klen,
 void hf_sha256(const void *msg, size_t len, unsigned char out[32]);
 /* Writes 2 * len hex digits and a NUL to out. */
 void hf_hex_encode(const unsigned char *in, size_t len, char *out);
+/* A key as stored in an indexed column: k itself up to HF_KEY_STORED_MAX
+ * bytes, else "sha256:" and the hex digest of k (a PostgreSQL B-tree row
+ * holds at most about 2.7 KB). Takes k (malloc'ed); returns malloc'ed. */
+char *hf_key_bounded(char *k);
 /* SHA-256 over several pieces (workflow versions): begin, update as often as
  * needed, end writes 64 hex digits and a NUL to hex and frees the state.
  * Allocation failure aborts, as hf_xmalloc does. */

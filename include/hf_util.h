@@ -130,4 +130,11 @@ bool hf_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
  * the locale and time zone of timegm/mktime. */
 int64_t hf_days_from_civil(int64_t y, int m, int d);
 
+/* dlopen()s the first of sonames (NULL-terminated) that loads, never to be
+ * closed (dl_*.c: libraries loaded on their first call). None loading is a
+ * broken installation: logs the loader's message and aborts. */
+void *hf_dl_open(const char *const *sonames);
+/* The address of name in lib (hf_dl_open); logs and aborts when missing. */
+void *hf_dl_sym(void *lib, const char *name);
+
 #endif
