@@ -15,7 +15,7 @@
  * (pthread_once). Neighbours: crypto.c (the only caller), dl_curl.c and
  * dl_pq.c (the same for libcurl and libpq, whose libssl uses the same
  * libcrypto once loaded). */
-#include "hf_util.h"
+#include "dl_int.h"
 
 #include <openssl/evp.h>
 #include <openssl/params.h>
@@ -68,10 +68,8 @@
 	X(EVP_MAC_CTX_free, (EVP_MAC_CTX * ctx), (ctx))                        \
 	X(EVP_CIPHER_CTX_free, (EVP_CIPHER_CTX * ctx), (ctx))
 
-#define POINTER(ret, name, params, args) static ret(*p_##name) params;
-#define VOID_POINTER(name, params, args) static void(*p_##name) params;
-CRYPTO_FUNCTIONS(POINTER)
-CRYPTO_VOID_FUNCTIONS(VOID_POINTER)
+CRYPTO_FUNCTIONS(HF_DL_POINTER)
+CRYPTO_VOID_FUNCTIONS(HF_DL_VOID_POINTER)
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -79,23 +77,9 @@ static void load(void)
 {
 	static const char *const names[] = {SONAME, NULL};
 	void *lib = hf_dl_open(names);
-#define RESOLVE(ret, name, ...) *(void **)&p_##name = hf_dl_sym(lib, #name);
-#define VOID_RESOLVE(name, ...) *(void **)&p_##name = hf_dl_sym(lib, #name);
-	CRYPTO_FUNCTIONS(RESOLVE)
-	CRYPTO_VOID_FUNCTIONS(VOID_RESOLVE)
+	CRYPTO_FUNCTIONS(HF_DL_RESOLVE)
+	CRYPTO_VOID_FUNCTIONS(HF_DL_VOID_RESOLVE)
 }
 
-#define WRAP(ret, name, params, args)                                          \
-	ret name params                                                        \
-	{                                                                      \
-		pthread_once(&once, load);                                     \
-		return p_##name args;                                          \
-	}
-#define VOID_WRAP(name, params, args)                                          \
-	void name params                                                       \
-	{                                                                      \
-		pthread_once(&once, load);                                     \
-		p_##name args;                                                 \
-	}
-CRYPTO_FUNCTIONS(WRAP)
-CRYPTO_VOID_FUNCTIONS(VOID_WRAP)
+CRYPTO_FUNCTIONS(HF_DL_WRAP)
+CRYPTO_VOID_FUNCTIONS(HF_DL_VOID_WRAP)

@@ -16,7 +16,7 @@
  * argument on by the option's type range, as curl's own CURLOPTTYPE_*
  * numbering defines it. */
 #define CURL_DISABLE_TYPECHECK
-#include "hf_util.h"
+#include "dl_int.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -61,12 +61,10 @@
 	X(CURLcode, curl_easy_getinfo, CURL, CURLINFO)                         \
 	X(CURLMcode, curl_multi_setopt, CURLM, CURLMoption)
 
-#define POINTER(ret, name, params, args) static ret(*p_##name) params;
-#define VOID_POINTER(name, params, args) static void(*p_##name) params;
 #define VA_POINTER(ret, name, handle, opt)                                     \
 	static ret (*p_##name)(handle *, opt, ...);
-CURL_FUNCTIONS(POINTER)
-CURL_VOID_FUNCTIONS(VOID_POINTER)
+CURL_FUNCTIONS(HF_DL_POINTER)
+CURL_VOID_FUNCTIONS(HF_DL_VOID_POINTER)
 CURL_VARIADIC(VA_POINTER)
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -76,27 +74,13 @@ static void load(void)
 	static const char *const names[] = {SONAME, SONAME_ALT, NULL};
 	/* Never closed: curl keeps global state (curl_global_init). */
 	void *lib = hf_dl_open(names);
-#define RESOLVE(ret, name, ...) *(void **)&p_##name = hf_dl_sym(lib, #name);
-#define VOID_RESOLVE(name, ...) *(void **)&p_##name = hf_dl_sym(lib, #name);
-	CURL_FUNCTIONS(RESOLVE)
-	CURL_VOID_FUNCTIONS(VOID_RESOLVE)
-	CURL_VARIADIC(RESOLVE)
+	CURL_FUNCTIONS(HF_DL_RESOLVE)
+	CURL_VOID_FUNCTIONS(HF_DL_VOID_RESOLVE)
+	CURL_VARIADIC(HF_DL_RESOLVE)
 }
 
-#define WRAP(ret, name, params, args)                                          \
-	ret name params                                                        \
-	{                                                                      \
-		pthread_once(&once, load);                                     \
-		return p_##name args;                                          \
-	}
-#define VOID_WRAP(name, params, args)                                          \
-	void name params                                                       \
-	{                                                                      \
-		pthread_once(&once, load);                                     \
-		p_##name args;                                                 \
-	}
-CURL_FUNCTIONS(WRAP)
-CURL_VOID_FUNCTIONS(VOID_WRAP)
+CURL_FUNCTIONS(HF_DL_WRAP)
+CURL_VOID_FUNCTIONS(HF_DL_VOID_WRAP)
 
 /* One option's argument, of the type its number's range says (CURLOPTTYPE_*
  * for options, CURLINFO_* masks for getinfo: always a pointer). */

@@ -11,7 +11,7 @@
  * A libpq that cannot be loaded is a broken installation: the first call
  * logs why and aborts, as crypto.c does for OpenSSL. Thread-safe
  * (pthread_once). */
-#include "hf_util.h"
+#include "dl_int.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -85,10 +85,8 @@
 	X(PQfinish, (PGconn * c), (c))                                         \
 	X(PQfreemem, (void *p), (p))
 
-#define POINTER(ret, name, params, args) static ret(*p_##name) params;
-#define VOID_POINTER(name, params, args) static void(*p_##name) params;
-PQ_FUNCTIONS(POINTER)
-PQ_VOID_FUNCTIONS(VOID_POINTER)
+PQ_FUNCTIONS(HF_DL_POINTER)
+PQ_VOID_FUNCTIONS(HF_DL_VOID_POINTER)
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -96,23 +94,9 @@ static void load(void)
 {
 	static const char *const names[] = {SONAME, NULL};
 	void *lib = hf_dl_open(names);
-#define RESOLVE(ret, name, ...) *(void **)&p_##name = hf_dl_sym(lib, #name);
-#define VOID_RESOLVE(name, ...) *(void **)&p_##name = hf_dl_sym(lib, #name);
-	PQ_FUNCTIONS(RESOLVE)
-	PQ_VOID_FUNCTIONS(VOID_RESOLVE)
+	PQ_FUNCTIONS(HF_DL_RESOLVE)
+	PQ_VOID_FUNCTIONS(HF_DL_VOID_RESOLVE)
 }
 
-#define WRAP(ret, name, params, args)                                          \
-	ret name params                                                        \
-	{                                                                      \
-		pthread_once(&once, load);                                     \
-		return p_##name args;                                          \
-	}
-#define VOID_WRAP(name, params, args)                                          \
-	void name params                                                       \
-	{                                                                      \
-		pthread_once(&once, load);                                     \
-		p_##name args;                                                 \
-	}
-PQ_FUNCTIONS(WRAP)
-PQ_VOID_FUNCTIONS(VOID_WRAP)
+PQ_FUNCTIONS(HF_DL_WRAP)
+PQ_VOID_FUNCTIONS(HF_DL_VOID_WRAP)
