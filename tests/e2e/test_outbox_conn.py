@@ -48,8 +48,12 @@ def test_idle_connections_closed_by_the_receiver_are_replaced(server,
     second = wave(srv, receiver, 40, 2)
     wait_for(lambda: set(second) <= set(ids_seen(receiver)), 30,
              what="the second wave delivered")
+    # The receiver has them; their outcome commits a moment later.
     for did in first + second:
-        d = srv.api("GET", f"/api/deliveries/{did}").json()
+        d = wait_for(lambda: (lambda d: d if d["status"] != "pending" else
+                              None)(srv.api("GET", f"/api/deliveries/{did}")
+                                    .json()), 30,
+                     what=f"delivery {did} recorded")
         assert d["status"] == "delivered" and d["attempts"] == 1, d
     seen = ids_seen(receiver)
     assert sorted(seen) == sorted(first + second), "each exactly once"
