@@ -14,6 +14,7 @@
  * the writer; the callbacks on the writer or on hf-signals (nothing to
  * resume). Neighbours: ingest.c, ingest_sync.c, park.c. */
 #include "hf_body.h"
+#include "hf_limits.h"
 #include "hf_metrics.h"
 #include "hf_park.h"
 #include "ingest_int.h"
@@ -100,6 +101,17 @@ enum hf_ingest_rc hf_ingest_resume(struct req *r, const char *url)
 	char *output = json_dumps(body ? body : json_null(),
 				  JSON_COMPACT | JSON_ENCODE_ANY);
 	json_decref(body);
+	if (output && strlen(output) > HF_STEP_OUTPUT_MAX) {
+		/* It becomes the step's output, bounded as any step's. */
+		free(output);
+		hf_answer_error(
+		    &r->ans, 413,
+		    "the body is larger than a step's output may be "
+		    "(%d bytes as JSON)",
+		    HF_STEP_OUTPUT_MAX);
+		hf_metrics_event(NULL, 413);
+		return HF_INGEST_ANSWER;
+	}
 	atomic_fetch_add(&r->in->waiting, 1);
 	if (atomic_load(&eng->draining)) {
 		atomic_fetch_sub(&r->in->waiting, 1);

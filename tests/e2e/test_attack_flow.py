@@ -169,6 +169,25 @@ def test_resume_finished_cancelled_and_bad_bodies(server):
     assert srv.wait_run(c)["status"] == "succeeded"
 
 
+def test_resume_body_over_the_step_output_limit(server):
+    """A resume body becomes the step's output: past a step's output limit
+    (1 MiB as JSON, within --max-body) it is 413 and the run still waits;
+    a body just under it resumes the run."""
+    srv = server(workflows={"approver": APPROVER}, args=["--max-body", "4MiB"])
+    rid, path = start_waiting(srv, 5)
+    js = {"Content-Type": "application/json"}
+    r = srv.post(path, b'"' + b"x" * (1 << 20) + b'"', headers=js, timeout=30)
+    assert r.status == 413, r
+    assert "output" in r.json()["error"], r
+    assert srv.run(rid)["status"] == "waiting"
+    r = srv.post(path, b'"' + b"x" * ((1 << 20) - 2) + b'"', headers=js,
+                 timeout=30)
+    assert r.status == 202 and r.json()["resumed"] == [rid], r
+    run = srv.wait_run(rid)
+    assert run["status"] == "succeeded", run
+    assert len(run["steps"][1]["output"]) == (1 << 20) - 2
+
+
 def test_signal_bodies(server):
     """Signals whose bodies are not JSON, deeply nested, invalid UTF-8 or
     large are answered (stored, or refused with a 4xx) and resume nothing
