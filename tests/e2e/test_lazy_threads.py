@@ -9,7 +9,7 @@ Nothing here asserts a timing: only which threads exist and that the runs
 finish, within bounded waits."""
 import os
 
-from conftest import PG_MODE, wait_for
+from conftest import PG_MODE, state_rows, wait_for
 
 PLAIN = """
 name: plain
@@ -130,12 +130,17 @@ def test_run_parked_by_an_earlier_process_is_woken(server):
     """Parked, then the server stops (cleanly here; test_park covers
     SIGKILL): the next server, whose own runs never park, starts hf-park at
     once and wakes the run."""
-    srv = server(workflows={"sleeper": SLEEPER % "2s"})
+    srv = server(workflows={"sleeper": SLEEPER % "8s"})
     rid = srv.post("/sleep", {}).json()["runs"][0]
     wait_for(lambda: srv.run(rid)["status"] == "waiting", timeout=15)
     srv.stop()
+    # Still parked in the store (a slow stop may have let it wake first:
+    # then no parked run is left for the next server to find).
+    parked = state_rows(srv.state, "SELECT status FROM runs WHERE id = ?",
+                        rid) == [("waiting",)]
     srv.start()
-    assert "hf-park" in threads(srv)
+    if parked:
+        assert "hf-park" in threads(srv)
     done = srv.wait_run(rid, timeout=30)
     assert done["status"] == "succeeded", done
     assert done["steps"][-1]["output"] == "woke", done
