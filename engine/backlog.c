@@ -242,7 +242,6 @@ static int load_page(struct hf_backlog *b, size_t room)
 static void *loader_main(void *arg)
 {
 	struct hf_backlog *b = arg;
-	pthread_setname_np(pthread_self(), "hf-backlog");
 	pthread_mutex_lock(&b->lock);
 	while (!b->stopping) {
 		if (!b->kicked) {
@@ -303,7 +302,7 @@ struct hf_backlog *hf_backlog_start(struct hf_engine *eng)
 	b->kicked = n > 0;
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->cond, NULL);
-	if (pthread_create(&b->thread, NULL, loader_main, b) != 0) {
+	if (hf_thread_start(&b->thread, "hf-backlog", loader_main, b) != 0) {
 		pthread_mutex_destroy(&b->lock);
 		pthread_cond_destroy(&b->cond);
 		free(b);

@@ -189,7 +189,6 @@ static void run_job(const struct job *j)
 static void *flow_main(void *arg)
 {
 	(void)arg;
-	pthread_setname_np(pthread_self(), "hf-flow");
 	pthread_mutex_lock(&flow.lock);
 	for (;;) {
 		while (!flow.head && !flow.stopping)
@@ -251,8 +250,8 @@ static void enqueue(struct job *j)
 {
 	pthread_mutex_lock(&flow.lock);
 	if (flow.enabled && !flow.started && !flow.stopping) {
-		flow.started =
-		    pthread_create(&flow.thread, NULL, flow_main, NULL) == 0;
+		flow.started = hf_thread_start(&flow.thread, "hf-flow",
+					       flow_main, NULL) == 0;
 		if (!flow.started)
 			hf_log(HF_LOG_ERROR, "cannot start the hf-flow thread");
 	}

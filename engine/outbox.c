@@ -307,7 +307,6 @@ static void *outbox_main(void *arg)
 {
 	struct hf_outbox *ob = arg;
 	/* Named for top -H, perf and gdb. */
-	pthread_setname_np(pthread_self(), "hf-outbox");
 	int64_t next_scan = 0, last_scan = 0; /* mono ms */
 	int64_t drain_until = 0;
 	for (;;) {
@@ -387,7 +386,7 @@ struct hf_outbox *hf_outbox_start(struct hf_store *store,
 	ob->epfd = ob->evfd = -1;
 	ob->curl_due = -1;
 	pthread_cond_init(&ob->idle_cond, NULL);
-	if (pthread_create(&ob->thread, NULL, outbox_main, ob) != 0) {
+	if (hf_thread_start(&ob->thread, "hf-outbox", outbox_main, ob) != 0) {
 		hf_error_set(err, NULL, 0, 0, "cannot start the outbox thread");
 		pthread_mutex_destroy(&ob->lock);
 		pthread_cond_destroy(&ob->cond);

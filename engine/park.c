@@ -95,7 +95,7 @@ static void start_waking(struct hf_park *p)
 	if (p->wake_started || p->stopping)
 		return;
 	p->wake_started =
-	    pthread_create(&p->wake_thread, NULL, wake_main, p) == 0;
+	    hf_thread_start(&p->wake_thread, "hf-park", wake_main, p) == 0;
 	if (!p->wake_started)
 		hf_log(HF_LOG_ERROR, "cannot start the hf-park thread");
 }
@@ -172,7 +172,6 @@ static int wake_batch(struct hf_park *p, int64_t now)
 static void *wake_main(void *arg)
 {
 	struct hf_park *p = arg;
-	pthread_setname_np(pthread_self(), "hf-park");
 	pthread_mutex_lock(&p->lock);
 	while (!p->stopping) {
 		p->hint = INT64_MAX;
@@ -340,7 +339,6 @@ static void handle(struct hf_park *p, struct job *j)
 static void *signals_main(void *arg)
 {
 	struct hf_park *p = arg;
-	pthread_setname_np(pthread_self(), "hf-signals");
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		while (!p->head && !p->stopping)
@@ -366,8 +364,8 @@ static void enqueue(struct hf_park *p, struct job *j)
 	if (!p->sig_started && !p->stopping) {
 		/* Queued even if this fails: the next job tries again, and
 		 * hf_park_stop answers what is left. */
-		p->sig_started =
-		    pthread_create(&p->sig_thread, NULL, signals_main, p) == 0;
+		p->sig_started = hf_thread_start(&p->sig_thread, "hf-signals",
+						 signals_main, p) == 0;
 		if (!p->sig_started)
 			hf_log(HF_LOG_ERROR,
 			       "cannot start the hf-signals thread");

@@ -295,7 +295,7 @@ struct hf_schedule_thread *hf_schedule_start(struct hf_engine *eng)
 	t->eng = eng;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
-	if (pthread_create(&t->thread, NULL, thread_main, t) != 0) {
+	if (hf_thread_start(&t->thread, "hf-schedule", thread_main, t) != 0) {
 		hf_log(HF_LOG_ERROR, "schedule: cannot start its thread");
 		pthread_mutex_destroy(&t->lock);
 		pthread_cond_destroy(&t->cond);

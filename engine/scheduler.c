@@ -454,7 +454,6 @@ static void *sched_main(void *arg)
 {
 	struct hf_sched *s = arg;
 	/* Named for top -H, perf and gdb. */
-	pthread_setname_np(pthread_self(), "hf-sched");
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		int64_t now = hf_now_ms(), mono = hf_mono_ms();
@@ -490,7 +489,7 @@ struct hf_sched *hf_sched_create(void)
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->ready_cond, NULL);
 	pthread_cond_init(&s->timer_cond, NULL);
-	if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
+	if (hf_thread_start(&s->thread, "hf-sched", sched_main, s) != 0) {
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->ready_cond);
 		pthread_cond_destroy(&s->timer_cond);

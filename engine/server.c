@@ -268,7 +268,6 @@ static void store_flush(struct hf_store *store, int64_t timeout_ms)
 static void *waker_main(void *arg)
 {
 	struct hf_server *srv = arg;
-	pthread_setname_np(pthread_self(), "hf-waker");
 	while (!atomic_load(&srv->waker_stop)) {
 		int64_t t0 = hf_mono_ms();
 		int rc = hf_store_wait(srv->eng.store, 250);
@@ -384,7 +383,7 @@ static int start_core(struct hf_server *srv)
 	/* After the recovered runs: the missed fires queue behind them. */
 	srv->schedule = hf_schedule_start(&srv->eng);
 	srv->waker_started =
-	    pthread_create(&srv->waker, NULL, waker_main, srv) == 0;
+	    hf_thread_start(&srv->waker, "hf-waker", waker_main, srv) == 0;
 	return 0;
 }
 

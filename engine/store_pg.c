@@ -460,7 +460,6 @@ static void *writer_main(void *arg)
 {
 	struct hf_pg_store *q = arg;
 	q->writer_id = pthread_self();
-	pthread_setname_np(pthread_self(), "hf-writer");
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
 		writer_wait(q);
@@ -771,7 +770,8 @@ struct hf_store *hf_store_pg_open(const char *url, bool sync_full,
 			goto fail;
 		hf_pg_clean_stop_begin(q);
 		q->threaded = true;
-		if (pthread_create(&q->thread, NULL, writer_main, q) != 0) {
+		if (hf_thread_start(&q->thread, "hf-writer", writer_main, q) !=
+		    0) {
 			q->threaded = false;
 			hf_error_set(err, NULL, 0, 0,
 				     "cannot start the writer thread");

@@ -259,7 +259,6 @@ static void listen_for(struct hf_pg_node *n, int64_t ms)
 static void *node_main(void *arg)
 {
 	struct hf_pg_node *n = arg;
-	pthread_setname_np(pthread_self(), "hf-node");
 	int64_t next = 0;
 	for (;;) {
 		pthread_mutex_lock(&n->lock);
@@ -360,7 +359,7 @@ int hf_pg_node_start(struct hf_pg_store *q, const struct hf_store_node *node,
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_cond_init(&n->cond, NULL);
 	q->node = n;
-	if (pthread_create(&n->thread, NULL, node_main, n) != 0) {
+	if (hf_thread_start(&n->thread, "hf-node", node_main, n) != 0) {
 		hf_error_set(err, NULL, 0, 0, "cannot start the node thread");
 		return -1;
 	}

@@ -404,7 +404,6 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 static void *ckpt_main(void *arg)
 {
 	struct hf_sqlite_store *q = arg;
-	pthread_setname_np(pthread_self(), "hf-ckpt");
 	pthread_mutex_lock(&q->ckpt_lock);
 	for (;;) {
 		while (!q->ckpt_wake && !q->ckpt_stop)
@@ -460,7 +459,7 @@ static void ckpt_start(struct hf_sqlite_store *q)
 	q->cdb = open_conn(q->path, q->sync_full, false, NULL);
 	if (!q->cdb)
 		return; /* SQLite's own checkpoint, on the writer */
-	if (pthread_create(&q->ckpt_thread, NULL, ckpt_main, q) != 0) {
+	if (hf_thread_start(&q->ckpt_thread, "hf-ckpt", ckpt_main, q) != 0) {
 		sqlite3_close(q->cdb);
 		q->cdb = NULL;
 		return;
@@ -488,7 +487,6 @@ static void *writer_main(void *arg)
 	struct hf_sqlite_store *q = arg;
 	q->writer_id = pthread_self(); /* read by this thread only */
 	/* Named for top -H, perf and gdb. */
-	pthread_setname_np(pthread_self(), "hf-writer");
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
 		writer_wait(q);
@@ -716,7 +714,8 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 		hf_sqlite_clean_stop_begin(q);
 		ckpt_start(q);
 		q->threaded = true;
-		if (pthread_create(&q->thread, NULL, writer_main, q) != 0) {
+		if (hf_thread_start(&q->thread, "hf-writer", writer_main, q) !=
+		    0) {
 			q->threaded = false;
 			hf_error_set(err, path, 0, 0,
 				     "cannot start the writer thread");

@@ -337,6 +337,15 @@ void hf_deadline_in(int64_t ms, struct timespec *ts)
 	}
 }
 
+int hf_thread_start(pthread_t *t, const char *name, void *(*fn)(void *),
+		    void *arg)
+{
+	int rc = pthread_create(t, NULL, fn, arg);
+	if (rc == 0)
+		pthread_setname_np(*t, name);
+	return rc;
+}
+
 void hf_time_iso(int64_t ms, char out[32])
 {
 	time_t secs = (time_t)(ms / 1000);

@@ -411,7 +411,6 @@ static void *worker_main(void *arg)
 {
 	struct worker *wk = arg;
 	/* Named for top -H, perf and gdb. */
-	pthread_setname_np(pthread_self(), "hf-worker");
 	struct hf_engine *eng = wk->pool->eng;
 	struct hf_run *run;
 	for (;;) {
@@ -468,8 +467,8 @@ struct hf_workers *hf_workers_start(struct hf_engine *eng, int n,
 	}
 	for (int i = 0; i < n; i++) {
 		atomic_fetch_add(&pool->running, 1);
-		if (pthread_create(&pool->items[i].thread, NULL, worker_main,
-				   &pool->items[i]) != 0) {
+		if (hf_thread_start(&pool->items[i].thread, "hf-worker",
+				    worker_main, &pool->items[i]) != 0) {
 			atomic_fetch_sub(&pool->running, 1);
 			hf_error_set(err, NULL, 0, 0, "cannot start worker");
 			hf_sched_stop(eng->sched);

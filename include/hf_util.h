@@ -6,6 +6,7 @@
 #ifndef HF_UTIL_H
 #define HF_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -58,6 +59,11 @@ int64_t hf_mono_ms(void); /* monotonic clock, ms */
 struct timespec;
 /* The wall-clock time ms from now, as pthread_cond_timedwait takes it. */
 void hf_deadline_in(int64_t ms, struct timespec *ts);
+/* pthread_create, the thread named (at most 15 bytes) before this returns:
+ * /proc shows the name from the thread's first moment. Returns 0 or an
+ * errno, as pthread_create. */
+int hf_thread_start(pthread_t *t, const char *name, void *(*fn)(void *),
+		    void *arg);
 /* Formats wall ms as "2026-11-26T23:21:42.123Z". */
 void hf_time_iso(int64_t ms, char out[32]);
 
