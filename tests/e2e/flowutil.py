@@ -1,8 +1,8 @@
 """Helpers shared by the flow-control end-to-end tests (test_cancel.py,
-test_cancel_on.py, test_on_failure.py): a gate that holds a step's HTTP call
-until the test opens it, and the metrics' run counters."""
+test_cancel_on.py, test_on_failure.py, test_park.py, test_attack_flow.py,
+...): a gate that holds a step's HTTP call until the test opens it, the
+approver workflow and its waiting runs, and a /metrics reader."""
 import http.server
-import re
 import socketserver
 import threading
 
@@ -62,9 +62,45 @@ def dropped(srv, run_id):
         for line in srv.stderr_lines)
 
 
+def metric(srv, name, **labels):
+    """The sum of name's samples in /metrics whose labels include labels
+    (name="value"); None when there is no such sample."""
+    total, seen = 0.0, False
+    for line in srv.get("/metrics").body.splitlines():
+        if not line.startswith((name + "{", name + " ")):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+            seen = True
+    return total if seen else None
+
+
 def runs_counted(srv, workflow, status):
     """hookflow_runs_total{workflow, status} from /metrics (0 when absent)."""
-    text = srv.get("/metrics").body
-    m = re.search(r'^hookflow_runs_total\{workflow="%s",status="%s"\} (\d+)'
-                  % (re.escape(workflow), re.escape(status)), text, re.M)
-    return int(m.group(1)) if m else 0
+    return int(metric(srv, "hookflow_runs_total", workflow=workflow,
+                      status=status) or 0)
+
+
+def waiting(srv, run_id, timeout=15):
+    """The run once it is parked (status waiting)."""
+    return wait_for(lambda: (lambda r: r if r["status"] == "waiting" else None)(
+        srv.run(run_id)), timeout, what=f"run {run_id} to wait")
+
+
+# A run that hands out its resume URL, then waits for a request to
+# /approvals with its ticket (% the wait_for timeout).
+APPROVER = """
+name: approver
+on:
+  webhook: { path: /tickets }
+steps:
+  - id: ask
+    run: return run.resume_url
+  - id: approval
+    wait_for:
+      path: /approvals
+      if: signal.body.ticket == event.body.ticket
+      timeout: %s
+  - id: after
+    run: return { approved = steps.approval, nil_on_timeout = steps.approval == nil }
+"""

@@ -10,6 +10,7 @@ import sqlite3
 from collections import defaultdict
 
 from conftest import data_tables, state_rows, wait_for
+from flowutil import metric
 
 N = 240
 
@@ -85,13 +86,6 @@ def send(srv, n, first=0, conn=None):
 def unfinished(srv):
     return q(srv.state, "SELECT count(*) FROM runs WHERE status IN"
              " ('queued','running')")[0][0]
-
-
-def metric(srv, name):
-    for line in srv.get("/metrics").body.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 def assert_lanes_in_order(srv, total):

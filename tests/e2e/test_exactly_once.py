@@ -17,6 +17,7 @@ import time
 import pytest
 
 from conftest import data_rows, data_tables, state_rows, wait_for
+from flowutil import metric
 
 WF = """
 name: once
@@ -29,17 +30,6 @@ steps:
       db.exec("INSERT INTO t(run, attempt) VALUES (?, ?)", run.id,
               run.attempt)
 """
-
-
-def metric(srv, name, **labels):
-    """The sum of name's samples with labels (0 when none)."""
-    total = 0.0
-    for line in srv.get("/metrics").body.splitlines():
-        if not line.startswith((name + "{", name + " ")):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def start(server, args=()):
@@ -75,8 +65,8 @@ def send(port, n, hang_up):
 def check_once(srv, stored):
     """Each of the stored events' runs ran its step once, at attempt 1, and
     every stored event is counted as accepted."""
-    wait_for(lambda: metric(srv, "hookflow_runs_total", workflow="once",
-                            status="succeeded") >= stored, 30,
+    wait_for(lambda: (metric(srv, "hookflow_runs_total", workflow="once",
+                             status="succeeded") or 0) >= stored, 30,
              what=f"{stored} runs to succeed")
     rows = data_rows(srv.data, "SELECT run, count(*), max(attempt) FROM t"
                      " GROUP BY run")

@@ -22,7 +22,7 @@ import pytest
 
 import pgcluster
 from conftest import Server, pg_query, pg_state_url, wait_for
-from flowutil import Gate
+from flowutil import Gate, waiting
 from test_throttle import Watch, assert_schedule, starts
 
 pytestmark = pytest.mark.skipif(pgcluster.available() is not None,
@@ -57,11 +57,6 @@ def post(srv, path, body):
     r = srv.post(path, body)
     assert r.status == 202, r
     return r.json()["runs"][0] if r.json()["runs"] else r.json()
-
-
-def waiting(srv, run_id, timeout=15):
-    return wait_for(lambda: (lambda r: r if r["status"] == "waiting" else None)(
-        srv.run(run_id)), timeout, what=f"run {run_id} to wait")
 
 
 def steps_of(url, run_id):

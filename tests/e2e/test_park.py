@@ -7,13 +7,13 @@ Nothing here asserts a timing: only order (the run waits before, succeeds
 after; a step ends no earlier than its due time) within bounded waits."""
 import datetime
 import json
-import re
 import sqlite3
 import time
 
 import pytest
 
 from conftest import PG_MODE, pg_cluster, state_rows, wait_for
+from flowutil import APPROVER, metric, waiting
 
 SLEEPER = """
 name: sleeper
@@ -38,17 +38,6 @@ def at_ms(text):
     return datetime.datetime.strptime(
         text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
             tzinfo=datetime.timezone.utc).timestamp() * 1000
-
-
-def waiting(srv, run_id, timeout=15):
-    return wait_for(lambda: (lambda r: r if r["status"] == "waiting" else None)(
-        srv.run(run_id)), timeout, what=f"run {run_id} to wait")
-
-
-def metric(srv, name):
-    text = srv.get("/metrics").body
-    m = re.search(r"^%s (\d+)$" % name, text, re.M)
-    return int(m.group(1)) if m else None
 
 
 def test_sleep_outlives_sigkill_and_resumes(server):
@@ -197,23 +186,6 @@ def test_schema_v2_file_migrates(server):
     assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'"
                        ).fetchone() == ("3",)
     con.close()
-
-
-APPROVER = """
-name: approver
-on:
-  webhook: { path: /tickets }
-steps:
-  - id: ask
-    run: return run.resume_url
-  - id: approval
-    wait_for:
-      path: /approvals
-      if: signal.body.ticket == event.body.ticket
-      timeout: %s
-  - id: after
-    run: return { approved = steps.approval, nil_on_timeout = steps.approval == nil }
-"""
 
 
 def start_waiting(srv, ticket):
