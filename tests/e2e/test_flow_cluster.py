@@ -22,7 +22,7 @@ import pytest
 
 import pgcluster
 from conftest import Server, pg_query, pg_state_url, wait_for
-from flowutil import Gate, waiting
+from flowutil import APPROVER, Gate, waiting
 from test_throttle import Watch, assert_schedule, starts
 
 pytestmark = pytest.mark.skipif(pgcluster.available() is not None,
@@ -98,25 +98,8 @@ def test_a_parked_run_outlives_its_node(tmp_path):
         stop_all([a, b])
 
 
-APPROVER = """
-name: approver
-on:
-  webhook: { path: /tickets }
-steps:
-  - id: ask
-    run: return 1
-  - id: approval
-    wait_for:
-      path: /approvals
-      if: signal.body.ticket == event.body.ticket
-      timeout: 1h
-  - id: after
-    run: return { approved = steps.approval }
-"""
-
-
 def test_a_signal_at_another_node_resumes_the_run(tmp_path):
-    url, (a, b) = start_nodes(tmp_path, {"approver": APPROVER})
+    url, (a, b) = start_nodes(tmp_path, {"approver": APPROVER % "1h"})
     try:
         rid = post(a, "/tickets", {"ticket": 3})
         other = post(a, "/tickets", {"ticket": 4})
@@ -128,7 +111,8 @@ def test_a_signal_at_another_node_resumes_the_run(tmp_path):
         done = a.wait_run(rid, timeout=30)
         assert done["status"] == "succeeded", done
         out = {s["id"]: s["output"] for s in done["steps"]}
-        assert out["after"] == {"approved": {"ticket": 3, "ok": True}}, out
+        assert out["after"] == {"approved": {"ticket": 3, "ok": True},
+                                "nil_on_timeout": False}, out
         assert b.run(other)["status"] == "waiting"
     finally:
         stop_all([a, b])
