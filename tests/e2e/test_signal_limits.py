@@ -198,3 +198,41 @@ def test_signal_burst_with_a_queue_of_one(server):
             r = srv.post("/approvals", {"ticket": t})
             assert r.status == 202 and r.json()["resumed"] == [rids[t]], r
     assert audit_runs(srv) == 8
+
+
+MUTATOR = """
+name: mutator
+on:
+  webhook: { path: /m }
+steps:
+  - id: w
+    wait_for:
+      path: /m-signal
+      if: "(function() local t, h = signal.body.ticket, signal.headers['x-k']; signal.body.ticket = -1; signal.headers['x-k'] = 'changed'; return t == event.body.ticket and h == 'sent' end)()"
+      timeout: 1h
+  - id: after
+    run: return steps.w
+"""
+
+
+def test_each_run_sees_the_signal_as_sent(server):
+    """The `signal` of a wait_for's `if:` is built once per signal and each
+    run's evaluation gets its own copy: what one `if:` does to it never
+    reaches the next run's (here every `if:` overwrites it, and all three
+    runs still match)."""
+    srv = server(workflows={"mutator": MUTATOR})
+    rids = []
+    for _ in range(3):
+        r = srv.post("/m", {"ticket": 4})
+        assert r.status == 202, r
+        rids.append(r.json()["runs"][0])
+    for rid in rids:
+        wait_for(lambda: srv.run(rid)["status"] == "waiting", 15,
+                 what=f"run {rid} to wait")
+    r = srv.post("/m-signal", {"ticket": 4}, headers={"X-K": "sent"})
+    assert r.status == 202, r
+    assert sorted(r.json()["resumed"]) == sorted(rids), r
+    for rid in rids:
+        run = srv.wait_run(rid)
+        assert run["status"] == "succeeded", run
+        assert run["steps"][1]["output"] == {"ticket": 4}, run
