@@ -747,6 +747,20 @@ int hf_luart_eval_signal(struct hf_luart *rt, const char *cache_key,
 	return rc;
 }
 
+void hf_luart_forget_signal(struct hf_luart *rt)
+{
+	if (!rt || !rt->signal_ev[0])
+		return;
+	assert(owned_by_caller(rt));
+	rt->signal_ev[0] = '\0';
+	lua_pushnil(rt->L);
+	lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &signal_key);
+	if (rt->used > rt->gc_base + HF_LUA_GC_SLACK) {
+		lua_gc(rt->L, LUA_GCCOLLECT);
+		rt->gc_base = rt->used;
+	}
+}
+
 bool hf_luart_expr_reads_event(const char *chunk)
 {
 	return chunk && (chunk_needs(chunk) & NEED_EVENT);

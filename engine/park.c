@@ -63,6 +63,7 @@ struct job {
 	int seen;	       /* runs of the path read so far */
 	int64_t deadline;      /* hf_mono_ms() past which it gives up */
 	const char *over;      /* why it gave up (a static text), or NULL */
+	bool evaluated;	       /* an `if:` ran in the thread's runtime */
 	bool reserved;	       /* holds a place of p->signals */
 	hf_park_done done;
 	void *arg;
@@ -308,6 +309,7 @@ static void candidate(struct hf_run *run, void *arg)
 		snprintf(key, sizeof key, "%s:%s:wait_if",
 			 wf->version ? wf->version : wf->name, st->id);
 		struct hf_luart *rt = hf_dispatch_runtime();
+		j->evaluated = true;
 		if (!rt ||
 		    hf_luart_eval_signal(rt, key, st->wait_if, run->event, wf,
 					 j->ev, &v, &err) < 0) {
@@ -347,6 +349,8 @@ static bool match_signal(struct hf_park *p, struct job *j)
 					  j->last, want, candidate, j);
 	} while (n == want && !j->over);
 	hf_snapshot_unref(snap);
+	if (j->evaluated) /* its `signal` table is not needed any more */
+		hf_luart_forget_signal(hf_dispatch_runtime());
 	if (!j->over && n >= 0)
 		return true;
 	if (j->over)
