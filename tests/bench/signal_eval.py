@@ -2,7 +2,9 @@
 """What one wait_for signal costs per waiting run (issue 13 / the signal
 limits): park N runs on one wait_for path, then send K signals that match
 none of them (so nothing resumes and every run is evaluated each time), and
-report the median seconds per signal and per `if:` evaluation (that / N).
+report the median seconds per signal and per `if:` evaluation (that / N),
+and the server's CPU time per evaluation over all K signals (/proc: less
+sensitive than wall time to other load on a shared machine).
 A measurement, not a test: nothing is asserted but the answers (202, or 503
 when a signal passed its budget: then reported, and the figure is a floor).
 
@@ -90,6 +92,12 @@ def waiting(port):
     return int(m.group(1)) if m else 0
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(binary, n, k, pad):
     tmp = tempfile.mkdtemp(prefix="hf-sigeval-")
     p, port = start(binary, tmp)
@@ -105,6 +113,7 @@ def measure(binary, n, k, pad):
                 sys.exit("runs did not all park")
             time.sleep(0.1)
         times, statuses = [], []
+        cpu0 = cpu_seconds(p.pid)
         for _ in range(k):
             t0 = time.monotonic()
             st, body = post(c, "/approvals", {"ticket": -1, "pad": "x" * pad})
@@ -112,8 +121,9 @@ def measure(binary, n, k, pad):
             statuses.append(st)
             if st not in (202, 503):
                 sys.exit(f"signal: {st} {body[:200]!r}")
+        cpu = cpu_seconds(p.pid) - cpu0
         c.close()
-        return statistics.median(times), statuses
+        return statistics.median(times), cpu / (k * n), statuses
     finally:
         p.terminate()
         try:
@@ -134,14 +144,17 @@ def main():
     builds = [a.build] + ([a.against, a.build] if a.against else [])
     rows = []
     for b in builds:
-        med, sts = measure(os.path.join(b, "hookflow"), a.n, a.k, a.pad)
-        rows.append((b, med))
+        med, cpu, sts = measure(os.path.join(b, "hookflow"), a.n, a.k, a.pad)
+        rows.append((b, med, cpu))
         print(f"{b}: n={a.n} pad={a.pad}: {med * 1000:.1f} ms per signal, "
-              f"{med / a.n * 1e6:.1f} us per evaluation; answers "
+              f"{med / a.n * 1e6:.1f} us per evaluation (wall), "
+              f"{cpu * 1e6:.1f} us CPU per evaluation; answers "
               f"{sorted(set(sts))}", flush=True)
     if a.against:
-        mine = (rows[0][1] + rows[2][1]) / 2
-        print(f"ratio {a.build} / {a.against}: {mine / rows[1][1]:.2f}")
+        wall = (rows[0][1] + rows[2][1]) / 2 / rows[1][1]
+        cpu = (rows[0][2] + rows[2][2]) / 2 / rows[1][2]
+        print(f"ratio {a.build} / {a.against}: wall {wall:.2f}, "
+              f"CPU {cpu:.2f}")
 
 
 if __name__ == "__main__":
