@@ -122,6 +122,9 @@ static void collect_waiting(const struct hf_active_run *r, void *arg)
 		 r->event_id ? r->event_id : "");
 }
 
+/* An `if:` ran for the signal being matched (hf-flow's only). */
+static bool signal_evaluated;
+
 /* Whether the cancel_on entry e of wf matches signal for a run of event ev:
  * its `if:` in the thread's expression runtime (dispatch.c's limits). */
 static bool matches(const struct hf_workflow *wf, size_t k,
@@ -135,6 +138,7 @@ static bool matches(const struct hf_workflow *wf, size_t k,
 	json_t *v = NULL;
 	char *err = NULL;
 	struct hf_luart *rt = hf_dispatch_runtime();
+	signal_evaluated = rt != NULL;
 	bool yes = rt &&
 		   hf_luart_eval_signal(rt, key, e->if_expr, ev, wf, signal, &v,
 					&err) == 0 &&
@@ -184,6 +188,9 @@ static void run_job(const struct job *j)
 	}
 	for (size_t i = 0; i < j->nwfs; i++)
 		cancel_matching(j->wfs[i], j->ev);
+	if (signal_evaluated) /* its `signal` table, kept while it matched */
+		hf_luart_forget_signal(hf_dispatch_runtime());
+	signal_evaluated = false;
 }
 
 static void *flow_main(void *arg)

@@ -193,6 +193,7 @@ static void req_free(struct req *r)
 	}
 	hf_event_unref(r->ev);
 	json_decref(r->resumed);
+	hf_ingest_signal_free(r);
 	free(r->target);
 	req_recycle(r);
 }
@@ -346,6 +347,9 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	ev->body = r->body.data;
 	ev->body_len = r->body.len;
 	memset(&r->body, 0, sizeof r->body);
+	/* A signal (ingest_signal.c): 413 or 503 before anything is stored. */
+	if (r->signal && !hf_ingest_signal_admit(r))
+		return send_answer(c, &r->ans);
 
 	struct hf_luart *rt = lua ? hf_dispatch_runtime() : NULL;
 	size_t nruns = hf_dispatch(rt, ev, passed, npassed, r->runs);

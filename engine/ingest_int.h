@@ -74,7 +74,13 @@ struct req {
 	bool cancel_on;
 	bool resume;
 	json_t *resumed;
-	bool signal_failed; /* stored, but its runs could not be resumed */
+	bool signal_failed;	/* stored, but its runs could not be resumed */
+	const char *signal_why; /* why not, when the signal's limits say */
+	/* A signal admitted (hf_ingest_signal_admit): its body as the step's
+	 * output, and its place among the signals to match, until handed to
+	 * hf_park_signal (else given back by req_free). */
+	char *signal_output;
+	bool signal_reserved;
 };
 
 struct hf_ingest {
@@ -102,6 +108,13 @@ void hf_ingest_resume_now(struct req *r);
  * runs (hf_park_signal); the request resumes with "resumed" once they are.
  * Writer thread, in the commit's done(). */
 void hf_ingest_signal_stored(struct req *r, bool answer);
+/* ingest_signal.c. Before a signal is stored (HTTP thread): false, with the
+ * answer set, when its body is larger than a step's output may be (413) or
+ * too many signals wait to be matched (503, Retry-After); else it holds a
+ * place until hf_ingest_signal_stored or hf_ingest_signal_free. */
+bool hf_ingest_signal_admit(struct req *r);
+/* ingest_signal.c. What an admitted signal still holds (req_free). */
+void hf_ingest_signal_free(struct req *r);
 /* ingest_signal.c. A POST to run.resume_url (r->resume), body read:
  * checks the token, hands the body to the parked runs, suspends. */
 enum hf_ingest_rc { HF_INGEST_ANSWER, HF_INGEST_SUSPENDED };

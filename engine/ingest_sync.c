@@ -258,10 +258,18 @@ void hf_ingest_answer_commit(struct req *r)
 	if (outcome == OUT_STORED && r->signal_failed) {
 		/* Stored, but no waiting run could be resumed (hf_park.h):
 		 * the sender's retry will. */
-		hf_answer_error(&r->ans, 503,
-				"the event is stored but the runs waiting for "
-				"it cannot be resumed now");
-		r->ans.retry_after = 1;
+		if (r->signal_why) { /* past the signal's limits (park.c) */
+			hf_answer_error(&r->ans, 503,
+					"the event is stored but resumed "
+					"nothing: %s",
+					r->signal_why);
+			r->ans.retry_after = HF_PARK_SIGNAL_RETRY_AFTER_S;
+		} else {
+			hf_answer_error(&r->ans, 503,
+					"the event is stored but the runs "
+					"waiting for it cannot be resumed now");
+			r->ans.retry_after = 1;
+		}
 		hf_metrics_event(wf_name, 503);
 		log_answered(r, 503, NULL, false);
 		return;

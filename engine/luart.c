@@ -41,6 +41,7 @@ const char hf_luart_envmt_key = 0;
 const char hf_luart_env_key = 0;
 const char hf_luart_loaded_key = 0;
 static const char chunks_key = 0; /* compiled chunks by cache key */
+static const char signal_key = 0; /* the kept `signal` (push_signal) */
 
 /* ---- creation ---- */
 
@@ -428,6 +429,32 @@ static int step_main(lua_State *L)
 }
 
 /* Under lua_pcall: evaluates rt->expr against rt->expr_event. */
+/* Pushes the `signal` of a wait_for's or cancel_on's `if:`. One signal is
+ * evaluated against many runs in a row: its table is built once (headers,
+ * query, the decoded body) and kept in the registry, and each evaluation
+ * gets a deep copy of it (strings are shared, not copied), so that what one
+ * `if:` does to it never reaches the next. The kept one is replaced by the
+ * next signal's. */
+static void push_signal(lua_State *L, struct hf_luart *rt)
+{
+	const struct hf_event *sig = rt->expr_signal;
+	if (rt->signal_ev[0] && strcmp(rt->signal_ev, sig->id) == 0) {
+		lua_rawgetp(L, LUA_REGISTRYINDEX, &signal_key);
+		hf_lua_copy_value(L, -1);
+		lua_remove(L, -2);
+		return;
+	}
+	rt->signal_ev[0] = '\0';
+	lua_pushnil(L);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &signal_key);
+	hf_lua_push_event(L, rt, sig, NULL, false, true);
+	lua_pushvalue(L, -1);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &signal_key);
+	snprintf(rt->signal_ev, sizeof rt->signal_ev, "%s", sig->id);
+	hf_lua_copy_value(L, -1);
+	lua_remove(L, -2);
+}
+
 static int expr_main(lua_State *L)
 {
 	struct hf_luart *rt = lua_touserdata(L, 1);
@@ -447,7 +474,7 @@ static int expr_main(lua_State *L)
 		lua_setfield(L, env, "event");
 	}
 	if (rt->expr_signal) { /* a wait_for's if: (hf_park.h) */
-		hf_lua_push_event(L, rt, rt->expr_signal, NULL, false, true);
+		push_signal(L, rt);
 		lua_setfield(L, env, "signal");
 	}
 	set_env(L, -1, env);
@@ -718,6 +745,20 @@ int hf_luart_eval_signal(struct hf_luart *rt, const char *cache_key,
 	int rc = eval(rt, cache_key, e, NULL, ev, wf, value, err);
 	rt->pending_signal = NULL;
 	return rc;
+}
+
+void hf_luart_forget_signal(struct hf_luart *rt)
+{
+	if (!rt || !rt->signal_ev[0])
+		return;
+	assert(owned_by_caller(rt));
+	rt->signal_ev[0] = '\0';
+	lua_pushnil(rt->L);
+	lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &signal_key);
+	if (rt->used > rt->gc_base + HF_LUA_GC_SLACK) {
+		lua_gc(rt->L, LUA_GCCOLLECT);
+		rt->gc_base = rt->used;
+	}
 }
 
 bool hf_luart_expr_reads_event(const char *chunk)

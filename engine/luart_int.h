@@ -56,6 +56,9 @@ struct hf_luart {
 	/* The event whose decoded body the state keeps (lua_event.c); "" for
 	 * none. */
 	char body_ev[HF_ID_SIZE];
+	/* The signal whose `signal` table the state keeps (luart.c,
+	 * push_signal); "" for none. */
+	char signal_ev[HF_ID_SIZE];
 	/* The one thread that uses the runtime (checked by assert() only). */
 	pthread_t owner;
 	bool owned; /* owner is set */

@@ -16,7 +16,12 @@
  * own expression runtime, and submits one write that resumes the matches,
  * each conditional on the run still waiting at that step; the write's done()
  * hands the ids that were resumed to the job's callback (ingest's answer).
- * The thread does not wait for that commit.
+ * The thread does not wait for that commit. A signal's cost is bounded: at
+ * most HF_PARK_SIGNAL_QUEUE signals are taken at once (ingest reserves a
+ * place before it stores one: hf_park_signal_reserve), and one that finds
+ * more than HF_PARK_SIGNAL_MAX runs on its path, or is still matching after
+ * HF_PARK_SIGNAL_BUDGET_MS, resumes nothing (its callback hears why): it is
+ * never answered as if every waiting run had been matched.
  *
  * Each thread starts when first needed, not with the server (a thread at rest
  * costs its stack's and malloc arena's pages): hf-park at start when the
@@ -36,6 +41,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +60,11 @@ struct job {
 	struct match *m;
 	size_t nm, cap;
 	char last[HF_ID_SIZE]; /* the page's last run id (candidate) */
+	int seen;	       /* runs of the path read so far */
+	int64_t deadline;      /* hf_mono_ms() past which it gives up */
+	const char *over;      /* why it gave up (a static text), or NULL */
+	bool evaluated;	       /* an `if:` ran in the thread's runtime */
+	bool reserved;	       /* holds a place of p->signals */
 	hf_park_done done;
 	void *arg;
 	struct job *next;
@@ -71,6 +82,9 @@ struct hf_park {
 	int64_t recheck;   /* the longest look away from the store (ms) */
 	atomic_llong count;
 	struct job *head, *tail; /* hf-signals' queue */
+	atomic_int signals;	 /* places reserved (hf_park_signal_reserve) */
+	int signal_max, signal_queue; /* HF_PARK_SIGNAL_MAX, _QUEUE */
+	int64_t signal_budget;	      /* HF_PARK_SIGNAL_BUDGET_MS */
 
 	/* The wake write (hf-park's, then the writer's). */
 	struct hf_write ww;
@@ -211,6 +225,8 @@ static void *wake_main(void *arg)
 
 static void job_free(struct job *j)
 {
+	if (j->reserved)
+		hf_park_signal_unreserve(j->p);
 	hf_event_unref(j->ev);
 	free(j->path);
 	free(j->output);
@@ -236,7 +252,7 @@ static void resume_done(struct hf_write *w)
 {
 	struct job *j = w->call_arg;
 	if (w->rc < 0) { /* nothing resumed: the caller may try again */
-		j->done(j->arg, NULL);
+		j->done(j->arg, NULL, NULL);
 		job_free(j);
 		return;
 	}
@@ -251,7 +267,7 @@ static void resume_done(struct hf_write *w)
 		hf_backlog_stored(j->p->eng->backlog, 0, n);
 		count_add(j->p, -(long long)n);
 	}
-	j->done(j->arg, ids);
+	j->done(j->arg, ids, NULL);
 	job_free(j);
 }
 
@@ -278,12 +294,22 @@ static void candidate(struct hf_run *run, void *arg)
 				       : NULL;
 	bool match = st && st->park == HF_PARK_WAIT_FOR && st->wait_path &&
 		     strcmp(st->wait_path, j->path) == 0;
+	/* Past a limit nothing more is evaluated: the signal resumes none. */
+	if (!j->over && ++j->seen > j->p->signal_max)
+		j->over = "more runs wait on its path than a signal is "
+			  "matched against";
+	else if (!j->over && hf_mono_ms() >= j->deadline)
+		j->over = "matching it against the runs waiting on its path "
+			  "took longer than a signal may";
+	if (j->over)
+		match = false;
 	if (match && st->wait_if) {
 		char key[160], *err = NULL;
 		json_t *v = NULL;
 		snprintf(key, sizeof key, "%s:%s:wait_if",
 			 wf->version ? wf->version : wf->name, st->id);
 		struct hf_luart *rt = hf_dispatch_runtime();
+		j->evaluated = true;
 		if (!rt ||
 		    hf_luart_eval_signal(rt, key, st->wait_if, run->event, wf,
 					 j->ev, &v, &err) < 0) {
@@ -305,26 +331,44 @@ static void candidate(struct hf_run *run, void *arg)
 	hf_run_free(run);
 }
 
+/* Matches a signal against the runs waiting on its path, page by page
+ * (HF_PARK_SIGNAL_PAGE runs in memory at a time), one run more than
+ * signal_max at most (to see that there are more). False when it gave up or
+ * the runs could not be read: the job is answered (nothing resumed) and
+ * freed. */
+static bool match_signal(struct hf_park *p, struct job *j)
+{
+	struct hf_snapshot *snap = hf_engine_snapshot(p->eng);
+	int n, want;
+	j->deadline = hf_mono_ms() + p->signal_budget;
+	do {
+		want = p->signal_max + 1 - j->seen;
+		if (want > HF_PARK_SIGNAL_PAGE)
+			want = HF_PARK_SIGNAL_PAGE;
+		n = hf_store_load_waiting(p->eng->store, snap->set, j->path,
+					  j->last, want, candidate, j);
+	} while (n == want && !j->over);
+	hf_snapshot_unref(snap);
+	if (j->evaluated) /* its `signal` table is not needed any more */
+		hf_luart_forget_signal(hf_dispatch_runtime());
+	if (!j->over && n >= 0)
+		return true;
+	if (j->over)
+		hf_log(HF_LOG_WARN,
+		       "signal %s to %s resumes nothing: %s (%d runs "
+		       "read)",
+		       j->ev->id, j->path, j->over, j->seen);
+	j->done(j->arg, NULL, j->over);
+	job_free(j);
+	return false;
+}
+
 static void handle(struct hf_park *p, struct job *j)
 {
-	if (j->ev) {
-		/* Page by page (HF_PARK_SIGNAL_PAGE runs in memory at a
-		 * time), at most HF_PARK_SIGNAL_MAX runs in all. */
-		struct hf_snapshot *snap = hf_engine_snapshot(p->eng);
-		int n, seen = 0;
-		do {
-			n = hf_store_load_waiting(
-			    p->eng->store, snap->set, j->path, j->last,
-			    HF_PARK_SIGNAL_PAGE, candidate, j);
-			seen += n > 0 ? n : 0;
-		} while (n == HF_PARK_SIGNAL_PAGE && seen < HF_PARK_SIGNAL_MAX);
-		hf_snapshot_unref(snap);
-		json_t *body = hf_event_body(j->ev);
-		j->output = json_dumps(body ? body : json_null(),
-				       JSON_COMPACT | JSON_ENCODE_ANY);
-	}
+	if (j->ev && !match_signal(p, j))
+		return;
 	if (j->nm == 0) {
-		j->done(j->arg, json_array());
+		j->done(j->arg, json_array(), NULL);
 		job_free(j);
 		return;
 	}
@@ -379,13 +423,30 @@ static void enqueue(struct hf_park *p, struct job *j)
 	pthread_mutex_unlock(&p->lock);
 }
 
+bool hf_park_signal_reserve(struct hf_park *p)
+{
+	int n = atomic_load(&p->signals);
+	do {
+		if (n >= p->signal_queue)
+			return false;
+	} while (!atomic_compare_exchange_weak(&p->signals, &n, n + 1));
+	return true;
+}
+
+void hf_park_signal_unreserve(struct hf_park *p)
+{
+	atomic_fetch_sub(&p->signals, 1);
+}
+
 void hf_park_signal(struct hf_park *p, struct hf_event *ev, const char *path,
-		    hf_park_done done, void *arg)
+		    char *output, hf_park_done done, void *arg)
 {
 	struct job *j = hf_xcalloc(1, sizeof *j);
 	j->p = p;
 	j->ev = hf_event_ref(ev);
 	j->path = hf_xstrdup(path);
+	j->output = output;
+	j->reserved = true;
 	j->done = done;
 	j->arg = arg;
 	enqueue(p, j);
@@ -405,6 +466,25 @@ void hf_park_resume(struct hf_park *p, const char *run_id, int step,
 
 /* --- lifecycle --- */
 
+/* The signal limits; HOOKFLOW_TEST_SIGNAL_LIMITS=MAX,BUDGET_MS,QUEUE in the
+ * environment sets them lower, for the test suite only (README). */
+static void test_limits(struct hf_park *p)
+{
+	p->signal_max = HF_PARK_SIGNAL_MAX;
+	p->signal_budget = HF_PARK_SIGNAL_BUDGET_MS;
+	p->signal_queue = HF_PARK_SIGNAL_QUEUE;
+	const char *v = getenv("HOOKFLOW_TEST_SIGNAL_LIMITS");
+	int max, budget, queue;
+	if (v && sscanf(v, "%d,%d,%d", &max, &budget, &queue) == 3 &&
+	    max >= 0 && budget >= 0 && queue >= 0) {
+		p->signal_max = max < p->signal_max ? max : p->signal_max;
+		p->signal_budget =
+		    budget < p->signal_budget ? budget : p->signal_budget;
+		p->signal_queue =
+		    queue < p->signal_queue ? queue : p->signal_queue;
+	}
+}
+
 struct hf_park *hf_park_start(struct hf_engine *eng)
 {
 	struct hf_park *p = hf_xcalloc(1, sizeof *p);
@@ -412,6 +492,7 @@ struct hf_park *hf_park_start(struct hf_engine *eng)
 	p->next_wake = p->hint = INT64_MAX;
 	json_t *nodes = hf_store_nodes_json(eng->store); /* NULL: SQLite */
 	p->recheck = nodes ? HF_PARK_SHARED_RECHECK_MS : HF_PARK_RECHECK_MS;
+	test_limits(p);
 	int64_t n = hf_store_count_waiting(eng->store);
 	atomic_store(&p->count, n > 0 ? n : 0);
 	hf_metrics_runs_waiting(n > 0 ? n : 0);
@@ -455,7 +536,7 @@ void hf_park_stop(struct hf_park *p)
 		pthread_join(p->sig_thread, NULL);
 	for (struct job *j = p->head, *next; j; j = next) {
 		next = j->next; /* hf-signals could not start: they fail */
-		j->done(j->arg, NULL);
+		j->done(j->arg, NULL, NULL);
 		job_free(j);
 	}
 	pthread_mutex_destroy(&p->lock);

@@ -712,6 +712,25 @@
 #ifndef HF_PARK_SIGNAL_PAGE
 #define HF_PARK_SIGNAL_PAGE 256
 #endif
+/* Past HF_PARK_SIGNAL_MAX runs waiting on its path, or past this much time
+ * matching (loading the runs and evaluating their `if:`, each evaluation
+ * bounded by the expression limits above), a signal resumes nothing and is
+ * answered 503: one request never costs hf-signals more than about this. */
+#ifndef HF_PARK_SIGNAL_BUDGET_MS
+#define HF_PARK_SIGNAL_BUDGET_MS 10000
+#endif
+/* Signals accepted and not yet matched (queued for hf-signals, or being
+ * matched): past this many, a signal is answered 503 with Retry-After before
+ * anything is stored. So a flood of signals holds hf-signals (one thread) at
+ * most HF_PARK_SIGNAL_QUEUE budgets ahead. */
+#ifndef HF_PARK_SIGNAL_QUEUE
+#define HF_PARK_SIGNAL_QUEUE 64
+#endif
+/* The Retry-After of a signal refused for the queue above or past its
+ * budget (seconds). */
+#ifndef HF_PARK_SIGNAL_RETRY_AFTER_S
+#define HF_PARK_SIGNAL_RETRY_AFTER_S 5
+#endif
 
 /* The longest dedupe, concurrency, throttle or debounce key stored as it
  * is; a longer one is stored as "sha256:" and its digest (PostgreSQL's

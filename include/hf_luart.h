@@ -105,6 +105,11 @@ int hf_luart_eval_signal(struct hf_luart *rt, const char *cache_key,
 			 const struct hf_event *signal, json_t **value,
 			 char **err);
 
+/* Lets go of the `signal` table that hf_luart_eval_signal keeps between
+ * evaluations of one signal (its memory is freed, with a full collection
+ * when it was large), once that signal has been matched. Accepts NULL. */
+void hf_luart_forget_signal(struct hf_luart *rt);
+
 /* False when an expression's chunk cannot read the `event` global (it does
  * not name it and cannot reach the environment: no _ENV, _G, load,
  * require), so that ingest needs no decoded body for it. Conservative. */

@@ -95,16 +95,25 @@ void hf_park_unparked(struct hf_park *p, int n);
 /* Runs parked now (the /metrics gauge). Any thread. */
 int64_t hf_park_count(struct hf_park *p);
 
-/* done(arg, resumed) gets the ids of the runs resumed (a new array, the
+/* done(arg, resumed, why) gets the ids of the runs resumed (a new array, the
  * callee's), on the writer thread after the resume committed (or on
- * hf-signals with [] when nothing was to be resumed); NULL when the resume
- * could not be stored (nothing resumed: worth another try). */
-typedef void (*hf_park_done)(void *arg, json_t *resumed);
+ * hf-signals with [] when nothing was to be resumed); NULL when nothing was
+ * resumed: why is NULL when the resume could not be stored or the runs not
+ * read (worth another try), else why the signal gave up (its limits, park.c;
+ * a static text). */
+typedef void (*hf_park_done)(void *arg, json_t *resumed, const char *why);
+/* Reserves a place for a signal among the HF_PARK_SIGNAL_QUEUE that may wait
+ * to be matched: false when they are all taken (the signal is refused before
+ * it is stored). hf_park_signal takes the place over; a signal that does not
+ * get there gives it back (hf_park_signal_unreserve). Any thread. */
+bool hf_park_signal_reserve(struct hf_park *p);
+void hf_park_signal_unreserve(struct hf_park *p);
 /* A request to the wait_for path `path` (as the workflows declare it) was
- * stored as ev: resumes the runs it matches. Takes a reference on ev. Any
- * thread. */
+ * stored as ev: resumes the runs it matches, with output (the JSON text of
+ * ev's body, taken over) as their step's output. Takes a reference on ev and
+ * the place reserved for it. Any thread. */
 void hf_park_signal(struct hf_park *p, struct hf_event *ev, const char *path,
-		    hf_park_done done, void *arg);
+		    char *output, hf_park_done done, void *arg);
 /* run.resume_url was called: resumes run_id at step with output (JSON text,
  * taken over). Any thread. */
 void hf_park_resume(struct hf_park *p, const char *run_id, int step,
