@@ -346,8 +346,10 @@ int hf_sqlite_load_where(struct hf_store *s, const struct hf_workflow_set *set,
 			   .fn_rid = fn,
 			   .arg = arg};
 	p.tail = &p.list;
-	char sql[512];
-	snprintf(sql, sizeof sql, "%s %s", RUN_SELECT, where);
+	char sql[1024];
+	if (snprintf(sql, sizeof sql, "%s %s", RUN_SELECT, where) >=
+	    (int)sizeof sql)
+		return -1;
 	va_list ap;
 	va_start(ap, types);
 	int rc = hf_sqlite_veach(sq(s), NULL, pickup_row, &p, sql, types, ap);
