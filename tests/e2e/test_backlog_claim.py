@@ -6,10 +6,11 @@ runs woken, runs stored while a page is read) are still taken."""
 import http.client
 import json
 import sqlite3
+import subprocess
 import threading
 from collections import defaultdict
 
-from conftest import data_tables, state_rows, wait_for
+from conftest import BIN, data_exec, data_tables, state_rows, wait_for
 
 WORK = """\
 name: work
@@ -38,6 +39,22 @@ steps:
       return 1
 """
 
+PICKY = """\
+name: picky
+on:
+  webhook: { path: /picky }
+steps:
+  - id: log
+    run: |
+      if event.body.n == 100 and not db.one("SELECT 1 AS ok FROM flag") then
+        error("flag missing")
+      end
+      db.exec("INSERT INTO log(run_id, attempt) VALUES (?, ?)", run.id,
+              run.attempt)
+      local t0 = os.clock(); while os.clock() - t0 < 0.01 do end
+      return 1
+"""
+
 
 def q(path, sql, *args):
     if str(path).startswith(("postgres://", "postgresql://")):
@@ -53,7 +70,7 @@ def make(server, workflows, *args):
     srv = server(workflows=workflows, start=False,
                  args=["--max-queue", "10", "--workers", "2", *args])
     data_tables(srv.data, "CREATE TABLE log(id INTEGER PRIMARY KEY,"
-                " run_id TEXT, attempt INTEGER)")
+                " run_id TEXT, attempt INTEGER)", "CREATE TABLE flag(x INTEGER)")
     return srv.start()
 
 
@@ -148,5 +165,28 @@ def test_concurrent_senders_during_a_drain(server):
     for lst in lists:
         ids += lst
     assert len(ids) == 100 + 6 * 60
+    wait_all_succeeded(srv, ids)
+    assert_once_per_attempt(srv, ids)
+
+
+def test_retried_run_behind_the_drained_backlog(server):
+    """A run of the backlog that failed, retried once the backlog is drained
+    (the rows read are past it), is taken again."""
+    srv = make(server, {"picky": PICKY})
+    ids = send(srv, "/picky", 200)
+    failed = ids[100]
+
+    def settled():
+        rows = dict(q(srv.state, "SELECT status, count(*) FROM runs GROUP BY 1"))
+        return rows == {"succeeded": 199, "failed": 1}
+    wait_for(settled, timeout=90, what="the backlog to drain")
+    assert srv.run(failed)["status"] == "failed"
+    data_exec(srv.data, "INSERT INTO flag VALUES (1)")
+    p = subprocess.run([BIN, "retry", failed, "--state", str(srv.state)],
+                       capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    run = srv.wait_run(failed, timeout=30, statuses=("succeeded",))
+    assert run["attempt"] == 2
     wait_all_succeeded(srv, ids)
     assert_once_per_attempt(srv, ids)
