@@ -14,7 +14,9 @@
  * connection, counts them in the scheduler's depth, and submits the write
  * that claims them; that write's done() takes them off `disk` and the batch's
  * end pushes them, with ingest's runs of the same commit, in order. The loader
- * waits for it before reading the next page (it would read the same rows).
+ * waits for it before reading the next page (it would read the same rows; on
+ * SQLite the claim is one row and the runs are claimed in memory:
+ * store_sqlite_backlog.c).
  *
  * Threading: the loader thread; ingest's HTTP threads (hf_backlog_place); the
  * writer (done() calls, hf_backlog_batch_end); any thread releasing a run

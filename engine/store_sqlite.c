@@ -255,14 +255,17 @@ static int transact(struct hf_sqlite_store *q, struct hf_write *w,
 		rc = hf_sqlite_apply(q, w);
 	if (rc == 0)
 		rc = exec(q->wdb, "COMMIT");
-	if (rc == 0)
+	if (rc == 0) {
+		hf_sqlite_bl_commit(q);
 		return 0;
+	}
 	/* A maintenance call (HF_W_CALL) can fail without an SQLite error. */
 	*code = sqlite3_extended_errcode(q->wdb);
 	snprintf(msg, size, "%s",
 		 *code != SQLITE_OK ? sqlite3_errmsg(q->wdb)
 				    : "a write refused");
 	exec(q->wdb, "ROLLBACK");
+	hf_sqlite_bl_rollback(q);
 	q->nversions = 0; /* rows the rollback removed may be cached */
 	return -1;
 }
@@ -584,6 +587,7 @@ static void store_close(struct hf_store *s)
 	pthread_mutex_destroy(&q->ckpt_lock);
 	pthread_cond_destroy(&q->ckpt_cond);
 	hf_secret_wipe(q->key, sizeof q->key);
+	hf_sqlite_bl_free(q);
 	free(q->path);
 	free(q);
 }
@@ -701,6 +705,7 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 	pthread_mutex_init(&q->health_lock, NULL);
 	pthread_mutex_init(&q->key_lock, NULL);
 	pthread_mutex_init(&q->ckpt_lock, NULL);
+	hf_sqlite_bl_init(q);
 	pthread_cond_init(&q->ckpt_cond, NULL);
 	q->wdb = open_conn(path, sync_full, false, err);
 	if (!q->wdb || hf_sqlite_migrate(q, err) < 0)

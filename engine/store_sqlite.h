@@ -125,6 +125,9 @@ struct hf_sqlite_store {
 	/* This one did: every step finished (set by hf_store_set_clean_stop).
 	 */
 	bool clean_stop;
+	/* The disk backlog's runs taken into memory (store_sqlite_backlog.c).
+	 */
+	struct hf_sqlite_backlog *bl;
 
 	/* The key that seals emit signing secrets (deliveries.secret), loaded
 	 * once under key_lock by hf_sqlite_key (hf_secret_key_load). */
@@ -339,6 +342,28 @@ int hf_sqlite_load_backlog(struct hf_store *s,
 			   void *arg);
 int hf_sqlite_claim_runs(struct hf_store *s, struct hf_run *const *runs,
 			 size_t n);
+/* The disk backlog's claim in memory (store_sqlite_backlog.c): set up at
+ * open, freed at close; after an unclean stop, the mark read (unclaimed runs
+ * at or below it may have been in flight). The applier's hooks: a run's
+ * write sets claimed = 1 (written), a row became unclaimed (its rid, 0 when
+ * not known), the batch committed or rolled back. rewind: rows became
+ * unclaimed in a commit already made (any thread). */
+void hf_sqlite_bl_init(struct hf_sqlite_store *q);
+void hf_sqlite_bl_free(struct hf_sqlite_store *q);
+void hf_sqlite_bl_unclean(struct hf_sqlite_store *q, int64_t mark);
+void hf_sqlite_bl_written(struct hf_sqlite_store *q, const char *run_id);
+void hf_sqlite_bl_unclaimed(struct hf_sqlite_store *q, int64_t rid);
+void hf_sqlite_bl_commit(struct hf_sqlite_store *q);
+void hf_sqlite_bl_rollback(struct hf_sqlite_store *q);
+void hf_sqlite_bl_rewind(struct hf_sqlite_store *q);
+/* Loads the runs RUN_SELECT (store_sqlite_recover.c) finds with where
+ * (bound as types...) on a read connection, handing each to fn with its rid;
+ * one at or below unclean_below (not waiting for a retry) comes at
+ * step_attempt + 1. Returns how many, or -1. */
+int hf_sqlite_load_where(struct hf_store *s, const struct hf_workflow_set *set,
+			 int64_t unclean_below,
+			 void (*fn)(struct hf_run *run, int64_t rid, void *arg),
+			 void *arg, const char *where, const char *types, ...);
 /* Parked runs (store_sqlite_park.c; hf_sqlite_load_waiting in
  * store_sqlite_recover.c). */
 int hf_sqlite_load_waiting(struct hf_store *s,

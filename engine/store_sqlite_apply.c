@@ -42,8 +42,8 @@ static const char *stmt_sql[ST_COUNT] = {
     [ST_DEDUPE_GET] = "SELECT event_id FROM dedupe WHERE workflow = ?1 AND"
 		      " key = ?2",
     [ST_RUN_STARTED] = "UPDATE runs SET status = 'running', started_at ="
-		       " ?2 WHERE rid BETWEEN ?3 AND ?4 AND id = ?1"
-		       " AND status <> 'cancelled'",
+		       " ?2, claimed = 1 WHERE rid BETWEEN ?3 AND ?4 AND"
+		       " id = ?1 AND status <> 'cancelled'",
     [ST_UPSERT_STEP] = "INSERT OR REPLACE INTO steps(run_id, idx, step_id,"
 		       " status, output, error, logs, attempts, started_at,"
 		       " finished_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
@@ -51,8 +51,8 @@ static const char *stmt_sql[ST_COUNT] = {
     [ST_UPDATE_RUN] = "UPDATE runs SET status = ?2, next_step = ?3,"
 		      " step_attempt = ?4, due_at = ?5, error = ?6,"
 		      " finished_at = ?7, started_at = COALESCE(started_at,"
-		      " ?8), wake_at = ?11, waiting = ?12, wait_path = ?13"
-		      " WHERE rid BETWEEN ?9 AND ?10 AND id = ?1"
+		      " ?8), wake_at = ?11, waiting = ?12, wait_path = ?13,"
+		      " claimed = 1 WHERE rid BETWEEN ?9 AND ?10 AND id = ?1"
 		      " AND status <> 'cancelled'",
     [ST_EVENT_RID] = "SELECT rid FROM events WHERE rid BETWEEN ?1 AND ?2"
 		     " AND id = ?3",
@@ -224,6 +224,8 @@ static int insert_run(struct hf_sqlite_store *q, struct hf_run *run,
 	bind_text(st, 17, run->wait_path);
 	if (step_done(st) < 0)
 		return -1;
+	if (!claimed) /* the disk backlog's (store_sqlite_backlog.c) */
+		hf_sqlite_bl_unclaimed(q, sqlite3_last_insert_rowid(q->wdb));
 	return in_band(q, run->id);
 }
 
@@ -337,6 +339,7 @@ static int apply_run_started(struct hf_sqlite_store *q, struct hf_write *w)
 	bind_text(st, 1, w->run->id);
 	sqlite3_bind_int64(st, 2, w->run->started_at);
 	bind_band(st, 3, w->run->id);
+	hf_sqlite_bl_written(q, w->run->id); /* claimed = 1 */
 	return step_done(st);
 }
 
@@ -545,6 +548,7 @@ run:
 	bind_int_or_null(st, 11, run->wake_at);
 	bind_text(st, 12, run->waiting);
 	bind_text(st, 13, run->wait_path);
+	hf_sqlite_bl_written(q, run->id); /* claimed = 1 */
 	return step_done(st);
 }
 

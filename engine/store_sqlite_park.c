@@ -63,7 +63,10 @@ int hf_sqlite_wake_due(struct hf_store *s, int64_t now, int limit)
 			   " ORDER BY wake_at LIMIT ?2)",
 			   "Ii", now, limit) != SQLITE_DONE)
 		return -1;
-	return sqlite3_changes(q->wdb);
+	int n = sqlite3_changes(q->wdb);
+	if (n > 0) /* behind the backlog's cursor */
+		hf_sqlite_bl_unclaimed(q, 0);
+	return n;
 }
 
 int hf_sqlite_resume_run(struct hf_store *s, const char *run_id, int step,
@@ -96,7 +99,10 @@ int hf_sqlite_resume_run(struct hf_store *s, const char *run_id, int step,
 			   " next_step = ?2",
 			   "tiIII", run_id, step, now, lo, hi) != SQLITE_DONE)
 		return -1;
-	return sqlite3_changes(q->wdb) > 0 ? 1 : 0;
+	if (sqlite3_changes(q->wdb) == 0)
+		return 0;
+	hf_sqlite_bl_unclaimed(q, 0); /* behind the backlog's cursor */
+	return 1;
 }
 
 int hf_sqlite_secret_key(struct hf_store *s, unsigned char key[32])

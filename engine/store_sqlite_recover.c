@@ -20,6 +20,7 @@
 #include "store_sqlite.h"
 
 #include <assert.h>
+#include <stdarg.h>
 #include <string.h>
 
 void hf_sqlite_clean_stop_begin(struct hf_sqlite_store *q)
@@ -31,6 +32,13 @@ void hf_sqlite_clean_stop_begin(struct hf_sqlite_store *q)
 	if (st && sqlite3_step(st) == SQLITE_ROW)
 		q->unclean = sqlite3_column_int(st, 0) == 0;
 	sqlite3_finalize(st);
+	/* The disk backlog's runs taken up to this mark may have been in
+	 * flight (store_sqlite_backlog.c). */
+	st = hf_sqlite_stmt(
+	    q->wdb, "SELECT value FROM meta WHERE key = 'backlog_mark'", "");
+	if (q->unclean && st && sqlite3_step(st) == SQLITE_ROW)
+		hf_sqlite_bl_unclean(q, sqlite3_column_int64(st, 0));
+	sqlite3_finalize(st);
 	sqlite3_exec(q->wdb,
 		     "INSERT OR REPLACE INTO meta(key, value) VALUES"
 		     " ('clean_stop', 0)",
@@ -39,6 +47,9 @@ void hf_sqlite_clean_stop_begin(struct hf_sqlite_store *q)
 
 void hf_sqlite_clean_stop_end(struct hf_sqlite_store *q)
 {
+	/* Nothing was in flight: no run taken from the disk backlog is. */
+	sqlite3_exec(q->wdb, "DELETE FROM meta WHERE key = 'backlog_mark'",
+		     NULL, NULL, NULL);
 	sqlite3_exec(q->wdb,
 		     "INSERT OR REPLACE INTO meta(key, value)"
 		     " VALUES ('clean_stop', 1)",
@@ -221,6 +232,11 @@ struct pickup {
 	struct version_cache vc;
 	struct hf_run *list, **tail;
 	int n;
+	/* hf_sqlite_load_where: rows at or below it as after an unclean stop;
+	 * each run handed to fn_rid at once, with its rid. */
+	int64_t unclean_below;
+	void (*fn_rid)(struct hf_run *run, int64_t rid, void *arg);
+	void *arg;
 };
 
 static int pickup_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
@@ -234,11 +250,16 @@ static int pickup_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	 * it runs again as a later try, so that run.attempt > 1 tells the
 	 * script it may be a repeat (a run waiting for a retry is at attempt
 	 * > 1 already). After a clean stop nothing was in flight. */
-	if (p->unclean && run->due_at == 0)
+	int64_t rid = sqlite3_column_int64(st, 20);
+	if ((p->unclean || rid <= p->unclean_below) && run->due_at == 0)
 		run->step_attempt++;
+	p->n++;
+	if (p->fn_rid) {
+		p->fn_rid(run, rid, p->arg);
+		return 0;
+	}
 	*p->tail = run;
 	p->tail = &run->next;
-	p->n++;
 	return 0;
 }
 
@@ -248,7 +269,7 @@ static int pickup_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	"SELECT r.id, e.id, r.workflow, r.status, r.attempt, r.created_at,"    \
 	" r.started_at, r.next_step, r.step_attempt, r.due_at, r.lane,"        \
 	" v.version, e.path, e.method, e.query, e.headers, e.body,"            \
-	" e.received_at, r.wake_at, r.waiting IS NOT NULL FROM runs r"         \
+	" e.received_at, r.wake_at, r.waiting IS NOT NULL, r.rid FROM runs r"  \
 	" LEFT JOIN events e ON e.rid = r.event"                               \
 	" LEFT JOIN workflow_versions v ON v.vid = r.vid"
 
@@ -277,8 +298,10 @@ int hf_sqlite_load_pending(struct hf_store *s,
 			   void (*fn)(struct hf_run *run, void *arg), void *arg)
 {
 	struct hf_sqlite_store *q = sq(s);
-	struct pickup p = {
-	    .s = s, .set = set, .unclean = !only_unclaimed && q->unclean};
+	struct pickup p = {.s = s,
+			   .set = set,
+			   .unclean = !only_unclaimed && q->unclean,
+			   .unclean_below = -1};
 	p.tail = &p.list;
 	/* In the order of their ids (rid: the millisecond each was made, then
 	 * insertion), which is arrival order: the lanes of `concurrency:` fill
@@ -310,22 +333,30 @@ int hf_sqlite_load_pending(struct hf_store *s,
 	return p.n;
 }
 
-/* --- the disk backlog --- */
+/* --- the disk backlog (store_sqlite_backlog.c) --- */
 
-int hf_sqlite_load_backlog(struct hf_store *s,
-			   const struct hf_workflow_set *set, int limit,
-			   void (*fn)(struct hf_run *run, void *arg), void *arg)
+int hf_sqlite_load_where(struct hf_store *s, const struct hf_workflow_set *set,
+			 int64_t unclean_below,
+			 void (*fn)(struct hf_run *run, int64_t rid, void *arg),
+			 void *arg, const char *where, const char *types, ...)
 {
-	struct hf_sqlite_store *q = sq(s);
-	struct pickup p = {.s = s, .set = set};
+	struct pickup p = {.s = s,
+			   .set = set,
+			   .unclean_below = unclean_below,
+			   .fn_rid = fn,
+			   .arg = arg};
 	p.tail = &p.list;
-	/* runs_unclaimed holds (claimed, rowid): arrival order, no sort. */
-	int rc = hf_sqlite_each(q, NULL, pickup_row, &p,
-				RUN_SELECT
-				" WHERE r.claimed = 0 AND r.status IN"
-				" ('queued','running') ORDER BY r.rid LIMIT ?1",
-				"i", limit);
-	return pickup_end(&p, rc, fn, arg);
+	char sql[1024];
+	if (snprintf(sql, sizeof sql, "%s %s", RUN_SELECT, where) >=
+	    (int)sizeof sql)
+		return -1;
+	va_list ap;
+	va_start(ap, types);
+	int rc = hf_sqlite_veach(sq(s), NULL, pickup_row, &p, sql, types, ap);
+	va_end(ap);
+	for (size_t i = 0; i < p.vc.n; i++)
+		hf_workflow_unref(p.vc.items[i].wf);
+	return rc < 0 ? -1 : p.n;
 }
 
 /* --- parked runs (hf_park.h) --- */
@@ -336,7 +367,7 @@ int hf_sqlite_load_waiting(struct hf_store *s,
 			   void (*fn)(struct hf_run *run, void *arg), void *arg)
 {
 	struct hf_sqlite_store *q = sq(s);
-	struct pickup p = {.s = s, .set = set};
+	struct pickup p = {.s = s, .set = set, .unclean_below = -1};
 	p.tail = &p.list;
 	/* runs_wait_path: the runs waiting on path, a page in id order. */
 	int rc = hf_sqlite_each(
@@ -345,48 +376,6 @@ int hf_sqlite_load_waiting(struct hf_store *s,
 		       " AND r.id > ?3 ORDER BY r.id LIMIT ?2",
 	    "tit", path, limit, after);
 	return pickup_end(&p, rc, fn, arg);
-}
-
-int hf_sqlite_claim_runs(struct hf_store *s, struct hf_run *const *runs,
-			 size_t n)
-{
-	struct hf_sqlite_store *q = sq(s);
-	assert(sq_applying(q)); /* through HF_W_CALL */
-	sqlite3_stmt *st = hf_sqlite_stmt(q->wdb,
-					  "UPDATE runs SET claimed = 1 WHERE"
-					  " rid BETWEEN ?2 AND ?3 AND id = ?1",
-					  "");
-	if (!st)
-		return -1;
-	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		bind_text(st, 1, runs[i]->id);
-		bind_band(st, 2, runs[i]->id);
-		if (sqlite3_step(st) != SQLITE_DONE)
-			rc = -1;
-		sqlite3_reset(st);
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
-
-static int count_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
-{
-	(void)db;
-	*(int64_t *)arg = sqlite3_column_int64(st, 0);
-	return 0;
-}
-
-int64_t hf_sqlite_count_backlog(struct hf_store *s)
-{
-	struct hf_sqlite_store *q = sq(s);
-	int64_t n = -1;
-	if (hf_sqlite_each(q, sq_applying(q) ? q->wdb : NULL, count_row, &n,
-			   "SELECT count(*) FROM runs WHERE claimed = 0 AND"
-			   " status IN ('queued','running')",
-			   "") < 0)
-		return -1;
-	return n;
 }
 
 /* --- the stored versions as a set (hookflow replay) --- */
@@ -536,6 +525,8 @@ int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
 	}
 	if (rc != 0)
 		hf_sqlite_exec(q->wdb, "ROLLBACK", "");
+	else
+		hf_sqlite_bl_rewind(q); /* behind the backlog's cursor */
 	pthread_mutex_unlock(&q->wlock);
 	return rc;
 }

@@ -8,7 +8,10 @@
  * is empty, so the runs of a lane (concurrency key) keep their arrival order.
  * A run taken into memory is claimed by a write committed before it is pushed:
  * after a crash, hf_store_load_pending finds it among the claimed runs (its
- * step may have been in flight) and the rest stays in the backlog.
+ * step may have been in flight) and the rest stays in the backlog. SQLite
+ * (one process owns the file) claims a page in memory instead, with one row
+ * (store_sqlite_backlog.c): after a crash a run taken but not yet written is
+ * at the head of the backlog again, its step marked as a possible repeat.
  *
  * One thread of its own loads the pages. The counts are atomics, read by any
  * thread; hf_backlog_stored and hf_backlog_batch_end run on the writer. */

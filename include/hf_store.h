@@ -210,7 +210,10 @@ int hf_store_load_backlog(struct hf_store *s, const struct hf_workflow_set *set,
 			  int limit, void (*fn)(struct hf_run *run, void *arg),
 			  void *arg);
 /* Marks runs claimed (taken into memory): a restart no longer finds them in
- * the backlog but loads them with hf_store_load_pending. Returns 0 or -1.
+ * the backlog but loads them with hf_store_load_pending. SQLite: the runs
+ * of the last hf_store_load_backlog, claimed in memory until their own first
+ * write, and the highest taken recorded (store_sqlite_backlog.c). Returns 0
+ * or -1.
  * Writer connection only: use through HF_W_CALL. */
 int hf_store_claim_runs(struct hf_store *s, struct hf_run *const *runs,
 			size_t n);
