@@ -36,6 +36,7 @@ struct hf_backlog {
 	struct hf_engine *eng;
 	size_t window; /* --max-queue */
 	int64_t max;   /* --max-backlog */
+	int64_t found; /* on disk at start (hf_backlog_found) */
 	size_t step;   /* the loader waits for this much room */
 	atomic_llong reserved, disk;
 
@@ -78,6 +79,11 @@ int64_t hf_backlog_size(struct hf_backlog *b)
 		return 0;
 	int64_t n = atomic_load(&b->reserved) + atomic_load(&b->disk);
 	return n > 0 ? n : 0;
+}
+
+int64_t hf_backlog_found(const struct hf_backlog *b)
+{
+	return b ? b->found : 0;
 }
 
 enum hf_place hf_backlog_place(struct hf_backlog *b, size_t n, bool in_memory)
@@ -300,7 +306,8 @@ struct hf_backlog *hf_backlog_start(struct hf_engine *eng)
 	size_t step = b->window / 4;
 	b->step = step < 1 ? 1 : step > PAGE_MAX / 2 ? PAGE_MAX / 2 : step;
 	int64_t n = hf_store_count_backlog(eng->store);
-	atomic_store(&b->disk, (long long)(n > 0 ? n : 0));
+	b->found = n > 0 ? n : 0;
+	atomic_store(&b->disk, (long long)b->found);
 	b->kicked = n > 0;
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->cond, NULL);

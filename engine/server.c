@@ -359,7 +359,7 @@ static int start_core(struct hf_server *srv)
 		fprintf(stderr, "hookflow: cannot start the backlog thread\n");
 		return 1;
 	}
-	int64_t waiting = hf_backlog_size(srv->eng.backlog);
+	int64_t waiting = hf_backlog_found(srv->eng.backlog);
 	if (waiting > 0)
 		hf_log(HF_LOG_INFO, "%lld run%s waiting on disk",
 		       (long long)waiting, waiting == 1 ? "" : "s");

@@ -60,5 +60,8 @@ void hf_backlog_batch_end(struct hf_backlog *b);
 void hf_backlog_rescan(struct hf_backlog *b);
 /* Runs waiting on disk, with those on their way there (the gauge). */
 int64_t hf_backlog_size(struct hf_backlog *b);
+/* The runs found waiting on disk when the backlog started (its loader may
+ * have taken some since). */
+int64_t hf_backlog_found(const struct hf_backlog *b);
 
 #endif
