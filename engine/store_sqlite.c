@@ -36,8 +36,9 @@
 
 /* --- connections --- */
 
-static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
-			  struct hf_error *err)
+/* vfs: NULL for SQLite's default (hf_sqlite_vfs_name: the writer's). */
+static sqlite3 *open_conn_vfs(const char *path, bool sync_full, bool readonly,
+			      const char *vfs, struct hf_error *err)
 {
 	sqlite3 *db = NULL;
 	int flags = SQLITE_OPEN_NOMUTEX |
@@ -50,7 +51,9 @@ static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
 	    strcmp(path, ":memory:") == 0 ? "file:hfstate?mode=memory" : path;
 	struct stat sb;
 	bool created = name == path && stat(path, &sb) != 0 && errno == ENOENT;
-	if (sqlite3_open_v2(name, &db, flags, NULL) != SQLITE_OK) {
+	if (name != path)
+		vfs = NULL;
+	if (sqlite3_open_v2(name, &db, flags, vfs) != SQLITE_OK) {
 		hf_error_set(err, path, 0, 0, "cannot open database: %s",
 			     db ? sqlite3_errmsg(db) : "out of memory");
 		sqlite3_close(db);
@@ -77,6 +80,12 @@ static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
 		return NULL;
 	}
 	return db;
+}
+
+static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
+			  struct hf_error *err)
+{
+	return open_conn_vfs(path, sync_full, readonly, NULL, err);
 }
 
 sqlite3 *hf_sqlite_reader_take(struct hf_sqlite_store *q)
@@ -713,7 +722,8 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 	pthread_mutex_init(&q->key_lock, NULL);
 	pthread_mutex_init(&q->ckpt_lock, NULL);
 	pthread_cond_init(&q->ckpt_cond, NULL);
-	q->wdb = open_conn(path, sync_full, false, err);
+	q->wdb =
+	    open_conn_vfs(path, sync_full, false, hf_sqlite_vfs_name(), err);
 	if (!q->wdb || hf_sqlite_migrate(q, err) < 0)
 		goto fail;
 	if (hf_sqlite_prepare(q, err) < 0)

@@ -333,6 +333,9 @@ struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col);
 /* Creates the schema or migrates an older file (store_sqlite_schema.c).
  * Returns 0, or -1 with err set. */
 int hf_sqlite_migrate(struct hf_sqlite_store *q, struct hf_error *err);
+/* store_sqlite_vfs.c: the writer connection's VFS (its WAL writes gathered
+ * per commit), or NULL for SQLite's default. */
+const char *hf_sqlite_vfs_name(void);
 int hf_sqlite_load_backlog(struct hf_store *s,
 			   const struct hf_workflow_set *set, int limit,
 			   void (*fn)(struct hf_run *run, void *arg),

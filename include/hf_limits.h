@@ -463,6 +463,12 @@
 #ifndef HF_STATE_READERS
 #define HF_STATE_READERS 8
 #endif
+/* The writer's WAL writes of one commit are gathered in memory and written at
+ * once (store_sqlite_vfs.c): up to this many bytes; a bigger commit writes
+ * the rest as it comes. Bounds the writer's memory, not a commit's size. */
+#ifndef HF_WAL_GATHER_MAX
+#define HF_WAL_GATHER_MAX (4 * 1024 * 1024)
+#endif
 #ifndef HF_STATE_VERSION_CACHE
 #define HF_STATE_VERSION_CACHE 32
 #endif
