@@ -222,9 +222,10 @@ static int insert_run(struct hf_sqlite_store *q, struct hf_run *run,
 	bind_int_or_null(st, 15, run->wake_at);
 	bind_text(st, 16, run->waiting);
 	bind_text(st, 17, run->wait_path);
-	if (step_done(st) < 0)
+	if (step_done(st) < 0 || in_band(q, run->id) < 0)
 		return -1;
-	return in_band(q, run->id);
+	run->rid = sqlite3_last_insert_rowid(q->wdb);
+	return 0;
 }
 
 /* Returns 1 when key was already seen for the workflow (dup_of filled), 0 when
@@ -327,6 +328,21 @@ static int apply_runs(struct hf_sqlite_store *q, struct hf_write *w)
 	return 0;
 }
 
+/* ?i, ?i+1: the rid range a run's row is found in: its rid when this process
+ * stored it (one seek, not a scan of its id's band), else its id's band
+ * (by_id). A statement that changed no row by rid is tried again by id
+ * (a row the rid no longer names, or one the WHERE refused: cancelled). */
+static void bind_run_row(sqlite3_stmt *st, int i, const struct hf_run *run,
+			 int by_id)
+{
+	if (by_id) {
+		bind_band(st, i, run->id);
+		return;
+	}
+	sqlite3_bind_int64(st, i, run->rid);
+	sqlite3_bind_int64(st, i + 1, run->rid);
+}
+
 static int apply_run_started(struct hf_sqlite_store *q, struct hf_write *w)
 {
 	/* The step already finished: its write (behind this one) records the
@@ -334,10 +350,15 @@ static int apply_run_started(struct hf_sqlite_store *q, struct hf_write *w)
 	if (atomic_load(&w->run->step_pending))
 		return 0;
 	sqlite3_stmt *st = q->stmts[ST_RUN_STARTED];
-	bind_text(st, 1, w->run->id);
-	sqlite3_bind_int64(st, 2, w->run->started_at);
-	bind_band(st, 3, w->run->id);
-	return step_done(st);
+	for (int by_id = w->run->rid == 0;; by_id = 1) {
+		bind_text(st, 1, w->run->id);
+		sqlite3_bind_int64(st, 2, w->run->started_at);
+		bind_run_row(st, 3, w->run, by_id);
+		if (step_done(st) < 0)
+			return -1;
+		if (by_id || sqlite3_changes(q->wdb) > 0)
+			return 0;
+	}
 }
 
 /* --- secrets at rest --- */
@@ -501,6 +522,9 @@ static int insert_emit(struct hf_sqlite_store *q, const struct hf_run *run,
 	return step_done(st);
 }
 
+static int update_run(struct hf_sqlite_store *q, const struct hf_run *run,
+		      const struct hf_step_result *res, int by_id);
+
 static int apply_step(struct hf_sqlite_store *q, struct hf_write *w)
 {
 	struct hf_run *run = w->run;
@@ -527,7 +551,19 @@ static int apply_step(struct hf_sqlite_store *q, struct hf_write *w)
 			if (insert_emit(q, run, step->id, &res->emits[i]) < 0)
 				return -1;
 run:
-	st = q->stmts[ST_UPDATE_RUN];
+	for (int by_id = run->rid == 0;; by_id = 1) {
+		if (update_run(q, run, res, by_id) < 0)
+			return -1;
+		if (by_id || sqlite3_changes(q->wdb) > 0)
+			return 0;
+	}
+}
+
+/* The run's row after a step (res; NULL: none ran): bind_run_row's by_id. */
+static int update_run(struct hf_sqlite_store *q, const struct hf_run *run,
+		      const struct hf_step_result *res, int by_id)
+{
+	sqlite3_stmt *st = q->stmts[ST_UPDATE_RUN];
 	bind_text(st, 1, run->id);
 	bind_text(st, 2, hf_run_status_name(run->status));
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)run->next_step);
@@ -540,7 +576,7 @@ run:
 	else
 		sqlite3_bind_null(st, 7);
 	bind_int_or_null(st, 8, run->started_at);
-	bind_band(st, 9, run->id);
+	bind_run_row(st, 9, run, by_id);
 	/* The parked run (hf_park.h): waiting, or when it last woke. */
 	bind_int_or_null(st, 11, run->wake_at);
 	bind_text(st, 12, run->waiting);
