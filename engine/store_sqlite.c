@@ -276,6 +276,16 @@ static int transact(struct hf_sqlite_store *q, struct hf_write *w,
 	return -1;
 }
 
+/* 1, or 0 for a write that will write nothing: a run's "started" write whose
+ * step's own write is already on its way (apply_run_started skips it), so that
+ * a commit's bound counts runs' real writes. */
+static size_t batch_counts(const struct hf_write *w)
+{
+	return w->kind == HF_W_RUN_STARTED && atomic_load(&w->run->step_pending)
+		   ? 0
+		   : 1;
+}
+
 /* Applies a batch in one transaction. When a write fails, the batch is rolled
  * back and each write is tried in a transaction of its own, so one bad write
  * fails alone; when the database cannot write (store_fault), every write of
@@ -309,7 +319,7 @@ static void apply_batch(struct hf_sqlite_store *q, struct hf_write *batch,
 		w->rc = transact(q, w, w->next, &code, msg, sizeof msg);
 		if (w->rc == 0) {
 			q->stats.commits++;
-			q->stats.writes++;
+			q->stats.writes += batch_counts(w);
 			committed = true;
 			continue;
 		}
@@ -489,16 +499,6 @@ static void ckpt_stop(struct hf_sqlite_store *q)
 	q->ckpt_running = false;
 	sqlite3_close(q->cdb);
 	q->cdb = NULL;
-}
-
-/* 1, or 0 for a write that will write nothing: a run's "started" write whose
- * step's own write is already on its way (apply_run_started skips it), so that
- * a commit's bound counts runs' real writes. */
-static size_t batch_counts(const struct hf_write *w)
-{
-	return w->kind == HF_W_RUN_STARTED && atomic_load(&w->run->step_pending)
-		   ? 0
-		   : 1;
 }
 
 static void *writer_main(void *arg)
