@@ -273,6 +273,7 @@ static int transact(struct hf_sqlite_store *q, struct hf_write *w,
 				    : "a write refused");
 	exec(q->wdb, "ROLLBACK");
 	q->nversions = 0; /* rows the rollback removed may be cached */
+	memset(q->last_band, 0, sizeof q->last_band);
 	return -1;
 }
 

@@ -120,6 +120,11 @@ struct hf_sqlite_store {
 	int64_t version_ids[HF_STATE_VERSION_CACHE]; /* workflow_versions.vid */
 	unsigned nversions; /* ring: next slot = nversions %
 			       HF_STATE_VERSION_CACHE */
+	/* The applying thread's own: the band (hf_sqlite_band) of the last
+	 * event and run it inserted and the rid after theirs, so that the next
+	 * insert into the same band skips looking up the band's last rid (0:
+	 * none; cleared when a batch rolls back). [0] events, [1] runs. */
+	int64_t last_band[2], next_rid[2];
 	/* The previous server did not stop cleanly (read at open). */
 	bool unclean;
 	/* This one did: every step finished (set by hf_store_set_clean_stop).

@@ -24,18 +24,19 @@
 #include <string.h>
 
 /* events and runs: rid is the next of the id's band (?9, ?10 for events,
- * ?12, ?13 for runs: bind_band), found by id in it (hf_sqlite_band). */
+ * ?12, ?13 for runs: bind_band), found by id in it (hf_sqlite_band); ?11 for
+ * events, ?18 for runs: that rid when the writer knows it (bind_next_rid). */
 static const char *stmt_sql[ST_COUNT] = {
     [ST_INSERT_EVENT] = "INSERT INTO events(rid, id, path, method, query,"
 			" headers, body, received_at, skipped)"
-			" VALUES(COALESCE((SELECT max(rid) + 1 FROM events"
+			" VALUES(COALESCE(?11, (SELECT max(rid) + 1 FROM events"
 			" WHERE rid BETWEEN ?9 AND ?10), ?9), ?1, ?2, ?3,"
 			" ?4, ?5, ?6, ?7, ?8)",
     [ST_INSERT_RUN] = "INSERT INTO runs(rid, id, event, workflow, vid,"
 		      " status, attempt, created_at, next_step, step_attempt,"
 		      " due_at, lane, claimed, wake_at, waiting, wait_path)"
-		      " VALUES(COALESCE((SELECT max(rid) + 1 FROM runs WHERE"
-		      " rid BETWEEN ?12 AND ?13), ?12), ?1, ?2, ?3, ?4,"
+		      " VALUES(COALESCE(?18, (SELECT max(rid) + 1 FROM runs"
+		      " WHERE rid BETWEEN ?12 AND ?13), ?12), ?1, ?2, ?3, ?4,"
 		      " ?14, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?15, ?16, ?17)",
     [ST_DEDUPE_INSERT] = "INSERT OR IGNORE INTO dedupe(workflow, key,"
 			 " event_id, created_at) VALUES(?1, ?2, ?3, ?4)",
@@ -187,12 +188,29 @@ static int64_t event_rid(struct hf_sqlite_store *q, const char *id)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? rid : -1;
 }
 
-/* After an insert into events or runs: whether the row landed in its id's
- * band (a band holds 1 << HF_BAND_BITS rows: one millisecond's). */
-static int in_band(struct hf_sqlite_store *q, const char *id)
+/* Binds ?i to the rid after the last row of id's band that this writer
+ * inserted into table t (0 events, 1 runs), when it did (else NULL: the
+ * statement looks the band's last rid up). Another process inserting into the
+ * same band meanwhile (the CLI) makes the insert fail: the batch is rolled
+ * back, which forgets these, and its writes are applied again. */
+static void bind_next_rid(struct hf_sqlite_store *q, sqlite3_stmt *st, int i,
+			  int t, const char *id)
+{
+	if (q->last_band[t] && q->last_band[t] == hf_sqlite_band(id))
+		sqlite3_bind_int64(st, i, q->next_rid[t]);
+}
+
+/* After an insert into table t (as bind_next_rid): whether the row landed in
+ * its id's band (a band holds 1 << HF_BAND_BITS rows: one millisecond's). */
+static int in_band(struct hf_sqlite_store *q, int t, const char *id)
 {
 	int64_t rid = sqlite3_last_insert_rowid(q->wdb);
-	return rid - hf_sqlite_band(id) < (1 << HF_BAND_BITS) ? 0 : -1;
+	int64_t band = hf_sqlite_band(id);
+	if (rid - band >= (1 << HF_BAND_BITS))
+		return -1;
+	q->last_band[t] = band;
+	q->next_rid[t] = rid + 1;
+	return 0;
 }
 
 /* ev_rid: the run's event's rid, or -1 to look it up. */
@@ -222,7 +240,8 @@ static int insert_run(struct hf_sqlite_store *q, struct hf_run *run,
 	bind_int_or_null(st, 15, run->wake_at);
 	bind_text(st, 16, run->waiting);
 	bind_text(st, 17, run->wait_path);
-	if (step_done(st) < 0 || in_band(q, run->id) < 0)
+	bind_next_rid(q, st, 18, 1, run->id);
+	if (step_done(st) < 0 || in_band(q, 1, run->id) < 0)
 		return -1;
 	run->rid = sqlite3_last_insert_rowid(q->wdb);
 	return 0;
@@ -310,7 +329,8 @@ static int apply_ingest(struct hf_sqlite_store *q, struct hf_write *w)
 	sqlite3_bind_int64(st, 7, ev->received_at);
 	bind_json(st, 8, ev->skipped);
 	bind_band(st, 9, ev->id);
-	if (step_done(st) < 0 || in_band(q, ev->id) < 0)
+	bind_next_rid(q, st, 11, 0, ev->id);
+	if (step_done(st) < 0 || in_band(q, 0, ev->id) < 0)
 		return -1;
 	int64_t ev_rid = sqlite3_last_insert_rowid(q->wdb);
 	for (size_t i = 0; i < w->nruns; i++)
