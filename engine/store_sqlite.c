@@ -36,8 +36,9 @@
 
 /* --- connections --- */
 
-static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
-			  struct hf_error *err)
+/* vfs: NULL for SQLite's default (hf_sqlite_vfs_name: the writer's). */
+static sqlite3 *open_conn_vfs(const char *path, bool sync_full, bool readonly,
+			      const char *vfs, struct hf_error *err)
 {
 	sqlite3 *db = NULL;
 	int flags = SQLITE_OPEN_NOMUTEX |
@@ -50,7 +51,9 @@ static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
 	    strcmp(path, ":memory:") == 0 ? "file:hfstate?mode=memory" : path;
 	struct stat sb;
 	bool created = name == path && stat(path, &sb) != 0 && errno == ENOENT;
-	if (sqlite3_open_v2(name, &db, flags, NULL) != SQLITE_OK) {
+	if (name != path)
+		vfs = NULL;
+	if (sqlite3_open_v2(name, &db, flags, vfs) != SQLITE_OK) {
 		hf_error_set(err, path, 0, 0, "cannot open database: %s",
 			     db ? sqlite3_errmsg(db) : "out of memory");
 		sqlite3_close(db);
@@ -77,6 +80,12 @@ static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
 		return NULL;
 	}
 	return db;
+}
+
+static sqlite3 *open_conn(const char *path, bool sync_full, bool readonly,
+			  struct hf_error *err)
+{
+	return open_conn_vfs(path, sync_full, readonly, NULL, err);
 }
 
 sqlite3 *hf_sqlite_reader_take(struct hf_sqlite_store *q)
@@ -267,7 +276,18 @@ static int transact(struct hf_sqlite_store *q, struct hf_write *w,
 	exec(q->wdb, "ROLLBACK");
 	hf_sqlite_bl_rollback(q);
 	q->nversions = 0; /* rows the rollback removed may be cached */
+	memset(q->last_band, 0, sizeof q->last_band);
 	return -1;
+}
+
+/* 1, or 0 for a write that will write nothing: a run's "started" write whose
+ * step's own write is already on its way (apply_run_started skips it), so that
+ * a commit's bound counts runs' real writes. */
+static size_t batch_counts(const struct hf_write *w)
+{
+	return w->kind == HF_W_RUN_STARTED && atomic_load(&w->run->step_pending)
+		   ? 0
+		   : 1;
 }
 
 /* Applies a batch in one transaction. When a write fails, the batch is rolled
@@ -303,7 +323,7 @@ static void apply_batch(struct hf_sqlite_store *q, struct hf_write *batch,
 		w->rc = transact(q, w, w->next, &code, msg, sizeof msg);
 		if (w->rc == 0) {
 			q->stats.commits++;
-			q->stats.writes++;
+			q->stats.writes += batch_counts(w);
 			committed = true;
 			continue;
 		}
@@ -495,12 +515,13 @@ static void *writer_main(void *arg)
 		writer_wait(q);
 		if (!q->head && q->stopping)
 			break;
-		/* Take up to HF_WRITER_BATCH waiting writes. */
+		/* Take up to HF_WRITER_BATCH waiting writes (not counting
+		 * those that will write nothing: redundant). */
 		struct hf_write *batch = q->head, *last = q->head;
-		size_t n = 1;
+		size_t n = batch_counts(batch);
 		while (last->next && n < HF_WRITER_BATCH) {
 			last = last->next;
-			n++;
+			n += batch_counts(last);
 		}
 		q->head = last->next;
 		if (!q->head)
@@ -707,7 +728,8 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 	pthread_mutex_init(&q->ckpt_lock, NULL);
 	hf_sqlite_bl_init(q);
 	pthread_cond_init(&q->ckpt_cond, NULL);
-	q->wdb = open_conn(path, sync_full, false, err);
+	q->wdb =
+	    open_conn_vfs(path, sync_full, false, hf_sqlite_vfs_name(), err);
 	if (!q->wdb || hf_sqlite_migrate(q, err) < 0)
 		goto fail;
 	if (hf_sqlite_prepare(q, err) < 0)

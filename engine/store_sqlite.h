@@ -120,6 +120,11 @@ struct hf_sqlite_store {
 	int64_t version_ids[HF_STATE_VERSION_CACHE]; /* workflow_versions.vid */
 	unsigned nversions; /* ring: next slot = nversions %
 			       HF_STATE_VERSION_CACHE */
+	/* The applying thread's own: the band (hf_sqlite_band) of the last
+	 * event and run it inserted and the rid after theirs, so that the next
+	 * insert into the same band skips looking up the band's last rid (0:
+	 * none; cleared when a batch rolls back). [0] events, [1] runs. */
+	int64_t last_band[2], next_rid[2];
 	/* The previous server did not stop cleanly (read at open). */
 	bool unclean;
 	/* This one did: every step finished (set by hf_store_set_clean_stop).
@@ -336,6 +341,9 @@ struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col);
 /* Creates the schema or migrates an older file (store_sqlite_schema.c).
  * Returns 0, or -1 with err set. */
 int hf_sqlite_migrate(struct hf_sqlite_store *q, struct hf_error *err);
+/* store_sqlite_vfs.c: the writer connection's VFS (its WAL writes gathered
+ * per commit), or NULL for SQLite's default. */
+const char *hf_sqlite_vfs_name(void);
 int hf_sqlite_load_backlog(struct hf_store *s,
 			   const struct hf_workflow_set *set, int limit,
 			   void (*fn)(struct hf_run *run, void *arg),

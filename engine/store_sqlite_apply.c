@@ -24,18 +24,19 @@
 #include <string.h>
 
 /* events and runs: rid is the next of the id's band (?9, ?10 for events,
- * ?12, ?13 for runs: bind_band), found by id in it (hf_sqlite_band). */
+ * ?12, ?13 for runs: bind_band), found by id in it (hf_sqlite_band); ?11 for
+ * events, ?18 for runs: that rid when the writer knows it (bind_next_rid). */
 static const char *stmt_sql[ST_COUNT] = {
     [ST_INSERT_EVENT] = "INSERT INTO events(rid, id, path, method, query,"
 			" headers, body, received_at, skipped)"
-			" VALUES(COALESCE((SELECT max(rid) + 1 FROM events"
+			" VALUES(COALESCE(?11, (SELECT max(rid) + 1 FROM events"
 			" WHERE rid BETWEEN ?9 AND ?10), ?9), ?1, ?2, ?3,"
 			" ?4, ?5, ?6, ?7, ?8)",
     [ST_INSERT_RUN] = "INSERT INTO runs(rid, id, event, workflow, vid,"
 		      " status, attempt, created_at, next_step, step_attempt,"
 		      " due_at, lane, claimed, wake_at, waiting, wait_path)"
-		      " VALUES(COALESCE((SELECT max(rid) + 1 FROM runs WHERE"
-		      " rid BETWEEN ?12 AND ?13), ?12), ?1, ?2, ?3, ?4,"
+		      " VALUES(COALESCE(?18, (SELECT max(rid) + 1 FROM runs"
+		      " WHERE rid BETWEEN ?12 AND ?13), ?12), ?1, ?2, ?3, ?4,"
 		      " ?14, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?15, ?16, ?17)",
     [ST_DEDUPE_INSERT] = "INSERT OR IGNORE INTO dedupe(workflow, key,"
 			 " event_id, created_at) VALUES(?1, ?2, ?3, ?4)",
@@ -187,12 +188,29 @@ static int64_t event_rid(struct hf_sqlite_store *q, const char *id)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? rid : -1;
 }
 
-/* After an insert into events or runs: whether the row landed in its id's
- * band (a band holds 1 << HF_BAND_BITS rows: one millisecond's). */
-static int in_band(struct hf_sqlite_store *q, const char *id)
+/* Binds ?i to the rid after the last row of id's band that this writer
+ * inserted into table t (0 events, 1 runs), when it did (else NULL: the
+ * statement looks the band's last rid up). Another process inserting into the
+ * same band meanwhile (the CLI) makes the insert fail: the batch is rolled
+ * back, which forgets these, and its writes are applied again. */
+static void bind_next_rid(struct hf_sqlite_store *q, sqlite3_stmt *st, int i,
+			  int t, const char *id)
+{
+	if (q->last_band[t] && q->last_band[t] == hf_sqlite_band(id))
+		sqlite3_bind_int64(st, i, q->next_rid[t]);
+}
+
+/* After an insert into table t (as bind_next_rid): whether the row landed in
+ * its id's band (a band holds 1 << HF_BAND_BITS rows: one millisecond's). */
+static int in_band(struct hf_sqlite_store *q, int t, const char *id)
 {
 	int64_t rid = sqlite3_last_insert_rowid(q->wdb);
-	return rid - hf_sqlite_band(id) < (1 << HF_BAND_BITS) ? 0 : -1;
+	int64_t band = hf_sqlite_band(id);
+	if (rid - band >= (1 << HF_BAND_BITS))
+		return -1;
+	q->last_band[t] = band;
+	q->next_rid[t] = rid + 1;
+	return 0;
 }
 
 /* ev_rid: the run's event's rid, or -1 to look it up. */
@@ -222,11 +240,13 @@ static int insert_run(struct hf_sqlite_store *q, struct hf_run *run,
 	bind_int_or_null(st, 15, run->wake_at);
 	bind_text(st, 16, run->waiting);
 	bind_text(st, 17, run->wait_path);
-	if (step_done(st) < 0)
+	bind_next_rid(q, st, 18, 1, run->id);
+	if (step_done(st) < 0 || in_band(q, 1, run->id) < 0)
 		return -1;
+	run->rid = sqlite3_last_insert_rowid(q->wdb);
 	if (!claimed) /* the disk backlog's (store_sqlite_backlog.c) */
-		hf_sqlite_bl_unclaimed(q, sqlite3_last_insert_rowid(q->wdb));
-	return in_band(q, run->id);
+		hf_sqlite_bl_unclaimed(q, run->rid);
+	return 0;
 }
 
 /* Returns 1 when key was already seen for the workflow (dup_of filled), 0 when
@@ -311,7 +331,8 @@ static int apply_ingest(struct hf_sqlite_store *q, struct hf_write *w)
 	sqlite3_bind_int64(st, 7, ev->received_at);
 	bind_json(st, 8, ev->skipped);
 	bind_band(st, 9, ev->id);
-	if (step_done(st) < 0 || in_band(q, ev->id) < 0)
+	bind_next_rid(q, st, 11, 0, ev->id);
+	if (step_done(st) < 0 || in_band(q, 0, ev->id) < 0)
 		return -1;
 	int64_t ev_rid = sqlite3_last_insert_rowid(q->wdb);
 	for (size_t i = 0; i < w->nruns; i++)
@@ -329,6 +350,21 @@ static int apply_runs(struct hf_sqlite_store *q, struct hf_write *w)
 	return 0;
 }
 
+/* ?i, ?i+1: the rid range a run's row is found in: its rid when this process
+ * stored it (one seek, not a scan of its id's band), else its id's band
+ * (by_id). A statement that changed no row by rid is tried again by id
+ * (a row the rid no longer names, or one the WHERE refused: cancelled). */
+static void bind_run_row(sqlite3_stmt *st, int i, const struct hf_run *run,
+			 int by_id)
+{
+	if (by_id) {
+		bind_band(st, i, run->id);
+		return;
+	}
+	sqlite3_bind_int64(st, i, run->rid);
+	sqlite3_bind_int64(st, i + 1, run->rid);
+}
+
 static int apply_run_started(struct hf_sqlite_store *q, struct hf_write *w)
 {
 	/* The step already finished: its write (behind this one) records the
@@ -336,11 +372,16 @@ static int apply_run_started(struct hf_sqlite_store *q, struct hf_write *w)
 	if (atomic_load(&w->run->step_pending))
 		return 0;
 	sqlite3_stmt *st = q->stmts[ST_RUN_STARTED];
-	bind_text(st, 1, w->run->id);
-	sqlite3_bind_int64(st, 2, w->run->started_at);
-	bind_band(st, 3, w->run->id);
 	hf_sqlite_bl_written(q, w->run->id); /* claimed = 1 */
-	return step_done(st);
+	for (int by_id = w->run->rid == 0;; by_id = 1) {
+		bind_text(st, 1, w->run->id);
+		sqlite3_bind_int64(st, 2, w->run->started_at);
+		bind_run_row(st, 3, w->run, by_id);
+		if (step_done(st) < 0)
+			return -1;
+		if (by_id || sqlite3_changes(q->wdb) > 0)
+			return 0;
+	}
 }
 
 /* --- secrets at rest --- */
@@ -504,6 +545,9 @@ static int insert_emit(struct hf_sqlite_store *q, const struct hf_run *run,
 	return step_done(st);
 }
 
+static int update_run(struct hf_sqlite_store *q, const struct hf_run *run,
+		      const struct hf_step_result *res, int by_id);
+
 static int apply_step(struct hf_sqlite_store *q, struct hf_write *w)
 {
 	struct hf_run *run = w->run;
@@ -530,7 +574,19 @@ static int apply_step(struct hf_sqlite_store *q, struct hf_write *w)
 			if (insert_emit(q, run, step->id, &res->emits[i]) < 0)
 				return -1;
 run:
-	st = q->stmts[ST_UPDATE_RUN];
+	for (int by_id = run->rid == 0;; by_id = 1) {
+		if (update_run(q, run, res, by_id) < 0)
+			return -1;
+		if (by_id || sqlite3_changes(q->wdb) > 0)
+			return 0;
+	}
+}
+
+/* The run's row after a step (res; NULL: none ran): bind_run_row's by_id. */
+static int update_run(struct hf_sqlite_store *q, const struct hf_run *run,
+		      const struct hf_step_result *res, int by_id)
+{
+	sqlite3_stmt *st = q->stmts[ST_UPDATE_RUN];
 	bind_text(st, 1, run->id);
 	bind_text(st, 2, hf_run_status_name(run->status));
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)run->next_step);
@@ -543,7 +599,7 @@ run:
 	else
 		sqlite3_bind_null(st, 7);
 	bind_int_or_null(st, 8, run->started_at);
-	bind_band(st, 9, run->id);
+	bind_run_row(st, 9, run, by_id);
 	/* The parked run (hf_park.h): waiting, or when it last woke. */
 	bind_int_or_null(st, 11, run->wake_at);
 	bind_text(st, 12, run->waiting);

@@ -175,11 +175,11 @@ static void step_written(struct hf_write *w)
 	commit_end(wk, bytes);
 }
 
+/* Not counted in the worker's bound (no step repeats for it): its step's
+ * write, behind it, is. */
 static void started_written(struct hf_write *w)
 {
-	struct worker *wk = w->ctx;
 	free(w);
-	commit_end(wk, 0);
 }
 
 /* Ends a run that cannot proceed (its workflow is gone, its timeout passed)
@@ -333,8 +333,6 @@ static void execute(struct worker *wk, struct hf_run *run)
 		w->kind = HF_W_RUN_STARTED;
 		w->run = run;
 		w->done = started_written;
-		w->ctx = wk;
-		commit_begin(wk, 0);
 		hf_store_submit(eng->store, w);
 	}
 	if (run->next_step >= run->wf->nsteps)

@@ -122,15 +122,17 @@
 #endif
 
 /* Group commit: the writer takes at most this many waiting writes into one
- * transaction, so a commit's latency stays bounded under load. */
+ * transaction, so a commit's latency stays bounded under load (a run's
+ * "started" write that its step's write makes redundant is not counted). */
 #ifndef HF_WRITER_BATCH
 #define HF_WRITER_BATCH 512
 #endif
 
-/* Writes (run starts, step results) a worker may have waiting for their commit
+/* Writes (step results; a run's "started" write is not counted) a worker may
+ * have waiting for their commit
  * before it stops to wait: waiting for every commit would cap a worker at one
  * step per fsync; this bounds how many steps a crash repeats (at most this many
- * per worker). Above what a worker runs during one group commit (two writes a
+ * per worker). Above what a worker runs during one group commit (one write a
  * run, HF_WRITER_BATCH writes a commit), so that commits set the pace: at 32
  * runs/s were capped at workers x 16 x commits/s. The bytes bound the memory
  * the waiting results hold (outputs, logs, emits). */
@@ -460,6 +462,12 @@
  * another process's lock (the CLI writing while a server runs). */
 #ifndef HF_STATE_READERS
 #define HF_STATE_READERS 8
+#endif
+/* The writer's WAL writes of one commit are gathered in memory and written at
+ * once (store_sqlite_vfs.c): up to this many bytes; a bigger commit writes
+ * the rest as it comes. Bounds the writer's memory, not a commit's size. */
+#ifndef HF_WAL_GATHER_MAX
+#define HF_WAL_GATHER_MAX (4 * 1024 * 1024)
 #endif
 #ifndef HF_STATE_VERSION_CACHE
 #define HF_STATE_VERSION_CACHE 32

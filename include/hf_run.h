@@ -137,6 +137,9 @@ struct hf_run {
 	/* A debounced run (hf_debounce.h): the `events` global, the burst's
 	 * events as Lua sees `event`; NULL until read back. */
 	json_t *events;
+	/* SQLite: the run's row, once this process stored it (0: unknown, the
+	 * row is found by id); store_sqlite_apply.c. */
+	int64_t rid;
 	struct hf_run *next; /* intrusive link for queues */
 };
 
