@@ -312,12 +312,19 @@ static int count_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	return 0;
 }
 
-/* A run unclaimed at or below the cursor: waiting unless taken. */
+/* A run unclaimed at or below the cursor: waiting unless taken and not
+ * written since. A taken run whose write committed (gen set: before this
+ * read, which holds bl->lock) and is unclaimed again (a retry) waits too:
+ * its id is forgotten only when the loader next reads (a read begun before
+ * the commit may still see it unclaimed), and uncounted it would never
+ * wake the loader. */
 static int behind_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 {
 	(void)db;
 	struct count *c = arg;
-	if (!find(c->bl, (const char *)sqlite3_column_text(st, 0)))
+	const struct taken *t =
+	    find(c->bl, (const char *)sqlite3_column_text(st, 0));
+	if (!t || t->gen)
 		c->n++;
 	return 0;
 }
