@@ -311,7 +311,11 @@ struct hf_backlog *hf_backlog_start(struct hf_engine *eng)
 	b->kicked = n > 0;
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->cond, NULL);
+	/* Set before the loader runs: the writer's batch end (server.c) reads
+	 * it to wake the loader once its first claim commits. */
+	eng->backlog = b;
 	if (hf_thread_start(&b->thread, "hf-backlog", loader_main, b) != 0) {
+		eng->backlog = NULL;
 		pthread_mutex_destroy(&b->lock);
 		pthread_cond_destroy(&b->cond);
 		free(b);

@@ -353,6 +353,8 @@ static int start_core(struct hf_server *srv)
 		hf_log(HF_LOG_INFO, "resuming %d unfinished run%s", recovered,
 		       recovered == 1 ? "" : "s");
 	hf_store_changed(srv->eng.store);
+	/* Before the loader starts: its first claim's commit must wake it. */
+	hf_store_on_batch_end(srv->eng.store, batch_end, srv);
 	/* The rest waits on disk, unclaimed: it comes in pages. */
 	srv->eng.backlog = hf_backlog_start(&srv->eng);
 	if (!srv->eng.backlog) {
@@ -363,7 +365,6 @@ static int start_core(struct hf_server *srv)
 	if (waiting > 0)
 		hf_log(HF_LOG_INFO, "%lld run%s waiting on disk",
 		       (long long)waiting, waiting == 1 ? "" : "s");
-	hf_store_on_batch_end(srv->eng.store, batch_end, srv);
 	/* Parked runs (hf_park.h): their wake-ups and signals. */
 	srv->eng.park = hf_park_start(&srv->eng);
 	if (!srv->eng.park) {

@@ -27,8 +27,10 @@
 struct hf_backlog;
 
 /* Starts the loader over eng (its store, scheduler, --max-queue and
- * --max-backlog), counting the runs already waiting on disk. NULL on failure
- * to start the thread. */
+ * --max-backlog), counting the runs already waiting on disk; sets
+ * eng->backlog before the loader runs (the store's batch-end hook, which
+ * wakes it after each claim, must be set before too). NULL on failure to
+ * start the thread. */
 struct hf_backlog *hf_backlog_start(struct hf_engine *eng);
 /* Stops and joins the loader (runs on disk stay there); frees b. */
 void hf_backlog_stop(struct hf_backlog *b); /* accepts NULL */
