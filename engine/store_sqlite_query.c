@@ -494,7 +494,28 @@ int hf_sqlite_pending_deliveries(struct hf_store *s, int64_t from, int limit,
 	return p.n;
 }
 
+/* A column of JSON text, copied (NULL for SQL NULL). */
+static char *col_text_dup(sqlite3_stmt *st, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(st, i);
+	return t ? hf_xstrndup(t, (size_t)sqlite3_column_bytes(st, i)) : NULL;
+}
+
 struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col)
+{
+	struct hf_event *ev = hf_sqlite_event_row_text(st, idc, col);
+	if (!ev)
+		return NULL;
+	ev->query = col_typed(st, col + 2, JSON_OBJECT);
+	ev->headers = col_typed(st, col + 3, JSON_OBJECT);
+	free(ev->query_text); /* the trees are the event's value here */
+	free(ev->headers_text);
+	ev->query_text = ev->headers_text = NULL;
+	ev->skipped = json_array();
+	return ev;
+}
+
+struct hf_event *hf_sqlite_event_row_text(sqlite3_stmt *st, int idc, int col)
 {
 	if (sqlite3_column_type(st, idc) == SQLITE_NULL)
 		return NULL;
@@ -503,13 +524,13 @@ struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col)
 		 (const char *)sqlite3_column_text(st, idc));
 	ev->path = hf_xstrdup((const char *)sqlite3_column_text(st, col));
 	ev->method = hf_xstrdup((const char *)sqlite3_column_text(st, col + 1));
-	ev->query = col_typed(st, col + 2, JSON_OBJECT);
-	ev->headers = col_typed(st, col + 3, JSON_OBJECT);
+	/* The trees are parsed on first use (hf_event_headers), if ever. */
+	ev->query_text = col_text_dup(st, col + 2);
+	ev->headers_text = col_text_dup(st, col + 3);
 	const char *body = sqlite3_column_blob(st, col + 4);
 	ev->body_len = (size_t)sqlite3_column_bytes(st, col + 4);
 	ev->body = hf_xstrndup(body ? body : "", ev->body_len);
 	ev->received_at = sqlite3_column_int64(st, col + 5);
-	ev->skipped = json_array();
 	/* The body is decoded on first use (hf_event_body), if ever: a page
 	 * of the disk backlog does not pay for it. */
 	return ev;

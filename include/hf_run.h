@@ -40,7 +40,10 @@ struct hf_event {
 			    path but did not get a run */
 	/* headers and query as JSON text, made by ingest on its own thread so
 	 * that the single writer does not have to (NULL: the writer dumps
-	 * them). */
+	 * them). An event loaded from the disk backlog has only the text
+	 * (headers and query NULL): read the trees through hf_event_headers()
+	 * and hf_event_query(), which parse on first use; a step's `event` is
+	 * decoded into Lua straight from the text (lua_event.c). */
 	char *headers_text;
 	char *query_text;
 };
@@ -53,6 +56,12 @@ void hf_event_unref(struct hf_event *ev); /* accepts NULL */
  * (thread-safe: the first tree set wins, and stays for the event's life).
  * Borrowed reference; NULL when the body does not decode (OTHER, empty). */
 json_t *hf_event_body(struct hf_event *ev);
+/* ev->headers and ev->query, parsed from headers_text and query_text on
+ * first use when the event came with the text alone (thread-safe, as
+ * hf_event_body). Borrowed references: an object ({} for text that is not
+ * one), or NULL when the event has neither tree nor text. */
+json_t *hf_event_headers(struct hf_event *ev);
+json_t *hf_event_query(struct hf_event *ev);
 /* The `event` global as JSON: {"id","method","path","params","query",
  * "headers","body","raw","received_at"} ("params" is {}: see below). New
  * reference. "raw" may hold bytes that are not UTF-8: the value is meant for
