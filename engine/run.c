@@ -16,6 +16,15 @@ struct hf_event *hf_event_new(void)
 	return ev;
 }
 
+struct hf_event *hf_event_new_packed(size_t extra, char **extra_at)
+{
+	struct hf_event *ev = hf_xcalloc(1, sizeof *ev + extra);
+	ev->refs = 1;
+	ev->packed = true;
+	*extra_at = (char *)(ev + 1);
+	return ev;
+}
+
 struct hf_event *hf_event_ref(struct hf_event *ev)
 {
 	atomic_fetch_add((_Atomic int *)&ev->refs, 1);
@@ -26,15 +35,17 @@ void hf_event_unref(struct hf_event *ev)
 {
 	if (!ev || atomic_fetch_sub((_Atomic int *)&ev->refs, 1) != 1)
 		return;
-	free(ev->method);
-	free(ev->path);
+	if (!ev->packed) {
+		free(ev->method);
+		free(ev->path);
+		free(ev->body);
+		free(ev->headers_text);
+		free(ev->query_text);
+	}
 	json_decref(ev->query);
 	json_decref(ev->headers);
-	free(ev->body);
 	json_decref(ev->decoded);
 	json_decref(ev->skipped);
-	free(ev->headers_text);
-	free(ev->query_text);
 	free(ev);
 }
 

@@ -494,28 +494,7 @@ int hf_sqlite_pending_deliveries(struct hf_store *s, int64_t from, int limit,
 	return p.n;
 }
 
-/* A column of JSON text, copied (NULL for SQL NULL). */
-static char *col_text_dup(sqlite3_stmt *st, int i)
-{
-	const char *t = (const char *)sqlite3_column_text(st, i);
-	return t ? hf_xstrndup(t, (size_t)sqlite3_column_bytes(st, i)) : NULL;
-}
-
 struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col)
-{
-	struct hf_event *ev = hf_sqlite_event_row_text(st, idc, col);
-	if (!ev)
-		return NULL;
-	ev->query = col_typed(st, col + 2, JSON_OBJECT);
-	ev->headers = col_typed(st, col + 3, JSON_OBJECT);
-	free(ev->query_text); /* the trees are the event's value here */
-	free(ev->headers_text);
-	ev->query_text = ev->headers_text = NULL;
-	ev->skipped = json_array();
-	return ev;
-}
-
-struct hf_event *hf_sqlite_event_row_text(sqlite3_stmt *st, int idc, int col)
 {
 	if (sqlite3_column_type(st, idc) == SQLITE_NULL)
 		return NULL;
@@ -524,12 +503,54 @@ struct hf_event *hf_sqlite_event_row_text(sqlite3_stmt *st, int idc, int col)
 		 (const char *)sqlite3_column_text(st, idc));
 	ev->path = hf_xstrdup((const char *)sqlite3_column_text(st, col));
 	ev->method = hf_xstrdup((const char *)sqlite3_column_text(st, col + 1));
-	/* The trees are parsed on first use (hf_event_headers), if ever. */
-	ev->query_text = col_text_dup(st, col + 2);
-	ev->headers_text = col_text_dup(st, col + 3);
+	ev->query = col_typed(st, col + 2, JSON_OBJECT);
+	ev->headers = col_typed(st, col + 3, JSON_OBJECT);
 	const char *body = sqlite3_column_blob(st, col + 4);
 	ev->body_len = (size_t)sqlite3_column_bytes(st, col + 4);
 	ev->body = hf_xstrndup(body ? body : "", ev->body_len);
+	ev->received_at = sqlite3_column_int64(st, col + 5);
+	ev->skipped = json_array();
+	/* The body is decoded on first use (hf_event_body), if ever: a page
+	 * of the disk backlog does not pay for it. */
+	return ev;
+}
+
+/* Copies n bytes at p, NUL-terminated, to *at; moves *at on. */
+static char *pack(const void *p, size_t n, char **at)
+{
+	char *s = *at;
+	if (n)
+		memcpy(s, p, n);
+	s[n] = '\0';
+	*at += n + 1;
+	return s;
+}
+
+struct hf_event *hf_sqlite_event_row_text(sqlite3_stmt *st, int idc, int col)
+{
+	if (sqlite3_column_type(st, idc) == SQLITE_NULL)
+		return NULL;
+	/* path, method, query, headers, body: one block with the event. */
+	const void *p[5];
+	size_t n[5], extra = 0;
+	for (int k = 0; k < 5; k++) {
+		p[k] = k == 4 ? sqlite3_column_blob(st, col + k)
+			      : sqlite3_column_text(st, col + k);
+		n[k] = (size_t)sqlite3_column_bytes(st, col + k);
+		extra += n[k] + 1;
+	}
+	char *at;
+	struct hf_event *ev = hf_event_new_packed(extra, &at);
+	snprintf(ev->id, sizeof ev->id, "%s",
+		 (const char *)sqlite3_column_text(st, idc));
+	ev->path = pack(p[0], n[0], &at);
+	ev->method = pack(p[1], n[1], &at);
+	/* The trees are parsed on first use (hf_event_headers), if ever;
+	 * SQL NULL stays NULL, as no text. */
+	ev->query_text = p[2] ? pack(p[2], n[2], &at) : NULL;
+	ev->headers_text = p[3] ? pack(p[3], n[3], &at) : NULL;
+	ev->body = pack(p[4], n[4], &at);
+	ev->body_len = n[4];
 	ev->received_at = sqlite3_column_int64(st, col + 5);
 	/* The body is decoded on first use (hf_event_body), if ever: a page
 	 * of the disk backlog does not pay for it. */

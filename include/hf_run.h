@@ -46,10 +46,16 @@ struct hf_event {
 	 * decoded into Lua straight from the text (lua_event.c). */
 	char *headers_text;
 	char *query_text;
+	/* method, path, body and the two texts live in the event's own block
+	 * (hf_event_new_packed): freed with it, not one by one. */
+	bool packed;
 };
 
 /* Returns a new event with one reference; takes ownership of nothing. */
 struct hf_event *hf_event_new(void);
+/* The same with room for extra bytes right after the event (*extra_at),
+ * for its strings: set packed; such an event's strings are never replaced. */
+struct hf_event *hf_event_new_packed(size_t extra, char **extra_at);
 struct hf_event *hf_event_ref(struct hf_event *ev);
 void hf_event_unref(struct hf_event *ev); /* accepts NULL */
 /* ev->decoded, decoded from the raw bytes by the Content-Type on first use
