@@ -73,11 +73,9 @@ static void release_json(void *p)
  * no body, a content type that is not decoded, JSON null, or a body that
  * does not decode (ingest answered 400 to those: only an event stored by an
  * older version could be one). */
-static bool decode_body(lua_State *L, const struct hf_event *ev, bool use_tree)
+static bool decode_body(lua_State *L, const struct hf_event *ev,
+			enum hf_body_kind kind, bool use_tree)
 {
-	const char *ct =
-	    json_string_value(json_object_get(ev->headers, "content-type"));
-	enum hf_body_kind kind = hf_body_kind_of(ct);
 	char err[256];
 	if (kind == HF_BODY_OTHER || !ev->body || ev->body_len == 0)
 		return false;
@@ -88,9 +86,9 @@ static bool decode_body(lua_State *L, const struct hf_event *ev, bool use_tree)
 	} else {
 		void **box = hf_lua_box(L, release_json);
 		json_t *j = ev->decoded ? json_incref(ev->decoded) : NULL;
-		if (!j &&
-		    hf_body_decode_event(ev->headers, ev->body, ev->body_len,
-					 &j, err, sizeof err) != 0)
+		if (!j && hf_body_decode_event(
+			      hf_event_headers((struct hf_event *)ev), ev->body,
+			      ev->body_len, &j, err, sizeof err) != 0)
 			j = NULL;
 		*box = j;
 		hf_lua_push_json(L, j);
@@ -104,7 +102,8 @@ static bool decode_body(lua_State *L, const struct hf_event *ev, bool use_tree)
 }
 
 static bool push_body(lua_State *L, struct hf_luart *rt,
-		      const struct hf_event *ev, bool more_steps, bool use_tree)
+		      const struct hf_event *ev, enum hf_body_kind kind,
+		      bool more_steps, bool use_tree)
 {
 	if (rt->body_ev[0] && strcmp(rt->body_ev, ev->id) == 0) {
 		lua_rawgetp(L, LUA_REGISTRYINDEX, &body_key);
@@ -120,7 +119,7 @@ static bool push_body(lua_State *L, struct hf_luart *rt,
 	rt->body_ev[0] = '\0';
 	lua_pushnil(L);
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &body_key);
-	bool has = decode_body(L, ev, use_tree);
+	bool has = decode_body(L, ev, kind, use_tree);
 	if (!more_steps)
 		return has;
 	if (has) {
@@ -131,6 +130,35 @@ static bool push_body(lua_State *L, struct hf_luart *rt,
 	}
 	snprintf(rt->body_ev, sizeof rt->body_ev, "%s", ev->id);
 	return has;
+}
+
+/* Pushes an object of the event (headers, query): its tree, else its JSON
+ * text decoded straight into Lua (an event loaded from the disk backlog:
+ * no jansson tree made for it), else an empty table. */
+static void push_object(lua_State *L, const json_t *tree, const char *text)
+{
+	char err[128];
+	if (tree) {
+		hf_lua_push_json(L, tree);
+		return;
+	}
+	if (text && hf_lua_json_decode(L, text, strlen(text), false, err,
+				       sizeof err) == 0) {
+		if (lua_type(L, -1) == LUA_TTABLE)
+			return;
+		lua_pop(L, 1); /* not an object: {} as hf_event_query */
+	}
+	lua_newtable(L);
+}
+
+/* The body's kind by the content-type of the headers table on top. */
+static enum hf_body_kind body_kind(lua_State *L)
+{
+	lua_getfield(L, -1, "content-type");
+	enum hf_body_kind kind = hf_body_kind_of(
+	    lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL);
+	lua_pop(L, 1);
+	return kind;
 }
 
 static void set_string(lua_State *L, const char *k, const char *v)
@@ -159,14 +187,15 @@ void hf_lua_push_event(lua_State *L, struct hf_luart *rt,
 		lua_newtable(L);
 	}
 	lua_setfield(L, -2, "params");
-	if (ev->query)
-		hf_lua_push_json(L, ev->query);
-	else
-		lua_newtable(L);
+	/* Another thread may parse the trees meanwhile (hf_event_headers). */
+	push_object(L, __atomic_load_n(&ev->query, __ATOMIC_ACQUIRE),
+		    ev->query_text);
 	lua_setfield(L, -2, "query");
-	hf_lua_push_json(L, ev->headers);
+	push_object(L, __atomic_load_n(&ev->headers, __ATOMIC_ACQUIRE),
+		    ev->headers_text);
+	enum hf_body_kind kind = body_kind(L);
 	lua_setfield(L, -2, "headers");
-	if (push_body(L, rt, ev, more_steps, use_tree))
+	if (push_body(L, rt, ev, kind, more_steps, use_tree))
 		lua_setfield(L, -2, "body");
 	lua_pushlstring(L, ev->body ? ev->body : "",
 			ev->body ? ev->body_len : 0);
@@ -176,8 +205,10 @@ void hf_lua_push_event(lua_State *L, struct hf_luart *rt,
 	lua_setfield(L, -2, "received_at");
 	/* A schedule's fire (schedule.c) keeps {cron, at} as its query: the
 	 * stored event has no column of its own for them (as run.c). */
-	if (ev->method && strcmp(ev->method, "SCHEDULE") == 0 && ev->query) {
-		hf_lua_push_json(L, ev->query);
+	if (ev->method && strcmp(ev->method, "SCHEDULE") == 0 &&
+	    (ev->query || ev->query_text)) {
+		push_object(L, __atomic_load_n(&ev->query, __ATOMIC_ACQUIRE),
+			    ev->query_text);
 		lua_setfield(L, -2, "schedule");
 	}
 }

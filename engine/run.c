@@ -16,6 +16,15 @@ struct hf_event *hf_event_new(void)
 	return ev;
 }
 
+struct hf_event *hf_event_new_packed(size_t extra, char **extra_at)
+{
+	struct hf_event *ev = hf_xcalloc(1, sizeof *ev + extra);
+	ev->refs = 1;
+	ev->packed = true;
+	*extra_at = (char *)(ev + 1);
+	return ev;
+}
+
 struct hf_event *hf_event_ref(struct hf_event *ev)
 {
 	atomic_fetch_add((_Atomic int *)&ev->refs, 1);
@@ -26,16 +35,47 @@ void hf_event_unref(struct hf_event *ev)
 {
 	if (!ev || atomic_fetch_sub((_Atomic int *)&ev->refs, 1) != 1)
 		return;
-	free(ev->method);
-	free(ev->path);
+	if (!ev->packed) {
+		free(ev->method);
+		free(ev->path);
+		free(ev->body);
+		free(ev->headers_text);
+		free(ev->query_text);
+	}
 	json_decref(ev->query);
 	json_decref(ev->headers);
-	free(ev->body);
 	json_decref(ev->decoded);
 	json_decref(ev->skipped);
-	free(ev->headers_text);
-	free(ev->query_text);
 	free(ev);
+}
+
+/* *slot, or the object parsed from text (the first set wins). */
+static json_t *lazy_object(json_t **slot, const char *text)
+{
+	json_t *v = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (v || !text)
+		return v;
+	v = json_loads(text, 0, NULL);
+	if (!json_is_object(v)) {
+		json_decref(v);
+		v = json_object();
+	}
+	json_t *expected = NULL;
+	if (__atomic_compare_exchange_n(slot, &expected, v, false,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return v;
+	json_decref(v); /* another thread's came first */
+	return expected;
+}
+
+json_t *hf_event_headers(struct hf_event *ev)
+{
+	return lazy_object(&ev->headers, ev->headers_text);
+}
+
+json_t *hf_event_query(struct hf_event *ev)
+{
+	return lazy_object(&ev->query, ev->query_text);
 }
 
 json_t *hf_event_body(struct hf_event *ev)
@@ -44,8 +84,8 @@ json_t *hf_event_body(struct hf_event *ev)
 	if (v || !ev->body || !ev->body_len)
 		return v;
 	char err[64];
-	if (hf_body_decode_event(ev->headers, ev->body, ev->body_len, &v, err,
-				 sizeof err) < 0 ||
+	if (hf_body_decode_event(hf_event_headers(ev), ev->body, ev->body_len,
+				 &v, err, sizeof err) < 0 ||
 	    !v)
 		return NULL;
 	json_t *expected = NULL;
@@ -60,6 +100,8 @@ json_t *hf_event_to_lua_json(const struct hf_event *ev)
 {
 	/* Decoding on first use is not a change of the event's value. */
 	json_t *body = hf_event_body((struct hf_event *)ev);
+	json_t *query = hf_event_query((struct hf_event *)ev);
+	json_t *headers = hf_event_headers((struct hf_event *)ev);
 	char at[32];
 	hf_time_iso(ev->received_at, at);
 	json_t *o = json_object();
@@ -67,10 +109,10 @@ json_t *hf_event_to_lua_json(const struct hf_event *ev)
 	json_object_set_new(o, "method", json_string(ev->method));
 	json_object_set_new(o, "path", json_string(ev->path));
 	json_object_set_new(o, "params", json_object());
-	json_object_set(o, "query", ev->query ? ev->query : json_object());
-	if (!ev->query)
+	json_object_set(o, "query", query ? query : json_object());
+	if (!query)
 		json_decref(json_object_get(o, "query"));
-	json_object_set(o, "headers", ev->headers);
+	json_object_set(o, "headers", headers);
 	/* No "body" key (nil in Lua) unless there is a decoded body. */
 	if (body && !json_is_null(body))
 		json_object_set(o, "body", body);
@@ -80,8 +122,8 @@ json_t *hf_event_to_lua_json(const struct hf_event *ev)
 	json_object_set_new(o, "received_at", json_string(at));
 	/* A schedule's fire (schedule.c) keeps {cron, at} as its query: the
 	 * stored event has no column of its own for them. */
-	if (ev->method && strcmp(ev->method, "SCHEDULE") == 0 && ev->query)
-		json_object_set_new(o, "schedule", json_deep_copy(ev->query));
+	if (ev->method && strcmp(ev->method, "SCHEDULE") == 0 && query)
+		json_object_set_new(o, "schedule", json_deep_copy(query));
 	return o;
 }
 

@@ -338,6 +338,10 @@ int hf_sqlite_active_runs(struct hf_store *s, const char *workflow,
  * path, method, query, headers, body, received_at from column col on. NULL
  * when the id is NULL (a LEFT JOIN found no event). */
 struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col);
+/* The same with query and headers as their JSON text alone (the trees
+ * parsed on first use: hf_event_headers), and no skipped list: the disk
+ * backlog's loader, whose runs go to a step. */
+struct hf_event *hf_sqlite_event_row_text(sqlite3_stmt *st, int idc, int col);
 /* Creates the schema or migrates an older file (store_sqlite_schema.c).
  * Returns 0, or -1 with err set. */
 int hf_sqlite_migrate(struct hf_sqlite_store *q, struct hf_error *err);

@@ -515,6 +515,48 @@ struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col)
 	return ev;
 }
 
+/* Copies n bytes at p, NUL-terminated, to *at; moves *at on. */
+static char *pack(const void *p, size_t n, char **at)
+{
+	char *s = *at;
+	if (n)
+		memcpy(s, p, n);
+	s[n] = '\0';
+	*at += n + 1;
+	return s;
+}
+
+struct hf_event *hf_sqlite_event_row_text(sqlite3_stmt *st, int idc, int col)
+{
+	if (sqlite3_column_type(st, idc) == SQLITE_NULL)
+		return NULL;
+	/* path, method, query, headers, body: one block with the event. */
+	const void *p[5];
+	size_t n[5], extra = 0;
+	for (int k = 0; k < 5; k++) {
+		p[k] = k == 4 ? sqlite3_column_blob(st, col + k)
+			      : sqlite3_column_text(st, col + k);
+		n[k] = (size_t)sqlite3_column_bytes(st, col + k);
+		extra += n[k] + 1;
+	}
+	char *at;
+	struct hf_event *ev = hf_event_new_packed(extra, &at);
+	snprintf(ev->id, sizeof ev->id, "%s",
+		 (const char *)sqlite3_column_text(st, idc));
+	ev->path = pack(p[0], n[0], &at);
+	ev->method = pack(p[1], n[1], &at);
+	/* The trees are parsed on first use (hf_event_headers), if ever;
+	 * SQL NULL stays NULL, as no text. */
+	ev->query_text = p[2] ? pack(p[2], n[2], &at) : NULL;
+	ev->headers_text = p[3] ? pack(p[3], n[3], &at) : NULL;
+	ev->body = pack(p[4], n[4], &at);
+	ev->body_len = n[4];
+	ev->received_at = sqlite3_column_int64(st, col + 5);
+	/* The body is decoded on first use (hf_event_body), if ever: a page
+	 * of the disk backlog does not pay for it. */
+	return ev;
+}
+
 static int event_struct_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 {
 	(void)db;

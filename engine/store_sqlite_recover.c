@@ -181,7 +181,7 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 	}
 	/* The event's columns come with the run's (a LEFT JOIN): no query
 	 * per run. */
-	struct hf_event *ev = hf_sqlite_event_row(st, 1, 12);
+	struct hf_event *ev = hf_sqlite_event_row_text(st, 1, 12);
 	if (!ev)
 		return NULL;
 	struct hf_run *run = NULL;

@@ -40,19 +40,34 @@ struct hf_event {
 			    path but did not get a run */
 	/* headers and query as JSON text, made by ingest on its own thread so
 	 * that the single writer does not have to (NULL: the writer dumps
-	 * them). */
+	 * them). An event loaded from the disk backlog has only the text
+	 * (headers and query NULL): read the trees through hf_event_headers()
+	 * and hf_event_query(), which parse on first use; a step's `event` is
+	 * decoded into Lua straight from the text (lua_event.c). */
 	char *headers_text;
 	char *query_text;
+	/* method, path, body and the two texts live in the event's own block
+	 * (hf_event_new_packed): freed with it, not one by one. */
+	bool packed;
 };
 
 /* Returns a new event with one reference; takes ownership of nothing. */
 struct hf_event *hf_event_new(void);
+/* The same with room for extra bytes right after the event (*extra_at),
+ * for its strings: set packed; such an event's strings are never replaced. */
+struct hf_event *hf_event_new_packed(size_t extra, char **extra_at);
 struct hf_event *hf_event_ref(struct hf_event *ev);
 void hf_event_unref(struct hf_event *ev); /* accepts NULL */
 /* ev->decoded, decoded from the raw bytes by the Content-Type on first use
  * (thread-safe: the first tree set wins, and stays for the event's life).
  * Borrowed reference; NULL when the body does not decode (OTHER, empty). */
 json_t *hf_event_body(struct hf_event *ev);
+/* ev->headers and ev->query, parsed from headers_text and query_text on
+ * first use when the event came with the text alone (thread-safe, as
+ * hf_event_body). Borrowed references: an object ({} for text that is not
+ * one), or NULL when the event has neither tree nor text. */
+json_t *hf_event_headers(struct hf_event *ev);
+json_t *hf_event_query(struct hf_event *ev);
 /* The `event` global as JSON: {"id","method","path","params","query",
  * "headers","body","raw","received_at"} ("params" is {}: see below). New
  * reference. "raw" may hold bytes that are not UTF-8: the value is meant for
