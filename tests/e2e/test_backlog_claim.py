@@ -5,12 +5,12 @@ run.attempt; runs that become unclaimed behind the rows already read (parked
 runs woken, runs stored while a page is read) are still taken."""
 import http.client
 import json
-import sqlite3
 import subprocess
 import threading
 from collections import defaultdict
 
-from conftest import BIN, data_exec, data_tables, state_rows, wait_for
+from conftest import BIN, data_exec, data_tables, wait_for
+from test_backlog import q
 
 WORK = """\
 name: work
@@ -54,16 +54,6 @@ steps:
       local t0 = os.clock(); while os.clock() - t0 < 0.01 do end
       return 1
 """
-
-
-def q(path, sql, *args):
-    if str(path).startswith(("postgres://", "postgresql://")):
-        return [tuple(r) for r in state_rows(path, sql, *args)]
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
 
 
 def make(server, workflows, *args):
