@@ -183,4 +183,36 @@ struct hf_store *hf_store_pg_open(const char *url, bool sync_full,
 				  const struct hf_store_node *node,
 				  struct hf_error *err);
 
+/* --- rebuilding runs from stored rows (store_pickup.c, both backends) --- */
+
+/* The workflow versions rebuilt during one pickup (wf NULL: the version
+ * cannot be rebuilt); the pickup's end lets go of them. */
+struct hf_version_cache {
+	struct {
+		char version[72];
+		struct hf_workflow *wf;
+	} items[16];
+	size_t n;
+};
+/* A stored version parsed again by the backend (ctx); NULL when it is not
+ * stored or no longer loads. */
+typedef struct hf_workflow *(*hf_version_parse)(void *ctx, const char *version);
+/* The workflow a stored run resumes with: the version it was stored with
+ * when that is not the current one and can be rebuilt (else, logged, the
+ * current one), or the current workflow named wf_name; NULL when none. */
+struct hf_workflow *hf_pickup_workflow(const struct hf_workflow_set *set,
+				       const char *run_id, const char *wf_name,
+				       const char *version,
+				       struct hf_version_cache *vc,
+				       hf_version_parse parse, void *ctx);
+/* The run run_id for ev (whose reference it takes) and wf; with wf NULL, a
+ * run that says its workflow wf_name is gone (the caller fails it). */
+struct hf_run *hf_pickup_run(struct hf_event *ev, struct hf_workflow *wf,
+			     const char *wf_name, const char *run_id);
+/* Lets go of vc's versions, then hands each run of list (n of them) to fn
+ * in order, or frees them all when the read failed (rc < 0). Returns n, or
+ * -1. */
+int hf_pickup_end(struct hf_version_cache *vc, struct hf_run *list, int n,
+		  int rc, void (*fn)(struct hf_run *run, void *arg), void *arg);
+
 #endif

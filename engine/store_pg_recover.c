@@ -88,17 +88,16 @@ bool hf_pg_changed(struct hf_store *s)
 	return changed;
 }
 
-struct version_cache {
-	struct {
-		char version[72];
-		struct hf_workflow *wf;
-	} items[16];
-	size_t n;
+/* A version's store and connection, for parse_version. */
+struct version_src {
+	struct hf_pg_store *q;
+	PGconn *c;
 };
 
-static struct hf_workflow *parse_version(struct hf_pg_store *q, PGconn *c,
-					 const char *version)
+static struct hf_workflow *parse_version(void *ctx, const char *version)
 {
+	struct hf_pg_store *q = ((struct version_src *)ctx)->q;
+	PGconn *c = ((struct version_src *)ctx)->c;
 	struct hf_workflow *wf = NULL;
 	json_t *scripts = NULL;
 	PGresult *r = hf_pg_exec(q, c,
@@ -136,26 +135,6 @@ done:
 	return wf;
 }
 
-static struct hf_workflow *find_version(struct hf_pg_store *q, PGconn *c,
-					const char *version,
-					struct version_cache *vc)
-{
-	for (size_t i = 0; i < vc->n; i++)
-		if (strcmp(vc->items[i].version, version) == 0)
-			return vc->items[i].wf;
-	struct hf_workflow *wf = parse_version(q, c, version);
-	if (vc->n < sizeof vc->items / sizeof vc->items[0] &&
-	    strlen(version) < sizeof vc->items[0].version) {
-		snprintf(vc->items[vc->n].version,
-			 sizeof vc->items[vc->n].version, "%s", version);
-		vc->items[vc->n++].wf = wf;
-	} else {
-		hf_workflow_unref(wf);
-		wf = NULL;
-	}
-	return wf;
-}
-
 static int output_row(PGconn *c, PGresult *r, int i, void *arg)
 {
 	(void)c;
@@ -174,37 +153,17 @@ static int output_row(PGconn *c, PGresult *r, int i, void *arg)
 static struct hf_run *load_run(struct hf_pg_store *q, PGconn *c,
 			       const PGresult *r, int i,
 			       const struct hf_workflow_set *set,
-			       struct version_cache *vc)
+			       struct hf_version_cache *vc)
 {
-	const char *event_id = pg_text(r, i, 1);
 	const char *wf_name = pg_text(r, i, 2);
-	const char *version = pg_text(r, i, 11);
-	struct hf_workflow *wf = hf_workflow_set_find(set, wf_name);
-	if (version && (!wf || !wf->version || strcmp(wf->version, version))) {
-		struct hf_workflow *old = find_version(q, c, version, vc);
-		if (old)
-			wf = old;
-		else if (wf)
-			hf_log(HF_LOG_WARN,
-			       "run %s: workflow '%s' version %.12s is not "
-			       "stored: it resumes with the current version",
-			       pg_text(r, i, 0), wf_name, version);
-	}
-	struct hf_event *ev = hf_pg_load_event_on(q, c, event_id);
+	struct version_src src = {q, c};
+	struct hf_workflow *wf =
+	    hf_pickup_workflow(set, pg_text(r, i, 0), wf_name,
+			       pg_text(r, i, 11), vc, parse_version, &src);
+	struct hf_event *ev = hf_pg_load_event_on(q, c, pg_text(r, i, 1));
 	if (!ev)
 		return NULL;
-	struct hf_run *run = NULL;
-	if (wf) {
-		run = hf_run_new(ev, wf);
-	} else {
-		run = hf_xcalloc(1, sizeof *run);
-		run->event = hf_event_ref(ev);
-		run->outputs = json_object();
-		run->error =
-		    hf_xasprintf("workflow '%s' no longer exists", wf_name);
-	}
-	hf_event_unref(ev);
-	snprintf(run->id, sizeof run->id, "%s", pg_text(r, i, 0));
+	struct hf_run *run = hf_pickup_run(ev, wf, wf_name, pg_text(r, i, 0));
 	run->status = hf_run_status_parse(pg_text(r, i, 3));
 	run->attempt = (int)pg_int(r, i, 4);
 	run->created_at = pg_int(r, i, 5);
@@ -231,7 +190,7 @@ struct pickup {
 	const struct hf_workflow_set *set;
 	bool unclean;
 	int64_t epoch; /* the claim's */
-	struct version_cache vc;
+	struct hf_version_cache vc;
 	struct hf_run *list, **tail;
 	int n;
 };
@@ -251,23 +210,11 @@ static int pickup_row(PGconn *c, PGresult *r, int i, void *arg)
 	return 0;
 }
 
-/* Lets go of the workflow versions the pickup held, then hands each run
- * loaded to fn (or frees them all when the read failed, rc < 0). Returns
- * how many, or -1. */
+/* Hands the runs on (store_pickup.c). */
 static int pickup_end(struct pickup *p, int rc,
 		      void (*fn)(struct hf_run *run, void *arg), void *arg)
 {
-	for (size_t i = 0; i < p->vc.n; i++)
-		hf_workflow_unref(p->vc.items[i].wf);
-	for (struct hf_run *r = p->list, *next; r; r = next) {
-		next = r->next;
-		r->next = NULL;
-		if (rc < 0)
-			hf_run_free(r);
-		else
-			fn(r, arg);
-	}
-	return rc < 0 ? -1 : p->n;
+	return hf_pickup_end(&p->vc, p->list, p->n, rc, fn, arg);
 }
 
 int hf_pg_load_pending(struct hf_store *s, const struct hf_workflow_set *set,
@@ -439,7 +386,8 @@ static int stored_row(PGconn *c, PGresult *r, int i, void *arg)
 		return 0;
 	if (ss->set->n == HF_MAX_WORKFLOWS)
 		return 1;
-	struct hf_workflow *wf = parse_version(ss->q, c, version);
+	struct version_src src = {ss->q, c};
+	struct hf_workflow *wf = parse_version(&src, version);
 	if (!wf)
 		return 0;
 	if (hf_workflow_set_find(ss->set, wf->name)) {

@@ -74,20 +74,11 @@ bool hf_sqlite_changed(struct hf_store *s)
 	return changed;
 }
 
-/* Workflow versions rebuilt during one hf_store_load_pending (wf NULL: the
- * version cannot be rebuilt). */
-struct version_cache {
-	struct {
-		char version[72];
-		struct hf_workflow *wf;
-	} items[16];
-	size_t n;
-};
-
 /* Parses a stored version again; NULL when it is not stored or no longer
  * loads (say, a ${NAME} it reads is gone from the environment). */
-static struct hf_workflow *parse_version(sqlite3 *db, const char *version)
+static struct hf_workflow *parse_version(void *ctx, const char *version)
 {
+	sqlite3 *db = ctx;
 	struct hf_workflow *wf = NULL;
 	json_t *scripts = NULL;
 	sqlite3_stmt *st =
@@ -128,26 +119,6 @@ done:
 	return wf;
 }
 
-static struct hf_workflow *find_version(sqlite3 *db, const char *version,
-					struct version_cache *vc)
-{
-	for (size_t i = 0; i < vc->n; i++)
-		if (strcmp(vc->items[i].version, version) == 0)
-			return vc->items[i].wf;
-	struct hf_workflow *wf = parse_version(db, version);
-	if (vc->n < sizeof vc->items / sizeof vc->items[0] &&
-	    strlen(version) < sizeof vc->items[0].version) {
-		snprintf(vc->items[vc->n].version,
-			 sizeof vc->items[vc->n].version, "%s", version);
-		vc->items[vc->n++].wf = wf;
-	} else {
-		/* Not cached: the run takes the only reference. */
-		hf_workflow_unref(wf);
-		wf = NULL;
-	}
-	return wf;
-}
-
 /* One step's output into the object arg. */
 static int output_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 {
@@ -163,41 +134,19 @@ static int output_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 			       sqlite3_stmt *st,
 			       const struct hf_workflow_set *set,
-			       struct version_cache *vc)
+			       struct hf_version_cache *vc)
 {
+	const char *id = (const char *)sqlite3_column_text(st, 0);
 	const char *wf_name = (const char *)sqlite3_column_text(st, 2);
-	const char *version = (const char *)sqlite3_column_text(st, 11);
-	struct hf_workflow *wf = hf_workflow_set_find(set, wf_name);
-	if (version && (!wf || !wf->version || strcmp(wf->version, version))) {
-		struct hf_workflow *old = find_version(db, version, vc);
-		if (old)
-			wf = old;
-		else if (wf)
-			hf_log(HF_LOG_WARN,
-			       "run %s: workflow '%s' version %.12s is not "
-			       "stored: it resumes with the current version",
-			       (const char *)sqlite3_column_text(st, 0),
-			       wf_name, version);
-	}
+	struct hf_workflow *wf = hf_pickup_workflow(
+	    set, id, wf_name, (const char *)sqlite3_column_text(st, 11), vc,
+	    parse_version, db);
 	/* The event's columns come with the run's (a LEFT JOIN): no query
 	 * per run. */
 	struct hf_event *ev = hf_sqlite_event_row_text(st, 1, 12);
 	if (!ev)
 		return NULL;
-	struct hf_run *run = NULL;
-	if (wf) {
-		run = hf_run_new(ev, wf);
-	} else {
-		/* The workflow is gone: the run is failed by the caller. */
-		run = hf_xcalloc(1, sizeof *run);
-		run->event = hf_event_ref(ev);
-		run->outputs = json_object();
-		run->error =
-		    hf_xasprintf("workflow '%s' no longer exists", wf_name);
-	}
-	hf_event_unref(ev);
-	snprintf(run->id, sizeof run->id, "%s",
-		 (const char *)sqlite3_column_text(st, 0));
+	struct hf_run *run = hf_pickup_run(ev, wf, wf_name, id);
 	run->status =
 	    hf_run_status_parse((const char *)sqlite3_column_text(st, 3));
 	run->attempt = sqlite3_column_int(st, 4);
@@ -229,7 +178,7 @@ struct pickup {
 	struct hf_store *s;
 	const struct hf_workflow_set *set;
 	bool unclean; /* recovery after a stop that was not clean */
-	struct version_cache vc;
+	struct hf_version_cache vc;
 	struct hf_run *list, **tail;
 	int n;
 	/* hf_sqlite_load_where: rows at or below it as after an unclean stop;
@@ -273,23 +222,11 @@ static int pickup_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	" LEFT JOIN events e ON e.rid = r.event"                               \
 	" LEFT JOIN workflow_versions v ON v.vid = r.vid"
 
-/* Lets go of the workflow versions the pickup held, then hands each run
- * loaded to fn (or frees them all when the read failed, rc < 0). Returns
- * how many, or -1. */
+/* Hands the runs on (store_pickup.c). */
 static int pickup_end(struct pickup *p, int rc,
 		      void (*fn)(struct hf_run *run, void *arg), void *arg)
 {
-	for (size_t i = 0; i < p->vc.n; i++)
-		hf_workflow_unref(p->vc.items[i].wf);
-	for (struct hf_run *r = p->list, *next; r; r = next) {
-		next = r->next;
-		r->next = NULL;
-		if (rc < 0)
-			hf_run_free(r);
-		else
-			fn(r, arg);
-	}
-	return rc < 0 ? -1 : p->n;
+	return hf_pickup_end(&p->vc, p->list, p->n, rc, fn, arg);
 }
 
 int hf_sqlite_load_pending(struct hf_store *s,
