@@ -223,6 +223,16 @@ static void *wake_main(void *arg)
 
 /* --- signals (hf-signals, then the writer) --- */
 
+/* Answers the job's caller. A signal's place is given back first: once
+ * its sender has the answer, its next signal finds the place free. */
+static void job_answer(struct job *j, json_t *resumed, const char *why)
+{
+	if (j->reserved)
+		hf_park_signal_unreserve(j->p);
+	j->reserved = false;
+	j->done(j->arg, resumed, why);
+}
+
 static void job_free(struct job *j)
 {
 	if (j->reserved)
@@ -252,7 +262,7 @@ static void resume_done(struct hf_write *w)
 {
 	struct job *j = w->call_arg;
 	if (w->rc < 0) { /* nothing resumed: the caller may try again */
-		j->done(j->arg, NULL, NULL);
+		job_answer(j, NULL, NULL);
 		job_free(j);
 		return;
 	}
@@ -267,7 +277,7 @@ static void resume_done(struct hf_write *w)
 		hf_backlog_stored(j->p->eng->backlog, 0, n);
 		count_add(j->p, -(long long)n);
 	}
-	j->done(j->arg, ids, NULL);
+	job_answer(j, ids, NULL);
 	job_free(j);
 }
 
@@ -358,7 +368,7 @@ static bool match_signal(struct hf_park *p, struct job *j)
 		       "signal %s to %s resumes nothing: %s (%d runs "
 		       "read)",
 		       j->ev->id, j->path, j->over, j->seen);
-	j->done(j->arg, NULL, j->over);
+	job_answer(j, NULL, j->over);
 	job_free(j);
 	return false;
 }
@@ -368,7 +378,7 @@ static void handle(struct hf_park *p, struct job *j)
 	if (j->ev && !match_signal(p, j))
 		return;
 	if (j->nm == 0) {
-		j->done(j->arg, json_array(), NULL);
+		job_answer(j, json_array(), NULL);
 		job_free(j);
 		return;
 	}
@@ -536,7 +546,7 @@ void hf_park_stop(struct hf_park *p)
 		pthread_join(p->sig_thread, NULL);
 	for (struct job *j = p->head, *next; j; j = next) {
 		next = j->next; /* hf-signals could not start: they fail */
-		j->done(j->arg, NULL, NULL);
+		job_answer(j, NULL, NULL);
 		job_free(j);
 	}
 	pthread_mutex_destroy(&p->lock);
