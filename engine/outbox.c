@@ -57,14 +57,18 @@ struct scan {
 	int rows;     /* seen */
 	int64_t last; /* next_at of the last row seen */
 	int64_t left; /* next_at of the first row left due (INT64_MAX: none) */
+	int64_t last_seq, left_seq; /* and their seq (hf_delivery) */
 };
 
-/* A due row the scan leaves (or, at the first row not due, now): rows from
- * the earliest of these on are what a later scan from the cursor reads. */
-static void leave(struct scan *sc, int64_t at)
+/* A due row the scan leaves (or, at the first row not due, now and
+ * INT64_MIN): rows from the earliest of these on, in the order of
+ * (next_at, seq), are what a later scan from the cursor reads. */
+static void leave(struct scan *sc, int64_t at, int64_t seq)
 {
-	if (at < sc->left)
+	if (at < sc->left || (at == sc->left && seq < sc->left_seq)) {
 		sc->left = at;
+		sc->left_seq = seq;
+	}
 }
 
 static int scan_row(const struct hf_delivery *d, void *arg)
@@ -73,6 +77,7 @@ static int scan_row(const struct hf_delivery *d, void *arg)
 	struct hf_outbox *ob = sc->ob;
 	sc->rows++;
 	sc->last = d->next_at;
+	sc->last_seq = d->seq;
 	pthread_mutex_lock(&ob->lock);
 	bool busy = hf_busy_has(&ob->busy, d->id);
 	pthread_mutex_unlock(&ob->lock);
@@ -80,12 +85,12 @@ static int scan_row(const struct hf_delivery *d, void *arg)
 		return 0;
 	if (d->next_at > sc->now) {
 		sc->wake = d->next_at;
-		leave(sc, sc->now);
+		leave(sc, sc->now, INT64_MIN);
 		return 1;
 	}
 	if (ob->nready >= HF_OUTBOX_READY ||
 	    ob->ready_bytes >= HF_OUTBOX_READY_BYTES) {
-		leave(sc, d->next_at);
+		leave(sc, d->next_at, d->seq);
 		return 1;
 	}
 	/* A host gets at most a few rounds of its cap in the ready list, so
@@ -95,7 +100,7 @@ static int scan_row(const struct hf_delivery *d, void *arg)
 	struct hf_host *h = hf_hosts_get(&ob->hosts, name);
 	if (h->inflight + h->ready >= 4 * HF_OUTBOX_MAX_PER_HOST) {
 		hf_hosts_put(&ob->hosts, h);
-		leave(sc, d->next_at);
+		leave(sc, d->next_at, d->seq);
 		return sc->quick ||
 		       (sc->partial && ++sc->capped >= HF_OUTBOX_READY_WALK);
 	}
@@ -157,8 +162,9 @@ static void lease_new(struct hf_outbox *ob, struct job **first)
  * timeout in ms (until the next due row, at most HF_OUTBOX_POLL_MS).
  *
  * A complete scan reads from the first pending row; the others read from
- * the cursor, the next_at of the first due row the last scan left (rows
- * before it were taken then: the busy ones are not read again). A row that
+ * the cursor, the next_at and seq of the first due row the last scan left
+ * (rows before it were taken then: the busy ones are not read again, even
+ * among the rows of one next_at, as the emits of one step are). A row that
  * falls behind the cursor without being sent (not started, leased by
  * another node, or committed with a due time computed before the cursor
  * was) is found by the next complete scan: on a kick (new rows, a retry)
@@ -183,16 +189,23 @@ static int scan(struct hf_outbox *ob, bool complete, bool quick)
 	pthread_mutex_unlock(&ob->lock);
 	struct job **first = ob->ready_tail;
 	int64_t from = complete ? INT64_MIN : ob->cursor;
-	int n =
-	    hf_store_pending_deliveries(ob->store, from, limit, scan_row, &sc);
+	int64_t from_seq = complete ? INT64_MIN : ob->cursor_seq;
+	int n = hf_store_pending_deliveries(ob->store, from, from_seq, limit,
+					    scan_row, &sc);
 	/* Every row read taken (or busy): from the last one on when the
 	 * limit cut the page short, else from now. */
-	if (n < 0)
-		ob->cursor = INT64_MIN;
-	else if (sc.left != INT64_MAX)
+	if (n < 0) {
+		ob->cursor = ob->cursor_seq = INT64_MIN;
+	} else if (sc.left != INT64_MAX) {
 		ob->cursor = sc.left;
-	else
-		ob->cursor = sc.rows >= limit ? sc.last : sc.now;
+		ob->cursor_seq = sc.left_seq;
+	} else if (sc.rows >= limit) {
+		ob->cursor = sc.last;
+		ob->cursor_seq = sc.last_seq;
+	} else {
+		ob->cursor = sc.now;
+		ob->cursor_seq = INT64_MIN;
+	}
 	lease_new(ob, first);
 	int64_t t = HF_OUTBOX_POLL_MS;
 	if (sc.wake) {

@@ -130,9 +130,10 @@ struct hf_outbox {
 	struct job *ready, **ready_tail;
 	int nready;
 	size_t ready_bytes;
-	/* Where a scan that is not complete starts (next_at, wall ms; scan()
-	 * in outbox.c). Outbox thread only. */
-	int64_t cursor;
+	/* Where a scan that is not complete starts (next_at, wall ms, and
+	 * seq among the rows of that next_at; scan() in outbox.c). Outbox
+	 * thread only. */
+	int64_t cursor, cursor_seq;
 	/* Easy handles of finished attempts, reset, for the next ones (their
 	 * allocations cost as much as the request). Outbox thread only. */
 	CURL *spare[HF_OUTBOX_MAX_INFLIGHT];

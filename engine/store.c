@@ -125,12 +125,11 @@ json_t *hf_store_delivery_json(struct hf_store *s, const char *id)
 	return s->ops->delivery_json(s, id);
 }
 
-int hf_store_pending_deliveries(struct hf_store *s, int64_t from, int limit,
-				int (*fn)(const struct hf_delivery *d,
-					  void *arg),
-				void *arg)
+int hf_store_pending_deliveries(
+    struct hf_store *s, int64_t from, int64_t from_seq, int limit,
+    int (*fn)(const struct hf_delivery *d, void *arg), void *arg)
 {
-	return s->ops->pending_deliveries(s, from, limit, fn, arg);
+	return s->ops->pending_deliveries(s, from, from_seq, limit, fn, arg);
 }
 
 int hf_store_retry_delivery(struct hf_store *s, const char *id)

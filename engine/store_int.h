@@ -44,10 +44,9 @@ struct hf_store_ops {
 	json_t *(*deliveries_json)(struct hf_store *s, const char *status,
 				   int limit);
 	json_t *(*delivery_json)(struct hf_store *s, const char *id);
-	int (*pending_deliveries)(struct hf_store *s, int64_t from, int limit,
-				  int (*fn)(const struct hf_delivery *d,
-					    void *arg),
-				  void *arg);
+	int (*pending_deliveries)(
+	    struct hf_store *s, int64_t from, int64_t from_seq, int limit,
+	    int (*fn)(const struct hf_delivery *d, void *arg), void *arg);
 	struct hf_event *(*load_event)(struct hf_store *s,
 				       const char *event_id);
 

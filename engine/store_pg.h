@@ -212,7 +212,8 @@ json_t *hf_pg_event_json(struct hf_store *s, const char *event_id);
 json_t *hf_pg_deliveries_json(struct hf_store *s, const char *status,
 			      int limit);
 json_t *hf_pg_delivery_json(struct hf_store *s, const char *id);
-int hf_pg_pending_deliveries(struct hf_store *s, int64_t from, int limit,
+int hf_pg_pending_deliveries(struct hf_store *s, int64_t from, int64_t from_seq,
+			     int limit,
 			     int (*fn)(const struct hf_delivery *d, void *arg),
 			     void *arg);
 struct hf_event *hf_pg_load_event(struct hf_store *s, const char *event_id);

@@ -461,10 +461,15 @@ done:
 	return rc;
 }
 
-int hf_pg_pending_deliveries(struct hf_store *s, int64_t from, int limit,
+/* No order among rows of one next_at (seq 0): from_seq is not used, and a
+ * scan from a cursor reads again the rows at it (the outbox skips those it
+ * has). */
+int hf_pg_pending_deliveries(struct hf_store *s, int64_t from, int64_t from_seq,
+			     int limit,
 			     int (*fn)(const struct hf_delivery *d, void *arg),
 			     void *arg)
 {
+	(void)from_seq;
 	struct pending p = {pq(s), fn, arg, 0};
 	if (hf_pg_each(pq(s), NULL, pending_row, &p,
 		       "SELECT id, url, payload, headers, secret,"

@@ -101,6 +101,17 @@ sqlite3 *hf_sqlite_reader_take(struct hf_sqlite_store *q)
 	return db;
 }
 
+/* Closes a reader with the statements it keeps prepared (see
+ * hf_sqlite_pending_deliveries): sqlite3_close leaves a connection open
+ * while it has any. */
+static void close_reader(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	while (db && (st = sqlite3_next_stmt(db, NULL)))
+		sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
 void hf_sqlite_reader_give(struct hf_sqlite_store *q, sqlite3 *db)
 {
 	if (!db)
@@ -111,7 +122,7 @@ void hf_sqlite_reader_give(struct hf_sqlite_store *q, sqlite3 *db)
 		db = NULL;
 	}
 	pthread_mutex_unlock(&q->pool_lock);
-	sqlite3_close(db);
+	close_reader(db);
 }
 
 /* --- statements --- */
@@ -597,7 +608,7 @@ static void store_close(struct hf_store *s)
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(q->stmts[i]);
 	for (int i = 0; i < q->nreaders; i++)
-		sqlite3_close(q->readers[i]);
+		close_reader(q->readers[i]);
 	sqlite3_close(q->wdb);
 	pthread_mutex_destroy(&q->lock);
 	pthread_mutex_destroy(&q->wlock);

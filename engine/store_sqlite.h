@@ -302,10 +302,9 @@ json_t *hf_sqlite_event_json(struct hf_store *s, const char *event_id);
 json_t *hf_sqlite_deliveries_json(struct hf_store *s, const char *status,
 				  int limit);
 json_t *hf_sqlite_delivery_json(struct hf_store *s, const char *id);
-int hf_sqlite_pending_deliveries(struct hf_store *s, int64_t from, int limit,
-				 int (*fn)(const struct hf_delivery *d,
-					   void *arg),
-				 void *arg);
+int hf_sqlite_pending_deliveries(
+    struct hf_store *s, int64_t from, int64_t from_seq, int limit,
+    int (*fn)(const struct hf_delivery *d, void *arg), void *arg);
 struct hf_event *hf_sqlite_load_event(struct hf_store *s, const char *event_id);
 
 /* store_sqlite_recover.c: the clean-stop marker (read when a server opens the

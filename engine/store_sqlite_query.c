@@ -460,6 +460,7 @@ static int pending_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	    .backoff_ms = sqlite3_column_int64(st, 7),
 	    .timeout_ms = sqlite3_column_int64(st, 8),
 	    .next_at = sqlite3_column_int64(st, 9),
+	    .seq = sqlite3_column_int64(st, 10),
 	};
 	if (!d.id || !d.url)
 		return 0;
@@ -477,21 +478,54 @@ static int pending_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	return rc != 0;
 }
 
-int hf_sqlite_pending_deliveries(struct hf_store *s, int64_t from, int limit,
-				 int (*fn)(const struct hf_delivery *d,
-					   void *arg),
-				 void *arg)
+/* The outbox scans many times a second: its statement stays prepared on
+ * each reader connection that ran it (found again by its text; reset, it
+ * holds no snapshot), finalized when the reader closes (store_sqlite.c).
+ * The rows of one next_at (the emits of one step share it) come in rowid
+ * order, and a scan from a cursor starts at its rowid: the rowid is in the
+ * partial index, so the rows before it are passed over in the index,
+ * without reading them. */
+static const char pending_sql[] = "SELECT id, url, payload, headers, secret,"
+				  " attempts, max_attempts, backoff_ms,"
+				  " timeout_ms, next_at, rowid FROM deliveries"
+				  " WHERE status = 'pending' AND next_at >= ?2"
+				  " AND (next_at > ?2 OR rowid >= ?3)"
+				  " ORDER BY next_at, rowid LIMIT ?1";
+
+static sqlite3_stmt *pending_stmt(sqlite3 *db)
 {
-	struct pending p = {sq(s), fn, arg, 0};
-	if (hf_sqlite_each(sq(s), NULL, pending_row, &p,
-			   "SELECT id, url, payload, headers, secret,"
-			   " attempts, max_attempts, backoff_ms,"
-			   " timeout_ms, next_at FROM deliveries"
-			   " WHERE status = 'pending' AND next_at >= ?2"
-			   " ORDER BY next_at LIMIT ?1",
-			   "iI", limit, from) < 0)
-		return -1;
-	return p.n;
+	sqlite3_stmt *st = NULL;
+	while ((st = sqlite3_next_stmt(db, st)))
+		if (!sqlite3_stmt_busy(st) &&
+		    strcmp(sqlite3_sql(st), pending_sql) == 0)
+			return st;
+	if (sqlite3_prepare_v3(db, pending_sql, -1, SQLITE_PREPARE_PERSISTENT,
+			       &st, NULL) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return NULL;
+	}
+	return st;
+}
+
+int hf_sqlite_pending_deliveries(
+    struct hf_store *s, int64_t from, int64_t from_seq, int limit,
+    int (*fn)(const struct hf_delivery *d, void *arg), void *arg)
+{
+	struct hf_sqlite_store *q = sq(s);
+	struct pending p = {q, fn, arg, 0};
+	sqlite3 *db = hf_sqlite_reader_take(q);
+	sqlite3_stmt *st = db ? pending_stmt(db) : NULL;
+	if (st) {
+		sqlite3_bind_int(st, 1, limit);
+		sqlite3_bind_int64(st, 2, from);
+		sqlite3_bind_int64(st, 3, from_seq);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			if (pending_row(db, st, &p) != 0)
+				break;
+		sqlite3_reset(st);
+	}
+	hf_sqlite_reader_give(q, db);
+	return st ? p.n : -1;
 }
 
 struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col)

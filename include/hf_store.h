@@ -166,15 +166,17 @@ struct hf_delivery {
 	int64_t backoff_ms; /* 0: the default schedule */
 	int64_t timeout_ms; /* per attempt */
 	int64_t next_at;    /* wall ms of the next attempt */
+	int64_t seq; /* order among rows of one next_at (SQLite: rowid), or 0 */
 };
 /* Calls fn for at most limit pending deliveries, soonest next_at first (the
  * partial index on next_at makes this cheap), until fn returns non-zero;
- * only those with next_at >= from (INT64_MIN: all). Returns how many rows
- * fn saw, or -1. Any thread (a read connection). */
-int hf_store_pending_deliveries(struct hf_store *s, int64_t from, int limit,
-				int (*fn)(const struct hf_delivery *d,
-					  void *arg),
-				void *arg);
+ * only those with next_at >= from (INT64_MIN: all), and of those at from,
+ * only those with seq >= from_seq (INT64_MIN: all; a backend whose rows
+ * have no seq gives them all). Returns how many rows fn saw, or -1. Any
+ * thread (a read connection). */
+int hf_store_pending_deliveries(
+    struct hf_store *s, int64_t from, int64_t from_seq, int limit,
+    int (*fn)(const struct hf_delivery *d, void *arg), void *arg);
 
 #define HF_STORE_NOT_FOUND (-2)
 #define HF_STORE_CONFLICT (-3)
