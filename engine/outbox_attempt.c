@@ -61,21 +61,32 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose,
 	return fd;
 }
 
+/* An easy handle kept for the next attempt: the options every attempt
+ * sets alike stay set; those pointing into the job are cleared, so that an
+ * idle handle points at nothing freed. */
+static void keep_handle(struct hf_outbox *ob, CURL *c)
+{
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, NULL);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(c, CURLOPT_PRIVATE, NULL);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, NULL);
+	ob->spare[ob->nspare++] = c;
+}
+
 void hf_outbox_job_free(struct hf_outbox *ob, struct job *j)
 {
 	if (!j)
 		return;
-	if (j->easy && ob && ob->nspare < HF_OUTBOX_MAX_INFLIGHT) {
-		curl_easy_reset(j->easy);
-		ob->spare[ob->nspare++] = j->easy;
-	} else if (j->easy) {
+	if (j->easy && ob && ob->nspare < HF_OUTBOX_MAX_INFLIGHT)
+		keep_handle(ob, j->easy);
+	else if (j->easy)
 		curl_easy_cleanup(j->easy);
-	}
-	curl_slist_free_all(j->headers);
-	free(j->url);
-	free(j->payload);
-	free(j->hjson);
-	free(j->secret);
+	if (j->custom_last)
+		j->custom_last->next = NULL; /* the rest is the job's */
+	curl_slist_free_all(j->custom);
+	free(j->sig_line);
 	free(j);
 }
 
@@ -88,14 +99,12 @@ static bool append(struct curl_slist **list, const char *line)
 	return true;
 }
 
-/* The request headers: Content-Type, the emit's headers, and the Standard
- * Webhooks ones (webhook-id and webhook-timestamp always, so receivers can
- * deduplicate; webhook-signature when there is a secret). */
-static bool build_headers(struct job *j)
+/* The emit's own headers (j->hjson) as a curl list (j->custom); *ctype:
+ * one of them is Content-Type. */
+static bool custom_headers(struct job *j, bool *ctype)
 {
-	char line[1024];
-	bool ctype = false, ok = true;
-	json_t *h = j->hjson ? json_loads(j->hjson, 0, NULL) : NULL;
+	bool ok = true;
+	json_t *h = json_loads(j->hjson, 0, NULL);
 	const char *k;
 	json_t *v;
 	json_object_foreach(h, k, v)
@@ -107,54 +116,99 @@ static bool build_headers(struct job *j)
 			free(l);
 			l = hf_xasprintf("%s;", k);
 		}
-		ok = ok && append(&j->headers, l);
+		ok = ok && append(&j->custom, l);
 		free(l);
 		if (strcasecmp(k, "content-type") == 0)
-			ctype = true;
+			*ctype = true;
 	}
 	json_decref(h);
-	if (!ctype)
-		ok =
-		    ok && append(&j->headers, "Content-Type: application/json");
-	ok = ok && append(&j->headers, "User-Agent: hookflow");
-	ok = ok && append(&j->headers, "Expect:");
-	int64_t ts = hf_now_ms() / 1000;
-	snprintf(line, sizeof line, "webhook-id: %s", j->id);
-	ok = ok && append(&j->headers, line);
-	snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
-	ok = ok && append(&j->headers, line);
-	if (j->secret && *j->secret) {
-		const char *s = j->secret;
-		size_t slen = strlen(s), klen = 0;
-		unsigned char *key = NULL;
-		if (strncmp(s, "whsec_", 6) == 0)
-			key = hf_base64_decode(s + 6, slen - 6, &klen);
-		char *sig = key ? hf_standard_webhooks_sign(
-				      key, klen, j->id, ts, j->payload, j->len)
-				: hf_standard_webhooks_sign(s, slen, j->id, ts,
-							    j->payload, j->len);
-		free(key);
-		char *l = hf_xasprintf("webhook-signature: %s", sig ? sig : "");
-		ok = ok && sig && append(&j->headers, l);
-		free(l);
-		free(sig);
-	}
 	return ok;
+}
+
+/* The Standard Webhooks signature's header line, or NULL. */
+static char *signature_line(const struct job *j, int64_t ts)
+{
+	const char *s = j->secret;
+	size_t slen = strlen(s), klen = 0;
+	unsigned char *key = NULL;
+	if (strncmp(s, "whsec_", 6) == 0)
+		key = hf_base64_decode(s + 6, slen - 6, &klen);
+	char *sig = key ? hf_standard_webhooks_sign(key, klen, j->id, ts,
+						    j->payload, j->len)
+			: hf_standard_webhooks_sign(s, slen, j->id, ts,
+						    j->payload, j->len);
+	free(key);
+	char *l = sig ? hf_xasprintf("webhook-signature: %s", sig) : NULL;
+	free(sig);
+	return l;
+}
+
+/* The request headers: Content-Type, the emit's headers, and the Standard
+ * Webhooks ones (webhook-id and webhook-timestamp always, so receivers can
+ * deduplicate; webhook-signature when there is a secret). hookflow's own
+ * lines and nodes are the job's: an attempt allocates none of them but the
+ * signature's. */
+static bool build_headers(struct job *j)
+{
+	bool ctype = false;
+	if (j->hjson && !custom_headers(j, &ctype))
+		return false;
+	int64_t ts = hf_now_ms() / 1000;
+	snprintf(j->id_line, sizeof j->id_line, "webhook-id: %s", j->id);
+	snprintf(j->ts_line, sizeof j->ts_line, "webhook-timestamp: %lld",
+		 (long long)ts);
+	if (j->secret && *j->secret && !(j->sig_line = signature_line(j, ts)))
+		return false;
+	char *lines[HF_JOB_HEADERS];
+	int n = 0;
+	if (!ctype)
+		lines[n++] = (char *)"Content-Type: application/json";
+	lines[n++] = (char *)"User-Agent: hookflow";
+	lines[n++] = (char *)"Expect:";
+	lines[n++] = j->id_line;
+	lines[n++] = j->ts_line;
+	if (j->sig_line)
+		lines[n++] = j->sig_line;
+	for (int i = 0; i < n; i++) {
+		j->own[i].data = lines[i];
+		j->own[i].next = i + 1 < n ? &j->own[i + 1] : NULL;
+	}
+	for (j->custom_last = j->custom;
+	     j->custom_last && j->custom_last->next;)
+		j->custom_last = j->custom_last->next;
+	if (j->custom_last)
+		j->custom_last->next = &j->own[0];
+	j->headers = j->custom ? j->custom : &j->own[0];
+	return true;
+}
+
+/* Copies s (n bytes, then a NUL) to *at; moves *at on. */
+static char *put(const char *s, size_t n, char **at)
+{
+	char *p = *at;
+	memcpy(p, s, n);
+	p[n] = '\0';
+	*at += n + 1;
+	return p;
 }
 
 struct job *hf_outbox_prepare(struct hf_outbox *ob, const struct hf_delivery *d,
 			      const char *host)
 {
-	struct job *j = hf_xcalloc(1, sizeof *j);
+	size_t ul = strlen(d->url);
+	size_t hl = d->headers ? strlen(d->headers) : 0;
+	size_t sl = d->secret ? strlen(d->secret) : 0;
+	struct job *j =
+	    hf_xmalloc(sizeof *j + ul + d->payload_len + hl + sl + 4);
+	memset(j, 0, sizeof *j);
+	char *at = (char *)(j + 1);
 	snprintf(j->id, sizeof j->id, "%s", d->id);
 	snprintf(j->host, sizeof j->host, "%s", host);
-	j->url = hf_xstrdup(d->url);
-	j->payload = hf_xmalloc(d->payload_len + 1);
-	memcpy(j->payload, d->payload, d->payload_len);
-	j->payload[d->payload_len] = '\0';
+	j->url = put(d->url, ul, &at);
+	j->payload = put(d->payload, d->payload_len, &at);
 	j->len = d->payload_len;
-	j->hjson = d->headers ? hf_xstrdup(d->headers) : NULL;
-	j->secret = d->secret ? hf_xstrdup(d->secret) : NULL;
+	j->hjson = d->headers ? put(d->headers, hl, &at) : NULL;
+	j->secret = d->secret ? put(d->secret, sl, &at) : NULL;
 	j->timeout_ms =
 	    d->timeout_ms > 0 ? d->timeout_ms : HF_DELIVERY_TIMEOUT_MS;
 	j->attempts = d->attempts;
@@ -165,6 +219,24 @@ struct job *hf_outbox_prepare(struct hf_outbox *ob, const struct hf_delivery *d,
 	return j;
 }
 
+/* A new easy handle with the options every attempt sets alike. */
+static CURL *new_handle(struct hf_outbox *ob)
+{
+	CURL *c = curl_easy_init();
+	if (!c)
+		return NULL;
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open);
+	curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION,
+			 hf_outbox_close_socket);
+	curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, ob);
+	return c;
+}
+
 int hf_outbox_begin(struct hf_outbox *ob, struct job *j)
 {
 	if (!build_headers(j))
@@ -172,31 +244,22 @@ int hf_outbox_begin(struct hf_outbox *ob, struct job *j)
 	CURLM *multi = hf_outbox_multi(ob);
 	j->easy = !multi       ? NULL
 		  : ob->nspare ? ob->spare[--ob->nspare]
-			       : curl_easy_init();
+			       : new_handle(ob);
 	if (!j->easy)
 		goto fail;
 	int64_t timeout = j->timeout_ms;
 	CURL *c = j->easy;
 	curl_easy_setopt(c, CURLOPT_URL, j->url);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(timeout < 10000 ? timeout : 10000));
 	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->len);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, j->payload);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, j->headers);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, j);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, j->errbuf);
 	curl_easy_setopt(c, CURLOPT_PRIVATE, j);
-	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, j);
-	curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION,
-			 hf_outbox_close_socket);
-	curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, ob);
 	if (curl_multi_add_handle(multi, c) != CURLM_OK)
 		goto fail;
 	j->started_mono = hf_mono_ms();

@@ -59,7 +59,12 @@ void hf_hosts_put(struct hf_hosts *t, struct hf_host *h);
  * key. */
 void hf_host_of(const char *url, char *out, size_t size);
 
-/* One attempt in flight, or a due delivery read ahead (the ready list). */
+/* The request headers hookflow sets (outbox_attempt.c): Content-Type,
+ * User-Agent, Expect, webhook-id, webhook-timestamp, webhook-signature. */
+#define HF_JOB_HEADERS 6
+
+/* One attempt in flight, or a due delivery read ahead (the ready list).
+ * url, payload, hjson and secret point into the job's own allocation. */
 struct job {
 	char id[HF_DELIVERY_ID_SIZE];
 	char host[256]; /* host:port, lower-case, for the per-host cap */
@@ -69,8 +74,16 @@ struct job {
 	char *hjson;  /* the emit's headers (JSON object text), or NULL */
 	char *secret; /* NULL: unsigned */
 	int64_t timeout_ms;
-	struct curl_slist *headers; /* built when the attempt starts */
-	int attempts;		    /* made before this one */
+	/* The request headers, built when the attempt starts: the emit's own
+	 * (curl_slist_append, up to custom_last), then hookflow's, whose
+	 * nodes and lines are the job's (not curl's to free). */
+	struct curl_slist *headers; /* the list curl is given */
+	struct curl_slist *custom, *custom_last;
+	struct curl_slist own[HF_JOB_HEADERS];
+	char id_line[HF_DELIVERY_ID_SIZE + 16];
+	char ts_line[48];
+	char *sig_line; /* NULL: unsigned */
+	int attempts;	/* made before this one */
 	int max_attempts;
 	int64_t backoff_ms;
 	CURL *easy;
@@ -134,8 +147,10 @@ struct hf_outbox {
 	 * seq among the rows of that next_at; scan() in outbox.c). Outbox
 	 * thread only. */
 	int64_t cursor, cursor_seq;
-	/* Easy handles of finished attempts, reset, for the next ones (their
-	 * allocations cost as much as the request). Outbox thread only. */
+	/* Easy handles of finished attempts, for the next ones (their
+	 * allocations cost as much as the request): the options every
+	 * attempt sets alike stay set (outbox_attempt.c). Outbox thread
+	 * only. */
 	CURL *spare[HF_OUTBOX_MAX_INFLIGHT];
 	int nspare;
 	/* Attempts in flight and ready, per host (outbox thread only). */
