@@ -265,6 +265,50 @@ def test_thousand_emits_each_delivered_exactly_once(server, receiver):
     assert len(seen) == 1000
 
 
+def test_emits_sharing_a_due_time_past_a_page_each_delivered(server, receiver):
+    """The emits of one step share their due time; the outbox reads them a
+    page at a time, from where its last read stopped within them. 700 of
+    them (more than a page, more than in flight), the first 40 answered 500
+    (retried 50ms on, a later due time), and a second run's emits arriving
+    while the first ones are in flight: each is delivered once, and sent
+    exactly as often as its attempts say."""
+    receiver.responses = [(500, {}, "no")] * 40
+    receiver.delay = 0.002
+    srv = server(workflows={"same": workflow("same", """
+        for i = 1, event.body.n do
+          webhook.emit(event.body.url, {run = event.body.run, i = i},
+                       {backoff = "50ms"})
+        end
+        return event.body.n
+    """)})
+    url = receiver.url + "/same"
+    first = start_run(srv, "/same", {"url": url, "run": 1, "n": 700})
+    assert first["status"] == "succeeded", first
+    second = start_run(srv, "/same", {"url": url, "run": 2, "n": 60})
+    assert second["status"] == "succeeded", second
+
+    def delivered():
+        r = srv.api("GET", "/api/deliveries?status=delivered&limit=1000")
+        return len(r.json()["deliveries"]) == 760
+    wait_for(delivered, 120, what="760 deliveries recorded as delivered")
+    time.sleep(1.0)  # anything sent once more would show up by now
+    reqs = hooks(receiver, "/same")
+    by_id = {}
+    for r in reqs:
+        by_id.setdefault(r["headers"]["webhook-id"], []).append(r)
+    assert len(by_id) == 760
+    seen = {(json.loads(r["body"])["run"], json.loads(r["body"])["i"])
+            for r in reqs}
+    assert len(seen) == 760
+    retried = [did for did, rs in by_id.items() if len(rs) > 1]
+    assert 0 < len(retried) <= 40
+    for did in retried:
+        d = delivery(srv, did)
+        assert d["status"] == "delivered", d
+        assert d["attempts"] == len(by_id[did]), d
+        assert [a["status"] for a in d["attempts_log"]][-1] == 200, d
+
+
 # --- http.* ------------------------------------------------------------------
 
 HTTP = workflow("call", """
