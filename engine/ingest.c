@@ -75,32 +75,6 @@ static enum MHD_Result send_answer(struct MHD_Connection *c,
 
 /* --- request helpers --- */
 
-static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
-				      const char *key, const char *value)
-{
-	json_t *obj = cls;
-	char name[256];
-	size_t i = 0;
-	for (; key[i] && i + 1 < sizeof name; i++)
-		name[i] = (char)tolower((unsigned char)key[i]);
-	name[i] = '\0';
-	json_t *v = json_string(value ? value : "");
-	if (!v) /* not UTF-8: keep what can be kept */
-		v = json_string("");
-	json_t *prev = json_object_get(obj, name);
-	if (prev && json_is_string(prev)) {
-		char *joined = hf_xasprintf("%s, %s", json_string_value(prev),
-					    json_string_value(v));
-		json_decref(v);
-		v = json_string(joined);
-		free(joined);
-		if (!v)
-			return MHD_YES;
-	}
-	json_object_set_new(obj, name, v);
-	return MHD_YES;
-}
-
 static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind,
 				   const char *key, const char *value)
 {
@@ -134,11 +108,17 @@ struct req_cache {
 static pthread_key_t req_cache_key;
 static pthread_once_t req_cache_once = PTHREAD_ONCE_INIT;
 
+static void req_destroy(struct req *r)
+{
+	hf_buf_release(&r->headers.arena);
+	free(r);
+}
+
 static void req_cache_free(void *arg)
 {
 	struct req_cache *c = arg;
 	for (size_t i = 0; i < c->n; i++)
-		free(c->items[i]);
+		req_destroy(c->items[i]);
 	free(c);
 }
 
@@ -154,7 +134,9 @@ static struct req *req_new(void)
 	if (!c || !c->n)
 		return hf_xcalloc(1, sizeof(struct req));
 	struct req *r = c->items[--c->n];
+	struct hf_buf arena = r->headers.arena; /* kept: ingest_headers.c */
 	memset(r, 0, sizeof *r);
+	r->headers.arena = arena;
 	return r;
 }
 
@@ -165,14 +147,14 @@ static void req_recycle(struct req *r)
 		c = hf_xcalloc(1, sizeof *c);
 		if (pthread_setspecific(req_cache_key, c) != 0) {
 			free(c);
-			free(r);
+			req_destroy(r);
 			return;
 		}
 	}
 	if (c->n < REQ_CACHE)
 		c->items[c->n++] = r;
 	else
-		free(r);
+		req_destroy(r);
 }
 
 static void req_free(struct req *r)
@@ -183,14 +165,10 @@ static void req_free(struct req *r)
 	hf_buf_release(&r->body);
 	hf_answer_release(&r->ans);
 	/* What this thread made and the writer no longer needs: the runs that
-	 * did not go to the scheduler, the texts the writer stored. */
+	 * did not go to the scheduler. The event's texts stay with it: they
+	 * are its headers and query until a tree is parsed from them. */
 	for (size_t i = 0; i < r->nruns; i++)
 		hf_run_free(r->runs[i]);
-	if (r->ev) {
-		free(r->ev->headers_text);
-		free(r->ev->query_text);
-		r->ev->headers_text = r->ev->query_text = NULL;
-	}
 	hf_event_unref(r->ev);
 	json_decref(r->resumed);
 	hf_ingest_signal_free(r);
@@ -207,9 +185,9 @@ static const char *wf0(const struct req *r)
 
 /* --- the webhook path --- */
 
-static int verify_all(struct req *r, json_t *headers,
-		      struct hf_workflow **passed, size_t *npassed,
-		      const char **reason, char *buf, size_t size)
+static int verify_all(struct req *r, struct hf_workflow **passed,
+		      size_t *npassed, const char **reason, char *buf,
+		      size_t size)
 {
 	int64_t now_s = hf_now_ms() / 1000;
 	size_t n = 0, failed = 0;
@@ -234,7 +212,7 @@ static int verify_all(struct req *r, json_t *headers,
 	const struct hf_verify_conf *sv =
 	    r->signal ? &r->signal->wait_verify : NULL;
 	if (sv && sv->scheme != HF_VERIFY_NONE &&
-	    hf_verify_request_ex(sv, &vr, header_get, headers,
+	    hf_verify_request_ex(sv, &vr, hf_req_header, &r->headers,
 				 r->body.data ? r->body.data : "", r->body.len,
 				 now_s, reason, buf, size) != 0) {
 		hf_log(HF_LOG_WARN, "%s %s: wait_for signal rejected: %s",
@@ -247,10 +225,10 @@ static int verify_all(struct req *r, json_t *headers,
 	for (size_t i = 0; i < r->nwfs; i++) {
 		struct hf_workflow *wf = r->wfs[i];
 		const char *why = NULL;
-		if (hf_verify_request_ex(&wf->verify, &vr, header_get, headers,
-					 r->body.data ? r->body.data : "",
-					 r->body.len, now_s, &why, buf,
-					 size) == 0) {
+		if (hf_verify_request_ex(
+			&wf->verify, &vr, hf_req_header, &r->headers,
+			r->body.data ? r->body.data : "", r->body.len, now_s,
+			&why, buf, size) == 0) {
 			passed[n++] = wf;
 			continue;
 		}
@@ -267,22 +245,26 @@ static int verify_all(struct req *r, json_t *headers,
 	return n == 0 && failed > 0 ? -1 : 0;
 }
 
-/* Makes r->ev from the request: id, method, path, headers, query, the time
- * it came in. The body is taken over later, once decoded. */
+/* Makes r->ev from the request: id, method, path, headers (as their text:
+ * ingest_headers.c), query, the time it came in. The body is taken over
+ * later, once decoded. A request without query parameters (nearly all) has
+ * no query tree: its text is "{}". */
 static struct hf_event *new_event(struct req *r, struct MHD_Connection *c,
 				  const char *url, const char *method)
 {
-	json_t *headers = json_object();
-	MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, headers);
+	hf_req_headers_collect(&r->headers, c);
 	struct hf_event *ev = hf_event_new();
 	r->ev = ev;
 	hf_id_new(ev->id, "ev");
 	ev->method = hf_xstrdup(method);
 	ev->path = hf_xstrdup(url);
-	ev->headers = headers;
-	ev->query = json_object();
-	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg,
-				  ev->query);
+	ev->headers_text = hf_req_headers_text(&r->headers);
+	if (MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, NULL, NULL) >
+	    0) {
+		ev->query = json_object();
+		MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg,
+					  ev->query);
+	}
 	ev->received_at = hf_now_ms();
 	ev->skipped = json_array();
 	return ev;
@@ -301,7 +283,6 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 {
 	struct hf_engine *eng = r->in->eng;
 	struct hf_event *ev = new_event(r, c, url, method);
-	json_t *headers = ev->headers;
 	if (!r->body.data)
 		hf_buf_append(&r->body, "", 0);
 
@@ -309,8 +290,7 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	size_t npassed = 0;
 	const char *reason = "signature mismatch";
 	char why[HF_VERIFY_HEADER_NAME_MAX + 64];
-	if (verify_all(r, headers, passed, &npassed, &reason, why, sizeof why) <
-	    0) {
+	if (verify_all(r, passed, &npassed, &reason, why, sizeof why) < 0) {
 		hf_answer_error(&r->ans, 401,
 				"signature verification failed: %s", reason);
 		hf_metrics_event(wf0(r), 401);
@@ -321,14 +301,15 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	 * workflow-level expression needs the tree (then the runs share it);
 	 * else whoever needs it decodes the raw bytes (hf_event_body). */
 	bool lua = hf_dispatch_needs_lua(passed, npassed);
-	bool checked = !lua && r->body.len > 0 &&
-		       hf_body_kind_of(json_string_value(json_object_get(
-			   headers, "content-type"))) == HF_BODY_JSON &&
-		       hf_json_check(r->body.data, r->body.len);
+	bool checked =
+	    !lua && r->body.len > 0 &&
+	    hf_body_kind_of(hf_req_header(&r->headers, "content-type")) ==
+		HF_BODY_JSON &&
+	    hf_json_check(r->body.data, r->body.len);
 	char err[512];
-	if (!checked &&
-	    hf_body_decode_event(headers, r->body.data, r->body.len,
-				 &ev->decoded, err, sizeof err) < 0) {
+	if (!checked && hf_body_decode_event(hf_event_headers(ev), r->body.data,
+					     r->body.len, &ev->decoded, err,
+					     sizeof err) < 0) {
 		hf_answer_error(&r->ans, 400, "%s", err);
 		hf_metrics_event(wf0(r), 400);
 		return send_answer(c, &r->ans);
@@ -341,8 +322,8 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 		    json_object_get(ev->query, passed[i]->verify.query))
 			json_object_set_new(ev->query, passed[i]->verify.query,
 					    json_string(HF_REDACTED));
-	ev->headers_text = hf_json_strings_text(headers);
-	ev->query_text = hf_json_strings_text(ev->query);
+	ev->query_text =
+	    ev->query ? hf_json_strings_text(ev->query) : hf_xstrdup("{}");
 	/* The event takes the body over. */
 	ev->body = r->body.data;
 	ev->body_len = r->body.len;

@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define MAX_MATCH HF_MAX_MATCH
 
@@ -23,6 +24,17 @@ struct MHD_Connection;
 struct MHD_Daemon;
 
 enum req_state { READING, WAITING, ANSWERING };
+
+/* ingest_headers.c: a request's headers as the event keeps them, without a
+ * tree; names and values are offsets into arena (kept from one request to
+ * the next on an HTTP thread). Past HF_MAX_HEADERS a request is answered 431
+ * before they are collected. */
+#define HF_REQ_HEADERS (HF_MAX_HEADERS + 1)
+struct hf_req_headers {
+	size_t n;
+	uint32_t name[HF_REQ_HEADERS], value[HF_REQ_HEADERS];
+	struct hf_buf arena;
+};
 
 struct req {
 	enum req_state state;
@@ -44,6 +56,7 @@ struct req {
 	size_t nwfs;
 	struct hf_buf body;
 	struct hf_answer ans;
+	struct hf_req_headers headers; /* collected by process() */
 
 	/* while WAITING */
 	struct hf_write w;
@@ -119,6 +132,15 @@ void hf_ingest_signal_free(struct req *r);
  * checks the token, hands the body to the parked runs, suspends. */
 enum hf_ingest_rc { HF_INGEST_ANSWER, HF_INGEST_SUSPENDED };
 enum hf_ingest_rc hf_ingest_resume(struct req *r, const char *url);
+
+/* ingest_headers.c. Collects the request's headers into h (its arena kept). */
+void hf_req_headers_collect(struct hf_req_headers *h, struct MHD_Connection *c);
+/* ingest_headers.c. The value of the header named name (lowercase), or NULL;
+ * ctx is a struct hf_req_headers (an hf_header_fn). */
+const char *hf_req_header(void *ctx, const char *name);
+/* ingest_headers.c. The headers as the event's headers_text: the compact
+ * JSON object hf_json_strings_text wrote of the tree (malloc'd). */
+char *hf_req_headers_text(const struct hf_req_headers *h);
 
 /* ingest_sync.c. Answers every live sync waiter 202 (their runs go on) and
  * resumes its request: at shutdown. */
