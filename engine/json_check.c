@@ -21,6 +21,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 struct jc {
 	const unsigned char *p, *end;
@@ -113,6 +116,23 @@ static bool string(struct jc *c)
 {
 	const unsigned char *p = c->p + 1, *end = c->end;
 	for (;;) {
+#ifdef __SSE2__
+		/* 16 at a time: a signed compare with 0x20 catches both the
+		 * control characters and the bytes >= 0x80. */
+		const __m128i quote = _mm_set1_epi8('"');
+		const __m128i bslash = _mm_set1_epi8('\\');
+		const __m128i space = _mm_set1_epi8(0x20);
+		while (end - p >= 16) {
+			__m128i x = _mm_loadu_si128((const __m128i *)p);
+			__m128i m = _mm_or_si128(
+			    _mm_or_si128(_mm_cmpeq_epi8(x, quote),
+					 _mm_cmpeq_epi8(x, bslash)),
+			    _mm_cmplt_epi8(x, space));
+			if (_mm_movemask_epi8(m))
+				break;
+			p += 16;
+		}
+#endif
 		while (end - p >= 8) {
 			uint64_t x;
 			memcpy(&x, p, 8);
