@@ -16,7 +16,8 @@
  * see hf_ingest_start). The writer thread and the scheduler thread touch a
  * request only through resume (ingest_sync.c).
  *
- * Neighbours: ingest_int.h (the request, shared with ingest_sync.c), api.c
+ * Neighbours: ingest_int.h (the request, shared with ingest_sync.c),
+ * ingest_event.c (the event made from the request, its headers), api.c
  * (the reserved paths), answer.c, router.c, verify.c, body.c, dispatch.c. */
 #include "hf_api.h"
 #include "hf_body.h"
@@ -75,15 +76,6 @@ static enum MHD_Result send_answer(struct MHD_Connection *c,
 
 /* --- request helpers --- */
 
-static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind,
-				   const char *key, const char *value)
-{
-	json_t *v = json_string(value ? value : "");
-	if (v)
-		json_object_set_new(cls, key, v);
-	return MHD_YES;
-}
-
 static const char *header_get(void *ctx, const char *name)
 {
 	return json_string_value(json_object_get(ctx, name));
@@ -101,6 +93,8 @@ static const char *arg_get(void *ctx, const char *name)
  * per thread (a pthread key, whose destructor frees it when MHD's thread
  * ends). */
 #define REQ_CACHE 16
+/* A body buffer up to this size stays with its request for the next one. */
+#define HF_BODY_KEEP (16 * 1024)
 struct req_cache {
 	struct req *items[REQ_CACHE];
 	size_t n;
@@ -111,6 +105,8 @@ static pthread_once_t req_cache_once = PTHREAD_ONCE_INIT;
 static void req_destroy(struct req *r)
 {
 	hf_buf_release(&r->headers.arena);
+	hf_buf_release(&r->headers.text);
+	hf_buf_release(&r->body);
 	free(r);
 }
 
@@ -134,9 +130,16 @@ static struct req *req_new(void)
 	if (!c || !c->n)
 		return hf_xcalloc(1, sizeof(struct req));
 	struct req *r = c->items[--c->n];
-	struct hf_buf arena = r->headers.arena; /* kept: ingest_headers.c */
+	/* Kept: the headers' buffers (ingest_event.c), the body's. */
+	struct hf_buf arena = r->headers.arena, text = r->headers.text;
+	struct hf_buf body = r->body;
 	memset(r, 0, sizeof *r);
 	r->headers.arena = arena;
+	r->headers.text = text;
+	r->body.data = body.data;
+	r->body.cap = body.cap;
+	if (body.data)
+		body.data[0] = '\0';
 	return r;
 }
 
@@ -162,7 +165,8 @@ static void req_free(struct req *r)
 	if (!r)
 		return;
 	hf_snapshot_unref(r->snap);
-	hf_buf_release(&r->body);
+	if (r->body.cap > HF_BODY_KEEP) /* else kept for the next request */
+		hf_buf_release(&r->body);
 	hf_answer_release(&r->ans);
 	/* What this thread made and the writer no longer needs: the runs that
 	 * did not go to the scheduler. The event's texts stay with it: they
@@ -185,9 +189,9 @@ static const char *wf0(const struct req *r)
 
 /* --- the webhook path --- */
 
-static int verify_all(struct req *r, struct hf_workflow **passed,
-		      size_t *npassed, const char **reason, char *buf,
-		      size_t size)
+static int verify_all(struct req *r, const char *method, json_t *query,
+		      struct hf_workflow **passed, size_t *npassed,
+		      const char **reason, char *buf, size_t size)
 {
 	int64_t now_s = hf_now_ms() / 1000;
 	size_t n = 0, failed = 0;
@@ -200,12 +204,12 @@ static int verify_all(struct req *r, struct hf_workflow **passed,
 	memcpy(path, target, plen);
 	path[plen] = '\0';
 	struct hf_verify_req vr = {
-	    r->ev->method,
+	    method,
 	    path,
 	    target[plen] ? target + plen + 1 : "",
 	    r->in->eng->opt.public_url,
 	    header_get,
-	    r->ev->query,
+	    query,
 	};
 	/* A signal to a wait_for path (hf_park.h) passes its wait_for's
 	 * verify first, whatever the workflows on the path say. */
@@ -216,7 +220,7 @@ static int verify_all(struct req *r, struct hf_workflow **passed,
 				 r->body.data ? r->body.data : "", r->body.len,
 				 now_s, reason, buf, size) != 0) {
 		hf_log(HF_LOG_WARN, "%s %s: wait_for signal rejected: %s",
-		       r->ev->method, r->signal->wait_path, *reason);
+		       method, r->signal->wait_path, *reason);
 		if (path != small)
 			free(path);
 		*npassed = 0;
@@ -236,38 +240,13 @@ static int verify_all(struct req *r, struct hf_workflow **passed,
 		*reason = why;
 		hf_metrics_verify_failure(wf->name);
 		hf_log(HF_LOG_WARN,
-		       "%s %s: workflow '%s': signature rejected: %s",
-		       r->ev ? r->ev->method : "", wf->path, wf->name, why);
+		       "%s %s: workflow '%s': signature rejected: %s", method,
+		       wf->path, wf->name, why);
 	}
 	if (path != small)
 		free(path);
 	*npassed = n;
 	return n == 0 && failed > 0 ? -1 : 0;
-}
-
-/* Makes r->ev from the request: id, method, path, headers (as their text:
- * ingest_headers.c), query, the time it came in. The body is taken over
- * later, once decoded. A request without query parameters (nearly all) has
- * no query tree: its text is "{}". */
-static struct hf_event *new_event(struct req *r, struct MHD_Connection *c,
-				  const char *url, const char *method)
-{
-	hf_req_headers_collect(&r->headers, c);
-	struct hf_event *ev = hf_event_new();
-	r->ev = ev;
-	hf_id_new(ev->id, "ev");
-	ev->method = hf_xstrdup(method);
-	ev->path = hf_xstrdup(url);
-	ev->headers_text = hf_req_headers_text(&r->headers);
-	if (MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, NULL, NULL) >
-	    0) {
-		ev->query = json_object();
-		MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg,
-					  ev->query);
-	}
-	ev->received_at = hf_now_ms();
-	ev->skipped = json_array();
-	return ev;
 }
 
 static bool any_sync(struct hf_workflow *const *wfs, size_t n)
@@ -282,36 +261,19 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 			       const char *url, const char *method)
 {
 	struct hf_engine *eng = r->in->eng;
-	struct hf_event *ev = new_event(r, c, url, method);
-	if (!r->body.data)
-		hf_buf_append(&r->body, "", 0);
+	hf_req_headers_collect(&r->headers, c);
+	json_t *query = hf_req_query(c);
 
 	struct hf_workflow *passed[MAX_MATCH];
 	size_t npassed = 0;
 	const char *reason = "signature mismatch";
 	char why[HF_VERIFY_HEADER_NAME_MAX + 64];
-	if (verify_all(r, passed, &npassed, &reason, why, sizeof why) < 0) {
+	if (verify_all(r, method, query, passed, &npassed, &reason, why,
+		       sizeof why) < 0) {
+		json_decref(query);
 		hf_answer_error(&r->ans, 401,
 				"signature verification failed: %s", reason);
 		hf_metrics_event(wf0(r), 401);
-		return send_answer(c, &r->ans);
-	}
-
-	/* Parsed once at most: a JSON body only validated here unless a
-	 * workflow-level expression needs the tree (then the runs share it);
-	 * else whoever needs it decodes the raw bytes (hf_event_body). */
-	bool lua = hf_dispatch_needs_lua(passed, npassed);
-	bool checked =
-	    !lua && r->body.len > 0 &&
-	    hf_body_kind_of(hf_req_header(&r->headers, "content-type")) ==
-		HF_BODY_JSON &&
-	    hf_json_check(r->body.data, r->body.len);
-	char err[512];
-	if (!checked && hf_body_decode_event(hf_event_headers(ev), r->body.data,
-					     r->body.len, &ev->decoded, err,
-					     sizeof err) < 0) {
-		hf_answer_error(&r->ans, 400, "%s", err);
-		hf_metrics_event(wf0(r), 400);
 		return send_answer(c, &r->ans);
 	}
 	/* A token sent in the query (verify scheme token, query:) is checked:
@@ -319,15 +281,28 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	for (size_t i = 0; i < npassed; i++)
 		if (passed[i]->verify.scheme == HF_VERIFY_TOKEN &&
 		    passed[i]->verify.query &&
-		    json_object_get(ev->query, passed[i]->verify.query))
-			json_object_set_new(ev->query, passed[i]->verify.query,
+		    json_object_get(query, passed[i]->verify.query))
+			json_object_set_new(query, passed[i]->verify.query,
 					    json_string(HF_REDACTED));
-	ev->query_text =
-	    ev->query ? hf_json_strings_text(ev->query) : hf_xstrdup("{}");
-	/* The event takes the body over. */
-	ev->body = r->body.data;
-	ev->body_len = r->body.len;
-	memset(&r->body, 0, sizeof r->body);
+	struct hf_event *ev = hf_req_event(r, url, method, query);
+
+	/* Parsed once at most: a JSON body only validated here unless a
+	 * workflow-level expression needs the tree (then the runs share it);
+	 * else whoever needs it decodes the raw bytes (hf_event_body). */
+	bool lua = hf_dispatch_needs_lua(passed, npassed);
+	bool checked =
+	    !lua && ev->body_len > 0 &&
+	    hf_body_kind_of(hf_req_header(&r->headers, "content-type")) ==
+		HF_BODY_JSON &&
+	    hf_json_check(ev->body, ev->body_len);
+	char err[512];
+	if (!checked &&
+	    hf_body_decode_event(hf_event_headers(ev), ev->body, ev->body_len,
+				 &ev->decoded, err, sizeof err) < 0) {
+		hf_answer_error(&r->ans, 400, "%s", err);
+		hf_metrics_event(wf0(r), 400);
+		return send_answer(c, &r->ans);
+	}
 	/* A signal (ingest_signal.c): 413 or 503 before anything is stored. */
 	if (r->signal && !hf_ingest_signal_admit(r))
 		return send_answer(c, &r->ans);
@@ -452,8 +427,10 @@ static bool refuse(struct req *r)
 static void reserve_body(struct req *r, const char *cl)
 {
 	long long n = cl ? strtoll(cl, NULL, 10) : 0;
-	if (n <= 0 || (size_t)n > r->body.max || n > HF_BODY_RESERVE)
+	if (n <= 0 || (size_t)n > r->body.max || n > HF_BODY_RESERVE ||
+	    r->body.cap > (size_t)n)
 		return;
+	free(r->body.data);
 	r->body.data = hf_xmalloc((size_t)n + 1);
 	r->body.data[0] = '\0';
 	r->body.cap = (size_t)n + 1;

@@ -25,7 +25,7 @@ struct MHD_Daemon;
 
 enum req_state { READING, WAITING, ANSWERING };
 
-/* ingest_headers.c: a request's headers as the event keeps them, without a
+/* ingest_event.c: a request's headers as the event keeps them, without a
  * tree; names and values are offsets into arena (kept from one request to
  * the next on an HTTP thread). Past HF_MAX_HEADERS a request is answered 431
  * before they are collected. */
@@ -34,6 +34,7 @@ struct hf_req_headers {
 	size_t n;
 	uint32_t name[HF_REQ_HEADERS], value[HF_REQ_HEADERS];
 	struct hf_buf arena;
+	struct hf_buf text; /* the event's headers_text, copied into it */
 };
 
 struct req {
@@ -133,14 +134,21 @@ void hf_ingest_signal_free(struct req *r);
 enum hf_ingest_rc { HF_INGEST_ANSWER, HF_INGEST_SUSPENDED };
 enum hf_ingest_rc hf_ingest_resume(struct req *r, const char *url);
 
-/* ingest_headers.c. Collects the request's headers into h (its arena kept). */
+/* ingest_event.c. Collects the request's headers into h and writes h->text,
+ * the event's headers_text: the compact JSON object hf_json_strings_text
+ * wrote of the tree (h's buffers kept). */
 void hf_req_headers_collect(struct hf_req_headers *h, struct MHD_Connection *c);
-/* ingest_headers.c. The value of the header named name (lowercase), or NULL;
+/* ingest_event.c. The value of the header named name (lowercase), or NULL;
  * ctx is a struct hf_req_headers (an hf_header_fn). */
 const char *hf_req_header(void *ctx, const char *name);
-/* ingest_headers.c. The headers as the event's headers_text: the compact
- * JSON object hf_json_strings_text wrote of the tree (malloc'd). */
-char *hf_req_headers_text(const struct hf_req_headers *h);
+
+/* ingest_event.c. The request's query parameters as a tree, or NULL when
+ * there are none (the event's query text is then "{}"). */
+json_t *hf_req_query(struct MHD_Connection *c);
+/* ingest_event.c. Makes r->ev once the request is verified, from r->headers,
+ * r->body (copied: r keeps its buffer) and the query tree q (taken). */
+struct hf_event *hf_req_event(struct req *r, const char *url,
+			      const char *method, json_t *q);
 
 /* ingest_sync.c. Answers every live sync waiter 202 (their runs go on) and
  * resumes its request: at shutdown. */

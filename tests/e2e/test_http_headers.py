@@ -1,4 +1,4 @@
-"""A webhook's headers and query as its event keeps them (engine/ingest_headers.c:
+"""A webhook's headers and query as its event keeps them (engine/ingest_event.c:
 collected without a jansson tree on the HTTP thread): names lowercased, a
 repeated field's values joined with ", ", a value that is not UTF-8 kept as "",
 no query parameters an empty object; the same in a step's `event` and in the
