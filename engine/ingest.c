@@ -130,12 +130,11 @@ static struct req *req_new(void)
 	if (!c || !c->n)
 		return hf_xcalloc(1, sizeof(struct req));
 	struct req *r = c->items[--c->n];
-	/* Kept: the headers' buffers (ingest_event.c), the body's. */
-	struct hf_buf arena = r->headers.arena, text = r->headers.text;
+	/* Kept: the headers' buffers (ingest_event.c, past REQ_CLEARED), the
+	 * body's. */
 	struct hf_buf body = r->body;
-	memset(r, 0, sizeof *r);
-	r->headers.arena = arena;
-	r->headers.text = text;
+	memset(r, 0, REQ_CLEARED);
+	r->headers.n = 0;
 	r->body.data = body.data;
 	r->body.cap = body.cap;
 	if (body.data)

@@ -57,7 +57,6 @@ struct req {
 	size_t nwfs;
 	struct hf_buf body;
 	struct hf_answer ans;
-	struct hf_req_headers headers; /* collected by process() */
 
 	/* while WAITING */
 	struct hf_write w;
@@ -73,8 +72,7 @@ struct req {
 	/* What the commit said, turned into the answer on the HTTP thread
 	 * (hf_ingest_answer_commit): the writer allocates nothing for it. */
 	enum { OUT_NONE, OUT_STORED, OUT_DUPLICATE, OUT_FAILED } outcome;
-	char ids[MAX_MATCH][HF_ID_SIZE]; /* the runs stored */
-	size_t nids;
+	size_t nids; /* the runs stored: ids[0..nids) */
 	struct hf_sync_waiter *waiter;
 	char sync_run_id[HF_ID_SIZE];
 	/* No run was made and a `respond: sync` workflow declined: the
@@ -95,7 +93,14 @@ struct req {
 	 * hf_park_signal (else given back by req_free). */
 	char *signal_output;
 	bool signal_reserved;
+
+	/* Not cleared for a new request (req_new): read only as far as their
+	 * counts (headers.n, nids) say, or kept buffers. */
+	struct hf_req_headers headers; /* collected by process() */
+	char ids[MAX_MATCH][HF_ID_SIZE];
 };
+/* What req_new clears of a recycled request. */
+#define REQ_CLEARED offsetof(struct req, headers)
 
 struct hf_ingest {
 	struct hf_engine *eng;
