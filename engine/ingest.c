@@ -93,8 +93,6 @@ static const char *arg_get(void *ctx, const char *name)
  * per thread (a pthread key, whose destructor frees it when MHD's thread
  * ends). */
 #define REQ_CACHE 16
-/* A body buffer up to this size stays with its request for the next one. */
-#define HF_BODY_KEEP (16 * 1024)
 struct req_cache {
 	struct req *items[REQ_CACHE];
 	size_t n;

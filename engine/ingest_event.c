@@ -192,6 +192,23 @@ static char *pack(char **at, const char *s, size_t n)
  * the body, and the time, in one allocation with the event
  * (hf_event_new_packed) rather than six, freed on whichever thread lets the
  * event go. The request keeps its body's buffer for the next one. */
+/* A large body's event: the strings apart, the body taken over rather than
+ * copied (its buffer is not kept for the next request anyway). */
+static struct hf_event *event_apart(struct req *r, const char *url,
+				    const char *method, const char *qt)
+{
+	struct hf_event *ev = hf_event_new();
+	ev->method = hf_xstrdup(method);
+	ev->path = hf_xstrdup(url);
+	ev->headers_text =
+	    hf_xstrndup(r->headers.text.data, r->headers.text.len);
+	ev->query_text = hf_xstrdup(qt);
+	ev->body = r->body.data;
+	ev->body_len = r->body.len;
+	memset(&r->body, 0, sizeof r->body);
+	return ev;
+}
+
 struct hf_event *hf_req_event(struct req *r, const char *url,
 			      const char *method, json_t *q)
 {
@@ -199,17 +216,21 @@ struct hf_event *hf_req_event(struct req *r, const char *url,
 	const char *qt = qtext ? qtext : "{}";
 	size_t ml = strlen(method), pl = strlen(url), ql = strlen(qt);
 	size_t hl = r->headers.text.len, bl = r->body.len;
-	char *at;
-	struct hf_event *ev =
-	    hf_event_new_packed(ml + pl + hl + ql + bl + 5, &at);
+	struct hf_event *ev;
+	if (bl > HF_BODY_KEEP) {
+		ev = event_apart(r, url, method, qt);
+	} else {
+		char *at;
+		ev = hf_event_new_packed(ml + pl + hl + ql + bl + 5, &at);
+		ev->method = pack(&at, method, ml);
+		ev->path = pack(&at, url, pl);
+		ev->headers_text = pack(&at, r->headers.text.data, hl);
+		ev->query_text = pack(&at, qt, ql);
+		ev->body = pack(&at, r->body.data ? r->body.data : "", bl);
+		ev->body_len = bl;
+	}
 	r->ev = ev;
 	hf_id_new(ev->id, "ev");
-	ev->method = pack(&at, method, ml);
-	ev->path = pack(&at, url, pl);
-	ev->headers_text = pack(&at, r->headers.text.data, hl);
-	ev->query_text = pack(&at, qt, ql);
-	ev->body = pack(&at, r->body.data ? r->body.data : "", bl);
-	ev->body_len = bl;
 	ev->query = q;
 	ev->received_at = hf_now_ms();
 	ev->skipped = json_array();

@@ -25,6 +25,11 @@ struct MHD_Daemon;
 
 enum req_state { READING, WAITING, ANSWERING };
 
+/* A body buffer up to this size stays with its request for the next one
+ * (req_free), its bytes copied into the event (hf_req_event); a larger one
+ * goes to the event as it is. */
+#define HF_BODY_KEEP (16 * 1024)
+
 /* ingest_event.c: a request's headers as the event keeps them, without a
  * tree; names and values are offsets into arena (kept from one request to
  * the next on an HTTP thread). Past HF_MAX_HEADERS a request is answered 431
@@ -151,7 +156,8 @@ const char *hf_req_header(void *ctx, const char *name);
  * there are none (the event's query text is then "{}"). */
 json_t *hf_req_query(struct MHD_Connection *c);
 /* ingest_event.c. Makes r->ev once the request is verified, from r->headers,
- * r->body (copied: r keeps its buffer) and the query tree q (taken). */
+ * r->body (copied, r keeping its buffer, up to HF_BODY_KEEP; else taken)
+ * and the query tree q (taken). */
 struct hf_event *hf_req_event(struct req *r, const char *url,
 			      const char *method, json_t *q);
 

@@ -142,3 +142,31 @@ def test_default_dedupe_header_and_form_body(server):
     status, again = raw_post(srv.port, b"/gh", headers, body)
     assert status == 200, again
     assert again == {"event": first["event"], "duplicate": True}
+
+
+def test_bodies_large_and_small_on_one_connection(server):
+    """A body past the kept buffer's size (16 KiB) goes to its event as it
+    is, a small one is copied and its buffer kept for the next request on
+    the same connection: each event and run sees its own body."""
+    import http.client
+    srv = server(workflows={"echo": ECHO})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    sent = []
+    try:
+        for size in (40000, 10, 17000, 3, 16 * 1024 - 20, 0):
+            doc = {"n": size, "pad": "x" * size}
+            raw = json.dumps(doc)
+            conn.request("POST", "/echo", body=raw.encode(),
+                         headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            ans = json.loads(r.read())
+            assert r.status == 202, ans
+            sent.append((raw, ans))
+    finally:
+        conn.close()
+    for raw, ans in sent:
+        ev = stored_event(srv, ans["event"])
+        assert ev["body"] == raw
+        run = srv.wait_run(ans["runs"][0])
+        assert run["status"] == "succeeded", run
+        assert '"n": %d' % json.loads(raw)["n"] in json.dumps(run)
