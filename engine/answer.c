@@ -65,6 +65,11 @@ static void dump_escaped(struct hf_buf *b, const char *s, size_t n)
 	hf_buf_append(b, s + run, n - run);
 }
 
+void hf_json_string_dump(struct hf_buf *b, const char *s, size_t n)
+{
+	dump_escaped(b, s, n);
+}
+
 char *hf_json_strings_text(json_t *obj)
 {
 	const char *key;

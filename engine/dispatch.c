@@ -128,7 +128,7 @@ size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 			const char *h =
 			    hf_verify_default_dedupe_header(wf->verify.scheme);
 			const char *val = h ? json_string_value(json_object_get(
-						  ev->headers, h))
+						  hf_event_headers(ev), h))
 					    : NULL;
 			dedupe = val ? hf_key_bounded(hf_xstrdup(val)) : NULL;
 		}

@@ -16,7 +16,8 @@
  * see hf_ingest_start). The writer thread and the scheduler thread touch a
  * request only through resume (ingest_sync.c).
  *
- * Neighbours: ingest_int.h (the request, shared with ingest_sync.c), api.c
+ * Neighbours: ingest_int.h (the request, shared with ingest_sync.c),
+ * ingest_event.c (the event made from the request, its headers), api.c
  * (the reserved paths), answer.c, router.c, verify.c, body.c, dispatch.c. */
 #include "hf_api.h"
 #include "hf_body.h"
@@ -75,41 +76,6 @@ static enum MHD_Result send_answer(struct MHD_Connection *c,
 
 /* --- request helpers --- */
 
-static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
-				      const char *key, const char *value)
-{
-	json_t *obj = cls;
-	char name[256];
-	size_t i = 0;
-	for (; key[i] && i + 1 < sizeof name; i++)
-		name[i] = (char)tolower((unsigned char)key[i]);
-	name[i] = '\0';
-	json_t *v = json_string(value ? value : "");
-	if (!v) /* not UTF-8: keep what can be kept */
-		v = json_string("");
-	json_t *prev = json_object_get(obj, name);
-	if (prev && json_is_string(prev)) {
-		char *joined = hf_xasprintf("%s, %s", json_string_value(prev),
-					    json_string_value(v));
-		json_decref(v);
-		v = json_string(joined);
-		free(joined);
-		if (!v)
-			return MHD_YES;
-	}
-	json_object_set_new(obj, name, v);
-	return MHD_YES;
-}
-
-static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind,
-				   const char *key, const char *value)
-{
-	json_t *v = json_string(value ? value : "");
-	if (v)
-		json_object_set_new(cls, key, v);
-	return MHD_YES;
-}
-
 static const char *header_get(void *ctx, const char *name)
 {
 	return json_string_value(json_object_get(ctx, name));
@@ -134,11 +100,19 @@ struct req_cache {
 static pthread_key_t req_cache_key;
 static pthread_once_t req_cache_once = PTHREAD_ONCE_INIT;
 
+static void req_destroy(struct req *r)
+{
+	hf_buf_release(&r->headers.arena);
+	hf_buf_release(&r->headers.text);
+	hf_buf_release(&r->body);
+	free(r);
+}
+
 static void req_cache_free(void *arg)
 {
 	struct req_cache *c = arg;
 	for (size_t i = 0; i < c->n; i++)
-		free(c->items[i]);
+		req_destroy(c->items[i]);
 	free(c);
 }
 
@@ -154,7 +128,15 @@ static struct req *req_new(void)
 	if (!c || !c->n)
 		return hf_xcalloc(1, sizeof(struct req));
 	struct req *r = c->items[--c->n];
-	memset(r, 0, sizeof *r);
+	/* Kept: the headers' buffers (ingest_event.c, past REQ_CLEARED), the
+	 * body's. */
+	struct hf_buf body = r->body;
+	memset(r, 0, REQ_CLEARED);
+	r->headers.n = 0;
+	r->body.data = body.data;
+	r->body.cap = body.cap;
+	if (body.data)
+		body.data[0] = '\0';
 	return r;
 }
 
@@ -165,14 +147,14 @@ static void req_recycle(struct req *r)
 		c = hf_xcalloc(1, sizeof *c);
 		if (pthread_setspecific(req_cache_key, c) != 0) {
 			free(c);
-			free(r);
+			req_destroy(r);
 			return;
 		}
 	}
 	if (c->n < REQ_CACHE)
 		c->items[c->n++] = r;
 	else
-		free(r);
+		req_destroy(r);
 }
 
 static void req_free(struct req *r)
@@ -180,17 +162,14 @@ static void req_free(struct req *r)
 	if (!r)
 		return;
 	hf_snapshot_unref(r->snap);
-	hf_buf_release(&r->body);
+	if (r->body.cap > HF_BODY_KEEP) /* else kept for the next request */
+		hf_buf_release(&r->body);
 	hf_answer_release(&r->ans);
 	/* What this thread made and the writer no longer needs: the runs that
-	 * did not go to the scheduler, the texts the writer stored. */
+	 * did not go to the scheduler. The event's texts stay with it: they
+	 * are its headers and query until a tree is parsed from them. */
 	for (size_t i = 0; i < r->nruns; i++)
 		hf_run_free(r->runs[i]);
-	if (r->ev) {
-		free(r->ev->headers_text);
-		free(r->ev->query_text);
-		r->ev->headers_text = r->ev->query_text = NULL;
-	}
 	hf_event_unref(r->ev);
 	json_decref(r->resumed);
 	hf_ingest_signal_free(r);
@@ -207,7 +186,7 @@ static const char *wf0(const struct req *r)
 
 /* --- the webhook path --- */
 
-static int verify_all(struct req *r, json_t *headers,
+static int verify_all(struct req *r, const char *method, json_t *query,
 		      struct hf_workflow **passed, size_t *npassed,
 		      const char **reason, char *buf, size_t size)
 {
@@ -222,23 +201,23 @@ static int verify_all(struct req *r, json_t *headers,
 	memcpy(path, target, plen);
 	path[plen] = '\0';
 	struct hf_verify_req vr = {
-	    r->ev->method,
+	    method,
 	    path,
 	    target[plen] ? target + plen + 1 : "",
 	    r->in->eng->opt.public_url,
 	    header_get,
-	    r->ev->query,
+	    query,
 	};
 	/* A signal to a wait_for path (hf_park.h) passes its wait_for's
 	 * verify first, whatever the workflows on the path say. */
 	const struct hf_verify_conf *sv =
 	    r->signal ? &r->signal->wait_verify : NULL;
 	if (sv && sv->scheme != HF_VERIFY_NONE &&
-	    hf_verify_request_ex(sv, &vr, header_get, headers,
+	    hf_verify_request_ex(sv, &vr, hf_req_header, &r->headers,
 				 r->body.data ? r->body.data : "", r->body.len,
 				 now_s, reason, buf, size) != 0) {
 		hf_log(HF_LOG_WARN, "%s %s: wait_for signal rejected: %s",
-		       r->ev->method, r->signal->wait_path, *reason);
+		       method, r->signal->wait_path, *reason);
 		if (path != small)
 			free(path);
 		*npassed = 0;
@@ -247,10 +226,10 @@ static int verify_all(struct req *r, json_t *headers,
 	for (size_t i = 0; i < r->nwfs; i++) {
 		struct hf_workflow *wf = r->wfs[i];
 		const char *why = NULL;
-		if (hf_verify_request_ex(&wf->verify, &vr, header_get, headers,
-					 r->body.data ? r->body.data : "",
-					 r->body.len, now_s, &why, buf,
-					 size) == 0) {
+		if (hf_verify_request_ex(
+			&wf->verify, &vr, hf_req_header, &r->headers,
+			r->body.data ? r->body.data : "", r->body.len, now_s,
+			&why, buf, size) == 0) {
 			passed[n++] = wf;
 			continue;
 		}
@@ -258,34 +237,13 @@ static int verify_all(struct req *r, json_t *headers,
 		*reason = why;
 		hf_metrics_verify_failure(wf->name);
 		hf_log(HF_LOG_WARN,
-		       "%s %s: workflow '%s': signature rejected: %s",
-		       r->ev ? r->ev->method : "", wf->path, wf->name, why);
+		       "%s %s: workflow '%s': signature rejected: %s", method,
+		       wf->path, wf->name, why);
 	}
 	if (path != small)
 		free(path);
 	*npassed = n;
 	return n == 0 && failed > 0 ? -1 : 0;
-}
-
-/* Makes r->ev from the request: id, method, path, headers, query, the time
- * it came in. The body is taken over later, once decoded. */
-static struct hf_event *new_event(struct req *r, struct MHD_Connection *c,
-				  const char *url, const char *method)
-{
-	json_t *headers = json_object();
-	MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, headers);
-	struct hf_event *ev = hf_event_new();
-	r->ev = ev;
-	hf_id_new(ev->id, "ev");
-	ev->method = hf_xstrdup(method);
-	ev->path = hf_xstrdup(url);
-	ev->headers = headers;
-	ev->query = json_object();
-	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg,
-				  ev->query);
-	ev->received_at = hf_now_ms();
-	ev->skipped = json_array();
-	return ev;
 }
 
 static bool any_sync(struct hf_workflow *const *wfs, size_t n)
@@ -300,37 +258,19 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 			       const char *url, const char *method)
 {
 	struct hf_engine *eng = r->in->eng;
-	struct hf_event *ev = new_event(r, c, url, method);
-	json_t *headers = ev->headers;
-	if (!r->body.data)
-		hf_buf_append(&r->body, "", 0);
+	hf_req_headers_collect(&r->headers, c);
+	json_t *query = hf_req_query(c);
 
 	struct hf_workflow *passed[MAX_MATCH];
 	size_t npassed = 0;
 	const char *reason = "signature mismatch";
 	char why[HF_VERIFY_HEADER_NAME_MAX + 64];
-	if (verify_all(r, headers, passed, &npassed, &reason, why, sizeof why) <
-	    0) {
+	if (verify_all(r, method, query, passed, &npassed, &reason, why,
+		       sizeof why) < 0) {
+		json_decref(query);
 		hf_answer_error(&r->ans, 401,
 				"signature verification failed: %s", reason);
 		hf_metrics_event(wf0(r), 401);
-		return send_answer(c, &r->ans);
-	}
-
-	/* Parsed once at most: a JSON body only validated here unless a
-	 * workflow-level expression needs the tree (then the runs share it);
-	 * else whoever needs it decodes the raw bytes (hf_event_body). */
-	bool lua = hf_dispatch_needs_lua(passed, npassed);
-	bool checked = !lua && r->body.len > 0 &&
-		       hf_body_kind_of(json_string_value(json_object_get(
-			   headers, "content-type"))) == HF_BODY_JSON &&
-		       hf_json_check(r->body.data, r->body.len);
-	char err[512];
-	if (!checked &&
-	    hf_body_decode_event(headers, r->body.data, r->body.len,
-				 &ev->decoded, err, sizeof err) < 0) {
-		hf_answer_error(&r->ans, 400, "%s", err);
-		hf_metrics_event(wf0(r), 400);
 		return send_answer(c, &r->ans);
 	}
 	/* A token sent in the query (verify scheme token, query:) is checked:
@@ -338,15 +278,28 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	for (size_t i = 0; i < npassed; i++)
 		if (passed[i]->verify.scheme == HF_VERIFY_TOKEN &&
 		    passed[i]->verify.query &&
-		    json_object_get(ev->query, passed[i]->verify.query))
-			json_object_set_new(ev->query, passed[i]->verify.query,
+		    json_object_get(query, passed[i]->verify.query))
+			json_object_set_new(query, passed[i]->verify.query,
 					    json_string(HF_REDACTED));
-	ev->headers_text = hf_json_strings_text(headers);
-	ev->query_text = hf_json_strings_text(ev->query);
-	/* The event takes the body over. */
-	ev->body = r->body.data;
-	ev->body_len = r->body.len;
-	memset(&r->body, 0, sizeof r->body);
+	struct hf_event *ev = hf_req_event(r, url, method, query);
+
+	/* Parsed once at most: a JSON body only validated here unless a
+	 * workflow-level expression needs the tree (then the runs share it);
+	 * else whoever needs it decodes the raw bytes (hf_event_body). */
+	bool lua = hf_dispatch_needs_lua(passed, npassed);
+	bool checked =
+	    !lua && ev->body_len > 0 &&
+	    hf_body_kind_of(hf_req_header(&r->headers, "content-type")) ==
+		HF_BODY_JSON &&
+	    hf_json_check(ev->body, ev->body_len);
+	char err[512];
+	if (!checked &&
+	    hf_body_decode_event(hf_event_headers(ev), ev->body, ev->body_len,
+				 &ev->decoded, err, sizeof err) < 0) {
+		hf_answer_error(&r->ans, 400, "%s", err);
+		hf_metrics_event(wf0(r), 400);
+		return send_answer(c, &r->ans);
+	}
 	/* A signal (ingest_signal.c): 413 or 503 before anything is stored. */
 	if (r->signal && !hf_ingest_signal_admit(r))
 		return send_answer(c, &r->ans);
@@ -464,6 +417,22 @@ static bool refuse(struct req *r)
 	return false;
 }
 
+/* The body's buffer in one allocation of Content-Length bytes, rather than
+ * the 3 or 4 of hf_buf_append's doubling from 256: up to HF_BODY_RESERVE, so
+ * that a length announced and never sent holds little. */
+#define HF_BODY_RESERVE (64 * 1024)
+static void reserve_body(struct req *r, const char *cl)
+{
+	long long n = cl ? strtoll(cl, NULL, 10) : 0;
+	if (n <= 0 || (size_t)n > r->body.max || n > HF_BODY_RESERVE ||
+	    r->body.cap > (size_t)n)
+		return;
+	free(r->body.data);
+	r->body.data = hf_xmalloc((size_t)n + 1);
+	r->body.data[0] = '\0';
+	r->body.cap = (size_t)n + 1;
+}
+
 /* The first call for a request: route and refuse what can be refused before
  * reading the body. Returns true when an answer was set. */
 static bool route(struct req *r, struct MHD_Connection *c, const char *url,
@@ -558,6 +527,7 @@ static bool route(struct req *r, struct MHD_Connection *c, const char *url,
 		return refuse(r);
 	}
 	r->body.max = (size_t)eng->opt.max_body;
+	reserve_body(r, cl);
 	return false;
 }
 

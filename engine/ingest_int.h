@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define MAX_MATCH HF_MAX_MATCH
 
@@ -23,6 +24,23 @@ struct MHD_Connection;
 struct MHD_Daemon;
 
 enum req_state { READING, WAITING, ANSWERING };
+
+/* A body buffer up to this size stays with its request for the next one
+ * (req_free), its bytes copied into the event (hf_req_event); a larger one
+ * goes to the event as it is. */
+#define HF_BODY_KEEP (16 * 1024)
+
+/* ingest_event.c: a request's headers as the event keeps them, without a
+ * tree; names and values are offsets into arena (kept from one request to
+ * the next on an HTTP thread). Past HF_MAX_HEADERS a request is answered 431
+ * before they are collected. */
+#define HF_REQ_HEADERS (HF_MAX_HEADERS + 1)
+struct hf_req_headers {
+	size_t n;
+	uint32_t name[HF_REQ_HEADERS], value[HF_REQ_HEADERS];
+	struct hf_buf arena;
+	struct hf_buf text; /* the event's headers_text, copied into it */
+};
 
 struct req {
 	enum req_state state;
@@ -59,8 +77,7 @@ struct req {
 	/* What the commit said, turned into the answer on the HTTP thread
 	 * (hf_ingest_answer_commit): the writer allocates nothing for it. */
 	enum { OUT_NONE, OUT_STORED, OUT_DUPLICATE, OUT_FAILED } outcome;
-	char ids[MAX_MATCH][HF_ID_SIZE]; /* the runs stored */
-	size_t nids;
+	size_t nids; /* the runs stored: ids[0..nids) */
 	struct hf_sync_waiter *waiter;
 	char sync_run_id[HF_ID_SIZE];
 	/* No run was made and a `respond: sync` workflow declined: the
@@ -81,7 +98,14 @@ struct req {
 	 * hf_park_signal (else given back by req_free). */
 	char *signal_output;
 	bool signal_reserved;
+
+	/* Not cleared for a new request (req_new): read only as far as their
+	 * counts (headers.n, nids) say, or kept buffers. */
+	struct hf_req_headers headers; /* collected by process() */
+	char ids[MAX_MATCH][HF_ID_SIZE];
 };
+/* What req_new clears of a recycled request. */
+#define REQ_CLEARED offsetof(struct req, headers)
 
 struct hf_ingest {
 	struct hf_engine *eng;
@@ -119,6 +143,23 @@ void hf_ingest_signal_free(struct req *r);
  * checks the token, hands the body to the parked runs, suspends. */
 enum hf_ingest_rc { HF_INGEST_ANSWER, HF_INGEST_SUSPENDED };
 enum hf_ingest_rc hf_ingest_resume(struct req *r, const char *url);
+
+/* ingest_event.c. Collects the request's headers into h and writes h->text,
+ * the event's headers_text: the compact JSON object hf_json_strings_text
+ * wrote of the tree (h's buffers kept). */
+void hf_req_headers_collect(struct hf_req_headers *h, struct MHD_Connection *c);
+/* ingest_event.c. The value of the header named name (lowercase), or NULL;
+ * ctx is a struct hf_req_headers (an hf_header_fn). */
+const char *hf_req_header(void *ctx, const char *name);
+
+/* ingest_event.c. The request's query parameters as a tree, or NULL when
+ * there are none (the event's query text is then "{}"). */
+json_t *hf_req_query(struct MHD_Connection *c);
+/* ingest_event.c. Makes r->ev once the request is verified, from r->headers,
+ * r->body (copied, r keeping its buffer, up to HF_BODY_KEEP; else taken)
+ * and the query tree q (taken). */
+struct hf_event *hf_req_event(struct req *r, const char *url,
+			      const char *method, json_t *q);
 
 /* ingest_sync.c. Answers every live sync waiter 202 (their runs go on) and
  * resumes its request: at shutdown. */

@@ -182,17 +182,27 @@ static void log_answered(const struct req *r, int status, const char *dup_of,
 
 /* The 202's body, {"event":ID,"runs":[ID,...]}, written directly: the ids
  * are ASCII letters, digits and '_' (hf_id_new), nothing to escape, and
- * jansson's tree and dump cost a dozen allocations per request. */
+ * jansson's tree and dump cost a dozen allocations per request (snprintf,
+ * a few thousand instructions more). */
 static void answer_stored(struct req *r)
 {
 	size_t cap = 32 + (r->nids + 1) * (HF_ID_SIZE + 3);
 	char *b = hf_xmalloc(cap);
-	size_t n =
-	    (size_t)snprintf(b, cap, "{\"event\":\"%s\",\"runs\":[", r->ev->id);
-	for (size_t i = 0; i < r->nids; i++)
-		n += (size_t)snprintf(b + n, cap - n, "%s\"%s\"", i ? "," : "",
-				      r->ids[i]);
-	n += (size_t)snprintf(b + n, cap - n, "]}");
+	size_t n = 0;
+#define PUT(s, len) (memcpy(b + n, (s), (len)), n += (len))
+	PUT("{\"event\":\"", 10);
+	PUT(r->ev->id, strlen(r->ev->id));
+	PUT("\",\"runs\":[", 10);
+	for (size_t i = 0; i < r->nids; i++) {
+		if (i)
+			PUT(",", 1);
+		PUT("\"", 1);
+		PUT(r->ids[i], strnlen(r->ids[i], HF_ID_SIZE));
+		PUT("\"", 1);
+	}
+	PUT("]}", 2);
+#undef PUT
+	b[n] = '\0';
 	free(r->ans.body);
 	r->ans.status = 202;
 	r->ans.body = b;

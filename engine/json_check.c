@@ -18,8 +18,12 @@
 #include "hf_limits.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 struct jc {
 	const unsigned char *p, *end;
@@ -92,29 +96,73 @@ static bool utf8(struct jc *c)
 	return true;
 }
 
+/* Whether any of the 8 bytes in x ends a run of plain string bytes: '"',
+ * '\\', a control character (< 0x20) or a byte >= 0x80 (UTF-8). Exact as to
+ * "any" (the classic has-zero-byte and has-less-than tests). */
+static bool special8(uint64_t x)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	const uint64_t high = 0x8080808080808080ULL;
+	uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+	uint64_t zq = (q - ones) & ~q, zb = (b - ones) & ~b;
+	uint64_t lt = (x - ones * 0x20) & ~x;
+	return ((zq | zb | lt) & high) || (x & high);
+}
+
+/* A string at c->p ('"'). The plain bytes, nearly all of a body, are skipped
+ * 8 at a time through a local pointer (c->p through the struct would be
+ * reloaded after every byte: unsigned char may alias it). */
 static bool string(struct jc *c)
 {
-	c->p++; /* '"' */
-	while (c->p < c->end) {
-		unsigned char ch = *c->p;
+	const unsigned char *p = c->p + 1, *end = c->end;
+	for (;;) {
+#ifdef __SSE2__
+		/* 16 at a time: a signed compare with 0x20 catches both the
+		 * control characters and the bytes >= 0x80. */
+		const __m128i quote = _mm_set1_epi8('"');
+		const __m128i bslash = _mm_set1_epi8('\\');
+		const __m128i space = _mm_set1_epi8(0x20);
+		while (end - p >= 16) {
+			__m128i x = _mm_loadu_si128((const __m128i *)p);
+			__m128i m = _mm_or_si128(
+			    _mm_or_si128(_mm_cmpeq_epi8(x, quote),
+					 _mm_cmpeq_epi8(x, bslash)),
+			    _mm_cmplt_epi8(x, space));
+			if (_mm_movemask_epi8(m))
+				break;
+			p += 16;
+		}
+#endif
+		while (end - p >= 8) {
+			uint64_t x;
+			memcpy(&x, p, 8);
+			if (special8(x))
+				break;
+			p += 8;
+		}
+		if (p >= end)
+			return false;
+		unsigned char ch = *p;
 		if (ch == '"') {
-			c->p++;
+			c->p = p + 1;
 			return true;
 		}
 		if (ch < 0x20)
 			return false;
 		if (ch >= 0x80) {
+			c->p = p;
 			if (!utf8(c))
 				return false;
+			p = c->p;
 			continue;
 		}
 		if (ch != '\\') {
-			c->p++;
+			p++;
 			continue;
 		}
-		if (++c->p >= c->end)
+		if (++p >= end)
 			return false;
-		switch (*c->p) {
+		switch (*p) {
 		case '"':
 		case '\\':
 		case '/':
@@ -123,7 +171,7 @@ static bool string(struct jc *c)
 		case 'n':
 		case 'r':
 		case 't':
-			c->p++;
+			p++;
 			continue;
 		case 'u':
 			break;
@@ -131,20 +179,19 @@ static bool string(struct jc *c)
 			return false;
 		}
 		unsigned v, v2;
-		if (!hex4(c->p + 1, c->end, &v))
+		if (!hex4(p + 1, end, &v))
 			return false;
-		c->p += 5;
+		p += 5;
 		if (v == 0 || (v >= 0xDC00 && v <= 0xDFFF))
 			return false;
 		if (v >= 0xD800 && v <= 0xDBFF) {
-			if (c->end - c->p < 6 || c->p[0] != '\\' ||
-			    c->p[1] != 'u' || !hex4(c->p + 2, c->end, &v2) ||
-			    v2 < 0xDC00 || v2 > 0xDFFF)
+			if (end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
+			    !hex4(p + 2, end, &v2) || v2 < 0xDC00 ||
+			    v2 > 0xDFFF)
 				return false;
-			c->p += 6;
+			p += 6;
 		}
 	}
-	return false;
 }
 
 static bool digit(const struct jc *c)

@@ -29,5 +29,9 @@ void hf_answer_release(struct hf_answer *a);
  * the final copy). Anything else is left to json_dumps. Returns a malloc'd
  * text. */
 char *hf_json_strings_text(json_t *obj);
+struct hf_buf;
+/* Appends the contents of a JSON string holding s (n bytes of UTF-8) as
+ * hf_json_strings_text writes them (no quotes). */
+void hf_json_string_dump(struct hf_buf *b, const char *s, size_t n);
 
 #endif
