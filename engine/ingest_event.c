@@ -15,6 +15,7 @@
  * Threading: the request's HTTP thread only. Neighbours: ingest.c (the
  * request), answer.c (the JSON string escapes), run.c (the packed event). */
 #include "hf_answer.h"
+#include "hf_json_check.h"
 #include "ingest_int.h"
 
 #include <ctype.h>
@@ -22,42 +23,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Whether s (n bytes) is UTF-8 as jansson accepts it: no overlong forms, no
- * surrogates, nothing past U+10FFFF. */
+/* Whether s (n bytes) is UTF-8 as jansson accepts it (hf_utf8_seq). */
 static bool utf8_ok(const unsigned char *s, size_t n)
 {
-	size_t i = 0;
-	while (i < n) {
-		unsigned char u = s[i];
-		if (u < 0x80) {
-			i++;
-			continue;
-		}
-		size_t len;
-		unsigned v;
-		if (u >= 0xC2 && u <= 0xDF) {
-			len = 2;
-			v = u & 0x1F;
-		} else if (u >= 0xE0 && u <= 0xEF) {
-			len = 3;
-			v = u & 0x0F;
-		} else if (u >= 0xF0 && u <= 0xF4) {
-			len = 4;
-			v = u & 0x07;
-		} else {
+	for (size_t i = 0; i < n;) {
+		size_t k = s[i] < 0x80 ? 1 : hf_utf8_seq(s + i, n - i);
+		if (k == 0)
 			return false;
-		}
-		if (n - i < len)
-			return false;
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xC0) != 0x80)
-				return false;
-			v = v << 6 | (s[i + k] & 0x3F);
-		}
-		if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) ||
-		    (len == 3 && v < 0x800) || (len == 4 && v < 0x10000))
-			return false;
-		i += len;
+		i += k;
 	}
 	return true;
 }

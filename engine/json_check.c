@@ -63,11 +63,9 @@ static bool hex4(const unsigned char *p, const unsigned char *end, unsigned *v)
 	return true;
 }
 
-/* A valid UTF-8 sequence of 2 to 4 bytes at c->p (jansson's utf8_check_*):
- * skips it, or returns false. */
-static bool utf8(struct jc *c)
+size_t hf_utf8_seq(const unsigned char *p, size_t left)
 {
-	unsigned char u = *c->p;
+	unsigned char u = *p;
 	size_t n;
 	unsigned v;
 	if (u >= 0xC2 && u <= 0xDF) {
@@ -80,20 +78,28 @@ static bool utf8(struct jc *c)
 		n = 4;
 		v = u & 0x07;
 	} else {
-		return false;
+		return 0;
 	}
-	if ((size_t)(c->end - c->p) < n)
-		return false;
+	if (left < n)
+		return 0;
 	for (size_t i = 1; i < n; i++) {
-		if ((c->p[i] & 0xC0) != 0x80)
-			return false;
-		v = v << 6 | (c->p[i] & 0x3F);
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+		v = v << 6 | (p[i] & 0x3F);
 	}
 	if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) ||
 	    (n == 3 && v < 0x800) || (n == 4 && v < 0x10000))
-		return false;
+		return 0;
+	return n;
+}
+
+/* A valid UTF-8 sequence of 2 to 4 bytes at c->p: skips it, or returns
+ * false. */
+static bool utf8(struct jc *c)
+{
+	size_t n = hf_utf8_seq(c->p, (size_t)(c->end - c->p));
 	c->p += n;
-	return true;
+	return n > 0;
 }
 
 /* Whether any of the 8 bytes in x ends a run of plain string bytes: '"',
