@@ -418,9 +418,7 @@ static bool refuse(struct req *r)
 }
 
 /* The body's buffer in one allocation of Content-Length bytes, rather than
- * the 3 or 4 of hf_buf_append's doubling from 256: up to HF_BODY_RESERVE, so
- * that a length announced and never sent holds little. */
-#define HF_BODY_RESERVE (64 * 1024)
+ * the 3 or 4 of hf_buf_append's doubling from 256 (up to HF_BODY_RESERVE). */
 static void reserve_body(struct req *r, const char *cl)
 {
 	long long n = cl ? strtoll(cl, NULL, 10) : 0;

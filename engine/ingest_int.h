@@ -25,11 +25,6 @@ struct MHD_Daemon;
 
 enum req_state { READING, WAITING, ANSWERING };
 
-/* A body buffer up to this size stays with its request for the next one
- * (req_free), its bytes copied into the event (hf_req_event); a larger one
- * goes to the event as it is. */
-#define HF_BODY_KEEP (16 * 1024)
-
 /* ingest_event.c: a request's headers as the event keeps them, without a
  * tree; names and values are offsets into arena (kept from one request to
  * the next on an HTTP thread). Past HF_MAX_HEADERS a request is answered 431

@@ -29,6 +29,20 @@
 #define HF_CONNECTION_MEMORY (32 * 1024)
 #endif
 
+/* A webhook's body buffer (ingest.c): allocated once from its Content-Length
+ * up to HF_BODY_RESERVE, so that a length announced and never sent holds
+ * little; a buffer up to HF_BODY_KEEP stays with its request for the next one
+ * on its HTTP thread (its bytes copied into the event: one allocation, freed
+ * elsewhere), a larger one goes to the event as it is (never twice the memory
+ * for a large body). At most REQ_CACHE (16) requests are kept per HTTP
+ * thread (ingest.c). */
+#ifndef HF_BODY_RESERVE
+#define HF_BODY_RESERVE (64 * 1024)
+#endif
+#ifndef HF_BODY_KEEP
+#define HF_BODY_KEEP (16 * 1024)
+#endif
+
 /* Connections: each costs a pool and a socket; past this the listener refuses.
  */
 #ifndef HF_MAX_CONNECTIONS
