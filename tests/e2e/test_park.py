@@ -52,7 +52,10 @@ def test_sleep_outlives_sigkill_and_resumes(server):
     w = run["waiting"]
     assert w["for"] == "sleep" and w["step"] == "nap", run
     assert [s["id"] for s in run["steps"]] == ["first"]
-    assert metric(srv, "hookflow_runs_waiting") == 1
+    # Counted by the done() call of the commit that parked it, a moment after
+    # the commit shows.
+    wait_for(lambda: metric(srv, "hookflow_runs_waiting") == 1, 15,
+             what="the parked run counted")
     listed = srv.api("GET", "/api/runs?status=waiting").json()["runs"]
     assert [x["id"] for x in listed] == [rid]
     p = srv.cli("runs", "--status", "waiting", "--state", str(srv.state))

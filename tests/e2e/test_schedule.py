@@ -110,9 +110,11 @@ def test_fires_once_per_time_with_event_fields(server):
         ev = srv.api("GET", f"/api/events/{run['event']}").json()
         assert ev["method"] == "SCHEDULE" and ev["path"] == "tick", ev
         assert ev["query"] == {"cron": o["cron"], "at": o["at"]}, ev
-    metrics = srv.get("/metrics").body
-    assert re.search(r'hookflow_schedule_fires_total\{workflow="tick",'
-                     r'outcome="run"\} [1-9]', metrics), metrics
+    # Counted by the fire's done() call, a moment after its run shows.
+    wait_for(lambda: re.search(r'hookflow_schedule_fires_total\{workflow='
+                               r'"tick",outcome="run"\} [1-9]',
+                               srv.get("/metrics").body), 15,
+             what="the fire counted")
     wf = srv.api("GET", "/api/workflows").json()
     wf = wf.get("workflows", wf) if isinstance(wf, dict) else wf
     tickwf = [w for w in wf if w["name"] == "tick"][0]
