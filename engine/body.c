@@ -233,13 +233,20 @@ int hf_body_decode(enum hf_body_kind kind, const char *body, size_t len,
 int hf_body_decode_event(const json_t *headers, const char *body, size_t len,
 			 json_t **out, char *err, size_t errsize)
 {
-	enum hf_body_kind kind = hf_body_kind_of(
-	    json_string_value(json_object_get(headers, "content-type")));
+	return hf_body_decode_sent(
+	    json_string_value(json_object_get(headers, "content-type")),
+	    json_object_get(headers, "x-github-event") != NULL, body, len, out,
+	    err, errsize);
+}
+
+int hf_body_decode_sent(const char *content_type, bool github, const char *body,
+			size_t len, json_t **out, char *err, size_t errsize)
+{
+	enum hf_body_kind kind = hf_body_kind_of(content_type);
 	if (hf_body_decode(kind, body, len, out, err, errsize) < 0)
 		return -1;
 	const json_t *payload = json_object_get(*out, "payload");
-	if (kind != HF_BODY_FORM || !json_is_string(payload) ||
-	    !json_object_get(headers, "x-github-event"))
+	if (kind != HF_BODY_FORM || !json_is_string(payload) || !github)
 		return 0;
 	char why[256];
 	json_t *j = NULL;

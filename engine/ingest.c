@@ -287,15 +287,15 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 	 * workflow-level expression needs the tree (then the runs share it);
 	 * else whoever needs it decodes the raw bytes (hf_event_body). */
 	bool lua = hf_dispatch_needs_lua(passed, npassed);
-	bool checked =
-	    !lua && ev->body_len > 0 &&
-	    hf_body_kind_of(hf_req_header(&r->headers, "content-type")) ==
-		HF_BODY_JSON &&
-	    hf_json_check(ev->body, ev->body_len);
+	const char *ctype = hf_req_header(&r->headers, "content-type");
+	bool checked = !lua && ev->body_len > 0 &&
+		       hf_body_kind_of(ctype) == HF_BODY_JSON &&
+		       hf_json_check(ev->body, ev->body_len);
 	char err[512];
 	if (!checked &&
-	    hf_body_decode_event(hf_event_headers(ev), ev->body, ev->body_len,
-				 &ev->decoded, err, sizeof err) < 0) {
+	    hf_body_decode_sent(
+		ctype, hf_req_header(&r->headers, "x-github-event") != NULL,
+		ev->body, ev->body_len, &ev->decoded, err, sizeof err) < 0) {
 		hf_answer_error(&r->ans, 400, "%s", err);
 		hf_metrics_event(wf0(r), 400);
 		return send_answer(c, &r->ans);

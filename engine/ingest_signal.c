@@ -145,14 +145,10 @@ enum hf_ingest_rc hf_ingest_resume(struct req *r, const char *url)
 	}
 	const char *ctype = MHD_lookup_connection_value(
 	    r->conn, MHD_HEADER_KIND, "Content-Type");
-	json_t *headers = json_object();
-	if (ctype)
-		json_object_set_new(headers, "content-type",
-				    json_string(ctype));
 	json_t *body = NULL;
-	int rc = hf_body_decode_event(headers, r->body.data ? r->body.data : "",
-				      r->body.len, &body, err, sizeof err);
-	json_decref(headers);
+	int rc =
+	    hf_body_decode_sent(ctype, false, r->body.data ? r->body.data : "",
+				r->body.len, &body, err, sizeof err);
 	if (rc < 0) {
 		hf_answer_error(&r->ans, 400, "%s", err);
 		hf_metrics_event(NULL, 400);

@@ -6,6 +6,7 @@
 #define HF_BODY_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 enum hf_body_kind {
@@ -33,6 +34,10 @@ int hf_body_decode(enum hf_body_kind kind, const char *body, size_t len,
  * not JSON is an error ("invalid JSON in the form's payload field: ..."). */
 int hf_body_decode_event(const json_t *headers, const char *body, size_t len,
 			 json_t **out, char *err, size_t errsize);
+/* The same from the two headers it reads, where there is no tree of them
+ * (the HTTP threads): Content-Type and whether X-GitHub-Event was sent. */
+int hf_body_decode_sent(const char *content_type, bool github, const char *body,
+			size_t len, json_t **out, char *err, size_t errsize);
 
 /* Parses JSON text with the nesting limit of hf_limits.h. Same contract. */
 int hf_json_parse(const char *text, size_t len, json_t **out, char *err,
