@@ -160,11 +160,6 @@ static char *pack(char **at, const char *s, size_t n)
 	return p;
 }
 
-/* Makes r->ev from the request, once verified: id, method, path, headers
- * (their text: above), query (the tree q, taken, and its text),
- * the body, and the time, in one allocation with the event
- * (hf_event_new_packed) rather than six, freed on whichever thread lets the
- * event go. The request keeps its body's buffer for the next one. */
 /* A large body's event: the strings apart, the body taken over rather than
  * copied (its buffer is not kept for the next request anyway). */
 static struct hf_event *event_apart(struct req *r, const char *url,
@@ -182,6 +177,11 @@ static struct hf_event *event_apart(struct req *r, const char *url,
 	return ev;
 }
 
+/* Makes r->ev from the request, once verified: id, method, path, headers
+ * (their text: above), query (the tree q, taken, and its text),
+ * the body, and the time, in one allocation with the event
+ * (hf_event_new_packed) rather than six, freed on whichever thread lets the
+ * event go. The request keeps its body's buffer for the next one. */
 struct hf_event *hf_req_event(struct req *r, const char *url,
 			      const char *method, json_t *q)
 {
