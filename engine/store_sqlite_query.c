@@ -515,17 +515,20 @@ int hf_sqlite_pending_deliveries(
 	struct pending p = {q, fn, arg, 0};
 	sqlite3 *db = hf_sqlite_reader_take(q);
 	sqlite3_stmt *st = db ? pending_stmt(db) : NULL;
+	int rc = SQLITE_ERROR;
 	if (st) {
 		sqlite3_bind_int(st, 1, limit);
 		sqlite3_bind_int64(st, 2, from);
 		sqlite3_bind_int64(st, 3, from_seq);
-		while (sqlite3_step(st) == SQLITE_ROW)
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 			if (pending_row(db, st, &p) != 0)
 				break;
 		sqlite3_reset(st);
 	}
 	hf_sqlite_reader_give(q, db);
-	return st ? p.n : -1;
+	/* A read that failed part-way is a failed scan (as hf_sqlite_each's):
+	 * the outbox reads from the first pending row next time. */
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? p.n : -1;
 }
 
 struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col)
