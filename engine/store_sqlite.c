@@ -66,6 +66,7 @@ static sqlite3 *open_conn_vfs(const char *path, bool sync_full, bool readonly,
 	if (created)
 		chmod(path, 0600);
 	sqlite3_busy_timeout(db, HF_STATE_BUSY_TIMEOUT_MS);
+	hf_sqlite_pack_register(db);
 	char sql[256];
 	snprintf(sql, sizeof sql,
 		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
@@ -180,12 +181,17 @@ int hf_sqlite_veach(struct hf_sqlite_store *q, sqlite3 *db,
 {
 	sqlite3 *conn = db ? db : hf_sqlite_reader_take(q);
 	sqlite3_stmt *st = hf_sqlite_vstmt(conn, sql, types, ap);
-	int n = st ? 0 : -1;
-	while (st && sqlite3_step(st) == SQLITE_ROW) {
+	int n = st ? 0 : -1, rc = SQLITE_DONE;
+	while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		n++;
 		if (row(conn, st, arg) != 0)
 			break;
 	}
+	/* A row that cannot be read (a damaged file, a damaged packed body:
+	 * hf_body) ends the read with the rows before it; it is logged. */
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		hf_log(HF_LOG_ERROR, "%s: reading the state failed: %s",
+		       q->path, sqlite3_errmsg(conn));
 	sqlite3_finalize(st);
 	if (!db)
 		hf_sqlite_reader_give(q, conn);
@@ -620,6 +626,7 @@ static void store_close(struct hf_store *s)
 	pthread_cond_destroy(&q->ckpt_cond);
 	hf_secret_wipe(q->key, sizeof q->key);
 	hf_sqlite_bl_free(q);
+	hf_sqlite_pack_free(q);
 	free(q->path);
 	free(q);
 }

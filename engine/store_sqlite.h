@@ -133,6 +133,11 @@ struct hf_sqlite_store {
 	/* The disk backlog's runs taken into memory (store_sqlite_backlog.c).
 	 */
 	struct hf_sqlite_backlog *bl;
+	/* The applying thread's buffer and LZ4 state for packed bodies
+	 * (store_sqlite_pack.c). */
+	char *pack_buf;
+	void *pack_state;
+	size_t pack_cap;
 
 	/* The key that seals emit signing secrets (deliveries.secret), loaded
 	 * once under key_lock by hf_sqlite_key (hf_secret_key_load). */
@@ -353,6 +358,17 @@ int hf_sqlite_load_backlog(struct hf_store *s,
 			   void *arg);
 int hf_sqlite_claim_runs(struct hf_store *s, struct hf_run *const *runs,
 			 size_t n);
+/* Event bodies stored as LZ4 blocks (store_sqlite_pack.c): the bytes to
+ * store for a body of len bytes, a block in q's buffer (its size in *stored)
+ * when that is at least an eighth smaller, else NULL (the body is stored as
+ * it came); valid until the next call. The applying thread's only. trim
+ * gives back a buffer past HF_BODY_KEEP; free, at close. register: the SQL
+ * function hf_body(body, body_size), the body as it came, on db. */
+const void *hf_sqlite_pack(struct hf_sqlite_store *q, const void *body,
+			   size_t len, size_t *stored);
+void hf_sqlite_pack_trim(struct hf_sqlite_store *q);
+void hf_sqlite_pack_free(struct hf_sqlite_store *q);
+int hf_sqlite_pack_register(sqlite3 *db);
 /* The disk backlog's claim in memory (store_sqlite_backlog.c): set up at
  * open, freed at close; after an unclean stop, the mark read (unclaimed runs
  * at or below it may have been in flight). The applier's hooks: a run's

@@ -28,10 +28,10 @@
  * events, ?18 for runs: that rid when the writer knows it (bind_next_rid). */
 static const char *stmt_sql[ST_COUNT] = {
     [ST_INSERT_EVENT] = "INSERT INTO events(rid, id, path, method, query,"
-			" headers, body, received_at, skipped)"
+			" headers, body, received_at, skipped, body_size)"
 			" VALUES(COALESCE(?11, (SELECT max(rid) + 1 FROM events"
 			" WHERE rid BETWEEN ?9 AND ?10), ?9), ?1, ?2, ?3,"
-			" ?4, ?5, ?6, ?7, ?8)",
+			" ?4, ?5, ?6, ?7, ?8, ?12)",
     [ST_INSERT_RUN] = "INSERT INTO runs(rid, id, event, workflow, vid,"
 		      " status, attempt, created_at, next_step, step_attempt,"
 		      " due_at, lane, claimed, wake_at, waiting, wait_path)"
@@ -326,13 +326,23 @@ static int apply_ingest(struct hf_sqlite_store *q, struct hf_write *w)
 	bind_text(st, 3, ev->method);
 	bind_json_text(st, 4, ev->query_text, ev->query);
 	bind_json_text(st, 5, ev->headers_text, ev->headers);
-	sqlite3_bind_blob(st, 6, ev->body ? ev->body : "", (int)ev->body_len,
-			  SQLITE_STATIC);
+	size_t packed = 0;
+	const void *block = hf_sqlite_pack(q, ev->body, ev->body_len, &packed);
+	if (block) {
+		sqlite3_bind_blob(st, 6, block, (int)packed, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 12, (sqlite3_int64)ev->body_len);
+	} else {
+		sqlite3_bind_blob(st, 6, ev->body ? ev->body : "",
+				  (int)ev->body_len, SQLITE_STATIC);
+		sqlite3_bind_null(st, 12);
+	}
 	sqlite3_bind_int64(st, 7, ev->received_at);
 	bind_json(st, 8, ev->skipped);
 	bind_band(st, 9, ev->id);
 	bind_next_rid(q, st, 11, 0, ev->id);
-	if (step_done(st) < 0 || in_band(q, 0, ev->id) < 0)
+	int rc = step_done(st);
+	hf_sqlite_pack_trim(q);
+	if (rc < 0 || in_band(q, 0, ev->id) < 0)
 		return -1;
 	int64_t ev_rid = sqlite3_last_insert_rowid(q->wdb);
 	for (size_t i = 0; i < w->nruns; i++)

@@ -358,7 +358,8 @@ json_t *hf_sqlite_event_json(struct hf_store *s, const char *event_id)
 	int64_t lo = hf_sqlite_band(event_id);
 	return rows_json(sq(s), NULL, true, &event_shape,
 			 "SELECT id, path, method, query, headers,"
-			 " body, received_at, skipped, rid FROM events"
+			 " hf_body(body, body_size), received_at, skipped,"
+			 " rid FROM events"
 			 " WHERE rid BETWEEN ?1 AND ?2 AND id = ?3",
 			 "IIt", lo, lo + ((1 << HF_BAND_BITS) - 1), event_id);
 }
@@ -609,7 +610,7 @@ struct hf_event *hf_sqlite_load_event(struct hf_store *s, const char *event_id)
 		return NULL;
 	hf_sqlite_each(sq(s), NULL, event_struct_row, &ev,
 		       "SELECT id, path, method, query, headers,"
-		       " body, received_at FROM events"
+		       " hf_body(body, body_size), received_at FROM events"
 		       " WHERE rid BETWEEN ?1 AND ?2 AND id = ?3",
 		       "IIt", lo, lo + ((1 << HF_BAND_BITS) - 1), event_id);
 	return ev;

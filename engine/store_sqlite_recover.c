@@ -217,7 +217,8 @@ static int pickup_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 #define RUN_SELECT                                                             \
 	"SELECT r.id, e.id, r.workflow, r.status, r.attempt, r.created_at,"    \
 	" r.started_at, r.next_step, r.step_attempt, r.due_at, r.lane,"        \
-	" v.version, e.path, e.method, e.query, e.headers, e.body,"            \
+	" v.version, e.path, e.method, e.query, e.headers,"                    \
+	" hf_body(e.body, e.body_size),"                                       \
 	" e.received_at, r.wake_at, r.waiting IS NOT NULL, r.rid FROM runs r"  \
 	" LEFT JOIN events e ON e.rid = r.event"                               \
 	" LEFT JOIN workflow_versions v ON v.vid = r.vid"

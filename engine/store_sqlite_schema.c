@@ -1,9 +1,9 @@
-/* store_sqlite_schema.c - the SQLite state database's schema (version 3)
+/* store_sqlite_schema.c - the SQLite state database's schema (version 4)
  * and its migration: a new file gets the schema, a version-1 file (made by
- * hookflow before the lean write path) or version-2 file (before parked runs)
- * is migrated to it in one transaction
- * on the writer's connection at open, before the writer thread starts; a
- * file from a newer hookflow is refused.
+ * hookflow before the lean write path), version-2 file (before parked runs)
+ * or version-3 file (before packed bodies) is migrated to it in one
+ * transaction on the writer's connection at open, before the writer thread
+ * starts; a file from a newer hookflow is refused.
  *
  * Neighbours: store_sqlite.c (opens the connection and calls
  * hf_sqlite_migrate), store_sqlite.h (hf_sqlite_band, the rid of an id). */
@@ -16,9 +16,9 @@ static int exec(sqlite3 *db, const char *sql)
 	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
-/* The schema, version 2 (meta's schema_version). Only what a query needs is
+/* The schema, version 4 (meta's schema_version). Only what a query needs is
  * indexed (measured: scripts/store_load.py, and issue 13's notes):
  * - events and runs are keyed by rid, derived from the public id
  *   (hf_sqlite_band: found by id through the band of its millisecond), the
@@ -30,13 +30,16 @@ static int exec(sqlite3 *db, const char *sql)
  * - no index for the runs list by workflow: newest first by rid, filtered;
  * - a run refers to its workflow version by an integer (vid), the 64-digit
  *   hash stored once in workflow_versions.
+ * - an event's body may be stored as an LZ4 block, body_size then its size
+ *   as it came (store_sqlite_pack.c; read through hf_body).
  * steps, dedupe, deliveries and delivery_attempts keep version 1's shape. */
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
     "CREATE TABLE IF NOT EXISTS events("
     " rid INTEGER PRIMARY KEY, id TEXT NOT NULL, path TEXT NOT NULL,"
     " method TEXT NOT NULL, query TEXT, headers TEXT NOT NULL,"
-    " body BLOB NOT NULL, received_at INTEGER NOT NULL, skipped TEXT);"
+    " body BLOB NOT NULL, received_at INTEGER NOT NULL, skipped TEXT,"
+    " body_size INTEGER);"
     "CREATE TABLE IF NOT EXISTS runs("
     " rid INTEGER PRIMARY KEY, id TEXT NOT NULL, event INTEGER NOT NULL,"
     " workflow TEXT NOT NULL, vid INTEGER, status TEXT NOT NULL,"
@@ -157,6 +160,12 @@ static const char migrate_2_3_sql[] =
     "ALTER TABLE runs ADD COLUMN waiting TEXT;"
     "ALTER TABLE runs ADD COLUMN wait_path TEXT;";
 
+/* Version 3 to 4 (after the others when need be): a body stored as an LZ4
+ * block (store_sqlite_pack.c) has its size as it came in body_size; the rows
+ * of before keep NULL there, their bodies as they came. */
+static const char migrate_3_4_sql[] =
+    "ALTER TABLE events ADD COLUMN body_size INTEGER;";
+
 /* hf_band(id) in SQL: the first rid of id's band (migrate_1_2_sql). */
 static void band_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -213,6 +222,8 @@ int hf_sqlite_migrate(struct hf_sqlite_store *q, struct hf_error *err)
 	}
 	if (rc == SQLITE_OK && from >= 1 && from < 3)
 		rc = sqlite3_exec(q->wdb, migrate_2_3_sql, NULL, NULL, &msg);
+	if (rc == SQLITE_OK && from >= 1 && from < 4)
+		rc = sqlite3_exec(q->wdb, migrate_3_4_sql, NULL, NULL, &msg);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(q->wdb, schema_sql, NULL, NULL, &msg);
 	snprintf(sql, sizeof sql,

@@ -43,6 +43,12 @@
 #define HF_BODY_KEEP (16 * 1024)
 #endif
 
+/* The SQLite state stores a body of this many bytes or more as an LZ4 block
+ * when that is at least an eighth smaller (store_sqlite_pack.c). */
+#ifndef HF_PACK_MIN
+#define HF_PACK_MIN 256
+#endif
+
 /* Connections: each costs a pool and a socket; past this the listener refuses.
  */
 #ifndef HF_MAX_CONNECTIONS

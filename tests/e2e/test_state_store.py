@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from conftest import wait_for
+from conftest import state_rows, wait_for
 
 WF = "name: one\non:\n  webhook:\n    path: /one\nsteps:\n  - id: s\n    run: return 1\n"
 BODY = json.dumps({"k": "x" * 1000}).encode()
@@ -134,10 +134,8 @@ def test_v1_database_read_by_the_cli_as_before(server):
             r for r in want["runs_cli"]["runs"] if r["status"] == status]
     assert cli("runs", "--workflow", "ok")["runs"] == [
         r for r in want["runs_cli"]["runs"] if r["workflow"] == "ok"]
-    con = sqlite3.connect(srv.state)
-    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'"
-                       ).fetchone() == ("3",)
-    con.close()
+    assert state_rows(srv.state, "SELECT value FROM meta"
+                      " WHERE key = 'schema_version'") == [("4",)]
 
 
 @pytest.mark.sqlite_only("serves a schema-1 SQLite state file (a fixture)")
