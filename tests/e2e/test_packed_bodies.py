@@ -91,6 +91,33 @@ def test_bodies_read_back_exactly_as_they_came(server):
 
 
 @pytest.mark.sqlite_only("reads the SQLite file's events rows")
+def test_bodies_up_to_max_body_packed_and_read_back(server):
+    """Bodies near --max-body (4 MiB here), packed and not, one after the
+    other: each reads back whole (the writer's buffer grows and is given
+    back between them)."""
+    srv = server(workflows={"echo": ECHO}, args=["--max-body", "4MiB"])
+    rnd = random.Random(9)
+    size = 4 * 1024 * 1024 - 64
+    pad = "https://example.com/api/v2/tickets/" * (size // 35)
+    packed = json.dumps({"n": 1, "pad": pad[:size - 40]}).encode()
+    noise = json.dumps({"n": 2, "pad": base64.b64encode(
+        rnd.randbytes(size * 3 // 4 - 60)).decode()}).encode()
+    for raw in (packed, noise, packed):
+        r = srv.post("/echo", raw, {"Content-Type": "application/json"},
+                     timeout=30)
+        assert r.status == 202, r
+        ev = r.json()["event"]
+        assert event(srv, ev)["body"].encode() == raw
+        length, stored_size = stored(srv, ev)
+        if raw is packed:
+            assert stored_size == len(raw) and length < len(raw) // 8
+        else:
+            assert (length, stored_size) == (len(raw), None)
+        out = srv.wait_run(r.json()["runs"][0], timeout=30)
+        assert out["steps"][0]["output"]["raw"] == len(raw), out
+
+
+@pytest.mark.sqlite_only("reads the SQLite file's events rows")
 def test_only_bodies_that_shrink_are_packed(server):
     srv = server(workflows={"echo": ECHO})
     rnd = random.Random(8)
