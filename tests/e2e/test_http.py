@@ -586,7 +586,7 @@ def test_binary_body_shown_base64_in_the_event(server):
     assert base64.b64decode(ev["body"]) == raw
 
 
-# --- --http-io: how the HTTP threads wait (poll by default, or epoll) --------
+# --- --http-io: how the HTTP threads wait (epoll by default, or poll) --------
 
 SYNC_ECHO = """
 name: echo
