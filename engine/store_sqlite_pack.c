@@ -14,14 +14,21 @@
  *
  * Readers never see a block: every connection has the SQL function
  * hf_body(body, body_size), which gives the body as it came, and the SELECTs
- * that read a body use it. PostgreSQL compresses large values itself (TOAST)
- * and stores bodies as they came.
+ * that read a body use it. A block that does not unpack to its size (a
+ * damaged file) gives SQL NULL, logged, not an error: an error would end
+ * the whole read, and one damaged row would keep every unfinished run after
+ * it from resuming. body is NOT NULL in the table, so NULL here means
+ * damaged: the run of such an event fails with that reason
+ * (store_sqlite_recover.c), replay finds no event, the API shows a null
+ * body. PostgreSQL compresses large values itself (TOAST) and stores bodies
+ * as they came.
  *
  * Threading: hf_sqlite_pack uses the store's buffer and is called by the
  * thread applying writes (under wlock); hf_body is a pure function.
  * Neighbours: store_sqlite_apply.c (the event's insert), store_sqlite.c
  * (registers hf_body on each connection it opens, frees the buffer). */
 #include "hf_limits.h"
+#include "hf_util.h"
 #include "store_sqlite.h"
 
 #include <limits.h>
@@ -70,7 +77,7 @@ void hf_sqlite_pack_free(struct hf_sqlite_store *q)
 	q->pack_cap = 0;
 }
 
-/* hf_body(body, body_size): the body as it came. */
+/* hf_body(body, body_size): the body as it came; NULL when damaged. */
 static void body_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
 	(void)argc;
@@ -81,17 +88,27 @@ static void body_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_int64 size = sqlite3_value_int64(argv[1]);
 	const char *src = sqlite3_value_blob(argv[0]);
 	int srclen = sqlite3_value_bytes(argv[0]);
-	char *out = size >= 0 && size <= INT_MAX
-			? sqlite3_malloc64((sqlite3_uint64)size + 1)
-			: NULL;
+	if (size < 0 || size > INT_MAX) {
+		hf_log(HF_LOG_ERROR,
+		       "state database: a stored body is damaged (body_size "
+		       "%lld)",
+		       (long long)size);
+		sqlite3_result_null(ctx);
+		return;
+	}
+	char *out = sqlite3_malloc64((sqlite3_uint64)size + 1);
 	if (!out) {
-		sqlite3_result_error(ctx, "hf_body: bad body_size", -1);
+		sqlite3_result_error_nomem(ctx);
 		return;
 	}
 	int n = src ? LZ4_decompress_safe(src, out, srclen, (int)size) : -1;
 	if (n != size) {
 		sqlite3_free(out);
-		sqlite3_result_error(ctx, "hf_body: damaged body", -1);
+		hf_log(HF_LOG_ERROR,
+		       "state database: a stored body is damaged (%d bytes "
+		       "that do not unpack to %lld)",
+		       srclen, (long long)size);
+		sqlite3_result_null(ctx);
 		return;
 	}
 	sqlite3_result_blob64(ctx, out, (sqlite3_uint64)size, sqlite3_free);

@@ -96,6 +96,8 @@ static json_t *col_time(sqlite3_stmt *st, int i)
  * "body_encoding" says. */
 static json_t *col_body(sqlite3_stmt *st, int i, json_t *o)
 {
+	if (sqlite3_column_type(st, i) == SQLITE_NULL)
+		return json_null(); /* damaged: hf_body */
 	const char *body = sqlite3_column_blob(st, i);
 	size_t len = (size_t)sqlite3_column_bytes(st, i);
 	json_t *b = json_stringn(body ? body : "", len);
@@ -534,7 +536,9 @@ int hf_sqlite_pending_deliveries(
 
 struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col)
 {
-	if (sqlite3_column_type(st, idc) == SQLITE_NULL)
+	/* A NULL body: damaged (hf_body), no event to replay. */
+	if (sqlite3_column_type(st, idc) == SQLITE_NULL ||
+	    sqlite3_column_type(st, col + 4) == SQLITE_NULL)
 		return NULL;
 	struct hf_event *ev = hf_event_new();
 	snprintf(ev->id, sizeof ev->id, "%s",

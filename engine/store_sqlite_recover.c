@@ -142,11 +142,22 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 	    set, id, wf_name, (const char *)sqlite3_column_text(st, 11), vc,
 	    parse_version, db);
 	/* The event's columns come with the run's (a LEFT JOIN): no query
-	 * per run. */
+	 * per run. A NULL body is a damaged one (hf_body): the run fails,
+	 * as one whose workflow is gone does. */
+	bool damaged = sqlite3_column_type(st, 1) != SQLITE_NULL &&
+		       sqlite3_column_type(st, 16) == SQLITE_NULL;
 	struct hf_event *ev = hf_sqlite_event_row_text(st, 1, 12);
 	if (!ev)
 		return NULL;
-	struct hf_run *run = hf_pickup_run(ev, wf, wf_name, id);
+	struct hf_run *run =
+	    hf_pickup_run(ev, damaged ? NULL : wf, wf_name, id);
+	if (damaged) {
+		free(run->error);
+		run->error = hf_xasprintf(
+		    "the stored body of event %s is damaged: the run cannot go "
+		    "on",
+		    run->event->id);
+	}
 	run->status =
 	    hf_run_status_parse((const char *)sqlite3_column_text(st, 3));
 	run->attempt = sqlite3_column_int(st, 4);

@@ -3,7 +3,7 @@ least an eighth smaller (schema version 4, events.body_size): every reader
 (the admin API, a step's event, the disk backlog, recovery after SIGKILL,
 replay) gets the body exactly as it came. Small bodies and ones that do not
 shrink are stored as they came; a version-3 file migrates and its bodies read
-as before; a damaged block is an error answer, never a crash."""
+as before; a damaged block fails its own run and nothing else."""
 import base64
 import json
 import random
@@ -207,22 +207,45 @@ def test_schema_v3_file_migrates_and_reads_old_bodies(server):
 
 
 @pytest.mark.sqlite_only("damages a packed body in the SQLite file")
-def test_damaged_block_is_an_error_not_a_crash(server):
-    srv = server(workflows={"echo": ECHO})
-    raw = json.dumps(big(6)).encode()
-    r = srv.post("/echo", raw, {"Content-Type": "application/json"}).json()
-    srv.wait_run(r["runs"][0])
+def test_damaged_block_fails_its_run_alone(server):
+    """A block that no longer unpacks (a damaged file): after a SIGKILL,
+    the unfinished run of that event fails with the reason and every other
+    one resumes; the API shows the event with a null body, replay finds no
+    event, the server logs it and keeps serving."""
+    srv = server(workflows={"slow": SLOW}, args=["--workers", "1"])
+    runs = []
+    for n in range(12):
+        r = srv.post("/slow", big(n))
+        assert r.status == 202, r
+        runs.append((r.json()["runs"][0], r.json()["event"], n))
+    srv.stop(signal.SIGKILL)
+    pending = [x for x in runs if state_rows(
+        srv.state, "SELECT status FROM runs WHERE id = ?", x[0])[0][0]
+        in ("queued", "running")]
+    assert len(pending) >= 2, "the runs finished before the kill"
+    bad_run, bad_event, _ = pending[-1]
     con = sqlite3.connect(srv.state)
     con.execute("UPDATE events SET body = x'ff00ff00ff' WHERE id = ?",
-                (r["event"],))
+                (bad_event,))
     con.commit()
     con.close()
-    got = srv.api("GET", f"/api/events/{r['event']}")
-    assert got.status == 404, got
-    wait_for(lambda: "hf_body: damaged body" in srv.stderr(), timeout=5,
-             what="the damaged row's log line")
-    assert srv.proc.poll() is None
-    r2 = srv.post("/echo", raw, {"Content-Type": "application/json"})
-    assert r2.status == 202, r2
-    assert event(srv, r2.json()["event"])["body"].encode() == raw
+    srv.start()
+    pad = len(big(0)["pad"])
+    for rid, ev, n in runs:
+        run = srv.wait_run(rid, timeout=60)
+        if rid == bad_run:
+            assert run["status"] == "failed", run
+            assert run["error"] == (f"the stored body of event {bad_event}"
+                                    " is damaged: the run cannot go on")
+        else:
+            assert run["status"] == "succeeded", run
+            assert run["steps"][0]["output"] == {"pad": pad, "n": n}, run
+    assert "a stored body is damaged" in srv.stderr()
+    ev = event(srv, bad_event)
+    assert ev["body"] is None and ev["id"] == bad_event, ev
+    r = srv.api("POST", f"/api/events/{bad_event}/replay")
+    assert r.status == 404, r
+    r = srv.post("/slow", big(99))
+    assert r.status == 202, r
+    assert srv.wait_run(r.json()["runs"][0])["status"] == "succeeded"
     assert srv.proc.poll() is None
