@@ -83,7 +83,8 @@ Figures:
 Load: wrk -c64 -t2 -dDURATIONs --latency, POST of a 1 KiB JSON body with
 Content-Type: application/json, keep-alive. The body is padded with "x" unless
 --body ticket (a helpdesk ticket with prose: LZ4 packs it to about 0.8 where
-it packs the padded one to a tenth; both bodies' WAL bytes belong in a report). Python 3 standard library only.
+it packs the padded one to a tenth; both bodies' WAL bytes belong in a
+report). Python 3 standard library only.
 """
 
 import argparse
