@@ -189,6 +189,26 @@ static inline int64_t hf_sqlite_band(const char *id)
 	return p[13] == '_' ? ms << HF_BAND_BITS : 0;
 }
 
+/* An event's runs (schema version 5). A run made with its event - within
+ * HF_RUN_NEAR_MS of the event's id, as every run of an accepted webhook is -
+ * is found by its rid: in the bands of those milliseconds, with event = the
+ * event's rid. Any other run of the event (a replay, ...) is "late" and in
+ * the partial index runs_late, whose condition is HF_RUNS_LATE: a query
+ * must say it word for word for SQLite to use the index. No index on every
+ * run's event: an index b-tree fed in rid order rewrote 2-3 of its pages at
+ * every commit (rebalancing its last leaves; measured: issue 13's notes). */
+#define HF_RUN_NEAR_MS 100
+#define HF_RUNS_LATE "(rid >> 15) - (event >> 15) NOT BETWEEN 0 AND 100"
+/* The rids of the runs made with the event whose rid is the SQL x, for
+ * "rid BETWEEN " HF_RUNS_NEAR_OF(x): the event's rid ?1 (HF_RUNS_NEAR_P1),
+ * or events e's (HF_RUNS_NEAR_E). */
+#define HF_RUNS_NEAR_OF(x)                                                     \
+	"((" x " >> 15) << 15) AND ((((" x " >> 15) + 101) << 15) - 1)"
+#define HF_RUNS_NEAR_P1 HF_RUNS_NEAR_OF("?1")
+#define HF_RUNS_NEAR_E HF_RUNS_NEAR_OF("e.rid")
+_Static_assert(HF_BAND_BITS == 15 && HF_RUN_NEAR_MS == 100,
+	       "HF_RUNS_LATE and HF_RUNS_NEAR_OF spell these numbers out");
+
 /* Binds the band of id: its first rid at i, its last at i + 1. */
 static inline void bind_band(sqlite3_stmt *st, int i, const char *id)
 {

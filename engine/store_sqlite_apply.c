@@ -23,7 +23,11 @@
 #include <assert.h>
 #include <string.h>
 
-/* events and runs: rid is the next of the id's band (?9, ?10 for events,
+/* runs.spare (store_sqlite_schema.c): 16 zero bytes at insert, 9 once the
+ * row has its start time and status 'running' (7 bytes more), none once it
+ * has its finish time (6 more, and 'succeeded' 2 more than 'running').
+ *
+ * events and runs: rid is the next of the id's band (?9, ?10 for events,
  * ?12, ?13 for runs: bind_band), found by id in it (hf_sqlite_band); ?11 for
  * events, ?18 for runs: that rid when the writer knows it (bind_next_rid). */
 static const char *stmt_sql[ST_COUNT] = {
@@ -32,18 +36,21 @@ static const char *stmt_sql[ST_COUNT] = {
 			" VALUES(COALESCE(?11, (SELECT max(rid) + 1 FROM events"
 			" WHERE rid BETWEEN ?9 AND ?10), ?9), ?1, ?2, ?3,"
 			" ?4, ?5, ?6, ?7, ?8, ?12)",
-    [ST_INSERT_RUN] = "INSERT INTO runs(rid, id, event, workflow, vid,"
-		      " status, attempt, created_at, next_step, step_attempt,"
-		      " due_at, lane, claimed, wake_at, waiting, wait_path)"
-		      " VALUES(COALESCE(?18, (SELECT max(rid) + 1 FROM runs"
-		      " WHERE rid BETWEEN ?12 AND ?13), ?12), ?1, ?2, ?3, ?4,"
-		      " ?14, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?15, ?16, ?17)",
+    [ST_INSERT_RUN] =
+	"INSERT INTO runs(rid, id, event, workflow, vid,"
+	" status, attempt, created_at, next_step, step_attempt,"
+	" due_at, lane, claimed, wake_at, waiting, wait_path, spare)"
+	" VALUES(COALESCE(?18, (SELECT max(rid) + 1 FROM runs"
+	" WHERE rid BETWEEN ?12 AND ?13), ?12), ?1, ?2, ?3, ?4,"
+	" ?14, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?15, ?16, ?17,"
+	" zeroblob(16))",
     [ST_DEDUPE_INSERT] = "INSERT OR IGNORE INTO dedupe(workflow, key,"
 			 " event_id, created_at) VALUES(?1, ?2, ?3, ?4)",
     [ST_DEDUPE_GET] = "SELECT event_id FROM dedupe WHERE workflow = ?1 AND"
 		      " key = ?2",
     [ST_RUN_STARTED] = "UPDATE runs SET status = 'running', started_at ="
-		       " ?2, claimed = 1 WHERE rid BETWEEN ?3 AND ?4 AND"
+		       " ?2, claimed = 1, spare = zeroblob(9) WHERE rid"
+		       " BETWEEN ?3 AND ?4 AND"
 		       " id = ?1 AND status <> 'cancelled'",
     [ST_UPSERT_STEP] = "INSERT OR REPLACE INTO steps(run_id, idx, step_id,"
 		       " status, output, error, logs, attempts, started_at,"
@@ -53,7 +60,9 @@ static const char *stmt_sql[ST_COUNT] = {
 		      " step_attempt = ?4, due_at = ?5, error = ?6,"
 		      " finished_at = ?7, started_at = COALESCE(started_at,"
 		      " ?8), wake_at = ?11, waiting = ?12, wait_path = ?13,"
-		      " claimed = 1 WHERE rid BETWEEN ?9 AND ?10 AND id = ?1"
+		      " claimed = 1, spare = CASE WHEN ?7 IS NULL THEN"
+		      " zeroblob(9) END WHERE rid BETWEEN ?9 AND ?10 AND"
+		      " id = ?1"
 		      " AND status <> 'cancelled'",
     [ST_EVENT_RID] = "SELECT rid FROM events WHERE rid BETWEEN ?1 AND ?2"
 		     " AND id = ?3",

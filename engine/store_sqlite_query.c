@@ -352,7 +352,9 @@ static const struct shape event_shape = {
     NCOLS(event_cols),
     "runs",
     &id_shape,
-    "SELECT id FROM runs WHERE event = ?1 ORDER BY rid",
+    "SELECT id FROM (SELECT id, rid FROM runs WHERE rid BETWEEN"
+    " " HF_RUNS_NEAR_P1 " AND event = ?1 UNION ALL SELECT id, rid FROM"
+    " runs WHERE event = ?1 AND " HF_RUNS_LATE ") ORDER BY rid",
     NCOLS(event_cols)};
 
 json_t *hf_sqlite_event_json(struct hf_store *s, const char *event_id)

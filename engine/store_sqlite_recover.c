@@ -503,7 +503,9 @@ int hf_sqlite_prune(struct hf_store *s, int64_t before, int limit)
 	    "DELETE FROM runs WHERE rid IN (SELECT rid FROM prune_runs)",
 	    "DELETE FROM events WHERE rid IN (SELECT rid FROM events e WHERE"
 	    " rid < ?3 AND received_at < ?1 AND NOT EXISTS (SELECT 1 FROM"
-	    " runs r WHERE r.event = e.rid) LIMIT ?2)",
+	    " runs r WHERE r.rid BETWEEN " HF_RUNS_NEAR_E " AND r.event ="
+	    " e.rid) AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event ="
+	    " e.rid AND " HF_RUNS_LATE ") LIMIT ?2)",
 	    "DELETE FROM prune_ids",
 	    "INSERT INTO prune_ids SELECT id FROM deliveries WHERE"
 	    " updated_at < ?1 AND status IN ('delivered','failed') LIMIT ?2",
