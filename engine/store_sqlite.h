@@ -40,7 +40,8 @@ enum stmt_id {
 	ST_DEDUPE_INSERT,
 	ST_DEDUPE_GET,
 	ST_RUN_STARTED,
-	ST_UPSERT_STEP,
+	ST_INSERT_STEP,
+	ST_RUN_STEPS,
 	ST_UPDATE_RUN,
 	ST_INSERT_DELIVERY,
 	ST_DELIVERY_ATTEMPT,
@@ -208,6 +209,18 @@ static inline int64_t hf_sqlite_band(const char *id)
 #define HF_RUNS_NEAR_E HF_RUNS_NEAR_OF("e.rid")
 _Static_assert(HF_BAND_BITS == 15 && HF_RUN_NEAR_MS == 100,
 	       "HF_RUNS_LATE and HF_RUNS_NEAR_OF spell these numbers out");
+
+/* A run's steps (schema version 6, store_sqlite_schema.c) as a FROM item:
+ * its chain of step rows walked from the last, whose sid the SQL query
+ * `last` selects, through prev; of the rows of one idx the newest, its
+ * sid as the column sid. */
+#define HF_STEPS_OF(last)                                                      \
+	"(SELECT *, max(sid) FROM steps WHERE sid IN (WITH RECURSIVE"          \
+	" chain(sid) AS (" last " UNION ALL SELECT s.prev FROM steps s"        \
+	" JOIN chain c ON s.sid = c.sid WHERE s.prev IS NOT NULL) SELECT sid"  \
+	" FROM chain) GROUP BY idx)"
+/* Those of the run whose last step row is ?1. */
+#define HF_STEPS_OF_P1 HF_STEPS_OF("SELECT ?1")
 
 /* Binds the band of id: its first rid at i, its last at i + 1. */
 static inline void bind_band(sqlite3_stmt *st, int i, const char *id)

@@ -23,9 +23,10 @@
 #include <assert.h>
 #include <string.h>
 
-/* runs.spare (store_sqlite_schema.c): 16 zero bytes at insert, 9 once the
- * row has its start time and status 'running' (7 bytes more), none once it
- * has its finish time (6 more, and 'succeeded' 2 more than 'running').
+/* runs.spare (store_sqlite_schema.c): 22 zero bytes at insert, 15 once the
+ * row has its start time and status 'running' (7 bytes more), 9 once it has
+ * its first step too (runs.steps: up to 6 more), none once it has its finish
+ * time (6 more, and 'succeeded' 2 more than 'running').
  *
  * events and runs: rid is the next of the id's band (?9, ?10 for events,
  * ?12, ?13 for runs: bind_band), found by id in it (hf_sqlite_band); ?11 for
@@ -37,33 +38,39 @@ static const char *stmt_sql[ST_COUNT] = {
 			" WHERE rid BETWEEN ?9 AND ?10), ?9), ?1, ?2, ?3,"
 			" ?4, ?5, ?6, ?7, ?8, ?12)",
     [ST_INSERT_RUN] =
-	"INSERT INTO runs(rid, id, event, workflow, vid,"
-	" status, attempt, created_at, next_step, step_attempt,"
-	" due_at, lane, claimed, wake_at, waiting, wait_path, spare)"
-	" VALUES(COALESCE(?18, (SELECT max(rid) + 1 FROM runs"
-	" WHERE rid BETWEEN ?12 AND ?13), ?12), ?1, ?2, ?3, ?4,"
-	" ?14, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?15, ?16, ?17,"
-	" zeroblob(16))",
+	"INSERT INTO runs(rid, id, event, workflow, vid, status, attempt,"
+	" created_at, next_step, step_attempt, due_at, lane, claimed, wake_at,"
+	" waiting, wait_path, spare) VALUES(COALESCE(?18, (SELECT max(rid) + 1"
+	" FROM runs WHERE rid BETWEEN ?12 AND ?13), ?12), ?1, ?2, ?3, ?4, ?14,"
+	" ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?15, ?16, ?17, zeroblob(22))",
     [ST_DEDUPE_INSERT] = "INSERT OR IGNORE INTO dedupe(workflow, key,"
 			 " event_id, created_at) VALUES(?1, ?2, ?3, ?4)",
     [ST_DEDUPE_GET] = "SELECT event_id FROM dedupe WHERE workflow = ?1 AND"
 		      " key = ?2",
     [ST_RUN_STARTED] = "UPDATE runs SET status = 'running', started_at ="
-		       " ?2, claimed = 1, spare = zeroblob(9) WHERE rid"
-		       " BETWEEN ?3 AND ?4 AND"
-		       " id = ?1 AND status <> 'cancelled'",
-    [ST_UPSERT_STEP] = "INSERT OR REPLACE INTO steps(run_id, idx, step_id,"
-		       " status, output, error, logs, attempts, started_at,"
-		       " finished_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
-		       " ?9, ?10)",
+		       " ?2, claimed = 1, spare = zeroblob(15) WHERE rid"
+		       " BETWEEN ?3 AND ?4 AND id = ?1 AND status <>"
+		       " 'cancelled'",
+    /* A step's row, appended to its run's chain (store_sqlite_schema.c):
+     * the run's rid and last row found by ?1 in ?11..?12 (bind_run_row);
+     * ST_UPDATE_RUN then makes it the run's last (?14). */
+    [ST_INSERT_STEP] = "INSERT INTO steps(run, prev, idx, step_id, status,"
+		       " output, error, logs, attempts, started_at,"
+		       " finished_at) SELECT rid, steps, ?2, ?3, ?4, ?5, ?6,"
+		       " ?7, ?8, ?9, ?10 FROM runs WHERE rid BETWEEN ?11 AND"
+		       " ?12 AND id = ?1",
+    /* The run's last step row when ST_UPDATE_RUN left the run as it was
+     * (cancelled meanwhile): the step is shown all the same. */
+    [ST_RUN_STEPS] = "UPDATE runs SET steps = ?2 WHERE rid BETWEEN ?3 AND"
+		     " ?4 AND id = ?1",
     [ST_UPDATE_RUN] = "UPDATE runs SET status = ?2, next_step = ?3,"
 		      " step_attempt = ?4, due_at = ?5, error = ?6,"
 		      " finished_at = ?7, started_at = COALESCE(started_at,"
 		      " ?8), wake_at = ?11, waiting = ?12, wait_path = ?13,"
 		      " claimed = 1, spare = CASE WHEN ?7 IS NULL THEN"
-		      " zeroblob(9) END WHERE rid BETWEEN ?9 AND ?10 AND"
-		      " id = ?1"
-		      " AND status <> 'cancelled'",
+		      " zeroblob(9) END, steps = COALESCE(?14, steps) WHERE"
+		      " rid BETWEEN ?9 AND ?10 AND id = ?1 AND status <>"
+		      " 'cancelled'",
     [ST_EVENT_RID] = "SELECT rid FROM events WHERE rid BETWEEN ?1 AND ?2"
 		     " AND id = ?3",
     [ST_VERSION_ID] = "SELECT vid FROM workflow_versions WHERE version = ?1",
@@ -564,21 +571,17 @@ static int insert_emit(struct hf_sqlite_store *q, const struct hf_run *run,
 	return step_done(st);
 }
 
-static int update_run(struct hf_sqlite_store *q, const struct hf_run *run,
-		      const struct hf_step_result *res, int by_id);
-
-static int apply_step(struct hf_sqlite_store *q, struct hf_write *w)
+/* The step's row (store_sqlite_schema.c: appended to the run's chain), the
+ * run's row found by rid or by_id (bind_run_row). */
+static int insert_step(struct hf_sqlite_store *q, const struct hf_write *w,
+		       int by_id)
 {
-	struct hf_run *run = w->run;
-	struct hf_step_result *res = w->result;
-	sqlite3_stmt *st;
-	if (!res) /* the run ends without a step (timeout, workflow gone) */
-		goto run;
-	const struct hf_step *step = &run->wf->steps[w->step_index];
-	st = q->stmts[ST_UPSERT_STEP];
+	const struct hf_run *run = w->run;
+	const struct hf_step_result *res = w->result;
+	sqlite3_stmt *st = q->stmts[ST_INSERT_STEP];
 	bind_text(st, 1, run->id);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)w->step_index);
-	bind_text(st, 3, step->id);
+	bind_text(st, 3, run->wf->steps[w->step_index].id);
 	bind_text(st, 4, hf_step_status_name(res->status));
 	bind_json_text(st, 5, res->output_text, res->output);
 	bind_text(st, 6, res->error);
@@ -586,24 +589,14 @@ static int apply_step(struct hf_sqlite_store *q, struct hf_write *w)
 	sqlite3_bind_int(st, 8, w->step_attempts);
 	sqlite3_bind_int64(st, 9, res->started_at);
 	sqlite3_bind_int64(st, 10, res->finished_at);
-	if (step_done(st) < 0)
-		return -1;
-	if (res->status == HF_STEP_SUCCEEDED)
-		for (size_t i = 0; i < res->nemits; i++)
-			if (insert_emit(q, run, step->id, &res->emits[i]) < 0)
-				return -1;
-run:
-	for (int by_id = run->rid == 0;; by_id = 1) {
-		if (update_run(q, run, res, by_id) < 0)
-			return -1;
-		if (by_id || sqlite3_changes(q->wdb) > 0)
-			return 0;
-	}
+	bind_run_row(st, 11, run, by_id);
+	return step_done(st);
 }
 
-/* The run's row after a step (res; NULL: none ran): bind_run_row's by_id. */
+/* The run's row after a step (res; NULL: none ran; sid: the step's row, 0
+ * none): bind_run_row's by_id. */
 static int update_run(struct hf_sqlite_store *q, const struct hf_run *run,
-		      const struct hf_step_result *res, int by_id)
+		      const struct hf_step_result *res, int64_t sid, int by_id)
 {
 	sqlite3_stmt *st = q->stmts[ST_UPDATE_RUN];
 	bind_text(st, 1, run->id);
@@ -623,7 +616,46 @@ static int update_run(struct hf_sqlite_store *q, const struct hf_run *run,
 	bind_int_or_null(st, 11, run->wake_at);
 	bind_text(st, 12, run->waiting);
 	bind_text(st, 13, run->wait_path);
+	bind_int_or_null(st, 14, sid);
 	hf_sqlite_bl_written(q, run->id); /* claimed = 1 */
+	return step_done(st);
+}
+
+static int apply_step(struct hf_sqlite_store *q, struct hf_write *w)
+{
+	struct hf_run *run = w->run;
+	struct hf_step_result *res = w->result;
+	int64_t sid = 0;
+	/* res NULL: the run ends without a step (timeout, workflow gone) */
+	for (int by_id = run->rid == 0; res; by_id = 1) {
+		if (insert_step(q, w, by_id) < 0)
+			return -1;
+		if (sqlite3_changes(q->wdb) > 0)
+			sid = sqlite3_last_insert_rowid(q->wdb);
+		if (by_id || sid)
+			break;
+	}
+	if (res && res->status == HF_STEP_SUCCEEDED)
+		for (size_t i = 0; i < res->nemits; i++)
+			if (insert_emit(q, run,
+					run->wf->steps[w->step_index].id,
+					&res->emits[i]) < 0)
+				return -1;
+	for (int by_id = run->rid == 0;; by_id = 1) {
+		if (update_run(q, run, res, sid, by_id) < 0)
+			return -1;
+		if (sqlite3_changes(q->wdb) > 0)
+			return 0;
+		if (by_id)
+			break;
+	}
+	if (!sid)
+		return 0;
+	/* Cancelled meanwhile: the run stays as it is, its step is shown. */
+	sqlite3_stmt *st = q->stmts[ST_RUN_STEPS];
+	bind_text(st, 1, run->id);
+	sqlite3_bind_int64(st, 2, sid);
+	bind_band(st, 3, run->id);
 	return step_done(st);
 }
 

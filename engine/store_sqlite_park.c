@@ -79,9 +79,9 @@ int hf_sqlite_resume_run(struct hf_store *s, const char *run_id, int step,
 	/* The step's row first (the run still waiting there), then the run:
 	 * one transaction, so both or neither. */
 	if (hf_sqlite_exec(q->wdb,
-			   "INSERT OR REPLACE INTO steps(run_id, idx, step_id,"
-			   " status, output, error, logs, attempts,"
-			   " started_at, finished_at) SELECT id, next_step,"
+			   "INSERT INTO steps(run, prev, idx, step_id, status,"
+			   " output, error, logs, attempts, started_at,"
+			   " finished_at) SELECT rid, steps, next_step,"
 			   " json_extract(waiting, '$.step'), 'succeeded',"
 			   " ?3, NULL, '[]', 1, ?4, ?4 FROM runs WHERE rid"
 			   " BETWEEN ?5 AND ?6 AND id = ?1 AND status ="
@@ -94,10 +94,12 @@ int hf_sqlite_resume_run(struct hf_store *s, const char *run_id, int step,
 		return 0;
 	if (hf_sqlite_exec(q->wdb,
 			   "UPDATE runs SET status = 'queued', claimed = 0,"
-			   " wait_path = NULL, wake_at = ?3 WHERE rid BETWEEN"
-			   " ?4 AND ?5 AND id = ?1 AND status = 'waiting' AND"
-			   " next_step = ?2",
-			   "tiIII", run_id, step, now, lo, hi) != SQLITE_DONE)
+			   " wait_path = NULL, wake_at = ?3, steps = ?6 WHERE"
+			   " rid BETWEEN ?4 AND ?5 AND id = ?1 AND status ="
+			   " 'waiting' AND next_step = ?2",
+			   "tiIIII", run_id, step, now, lo, hi,
+			   (int64_t)sqlite3_last_insert_rowid(q->wdb)) !=
+	    SQLITE_DONE)
 		return -1;
 	if (sqlite3_changes(q->wdb) == 0)
 		return 0;

@@ -261,7 +261,7 @@ static const struct shape step_shape = {step_cols, NCOLS(step_cols)};
 #define RUN_COLUMNS                                                            \
 	"r.id, r.workflow, e.id, r.status, r.attempt, r.created_at,"           \
 	" r.started_at, r.finished_at, r.error, v.version, CASE WHEN"          \
-	" r.status = 'waiting' THEN r.waiting END FROM runs r"                 \
+	" r.status = 'waiting' THEN r.waiting END, r.steps FROM runs r"        \
 	" LEFT JOIN events e ON e.rid = r.event"                               \
 	" LEFT JOIN workflow_versions v ON v.vid = r.vid"
 
@@ -271,18 +271,30 @@ static const struct col run_cols[] = {
     {"started_at", C_TIME}, {"finished_at", C_TIME}, {"error", C_TEXT},
     {"version", C_TEXT},    {"waiting", C_JSON}, /* hf_park.h */
 };
+/* Its steps by its last step row (runs.steps), the column after those
+ * shown. */
 static const struct shape run_shape = {
-    run_cols, NCOLS(run_cols), "steps", &step_shape,
+    run_cols,
+    NCOLS(run_cols),
+    "steps",
+    &step_shape,
     "SELECT step_id, status, output, error, logs, attempts, started_at,"
-    " finished_at, NULL FROM steps WHERE run_id = ?1 ORDER BY idx"};
+    " finished_at, NULL FROM " HF_STEPS_OF_P1 " ORDER BY idx",
+    NCOLS(run_cols)};
 
-#define STEP_SQL                                                               \
-	"SELECT step_id, status, output, error, logs, attempts, started_at,"   \
-	" finished_at, NULL FROM steps WHERE run_id = ?1 ORDER BY idx"
+/* The steps of the run ?3 in its band ?1..?2. */
+#define STEPS_OF_ID                                                            \
+	HF_STEPS_OF("SELECT steps FROM runs WHERE rid BETWEEN ?1 AND ?2 AND"   \
+		    " id = ?3")
 
 json_t *hf_sqlite_steps_json(sqlite3 *db, const char *run_id)
 {
-	return rows_json(NULL, db, false, &step_shape, STEP_SQL, "t", run_id);
+	int64_t lo = hf_sqlite_band(run_id);
+	return rows_json(NULL, db, false, &step_shape,
+			 "SELECT step_id, status, output, error, logs,"
+			 " attempts, started_at, finished_at, NULL"
+			 " FROM " STEPS_OF_ID " ORDER BY idx",
+			 "IIt", lo, lo + ((1 << HF_BAND_BITS) - 1), run_id);
 }
 
 /* The earlier attempts of a retried run, oldest first (run_history). */

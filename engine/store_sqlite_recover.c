@@ -178,9 +178,9 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 	 * runs of the disk backlog), a signal's body for a woken wait. */
 	if (run->next_step > 0 || run->woken)
 		hf_sqlite_each(NULL, db, output_row, run->outputs,
-			       "SELECT step_id, output FROM steps WHERE"
-			       " run_id = ?1 AND status = 'succeeded'",
-			       "t", run->id);
+			       "SELECT step_id, output FROM " HF_STEPS_OF_P1
+			       " WHERE status = 'succeeded'",
+			       "I", sqlite3_column_int64(st, 21));
 	return run;
 }
 
@@ -230,7 +230,8 @@ static int pickup_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	" r.started_at, r.next_step, r.step_attempt, r.due_at, r.lane,"        \
 	" v.version, e.path, e.method, e.query, e.headers,"                    \
 	" hf_body(e.body, e.body_size),"                                       \
-	" e.received_at, r.wake_at, r.waiting IS NOT NULL, r.rid FROM runs r"  \
+	" e.received_at, r.wake_at, r.waiting IS NOT NULL, r.rid, r.steps"     \
+	" FROM runs r"                                                         \
 	" LEFT JOIN events e ON e.rid = r.event"                               \
 	" LEFT JOIN workflow_versions v ON v.vid = r.vid"
 
@@ -492,12 +493,16 @@ int hf_sqlite_prune(struct hf_store *s, int64_t before, int limit)
 	static const char *sql[] = {
 	    "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id TEXT PRIMARY KEY)",
 	    "CREATE TEMP TABLE IF NOT EXISTS prune_runs(rid INTEGER PRIMARY"
-	    " KEY, id TEXT)",
+	    " KEY, id TEXT, steps INTEGER)",
 	    "DELETE FROM prune_runs",
-	    "INSERT INTO prune_runs SELECT rid, id FROM runs WHERE rid < ?3"
-	    " AND finished_at < ?1 AND status IN ('succeeded','failed')"
-	    " LIMIT ?2",
-	    "DELETE FROM steps WHERE run_id IN (SELECT id FROM prune_runs)",
+	    "INSERT INTO prune_runs SELECT rid, id, steps FROM runs WHERE"
+	    " rid < ?3 AND finished_at < ?1 AND status IN"
+	    " ('succeeded','failed') LIMIT ?2",
+	    /* each run's chain of step rows (store_sqlite_schema.c) */
+	    "DELETE FROM steps WHERE sid IN (WITH RECURSIVE chain(sid) AS"
+	    " (SELECT steps FROM prune_runs WHERE steps IS NOT NULL UNION ALL"
+	    " SELECT s.prev FROM steps s JOIN chain c ON s.sid = c.sid WHERE"
+	    " s.prev IS NOT NULL) SELECT sid FROM chain)",
 	    "DELETE FROM run_history WHERE run_id IN (SELECT id FROM"
 	    " prune_runs)",
 	    "DELETE FROM runs WHERE rid IN (SELECT rid FROM prune_runs)",

@@ -1,8 +1,8 @@
-/* store_sqlite_schema.c - the SQLite state database's schema (version 5)
+/* store_sqlite_schema.c - the SQLite state database's schema (version 6)
  * and its migration: a new file gets the schema, a version-1 file (made by
  * hookflow before the lean write path), version-2 file (before parked runs),
- * version-3 file (before packed bodies) or version-4 file (before runs_late)
- * is migrated to it in one
+ * version-3 file (before packed bodies), version-4 file (before runs_late)
+ * or version-5 file (before the steps' chains) is migrated to it in one
  * transaction on the writer's connection at open, before the writer thread
  * starts; a file from a newer hookflow is refused.
  *
@@ -17,9 +17,9 @@ static int exec(sqlite3 *db, const char *sql)
 	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
-/* The schema, version 5 (meta's schema_version). Only what a query needs is
+/* The schema, version 6 (meta's schema_version). Only what a query needs is
  * indexed (measured: scripts/store_load.py, and issue 13's notes):
  * - events and runs are keyed by rid, derived from the public id
  *   (hf_sqlite_band: found by id through the band of its millisecond), the
@@ -39,7 +39,13 @@ static int exec(sqlite3 *db, const char *sql)
  *   its page: a row that grows past its page's room splits it and rewrites
  *   its neighbours, at nearly every commit under load (measured: 1 of the 3
  *   pages of runs each commit rewrote, about 6% of the bytes per event).
- * steps, dedupe, deliveries and delivery_attempts keep version 1's shape. */
+ * - steps: rows appended, keyed by sid; a run's rows are a chain, newest
+ *   first, from runs.steps through each row's prev (STEPS_OF in
+ *   store_sqlite_query.c); a step written again (a retry, a woken wait)
+ *   appends a row that hides the older one of the same idx. No index: a
+ *   table keyed by (run, idx) took appends in an index b-tree, which
+ *   rebalanced its last leaves, 3-4 pages, at nearly every commit.
+ * dedupe, deliveries and delivery_attempts keep version 1's shape. */
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
     "CREATE TABLE IF NOT EXISTS events("
@@ -55,7 +61,8 @@ static const char schema_sql[] =
     " error TEXT, next_step INTEGER NOT NULL DEFAULT 0,"
     " step_attempt INTEGER NOT NULL DEFAULT 1, due_at INTEGER NOT NULL"
     " DEFAULT 0, lane TEXT, claimed INTEGER NOT NULL DEFAULT 1,"
-    " wake_at INTEGER, waiting TEXT, wait_path TEXT, spare BLOB);"
+    " wake_at INTEGER, waiting TEXT, wait_path TEXT, spare BLOB,"
+    " steps INTEGER);"
     "CREATE INDEX IF NOT EXISTS runs_late ON runs(event) WHERE " HF_RUNS_LATE
     ";"
     /* Parked runs (version 3, hf_park.h): the next due time, and the runs
@@ -71,10 +78,10 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS runs_unclaimed ON runs(claimed)"
     " WHERE claimed = 0;"
     "CREATE TABLE IF NOT EXISTS steps("
-    " run_id TEXT NOT NULL, idx INTEGER NOT NULL, step_id TEXT NOT NULL,"
+    " sid INTEGER PRIMARY KEY, run INTEGER NOT NULL, prev INTEGER,"
+    " idx INTEGER NOT NULL, step_id TEXT NOT NULL,"
     " status TEXT NOT NULL, output TEXT, error TEXT, logs TEXT,"
-    " attempts INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,"
-    " PRIMARY KEY(run_id, idx)) WITHOUT ROWID;"
+    " attempts INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);"
     "CREATE TABLE IF NOT EXISTS dedupe("
     " workflow TEXT NOT NULL, key TEXT NOT NULL, event_id TEXT NOT NULL,"
     " created_at INTEGER NOT NULL, PRIMARY KEY(workflow, key)) WITHOUT ROWID;"
@@ -179,6 +186,30 @@ static const char migrate_3_4_sql[] =
 static const char migrate_4_5_sql[] = "DROP INDEX IF EXISTS runs_event;"
 				      "ALTER TABLE runs ADD COLUMN spare BLOB;";
 
+/* Version 5 to 6: the steps' chains. Each run's rows are copied in idx
+ * order, numbered across the table so that a run's are consecutive: prev is
+ * the row before when it is the same run's; runs.steps is its last. Rows of
+ * runs no longer there go. */
+static const char migrate_5_6_sql[] =
+    "CREATE TABLE steps_v6("
+    " sid INTEGER PRIMARY KEY, run INTEGER NOT NULL, prev INTEGER,"
+    " idx INTEGER NOT NULL, step_id TEXT NOT NULL,"
+    " status TEXT NOT NULL, output TEXT, error TEXT, logs TEXT,"
+    " attempts INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);"
+    "INSERT INTO steps_v6(sid, run, prev, idx, step_id, status, output,"
+    " error, logs, attempts, started_at, finished_at) SELECT"
+    " row_number() OVER w, r.rid, CASE WHEN row_number() OVER (PARTITION"
+    " BY r.rid ORDER BY s.idx) > 1 THEN row_number() OVER w - 1 END,"
+    " s.idx, s.step_id, s.status, s.output, s.error, s.logs, s.attempts,"
+    " s.started_at, s.finished_at FROM steps s JOIN runs r ON r.rid"
+    " BETWEEN hf_band(s.run_id) AND hf_band(s.run_id) + 32767 AND"
+    " r.id = s.run_id WINDOW w AS (ORDER BY r.rid, s.idx);"
+    "ALTER TABLE runs ADD COLUMN steps INTEGER;"
+    "UPDATE runs SET steps = m.sid FROM (SELECT run, max(sid) AS sid FROM"
+    " steps_v6 GROUP BY run) m WHERE runs.rid = m.run;"
+    "DROP TABLE steps;"
+    "ALTER TABLE steps_v6 RENAME TO steps;";
+
 /* hf_band(id) in SQL: the first rid of id's band (migrate_1_2_sql). */
 static void band_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -227,18 +258,20 @@ int hf_sqlite_migrate(struct hf_sqlite_store *q, struct hf_error *err)
 		exec(q->wdb, "ALTER TABLE deliveries ADD COLUMN timeout_ms"
 			     " INTEGER NOT NULL DEFAULT 30000");
 	int rc = SQLITE_OK;
-	if (from == 1) {
+	if (from >= 1 && from < 6)
 		sqlite3_create_function(q->wdb, "hf_band", 1,
 					SQLITE_UTF8 | SQLITE_DETERMINISTIC,
 					NULL, band_fn, NULL, NULL);
+	if (from == 1)
 		rc = sqlite3_exec(q->wdb, migrate_1_2_sql, NULL, NULL, &msg);
-	}
 	if (rc == SQLITE_OK && from >= 1 && from < 3)
 		rc = sqlite3_exec(q->wdb, migrate_2_3_sql, NULL, NULL, &msg);
 	if (rc == SQLITE_OK && from >= 1 && from < 4)
 		rc = sqlite3_exec(q->wdb, migrate_3_4_sql, NULL, NULL, &msg);
 	if (rc == SQLITE_OK && from >= 1 && from < 5)
 		rc = sqlite3_exec(q->wdb, migrate_4_5_sql, NULL, NULL, &msg);
+	if (rc == SQLITE_OK && from >= 1 && from < 6)
+		rc = sqlite3_exec(q->wdb, migrate_5_6_sql, NULL, NULL, &msg);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(q->wdb, schema_sql, NULL, NULL, &msg);
 	snprintf(sql, sizeof sql,

@@ -109,14 +109,42 @@ def state_rows(state, sql, *args):
         con.close()
 
 
-# Takes a SQLite state file of schema version 5 back to version 4's shape
-# (runs_event for runs_late, no runs.spare), for tests that migrate a file of
-# an older version: each takes its own version's changes away after this.
-SQLITE_UNDO_5 = """
+# Take a SQLite state file of today's schema back to version 5's shape
+# (steps keyed by (run_id, idx), no chains), and to version 4's (runs_event
+# for runs_late, no runs.spare), for tests that migrate a file of an older
+# version: each takes its own version's changes away after these.
+SQLITE_BACK_TO_5 = """
+    CREATE TABLE steps_v5(
+      run_id TEXT NOT NULL, idx INTEGER NOT NULL, step_id TEXT NOT NULL,
+      status TEXT NOT NULL, output TEXT, error TEXT, logs TEXT,
+      attempts INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,
+      PRIMARY KEY(run_id, idx)) WITHOUT ROWID;
+    INSERT OR REPLACE INTO steps_v5 SELECT r.id, s.idx, s.step_id, s.status,
+      s.output, s.error, s.logs, s.attempts, s.started_at, s.finished_at
+      FROM steps s JOIN runs r ON r.rid = s.run ORDER BY s.sid;
+    DROP TABLE steps;
+    ALTER TABLE steps_v5 RENAME TO steps;
+    ALTER TABLE runs DROP COLUMN steps;
+"""
+SQLITE_BACK_TO_4 = SQLITE_BACK_TO_5 + """
     DROP INDEX runs_late;
     ALTER TABLE runs DROP COLUMN spare;
     CREATE INDEX runs_event ON runs(event);
 """
+
+
+def sqlite_back_to(srv, version, script):
+    """Takes the stopped server's SQLite state file back to schema
+    `version` with script (SQLITE_BACK_TO_5, ...), as an older hookflow
+    left it."""
+    import sqlite3
+    con = sqlite3.connect(str(srv.state))
+    try:
+        con.executescript(script + "UPDATE meta SET value = '%d' WHERE"
+                          " key = 'schema_version';" % version)
+        con.commit()
+    finally:
+        con.close()
 
 
 def is_pg(db):

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from conftest import (BIN, data_exec, data_tables, pg_query, request,
-                      wait_for)
+from conftest import (BIN, PG_MODE, data_exec, data_tables, pg_query,
+                      request, wait_for)
 
 
 def wf(name, path, steps, extra=""):
@@ -613,6 +613,13 @@ def test_retention_prunes_old_history(server, receiver):
     run = srv.wait_run(rid)
     assert run["status"] == "succeeded", run
     did = run["steps"][0]["output"]
+    # the run's step rows, to see them pruned with it
+    steps_sql = ("SELECT count(*) FROM steps WHERE run_id = ?" if PG_MODE
+                 else "SELECT count(*) FROM steps WHERE sid = (SELECT steps"
+                 " FROM runs WHERE id = ?)")
+    sid = None if PG_MODE else q(
+        srv.state, "SELECT steps FROM runs WHERE id = ?", rid)[0][0]
+    assert q(srv.state, steps_sql, rid) == [(1,)]
     wait_for(lambda: srv.api("GET", f"/api/deliveries/{did}").json().get(
         "status") == "delivered", what="the delivery")
     wait_for(lambda: srv.api("GET", f"/api/runs/{rid}").status == 404,
@@ -621,8 +628,11 @@ def test_retention_prunes_old_history(server, receiver):
              timeout=30, what="the event to be pruned")
     wait_for(lambda: srv.api("GET", f"/api/deliveries/{did}").status == 404,
              timeout=30, what="the delivery to be pruned")
-    assert q(srv.state, "SELECT count(*) FROM steps WHERE run_id = ?", rid) \
-        == [(0,)]
+    if PG_MODE:
+        assert q(srv.state, steps_sql, rid) == [(0,)]
+    else:
+        assert q(srv.state, "SELECT count(*) FROM steps WHERE sid = ?",
+                 sid) == [(0,)]
     # recent history stays
     rid2 = srv.post("/r", {"url": receiver.url + "/hook"}).json()["runs"][0]
     assert srv.wait_run(rid2)["status"] == "succeeded"

@@ -5,12 +5,12 @@ state (schema version 5) the runs made with their event are found by their
 rid, with no index, and only the later ones are in the partial index
 runs_late (store_sqlite.h, HF_RUNS_LATE); a version-4 file (with the index
 runs_event on every run) migrates at start."""
-import sqlite3
 import time
 
 import pytest
 
-from conftest import PG_MODE, SQLITE_UNDO_5, state_rows, wait_for
+from conftest import (PG_MODE, SQLITE_BACK_TO_4, sqlite_back_to, state_rows,
+                      wait_for)
 
 TWO = {
     "one": """
@@ -147,7 +147,7 @@ def test_retention_keeps_an_event_while_a_later_run_needs_it(server):
     assert srv.api("GET", f"/api/runs/{late}").status == 404
 
 
-@pytest.mark.sqlite_only("a version-4 SQLite file migrates to version 5")
+@pytest.mark.sqlite_only("a version-4 SQLite file migrates to version 6")
 def test_schema_v4_file_migrates(server):
     """A version-4 file (made here by putting back runs_event and taking
     runs.spare and runs_late away) migrates at start; the events' runs read
@@ -156,14 +156,9 @@ def test_schema_v4_file_migrates(server):
     ev, made, first, second = accept_and_replay(srv)
     runs = event(srv, ev)["runs"]
     srv.stop()
-    con = sqlite3.connect(srv.state)
-    con.executescript(SQLITE_UNDO_5 + """
-        UPDATE meta SET value = '4' WHERE key = 'schema_version';
-    """)
-    con.commit()
-    con.close()
+    sqlite_back_to(srv, 4, SQLITE_BACK_TO_4)
     srv.start()
-    assert "migrated from schema version 4 to 5" in srv.stderr()
+    assert "migrated from schema version 4 to 6" in srv.stderr()
     assert event(srv, ev)["runs"] == runs
     assert "runs_event" not in indexes(srv) and "runs_late" in indexes(srv)
     assert [i for (i,) in state_rows(srv.state, LATE)] == runs[2:]
@@ -174,4 +169,4 @@ def test_schema_v4_file_migrates(server):
     assert state_rows(srv.state, "SELECT count(*) FROM runs WHERE spare"
                       " IS NOT NULL") == [(0,)]
     assert state_rows(srv.state, "SELECT value FROM meta"
-                      " WHERE key = 'schema_version'") == [("5",)]
+                      " WHERE key = 'schema_version'") == [("6",)]

@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from conftest import SQLITE_UNDO_5, state_rows, wait_for
+from conftest import SQLITE_BACK_TO_4, state_rows, wait_for
 
 
 ECHO = """
@@ -174,7 +174,7 @@ def test_runs_resume_after_sigkill_with_their_bodies(server):
         assert run["steps"][0]["output"] == {"pad": pad, "n": n}, run
 
 
-@pytest.mark.sqlite_only("a version-3 SQLite file migrates to version 5")
+@pytest.mark.sqlite_only("a version-3 SQLite file migrates to version 6")
 def test_schema_v3_file_migrates_and_reads_old_bodies(server):
     """A version-3 file (made here by taking body_size away, its bodies
     stored as they came) migrates at start; its events read as before, and
@@ -188,7 +188,7 @@ def test_schema_v3_file_migrates_and_reads_old_bodies(server):
     # Taking the column away would leave a packed block without its size:
     # the body goes back as it came first, as version 3 stored it.
     con = sqlite3.connect(srv.state)
-    con.executescript(SQLITE_UNDO_5 + f"""
+    con.executescript(SQLITE_BACK_TO_4 + f"""
         UPDATE events SET body = x'{raw.hex()}', body_size = NULL;
         ALTER TABLE events DROP COLUMN body_size;
         UPDATE meta SET value = '3' WHERE key = 'schema_version';
@@ -196,14 +196,14 @@ def test_schema_v3_file_migrates_and_reads_old_bodies(server):
     con.commit()
     con.close()
     srv.start()
-    assert "migrated from schema version 3 to 5" in srv.stderr()
+    assert "migrated from schema version 3 to 6" in srv.stderr()
     assert event(srv, old["event"])["body"].encode() == raw
     assert stored(srv, old["event"]) == (len(raw), None)
     new = srv.post("/echo", raw, {"Content-Type": "application/json"}).json()
     assert stored(srv, new["event"])[1] == len(raw)
     assert event(srv, new["event"])["body"].encode() == raw
     assert state_rows(srv.state, "SELECT value FROM meta"
-                      " WHERE key = 'schema_version'") == [("5",)]
+                      " WHERE key = 'schema_version'") == [("6",)]
 
 
 @pytest.mark.sqlite_only("damages a packed body in the SQLite file")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import PG_MODE, SQLITE_UNDO_5, pg_cluster, state_rows, wait_for
+from conftest import PG_MODE, SQLITE_BACK_TO_4, pg_cluster, state_rows, wait_for
 from flowutil import APPROVER, metric, waiting
 
 SLEEPER = """
@@ -163,15 +163,15 @@ def test_pg_schema_v1_migrates(server):
                       " 'schema_version'") == [("4",)]
 
 
-@pytest.mark.sqlite_only("a version-2 SQLite file migrates to version 5")
+@pytest.mark.sqlite_only("a version-2 SQLite file migrates to version 6")
 def test_schema_v2_file_migrates(server):
     """A file of schema version 2 (before parked runs: made here by taking
-    versions 3's, 4's and 5's changes away) migrates to 5 at start; its
+    versions 3's to 6's changes away) migrates to 6 at start; its
     queued run goes on, and a sleep parks."""
     srv = server(workflows={"sleeper": SLEEPER})
     srv.stop()
     con = sqlite3.connect(srv.state)
-    con.executescript(SQLITE_UNDO_5 + """
+    con.executescript(SQLITE_BACK_TO_4 + """
         DROP INDEX runs_wake; DROP INDEX runs_wait_path;
         ALTER TABLE runs DROP COLUMN wake_at;
         ALTER TABLE runs DROP COLUMN waiting;
@@ -182,12 +182,12 @@ def test_schema_v2_file_migrates(server):
     con.commit()
     con.close()
     srv.start()
-    assert "migrated from schema version 2 to 5" in srv.stderr()
+    assert "migrated from schema version 2 to 6" in srv.stderr()
     rid = srv.post("/sleep", {"n": 1}).json()["runs"][0]
     waiting(srv, rid)
     assert srv.wait_run(rid, timeout=30)["status"] == "succeeded"
     assert state_rows(srv.state, "SELECT value FROM meta"
-                      " WHERE key = 'schema_version'") == [("5",)]
+                      " WHERE key = 'schema_version'") == [("6",)]
 
 
 def start_waiting(srv, ticket):

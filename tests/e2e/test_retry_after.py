@@ -12,7 +12,7 @@ import subprocess
 import textwrap
 import time
 
-from conftest import BIN, state_rows, wait_for
+from conftest import BIN, PG_MODE, state_rows, wait_for
 
 
 def workflow(name, lua, retry="{ attempts: 3 }", top=""):
@@ -48,10 +48,15 @@ def db_run(srv, run_id):
 
 
 def db_step(srv, run_id):
-    """(status, attempts, started_at, finished_at, error) of step 0."""
-    rows = state_rows(srv.state, "SELECT status, attempts, started_at,"
-                      " finished_at, error FROM steps WHERE run_id = ? AND"
-                      " idx = 0", run_id)
+    """(status, attempts, started_at, finished_at, error) of step 0: in the
+    SQLite state the newest of the run's rows of idx 0 (its chain's rows are
+    appended: schema version 6)."""
+    sql = ("SELECT status, attempts, started_at, finished_at, error FROM"
+           " steps WHERE run_id = ? AND idx = 0" if PG_MODE else
+           "SELECT status, attempts, started_at, finished_at, error FROM"
+           " steps WHERE run = (SELECT rid FROM runs WHERE id = ?) AND"
+           " idx = 0 ORDER BY sid DESC LIMIT 1")
+    rows = state_rows(srv.state, sql, run_id)
     return rows[0] if rows else None
 
 

@@ -135,7 +135,7 @@ def test_v1_database_read_by_the_cli_as_before(server):
     assert cli("runs", "--workflow", "ok")["runs"] == [
         r for r in want["runs_cli"]["runs"] if r["workflow"] == "ok"]
     assert state_rows(srv.state, "SELECT value FROM meta"
-                      " WHERE key = 'schema_version'") == [("5",)]
+                      " WHERE key = 'schema_version'") == [("6",)]
 
 
 @pytest.mark.sqlite_only("serves a schema-1 SQLite state file (a fixture)")
