@@ -213,6 +213,9 @@ static int pickup_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	int64_t rid = sqlite3_column_int64(st, 20);
 	if ((p->unclean || rid <= p->unclean_below) && run->due_at == 0)
 		run->step_attempt++;
+	/* Its writes find the row by rid, not by id in the id's band (a
+	 * band of a busy millisecond holds tens of runs). */
+	run->rid = rid;
 	p->n++;
 	if (p->fn_rid) {
 		p->fn_rid(run, rid, p->arg);
