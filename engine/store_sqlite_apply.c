@@ -24,9 +24,9 @@
 #include <string.h>
 
 /* runs.spare (store_sqlite_schema.c): 22 zero bytes at insert, 15 once the
- * row has its start time and status 'running' (7 bytes more), 9 once it has
- * its first step too (runs.steps: up to 6 more), none once it has its finish
- * time (6 more, and 'succeeded' 2 more than 'running').
+ * row has its first start time and status 'running' (7 bytes more), 9 once it
+ * has its first step too (runs.steps: up to 6 more), none once it has its
+ * finish time (6 more, and 'succeeded' 2 more than 'running').
  *
  * events and runs: rid is the next of the id's band (?9, ?10 for events,
  * ?12, ?13 for runs: bind_band), found by id in it (hf_sqlite_band); ?11 for
@@ -48,7 +48,8 @@ static const char *stmt_sql[ST_COUNT] = {
     [ST_DEDUPE_GET] = "SELECT event_id FROM dedupe WHERE workflow = ?1 AND"
 		      " key = ?2",
     [ST_RUN_STARTED] = "UPDATE runs SET status = 'running', started_at ="
-		       " ?2, claimed = 1, spare = zeroblob(15) WHERE rid"
+		       " ?2, claimed = 1, spare = CASE WHEN started_at IS"
+		       " NULL THEN zeroblob(15) ELSE spare END WHERE rid"
 		       " BETWEEN ?3 AND ?4 AND id = ?1 AND status <>"
 		       " 'cancelled'",
     /* A step's row, appended to its run's chain (store_sqlite_schema.c):

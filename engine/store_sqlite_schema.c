@@ -25,7 +25,7 @@ static int exec(sqlite3 *db, const char *sql)
  *   (hf_sqlite_band: found by id through the band of its millisecond), the
  *   id stored once: no second b-tree for a TEXT key;
  * - runs_late: the runs of an event not made with it (a replay, ...); those
- *   made with it are found by rid (HF_RUNS_NEAR): the event's page in the
+ *   made with it are found by rid (HF_RUNS_NEAR_OF): the event's page in the
  *   API, and prune (an event goes once no run refers to it);
  * - runs_pending: the unfinished runs (recovery at start, ?status=queued);
  * - runs_unclaimed: the disk backlog (hf_store_load_backlog), rid order;
@@ -38,10 +38,10 @@ static int exec(sqlite3 *db, const char *sql)
  *   finish times (store_sqlite_apply.c), so that the row does not grow in
  *   its page: a row that grows past its page's room splits it and rewrites
  *   its neighbours, at nearly every commit under load (measured: 1 of the 3
- *   pages of runs each commit rewrote, about 6% of the bytes per event).
+ *   pages of runs each commit rewrote, about 7% of the bytes per event).
  * - steps: rows appended, keyed by sid; a run's rows are a chain, newest
- *   first, from runs.steps through each row's prev (STEPS_OF in
- *   store_sqlite_query.c); a step written again (a retry, a woken wait)
+ *   first, from runs.steps through each row's prev (HF_STEPS_OF in
+ *   store_sqlite.h); a step written again (a retry, a woken wait)
  *   appends a row that hides the older one of the same idx. No index: a
  *   table keyed by (run, idx) took appends in an index b-tree, which
  *   rebalanced its last leaves, 3-4 pages, at nearly every commit.
@@ -210,7 +210,8 @@ static const char migrate_5_6_sql[] =
     "DROP TABLE steps;"
     "ALTER TABLE steps_v6 RENAME TO steps;";
 
-/* hf_band(id) in SQL: the first rid of id's band (migrate_1_2_sql). */
+/* hf_band(id) in SQL: the first rid of id's band (migrate_1_2_sql,
+ * migrate_5_6_sql). */
 static void band_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
 	(void)argc;
