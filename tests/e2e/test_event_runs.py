@@ -68,8 +68,9 @@ def replay(srv, ev):
 
 
 def later_than_near(t0):
-    """Waits until 0.2 s have passed since t0, so that a replay made now is
-    a late run (more than 100 ms after its event) whatever the machine."""
+    """Waits until 0.2 s have passed since t0 (taken once the event was
+    answered), so that a replay made now is a late run (more than 100 ms
+    after its event's id) whatever the machine."""
     wait_for(lambda: time.monotonic() - t0 > 0.2, what="0.2 s to pass")
 
 
@@ -82,8 +83,8 @@ def indexes(srv):
 def accept_and_replay(srv):
     """Posts to /e (two runs), then replays the event twice: the event's id
     and its runs, in the order they were made."""
-    t0 = time.monotonic()
     r = srv.post("/e", {"n": 1})
+    t0 = time.monotonic()  # the event's id was made before its answer
     assert r.status == 202, r
     ev, made = r.json()["event"], r.json()["runs"]
     assert len(made) == 2
@@ -122,8 +123,8 @@ def test_retention_keeps_an_event_while_a_later_run_needs_it(server):
     none is left: a replay's run still napping keeps it, and once that run
     is pruned too the event goes."""
     srv = server(workflows={"p": QUICK})
-    t0 = time.monotonic()
     r = srv.post("/p", {"n": 1}).json()
+    t0 = time.monotonic()  # the event's id was made before its answer
     ev, (rid,) = r["event"], r["runs"]
     assert srv.wait_run(rid)["status"] == "succeeded"
     # the replay naps: the workflow changed while the server was stopped
