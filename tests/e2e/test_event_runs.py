@@ -12,33 +12,13 @@ import pytest
 from conftest import (PG_MODE, SQLITE_BACK_TO_4, sqlite_back_to, state_rows,
                       wait_for)
 
-TWO = {
-    "one": """
-name: one
-on:
-  webhook: { path: /e }
-steps:
-  - id: s
-    run: return 1
-""",
-    "two": """
-name: two
-on:
-  webhook: { path: /e }
-steps:
-  - id: s
-    run: return 2
-""",
-}
+def returns(name, path, value):
+    return (f"name: {name}\non:\n  webhook: {{ path: {path} }}\nsteps:\n"
+            f"  - id: s\n    run: return {value}\n")
 
-QUICK = """
-name: p
-on:
-  webhook: { path: /p }
-steps:
-  - id: s
-    run: return 1
-"""
+
+TWO = {"one": returns("one", "/e", 1), "two": returns("two", "/e", 2)}
+QUICK = returns("p", "/p", 1)
 
 NAPPING = """
 name: p

@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from conftest import SQLITE_BACK_TO_4, state_rows, wait_for
+from conftest import SQLITE_BACK_TO_4, sqlite_back_to, state_rows, wait_for
 
 
 ECHO = """
@@ -187,14 +187,10 @@ def test_schema_v3_file_migrates_and_reads_old_bodies(server):
     assert stored(srv, old["event"])[1] == len(raw)
     # Taking the column away would leave a packed block without its size:
     # the body goes back as it came first, as version 3 stored it.
-    con = sqlite3.connect(srv.state)
-    con.executescript(SQLITE_BACK_TO_4 + f"""
+    sqlite_back_to(srv, 3, SQLITE_BACK_TO_4 + f"""
         UPDATE events SET body = x'{raw.hex()}', body_size = NULL;
         ALTER TABLE events DROP COLUMN body_size;
-        UPDATE meta SET value = '3' WHERE key = 'schema_version';
     """)
-    con.commit()
-    con.close()
     srv.start()
     assert "migrated from schema version 3 to 6" in srv.stderr()
     assert event(srv, old["event"])["body"].encode() == raw

@@ -7,12 +7,12 @@ Nothing here asserts a timing: only order (the run waits before, succeeds
 after; a step ends no earlier than its due time) within bounded waits."""
 import datetime
 import json
-import sqlite3
 import time
 
 import pytest
 
-from conftest import PG_MODE, SQLITE_BACK_TO_4, pg_cluster, state_rows, wait_for
+from conftest import (PG_MODE, SQLITE_BACK_TO_4, pg_cluster, sqlite_back_to,
+                      state_rows, wait_for)
 from flowutil import APPROVER, metric, waiting
 
 SLEEPER = """
@@ -170,17 +170,13 @@ def test_schema_v2_file_migrates(server):
     queued run goes on, and a sleep parks."""
     srv = server(workflows={"sleeper": SLEEPER})
     srv.stop()
-    con = sqlite3.connect(srv.state)
-    con.executescript(SQLITE_BACK_TO_4 + """
+    sqlite_back_to(srv, 2, SQLITE_BACK_TO_4 + """
         DROP INDEX runs_wake; DROP INDEX runs_wait_path;
         ALTER TABLE runs DROP COLUMN wake_at;
         ALTER TABLE runs DROP COLUMN waiting;
         ALTER TABLE runs DROP COLUMN wait_path;
         ALTER TABLE events DROP COLUMN body_size;
-        UPDATE meta SET value = '2' WHERE key = 'schema_version';
     """)
-    con.commit()
-    con.close()
     srv.start()
     assert "migrated from schema version 2 to 6" in srv.stderr()
     rid = srv.post("/sleep", {"n": 1}).json()["runs"][0]
