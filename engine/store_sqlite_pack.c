@@ -50,9 +50,13 @@ const void *hf_sqlite_pack(struct hf_sqlite_store *q, const void *body,
 		q->pack_buf = b;
 		q->pack_cap = room;
 	}
-	if (!q->pack_state && !(q->pack_state = malloc(LZ4_sizeofState())))
+	/* One stream, made once: LZ4_resetStream_fast starts each body as a
+	 * block of its own (no dictionary) without clearing the 16 KiB hash
+	 * table, as LZ4_compress_fast_extState does for every call. */
+	if (!q->pack_state && !(q->pack_state = LZ4_createStream()))
 		return NULL;
-	int n = LZ4_compress_fast_extState(q->pack_state, body, q->pack_buf,
+	LZ4_resetStream_fast(q->pack_state);
+	int n = LZ4_compress_fast_continue(q->pack_state, body, q->pack_buf,
 					   (int)len, (int)room, 1);
 	if (n <= 0)
 		return NULL;
@@ -72,7 +76,7 @@ void hf_sqlite_pack_trim(struct hf_sqlite_store *q)
 void hf_sqlite_pack_free(struct hf_sqlite_store *q)
 {
 	free(q->pack_buf);
-	free(q->pack_state);
+	LZ4_freeStream(q->pack_state);
 	q->pack_buf = q->pack_state = NULL;
 	q->pack_cap = 0;
 }
