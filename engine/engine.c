@@ -90,7 +90,7 @@ struct hf_snapshot *hf_engine_snapshot(struct hf_engine *eng)
 	return snap;
 }
 
-void hf_engine_run_over(struct hf_engine *eng, struct hf_run *run)
+void hf_engine_run_finished(struct hf_engine *eng, struct hf_run *run)
 {
 	hf_sched_release(eng->sched, run);
 	hf_metrics_run(run->wf ? run->wf->name : "",
@@ -116,12 +116,6 @@ void hf_engine_run_over(struct hf_engine *eng, struct hf_run *run)
 	}
 	if (run->waiter && eng->sync_finish)
 		eng->sync_finish(run->waiter, run);
-	run->waiter = NULL;
-}
-
-void hf_engine_run_finished(struct hf_engine *eng, struct hf_run *run)
-{
-	hf_engine_run_over(eng, run);
 	hf_run_free(run);
 }
 

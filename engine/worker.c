@@ -44,9 +44,6 @@ struct worker {
 	pthread_cond_t cond;
 	int inflight;
 	size_t inflight_bytes;
-	/* Committed writes handed back by the writer, freed on this thread
-	 * (reclaim): the writer frees nothing a worker allocated. */
-	struct step_write *spent;
 	/* The step running (under lock): its deadline (mono ms; 0: none
 	 * running), run and step, for hf_workers_stuck. */
 	int64_t deadline;
@@ -63,35 +60,6 @@ struct hf_workers {
 	atomic_bool stopping;
 };
 
-struct step_write {
-	struct hf_write w;
-	struct hf_step_result res;
-	/* The run's state before the step, restored when the commit fails. */
-	size_t prev_step;
-	int prev_attempt;
-	enum hf_run_status prev_status;
-	int64_t prev_wake_at;
-	struct worker *wk; /* waiting for this commit; NULL: nobody */
-	size_t bytes;	   /* counted in wk->inflight_bytes */
-	bool free_run;	   /* reclaim frees w.run too: it ended */
-	struct step_write *next_spent;
-};
-
-/* Frees, on the worker that made them, the writes the writer handed back
- * (commit_end): their results and the runs that ended with them. */
-static void reclaim(struct step_write *sw)
-{
-	while (sw) {
-		struct step_write *next = sw->next_spent;
-		if (sw->w.result)
-			hf_step_result_release(&sw->res);
-		if (sw->free_run)
-			hf_run_free(sw->w.run);
-		free(sw);
-		sw = next;
-	}
-}
-
 /* A worker does not wait for each commit (that would cap it at one step per
  * fsync) but keeps at most HF_WORKER_INFLIGHT writes, holding at most
  * HF_WORKER_INFLIGHT_BYTES of results, uncommitted: a crash repeats at most
@@ -104,10 +72,7 @@ static void commit_begin(struct worker *wk, size_t bytes)
 	pthread_mutex_lock(&wk->lock);
 	wk->inflight++;
 	wk->inflight_bytes += bytes;
-	struct step_write *spent = wk->spent;
-	wk->spent = NULL;
 	pthread_mutex_unlock(&wk->lock);
-	reclaim(spent);
 }
 
 /* Waits until at most max writes and max_bytes bytes are uncommitted. */
@@ -116,27 +81,17 @@ static void commit_wait(struct worker *wk, int max, size_t max_bytes)
 	pthread_mutex_lock(&wk->lock);
 	while (wk->inflight > max || wk->inflight_bytes > max_bytes)
 		pthread_cond_wait(&wk->cond, &wk->lock);
-	struct step_write *spent = wk->spent;
-	wk->spent = NULL;
 	pthread_mutex_unlock(&wk->lock);
-	reclaim(spent);
 }
 
-/* On the writer thread, after the commit (or its failure). spent, when not
- * NULL, goes back to the worker, listed before the count drops (a stopping
- * worker reclaims it once the count is 0). The worker is woken only when it
- * may be waiting: once below half the bounds, or at the last write (the stop
- * waits for that), not at every commit. */
-static void commit_end(struct worker *wk, size_t bytes,
-		       struct step_write *spent)
+/* On the writer thread, after the commit (or its failure). The worker is
+ * woken only when it may be waiting: once below half the bounds, or at the
+ * last write (the stop waits for that), not at every commit. */
+static void commit_end(struct worker *wk, size_t bytes)
 {
 	if (!wk)
 		return;
 	pthread_mutex_lock(&wk->lock);
-	if (spent) {
-		spent->next_spent = wk->spent;
-		wk->spent = spent;
-	}
 	wk->inflight--;
 	wk->inflight_bytes -= bytes;
 	if (wk->inflight == 0 ||
@@ -145,6 +100,18 @@ static void commit_end(struct worker *wk, size_t bytes,
 		pthread_cond_signal(&wk->cond);
 	pthread_mutex_unlock(&wk->lock);
 }
+
+struct step_write {
+	struct hf_write w;
+	struct hf_step_result res;
+	/* The run's state before the step, restored when the commit fails. */
+	size_t prev_step;
+	int prev_attempt;
+	enum hf_run_status prev_status;
+	int64_t prev_wake_at;
+	struct worker *wk; /* waiting for this commit; NULL: nobody */
+	size_t bytes;	   /* counted in wk->inflight_bytes */
+};
 
 static void step_written(struct hf_write *w)
 {
@@ -177,15 +144,10 @@ static void step_written(struct hf_write *w)
 	if (w->rc == 0 && w->result && sw->res.nemits > 0)
 		hf_outbox_kick(eng->outbox);
 	bool committed = w->rc == 0;
+	if (w->result)
+		hf_step_result_release(&sw->res);
 	bool fenced = w->fenced;
-	/* With a worker waiting for it, sw (its result, the run if it ends)
-	 * goes back to that worker to be freed there (commit_end, reclaim). */
-	struct step_write *spent = wk ? sw : NULL;
-	if (!spent) {
-		if (w->result)
-			hf_step_result_release(&sw->res);
-		free(sw);
-	}
+	free(sw);
 	atomic_store(&run->owned, false);
 	/* Cancelled while this step ran: it committed, no later step runs. */
 	if (committed && hf_cancel_take(run)) {
@@ -198,11 +160,7 @@ static void step_written(struct hf_write *w)
 		/* Another node holds the run: this node lets go of it. */
 		hf_engine_run_dropped(eng, run);
 	} else if (over) {
-		hf_engine_run_over(eng, run);
-		if (spent)
-			spent->free_run = true;
-		else
-			hf_run_free(run);
+		hf_engine_run_finished(eng, run);
 	} else if (parked) {
 		/* A respond: sync caller gets its answer now (202). */
 		if (run->waiter && eng->sync_finish)
@@ -210,14 +168,11 @@ static void step_written(struct hf_write *w)
 		run->waiter = NULL;
 		hf_park_parked(eng->park, run->wake_at);
 		hf_sched_release(eng->sched, run);
-		if (spent)
-			spent->free_run = true;
-		else
-			hf_run_free(run);
+		hf_run_free(run);
 	} else {
 		hf_sched_push(eng->sched, run);
 	}
-	commit_end(wk, bytes, spent);
+	commit_end(wk, bytes);
 }
 
 /* Not counted in the worker's bound (no step repeats for it): its step's

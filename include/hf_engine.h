@@ -100,9 +100,6 @@ void hf_engine_publish(struct hf_engine *eng, struct hf_workflow_set *set);
 /* Hands a finished run back: releases its lane, answers a respond: sync waiter
  * (eng->sync_finish), counts it, frees it. Any thread. */
 void hf_engine_run_finished(struct hf_engine *eng, struct hf_run *run);
-/* hf_engine_run_finished but for the free: the caller frees the run later
- * (hf_run_free), on a thread of its choosing. */
-void hf_engine_run_over(struct hf_engine *eng, struct hf_run *run);
 /* Lets go of a run that this node no longer holds (PostgreSQL: another node
  * took it over, hf_store_holds): releases its lane and frees it, without
  * counting it as ended. Any thread. */
