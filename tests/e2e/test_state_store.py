@@ -67,7 +67,7 @@ def test_wal_stays_bounded_under_sustained_load(server):
         w.join()
     assert statuses.count(202) == 6000, set(statuses)
     # HF_CKPT_MAX_PAGES (8000) frames of 4 KiB + 24 bytes is the hard bound
-    # (33 MB); the checkpointer keeps it near HF_CKPT_PAGES (1000: 4 MB).
+    # (33 MB); the checkpointer keeps it near HF_CKPT_PAGES (300: 1.2 MB).
     assert biggest[0] < 12 * 1024 * 1024, biggest[0]
 
 
