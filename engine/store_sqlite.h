@@ -27,9 +27,9 @@
  * database file, which the WAL's next fdatasync waits behind on the same
  * disk; smaller ones stall a commit less. Measured (--sync full, 64
  * connections, fresh servers alternating and bench.py in both orders): p99
- * 0.69-0.90 of 1000/256's in ten runs of eleven (1.10 in the other), the
- * same CPU per event, bytes per event 0.96-1.08 (hot pages are copied more
- * often, fewer other pages twice). */
+ * 0.69-0.93 of 1000/256's in eleven runs of twelve (1.10 in the other), the
+ * same CPU per event, bytes per event 1.00-1.08 (hot pages are copied more
+ * often). */
 #ifndef HF_CKPT_PAGES
 #define HF_CKPT_PAGES 300
 #endif
