@@ -767,11 +767,12 @@ def phase_baseline(args, script):
 SETTLE_S = 1.0  # after the drain, for a late checkpoint's writes
 
 
-def phase_ingest(args, script, sync):
+def phase_ingest(args, script, sync, extra=()):
+    """extra: more serve flags (pairs.py)."""
     log("ingest: hookflow --sync %s, async workflow, step `return 1`" % sync)
     root = os.path.join(args.tmp, "ingest-" + sync)
     srv = hookflow_server(args, root, sync, {
-        "bench-ingest": ("/bench/ingest", "return 1")}).start()
+        "bench-ingest": ("/bench/ingest", "return 1")}, extra).start()
     with Phase(srv):
         time.sleep(0.5)
         idle = proc_status(srv.pid).get("VmRSS")

@@ -14,8 +14,8 @@ phase (`hookflow serve --sync full`, a one-step `return 1` workflow, wrk
 -c64 -t2 on the 1 KiB body) -n times, on a fresh state each time, in the
 order A B, B A, A B, ... so that drift and order fall on both alike. Each run
 prints req/s, p99 and the CPU per accepted and finished run split by thread
-(from /proc/PID/task, as bench.py does, until every run finished); the end
-prints each figure's median per build and the median and range of the
+(bench.phase_ingest itself, run once per server); the end prints each
+figure's median per build and the median and range of the
 per-pair ratios (this build / the other), with how many pairs went each
 way. --args and --against-args add serve flags to one side, to compare two
 settings of one build (e.g. --against build --against-args "--http-io poll").
@@ -28,7 +28,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -40,36 +39,26 @@ FIGURES = (("req_per_s", "accepts/s", 0), ("p99_ms", "p99 ms", 2),
 
 
 def one_run(hookflow, extra, args, script):
-    """One fresh server under load: its figures, or raises."""
-    root = tempfile.mkdtemp(prefix="hookflow-pairs-")
+    """One fresh server under bench.py's `full` phase: its figures, or
+    raises."""
+    tmp = tempfile.mkdtemp(prefix="hookflow-pairs-")
     try:
-        opts = argparse.Namespace(hookflow=hookflow, workers=0)
-        srv = bench.hookflow_server(opts, root, "full", {
-            "bench-ingest": ("/bench/ingest", "return 1")}, extra).start()
-        try:
-            time.sleep(0.5)
-            m0 = bench.scrape(srv)
-            gauge = bench.backlog_gauge(m0)
-            probe = bench.CpuProbe(srv.pid).start()
-            w = bench.run_wrk(srv.url("/bench/ingest"), script, args)
-            t_drain, m = bench.wait_drained(srv, 60.0, gauge=gauge)
-            probe.stop()
-            if t_drain is None:
-                raise RuntimeError("the runs did not finish within 60 s")
-            if w["non_2xx_3xx"]:
-                raise RuntimeError("%d answers were not 2xx"
-                                   % w["non_2xx_3xx"])
-            accepted = bench.metric(m, "hookflow_events_total",
-                                    status="202")
-            split = probe.split(accepted) or {}
-            out = {"req_per_s": w["req_per_s"], "p99_ms": w["p99_ms"]}
-            for k in ("total", "http", "writer", "workers"):
-                out[k] = split.get(k)
-            return out
-        finally:
-            srv.stop()
+        opts = argparse.Namespace(
+            hookflow=hookflow, workers=0, tmp=tmp, wal_split=False,
+            drain_timeout=60.0, connections=args.connections,
+            threads=args.threads, duration=args.duration)
+        res = bench.phase_ingest(opts, script, "full", extra)
+        if not res["drained"]:
+            raise RuntimeError("the runs did not finish within 60 s")
+        if res["non_2xx"]:
+            raise RuntimeError("%d answers were not 2xx" % res["non_2xx"])
+        split = res["cpu_us_per_event_by_thread"] or {}
+        out = {"req_per_s": res["req_per_s"], "p99_ms": res["p99_ms"]}
+        for k in ("total", "http", "writer", "workers"):
+            out[k] = split.get(k)
+        return out
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def line(tag, r):
