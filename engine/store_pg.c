@@ -1,11 +1,12 @@
 /* store_pg.c - the PostgreSQL state backend's core (--state postgres://…):
  * the schema, created or migrated at start under an advisory lock, the
- * connections (the writer's and a pool of readers), the writer thread with
- * group commit (one transaction per batch, a failed batch applied again write
- * by write, done() only after COMMIT), whether the database can write (a lost
- * connection or a failing server fails the writes: hf_store_writable turns
- * false, and a tiny write every HF_STORE_PROBE_MS reconnects and finds when it
- * can again), and the table of operations that store.c dispatches through.
+ * connections (the writer's and a pool of readers), the writer's transaction
+ * (one per batch, done() only after COMMIT) and which of its failures are the
+ * database's (a lost connection or a failing server: every write fails
+ * alike), the probe's write (which reconnects), and the table of operations
+ * that store.c dispatches through. The writer thread itself (queue, batches,
+ * a failed batch applied again write by write, whether the database can
+ * write) is store_writer.c, shared with the SQLite backend.
  *
  * The schema mirrors the SQLite backend's (store_sqlite.c) column for column,
  * so that every answer of the admin API and the CLI is the same, with what
@@ -240,34 +241,6 @@ static bool store_fault(PGconn *c, const char *state)
 	       strncmp(state, "XX", 2) == 0 || strcmp(state, "25006") == 0;
 }
 
-static void health_fault(struct hf_pg_store *q, const char *msg)
-{
-	int64_t now = hf_mono_ms();
-	pthread_mutex_lock(&q->health_lock);
-	snprintf(q->why, sizeof q->why, "%s", msg);
-	pthread_mutex_unlock(&q->health_lock);
-	if (!atomic_exchange(&q->unwritable, true))
-		q->fault_since = now;
-	if (q->fault_logged_at &&
-	    now - q->fault_logged_at < HF_STORE_FAULT_LOG_MS)
-		return;
-	q->fault_logged_at = now;
-	q->fault_logged = true;
-	hf_log(HF_LOG_ERROR,
-	       "state database cannot write: %s (%llu writes failed so far); "
-	       "webhooks get 503, steps and deliveries wait until it can",
-	       msg, (unsigned long long)q->stats.write_errors);
-}
-
-static void health_ok(struct hf_pg_store *q)
-{
-	if (!atomic_exchange(&q->unwritable, false) || !q->fault_logged)
-		return;
-	q->fault_logged = false;
-	hf_log(HF_LOG_INFO, "state database writes again (after %llds)",
-	       (long long)((hf_mono_ms() - q->fault_since + 999) / 1000));
-}
-
 /* The writer's connection, connected again when it was lost: NULL (msg says
  * why) when the server cannot be reached. */
 static PGconn *writer_conn(struct hf_pg_store *q, char *msg, size_t size)
@@ -303,13 +276,15 @@ static void last_error(struct hf_pg_store *q, char *msg, size_t size)
 		snprintf(msg, size, "a write refused");
 }
 
-/* Applies the writes from w up to end (NULL: the list's end) in one
- * transaction. Returns 0, or -1 rolled back, with whether it was a fault of
- * the database in *fault and the message in msg. */
-static int transact(struct hf_pg_store *q, struct hf_write *w,
+/* The writer's transaction (struct hf_writer_ops): the writes from w up to
+ * end (NULL: the list's end) in one transaction. Returns 0, or -1 rolled
+ * back, with whether it was a fault of the database in *fault and the
+ * message in msg. */
+static int transact(struct hf_store *s, struct hf_write *w,
 		    const struct hf_write *end, bool *fault, char *msg,
 		    size_t size)
 {
+	struct hf_pg_store *q = pq(s);
 	*fault = false;
 	char state[8] = "";
 	q->last_state[0] = '\0';
@@ -352,78 +327,6 @@ static int transact(struct hf_pg_store *q, struct hf_write *w,
 	return -1;
 }
 
-/* Applies a batch in one transaction; when a write fails, each write again
- * in a transaction of its own (one bad write fails alone); when the
- * database cannot write, every write of the batch fails at once. */
-static void apply_batch(struct hf_pg_store *q, struct hf_write *batch, size_t n)
-{
-	assert(pq_applying(q));
-	bool fault = false;
-	char msg[160];
-	int rc = transact(q, batch, NULL, &fault, msg, sizeof msg);
-	for (struct hf_write *w = batch; w; w = w->next)
-		w->rc = rc;
-	if (rc == 0) {
-		q->stats.commits++;
-		q->stats.writes += n;
-		health_ok(q);
-		return;
-	}
-	if (fault) {
-		q->stats.write_errors += n;
-		health_fault(q, msg);
-		return;
-	}
-	if (n > 1)
-		hf_log(HF_LOG_WARN,
-		       "state database: batch failed (%s); applying its writes "
-		       "one by one",
-		       msg);
-	bool any_fault = false, committed = false;
-	for (struct hf_write *w = batch; w; w = w->next) {
-		w->rc = n > 1 ? transact(q, w, w->next, &fault, msg, sizeof msg)
-			      : -1;
-		if (w->rc == 0) {
-			q->stats.commits++;
-			q->stats.writes++;
-			committed = true;
-			continue;
-		}
-		q->stats.write_errors++;
-		if (fault)
-			any_fault = true;
-		else
-			hf_log(HF_LOG_ERROR, "state database: write failed: %s",
-			       msg);
-	}
-	if (any_fault)
-		health_fault(q, msg);
-	else if (committed)
-		health_ok(q);
-}
-
-static void finish_batch(struct hf_write *batch)
-{
-	while (batch) {
-		struct hf_write *next = batch->next;
-		batch->next = NULL;
-		if (batch->done)
-			batch->done(batch);
-		batch = next;
-	}
-}
-
-static void apply_locked(struct hf_pg_store *q, struct hf_write *batch,
-			 size_t n)
-{
-	pthread_mutex_lock(&q->wlock);
-	q->applier = pthread_self();
-	q->applying = true;
-	apply_batch(q, batch, n);
-	q->applying = false;
-	pthread_mutex_unlock(&q->wlock);
-}
-
 static int probe_call(struct hf_store *s, void *arg)
 {
 	(void)arg;
@@ -436,98 +339,6 @@ static int probe_call(struct hf_store *s, void *arg)
 		   : 0;
 }
 
-static void writer_wait(struct hf_pg_store *q)
-{
-	while (!q->head && !q->stopping) {
-		if (!atomic_load(&q->unwritable)) {
-			pthread_cond_wait(&q->cond, &q->lock);
-			continue;
-		}
-		struct timespec ts;
-		hf_deadline_in(HF_STORE_PROBE_MS, &ts);
-		if (pthread_cond_timedwait(&q->cond, &q->lock, &ts) !=
-			ETIMEDOUT ||
-		    q->head || q->stopping)
-			continue;
-		pthread_mutex_unlock(&q->lock);
-		struct hf_write w = {.kind = HF_W_CALL, .call = probe_call};
-		apply_locked(q, &w, 1);
-		pthread_mutex_lock(&q->lock);
-	}
-}
-
-static void *writer_main(void *arg)
-{
-	struct hf_pg_store *q = arg;
-	q->writer_id = pthread_self();
-	pthread_mutex_lock(&q->lock);
-	for (;;) {
-		writer_wait(q);
-		if (!q->head && q->stopping)
-			break;
-		struct hf_write *batch = q->head, *last = q->head;
-		size_t n = 1;
-		while (last->next && n < HF_WRITER_BATCH) {
-			last = last->next;
-			n++;
-		}
-		q->head = last->next;
-		if (!q->head)
-			q->tail = NULL;
-		last->next = NULL;
-		pthread_mutex_unlock(&q->lock);
-
-		apply_locked(q, batch, n);
-		finish_batch(batch);
-
-		pthread_mutex_lock(&q->lock);
-		if (q->batch_end) {
-			void (*end)(void *) = q->batch_end;
-			void *end_arg = q->batch_end_arg;
-			pthread_mutex_unlock(&q->lock);
-			end(end_arg);
-			pthread_mutex_lock(&q->lock);
-		}
-	}
-	pthread_mutex_unlock(&q->lock);
-	return NULL;
-}
-
-static void submit(struct hf_store *s, struct hf_write *w)
-{
-	struct hf_pg_store *q = pq(s);
-	w->next = NULL;
-	w->rc = 0;
-	if (!q->threaded) {
-		apply_locked(q, w, 1);
-		finish_batch(w);
-		pthread_mutex_lock(&q->lock);
-		void (*end)(void *) = q->batch_end;
-		void *end_arg = q->batch_end_arg;
-		pthread_mutex_unlock(&q->lock);
-		if (end)
-			end(end_arg);
-		return;
-	}
-	pthread_mutex_lock(&q->lock);
-	if (q->tail)
-		q->tail->next = w;
-	else
-		q->head = w;
-	q->tail = w;
-	pthread_cond_signal(&q->cond);
-	pthread_mutex_unlock(&q->lock);
-}
-
-void hf_pg_on_batch_end(struct hf_store *s, void (*fn)(void *arg), void *arg)
-{
-	struct hf_pg_store *q = pq(s);
-	pthread_mutex_lock(&q->lock);
-	q->batch_end_arg = arg;
-	q->batch_end = fn;
-	pthread_mutex_unlock(&q->lock);
-}
-
 static void set_clean_stop(struct hf_store *s)
 {
 	pq(s)->clean_stop = true;
@@ -536,12 +347,7 @@ static void set_clean_stop(struct hf_store *s)
 static void store_close(struct hf_store *s)
 {
 	struct hf_pg_store *q = pq(s);
-	if (q->threaded) {
-		pthread_mutex_lock(&q->lock);
-		q->stopping = true;
-		pthread_cond_signal(&q->cond);
-		pthread_mutex_unlock(&q->lock);
-		pthread_join(q->thread, NULL);
+	if (hf_writer_stop(&q->wr)) {
 		/* The heartbeat first: it would take the stop for a reap. */
 		hf_pg_node_stop(q);
 		if (q->clean_stop)
@@ -552,11 +358,8 @@ static void store_close(struct hf_store *s)
 		PQfinish(q->readers[i]);
 	PQfinish(q->wconn);
 	hf_pg_rows_free(q);
-	pthread_mutex_destroy(&q->lock);
-	pthread_mutex_destroy(&q->wlock);
-	pthread_cond_destroy(&q->cond);
+	hf_writer_destroy(&q->wr);
 	pthread_mutex_destroy(&q->pool_lock);
-	pthread_mutex_destroy(&q->health_lock);
 	pthread_mutex_destroy(&q->key_lock);
 	hf_secret_wipe(q->key, sizeof q->key);
 	if (q->url)
@@ -565,12 +368,19 @@ static void store_close(struct hf_store *s)
 	free(q);
 }
 
+static void submit(struct hf_store *s, struct hf_write *w)
+{
+	hf_writer_submit(&pq(s)->wr, w);
+}
+
+void hf_pg_on_batch_end(struct hf_store *s, void (*fn)(void *arg), void *arg)
+{
+	hf_writer_on_batch_end(&pq(s)->wr, fn, arg);
+}
+
 static void stats(struct hf_store *s, struct hf_store_stats *out)
 {
-	struct hf_pg_store *q = pq(s);
-	pthread_mutex_lock(&q->wlock);
-	*out = q->stats;
-	pthread_mutex_unlock(&q->wlock);
+	hf_writer_stats(&pq(s)->wr, out);
 }
 
 static bool writable(struct hf_store *s, char *why, size_t size)
@@ -584,14 +394,7 @@ static bool writable(struct hf_store *s, char *why, size_t size)
 				 (long long)(q->lease_ms * 3 / 4000));
 		return false;
 	}
-	if (!atomic_load(&q->unwritable))
-		return true;
-	if (why && size) {
-		pthread_mutex_lock(&q->health_lock);
-		snprintf(why, size, "%s", q->why);
-		pthread_mutex_unlock(&q->health_lock);
-	}
-	return false;
+	return hf_writer_writable(&q->wr, why, size);
 }
 
 /* --- sharing work between servers (store_pg_node.c has the rest) --- */
@@ -621,6 +424,11 @@ static bool holds(struct hf_store *s, const struct hf_run *run)
 {
 	return run->epoch == 0 || run->epoch == atomic_load(&pq(s)->epoch);
 }
+
+static const struct hf_writer_ops writer_ops = {
+    .transact = transact,
+    .probe = probe_call,
+};
 
 static const struct hf_store_ops pg_ops = {
     .name = "postgres",
@@ -753,11 +561,8 @@ struct hf_store *hf_store_pg_open(const char *url, bool sync_full,
 	q->base.ops = &pg_ops;
 	q->url = hf_xstrdup(url);
 	q->sync_full = sync_full;
-	pthread_mutex_init(&q->lock, NULL);
-	pthread_mutex_init(&q->wlock, NULL);
-	pthread_cond_init(&q->cond, NULL);
+	hf_writer_init(&q->wr, &q->base, &writer_ops);
 	pthread_mutex_init(&q->pool_lock, NULL);
-	pthread_mutex_init(&q->health_lock, NULL);
 	pthread_mutex_init(&q->key_lock, NULL);
 	hf_pg_rows_init(q);
 	q->wconn = hf_pg_connect(q, err);
@@ -769,10 +574,7 @@ struct hf_store *hf_store_pg_open(const char *url, bool sync_full,
 		    hf_pg_secrets_start(q, err) < 0)
 			goto fail;
 		hf_pg_clean_stop_begin(q);
-		q->threaded = true;
-		if (hf_thread_start(&q->thread, "hf-writer", writer_main, q) !=
-		    0) {
-			q->threaded = false;
+		if (hf_writer_start(&q->wr) < 0) {
 			hf_error_set(err, NULL, 0, 0,
 				     "cannot start the writer thread");
 			goto fail;

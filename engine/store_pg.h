@@ -10,6 +10,7 @@
 
 #include "hf_limits.h"
 #include "store_int.h"
+#include "store_writer.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -53,31 +54,15 @@ struct hf_pg_store {
 	int nprepared;
 	char last_state[8]; /* SQLSTATE of its last failed statement */
 
-	pthread_mutex_t lock; /* guards the queue */
-	/* Guards wconn: the writer thread and the few callers that use it
-	 * directly (retry_run without a writer thread) never at once. */
-	pthread_mutex_t wlock;
-	pthread_cond_t cond;
-	struct hf_write *head, *tail;
-	bool stopping;
-	bool threaded;
-	pthread_t thread;
-	pthread_t writer_id;
-	pthread_t applier;
-	bool applying;
+	/* The queue, the writer thread, wlock (guards wconn: the writer
+	 * thread and the few callers that use it directly - retry_run without
+	 * a writer thread - never at once), whether the database can write,
+	 * the counts (store_writer.h). */
+	struct hf_store_writer wr;
 
 	pthread_mutex_t pool_lock;
 	PGconn *readers[HF_STATE_READERS];
 	int nreaders;
-
-	struct hf_store_stats stats;
-
-	atomic_bool unwritable;
-	pthread_mutex_t health_lock;
-	char why[128];
-	int64_t fault_since;
-	int64_t fault_logged_at;
-	bool fault_logged;
 
 	char versions[HF_STATE_VERSION_CACHE][72];
 	unsigned nversions;
@@ -99,11 +84,6 @@ struct hf_pg_store {
 
 	struct hf_pg_rows rows; /* the batch's pending multi-row inserts */
 
-	/* Called after each batch's done() calls (hf_pg_on_batch_end), under
-	 * lock. */
-	void (*batch_end)(void *arg);
-	void *batch_end_arg;
-
 	pthread_mutex_t key_lock;
 	bool have_key;
 	unsigned char key[32];
@@ -116,10 +96,7 @@ static inline struct hf_pg_store *pq(struct hf_store *s)
 
 static inline bool pq_applying(const struct hf_pg_store *q)
 {
-	pthread_t self = pthread_self();
-	if (q->threaded && !pthread_equal(self, q->writer_id))
-		return false;
-	return q->applying && pthread_equal(self, q->applier);
+	return hf_writer_applying(&q->wr);
 }
 
 /* store_pg.c: a new connection to q->url (NULL with err set), set up for

@@ -449,7 +449,7 @@ int hf_pg_retry_run(struct hf_store *s, const char *run_id,
 		    struct hf_error *err)
 {
 	struct hf_pg_store *q = pq(s);
-	pthread_mutex_lock(&q->wlock);
+	pthread_mutex_lock(&q->wr.wlock);
 	if (!q->wconn || PQstatus(q->wconn) != CONNECTION_OK) {
 		PQfinish(q->wconn);
 		q->nprepared = 0;
@@ -503,7 +503,7 @@ int hf_pg_retry_run(struct hf_store *s, const char *run_id,
 			     run_id);
 	else
 		rc = 0;
-	pthread_mutex_unlock(&q->wlock);
+	pthread_mutex_unlock(&q->wr.wlock);
 	return rc;
 }
 

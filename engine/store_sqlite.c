@@ -1,12 +1,14 @@
 /* store_sqlite.c - the SQLite state backend's core: the connections (the
  * writer's and a pool of readers), the one-off statements (hf_sqlite_stmt,
  * _exec, _each: prepared, bound, stepped row by row and finalized in one
- * place), the writer thread with group commit (batches, their transactions, a
- * failed batch applied again write by write), whether the database can write (a
- * disk full or an I/O error fails every write: hf_store_writable turns false,
- * rate-limited log lines say so, and a tiny write every HF_STORE_PROBE_MS finds
- * when it can again), and the table of operations that store.c dispatches
- * through.
+ * place), the writer's transaction and which of its failures are the
+ * database's (a disk full or an I/O error: every write fails alike), the
+ * probe's write, the checkpoints, and the table of operations that store.c
+ * dispatches through.
+ *
+ * The writer thread itself - the queue, batches and group commit, a failed
+ * batch applied again write by write, whether the database can write - is
+ * store_writer.c, shared with the PostgreSQL backend.
  *
  * Not here: the schema and its migration (store_sqlite_schema.c), the
  * prepared statements and applying each kind of write
@@ -18,8 +20,8 @@
  * statement on it; hf_store_submit() only appends to a queue. Readers borrow a
  * connection from a small pool (WAL lets them read during a write). Without a
  * writer thread (the CLI), writes are applied synchronously under a mutex, on
- * the caller's thread. apply_locked marks the thread applying a batch, which
- * assert()s check (sq_applying).
+ * the caller's thread. store_writer.c marks the thread applying a batch,
+ * which assert()s check (sq_applying).
  *
  * Neighbours: store.c (the generic interface), store_sqlite.h (shared
  * internals). With its sibling store_sqlite_*.c files, the only code that
@@ -238,44 +240,16 @@ static bool store_fault(int code)
 	}
 }
 
-/* The database cannot write (msg says why): hf_store_writable turns false,
- * and one log line says so at most every HF_STORE_FAULT_LOG_MS. */
-static void health_fault(struct hf_sqlite_store *q, const char *msg)
-{
-	int64_t now = hf_mono_ms();
-	pthread_mutex_lock(&q->health_lock);
-	snprintf(q->why, sizeof q->why, "%s", msg);
-	pthread_mutex_unlock(&q->health_lock);
-	if (!atomic_exchange(&q->unwritable, true))
-		q->fault_since = now;
-	if (q->fault_logged_at &&
-	    now - q->fault_logged_at < HF_STORE_FAULT_LOG_MS)
-		return;
-	q->fault_logged_at = now;
-	q->fault_logged = true;
-	hf_log(HF_LOG_ERROR,
-	       "state database cannot write: %s (%llu writes failed so far); "
-	       "webhooks get 503, steps and deliveries wait until it can",
-	       msg, (unsigned long long)q->stats.write_errors);
-}
-
-/* A write committed: the database writes (again). */
-static void health_ok(struct hf_sqlite_store *q)
-{
-	if (!atomic_exchange(&q->unwritable, false) || !q->fault_logged)
-		return;
-	q->fault_logged = false;
-	hf_log(HF_LOG_INFO, "state database writes again (after %llds)",
-	       (long long)((hf_mono_ms() - q->fault_since + 999) / 1000));
-}
-
-/* Applies the writes from w up to end (NULL: the list's end) in one
- * transaction. Returns 0, or -1 rolled back, with the error's code in *code
- * and its message in msg. */
-static int transact(struct hf_sqlite_store *q, struct hf_write *w,
-		    const struct hf_write *end, int *code, char *msg,
+/* The writer's transaction (struct hf_writer_ops): the writes from w up to
+ * end (NULL: the list's end) in one transaction. Returns 0, or -1 rolled
+ * back with the error's message in msg; *fault when the database itself
+ * cannot write (store_fault). */
+static int transact(struct hf_store *s, struct hf_write *w,
+		    const struct hf_write *end, bool *fault, char *msg,
 		    size_t size)
 {
+	struct hf_sqlite_store *q = sq(s);
+	*fault = false;
 	int rc = exec(q->wdb, "BEGIN IMMEDIATE");
 	for (; rc == 0 && w != end; w = w->next)
 		rc = hf_sqlite_apply(q, w);
@@ -286,10 +260,11 @@ static int transact(struct hf_sqlite_store *q, struct hf_write *w,
 		return 0;
 	}
 	/* A maintenance call (HF_W_CALL) can fail without an SQLite error. */
-	*code = sqlite3_extended_errcode(q->wdb);
+	int code = sqlite3_extended_errcode(q->wdb);
 	snprintf(msg, size, "%s",
-		 *code != SQLITE_OK ? sqlite3_errmsg(q->wdb)
-				    : "a write refused");
+		 code != SQLITE_OK ? sqlite3_errmsg(q->wdb)
+				   : "a write refused");
+	*fault = store_fault(code);
 	exec(q->wdb, "ROLLBACK");
 	hf_sqlite_bl_rollback(q);
 	q->nversions = 0; /* rows the rollback removed may be cached */
@@ -307,80 +282,6 @@ static size_t batch_counts(const struct hf_write *w)
 		   : 1;
 }
 
-/* Applies a batch in one transaction. When a write fails, the batch is rolled
- * back and each write is tried in a transaction of its own, so one bad write
- * fails alone; when the database cannot write (store_fault), every write of
- * the batch fails at once. */
-static void apply_batch(struct hf_sqlite_store *q, struct hf_write *batch,
-			size_t n)
-{
-	assert(sq_applying(q));
-	int code = SQLITE_OK;
-	char msg[128];
-	int rc = transact(q, batch, NULL, &code, msg, sizeof msg);
-	for (struct hf_write *w = batch; w; w = w->next)
-		w->rc = rc;
-	if (rc == 0) {
-		q->stats.commits++;
-		q->stats.writes += n;
-		health_ok(q);
-		return;
-	}
-	if (store_fault(code)) {
-		q->stats.write_errors += n;
-		health_fault(q, msg);
-		return;
-	}
-	hf_log(HF_LOG_WARN,
-	       "state database: batch failed (%s); applying its writes one by "
-	       "one",
-	       msg);
-	bool fault = false, committed = false;
-	for (struct hf_write *w = batch; w; w = w->next) {
-		w->rc = transact(q, w, w->next, &code, msg, sizeof msg);
-		if (w->rc == 0) {
-			q->stats.commits++;
-			q->stats.writes += batch_counts(w);
-			committed = true;
-			continue;
-		}
-		q->stats.write_errors++;
-		if (store_fault(code))
-			fault = true;
-		else
-			hf_log(HF_LOG_ERROR, "state database: write failed: %s",
-			       msg);
-	}
-	if (fault)
-		health_fault(q, msg);
-	else if (committed)
-		health_ok(q);
-}
-
-static void finish_batch(struct hf_write *batch)
-{
-	while (batch) {
-		struct hf_write *next = batch->next;
-		batch->next = NULL;
-		if (batch->done)
-			batch->done(batch);
-		batch = next;
-	}
-}
-
-/* Applies a batch holding the writer connection: wlock, and this thread marked
- * as the one applying (sq_applying). */
-static void apply_locked(struct hf_sqlite_store *q, struct hf_write *batch,
-			 size_t n)
-{
-	pthread_mutex_lock(&q->wlock);
-	q->applier = pthread_self();
-	q->applying = true;
-	apply_batch(q, batch, n);
-	q->applying = false;
-	pthread_mutex_unlock(&q->wlock);
-}
-
 /* The probe's write: one tiny row. */
 static int probe_call(struct hf_store *s, void *arg)
 {
@@ -391,30 +292,6 @@ static int probe_call(struct hf_store *s, void *arg)
 			      "I", hf_now_ms()) == SQLITE_DONE
 		   ? 0
 		   : -1;
-}
-
-/* Waits (lock held) for a write to apply or the stop. While the database
- * cannot write, tries a tiny write every HF_STORE_PROBE_MS meanwhile: nobody
- * else may write before it can (workers and the outbox pause), and its
- * commit is what lets them go on. */
-static void writer_wait(struct hf_sqlite_store *q)
-{
-	while (!q->head && !q->stopping) {
-		if (!atomic_load(&q->unwritable)) {
-			pthread_cond_wait(&q->cond, &q->lock);
-			continue;
-		}
-		struct timespec ts;
-		hf_deadline_in(HF_STORE_PROBE_MS, &ts);
-		if (pthread_cond_timedwait(&q->cond, &q->lock, &ts) !=
-			ETIMEDOUT ||
-		    q->head || q->stopping)
-			continue;
-		pthread_mutex_unlock(&q->lock);
-		struct hf_write w = {.kind = HF_W_CALL, .call = probe_call};
-		apply_locked(q, &w, 1);
-		pthread_mutex_lock(&q->lock);
-	}
 }
 
 /* --- checkpoints ---
@@ -465,8 +342,9 @@ static void *ckpt_main(void *arg)
 
 /* After a batch, on the writer thread: wakes the checkpointer, or copies the
  * last frames itself (under wlock, as every use of wdb). */
-static void after_batch(struct hf_sqlite_store *q)
+static void after_batch(struct hf_store *s)
 {
+	struct hf_sqlite_store *q = sq(s);
 	int frames = atomic_load(&q->wal_frames);
 	if (!q->ckpt_running || frames < HF_CKPT_PAGES)
 		return;
@@ -482,14 +360,14 @@ static void after_batch(struct hf_sqlite_store *q)
 		pthread_mutex_unlock(&q->ckpt_lock);
 		return;
 	}
-	pthread_mutex_lock(&q->wlock);
+	pthread_mutex_lock(&q->wr.wlock);
 	int rc = sqlite3_wal_checkpoint_v2(q->wdb, NULL, mode, NULL, NULL);
 	if (rc == SQLITE_OK) {
 		q->ckpt_writer++;
 		if (mode == SQLITE_CHECKPOINT_RESTART)
 			q->ckpt_blocking++;
 	}
-	pthread_mutex_unlock(&q->wlock);
+	pthread_mutex_unlock(&q->wr.wlock);
 }
 
 static void ckpt_start(struct hf_sqlite_store *q)
@@ -522,76 +400,6 @@ static void ckpt_stop(struct hf_sqlite_store *q)
 	q->cdb = NULL;
 }
 
-static void *writer_main(void *arg)
-{
-	struct hf_sqlite_store *q = arg;
-	q->writer_id = pthread_self(); /* read by this thread only */
-	/* Named for top -H, perf and gdb. */
-	pthread_mutex_lock(&q->lock);
-	for (;;) {
-		writer_wait(q);
-		if (!q->head && q->stopping)
-			break;
-		/* Take up to HF_WRITER_BATCH waiting writes (not counting
-		 * those that will write nothing: redundant). */
-		struct hf_write *batch = q->head, *last = q->head;
-		size_t n = batch_counts(batch);
-		while (last->next && n < HF_WRITER_BATCH) {
-			last = last->next;
-			n += batch_counts(last);
-		}
-		q->head = last->next;
-		if (!q->head)
-			q->tail = NULL;
-		last->next = NULL;
-		pthread_mutex_unlock(&q->lock);
-
-		apply_locked(q, batch, n);
-		finish_batch(batch);
-
-		pthread_mutex_lock(&q->lock);
-		if (q->batch_end) {
-			void (*end)(void *) = q->batch_end;
-			void *end_arg = q->batch_end_arg;
-			pthread_mutex_unlock(&q->lock);
-			end(end_arg);
-			pthread_mutex_lock(&q->lock);
-		}
-		pthread_mutex_unlock(&q->lock);
-		after_batch(q); /* a checkpoint, after the hand-offs */
-		pthread_mutex_lock(&q->lock);
-	}
-	pthread_mutex_unlock(&q->lock);
-	return NULL;
-}
-
-static void submit(struct hf_store *s, struct hf_write *w)
-{
-	struct hf_sqlite_store *q = sq(s);
-	w->next = NULL;
-	w->rc = 0;
-	if (!q->threaded) {
-		/* No writer thread: applied here, on the caller's thread. */
-		apply_locked(q, w, 1);
-		finish_batch(w);
-		pthread_mutex_lock(&q->lock);
-		void (*end)(void *) = q->batch_end;
-		void *end_arg = q->batch_end_arg;
-		pthread_mutex_unlock(&q->lock);
-		if (end)
-			end(end_arg);
-		return;
-	}
-	pthread_mutex_lock(&q->lock);
-	if (q->tail)
-		q->tail->next = w;
-	else
-		q->head = w;
-	q->tail = w;
-	pthread_cond_signal(&q->cond);
-	pthread_mutex_unlock(&q->lock);
-}
-
 static void set_clean_stop(struct hf_store *s)
 {
 	sq(s)->clean_stop = true;
@@ -600,12 +408,7 @@ static void set_clean_stop(struct hf_store *s)
 static void store_close(struct hf_store *s)
 {
 	struct hf_sqlite_store *q = sq(s);
-	if (q->threaded) {
-		pthread_mutex_lock(&q->lock);
-		q->stopping = true;
-		pthread_cond_signal(&q->cond);
-		pthread_mutex_unlock(&q->lock);
-		pthread_join(q->thread, NULL);
+	if (hf_writer_stop(&q->wr)) {
 		ckpt_stop(q);
 		if (q->clean_stop)
 			hf_sqlite_clean_stop_end(q);
@@ -616,11 +419,8 @@ static void store_close(struct hf_store *s)
 	for (int i = 0; i < q->nreaders; i++)
 		close_reader(q->readers[i]);
 	sqlite3_close(q->wdb);
-	pthread_mutex_destroy(&q->lock);
-	pthread_mutex_destroy(&q->wlock);
-	pthread_cond_destroy(&q->cond);
+	hf_writer_destroy(&q->wr);
 	pthread_mutex_destroy(&q->pool_lock);
-	pthread_mutex_destroy(&q->health_lock);
 	pthread_mutex_destroy(&q->key_lock);
 	pthread_mutex_destroy(&q->ckpt_lock);
 	pthread_cond_destroy(&q->ckpt_cond);
@@ -631,26 +431,19 @@ static void store_close(struct hf_store *s)
 	free(q);
 }
 
+static void submit(struct hf_store *s, struct hf_write *w)
+{
+	hf_writer_submit(&sq(s)->wr, w);
+}
+
 static void stats(struct hf_store *s, struct hf_store_stats *out)
 {
-	struct hf_sqlite_store *q = sq(s);
-	/* The writer updates them under wlock, in apply_batch. */
-	pthread_mutex_lock(&q->wlock);
-	*out = q->stats;
-	pthread_mutex_unlock(&q->wlock);
+	hf_writer_stats(&sq(s)->wr, out);
 }
 
 static bool writable(struct hf_store *s, char *why, size_t size)
 {
-	struct hf_sqlite_store *q = sq(s);
-	if (!atomic_load(&q->unwritable))
-		return true;
-	if (why && size) {
-		pthread_mutex_lock(&q->health_lock);
-		snprintf(why, size, "%s", q->why);
-		pthread_mutex_unlock(&q->health_lock);
-	}
-	return false;
+	return hf_writer_writable(&sq(s)->wr, why, size);
 }
 
 /* --- sharing work between servers: one server owns an SQLite file --- */
@@ -679,12 +472,15 @@ static void release(struct hf_store *s, const char *run_id)
 
 static void on_batch_end(struct hf_store *s, void (*fn)(void *arg), void *arg)
 {
-	struct hf_sqlite_store *q = sq(s);
-	pthread_mutex_lock(&q->lock);
-	q->batch_end_arg = arg;
-	q->batch_end = fn;
-	pthread_mutex_unlock(&q->lock);
+	hf_writer_on_batch_end(&sq(s)->wr, fn, arg);
 }
+
+static const struct hf_writer_ops writer_ops = {
+    .transact = transact,
+    .counts = batch_counts,
+    .probe = probe_call,
+    .after_batch = after_batch,
+};
 
 static const struct hf_store_ops sqlite_ops = {
     .name = "sqlite",
@@ -737,11 +533,8 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 	q->base.ops = &sqlite_ops;
 	q->path = hf_xstrdup(path);
 	q->sync_full = sync_full;
-	pthread_mutex_init(&q->lock, NULL);
-	pthread_mutex_init(&q->wlock, NULL);
-	pthread_cond_init(&q->cond, NULL);
+	hf_writer_init(&q->wr, &q->base, &writer_ops);
 	pthread_mutex_init(&q->pool_lock, NULL);
-	pthread_mutex_init(&q->health_lock, NULL);
 	pthread_mutex_init(&q->key_lock, NULL);
 	pthread_mutex_init(&q->ckpt_lock, NULL);
 	hf_sqlite_bl_init(q);
@@ -758,10 +551,7 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 			goto fail;
 		hf_sqlite_clean_stop_begin(q);
 		ckpt_start(q);
-		q->threaded = true;
-		if (hf_thread_start(&q->thread, "hf-writer", writer_main, q) !=
-		    0) {
-			q->threaded = false;
+		if (hf_writer_start(&q->wr) < 0) {
 			hf_error_set(err, path, 0, 0,
 				     "cannot start the writer thread");
 			goto fail;

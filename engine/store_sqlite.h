@@ -8,6 +8,7 @@
 
 #include "hf_limits.h"
 #include "store_int.h"
+#include "store_writer.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -66,24 +67,12 @@ struct hf_sqlite_store {
 	sqlite3 *wdb; /* the writer's connection */
 	sqlite3_stmt *stmts[ST_COUNT];
 
-	pthread_mutex_t lock; /* guards the queue */
-	/* Guards wdb: the connection is opened NOMUTEX, so the writer thread
-	 * and the few callers that use wdb directly (hf_store_changed, the
-	 * claim in hf_store_load_pending, hf_store_retry_run) must never use it
-	 * at the same time. */
-	pthread_mutex_t wlock;
-	pthread_cond_t cond;
-	struct hf_write *head, *tail;
-	bool stopping;
-	bool threaded;
-	pthread_t thread;
-
-	/* Who applies writes, for assert(): the writer thread records itself
-	 * in writer_id; applier is the thread applying a batch (under wlock):
-	 * the writer thread, or without it the caller of hf_store_submit. */
-	pthread_t writer_id;
-	pthread_t applier;
-	bool applying;
+	/* The queue, the writer thread, wlock (guards wdb: the connection is
+	 * opened NOMUTEX, so the writer thread and the few callers that use
+	 * wdb directly - hf_store_changed, the claim in hf_store_load_pending,
+	 * hf_store_retry_run - must never use it at the same time), whether
+	 * the database can write, the counts (store_writer.h). */
+	struct hf_store_writer wr;
 
 	/* The checkpointer (store_sqlite.c, "checkpoints"): its thread and
 	 * connection; woken under ckpt_lock when the WAL passed
@@ -105,24 +94,6 @@ struct hf_sqlite_store {
 	sqlite3 *readers[HF_STATE_READERS];
 	int nreaders;
 	int data_version;
-
-	struct hf_store_stats stats;
-	/* hf_store_on_batch_end: called by the writer after each batch's
-	 * done() calls (set before the first write). */
-	void (*batch_end)(void *arg);
-	void *batch_end_arg;
-
-	/* Whether the database can write (hf_store_writable): set by the
-	 * thread applying writes; the reason under health_lock. */
-	atomic_bool unwritable;
-	pthread_mutex_t health_lock;
-	char why[128];
-	/* The applying thread's own: since when, the rate limit of the
-	 * fault's log lines (mono ms; 0: none yet), whether this fault's line
-	 * was written (then its end is logged too). */
-	int64_t fault_since;
-	int64_t fault_logged_at;
-	bool fault_logged;
 
 	char versions[HF_STATE_VERSION_CACHE][72];
 	int64_t version_ids[HF_STATE_VERSION_CACHE]; /* workflow_versions.vid */
@@ -165,10 +136,7 @@ static inline struct hf_sqlite_store *sq(struct hf_store *s)
  * assert() in the paths that apply writes (HF_W_CALL maintenance included). */
 static inline bool sq_applying(const struct hf_sqlite_store *q)
 {
-	pthread_t self = pthread_self();
-	if (q->threaded && !pthread_equal(self, q->writer_id))
-		return false;
-	return q->applying && pthread_equal(self, q->applier);
+	return hf_writer_applying(&q->wr);
 }
 
 /* Row ids (schema version 2). events and runs are keyed by an integer, rid,

@@ -182,7 +182,7 @@ static int store_version(struct hf_sqlite_store *q,
 	if (rc != SQLITE_ROW)
 		return -1;
 	/* Cached before the commit: a rolled-back batch forgets the row, so
-	 * the cache is cleared then (apply_batch). Only versions with their
+	 * the cache is cleared then (transact). Only versions with their
 	 * text: one known by its hash alone is looked up again. */
 	if (!text)
 		return 0;

@@ -62,7 +62,7 @@ bool hf_sqlite_changed(struct hf_store *s)
 	bool changed = false;
 	/* data_version counts commits by other connections, so ask the writer's
 	 * connection: its own commits do not change it. */
-	pthread_mutex_lock(&q->wlock);
+	pthread_mutex_lock(&q->wr.wlock);
 	sqlite3_stmt *st = hf_sqlite_stmt(q->wdb, "PRAGMA data_version", "");
 	if (st && sqlite3_step(st) == SQLITE_ROW) {
 		int v = sqlite3_column_int(st, 0);
@@ -70,7 +70,7 @@ bool hf_sqlite_changed(struct hf_store *s)
 		q->data_version = v;
 	}
 	sqlite3_finalize(st);
-	pthread_mutex_unlock(&q->wlock);
+	pthread_mutex_unlock(&q->wr.wlock);
 	return changed;
 }
 
@@ -267,7 +267,7 @@ int hf_sqlite_load_pending(struct hf_store *s,
 	for (size_t i = 0; i < p.vc.n; i++)
 		hf_workflow_unref(p.vc.items[i].wf);
 	if (only_unclaimed && p.list) {
-		pthread_mutex_lock(&q->wlock);
+		pthread_mutex_lock(&q->wr.wlock);
 		for (struct hf_run *r = p.list; r; r = r->next) {
 			int64_t lo = hf_sqlite_band(r->id);
 			hf_sqlite_exec(q->wdb,
@@ -276,7 +276,7 @@ int hf_sqlite_load_pending(struct hf_store *s,
 				       "IIt", lo,
 				       lo + ((1 << HF_BAND_BITS) - 1), r->id);
 		}
-		pthread_mutex_unlock(&q->wlock);
+		pthread_mutex_unlock(&q->wr.wlock);
 	}
 	for (struct hf_run *r = p.list, *next; r; r = next) {
 		next = r->next;
@@ -430,11 +430,11 @@ int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
 	struct hf_sqlite_store *q = sq(s);
 	int rc = -1;
 	int64_t lo = hf_sqlite_band(run_id);
-	pthread_mutex_lock(&q->wlock);
+	pthread_mutex_lock(&q->wr.wlock);
 	if (hf_sqlite_exec(q->wdb, "BEGIN IMMEDIATE", "") != SQLITE_DONE) {
 		hf_error_set(err, NULL, 0, 0, "cannot retry: %s",
 			     sqlite3_errmsg(q->wdb));
-		pthread_mutex_unlock(&q->wlock);
+		pthread_mutex_unlock(&q->wr.wlock);
 		return -1;
 	}
 	json_t *steps = hf_sqlite_steps_json(q->wdb, run_id);
@@ -480,7 +480,7 @@ int hf_sqlite_retry_run(struct hf_store *s, const char *run_id,
 		hf_sqlite_exec(q->wdb, "ROLLBACK", "");
 	else
 		hf_sqlite_bl_rewind(q); /* behind the backlog's cursor */
-	pthread_mutex_unlock(&q->wlock);
+	pthread_mutex_unlock(&q->wr.wlock);
 	return rc;
 }
 

@@ -819,10 +819,13 @@ static void test_close_drains(void)
 	}
 }
 
+/* A write refused (not a fault of the database); arg: NULL or an int
+ * counting the tries. */
 static int fail_call(struct hf_store *s, void *arg)
 {
 	(void)s;
-	(void)arg;
+	if (arg)
+		(*(int *)arg)++;
 	return -1;
 }
 
@@ -857,8 +860,10 @@ static void test_batch_failure(void)
 	struct hf_run *r1 = hf_run_new(e1, wf_a);
 	r1->dedupe_key = hf_xstrdup("k");
 	submit_ingest(s, &w1, e1, &r1, &d1);
+	int tries = 0;
 	bad = (struct hf_write){.kind = HF_W_CALL, .done = on_done};
 	bad.call = fail_call;
+	bad.call_arg = &tries;
 	hf_store_submit(s, &bad);
 	struct hf_event *e2 = new_event("{}");
 	struct hf_run *r2 = hf_run_new(e2, wf_b);
@@ -868,6 +873,7 @@ static void test_batch_failure(void)
 
 	CHECK(w0.rc == 0 && gate.rc == 0);
 	CHECK(bad.rc < 0);
+	CHECK(tries == 2); /* in the batch, then alone */
 	CHECK(w1.rc == 0);
 	CHECK(d1);
 	CHECK_STR(w1.dup_of, e0->id);
@@ -901,6 +907,39 @@ static int nop_call(struct hf_store *s, void *arg)
 	(void)s;
 	(void)arg;
 	return 0;
+}
+
+/* A write that fails alone in its batch is tried once, and fails without
+ * making the database unwritable; the next write commits. */
+static void test_lone_failure(void)
+{
+	struct hf_store *s = open_store(true);
+	atomic_store(&ndone, 0);
+	atomic_store(&nok, 0);
+	struct hf_write gate, bad, next;
+	int tries = 0;
+	gate_submit(s, &gate);
+	bad = (struct hf_write){.kind = HF_W_CALL, .done = on_done};
+	bad.call = fail_call;
+	bad.call_arg = &tries;
+	hf_store_submit(s, &bad);
+	gate_release();
+	CHECK(wait_done(2));
+	CHECK(gate.rc == 0);
+	CHECK(bad.rc < 0);
+	CHECK(tries == 1);
+	char why[128] = "";
+	CHECK(hf_store_writable(s, why, sizeof why));
+	next = (struct hf_write){.kind = HF_W_CALL, .done = on_done};
+	next.call = nop_call;
+	hf_store_submit(s, &next);
+	CHECK(wait_done(3));
+	CHECK(next.rc == 0);
+	struct hf_store_stats st;
+	hf_store_stats(s, &st);
+	CHECK(st.write_errors == 1);
+	CHECK(st.writes == 2);
+	hf_store_close(s);
 }
 
 /* After a server that did not stop cleanly, the next step of a running run
@@ -977,6 +1016,7 @@ int main(void)
 	test_group_commit();
 	test_close_drains();
 	test_batch_failure();
+	test_lone_failure();
 	test_unclean_restart();
 
 	hf_workflow_unref(wf_a);
