@@ -268,9 +268,10 @@ static int insert_run(struct hf_sqlite_store *q, struct hf_run *run,
 
 /* Returns 1 when key was already seen for the workflow (dup_of filled), 0 when
  * it is new (now recorded), -1 on error. */
-static int dedupe_check(struct hf_sqlite_store *q, const struct hf_run *run,
+static int dedupe_check(void *ctx, const struct hf_run *run,
 			char dup_of[HF_ID_SIZE])
 {
+	struct hf_sqlite_store *q = ctx;
 	sqlite3_stmt *st = q->stmts[ST_DEDUPE_INSERT];
 	bind_text(st, 1, run->wf->name);
 	bind_text(st, 2, run->dedupe_key);
@@ -297,45 +298,9 @@ static int dedupe_check(struct hf_sqlite_store *q, const struct hf_run *run,
 static int apply_ingest(struct hf_sqlite_store *q, struct hf_write *w)
 {
 	struct hf_event *ev = w->event;
-	size_t kept = 0, dups = 0;
-	/* A batch that failed is applied again write by write: take back the
-	 * skip reasons the rolled-back attempt added. */
-	if (!w->skip_base_set) {
-		w->skip_base = json_array_size(ev->skipped);
-		w->skip_base_set = true;
-	}
-	while (json_array_size(ev->skipped) > w->skip_base)
-		json_array_remove(ev->skipped,
-				  json_array_size(ev->skipped) - 1);
-	w->dup_of[0] = '\0';
-	for (size_t i = 0; i < w->nruns; i++) {
-		w->dropped[i] = false;
-		if (!w->runs[i]->dedupe_key) {
-			kept++;
-			continue;
-		}
-		char dup[HF_ID_SIZE];
-		int rc = dedupe_check(q, w->runs[i], dup);
-		if (rc < 0)
-			return -1;
-		if (rc == 1) {
-			w->dropped[i] = true;
-			dups++;
-			memcpy(w->dup_of, dup, HF_ID_SIZE);
-			json_t *skip = json_object();
-			json_object_set_new(skip, "workflow",
-					    json_string(w->runs[i]->wf->name));
-			json_object_set_new(
-			    skip, "reason",
-			    json_sprintf("duplicate of event %s", dup));
-			json_array_append_new(ev->skipped, skip);
-		} else {
-			kept++;
-		}
-	}
-	if (kept == 0 && dups > 0)
-		return 0; /* a pure duplicate: nothing to store */
-	w->dup_of[0] = '\0';
+	int dd = hf_writer_dedupe(w, dedupe_check, q);
+	if (dd != 0)
+		return dd < 0 ? -1 : 0; /* a pure duplicate: nothing to store */
 
 	sqlite3_stmt *st = q->stmts[ST_INSERT_EVENT];
 	bind_text(st, 1, ev->id);

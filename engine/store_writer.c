@@ -7,7 +7,9 @@
  * write of the batch fails at once: hf_store_writable turns false, one log
  * line at most every HF_STORE_FAULT_LOG_MS says so, and a tiny write every
  * HF_STORE_PROBE_MS finds when it can again. done() is called for each write
- * after its commit (or its failure), then the batch-end notice.
+ * after its commit (or its failure), then the batch-end notice. Also the
+ * one step of applying a write that both backends share: an ingest write's
+ * dedupe pass (hf_writer_dedupe).
  *
  * Not here: what a transaction is and how each write applies (the backends:
  * store_sqlite.c, store_pg.c and their siblings).
@@ -265,6 +267,55 @@ void hf_writer_stats(struct hf_store_writer *wr, struct hf_store_stats *out)
 	pthread_mutex_lock(&wr->wlock); /* apply_batch counts under it */
 	*out = wr->stats;
 	pthread_mutex_unlock(&wr->wlock);
+}
+
+/* --- what both backends' ingest writes share --- */
+
+int hf_writer_dedupe(struct hf_write *w,
+		     int (*check)(void *ctx, const struct hf_run *run,
+				  char dup[HF_ID_SIZE]),
+		     void *ctx)
+{
+	struct hf_event *ev = w->event;
+	size_t kept = 0, dups = 0;
+	/* A batch that failed is applied again write by write: take back the
+	 * skip reasons the rolled-back attempt added. */
+	if (!w->skip_base_set) {
+		w->skip_base = json_array_size(ev->skipped);
+		w->skip_base_set = true;
+	}
+	while (json_array_size(ev->skipped) > w->skip_base)
+		json_array_remove(ev->skipped,
+				  json_array_size(ev->skipped) - 1);
+	w->dup_of[0] = '\0';
+	for (size_t i = 0; i < w->nruns; i++) {
+		w->dropped[i] = false;
+		if (!w->runs[i]->dedupe_key) {
+			kept++;
+			continue;
+		}
+		char dup[HF_ID_SIZE];
+		int rc = check(ctx, w->runs[i], dup);
+		if (rc < 0)
+			return -1;
+		if (rc == 0) {
+			kept++;
+			continue;
+		}
+		w->dropped[i] = true;
+		dups++;
+		memcpy(w->dup_of, dup, HF_ID_SIZE);
+		json_t *skip = json_object();
+		json_object_set_new(skip, "workflow",
+				    json_string(w->runs[i]->wf->name));
+		json_object_set_new(skip, "reason",
+				    json_sprintf("duplicate of event %s", dup));
+		json_array_append_new(ev->skipped, skip);
+	}
+	if (kept == 0 && dups > 0)
+		return 1; /* a pure duplicate: nothing to store */
+	w->dup_of[0] = '\0';
+	return 0;
 }
 
 /* --- lifecycle --- */

@@ -2,7 +2,8 @@
  * (store_writer.c): the queue of writes, the batches taken from it and their
  * group commit, a failed batch applied again write by write, the done()
  * calls after the commit, whether the database can write (and the probe that
- * finds when it can again), and the counts behind hf_store_stats. Included by
+ * finds when it can again), the counts behind hf_store_stats, and an ingest
+ * write's dedupe pass, which both backends apply alike. Included by
  * store_sqlite.h and store_pg.h only; each backend embeds a struct
  * hf_store_writer and gives it its transaction (struct hf_writer_ops).
  *
@@ -102,6 +103,18 @@ void hf_writer_stats(struct hf_store_writer *wr, struct hf_store_stats *out);
 /* hf_store_writable, as far as the writes go: false with the reason in why
  * while the last write failed for a fault of the database. */
 bool hf_writer_writable(struct hf_store_writer *wr, char *why, size_t size);
+
+/* The dedupe pass of an ingest write (HF_W_INGEST), as both backends apply
+ * it in its transaction: each run with a dedupe key is checked by check(ctx,
+ * run, dup) (1: a duplicate of event dup, 0: the first, -1: an error); a
+ * duplicate is marked in w->dropped, w->dup_of and the event's skipped list
+ * (the skip reasons of an earlier, rolled-back try taken back first).
+ * Returns 0 to store the event, 1 when every run was a duplicate (nothing
+ * to store; w->dup_of says of which event), -1 on an error. */
+int hf_writer_dedupe(struct hf_write *w,
+		     int (*check)(void *ctx, const struct hf_run *run,
+				  char dup[HF_ID_SIZE]),
+		     void *ctx);
 
 /* The invariant behind a backend's writer connection, its prepared
  * statements and transactions: only the thread applying a batch uses them -
