@@ -196,6 +196,14 @@ struct hf_version_cache {
 /* A stored version parsed again by the backend (ctx); NULL when it is not
  * stored or no longer loads. */
 typedef struct hf_workflow *(*hf_version_parse)(void *ctx, const char *version);
+/* A stored version (its row of workflow_versions: file, the YAML text of len
+ * bytes, scripts as {"name": "code"}) parsed again: NULL when it no longer
+ * loads (say, a ${NAME} it reads is gone from the environment) or no longer
+ * hashes to version. What both backends' hf_version_parse do once they have
+ * the row. */
+struct hf_workflow *hf_pickup_version(const char *file, const char *yaml,
+				      size_t len, const json_t *scripts,
+				      const char *version);
 /* The workflow a stored run resumes with: the version it was stored with
  * when that is not the current one and can be rebuilt (else, logged, the
  * current one), or the current workflow named wf_name; NULL when none. */

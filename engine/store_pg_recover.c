@@ -107,28 +107,8 @@ static struct hf_workflow *parse_version(void *ctx, const char *version)
 	if (!hf_pg_ok(r) || PQntuples(r) != 1)
 		goto done;
 	scripts = hf_pg_json(r, 0, 2);
-	size_t n = 0;
-	struct hf_script_src *src =
-	    hf_xcalloc(json_object_size(scripts) + 1, sizeof *src);
-	const char *name;
-	json_t *code;
-	json_object_foreach(scripts, name, code)
-	{
-		if (json_is_string(code))
-			src[n++] = (struct hf_script_src){
-			    name, json_string_value(code),
-			    json_string_length(code)};
-	}
-	struct hf_diags diags = {0};
-	wf = hf_workflow_parse_stored(pg_text(r, 0, 0), PQgetvalue(r, 0, 1),
-				      (size_t)PQgetlength(r, 0, 1), NULL, src,
-				      n, &diags);
-	free(src);
-	hf_diags_release(&diags);
-	if (wf && (!wf->version || strcmp(wf->version, version) != 0)) {
-		hf_workflow_unref(wf);
-		wf = NULL;
-	}
+	wf = hf_pickup_version(pg_text(r, 0, 0), PQgetvalue(r, 0, 1),
+			       (size_t)PQgetlength(r, 0, 1), scripts, version);
 done:
 	json_decref(scripts);
 	PQclear(r);

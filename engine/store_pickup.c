@@ -1,6 +1,7 @@
 /* store_pickup.c - what both backends do alike when they rebuild runs from
  * stored rows (store_sqlite_recover.c, store_pg_recover.c; see store_int.h):
- * the workflow version a run resumes with, through a small cache of the
+ * a stored workflow version parsed again; the workflow version a run
+ * resumes with, through a small cache of the
  * versions rebuilt during one pickup; the run itself, failed when its
  * workflow is gone; and the pickup's end, which hands the runs on in order.
  * The backends read the rows and the stored versions; nothing here touches
@@ -10,6 +11,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+struct hf_workflow *hf_pickup_version(const char *file, const char *yaml,
+				      size_t len, const json_t *scripts,
+				      const char *version)
+{
+	size_t n = 0;
+	struct hf_script_src *src =
+	    hf_xcalloc(json_object_size(scripts) + 1, sizeof *src);
+	const char *name;
+	json_t *code;
+	json_object_foreach((json_t *)scripts, name, code)
+	{
+		if (json_is_string(code))
+			src[n++] = (struct hf_script_src){
+			    name, json_string_value(code),
+			    json_string_length(code)};
+	}
+	struct hf_diags diags = {0};
+	struct hf_workflow *wf =
+	    hf_workflow_parse_stored(file, yaml, len, NULL, src, n, &diags);
+	free(src);
+	hf_diags_release(&diags);
+	if (wf && (!wf->version || strcmp(wf->version, version) != 0)) {
+		hf_workflow_unref(wf);
+		wf = NULL;
+	}
+	return wf;
+}
 
 /* The cached version, or one parsed and cached (wf NULL cached too: it
  * cannot be rebuilt). Not cached (the cache is full): NULL, so that no run

@@ -90,29 +90,10 @@ static struct hf_workflow *parse_version(void *ctx, const char *version)
 	    sqlite3_column_type(st, 1) == SQLITE_NULL)
 		goto done; /* not stored, or by its hash alone */
 	scripts = col_json(st, 2);
-	size_t n = 0;
-	struct hf_script_src *src =
-	    hf_xcalloc(json_object_size(scripts) + 1, sizeof *src);
-	const char *name;
-	json_t *code;
-	json_object_foreach(scripts, name, code)
-	{
-		if (json_is_string(code))
-			src[n++] = (struct hf_script_src){
-			    name, json_string_value(code),
-			    json_string_length(code)};
-	}
-	struct hf_diags diags = {0};
-	wf = hf_workflow_parse_stored((const char *)sqlite3_column_text(st, 0),
-				      (const char *)sqlite3_column_text(st, 1),
-				      (size_t)sqlite3_column_bytes(st, 1), NULL,
-				      src, n, &diags);
-	free(src);
-	hf_diags_release(&diags);
-	if (wf && (!wf->version || strcmp(wf->version, version) != 0)) {
-		hf_workflow_unref(wf);
-		wf = NULL;
-	}
+	wf = hf_pickup_version((const char *)sqlite3_column_text(st, 0),
+			       (const char *)sqlite3_column_text(st, 1),
+			       (size_t)sqlite3_column_bytes(st, 1), scripts,
+			       version);
 done:
 	json_decref(scripts);
 	sqlite3_finalize(st);
