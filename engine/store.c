@@ -2,10 +2,13 @@
  * backend from the --state value, and every other public hf_store_* function
  * calls the backend's operation of the same name (store_int.h).
  *
- * It owns no data and no SQL: the SQLite backend is store_sqlite.c (schema,
- * writer thread, group commit), store_sqlite_apply.c (applying writes),
- * store_sqlite_query.c (reads) and store_sqlite_recover.c (recovery,
- * retries, prune); PostgreSQL is store_pg*.c.
+ * It owns no data and no SQL: the SQLite backend is store_sqlite.c
+ * (connections, its transaction, checkpoints), store_sqlite_schema.c,
+ * store_sqlite_apply.c (applying writes), store_sqlite_query.c (reads) and
+ * store_sqlite_recover.c (recovery, retries, prune); PostgreSQL is
+ * store_pg*.c; both run their writes on the writer thread of
+ * store_writer.c (queue, group commit) and rebuild runs with
+ * store_pickup.c.
  *
  * Threading: none of its own; each function has the threading of the
  * operation it calls (hf_store.h). */

@@ -4,7 +4,8 @@
  * retrying a failed run or a delivery, pruning old rows, and the newest
  * stored version of each workflow (hookflow replay).
  *
- * Not here: the writer thread and the writes it applies (store_sqlite.c), the
+ * Not here: the writer thread (store_writer.c), its transaction
+ * (store_sqlite.c) and the writes it applies (store_sqlite_apply.c), the
  * admin API's reads (store_sqlite_query.c).
  *
  * Threading: hf_sqlite_load_pending reads on a pooled connection and claims on
