@@ -12,11 +12,13 @@
  * filled in by the writer, the scheduler's timer or the end of a run
  * (ingest_sync.c); the framing checks themselves (http_frame.c).
  *
- * Threading: MHD's internal thread pool with epoll (--http-io poll: poll;
- * see hf_ingest_start). The writer thread and the scheduler thread touch a
- * request only through resume (ingest_sync.c).
+ * Threading: the HTTP threads of ingest_loop.c, each with a daemon of its
+ * own (hf_ingest_daemon; --http-io poll: libmicrohttpd's own thread pool).
+ * The writer thread and the scheduler thread touch a request only through
+ * resume (ingest_sync.c).
  *
- * Neighbours: ingest_int.h (the request, shared with ingest_sync.c),
+ * Neighbours: ingest_loop.c (the HTTP threads, their start and stop),
+ * ingest_int.h (the request, shared with ingest_sync.c),
  * ingest_event.c (the event made from the request, its headers), api.c
  * (the reserved paths), answer.c, router.c, verify.c, body.c, dispatch.c. */
 #include "hf_api.h"
@@ -356,8 +358,10 @@ static bool is_reserved(const char *url)
  * return value to on_request as *con_cls; on_completed frees it). */
 static void *on_target(void *cls, const char *uri, struct MHD_Connection *c)
 {
+	struct hf_http_loop *l = cls;
 	struct req *r = req_new();
-	r->in = cls;
+	r->in = l->in;
+	r->loop = l;
 	r->conn = c;
 	hf_frame_init(&r->frame);
 	if (!uri)
@@ -543,10 +547,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 				  const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
 {
-	struct hf_ingest *in = cls;
 	struct req *r = *con_cls;
 	if (!r) /* on_target makes it; not when the target was empty */
-		*con_cls = r = on_target(in, NULL, c);
+		*con_cls = r = on_target(cls, NULL, c);
 	if (!r->started) {
 		r->started = true;
 		if (refuse_framing(r, c, version) || route(r, c, url, method)) {
@@ -591,7 +594,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	if (r->ops) {
 		const char *auth = MHD_lookup_connection_value(
 		    c, MHD_HEADER_KIND, "Authorization");
-		hf_api_handle(in->eng, method, url, auth, arg_get, c, &r->ans);
+		hf_api_handle(r->in->eng, method, url, auth, arg_get, c,
+			      &r->ans);
 		return send_answer(c, &r->ans);
 	}
 	if (r->resume) /* ingest_signal.c */
@@ -614,122 +618,36 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
-/* --- lifecycle --- */
+/* --- the daemons (started and stopped by ingest_loop.c) --- */
 
-static int parse_listen(const char *listen, struct sockaddr_in *sa)
+struct MHD_Daemon *hf_ingest_daemon(struct hf_http_loop *l, unsigned flags,
+				    const struct sockaddr_in *sa, int listen_fd,
+				    unsigned pool, unsigned limit)
 {
-	const char *colon = strrchr(listen, ':');
-	if (!colon)
-		return -1;
-	char host[256];
-	size_t hl = (size_t)(colon - listen);
-	if (hl >= sizeof host)
-		return -1;
-	memcpy(host, listen, hl);
-	host[hl] = '\0';
-	char *end;
-	long port = strtol(colon + 1, &end, 10);
-	if (*end || port < 0 || port > 65535 || colon[1] == '\0')
-		return -1;
-	memset(sa, 0, sizeof *sa);
-	sa->sin_family = AF_INET;
-	sa->sin_port = htons((uint16_t)port);
-	if (hl == 0 || strcmp(host, "localhost") == 0)
-		snprintf(host, sizeof host, "127.0.0.1");
-	if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-		return -1;
-	return 0;
-}
-
-struct hf_ingest *hf_ingest_start(struct hf_engine *eng, int *port,
-				  struct hf_error *err)
-{
-	struct sockaddr_in sa;
-	if (parse_listen(eng->opt.listen, &sa) < 0) {
-		hf_error_set(err, NULL, 0, 0,
-			     "invalid --listen '%s' (expected HOST:PORT, e.g. "
-			     "127.0.0.1:8080)",
-			     eng->opt.listen);
-		return NULL;
-	}
-	struct hf_ingest *in = hf_xcalloc(1, sizeof *in);
-	in->eng = eng;
-	pthread_mutex_init(&in->lock, NULL);
-	pthread_cond_init(&in->cond, NULL);
-	/* epoll by default; --http-io poll for fewer system calls. A request
-	 * waiting for its commit is suspended so that it does not hold its
-	 * thread; with epoll each suspension and resumption is an epoll_ctl
-	 * (DEL, then ADD), and edge-triggered reading ends with a recv that
-	 * says EAGAIN: about 5 system calls per request on an HTTP thread
-	 * against about 2.4 with poll, where a suspended connection is simply
-	 * left out of the next poll (about 10% less CPU per accepted event at
-	 * 64 connections). But poll's cost grows with the open connections,
-	 * idle keep-alive ones included (with 1,000 open, 50% more CPU per
-	 * event than epoll; with 200 about even), and libmicrohttpd 0.9.75 in
-	 * poll mode reads a resumed connection before it asks for its answer
-	 * (its read/write interest is left as it was when it was suspended):
-	 * a client that shut its sending side down after its request
-	 * (half-close) gets the connection closed instead of its answer,
-	 * though the event was stored. */
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
-			 (eng->opt.http_poll ? MHD_USE_POLL : MHD_USE_EPOLL) |
-			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-	int threads = eng->opt.http_threads > 0 ? eng->opt.http_threads : 2;
-	in->mhd = MHD_start_daemon(
-	    flags, 0, NULL, NULL, on_request, in, MHD_OPTION_SOCK_ADDR, &sa,
-	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, in,
-	    MHD_OPTION_URI_LOG_CALLBACK, on_target, in,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HF_CONNECTION_MEMORY,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HF_MAX_CONNECTIONS,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HF_CONNECTION_TIMEOUT_S,
-	    /* No LISTENING_ADDRESS_REUSE: MHD's default is SO_REUSEADDR
-	     * (restarts past TIME_WAIT) without SO_REUSEPORT, which would
-	     * let a second process bind the same port and silently take a
-	     * share of the webhooks. */
-	    MHD_OPTION_END);
-	if (!in->mhd) {
-		hf_error_set(err, NULL, 0, 0, "cannot listen on %s",
-			     eng->opt.listen);
-		pthread_mutex_destroy(&in->lock);
-		pthread_cond_destroy(&in->cond);
-		free(in);
-		return NULL;
-	}
-	const union MHD_DaemonInfo *info =
-	    MHD_get_daemon_info(in->mhd, MHD_DAEMON_INFO_BIND_PORT);
-	*port = info ? info->port : ntohs(sa.sin_port);
-	return in;
-}
-
-void hf_ingest_stop(struct hf_ingest *in, int64_t timeout_ms)
-{
-	if (!in)
-		return;
-	atomic_store(&in->eng->draining, true);
-	int64_t deadline = hf_mono_ms() + timeout_ms;
-again:
-	/* Sync waiters are answered now (202: their runs go on). */
-	hf_ingest_answer_waiters(in);
-	if (atomic_load(&in->waiting) > 0 && hf_mono_ms() < deadline) {
-		/* A commit is on its way, or a sync request registered its
-		 * waiter after the loop above. */
-		struct timespec ts = {0, 5 * 1000 * 1000};
-		nanosleep(&ts, NULL);
-		goto again;
-	}
-	if (atomic_load(&in->waiting) > 0) {
-		/* MHD_stop_daemon aborts with a suspended connection: leave
-		 * the daemon to the exit. */
-		hf_log(HF_LOG_WARN, "%d requests still waiting at shutdown",
-		       atomic_load(&in->waiting));
-		return;
-	}
-	/* Let resumed requests send their answers before the daemon goes. */
-	struct timespec ts = {0, 100 * 1000 * 1000};
-	nanosleep(&ts, NULL);
-	MHD_stop_daemon(in->mhd);
-	pthread_mutex_destroy(&in->lock);
-	pthread_cond_destroy(&in->cond);
-	free(in);
+	/* No LISTENING_ADDRESS_REUSE: MHD's default is SO_REUSEADDR (restarts
+	 * past TIME_WAIT) without SO_REUSEPORT, which would let a second
+	 * process bind the same port and silently take a share of the
+	 * webhooks. */
+	struct MHD_OptionItem o[8];
+	size_t n = 0;
+	if (listen_fd >= 0)
+		o[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET,
+						 listen_fd, NULL};
+	else
+		o[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0,
+						 (void *)sa};
+	if (pool > 0)
+		o[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
+						 pool, NULL};
+	o[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+					 HF_CONNECTION_MEMORY, NULL};
+	o[n++] =
+	    (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, limit, NULL};
+	o[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+					 HF_CONNECTION_TIMEOUT_S, NULL};
+	o[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+	return MHD_start_daemon(flags, 0, NULL, NULL, on_request, l,
+				MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+				l->in, MHD_OPTION_URI_LOG_CALLBACK, on_target,
+				l, MHD_OPTION_ARRAY, o, MHD_OPTION_END);
 }

@@ -1,9 +1,9 @@
 /* ingest_int.h - internals shared by the files of the ingest module: ingest.c
- * (the daemon, reading, routing, verifying and dispatching a request) and
- * ingest_sync.c (the request while its connection is suspended: the write,
- * the sync waiters, their answers). Private: included only from engine/,
- * never from include/. The public API is hf_ingest.h. <microhttpd.h> is
- * included by the .c files only. */
+ * (reading, routing, verifying and dispatching a request), ingest_loop.c (the
+ * HTTP threads and their daemons) and ingest_sync.c (the request while its
+ * connection is suspended: the write, the sync waiters, their answers).
+ * Private: included only from engine/, never from include/. The public API is
+ * hf_ingest.h. <microhttpd.h> is included by the .c files only. */
 #ifndef HF_INGEST_INT_H
 #define HF_INGEST_INT_H
 
@@ -40,6 +40,7 @@ struct hf_req_headers {
 struct req {
 	enum req_state state;
 	struct hf_ingest *in;
+	struct hf_http_loop *loop; /* the thread the connection belongs to */
 	struct MHD_Connection *conn;
 	bool started;		/* on_request was called */
 	struct hf_frame frame;	/* the framing checks (http_frame.c) */
@@ -102,9 +103,23 @@ struct req {
 /* What req_new clears of a recycled request. */
 #define REQ_CLEARED offsetof(struct req, headers)
 
+/* An HTTP thread and its daemon (ingest_loop.c). With --http-io poll, one
+ * daemon with libmicrohttpd's own threads (wake_fd -1). */
+struct hf_http_loop {
+	struct hf_ingest *in;
+	struct MHD_Daemon *d;
+	int wake_fd; /* eventfd in d's epoll set, or -1 */
+	pthread_t th;
+	bool running; /* th started */
+	bool failed;  /* the event loop failed once (logged) */
+	atomic_bool stop;
+	bool woken; /* writer only: resumed in this batch, to wake */
+};
+
 struct hf_ingest {
 	struct hf_engine *eng;
-	struct MHD_Daemon *mhd;
+	struct hf_http_loop *loops;
+	int nloops;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	/* Requests suspended on a commit or a sync run. Atomic: the hot path
@@ -112,6 +127,19 @@ struct hf_ingest {
 	atomic_int waiting;
 	struct hf_sync_waiter *waiters;
 };
+/* ingest.c. Starts one libmicrohttpd daemon whose requests this module
+ * handles (on l's thread): on sa, or on the listening socket listen_fd when
+ * it is >= 0; with pool > 0 threads of libmicrohttpd's own (flags then hold
+ * MHD_USE_INTERNAL_POLLING_THREAD); at most limit connections. NULL when it
+ * cannot (the address is taken). */
+struct sockaddr_in;
+struct MHD_Daemon *hf_ingest_daemon(struct hf_http_loop *l, unsigned flags,
+				    const struct sockaddr_in *sa, int listen_fd,
+				    unsigned pool, unsigned limit);
+/* ingest_loop.c. Wakes loop l's thread once a connection of its was resumed
+ * (MHD_resume_connection): nothing with libmicrohttpd's own threads. */
+void hf_http_wake(struct hf_http_loop *l);
+
 /* ingest_sync.c. Hands the event r->ev and its nruns runs (r->runs) to the
  * writer and suspends the connection until the commit's answer resumes it;
  * with a `respond: sync` run, makes the request's waiter first. The caller

@@ -39,8 +39,11 @@ struct hf_sync_waiter {
 static void resume(struct req *r)
 {
 	struct hf_ingest *in = r->in;
+	struct hf_http_loop *l = r->loop;
 	r->state = ANSWERING;
 	MHD_resume_connection(r->conn);
+	/* From here on, r may be freed at any moment. */
+	hf_http_wake(l);
 	atomic_fetch_sub(&in->waiting, 1);
 }
 
@@ -223,19 +226,35 @@ static void drop_waiter(struct req *r)
 }
 
 /* Requests answered by the commit, resumed once the batch's done() calls are
- * over (writer thread only). */
+ * over (writer thread only), each HTTP thread then woken once for all of its
+ * own (ingest_loop.c), not once per request. */
 static struct req *to_resume;
 
 void hf_ingest_batch_end(void)
 {
 	struct req *r = to_resume;
 	to_resume = NULL;
+	if (!r)
+		return;
+	struct hf_ingest *in = r->in;
+	int n = 0;
 	while (r) {
 		/* Once resumed, r may be freed at any moment. */
 		struct req *next = r->resume_next;
-		resume(r);
+		r->loop->woken = true;
+		r->state = ANSWERING;
+		MHD_resume_connection(r->conn);
+		n++;
 		r = next;
 	}
+	for (int i = 0; i < in->nloops; i++) {
+		if (in->loops[i].woken) {
+			in->loops[i].woken = false;
+			hf_http_wake(&in->loops[i]);
+		}
+	}
+	/* Last: hf_ingest_stop waits for this count before the loops go. */
+	atomic_fetch_sub(&in->waiting, n);
 }
 
 static void resume_later(struct req *r)

@@ -55,7 +55,8 @@ Figures:
   CPU per event  utime+stime of every thread (/proc/PID/task/TID/stat, named
              by /proc/PID/task/TID/comm) from just before the load until every
              run has finished plus 1 s, divided by the accepted (202) events
-             (or drained runs, or deliveries): groups "http" (MHD-*),
+             (or drained runs, or deliveries): groups "http" (hf-http, and
+             MHD-* for libmicrohttpd's own threads with --http-io poll),
              "writer" (hf-writer), "workers" (hf-worker*), each other
              hf-* thread by its name when not 0 (hf-outbox, hf-sched, ...),
              "other" (the main thread, anything else); "exited" is the
@@ -295,7 +296,7 @@ def proc_cpu_s(pid):
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 THREAD_GROUPS = ("http", "writer", "workers", "other")  # always shown
-GROUP_LABEL = {"http": "HTTP threads (MHD-*)", "writer": "hf-writer",
+GROUP_LABEL = {"http": "HTTP threads (hf-http, MHD-*)", "writer": "hf-writer",
                "workers": "hf-worker*", "other": "other threads",
                "exited": "exited threads / rounding"}
 
@@ -304,7 +305,7 @@ def thread_group(comm):
     """The group a thread's name belongs to (bench.py's docstring): http,
     writer, workers, each other hf-* thread by its name (hf-outbox, ...),
     or other."""
-    if comm.startswith("MHD-"):
+    if comm.startswith("MHD-") or comm == "hf-http":
         return "http"
     if comm == "hf-writer":
         return "writer"

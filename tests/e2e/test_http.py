@@ -1,6 +1,7 @@
 """End-to-end tests for the HTTP surface of `hookflow serve` (README.md, "HTTP")."""
 import http.client
 import json
+import os
 import re
 import signal
 import socket
@@ -637,3 +638,80 @@ def test_http_io_refuses_an_unknown_mode(tmp_path):
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert "--http-io" in p.stderr, p.stderr
     assert not (tmp_path / "s.db").exists()
+
+
+# --- the HTTP threads (ingest_loop.c) ----------------------------------------
+
+def http_threads(pid):
+    """How many of the server's threads are named hf-http."""
+    n = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                n += f.read().strip() == "hf-http"
+        except FileNotFoundError:  # a thread that just exited
+            pass
+    return n
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_http_threads_share_the_port_and_answer_every_connection(server,
+                                                                 threads):
+    # With epoll, each HTTP thread runs a daemon of its own on the one
+    # listening socket; the writer wakes a thread once for all of its
+    # connections resumed by a commit. Many keep-alive connections at once,
+    # each with several requests: every one gets its 202 after its commit,
+    # whichever thread took its connection, and every run executes.
+    import threading
+    srv = server(workflows={"simple": SIMPLE},
+                 args=["--http-threads", str(threads)])
+    assert http_threads(srv.proc.pid) == threads
+    ids, errors, lock = [], [], threading.Lock()
+
+    def client(c):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port,
+                                              timeout=20)
+            for i in range(8):
+                conn.request("POST", "/simple", body=json.dumps({"c": c}),
+                             headers={"Content-Type": "application/json"})
+                r = conn.getresponse()
+                body = json.loads(r.read())
+                assert r.status == 202, (r.status, body)
+                with lock:
+                    ids.extend(body["runs"])
+            conn.close()
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            with lock:
+                errors.append(repr(e))
+
+    clients = [threading.Thread(target=client, args=(c,)) for c in range(24)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join(60)
+    assert not errors, (errors[:3], srv.proc.poll())
+    assert len(ids) == 24 * 8 and len(set(ids)) == len(ids)
+
+    def all_done():
+        runs = srv.api("GET", "/api/runs?limit=1000").json()["runs"]
+        return set(ids) <= {r["id"] for r in runs
+                            if r["status"] == "succeeded"}
+
+    wait_for(all_done, timeout=30, what="every acknowledged run to succeed")
+    # Stopped, the daemons close the shared socket once: a new server binds
+    # the same port at once.
+    port = srv.port
+    assert srv.stop(signal.SIGTERM) == 0
+    again = server(workflows={"simple": SIMPLE},
+                   args=["--http-threads", str(threads),
+                         "--listen", "127.0.0.1:%d" % port])
+    assert again.port == port
+    assert again.post("/simple", {}).status == 202
+
+
+def test_http_io_poll_uses_libmicrohttpds_own_threads(server):
+    srv = server(workflows={"simple": SIMPLE},
+                 args=["--http-io", "poll", "--http-threads", "2"])
+    assert http_threads(srv.proc.pid) == 0
+    assert srv.post("/simple", {}).status == 202
