@@ -199,15 +199,16 @@ struct hf_ingest *hf_ingest_start(struct hf_engine *eng, int *port,
 	 * (DEL, then ADD), and edge-triggered reading ends with a recv that
 	 * says EAGAIN: about 5 system calls per request on an HTTP thread
 	 * against about 2.4 with poll, where a suspended connection is simply
-	 * left out of the next poll (about 10% less CPU per accepted event at
-	 * 64 connections). But poll's cost grows with the open connections,
-	 * idle keep-alive ones included (with 1,000 open, 50% more CPU per
-	 * event than epoll; with 200 about even), and libmicrohttpd 0.9.75 in
-	 * poll mode reads a resumed connection before it asks for its answer
-	 * (its read/write interest is left as it was when it was suspended):
-	 * a client that shut its sending side down after its request
-	 * (half-close) gets the connection closed instead of its answer,
-	 * though the event was stored. */
+	 * left out of the next poll (about 7% less CPU per accepted event at
+	 * 64 connections, though poll's threads are woken once per request:
+	 * libmicrohttpd's own). But poll's cost grows with the open
+	 * connections, idle keep-alive ones included (with 1,000 open, 50% more
+	 * CPU per event than epoll; with 200 about even), and libmicrohttpd
+	 * 0.9.75 in poll mode reads a resumed connection before it asks for its
+	 * answer (its read/write interest is left as it was when it was
+	 * suspended): a client that shut its sending side down after its
+	 * request (half-close) gets the connection closed instead of its
+	 * answer, though the event was stored. */
 	if (start_loops(in, &sa) < 0) {
 		hf_error_set(err, NULL, 0, 0, "cannot listen on %s",
 			     eng->opt.listen);
