@@ -33,15 +33,12 @@
 #include "hf_verify.h"
 #include "ingest_int.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
 
 static enum MHD_Result send_answer(struct MHD_Connection *c,
