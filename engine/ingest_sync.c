@@ -36,14 +36,20 @@ struct hf_sync_waiter {
 
 /* --- the commit's answer (writer thread) --- */
 
-static void resume(struct req *r)
+/* Resumes r's connection, its answer set; returns its HTTP thread, still to
+ * be woken (hf_http_wake). From here on, r may be freed at any moment. */
+static struct hf_http_loop *resume_conn(struct req *r)
 {
-	struct hf_ingest *in = r->in;
 	struct hf_http_loop *l = r->loop;
 	r->state = ANSWERING;
 	MHD_resume_connection(r->conn);
-	/* From here on, r may be freed at any moment. */
-	hf_http_wake(l);
+	return l;
+}
+
+static void resume(struct req *r)
+{
+	struct hf_ingest *in = r->in;
+	hf_http_wake(resume_conn(r));
 	atomic_fetch_sub(&in->waiting, 1);
 }
 
@@ -239,11 +245,8 @@ void hf_ingest_batch_end(void)
 	struct hf_ingest *in = r->in;
 	int n = 0;
 	while (r) {
-		/* Once resumed, r may be freed at any moment. */
 		struct req *next = r->resume_next;
-		r->loop->woken = true;
-		r->state = ANSWERING;
-		MHD_resume_connection(r->conn);
+		resume_conn(r)->woken = true;
 		n++;
 		r = next;
 	}
