@@ -21,6 +21,7 @@
 #include "hf_worker.h"
 
 #include <dirent.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -557,6 +558,15 @@ static void teardown(struct hf_server *srv)
 
 int hf_server_run(const struct hf_options *opt)
 {
+#ifdef M_MXFAST
+	/* glibc's fastbins off, before any thread allocates. With them, each
+	 * allocation of 1 KiB or more (an event with its body, a response)
+	 * first empties them all (malloc_consolidate), and the writer frees
+	 * what the HTTP threads allocated; without them, small chunks still go
+	 * through the per-thread caches. Under the bench's load about 10%
+	 * less CPU per event and a 10% lower p99 (tests/bench/pairs.py). */
+	mallopt(M_MXFAST, 0);
+#endif
 	struct hf_server *srv = hf_xcalloc(1, sizeof *srv);
 	struct hf_options *o = &srv->eng.opt;
 	*o = *opt;
