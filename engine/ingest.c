@@ -3,13 +3,14 @@
  * A webhook request goes through three calls of the access handler: the first
  * routes it (404, 405, 413 by Content-Length, 503 when draining or full), the
  * middle ones append the body (refusing past --max-body while reading), the
- * last verifies, dispatches and submits the event to the writer, then suspends
- * the connection. The writer's done() fills in the answer and resumes it; the
- * handler is called once more and queues the answer. So an HTTP thread never
- * waits for a commit, and a 2xx always follows the commit.
+ * last verifies, dispatches and submits the event to the writer, then holds
+ * the connection (or suspends it: ingest_sync.c). The writer's done() fills in
+ * the answer and marks it committed (or resumes it); the handler, called on
+ * each turn of the loop meanwhile, then queues the answer. So an HTTP thread
+ * never waits for a commit, and a 2xx always follows the commit.
  *
- * Not here: the suspended request - its write, the sync waiters, the answers
- * filled in by the writer, the scheduler's timer or the end of a run
+ * Not here: the held or suspended request - its write, the sync waiters, the
+ * answers filled in by the writer, the scheduler's timer or the end of a run
  * (ingest_sync.c); the framing checks themselves (http_frame.c).
  *
  * Threading: the HTTP threads of ingest_loop.c, each with a daemon of its
@@ -577,8 +578,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	}
 	if (r->state == ANSWERING)
 		return answer_resumed(r, c);
-	if (r->state == WAITING)
-		return MHD_YES;
+	if (r->state == WAITING) {
+		/* Held (ingest_sync.c): answered once committed; no answer
+		 * yet makes libmicrohttpd ask again on the loop's next turn. */
+		if (!r->held ||
+		    !atomic_load_explicit(&r->committed, memory_order_acquire))
+			return MHD_YES;
+		r->loop->held--;
+		r->state = ANSWERING;
+		return answer_resumed(r, c);
+	}
 	if (r->refuse)
 		return send_answer(c, &r->ans);
 	if (r->too_large) {
@@ -602,17 +611,53 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	return process(r, c, url, method);
 }
 
+/* A held request whose connection ends before its answer (a reset, the
+ * idle timeout, the server stopping): once committed it is answered to no
+ * one; before, the writer still has it, so it waits on its loop's abandoned
+ * list (hf_ingest_reap). */
+static bool abandon_held(struct req *r)
+{
+	struct hf_http_loop *l = r->loop;
+	l->held--; /* r->held stays: the writer reads it */
+	if (!atomic_load_explicit(&r->committed, memory_order_acquire)) {
+		r->abandoned_next = l->abandoned;
+		l->abandoned = r;
+		return false;
+	}
+	r->state = ANSWERING;
+	return true;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
 	struct req *r = *con_cls;
+	*con_cls = NULL;
+	if (r && r->state == WAITING && r->held && !abandon_held(r))
+		return;
 	/* Committed, but the sender hung up while the request waited for the
 	 * commit: MHD ends it without asking for the answer. The event is
 	 * stored and its runs go on: counted and logged all the same. */
 	if (r && r->state == ANSWERING && r->outcome != OUT_NONE)
 		hf_ingest_answer_commit(r);
-	req_free(*con_cls);
-	*con_cls = NULL;
+	req_free(r);
+}
+
+void hf_ingest_reap(struct hf_http_loop *l)
+{
+	struct req **p = &l->abandoned;
+	while (*p) {
+		struct req *r = *p;
+		if (!atomic_load_explicit(&r->committed,
+					  memory_order_acquire)) {
+			p = &r->abandoned_next;
+			continue;
+		}
+		*p = r->abandoned_next;
+		if (r->outcome != OUT_NONE)
+			hf_ingest_answer_commit(r);
+		req_free(r);
+	}
 }
 
 /* --- the daemons (started and stopped by ingest_loop.c) --- */

@@ -70,6 +70,16 @@ struct req {
 	enum hf_place place; /* memory (admitted) or disk (reserved) */
 	bool dropped[MAX_MATCH];
 	struct req *resume_next; /* resumed at the end of the writer's batch */
+	/* Held rather than suspended (hf_ingest_submit): the connection
+	 * stays in its thread's loop, whose handler call finds the answer
+	 * once the writer set `committed` (its last touch of the request).
+	 * `held` is set before the write is submitted and never changed
+	 * while the writer has it; the loop counts the request (hf_http_loop
+	 * .held) while it is WAITING. A held request whose connection closed
+	 * first waits for its commit on its loop's `abandoned` list. */
+	bool held;
+	atomic_bool committed;
+	struct req *abandoned_next;
 	/* What the commit said, turned into the answer on the HTTP thread
 	 * (hf_ingest_answer_commit): the writer allocates nothing for it. */
 	enum { OUT_NONE, OUT_STORED, OUT_DUPLICATE, OUT_FAILED } outcome;
@@ -114,6 +124,11 @@ struct hf_http_loop {
 	bool failed;  /* the event loop failed once (logged) */
 	atomic_bool stop;
 	bool woken; /* writer only: resumed in this batch, to wake */
+	/* This thread's only: its held requests (struct req.held), and those
+	 * of them whose connection closed before their commit. */
+	int held;
+	struct req *abandoned;
+	int outer_fd; /* epoll over d's epoll fd: the wait while held > 0 */
 };
 
 struct hf_ingest {
@@ -137,11 +152,16 @@ struct MHD_Daemon *hf_ingest_daemon(struct hf_http_loop *l, unsigned flags,
 				    const struct sockaddr_in *sa, int listen_fd,
 				    unsigned pool, unsigned limit);
 /* ingest_loop.c. Wakes loop l's thread once a connection of its was resumed
- * (MHD_resume_connection): nothing with libmicrohttpd's own threads. */
+ * (MHD_resume_connection) or a held request committed: nothing with
+ * libmicrohttpd's own threads. */
 void hf_http_wake(struct hf_http_loop *l);
+/* ingest.c. Frees the requests on l's abandoned list whose commit is over
+ * (counted and logged as answered): on l's thread, or once it has ended. */
+void hf_ingest_reap(struct hf_http_loop *l);
 
 /* ingest_sync.c. Hands the event r->ev and its nruns runs (r->runs) to the
- * writer and suspends the connection until the commit's answer resumes it;
+ * writer and suspends the connection until the commit's answer resumes it,
+ * or, on one of hookflow's own HTTP threads, holds it (struct req.held);
  * with a `respond: sync` run, makes the request's waiter first. The caller
  * counted the request in hf_ingest.waiting. */
 void hf_ingest_submit(struct req *r, size_t nruns);

@@ -1,6 +1,6 @@
 /* ingest_loop.c - the HTTP threads (see hf_ingest.h): the libmicrohttpd
  * daemons, their threads, their start and stop, and the wake-up that tells a
- * thread its suspended requests were resumed.
+ * thread its held requests committed or its suspended ones were resumed.
  *
  * With epoll (the default), each HTTP thread is one of hookflow's threads
  * (hf-http) running a daemon of its own in libmicrohttpd's "external" mode
@@ -14,11 +14,17 @@
  * writes each thread's eventfd once (hf_ingest_batch_end). The thread wakes
  * from epoll_wait, and its next MHD_run_wait resumes them all.
  *
+ * A request that waits only for its commit is not even suspended but held
+ * (ingest_sync.c): libmicrohttpd calls its handler on every turn of the loop
+ * until the answer is there, so while a thread holds any, libmicrohttpd's
+ * own wait would not block; the thread waits instead on an epoll set of its
+ * own over the daemon's (run_held), woken by the same eventfd.
+ *
  * With --http-io poll, libmicrohttpd's own thread pool (MHD_USE_POLL), one
  * daemon, which wakes its threads itself: hf_http_wake does nothing.
  *
  * Not here: what the daemons call (ingest.c: on_target, on_request,
- * on_completed), the suspended request (ingest_sync.c).
+ * on_completed), the held or suspended request (ingest_sync.c).
  *
  * Neighbours: ingest.c, ingest_sync.c, ingest_int.h. */
 #include "hf_limits.h"
@@ -49,11 +55,29 @@ void hf_http_wake(struct hf_http_loop *l)
 	while (n < 0 && errno == EINTR);
 }
 
+/* One turn of the loop while requests are held (ingest_sync.c): they keep
+ * libmicrohttpd's own wait at zero (it asks for their answers on every
+ * turn), so the wait is on an epoll set over the daemon's: its connections,
+ * its listening socket, the wake-up's eventfd. Its connections' timeouts are
+ * seen within HELD_WAIT_MS. */
+#define HELD_WAIT_MS 500
+static enum MHD_Result run_held(struct hf_http_loop *l)
+{
+	struct epoll_event ev;
+	if (epoll_wait(l->outer_fd, &ev, 1, HELD_WAIT_MS) < 0 && errno != EINTR)
+		return MHD_NO;
+	return MHD_run(l->d);
+}
+
 static void *http_thread(void *arg)
 {
 	struct hf_http_loop *l = arg;
 	while (!atomic_load(&l->stop)) {
-		if (MHD_run_wait(l->d, -1) == MHD_YES)
+		enum MHD_Result ok =
+		    l->held > 0 ? run_held(l) : MHD_run_wait(l->d, -1);
+		if (l->abandoned)
+			hf_ingest_reap(l);
+		if (ok == MHD_YES)
 			continue;
 		/* epoll_wait failed (not EINTR): say so once, do not spin. */
 		if (!l->failed)
@@ -90,16 +114,21 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa)
 	return 0;
 }
 
-/* The wake-up's eventfd, in the daemon's own epoll set. */
+/* The wake-up's eventfd, in the daemon's own epoll set, and the epoll set
+ * over that one (run_held). */
 static int add_wake_fd(struct hf_http_loop *l)
 {
 	const union MHD_DaemonInfo *info =
 	    MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_EPOLL_FD);
 	l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (!info || l->wake_fd < 0)
+	l->outer_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (!info || l->wake_fd < 0 || l->outer_fd < 0)
 		return -1;
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = NULL};
-	return epoll_ctl(info->epoll_fd, EPOLL_CTL_ADD, l->wake_fd, &ev);
+	if (epoll_ctl(info->epoll_fd, EPOLL_CTL_ADD, l->wake_fd, &ev) < 0)
+		return -1;
+	struct epoll_event inner = {.events = EPOLLIN};
+	return epoll_ctl(l->outer_fd, EPOLL_CTL_ADD, info->epoll_fd, &inner);
 }
 
 /* Stops and frees the loops from the last one to the first: the first
@@ -118,8 +147,12 @@ static void stop_loops(struct hf_ingest *in)
 			(void)MHD_quiesce_daemon(l->d);
 		if (l->d)
 			MHD_stop_daemon(l->d);
+		/* Their commits are over (hf_ingest_stop waited for them). */
+		hf_ingest_reap(l);
 		if (l->wake_fd >= 0)
 			close(l->wake_fd);
+		if (l->outer_fd >= 0)
+			close(l->outer_fd);
 	}
 	free(in->loops);
 	in->loops = NULL;
@@ -137,6 +170,7 @@ static int start_loops(struct hf_ingest *in, const struct sockaddr_in *sa)
 		in->loops = hf_xcalloc(1, sizeof *in->loops);
 		in->loops[0].in = in;
 		in->loops[0].wake_fd = -1;
+		in->loops[0].outer_fd = -1;
 		in->loops[0].d = hf_ingest_daemon(
 		    &in->loops[0],
 		    flags | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, sa,
@@ -148,6 +182,7 @@ static int start_loops(struct hf_ingest *in, const struct sockaddr_in *sa)
 	for (int i = 0; i < threads; i++) {
 		in->loops[i].in = in;
 		in->loops[i].wake_fd = -1;
+		in->loops[i].outer_fd = -1;
 	}
 	int listen_fd = -1;
 	for (int i = 0; i < threads; i++) {
@@ -193,22 +228,19 @@ struct hf_ingest *hf_ingest_start(struct hf_engine *eng, int *port,
 	in->eng = eng;
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_cond_init(&in->cond, NULL);
-	/* epoll by default; --http-io poll for fewer system calls. A request
-	 * waiting for its commit is suspended so that it does not hold its
-	 * thread; with epoll each suspension and resumption is an epoll_ctl
-	 * (DEL, then ADD), and edge-triggered reading ends with a recv that
-	 * says EAGAIN: about 5 system calls per request on an HTTP thread
-	 * against about 2.4 with poll, where a suspended connection is simply
-	 * left out of the next poll (about 7% less CPU per accepted event at
-	 * 64 connections, though poll's threads are woken once per request:
-	 * libmicrohttpd's own). But poll's cost grows with the open
-	 * connections, idle keep-alive ones included (with 1,000 open, 50% more
-	 * CPU per event than epoll; with 200 about even), and libmicrohttpd
-	 * 0.9.75 in poll mode reads a resumed connection before it asks for its
-	 * answer (its read/write interest is left as it was when it was
-	 * suspended): a client that shut its sending side down after its
-	 * request (half-close) gets the connection closed instead of its
-	 * answer, though the event was stored. */
+	/* epoll by default. A request waiting for its commit is held
+	 * (ingest_sync.c): about 3 system calls per request on an HTTP thread
+	 * (a recv, the recv that says EAGAIN, the answer's sendmsg). With
+	 * --http-io poll (libmicrohttpd's own threads) it is suspended, left
+	 * out of the next poll: about 2.4, but poll's threads are woken once
+	 * per request, and its cost grows with the open connections, idle
+	 * keep-alive ones included (with 1,000 open, 50% more CPU per event
+	 * than epoll); at 64 connections it costs about 8% more CPU per event
+	 * than epoll now. And libmicrohttpd 0.9.75 in poll mode reads a
+	 * resumed connection before it asks for its answer: a client that
+	 * shut its sending side down after its request (half-close) gets the
+	 * connection closed instead of its answer, though the event was
+	 * stored. */
 	if (start_loops(in, &sa) < 0) {
 		hf_error_set(err, NULL, 0, 0, "cannot listen on %s",
 			     eng->opt.listen);

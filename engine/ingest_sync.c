@@ -1,5 +1,5 @@
-/* ingest_sync.c - a webhook request while its connection is suspended
- * (see hf_ingest.h): the write handed to the writer, the answer the commit
+/* ingest_sync.c - a webhook request while its connection is suspended or
+ * held (see hf_ingest.h): the write handed to the writer, the answer the commit
  * fills in (202, 200 for a duplicate, 503), and for a `respond: sync`
  * workflow the waiter that holds the request until its run ends, its timer
  * runs out (202 with "timeout") or the server stops.
@@ -36,11 +36,17 @@ struct hf_sync_waiter {
 
 /* --- the commit's answer (writer thread) --- */
 
-/* Resumes r's connection, its answer set; returns its HTTP thread, still to
- * be woken (hf_http_wake). From here on, r may be freed at any moment. */
+/* Resumes r's connection, or marks a held one committed, its answer set;
+ * returns its HTTP thread, still to be woken (hf_http_wake). From here on,
+ * r may be freed at any moment. */
 static struct hf_http_loop *resume_conn(struct req *r)
 {
 	struct hf_http_loop *l = r->loop;
+	if (r->held) {
+		atomic_store_explicit(&r->committed, true,
+				      memory_order_release);
+		return l;
+	}
 	r->state = ANSWERING;
 	MHD_resume_connection(r->conn);
 	return l;
@@ -446,7 +452,19 @@ void hf_ingest_submit(struct req *r, size_t nruns)
 	r->w.done = ingest_written;
 	r->w.ctx = r;
 	r->state = WAITING;
-	MHD_suspend_connection(r->conn);
+	/* On hookflow's own HTTP threads (ingest_loop.c) a request waiting
+	 * only for its commit is held, not suspended: libmicrohttpd asks for
+	 * its answer on each turn of the loop until the commit marks it
+	 * (resume_conn), which spares the two epoll_ctl of a suspension and
+	 * a resumption, and the writer's MHD_resume_connection. A held
+	 * connection is not read (libmicrohttpd waits for the answer), so a
+	 * client that half-closed still gets it. A request that waits for a
+	 * run or a signal is suspended: that can last. */
+	r->held = r->loop->wake_fd >= 0 && !r->waiter && !r->signal;
+	if (r->held)
+		r->loop->held++;
+	else
+		MHD_suspend_connection(r->conn);
 	hf_store_submit(r->in->eng->store, &r->w);
 }
 

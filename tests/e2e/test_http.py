@@ -715,3 +715,87 @@ def test_http_io_poll_uses_libmicrohttpds_own_threads(server):
                  args=["--http-io", "poll", "--http-threads", "2"])
     assert http_threads(srv.proc.pid) == 0
     assert srv.post("/simple", {}).status == 202
+
+
+def server_has_read(port, client):
+    """Whether the server's end of the client socket has nothing left to
+    read (its receive queue in /proc/net/tcp is empty): the server took the
+    request."""
+    cport = client.getsockname()[1]
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if (int(local.split(":")[1], 16) == port
+                    and int(remote.split(":")[1], 16) == cport):
+                return int(fields[4].split(":")[1], 16) == 0
+    return False
+
+
+@pytest.mark.sqlite_only("holds the SQLite state file's write lock")
+def test_a_request_waiting_for_its_commit_outlives_its_client(server):
+    # On hookflow's HTTP threads a request waiting for its commit is held in
+    # its thread's loop, not suspended (ingest_sync.c). The state database
+    # is locked by another connection, so the commits wait: meanwhile one
+    # client resets its connection, one shuts its sending side, one waits.
+    # Once the lock goes, the two still there get their 202, the reset
+    # one's event is stored all the same and its run executes, and the
+    # server goes on answering.
+    import sqlite3
+    import struct
+    import threading
+    srv = server(workflows={"simple": SIMPLE}, args=["--http-threads", "1"])
+    assert srv.post("/simple", {"warm": 1}).status == 202
+
+    def raw(who):
+        body = json.dumps({"who": who}).encode()
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+        s.sendall(b"POST /simple HTTP/1.1\r\nHost: t\r\n"
+                  b"Content-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        wait_for(lambda: server_has_read(srv.port, s), timeout=10,
+                 what="the server to read the request")
+        return s
+
+    lock = sqlite3.connect(str(srv.state), timeout=10, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    answers = {}
+
+    def waiting():
+        answers["waiting"] = srv.post("/simple", {"who": "waiting"}).status
+
+    try:
+        reset = raw("reset")
+        reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                         struct.pack("ii", 1, 0))
+        reset.close()
+        half = raw("half")
+        half.shutdown(socket.SHUT_WR)
+        t = threading.Thread(target=waiting)
+        t.start()
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    t.join(30)
+    assert answers == {"waiting": 202}
+    got = b""
+    while not got.endswith(b"}"):
+        chunk = half.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    half.close()
+    assert got.startswith(b"HTTP/1.1 202 "), got
+
+    def all_ran():
+        runs = srv.api("GET", "/api/runs?limit=100").json()["runs"]
+        return len(runs) == 4 and all(r["status"] == "succeeded"
+                                      for r in runs)
+
+    wait_for(all_ran, timeout=30, what="four runs, the reset one's included")
+    assert srv.post("/simple", {"after": 1}).status == 202
+    # Answered or not, each stored event is counted as accepted.
+    from flowutil import metric
+    assert metric(srv, "hookflow_events_total", workflow="simple",
+                  status="202") == 5
+    assert srv.proc.poll() is None
