@@ -24,158 +24,42 @@
 #include "hf_redact.h"
 #include "hf_verify.h"
 #include "store_pg.h"
+#include "store_rows.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
 
-static json_t *col_text(const PGresult *r, int i, int c)
+/* Column c of row i as a cell of kind (store_rows.h). */
+static json_t *col_value(const PGresult *r, int i, int c, enum col_kind kind,
+			 json_t *o)
 {
-	const char *t = pg_text(r, i, c);
-	return t ? json_string(t) : json_null();
+	struct cell cl = {PQgetisnull(r, i, c)};
+	if (cl.null)
+		return hf_cell_json(&cl, kind, o);
+	if (kind == C_TIME || kind == C_INT || kind == C_INT_OPT) {
+		cl.i = pg_int(r, i, c);
+		return hf_cell_json(&cl, kind, o);
+	}
+	if (kind == C_BOOL) {
+		cl.i = PQgetvalue(r, i, c)[0] == 't';
+		return hf_cell_json(&cl, kind, o);
+	}
+	if (kind != C_BODY && kind != C_BYTES) {
+		cl.data = PQgetvalue(r, i, c);
+		cl.len = (size_t)PQgetlength(r, i, c);
+		return hf_cell_json(&cl, kind, o);
+	}
+	unsigned char *b = hf_pg_bytes(r, i, c, &cl.len); /* bytea */
+	cl.data = (const char *)b;
+	json_t *v = hf_cell_json(&cl, kind, o);
+	free(b);
+	return v;
 }
-
-/* A column of JSON text when it holds a value of type (an array or an
- * object), else an empty one. */
-static json_t *col_typed(const PGresult *r, int i, int c, json_type type)
-{
-	json_t *v = hf_pg_json(r, i, c);
-	if (v && json_typeof(v) == type)
-		return v;
-	json_decref(v);
-	return type == JSON_ARRAY ? json_array() : json_object();
-}
-
-#define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
-
-/* How a column shows in JSON (as store_sqlite_query.c's). */
-enum col_kind {
-	C_TEXT,	   /* a string, or null */
-	C_TIME,	   /* ms since the epoch as ISO 8601, or null */
-	C_INT,	   /* an integer (0 for NULL) */
-	C_INT_OPT, /* an integer, or null */
-	C_JSON,	   /* JSON text as its value */
-	C_ARRAY,   /* JSON text of an array, else [] */
-	C_BODY,	   /* a body: a string, or base64 with "body_encoding" */
-	C_URL,	   /* a URL, its credentials redacted (hf_redact_url) */
-	C_HEADERS, /* request headers, credentials redacted */
-	C_QUERY,   /* query parameters, credentials redacted */
-	C_BYTES,   /* a bytea as a string (as SQLite reads a blob as text) */
-	C_BOOL,	   /* a boolean */
-};
-
-struct col {
-	const char *key; /* NULL: the row is this column's value alone */
-	enum col_kind kind;
-};
-
-/* How a query's rows become JSON: the columns in order, then (optional) a
- * nested list of rows: sub_sql run with the row's id (column 0) as $1 on the
- * same connection, its rows made JSON by sub, as the member sub_key. */
-struct shape {
-	const struct col *cols;
-	size_t ncols;
-	const char *sub_key;
-	const struct shape *sub;
-	const char *sub_sql;
-};
 
 static json_t *rows_json(struct hf_pg_store *q, PGconn *c, bool one,
 			 const struct shape *shape, const char *sql,
 			 const char *types, ...);
-
-static json_t *col_time(const PGresult *r, int i, int c)
-{
-	if (PQgetisnull(r, i, c))
-		return json_null();
-	char at[32];
-	hf_time_iso(pg_int(r, i, c), at);
-	return json_string(at);
-}
-
-static json_t *col_body(const PGresult *r, int i, int c, json_t *o)
-{
-	size_t len;
-	unsigned char *body = hf_pg_bytes(r, i, c, &len);
-	json_t *b = json_stringn((const char *)body, len);
-	if (!b) {
-		char *enc = hf_base64_encode(body, len);
-		b = json_string(enc);
-		free(enc);
-		json_object_set_new(o, "body_encoding", json_string("base64"));
-	}
-	free(body);
-	return b;
-}
-
-static json_t *col_url(const PGresult *r, int i, int c)
-{
-	const char *t = pg_text(r, i, c);
-	if (!t)
-		return json_null();
-	char *url = hf_redact_url(t);
-	json_t *v = json_string(url);
-	free(url);
-	return v ? v : json_string(HF_REDACTED);
-}
-
-/* An object's members that carry a credential (hf_header_is_secret) shown as
- * HF_REDACTED. */
-static json_t *redact_members(json_t *h)
-{
-	if (!json_is_object(h))
-		return h;
-	const char *name;
-	json_t *v;
-	json_object_foreach(h, name, v)
-	{
-		if (hf_header_is_secret(name))
-			json_object_set_new(h, name, json_string(HF_REDACTED));
-	}
-	return h;
-}
-
-static json_t *col_value(const PGresult *r, int i, int c, enum col_kind kind,
-			 json_t *o)
-{
-	switch (kind) {
-	case C_TEXT:
-		return col_text(r, i, c);
-	case C_TIME:
-		return col_time(r, i, c);
-	case C_INT_OPT:
-		if (PQgetisnull(r, i, c))
-			return json_null();
-		/* fall through */
-	case C_INT:
-		return json_integer(pg_int(r, i, c));
-	case C_JSON:
-		return hf_pg_json(r, i, c);
-	case C_ARRAY:
-		return col_typed(r, i, c, JSON_ARRAY);
-	case C_BODY:
-		return col_body(r, i, c, o);
-	case C_URL:
-		return col_url(r, i, c);
-	case C_HEADERS:
-		return redact_members(col_typed(r, i, c, JSON_OBJECT));
-	case C_QUERY:
-		return redact_members(hf_pg_json(r, i, c));
-	case C_BOOL:
-		return json_boolean(!PQgetisnull(r, i, c) &&
-				    PQgetvalue(r, i, c)[0] == 't');
-	case C_BYTES: {
-		if (PQgetisnull(r, i, c))
-			return json_null();
-		size_t len;
-		unsigned char *b = hf_pg_bytes(r, i, c, &len);
-		json_t *v = json_stringn((const char *)b, len);
-		free(b);
-		return v;
-	}
-	}
-	return json_null();
-}
 
 static json_t *shape_row(PGconn *c, const PGresult *r, int i,
 			 const struct shape *sh)
@@ -191,7 +75,7 @@ static json_t *shape_row(PGconn *c, const PGresult *r, int i,
 		json_object_set_new(o, sh->sub_key,
 				    rows_json(NULL, c, false, sh->sub,
 					      sh->sub_sql, "t",
-					      pg_text(r, i, 0)));
+					      pg_text(r, i, sh->sub_col)));
 	return o;
 }
 
@@ -231,26 +115,15 @@ static json_t *rows_json(struct hf_pg_store *q, PGconn *c, bool one,
 /* --- runs --- */
 
 /* "node": the node that ran the step. */
-static const struct col step_cols[] = {
-    {"id", C_TEXT},	    {"status", C_TEXT},	     {"output", C_JSON},
-    {"error", C_TEXT},	    {"logs", C_ARRAY},	     {"attempts", C_INT},
-    {"started_at", C_TIME}, {"finished_at", C_TIME}, {"node", C_TEXT},
-};
-static const struct shape step_shape = {step_cols, NCOLS(step_cols)};
+static const struct shape step_shape = {hf_step_cols, HF_STEP_COLS};
 
 #define RUN_COLUMNS                                                            \
 	"id, workflow, event_id, status, attempt, created_at, started_at,"     \
 	" finished_at, error, version, CASE WHEN status = 'waiting' THEN"      \
 	" waiting END"
 
-static const struct col run_cols[] = {
-    {"id", C_TEXT},	    {"workflow", C_TEXT},    {"event", C_TEXT},
-    {"status", C_TEXT},	    {"attempt", C_INT},	     {"created_at", C_TIME},
-    {"started_at", C_TIME}, {"finished_at", C_TIME}, {"error", C_TEXT},
-    {"version", C_TEXT},    {"waiting", C_JSON}, /* hf_park.h */
-};
 static const struct shape run_shape = {
-    run_cols, NCOLS(run_cols), "steps", &step_shape,
+    hf_run_cols, HF_RUN_COLS, "steps", &step_shape,
     "SELECT step_id, status, output, error, logs, attempts, started_at,"
     " finished_at, node FROM steps WHERE run_id = $1 ORDER BY idx"};
 
@@ -261,11 +134,7 @@ json_t *hf_pg_steps_json(PGconn *c, const char *run_id)
 }
 
 /* The earlier attempts of a retried run, oldest first (run_history). */
-static const struct col history_cols[] = {
-    {"attempt", C_INT}, {"status", C_TEXT},	 {"error", C_TEXT},
-    {"steps", C_ARRAY}, {"finished_at", C_TIME},
-};
-static const struct shape history_shape = {history_cols, NCOLS(history_cols)};
+static const struct shape history_shape = {hf_history_cols, HF_HISTORY_COLS};
 
 static void add_history(struct hf_pg_store *q, json_t *run)
 {
@@ -331,16 +200,8 @@ json_t *hf_pg_nodes_json(struct hf_store *s)
 
 /* --- events --- */
 
-static const struct col id_col[] = {{NULL, C_TEXT}};
-static const struct shape id_shape = {id_col, 1};
-
-static const struct col event_cols[] = {
-    {"id", C_TEXT},	     {"path", C_TEXT},	     {"method", C_TEXT},
-    {"query", C_QUERY},	     {"headers", C_HEADERS}, {"body", C_BODY},
-    {"received_at", C_TIME}, {"skipped", C_ARRAY},
-};
 static const struct shape event_shape = {
-    event_cols, NCOLS(event_cols), "runs", &id_shape,
+    hf_event_cols, HF_EVENT_COLS, "runs", &hf_id_shape,
     "SELECT id FROM runs WHERE event_id = $1 ORDER BY id"};
 
 json_t *hf_pg_event_json(struct hf_store *s, const char *event_id)
@@ -358,15 +219,8 @@ json_t *hf_pg_event_json(struct hf_store *s, const char *event_id)
 	"id, url, status, attempts, max_attempts, last_status, last_error,"    \
 	" run_id, step_id, next_at, created_at, updated_at"
 
-static const struct col delivery_cols[] = {
-    {"id", C_TEXT},	    {"url", C_URL},	     {"status", C_TEXT},
-    {"attempts", C_INT},    {"max_attempts", C_INT}, {"last_status", C_INT_OPT},
-    {"last_error", C_TEXT}, {"run", C_TEXT},	     {"step", C_TEXT},
-    {"next_at", C_TIME},    {"created_at", C_TIME},  {"updated_at", C_TIME},
-    {"payload", C_BYTES}, /* hf_store_delivery_json only */
-};
-static const struct shape delivery_shape = {delivery_cols,
-					    NCOLS(delivery_cols) - 1};
+static const struct shape delivery_shape = {hf_delivery_cols,
+					    HF_DELIVERY_COLS - 1};
 
 /* Newest first: by creation time, then by insertion (seq, SQLite's rowid). */
 json_t *hf_pg_deliveries_json(struct hf_store *s, const char *status, int limit)
@@ -380,14 +234,10 @@ json_t *hf_pg_deliveries_json(struct hf_store *s, const char *status, int limit)
 	return json_pack("{s:o}", "deliveries", list);
 }
 
-static const struct col attempt_cols[] = {
-    {"n", C_INT},      {"at", C_TIME},	       {"status", C_INT_OPT},
-    {"error", C_TEXT}, {"duration_ms", C_INT},
-};
-static const struct shape attempt_shape = {attempt_cols, NCOLS(attempt_cols)};
+static const struct shape attempt_shape = {hf_attempt_cols, HF_ATTEMPT_COLS};
 
 static const struct shape delivery_full_shape = {
-    delivery_cols, NCOLS(delivery_cols), "attempts_log", &attempt_shape,
+    hf_delivery_cols, HF_DELIVERY_COLS, "attempts_log", &attempt_shape,
     "SELECT n, at, status, error, duration_ms FROM delivery_attempts"
     " WHERE delivery_id = $1 ORDER BY n"};
 
@@ -489,8 +339,8 @@ static int event_struct_row(PGconn *c, PGresult *r, int i, void *arg)
 	snprintf(ev->id, sizeof ev->id, "%s", pg_text(r, i, 0));
 	ev->path = hf_xstrdup(pg_text(r, i, 1));
 	ev->method = hf_xstrdup(pg_text(r, i, 2));
-	ev->query = col_typed(r, i, 3, JSON_OBJECT);
-	ev->headers = col_typed(r, i, 4, JSON_OBJECT);
+	ev->query = hf_json_text_typed(pg_text(r, i, 3), JSON_OBJECT);
+	ev->headers = hf_json_text_typed(pg_text(r, i, 4), JSON_OBJECT);
 	ev->body = (char *)hf_pg_bytes(r, i, 5, &ev->body_len);
 	ev->received_at = pg_int(r, i, 6);
 	ev->skipped = json_array();

@@ -21,166 +21,32 @@
 #include "hf_limits.h"
 #include "hf_redact.h"
 #include "hf_verify.h"
+#include "store_rows.h"
 #include "store_sqlite.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
 
-static json_t *col_text(sqlite3_stmt *st, int i)
+/* Column i of st as a cell of kind (store_rows.h). */
+static json_t *col_value(sqlite3_stmt *st, int i, enum col_kind kind, json_t *o)
 {
-	if (sqlite3_column_type(st, i) == SQLITE_NULL)
-		return json_null();
-	return json_string((const char *)sqlite3_column_text(st, i));
+	struct cell c = {sqlite3_column_type(st, i) == SQLITE_NULL};
+	if (kind == C_TIME || kind == C_INT || kind == C_INT_OPT ||
+	    kind == C_BOOL) {
+		c.i = sqlite3_column_int64(st, i);
+		return hf_cell_json(&c, kind, o);
+	}
+	c.data = kind == C_BODY || kind == C_BYTES
+		     ? sqlite3_column_blob(st, i)
+		     : (const void *)sqlite3_column_text(st, i);
+	c.len = (size_t)sqlite3_column_bytes(st, i); /* after: see SQLite's */
+	return hf_cell_json(&c, kind, o);
 }
-
-/* A column of JSON text when it holds a value of type (an array or an
- * object), else an empty one. */
-static json_t *col_typed(sqlite3_stmt *st, int i, json_type type)
-{
-	json_t *v = col_json(st, i);
-	if (v && json_typeof(v) == type)
-		return v;
-	json_decref(v);
-	return type == JSON_ARRAY ? json_array() : json_object();
-}
-
-#define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
-
-/* How a column shows in JSON. */
-enum col_kind {
-	C_TEXT,	   /* a string, or null */
-	C_TIME,	   /* ms since the epoch as ISO 8601, or null */
-	C_INT,	   /* an integer (0 for NULL) */
-	C_INT_OPT, /* an integer, or null */
-	C_JSON,	   /* JSON text as its value (col_json) */
-	C_ARRAY,   /* JSON text of an array, else [] */
-	C_BODY,	   /* a body: a string, or base64 with "body_encoding" */
-	C_URL,	   /* a URL, its credentials redacted (hf_redact_url) */
-	C_HEADERS, /* request headers, credentials redacted */
-	C_QUERY,   /* query parameters, credentials redacted */
-};
-
-struct col {
-	const char *key; /* NULL: the row is this column's value alone */
-	enum col_kind kind;
-};
-
-/* How a query's rows become JSON: the columns in order, then (optional) a
- * nested list of rows: sub_sql run with the row's column sub_col (which may
- * come after the ncols shown) as ?1 on the same connection, its rows made
- * JSON by sub, as the member sub_key. */
-struct shape {
-	const struct col *cols;
-	size_t ncols;
-	const char *sub_key;
-	const struct shape *sub;
-	const char *sub_sql;
-	int sub_col;
-};
 
 static json_t *rows_json(struct hf_sqlite_store *q, sqlite3 *db, bool one,
 			 const struct shape *shape, const char *sql,
 			 const char *types, ...);
-
-static json_t *col_time(sqlite3_stmt *st, int i)
-{
-	if (sqlite3_column_type(st, i) == SQLITE_NULL)
-		return json_null();
-	char at[32];
-	hf_time_iso(sqlite3_column_int64(st, i), at);
-	return json_string(at);
-}
-
-/* A body as a string; one that is not UTF-8 base64-encoded, which o's
- * "body_encoding" says. */
-static json_t *col_body(sqlite3_stmt *st, int i, json_t *o)
-{
-	if (sqlite3_column_type(st, i) == SQLITE_NULL)
-		return json_null(); /* damaged: hf_body */
-	const char *body = sqlite3_column_blob(st, i);
-	size_t len = (size_t)sqlite3_column_bytes(st, i);
-	json_t *b = json_stringn(body ? body : "", len);
-	if (!b) {
-		char *enc = hf_base64_encode(body ? body : "", len);
-		b = json_string(enc);
-		free(enc);
-		json_object_set_new(o, "body_encoding", json_string("base64"));
-	}
-	return b;
-}
-
-static json_t *col_url(sqlite3_stmt *st, int i)
-{
-	if (sqlite3_column_type(st, i) == SQLITE_NULL)
-		return json_null();
-	char *url = hf_redact_url((const char *)sqlite3_column_text(st, i));
-	json_t *v = json_string(url);
-	free(url);
-	return v ? v : json_string(HF_REDACTED);
-}
-
-/* Headers as JSON, each that carries a credential (hf_header_is_secret)
- * shown as HF_REDACTED. */
-static json_t *col_headers(sqlite3_stmt *st, int i)
-{
-	json_t *h = col_typed(st, i, JSON_OBJECT);
-	const char *name;
-	json_t *v;
-	json_object_foreach(h, name, v)
-	{
-		if (hf_header_is_secret(name))
-			json_object_set_new(h, name, json_string(HF_REDACTED));
-	}
-	return h;
-}
-
-/* Query parameters as JSON, each whose name says it carries a credential
- * (hf_header_is_secret: token, secret, password, api-key…) shown as
- * HF_REDACTED, as headers are. */
-static json_t *col_query(sqlite3_stmt *st, int i)
-{
-	json_t *h = col_json(st, i);
-	if (!json_is_object(h))
-		return h;
-	const char *name;
-	json_t *v;
-	json_object_foreach(h, name, v)
-	{
-		if (hf_header_is_secret(name))
-			json_object_set_new(h, name, json_string(HF_REDACTED));
-	}
-	return h;
-}
-
-static json_t *col_value(sqlite3_stmt *st, int i, enum col_kind kind, json_t *o)
-{
-	switch (kind) {
-	case C_TEXT:
-		return col_text(st, i);
-	case C_TIME:
-		return col_time(st, i);
-	case C_INT_OPT:
-		if (sqlite3_column_type(st, i) == SQLITE_NULL)
-			return json_null();
-		/* fall through */
-	case C_INT:
-		return json_integer(sqlite3_column_int64(st, i));
-	case C_JSON:
-		return col_json(st, i);
-	case C_ARRAY:
-		return col_typed(st, i, JSON_ARRAY);
-	case C_BODY:
-		return col_body(st, i, o);
-	case C_URL:
-		return col_url(st, i);
-	case C_HEADERS:
-		return col_headers(st, i);
-	case C_QUERY:
-		return col_query(st, i);
-	}
-	return json_null();
-}
 
 static json_t *shape_row(sqlite3 *db, sqlite3_stmt *st, const struct shape *sh);
 
@@ -250,12 +116,7 @@ static json_t *rows_json(struct hf_sqlite_store *q, sqlite3 *db, bool one,
 /* --- runs --- */
 
 /* "node": the node that ran the step (one node here, unnamed: null). */
-static const struct col step_cols[] = {
-    {"id", C_TEXT},	    {"status", C_TEXT},	     {"output", C_JSON},
-    {"error", C_TEXT},	    {"logs", C_ARRAY},	     {"attempts", C_INT},
-    {"started_at", C_TIME}, {"finished_at", C_TIME}, {"node", C_TEXT},
-};
-static const struct shape step_shape = {step_cols, NCOLS(step_cols)};
+static const struct shape step_shape = {hf_step_cols, HF_STEP_COLS};
 
 /* A run with its event's id and its version's hash (schema version 2). */
 #define RUN_COLUMNS                                                            \
@@ -265,22 +126,16 @@ static const struct shape step_shape = {step_cols, NCOLS(step_cols)};
 	" LEFT JOIN events e ON e.rid = r.event"                               \
 	" LEFT JOIN workflow_versions v ON v.vid = r.vid"
 
-static const struct col run_cols[] = {
-    {"id", C_TEXT},	    {"workflow", C_TEXT},    {"event", C_TEXT},
-    {"status", C_TEXT},	    {"attempt", C_INT},	     {"created_at", C_TIME},
-    {"started_at", C_TIME}, {"finished_at", C_TIME}, {"error", C_TEXT},
-    {"version", C_TEXT},    {"waiting", C_JSON}, /* hf_park.h */
-};
 /* Its steps by its last step row (runs.steps), the column after those
  * shown. */
 static const struct shape run_shape = {
-    run_cols,
-    NCOLS(run_cols),
+    hf_run_cols,
+    HF_RUN_COLS,
     "steps",
     &step_shape,
     "SELECT step_id, status, output, error, logs, attempts, started_at,"
     " finished_at, NULL FROM " HF_STEPS_OF_P1 " ORDER BY idx",
-    NCOLS(run_cols)};
+    HF_RUN_COLS};
 
 /* The steps of the run ?3 in its band ?1..?2. */
 #define STEPS_OF_ID                                                            \
@@ -298,11 +153,7 @@ json_t *hf_sqlite_steps_json(sqlite3 *db, const char *run_id)
 }
 
 /* The earlier attempts of a retried run, oldest first (run_history). */
-static const struct col history_cols[] = {
-    {"attempt", C_INT}, {"status", C_TEXT},	 {"error", C_TEXT},
-    {"steps", C_ARRAY}, {"finished_at", C_TIME},
-};
-static const struct shape history_shape = {history_cols, NCOLS(history_cols)};
+static const struct shape history_shape = {hf_history_cols, HF_HISTORY_COLS};
 
 static void add_history(struct hf_sqlite_store *q, json_t *run)
 {
@@ -350,24 +201,16 @@ json_t *hf_sqlite_runs_json(struct hf_store *s, const char *workflow,
 
 /* --- events --- */
 
-static const struct col id_col[] = {{NULL, C_TEXT}};
-static const struct shape id_shape = {id_col, 1};
-
-static const struct col event_cols[] = {
-    {"id", C_TEXT},	     {"path", C_TEXT},	     {"method", C_TEXT},
-    {"query", C_QUERY},	     {"headers", C_HEADERS}, {"body", C_BODY},
-    {"received_at", C_TIME}, {"skipped", C_ARRAY},
-};
 /* Its runs by the event's rid, the column after those shown. */
 static const struct shape event_shape = {
-    event_cols,
-    NCOLS(event_cols),
+    hf_event_cols,
+    HF_EVENT_COLS,
     "runs",
-    &id_shape,
+    &hf_id_shape,
     "SELECT id FROM (SELECT id, rid FROM runs WHERE rid BETWEEN"
     " " HF_RUNS_NEAR_P1 " AND event = ?1 UNION ALL SELECT id, rid FROM"
     " runs WHERE event = ?1 AND " HF_RUNS_LATE ") ORDER BY rid",
-    NCOLS(event_cols)};
+    HF_EVENT_COLS};
 
 json_t *hf_sqlite_event_json(struct hf_store *s, const char *event_id)
 {
@@ -386,15 +229,8 @@ json_t *hf_sqlite_event_json(struct hf_store *s, const char *event_id)
 	"id, url, status, attempts, max_attempts, last_status, last_error,"    \
 	" run_id, step_id, next_at, created_at, updated_at"
 
-static const struct col delivery_cols[] = {
-    {"id", C_TEXT},	    {"url", C_URL},	     {"status", C_TEXT},
-    {"attempts", C_INT},    {"max_attempts", C_INT}, {"last_status", C_INT_OPT},
-    {"last_error", C_TEXT}, {"run", C_TEXT},	     {"step", C_TEXT},
-    {"next_at", C_TIME},    {"created_at", C_TIME},  {"updated_at", C_TIME},
-    {"payload", C_TEXT}, /* hf_store_delivery_json only */
-};
-static const struct shape delivery_shape = {delivery_cols,
-					    NCOLS(delivery_cols) - 1};
+static const struct shape delivery_shape = {hf_delivery_cols,
+					    HF_DELIVERY_COLS - 1};
 
 /* Newest first: by creation time (an emit's id may be the caller's own, so
  * the id says nothing of the order), then by insertion for the emits of one
@@ -411,15 +247,11 @@ json_t *hf_sqlite_deliveries_json(struct hf_store *s, const char *status,
 	return json_pack("{s:o}", "deliveries", list);
 }
 
-static const struct col attempt_cols[] = {
-    {"n", C_INT},      {"at", C_TIME},	       {"status", C_INT_OPT},
-    {"error", C_TEXT}, {"duration_ms", C_INT},
-};
-static const struct shape attempt_shape = {attempt_cols, NCOLS(attempt_cols)};
+static const struct shape attempt_shape = {hf_attempt_cols, HF_ATTEMPT_COLS};
 
 /* One delivery: with its payload and its attempts. */
 static const struct shape delivery_full_shape = {
-    delivery_cols, NCOLS(delivery_cols), "attempts_log", &attempt_shape,
+    hf_delivery_cols, HF_DELIVERY_COLS, "attempts_log", &attempt_shape,
     "SELECT n, at, status, error, duration_ms FROM delivery_attempts"
     " WHERE delivery_id = ?1 ORDER BY n"};
 
@@ -559,8 +391,10 @@ struct hf_event *hf_sqlite_event_row(sqlite3_stmt *st, int idc, int col)
 		 (const char *)sqlite3_column_text(st, idc));
 	ev->path = hf_xstrdup((const char *)sqlite3_column_text(st, col));
 	ev->method = hf_xstrdup((const char *)sqlite3_column_text(st, col + 1));
-	ev->query = col_typed(st, col + 2, JSON_OBJECT);
-	ev->headers = col_typed(st, col + 3, JSON_OBJECT);
+	ev->query = hf_json_text_typed(
+	    (const char *)sqlite3_column_text(st, col + 2), JSON_OBJECT);
+	ev->headers = hf_json_text_typed(
+	    (const char *)sqlite3_column_text(st, col + 3), JSON_OBJECT);
 	const char *body = sqlite3_column_blob(st, col + 4);
 	ev->body_len = (size_t)sqlite3_column_bytes(st, col + 4);
 	ev->body = hf_xstrndup(body ? body : "", ev->body_len);
