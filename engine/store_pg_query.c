@@ -4,7 +4,7 @@
  * the same JSON as the SQLite backend's (store_sqlite_query.c), column for
  * column.
  *
- * What is shown is redacted (hf_redact.h): a delivery's URL without its
+ * What is shown is redacted (store_rows.c): a delivery's URL without its
  * user info and query values, an event's credential headers (Authorization,
  * Cookie, signatures) as "[redacted]". The stored values stay whole: the
  * outbox and replays read them here too (hf_pg_pending_deliveries opens
@@ -17,12 +17,11 @@
  * (hf_pg_reader_take) and gives it back before returning: reads see
  * committed data only and never use the writer's connection.
  *
- * Neighbours: store_pg.c (the pool, the schema), store_pg.h. */
+ * Neighbours: store_pg.c (the pool, the schema), store_pg.h, store_rows.c
+ * (the cells as JSON). */
 #include "hf_body.h"
 #include "hf_crypto.h"
 #include "hf_limits.h"
-#include "hf_redact.h"
-#include "hf_verify.h"
 #include "store_pg.h"
 #include "store_rows.h"
 

@@ -2,7 +2,7 @@
  * deliveries as the admin API and the CLI show them (README.md, "HTTP"), the
  * deliveries due for the outbox, and an event loaded again for a replay.
  *
- * What is shown is redacted (hf_redact.h): a delivery's URL without its
+ * What is shown is redacted (store_rows.c): a delivery's URL without its
  * user info and query values, an event's credential headers (Authorization,
  * Cookie, signatures) as "[redacted]". The stored values stay whole: the
  * outbox and replays read them here too (hf_sqlite_pending_deliveries opens
@@ -15,12 +15,11 @@
  * (hf_sqlite_reader_take) and gives it back before returning, so that reads
  * see committed data only and never use the writer's connection.
  *
- * Neighbours: store_sqlite.c (the pool, the schema), store_sqlite.h. */
+ * Neighbours: store_sqlite.c (the pool, the schema), store_sqlite.h,
+ * store_rows.c (the cells as JSON). */
 #include "hf_body.h"
 #include "hf_crypto.h"
 #include "hf_limits.h"
-#include "hf_redact.h"
-#include "hf_verify.h"
 #include "store_rows.h"
 #include "store_sqlite.h"
 
