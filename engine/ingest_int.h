@@ -69,7 +69,7 @@ struct req {
 	size_t nruns;
 	enum hf_place place; /* memory (admitted) or disk (reserved) */
 	bool dropped[MAX_MATCH];
-	struct req *resume_next; /* resumed at the end of the writer's batch */
+	struct req *resume_next; /* answered at the end of the writer's batch */
 	/* Held rather than suspended (hf_ingest_submit): the connection
 	 * stays in its thread's loop, whose handler call finds the answer
 	 * once the writer set `committed` (its last touch of the request).
@@ -123,7 +123,7 @@ struct hf_http_loop {
 	bool running; /* th started */
 	bool failed;  /* the event loop failed once (logged) */
 	atomic_bool stop;
-	bool woken; /* writer only: resumed in this batch, to wake */
+	bool woken; /* writer only: answered in this batch, to wake */
 	/* This thread's only: its held requests (struct req.held), and those
 	 * of them whose connection closed before their commit. */
 	int held;
@@ -137,8 +137,8 @@ struct hf_ingest {
 	int nloops;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	/* Requests suspended on a commit or a sync run. Atomic: the hot path
-	 * touches no lock; only a drain waits on it (polling). */
+	/* Requests held or suspended on a commit or a sync run. Atomic: the hot
+	 * path touches no lock; only a drain waits on it (polling). */
 	atomic_int waiting;
 	struct hf_sync_waiter *waiters;
 };

@@ -237,9 +237,10 @@ static void drop_waiter(struct req *r)
 	r->waiter = NULL;
 }
 
-/* Requests answered by the commit, resumed once the batch's done() calls are
- * over (writer thread only), each HTTP thread then woken once for all of its
- * own (ingest_loop.c), not once per request. */
+/* Requests answered by the commit, marked committed (held) or resumed
+ * (suspended) once the batch's done() calls are over (writer thread only),
+ * each HTTP thread then woken once for all of its own (ingest_loop.c), not
+ * once per request. */
 static struct req *to_resume;
 
 void hf_ingest_batch_end(void)
