@@ -732,6 +732,32 @@ def server_has_read(port, client):
     return False
 
 
+def post_read(srv, who):
+    """A POST to /simple on a connection of its own, once the server has
+    read it (server_has_read); the socket, its answer unread."""
+    body = json.dumps({"who": who}).encode()
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+    s.sendall(b"POST /simple HTTP/1.1\r\nHost: t\r\n"
+              b"Content-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    wait_for(lambda: server_has_read(srv.port, s), timeout=10,
+             what="the server to read the request")
+    return s
+
+
+def answer_of(s):
+    """The answer on socket s (a JSON body: read up to its closing brace,
+    or until the server closes), and s closed."""
+    got = b""
+    while not got.endswith(b"}"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    return got
+
+
 @pytest.mark.sqlite_only("holds the SQLite state file's write lock")
 def test_a_request_waiting_for_its_commit_outlives_its_client(server):
     # On hookflow's HTTP threads a request waiting for its commit is held in
@@ -747,16 +773,6 @@ def test_a_request_waiting_for_its_commit_outlives_its_client(server):
     srv = server(workflows={"simple": SIMPLE}, args=["--http-threads", "1"])
     assert srv.post("/simple", {"warm": 1}).status == 202
 
-    def raw(who):
-        body = json.dumps({"who": who}).encode()
-        s = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
-        s.sendall(b"POST /simple HTTP/1.1\r\nHost: t\r\n"
-                  b"Content-Type: application/json\r\n"
-                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        wait_for(lambda: server_has_read(srv.port, s), timeout=10,
-                 what="the server to read the request")
-        return s
-
     lock = sqlite3.connect(str(srv.state), timeout=10, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")
     answers = {}
@@ -765,11 +781,11 @@ def test_a_request_waiting_for_its_commit_outlives_its_client(server):
         answers["waiting"] = srv.post("/simple", {"who": "waiting"}).status
 
     try:
-        reset = raw("reset")
+        reset = post_read(srv, "reset")
         reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                          struct.pack("ii", 1, 0))
         reset.close()
-        half = raw("half")
+        half = post_read(srv, "half")
         half.shutdown(socket.SHUT_WR)
         t = threading.Thread(target=waiting)
         t.start()
@@ -778,13 +794,7 @@ def test_a_request_waiting_for_its_commit_outlives_its_client(server):
         lock.close()
     t.join(30)
     assert answers == {"waiting": 202}
-    got = b""
-    while not got.endswith(b"}"):
-        chunk = half.recv(65536)
-        if not chunk:
-            break
-        got += chunk
-    half.close()
+    got = answer_of(half)
     assert got.startswith(b"HTTP/1.1 202 "), got
 
     def all_ran():
@@ -799,3 +809,34 @@ def test_a_request_waiting_for_its_commit_outlives_its_client(server):
     assert metric(srv, "hookflow_events_total", workflow="simple",
                   status="202") == 5
     assert srv.proc.poll() is None
+
+
+@pytest.mark.sqlite_only("holds the SQLite state file's write lock")
+def test_sigterm_answers_the_requests_waiting_for_their_commit(server):
+    # SIGTERM while requests wait for their commit (held in their HTTP
+    # thread's loop, ingest_sync.c): the drain waits for the commits, each
+    # of them is answered 202 before the server exits, and their events and
+    # runs are there at the next start.
+    import sqlite3
+    import time
+    srv = server(workflows={"simple": SIMPLE})
+    warm = srv.post("/simple", {"warm": 1})
+    assert srv.wait_run(warm.json()["runs"][0])["status"] == "succeeded"
+    lock = sqlite3.connect(str(srv.state), timeout=10, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        socks = [post_read(srv, "w%d" % i) for i in range(4)]
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert srv.proc.poll() is None, "exited before its commits"
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    answers = [answer_of(s) for s in socks]
+    assert all(a.startswith(b"HTTP/1.1 202 ") for a in answers), answers
+    assert srv.proc.wait(30) == 0
+    srv.start()
+    runs = srv.api("GET", "/api/runs?limit=100").json()["runs"]
+    assert len(runs) == 5
+    for r in runs:
+        assert srv.wait_run(r["id"])["status"] == "succeeded"
