@@ -745,6 +745,45 @@ def post_read(srv, who):
     return s
 
 
+class StateWriteLock:
+    """Holds the write lock of srv's state database, so that the writer's
+    commits wait: SQLite's (BEGIN IMMEDIATE on the file), or on PostgreSQL
+    a lock on the events table that every event's INSERT waits for (a psql
+    of its own, in a transaction until release())."""
+
+    def __init__(self, srv):
+        import subprocess
+        from conftest import PG_MODE, pg_cluster
+        self.sqlite = self.psql = None
+        if not PG_MODE:
+            import sqlite3
+            self.sqlite = sqlite3.connect(str(srv.state), timeout=10,
+                                          isolation_level=None)
+            self.sqlite.execute("BEGIN IMMEDIATE")
+            return
+        c = pg_cluster()
+        self.psql = subprocess.Popen(
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+             "-h", str(c.dir), "-p", str(c.port), "-U", "postgres",
+             "-d", str(srv.state).rsplit("/", 1)[1]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.psql.stdin.write("BEGIN;\nLOCK TABLE events IN EXCLUSIVE MODE;"
+                              "\nSELECT 'locked';\n")
+        self.psql.stdin.flush()
+        assert self.psql.stdout.readline().strip() == "locked"
+
+    def release(self):
+        if self.sqlite is not None:
+            self.sqlite.execute("ROLLBACK")
+            self.sqlite.close()
+            self.sqlite = None
+        if self.psql is not None:
+            self.psql.stdin.write("ROLLBACK;\n")
+            self.psql.stdin.close()
+            assert self.psql.wait(30) == 0
+            self.psql = None
+
+
 def answer_of(s):
     """The answer on socket s (a JSON body: read up to its closing brace,
     or until the server closes), and s closed."""
@@ -758,7 +797,6 @@ def answer_of(s):
     return got
 
 
-@pytest.mark.sqlite_only("holds the SQLite state file's write lock")
 def test_a_request_waiting_for_its_commit_outlives_its_client(server):
     # On hookflow's HTTP threads a request waiting for its commit is held in
     # its thread's loop, not suspended (ingest_sync.c). The state database
@@ -767,14 +805,12 @@ def test_a_request_waiting_for_its_commit_outlives_its_client(server):
     # Once the lock goes, the two still there get their 202, the reset
     # one's event is stored all the same and its run executes, and the
     # server goes on answering.
-    import sqlite3
     import struct
     import threading
     srv = server(workflows={"simple": SIMPLE}, args=["--http-threads", "1"])
     assert srv.post("/simple", {"warm": 1}).status == 202
 
-    lock = sqlite3.connect(str(srv.state), timeout=10, isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = StateWriteLock(srv)
     answers = {}
 
     def waiting():
@@ -790,8 +826,7 @@ def test_a_request_waiting_for_its_commit_outlives_its_client(server):
         t = threading.Thread(target=waiting)
         t.start()
     finally:
-        lock.execute("ROLLBACK")
-        lock.close()
+        lock.release()
     t.join(30)
     assert answers == {"waiting": 202}
     got = answer_of(half)
@@ -811,27 +846,23 @@ def test_a_request_waiting_for_its_commit_outlives_its_client(server):
     assert srv.proc.poll() is None
 
 
-@pytest.mark.sqlite_only("holds the SQLite state file's write lock")
 def test_sigterm_answers_the_requests_waiting_for_their_commit(server):
     # SIGTERM while requests wait for their commit (held in their HTTP
     # thread's loop, ingest_sync.c): the drain waits for the commits, each
     # of them is answered 202 before the server exits, and their events and
     # runs are there at the next start.
-    import sqlite3
     import time
     srv = server(workflows={"simple": SIMPLE})
     warm = srv.post("/simple", {"warm": 1})
     assert srv.wait_run(warm.json()["runs"][0])["status"] == "succeeded"
-    lock = sqlite3.connect(str(srv.state), timeout=10, isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = StateWriteLock(srv)
     try:
         socks = [post_read(srv, "w%d" % i) for i in range(4)]
         srv.proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         assert srv.proc.poll() is None, "exited before its commits"
     finally:
-        lock.execute("ROLLBACK")
-        lock.close()
+        lock.release()
     answers = [answer_of(s) for s in socks]
     assert all(a.startswith(b"HTTP/1.1 202 ") for a in answers), answers
     assert srv.proc.wait(30) == 0
