@@ -229,11 +229,12 @@ struct hf_ingest *hf_ingest_start(struct hf_engine *eng, int *port,
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_cond_init(&in->cond, NULL);
 	/* epoll by default. A request waiting for its commit is held
-	 * (ingest_sync.c): about 3 system calls per request on an HTTP thread
-	 * (a recv, the recv that says EAGAIN, the answer's sendmsg). With
-	 * --http-io poll (libmicrohttpd's own threads) it is suspended, left
-	 * out of the next poll: about 2.4, but poll's threads are woken once
-	 * per request, and its cost grows with the open connections, idle
+	 * (ingest_sync.c): about 2.5 system calls per request on an HTTP
+	 * thread under load (perf trace -s: its recv, its answer's sendmsg,
+	 * an epoll_wait every two or three requests). With --http-io poll
+	 * (libmicrohttpd's own threads) it is suspended, left out of the next
+	 * poll: about as many, but poll's threads are woken once per request,
+	 * and its cost grows with the open connections, idle
 	 * keep-alive ones included (with 1,000 open, 50% more CPU per event
 	 * than epoll); at 64 connections it costs about 8% more CPU per event
 	 * than epoll now. And libmicrohttpd 0.9.75 in poll mode reads a
