@@ -277,9 +277,11 @@ static void last_error(struct hf_pg_store *q, char *msg, size_t size)
 }
 
 /* The writer's transaction (struct hf_writer_ops): the writes from w up to
- * end (NULL: the list's end) in one transaction. Returns 0, or -1 rolled
- * back, with whether it was a fault of the database in *fault and the
- * message in msg. */
+ * end (NULL: the list's end) in one transaction. Unlike SQLite's, it takes in
+ * no writes queued meanwhile (hf_writer_more): the batch's fence
+ * (hf_pg_fence) is decided, once, for the writes it has before they apply.
+ * Returns 0, or -1 rolled back, with whether it was a fault of the database
+ * in *fault and the message in msg. */
 static int transact(struct hf_store *s, struct hf_write *w,
 		    const struct hf_write *end, bool *fault, char *msg,
 		    size_t size)

@@ -1,7 +1,8 @@
 /* store_writer.c - the writer thread with group commit that both state
  * backends share (see store_writer.h): writes queue up (hf_writer_submit),
  * the thread takes up to HF_WRITER_BATCH of them and has the backend apply
- * them in one transaction; when that fails, each write again in a
+ * them in one transaction (which may take in those queued meanwhile, up to
+ * the same bound: hf_writer_more); when that fails, each write again in a
  * transaction of its own, so that one bad write fails alone; when the
  * database cannot write (a disk full, an I/O error, a lost server), every
  * write of the batch fails at once: hf_store_writable turns false, one log
@@ -84,8 +85,11 @@ static void apply_batch(struct hf_store_writer *wr, struct hf_write *batch,
 	assert(hf_writer_applying(wr));
 	bool fault = false;
 	char msg[160];
+	wr->taken = n;
 	int rc =
 	    wr->ops->transact(wr->store, batch, NULL, &fault, msg, sizeof msg);
+	wr->growing = false;
+	n = wr->taken; /* with what hf_writer_more added */
 	for (struct hf_write *w = batch; w; w = w->next)
 		w->rc = rc;
 	if (rc == 0) {
@@ -127,6 +131,30 @@ static void apply_batch(struct hf_store_writer *wr, struct hf_write *batch,
 		health_fault(wr, msg);
 	else if (committed)
 		health_ok(wr);
+}
+
+struct hf_write *hf_writer_more(struct hf_store_writer *wr,
+				struct hf_write *last)
+{
+	assert(hf_writer_applying(wr));
+	if (!wr->growing || wr->taken >= HF_WRITER_BATCH)
+		return NULL;
+	pthread_mutex_lock(&wr->lock);
+	struct hf_write *first = wr->head, *end = first;
+	if (first) {
+		wr->taken += counts(wr, first);
+		while (end->next && wr->taken < HF_WRITER_BATCH) {
+			end = end->next;
+			wr->taken += counts(wr, end);
+		}
+		wr->head = end->next;
+		if (!wr->head)
+			wr->tail = NULL;
+		end->next = NULL;
+		last->next = first;
+	}
+	pthread_mutex_unlock(&wr->lock);
+	return first;
 }
 
 static void finish_batch(struct hf_write *batch)
@@ -214,6 +242,7 @@ static void *writer_main(void *arg)
 		last->next = NULL;
 		pthread_mutex_unlock(&wr->lock);
 
+		wr->growing = true; /* hf_writer_more, in transact() */
 		apply_locked(wr, batch, n);
 		finish_batch(batch);
 

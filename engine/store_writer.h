@@ -61,6 +61,10 @@ struct hf_store_writer {
 	pthread_t writer_id;
 	pthread_t applier;
 	bool applying;
+	/* The writer thread's batch being applied, while it may grow
+	 * (hf_writer_more): what its writes count for so far. */
+	bool growing;
+	size_t taken;
 
 	struct hf_store_stats stats; /* under wlock */
 	/* hf_store_on_batch_end: called by the writer after each batch's
@@ -95,6 +99,16 @@ void hf_writer_destroy(struct hf_store_writer *wr);
 /* hf_store_submit: queues w (its done() called after its commit, or its
  * failure); without a writer thread, applies it now. */
 void hf_writer_submit(struct hf_store_writer *wr, struct hf_write *w);
+/* For a backend's transact(), after it has applied the writes up to last,
+ * before its COMMIT: the writes queued since the writer thread took its
+ * batch, linked after last (and applied by the caller, in the same
+ * transaction), up to the batch's bound; NULL when there are none, or when
+ * this transaction is not the writer thread's batch (a write retried alone,
+ * the probe, a store without a writer thread). Writes that arrived while the
+ * batch was being applied then commit with it rather than wait for the next
+ * commit. */
+struct hf_write *hf_writer_more(struct hf_store_writer *wr,
+				struct hf_write *last);
 /* hf_store_on_batch_end. */
 void hf_writer_on_batch_end(struct hf_store_writer *wr, void (*fn)(void *arg),
 			    void *arg);

@@ -141,9 +141,11 @@
 #define HF_STEP_OUTPUT_MAX (1024 * 1024)
 #endif
 
-/* Group commit: the writer takes at most this many waiting writes into one
- * transaction, so a commit's latency stays bounded under load (a run's
- * "started" write that its step's write makes redundant is not counted). */
+/* Group commit: at most this many writes go into one transaction, those
+ * waiting when the writer takes its batch and (SQLite) those queued while it
+ * applies them (hf_writer_more), so a commit's latency stays bounded under
+ * load (a run's "started" write that its step's write makes redundant is not
+ * counted). */
 #ifndef HF_WRITER_BATCH
 #define HF_WRITER_BATCH 512
 #endif
