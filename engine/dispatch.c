@@ -49,8 +49,12 @@ bool hf_dispatch_needs_lua(struct hf_workflow **wfs, size_t n)
 	return false;
 }
 
+/* Records why workflow made no run of ev; the list is made on the first
+ * (most events have none: no allocation for them). */
 static void skip(struct hf_event *ev, const char *workflow, const char *reason)
 {
+	if (!ev->skipped)
+		ev->skipped = json_array();
 	json_t *o = json_object();
 	json_object_set_new(o, "workflow", json_string(workflow));
 	json_object_set_new(o, "reason", json_string(reason));
@@ -98,8 +102,6 @@ size_t hf_dispatch(struct hf_luart *rt, struct hf_event *ev,
 {
 	json_t *evjson = NULL;
 	size_t nruns = 0;
-	if (!ev->skipped)
-		ev->skipped = json_array();
 	for (size_t i = 0; i < n; i++) {
 		struct hf_workflow *wf = wfs[i];
 		json_t *v = NULL;
@@ -156,8 +158,6 @@ struct hf_run *hf_dispatch_schedule(struct hf_luart *rt, struct hf_event *ev,
 	json_t *evjson = NULL, *v = NULL;
 	struct hf_run *run = NULL;
 	char *lane = NULL;
-	if (!ev->skipped)
-		ev->skipped = json_array();
 	if (wf->if_expr) {
 		if (eval(rt, ev, &evjson, wf, "if", wf->if_expr, &v) < 0)
 			goto out;

@@ -206,7 +206,6 @@ struct hf_event *hf_req_event(struct req *r, const char *url,
 	hf_id_new(ev->id, "ev");
 	ev->query = q;
 	ev->received_at = hf_now_ms();
-	ev->skipped = json_array();
 	free(qtext);
 	return ev;
 }

@@ -265,8 +265,8 @@ static int apply_ingest(struct hf_pg_store *q, struct hf_write *w)
 	free(t);
 	hf_pg_arr_bytes(&e[5], ev->body, ev->body_len);
 	hf_pg_arr_int8(&e[6], ev->received_at);
-	t = json_text(ev->skipped);
-	hf_pg_arr_text(&e[7], t);
+	t = json_array_size(ev->skipped) ? json_text(ev->skipped) : NULL;
+	hf_pg_arr_text(&e[7], t ? t : "[]");
 	free(t);
 	q->rows.nevents++;
 	/* w->unclaimed: the runs wait in the disk backlog (no node). */

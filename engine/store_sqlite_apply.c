@@ -319,7 +319,10 @@ static int apply_ingest(struct hf_sqlite_store *q, struct hf_write *w)
 		sqlite3_bind_null(st, 12);
 	}
 	sqlite3_bind_int64(st, 7, ev->received_at);
-	bind_json(st, 8, ev->skipped);
+	if (json_array_size(ev->skipped))
+		bind_json(st, 8, ev->skipped);
+	else /* none: NULL, or an empty list */
+		sqlite3_bind_text(st, 8, "[]", 2, SQLITE_STATIC);
 	bind_band(st, 9, ev->id);
 	bind_next_rid(q, st, 11, 0, ev->id);
 	int rc = step_done(st);

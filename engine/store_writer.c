@@ -339,6 +339,8 @@ int hf_writer_dedupe(struct hf_write *w,
 				    json_string(w->runs[i]->wf->name));
 		json_object_set_new(skip, "reason",
 				    json_sprintf("duplicate of event %s", dup));
+		if (!ev->skipped)
+			ev->skipped = json_array();
 		json_array_append_new(ev->skipped, skip);
 	}
 	if (kept == 0 && dups > 0)

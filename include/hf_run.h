@@ -37,7 +37,7 @@ struct hf_event {
 	json_t *decoded;
 	int64_t received_at; /* wall ms */
 	json_t *skipped; /* [{"workflow","reason"}] workflows that matched the
-			    path but did not get a run */
+			    path but did not get a run (NULL: none yet) */
 	/* headers and query as JSON text, made by ingest on its own thread so
 	 * that the single writer does not have to (NULL: the writer dumps
 	 * them). An event loaded from the disk backlog has only the text

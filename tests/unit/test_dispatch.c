@@ -62,7 +62,7 @@ static void test_if(struct hf_luart *rt)
 	CHECK(n == 1 && out[0]->event == ev);
 	CHECK(n == 1 && out[0]->status == HF_RUN_QUEUED);
 	CHECK(n == 1 && out[0]->dedupe_key == NULL && out[0]->lane == NULL);
-	CHECK(json_is_array(ev->skipped) && json_array_size(ev->skipped) == 0);
+	CHECK(ev->skipped == NULL); /* made on the first skip only */
 	free_runs(out, n);
 	hf_event_unref(ev);
 
