@@ -277,11 +277,12 @@ static void last_error(struct hf_pg_store *q, char *msg, size_t size)
 }
 
 /* The writer's transaction (struct hf_writer_ops): the writes from w up to
- * end (NULL: the list's end) in one transaction. Unlike SQLite's, it takes in
- * no writes queued meanwhile (hf_writer_more): the batch's fence
- * (hf_pg_fence) is decided, once, for the writes it has before they apply.
- * Returns 0, or -1 rolled back, with whether it was a fault of the database
- * in *fault and the message in msg. */
+ * end (NULL: the list's end), and those queued meanwhile (hf_writer_more),
+ * in one transaction: new rows go out together before the COMMIT
+ * (hf_pg_flush_rows), so a write that arrived while the batch was sent joins
+ * it rather than wait for the next round trips. Returns 0, or -1 rolled
+ * back, with whether it was a fault of the database in *fault and the
+ * message in msg. */
 static int transact(struct hf_store *s, struct hf_write *w,
 		    const struct hf_write *end, bool *fault, char *msg,
 		    size_t size)
@@ -304,10 +305,17 @@ static int transact(struct hf_store *s, struct hf_write *w,
 	}
 	hf_pg_rows_reset(q);
 	q->notify_pending = false;
+	q->batch_fenced = q->fence_held = false;
 	if (rc == 0)
 		rc = hf_pg_fence(q, w, end);
-	for (; rc == 0 && w != end; w = w->next)
+	struct hf_write *last = NULL;
+	for (; rc == 0 && w != end; last = w, w = w->next)
 		rc = hf_pg_apply(q, w);
+	while (rc == 0 && !end && last && (w = hf_writer_more(&q->wr, last))) {
+		rc = hf_pg_fence(q, w, NULL);
+		for (; rc == 0 && w; last = w, w = w->next)
+			rc = hf_pg_apply(q, w);
+	}
 	if (rc == 0)
 		rc = hf_pg_flush_rows(q);
 	if (rc == 0)

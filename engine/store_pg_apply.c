@@ -439,8 +439,7 @@ static int insert_emit(struct hf_pg_store *q, const struct hf_run *run,
 int hf_pg_fence(struct hf_pg_store *q, const struct hf_write *w,
 		const struct hf_write *end)
 {
-	q->batch_fenced = false;
-	if (!q->node_id)
+	if (!q->node_id || q->fence_held)
 		return 0;
 	for (; w != end; w = w->next)
 		if (w->kind == HF_W_STEP || w->kind == HF_W_RUN_STARTED)
@@ -455,6 +454,7 @@ int hf_pg_fence(struct hf_pg_store *q, const struct hf_write *w,
 			  "SELECT 1 FROM nodes WHERE id = $1 AND epoch = $2"
 			  " FOR KEY SHARE",
 			  "II", q->node_id, (int64_t)atomic_load(&q->epoch));
+	q->fence_held = n >= 0;
 	q->batch_fenced = n == 0;
 	return n < 0 ? -1 : 0;
 }

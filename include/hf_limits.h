@@ -142,8 +142,8 @@
 #endif
 
 /* Group commit: at most this many writes go into one transaction, those
- * waiting when the writer takes its batch and (SQLite) those queued while it
- * applies them (hf_writer_more), so a commit's latency stays bounded under
+ * waiting when the writer takes its batch and those queued while it applies
+ * them (hf_writer_more), so a commit's latency stays bounded under
  * load (a run's "started" write that its step's write makes redundant is not
  * counted). */
 #ifndef HF_WRITER_BATCH

@@ -9,7 +9,8 @@
  * claiming at once); a node whose heartbeat stops is reaped after its lease
  * (its epoch bumped, its runs back with step_attempt + 1, listed dead); a
  * node that lost its runs to another writes nothing late (its step write is
- * fenced, its run json unchanged) while the new holder's write lands, and
+ * fenced, its run json unchanged, also when the step joins a batch already
+ * begun) while the new holder's write lands, and
  * so is a step of a run it gave back and another node claimed; a
  * delivery is leased by one node at a time and the other's record of it is
  * refused; a lane's run waits for the earlier ones of its lane on any
@@ -17,6 +18,7 @@
 #include "hf_store.h"
 #include "tap.h"
 #include "wf_fixture.h"
+#include "writer_gate.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -61,6 +63,14 @@ static void done_cb(struct hf_write *w)
 	pthread_mutex_unlock(&wt->lock);
 }
 
+static void wait_for(struct waiter *wt)
+{
+	pthread_mutex_lock(&wt->lock);
+	while (!wt->done)
+		pthread_cond_wait(&wt->cond, &wt->lock);
+	pthread_mutex_unlock(&wt->lock);
+}
+
 /* Submits w to s's writer thread and waits for its done(): its rc. */
 static int submit_wait(struct hf_store *s, struct hf_write *w)
 {
@@ -69,10 +79,7 @@ static int submit_wait(struct hf_store *s, struct hf_write *w)
 	w->done = done_cb;
 	w->ctx = &wt;
 	hf_store_submit(s, w);
-	pthread_mutex_lock(&wt.lock);
-	while (!wt.done)
-		pthread_cond_wait(&wt.cond, &wt.lock);
-	pthread_mutex_unlock(&wt.lock);
+	wait_for(&wt);
 	return w->rc;
 }
 
@@ -113,31 +120,48 @@ static struct hf_run *ingest(struct hf_store *s, struct hf_workflow *w,
 	return run;
 }
 
-/* A step result (succeeded, output 1) for step i of run, written by s:
- * the write's rc, with *fenced. */
-static int step(struct hf_store *s, struct hf_run *run, size_t i,
-		struct hf_emit *emit, bool *fenced)
+/* A step's write and its result (succeeded, output 1). */
+struct step_write {
+	struct hf_write w;
+	struct hf_step_result res;
+};
+
+/* sw for step i of run (the run advanced as the worker would). */
+static void step_init(struct step_write *sw, struct hf_run *run, size_t i,
+		      struct hf_emit *emit)
 {
-	struct hf_step_result res = {0};
-	res.status = HF_STEP_SUCCEEDED;
-	res.output = json_integer(1);
-	res.logs = json_array();
-	res.started_at = res.finished_at = hf_now_ms();
-	res.emits = emit;
-	res.nemits = emit ? 1 : 0;
+	*sw = (struct step_write){.w = {.kind = HF_W_STEP}};
+	sw->res.status = HF_STEP_SUCCEEDED;
+	sw->res.output = json_integer(1);
+	sw->res.logs = json_array();
+	sw->res.started_at = sw->res.finished_at = hf_now_ms();
+	sw->res.emits = emit;
+	sw->res.nemits = emit ? 1 : 0;
 	run->status =
 	    i + 1 == run->wf->nsteps ? HF_RUN_SUCCEEDED : HF_RUN_RUNNING;
 	run->next_step = i + 1;
-	run->started_at = res.started_at;
-	struct hf_write w = {.kind = HF_W_STEP};
-	w.run = run;
-	w.step_index = i;
-	w.step_attempts = 1;
-	w.result = &res;
-	int rc = submit_wait(s, &w);
-	*fenced = w.fenced;
-	json_decref(res.output);
-	json_decref(res.logs);
+	run->started_at = sw->res.started_at;
+	sw->w.run = run;
+	sw->w.step_index = i;
+	sw->w.step_attempts = 1;
+	sw->w.result = &sw->res;
+}
+
+static void step_release(struct step_write *sw)
+{
+	json_decref(sw->res.output);
+	json_decref(sw->res.logs);
+}
+
+/* Step i of run written by s: the write's rc, with *fenced. */
+static int step(struct hf_store *s, struct hf_run *run, size_t i,
+		struct hf_emit *emit, bool *fenced)
+{
+	struct step_write sw;
+	step_init(&sw, run, i, emit);
+	int rc = submit_wait(s, &sw.w);
+	*fenced = sw.w.fenced;
+	step_release(&sw);
 	return rc;
 }
 
@@ -271,16 +295,27 @@ static void keep(struct hf_run *run, void *arg)
 		hf_run_free(run);
 }
 
+/* A node named name (*old) with one run (*run), then a second node of the
+ * same name, returned, which takes the run over (its copy in *mine). */
+static struct hf_store *heir_of(const char *name, struct hf_store **old,
+				struct hf_run **run, struct hf_run **mine)
+{
+	*old = node(name, 15000);
+	*run = ingest(*old, wf, false, NULL);
+	struct hf_store *heir = node(name, 15000);
+	*mine = NULL;
+	CHECK(hf_store_load_pending(heir, &set, false, keep, mine) == 1);
+	return heir;
+}
+
 /* The same name starts again: the old node is gone for the database (its
  * epoch bumped) and its runs are the new one's. The old node's late step
  * writes nothing; the heir's lands. */
 static void test_heir_writes(void)
 {
-	struct hf_store *old = node("heir", 15000);
-	struct hf_run *run = ingest(old, wf, false, NULL);
-	struct hf_store *heir = node("heir", 15000);
-	struct hf_run *mine = NULL;
-	CHECK(hf_store_load_pending(heir, &set, false, keep, &mine) == 1);
+	struct hf_store *old;
+	struct hf_run *run, *mine;
+	struct hf_store *heir = heir_of("heir", &old, &run, &mine);
 	CHECK(mine && strcmp(mine->id, run->id) == 0);
 	/* A possible repeat: the old node never stopped cleanly. */
 	CHECK(mine && mine->step_attempt == 2);
@@ -294,6 +329,42 @@ static void test_heir_writes(void)
 	}
 	CHECK(step(old, run, 1, NULL, &fenced) == 0 && fenced);
 	CHECK(run_step_attempts(heir, run->id) == 1);
+	hf_run_free(run);
+	hf_store_close(old);
+	hf_store_close(heir);
+}
+
+/* The same, with the old node's late step joining a batch that began with
+ * no step in it (hf_writer_more, while a maintenance call applies): the
+ * batch's fence is taken before the step applies, and the step writes
+ * nothing. The two writes are one commit. */
+static void test_late_step_joins_a_batch(void)
+{
+	struct hf_store *old;
+	struct hf_run *run, *mine;
+	struct hf_store *heir = heir_of("late", &old, &run, &mine);
+	hf_run_free(mine);
+	struct hf_store_stats before, after;
+	hf_store_stats(old, &before);
+	struct waiter gw = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+			    false},
+		      sww = gw;
+	struct hf_write gate;
+	gate_submit(old, &gate, done_cb, &gw);
+	struct step_write sw;
+	step_init(&sw, run, 0, NULL);
+	sw.w.done = done_cb;
+	sw.w.ctx = &sww;
+	hf_store_submit(old, &sw.w);
+	gate_release();
+	wait_for(&gw);
+	wait_for(&sww);
+	hf_store_stats(old, &after);
+	CHECK(gate.rc == 0);
+	CHECK(sw.w.rc == 0 && sw.w.fenced);
+	CHECK(after.commits == before.commits + 1);
+	CHECK(run_step_attempts(heir, run->id) == 0);
+	step_release(&sw);
 	hf_run_free(run);
 	hf_store_close(old);
 	hf_store_close(heir);
@@ -394,6 +465,7 @@ int main(void)
 	test_concurrent_claims(a, b);
 	test_lease_and_reaping(b);
 	test_heir_writes();
+	test_late_step_joins_a_batch();
 	test_released_run_is_fenced(a, b);
 	test_delivery_lease(a, b);
 	test_lanes(a, b);

@@ -8,6 +8,7 @@
 #include "tap.h"
 #include "tmpdir.h"
 #include "wf_fixture.h"
+#include "writer_gate.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -661,47 +662,6 @@ static void test_changed(void)
 #define GC_THREADS 4
 #define GC_PER_THREAD 250
 
-static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
-static bool gate_open, gate_entered;
-
-/* Holds the writer (in a write of its own) until gate_release(), so that the
- * writes submitted meanwhile queue up. */
-static int gate_call(struct hf_store *s, void *arg)
-{
-	(void)s;
-	(void)arg;
-	pthread_mutex_lock(&gate_lock);
-	gate_entered = true;
-	pthread_cond_broadcast(&gate_cond);
-	while (!gate_open)
-		pthread_cond_wait(&gate_cond, &gate_lock);
-	pthread_mutex_unlock(&gate_lock);
-	return 0;
-}
-
-static void gate_submit(struct hf_store *s, struct hf_write *gate)
-{
-	pthread_mutex_lock(&gate_lock);
-	gate_open = gate_entered = false;
-	pthread_mutex_unlock(&gate_lock);
-	*gate = (struct hf_write){.kind = HF_W_CALL, .done = on_done};
-	gate->call = gate_call;
-	hf_store_submit(s, gate);
-	pthread_mutex_lock(&gate_lock);
-	while (!gate_entered)
-		pthread_cond_wait(&gate_cond, &gate_lock);
-	pthread_mutex_unlock(&gate_lock);
-}
-
-static void gate_release(void)
-{
-	pthread_mutex_lock(&gate_lock);
-	gate_open = true;
-	pthread_cond_broadcast(&gate_cond);
-	pthread_mutex_unlock(&gate_lock);
-}
-
 static bool wait_done(int n)
 {
 	for (int i = 0; i < 2000 && atomic_load(&ndone) < n; i++)
@@ -745,7 +705,7 @@ static void test_group_commit(void)
 	atomic_store(&ndone, 0);
 	atomic_store(&nok, 0);
 	struct hf_write gate;
-	gate_submit(s, &gate);
+	gate_submit(s, &gate, on_done, NULL);
 
 	static struct gc_thread threads[GC_THREADS];
 	pthread_t tid[GC_THREADS];
@@ -855,7 +815,7 @@ static void test_batch_failure(void)
 	submit_ingest(s, &w0, e0, &r0, &d0);
 	CHECK(wait_done(1));
 
-	gate_submit(s, &gate);
+	gate_submit(s, &gate, on_done, NULL);
 	struct hf_event *e1 = new_event("{}"); /* a duplicate of e0 */
 	struct hf_run *r1 = hf_run_new(e1, wf_a);
 	r1->dedupe_key = hf_xstrdup("k");
