@@ -111,6 +111,7 @@ int hf_frame_target(struct hf_frame *f, const char *target, size_t len,
 				      "request target");
 		params += i > qat && c == '&';
 	}
+	f->head += len + HF_HEAD_RECORD * params;
 	if (params > HF_MAX_QUERY_PARAMS)
 		return refuse(f, 431, "more than %d query parameters",
 			      HF_MAX_QUERY_PARAMS);
@@ -159,6 +160,7 @@ static void check_value(struct hf_frame *f, const char *name, size_t nlen,
 void hf_frame_header(struct hf_frame *f, const char *name, size_t nlen,
 		     const char *value, size_t vlen)
 {
+	f->head += nlen + vlen + 4 + HF_HEAD_RECORD; /* ": " and CRLF */
 	if (++f->nheaders > HF_MAX_HEADERS) {
 		refuse(f, 431, "more than %d header fields", HF_MAX_HEADERS);
 		return;
@@ -175,6 +177,8 @@ void hf_frame_header(struct hf_frame *f, const char *name, size_t nlen,
 	check_value(f, name, nlen, value, vlen);
 	if (name_is(name, nlen, "Host")) {
 		f->nhost++;
+	} else if (name_is(name, nlen, "Cookie")) {
+		f->head += vlen;
 	} else if (name_is(name, nlen, "Content-Length")) {
 		f->nlength++;
 		bool digits = vlen > 0;
@@ -187,6 +191,11 @@ void hf_frame_header(struct hf_frame *f, const char *name, size_t nlen,
 		if (!name_is(value, vlen, "chunked"))
 			f->te_chunked = false;
 	}
+}
+
+void hf_frame_head(struct hf_frame *f, size_t bytes, size_t records)
+{
+	f->head += bytes + HF_HEAD_RECORD * records;
 }
 
 int hf_frame_finish(struct hf_frame *f, bool http11)
@@ -209,5 +218,11 @@ int hf_frame_finish(struct hf_frame *f, bool http11)
 		return refuse(f, 400, "more than one Host header");
 	if (http11 && f->nhost == 0)
 		return refuse(f, 400, "no Host header (HTTP/1.1 requires one)");
+	if (f->head > HF_HEAD_MAX)
+		return refuse(f, 431,
+			      "request line and headers larger than %d bytes "
+			      "(%d more for each header field, query "
+			      "parameter and cookie)",
+			      HF_HEAD_MAX, HF_HEAD_RECORD);
 	return f->status;
 }

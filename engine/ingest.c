@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 static enum MHD_Result send_answer(struct MHD_Connection *c,
@@ -72,6 +73,37 @@ static enum MHD_Result send_answer(struct MHD_Connection *c,
 	enum MHD_Result rc = MHD_queue_response(c, (unsigned)a->status, resp);
 	MHD_destroy_response(resp);
 	return rc;
+}
+
+/* The answer to a head too large for libmicrohttpd's pool (HF_HEAD_MAX):
+ * MHD 0.9.75 builds an answer's header in what the head left of the pool and,
+ * with too little left, closes the connection without a word. So this answer
+ * is written to the socket here, whole (a few hundred bytes into an idle
+ * socket's buffer), and the connection closed (MHD_NO); nothing of the
+ * request is kept. */
+static enum MHD_Result send_raw(struct MHD_Connection *c, struct hf_answer *a)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char date[40], head[256];
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	int n =
+	    snprintf(head, sizeof head,
+		     "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: close\r\n"
+		     "Content-Type: %s\r\nX-Content-Type-Options: "
+		     "nosniff\r\nContent-Length: %zu\r\n\r\n",
+		     a->status, MHD_get_reason_phrase_for((unsigned)a->status),
+		     date, a->ctype ? a->ctype : "application/json", a->len);
+	if (ci && n > 0 && (size_t)n < sizeof head) {
+		struct iovec iov[2] = {{head, (size_t)n},
+				       {a->body ? a->body : "", a->len}};
+		struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+		(void)!sendmsg(ci->connect_fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	return MHD_NO;
 }
 
 /* --- request helpers --- */
@@ -390,7 +422,7 @@ static enum MHD_Result frame_header(void *cls, enum MHD_ValueKind kind,
  * differently, with the connection closed (an answer queued now makes MHD
  * discard the rest of the input). Returns true when an answer was set. */
 static bool refuse_framing(struct req *r, struct MHD_Connection *c,
-			   const char *version)
+			   const char *method, const char *version)
 {
 	struct hf_frame *f = &r->frame;
 	/* A NUL in the raw target ends the string MHD routes on: the
@@ -401,6 +433,11 @@ static bool refuse_framing(struct req *r, struct MHD_Connection *c,
 			 "invalid character in the request target");
 	}
 	MHD_get_connection_values_n(c, MHD_HEADER_KIND, frame_header, f);
+	/* the request line's method, spaces, version and CRLF, the blank line
+	 * after the headers, and a record for each cookie */
+	hf_frame_head(
+	    f, strlen(method) + strlen(version) + 6,
+	    (size_t)MHD_get_connection_values(c, MHD_COOKIE_KIND, NULL, NULL));
 	if (!hf_frame_finish(f, strcmp(version, "HTTP/1.0") != 0))
 		return false;
 	hf_answer_error(&r->ans, f->status, "%s", f->error);
@@ -550,8 +587,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		*con_cls = r = on_target(cls, NULL, c);
 	if (!r->started) {
 		r->started = true;
-		if (refuse_framing(r, c, version) || route(r, c, url, method)) {
+		if (refuse_framing(r, c, method, version) ||
+		    route(r, c, url, method)) {
 			r->answered_early = true;
+			if (r->frame.head > HF_HEAD_MAX)
+				return send_raw(c, &r->ans);
 			return send_answer(c, &r->ans);
 		}
 		return MHD_YES;

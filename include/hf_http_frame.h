@@ -13,6 +13,7 @@ struct hf_frame {
 	int status;	 /* 0 while acceptable, else 400, 414 or 431 */
 	char error[128]; /* why, when status != 0 (for {"error": ...}) */
 	size_t nheaders, nhost, nlength, nte;
+	size_t head; /* the bytes the head takes in MHD's pool (HF_HEAD_MAX) */
 	bool te_chunked; /* every Transfer-Encoding was exactly "chunked" */
 };
 
@@ -29,13 +30,20 @@ int hf_frame_target(struct hf_frame *f, const char *target, size_t len,
 		    size_t *query);
 
 /* Checks one header field as received (name without the colon, value
- * without leading whitespace). Records the first error only. */
+ * without leading whitespace) and counts what it takes in libmicrohttpd's
+ * pool (a Cookie field's value twice: MHD parses a copy). Records the first
+ * error only. */
 void hf_frame_header(struct hf_frame *f, const char *name, size_t nlen,
 		     const char *value, size_t vlen);
 
+/* Adds to the head's size what the caller knows and the checks above do not
+ * see: the method and version's bytes, and the cookies libmicrohttpd parsed
+ * (one record each). */
+void hf_frame_head(struct hf_frame *f, size_t bytes, size_t records);
+
 /* After every header: the checks over them all (Content-Length with
- * Transfer-Encoding, repeated fields, Host for HTTP/1.1). Returns f->status.
- */
+ * Transfer-Encoding, repeated fields, Host for HTTP/1.1) and the head's size
+ * (431 past HF_HEAD_MAX). Returns f->status. */
 int hf_frame_finish(struct hf_frame *f, bool http11);
 
 #endif

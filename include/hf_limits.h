@@ -21,13 +21,25 @@
 #define HF_DISCARD_MAX (16 * 1024 * 1024)
 #endif
 
-/* Request headers: libmicrohttpd keeps headers in a per-connection memory pool
- * that it clears for every request. 32 KiB (its default) holds any real
- * sender's headers and bounds what a hostile one can make us keep; a larger
- * pool costs a visible memset per request. */
+/* Request headers: libmicrohttpd 0.9.75 keeps a request's head (its request
+ * line and header fields, a 64-byte record for each header field, query
+ * parameter and cookie, and a copy of the Cookie field) in a per-connection
+ * memory pool, then builds the answer's header in what is left. It zeroes
+ * the pool for every request, half of it twice: 32 KiB (its default) cost a
+ * 48 KiB memset per request, a tenth of the HTTP threads' time. 16 KiB is
+ * the limit of Node.js (n8n's and Node-RED's) and holds any real sender's
+ * headers. A head that leaves less than HF_HEAD_SPARE for the answer is
+ * answered 431 (http_frame.c): with less, libmicrohttpd could not build the
+ * answer and would close the connection silently, after the event was
+ * stored. */
 #ifndef HF_CONNECTION_MEMORY
-#define HF_CONNECTION_MEMORY (32 * 1024)
+#define HF_CONNECTION_MEMORY (16 * 1024)
 #endif
+#define HF_HEAD_RECORD 64
+#ifndef HF_HEAD_SPARE
+#define HF_HEAD_SPARE 1024
+#endif
+#define HF_HEAD_MAX (HF_CONNECTION_MEMORY - HF_HEAD_SPARE)
 
 /* A webhook's body buffer (ingest.c): allocated once from its Content-Length
  * up to HF_BODY_RESERVE, so that a length announced and never sent holds
@@ -542,13 +554,14 @@
 #endif
 
 /* HTTP framing (http_frame.c, ingest.c). libmicrohttpd keeps the request line
- * in half of the connection's pool (HF_CONNECTION_MEMORY) and each query
- * parameter and header field in a record of 64 bytes from the other half; when
- * the query's records do not fit, libmicrohttpd 0.9.75 never answers (the
+ * at the start of the connection's pool (HF_CONNECTION_MEMORY) and each query
+ * parameter and header field in a record of 64 bytes from its end; when the
+ * query's records do not fit, libmicrohttpd 0.9.75 never answers (the
  * connection hangs until its timeout). So a longer request target is answered
  * 414, and more query parameters or header fields 431, before they reach that
- * pool's end: 100 + 100 records are 12.5 KiB of its 16. Real senders use a
- * handful of each. */
+ * pool's end: an 8 KiB target and 100 records are 14.25 KiB of its 16. The
+ * head as a whole is bounded by HF_HEAD_MAX. Real senders use a handful of
+ * each. */
 #ifndef HF_MAX_URI_BYTES
 #define HF_MAX_URI_BYTES 8192
 #endif

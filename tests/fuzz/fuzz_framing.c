@@ -92,6 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (st)
 			continue;
 		check(g.nheaders <= HF_MAX_HEADERS, "too many headers");
+		check(g.head <= HF_HEAD_MAX, "head size");
 		check(!(g.nte && g.nlength) && g.nte <= 1 && g.nlength <= 1,
 		      "two framings accepted");
 		check(g.nhost <= 1 && (!http11 || g.nhost == 1), "Host");
