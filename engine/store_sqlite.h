@@ -213,6 +213,17 @@ static inline void bind_text(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_null(st, i);
 }
 
+/* bind_text without SQLite's copy (a malloc, a memcpy and a free per value):
+ * for the writer's statements (store_sqlite_apply.c), each reset and cleared
+ * (step_done) while s, a field of the write being applied, still lives. */
+static inline void bind_kept(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
 /* Binds v, or SQL NULL when v is 0 (a time or an HTTP status not known). */
 static inline void bind_int_or_null(sqlite3_stmt *st, int i, int64_t v)
 {

@@ -160,9 +160,9 @@ static int store_version(struct hf_sqlite_store *q,
 		json_object_set_new(scripts, step->script, code);
 	}
 	sqlite3_stmt *st = q->stmts[ST_INSERT_VERSION];
-	bind_text(st, 1, wf->version);
-	bind_text(st, 2, wf->name);
-	bind_text(st, 3, wf->file);
+	bind_kept(st, 1, wf->version);
+	bind_kept(st, 2, wf->name);
+	bind_kept(st, 3, wf->file);
 	if (text) {
 		sqlite3_bind_text(st, 4, wf->source, (int)wf->source_len,
 				  SQLITE_STATIC);
@@ -173,7 +173,7 @@ static int store_version(struct hf_sqlite_store *q,
 	if (step_done(st) < 0)
 		return -1;
 	st = q->stmts[ST_VERSION_ID];
-	bind_text(st, 1, wf->version);
+	bind_kept(st, 1, wf->version);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*vid = sqlite3_column_int64(st, 0);
@@ -197,7 +197,7 @@ static int64_t event_rid(struct hf_sqlite_store *q, const char *id)
 {
 	sqlite3_stmt *st = q->stmts[ST_EVENT_RID];
 	bind_band(st, 1, id);
-	bind_text(st, 3, id);
+	bind_kept(st, 3, id);
 	int rc = sqlite3_step(st);
 	int64_t rid = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 	sqlite3_reset(st);
@@ -240,23 +240,23 @@ static int insert_run(struct hf_sqlite_store *q, struct hf_run *run,
 	if (ev_rid < 0 && (ev_rid = event_rid(q, run->event->id)) < 0)
 		return -1;
 	sqlite3_stmt *st = q->stmts[ST_INSERT_RUN];
-	bind_text(st, 1, run->id);
+	bind_kept(st, 1, run->id);
 	sqlite3_bind_int64(st, 2, ev_rid);
-	bind_text(st, 3, run->wf->name);
+	bind_kept(st, 3, run->wf->name);
 	bind_int_or_null(st, 4, vid);
 	sqlite3_bind_int(st, 5, run->attempt);
 	sqlite3_bind_int64(st, 6, run->created_at);
 	sqlite3_bind_int64(st, 7, (sqlite3_int64)run->next_step);
 	sqlite3_bind_int(st, 8, run->step_attempt);
 	sqlite3_bind_int64(st, 9, run->due_at);
-	bind_text(st, 10, run->lane);
+	bind_kept(st, 10, run->lane);
 	sqlite3_bind_int(st, 11, claimed);
 	bind_band(st, 12, run->id);
 	/* Stored parked when it is (hf_park.h: debounce, throttle...). */
-	bind_text(st, 14, run->status == HF_RUN_WAITING ? "waiting" : "queued");
+	bind_kept(st, 14, run->status == HF_RUN_WAITING ? "waiting" : "queued");
 	bind_int_or_null(st, 15, run->wake_at);
-	bind_text(st, 16, run->waiting);
-	bind_text(st, 17, run->wait_path);
+	bind_kept(st, 16, run->waiting);
+	bind_kept(st, 17, run->wait_path);
 	bind_next_rid(q, st, 18, 1, run->id);
 	if (step_done(st) < 0 || in_band(q, 1, run->id) < 0)
 		return -1;
@@ -273,17 +273,17 @@ static int dedupe_check(void *ctx, const struct hf_run *run,
 {
 	struct hf_sqlite_store *q = ctx;
 	sqlite3_stmt *st = q->stmts[ST_DEDUPE_INSERT];
-	bind_text(st, 1, run->wf->name);
-	bind_text(st, 2, run->dedupe_key);
-	bind_text(st, 3, run->event->id);
+	bind_kept(st, 1, run->wf->name);
+	bind_kept(st, 2, run->dedupe_key);
+	bind_kept(st, 3, run->event->id);
 	sqlite3_bind_int64(st, 4, run->event->received_at);
 	if (step_done(st) < 0)
 		return -1;
 	if (sqlite3_changes(q->wdb) > 0)
 		return 0;
 	st = q->stmts[ST_DEDUPE_GET];
-	bind_text(st, 1, run->wf->name);
-	bind_text(st, 2, run->dedupe_key);
+	bind_kept(st, 1, run->wf->name);
+	bind_kept(st, 2, run->dedupe_key);
 	int rc = -1;
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		snprintf(dup_of, HF_ID_SIZE, "%s",
@@ -303,9 +303,9 @@ static int apply_ingest(struct hf_sqlite_store *q, struct hf_write *w)
 		return dd < 0 ? -1 : 0; /* a pure duplicate: nothing to store */
 
 	sqlite3_stmt *st = q->stmts[ST_INSERT_EVENT];
-	bind_text(st, 1, ev->id);
-	bind_text(st, 2, ev->path);
-	bind_text(st, 3, ev->method);
+	bind_kept(st, 1, ev->id);
+	bind_kept(st, 2, ev->path);
+	bind_kept(st, 3, ev->method);
 	bind_json_text(st, 4, ev->query_text, ev->query);
 	bind_json_text(st, 5, ev->headers_text, ev->headers);
 	size_t packed = 0;
@@ -369,7 +369,7 @@ static int apply_run_started(struct hf_sqlite_store *q, struct hf_write *w)
 	sqlite3_stmt *st = q->stmts[ST_RUN_STARTED];
 	hf_sqlite_bl_written(q, w->run->id); /* claimed = 1 */
 	for (int by_id = w->run->rid == 0;; by_id = 1) {
-		bind_text(st, 1, w->run->id);
+		bind_kept(st, 1, w->run->id);
 		sqlite3_bind_int64(st, 2, w->run->started_at);
 		bind_run_row(st, 3, w->run, by_id);
 		if (step_done(st) < 0)
@@ -521,10 +521,10 @@ static int insert_emit(struct hf_sqlite_store *q, const struct hf_run *run,
 	if (e->secret && !sealed)
 		return -1;
 	sqlite3_stmt *st = q->stmts[ST_INSERT_DELIVERY];
-	bind_text(st, 1, e->id);
-	bind_text(st, 2, run->id);
-	bind_text(st, 3, step_id);
-	bind_text(st, 4, e->url);
+	bind_kept(st, 1, e->id);
+	bind_kept(st, 2, run->id);
+	bind_kept(st, 3, step_id);
+	bind_kept(st, 4, e->url);
 	sqlite3_bind_blob(st, 5, e->payload, (int)strlen(e->payload),
 			  SQLITE_STATIC);
 	bind_json(st, 6, e->headers);
@@ -548,12 +548,12 @@ static int insert_step(struct hf_sqlite_store *q, const struct hf_write *w,
 	const struct hf_run *run = w->run;
 	const struct hf_step_result *res = w->result;
 	sqlite3_stmt *st = q->stmts[ST_INSERT_STEP];
-	bind_text(st, 1, run->id);
+	bind_kept(st, 1, run->id);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)w->step_index);
-	bind_text(st, 3, run->wf->steps[w->step_index].id);
-	bind_text(st, 4, hf_step_status_name(res->status));
+	bind_kept(st, 3, run->wf->steps[w->step_index].id);
+	bind_kept(st, 4, hf_step_status_name(res->status));
 	bind_json_text(st, 5, res->output_text, res->output);
-	bind_text(st, 6, res->error);
+	bind_kept(st, 6, res->error);
 	bind_json_text(st, 7, res->logs_text, res->logs);
 	sqlite3_bind_int(st, 8, w->step_attempts);
 	sqlite3_bind_int64(st, 9, res->started_at);
@@ -568,12 +568,12 @@ static int update_run(struct hf_sqlite_store *q, const struct hf_run *run,
 		      const struct hf_step_result *res, int64_t sid, int by_id)
 {
 	sqlite3_stmt *st = q->stmts[ST_UPDATE_RUN];
-	bind_text(st, 1, run->id);
-	bind_text(st, 2, hf_run_status_name(run->status));
+	bind_kept(st, 1, run->id);
+	bind_kept(st, 2, hf_run_status_name(run->status));
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)run->next_step);
 	sqlite3_bind_int(st, 4, run->step_attempt);
 	sqlite3_bind_int64(st, 5, run->due_at);
-	bind_text(st, 6, run->error);
+	bind_kept(st, 6, run->error);
 	if (run->status == HF_RUN_SUCCEEDED || run->status == HF_RUN_FAILED ||
 	    run->status == HF_RUN_CANCELLED) /* debounced: hf_debounce.h */
 		sqlite3_bind_int64(st, 7, res ? res->finished_at : hf_now_ms());
@@ -583,8 +583,8 @@ static int update_run(struct hf_sqlite_store *q, const struct hf_run *run,
 	bind_run_row(st, 9, run, by_id);
 	/* The parked run (hf_park.h): waiting, or when it last woke. */
 	bind_int_or_null(st, 11, run->wake_at);
-	bind_text(st, 12, run->waiting);
-	bind_text(st, 13, run->wait_path);
+	bind_kept(st, 12, run->waiting);
+	bind_kept(st, 13, run->wait_path);
 	bind_int_or_null(st, 14, sid);
 	hf_sqlite_bl_written(q, run->id); /* claimed = 1 */
 	return step_done(st);
@@ -622,7 +622,7 @@ static int apply_step(struct hf_sqlite_store *q, struct hf_write *w)
 		return 0;
 	/* Cancelled meanwhile: the run stays as it is, its step is shown. */
 	sqlite3_stmt *st = q->stmts[ST_RUN_STEPS];
-	bind_text(st, 1, run->id);
+	bind_kept(st, 1, run->id);
 	sqlite3_bind_int64(st, 2, sid);
 	bind_band(st, 3, run->id);
 	return step_done(st);
@@ -632,11 +632,11 @@ static int apply_step(struct hf_sqlite_store *q, struct hf_write *w)
  * attempts, ?3 when this one began, ?4 its HTTP status, ?5 its error. */
 static void bind_attempt(sqlite3_stmt *st, const struct hf_write *w)
 {
-	bind_text(st, 1, w->delivery_id);
+	bind_kept(st, 1, w->delivery_id);
 	sqlite3_bind_int(st, 2, w->attempts);
 	sqlite3_bind_int64(st, 3, w->attempt_at);
 	bind_int_or_null(st, 4, w->http_status);
-	bind_text(st, 5, w->delivery_error);
+	bind_kept(st, 5, w->delivery_error);
 }
 
 static int apply_delivery(struct hf_sqlite_store *q, struct hf_write *w)
@@ -648,7 +648,7 @@ static int apply_delivery(struct hf_sqlite_store *q, struct hf_write *w)
 		return -1;
 	st = q->stmts[ST_DELIVERY_UPDATE];
 	bind_attempt(st, w);
-	bind_text(st, 6, w->delivery_status);
+	bind_kept(st, 6, w->delivery_status);
 	sqlite3_bind_int64(st, 7, w->next_at);
 	sqlite3_bind_int64(st, 8, hf_now_ms());
 	return step_done(st);
