@@ -382,6 +382,16 @@ static bool is_reserved(const char *url)
 
 /* --- framing (RFC 9112; the checks are http_frame.c's) --- */
 
+/* Where the path of an absolute-form target ("http://host/p?q", which an
+ * origin server must accept: RFC 9112 section 3.2.2) begins, else 0. */
+static size_t origin_at(const char *uri, size_t len)
+{
+	size_t s = len > 7 && strncasecmp(uri, "http://", 7) == 0    ? 7
+		   : len > 8 && strncasecmp(uri, "https://", 8) == 0 ? 8
+								     : 0;
+	return s ? s + strcspn(uri + s, "/?") : 0;
+}
+
 /* libmicrohttpd calls this with the request target as received, before it
  * cuts the query off at '?' and percent-decodes the path in place: the one
  * place to see the raw path. The request's state starts here (MHD hands the
@@ -398,13 +408,32 @@ static void *on_target(void *cls, const char *uri, struct MHD_Connection *c)
 		return r;
 	size_t len = strlen(uri), query;
 	r->target_end = uri + len;
-	r->target = hf_xstrdup(uri); /* MHD decodes its copy in place */
-	if (hf_frame_target(&r->frame, uri, len, &query) && query < len) {
+	/* The origin form ("/p?q"), also of an absolute-form target: routed,
+	 * checked and signed ({path}, {query}) like any other. */
+	size_t at = origin_at(uri, len);
+	const char *t = uri + at;
+	size_t tlen = len - at;
+	bool slash = at && *t != '/';
+	r->target = hf_xmalloc(tlen + slash + 1);
+	r->target[0] = '/';
+	memcpy(r->target + slash, t, tlen + 1);
+	tlen += slash;
+	hf_frame_head(&r->frame, len - tlen, 0); /* the bytes left out */
+	const char *mark = memchr(uri, '?', len);
+	if (hf_frame_target(&r->frame, r->target, tlen, &query) &&
+	    query < tlen && mark) {
 		/* Refused: empty the query. uri is the request line in MHD's
 		 * read buffer, where MHD itself writes a NUL over the '?' next;
 		 * MHD 0.9.75 never answers a query whose parameters overflow
 		 * its pool (see HF_MAX_QUERY_PARAMS), so none is parsed. */
-		((char *)uri)[query + 1] = '\0';
+		((char *)mark)[1] = '\0';
+	}
+	if (at) {
+		/* MHD routes on uri, and parses the query where it found it
+		 * (past the path, so untouched here): uri becomes the path. */
+		size_t plen = strcspn(r->target, "?");
+		memcpy((char *)uri, r->target, plen);
+		((char *)uri)[plen] = '\0';
 	}
 	return r;
 }

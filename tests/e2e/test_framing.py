@@ -308,6 +308,9 @@ HOSTILE = [
     ("lower_case_method", hostile(method=b"post"), [405]),
     ("long_method", hostile(method=b"P" * 5000), [405]),
     ("asterisk_form", hostile(path=b"*"), [404]),
+    ("absolute_form", hostile(path=b"http://a/h"), [202]),
+    ("absolute_form_upper_https", hostile(path=b"HTTPS://x.y:8080/h?q=1"), [202]),
+    ("absolute_form_other_path", hostile(path=b"http://a/x/../h"), [400]),
     ("http_0_9", b"GET /h\r\n\r\n", [400]),
     ("http_2_preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", [505]),
     ("http_2_0", hostile(version=b"HTTP/2.0"), [505]),
@@ -362,3 +365,18 @@ def test_hostile_requests_get_their_answer_and_nothing_else(srv):
     assert len(runs_of(srv, "h")) == before + accepted
     assert runs_of(srv, "x") == []
     assert srv.get("/healthz").status == 200
+
+
+def test_absolute_form_is_routed_on_its_path(srv):
+    """RFC 9112 section 3.2.2: an origin server accepts the absolute form
+    ("http://host/path?query") and routes it like the origin form; the event
+    has the path and the query, not the scheme and host."""
+    out, closed = raw(srv.port, hostile(path=b"http://example.com/h?a=1&b=%2F"))
+    got = responses(out)
+    assert [g[0] for g in got] == [202], out[:300]
+    run = srv.wait_run(json.loads(got[0][2])["runs"][0])
+    assert run["steps"][0]["output"] == {"path": "/h", "query": {"a": "1", "b": "/"}}
+    # no path at all is the path /, answered as "/" is (a redirect)
+    for path in (b"http://example.com?a=1", b"/"):
+        out, closed = raw(srv.port, hostile(path=path))
+        assert [g[0] for g in responses(out)] == [302], (path, out[:300])
