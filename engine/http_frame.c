@@ -92,6 +92,17 @@ static int check_path(struct hf_frame *f, const char *p, size_t len)
 	return 0;
 }
 
+size_t hf_frame_origin(const char *target, size_t len)
+{
+	size_t i = len > 7 && strncasecmp(target, "http://", 7) == 0	? 7
+		   : len > 8 && strncasecmp(target, "https://", 8) == 0 ? 8
+									: 0;
+	if (i)
+		while (i < len && target[i] != '/' && target[i] != '?')
+			i++;
+	return i;
+}
+
 int hf_frame_target(struct hf_frame *f, const char *target, size_t len,
 		    size_t *query)
 {

@@ -382,16 +382,6 @@ static bool is_reserved(const char *url)
 
 /* --- framing (RFC 9112; the checks are http_frame.c's) --- */
 
-/* Where the path of an absolute-form target ("http://host/p?q", which an
- * origin server must accept: RFC 9112 section 3.2.2) begins, else 0. */
-static size_t origin_at(const char *uri, size_t len)
-{
-	size_t s = len > 7 && strncasecmp(uri, "http://", 7) == 0    ? 7
-		   : len > 8 && strncasecmp(uri, "https://", 8) == 0 ? 8
-								     : 0;
-	return s ? s + strcspn(uri + s, "/?") : 0;
-}
-
 /* libmicrohttpd calls this with the request target as received, before it
  * cuts the query off at '?' and percent-decodes the path in place: the one
  * place to see the raw path. The request's state starts here (MHD hands the
@@ -410,7 +400,7 @@ static void *on_target(void *cls, const char *uri, struct MHD_Connection *c)
 	r->target_end = uri + len;
 	/* The origin form ("/p?q"), also of an absolute-form target: routed,
 	 * checked and signed ({path}, {query}) like any other. */
-	size_t at = origin_at(uri, len);
+	size_t at = hf_frame_origin(uri, len);
 	const char *t = uri + at;
 	size_t tlen = len - at;
 	bool slash = at && *t != '/';

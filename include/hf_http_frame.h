@@ -19,6 +19,11 @@ struct hf_frame {
 
 void hf_frame_init(struct hf_frame *f);
 
+/* Where the path of an absolute-form target ("http://host/p?q", which an
+ * origin server must accept: RFC 9112 section 3.2.2) begins, else 0: the
+ * scheme's and host's bytes, which the origin form leaves out. */
+size_t hf_frame_origin(const char *target, size_t len);
+
 /* Checks the request target as received, before any percent-decoding, with
  * its query (len bytes, which may hold a NUL: it is refused). Refuses a
  * target longer than HF_MAX_URI_BYTES (414), more than HF_MAX_QUERY_PARAMS

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -65,6 +66,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *p = (const char *)data, *end = p + size;
 	const char *nl = memchr(p, '\n', size);
 	size_t tlen = nl ? (size_t)(nl - p) : size;
+	size_t at = hf_frame_origin(p, tlen);
+	check(at <= tlen, "origin past the target");
+	if (at) {
+		size_t s = p[4] == ':' ? 7 : 8; /* http:// or https:// */
+		check(at >= s && strncasecmp(p, s == 7 ? "http://" : "https://",
+					     s) == 0,
+		      "origin of a target that is not absolute");
+		for (size_t i = s; i < at; i++)
+			check(p[i] != '/' && p[i] != '?',
+			      "origin inside the path");
+		check(at == tlen || p[at] == '/' || p[at] == '?',
+		      "origin not at the path");
+	}
 	struct hf_frame f;
 	hf_frame_init(&f);
 	size_t query = 0;
