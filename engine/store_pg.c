@@ -584,7 +584,7 @@ struct hf_store *hf_store_pg_open(const char *url, bool sync_full,
 		    hf_pg_secrets_start(q, err) < 0)
 			goto fail;
 		hf_pg_clean_stop_begin(q);
-		if (hf_writer_start(&q->wr, false) < 0) {
+		if (hf_writer_start(&q->wr) < 0) {
 			hf_error_set(err, NULL, 0, 0,
 				     "cannot start the writer thread");
 			goto fail;

@@ -3,9 +3,8 @@
  * _exec, _each: prepared, bound, stepped row by row and finalized in one
  * place), the writer's transaction and which of its failures are the
  * database's (a disk full or an I/O error: every write fails alike), the
- * probe's write, the checkpoints, the WAL's sync that the writer's commits
- * leave to the syncer thread (--sync full), and the table of operations that
- * store.c dispatches through.
+ * probe's write, the checkpoints, and the table of operations that store.c
+ * dispatches through.
  *
  * The writer thread itself - the queue, batches and group commit, a failed
  * batch applied again write by write, whether the database can write - is
@@ -33,11 +32,9 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 /* --- connections --- */
 
@@ -263,14 +260,8 @@ static int transact(struct hf_store *s, struct hf_write *w,
 	while (rc == 0 && !end && last && (w = hf_writer_more(&q->wr, last)))
 		for (; rc == 0 && w; last = w, w = w->next)
 			rc = hf_sqlite_apply(q, w);
-	if (rc == 0 && q->wal_fd >= 0) {
-		bool owed;
-		rc = hf_sqlite_vfs_commit(q->wdb, &owed) == SQLITE_OK ? 0 : -1;
-		if (owed)
-			atomic_store(&q->sync_owed, true); /* sync_wal */
-	} else if (rc == 0) {
+	if (rc == 0)
 		rc = exec(q->wdb, "COMMIT");
-	}
 	if (rc == 0) {
 		hf_sqlite_bl_commit(q);
 		return 0;
@@ -286,35 +277,6 @@ static int transact(struct hf_store *s, struct hf_write *w,
 	q->nversions = 0; /* rows the rollback removed may be cached */
 	memset(q->last_band, 0, sizeof q->last_band);
 	return -1;
-}
-
-/* The sync that the writer's commits left owed (struct hf_writer_ops), on
- * the syncer thread: fdatasync on a descriptor of the WAL file of its own,
- * what SQLite's own sync of it does on Linux. */
-static int sync_wal(struct hf_store *s, char *msg, size_t size)
-{
-	struct hf_sqlite_store *q = sq(s);
-	if (!atomic_exchange(&q->sync_owed, false))
-		return 0;
-	if (fdatasync(q->wal_fd) == 0)
-		return 0;
-	snprintf(msg, size, "%s: %s", q->path, strerror(errno));
-	return -1;
-}
-
-/* With --sync full and a WAL file, the writer's commits leave their sync to
- * the syncer (store_writer.c): q->wal_fd, a descriptor of the WAL file that
- * only fdatasync uses. SQLite takes no lock on the WAL file, so closing it
- * drops none of the connections' POSIX locks. -1: SQLite syncs in COMMIT. */
-static void sync_open(struct hf_sqlite_store *q)
-{
-	q->wal_fd = -1;
-	if (!q->sync_full || strcmp(q->path, ":memory:") == 0)
-		return;
-	const char *wal =
-	    sqlite3_filename_wal(sqlite3_db_filename(q->wdb, "main"));
-	if (wal && *wal)
-		q->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
 }
 
 /* 1, or 0 for a write that will write nothing: a run's "started" write whose
@@ -464,8 +426,6 @@ static void store_close(struct hf_store *s)
 	for (int i = 0; i < q->nreaders; i++)
 		close_reader(q->readers[i]);
 	sqlite3_close(q->wdb);
-	if (q->wal_fd >= 0)
-		close(q->wal_fd);
 	hf_writer_destroy(&q->wr);
 	pthread_mutex_destroy(&q->pool_lock);
 	pthread_mutex_destroy(&q->key_lock);
@@ -527,7 +487,6 @@ static const struct hf_writer_ops writer_ops = {
     .counts = batch_counts,
     .probe = probe_call,
     .after_batch = after_batch,
-    .sync = sync_wal,
 };
 
 static const struct hf_store_ops sqlite_ops = {
@@ -581,7 +540,6 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 	q->base.ops = &sqlite_ops;
 	q->path = hf_xstrdup(path);
 	q->sync_full = sync_full;
-	q->wal_fd = -1;
 	hf_writer_init(&q->wr, &q->base, &writer_ops);
 	pthread_mutex_init(&q->pool_lock, NULL);
 	pthread_mutex_init(&q->key_lock, NULL);
@@ -600,8 +558,7 @@ struct hf_store *hf_store_sqlite_open(const char *path, bool sync_full,
 			goto fail;
 		hf_sqlite_clean_stop_begin(q);
 		ckpt_start(q);
-		sync_open(q);
-		if (hf_writer_start(&q->wr, q->wal_fd >= 0) < 0) {
+		if (hf_writer_start(&q->wr) < 0) {
 			hf_error_set(err, path, 0, 0,
 				     "cannot start the writer thread");
 			goto fail;

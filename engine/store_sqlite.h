@@ -89,11 +89,6 @@ struct hf_sqlite_store {
 	atomic_int wal_frames;
 	atomic_bool ckpt_caught_up;
 	uint64_t ckpt_writer, ckpt_blocking; /* checkpoints the writer ran */
-	/* The deferred sync (store_sqlite.c, sync_open): the WAL file's
-	 * descriptor (-1: none, SQLite syncs in its COMMIT); whether a commit
-	 * left its sync owed (set by the writer, taken by the syncer). */
-	int wal_fd;
-	atomic_bool sync_owed;
 
 	pthread_mutex_t pool_lock;
 	sqlite3 *readers[HF_STATE_READERS];
@@ -376,14 +371,6 @@ int hf_sqlite_migrate(struct hf_sqlite_store *q, struct hf_error *err);
 /* store_sqlite_vfs.c: the writer connection's VFS (its WAL writes gathered
  * per commit), or NULL for SQLite's default. */
 const char *hf_sqlite_vfs_name(void);
-/* The writer's COMMIT on db, a connection of that VFS, with the sync of the
- * WAL that SQLite asks for after the commit frame (--sync full) left to the
- * caller: *owed says whether it was asked for. Every other sync (a WAL
- * header's on its restart, a checkpoint's) is done as it comes. Returns
- * SQLite's result code. The commit is visible to readers before that sync;
- * until it, a power cut (not a crash of the process: the bytes are in the
- * page cache) may take it back. */
-int hf_sqlite_vfs_commit(sqlite3 *db, bool *owed);
 int hf_sqlite_load_backlog(struct hf_store *s,
 			   const struct hf_workflow_set *set, int limit,
 			   void (*fn)(struct hf_run *run, void *arg),

@@ -16,12 +16,6 @@
  * would have. Every other file (the database itself: only its shared-memory
  * barrier is wrapped) is the default VFS's as it is.
  *
- * One more thing, inside hf_sqlite_vfs_commit only (the writer's COMMIT with
- * --sync full): the WAL's sync that follows the commit frame is not done but
- * left owed to the caller, whose syncer thread does it beside the next
- * transaction (store_writer.c); the sync of a restarted WAL's header, and
- * any sync outside that COMMIT (a checkpoint's), is done as it comes.
- *
  * Threading: a file is used by its connection's thread only (the writer's);
  * hf_sqlite_vfs_name registers the VFS once. Neighbours: store_sqlite.c
  * opens the writer connection with it. */
@@ -38,11 +32,6 @@ struct shim {
 	struct shim *peer;  /* the database <-> its WAL, while both are open */
 	bool wal;
 	bool commit_hdr; /* the last write was a commit frame's header */
-	/* The last write was a commit frame's page (or padding after it). */
-	bool after_commit;
-	/* hf_sqlite_vfs_commit: a sync after a commit frame is left owed
-	 * (defer), and was (owed). */
-	bool defer, owed;
 	unsigned char *buf;
 	size_t len, cap;
 	sqlite3_int64 off; /* the file offset of buf[0] */
@@ -85,8 +74,6 @@ static int wal_write(sqlite3_file *f, const void *p, int amt, sqlite3_int64 off)
 	 * after a commit, 0 for other frames (big-endian). */
 	const unsigned char *h = p;
 	bool commit = s->commit_hdr;
-	s->after_commit = commit || (s->after_commit && amt == 24 &&
-				     (h[4] | h[5] | h[6] | h[7]) != 0);
 	s->commit_hdr = amt == 24 && (h[4] | h[5] | h[6] | h[7]) != 0;
 	int rc;
 	if (s->len && off != s->off + (sqlite3_int64)s->len &&
@@ -127,12 +114,7 @@ static int wal_truncate(sqlite3_file *f, sqlite3_int64 size)
 
 static int wal_sync(sqlite3_file *f, int flags)
 {
-	struct shim *s = (struct shim *)f;
-	int rc = gather_flush(s);
-	if (rc == SQLITE_OK && s->defer && s->after_commit) {
-		s->owed = true; /* hf_sqlite_vfs_commit's caller syncs */
-		return SQLITE_OK;
-	}
+	int rc = gather_flush((struct shim *)f);
 	return rc != SQLITE_OK ? rc : RM(f)->xSync(REAL(f), flags);
 }
 
@@ -411,26 +393,6 @@ static void vfs_register(void)
 	shim_vfs.szOsFile = (int)sizeof(struct shim) + base_vfs->szOsFile;
 	shim_vfs.mxPathname = base_vfs->mxPathname;
 	registered = sqlite3_vfs_register(&shim_vfs, 0) == SQLITE_OK;
-}
-
-int hf_sqlite_vfs_commit(sqlite3 *db, bool *owed)
-{
-	sqlite3_file *f = NULL;
-	struct shim *s = NULL;
-	*owed = false;
-	if (sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER,
-				 &f) == SQLITE_OK &&
-	    f && f->pMethods == &wal_methods)
-		s = (struct shim *)f;
-	if (s)
-		s->defer = true;
-	int rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-	if (s) {
-		s->defer = false;
-		*owed = s->owed;
-		s->owed = false;
-	}
-	return rc;
 }
 
 const char *hf_sqlite_vfs_name(void)

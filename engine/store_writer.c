@@ -8,10 +8,7 @@
  * write of the batch fails at once: hf_store_writable turns false, one log
  * line at most every HF_STORE_FAULT_LOG_MS says so, and a tiny write every
  * HF_STORE_PROBE_MS finds when it can again. done() is called for each write
- * after its commit (or its failure), then the batch-end notice; with a
- * syncer (--sync full on SQLite), after the sync that the commit left owed,
- * which the syncer thread does while the writer applies the next batch. Also
- * the
+ * after its commit (or its failure), then the batch-end notice. Also the
  * one step of applying a write that both backends share: an ingest write's
  * dedupe pass (hf_writer_dedupe).
  *
@@ -27,7 +24,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 /* --- whether the database can write --- */
 
@@ -144,11 +140,6 @@ struct hf_write *hf_writer_more(struct hf_store_writer *wr,
 	if (!wr->growing || wr->taken >= HF_WRITER_BATCH)
 		return NULL;
 	pthread_mutex_lock(&wr->lock);
-	/* While the syncer syncs, a commit now would only wait behind it (and
-	 * small commits cost more a write): the transaction takes writes as
-	 * they come until the sync is over. */
-	while (!wr->head && atomic_load(&wr->sync_busy) && !wr->stopping)
-		pthread_cond_wait(&wr->cond, &wr->lock);
 	struct hf_write *first = wr->head, *end = first;
 	if (first) {
 		wr->taken += counts(wr, first);
@@ -202,76 +193,6 @@ static void batch_end(struct hf_store_writer *wr)
 	pthread_mutex_lock(&wr->lock);
 }
 
-/* --- the syncer ---
- *
- * SQLite syncs the WAL inside its COMMIT, and the writer would wait for the
- * disk there, the CPU idle, with the next batch queued. With a syncer the
- * backend's transact() leaves that sync owed; the writer hands the batch on
- * and takes the next while the syncer syncs (once for every batch handed on
- * meanwhile) and only then calls their done(): nothing is answered or handed
- * on before it is on disk, and batches finish in the order they committed
- * (a failed one too, behind those before it). */
-
-/* The sync failed: what the disk holds of the commits since the last one is
- * no longer known (Linux drops the pages that failed to write back, marked
- * clean), so no answer may say they are kept, and retrying the sync would
- * succeed without writing them. As PostgreSQL does, the process stops; at
- * its next start the state is read back from the disk and its runs resume. */
-static void sync_failed(const char *msg)
-{
-	hf_log(HF_LOG_ERROR,
-	       "state database: cannot sync the WAL to disk (%s); stopping, "
-	       "since what the disk holds is no longer known: at the next "
-	       "start hookflow resumes from what it holds",
-	       msg);
-	_exit(70); /* EX_SOFTWARE; no atexit handlers beside live threads */
-}
-
-static void sync_hand_on(struct hf_store_writer *wr, struct hf_write *batch)
-{
-	struct hf_write *last = batch;
-	while (last->next)
-		last = last->next;
-	pthread_mutex_lock(&wr->sync_lock);
-	if (wr->sync_tail)
-		wr->sync_tail->next = batch;
-	else
-		wr->sync_head = batch;
-	wr->sync_tail = last;
-	pthread_cond_signal(&wr->sync_cond);
-	pthread_mutex_unlock(&wr->sync_lock);
-}
-
-static void *syncer_main(void *arg)
-{
-	struct hf_store_writer *wr = arg;
-	pthread_mutex_lock(&wr->sync_lock);
-	for (;;) {
-		while (!wr->sync_head && !wr->sync_stopping)
-			pthread_cond_wait(&wr->sync_cond, &wr->sync_lock);
-		struct hf_write *list = wr->sync_head;
-		if (!list)
-			break; /* stopping, and nothing left */
-		wr->sync_head = wr->sync_tail = NULL;
-		pthread_mutex_unlock(&wr->sync_lock);
-		char msg[160];
-		atomic_store(&wr->sync_busy, true);
-		if (wr->ops->sync(wr->store, msg, sizeof msg) != 0)
-			sync_failed(msg);
-		pthread_mutex_lock(&wr->lock); /* hf_writer_more may commit */
-		atomic_store(&wr->sync_busy, false);
-		pthread_cond_signal(&wr->cond);
-		pthread_mutex_unlock(&wr->lock);
-		finish_batch(list);
-		pthread_mutex_lock(&wr->lock);
-		batch_end(wr);
-		pthread_mutex_unlock(&wr->lock);
-		pthread_mutex_lock(&wr->sync_lock);
-	}
-	pthread_mutex_unlock(&wr->sync_lock);
-	return NULL;
-}
-
 /* --- the writer thread --- */
 
 /* Waits (lock held) for a write to apply or the stop. While the database
@@ -323,14 +244,10 @@ static void *writer_main(void *arg)
 
 		wr->growing = true; /* hf_writer_more, in transact() */
 		apply_locked(wr, batch, n);
-		if (wr->syncer) {
-			sync_hand_on(wr, batch);
-			pthread_mutex_lock(&wr->lock);
-		} else {
-			finish_batch(batch);
-			pthread_mutex_lock(&wr->lock);
-			batch_end(wr);
-		}
+		finish_batch(batch);
+
+		pthread_mutex_lock(&wr->lock);
+		batch_end(wr);
 		if (wr->ops->after_batch) {
 			pthread_mutex_unlock(&wr->lock);
 			wr->ops->after_batch(
@@ -434,19 +351,6 @@ int hf_writer_dedupe(struct hf_write *w,
 
 /* --- lifecycle --- */
 
-/* Stops the syncer once it has finished what was handed on to it. */
-static void syncer_stop(struct hf_store_writer *wr)
-{
-	if (!wr->syncer)
-		return;
-	pthread_mutex_lock(&wr->sync_lock);
-	wr->sync_stopping = true;
-	pthread_cond_signal(&wr->sync_cond);
-	pthread_mutex_unlock(&wr->sync_lock);
-	pthread_join(wr->sync_thread, NULL);
-	wr->syncer = false;
-}
-
 void hf_writer_init(struct hf_store_writer *wr, struct hf_store *s,
 		    const struct hf_writer_ops *ops)
 {
@@ -456,24 +360,13 @@ void hf_writer_init(struct hf_store_writer *wr, struct hf_store *s,
 	pthread_mutex_init(&wr->wlock, NULL);
 	pthread_cond_init(&wr->cond, NULL);
 	pthread_mutex_init(&wr->health_lock, NULL);
-	pthread_mutex_init(&wr->sync_lock, NULL);
-	pthread_cond_init(&wr->sync_cond, NULL);
 }
 
-int hf_writer_start(struct hf_store_writer *wr, bool syncer)
+int hf_writer_start(struct hf_store_writer *wr)
 {
-	if (syncer && wr->ops->sync) {
-		wr->syncer = true;
-		if (hf_thread_start(&wr->sync_thread, "hf-sync", syncer_main,
-				    wr) != 0) {
-			wr->syncer = false;
-			return -1;
-		}
-	}
 	wr->threaded = true;
 	if (hf_thread_start(&wr->thread, "hf-writer", writer_main, wr) != 0) {
 		wr->threaded = false;
-		syncer_stop(wr);
 		return -1;
 	}
 	return 0;
@@ -488,7 +381,6 @@ bool hf_writer_stop(struct hf_store_writer *wr)
 	pthread_cond_signal(&wr->cond);
 	pthread_mutex_unlock(&wr->lock);
 	pthread_join(wr->thread, NULL);
-	syncer_stop(wr); /* after the writer's last hand-on */
 	return true;
 }
 
@@ -498,6 +390,4 @@ void hf_writer_destroy(struct hf_store_writer *wr)
 	pthread_mutex_destroy(&wr->wlock);
 	pthread_cond_destroy(&wr->cond);
 	pthread_mutex_destroy(&wr->health_lock);
-	pthread_mutex_destroy(&wr->sync_lock);
-	pthread_cond_destroy(&wr->sync_cond);
 }

@@ -39,12 +39,6 @@ struct hf_writer_ops {
 	/* After each batch, its done() calls and the batch-end notice, on the
 	 * writer thread (e.g. a checkpoint). NULL: nothing. */
 	void (*after_batch)(struct hf_store *s);
-	/* The sync that transact() left owed (hf_writer_start with a syncer):
-	 * makes every commit made so far durable, on the syncer thread, beside
-	 * the next transaction. Returns 0 (at once when none is owed), or -1
-	 * with the reason in msg. NULL: commits are durable when they return.
-	 */
-	int (*sync)(struct hf_store *s, char *msg, size_t size);
 };
 
 struct hf_store_writer {
@@ -72,19 +66,6 @@ struct hf_store_writer {
 	bool growing;
 	size_t taken;
 
-	/* The syncer thread (ops->sync): the batches committed and waiting for
-	 * their sync, in commit order; their done() calls and the batch-end
-	 * notice follow it. Under sync_lock. */
-	bool syncer;
-	pthread_t sync_thread;
-	pthread_mutex_t sync_lock;
-	pthread_cond_t sync_cond;
-	struct hf_write *sync_head, *sync_tail;
-	bool sync_stopping;
-	/* A sync is in flight (set by the syncer; cleared under lock, with a
-	 * signal of cond, for hf_writer_more). */
-	atomic_bool sync_busy;
-
 	struct hf_store_stats stats; /* under wlock */
 	/* hf_store_on_batch_end: called by the writer after each batch's
 	 * done() calls (set before the first write), under lock. */
@@ -107,13 +88,10 @@ struct hf_store_writer {
 /* Sets wr up for the store s (its locks); no thread yet. */
 void hf_writer_init(struct hf_store_writer *wr, struct hf_store *s,
 		    const struct hf_writer_ops *ops);
-/* Starts the writer thread ("hf-writer"), and with syncer the syncer thread
- * ("hf-sync", ops->sync): then a batch's done() calls wait for its sync
- * while the writer applies the next batch. 0, or -1. */
-int hf_writer_start(struct hf_store_writer *wr, bool syncer);
-/* Applies what is queued, then stops and joins the writer thread and the
- * syncer (nothing without them). Returns whether there was a writer
- * thread. */
+/* Starts the writer thread ("hf-writer"): 0, or -1. */
+int hf_writer_start(struct hf_store_writer *wr);
+/* Applies what is queued, then stops and joins the writer thread (nothing
+ * without one). Returns whether there was one. */
 bool hf_writer_stop(struct hf_store_writer *wr);
 /* Frees what hf_writer_init took; after hf_writer_stop. */
 void hf_writer_destroy(struct hf_store_writer *wr);

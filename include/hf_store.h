@@ -7,14 +7,8 @@
  * Every write goes through hf_store_submit(): the writer thread takes whatever
  * writes are waiting (up to HF_WRITER_BATCH), applies them in one transaction,
  * commits once (one fsync for the batch with --sync full), then calls each
- * write's done() on the writer thread. With --sync full on SQLite that fsync
- * is the syncer thread's ("hf-sync", store_writer.c), beside the writer's
- * next transaction, and the done() calls and batch-end notices follow it on
- * the syncer: "the writer thread" in what done() and batch-end callbacks say
- * of their thread means whichever of the two finishes batches, always one
- * and the same thread, in commit order. Readers use their own connections
- * (hf_store_reader), which WAL lets read while the writer writes; they may
- * see a commit before its fsync.
+ * write's done() on the writer thread. Readers use their own connections
+ * (hf_store_reader), which WAL lets read while the writer writes.
  *
  * <sqlite3.h> is included only by the SQLite backend (store_sqlite*.c). */
 #ifndef HF_STORE_H
@@ -53,8 +47,7 @@ struct hf_write {
 	enum hf_write_kind kind;
 	int rc; /* set by the writer before done(): 0 committed, <0 failed */
 	void (*done)(
-	    struct hf_write *w); /* on the writer thread, after commit (and
-				    its fsync: see the top of this file) */
+	    struct hf_write *w); /* on the writer thread, after commit */
 	void *ctx;
 	struct hf_write *next;
 

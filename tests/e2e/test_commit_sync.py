@@ -1,7 +1,7 @@
 """A 2xx follows its commit's fsync (CONTRACT.md: "A 2xx means the event is on
-disk"; README, "What survives what"): with --sync full the writer commits and
-its syncer (engine/store_writer.c) fdatasyncs the WAL beside the next batch,
-and only then is a request answered. A power cut cannot be made in a test, so
+disk"; README, "What survives what"): with --sync full SQLite fdatasyncs the
+WAL inside the writer's COMMIT (engine/store_writer.c, store_sqlite.c), and
+only then is a request answered. A power cut cannot be made in a test, so
 this one watches the system calls instead: the server runs under strace, and
 for every request, between reading it and writing its 202 there must be an
 fdatasync of the state database's WAL that began after the request was read
