@@ -5,7 +5,10 @@ only then is a request answered. A power cut cannot be made in a test, so
 this one watches the system calls instead: the server runs under strace, and
 for every request, between reading it and writing its 202 there must be an
 fdatasync of the state database's WAL that began after the request was read
-and returned 0 before the answer was written.
+and returned 0 before the answer was written. The same holds for the
+transactional outbox (README, "Exactly once, at least once": an emit is
+committed with its step's result): a delivery is sent only after an fsync
+that began once the step had done its last call out.
 
 The requests go one at a time to a workflow whose `if:` is false (the event
 is stored, no run is made), so that no other commit's sync can stand in for
@@ -90,9 +93,10 @@ def answered_requests(calls, marker):
     return out
 
 
-def traced(srv, tmp_path, n, marker):
-    """Sends n requests one at a time to srv under strace; returns the parsed
-    trace and the events' ids. Skips where ptrace is not permitted."""
+def traced(srv, tmp_path, n, marker, send=None):
+    """Sends n requests one at a time to srv under strace (send(i) instead
+    when given); returns the parsed trace and the events' ids. Skips where
+    ptrace is not permitted."""
     if not shutil.which("strace"):
         pytest.fail("strace is not installed (.ci/deps --test installs it)")
     log = tmp_path / f"strace-{marker}.txt"
@@ -114,6 +118,9 @@ def traced(srv, tmp_path, n, marker):
         wait_for(attached, 30, what="strace to attach")
         ids = []
         for i in range(n):
+            if send:
+                send(i)
+                continue
             r = srv.post(f"/c?{marker}={i}", {"run": False, "i": i})
             assert r.status == 202, r
             assert r.json()["runs"] == []
@@ -155,3 +162,53 @@ def test_with_sync_normal_no_fsync_stands_between(server, tmp_path):
     syncs = wal_syncs(calls)
     assert not any(read < s["begin"] and s["end"] < answer
                    for read, answer in pairs for s in syncs)
+
+
+EMIT = """\
+name: e
+on:
+  webhook:
+    path: /e
+steps:
+  - id: s
+    run: |
+      local b = event.body
+      local r = http.get(b.probe, { timeout = 30 })
+      return webhook.emit(b.hook, { status = r.status })
+"""
+
+
+def test_a_delivery_is_sent_only_after_its_steps_commit_is_on_disk(
+        server, receiver, tmp_path):
+    # The receiver answers after 0.2 s: the run's own earlier commits (its
+    # "started" write) are on disk by the time the step's call returns, so
+    # only the step's result can be synced between that and the delivery.
+    receiver.delay = 0.2
+    srv = server(workflows={"e": EMIT}, args=["--sync", "full"])
+
+    def send(i):
+        r = srv.post("/e", {"probe": f"{receiver.url}/probe/{i}",
+                            "hook": f"{receiver.url}/hook/{i}"})
+        assert r.status == 202, r
+        run = srv.wait_run(r.json()["runs"][0], timeout=30)
+        assert run["status"] == "succeeded", run
+        did = run["steps"][0]["output"]
+        wait_for(lambda: srv.api("GET", f"/api/deliveries/{did}").json()
+                 ["status"] == "delivered", 30, what=f"delivery {did}")
+
+    calls, _ = traced(srv, tmp_path, 4, "e", send)
+    syncs = wal_syncs(calls)
+    for i in range(4):
+        probe = next(c for c in calls if c["name"] in ("sendto", "write")
+                     and f"GET /probe/{i} " in c["text"])
+        # The step's call returned: its answer read on the same socket.
+        back = next(c for c in calls if c["begin"] > probe["end"]
+                    and c["fd"] == probe["fd"]
+                    and c["name"] in ("recvfrom", "read")
+                    and "HTTP/1.1 200" in c["text"])
+        hook = next(c for c in calls if c["name"] in ("sendto", "write")
+                    and f"POST /hook/{i} " in c["text"])
+        assert any(back["end"] < s["begin"] and s["end"] < hook["begin"]
+                   for s in syncs), (
+            f"delivery {i} was sent with no fsync of the WAL since its "
+            f"step's call returned (trace lines {back['end']}..{hook['begin']})")
