@@ -8,7 +8,10 @@ fdatasync of the state database's WAL that began after the request was read
 and returned 0 before the answer was written. The same holds for the
 transactional outbox (README, "Exactly once, at least once": an emit is
 committed with its step's result): a delivery is sent only after an fsync
-that began once the step had done its last call out.
+that began once the step had done its last call out. And for the data
+database that `db.*` writes (README, "--data-sync"): with `full` each
+`db.exec` is fsynced before the step goes on, with `normal` (the default)
+none is.
 
 The requests go one at a time to a workflow whose `if:` is false (the event
 is stored, no run is made), so that no other commit's sync can stand in for
@@ -75,9 +78,11 @@ def parse(text):
     return calls
 
 
-def wal_syncs(calls):
+def wal_syncs(calls, wal="hookflow.db-wal"):
+    """The fsyncs of the state database's WAL (or another file's) that
+    returned 0."""
     return [c for c in calls if c["name"] in ("fdatasync", "fsync")
-            and c["path"].endswith("-wal") and re.search(r"= 0\s*$", c["text"])]
+            and c["path"].endswith(wal) and re.search(r"= 0\s*$", c["text"])]
 
 
 def answered_requests(calls, marker):
@@ -102,7 +107,8 @@ def traced(srv, tmp_path, n, marker, send=None):
     log = tmp_path / f"strace-{marker}.txt"
     st = subprocess.Popen(
         ["strace", "-f", "-qq", "-ttt", "-y", "-s", "64", "-o", str(log),
-         "-e", "trace=recvfrom,read,sendmsg,sendto,writev,write,fdatasync,fsync",
+         "-e", "trace=recvfrom,read,sendmsg,sendto,writev,write,pwrite64,"
+         "fdatasync,fsync",
          "-p", str(srv.proc.pid)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -212,3 +218,44 @@ def test_a_delivery_is_sent_only_after_its_steps_commit_is_on_disk(
                    for s in syncs), (
             f"delivery {i} was sent with no fsync of the WAL since its "
             f"step's call returned (trace lines {back['end']}..{hook['begin']})")
+
+
+DATA = """\
+name: d
+on:
+  webhook:
+    path: /d
+steps:
+  - id: s
+    run: |
+      db.exec("CREATE TABLE IF NOT EXISTS t(x INTEGER)")
+      db.exec("INSERT INTO t(x) VALUES (?)", event.body.i)
+      return http.get(event.body.probe, { timeout = 30 }).status
+"""
+
+
+@pytest.mark.sqlite_data_only("the SQLite --data file's WAL and its fsync")
+@pytest.mark.parametrize("data_sync", ["full", "normal"])
+def test_data_sync_full_syncs_each_db_exec_before_the_step_goes_on(
+        server, receiver, tmp_path, data_sync):
+    srv = server(workflows={"d": DATA}, args=["--data-sync", data_sync])
+
+    def send(i):
+        r = srv.post("/d", {"i": i, "probe": f"{receiver.url}/probe/{i}"})
+        assert r.status == 202, r
+        run = srv.wait_run(r.json()["runs"][0], timeout=30)
+        assert run["status"] == "succeeded", run
+
+    calls, _ = traced(srv, tmp_path, 4, "d" + data_sync, send)
+    syncs = wal_syncs(calls, "data.db-wal")
+    synced = 0
+    for i in range(4):
+        probe = next(c for c in calls if c["name"] in ("sendto", "write")
+                     and f"GET /probe/{i} " in c["text"])
+        # The INSERT's frames: the last write to the data WAL before it.
+        insert = [c for c in calls if c["name"] == "pwrite64"
+                  and c["path"].endswith("data.db-wal")
+                  and c["end"] < probe["begin"]][-1]
+        synced += any(insert["end"] < s["begin"] and s["end"] < probe["begin"]
+                      for s in syncs)
+    assert synced == (4 if data_sync == "full" else 0), synced
