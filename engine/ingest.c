@@ -409,21 +409,19 @@ static void *on_target(void *cls, const char *uri, struct MHD_Connection *c)
 	memcpy(r->target + slash, t, tlen + 1);
 	tlen += slash;
 	hf_frame_head(&r->frame, len - tlen, 0); /* the bytes left out */
-	const char *mark = memchr(uri, '?', len);
 	if (hf_frame_target(&r->frame, r->target, tlen, &query) &&
-	    query < tlen && mark) {
+	    query < tlen) {
 		/* Refused: empty the query. uri is the request line in MHD's
 		 * read buffer, where MHD itself writes a NUL over the '?' next;
 		 * MHD 0.9.75 never answers a query whose parameters overflow
 		 * its pool (see HF_MAX_QUERY_PARAMS), so none is parsed. */
-		((char *)mark)[1] = '\0';
+		((char *)t)[query - slash + 1] = '\0';
 	}
 	if (at) {
 		/* MHD routes on uri, and parses the query where it found it
 		 * (past the path, so untouched here): uri becomes the path. */
-		size_t plen = strcspn(r->target, "?");
-		memcpy((char *)uri, r->target, plen);
-		((char *)uri)[plen] = '\0';
+		memcpy((char *)uri, r->target, query);
+		((char *)uri)[query] = '\0';
 	}
 	return r;
 }
