@@ -6,6 +6,7 @@ PostgreSQL), stopped by its PID. Standard library only; every wait bounded.
     with PgCluster() as pg:
         url = pg.url("hookflow_test")   # creates the database
 """
+import contextlib
 import os
 import pathlib
 import pwd
@@ -38,6 +39,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def refused_port():
+    """A port on 127.0.0.1 that refuses every connection while the block
+    runs: bound and never listening, so no other process (another test's
+    server on port 0) can take it between choosing and connecting, as it
+    can a port free_port() gave back."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
 class PgCluster:
     def __init__(self, listen="127.0.0.1", port=None, hba=(),
                  settings=None, prefix="hf-pg-"):
@@ -50,6 +62,7 @@ class PgCluster:
         self.settings = {"fsync": "off", "full_page_writes": "off",
                          "max_connections": "200", "shared_buffers": "32MB",
                          **(settings or {})}
+        self.fixed_port = port is not None
         self.port = port or free_port()
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
         self.data = self.dir / "data"
@@ -74,6 +87,21 @@ class PgCluster:
         with open(self.data / "pg_hba.conf", "a") as f:
             for cidr in self.hba:
                 f.write(f"host all all {cidr} trust\n")
+        # a port free_port() gave back may be taken by another test's server
+        # before PostgreSQL binds it: then choose another, a bounded number
+        # of times
+        for attempt in range(5):
+            try:
+                return self._run()
+            except RuntimeError:
+                taken = "Address already in use" in self.log.read_text(
+                    errors="replace")
+                if self.fixed_port or not taken or attempt == 4:
+                    raise
+                self.port = free_port()
+
+    def _run(self):
+        pw = pwd.getpwnam("postgres")
         logf = open(self.log, "wb")
         os.chown(self.log, pw.pw_uid, pw.pw_gid)
         self.proc = subprocess.Popen(

@@ -351,8 +351,9 @@ def test_deadline(tmp_path, url, pg):
 
 def test_connection_errors(tmp_path, url, pg):
     # nothing listens there
-    err = failed(tmp_path, 'return db.one("SELECT 1 AS x")',
-                 f"postgres://postgres@127.0.0.1:{pgcluster.free_port()}/x")
+    with pgcluster.refused_port() as port:
+        err = failed(tmp_path, 'return db.one("SELECT 1 AS x")',
+                     f"postgres://postgres@127.0.0.1:{port}/x")
     assert "db.one: cannot connect to PostgreSQL (--data)" in err
     assert "Connection refused" in err
     # no such database
@@ -548,9 +549,10 @@ def test_serve_deadline_then_next_step(server, url):
 
 
 def test_serve_with_no_server_starts_and_fails_steps(server):
-    dead = f"postgres://postgres@127.0.0.1:{pgcluster.free_port()}/x"
-    srv = server(workflows={"sleep": SLEEP}, args=["--data", dead])
-    run, step = fire(srv, "/sleep", {"s": 0})
+    with pgcluster.refused_port() as port:
+        dead = f"postgres://postgres@127.0.0.1:{port}/x"
+        srv = server(workflows={"sleep": SLEEP}, args=["--data", dead])
+        run, step = fire(srv, "/sleep", {"s": 0})
     assert run["status"] == "failed"
     assert "db.one: cannot connect to PostgreSQL (--data)" in step["error"]
     assert srv.get("/healthz").status == 200  # the data database is not ours
