@@ -145,7 +145,11 @@ def step_error(srv, rid):
 def test_unwinding_steps_stay_limited(server):
     """Each unwinding case fails its own step with the limit's message on a
     single worker; a run of another workflow queued behind them succeeds."""
-    wfs = {name: step_workflow(name, code) for name, code in UNWIND.items()}
+    # close_alloc meets its memory limit within tens of milliseconds; its
+    # generous timeout keeps a loaded machine from ending it on time first
+    wfs = {name: step_workflow(name, code,
+                               "30s" if name == "close_alloc" else "1s")
+           for name, code in UNWIND.items()}
     srv = server(workflows={**wfs, "good": GOOD}, args=["--workers", "1"])
     rids = {name: fire(srv, "/" + name) for name in UNWIND}
     good = fire(srv, "/good")
