@@ -74,15 +74,26 @@ class Browser:
     def __init__(self, width=1280, height=900, log_path=None):
         self.width, self.height = width, height
         self.profile = tempfile.mkdtemp(prefix="hf-chromium-")
-        self.port = free_port()
         self.log = open(log_path or os.devnull, "w")
-        self.proc = subprocess.Popen(
-            [CHROMEDRIVER, f"--port={self.port}", "--allowed-ips=127.0.0.1"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.base = f"http://127.0.0.1:{self.port}"
         self.session = None
+        self.proc = None
         try:
-            self._wait_ready(20)
+            # a port free_port() gave back may be taken by another test's
+            # server before chromedriver binds it: chromedriver then exits,
+            # and another port is tried, a bounded number of times
+            for attempt in range(3):
+                self.port = free_port()
+                self.base = f"http://127.0.0.1:{self.port}"
+                self.proc = subprocess.Popen(
+                    [CHROMEDRIVER, f"--port={self.port}",
+                     "--allowed-ips=127.0.0.1"], stdout=self.log,
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                try:
+                    self._wait_ready(20)
+                    break
+                except WebDriverError:
+                    if self.proc.poll() is None or attempt == 2:
+                        raise
             caps = {"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
                 "pageLoadStrategy": "normal",
