@@ -360,12 +360,22 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(5)
                 raise AssertionError("server did not stop in time")
+        self._drain_stderr()
         return self.proc.returncode if self.proc else None
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._drain_stderr()
+
+    def _drain_stderr(self):
+        """Once the server has exited, waits (bounded) for the thread that
+        reads its stderr to reach the end, so that stderr() holds its last
+        lines."""
+        pump = getattr(self, "pump", None)
+        if self.proc and self.proc.poll() is not None and pump:
+            pump.join(10)
 
     def restart(self):
         self.stop()

@@ -233,7 +233,8 @@ def test_full_disk_during_a_delivery_sends_no_more_than_attempts(
         assert d["attempts"] == len(posts) == 2, (d, len(posts))
     # A full disk is logged, not once per write or attempt.
     assert srv.stderr().count("state database cannot write") <= 2, srv.stderr()
-    assert "state database writes again" in srv.stderr()
+    wait_for(lambda: "state database writes again" in srv.stderr(), 15,
+             what="the log line")
 
 
 # --- a full disk during a step --------------------------------------------

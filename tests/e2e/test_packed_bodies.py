@@ -236,7 +236,8 @@ def test_damaged_block_fails_its_run_alone(server):
         else:
             assert run["status"] == "succeeded", run
             assert run["steps"][0]["output"] == {"pad": pad, "n": n}, run
-    assert "a stored body is damaged" in srv.stderr()
+    wait_for(lambda: "a stored body is damaged" in srv.stderr(), 15,
+             what="the log line")
     ev = event(srv, bad_event)
     assert ev["body"] is None and ev["id"] == bad_event, ev
     r = srv.api("POST", f"/api/events/{bad_event}/replay")

@@ -110,7 +110,9 @@ def test_more_runs_waiting_than_a_signal_is_matched_against(server):
     for rid in (a, b, c):
         assert srv.run(rid)["status"] == "waiting"
     wait_for(lambda: audit_runs(srv) == 1, 15, what="the audit run")
-    assert "resumes nothing" in srv.stderr()
+    # stderr is read by a thread of the test: the line may come a moment
+    # after the answer it was written before
+    wait_for(lambda: "resumes nothing" in srv.stderr(), 15, what="the log line")
     # Two left waiting: every one is matched again.
     r = srv.post(burl, {"ok": True})
     assert r.status == 202 and r.json()["resumed"] == [b], r
