@@ -23,10 +23,12 @@ steps:
   - id: first
     run: return event.body.n
   - id: nap
-    sleep: 3s
+    sleep: 6s
   - id: after
     run: return { n = steps.first, nap = steps.nap == nil }
 """
+# 6 s: long enough that the checks of the waiting run (API, three CLI
+# calls, slow under ASan on a loaded machine) end before it wakes
 
 
 def iso(ms):
@@ -128,7 +130,7 @@ def test_sleep_keeps_the_step_if_and_lane(server):
         steps:
           - id: nap
             if: event.body.nap
-            sleep: 2s
+            sleep: 5s
           - id: out
             run: return event.body.n
         """})
