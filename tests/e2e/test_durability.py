@@ -191,13 +191,13 @@ TIMEOUT = wf("slowrun", "/slowrun", f"""\
     run: |
       local before = db.one("SELECT count(*) AS n FROM execs").n
       db.exec("INSERT INTO execs(step) VALUES ('first')")
-      if before == 0 then {busy(1.5)} end  -- slow the first time only
+      if before == 0 then {busy(3)} end  -- slow the first time only
       return 1
   - id: second
     run: |
       db.exec("INSERT INTO execs(step) VALUES ('second')")
       return 2
-""", extra="timeout: 2s\n")
+""", extra="timeout: 5s\n")
 
 
 def test_run_timeout_counts_while_the_server_is_down(server):
@@ -213,8 +213,9 @@ def test_run_timeout_counts_while_the_server_is_down(server):
         q(srv.state, "SELECT started_at FROM runs WHERE id = ?", run_id)),
         what="the run's start to be stored")
     srv.kill()
-    # the run's 2s pass while the server is down
-    wait_for(lambda: time.time() * 1000 > started[0][0] + 2500, timeout=10)
+    # the run's 5s pass while the server is down (the first step's 3 s
+    # of CPU keep it from ending before the kill on a loaded machine)
+    wait_for(lambda: time.time() * 1000 > started[0][0] + 5500, timeout=15)
     srv.start()
     run = srv.wait_run(run_id)
     assert run["status"] == "failed"
