@@ -153,7 +153,7 @@ def test_secret_sealed_at_rest_and_signature_verifies(server, receiver):
     srv.env["HOOKFLOW_SECRET_KEY"] = "ab" * 32
     srv.port = None  # start() waits for a new one
     with pytest.raises(AssertionError):
-        srv.start(timeout=5)
+        srv.start(timeout=30)
     assert f"delivery {did}: its signing secret does not open" in srv.stderr()
 
 
@@ -186,7 +186,7 @@ def test_secret_key_from_environment(server, receiver):
     bad = server(workflows={"emit": EMIT}, start=False,
                  env={"HOOKFLOW_SECRET_KEY": "not-a-key"})
     with pytest.raises(AssertionError):
-        bad.start(timeout=5)
+        bad.start(timeout=30)
     assert ("HOOKFLOW_SECRET_KEY must be 64 hex digits or the base64 of 32 "
             "bytes") in bad.stderr()
 
