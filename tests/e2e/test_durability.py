@@ -589,7 +589,8 @@ def test_retry_of_a_timed_out_run_gets_a_fresh_timeout(server):
         srv.state, "SELECT started_at FROM runs WHERE id = ?", rid)[0][0],
         what="the run's start to be stored")
     srv.kill()
-    wait_for(lambda: time.time() * 1000 > started + 2500, timeout=10)
+    # the run's 5 s pass while the server is down
+    wait_for(lambda: time.time() * 1000 > started + 5500, timeout=15)
     srv.start()
     try:
         assert srv.wait_run(rid)["status"] == "failed"
