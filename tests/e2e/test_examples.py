@@ -21,12 +21,12 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import uuid
 
 from conftest import BIN, ROOT, wait_for
+from pgcluster import free_port
 
 EXAMPLES = ROOT / "examples"
 HELPDESK_SECRET = "hd-" + uuid.uuid4().hex
@@ -52,12 +52,6 @@ def example_server(server, name, sub="", env=None, args=(), start=True):
                  env=env, args=args, start=False)
     srv.data = srv.dir / "data.db"
     return srv.start() if start else srv
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def query(path, sql, *params):

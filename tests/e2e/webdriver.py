@@ -7,12 +7,13 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from pgcluster import free_port  # chromedriver needs a port given to it
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 CHROMIUM = os.environ.get("HF_CHROMIUM", "/usr/bin/chromium")
@@ -26,13 +27,6 @@ def available():
 
 class WebDriverError(Exception):
     pass
-
-
-def free_port():
-    """A port free on 127.0.0.1 now (chromedriver needs one given to it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Element:
