@@ -182,3 +182,18 @@ char *hf_cli_scripts_for(const char *path, const char *flag)
 	free(cand);
 	return hf_xstrdup("./scripts");
 }
+
+const char *hf_cli_proxy_var(void)
+{
+	/* curl's own list; it ignores HTTP_PROXY in upper case (which CGI
+	 * would take from a request's Proxy header). */
+	static const char *const vars[] = {"http_proxy", "https_proxy",
+					   "HTTPS_PROXY", "all_proxy",
+					   "ALL_PROXY"};
+	for (size_t i = 0; i < HF_COUNT(vars); i++) {
+		const char *v = getenv(vars[i]);
+		if (v && *v)
+			return vars[i];
+	}
+	return NULL;
+}

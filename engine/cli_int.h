@@ -137,5 +137,17 @@ bool hf_cli_is_yaml(const char *path);
 /* The scripts directory that goes with a workflows path (malloc'd): flag,
  * else the "scripts" directory beside the workflows, else ./scripts. */
 char *hf_cli_scripts_for(const char *path, const char *flag);
+/* The first proxy variable of the environment that libcurl would use for
+ * http.* and webhook.emit (http_proxy, https_proxy, HTTPS_PROXY, all_proxy,
+ * ALL_PROXY; empty counts as unset), or NULL. Behind it, the egress policy
+ * sees the proxy's address only: serve and run warn of it. */
+const char *hf_cli_proxy_var(void);
+/* The warning, with the variable's name for %s. */
+#define HF_CLI_PROXY_WARNING                                                   \
+	"%s is set: the http.* calls and webhook.emit deliveries it "          \
+	"covers connect through that proxy, "                                  \
+	"so --egress-deny and --egress-allow judge the proxy's address, not "  \
+	"the destinations behind it: the proxy must enforce its own policy "   \
+	"(docs/security.md, \"Outbound destinations\")"
 
 #endif

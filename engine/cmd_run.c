@@ -396,6 +396,10 @@ int hf_cmd_run(int argc, char **argv)
 		hf_args_release(&a);
 		return 2;
 	}
+	const char *proxy = hf_cli_proxy_var();
+	if (proxy)
+		fprintf(stderr, "hookflow run: " HF_CLI_PROXY_WARNING "\n",
+			proxy);
 	char *scripts = hf_cli_scripts_for(a.pos[0], a.v[O_SCRIPTS].str);
 	/* run.resume_url: the shape a server gives, resuming nothing here. */
 	unsigned char key[32] = {0};

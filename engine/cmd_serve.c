@@ -212,6 +212,9 @@ int hf_cmd_serve(int argc, char **argv)
 				   a.v[O_EGRESS_ALLOW].str, why, sizeof why);
 	if (!o.egress)
 		fprintf(stderr, "hookflow serve: %s\n", why);
+	const char *proxy = o.egress ? hf_cli_proxy_var() : NULL;
+	if (proxy)
+		hf_log(HF_LOG_WARN, HF_CLI_PROXY_WARNING, proxy);
 	o.admin_token = o.egress ? admin_token(a.v[O_ADMIN_TOKEN].str) : NULL;
 	rc = o.admin_token ? hf_server_run(&o) : 2;
 	free(o.admin_token);

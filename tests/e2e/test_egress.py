@@ -10,6 +10,7 @@ connected, without asserting a timing. Nothing is ever sent to a link-local
 address (the link-local default is covered by tests/unit/test_egress.c)."""
 import errno
 import json
+import os
 import socket
 import subprocess
 import textwrap
@@ -245,3 +246,47 @@ def test_run_command_honours_the_policy(tmp_path, listener):
     out = json.loads(p.stdout.splitlines()[-1])["output"]
     refused(out, "127.0.0.2", "private")
     assert listener.connected() == 0
+
+
+
+PROXY_VARS = ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
+              "ALL_PROXY")
+PROXY_WARNING = ("https_proxy is set: the http.* calls and webhook.emit "
+                 "deliveries it covers connect through that proxy, so "
+                 "--egress-deny and --egress-allow judge the proxy's "
+                 "address, not the destinations behind it")
+
+
+def test_a_proxy_from_the_environment_is_named_at_start(server, receiver,
+                                                        listener, tmp_path):
+    """Behind a proxy the address connected to is the proxy's, so the
+    policy cannot see the destinations (docs/security.md): serve and run
+    say so when curl would use one. https_proxy covers https:// URLs only,
+    so the http:// calls here still connect directly and are judged."""
+    quiet = {v: "" for v in PROXY_VARS}  # empty counts as unset
+    srv = server(workflows={"call": CALL}, env=quiet)
+    assert "_proxy is set" not in srv.stderr(), srv.stderr()
+    env = dict(quiet, https_proxy="http://127.0.0.1:9")
+    srv = server(workflows={"call": CALL},
+                 args=["--egress-deny", "private",
+                       "--egress-allow", "127.0.0.1/32"], env=env)
+    # Written before "listening on", which start() has read.
+    assert "hookflow: warning: " + PROXY_WARNING in srv.stderr(), \
+        srv.stderr()
+    assert call(srv, receiver.url + "/in") == {"ok": True, "status": 200}
+    refused(call(srv, f"http://127.0.0.2:{listener.port}/x"), "127.0.0.2",
+            "private")
+    assert listener.connected() == 0
+    wf = tmp_path / "call.yml"
+    wf.write_text(CALL)
+    ev = tmp_path / "ev.json"
+    ev.write_text(json.dumps({"url": receiver.url + "/run"}))
+    p = subprocess.run([BIN, "run", str(wf), "--event", str(ev),
+                        "--data", str(tmp_path / "d.db")],
+                       capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL, env=dict(os.environ, **env))
+    assert p.returncode == 0, p
+    assert "hookflow run: " + PROXY_WARNING in p.stderr, p.stderr
+    out = json.loads(p.stdout.splitlines()[-1])["output"]
+    assert out == {"ok": True, "status": 200}, out
+    assert [r["path"] for r in receiver.requests] == ["/in", "/run"]
