@@ -4,6 +4,7 @@
  * itself rather than through jansson's tree and dump (a dozen allocations a
  * request). Any thread; no state. */
 #include "hf_answer.h"
+#include "hf_body.h"
 #include "hf_util.h"
 
 #include <stdarg.h>
@@ -26,9 +27,20 @@ void hf_answer_error(struct hf_answer *a, int status, const char *fmt, ...)
 	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	int n = vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	hf_answer_json(a, status, json_pack("{s:s}", "error", msg));
+	size_t len = n < 0		      ? 0
+		     : (size_t)n < sizeof msg ? (size_t)n
+					      : sizeof msg - 1;
+	/* A path or a name in the message is what the sender wrote, and the
+	 * message may be cut inside a character: made valid UTF-8, so that
+	 * the body is always {"error":...} (jansson refuses anything else). */
+	struct hf_buf b = {0};
+	hf_utf8_append(&b, msg, len, true);
+	hf_answer_json(
+	    a, status,
+	    json_pack("{s:s%}", "error", b.len ? b.data : "", b.len));
+	hf_buf_release(&b);
 }
 
 void hf_answer_release(struct hf_answer *a)

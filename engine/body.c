@@ -166,11 +166,16 @@ static void decode_part(struct hf_buf *raw, struct hf_buf *out, const char *s,
 		}
 		hf_buf_append(raw, &c, 1);
 	}
-	const unsigned char *p = (const unsigned char *)raw->data;
-	for (size_t i = 0; i < raw->len;) {
+	hf_utf8_append(out, raw->data, raw->len, key);
+}
+
+void hf_utf8_append(struct hf_buf *out, const char *s, size_t n, bool no_nul)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	for (size_t i = 0; i < n;) {
 		size_t bad;
-		size_t k = utf8_seq(p + i, raw->len - i, &bad);
-		if (key && p[i] == '\0')
+		size_t k = utf8_seq(p + i, n - i, &bad);
+		if (no_nul && p[i] == '\0')
 			k = 0;
 		if (k) {
 			hf_buf_append(out, p + i, k);

@@ -291,7 +291,7 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 {
 	struct hf_engine *eng = r->in->eng;
 	hf_req_headers_collect(&r->headers, c);
-	json_t *query = hf_req_query(c);
+	json_t *query = hf_req_query(r->target);
 
 	struct hf_workflow *passed[MAX_MATCH];
 	size_t npassed = 0;

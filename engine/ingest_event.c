@@ -15,6 +15,7 @@
  * Threading: the request's HTTP thread only. Neighbours: ingest.c (the
  * request), answer.c (the JSON string escapes), run.c (the packed event). */
 #include "hf_answer.h"
+#include "hf_body.h"
 #include "hf_json_check.h"
 #include "ingest_int.h"
 
@@ -130,25 +131,16 @@ const char *hf_req_header(void *ctx, const char *name)
 
 /* --- the query, the event --- */
 
-static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind,
-				   const char *key, const char *value)
+/* The query as sent (the raw target past its '?'), decoded as a form: '+' as
+ * a space, a repeated name keeps its last value, invalid UTF-8 as U+FFFD,
+ * NUL kept in values (hf_query_decode). libmicrohttpd's own parse would drop
+ * a value that is not UTF-8 and cut one at a NUL. */
+json_t *hf_req_query(const char *target)
 {
-	json_t *v = json_string(value ? value : "");
-	if (v)
-		json_object_set_new(cls, key, v);
-	return MHD_YES;
-}
-
-/* The request's query parameters as a tree, or NULL when there are none
- * (nearly always: the event's query text is then "{}"). */
-json_t *hf_req_query(struct MHD_Connection *c)
-{
-	if (MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, NULL, NULL) <=
-	    0)
+	const char *q = target ? strchr(target, '?') : NULL;
+	if (!q || !q[1])
 		return NULL;
-	json_t *q = json_object();
-	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, q);
-	return q;
+	return hf_query_decode(q + 1, strlen(q + 1));
 }
 
 static char *pack(char **at, const char *s, size_t n)

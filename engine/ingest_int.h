@@ -195,9 +195,9 @@ void hf_req_headers_collect(struct hf_req_headers *h, struct MHD_Connection *c);
  * ctx is a struct hf_req_headers (an hf_header_fn). */
 const char *hf_req_header(void *ctx, const char *name);
 
-/* ingest_event.c. The request's query parameters as a tree, or NULL when
- * there are none (the event's query text is then "{}"). */
-json_t *hf_req_query(struct MHD_Connection *c);
+/* ingest_event.c. The query parameters of a raw target ("/p?a=1") as a
+ * tree, or NULL when there are none (the event's query text is then "{}"). */
+json_t *hf_req_query(const char *target);
 /* ingest_event.c. Makes r->ev once the request is verified, from r->headers,
  * r->body (copied, r keeping its buffer, up to HF_BODY_KEEP; else taken)
  * and the query tree q (taken). */

@@ -18,7 +18,9 @@ json_t *hf_json_text(const char *text)
 {
 	if (!text)
 		return json_null();
-	json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+	/* A stored text may hold "\u0000": a query's value, a Lua string in a
+	 * step's output (jansson refuses it without JSON_ALLOW_NUL). */
+	json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 	return v ? v : json_string(text);
 }
 

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct hf_buf;
+
 enum hf_body_kind {
 	HF_BODY_OTHER = 0, /* kept raw only; event.body is nil */
 	HF_BODY_JSON,
@@ -47,6 +49,10 @@ int hf_json_parse(const char *text, size_t len, json_t **out, char *err,
  * keeps the last value; invalid UTF-8 is replaced by U+FFFD, and so is NUL in
  * keys; "a" alone is "a":""). Returns a new object. */
 json_t *hf_form_decode(const char *s, size_t len);
+
+/* Appends s[0..n) to out as valid UTF-8: each maximal invalid subpart as one
+ * U+FFFD, and each NUL too when no_nul. */
+void hf_utf8_append(struct hf_buf *out, const char *s, size_t n, bool no_nul);
 
 /* Decodes a URL query string (without the '?') by the same rules as a form.
  * Returns a new object; NULL or empty input gives {}. */

@@ -162,6 +162,24 @@ def test_404_unknown_path(server):
     assert isinstance(r.json()["error"], str)
 
 
+def test_errors_are_json_whatever_bytes_the_path_holds(server):
+    """An error's message quotes what the sender wrote, which need not be
+    UTF-8, and is cut at 1 KiB, maybe inside a character: the body is
+    still {"error": ...}, with U+FFFD for each invalid sequence (it used
+    to be empty, jansson refusing the message)."""
+    srv = server(workflows={"simple": SIMPLE})
+    r = srv.post("/%ff", {"a": 1})
+    assert r.status == 404, r
+    assert r.json() == {"error": "no workflow has the path '/\ufffd'"}
+    r = srv.post("/x" + "%C3%A9" * 600, {"a": 1})
+    assert r.status == 404, r
+    msg = r.json()["error"]
+    assert msg.startswith("no workflow has the path '/x\u00e9\u00e9"), msg
+    r = srv.api("GET", "/api/runs?status=%ff")
+    assert r.status == 400, r
+    assert r.json()["error"].startswith("unknown status '\ufffd'"), r
+
+
 def test_405_with_allow(server):
     srv = server(workflows={"m": """
         name: m

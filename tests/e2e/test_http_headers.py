@@ -120,6 +120,27 @@ def test_query_present_and_absent(server):
     assert '"b": "x y"' in json.dumps(run) or '"b":"x y"' in json.dumps(run)
 
 
+def test_query_is_decoded_as_the_readme_says(server):
+    """The README (HTTP limits): a query string that is not UTF-8 is stored
+    as received and decoded with U+FFFD for each invalid sequence; a NUL
+    stays in a value, as Lua strings hold it; '+' is a space; a name
+    without '=' has the value "". libmicrohttpd's own parse dropped the
+    values that were not UTF-8 and cut the one with a NUL."""
+    srv = server(workflows={"echo": ECHO})
+    target = b"/echo?a=x+y&b=%41&c&d=%ff&e=a%00b&f=%e2%82&g=%C3%A9&d2=%ff%fe"
+    status, ans = raw_post(srv.port, target,
+                           [b"Content-Type: application/json"], b'{"n": 1}')
+    assert status == 202, ans
+    run = srv.wait_run(ans["runs"][0])
+    assert run["status"] == "succeeded", run
+    want = {"a": "x y", "b": "A", "c": "", "d": "\ufffd", "e": "a\x00b",
+            "f": "\ufffd", "g": "\u00e9", "d2": "\ufffd\ufffd"}
+    out = run["steps"][0]["output"]
+    out = json.loads(out) if isinstance(out, str) else out
+    assert out["query"] == want, run
+    assert stored_event(srv, ans["event"])["query"] == want
+
+
 def test_default_dedupe_header_and_form_body(server):
     """GitHub's delivery id (a header read as a tree at dispatch) still
     dedupes; a form body (decoded with the headers' content-type) still
