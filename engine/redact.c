@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static void put(struct hf_buf *b, const char *s)
 {
@@ -72,6 +73,26 @@ char *hf_redact_url(const char *url)
 	return b.data ? b.data : hf_xstrdup("");
 }
 
+static char lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* True when the lower-case word occurs in s, in any case. */
+static bool contains(const char *s, const char *word)
+{
+	for (; *s; s++) {
+		size_t i = 0;
+		while (word[i] && lower(s[i]) == word[i])
+			i++;
+		if (!word[i])
+			return true;
+	}
+	return false;
+}
+
+/* The whole name, however long: a name cut to a buffer's size would show a
+ * secret whose "token" came past the cut. */
 bool hf_header_is_secret(const char *name)
 {
 	static const char *const exact[] = {
@@ -83,18 +104,11 @@ bool hf_header_is_secret(const char *name)
 	    "signature", "token",  "secret",  "password",
 	    "api-key",	 "apikey", "api_key",
 	};
-	char low[128];
-	size_t n = 0;
-	for (; name[n] && n + 1 < sizeof low; n++)
-		low[n] = (char)(name[n] >= 'A' && name[n] <= 'Z'
-				    ? name[n] - 'A' + 'a'
-				    : name[n]);
-	low[n] = '\0';
 	for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
-		if (strcmp(low, exact[i]) == 0)
+		if (strcasecmp(name, exact[i]) == 0)
 			return true;
 	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-		if (strstr(low, parts[i]))
+		if (contains(name, parts[i]))
 			return true;
 	return false;
 }

@@ -255,6 +255,23 @@ def test_event_headers_redacted_and_kept_for_replay(server):
                                            "cookie_kept": True}
 
 
+def test_a_long_name_is_redacted_whole(server):
+    """A header or query parameter whose secret word comes past its 127th
+    byte is redacted too (the check used to look at the first 127 only)."""
+    srv = server(workflows={"echo": ECHO})
+    header = "X-" + "a" * 130 + "-Token"
+    param = "a" * 130 + "_token"
+    r = srv.post(f"/echo?{param}=qleak1&page=2", {"a": 1},
+                 headers={header: "hleak1"})
+    assert r.status == 202, r
+    srv.wait_run(r.json()["runs"][0])
+    ev = srv.api("GET", f"/api/events/{r.json()['event']}")
+    assert ev.status == 200, ev
+    assert ev.json()["headers"][header.lower()] == "[redacted]", ev.body
+    assert ev.json()["query"] == {param: "[redacted]", "page": "2"}, ev.body
+    assert "hleak1" not in ev.body and "qleak1" not in ev.body
+
+
 def test_dashboard_shows_redacted(server, receiver):
     if not webdriver.available():
         pytest.fail("the dashboard tests need Chromium: apt-get install "

@@ -119,6 +119,16 @@ static void test_headers(void)
 	CHECK(hf_header_is_secret("api_key"));
 	CHECK(hf_header_is_secret("access_token"));
 	CHECK(!hf_header_is_secret("page"));
+	/* However long the name: the word past 127 bytes counts too. */
+	char name[400];
+	memset(name, 'a', sizeof name);
+	memcpy(name, "X-", 2);
+	memcpy(name + 300, "-ToKeN", 7);
+	CHECK(hf_header_is_secret(name));
+	name[300] = '\0';
+	CHECK(!hf_header_is_secret(name));
+	CHECK(hf_header_is_secret("COOKIE"));
+	CHECK(!hf_header_is_secret("cookies"));
 }
 
 int main(void)
