@@ -58,16 +58,11 @@ static ssize_t find(const struct hf_req_headers *h, const char *name)
 	return -1;
 }
 
-static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind,
-			       const char *key, const char *value)
+/* One header, its name lower-cased (nlen bytes). */
+static enum MHD_Result collect_named(struct hf_req_headers *h, const char *name,
+				     size_t nlen, const char *value)
 {
-	struct hf_req_headers *h = cls;
-	char name[256];
-	size_t i = 0;
-	for (; key[i] && i + 1 < sizeof name; i++)
-		name[i] = (char)tolower((unsigned char)key[i]);
-	name[i] = '\0';
-	if (!utf8_ok((const unsigned char *)name, i))
+	if (!utf8_ok((const unsigned char *)name, nlen))
 		return MHD_YES; /* jansson refused such a key */
 	if (!value)
 		value = "";
@@ -76,7 +71,8 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind,
 		vlen = 0; /* not UTF-8: kept as "" */
 	ssize_t prev = find(h, name);
 	if (prev >= 0) {
-		/* "prev, value", after what it replaces: the arena grows */
+		/* "prev, value", after what it replaces: the arena grows
+		 * (pv points into it: hf_buf_append keeps it valid) */
 		const char *pv = at(h, h->value[prev]);
 		size_t plen = strlen(pv);
 		uint32_t off = (uint32_t)h->arena.len;
@@ -89,10 +85,28 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind,
 	}
 	if (h->n >= HF_REQ_HEADERS)
 		return MHD_YES; /* past HF_MAX_HEADERS: answered 431 before */
-	h->name[h->n] = put(h, name, i);
+	h->name[h->n] = put(h, name, nlen);
 	h->value[h->n] = put(h, value, vlen);
 	h->n++;
 	return MHD_YES;
+}
+
+static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind,
+			       const char *key, const char *value)
+{
+	struct hf_req_headers *h = cls;
+	/* The whole name, lower-cased (on the stack when short): a name cut
+	 * short would lose what redaction looks for ("...-token"). */
+	size_t i = strlen(key);
+	char small[256];
+	char *name = i < sizeof small ? small : hf_xmalloc(i + 1);
+	for (size_t k = 0; k < i; k++)
+		name[k] = (char)tolower((unsigned char)key[k]);
+	name[i] = '\0';
+	enum MHD_Result rc = collect_named(h, name, i, value);
+	if (name != small)
+		free(name);
+	return rc;
 }
 
 /* h->text from the collected headers. */

@@ -404,11 +404,17 @@ int hf_buf_append(struct hf_buf *b, const void *p, size_t n)
 	if (b->max && b->len + n > b->max)
 		return -1;
 	if (b->len + n + 1 > b->cap) {
+		/* p may point into data (a part of the buffer appended again):
+		 * kept as an offset across the realloc, which frees the old. */
+		uintptr_t d = (uintptr_t)b->data, q = (uintptr_t)p;
+		bool inside = b->data && q >= d && q < d + b->cap;
 		size_t cap = b->cap ? b->cap : 256;
 		while (cap < b->len + n + 1)
 			cap *= 2;
 		b->data = hf_xrealloc(b->data, cap);
 		b->cap = cap;
+		if (inside)
+			p = b->data + (q - d);
 	}
 	if (n)
 		memcpy(b->data + b->len, p, n);

@@ -79,8 +79,8 @@ struct hf_buf {
 	size_t cap;
 	size_t max;
 };
-/* Appends n bytes and keeps data NUL-terminated. Returns 0, or -1 past max (the
- * buffer is left as it was). */
+/* Appends n bytes and keeps data NUL-terminated; p may point into the buffer
+ * itself. Returns 0, or -1 past max (the buffer is left as it was). */
 int hf_buf_append(struct hf_buf *b, const void *p, size_t n);
 int hf_buf_printf(struct hf_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
