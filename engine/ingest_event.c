@@ -59,11 +59,11 @@ static ssize_t find(const struct hf_req_headers *h, const char *name)
 }
 
 /* One header, its name lower-cased (nlen bytes). */
-static enum MHD_Result collect_named(struct hf_req_headers *h, const char *name,
-				     size_t nlen, const char *value)
+static void collect_named(struct hf_req_headers *h, const char *name,
+			  size_t nlen, const char *value)
 {
 	if (!utf8_ok((const unsigned char *)name, nlen))
-		return MHD_YES; /* jansson refused such a key */
+		return; /* jansson refused such a key */
 	if (!value)
 		value = "";
 	size_t vlen = strlen(value);
@@ -81,20 +81,18 @@ static enum MHD_Result collect_named(struct hf_req_headers *h, const char *name,
 		hf_buf_append(&h->arena, value, vlen);
 		hf_buf_append(&h->arena, "", 1);
 		h->value[prev] = off;
-		return MHD_YES;
+		return;
 	}
 	if (h->n >= HF_REQ_HEADERS)
-		return MHD_YES; /* past HF_MAX_HEADERS: answered 431 before */
+		return; /* past HF_MAX_HEADERS: answered 431 before */
 	h->name[h->n] = put(h, name, nlen);
 	h->value[h->n] = put(h, value, vlen);
 	h->n++;
-	return MHD_YES;
 }
 
-static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind,
-			       const char *key, const char *value)
+void hf_req_headers_add(struct hf_req_headers *h, const char *key,
+			const char *value)
 {
-	struct hf_req_headers *h = cls;
 	/* The whole name, lower-cased (on the stack when short): a name cut
 	 * short would lose what redaction looks for ("...-token"). */
 	size_t i = strlen(key);
@@ -103,10 +101,16 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind,
 	for (size_t k = 0; k < i; k++)
 		name[k] = (char)tolower((unsigned char)key[k]);
 	name[i] = '\0';
-	enum MHD_Result rc = collect_named(h, name, i, value);
+	collect_named(h, name, i, value);
 	if (name != small)
 		free(name);
-	return rc;
+}
+
+static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind,
+			       const char *key, const char *value)
+{
+	hf_req_headers_add(cls, key, value);
+	return MHD_YES;
 }
 
 /* h->text from the collected headers. */
@@ -127,12 +131,22 @@ static void write_text(struct hf_req_headers *h)
 	hf_buf_append(b, "}", 1);
 }
 
-void hf_req_headers_collect(struct hf_req_headers *h, struct MHD_Connection *c)
+void hf_req_headers_start(struct hf_req_headers *h)
 {
 	h->n = 0;
 	h->arena.len = 0;
 	h->arena.max = 0;
+}
+
+void hf_req_headers_collect(struct hf_req_headers *h, struct MHD_Connection *c)
+{
+	hf_req_headers_start(h);
 	MHD_get_connection_values(c, MHD_HEADER_KIND, collect, h);
+	write_text(h);
+}
+
+void hf_req_headers_finish(struct hf_req_headers *h)
+{
 	write_text(h);
 }
 

@@ -191,6 +191,12 @@ enum hf_ingest_rc hf_ingest_resume(struct req *r, const char *url);
  * the event's headers_text: the compact JSON object hf_json_strings_text
  * wrote of the tree (h's buffers kept). */
 void hf_req_headers_collect(struct hf_req_headers *h, struct MHD_Connection *c);
+/* The same, one field at a time (what collect does for each; the fuzz target
+ * tests/fuzz/fuzz_headers.c): start, add each, finish (writes h->text). */
+void hf_req_headers_start(struct hf_req_headers *h);
+void hf_req_headers_add(struct hf_req_headers *h, const char *key,
+			const char *value);
+void hf_req_headers_finish(struct hf_req_headers *h);
 /* ingest_event.c. The value of the header named name (lowercase), or NULL;
  * ctx is a struct hf_req_headers (an hf_header_fn). */
 const char *hf_req_header(void *ctx, const char *name);
