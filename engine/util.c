@@ -1,5 +1,6 @@
 /* util.c - errors with positions, durations and sizes, clocks, ids, bounded
  * buffers, logging, aborting allocation. No third-party code; thread-safe. */
+#include "hf_esc.h"
 #include "hf_limits.h"
 #include "hf_util.h"
 
@@ -577,32 +578,24 @@ static bool is_integer(const char *s)
 	return true;
 }
 
-/* Appends s as the body of a JSON string (without quotes). */
+/* Appends s, cut at HF_LOG_VALUE_MAX bytes, as the body of a JSON string
+ * (without quotes): controls and invalid UTF-8 escaped (hf_esc.h). */
 static void json_escape(struct hf_buf *b, const char *s)
 {
 	size_t n = strnlen(s, HF_LOG_VALUE_MAX);
 	while (n && s[n] && ((unsigned char)s[n] & 0xc0) == 0x80)
 		n--; /* cut at a character boundary */
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch == '"' || ch == '\\')
-			hf_buf_printf(b, "\\%c", ch);
-		else if (ch == '\n')
-			hf_buf_append(b, "\\n", 2);
-		else if (ch < 0x20 || ch == 0x7f)
-			hf_buf_printf(b, "\\u%04x", ch);
-		else
-			hf_buf_append(b, &s[i], 1);
-	}
+	hf_esc_append(b, s, n, HF_ESC_JSON);
 }
 
-/* A logfmt value: bare when it can be, else quoted with escapes. */
+/* A logfmt value: bare when it can be (printable ASCII without a space, a
+ * quote, '=' or a backslash), else quoted with JSON's escapes. */
 static void logfmt_value(struct hf_buf *b, const char *s)
 {
 	bool bare = *s != '\0';
 	for (const char *p = s; *p && bare; p++)
-		bare = (unsigned char)*p > ' ' && *p != '"' && *p != '=' &&
-		       *p != '\\' && *p != 0x7f;
+		bare = *p > ' ' && *p < 0x7f && *p != '"' && *p != '=' &&
+		       *p != '\\';
 	if (bare && strlen(s) <= HF_LOG_VALUE_MAX) {
 		hf_buf_append(b, s, strlen(s));
 		return;
@@ -632,7 +625,8 @@ static void log_line(enum hf_log_level level, const char *msg, va_list ap)
 		static const char *names[] = {"debug: ", "",
 					      "warning: ", "error: "};
 		hf_buf_printf(&b, "hookflow: %s", names[level]);
-		hf_buf_append(&b, msg, strnlen(msg, HF_LOG_VALUE_MAX));
+		hf_esc_append(&b, msg, strnlen(msg, HF_LOG_VALUE_MAX),
+			      HF_ESC_TEXT);
 	}
 	const char *key;
 	while ((key = va_arg(ap, const char *))) {
@@ -677,27 +671,12 @@ void hf_log(enum hf_log_level level, const char *fmt, ...)
 {
 	if ((int)level < atomic_load(&log_level))
 		return;
-	if (atomic_load(&log_format) != HF_LOG_TEXT) {
-		char msg[2048];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof msg, fmt, ap);
-		va_end(ap);
-		hf_log_kv(level, msg, (const char *)NULL);
-		return;
-	}
-	char line[2048];
-	static const char *names[] = {"debug: ", "", "warning: ", "error: "};
-	int n = snprintf(line, sizeof line, "hookflow: %s", names[level]);
+	char msg[2048];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	size_t len = strlen(line);
-	line[len++] = '\n';
-	/* One write(2) per line keeps lines from different threads whole. */
-	ssize_t w = write(STDERR_FILENO, line, len);
-	(void)w;
+	hf_log_kv(level, msg, (const char *)NULL);
 }
 
 bool hf_http_token(const char *s)

@@ -1,6 +1,6 @@
 /* test_util.c - durations, sizes and Retry-After values (good and bad
- * spellings), constant-time comparison, bounded buffers, errors, and the
- * format and uniqueness of ids. */
+ * spellings), constant-time comparison, bounded buffers, errors, the format
+ * and uniqueness of ids, and log lines in each format (controls escaped). */
 #include "hf_util.h"
 #include "tap.h"
 
@@ -275,6 +275,48 @@ static void log_fields(void)
 		  "say \"hi\"\nnow", "zero", "007", (const char *)NULL);
 }
 
+/* A run's error as a sender could make it: a line forged after a CR and a
+ * newline, an OSC title, a C1 CSI, a lone 0x9b, a backslash. */
+#define HOSTILE                                                                \
+	"x\x1b]0;pwned\x07\r\nhookflow: listening on http://evil:80\x7f"       \
+	"\xc2\x9b"                                                             \
+	"2J\x9b\\"
+
+static void log_hostile(void)
+{
+	hf_log(HF_LOG_INFO, "run r (w) failed: %s", HOSTILE);
+}
+
+static void log_hostile_kv(void)
+{
+	hf_log_kv(HF_LOG_WARN, "run finished", "run", "r", "error", HOSTILE,
+		  (const char *)NULL);
+}
+
+/* Each format writes one line, without a raw control of C0, DEL, C1. */
+static void test_log_escapes(void)
+{
+	CHECK_STR(captured(log_hostile),
+		  "hookflow: run r (w) failed: x\\x1b]0;pwned\\x07\\r\\n"
+		  "hookflow: listening on http://evil:80\\x7f\\u009b2J\\x9b"
+		  "\\\\\n");
+	CHECK_STR(captured(log_hostile_kv),
+		  "hookflow: warning: run finished run=r error=\"x\\u001b]0;"
+		  "pwned\\u0007\\u000d\\nhookflow: listening on http://evil:80"
+		  "\\u007f\\u009b2J\\ufffd\\\\\"\n");
+	for (int f = HF_LOG_LOGFMT; f <= HF_LOG_JSON; f++) {
+		hf_log_set_format((enum hf_log_format)f);
+		const char *s = captured(log_hostile);
+		CHECK(strstr(s, "x\\u001b]0;pwned\\u0007\\u000d\\nhookflow: "
+				"listening on http://evil:80\\u007f\\u009b2J"
+				"\\ufffd\\\\") != NULL);
+		CHECK(strchr(s, '\n') == s + strlen(s) - 1);
+		CHECK(!strchr(s, '\x1b') && !strchr(s, '\r') &&
+		      !strstr(s, "\xc2\x9b") && !strchr(s, (char)0x9b));
+	}
+	hf_log_set_format(HF_LOG_TEXT);
+}
+
 static void test_log(void)
 {
 	CHECK(hf_log_format_parse("text") == HF_LOG_TEXT);
@@ -318,6 +360,7 @@ static void test_log(void)
 int main(void)
 {
 	test_log();
+	test_log_escapes();
 	test_duration();
 	test_retry_after();
 	test_size();

@@ -1,0 +1,114 @@
+/* esc.c - strings made safe to print: control characters and invalid UTF-8
+ * escaped for a terminal, a text log line or a JSON string (hf_esc.h says
+ * what each style writes). Used by the logs (util.c) and the CLI's
+ * human-readable output (cmd_*.c). Pure functions on bytes; any thread. */
+#include "hf_esc.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The length of the valid UTF-8 sequence at s (n bytes left): 1 to 4, or 0
+ * when the byte at s does not start one (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF). */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len;
+	unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		if (c == 0xe0)
+			lo = 0xa0; /* overlong below */
+		else if (c == 0xed)
+			hi = 0x9f; /* surrogates above */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		if (c == 0xf0)
+			lo = 0x90; /* overlong below */
+		else if (c == 0xf4)
+			hi = 0x8f; /* past U+10FFFF above */
+	} else {
+		return 0;
+	}
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+/* What the control or byte c (a C0 control, DEL, the second byte of a C1
+ * control's UTF-8, or a byte of invalid UTF-8 when invalid) is written as. */
+static void put_escape(struct hf_buf *b, unsigned char c, bool invalid,
+		       enum hf_esc_style style)
+{
+	char tmp[8];
+	int k;
+	if (style == HF_ESC_TEXT) {
+		if (c == '\n')
+			k = snprintf(tmp, sizeof tmp, "\\n");
+		else if (c == '\r')
+			k = snprintf(tmp, sizeof tmp, "\\r");
+		else if (c == '\t')
+			k = snprintf(tmp, sizeof tmp, "\\t");
+		else if (c >= 0x80 && !invalid)
+			k = snprintf(tmp, sizeof tmp, "\\u%04x", c);
+		else
+			k = snprintf(tmp, sizeof tmp, "\\x%02x", c);
+	} else if (invalid) {
+		k = snprintf(tmp, sizeof tmp, "\\ufffd");
+	} else if (c == '\n' && style == HF_ESC_JSON) {
+		k = snprintf(tmp, sizeof tmp, "\\n");
+	} else {
+		k = snprintf(tmp, sizeof tmp, "\\u%04x", c);
+	}
+	hf_buf_append(b, tmp, (size_t)k);
+}
+
+void hf_esc_append(struct hf_buf *b, const char *s, size_t n,
+		   enum hf_esc_style style)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t run = 0; /* the start of the bytes kept as they are */
+	size_t i = 0;
+	while (i < n) {
+		unsigned char c = p[i];
+		size_t len = utf8_len(p + i, n - i);
+		bool control = c < 0x20 || c == 0x7f;
+		bool c1 = len == 2 && c == 0xc2 && p[i + 1] < 0xa0;
+		bool quote = (c == '\\' && style != HF_ESC_JSON_TEXT) ||
+			     (c == '"' && style == HF_ESC_JSON);
+		if (len && !control && !c1 && !quote) {
+			i += len;
+			continue;
+		}
+		hf_buf_append(b, s + run, i - run);
+		if (quote) {
+			hf_buf_append(b, "\\", 1);
+			hf_buf_append(b, s + i, 1);
+		} else {
+			put_escape(b, c1 ? p[i + 1] : c, len == 0, style);
+		}
+		i += len ? len : 1;
+		run = i;
+	}
+	hf_buf_append(b, s + run, n - run);
+}
+
+char *hf_esc(const char *s, enum hf_esc_style style)
+{
+	if (!s)
+		return NULL;
+	struct hf_buf b = {0};
+	hf_esc_append(&b, s, strlen(s), style);
+	if (!b.data)
+		hf_buf_append(&b, "", 0);
+	return b.data;
+}
