@@ -8,6 +8,7 @@
  * running server to pick up within a second, or for the next `serve`. Runs on
  * the main thread. */
 #include "cli_int.h"
+#include "hf_esc.h"
 #include "hf_limits.h"
 
 #include <assert.h>
@@ -139,6 +140,53 @@ const char *hf_cli_str(json_t *o, const char *key)
 {
 	const char *s = json_string_value(json_object_get(o, key));
 	return s ? s : "-";
+}
+
+/* Takes ownership of s (malloc'd) and returns it. */
+static const char *keep(struct hf_cli_text *t, char *s)
+{
+	if (t->n == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 8;
+		t->s = hf_xrealloc(t->s, t->cap * sizeof *t->s);
+	}
+	t->s[t->n++] = s;
+	return s;
+}
+
+const char *hf_cli_text_of(struct hf_cli_text *t, const char *s)
+{
+	return keep(t, hf_esc(s ? s : "-", HF_ESC_TEXT));
+}
+
+const char *hf_cli_text(struct hf_cli_text *t, json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	if (!json_is_string(v))
+		return hf_cli_text_of(t, NULL);
+	/* Whole, a NUL within the string included (shown as \x00). */
+	struct hf_buf b = {0};
+	hf_esc_append(&b, json_string_value(v), json_string_length(v),
+		      HF_ESC_TEXT);
+	hf_buf_append(&b, "", 0);
+	return keep(t, b.data);
+}
+
+const char *hf_cli_text_json(struct hf_cli_text *t, json_t *v)
+{
+	char *s =
+	    json_dumps(v ? v : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+	const char *out = keep(t, hf_esc(s ? s : "null", HF_ESC_JSON_TEXT));
+	free(s);
+	return out;
+}
+
+void hf_cli_text_release(struct hf_cli_text *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->s[i]);
+	free(t->s);
+	t->s = NULL;
+	t->n = t->cap = 0;
 }
 
 void hf_cli_print_diags(const struct hf_diags *d, FILE *f)

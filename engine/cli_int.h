@@ -130,6 +130,25 @@ void hf_cli_print_json(json_t *v);
 void hf_cli_show(json_t *v, bool as_json, void (*print)(json_t *v));
 /* A string member of o, or "-". */
 const char *hf_cli_str(json_t *o, const char *key);
+/* Stored strings made safe for a terminal, for the human-readable output of
+ * runs, show, deliveries and run: every string that a sender, a step or a
+ * workflow may have written (ids, errors, step logs, outputs, URLs) is
+ * printed through it, escaped in hf_esc.h's text style, so that it shows its
+ * control characters and stays on its line. The strings are kept until
+ * hf_cli_text_release, so that one printf may take several. Zero-initialize. */
+struct hf_cli_text {
+	char **s;
+	size_t n, cap;
+};
+/* hf_cli_str(o, key) escaped (the whole string, NULs included): owned by
+ * t. */
+const char *hf_cli_text(struct hf_cli_text *t, json_t *o, const char *key);
+/* s escaped ("-" for NULL): owned by t. */
+const char *hf_cli_text_of(struct hf_cli_text *t, const char *s);
+/* v as compact JSON (null for NULL), with what JSON leaves raw (DEL, C1
+ * controls) escaped as \u00XX: the same JSON value, owned by t. */
+const char *hf_cli_text_json(struct hf_cli_text *t, json_t *v);
+void hf_cli_text_release(struct hf_cli_text *t);
 /* Prints each diagnostic as FILE:LINE:COL: MSG, one a line, to f. */
 void hf_cli_print_diags(const struct hf_diags *d, FILE *f);
 /* True when path names a .yml or .yaml file. */

@@ -7,6 +7,7 @@
  * cli.c (table, helpers), flags.c (options), store.c (the queries);
  * `deliveries retry` is in cmd_admin.c. */
 #include "cli_int.h"
+#include "hf_esc.h"
 #include "hf_limits.h"
 
 #include <signal.h>
@@ -61,12 +62,14 @@ static void print_run_line(json_t *r, bool as_json, const char *when)
 		free(s);
 		return;
 	}
-	printf("%-30s %-20s %-10s %-25s %s\n", hf_cli_str(r, "id"),
-	       hf_cli_str(r, "workflow"), hf_cli_str(r, "status"),
-	       hf_cli_str(r, when),
+	struct hf_cli_text t = {0};
+	printf("%-30s %-20s %-10s %-25s %s\n", hf_cli_text(&t, r, "id"),
+	       hf_cli_text(&t, r, "workflow"), hf_cli_text(&t, r, "status"),
+	       hf_cli_text(&t, r, when),
 	       json_is_string(json_object_get(r, "error"))
-		   ? hf_cli_str(r, "error")
+		   ? hf_cli_text(&t, r, "error")
 		   : "");
+	hf_cli_text_release(&t);
 }
 
 /* One poll of `runs --follow`: prints (unless baseline) the runs that
@@ -183,64 +186,75 @@ static const struct hf_cmd_spec show_spec = {
 	"Shows one run: its event, status, steps, logs and earlier attempts.",
 };
 
+/* The steps of a run's attempt, one a line (earlier attempts). */
+static void print_history_steps(struct hf_cli_text *t, json_t *steps)
+{
+	size_t j;
+	json_t *hs;
+	json_array_foreach(steps, j, hs)
+	{
+		printf("    step %s: %s", hf_cli_text(t, hs, "id"),
+		       hf_cli_text(t, hs, "status"));
+		if (json_is_string(json_object_get(hs, "error")))
+			printf(" (%s)", hf_cli_text(t, hs, "error"));
+		printf("\n");
+	}
+}
+
+/* One step of the run: status, output, logs (one a line), error. */
+static void print_step(struct hf_cli_text *t, json_t *st)
+{
+	printf("\nstep %s: %s (attempts: %lld)\n", hf_cli_text(t, st, "id"),
+	       hf_cli_text(t, st, "status"),
+	       (long long)json_integer_value(json_object_get(st, "attempts")));
+	printf("  output: %s\n",
+	       hf_cli_text_json(t, json_object_get(st, "output")));
+	size_t j;
+	json_t *l;
+	json_array_foreach(json_object_get(st, "logs"), j, l)
+	    printf("  log %s: %s\n", hf_cli_text(t, l, "level"),
+		   hf_cli_text(t, l, "message"));
+	if (json_is_string(json_object_get(st, "error")))
+		printf("  error: %s\n", hf_cli_text(t, st, "error"));
+}
+
 static void print_run(json_t *r)
 {
+	struct hf_cli_text t = {0};
 	printf("run       %s\nworkflow  %s\nevent     %s\nstatus    %s\n"
 	       "attempt   %lld\ncreated   %s\nfinished  %s\n",
-	       hf_cli_str(r, "id"), hf_cli_str(r, "workflow"),
-	       hf_cli_str(r, "event"), hf_cli_str(r, "status"),
+	       hf_cli_text(&t, r, "id"), hf_cli_text(&t, r, "workflow"),
+	       hf_cli_text(&t, r, "event"), hf_cli_text(&t, r, "status"),
 	       (long long)json_integer_value(json_object_get(r, "attempt")),
-	       hf_cli_str(r, "created_at"), hf_cli_str(r, "finished_at"));
+	       hf_cli_text(&t, r, "created_at"),
+	       hf_cli_text(&t, r, "finished_at"));
 	if (json_is_string(json_object_get(r, "error")))
-		printf("error     %s\n", hf_cli_str(r, "error"));
+		printf("error     %s\n", hf_cli_text(&t, r, "error"));
 	json_t *wait = json_object_get(r, "waiting"); /* hf_park.h */
 	if (json_is_object(wait))
 		printf("waiting   for %s until %s (step %s)\n",
-		       hf_cli_str(wait, "for"), hf_cli_str(wait, "until"),
-		       hf_cli_str(wait, "step"));
+		       hf_cli_text(&t, wait, "for"),
+		       hf_cli_text(&t, wait, "until"),
+		       hf_cli_text(&t, wait, "step"));
 	size_t i;
 	json_t *st;
 	json_array_foreach(json_object_get(r, "steps"), i, st)
-	{
-		printf("\nstep %s: %s (attempts: %lld)\n", hf_cli_str(st, "id"),
-		       hf_cli_str(st, "status"),
-		       (long long)json_integer_value(
-			   json_object_get(st, "attempts")));
-		char *out = json_dumps(json_object_get(st, "output"),
-				       JSON_COMPACT | JSON_ENCODE_ANY);
-		printf("  output: %s\n", out ? out : "null");
-		free(out);
-		size_t j;
-		json_t *l;
-		json_array_foreach(json_object_get(st, "logs"), j, l)
-		    printf("  log %s: %s\n", hf_cli_str(l, "level"),
-			   hf_cli_str(l, "message"));
-		if (json_is_string(json_object_get(st, "error")))
-			printf("  error: %s\n", hf_cli_str(st, "error"));
-	}
+	    print_step(&t, st);
 	json_t *hist = json_object_get(r, "history");
-	if (!json_array_size(hist))
-		return;
-	printf("\nearlier attempts\n");
+	if (json_array_size(hist))
+		printf("\nearlier attempts\n");
 	json_array_foreach(hist, i, st)
 	{
 		printf("  attempt %lld: %s, finished %s\n",
 		       (long long)json_integer_value(
 			   json_object_get(st, "attempt")),
-		       hf_cli_str(st, "status"), hf_cli_str(st, "finished_at"));
+		       hf_cli_text(&t, st, "status"),
+		       hf_cli_text(&t, st, "finished_at"));
 		if (json_is_string(json_object_get(st, "error")))
-			printf("    error: %s\n", hf_cli_str(st, "error"));
-		size_t j;
-		json_t *hs;
-		json_array_foreach(json_object_get(st, "steps"), j, hs)
-		{
-			printf("    step %s: %s", hf_cli_str(hs, "id"),
-			       hf_cli_str(hs, "status"));
-			if (json_is_string(json_object_get(hs, "error")))
-				printf(" (%s)", hf_cli_str(hs, "error"));
-			printf("\n");
-		}
+			printf("    error: %s\n", hf_cli_text(&t, st, "error"));
+		print_history_steps(&t, json_object_get(st, "steps"));
 	}
+	hf_cli_text_release(&t);
 }
 
 /* Prints the record named by a's one positional argument, read with get: as
@@ -253,8 +267,10 @@ static int show_record(struct hf_store *s, const struct hf_args *a,
 	const char *id = a->pos[0];
 	json_t *v = get(s, id);
 	if (!v) {
+		char *shown = hf_esc(id, HF_ESC_TEXT);
 		fprintf(stderr, "hookflow %s: no %s '%s'\n", spec->cmd, what,
-			id);
+			shown);
+		free(shown);
 		return 1;
 	}
 	hf_cli_show(v, a->v[S_JSON].set, print);
@@ -301,14 +317,15 @@ static const struct hf_cmd_spec delivery_show_spec = {
 
 static void print_delivery(json_t *d)
 {
+	struct hf_cli_text t = {0};
 	printf(
-	    "delivery %s  %s  %lld/%lld attempts\n", hf_cli_str(d, "id"),
-	    hf_cli_str(d, "status"),
+	    "delivery %s  %s  %lld/%lld attempts\n", hf_cli_text(&t, d, "id"),
+	    hf_cli_text(&t, d, "status"),
 	    (long long)json_integer_value(json_object_get(d, "attempts")),
 	    (long long)json_integer_value(json_object_get(d, "max_attempts")));
 	printf("  url: %s\n  run: %s  step: %s\n  next: %s\n",
-	       hf_cli_str(d, "url"), hf_cli_str(d, "run"),
-	       hf_cli_str(d, "step"), hf_cli_str(d, "next_at"));
+	       hf_cli_text(&t, d, "url"), hf_cli_text(&t, d, "run"),
+	       hf_cli_text(&t, d, "step"), hf_cli_text(&t, d, "next_at"));
 	size_t i;
 	json_t *a;
 	json_array_foreach(json_object_get(d, "attempts_log"), i, a)
@@ -320,13 +337,14 @@ static void print_delivery(json_t *d)
 				 (long long)json_integer_value(st));
 		printf("  #%lld %s  %s  %lldms  %s\n",
 		       (long long)json_integer_value(json_object_get(a, "n")),
-		       hf_cli_str(a, "at"), sb,
+		       hf_cli_text(&t, a, "at"), sb,
 		       (long long)json_integer_value(
 			   json_object_get(a, "duration_ms")),
 		       json_is_string(json_object_get(a, "error"))
-			   ? hf_cli_str(a, "error")
+			   ? hf_cli_text(&t, a, "error")
 			   : "");
 	}
+	hf_cli_text_release(&t);
 }
 
 static void print_deliveries(json_t *v)
@@ -344,11 +362,13 @@ static void print_deliveries(json_t *v)
 		if (json_is_integer(last))
 			snprintf(lastbuf, sizeof lastbuf, "%lld",
 				 (long long)json_integer_value(last));
-		printf("%-30s %-10s %-8lld %-6s %s\n", hf_cli_str(d, "id"),
-		       hf_cli_str(d, "status"),
+		struct hf_cli_text t = {0};
+		printf("%-30s %-10s %-8lld %-6s %s\n", hf_cli_text(&t, d, "id"),
+		       hf_cli_text(&t, d, "status"),
 		       (long long)json_integer_value(
 			   json_object_get(d, "attempts")),
-		       lastbuf, hf_cli_str(d, "url"));
+		       lastbuf, hf_cli_text(&t, d, "url"));
+		hf_cli_text_release(&t);
 	}
 	if (!json_array_size(list))
 		fprintf(stderr, "hookflow: no deliveries\n");

@@ -186,12 +186,14 @@ static void print_step(const struct hf_workflow *wf,
 		       const struct hf_ops_step *done)
 {
 	const char *id = wf->steps[done->index].id;
+	struct hf_cli_text t = {0};
 	for (size_t i = 0; i < json_array_size(res->logs); i++) {
 		json_t *l = json_array_get(res->logs, i);
-		fprintf(stderr, "[%s] %s: %s\n", id,
-			json_string_value(json_object_get(l, "level")),
-			json_string_value(json_object_get(l, "message")));
+		fprintf(stderr, "[%s] %s: %s\n", hf_cli_text_of(&t, id),
+			hf_cli_text(&t, l, "level"),
+			hf_cli_text(&t, l, "message"));
 	}
+	hf_cli_text_release(&t);
 	json_t *line = json_pack("{s:s,s:s,s:O,s:s?,s:i}", "step", id, "status",
 				 hf_step_status_name(res->status), "output",
 				 res->output ? res->output : json_null(),
