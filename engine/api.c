@@ -12,6 +12,7 @@
 #include "hf_outbox.h"
 #include "hf_worker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -360,19 +361,48 @@ static bool match(const char *pattern, const char *url, char *id, size_t size)
 	return true;
 }
 
+/* Answers 405 with Allow: the methods that url serves (allow, e.g.
+ * "GET, HEAD"), as ingest answers a workflow's path. */
+static void not_allowed(struct hf_answer *out, const char *method,
+			const char *url, const char *allow)
+{
+	hf_answer_error(out, 405,
+			"method %s not allowed for '%s' (allowed: %s)", method,
+			url, allow);
+	snprintf(out->allow, sizeof out->allow, "%s", allow);
+}
+
+static bool is_get(const char *method)
+{
+	return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
+
+/* The route of method and url; else 405 naming the methods of the routes
+ * whose pattern url matches, else 404. */
 static void api(struct hf_engine *eng, const char *method, const char *url,
 		hf_arg_fn arg, void *ctx, struct hf_answer *out)
 {
 	const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
 	char id[HF_DELIVERY_ID_SIZE]; /* the longest id: a delivery's */
+	char allow[sizeof out->allow] = "";
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-		if (strcmp(routes[i].method, m) == 0 &&
-		    match(routes[i].pattern, url, id, sizeof id)) {
+		if (!match(routes[i].pattern, url, id, sizeof id))
+			continue;
+		if (strcmp(routes[i].method, m) == 0) {
 			routes[i].fn(eng, id, arg, ctx, out);
 			return;
 		}
+		size_t n = strlen(allow);
+		snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "",
+			 strcmp(routes[i].method, "GET") == 0
+			     ? "GET, HEAD"
+			     : routes[i].method);
 	}
-	hf_answer_error(out, 404, "no such endpoint: %s %s", method, url);
+	if (allow[0])
+		not_allowed(out, method, url, allow);
+	else
+		hf_answer_error(out, 404, "no such endpoint: %s %s", method,
+				url);
 }
 
 /* GET /healthz: 200 "ok" only while the state database writes and no worker
@@ -398,6 +428,15 @@ void hf_api_handle(struct hf_engine *eng, const char *method, const char *url,
 		   const char *authorization, hf_arg_fn arg, void *ctx,
 		   struct hf_answer *out)
 {
+	/* The public paths serve GET and HEAD alone. */
+	bool public_path = strcmp(url, "/healthz") == 0 ||
+			   strcmp(url, "/metrics") == 0 ||
+			   strcmp(url, "/") == 0 || strcmp(url, "/ui") == 0 ||
+			   strncmp(url, "/ui/", 4) == 0;
+	if (public_path && !is_get(method)) {
+		not_allowed(out, method, url, "GET, HEAD");
+		return;
+	}
 	if (strcmp(url, "/healthz") == 0) {
 		healthz(eng, out);
 		return;

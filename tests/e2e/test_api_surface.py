@@ -1,0 +1,60 @@
+"""End-to-end tests of the reserved paths' edges (README.md, "HTTP"): the
+methods each path serves, the admin API's query arguments and its token."""
+import pytest
+
+from test_http import SIMPLE
+
+
+def allow_of(r):
+    return {m.strip() for m in r.headers["allow"].split(",")}
+
+
+# --- wrong methods: 405 with Allow -------------------------------------------
+
+@pytest.mark.parametrize("method,path", [
+    ("DELETE", "/metrics"), ("POST", "/metrics"), ("POST", "/healthz"),
+    ("TRACE", "/ui"), ("DELETE", "/ui/app.js"), ("PUT", "/ui/app.css"),
+    ("POST", "/"),
+])
+def test_public_reserved_paths_refuse_other_methods(server, method, path):
+    srv = server(workflows={"simple": SIMPLE})
+    r = srv.request(method, path)
+    assert r.status == 405, r
+    assert allow_of(r) == {"GET", "HEAD"}
+    assert isinstance(r.json()["error"], str)
+    assert "not allowed" in r.json()["error"]
+    r = srv.request("HEAD", path)
+    assert r.status in (200, 302), r
+
+
+@pytest.mark.parametrize("method,path,allow", [
+    ("DELETE", "/api/runs", {"GET", "HEAD"}),
+    ("OPTIONS", "/api/runs", {"GET", "HEAD"}),
+    ("POST", "/api/runs", {"GET", "HEAD"}),
+    ("PUT", "/api/workflows", {"GET", "HEAD"}),
+    ("GET", "/api/runs/x/retry", {"POST"}),
+    ("DELETE", "/api/runs/x/cancel", {"POST"}),
+    ("GET", "/api/events/x/replay", {"POST"}),
+    ("POST", "/api/deliveries/x", {"GET", "HEAD"}),
+    ("HEAD", "/api/deliveries/x/retry", {"POST"}),
+])
+def test_api_wrong_method_is_405_with_allow(server, method, path, allow):
+    srv = server(workflows={"simple": SIMPLE})
+    r = srv.api(method, path)
+    assert r.status == 405, r
+    assert allow_of(r) == allow
+    if method != "HEAD":
+        assert "not allowed" in r.json()["error"]
+    # Without the token: 401 first, the routes are not revealed.
+    r = srv.request(method, path)
+    assert r.status == 401, r
+    assert "allow" not in r.headers
+
+
+def test_api_unknown_path_stays_404(server):
+    srv = server(workflows={"simple": SIMPLE})
+    for method in ("GET", "DELETE"):
+        r = srv.api(method, "/api/nothing")
+        assert r.status == 404, r
+        assert "allow" not in r.headers
+    assert srv.api("HEAD", "/api/runs").status == 200
