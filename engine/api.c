@@ -90,20 +90,33 @@ static json_t *workflow_json(const struct hf_workflow *wf)
 typedef void (*route_fn)(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 			 void *ctx, struct hf_answer *out);
 
-static int limit_arg(hf_arg_fn arg, void *ctx, int def)
-{
-	const char *s = arg(ctx, "limit");
-	if (!s)
-		return def;
-	long v = strtol(s, NULL, 10);
-	return v > 0 && v <= HF_LIST_MAX ? (int)v : def;
-}
-
 /* A query argument, NULL when absent or empty. */
 static const char *nonempty_arg(hf_arg_fn arg, void *ctx, const char *name)
 {
 	const char *v = arg(ctx, name);
 	return v && *v ? v : NULL;
+}
+
+/* The "limit" argument: def when absent or empty, else a whole number from
+ * 1 to HF_LIST_MAX written in decimal digits alone. Returns -1 after
+ * answering 400 for anything else ("5abc", "-1", "0", "+5", too large). */
+static int limit_arg(hf_arg_fn arg, void *ctx, int def, struct hf_answer *out)
+{
+	const char *s = nonempty_arg(arg, ctx, "limit");
+	if (!s)
+		return def;
+	long v = 0;
+	const char *p = s;
+	while (*p >= '0' && *p <= '9' && v <= HF_LIST_MAX)
+		v = v * 10 + (*p++ - '0');
+	if (*p || v < 1 || v > HF_LIST_MAX) {
+		hf_answer_error(out, 400,
+				"invalid limit '%s' (expected an integer from "
+				"1 to %d)",
+				s, HF_LIST_MAX);
+		return -1;
+	}
+	return (int)v;
 }
 
 /* Answers 200 with v, or 404 "no WHAT 'ID'" when v is NULL. */
@@ -173,10 +186,13 @@ static void get_runs(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 				status);
 		return;
 	}
+	int limit = limit_arg(arg, ctx, HF_LIST_DEFAULT_RUNS, out);
+	if (limit < 0)
+		return;
 	hf_answer_json(out, 200,
 		       hf_store_runs_json(eng->store,
 					  nonempty_arg(arg, ctx, "workflow"),
-					  status, limit_arg(arg, ctx, 50)));
+					  status, limit));
 }
 
 static void get_run(struct hf_engine *eng, const char *id, hf_arg_fn arg,
@@ -267,10 +283,13 @@ static void post_cancel_run(struct hf_engine *eng, const char *id,
 static void get_deliveries(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 			   void *ctx, struct hf_answer *out)
 {
-	hf_answer_json(out, 200,
-		       hf_store_deliveries_json(
-			   eng->store, nonempty_arg(arg, ctx, "status"),
-			   limit_arg(arg, ctx, 100)));
+	int limit = limit_arg(arg, ctx, HF_LIST_DEFAULT_DELIVERIES, out);
+	if (limit < 0)
+		return;
+	hf_answer_json(
+	    out, 200,
+	    hf_store_deliveries_json(eng->store,
+				     nonempty_arg(arg, ctx, "status"), limit));
 }
 
 static void get_delivery(struct hf_engine *eng, const char *id, hf_arg_fn arg,

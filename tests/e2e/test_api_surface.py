@@ -58,3 +58,27 @@ def test_api_unknown_path_stays_404(server):
         assert r.status == 404, r
         assert "allow" not in r.headers
     assert srv.api("HEAD", "/api/runs").status == 200
+
+
+# --- limit: a whole number from 1 to 1000 (HF_LIST_MAX) ----------------------
+
+@pytest.mark.parametrize("path", ["/api/runs", "/api/deliveries"])
+def test_limit_not_a_whole_number_in_range_is_400(server, path):
+    srv = server(workflows={"simple": SIMPLE})
+    for bad in ("5abc", "-1", "0", "99999999999999999999", "1001", "+5",
+                "%205", "1.0", "0x10"):
+        r = srv.api("GET", f"{path}?limit={bad}")
+        assert r.status == 400, (bad, r)
+        err = r.json()["error"]
+        assert "limit" in err and "1 to 1000" in err, (bad, err)
+    for ok in ("1", "1000", "007", ""):
+        r = srv.api("GET", f"{path}?limit={ok}")
+        assert r.status == 200, (ok, r)
+
+
+def test_limit_is_honoured(server):
+    srv = server(workflows={"simple": SIMPLE})
+    for _ in range(3):
+        assert srv.post("/simple", {}).status == 202
+    assert len(srv.api("GET", "/api/runs?limit=2").json()["runs"]) == 2
+    assert len(srv.api("GET", "/api/runs?limit=1000").json()["runs"]) == 3
