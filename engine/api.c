@@ -119,6 +119,33 @@ static int limit_arg(hf_arg_fn arg, void *ctx, int def, struct hf_answer *out)
 	return (int)v;
 }
 
+/* The "status" argument, NULL when absent or empty; else one of names (n of
+ * them) or *bad set after answering 400 naming them all. */
+static const char *status_arg(hf_arg_fn arg, void *ctx,
+			      const char *const *names, size_t n,
+			      struct hf_answer *out, bool *bad)
+{
+	const char *s = nonempty_arg(arg, ctx, "status");
+	*bad = false;
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(s, names[i]) == 0)
+			return s;
+	struct hf_buf b = {0};
+	for (size_t i = 0; i < n; i++)
+		hf_buf_printf(&b, "%s%s",
+			      i == 0	  ? ""
+			      : i + 1 < n ? ", "
+					  : " or ",
+			      names[i]);
+	hf_answer_error(out, 400, "unknown status '%s' (expected %s)", s,
+			b.data);
+	hf_buf_release(&b);
+	*bad = true;
+	return NULL;
+}
+
 /* Answers 200 with v, or 404 "no WHAT 'ID'" when v is NULL. */
 static void found(struct hf_answer *out, json_t *v, const char *what,
 		  const char *id)
@@ -178,14 +205,14 @@ static void get_workflows(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 static void get_runs(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 		     void *ctx, struct hf_answer *out)
 {
-	const char *status = nonempty_arg(arg, ctx, "status");
-	if (status && hf_run_status_parse(status) < 0) {
-		hf_answer_error(out, 400,
-				"unknown status '%s' (expected queued, "
-				"running, succeeded or failed)",
-				status);
+	const char *names[HF_RUN_CANCELLED + 1];
+	for (int i = HF_RUN_QUEUED; i <= HF_RUN_CANCELLED; i++)
+		names[i] = hf_run_status_name(i);
+	bool bad;
+	const char *status = status_arg(
+	    arg, ctx, names, sizeof names / sizeof names[0], out, &bad);
+	if (bad)
 		return;
-	}
 	int limit = limit_arg(arg, ctx, HF_LIST_DEFAULT_RUNS, out);
 	if (limit < 0)
 		return;
@@ -283,13 +310,17 @@ static void post_cancel_run(struct hf_engine *eng, const char *id,
 static void get_deliveries(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 			   void *ctx, struct hf_answer *out)
 {
+	static const char *const names[] = {"pending", "delivered", "failed"};
+	bool bad;
+	const char *status = status_arg(
+	    arg, ctx, names, sizeof names / sizeof names[0], out, &bad);
+	if (bad)
+		return;
 	int limit = limit_arg(arg, ctx, HF_LIST_DEFAULT_DELIVERIES, out);
 	if (limit < 0)
 		return;
-	hf_answer_json(
-	    out, 200,
-	    hf_store_deliveries_json(eng->store,
-				     nonempty_arg(arg, ctx, "status"), limit));
+	hf_answer_json(out, 200,
+		       hf_store_deliveries_json(eng->store, status, limit));
 }
 
 static void get_delivery(struct hf_engine *eng, const char *id, hf_arg_fn arg,

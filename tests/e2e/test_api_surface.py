@@ -82,3 +82,24 @@ def test_limit_is_honoured(server):
         assert srv.post("/simple", {}).status == 202
     assert len(srv.api("GET", "/api/runs?limit=2").json()["runs"]) == 2
     assert len(srv.api("GET", "/api/runs?limit=1000").json()["runs"]) == 3
+
+
+# --- status: one of those the list accepts, each named when refused ----------
+
+def test_status_filter_names_exactly_what_it_accepts(server):
+    srv = server(workflows={"simple": SIMPLE})
+    lists = {
+        "/api/runs": ["queued", "running", "succeeded", "failed", "waiting",
+                      "cancelled"],
+        "/api/deliveries": ["pending", "delivered", "failed"],
+    }
+    for path, accepted in lists.items():
+        r = srv.api("GET", f"{path}?status=bogus")
+        assert r.status == 400, (path, r)
+        err = r.json()["error"]
+        assert "'bogus'" in err, err
+        named = err[err.index("(expected ") + 10:err.rindex(")")]
+        assert named.replace(" or ", ", ").split(", ") == accepted, err
+        for status in accepted:
+            r = srv.api("GET", f"{path}?status={status}")
+            assert r.status == 200, (path, status, r)
