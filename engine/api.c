@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The dashboard, generated from ui.html, ui.js and ui.css (embed.c). */
 extern const char hf_ui_html[], hf_ui_js[], hf_ui_css[];
@@ -47,12 +48,19 @@ static void ui(const char *url, struct hf_answer *out)
 				 "Referrer-Policy", "no-referrer");
 }
 
+/* "Authorization: Bearer TOKEN": the scheme in any case (RFC 7235), one or
+ * more spaces, then the token, compared in constant time. serve refuses a
+ * token with whitespace around it (cmd_serve.c), so skipping the spaces
+ * cannot make a blank token match. */
 static bool authorized(struct hf_engine *eng, const char *auth)
 {
-	static const char prefix[] = "Bearer ";
-	if (!auth || strncmp(auth, prefix, sizeof prefix - 1) != 0)
+	static const char scheme[] = "Bearer";
+	size_t n = sizeof scheme - 1;
+	if (!auth || strncasecmp(auth, scheme, n) != 0 || auth[n] != ' ')
 		return false;
-	const char *token = auth + sizeof prefix - 1;
+	const char *token = auth + n;
+	while (*token == ' ')
+		token++;
 	return hf_ct_equal(token, strlen(token), eng->opt.admin_token,
 			   strlen(eng->opt.admin_token));
 }

@@ -127,6 +127,19 @@ static const struct hf_cmd_spec serve_spec = {
 	     "SIGHUP reloads the workflows.",
 };
 
+/* False for a given token that is whitespace alone or has whitespace at
+ * either end: an HTTP header's value loses it, so "Bearer " followed by
+ * spaces would unlock the API, or the token could never be sent whole.
+ * None given (NULL or empty: a random one) is fine. */
+static bool token_ok(const char *given)
+{
+	static const char ws[] = " \t\r\n\v\f";
+	if (!given || !*given)
+		return true;
+	size_t n = strlen(given);
+	return !strchr(ws, given[0]) && !strchr(ws, given[n - 1]);
+}
+
 /* --admin-token, or a random one (logged, so that the operator can use it).
  * Returns a malloc'd token, or NULL when there is no randomness. */
 static char *admin_token(const char *given)
@@ -202,6 +215,15 @@ int hf_cmd_serve(int argc, char **argv)
 		fprintf(stderr,
 			"hookflow serve: --public-url must start with http:// "
 			"or https:// (e.g. https://hooks.example.com)\n");
+		hf_args_release(&a);
+		return 2;
+	}
+	if (!token_ok(a.v[O_ADMIN_TOKEN].str)) {
+		fprintf(
+		    stderr,
+		    "hookflow serve: --admin-token (or HOOKFLOW_ADMIN_TOKEN) "
+		    "is blank or has whitespace around it: give the token "
+		    "alone, as clients send it after 'Bearer '\n");
 		hf_args_release(&a);
 		return 2;
 	}

@@ -1,5 +1,7 @@
 """End-to-end tests of the reserved paths' edges (README.md, "HTTP"): the
 methods each path serves, the admin API's query arguments and its token."""
+import os
+
 import pytest
 
 from test_http import SIMPLE
@@ -103,3 +105,36 @@ def test_status_filter_names_exactly_what_it_accepts(server):
         for status in accepted:
             r = srv.api("GET", f"{path}?status={status}")
             assert r.status == 200, (path, status, r)
+
+
+# --- the admin token ---------------------------------------------------------
+
+def test_bearer_scheme_is_case_insensitive(server):
+    srv = server(workflows={"simple": SIMPLE})
+    for auth in ("bearer test-token", "BEARER test-token", "bEaReR test-token",
+                 "Bearer  test-token"):
+        r = srv.get("/api/workflows", headers={"Authorization": auth})
+        assert r.status == 200, (auth, r)
+    for auth in ("bearer", "bearer ", "Bearertest-token", "Basic test-token",
+                 "bearer test-token2", "bearer test-toke", "Bearer  "):
+        r = srv.get("/api/workflows", headers={"Authorization": auth})
+        assert r.status == 401, (auth, r)
+
+
+@pytest.mark.parametrize("token", [" ", "   ", "\t", " secret", "secret ",
+                                   "\tsecret"])
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_blank_or_padded_admin_token_is_refused_at_start(tmp_path, token, how):
+    from test_cli import hf
+    (tmp_path / "wf").mkdir()
+    args = ["serve", "--listen", "127.0.0.1:0", "--workflows", tmp_path / "wf",
+            "--state", tmp_path / "s.db"]
+    env = None
+    if how == "flag":
+        args += ["--admin-token", token]
+    else:
+        env = dict(os.environ, HOOKFLOW_ADMIN_TOKEN=token)
+    p = hf(*args, cwd=tmp_path, timeout=10, env=env)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "--admin-token" in p.stderr and "whitespace" in p.stderr, p.stderr
+    assert "listening" not in p.stderr
