@@ -224,10 +224,20 @@ static void get_runs(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 	int limit = limit_arg(arg, ctx, HF_LIST_DEFAULT_RUNS, out);
 	if (limit < 0)
 		return;
+	/* summary=1: the runs without their steps and history, whose outputs
+	 * and logs may be 1 MiB each (the dashboard's Workflows page). */
+	const char *summary = nonempty_arg(arg, ctx, "summary");
+	if (summary && strcmp(summary, "0") != 0 && strcmp(summary, "1") != 0) {
+		hf_answer_error(out, 400,
+				"invalid summary '%s' (expected 0 or 1)",
+				summary);
+		return;
+	}
+	bool steps = !summary || strcmp(summary, "1") != 0;
 	hf_answer_json(out, 200,
 		       hf_store_runs_json(eng->store,
 					  nonempty_arg(arg, ctx, "workflow"),
-					  status, limit));
+					  status, limit, steps));
 }
 
 static void get_run(struct hf_engine *eng, const char *id, hf_arg_fn arg,

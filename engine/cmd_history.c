@@ -79,7 +79,7 @@ static void follow_poll(struct hf_store *s, const char *wf, const char *status,
 			bool as_json, bool baseline, char mark[32],
 			json_t *at_mark)
 {
-	json_t *v = hf_store_runs_json(s, wf, status, HF_FOLLOW_WINDOW);
+	json_t *v = hf_store_runs_json(s, wf, status, HF_FOLLOW_WINDOW, true);
 	json_t *runs = json_object_get(v, "runs");
 	json_t **fresh = hf_xcalloc(json_array_size(runs) + 1, sizeof *fresh);
 	size_t n = 0, i;
@@ -161,8 +161,9 @@ static int runs(struct hf_store *s, const struct hf_args *a)
 	const char *wf = a->v[R_WORKFLOW].str, *status = a->v[R_STATUS].str;
 	if (a->v[R_FOLLOW].set)
 		return follow_runs(s, wf, status, a->v[R_JSON].set);
-	hf_cli_show(hf_store_runs_json(s, wf, status, (int)a->v[R_LIMIT].num),
-		    a->v[R_JSON].set, print_runs);
+	hf_cli_show(
+	    hf_store_runs_json(s, wf, status, (int)a->v[R_LIMIT].num, true),
+	    a->v[R_JSON].set, print_runs);
 	return 0;
 }
 

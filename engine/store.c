@@ -107,9 +107,9 @@ json_t *hf_store_run_json(struct hf_store *s, const char *run_id)
 }
 
 json_t *hf_store_runs_json(struct hf_store *s, const char *workflow,
-			   const char *status, int limit)
+			   const char *status, int limit, bool steps)
 {
-	return s->ops->runs_json(s, workflow, status, limit);
+	return s->ops->runs_json(s, workflow, status, limit, steps);
 }
 
 json_t *hf_store_event_json(struct hf_store *s, const char *event_id)

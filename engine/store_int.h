@@ -39,7 +39,7 @@ struct hf_store_ops {
 	 * committed data only. */
 	json_t *(*run_json)(struct hf_store *s, const char *run_id);
 	json_t *(*runs_json)(struct hf_store *s, const char *workflow,
-			     const char *status, int limit);
+			     const char *status, int limit, bool steps);
 	json_t *(*event_json)(struct hf_store *s, const char *event_id);
 	json_t *(*deliveries_json)(struct hf_store *s, const char *status,
 				   int limit);

@@ -187,7 +187,7 @@ int hf_pg_secrets_start(struct hf_pg_store *q, struct hf_error *err);
 /* store_pg_query.c */
 json_t *hf_pg_run_json(struct hf_store *s, const char *run_id);
 json_t *hf_pg_runs_json(struct hf_store *s, const char *workflow,
-			const char *status, int limit);
+			const char *status, int limit, bool steps);
 json_t *hf_pg_event_json(struct hf_store *s, const char *event_id);
 json_t *hf_pg_deliveries_json(struct hf_store *s, const char *status,
 			      int limit);

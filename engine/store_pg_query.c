@@ -135,13 +135,15 @@ json_t *hf_pg_steps_json(PGconn *c, const char *run_id)
 /* The earlier attempts of a retried run, oldest first (run_history). */
 static const struct shape history_shape = {hf_history_cols, HF_HISTORY_COLS};
 
-static void add_history(struct hf_pg_store *q, json_t *run)
+/* Adds run's "history" (with history), and drops its "waiting" unless it
+ * waits. */
+static void add_history(struct hf_pg_store *q, json_t *run, bool history)
 {
 	/* "waiting" (hf_park.h) only on a run that waits. */
 	if (json_is_null(json_object_get(run, "waiting")))
 		json_object_del(run, "waiting");
 	const char *id = json_string_value(json_object_get(run, "id"));
-	if (!id)
+	if (!id || !history)
 		return;
 	json_object_set_new(
 	    run, "history",
@@ -157,23 +159,26 @@ json_t *hf_pg_run_json(struct hf_store *s, const char *run_id)
 	    pq(s), NULL, true, &run_shape,
 	    "SELECT " RUN_COLUMNS " FROM runs WHERE id = $1", "t", run_id);
 	if (run)
-		add_history(pq(s), run);
+		add_history(pq(s), run, true);
 	return run;
 }
 
+/* A run alone, without its steps. */
+static const struct shape run_summary_shape = {hf_run_cols, HF_RUN_COLS};
+
 json_t *hf_pg_runs_json(struct hf_store *s, const char *workflow,
-			const char *status, int limit)
+			const char *status, int limit, bool steps)
 {
-	json_t *runs = rows_json(pq(s), NULL, false, &run_shape,
-				 "SELECT " RUN_COLUMNS " FROM runs"
-				 " WHERE ($1::text IS NULL OR workflow = $1)"
-				 " AND ($2::text IS NULL OR status = $2)"
-				 " ORDER BY id DESC LIMIT $3",
-				 "tti", workflow, status,
-				 limit > 0 ? limit : HF_LIST_DEFAULT_RUNS);
+	json_t *runs = rows_json(
+	    pq(s), NULL, false, steps ? &run_shape : &run_summary_shape,
+	    "SELECT " RUN_COLUMNS " FROM runs"
+	    " WHERE ($1::text IS NULL OR workflow = $1)"
+	    " AND ($2::text IS NULL OR status = $2)"
+	    " ORDER BY id DESC LIMIT $3",
+	    "tti", workflow, status, limit > 0 ? limit : HF_LIST_DEFAULT_RUNS);
 	size_t i;
 	json_t *run;
-	json_array_foreach(runs, i, run) add_history(pq(s), run);
+	json_array_foreach(runs, i, run) add_history(pq(s), run, steps);
 	return json_pack("{s:o}", "runs", runs);
 }
 

@@ -321,7 +321,7 @@ json_t *hf_sqlite_run_json(struct hf_store *s, const char *run_id);
  * its transaction). */
 json_t *hf_sqlite_steps_json(sqlite3 *db, const char *run_id);
 json_t *hf_sqlite_runs_json(struct hf_store *s, const char *workflow,
-			    const char *status, int limit);
+			    const char *status, int limit, bool steps);
 json_t *hf_sqlite_event_json(struct hf_store *s, const char *event_id);
 json_t *hf_sqlite_deliveries_json(struct hf_store *s, const char *status,
 				  int limit);

@@ -154,13 +154,15 @@ json_t *hf_sqlite_steps_json(sqlite3 *db, const char *run_id)
 /* The earlier attempts of a retried run, oldest first (run_history). */
 static const struct shape history_shape = {hf_history_cols, HF_HISTORY_COLS};
 
-static void add_history(struct hf_sqlite_store *q, json_t *run)
+/* Adds run's "history" (with history), and drops its "waiting" unless it
+ * waits. */
+static void add_history(struct hf_sqlite_store *q, json_t *run, bool history)
 {
 	/* "waiting" (hf_park.h) only on a run that waits. */
 	if (json_is_null(json_object_get(run, "waiting")))
 		json_object_del(run, "waiting");
 	const char *id = json_string_value(json_object_get(run, "id"));
-	if (!id)
+	if (!id || !history)
 		return;
 	json_object_set_new(
 	    run, "history",
@@ -179,22 +181,25 @@ json_t *hf_sqlite_run_json(struct hf_store *s, const char *run_id)
 		      " WHERE r.rid BETWEEN ?1 AND ?2 AND r.id = ?3",
 		      "IIt", lo, lo + ((1 << HF_BAND_BITS) - 1), run_id);
 	if (run)
-		add_history(sq(s), run);
+		add_history(sq(s), run, true);
 	return run;
 }
 
+/* A run alone, without its steps (the column after those shown unread). */
+static const struct shape run_summary_shape = {hf_run_cols, HF_RUN_COLS};
+
 json_t *hf_sqlite_runs_json(struct hf_store *s, const char *workflow,
-			    const char *status, int limit)
+			    const char *status, int limit, bool steps)
 {
 	json_t *runs = rows_json(
-	    sq(s), NULL, false, &run_shape,
+	    sq(s), NULL, false, steps ? &run_shape : &run_summary_shape,
 	    "SELECT " RUN_COLUMNS " WHERE (?1 IS NULL OR r.workflow = ?1)"
 	    " AND (?2 IS NULL OR r.status = ?2)"
 	    " ORDER BY r.rid DESC LIMIT ?3",
 	    "tti", workflow, status, limit > 0 ? limit : HF_LIST_DEFAULT_RUNS);
 	size_t i;
 	json_t *run;
-	json_array_foreach(runs, i, run) add_history(sq(s), run);
+	json_array_foreach(runs, i, run) add_history(sq(s), run, steps);
 	return json_pack("{s:o}", "runs", runs);
 }
 

@@ -225,7 +225,7 @@
 		var box = el("div", { class: "card", id: "workflows" }, el("div", { class: "muted" }, "Loading…"));
 		main.appendChild(box);
 		function load() {
-			return Promise.all([workflows(true), api("GET", "/api/runs?limit=1000")]).then(function (res) {
+			return Promise.all([workflows(true), api("GET", "/api/runs?limit=1000&summary=1")]).then(function (res) {
 				if (gen !== generation) return;
 				var wfs = res[0], runs = res[1].runs || [];
 				clear(box);

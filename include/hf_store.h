@@ -142,9 +142,11 @@ void hf_store_stats(struct hf_store *s, struct hf_store_stats *out);
  */
 
 json_t *hf_store_run_json(struct hf_store *s, const char *run_id);
-/* {"runs":[RUN…]} newest first; workflow/status may be NULL; steps included. */
+/* {"runs":[RUN…]} newest first; workflow/status may be NULL. With steps, each
+ * RUN has its "steps" and "history"; without, neither (the runs list's
+ * summary=1: a step's output and logs may be 1 MiB each). */
 json_t *hf_store_runs_json(struct hf_store *s, const char *workflow,
-			   const char *status, int limit);
+			   const char *status, int limit, bool steps);
 json_t *hf_store_event_json(struct hf_store *s, const char *event_id);
 /* {"deliveries":[DELIVERY…]} newest first by created_at (then the order they
  * were stored in); status may be NULL. */

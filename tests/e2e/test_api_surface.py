@@ -138,3 +138,48 @@ def test_blank_or_padded_admin_token_is_refused_at_start(tmp_path, token, how):
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert "--admin-token" in p.stderr and "whitespace" in p.stderr, p.stderr
     assert "listening" not in p.stderr
+
+
+# --- summary=1: the runs list without steps (the dashboard's Workflows page) --
+
+BIG = """
+name: big
+on:
+  webhook:
+    path: /big
+steps:
+  - id: one
+    run: |
+      log.info(string.rep("l", 50000))
+      return { blob = string.rep("x", 200000) }
+"""
+
+
+def test_runs_summary_leaves_steps_and_history_out(server):
+    srv = server(workflows={"big": BIG})
+    ids = [srv.post("/big", {}).json()["runs"][0] for _ in range(3)]
+    for run_id in ids:
+        srv.wait_run(run_id)
+    full = srv.api("GET", "/api/runs?limit=1000")
+    summary = srv.api("GET", "/api/runs?limit=1000&summary=1")
+    assert full.status == 200 and summary.status == 200
+    assert len(full.body) > 600000
+    assert len(summary.body) < 3000, len(summary.body)
+    runs = summary.json()["runs"]
+    assert [r["id"] for r in runs] == [r["id"] for r in full.json()["runs"]]
+    for r, f in zip(runs, full.json()["runs"]):
+        assert "steps" not in r and "history" not in r
+        assert f["steps"] and "history" in f
+        assert {k: v for k, v in f.items() if k not in ("steps", "history")} == r
+    assert srv.api("GET", "/api/runs?summary=0").body == \
+        srv.api("GET", "/api/runs").body
+    r = srv.api("GET", "/api/runs?summary=yes")
+    assert r.status == 400 and "0 or 1" in r.json()["error"], r
+
+
+def test_dashboard_counts_runs_from_the_summary_list(server):
+    srv = server(workflows={"simple": SIMPLE})
+    js = srv.get("/ui/app.js").body
+    asks = [m for m in js.split('"/api/runs')[1:] if m.startswith("?limit=1000")]
+    assert asks, "the Workflows page's runs list"
+    assert all(m.startswith("?limit=1000&summary=1") for m in asks), asks

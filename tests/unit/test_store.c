@@ -479,7 +479,7 @@ static void test_pending(void)
 static size_t count_runs(struct hf_store *s, const char *wf, const char *status,
 			 int limit, json_t **out)
 {
-	json_t *j = hf_store_runs_json(s, wf, status, limit);
+	json_t *j = hf_store_runs_json(s, wf, status, limit, true);
 	size_t n = json_array_size(json_object_get(j, "runs"));
 	if (out)
 		*out = j;
