@@ -376,7 +376,9 @@ def test_absolute_form_is_routed_on_its_path(srv):
     assert [g[0] for g in got] == [202], out[:300]
     run = srv.wait_run(json.loads(got[0][2])["runs"][0])
     assert run["steps"][0]["output"] == {"path": "/h", "query": {"a": "1", "b": "/"}}
-    # no path at all is the path /, answered as "/" is (a redirect)
+    # no path at all is the path /, answered as "/" is (a POST there: 405,
+    # since "/" serves GET and HEAD, a redirect to the dashboard)
     for path in (b"http://example.com?a=1", b"/"):
         out, closed = raw(srv.port, hostile(path=path))
-        assert [g[0] for g in responses(out)] == [302], (path, out[:300])
+        assert [g[0] for g in responses(out)] == [405], (path, out[:300])
+        assert b"\r\nAllow: GET, HEAD\r\n" in out, (path, out[:300])
