@@ -108,9 +108,14 @@ static enum MHD_Result send_raw(struct MHD_Connection *c, struct hf_answer *a)
 
 /* --- request helpers --- */
 
-static const char *header_get(void *ctx, const char *name)
+/* A query parameter for verify (a token scheme's `query:`), or NULL; ctx is
+ * the query tree. A value that holds a NUL (hf_query_decode keeps it) is
+ * none: compared as a C string it would match on its part before the NUL. */
+static const char *query_get(void *ctx, const char *name)
 {
-	return json_string_value(json_object_get(ctx, name));
+	json_t *v = json_object_get(ctx, name);
+	const char *s = json_string_value(v);
+	return s && strlen(s) == json_string_length(v) ? s : NULL;
 }
 
 static const char *arg_get(void *ctx, const char *name)
@@ -237,7 +242,7 @@ static int verify_all(struct req *r, const char *method, json_t *query,
 	    path,
 	    target[plen] ? target + plen + 1 : "",
 	    r->in->eng->opt.public_url,
-	    header_get,
+	    query_get,
 	    query,
 	};
 	/* A signal to a wait_for path (hf_park.h) passes its wait_for's

@@ -312,6 +312,9 @@ def test_token_query(srv):
     accepted(srv.post("/token/query?token=tok%2Dq", BODY, JSON))
     refused(srv.post("/token/query?token=tok-r", BODY, JSON), "wrong token")
     refused(srv.post("/token/query?tok=tok-q", BODY, JSON), "missing query parameter 'token'")
+    # A NUL in the value: not the token cut at the NUL (the query keeps it).
+    refused(srv.post("/token/query?token=tok-q%00x", BODY, JSON),
+            "missing query parameter 'token'")
 
 
 def test_basic(srv):
