@@ -291,6 +291,21 @@ static bool any_sync(struct hf_workflow *const *wfs, size_t n)
 	return false;
 }
 
+/* A token that verify checked (scheme token) is stored redacted, so that
+ * nothing ever shows it: its query parameter (query:), or its header when
+ * named (header:; a bearer token's Authorization is redacted by name when
+ * shown, and kept for replays). A wait_for's verify the same. */
+static void keep_token_out(const struct hf_verify_conf *v,
+			   struct hf_req_headers *h, json_t **query)
+{
+	if (v->scheme != HF_VERIFY_TOKEN)
+		return;
+	if (v->query && json_object_get(*query, v->query))
+		json_object_set_new(*query, v->query, json_string(HF_REDACTED));
+	else if (!v->query && v->header)
+		hf_req_headers_redact(h, v->header);
+}
+
 static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 			       const char *url, const char *method)
 {
@@ -310,14 +325,10 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 		hf_metrics_event(wf0(r), 401);
 		return send_answer(c, &r->ans);
 	}
-	/* A token sent in the query (verify scheme token, query:) is checked:
-	 * the stored event keeps it redacted, so nothing ever shows it. */
 	for (size_t i = 0; i < npassed; i++)
-		if (passed[i]->verify.scheme == HF_VERIFY_TOKEN &&
-		    passed[i]->verify.query &&
-		    json_object_get(query, passed[i]->verify.query))
-			json_object_set_new(query, passed[i]->verify.query,
-					    json_string(HF_REDACTED));
+		keep_token_out(&passed[i]->verify, &r->headers, &query);
+	if (r->signal)
+		keep_token_out(&r->signal->wait_verify, &r->headers, &query);
 	struct hf_event *ev = hf_req_event(r, url, method, query);
 
 	/* Parsed once at most: a JSON body only validated here unless a

@@ -17,6 +17,7 @@
 #include "hf_answer.h"
 #include "hf_body.h"
 #include "hf_json_check.h"
+#include "hf_redact.h"
 #include "ingest_int.h"
 
 #include <ctype.h>
@@ -142,6 +143,15 @@ void hf_req_headers_collect(struct hf_req_headers *h, struct MHD_Connection *c)
 {
 	hf_req_headers_start(h);
 	MHD_get_connection_values(c, MHD_HEADER_KIND, collect, h);
+	write_text(h);
+}
+
+void hf_req_headers_redact(struct hf_req_headers *h, const char *name)
+{
+	ssize_t i = find(h, name);
+	if (i < 0)
+		return;
+	h->value[i] = put(h, HF_REDACTED, strlen(HF_REDACTED));
 	write_text(h);
 }
 

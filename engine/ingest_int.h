@@ -197,6 +197,9 @@ void hf_req_headers_start(struct hf_req_headers *h);
 void hf_req_headers_add(struct hf_req_headers *h, const char *key,
 			const char *value);
 void hf_req_headers_finish(struct hf_req_headers *h);
+/* Replaces the value of the header named name (lower-case), if sent, with
+ * HF_REDACTED, and writes h->text again. */
+void hf_req_headers_redact(struct hf_req_headers *h, const char *name);
 /* ingest_event.c. The value of the header named name (lowercase), or NULL;
  * ctx is a struct hf_req_headers (an hf_header_fn). */
 const char *hf_req_header(void *ctx, const char *name);

@@ -307,6 +307,57 @@ def test_wait_for_verify_and_shared_path(server):
     assert srv.wait_run(rid)["steps"][1]["output"] == {"ok": 1}
 
 
+def test_a_checked_token_is_stored_redacted(server):
+    """A token that verify checked is never stored: in the query (query:)
+    or in a header it names (header:), under on.webhook and under
+    wait_for alike; the step reads "[redacted]" (docs/reference.md)."""
+    srv = server(workflows={"w": """
+        name: w
+        on:
+          webhook:
+            path: /start
+            verify: { scheme: token, header: X-Tok, secret: hdrsecret1 }
+        steps:
+          - id: approval
+            wait_for:
+              path: /sig
+              timeout: 1h
+              verify: { scheme: token, query: key, secret: qsecret2 }
+          - id: after
+            run: return {h = event.headers["x-tok"]}
+        """, "w2": """
+        name: w2
+        on:
+          webhook: { path: /sig2 }
+        steps:
+          - id: approval
+            wait_for:
+              path: /sig2b
+              timeout: 1h
+              verify: { scheme: token, header: X-Sig-Key, secret: hsecret3 }
+        """})
+    r = srv.post("/start", {}, headers={"X-Tok": "hdrsecret1"})
+    assert r.status == 202, r
+    rid, start_ev = r.json()["runs"][0], r.json()["event"]
+    waiting(srv, rid)
+    r = srv.post("/sig?key=qsecret2&n=1", {"ok": 1})
+    assert r.status == 202, r
+    sig_ev = r.json()["event"]
+    assert srv.wait_run(rid)["steps"][1]["output"] == {"h": "[redacted]"}
+    rid2 = srv.post("/sig2", {}).json()["runs"][0]
+    waiting(srv, rid2)
+    r = srv.post("/sig2b", {"ok": 2}, headers={"X-Sig-Key": "hsecret3"})
+    assert r.status == 202 and r.json()["resumed"] == [rid2], r
+    sig2_ev = r.json()["event"]
+    for eid, secret in ((start_ev, "hdrsecret1"), (sig_ev, "qsecret2"),
+                        (sig2_ev, "hsecret3")):
+        ev = srv.api("GET", f"/api/events/{eid}")
+        assert ev.status == 200, ev
+        assert secret not in ev.body, ev.body
+    assert srv.api("GET", f"/api/events/{sig_ev}").json()["query"] == \
+        {"key": "[redacted]", "n": "1"}
+
+
 def test_check_reports_the_new_keys(tmp_path, server):
     """hookflow check: each mistake in sleep/until/wait_for as
     FILE:LINE:COL, exit 1."""
