@@ -18,6 +18,7 @@
 #include "hf_schedule.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -120,7 +121,8 @@ static int make_event(const struct hf_workflow *wf, const struct hf_args *a,
 	size_t blen = 0;
 	char *body = hf_read_file(file, &blen);
 	if (!body) {
-		fprintf(stderr, "hookflow run: cannot read '%s'\n", file);
+		fprintf(stderr, "hookflow run: cannot read '%s': %s\n", file,
+			strerror(errno));
 		return 1;
 	}
 	struct hf_event *ev = hf_event_new();
@@ -229,8 +231,8 @@ static struct hf_event *signal_event(const char *file, const struct hf_step *st)
 	char err[512], *body = file ? hf_read_file(file, &len) : NULL;
 	if (!body) {
 		if (file)
-			fprintf(stderr, "hookflow run: cannot read '%s'\n",
-				file);
+			fprintf(stderr, "hookflow run: cannot read '%s': %s\n",
+				file, strerror(errno));
 		return NULL;
 	}
 	struct hf_event *ev = hf_event_new();

@@ -511,10 +511,15 @@ char *hf_xasprintf(const char *fmt, ...)
 
 char *hf_read_file(const char *path, size_t *len)
 {
+	return hf_read_file_max(path, HF_MAX_READ_FILE, len);
+}
+
+char *hf_read_file_max(const char *path, size_t max, size_t *len)
+{
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
-	struct hf_buf b = {0};
+	struct hf_buf b = {.max = max};
 	char chunk[65536];
 	for (;;) {
 		ssize_t n = read(fd, chunk, sizeof chunk);
@@ -529,7 +534,12 @@ char *hf_read_file(const char *path, size_t *len)
 		}
 		if (n == 0)
 			break;
-		hf_buf_append(&b, chunk, (size_t)n);
+		if (hf_buf_append(&b, chunk, (size_t)n) < 0) {
+			close(fd);
+			hf_buf_release(&b);
+			errno = EFBIG;
+			return NULL;
+		}
 	}
 	close(fd);
 	if (!b.data)

@@ -249,7 +249,14 @@ struct hf_workflow *hf_workflow_load(const char *file, const char *scripts_dir,
 			     HF_MAX_WORKFLOW_FILE);
 		return NULL;
 	}
-	char *text = hf_read_file(file, &len);
+	/* Bounded also where stat cannot tell (a device, a pipe). */
+	char *text = hf_read_file_max(file, HF_MAX_WORKFLOW_FILE, &len);
+	if (!text && errno == EFBIG) {
+		hf_diags_add(diags, file, 0, 0,
+			     "file is too large (at most %d bytes)",
+			     HF_MAX_WORKFLOW_FILE);
+		return NULL;
+	}
 	if (!text) {
 		hf_diags_add(diags, file, 0, 0, "cannot read file: %s",
 			     errstr(errno, ebuf, sizeof ebuf));

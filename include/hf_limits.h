@@ -249,6 +249,13 @@
 #ifndef HF_MAX_WORKFLOWS
 #define HF_MAX_WORKFLOWS 4096
 #endif
+/* Any file hookflow reads whole (an event or signal file of `run`, a script,
+ * a time zone): a path that names /dev/zero, or a pipe that never ends, is
+ * refused past it instead of filling the memory. */
+#ifndef HF_MAX_READ_FILE
+#define HF_MAX_READ_FILE (64 * 1024 * 1024)
+#endif
+
 #ifndef HF_MAX_WORKFLOW_FILE
 #define HF_MAX_WORKFLOW_FILE (1024 * 1024)
 #endif

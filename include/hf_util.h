@@ -95,9 +95,12 @@ char *hf_xstrdup(const char *s);
 char *hf_xstrndup(const char *s, size_t n);
 char *hf_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Reads a whole file. Returns a NUL-terminated buffer (caller frees) or NULL
- * with errno set. */
+/* Reads a whole file of at most HF_MAX_READ_FILE bytes. Returns a
+ * NUL-terminated buffer (caller frees) or NULL with errno set (EFBIG past the
+ * limit: a path to /dev/zero or a pipe that never ends stops there). */
 char *hf_read_file(const char *path, size_t *len);
+/* The same with a limit of max bytes. */
+char *hf_read_file_max(const char *path, size_t max, size_t *len);
 
 enum hf_log_level { HF_LOG_DEBUG, HF_LOG_INFO, HF_LOG_WARN, HF_LOG_ERROR };
 /* One line to stderr: "hookflow: MSG". Thread-safe. */

@@ -321,3 +321,26 @@ def test_run_needs_no_secrets(tmp_path):
     # as `check` (serve still needs the secret: its path answers 503 meanwhile)
     p = cli("check", f, env=env_without("HF_LE_NOT_SET"))
     assert p.returncode == 0, p.stderr
+
+
+def test_files_that_never_end_are_refused_not_read_forever(tmp_path):
+    """A workflow path that names /dev/zero (a symlink to it) is refused as
+    too large after 1 MiB, as a large regular file is, rather than read
+    until the memory is gone; so is `run --event /dev/zero` past the
+    64 MiB that any file read whole may be (HF_MAX_READ_FILE)."""
+    zero = tmp_path / "zero.yml"
+    zero.symlink_to("/dev/zero")
+    p = subprocess.run([BIN, "check", str(zero)], capture_output=True,
+                       text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p
+    assert f"{zero}: file is too large (at most 1048576 bytes)" in \
+        p.stdout + p.stderr, p
+    good = tmp_path / "ok.yml"
+    good.write_text(wf("ok", "/ok"))
+    p = subprocess.run([BIN, "run", str(good), "--event", "/dev/zero",
+                        "--data", str(tmp_path / "d.db")],
+                       capture_output=True, text=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p
+    assert "hookflow run: cannot read '/dev/zero': File too large" in \
+        p.stderr, p
