@@ -154,6 +154,20 @@ static const char *status_arg(hf_arg_fn arg, void *ctx,
 	return NULL;
 }
 
+/* A list's "status" (one of names, n of them; NULL when absent) and "limit"
+ * (def when absent). Returns false after answering 400 for either. */
+static bool list_args(hf_arg_fn arg, void *ctx, const char *const *names,
+		      size_t n, int def, struct hf_answer *out,
+		      const char **status, int *limit)
+{
+	bool bad;
+	*status = status_arg(arg, ctx, names, n, out, &bad);
+	if (bad)
+		return false;
+	*limit = limit_arg(arg, ctx, def, out);
+	return *limit >= 0;
+}
+
 /* Answers 200 with v, or 404 "no WHAT 'ID'" when v is NULL. */
 static void found(struct hf_answer *out, json_t *v, const char *what,
 		  const char *id)
@@ -216,13 +230,10 @@ static void get_runs(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 	const char *names[HF_RUN_CANCELLED + 1];
 	for (int i = HF_RUN_QUEUED; i <= HF_RUN_CANCELLED; i++)
 		names[i] = hf_run_status_name(i);
-	bool bad;
-	const char *status = status_arg(
-	    arg, ctx, names, sizeof names / sizeof names[0], out, &bad);
-	if (bad)
-		return;
-	int limit = limit_arg(arg, ctx, HF_LIST_DEFAULT_RUNS, out);
-	if (limit < 0)
+	const char *status;
+	int limit;
+	if (!list_args(arg, ctx, names, sizeof names / sizeof names[0],
+		       HF_LIST_DEFAULT_RUNS, out, &status, &limit))
 		return;
 	/* summary=1: the runs without their steps and history, whose outputs
 	 * and logs may be 1 MiB each (the dashboard's Workflows page). */
@@ -329,13 +340,10 @@ static void get_deliveries(struct hf_engine *eng, const char *id, hf_arg_fn arg,
 			   void *ctx, struct hf_answer *out)
 {
 	static const char *const names[] = {"pending", "delivered", "failed"};
-	bool bad;
-	const char *status = status_arg(
-	    arg, ctx, names, sizeof names / sizeof names[0], out, &bad);
-	if (bad)
-		return;
-	int limit = limit_arg(arg, ctx, HF_LIST_DEFAULT_DELIVERIES, out);
-	if (limit < 0)
+	const char *status;
+	int limit;
+	if (!list_args(arg, ctx, names, sizeof names / sizeof names[0],
+		       HF_LIST_DEFAULT_DELIVERIES, out, &status, &limit))
 		return;
 	hf_answer_json(out, 200,
 		       hf_store_deliveries_json(eng->store, status, limit));

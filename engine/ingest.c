@@ -296,12 +296,12 @@ static bool any_sync(struct hf_workflow *const *wfs, size_t n)
  * named (header:; a bearer token's Authorization is redacted by name when
  * shown, and kept for replays). A wait_for's verify the same. */
 static void keep_token_out(const struct hf_verify_conf *v,
-			   struct hf_req_headers *h, json_t **query)
+			   struct hf_req_headers *h, json_t *query)
 {
 	if (v->scheme != HF_VERIFY_TOKEN)
 		return;
-	if (v->query && json_object_get(*query, v->query))
-		json_object_set_new(*query, v->query, json_string(HF_REDACTED));
+	if (v->query && json_object_get(query, v->query))
+		json_object_set_new(query, v->query, json_string(HF_REDACTED));
 	else if (!v->query && v->header)
 		hf_req_headers_redact(h, v->header);
 }
@@ -326,9 +326,9 @@ static enum MHD_Result process(struct req *r, struct MHD_Connection *c,
 		return send_answer(c, &r->ans);
 	}
 	for (size_t i = 0; i < npassed; i++)
-		keep_token_out(&passed[i]->verify, &r->headers, &query);
+		keep_token_out(&passed[i]->verify, &r->headers, query);
 	if (r->signal)
-		keep_token_out(&r->signal->wait_verify, &r->headers, &query);
+		keep_token_out(&r->signal->wait_verify, &r->headers, query);
 	struct hf_event *ev = hf_req_event(r, url, method, query);
 
 	/* Parsed once at most: a JSON body only validated here unless a
