@@ -198,32 +198,16 @@ static char *key_of(const struct hf_run *run, const struct hf_throttle *t,
 	return out;
 }
 
-int hf_throttle_gate(struct hf_store *s, struct hf_run *run, int64_t now)
+/* One gate: t under key's expression (step: the step's id, NULL for the
+ * workflow's), own the run's reservation when it woke from this gate, else
+ * NO_OWN. 1 when the run parked, 0 when it may go on. */
+static int gate(struct hf_store *s, struct hf_run *run,
+		const struct hf_throttle *t, const char *step, int64_t own,
+		int64_t now)
 {
-	const struct hf_workflow *wf = run->wf;
-	size_t i = run->next_step;
-	/* Woken: its reservation (wake_at) moves to its real start, or later
-	 * when the starts made since fill its window (a debounce's leader
-	 * woke from its burst, not from a throttle: hf_debounce.h). */
-	bool burst = run->waiting &&
-		     strstr(run->waiting, "\"for\":\"debounce\"") != NULL;
-	if (!wf || i >= wf->nsteps || run->step_attempt != 1 ||
-	    wf->steps[i].park)
-		return 0;
-	const struct hf_throttle *t = NULL;
-	const char *step = NULL;
-	if (i == 0 && wf->throttle) {
-		t = wf->throttle;
-	} else if (wf->steps[i].throttle) {
-		t = wf->steps[i].throttle;
-		step = wf->steps[i].id;
-	}
-	if (!t)
-		return 0;
 	char *key = key_of(run, t, step ? step : "");
 	if (!key)
 		return 0;
-	int64_t own = run->woken && !burst ? run->wake_at : NO_OWN;
 	int64_t at = reserve_any(s, key, t, own, &now);
 	int parked = 0;
 	if (at <= now)
@@ -244,6 +228,47 @@ int hf_throttle_gate(struct hf_store *s, struct hf_run *run, int64_t now)
 	}
 	free(key);
 	return parked;
+}
+
+/* Whether a run woken before its first step woke from that step's own
+ * throttle (its stored "waiting" names the step), not the workflow's: read
+ * only where the first step and the workflow both throttle. */
+static bool woke_at_step(struct hf_store *s, const struct hf_run *run)
+{
+	char *text = s ? hf_store_run_waiting(s, run->id) : NULL;
+	const char *w = text ? text : run->waiting;
+	json_t *o = w ? json_loads(w, 0, NULL) : NULL;
+	bool at_step = json_is_string(json_object_get(o, "step"));
+	json_decref(o);
+	free(text);
+	return at_step;
+}
+
+int hf_throttle_gate(struct hf_store *s, struct hf_run *run, int64_t now)
+{
+	const struct hf_workflow *wf = run->wf;
+	size_t i = run->next_step;
+	/* Woken: its reservation (wake_at) moves to its real start, or later
+	 * when the starts made since fill its window (a debounce's leader
+	 * woke from its burst, not from a throttle: hf_debounce.h). */
+	bool burst = run->waiting &&
+		     strstr(run->waiting, "\"for\":\"debounce\"") != NULL;
+	if (!wf || i >= wf->nsteps || run->step_attempt != 1 ||
+	    wf->steps[i].park)
+		return 0;
+	const struct hf_throttle *st = wf->steps[i].throttle;
+	int64_t own = run->woken && !burst ? run->wake_at : NO_OWN;
+	/* Before the first step the workflow's gate comes first, then the
+	 * step's own: a run woken from the step's gate passed the
+	 * workflow's already. */
+	if (i == 0 && wf->throttle) {
+		if (!st || own == NO_OWN || !woke_at_step(s, run)) {
+			if (gate(s, run, wf->throttle, NULL, own, now))
+				return 1;
+			own = NO_OWN; /* its reservation was the workflow's */
+		}
+	}
+	return st ? gate(s, run, st, wf->steps[i].id, own, now) : 0;
 }
 
 struct restore {

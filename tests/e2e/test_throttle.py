@@ -17,10 +17,11 @@ from conftest import state_rows, wait_for
 
 class Watch:
     """Records the waiting runs' "waiting" (GET /api/runs?status=waiting)
-    until stopped."""
+    until stopped: the last seen of each run, and each (run, step) seen."""
 
     def __init__(self, srv):
         self.srv, self.seen, self.stop_ = srv, {}, threading.Event()
+        self.gates = set()
         self.t = threading.Thread(target=self.loop, daemon=True)
         self.t.start()
 
@@ -31,6 +32,7 @@ class Watch:
                 if r.status == 200:
                     for run in r.json()["runs"]:
                         self.seen[run["id"]] = run["waiting"]
+                        self.gates.add((run["id"], run["waiting"]["step"]))
             except OSError:
                 pass  # restarting
             self.stop_.wait(0.01)
@@ -195,3 +197,49 @@ def test_throttle_holds_on_real_starts(server):
     # Arrival order: a run starts no sooner than those `limit` before it.
     for i in range(3, len(made)):
         assert made[i] >= max(made[:i - 2]), (i, made)
+
+
+def first_step_throttled(name, top, throttle):
+    """A one-step workflow throttled at the top (top) and on its step."""
+    return (f"name: {name}\non:\n  webhook:\n    path: /{name}\n{top}"
+            f"steps:\n  - id: call\n    throttle: {throttle}\n"
+            f"    run: return event.body.n\n")
+
+
+def test_first_step_throttle_under_a_workflow_throttle(server):
+    """A first step's own throttle holds when the workflow throttles too:
+    the workflow's gate comes first, then the step's. The workflow's key
+    differs per event (never binding here), the step's is shared: its
+    starts are one per second, and a run parked at the step's gate names
+    it. Run on both backends (a woken run's gate is read from the store)."""
+    top = "throttle: { key: event.body.n, limit: 100, period: 2s }\n"
+    srv = server(workflows={"t": first_step_throttled(
+        "t", top, "{ key: \"'mailchimp'\", limit: 1, period: 1s }")})
+    watch = Watch(srv)
+    ids = post_all(srv, ["/t"], 3)
+    for rid in ids:
+        run = srv.wait_run(rid, timeout=30)
+        assert run["status"] == "succeeded", run
+    watch.stop()
+    parked = [w for rid, w in watch.seen.items() if rid in ids]
+    assert len(parked) >= 2, watch.seen
+    for w in parked:
+        assert w["for"] == "throttle" and w["step"] == "call", w
+    assert_schedule(starts(srv, ids).values(), 1, 1000)
+
+
+def test_both_throttles_bind_before_the_first_step(server):
+    """Both gates binding: the workflow's lets two runs a second through,
+    the first step's own one run per 1.5 s; the step's starts hold the
+    tighter, and the runs parked at either gate all finish."""
+    top = "throttle: { key: \"'w'\", limit: 2, period: 1s }\n"
+    srv = server(workflows={"b": first_step_throttled(
+        "b", top, "{ key: \"'x'\", limit: 1, period: 1500ms }")})
+    watch = Watch(srv)
+    ids = post_all(srv, ["/b"], 4)
+    for rid in ids:
+        assert srv.wait_run(rid, timeout=30)["status"] == "succeeded"
+    watch.stop()
+    gates = {step for rid, step in watch.gates if rid in ids}
+    assert gates == {None, "call"}, watch.gates
+    assert_schedule(starts(srv, ids).values(), 1, 1500)
