@@ -10,6 +10,7 @@
  * shared between threads; ref/unref are atomic. */
 #include "hf_limits.h"
 #include "hf_verify.h"
+#include "hf_yaml_json.h"
 #include "wf_int.h"
 
 #include <errno.h>
@@ -115,6 +116,13 @@ static int load_doc(struct wf_ctx *c)
 	yaml_parser_t ps;
 	yaml_document_t extra;
 	int rc = -1;
+	int line, col;
+	if (hf_yaml_depth_over(c->text, c->len, HF_YAML_MAX_DEPTH, &line,
+			       &col)) {
+		wf_diag(c, line, col, "nested too deeply (at most %d levels)",
+			HF_YAML_MAX_DEPTH);
+		return -1;
+	}
 	if (!yaml_parser_initialize(&ps))
 		abort(); /* out of memory, as hf_xmalloc */
 	yaml_parser_set_input_string(&ps, (const unsigned char *)c->text,

@@ -195,6 +195,43 @@ static json_t *convert(struct conv *c, yaml_node_t *n, int depth)
 	return json_null();
 }
 
+int hf_yaml_depth_over(const char *text, size_t len, int max, int *line,
+		       int *col)
+{
+	yaml_parser_t p;
+	if (!yaml_parser_initialize(&p))
+		abort(); /* out of memory, as hf_xmalloc */
+	yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+	int depth = 0, over = 0;
+	for (bool end = false; !end && !over;) {
+		yaml_event_t ev;
+		if (!yaml_parser_parse(&p, &ev))
+			break;
+		switch (ev.type) {
+		case YAML_SEQUENCE_START_EVENT:
+		case YAML_MAPPING_START_EVENT:
+			if (++depth > max) {
+				over = 1;
+				*line = (int)ev.start_mark.line + 1;
+				*col = (int)ev.start_mark.column + 1;
+			}
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			depth--;
+			break;
+		case YAML_STREAM_END_EVENT:
+			end = true;
+			break;
+		default:
+			break;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&p);
+	return over;
+}
+
 json_t *hf_yaml_to_json(const char *text, size_t len, const char *file,
 			struct hf_diags *diags)
 {
@@ -204,6 +241,12 @@ json_t *hf_yaml_to_json(const char *text, size_t len, const char *file,
 	if (!yaml_parser_initialize(&parser)) {
 		hf_diags_add(diags, file, 0, 0, "cannot start the YAML parser");
 		return NULL;
+	}
+	int line, col;
+	if (hf_yaml_depth_over(text, len, HF_YAML_MAX_DEPTH, &line, &col)) {
+		hf_diags_add(diags, file, line, col,
+			     "document is nested too deeply");
+		goto parser_done;
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	if (!yaml_parser_load(&parser, &doc)) {

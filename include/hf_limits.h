@@ -375,6 +375,15 @@
 #ifndef HF_YAML_JSON_MAX_DEPTH
 #define HF_YAML_JSON_MAX_DEPTH 64
 #endif
+/* Nesting of a YAML file read as a workflow or by `check --json`: libyaml's
+ * scanner takes time quadratic in the depth of open flow collections
+ * ("[[[…" 32,000 deep took 4 s), so a first pass over the events stops
+ * past this depth before the document is built (hf_yaml_depth_over). Above
+ * HF_WITH_MAX_DEPTH and HF_YAML_JSON_MAX_DEPTH, so that their own errors
+ * still name the key. */
+#ifndef HF_YAML_MAX_DEPTH
+#define HF_YAML_MAX_DEPTH 96
+#endif
 #ifndef HF_YAML_JSON_MAX_NODES
 #define HF_YAML_JSON_MAX_NODES 200000
 #endif

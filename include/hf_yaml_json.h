@@ -17,4 +17,12 @@
 json_t *hf_yaml_to_json(const char *text, size_t len, const char *file,
 			struct hf_diags *diags);
 
+/* Whether text holds a collection opened deeper than max levels (nested
+ * collections, any style), read as events up to that point only: 1 with the
+ * collection's 1-based *line and *col, else 0 (a syntax error is left to the
+ * loader). A pass before yaml_parser_load, whose scanner is quadratic in the
+ * depth: HF_YAML_MAX_DEPTH. */
+int hf_yaml_depth_over(const char *text, size_t len, int max, int *line,
+		       int *col);
+
 #endif

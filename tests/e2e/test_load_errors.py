@@ -344,3 +344,29 @@ def test_files_that_never_end_are_refused_not_read_forever(tmp_path):
     assert p.returncode == 1, p
     assert "hookflow run: cannot read '/dev/zero': File too large" in \
         p.stderr, p
+
+
+def test_deep_nesting_is_refused_before_it_is_built(tmp_path, server):
+    """A file of flow collections nested about 500,000 deep (just under the
+    1 MiB a workflow file may be) is refused as nested too deeply, at the
+    first collection past HF_YAML_MAX_DEPTH (96 levels, the document's own
+    mapping the first), by check, check --json and serve alike. libyaml's
+    scanner takes time quadratic in the depth (minutes at this size), so
+    without the first pass over its events these runs would not end within
+    their bounds."""
+    depth = 500_000
+    text = wf("deep", "/deep") + "x: " + "[" * depth + "]" * depth + "\n"
+    f = tmp_path / "deep.yml"
+    f.write_text(text)
+    line = text.count("\n", 0, text.index("x: ")) + 1
+    p = cli("check", f, timeout=120)
+    assert p.returncode == 1, p
+    assert f"{f}:{line}:{3 + 96}: nested too deeply (at most 96 levels)" \
+        in p.stdout + p.stderr, p
+    p = cli("check", "--json", f, timeout=120)
+    assert "document is nested too deeply" in p.stdout + p.stderr, p
+    srv = server(workflows={"deep": text, "ok": wf("ok", "/ok")})
+    assert srv.post("/ok", {}).status == 202
+    assert srv.post("/deep", {}).status == 503
+    assert any("nested too deeply" in json.dumps(e) for e in errors(srv)), \
+        errors(srv)

@@ -116,10 +116,32 @@ static void test_errors(void)
 	expect_error(lol, 0, "too large");
 }
 
+/* The first pass that stops at a depth, before the document is built: the
+ * document's own collection is the first level, any style counts, and the
+ * position is the first collection past max. */
+static void test_depth_over(void)
+{
+	const char *y = "a:\n  b: [1, {c: [2]}]\n";
+	int line = 0, col = 0;
+	CHECK(hf_yaml_depth_over(y, strlen(y), 5, &line, &col) == 0);
+	CHECK(hf_yaml_depth_over(y, strlen(y), 4, &line, &col) == 1);
+	CHECK(line == 2 && col == 14);
+	CHECK(hf_yaml_depth_over(y, strlen(y), 1, &line, &col) == 1);
+	CHECK(line == 2 && col == 3);
+	/* Scalars, however bracketed, are not collections; a syntax error
+	 * is the loader's to report. */
+	const char *q = "a: '[[[['\nb: |\n  [[[[\n";
+	CHECK(hf_yaml_depth_over(q, strlen(q), 1, &line, &col) == 0);
+	const char *bad = "a: [[[\n";
+	CHECK(hf_yaml_depth_over(bad, strlen(bad), 8, &line, &col) == 0);
+	CHECK(hf_yaml_depth_over(bad, strlen(bad), 3, &line, &col) == 1);
+}
+
 int main(void)
 {
 	test_scalars();
 	test_structure();
 	test_errors();
+	test_depth_over();
 	return tap_done();
 }
