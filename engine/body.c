@@ -103,45 +103,6 @@ int hf_json_parse(const char *text, size_t len, json_t **out, char *err,
 
 /* ---- forms and query strings ---- */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when invalid.
- * On 0, *bad is the length of the maximal invalid subpart, which becomes one
- * U+FFFD (Unicode's recommended practice). */
-static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
-{
-	unsigned char c = s[0];
-	size_t need;
-	unsigned char lo = 0x80, hi = 0xbf;
-	*bad = 1;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		need = 1;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		need = 2;
-		if (c == 0xe0)
-			lo = 0xa0; /* overlong */
-		if (c == 0xed)
-			hi = 0x9f; /* surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		need = 3;
-		if (c == 0xf0)
-			lo = 0x90; /* overlong */
-		if (c == 0xf4)
-			hi = 0x8f; /* past U+10FFFF */
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i <= need; i++) {
-		if (i >= n || s[i] < lo || s[i] > hi) {
-			*bad = i;
-			return 0;
-		}
-		lo = 0x80;
-		hi = 0xbf;
-	}
-	return need + 1;
-}
-
 /* Percent-decodes s[0..n) into raw ('+' is a space; an invalid '%' stays as it
  * is), then copies raw into out as valid UTF-8. In a key, a NUL byte becomes
  * U+FFFD as well: jansson cannot parse NUL in keys, and code that walks objects
@@ -174,7 +135,7 @@ void hf_utf8_append(struct hf_buf *out, const char *s, size_t n, bool no_nul)
 	const unsigned char *p = (const unsigned char *)s;
 	for (size_t i = 0; i < n;) {
 		size_t bad;
-		size_t k = utf8_seq(p + i, n - i, &bad);
+		size_t k = hf_utf8_len(p + i, n - i, &bad);
 		if (no_nul && p[i] == '\0')
 			k = 0;
 		if (k) {

@@ -25,11 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Whether s (n bytes) is UTF-8 as jansson accepts it (hf_utf8_seq). */
+/* Whether s (n bytes) is UTF-8 as jansson accepts it (hf_utf8_len). */
 static bool utf8_ok(const unsigned char *s, size_t n)
 {
 	for (size_t i = 0; i < n;) {
-		size_t k = s[i] < 0x80 ? 1 : hf_utf8_seq(s + i, n - i);
+		size_t k = hf_utf8_len(s + i, n - i, NULL);
 		if (k == 0)
 			return false;
 		i += k;

@@ -16,6 +16,7 @@
 #include "hf_json_check.h"
 
 #include "hf_limits.h"
+#include "hf_util.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -63,41 +64,11 @@ static bool hex4(const unsigned char *p, const unsigned char *end, unsigned *v)
 	return true;
 }
 
-size_t hf_utf8_seq(const unsigned char *p, size_t left)
-{
-	unsigned char u = *p;
-	size_t n;
-	unsigned v;
-	if (u >= 0xC2 && u <= 0xDF) {
-		n = 2;
-		v = u & 0x1F;
-	} else if (u >= 0xE0 && u <= 0xEF) {
-		n = 3;
-		v = u & 0x0F;
-	} else if (u >= 0xF0 && u <= 0xF4) {
-		n = 4;
-		v = u & 0x07;
-	} else {
-		return 0;
-	}
-	if (left < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		v = v << 6 | (p[i] & 0x3F);
-	}
-	if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) ||
-	    (n == 3 && v < 0x800) || (n == 4 && v < 0x10000))
-		return 0;
-	return n;
-}
-
 /* A valid UTF-8 sequence of 2 to 4 bytes at c->p: skips it, or returns
  * false. */
 static bool utf8(struct jc *c)
 {
-	size_t n = hf_utf8_seq(c->p, (size_t)(c->end - c->p));
+	size_t n = hf_utf8_len(c->p, (size_t)(c->end - c->p), NULL);
 	c->p += n;
 	return n > 0;
 }

@@ -57,38 +57,6 @@ static inline void skip_ws(struct dec *d)
 		d->p++;
 }
 
-/* Length of the valid UTF-8 sequence at s (s < end, *s >= 0x80), else 0. */
-static size_t utf8_len(const unsigned char *s, const unsigned char *end)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t need;
-	if (c >= 0xc2 && c <= 0xdf) {
-		need = 1;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		need = 2;
-		if (c == 0xe0)
-			lo = 0xa0; /* overlong */
-		else if (c == 0xed)
-			hi = 0x9f; /* surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		need = 3;
-		if (c == 0xf0)
-			lo = 0x90; /* overlong */
-		else if (c == 0xf4)
-			hi = 0x8f; /* past U+10FFFF */
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - s) <= need)
-		return 0;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i <= need; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return need + 1;
-}
-
 static int hex4(const unsigned char *s, const unsigned char *end)
 {
 	if (end - s < 4)
@@ -128,7 +96,8 @@ static __attribute__((noinline)) int string_slow(struct dec *d,
 				d->p++;
 				continue;
 			}
-			size_t n = utf8_len(d->p, d->end);
+			size_t n =
+			    hf_utf8_len(d->p, (size_t)(d->end - d->p), NULL);
 			if (!n)
 				goto bad_utf8;
 			d->p += n;
@@ -244,7 +213,7 @@ static int parse_string(struct dec *d)
 			d->p++;
 			continue;
 		}
-		size_t n = utf8_len(d->p, d->end);
+		size_t n = hf_utf8_len(d->p, (size_t)(d->end - d->p), NULL);
 		if (!n)
 			return fail(d, "not valid UTF-8");
 		d->p += n;

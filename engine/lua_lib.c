@@ -18,36 +18,6 @@
 
 /* ---- log ---- */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	unsigned min;
-	unsigned cp;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2, min = 0x80, cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3, min = 0x800, cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4, min = 0x10000, cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 void hf_lua_log_add(struct hf_lua_log *log, const char *level, const char *msg,
 		    size_t len)
 {
@@ -66,7 +36,7 @@ void hf_lua_log_add(struct hf_lua_log *log, const char *level, const char *msg,
 	const unsigned char *s = (const unsigned char *)msg;
 	size_t i = 0;
 	while (i < len && n < HF_LOG_LINE_MAX) {
-		size_t k = utf8_seq(s + i, len - i);
+		size_t k = hf_utf8_len(s + i, len - i, NULL);
 		if (k == 0) {
 			line[n++] = '?';
 			i++;

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <stdint.h>
 #include <string.h>
 
 /* --- statements --- */
@@ -22,41 +23,20 @@ bool hf_pg_ok(const PGresult *r)
 	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
 
-/* Length of the valid UTF-8 sequence at s, 0 when there is none. */
-static size_t utf8_seq(const unsigned char *s)
-{
-	if (s[0] < 0x80)
-		return 1;
-	size_t n = s[0] >= 0xf0 && s[0] <= 0xf4	  ? 4
-		   : s[0] >= 0xe0 && s[0] <= 0xef ? 3
-		   : s[0] >= 0xc2 && s[0] <= 0xdf ? 2
-						  : 0;
-	for (size_t i = 1; i < n; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	if (n == 3 &&
-	    ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f)))
-		return 0;
-	if (n == 4 &&
-	    ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f)))
-		return 0;
-	return n;
-}
-
 /* s with each byte that is not part of valid UTF-8 as U+FFFD (PostgreSQL
  * refuses such text; SQLite stores it), or NULL when s is valid. */
 static char *mend_utf8(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t n;
-	while (*p && (n = utf8_seq(p)) > 0)
+	while (*p && (n = hf_utf8_len(p, SIZE_MAX, NULL)) > 0)
 		p += n;
 	if (!*p)
 		return NULL;
 	struct hf_buf b = {0};
 	p = (const unsigned char *)s;
 	while (*p) {
-		n = utf8_seq(p);
+		n = hf_utf8_len(p, SIZE_MAX, NULL);
 		if (n) {
 			hf_buf_append(&b, p, n);
 			p += n;

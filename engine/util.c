@@ -400,6 +400,44 @@ void hf_id_new(char out[HF_ID_SIZE], const char *prefix)
 	out[len] = '\0';
 }
 
+size_t hf_utf8_len(const void *p, size_t n, size_t *bad)
+{
+	const unsigned char *s = p;
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t need;
+	if (bad)
+		*bad = 1;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		need = 1;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		need = 2;
+		if (c == 0xe0)
+			lo = 0xa0; /* overlong below */
+		else if (c == 0xed)
+			hi = 0x9f; /* surrogates above */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 3;
+		if (c == 0xf0)
+			lo = 0x90; /* overlong below */
+		else if (c == 0xf4)
+			hi = 0x8f; /* past U+10FFFF above */
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i <= need; i++) {
+		if (i >= n || s[i] < lo || s[i] > hi) {
+			if (bad)
+				*bad = i;
+			return 0;
+		}
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	return need + 1;
+}
+
 int hf_buf_append(struct hf_buf *b, const void *p, size_t n)
 {
 	if (b->max && b->len + n > b->max)

@@ -12,10 +12,5 @@
 #include <stddef.h>
 
 bool hf_json_check(const char *text, size_t len);
-/* The length (2 to 4) of the valid UTF-8 sequence of more than one byte at p,
- * as jansson accepts it (no overlong forms, no surrogates, nothing past
- * U+10FFFF; utf8_check_* in jansson), left bytes from p on; 0 when there is
- * none. */
-size_t hf_utf8_seq(const unsigned char *p, size_t left);
 
 #endif

@@ -82,6 +82,13 @@ struct hf_buf {
 /* Appends n bytes and keeps data NUL-terminated; p may point into the buffer
  * itself. Returns 0, or -1 past max (the buffer is left as it was). */
 int hf_buf_append(struct hf_buf *b, const void *p, size_t n);
+/* The length (1 to 4) of the valid UTF-8 sequence at p, n >= 1 bytes left
+ * from p on, or 0 when none starts there (RFC 3629, as jansson accepts it:
+ * no overlong forms, no surrogates, nothing past U+10FFFF). On 0, *bad
+ * (unless NULL) is the length of the maximal invalid subpart, which Unicode's
+ * recommended practice replaces by one U+FFFD. Bytes are read in order and no
+ * further than the first that fails, so a NUL ends a NUL-terminated s. */
+size_t hf_utf8_len(const void *p, size_t n, size_t *bad);
 int hf_buf_printf(struct hf_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void hf_buf_release(struct hf_buf *b);

@@ -357,8 +357,44 @@ static void test_log(void)
 	hf_log_set_format(HF_LOG_TEXT);
 }
 
+/* The one UTF-8 decoder (ingest, bodies, logs, Lua, PostgreSQL text):
+ * RFC 3629's table, and the maximal invalid subpart of each failure. */
+static void test_utf8_len(void)
+{
+	static const struct {
+		const char *s;
+		size_t n, len, bad;
+	} cases[] = {
+	    {"a", 1, 1, 1},
+	    {"\xc3\xa9", 2, 2, 1},	   /* é */
+	    {"\xe2\x82\xac", 3, 3, 1},	   /* € */
+	    {"\xf0\x9f\x98\x80", 4, 4, 1}, /* 😀 */
+	    {"\xf4\x8f\xbf\xbf", 4, 4, 1}, /* U+10FFFF */
+	    {"\xc3", 1, 0, 1},		   /* cut short */
+	    {"\xe2\x82", 2, 0, 2},	   /* cut short after two */
+	    {"\xc0\xaf", 2, 0, 1},	   /* overlong, never valid */
+	    {"\xe0\x9f\xbf", 3, 0, 1},	   /* overlong three */
+	    {"\xf0\x8f\xbf\xbf", 4, 0, 1}, /* overlong four */
+	    {"\xed\xa0\x80", 3, 0, 1},	   /* a surrogate */
+	    {"\xf4\x90\x80\x80", 4, 0, 1}, /* past U+10FFFF */
+	    {"\xf5\x80\x80\x80", 4, 0, 1}, /* never a first byte */
+	    {"\x80", 1, 0, 1},		   /* a lone continuation */
+	    {"\xe2\x28\xa1", 3, 0, 1},	   /* second byte not one */
+	    {"\xf0\x9f\x98\x28", 4, 0, 3}, /* fourth byte not one */
+	    {"\xe2\x82", 9, 0, 2},	   /* a NUL ends it, not n */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t bad = 99;
+		size_t len = hf_utf8_len(cases[i].s, cases[i].n, &bad);
+		CHECK(len == cases[i].len);
+		CHECK(len || bad == cases[i].bad);
+		CHECK(hf_utf8_len(cases[i].s, cases[i].n, NULL) == len);
+	}
+}
+
 int main(void)
 {
+	test_utf8_len();
 	test_log();
 	test_log_escapes();
 	test_duration();
