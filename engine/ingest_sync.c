@@ -327,10 +327,12 @@ void hf_ingest_answer_commit(struct req *r)
 			     outcome == OUT_FAILED ? NULL : r->w.dup_of, false);
 		return;
 	}
-	if (r->sync_declined && r->nids == 0) {
+	if (r->sync_declined && r->nids == 0 && !r->signal) {
 		/* A sync caller waits for an answer that no run will give:
 		 * 404, as for an unknown path (the event is stored, with why
-		 * each workflow declined under "skipped"). */
+		 * each workflow declined under "skipped"). Not a signal: it
+		 * was matched against the runs waiting on its path, and its
+		 * answer says which it resumed. */
 		log_answered(r, 404, NULL, true);
 		hf_answer_error(&r->ans, 404, "no matching workflow");
 		hf_metrics_event(wf_name, 404);
