@@ -10,9 +10,10 @@
  * may be (the same check as a resume URL's body: step_output), and 503 when
  * the signals waiting to be matched fill their queue (hf_park.h). A resume URL
  * is checked here (its token, in constant time), its body handed over with no
- * event stored; 202 with "resumed" when the run was waiting at that step, 410
- * when it no longer is (the URL was used, or the wait ended), 404 for a token
- * that is not one.
+ * event stored; 202 with "resumed" when the run was waiting at that step, 503
+ * with Retry-After when it has not parked there yet (its step before is
+ * still running, or it is queued), 410 when it no longer is (the URL was
+ * used, or the wait ended), 404 for a token that is not one.
  *
  * Threading: hf_ingest_resume on an HTTP thread; hf_ingest_signal_stored on
  * the writer; the callbacks on the writer or on hf-signals (nothing to
@@ -114,9 +115,15 @@ void hf_ingest_signal_stored(struct req *r, bool answer)
 static void resume_answered(void *arg, json_t *resumed, const char *why)
 {
 	struct req *r = arg;
-	(void)why;
 	if (!resumed) {
 		hf_answer_error(&r->ans, 503, "cannot resume the run now");
+		r->ans.retry_after = 1;
+		hf_metrics_event(NULL, 503);
+	} else if (why == hf_park_not_yet) {
+		/* Early, not late: the sender may try again (a 410 would tell
+		 * it never to). The body was read: the connection stays. */
+		json_decref(resumed);
+		hf_answer_error(&r->ans, 503, "%s; try again later", why);
 		r->ans.retry_after = 1;
 		hf_metrics_event(NULL, 503);
 	} else if (json_array_size(resumed) > 0) {

@@ -49,6 +49,7 @@ struct match {
 	char run_id[HF_ID_SIZE];
 	int step;
 	bool resumed;
+	bool not_yet; /* the run has not parked at step yet */
 };
 
 struct job {
@@ -254,6 +255,7 @@ static int resume_call(struct hf_store *s, void *arg)
 		if (rc < 0)
 			return -1;
 		j->m[i].resumed = rc == 1;
+		j->m[i].not_yet = rc == HF_RESUME_NOT_YET;
 	}
 	return 0;
 }
@@ -277,9 +279,14 @@ static void resume_done(struct hf_write *w)
 		hf_backlog_stored(j->p->eng->backlog, 0, n);
 		count_add(j->p, -(long long)n);
 	}
-	job_answer(j, ids, NULL);
+	/* A resume URL whose run is still on its way to the wait_for. */
+	bool early = w->rc == 0 && !j->ev && j->nm == 1 && j->m[0].not_yet;
+	job_answer(j, ids, early ? hf_park_not_yet : NULL);
 	job_free(j);
 }
+
+const char hf_park_not_yet[] = "the run has not reached this wait_for step "
+			       "yet";
 
 static void add_match(struct job *j, const char *run_id, int step)
 {
@@ -291,6 +298,7 @@ static void add_match(struct job *j, const char *run_id, int step)
 	snprintf(m->run_id, sizeof m->run_id, "%s", run_id);
 	m->step = step;
 	m->resumed = false;
+	m->not_yet = false;
 }
 
 /* A run waiting on the signal's path: a match when its wait_for's `if:` is

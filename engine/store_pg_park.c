@@ -72,6 +72,19 @@ int hf_pg_wake_due(struct hf_store *s, int64_t now, int limit)
 	    "Ii", now, limit);
 }
 
+/* Why run_id could not be resumed at step (hf_store_resume_run), as
+ * store_sqlite_park.c tells it: HF_RESUME_NOT_YET, 0 or -1. */
+static int not_yet(struct hf_pg_store *q, const char *run_id, int step)
+{
+	int n = hf_pg_run(
+	    q, q->wconn,
+	    "SELECT 1 FROM runs WHERE id = $1 AND status IN ('queued',"
+	    " 'running', 'waiting') AND (next_step < $2 OR (next_step = $2"
+	    " AND (waiting IS NULL OR (waiting::json)->>'for' <> 'signal')))",
+	    "ti", run_id, step);
+	return n < 0 ? -1 : n > 0 ? HF_RESUME_NOT_YET : 0;
+}
+
 int hf_pg_resume_run(struct hf_store *s, const char *run_id, int step,
 		     const char *output, int64_t now)
 {
@@ -91,7 +104,9 @@ int hf_pg_resume_run(struct hf_store *s, const char *run_id, int step,
 	    " = 1, started_at = EXCLUDED.started_at, finished_at ="
 	    " EXCLUDED.finished_at",
 	    "titI", run_id, step, output ? output : "null", now);
-	if (n <= 0)
+	if (n == 0)
+		n = not_yet(q, run_id, step);
+	if (n <= 0 || n == HF_RESUME_NOT_YET)
 		return n;
 	n = hf_pg_run(q, q->wconn,
 		      "WITH w AS (UPDATE runs SET status = 'queued', wait_path"

@@ -69,6 +69,25 @@ int hf_sqlite_wake_due(struct hf_store *s, int64_t now, int limit)
 	return n;
 }
 
+/* Why run_id could not be resumed at step (hf_store_resume_run): not there
+ * yet (HF_RESUME_NOT_YET) while it has not ended and either is before that
+ * step or is at it but not parked for a signal (a woken wait keeps its
+ * "waiting" until its step's row is written: that wait is over); else 0. */
+static int not_yet(struct hf_sqlite_store *q, const char *run_id, int step,
+		   int64_t lo, int64_t hi)
+{
+	int rc = hf_sqlite_exec(
+	    q->wdb,
+	    "SELECT 1 FROM runs WHERE rid BETWEEN ?3 AND ?4 AND id = ?1 AND"
+	    " status IN ('queued', 'running', 'waiting') AND (next_step < ?2"
+	    " OR (next_step = ?2 AND (waiting IS NULL OR json_extract(waiting,"
+	    " '$.for') <> 'signal')))",
+	    "tiII", run_id, step, lo, hi);
+	return rc == SQLITE_ROW	   ? HF_RESUME_NOT_YET
+	       : rc == SQLITE_DONE ? 0
+				   : -1;
+}
+
 int hf_sqlite_resume_run(struct hf_store *s, const char *run_id, int step,
 			 const char *output, int64_t now)
 {
@@ -91,7 +110,7 @@ int hf_sqlite_resume_run(struct hf_store *s, const char *run_id, int step,
 			   now, lo, hi) != SQLITE_DONE)
 		return -1;
 	if (sqlite3_changes(q->wdb) == 0)
-		return 0;
+		return not_yet(q, run_id, step, lo, hi);
 	if (hf_sqlite_exec(q->wdb,
 			   "UPDATE runs SET status = 'queued', claimed = 0,"
 			   " wait_path = NULL, wake_at = ?3, steps = ?6 WHERE"

@@ -28,7 +28,8 @@
  * resumes the matches in one write, each conditional on the run still
  * waiting at that step (hf_store_resume_run). The ids whose resume committed
  * are exactly the answer's "resumed". run.resume_url resumes one run the
- * same way, by its token.
+ * same way, by its token, or finds that the run has not parked at that step
+ * yet (hf_park_not_yet: its sender is asked to try again).
  *
  * Parking a run of another kind (debounce, throttle, a lane's turn): set
  * run->status = HF_RUN_WAITING, run->wake_at (when to go on, or a far time
@@ -100,8 +101,11 @@ int64_t hf_park_count(struct hf_park *p);
  * hf-signals with [] when nothing was to be resumed); NULL when nothing was
  * resumed: why is NULL when the resume could not be stored or the runs not
  * read (worth another try), else why the signal gave up (its limits, park.c;
- * a static text). */
+ * a static text). A resume URL whose run has not parked at its step yet
+ * (HF_RESUME_NOT_YET: queued, running or waiting before it) gets [] and why
+ * hf_park_not_yet: the same URL resumes it once it waits there. */
 typedef void (*hf_park_done)(void *arg, json_t *resumed, const char *why);
+extern const char hf_park_not_yet[];
 /* Reserves a place for a signal among the HF_PARK_SIGNAL_QUEUE that may wait
  * to be matched: false when they are all taken (the signal is refused before
  * it is stored). hf_park_signal takes the place over; a signal that does not

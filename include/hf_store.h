@@ -265,8 +265,12 @@ int64_t hf_store_count_waiting(struct hf_store *s);
 int hf_store_wake_due(struct hf_store *s, int64_t now, int limit);
 /* Resumes run_id if it is still parked at its wait_for step `step`: that
  * step's record gets output (JSON text, the signal's body) and the run goes
- * to the disk backlog, woken. Returns 1 resumed, 0 not waiting there (any
- * more), -1 on error. Writer connection only: through HF_W_CALL. */
+ * to the disk backlog, woken. Returns 1 resumed; HF_RESUME_NOT_YET when the
+ * run has not parked there yet but may (it is queued or running before it,
+ * or waits at an earlier step); 0 when its wait there is over
+ * (resumed, timed out, the run past it or ended) or there is no such run;
+ * -1 on error. Writer connection only: through HF_W_CALL. */
+#define HF_RESUME_NOT_YET 2
 int hf_store_resume_run(struct hf_store *s, const char *run_id, int step,
 			const char *output, int64_t now);
 /* Calls fn for at most limit runs parked at a wait_for on path whose id is

@@ -4,11 +4,21 @@ README's HTTP table, docs/reference.md "Signals" and "run.resume_url"):
 - a request to a path that is both a `wait_for` path and the path of a
   `respond: sync` workflow: the signal's 202 with "resumed" when the sync
   workflow's `if:` declines (not its 404: the signal did resume runs), the
-  sync run's own answer when it runs.
+  sync run's own answer when it runs;
+- a POST to run.resume_url that comes before its run has parked at the
+  wait_for: 503 with Retry-After (the sender tries again), not 410 (which
+  says never again), answered after the body was read so that the
+  keep-alive connection stays; the same URL resumes the run once it waits.
 
 Runs on SQLite and, with HF_TEST_STATE=postgres, on PostgreSQL. Nothing here
-asserts a timing: every wait is bounded."""
-from flowutil import APPROVER, waiting
+asserts a timing: every wait is bounded, and the "too early" cases are made
+certain by a step that is still running (it calls the resume URL itself, or
+waits on a gate the test opens)."""
+import http.client
+import json
+
+from conftest import wait_for
+from flowutil import APPROVER, Gate, waiting
 
 # A respond: sync workflow on the approver's wait_for path (/approvals):
 # it runs only for a body with "sync": true.
@@ -66,3 +76,114 @@ def test_signal_on_a_sync_path_that_runs_answers_with_its_run(server):
     done = srv.wait_run(rid)
     assert done["status"] == "succeeded", done
     assert done["steps"][1]["output"] == {"ticket": 2, "sync": True}
+
+
+# The step before the wait_for POSTs to its own run.resume_url: the run is
+# running that step, so it has certainly not parked at the wait_for yet.
+SELF_RESUMER = """
+name: early
+on:
+  webhook: { path: /early }
+steps:
+  - id: ask
+    run: |
+      local r = http.post(run.resume_url, { from = "ask" })
+      return { status = r.status, retry_after = r.headers["retry-after"],
+               error = r.json and r.json.error, url = run.resume_url }
+  - id: approval
+    wait_for: { path: /early-approvals, timeout: 1h }
+  - id: after
+    run: return steps.approval
+"""
+
+
+def path_of(srv, url):
+    assert url.startswith(f"http://127.0.0.1:{srv.port}/resume/"), url
+    return url.split(f":{srv.port}", 1)[1]
+
+
+def test_resume_url_before_its_wait_for_is_503_then_resumes(server):
+    """A resume URL POSTed while its run still runs the step before the
+    wait_for: 503, Retry-After: 1, an error saying the run has not reached
+    the step (it was 410, which tells a sender never to retry). The run
+    parks all the same, and the same URL then resumes it (202), once (410)."""
+    srv = server(workflows={"early": SELF_RESUMER})
+    r = srv.post("/early", {})
+    assert r.status == 202, r
+    rid = r.json()["runs"][0]
+    run = waiting(srv, rid)
+    assert run["waiting"]["step"] == "approval", run
+    ask = run["steps"][0]["output"]
+    assert ask["status"] == 503, ask
+    assert ask["retry_after"] == "1", ask
+    assert "not reached" in ask["error"], ask
+    path = path_of(srv, ask["url"])
+    r = srv.post(path, {"from": "test"})
+    assert r.status == 202 and r.json()["resumed"] == [rid], r
+    done = srv.wait_run(rid)
+    assert done["status"] == "succeeded", done
+    assert done["steps"][2]["output"] == {"from": "test"}
+    r = srv.post(path, {"from": "test"})
+    assert r.status == 410 and "error" in r.json(), r
+
+
+def test_early_resume_url_keeps_the_connection(server):
+    """The 503 of an early resume URL comes after its body was read: the
+    keep-alive connection carries the next requests, and the one after the
+    run parked resumes it."""
+    gate = Gate()
+    try:
+        srv = server(workflows={"held": f"""
+            name: held
+            on:
+              webhook: {{ path: /held }}
+            steps:
+              - id: ask
+                run: return run.resume_url
+              - id: hold
+                run: return http.get("{gate.url}/hold").status
+              - id: approval
+                wait_for: {{ path: /held-approvals, timeout: 1h }}
+              - id: after
+                run: return steps.approval
+            """})
+        r = srv.post("/held", {})
+        assert r.status == 202, r
+        rid = r.json()["runs"][0]
+        gate.wait_hit()
+        run = wait_for(lambda: (lambda x: x if x["steps"] else None)(
+            srv.run(rid)), 15, what="the ask step's output")
+        path = path_of(srv, run["steps"][0]["output"])
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=15)
+        try:
+            body = json.dumps({"from": "early"}).encode()
+            hdrs = {"Content-Type": "application/json"}
+            conn.request("POST", path, body=body, headers=hdrs)
+            sock = conn.sock
+            resp = conn.getresponse()
+            got = json.loads(resp.read())
+            assert resp.status == 503, (resp.status, got)
+            assert resp.getheader("Retry-After") == "1"
+            assert "not reached" in got["error"], got
+            assert not resp.will_close
+            # the same connection answers again, still early
+            conn.request("POST", path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 503 and conn.sock is sock
+            assert srv.run(rid)["status"] in ("queued", "running"), rid
+            gate.open()
+            waiting(srv, rid)
+            conn.request("POST", path, body=json.dumps({"from": "late"}),
+                         headers=hdrs)
+            resp = conn.getresponse()
+            got = json.loads(resp.read())
+            assert resp.status == 202 and got["resumed"] == [rid], got
+            assert conn.sock is sock
+        finally:
+            conn.close()
+        done = srv.wait_run(rid)
+        assert done["status"] == "succeeded", done
+        assert done["steps"][3]["output"] == {"from": "late"}
+    finally:
+        gate.close()

@@ -2,7 +2,8 @@
  * a run stored parked by HF_W_INGEST and one parked by a step's write, the
  * due-time index (next_wake, count_waiting), waking what is due into the
  * disk backlog (loaded woken), load_waiting by path, and resume_run: once,
- * only at a wait_for, with the signal's body as the step's output. */
+ * only at a wait_for, with the signal's body as the step's output, and
+ * HF_RESUME_NOT_YET for a run not parked there yet. */
 #include "hf_store.h"
 #include "tap.h"
 #include "tmpdir.h"
@@ -174,9 +175,13 @@ int main(void)
 	CHECK(hf_store_load_waiting(s, NULL, "/other", NULL, 10, collect, &g) ==
 	      0);
 
-	/* Resumed once, at a wait_for only. */
+	/* Resumed once, at a wait_for only: a run parked before it (a
+	 * debounce) is not there yet; no such run, or a wait that is over
+	 * (resumed, woken), is 0. */
 	c = (struct call){.now = now, .id = runs[1]->id, .output = "1"};
-	CHECK(call(s, resume_call, &c) == 0); /* a debounce: no wait_for */
+	CHECK(call(s, resume_call, &c) == HF_RESUME_NOT_YET);
+	c = (struct call){.now = now, .id = "run_nosuchrun", .output = "1"};
+	CHECK(call(s, resume_call, &c) == 0);
 	c = (struct call){.now = now, .id = run->id, .output = "{\"a\":1}"};
 	CHECK(call(s, resume_call, &c) == 1);
 	CHECK(call(s, resume_call, &c) == 0);
