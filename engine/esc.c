@@ -1,7 +1,8 @@
-/* esc.c - strings made safe to print: control characters and invalid UTF-8
- * escaped for a terminal, a text log line or a JSON string (hf_esc.h says
- * what each style writes). Used by the logs (util.c) and the CLI's
- * human-readable output (cmd_*.c). Pure functions on bytes; any thread. */
+/* esc.c - strings made safe to print: control characters (bidirectional ones
+ * included) and invalid UTF-8 escaped for a terminal, a text log line or a
+ * JSON string (hf_esc.h says what each style writes). Used by the logs
+ * (util.c) and the CLI's human-readable output (cmd_*.c). Pure functions on
+ * bytes; any thread. */
 #include "hf_esc.h"
 
 #include <stdbool.h>
@@ -44,9 +45,27 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 	return len;
 }
 
-/* What the control or byte c (a C0 control, DEL, the second byte of a C1
- * control's UTF-8, or a byte of invalid UTF-8 when invalid) is written as. */
-static void put_escape(struct hf_buf *b, unsigned char c, bool invalid,
+/* Whether the valid UTF-8 sequence at s (len bytes) is a bidirectional
+ * formatting control (Unicode's Bidi_Control: U+061C, U+200E, U+200F,
+ * U+202A to U+202E, U+2066 to U+2069), which reorders what a terminal shows
+ * after it ("Trojan Source"); its code point in *cp. */
+static bool bidi(const unsigned char *s, size_t len, unsigned *cp)
+{
+	if (len == 2 && s[0] == 0xd8 && s[1] == 0x9c) {
+		*cp = 0x061c;
+		return true;
+	}
+	if (len != 3 || s[0] != 0xe2 || (s[1] != 0x80 && s[1] != 0x81))
+		return false;
+	*cp = 0x2000u | (unsigned)(s[1] & 0x3f) << 6 | (s[2] & 0x3fu);
+	return *cp == 0x200e || *cp == 0x200f ||
+	       (*cp >= 0x202a && *cp <= 0x202e) ||
+	       (*cp >= 0x2066 && *cp <= 0x2069);
+}
+
+/* What c is written as: a C0 control, DEL, a byte of invalid UTF-8 (when
+ * invalid), or the code point of a C1 or bidirectional control. */
+static void put_escape(struct hf_buf *b, unsigned c, bool invalid,
 		       enum hf_esc_style style)
 {
 	char tmp[8];
@@ -82,10 +101,14 @@ void hf_esc_append(struct hf_buf *b, const char *s, size_t n,
 		unsigned char c = p[i];
 		size_t len = utf8_len(p + i, n - i);
 		bool control = c < 0x20 || c == 0x7f;
+		unsigned cp = c;
 		bool c1 = len == 2 && c == 0xc2 && p[i + 1] < 0xa0;
 		bool quote = (c == '\\' && style != HF_ESC_JSON_TEXT) ||
 			     (c == '"' && style == HF_ESC_JSON);
-		if (len && !control && !c1 && !quote) {
+		if (c1)
+			cp = p[i + 1];
+		if (len && !control && !c1 && !quote &&
+		    !bidi(p + i, len, &cp)) {
 			i += len;
 			continue;
 		}
@@ -94,7 +117,7 @@ void hf_esc_append(struct hf_buf *b, const char *s, size_t n,
 			hf_buf_append(b, "\\", 1);
 			hf_buf_append(b, s + i, 1);
 		} else {
-			put_escape(b, c1 ? p[i + 1] : c, len == 0, style);
+			put_escape(b, cp, len == 0, style);
 		}
 		i += len ? len : 1;
 		run = i;

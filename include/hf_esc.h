@@ -7,9 +7,12 @@
  *
  * What is escaped, in every style: the C0 controls (0x00-0x1f), DEL (0x7f),
  * the C1 controls (U+0080-U+009F, as UTF-8: 0xc2 0x80 to 0xc2 0x9f; 0x9b is
- * CSI to some terminals) and every byte that is not part of valid UTF-8
- * (overlong forms, surrogates and code points past U+10FFFF included), which a
- * terminal in an 8-bit mode could read as a C1 control. Everything else, valid
+ * CSI to some terminals), the bidirectional formatting controls (U+061C,
+ * U+200E, U+200F, U+202A-U+202E, U+2066-U+2069: they reorder what a terminal
+ * shows after them, so that text reads other than it is) and every byte that
+ * is not part of valid UTF-8 (overlong forms, surrogates and code points past
+ * U+10FFFF included), which a terminal in an 8-bit mode could read as a C1
+ * control. Everything else, valid
  * UTF-8 of other languages included, is kept as it is.
  *
  * Pure functions, any thread. */
@@ -24,18 +27,19 @@ enum hf_esc_style {
 	/* Text for a terminal or a text log line, always one line, and
 	 * reversible: a backslash as \\, newline, carriage return and tab as
 	 * \n \r \t, the other C0 controls and DEL as \xHH (two lower-case hex
-	 * digits: \x1b, \x00, \x7f), a C1 control as \u0080 to \u009f and a
-	 * byte of invalid UTF-8 as \xHH. */
+	 * digits: \x1b, \x00, \x7f), a C1 or bidirectional control as \uXXXX
+	 * (\u009b, \u202e) and a byte of invalid UTF-8 as \xHH. */
 	HF_ESC_TEXT,
 	/* The body of a JSON string, without its quotes: \" \\ \n, the other
-	 * C0 controls, DEL and the C1 controls as \u00XX, a byte of invalid
-	 * UTF-8 as \ufffd (U+FFFD, the replacement character), so that the
-	 * text is valid JSON in valid UTF-8. */
+	 * C0 controls, DEL, the C1 and bidirectional controls as \uXXXX, a
+	 * byte of invalid UTF-8 as \ufffd (U+FFFD, the replacement
+	 * character), so that the text is valid JSON in valid UTF-8. */
 	HF_ESC_JSON,
 	/* Compact JSON text as an encoder wrote it (jansson's json_dumps):
 	 * its quotes and escapes kept, and what an encoder leaves raw inside
-	 * strings (DEL, the C1 controls) as \u00XX, a byte of invalid UTF-8 as
-	 * \ufffd: the same JSON value, nothing raw for a terminal. */
+	 * strings (DEL, the C1 and bidirectional controls) as \uXXXX, a byte
+	 * of invalid UTF-8 as \ufffd: the same JSON value, nothing raw for a
+	 * terminal. */
 	HF_ESC_JSON_TEXT,
 };
 

@@ -3,7 +3,8 @@
 with an OSC title sequence, a CR and a newline, shown by `hookflow show` and
 `hookflow runs`; a step error with ESC, CR, NUL, a newline, a C1 CSI and a
 forged log line, in `runs`, `show` and the server's text log, and kept exact
-in `--json` and in the JSON log."""
+in `--json` and in the JSON log; bidirectional controls (U+202E, ...) shown
+as \u202e."""
 import json
 import subprocess
 
@@ -142,3 +143,27 @@ def test_step_error_with_controls_in_json_log(server):
     assert rec["run"] == run and rec["error"] == RUN_ERROR
     assert not any(chr(c) in line for c in range(0x20))
     assert "\u009b" not in line and "\\u009b" in line
+
+
+# Bidirectional controls (RLO, LRI, PDI, LRM, ALM): a terminal shows the text
+# after them reordered, so that "txt.exe" reads as "exe.txt".
+BIDI = "invoice\u202etxt.exe\u2066x\u2069\u200e\u061c"
+BIDI_SHOWN = r"invoice\u202etxt.exe\u2066x\u2069\u200e\u061c"
+
+
+def test_bidi_controls_escaped_in_cli_and_text_log(server):
+    srv = server(workflows={"failing": FAILING})
+    run = srv.post("/fail", {"m": BIDI}).json()["runs"][0]
+    assert srv.wait_run(run)["error"] == "step 's' failed: " + BIDI
+    raw = [c.encode() for c in "\u202e\u2066\u2069\u200e\u061c"]
+    for args in (("runs",), ("show", run)):
+        out = cli(srv, *args)
+        assert not any(r in out for r in raw), (args, out)
+        assert BIDI_SHOWN.encode() in out, (args, out)
+    line = wait_for(lambda: next((ln for ln in srv.stderr_lines
+                                  if run in ln and "failed" in ln), None),
+                    what="the run's failure in the log")
+    assert line.endswith("step 's' failed: " + BIDI_SHOWN), line
+    # --json keeps them exact.
+    assert json.loads(cli(srv, "show", run, "--json"))["error"] == \
+        "step 's' failed: " + BIDI

@@ -1,5 +1,6 @@
-/* test_esc.c - strings made safe to print (hf_esc.h): each control of C0, DEL
- * and C1, invalid UTF-8 of every kind, and valid UTF-8 kept, in each style. */
+/* test_esc.c - strings made safe to print (hf_esc.h): each control of C0, DEL,
+ * C1 and the bidirectional ones, invalid UTF-8 of every kind, and valid UTF-8
+ * kept, in each style. */
 #include "hf_esc.h"
 #include "tap.h"
 
@@ -112,9 +113,46 @@ static void test_json(void)
 		  "[\"\\u007f\\u009b\xc3\xa9\\ufffd\"]");
 }
 
+/* The bidirectional controls, each as UTF-8, in every style; their
+ * neighbours (U+200D, U+2029, U+2065, U+206A, U+061B) kept. */
+static void test_bidi(void)
+{
+	static const struct {
+		const char *utf8, *shown;
+	} bidi[] = {
+	    {"\xd8\x9c", "\\u061c"},	 {"\xe2\x80\x8e", "\\u200e"},
+	    {"\xe2\x80\x8f", "\\u200f"}, {"\xe2\x80\xaa", "\\u202a"},
+	    {"\xe2\x80\xab", "\\u202b"}, {"\xe2\x80\xac", "\\u202c"},
+	    {"\xe2\x80\xad", "\\u202d"}, {"\xe2\x80\xae", "\\u202e"},
+	    {"\xe2\x81\xa6", "\\u2066"}, {"\xe2\x81\xa7", "\\u2067"},
+	    {"\xe2\x81\xa8", "\\u2068"}, {"\xe2\x81\xa9", "\\u2069"},
+	};
+	char in[64], want[64];
+	for (size_t i = 0; i < sizeof bidi / sizeof bidi[0]; i++) {
+		snprintf(in, sizeof in, "a%sb", bidi[i].utf8);
+		snprintf(want, sizeof want, "a%sb", bidi[i].shown);
+		CHECK_STR(text(in), want);
+		CHECK_STR(json(in), want);
+		snprintf(in, sizeof in, "[\"%s\"]", bidi[i].utf8);
+		snprintf(want, sizeof want, "[\"%s\"]", bidi[i].shown);
+		CHECK_STR(json_text(in), want);
+	}
+	/* "Trojan Source": an RLO that would show "exe.txt" as "txt.exe". */
+	CHECK_STR(text("invoice\xe2\x80\xaetxt.exe"), "invoice\\u202etxt.exe");
+	const char *kept[] = {"\xe2\x80\x8d", "\xe2\x80\xa9", "\xe2\x81\xa5",
+			      "\xe2\x81\xaa", "\xd8\x9b",     "\xe2\x80\xa8"};
+	for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+		CHECK_STR(text(kept[i]), kept[i]);
+		CHECK_STR(json(kept[i]), kept[i]);
+	}
+	/* A sequence cut short stays invalid UTF-8, byte by byte. */
+	CHECK_STR(text("\xe2\x80"), "\\xe2\\x80");
+}
+
 int main(void)
 {
 	test_text();
 	test_json();
+	test_bidi();
 	return tap_done();
 }
