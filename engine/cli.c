@@ -194,7 +194,9 @@ void hf_cli_print_diags(const struct hf_diags *d, FILE *f)
 	for (size_t i = 0; i < d->n; i++) {
 		char line[2048];
 		hf_error_format(&d->items[i], line, sizeof line);
-		fprintf(f, "%s\n", line);
+		char *shown = hf_esc(line, HF_ESC_TEXT);
+		fprintf(f, "%s\n", shown);
+		free(shown);
 	}
 }
 

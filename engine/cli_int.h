@@ -149,7 +149,9 @@ const char *hf_cli_text_of(struct hf_cli_text *t, const char *s);
  * controls) escaped as \u00XX: the same JSON value, owned by t. */
 const char *hf_cli_text_json(struct hf_cli_text *t, json_t *v);
 void hf_cli_text_release(struct hf_cli_text *t);
-/* Prints each diagnostic as FILE:LINE:COL: MSG, one a line, to f. */
+/* Prints each diagnostic as FILE:LINE:COL: MSG, one a line, to f, escaped
+ * as the server's text log is (HF_ESC_TEXT): a file's names and values may
+ * hold control characters. */
 void hf_cli_print_diags(const struct hf_diags *d, FILE *f);
 /* True when path names a .yml or .yaml file. */
 bool hf_cli_is_yaml(const char *path);
