@@ -92,6 +92,31 @@ static int check_path(struct hf_frame *f, const char *p, size_t len)
 	return 0;
 }
 
+const char *hf_frame_route_problem(const char *path, size_t *at)
+{
+	size_t start = 0; /* of the segment */
+	for (size_t i = 0;; i++) {
+		if (path[i] == '%') {
+			*at = i;
+			return "a '%': requests are matched percent-decoded (a "
+			       "sender's %41 is A), so write the characters "
+			       "themselves";
+		}
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		size_t seg = i - start;
+		*at = start;
+		if (seg == 2 && path[start] == '.' && path[start + 1] == '.')
+			return "a '..' segment is answered 400 by the server";
+		if (seg == 1 && path[start] == '.')
+			return "a '.' segment is removed by HTTP clients "
+			       "before sending (RFC 3986)";
+		if (path[i] == '\0')
+			return NULL;
+		start = i + 1;
+	}
+}
+
 size_t hf_frame_origin(const char *target, size_t len)
 {
 	size_t i = len > 7 && strncasecmp(target, "http://", 7) == 0	? 7

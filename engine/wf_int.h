@@ -118,6 +118,12 @@ const char *wf_want_str(struct wf_ctx *c, const yaml_node_t *n,
 /* Where a scalar's text starts in the file, 1-based. */
 void wf_text_pos(struct wf_ctx *c, const yaml_node_t *n, int *line, int *col);
 
+/* Reports the path (node n's text) when no request can reach it
+ * (hf_frame_route_problem), at the segment or character, as "invalid WHAT".
+ * Returns whether it is reachable. */
+bool wf_route_path(struct wf_ctx *c, const yaml_node_t *n, const char *path,
+		   const char *what);
+
 /* ---- wf_yaml.c: scalar values (each reports what it rejects) ---- */
 
 bool wf_parse_int(struct wf_ctx *c, const yaml_node_t *n, const char *what,

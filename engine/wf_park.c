@@ -109,6 +109,8 @@ static void parse_wait_for(struct wf_ctx *c, const yaml_node_t *n,
 				"literal path starting with /, without "
 				"{parameters}, query or spaces)",
 				s);
+		else if (!wf_route_path(c, x, s, "wait_for path"))
+			;
 		else if (hf_path_is_reserved(s) || hf_park_is_resume_path(s))
 			wf_nerr(c, x,
 				"wait_for path '%s' is reserved (/api, /ui, "

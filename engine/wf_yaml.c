@@ -9,6 +9,7 @@
  *
  * Threading: works on one parse's struct wf_ctx, owned by the calling thread.
  */
+#include "hf_http_frame.h"
 #include "hf_limits.h"
 #include "wf_int.h"
 
@@ -296,6 +297,19 @@ void wf_text_pos(struct wf_ctx *c, const yaml_node_t *n, int *line, int *col)
 	    n->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)
 		(*col)++;
 }
+bool wf_route_path(struct wf_ctx *c, const yaml_node_t *n, const char *path,
+		   const char *what)
+{
+	size_t at = 0;
+	const char *why = hf_frame_route_problem(path, &at);
+	if (!why)
+		return true;
+	int line, col;
+	wf_text_pos(c, n, &line, &col);
+	wf_diag(c, line, col + (int)at, "invalid %s '%s': %s", what, path, why);
+	return false;
+}
+
 /* ---- scalar values --------------------------------------------------------
  */
 

@@ -202,6 +202,8 @@ static void parse_path(struct wf_ctx *c, const yaml_node_t *n)
 			"invalid path '%s': %s", s, why);
 		return;
 	}
+	if (!wf_route_path(c, n, s, "path"))
+		return;
 	if (hf_path_is_reserved(s) || hf_park_is_resume_path(s)) {
 		wf_nerr(
 		    c, n,

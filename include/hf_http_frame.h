@@ -34,6 +34,15 @@ size_t hf_frame_origin(const char *target, size_t len);
 int hf_frame_target(struct hf_frame *f, const char *target, size_t len,
 		    size_t *query);
 
+/* Why a request can never reach the route path (a workflow's path, as a
+ * request's is once decoded), or NULL when one can: a ".." segment, which
+ * hf_frame_target refuses; a "." segment, which clients remove before
+ * sending (RFC 3986 section 5.2.4); a '%', since routes are matched on the
+ * decoded path (a sender's "%41" reaches "A", and "%" only as "%25", which
+ * no sender writing the path as shown sends). *at receives the offset of
+ * the segment or character. */
+const char *hf_frame_route_problem(const char *path, size_t *at);
+
 /* Checks one header field as received (name without the colon, value
  * without leading whitespace) and counts what it takes in libmicrohttpd's
  * pool (a Cookie field's value twice: MHD parses a copy). Records the first

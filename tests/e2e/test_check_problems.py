@@ -2,12 +2,16 @@
 (docs/reference.md):
 
 - check's text never prints a control character from the file raw (it
-  prints them escaped, as the server's text log does)."""
+  prints them escaped, as the server's text log does).
+- a path no request can reach is a problem at its FILE:LINE:COL (a `..`
+  segment, which the framing answers 400; a `.` segment, which clients
+  remove; a `%`, since paths are matched percent-decoded)."""
 import re
 import subprocess
 import textwrap
 
 from conftest import BIN
+from test_attack_flow import raw
 
 
 def hf(*args):
@@ -41,3 +45,100 @@ def test_check_escapes_what_it_prints_from_the_file(tmp_path):
     assert re.match(re.escape(f"{f}:8:5: unknown key 'k") +
                     r"\\x1b\]0;pwned\\x07\\r\\nFAKE\\u009b\\u202egnp\.exe' "
                     r"\(expected one of: ", line), line
+
+
+def raw_status(srv, target):
+    """The status of a POST to target sent as is (no client normalizes it)."""
+    return raw(srv, f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0"
+               "\r\nConnection: close\r\n\r\n".encode())
+
+
+DOTS = """
+    name: dots
+    on:
+      webhook:
+        path: /in/../hooks
+    steps:
+      - id: s
+        run: return 1
+    """
+
+PATHS = {
+    "dots.yml": (DOTS, "4:15: invalid path '/in/../hooks': a '..' segment "
+                 "is answered 400 by the server"),
+    "dot.yml": ("""
+        name: dot
+        on:
+          webhook:
+            path: "/in/./hooks"
+        steps:
+          - id: s
+            run: return 1
+        """, "4:16: invalid path '/in/./hooks': a '.' segment is removed by "
+         "HTTP clients before sending (RFC 3986)"),
+    "pct.yml": ("""
+        name: pct
+        on:
+          webhook:
+            path: /in/%2e%2e/x
+        steps:
+          - id: s
+            run: return 1
+        """, "4:15: invalid path '/in/%2e%2e/x': a '%': requests are matched "
+         "percent-decoded (a sender's %41 is A), so write the characters "
+         "themselves"),
+    "wait.yml": ("""
+        name: wait
+        on:
+          webhook:
+            path: /wait
+        steps:
+          - id: w
+            wait_for:
+              path: /signals/..
+              timeout: 1h
+        """, "8:22: invalid wait_for path '/signals/..': a '..' segment is "
+         "answered 400 by the server"),
+    "cancel.yml": ("""
+        name: cancel
+        on:
+          webhook:
+            path: /cancel
+        cancel_on:
+          - path: /stop/.
+        steps:
+          - id: s
+            run: return 1
+        """, "6:17: invalid cancel_on path '/stop/.': a '.' segment is "
+         "removed by HTTP clients before sending (RFC 3986)"),
+}
+
+
+def test_check_reports_paths_no_request_reaches(tmp_path):
+    files = {name: write(tmp_path / "wf" / name, text)
+             for name, (text, _) in PATHS.items()}
+    p = hf("check", tmp_path / "wf")
+    assert p.returncode == 1, p
+    out = p.stdout.decode().splitlines()
+    for name, (_, msg) in PATHS.items():
+        assert f"{files[name]}:{msg}" in out, (name, out)
+    assert len(out) == len(PATHS), out
+    # A path without them passes.
+    ok = write(tmp_path / "ok" / "ok.yml",
+               DOTS.replace("/in/../hooks", "/in/..x/.hooks/{id}"))
+    assert hf("check", ok).returncode == 0
+
+
+def test_serve_refuses_to_load_what_the_framing_refuses(server):
+    dots = textwrap.dedent(DOTS).lstrip()
+    srv = server(workflows={"dots.yml": dots, "ok.yml": dots.replace(
+        "name: dots", "name: ok").replace("/in/../hooks", "/hooks")})
+    r = srv.api("GET", "/api/workflows")
+    assert r.status == 200, r
+    (err,) = [e for e in r.json()["errors"] if e["file"].endswith("dots.yml")]
+    assert (err["line"], err["col"]) == (4, 15), err
+    assert "a '..' segment is answered 400" in err["message"], err
+    # what the framing does with every request to it, as sent or encoded
+    assert raw_status(srv, "/in/../hooks") == 400
+    assert raw_status(srv, "/in/%2e%2E/hooks") == 400
+    assert raw_status(srv, "/hooks") == 202

@@ -258,6 +258,7 @@ GOOD = {
     "token-query": "name: t\non: {webhook: {path: /t, verify: {scheme: token, query: k, secret: s}}}\nsteps: [{id: s, run: x()}]",
     "schedule-only": "name: c\non: {schedule: [{cron: '*/15 8-18 * * MON-FRI', timezone: Europe/Berlin, catch_up: 0}, {cron: '@daily'}]}\nsteps: [{id: s, run: x()}]",
     "webhook-and-schedule": "name: c\non: {webhook: {path: /c}, schedule: [{cron: '0 2 * JAN-DEC SUN'}]}\nsteps: [{id: s, run: x()}]",
+    "dots-in-segments": "name: a\non: {webhook: {path: '/a/..b/.c/{id}'}}\ncancel_on: [{path: /x/...}]\nsteps: [{id: s, wait_for: {path: /v1.2/ok., timeout: 1h}}]",
     "park-steps": "name: p\non: {webhook: {path: /p}}\nsteps: [{id: a, sleep: 30m}, {id: b, if: 'event.body.x', until: '${{ event.body.at }}'}, {id: c, until: 1767225600}, {id: d, wait_for: {path: /approvals, if: 'signal.body.id == event.body.id', timeout: 48h, verify: {scheme: token, secret: s}}}]",
 }
 
@@ -326,6 +327,11 @@ BAD = {
     "wait-for-no-path": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, wait_for: {timeout: 1h}}]",
     "wait-for-bad-path": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, wait_for: {path: 'b?x', timeout: 1h}}]",
     "wait-for-unknown": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, wait_for: {path: /b, timeout: 1h, every: 1}}]",
+    "path-dot-dot": "name: a\non: {webhook: {path: /a/../b}}\nsteps: [{id: s, run: x()}]",
+    "path-dot": "name: a\non: {webhook: {path: /a/.}}\nsteps: [{id: s, run: x()}]",
+    "path-percent": "name: a\non: {webhook: {path: /a%20b}}\nsteps: [{id: s, run: x()}]",
+    "wait-for-dot-dot": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, wait_for: {path: /../b, timeout: 1h}}]",
+    "cancel-on-dot": "name: a\non: {webhook: {path: /a}}\ncancel_on: [{path: /b/./c}]\nsteps: [{id: s, run: x()}]",
 }
 
 
