@@ -138,8 +138,19 @@ static void parse_wait_for(struct wf_ctx *c, const yaml_node_t *n,
 bool wf_parse_park(struct wf_ctx *c, const yaml_node_t *n, struct hf_step *st,
 		   const char *label)
 {
-	static const char *const other[] = {"run", "script", "with", "retry",
-					    "continue_on_error"};
+	/* Keys of a step that runs code, and why each has no meaning here. */
+	static const char *const other[][2] = {
+	    {"run", "a step that waits runs no code"},
+	    {"script", "a step that waits runs no code"},
+	    {"with", "a step that waits runs no code"},
+	    {"retry", "a step that waits runs no code"},
+	    {"continue_on_error", "a step that waits runs no code"},
+	    {"timeout", "it bounds a step's code, which a step that waits has "
+			"none of but an until: expression; a wait_for's "
+			"timeout goes under wait_for:"},
+	    {"throttle", "it does not apply to a step that waits, which starts "
+			 "nothing; throttle the step after it"},
+	};
 	const yaml_node_t *sleep = wf_get(c, n, "sleep");
 	const yaml_node_t *until = wf_get(c, n, "until");
 	const yaml_node_t *wait = wf_get(c, n, "wait_for");
@@ -152,17 +163,6 @@ bool wf_parse_park(struct wf_ctx *c, const yaml_node_t *n, struct hf_step *st,
 			"'wait_for' (expected one)",
 			label);
 		return true;
-	}
-	for (size_t i = 0; i < NKEYS(other); i++) {
-		const yaml_node_t *x = wf_get(c, n, other[i]);
-		if (x)
-			wf_nerr(c, x,
-				"step %s: '%s' does not go with '%s' (a step "
-				"that waits runs no code)",
-				label, other[i],
-				sleep	? "sleep"
-				: until ? "until"
-					: "wait_for");
 	}
 	st->code = hf_xstrdup("return nil");
 	st->code_name = hf_xasprintf("@%s", c->file);
@@ -178,6 +178,19 @@ bool wf_parse_park(struct wf_ctx *c, const yaml_node_t *n, struct hf_step *st,
 		st->park = HF_PARK_WAIT_FOR;
 		parse_wait_for(c, wait, st, label);
 		c->p->pub.has_wait_for = true;
+	}
+	/* An until: expression is the step's code: its timeout bounds it. */
+	bool code = st->park == HF_PARK_UNTIL && st->until_ms == 0;
+	for (size_t i = 0; i < NKEYS(other); i++) {
+		const yaml_node_t *x = wf_get(c, n, other[i][0]);
+		if (x && !(code && strcmp(other[i][0], "timeout") == 0))
+			wf_nerr(c, x,
+				"step %s: '%s' does not go with '%s' (%s)",
+				label, other[i][0],
+				sleep	? "sleep"
+				: until ? "until"
+					: "wait_for",
+				other[i][1]);
 	}
 	return true;
 }

@@ -293,12 +293,12 @@ def test_flow_control_expressions(tmp_path):
             if: signal.body.id == event.body.id and stps
         steps:
           - id: w
-            throttle: { key: evnt2, limit: 1, period: 1s }
             wait_for:
               path: /go
               if: signal.body.ok and sign
               timeout: 1h
           - id: s
+            throttle: { key: evnt2, limit: 1, period: 1s }
             run: return signal
         """)
     p = hf("check", f)
@@ -308,8 +308,8 @@ def test_flow_control_expressions(tmp_path):
         (str(f), 6, 34, "unknown global 'signal' in a workflow-level "
          "expression (defined in wait_for's and cancel_on's if: only)"),
         (str(f), 9, 45, "unknown global 'stps'"),
-        (str(f), 12, 22, "unknown global 'evnt2' (did you mean 'event'?)"),
-        (str(f), 15, 30, "unknown global 'sign' (did you mean 'signal'?)"),
+        (str(f), 14, 30, "unknown global 'sign' (did you mean 'signal'?)"),
+        (str(f), 17, 22, "unknown global 'evnt2' (did you mean 'event'?)"),
         (str(f), 18, 17, "unknown global 'signal' in a step's code "
          "(defined in wait_for's and cancel_on's if: only)"),
     ]

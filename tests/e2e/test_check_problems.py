@@ -5,7 +5,8 @@
   prints them escaped, as the server's text log does).
 - a path no request can reach is a problem at its FILE:LINE:COL (a `..`
   segment, which the framing answers 400; a `.` segment, which clients
-  remove; a `%`, since paths are matched percent-decoded)."""
+  remove; a `%`, since paths are matched percent-decoded).
+- `timeout:` and `throttle:` on a step that waits are problems."""
 import re
 import subprocess
 import textwrap
@@ -142,3 +143,58 @@ def test_serve_refuses_to_load_what_the_framing_refuses(server):
     assert raw_status(srv, "/in/../hooks") == 400
     assert raw_status(srv, "/in/%2e%2E/hooks") == 400
     assert raw_status(srv, "/hooks") == 202
+
+
+PARK = """
+    name: park
+    on:
+      webhook:
+        path: /park
+    steps:
+      - id: nap
+        sleep: 1s
+        timeout: 5s
+        throttle: { key: "'k'", limit: 1, period: 1s }
+      - id: later
+        until: "${{ event.body.at }}"
+        throttle: { key: "'k'", limit: 1, period: 1s }
+      - id: approval
+        wait_for:
+          path: /approvals
+          timeout: 1h
+        timeout: 1h
+      - id: after
+        throttle: { key: "'k'", limit: 1, period: 1s }
+        timeout: 5s
+        run: return 1
+      - id: due
+        until: "${{ event.body.due }}"
+        timeout: 2s
+      - id: fixed
+        until: 1767225600
+        timeout: 2s
+    """
+
+
+def test_timeout_and_throttle_on_a_waiting_step(tmp_path):
+    f = write(tmp_path / "park.yml", PARK)
+    p = hf("check", f)
+    assert p.returncode == 1, p
+    timeout = ("it bounds a step's code, which a step that waits has none of "
+               "but an until: expression; a wait_for's timeout goes under "
+               "wait_for:")
+    throttle = ("it does not apply to a step that waits, which starts "
+                "nothing; throttle the step after it")
+    assert p.stdout.decode().splitlines() == [
+        f"{f}:8:14: step 'nap': 'timeout' does not go with 'sleep' "
+        f"({timeout})",
+        f"{f}:9:15: step 'nap': 'throttle' does not go with 'sleep' "
+        f"({throttle})",
+        f"{f}:12:15: step 'later': 'throttle' does not go with 'until' "
+        f"({throttle})",
+        f"{f}:17:14: step 'approval': 'timeout' does not go with 'wait_for' "
+        f"({timeout})",
+        # an until: expression's timeout bounds it (not a literal's)
+        f"{f}:27:14: step 'fixed': 'timeout' does not go with 'until' "
+        f"({timeout})",
+    ]

@@ -259,6 +259,7 @@ GOOD = {
     "schedule-only": "name: c\non: {schedule: [{cron: '*/15 8-18 * * MON-FRI', timezone: Europe/Berlin, catch_up: 0}, {cron: '@daily'}]}\nsteps: [{id: s, run: x()}]",
     "webhook-and-schedule": "name: c\non: {webhook: {path: /c}, schedule: [{cron: '0 2 * JAN-DEC SUN'}]}\nsteps: [{id: s, run: x()}]",
     "dots-in-segments": "name: a\non: {webhook: {path: '/a/..b/.c/{id}'}}\ncancel_on: [{path: /x/...}]\nsteps: [{id: s, wait_for: {path: /v1.2/ok., timeout: 1h}}]",
+    "until-expression-timeout": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, until: '${{ event.body.at }}', timeout: 2s}]",
     "park-steps": "name: p\non: {webhook: {path: /p}}\nsteps: [{id: a, sleep: 30m}, {id: b, if: 'event.body.x', until: '${{ event.body.at }}'}, {id: c, until: 1767225600}, {id: d, wait_for: {path: /approvals, if: 'signal.body.id == event.body.id', timeout: 48h, verify: {scheme: token, secret: s}}}]",
 }
 
@@ -332,6 +333,9 @@ BAD = {
     "path-percent": "name: a\non: {webhook: {path: /a%20b}}\nsteps: [{id: s, run: x()}]",
     "wait-for-dot-dot": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, wait_for: {path: /../b, timeout: 1h}}]",
     "cancel-on-dot": "name: a\non: {webhook: {path: /a}}\ncancel_on: [{path: /b/./c}]\nsteps: [{id: s, run: x()}]",
+    "sleep-timeout": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, sleep: 1s, timeout: 5s}]",
+    "until-timeout": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, until: 1767225600, timeout: 5s}]",
+    "wait-for-throttle": "name: a\non: {webhook: {path: /a}}\nsteps: [{id: s, wait_for: {path: /b, timeout: 1h}, throttle: {key: k, limit: 1, period: 1s}}]",
 }
 
 
