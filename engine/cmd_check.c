@@ -1,13 +1,16 @@
 /* cmd_check.c - `hookflow check`: validates workflow files and directories the
  * way `serve` loads them and prints every problem as FILE:LINE:COL: MSG, then
  * a warning for each read of a global the sandbox does not define (lua_lint.c)
- * in the Lua of the workflows that loaded; with --json, prints each YAML file
- * as one line of JSON instead (no validation, no warnings).
+ * in the Lua of the workflows that loaded, and for each wait_for whose verify
+ * also checks a workflow's requests that it verifies another way; all of it
+ * escaped for a terminal (hf_cli_print_diags). With --json, prints each YAML
+ * file as one line of JSON instead (no validation, no warnings).
  *
  * Reads files only: no state database, no server. Main thread. Neighbours:
  * cli.c (table, helpers), flags.c (options), workflow.c and yaml_json.c. */
 #include "cli_int.h"
 #include "hf_lua_lint.h"
+#include "hf_router.h"
 #include "hf_yaml_json.h"
 
 #include <errno.h>
@@ -44,6 +47,11 @@ struct lint {
 	int col0;  /* chunk column c is file column col0 + c */
 	bool with; /* a `with:` chunk: columns found from "${{" */
 	unsigned where;
+	/* the workflows loaded, each with its scope (the directory served
+	 * together), for the checks across workflows (signal_warnings) */
+	struct hf_workflow **wfs;
+	char **scopes;
+	size_t nwfs;
 };
 
 static bool ident_char(char c)
@@ -262,6 +270,106 @@ static void lint_workflow(struct lint *l, const struct hf_workflow *wf)
 	}
 }
 
+/* Keeps wf (a new reference) for the checks across workflows, with its
+ * scope: the directory path (a directory) or the directory of path (a file),
+ * trailing '/'s dropped: the workflows one server loads together. */
+static void keep_wf(struct lint *l, struct hf_workflow *wf, const char *path)
+{
+	char *scope = hf_xstrdup(path);
+	if (hf_cli_is_yaml(scope)) {
+		char *slash = strrchr(scope, '/');
+		if (slash)
+			*slash = '\0';
+		else
+			snprintf(scope, strlen(scope) + 1, ".");
+	}
+	size_t n = strlen(scope);
+	while (n > 1 && scope[n - 1] == '/')
+		scope[--n] = '\0';
+	l->wfs = hf_xrealloc(l->wfs, (l->nwfs + 1) * sizeof *l->wfs);
+	l->scopes = hf_xrealloc(l->scopes, (l->nwfs + 1) * sizeof *l->scopes);
+	l->wfs[l->nwfs] = hf_workflow_ref(wf);
+	l->scopes[l->nwfs++] = scope;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Whether one credential passes both a and b: the same check, the same
+ * secrets (as read from the environment; `check` reads an unset one as
+ * "unset"). */
+static bool same_verify(const struct hf_verify_conf *a,
+			const struct hf_verify_conf *b)
+{
+	if (a->scheme != b->scheme || a->nsecrets != b->nsecrets ||
+	    a->algorithm != b->algorithm || a->encoding != b->encoding ||
+	    a->timestamp_unit != b->timestamp_unit ||
+	    !same_str(a->header, b->header) ||
+	    !same_str(a->prefix, b->prefix) ||
+	    !same_str(a->timestamp_header, b->timestamp_header) ||
+	    !same_str(a->signed_tmpl, b->signed_tmpl) ||
+	    !same_str(a->url, b->url) || !same_str(a->query, b->query))
+		return false;
+	for (size_t i = 0; i < a->nsecrets; i++)
+		if (!same_str(a->secrets[i], b->secrets[i]))
+			return false;
+	return true;
+}
+
+/* Whether a request to the literal path reaches wf's webhook path. */
+static bool path_reaches(const struct hf_workflow *wf, const char *path)
+{
+	if (!wf->path)
+		return false;
+	if (hf_path_is_pattern(wf->path)) {
+		json_t *p = hf_path_params(wf->path, path);
+		bool hit = json_object_size(p) > 0;
+		json_decref(p);
+		return hit;
+	}
+	size_t a = strlen(wf->path), b = strlen(path);
+	while (a > 1 && wf->path[a - 1] == '/')
+		a--;
+	while (b > 1 && path[b - 1] == '/')
+		b--;
+	return a == b && memcmp(wf->path, path, a) == 0;
+}
+
+/* A wait_for's verify runs first on every request to its path (ingest.c),
+ * so a workflow verifying that path in another way gets only the requests
+ * that pass both: warns at the wait_for's verify. */
+static void signal_warnings(struct lint *l)
+{
+	for (size_t i = 0; i < l->nwfs; i++) {
+		const struct hf_workflow *wf = l->wfs[i];
+		for (size_t k = 0; k < wf->nsteps; k++) {
+			const struct hf_step *st = &wf->steps[k];
+			if (st->park != HF_PARK_WAIT_FOR || !st->wait_path ||
+			    st->wait_verify.scheme == HF_VERIFY_NONE)
+				continue;
+			for (size_t j = 0; j < l->nwfs; j++) {
+				const struct hf_workflow *o = l->wfs[j];
+				if (strcmp(l->scopes[i], l->scopes[j]) != 0 ||
+				    o->verify.scheme == HF_VERIFY_NONE ||
+				    !path_reaches(o, st->wait_path) ||
+				    same_verify(&o->verify, &st->wait_verify))
+					continue;
+				hf_diags_add(
+				    &l->warn, wf->file, st->wait_verify_line,
+				    st->wait_verify_col,
+				    "warning: step '%s': this verify also "
+				    "checks the requests of workflow '%s' "
+				    "(%s) to '%s', "
+				    "which verifies them another way: its "
+				    "sender must pass both, this one first",
+				    st->id, o->name, o->file, st->wait_path);
+			}
+		}
+	}
+}
+
 static int check_path(const char *path, const char *scripts, int *nfiles,
 		      struct hf_diags *diags, struct lint *l)
 {
@@ -269,8 +377,10 @@ static int check_path(const char *path, const char *scripts, int *nfiles,
 	if (hf_cli_is_yaml(path)) {
 		struct hf_workflow *wf = hf_workflow_load(path, scripts, diags);
 		(*nfiles)++;
-		if (wf)
+		if (wf) {
 			lint_workflow(l, wf);
+			keep_wf(l, wf, path);
+		}
 		hf_workflow_unref(wf);
 		return 0;
 	}
@@ -283,8 +393,10 @@ static int check_path(const char *path, const char *scripts, int *nfiles,
 		return -1;
 	}
 	*nfiles += (int)set->n + (int)(diags->n > before);
-	for (size_t i = 0; i < set->n; i++)
+	for (size_t i = 0; i < set->n; i++) {
 		lint_workflow(l, set->items[i]);
+		keep_wf(l, set->items[i], path);
+	}
 	hf_workflow_set_unref(set);
 	return 0;
 }
@@ -330,6 +442,7 @@ static int check_paths(const char **paths, size_t n, const char *scripts_flag)
 		check_path(paths[i], scripts, &nfiles, &diags, &l);
 		free(scripts);
 	}
+	signal_warnings(&l);
 	hf_cli_print_diags(&diags, stdout);
 	hf_cli_print_diags(&l.warn, stdout);
 	int rc = diags.n ? 1 : 0;
@@ -348,6 +461,12 @@ static int check_paths(const char **paths, size_t n, const char *scripts_flag)
 	for (size_t i = 0; i < l.nseen; i++)
 		free(l.seen[i]);
 	free(l.seen);
+	for (size_t i = 0; i < l.nwfs; i++) {
+		hf_workflow_unref(l.wfs[i]);
+		free(l.scopes[i]);
+	}
+	free(l.wfs);
+	free(l.scopes);
 	return rc;
 }
 

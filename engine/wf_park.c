@@ -131,8 +131,11 @@ static void parse_wait_for(struct wf_ctx *c, const yaml_node_t *n,
 			"run waits for its signal, e.g. 48h)",
 			label);
 	st->wait_verify.tolerance_ms = HF_VERIFY_TOLERANCE_MS;
-	if ((x = wf_get(c, n, "verify")))
+	if ((x = wf_get(c, n, "verify"))) {
 		wf_parse_verify_into(c, x, &st->wait_verify);
+		st->wait_verify_line = (int)x->start_mark.line + 1;
+		st->wait_verify_col = (int)x->start_mark.column + 1;
+	}
 }
 
 bool wf_parse_park(struct wf_ctx *c, const yaml_node_t *n, struct hf_step *st,

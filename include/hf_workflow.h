@@ -119,7 +119,8 @@ struct hf_step {
 	struct hf_expr *wait_if; /* wait_for.if: NULL: every signal matches */
 	int64_t wait_timeout_ms; /* wait_for.timeout */
 	struct hf_verify_conf wait_verify; /* wait_for.verify; scheme NONE */
-	struct hf_throttle *throttle;	   /* `throttle:` (wf_flow.c); NULL */
+	int wait_verify_line, wait_verify_col; /* where it is; 0: none */
+	struct hf_throttle *throttle; /* `throttle:` (wf_flow.c); NULL */
 };
 
 /* `throttle:` (workflow or step level): at most limit starts per period per

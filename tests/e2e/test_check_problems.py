@@ -6,7 +6,9 @@
 - a path no request can reach is a problem at its FILE:LINE:COL (a `..`
   segment, which the framing answers 400; a `.` segment, which clients
   remove; a `%`, since paths are matched percent-decoded).
-- `timeout:` and `throttle:` on a step that waits are problems."""
+- `timeout:` and `throttle:` on a step that waits are problems.
+- a `wait_for` whose `verify:` also checks the requests of a workflow that
+  verifies the same path another way is a warning."""
 import re
 import subprocess
 import textwrap
@@ -198,3 +200,61 @@ def test_timeout_and_throttle_on_a_waiting_step(tmp_path):
         f"{f}:27:14: step 'fixed': 'timeout' does not go with 'until' "
         f"({timeout})",
     ]
+
+
+GITHUB = """
+    name: gh
+    on:
+      webhook:
+        path: /hooks/{source}
+        verify: { scheme: github, secret: "${HF_CP_GH}" }
+    steps:
+      - id: s
+        run: return 1
+    """
+
+WAITER = """
+    name: waiter
+    on:
+      webhook:
+        path: /start
+    steps:
+      - id: approval
+        wait_for:
+          path: /hooks/github
+          timeout: 1h
+          verify: { scheme: token, secret: "${HF_CP_TOKEN}" }
+      - id: comment
+        wait_for:
+          path: /hooks/github/
+          timeout: 1h
+          verify: { scheme: github, secret: "${HF_CP_GH}" }
+      - id: free
+        wait_for:
+          path: /elsewhere
+          timeout: 1h
+          verify: { scheme: token, secret: "${HF_CP_TOKEN}" }
+    """
+
+WARN = ("warning: step 'approval': this verify also checks the requests of "
+        "workflow 'gh' ({gh}) to '/hooks/github', which verifies them another "
+        "way: its sender must pass both, this one first")
+
+
+def test_signal_verify_on_a_verified_workflow_path_warns(tmp_path):
+    d = tmp_path / "wf"
+    gh = write(d / "gh.yml", GITHUB)
+    waiter = write(d / "waiter.yml", WAITER)
+    # the directory, and the same files named one by one
+    for args in ([d], [gh, waiter]):
+        p = hf("check", *args)
+        assert p.returncode == 0, p
+        assert p.stdout.decode().splitlines() == [
+            f"{waiter}:10:15: " + WARN.format(gh=gh)]
+        assert "2 workflows valid, 1 warning" in p.stderr.decode()
+    # alone, or beside a workflow of that path that does not verify
+    assert hf("check", waiter).stdout == b""
+    write(d / "gh.yml", "\n".join(ln for ln in GITHUB.splitlines()
+                                   if "verify:" not in ln))
+    p = hf("check", d)
+    assert p.returncode == 0 and p.stdout == b"", p
