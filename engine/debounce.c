@@ -284,16 +284,18 @@ void hf_debounce_resolve(struct hf_store *s, struct hf_run *run)
 		return;
 	char *text = hf_store_run_waiting(s, run->id);
 	json_t *w = text ? json_loads(text, 0, NULL) : NULL;
-	const char *fo = json_string_value(json_object_get(w, "for"));
 	json_t *ids = json_object_get(w, "events");
-	if (!fo || strcmp(fo, "debounce") != 0 || !json_is_array(ids)) {
+	if (!json_is_array(ids)) {
 		json_decref(w);
 		free(text);
 		return;
 	}
-	/* Kept in memory so that the run's next writes keep it stored. */
+	/* The burst kept in memory so that the run's next writes (and its
+	 * next wait's "waiting": hf_run_waiting_text) keep it stored, whatever
+	 * the run woke from (its burst, a throttle, a sleep). */
 	free(run->waiting);
-	run->waiting = text;
+	run->waiting = hf_run_burst_text(text);
+	free(text);
 	size_t n = 0, i;
 	struct hf_event **evs =
 	    hf_xcalloc(json_array_size(ids) + 1, sizeof *evs);

@@ -261,7 +261,7 @@ int hf_ops_step(struct hf_luart *rt, struct hf_run *run, int64_t now,
 	const struct hf_step *step = &run->wf->steps[run->next_step];
 	int64_t gated = run->throttled_at; /* this step's only */
 	run->throttled_at = 0;
-	if (run->woken && step->park) {
+	if (run->woken && run->woken_from == HF_WOKEN_WAIT && step->park) {
 		/* Its wait is over (hf_park.h): nothing runs. */
 		hf_park_woken_result(run, res, now);
 		done->index = run->next_step;
@@ -294,9 +294,10 @@ int hf_ops_step(struct hf_luart *rt, struct hf_run *run, int64_t now,
 		res->started_at = gated;
 	done->index = ctx.step;
 	done->attempt = ctx.attempt;
-	/* A step that waits parks the run: it is not advanced (hf_park.h). */
+	/* A step that waits parks the run: it is not advanced (hf_park.h).
+	 * Its wait counts from the start the throttle let through, if any. */
 	if (step->park && res->status == HF_STEP_SUCCEEDED &&
-	    hf_park_step(run, res, hf_now_ms()) > 0) {
+	    hf_park_step(run, res, gated ? gated : hf_now_ms()) > 0) {
 		done->over = false;
 		return 0;
 	}

@@ -125,8 +125,9 @@ static int until_value(const json_t *v, int64_t *ms)
 	return -1;
 }
 
-/* RUN's "waiting" as JSON text. */
-static char *waiting_text(const struct hf_step *st, int64_t at)
+/* RUN's "waiting" as JSON text (a debounced run's burst kept in it). */
+static char *waiting_text(const struct hf_run *run, const struct hf_step *st,
+			  int64_t at)
 {
 	static const char *const kinds[] = {
 	    [HF_PARK_SLEEP] = "sleep",
@@ -137,9 +138,7 @@ static char *waiting_text(const struct hf_step *st, int64_t at)
 	hf_time_iso(at, iso);
 	json_t *o = json_pack("{s:s,s:s,s:s}", "for", kinds[st->park], "until",
 			      iso, "step", st->id);
-	char *s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return s;
+	return hf_run_waiting_text(run, o);
 }
 
 int hf_park_step(struct hf_run *run, struct hf_step_result *res, int64_t now)
@@ -179,8 +178,9 @@ int hf_park_step(struct hf_run *run, struct hf_step_result *res, int64_t now)
 		return rc < 0 ? -1 : 0;
 	run->status = HF_RUN_WAITING;
 	run->wake_at = at;
+	char *text = waiting_text(run, st, at);
 	free(run->waiting);
-	run->waiting = waiting_text(st, at);
+	run->waiting = text;
 	free(run->wait_path);
 	run->wait_path =
 	    st->park == HF_PARK_WAIT_FOR ? hf_xstrdup(st->wait_path) : NULL;
@@ -201,7 +201,9 @@ void hf_park_woken_result(struct hf_run *run, struct hf_step_result *res,
 	 * due time: a server that was down meanwhile does not time it out. */
 	run->wake_at = now;
 	run->woken = false;
+	char *burst = hf_run_burst_text(run->waiting);
 	free(run->waiting);
 	free(run->wait_path);
-	run->waiting = run->wait_path = NULL;
+	run->waiting = burst; /* a debounced run's, else NULL */
+	run->wait_path = NULL;
 }

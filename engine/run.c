@@ -221,3 +221,41 @@ void hf_step_result_release(struct hf_step_result *res)
 	free(res->emits);
 	memset(res, 0, sizeof *res);
 }
+
+/* Adds the burst of waiting (the keys "key", "first", "events" of a debounced
+ * run's) to o: false when waiting has none. */
+static bool add_burst(json_t *o, const char *waiting)
+{
+	static const char *const keys[] = {"key", "first", "events"};
+	json_t *w = waiting ? json_loads(waiting, 0, NULL) : NULL;
+	bool has = json_is_array(json_object_get(w, "events"));
+	for (size_t i = 0; has && i < sizeof keys / sizeof keys[0]; i++) {
+		json_t *v = json_object_get(w, keys[i]);
+		if (v)
+			json_object_set(o, keys[i], v);
+	}
+	json_decref(w);
+	return has;
+}
+
+static char *text_of(json_t *o)
+{
+	char *text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return text;
+}
+
+char *hf_run_waiting_text(const struct hf_run *run, json_t *o)
+{
+	add_burst(o, run->waiting);
+	return text_of(o);
+}
+
+char *hf_run_burst_text(const char *waiting)
+{
+	json_t *o = json_pack("{s:s,s:n}", "for", "debounce", "step");
+	if (add_burst(o, waiting))
+		return text_of(o);
+	json_decref(o);
+	return NULL;
+}

@@ -122,11 +122,18 @@ static int output_row(PGconn *c, PGresult *r, int i, void *arg)
 	return 0;
 }
 
+/* What a run's "waiting" was for: 0 nothing, else 1 + hf_woken_from
+ * (store_sqlite_recover.c's HF_WAITING_KIND). */
+#define HF_PG_WAITING_KIND                                                     \
+	"CASE WHEN r.waiting IS NULL THEN 0 WHEN (r.waiting::json)->>'for'"    \
+	" IN ('sleep', 'until', 'signal') THEN 1 WHEN (r.waiting::json)->>"    \
+	"'for' = 'throttle' THEN 2 ELSE 3 END"
+
 /* Columns of the rows load_run reads. */
 #define RUN_LOAD_COLUMNS                                                       \
 	"r.id, r.event_id, r.workflow, r.status, r.attempt, r.created_at,"     \
 	" r.started_at, r.next_step, r.step_attempt, r.due_at, r.lane,"        \
-	" r.version, r.wake_at, r.waiting IS NOT NULL"
+	" r.version, r.wake_at, " HF_PG_WAITING_KIND
 
 /* Rebuilds the in-memory run for a row, or NULL when its event is gone (see
  * store_sqlite_recover.c's load_run). */
@@ -156,8 +163,11 @@ static struct hf_run *load_run(struct hf_pg_store *q, PGconn *c,
 	/* Parked (hf_park.h): woken from the wait at next_step when it still
 	 * says what it waited for but is no longer waiting. */
 	run->wake_at = pg_int(r, i, 12);
-	run->woken = (int)run->status != HF_RUN_WAITING && pg_text(r, i, 13) &&
-		     pg_text(r, i, 13)[0] == 't';
+	const char *kind = pg_text(r, i, 13);
+	run->woken =
+	    (int)run->status != HF_RUN_WAITING && kind && kind[0] != '0';
+	if (run->woken)
+		run->woken_from = (enum hf_woken_from)(kind[0] - '1');
 	hf_pg_each(q, c, output_row, run->outputs,
 		   "SELECT step_id, output FROM steps WHERE"
 		   " run_id = $1 AND status = 'succeeded'",

@@ -156,6 +156,9 @@ static struct hf_run *load_run(struct hf_store *s, sqlite3 *db,
 	run->wake_at = sqlite3_column_int64(st, 18);
 	run->woken = (int)run->status != HF_RUN_WAITING &&
 		     sqlite3_column_int(st, 19) != 0;
+	if (run->woken)
+		run->woken_from =
+		    (enum hf_woken_from)(sqlite3_column_int(st, 19) - 1);
 	/* Outputs of the steps already done (none before the first: most
 	 * runs of the disk backlog), a signal's body for a woken wait. */
 	if (run->next_step > 0 || run->woken)
@@ -208,6 +211,14 @@ static int pickup_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	return 0;
 }
 
+/* What a run's "waiting" was for: 0 nothing, else 1 + hf_woken_from (its
+ * step's own wait: sleep, until, a signal; a throttle; a debounce's burst).
+ * Read only where waiting is set. */
+#define HF_WAITING_KIND                                                        \
+	"CASE WHEN r.waiting IS NULL THEN 0 WHEN json_extract(r.waiting,"      \
+	" '$.for') IN ('sleep', 'until', 'signal') THEN 1 WHEN"                \
+	" json_extract(r.waiting, '$.for') = 'throttle' THEN 2 ELSE 3 END"
+
 /* A run of the store as loaded by pickup_row: the columns it reads, in its
  * order, with the run's event and workflow version joined. */
 #define RUN_SELECT                                                             \
@@ -215,7 +226,7 @@ static int pickup_row(sqlite3 *db, sqlite3_stmt *st, void *arg)
 	" r.started_at, r.next_step, r.step_attempt, r.due_at, r.lane,"        \
 	" v.version, e.path, e.method, e.query, e.headers,"                    \
 	" hf_body(e.body, e.body_size),"                                       \
-	" e.received_at, r.wake_at, r.waiting IS NOT NULL, r.rid, r.steps"     \
+	" e.received_at, r.wake_at, " HF_WAITING_KIND ", r.rid, r.steps"       \
 	" FROM runs r"                                                         \
 	" LEFT JOIN events e ON e.rid = r.event"                               \
 	" LEFT JOIN workflow_versions v ON v.vid = r.vid"

@@ -217,9 +217,9 @@ static int gate(struct hf_store *s, struct hf_run *run,
 		hf_time_iso(at, iso);
 		json_t *o = json_pack("{s:s,s:s,s:s?,s:s}", "for", "throttle",
 				      "until", iso, "step", step, "key", key);
+		char *text = hf_run_waiting_text(run, o);
 		free(run->waiting);
-		run->waiting = json_dumps(o, JSON_COMPACT);
-		json_decref(o);
+		run->waiting = text;
 		free(run->wait_path);
 		run->wait_path = NULL;
 		run->wake_at = at;
@@ -248,16 +248,20 @@ int hf_throttle_gate(struct hf_store *s, struct hf_run *run, int64_t now)
 {
 	const struct hf_workflow *wf = run->wf;
 	size_t i = run->next_step;
-	/* Woken: its reservation (wake_at) moves to its real start, or later
-	 * when the starts made since fill its window (a debounce's leader
-	 * woke from its burst, not from a throttle: hf_debounce.h). */
-	bool burst = run->waiting &&
-		     strstr(run->waiting, "\"for\":\"debounce\"") != NULL;
-	if (!wf || i >= wf->nsteps || run->step_attempt != 1 ||
-	    wf->steps[i].park)
+	if (!wf || i >= wf->nsteps || run->step_attempt != 1)
 		return 0;
-	const struct hf_throttle *st = wf->steps[i].throttle;
-	int64_t own = run->woken && !burst ? run->wake_at : NO_OWN;
+	/* A waiting step has no throttle of its own (check refuses one), but
+	 * a first one is the run's start: the workflow's gate holds before
+	 * it, not once more when its own wait is over. */
+	bool park = wf->steps[i].park;
+	if (park && (i > 0 || (run->woken && run->woken_from == HF_WOKEN_WAIT)))
+		return 0;
+	const struct hf_throttle *st = park ? NULL : wf->steps[i].throttle;
+	/* Woken from a throttle: its reservation (wake_at) moves to its real
+	 * start, or later when the starts made since fill its window. */
+	int64_t own = run->woken && run->woken_from == HF_WOKEN_THROTTLE
+			  ? run->wake_at
+			  : NO_OWN;
 	/* Before the first step the workflow's gate comes first, then the
 	 * step's own: a run woken from the step's gate passed the
 	 * workflow's already. */

@@ -94,6 +94,14 @@ int hf_run_status_parse(const char *name); /* -1 when unknown */
 struct hf_sync_waiter; /* ingest's: a suspended request waiting for a run's end
 			*/
 
+/* What a woken run (hf_run.woken) woke from: its step's own wait (sleep,
+ * until, a signal), or a flow gate before the step. */
+enum hf_woken_from {
+	HF_WOKEN_WAIT = 0,
+	HF_WOKEN_THROTTLE,
+	HF_WOKEN_DEBOUNCE,
+};
+
 struct hf_run {
 	char id[HF_ID_SIZE];
 	struct hf_event *event; /* reference */
@@ -137,11 +145,14 @@ struct hf_run {
 	 * when the run last woke (0: never): its timeout counts from then.
 	 * woken: loaded from the store woken from the wait at next_step,
 	 * which then ends without running (its output, a signal's body, is
-	 * in outputs already, or nil). */
+	 * in outputs already, or nil), unless woken_from says that the wait
+	 * was a flow gate's before the step (its "waiting" said so): the
+	 * step then runs, or parks for its own wait. */
 	int64_t wake_at;
 	char *waiting;
 	char *wait_path;
 	bool woken;
+	enum hf_woken_from woken_from;
 	/* When a throttle let the next step start (hf_throttle.h): its
 	 * recorded started_at (0: none). */
 	int64_t throttled_at;
@@ -160,6 +171,16 @@ struct hf_run {
 
 /* A new queued run of wf for ev, with references taken on both. */
 struct hf_run *hf_run_new(struct hf_event *ev, struct hf_workflow *wf);
+/* A debounced run's burst (hf_debounce.h: the keys "key", "first" and
+ * "events" of its "waiting") rides in whatever "waiting" the run has next, so
+ * that neither a later wait nor a restart loses `events`. Returns the text of
+ * o (a wait's own keys; o is taken) with the burst of run->waiting added when
+ * it has one. */
+char *hf_run_waiting_text(const struct hf_run *run, json_t *o);
+/* The "waiting" a run keeps once a wait is over: its burst alone
+ * ({"for": "debounce", "step": null, "key", "first", "events"}) when waiting
+ * has one, else NULL. */
+char *hf_run_burst_text(const char *waiting);
 void hf_run_free(struct hf_run *run); /* accepts NULL */
 
 /* The result of one step execution (filled by hf_luart_run_step, stored by

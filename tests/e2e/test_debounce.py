@@ -8,6 +8,7 @@ SIGKILL. Every wait is bounded; no duration is asserted."""
 import time
 
 from conftest import wait_for
+from test_throttle import iso_ms
 
 DEB = """
 name: deb
@@ -119,3 +120,41 @@ def test_hookflow_run_is_a_burst_of_one(server, tmp_path):
     p = srv.cli("run", str(f), "--event", str(ev), "--data", str(tmp_path / "d.db"))
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout.splitlines()[0])["output"] == {"last": 7, "ns": [7]}
+
+
+def test_first_step_sleep_after_the_burst(server):
+    """A debounced workflow whose first step sleeps: the leader (of a burst
+    of one), woken when its burst closes, then sleeps its step's own time
+    (it went straight on, as if woken from the sleep), and `events` is
+    still the burst after it. Recorded times: its next step started no
+    sooner than the burst's period and the sleep after the run was made."""
+    srv = server(workflows={"nap": (
+        "name: nap\non:\n  webhook:\n    path: /deb\n"
+        "debounce: { key: \"'k'\", period: 300ms }\n"
+        "steps:\n  - id: nap\n    sleep: 1s\n"
+        "  - id: go\n    run: \"return #events\"\n")})
+    run = finished(srv, post(srv, {"n": 1}))
+    assert run["status"] == "succeeded", run
+    nap, go = run["steps"]
+    assert go["output"] == 1, run["steps"]
+    waited = iso_ms(go["started_at"]) - iso_ms(run["created_at"])
+    assert waited >= 300 + 1000, (waited, run)
+
+
+def test_events_outlive_a_wait(server):
+    """`events` is the burst's in every step, also after a wait (a sleep
+    between steps): the burst rides in the run's "waiting" from wait to
+    wait. It was lost after any wait: "undefined global 'events'"."""
+    srv = server(workflows={"later": (
+        "name: later\non:\n  webhook:\n    path: /deb\n"
+        "debounce: { key: \"'k'\", period: 300ms }\n"
+        "steps:\n  - id: first\n    run: \"return #events\"\n"
+        "  - id: nap\n    sleep: 300ms\n"
+        "  - id: go\n    run: \"return { n = #events, last = event.body.n }\"\n")})
+    ids = [post(srv, {"n": n}) for n in (1, 2, 3)]
+    runs = [finished(srv, rid) for rid in ids]
+    lead = [r for r in runs if r["status"] == "succeeded"]
+    assert len(lead) == 1, runs
+    first, nap, go = lead[0]["steps"]
+    assert first["output"] == 3, lead[0]["steps"]
+    assert go["output"] == {"n": 3, "last": 3}, lead[0]["steps"]

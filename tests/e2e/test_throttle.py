@@ -21,7 +21,7 @@ class Watch:
 
     def __init__(self, srv):
         self.srv, self.seen, self.stop_ = srv, {}, threading.Event()
-        self.gates = set()
+        self.gates, self.sleeps = set(), {}
         self.t = threading.Thread(target=self.loop, daemon=True)
         self.t.start()
 
@@ -32,7 +32,10 @@ class Watch:
                 if r.status == 200:
                     for run in r.json()["runs"]:
                         self.seen[run["id"]] = run["waiting"]
-                        self.gates.add((run["id"], run["waiting"]["step"]))
+                        w = run["waiting"]
+                        self.gates.add((run["id"], w["step"]))
+                        if w["for"] == "sleep":
+                            self.sleeps[run["id"]] = iso_ms(w["until"])
             except OSError:
                 pass  # restarting
             self.stop_.wait(0.01)
@@ -243,3 +246,28 @@ def test_both_throttles_bind_before_the_first_step(server):
     gates = {step for rid, step in watch.gates if rid in ids}
     assert gates == {None, "call"}, watch.gates
     assert_schedule(starts(srv, ids).values(), 1, 1500)
+
+
+def test_workflow_throttle_before_a_waiting_first_step(server):
+    """A workflow's throttle holds when its first step waits (a sleep): the
+    run's start is that step's, gated before it parks for its own wait and
+    not again when the wait is over. The throttle was skipped for such a
+    step: every run started at once. A gated sleep counts from the start
+    the throttle let through: its "until" less the sleep is that start."""
+    top = "throttle: { key: \"'nap'\", limit: 1, period: 1s }\n"
+    srv = server(workflows={"n": (
+        "name: n\non:\n  webhook:\n    path: /n\n" + top +
+        "steps:\n  - id: nap\n    sleep: 500ms\n"
+        "  - id: go\n    run: return event.body.n\n")})
+    watch = Watch(srv)
+    ids = post_all(srv, ["/n"], 3)
+    for rid in ids:
+        run = srv.wait_run(rid, timeout=30)
+        assert run["status"] == "succeeded", run
+        assert [s["id"] for s in run["steps"]] == ["nap", "go"]
+    watch.stop()
+    kinds = {(rid, step) for rid, step in watch.gates if rid in ids}
+    assert len({rid for rid, step in kinds if step is None}) >= 2, watch.gates
+    naps = [watch.sleeps[rid] - 500 for rid in ids if rid in watch.sleeps]
+    assert len(naps) == 3, watch.sleeps
+    assert_schedule(naps, 1, 1000)
