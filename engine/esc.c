@@ -4,46 +4,12 @@
  * (util.c) and the CLI's human-readable output (cmd_*.c). Pure functions on
  * bytes; any thread. */
 #include "hf_esc.h"
+#include "hf_util.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The length of the valid UTF-8 sequence at s (n bytes left): 1 to 4, or 0
- * when the byte at s does not start one (RFC 3629: no overlong forms, no
- * surrogates, nothing past U+10FFFF). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		if (c == 0xe0)
-			lo = 0xa0; /* overlong below */
-		else if (c == 0xed)
-			hi = 0x9f; /* surrogates above */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		if (c == 0xf0)
-			lo = 0x90; /* overlong below */
-		else if (c == 0xf4)
-			hi = 0x8f; /* past U+10FFFF above */
-	} else {
-		return 0;
-	}
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return len;
-}
 
 /* Whether the valid UTF-8 sequence at s (len bytes) is a bidirectional
  * formatting control (Unicode's Bidi_Control: U+061C, U+200E, U+200F,
@@ -99,7 +65,7 @@ void hf_esc_append(struct hf_buf *b, const char *s, size_t n,
 	size_t i = 0;
 	while (i < n) {
 		unsigned char c = p[i];
-		size_t len = utf8_len(p + i, n - i);
+		size_t len = hf_utf8_len(p + i, n - i, NULL);
 		bool control = c < 0x20 || c == 0x7f;
 		unsigned cp = c;
 		bool c1 = len == 2 && c == 0xc2 && p[i + 1] < 0xa0;
