@@ -339,7 +339,8 @@ static bool path_reaches(const struct hf_workflow *wf, const char *path)
 
 /* A wait_for's verify runs first on every request to its path (ingest.c),
  * so a workflow verifying that path in another way gets only the requests
- * that pass both: warns at the wait_for's verify. */
+ * that pass both, and one that does not verify it gets only the requests
+ * that pass the wait_for's: warns at the wait_for's verify. */
 static void signal_warnings(struct lint *l)
 {
 	for (size_t i = 0; i < l->nwfs; i++) {
@@ -352,19 +353,22 @@ static void signal_warnings(struct lint *l)
 			for (size_t j = 0; j < l->nwfs; j++) {
 				const struct hf_workflow *o = l->wfs[j];
 				if (strcmp(l->scopes[i], l->scopes[j]) != 0 ||
-				    o->verify.scheme == HF_VERIFY_NONE ||
 				    !path_reaches(o, st->wait_path) ||
 				    same_verify(&o->verify, &st->wait_verify))
 					continue;
+				bool none = o->verify.scheme == HF_VERIFY_NONE;
 				hf_diags_add(
 				    &l->warn, wf->file, st->wait_verify_line,
 				    st->wait_verify_col,
 				    "warning: step '%s': this verify also "
 				    "checks the requests of workflow '%s' "
-				    "(%s) to '%s', "
-				    "which verifies them another way: its "
-				    "sender must pass both, this one first",
-				    st->id, o->name, o->file, st->wait_path);
+				    "(%s) to '%s', %s",
+				    st->id, o->name, o->file, st->wait_path,
+				    none ? "which does not verify them: its "
+					   "sender must pass this one"
+					 : "which verifies them another way: "
+					   "its sender must pass both, this "
+					   "one first");
 			}
 		}
 	}

@@ -239,6 +239,9 @@ WAITER = """
 WARN = ("warning: step 'approval': this verify also checks the requests of "
         "workflow 'gh' ({gh}) to '/hooks/github', which verifies them another "
         "way: its sender must pass both, this one first")
+WARN_NONE = ("warning: step '{step}': this verify also checks the requests "
+             "of workflow 'gh' ({gh}) to '{path}', which does not "
+             "verify them: its sender must pass this one")
 
 
 def test_signal_verify_on_a_verified_workflow_path_warns(tmp_path):
@@ -252,9 +255,15 @@ def test_signal_verify_on_a_verified_workflow_path_warns(tmp_path):
         assert p.stdout.decode().splitlines() == [
             f"{waiter}:10:15: " + WARN.format(gh=gh)]
         assert "2 workflows valid, 1 warning" in p.stderr.decode()
-    # alone, or beside a workflow of that path that does not verify
+    # alone: no workflow of that path
     assert hf("check", waiter).stdout == b""
+    # beside a workflow of that path that does not verify: its sender then
+    # needs the signal's credential (both wait_for verifies reach it)
     write(d / "gh.yml", "\n".join(ln for ln in GITHUB.splitlines()
                                    if "verify:" not in ln))
     p = hf("check", d)
-    assert p.returncode == 0 and p.stdout == b"", p
+    assert p.returncode == 0, p
+    assert p.stdout.decode().splitlines() == [
+        f"{waiter}:{line}:15: " + WARN_NONE.format(gh=gh, step=step, path=path)
+        for line, step, path in ((10, "approval", "/hooks/github"),
+                                 (15, "comment", "/hooks/github/"))], p
