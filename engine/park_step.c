@@ -201,9 +201,5 @@ void hf_park_woken_result(struct hf_run *run, struct hf_step_result *res,
 	 * due time: a server that was down meanwhile does not time it out. */
 	run->wake_at = now;
 	run->woken = false;
-	char *burst = hf_run_burst_text(run->waiting);
-	free(run->waiting);
-	free(run->wait_path);
-	run->waiting = burst; /* a debounced run's, else NULL */
-	run->wait_path = NULL;
+	hf_run_end_wait(run);
 }

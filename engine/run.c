@@ -259,3 +259,12 @@ char *hf_run_burst_text(const char *waiting)
 	json_decref(o);
 	return NULL;
 }
+
+void hf_run_end_wait(struct hf_run *run)
+{
+	char *burst = hf_run_burst_text(run->waiting);
+	free(run->waiting);
+	free(run->wait_path);
+	run->waiting = burst;
+	run->wait_path = NULL;
+}

@@ -131,11 +131,7 @@ static void step_written(struct hf_write *w)
 		run->due_at = hf_now_ms() + HF_STORE_PROBE_MS;
 		/* Not parked after all: the step waits again when it runs. */
 		run->wake_at = sw->prev_wake_at;
-		char *burst = hf_run_burst_text(run->waiting);
-		free(run->waiting);
-		free(run->wait_path);
-		run->waiting = burst; /* a debounced run's, else NULL */
-		run->wait_path = NULL;
+		hf_run_end_wait(run);
 	}
 	bool over = w->rc == 0 && (run->status == HF_RUN_SUCCEEDED ||
 				   run->status == HF_RUN_FAILED ||

@@ -181,6 +181,9 @@ char *hf_run_waiting_text(const struct hf_run *run, json_t *o);
  * ({"for": "debounce", "step": null, "key", "first", "events"}) when waiting
  * has one, else NULL. */
 char *hf_run_burst_text(const char *waiting);
+/* A wait of run's is over (or never began): its "waiting" becomes its burst
+ * alone (hf_run_burst_text) or NULL, and it has no wait_path. */
+void hf_run_end_wait(struct hf_run *run);
 void hf_run_free(struct hf_run *run); /* accepts NULL */
 
 /* The result of one step execution (filled by hf_luart_run_step, stored by
