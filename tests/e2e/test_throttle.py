@@ -202,6 +202,18 @@ def test_throttle_holds_on_real_starts(server):
         assert made[i] >= max(made[:i - 2]), (i, made)
 
 
+def watched_runs(srv, path, n):
+    """Posts n events to path under a Watch; returns (ids, watch) once
+    every run succeeded and the watch stopped."""
+    watch = Watch(srv)
+    ids = post_all(srv, [path], n)
+    for rid in ids:
+        run = srv.wait_run(rid, timeout=30)
+        assert run["status"] == "succeeded", run
+    watch.stop()
+    return ids, watch
+
+
 def first_step_throttled(name, top, throttle):
     """A one-step workflow throttled at the top (top) and on its step."""
     return (f"name: {name}\non:\n  webhook:\n    path: /{name}\n{top}"
@@ -218,12 +230,7 @@ def test_first_step_throttle_under_a_workflow_throttle(server):
     top = "throttle: { key: event.body.n, limit: 100, period: 2s }\n"
     srv = server(workflows={"t": first_step_throttled(
         "t", top, "{ key: \"'mailchimp'\", limit: 1, period: 1s }")})
-    watch = Watch(srv)
-    ids = post_all(srv, ["/t"], 3)
-    for rid in ids:
-        run = srv.wait_run(rid, timeout=30)
-        assert run["status"] == "succeeded", run
-    watch.stop()
+    ids, watch = watched_runs(srv, "/t", 3)
     parked = [w for rid, w in watch.seen.items() if rid in ids]
     assert len(parked) >= 2, watch.seen
     for w in parked:
@@ -238,11 +245,7 @@ def test_both_throttles_bind_before_the_first_step(server):
     top = "throttle: { key: \"'w'\", limit: 2, period: 1s }\n"
     srv = server(workflows={"b": first_step_throttled(
         "b", top, "{ key: \"'x'\", limit: 1, period: 1500ms }")})
-    watch = Watch(srv)
-    ids = post_all(srv, ["/b"], 4)
-    for rid in ids:
-        assert srv.wait_run(rid, timeout=30)["status"] == "succeeded"
-    watch.stop()
+    ids, watch = watched_runs(srv, "/b", 4)
     gates = {step for rid, step in watch.gates if rid in ids}
     assert gates == {None, "call"}, watch.gates
     assert_schedule(starts(srv, ids).values(), 1, 1500)
@@ -259,13 +262,10 @@ def test_workflow_throttle_before_a_waiting_first_step(server):
         "name: n\non:\n  webhook:\n    path: /n\n" + top +
         "steps:\n  - id: nap\n    sleep: 500ms\n"
         "  - id: go\n    run: return event.body.n\n")})
-    watch = Watch(srv)
-    ids = post_all(srv, ["/n"], 3)
+    ids, watch = watched_runs(srv, "/n", 3)
     for rid in ids:
-        run = srv.wait_run(rid, timeout=30)
-        assert run["status"] == "succeeded", run
-        assert [s["id"] for s in run["steps"]] == ["nap", "go"]
-    watch.stop()
+        run = srv.run(rid)
+        assert [s["id"] for s in run["steps"]] == ["nap", "go"], run
     kinds = {(rid, step) for rid, step in watch.gates if rid in ids}
     assert len({rid for rid, step in kinds if step is None}) >= 2, watch.gates
     naps = [watch.sleeps[rid] - 500 for rid in ids if rid in watch.sleeps]
